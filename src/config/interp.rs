@@ -1,0 +1,129 @@
+//! `${VAR}` and `${VAR:-default}` in config strings, expanded from the environment at load.
+//!
+//! Expansion happens while the YAML is deserialised, so an unset variable is
+//! reported with the line and column of the value that names it.
+
+use serde::{de, Deserialize, Deserializer};
+use std::fmt;
+
+/// A config string after environment expansion.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Interp {
+    pub value: String,
+    /// The variables that were unset, so their `:-default` was used.
+    pub defaulted: Vec<String>,
+}
+
+impl fmt::Debug for Interp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Interp values can be secrets; print only which defaults were used.
+        f.debug_struct("Interp").field("defaulted", &self.defaulted).finish_non_exhaustive()
+    }
+}
+
+/// Expands `${VAR}`, `${VAR:-default}` and `$$` (a literal `$`) in `text`.
+pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Interp, String> {
+    let mut value = String::with_capacity(text.len());
+    let mut defaulted = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        value.push_str(&rest[..pos]);
+        rest = &rest[pos..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            value.push('$');
+            rest = after;
+            continue;
+        }
+        let Some(body) = rest.strip_prefix("${") else {
+            value.push('$');
+            rest = &rest[1..];
+            continue;
+        };
+        let end = body
+            .find('}')
+            .ok_or_else(|| "unclosed `${` (write `$$` for a literal `$`)".to_string())?;
+        let inner = &body[..end];
+        rest = &body[end + 1..];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(format!("`${{{name}}}` is not a valid environment variable name"));
+        }
+        match (lookup(name), default) {
+            (Some(v), _) => value.push_str(&v),
+            (None, Some(default)) => {
+                value.push_str(default);
+                defaulted.push(name.to_string());
+            }
+            (None, None) => {
+                return Err(format!(
+                    "environment variable `{name}` is not set (write `${{{name}:-default}}` to give a default)"
+                ))
+            }
+        }
+    }
+    value.push_str(rest);
+    Ok(Interp { value, defaulted })
+}
+
+impl<'de> Deserialize<'de> for Interp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Interp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Interp, E> {
+                expand(v, |name| std::env::var(name).ok()).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Interp, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Interp, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Interp, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Interp, E> {
+                self.visit_str(if v { "true" } else { "false" })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SET").then(|| "value".to_string())
+    }
+
+    #[test]
+    fn expands_set_default_and_escape() {
+        let i = expand("a-${SET}-${UNSET:-dflt}-$$-$x", env).unwrap();
+        assert_eq!(i.value, "a-value-dflt-$-$x");
+        assert_eq!(i.defaulted, vec!["UNSET".to_string()]);
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let err = expand("${GITHUB_SECRET}", env).unwrap_err();
+        assert!(err.contains("`GITHUB_SECRET` is not set"), "{err}");
+    }
+
+    #[test]
+    fn bad_references() {
+        assert!(expand("${", env).is_err());
+        assert!(expand("${1X}", env).is_err());
+        assert!(expand("${A B}", env).is_err());
+    }
+}

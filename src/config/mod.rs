@@ -1,0 +1,672 @@
+//! Loading `webhook.yaml`: parse the YAML into [`raw`] structs, then check
+//! everything and build the types the daemon runs on. Whatever can be refused
+//! is refused here, with the key path, line and column.
+
+mod error;
+mod interp;
+mod locate;
+mod raw;
+mod units;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use units::{parse_duration, parse_size};
+
+use crate::auth::{ip::parse_net, Auth, HmacAlgo, SigEncoding};
+use crate::engine::Limits;
+use crate::mapping::condition::Condition;
+use crate::mapping::event::EventSpec;
+use crate::mapping::params::{parse_path, ParamFrom};
+use crate::mapping::{Mapping, Routes, Rule, BUILTIN_VARS};
+use crate::process::program::{BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE};
+use crate::process::{Program, Template};
+use crate::secret::Secret;
+use interp::Interp;
+use ipnet::IpNet;
+use locate::Seg;
+use raw::{RawAuth, RawCommand, RawConfig, RawMapping, RawProgram, RawSource};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+
+/// A checked config.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: Server,
+    /// Bearer tokens for the task API; empty means loopback clients only.
+    pub api_tokens: Vec<Secret>,
+    pub limits: Limits,
+    pub sources: HashMap<String, Arc<Source>>,
+    pub programs: Vec<Arc<Program>>,
+    /// Things that work but deserve a look (default secrets in use, ...).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub max_body: usize,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A provider preset: how a source's deliveries name their event and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Github,
+    Gitlab,
+    Jira,
+    Generic,
+}
+
+impl Provider {
+    const NAMES: [(&'static str, Provider); 4] = [
+        ("github", Provider::Github),
+        ("gitlab", Provider::Gitlab),
+        ("jira", Provider::Jira),
+        ("generic", Provider::Generic),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("generic")
+    }
+
+    /// The header carrying the provider's delivery id, if it has one.
+    pub fn delivery_header(self) -> Option<&'static str> {
+        match self {
+            Provider::Github => Some("x-github-delivery"),
+            Provider::Gitlab => Some("x-gitlab-event-uuid"),
+            Provider::Jira => Some("x-atlassian-webhook-identifier"),
+            Provider::Generic => None,
+        }
+    }
+}
+
+/// A checked `sources.<name>` with its mappings.
+#[derive(Debug)]
+pub struct Source {
+    pub name: Arc<str>,
+    pub provider: Provider,
+    pub auth: Auth,
+    pub allow_ips: Option<Vec<IpNet>>,
+    pub event: EventSpec,
+    pub routes: Routes,
+}
+
+/// Reads and checks the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            position: None,
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    parse(&text, path)
+}
+
+/// Checks config `text`, as if read from `path` (relative paths start at its directory).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![yaml_error(&file, &e)]))?
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let mut checker = Checker { text, file, dir, errors: Vec::new(), warnings: Vec::new() };
+    let config = checker.check(raw, path);
+    if checker.errors.is_empty() {
+        let mut config = config;
+        config.warnings = checker.warnings;
+        Ok(config)
+    } else {
+        Err(ConfigErrors(checker.errors))
+    }
+}
+
+fn yaml_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
+    let mut message = e.to_string();
+    // The position goes in front, as for every other error.
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    let (path, message) = match message.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p.to_string(), m.to_string()),
+        _ => (String::new(), message),
+    };
+    ConfigError {
+        file: file.to_string(),
+        position: e.location().map(|l| (l.line(), l.column())),
+        path,
+        message,
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    file: String,
+    dir: PathBuf,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+fn valid_header(name: &str) -> bool {
+    actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            position: locate::locate_nearest(self.text, path),
+            path: locate::render(path),
+            message: message.into(),
+        });
+    }
+
+    /// Notes a secret that fell back to its `${VAR:-default}`.
+    fn warn_default(&mut self, path: &[Seg], value: &Interp) {
+        for var in &value.defaulted {
+            self.warnings.push(format!(
+                "`{}` uses the default value of `${{{var}}}`: set {var} before exposing this daemon",
+                locate::render(path)
+            ));
+        }
+    }
+
+    fn secret(&mut self, path: &[Seg], value: &Interp) -> Option<Secret> {
+        self.warn_default(path, value);
+        if value.value.is_empty() {
+            self.error(path, "must not be empty");
+            return None;
+        }
+        Some(Secret::new(value.value.clone()))
+    }
+
+    fn check(&mut self, raw: RawConfig, path: &Path) -> Config {
+        let server = self.server(&raw.server);
+        let api_tokens = raw
+            .api
+            .tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| self.secret(&[key("api"), key("tokens"), Seg::Index(i)], t))
+            .collect();
+        let limits = self.limits(&raw.tasks);
+        let mut programs: HashMap<String, Arc<Program>> = HashMap::new();
+        let mut program_list = Vec::new();
+        for (name, p) in &raw.programs.0 {
+            if let Some(program) = self.program(name, p) {
+                let program = Arc::new(program);
+                programs.insert(name.clone(), program.clone());
+                program_list.push(program);
+            }
+        }
+        let mut sources = HashMap::new();
+        for (name, s) in &raw.sources.0 {
+            let at = [key("sources"), key(name)];
+            if let Some(source) = self.source(&at, name, s) {
+                sources.insert(name.clone(), source);
+            }
+        }
+        for (source_name, keys) in &raw.mappings.0 {
+            let at = [key("mappings"), key(source_name)];
+            let Some(source) = sources.get_mut(source_name) else {
+                if raw.sources.0.iter().all(|(n, _)| n != source_name) {
+                    self.error(&at, format!("mappings name source `{source_name}`, which is not in `sources`"));
+                }
+                continue;
+            };
+            for (event_key, m) in &keys.0 {
+                let at = [key("mappings"), key(source_name), key(event_key)];
+                if let Some(mapping) = self.mapping(&at, event_key, m, &programs) {
+                    source.routes.insert(mapping);
+                }
+            }
+        }
+        let sources = sources
+            .into_iter()
+            .map(|(name, source)| {
+                if source.routes.is_empty() {
+                    self.warnings.push(format!("source `{name}` has no mappings: its deliveries are answered 200 and run nothing"));
+                }
+                (name, Arc::new(source))
+            })
+            .collect();
+        Config {
+            path: path.to_path_buf(),
+            server,
+            api_tokens,
+            limits,
+            sources,
+            programs: program_list,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn server(&mut self, raw: &raw::RawServer) -> Server {
+        let listen_text = raw.listen.as_ref().map(|i| i.value.as_str()).unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            self.error(
+                &[key("server"), key("listen")],
+                format!("`{listen_text}` is not an address and port such as `127.0.0.1:9000` or `[::]:9000`"),
+            );
+            DEFAULT_LISTEN.parse().expect("the default address parses")
+        });
+        let max_body = raw.max_body.map(|s| s.0).unwrap_or(1 << 20);
+        if max_body == 0 {
+            self.error(&[key("server"), key("max_body")], "must be larger than 0");
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in raw.trusted_proxies.iter().enumerate() {
+            match parse_net(p) {
+                Ok(net) => trusted_proxies.push(net),
+                Err(e) => self.error(&[key("server"), key("trusted_proxies"), Seg::Index(i)], e),
+            }
+        }
+        Server { listen, max_body: usize::try_from(max_body).unwrap_or(usize::MAX), trusted_proxies }
+    }
+
+    fn limits(&mut self, raw: &raw::RawTasks) -> Limits {
+        let max_concurrent = raw.max_concurrent.unwrap_or(4);
+        if max_concurrent == 0 {
+            self.error(&[key("tasks"), key("max_concurrent")], "must be at least 1");
+        }
+        let output_limit = raw.output_limit.map(|s| s.0).unwrap_or(64 << 10);
+        if output_limit == 0 {
+            self.error(&[key("tasks"), key("output_limit")], "must be larger than 0");
+        }
+        Limits {
+            max_concurrent: max_concurrent.max(1),
+            max_queued: raw.max_queued.unwrap_or(1000),
+            keep: raw.keep.unwrap_or(10_000),
+            output_limit: usize::try_from(output_limit).unwrap_or(usize::MAX).max(1),
+            shutdown_grace: raw.shutdown_grace.map(|d| d.0).unwrap_or(crate::server::DEFAULT_SHUTDOWN_GRACE),
+        }
+    }
+
+    fn program(&mut self, name: &str, p: &RawProgram) -> Option<Program> {
+        let at = |k: &str| [key("programs"), key(name), key(k)];
+        let errors_before = self.errors.len();
+        let command: Vec<String> = match &p.command {
+            RawCommand::Path(path) => vec![path.value.clone()],
+            RawCommand::Argv(argv) => argv.iter().map(|a| a.value.clone()).collect(),
+        };
+        if command.first().is_none_or(|c| c.is_empty()) {
+            self.error(&at("command"), "must name a program to run");
+        }
+        let mut params: Vec<String> = Vec::new();
+        for (i, param) in p.params.iter().enumerate() {
+            let at = [key("programs"), key(name), key("params"), Seg::Index(i)];
+            if !valid_name(param) {
+                self.error(&at, format!("`{param}` is not a valid param name (letters, digits and `_`, not starting with a digit)"));
+            } else if params.contains(param) {
+                self.error(&at, format!("param `{param}` is listed twice"));
+            } else {
+                params.push(param.clone());
+            }
+        }
+        let mut args = Vec::new();
+        for (i, a) in p.args.iter().enumerate() {
+            match Template::parse(&a.value) {
+                Ok(t) => args.push(t),
+                Err(e) => self.error(&[key("programs"), key(name), key("args"), Seg::Index(i)], e),
+            }
+        }
+        let timeout = p.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(&at("timeout"), "must be longer than 0");
+        }
+        let working_dir = match &p.working_dir {
+            Some(wd) => self.dir.join(&wd.value),
+            None => self.dir.clone(),
+        };
+        let mut env = Vec::new();
+        for (k, v) in &p.env.0 {
+            if !valid_name(k) {
+                self.error(&[key("programs"), key(name), key("env"), key(k)], format!("`{k}` is not a valid environment variable name"));
+            }
+            env.push((k.clone(), v.value.clone()));
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        let mut command = command;
+        command[0] = self.resolve_command(&command[0]);
+        Some(Program {
+            name: name.to_string(),
+            command,
+            args,
+            params,
+            timeout,
+            kill_grace: KILL_GRACE,
+            working_dir,
+            env,
+        })
+    }
+
+    /// A path with a `/` is relative to the config's directory; a bare name is looked up in PATH.
+    fn resolve_command(&self, command: &str) -> String {
+        if command.contains('/') && Path::new(command).is_relative() {
+            self.dir.join(command).display().to_string()
+        } else {
+            command.to_string()
+        }
+    }
+
+    fn source(&mut self, at: &[Seg], name: &str, s: &RawSource) -> Option<Source> {
+        let sub = |k: &str| {
+            let mut p = at.to_vec();
+            p.push(key(k));
+            p
+        };
+        let errors_before = self.errors.len();
+        let Some(provider) = Provider::NAMES.iter().find(|(n, _)| *n == s.provider).map(|(_, p)| *p) else {
+            let names: Vec<_> = Provider::NAMES.iter().map(|(n, _)| format!("`{n}`")).collect();
+            self.error(&sub("provider"), format!("unknown provider `{}`: expected one of {}", s.provider, names.join(", ")));
+            return None;
+        };
+        let unused = |this: &mut Self, field: &str, present: bool| {
+            if present {
+                this.error(&sub(field), format!("`{field}` is not used by provider `{}`", provider.as_str()));
+            }
+        };
+        let auth = match provider {
+            Provider::Github => {
+                unused(self, "token", s.token.is_some());
+                unused(self, "auth", s.auth.is_some());
+                unused(self, "event", s.event.is_some());
+                match &s.secret {
+                    Some(secret) => self.secret(&sub("secret"), secret).map(|secret| Auth::Hmac {
+                        algo: HmacAlgo::Sha256,
+                        secret,
+                        header: "X-Hub-Signature-256".into(),
+                        prefix: "sha256=".into(),
+                        encoding: SigEncoding::Hex,
+                    }),
+                    None => {
+                        self.error(at, "provider `github` needs a `secret` (the webhook's secret, used to check `X-Hub-Signature-256`)");
+                        None
+                    }
+                }
+            }
+            Provider::Gitlab => {
+                unused(self, "secret", s.secret.is_some());
+                unused(self, "auth", s.auth.is_some());
+                unused(self, "event", s.event.is_some());
+                match &s.token {
+                    Some(token) => self.secret(&sub("token"), token).map(|secret| Auth::Token {
+                        secret,
+                        header: Some("X-Gitlab-Token".into()),
+                        query: None,
+                    }),
+                    None => {
+                        self.error(at, "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)");
+                        None
+                    }
+                }
+            }
+            Provider::Jira => {
+                unused(self, "auth", s.auth.is_some());
+                unused(self, "event", s.event.is_some());
+                match (&s.token, &s.secret) {
+                    (Some(token), None) => self.secret(&sub("token"), token).map(|secret| Auth::Token {
+                        secret,
+                        header: Some("X-Webhook-Token".into()),
+                        query: Some("token".into()),
+                    }),
+                    (None, Some(secret)) => self.secret(&sub("secret"), secret).map(|secret| Auth::Hmac {
+                        algo: HmacAlgo::Sha256,
+                        secret,
+                        header: "X-Hub-Signature".into(),
+                        prefix: "sha256=".into(),
+                        encoding: SigEncoding::Hex,
+                    }),
+                    (Some(_), Some(_)) => {
+                        self.error(at, "provider `jira` takes a `token` or a `secret`, not both");
+                        None
+                    }
+                    (None, None) => {
+                        self.error(at, "provider `jira` needs a `token` (Jira Server: `X-Webhook-Token` header or `?token=`) or a `secret` (Jira Cloud: `X-Hub-Signature`)");
+                        None
+                    }
+                }
+            }
+            Provider::Generic => {
+                unused(self, "secret", s.secret.is_some());
+                unused(self, "token", s.token.is_some());
+                match &s.auth {
+                    None => {
+                        self.error(at, "provider `generic` needs `auth`: `none`, `{token: ..., header: ...}` or `{hmac: sha256, secret: ..., header: ...}`");
+                        None
+                    }
+                    Some(auth) => self.generic_auth(&sub("auth"), auth),
+                }
+            }
+        };
+        let event = match (provider, &s.event) {
+            (Provider::Github, _) => EventSpec::Header("X-GitHub-Event".into()),
+            (Provider::Gitlab, _) => EventSpec::Gitlab,
+            (Provider::Jira, _) => EventSpec::Jira,
+            (Provider::Generic, None) => EventSpec::Fixed,
+            (Provider::Generic, Some(e)) => match (&e.header, &e.field) {
+                (Some(h), None) if valid_header(h.trim()) => EventSpec::Header(h.trim().to_string()),
+                (Some(h), None) => {
+                    self.error(&sub("event"), format!("`{h}` is not a valid header name"));
+                    EventSpec::Fixed
+                }
+                (None, Some(f)) => match parse_path(f) {
+                    Some(steps) => EventSpec::Field(steps),
+                    None => {
+                        self.error(&sub("event"), format!("`{f}` is not a body path such as `event.type` or `items[0].kind`"));
+                        EventSpec::Fixed
+                    }
+                },
+                _ => {
+                    self.error(&sub("event"), "give exactly one of `header` or `field`");
+                    EventSpec::Fixed
+                }
+            },
+        };
+        let allow_ips = s.allow_ips.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, text)| {
+                    parse_net(text).map_err(|e| self.error(&[&sub("allow_ips")[..], &[Seg::Index(i)]].concat(), e)).ok()
+                })
+                .collect()
+        });
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Source { name: name.into(), provider, auth: auth?, allow_ips, event, routes: Routes::default() })
+    }
+
+    fn generic_auth(&mut self, at: &[Seg], auth: &RawAuth) -> Option<Auth> {
+        let sub = |k: &str| [at, &[key(k)]].concat();
+        let m = match auth {
+            RawAuth::None => return Some(Auth::None),
+            RawAuth::Map(m) => m,
+        };
+        match (&m.token, &m.hmac) {
+            (Some(token), None) => {
+                if m.secret.is_some() || m.prefix.is_some() {
+                    self.error(at, "token auth takes `token`, `header` and `query`; `secret` and `prefix` belong to hmac auth");
+                    return None;
+                }
+                let secret = self.secret(&sub("token"), token)?;
+                let header = m.header.as_ref().map(|h| h.trim().to_string());
+                if let Some(h) = header.as_deref().filter(|h| !valid_header(h)) {
+                    self.error(&sub("header"), format!("`{h}` is not a valid header name"));
+                    return None;
+                }
+                let query = m.query.clone();
+                let header = if header.is_none() && query.is_none() { Some("X-Webhook-Token".to_string()) } else { header };
+                Some(Auth::Token { secret, header, query })
+            }
+            (None, Some(algo)) => {
+                let Some(algo) = HmacAlgo::parse(algo) else {
+                    self.error(&sub("hmac"), format!("unknown hmac algorithm `{algo}`: expected `sha1`, `sha256` or `sha512`"));
+                    return None;
+                };
+                if m.query.is_some() {
+                    self.error(&sub("query"), "hmac auth reads its signature from a header, not the query");
+                    return None;
+                }
+                let Some(secret) = &m.secret else {
+                    self.error(at, "hmac auth needs a `secret`");
+                    return None;
+                };
+                let secret = self.secret(&sub("secret"), secret)?;
+                let Some(header) = &m.header else {
+                    self.error(at, "hmac auth needs the `header` that carries the signature");
+                    return None;
+                };
+                if !valid_header(header.trim()) {
+                    self.error(&sub("header"), format!("`{header}` is not a valid header name"));
+                    return None;
+                }
+                Some(Auth::Hmac {
+                    algo,
+                    secret,
+                    header: header.trim().to_string(),
+                    prefix: m.prefix.clone().unwrap_or_default(),
+                    encoding: SigEncoding::Hex,
+                })
+            }
+            _ => {
+                self.error(at, "give exactly one of `token` or `hmac`");
+                None
+            }
+        }
+    }
+
+    fn mapping(
+        &mut self,
+        at: &[Seg],
+        event_key: &str,
+        m: &RawMapping,
+        programs: &HashMap<String, Arc<Program>>,
+    ) -> Option<Mapping> {
+        let errors_before = self.errors.len();
+        let mut params = Vec::new();
+        for (name, from) in &m.params.0 {
+            let p = [at, &[key("params"), key(name)]].concat();
+            if !valid_name(name) {
+                self.error(&p, format!("`{name}` is not a valid param name (letters, digits and `_`, not starting with a digit)"));
+                continue;
+            }
+            if BUILTIN_VARS.contains(&name.as_str()) || TEMPLATE_BUILTINS.contains(&name.as_str()) {
+                self.error(&p, format!("`{name}` is a built-in name; choose another param name"));
+                continue;
+            }
+            match ParamFrom::parse(from) {
+                Ok(from) => params.push((name.clone(), from)),
+                Err(e) => self.error(&p, e),
+            }
+        }
+        let param_names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+        let mut rules = Vec::new();
+        for (index, r) in m.rules.iter().enumerate() {
+            let rule_at = [at, &[key("rules"), Seg::Index(index)]].concat();
+            let program = match programs.get(&r.run) {
+                Some(p) => Some(p.clone()),
+                None => self.handler_script(&[&rule_at[..], &[key("run")]].concat(), &r.run, &param_names),
+            };
+            let condition = match &r.condition {
+                None => None,
+                Some(text) => {
+                    let known = |n: &str| param_names.contains(&n) || BUILTIN_VARS.contains(&n);
+                    match Condition::compile(text, known) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            self.error(&[&rule_at[..], &[key("if")]].concat(), e);
+                            None
+                        }
+                    }
+                }
+            };
+            let Some(program) = program else { continue };
+            let missing: Vec<&str> = program.param_names().filter(|n| !param_names.contains(n)).collect();
+            if !missing.is_empty() {
+                self.error(
+                    &[&rule_at[..], &[key("run")]].concat(),
+                    format!(
+                        "program `{}` takes {}, which this mapping's `params` does not extract",
+                        program.name,
+                        missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                continue;
+            }
+            rules.push(Rule { index, condition, program });
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Mapping { key: event_key.to_string(), params, rules })
+    }
+
+    /// A rule's `run` that names no program: a script `handlers/<name>.*` with
+    /// default settings, passed every param of its mapping.
+    fn handler_script(&mut self, at: &[Seg], name: &str, params: &[&str]) -> Option<Arc<Program>> {
+        let handlers = self.dir.join("handlers");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&handlers)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.file_stem().and_then(|s| s.to_str()) == Some(name))
+            .collect();
+        found.sort();
+        let script = match found.len() {
+            1 => found.remove(0),
+            0 => {
+                self.error(at, format!("`{name}` is neither a program in `programs` nor a script `handlers/{name}.*`"));
+                return None;
+            }
+            _ => {
+                let names: Vec<String> = found.iter().map(|p| format!("`{}`", p.display())).collect();
+                self.error(at, format!("`{name}` matches several scripts ({}); add a program for it", names.join(", ")));
+                return None;
+            }
+        };
+        if !is_executable(&script) {
+            self.warnings.push(format!("handler `{}` is not executable: its tasks will fail (chmod +x)", script.display()));
+        }
+        Some(Arc::new(Program {
+            name: name.to_string(),
+            command: vec![script.display().to_string()],
+            args: Vec::new(),
+            params: params.iter().map(|p| p.to_string()).collect(),
+            timeout: DEFAULT_TIMEOUT,
+            kill_grace: KILL_GRACE,
+            working_dir: self.dir.clone(),
+            env: Vec::new(),
+        }))
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}

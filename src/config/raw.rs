@@ -1,0 +1,208 @@
+//! The YAML shape of `webhook.yaml`, exactly as users write it.
+//!
+//! These structs only describe the file; `config::load` turns them into the
+//! checked types the daemon runs on. Every struct refuses unknown keys.
+
+use super::interp::Interp;
+use super::units::{Dur, Size};
+use serde::{de, Deserialize, Deserializer};
+use std::fmt;
+use std::marker::PhantomData;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub tasks: RawTasks,
+    #[serde(default)]
+    pub sources: UniqueMap<RawSource>,
+    #[serde(default)]
+    pub programs: UniqueMap<RawProgram>,
+    #[serde(default)]
+    pub mappings: UniqueMap<UniqueMap<RawMapping>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Interp>,
+    pub max_body: Option<Size>,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    #[serde(default)]
+    pub tokens: Vec<Interp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTasks {
+    pub max_concurrent: Option<usize>,
+    pub max_queued: Option<usize>,
+    pub keep: Option<usize>,
+    pub output_limit: Option<Size>,
+    pub shutdown_grace: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub provider: String,
+    pub secret: Option<Interp>,
+    pub token: Option<Interp>,
+    pub allow_ips: Option<Vec<String>>,
+    pub auth: Option<RawAuth>,
+    pub event: Option<RawEvent>,
+}
+
+/// `auth:` of a generic source: the word `none`, or a map.
+#[derive(Debug)]
+pub enum RawAuth {
+    None,
+    Map(RawAuthMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthMap {
+    pub token: Option<Interp>,
+    pub hmac: Option<String>,
+    pub secret: Option<Interp>,
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    pub query: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawAuth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`none`, `{token: ..., header: ...}` or `{hmac: sha256, secret: ..., header: ...}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
+                match v {
+                    "none" => Ok(RawAuth::None),
+                    other => Err(E::custom(format!(
+                        "unknown auth `{other}`: expected `none`, or a map with `token` or `hmac`"
+                    ))),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+                RawAuthMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawAuth::Map)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    pub header: Option<String>,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProgram {
+    pub command: RawCommand,
+    #[serde(default)]
+    pub params: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<Interp>,
+    pub timeout: Option<Dur>,
+    pub working_dir: Option<Interp>,
+    #[serde(default)]
+    pub env: UniqueMap<Interp>,
+}
+
+/// `command:` is a path, or an argv list.
+#[derive(Debug)]
+pub enum RawCommand {
+    Path(Interp),
+    Argv(Vec<Interp>),
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawCommand;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path, or a list such as [\"python3\", \"handlers/x.py\"]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCommand, E> {
+                Interp::deserialize(de::value::StrDeserializer::new(v)).map(RawCommand::Path)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawCommand, A::Error> {
+                Vec::<Interp>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(RawCommand::Argv)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    #[serde(default)]
+    pub params: UniqueMap<String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(rename = "if")]
+    pub condition: Option<String>,
+    pub run: String,
+}
+
+/// A YAML map that keeps its order and refuses a key written twice.
+#[derive(Debug)]
+pub struct UniqueMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for UniqueMap<V> {
+    fn default() -> Self {
+        UniqueMap(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> de::Visitor<'de> for Visit<V> {
+            type Value = UniqueMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(UniqueMap(Vec::new()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries: Vec<(String, V)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                    let value = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(UniqueMap(entries))
+            }
+        }
+        d.deserialize_any(Visit(PhantomData))
+    }
+}

@@ -1,0 +1,204 @@
+//! A task: one run of one program for one delivery, and its state.
+
+use crate::process::{Ending, Output, Program};
+use bytes::Bytes;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::SystemTime;
+use uuid::Uuid;
+
+/// Where a task is in its life. Each state carries only what is true in it.
+#[derive(Debug, Clone)]
+pub enum TaskState {
+    Queued,
+    Running { started_at: SystemTime, pid: u32 },
+    Finished { started_at: Option<SystemTime>, finished_at: SystemTime, outcome: Outcome },
+}
+
+/// How a finished task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Non-zero exit (`exit_code`), a signal, or a program that could not start.
+    Failed { exit_code: Option<i32>, error: Option<String> },
+    TimedOut { after: std::time::Duration },
+    Cancelled { reason: String },
+}
+
+impl Outcome {
+    pub fn from_ending(ending: Ending, timeout: std::time::Duration) -> Self {
+        match ending {
+            Ending::Exited(0) => Outcome::Succeeded,
+            Ending::Exited(code) => Outcome::Failed { exit_code: Some(code), error: None },
+            Ending::Signaled { name, .. } => {
+                Outcome::Failed { exit_code: None, error: Some(format!("killed by {name}")) }
+            }
+            Ending::TimedOut => Outcome::TimedOut { after: timeout },
+            Ending::Stopped(reason) => Outcome::Cancelled { reason },
+            Ending::SpawnFailed(reason) => Outcome::Failed { exit_code: None, error: Some(reason) },
+        }
+    }
+}
+
+/// The status names the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::TimedOut,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl TaskState {
+    pub fn status(&self) -> Status {
+        match self {
+            TaskState::Queued => Status::Queued,
+            TaskState::Running { .. } => Status::Running,
+            TaskState::Finished { outcome, .. } => match outcome {
+                Outcome::Succeeded => Status::Succeeded,
+                Outcome::Failed { .. } => Status::Failed,
+                Outcome::TimedOut { .. } => Status::TimedOut,
+                Outcome::Cancelled { .. } => Status::Cancelled,
+            },
+        }
+    }
+}
+
+/// One task as the engine keeps it.
+#[derive(Debug)]
+pub struct Task {
+    pub id: Uuid,
+    /// Creation order, for listing newest first.
+    pub seq: u64,
+    pub delivery_id: Arc<str>,
+    pub source: Arc<str>,
+    pub event: Arc<str>,
+    pub program: Arc<Program>,
+    pub params: Vec<(String, serde_json::Value)>,
+    pub argv: Vec<String>,
+    /// The handler's full environment; never shown by the API (values may be secrets).
+    pub env: Vec<(String, String)>,
+    /// The request body for stdin; dropped once the task has started.
+    pub body: Bytes,
+    pub created_at: SystemTime,
+    pub state: TaskState,
+    pub output: Arc<Output>,
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn millis_between(a: SystemTime, b: SystemTime) -> u64 {
+    b.duration_since(a).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A task as the HTTP API shows it.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub id: Uuid,
+    pub delivery_id: Arc<str>,
+    pub source: Arc<str>,
+    pub event: Arc<str>,
+    pub program: String,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub argv: Vec<String>,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub url: String,
+}
+
+impl Task {
+    pub fn view(&self) -> TaskView {
+        let (started_at, finished_at) = match &self.state {
+            TaskState::Queued => (None, None),
+            TaskState::Running { started_at, .. } => (Some(*started_at), None),
+            TaskState::Finished { started_at, finished_at, .. } => (*started_at, Some(*finished_at)),
+        };
+        let (exit_code, error) = match &self.state {
+            TaskState::Finished { outcome, .. } => match outcome {
+                Outcome::Succeeded => (Some(0), None),
+                Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
+                Outcome::TimedOut { after } => (
+                    None,
+                    Some(format!("timed out after {}", humantime::format_duration(*after))),
+                ),
+                Outcome::Cancelled { reason } => (None, Some(reason.clone())),
+            },
+            _ => (None, None),
+        };
+        let duration_ms = match (started_at, finished_at) {
+            (Some(s), Some(f)) => Some(millis_between(s, f)),
+            (Some(s), None) => Some(millis_between(s, SystemTime::now())),
+            _ => None,
+        };
+        let (stdout, stdout_truncated) = {
+            let t = self.output.stdout.lock().unwrap_or_else(|p| p.into_inner());
+            (t.text(), t.truncated())
+        };
+        let (stderr, stderr_truncated) = {
+            let t = self.output.stderr.lock().unwrap_or_else(|p| p.into_inner());
+            (t.text(), t.truncated())
+        };
+        TaskView {
+            id: self.id,
+            delivery_id: self.delivery_id.clone(),
+            source: self.source.clone(),
+            event: self.event.clone(),
+            program: self.program.name.clone(),
+            params: self.params.iter().cloned().collect(),
+            argv: self.argv.clone(),
+            status: self.state.status(),
+            exit_code,
+            error,
+            created_at: timestamp(self.created_at),
+            started_at: started_at.map(timestamp),
+            finished_at: finished_at.map(timestamp),
+            duration_ms,
+            stdout,
+            stderr,
+            stdout_truncated,
+            stderr_truncated,
+            url: format!("/tasks/{}", self.id),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Who may read the task API: a bearer token from `api.tokens`, or, when
+//! none is configured, clients on loopback only.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::ip::client_ip;
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The client's address, honouring `X-Forwarded-For` from trusted proxies only.
+pub fn client_addr(req: &HttpRequest, state: &AppState) -> IpAddr {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    client_ip(peer, forwarded, &state.config.server.trusted_proxies)
+}
+
+pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let tokens = &state.config.api_tokens;
+    if tokens.is_empty() {
+        let client = client_addr(req, state);
+        return if client.is_loopback() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the task API answers only loopback clients while `api.tokens` is empty, and {client} is not one"
+            )))
+        };
+    }
+    let sent = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(sent) = sent else {
+        return Err(ApiError::Unauthorized("send an API token as `Authorization: Bearer <token>`".into()));
+    };
+    // Compare against every token so the time taken does not tell which matched.
+    let matched = tokens.iter().fold(false, |acc, t| acc | t.matches(sent.as_bytes()));
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("the API token is not valid".into()))
+    }
+}

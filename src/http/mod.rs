@@ -1,0 +1,50 @@
+//! The HTTP API: routes, shared state and error answers.
+
+mod access;
+mod body;
+pub mod error;
+mod hooks;
+mod tasks;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use actix_web::{web, HttpRequest, HttpResponse};
+use error::ApiError;
+use std::sync::Arc;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub engine: Engine,
+}
+
+/// Registers every route; the server and the tests use the same function.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/hooks/{source}")
+            .route(web::post().to(hooks::receive))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(web::resource("/tasks").route(web::get().to(tasks::list)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed_get)));
+}
+
+/// Answers paths that match no route.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("there is nothing at `{}`", req.path())))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+async fn method_not_allowed_get(req: HttpRequest) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(req.method().to_string()));
+    response.headers_mut().insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static("GET"));
+    response
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}

@@ -1,0 +1,26 @@
+//! hookrunner: a webhook receiver that runs the handler scripts each delivery
+//! should trigger, and keeps track of every task it starts.
+//!
+//! # Layout
+//! The modules follow one delivery through the daemon:
+//!
+//! - [`http`]: `POST /hooks/{source}` reads the body and answers; `GET /tasks` reads tasks.
+//! - [`auth`]: IP allowlists, tokens and HMAC signatures over the raw body.
+//! - [`mapping`]: the event name, the mappings it selects, params and rule conditions.
+//! - [`engine`]: the bounded queue, the concurrency limit, and the task table.
+//! - [`process`]: spawning a handler in its own process group, its output and timeout.
+//! - [`config`]: `webhook.yaml`, checked at load into the types above.
+//! - [`server`]: binding, signals and graceful shutdown.
+//! - [`cli`]: the command line.
+//!
+//! `docs/ARCHITECTURE.md` walks through one delivery and draws the task states.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod mapping;
+pub mod process;
+pub mod secret;
+pub mod server;

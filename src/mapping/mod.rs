@@ -1,0 +1,160 @@
+//! From a delivery to the rules it matches: the event, the mapping keys it
+//! selects, the params each mapping extracts, and each rule's condition.
+
+pub mod condition;
+pub mod event;
+pub mod params;
+
+use crate::process::Program;
+use actix_web::http::header::HeaderMap;
+use condition::{to_value, Condition, Vars};
+use params::{lookup, ParamFrom};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The variables every condition sees besides the mapping's params.
+pub const BUILTIN_VARS: [&str; 3] = ["source", "event", "action"];
+
+/// One `mappings.<source>.<key>` entry.
+#[derive(Debug)]
+pub struct Mapping {
+    pub key: String,
+    pub params: Vec<(String, ParamFrom)>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub index: usize,
+    pub condition: Option<Condition>,
+    pub program: Arc<Program>,
+}
+
+/// A source's mappings by key.
+#[derive(Debug, Default)]
+pub struct Routes {
+    by_key: HashMap<String, Arc<Mapping>>,
+}
+
+/// What a delivery carries, parsed.
+pub struct Delivery<'a> {
+    pub source: &'a str,
+    pub event: &'a str,
+    /// The provider's raw event name when it differs (GitLab's `Push Hook`).
+    pub raw_event: Option<&'a str>,
+    pub action: &'a str,
+    pub body: &'a Value,
+    pub headers: &'a HeaderMap,
+    pub query: &'a [(String, String)],
+}
+
+/// A rule that matched, with the params its mapping extracted.
+#[derive(Debug)]
+pub struct Match {
+    pub program: Arc<Program>,
+    pub params: Arc<Vec<(String, Value)>>,
+}
+
+/// How one rule was judged, for logs and traces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Matched,
+    NotMatched,
+    Error(String),
+}
+
+impl Routes {
+    pub fn insert(&mut self, mapping: Mapping) {
+        self.by_key.insert(mapping.key.clone(), Arc::new(mapping));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.by_key.values().map(|m| m.rules.len()).sum()
+    }
+
+    /// The mappings a delivery selects, most specific first:
+    /// `<event>.<action>`, `<event>`, the raw event name, then `*`.
+    pub fn select(&self, d: &Delivery<'_>) -> Vec<&Arc<Mapping>> {
+        let mut out: Vec<&Arc<Mapping>> = Vec::with_capacity(2);
+        let mut add = |key: &str| {
+            if let Some(m) = self.by_key.get(key) {
+                if !out.iter().any(|o| Arc::ptr_eq(o, m)) {
+                    out.push(m);
+                }
+            }
+        };
+        if !d.action.is_empty() {
+            add(&format!("{}.{}", d.event, d.action));
+        }
+        add(d.event);
+        if let Some(raw) = d.raw_event {
+            add(raw);
+        }
+        add("*");
+        out
+    }
+
+    /// Evaluates every selected mapping's rules in order; calls `judged` for each rule.
+    pub fn evaluate(
+        &self,
+        d: &Delivery<'_>,
+        mut judged: impl FnMut(&Mapping, &Rule, &Verdict),
+    ) -> Vec<Match> {
+        let mut matches = Vec::new();
+        for mapping in self.select(d) {
+            let params: Arc<Vec<(String, Value)>> =
+                Arc::new(mapping.params.iter().map(|(name, from)| (name.clone(), extract(from, d))).collect());
+            let mut names: Vec<&str> = Vec::with_capacity(params.len() + 3);
+            let mut values: Vec<evalexpr::Value> = Vec::with_capacity(params.len() + 3);
+            if mapping.rules.iter().any(|r| r.condition.is_some()) {
+                for (name, value) in params.iter() {
+                    names.push(name);
+                    values.push(to_value(Some(value)));
+                }
+                for (name, value) in BUILTIN_VARS.iter().zip([d.source, d.event, d.action]) {
+                    names.push(name);
+                    values.push(evalexpr::Value::String(value.to_string()));
+                }
+            }
+            let vars = Vars { names: &names, values: &values };
+            for rule in &mapping.rules {
+                let verdict = match &rule.condition {
+                    None => Verdict::Matched,
+                    Some(c) => match c.eval(&vars) {
+                        Ok(true) => Verdict::Matched,
+                        Ok(false) => Verdict::NotMatched,
+                        Err(e) => Verdict::Error(e),
+                    },
+                };
+                judged(mapping, rule, &verdict);
+                if verdict == Verdict::Matched {
+                    matches.push(Match { program: rule.program.clone(), params: params.clone() });
+                }
+            }
+        }
+        matches
+    }
+}
+
+/// A param's value from the delivery; a missing one is `null` (shown as "").
+fn extract(from: &ParamFrom, d: &Delivery<'_>) -> Value {
+    match from {
+        ParamFrom::Payload(steps) => lookup(d.body, steps).cloned().unwrap_or(Value::Null),
+        ParamFrom::Header(name) => d
+            .headers
+            .get(name.as_str())
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .unwrap_or(Value::Null),
+        ParamFrom::Query(name) => d
+            .query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Value::String(v.clone()))
+            .unwrap_or(Value::Null),
+    }
+}

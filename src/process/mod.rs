@@ -1,0 +1,11 @@
+//! Running one handler: spawn it in its own process group, feed stdin, capture
+//! output, enforce the timeout, and stop the whole group when asked.
+
+mod kill;
+pub mod output;
+pub mod program;
+mod spawn;
+
+pub use output::Output;
+pub use program::{Program, Template};
+pub use spawn::{run, Ending, RunSpec, Stop};

@@ -1,0 +1,216 @@
+//! A program: what a rule can run, resolved at load.
+
+use crate::mapping::params::render;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long a program may run when its config says nothing.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time between SIGTERM and SIGKILL when a task is stopped.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct Program {
+    pub name: String,
+    /// The command and its fixed arguments; a relative path is already
+    /// resolved against the config file's directory.
+    pub command: Vec<String>,
+    /// Argument templates placed after `command`, before the params.
+    pub args: Vec<Template>,
+    /// Params passed as `--<name>=<value>`, in this order.
+    pub params: Vec<String>,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    pub working_dir: PathBuf,
+    /// Extra environment, set last. Values may be secrets: never logged.
+    pub env: Vec<(String, String)>,
+}
+
+impl Program {
+    /// Every param name the program reads: its `params` and those its templates use.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(String::as_str).chain(
+            self.args
+                .iter()
+                .flat_map(|t| t.vars())
+                .filter(|v| !BUILTINS.contains(v)),
+        )
+    }
+}
+
+/// What a task's argv and environment are built from.
+pub struct Invocation<'a> {
+    pub source: &'a str,
+    pub event: &'a str,
+    pub task_id: &'a str,
+    pub delivery_id: &'a str,
+    /// The JSON text of the body, for `{payload}`.
+    pub payload: &'a [u8],
+    pub params: &'a [(String, serde_json::Value)],
+}
+
+impl Invocation<'_> {
+    fn value(&self, name: &str) -> String {
+        match name {
+            "source" => self.source.to_string(),
+            "event" => self.event.to_string(),
+            "task_id" => self.task_id.to_string(),
+            "delivery_id" => self.delivery_id.to_string(),
+            "payload" => String::from_utf8_lossy(self.payload).into_owned(),
+            param => self.param(param),
+        }
+    }
+
+    fn param(&self, name: &str) -> String {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| render(v))
+            .unwrap_or_default()
+    }
+}
+
+/// The daemon's variables a handler inherits; nothing else of its environment is passed.
+pub const INHERITED_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+fn inherited_env() -> &'static [(String, String)] {
+    static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env: Vec<(String, String)> = INHERITED_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        env
+    })
+}
+
+impl Program {
+    /// argv: the command, the `args` templates, then `--<param>=<value>` per param.
+    /// Each value is one argument, verbatim; nothing is interpreted by a shell.
+    pub fn argv(&self, inv: &Invocation<'_>) -> Vec<String> {
+        let mut argv = Vec::with_capacity(self.command.len() + self.args.len() + self.params.len());
+        argv.extend(self.command.iter().cloned());
+        argv.extend(self.args.iter().map(|t| t.render(|name| inv.value(name))));
+        argv.extend(self.params.iter().map(|p| format!("--{p}={}", inv.param(p))));
+        argv
+    }
+
+    /// The handler's whole environment: a few inherited variables, the `HOOK_*`
+    /// description of the task, then the program's own `env`.
+    pub fn env(&self, inv: &Invocation<'_>) -> Vec<(String, String)> {
+        let mut env = inherited_env().to_vec();
+        env.push(("HOOK_SOURCE".into(), inv.source.into()));
+        env.push(("HOOK_EVENT".into(), inv.event.into()));
+        env.push(("HOOK_TASK_ID".into(), inv.task_id.into()));
+        env.push(("HOOK_DELIVERY_ID".into(), inv.delivery_id.into()));
+        for p in &self.params {
+            env.push((format!("HOOK_PARAM_{}", p.to_ascii_uppercase()), inv.param(p)));
+        }
+        env.extend(self.env.iter().cloned());
+        env
+    }
+}
+
+/// Names a template can use besides params.
+pub const BUILTINS: [&str; 5] = ["source", "event", "task_id", "delivery_id", "payload"];
+
+/// An argument template such as `--event_type={event}`; `{{` and `}}` are literal braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Var(String),
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == '-' => name.push(c),
+                            _ => {
+                                return Err(format!(
+                                    "invalid template `{text}`: `{{` must be followed by a name and `}}` (write `{{{{` for a literal brace)"
+                                ))
+                            }
+                        }
+                    }
+                    if name.is_empty() {
+                        return Err(format!("invalid template `{text}`: empty `{{}}`"));
+                    }
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(Part::Var(name));
+                }
+                '}' => {
+                    return Err(format!("invalid template `{text}`: unmatched `}}` (write `}}}}` for a literal brace)"))
+                }
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            Part::Literal(_) => None,
+        })
+    }
+
+    /// Fills the template; `value` gives each name's value (names were checked at load).
+    pub fn render(&self, mut value: impl FnMut(&str) -> String) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Var(v) => out.push_str(&value(v)),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let t = Template::parse("--event_type={event} {{x}} {repo}").unwrap();
+        assert_eq!(t.vars().collect::<Vec<_>>(), ["event", "repo"]);
+        assert_eq!(t.render(|v| v.to_uppercase()), "--event_type=EVENT {x} REPO");
+        assert!(Template::parse("{").is_err());
+        assert!(Template::parse("a}").is_err());
+        assert!(Template::parse("{}").is_err());
+        assert!(Template::parse("{a b}").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test handler: lacks its exec bit on purpose.
+exit 0
