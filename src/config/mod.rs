@@ -230,15 +230,15 @@ impl Checker<'_> {
         }
         for (source_name, keys) in &raw.mappings.0 {
             let at = [key("mappings"), key(source_name)];
-            let Some(source) = sources.get_mut(source_name) else {
-                if raw.sources.0.iter().all(|(n, _)| n != source_name) {
-                    self.error(&at, format!("mappings name source `{source_name}`, which is not in `sources`"));
-                }
+            if raw.sources.0.iter().all(|(n, _)| n != source_name) {
+                self.error(&at, format!("mappings name source `{source_name}`, which is not in `sources`"));
                 continue;
-            };
+            }
             for (event_key, m) in &keys.0 {
                 let at = [key("mappings"), key(source_name), key(event_key)];
-                if let Some(mapping) = self.mapping(&at, event_key, m, &programs) {
+                let mapping = self.mapping(&at, event_key, m, &programs);
+                // A source with errors of its own still gets its mappings checked.
+                if let (Some(mapping), Some(source)) = (mapping, sources.get_mut(source_name)) {
                     source.routes.insert(mapping);
                 }
             }
@@ -588,10 +588,6 @@ impl Checker<'_> {
         let mut rules = Vec::new();
         for (index, r) in m.rules.iter().enumerate() {
             let rule_at = [at, &[key("rules"), Seg::Index(index)]].concat();
-            let program = match programs.get(&r.run) {
-                Some(p) => Some(p.clone()),
-                None => self.handler_script(&[&rule_at[..], &[key("run")]].concat(), &r.run, &param_names),
-            };
             let condition = match &r.condition {
                 None => None,
                 Some(text) => {
@@ -605,7 +601,13 @@ impl Checker<'_> {
                     }
                 }
             };
-            let Some(program) = program else { continue };
+            let program = match programs.get(&r.run) {
+                Some(p) => p.clone(),
+                None => match self.handler_script(&[&rule_at[..], &[key("run")]].concat(), &r.run, &param_names) {
+                    Some(p) => p,
+                    None => continue,
+                },
+            };
             let missing: Vec<&str> = program.param_names().filter(|n| !param_names.contains(n)).collect();
             if !missing.is_empty() {
                 self.error(

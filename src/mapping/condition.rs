@@ -60,6 +60,7 @@ impl Condition {
         if tree_depth(&tree) > MAX_DEPTH {
             return Err(format!("expression nests deeper than {MAX_DEPTH} operators"));
         }
+        check_operands(&tree)?;
         for name in tree.iter_variable_identifiers() {
             if !known(name) {
                 return Err(format!("expression uses `{name}`, which is not a param of this mapping nor one of `source`, `event`, `action`"));
@@ -92,6 +93,28 @@ fn tree_depth(root: &Node) -> usize {
         stack.extend(node.children().iter().map(|c| (c, depth + 1)));
     }
     max
+}
+
+/// evalexpr accepts `a ==` and only fails when it runs; refuse it at load.
+fn check_operands(root: &Node) -> Result<(), String> {
+    use Operator::*;
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        let wanted = match node.operator() {
+            Add | Sub | Mul | Div | Mod | Exp | Eq | Neq | Gt | Lt | Geq | Leq | And | Or => Some(2),
+            Neg | Not => Some(1),
+            Chain => return Err("`;` is not allowed in a condition".to_string()),
+            _ => None,
+        };
+        if wanted.is_some_and(|n| node.children().len() != n) {
+            return Err(format!("invalid expression: `{}` is missing an operand", node.operator()));
+        }
+        if matches!(node.operator(), RootNode) && node.children().is_empty() {
+            return Err("the expression is empty".to_string());
+        }
+        stack.extend(node.children());
+    }
+    Ok(())
 }
 
 /// Finds `str::regex_*(x, "literal", ...)` calls and compiles their literals.
@@ -261,6 +284,10 @@ mod tests {
     fn refuses_at_load() {
         let none = |_: &str| false;
         assert!(Condition::compile("ref ==", none).is_err());
+        assert!(Condition::compile("ref ==", |_| true).unwrap_err().contains("missing an operand"));
+        assert!(Condition::compile("ref == 1; 2", |_| true).is_err());
+        assert!(Condition::compile("", |_| true).is_err());
+        assert!(Condition::compile("!", |_| true).is_err());
         assert!(Condition::compile("unknown == 1", none).unwrap_err().contains("`unknown`"));
         assert!(Condition::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100)), none).unwrap_err().contains("parentheses"));
         assert!(Condition::compile(&"1 + ".repeat(400), none).unwrap_err().contains("limit"));

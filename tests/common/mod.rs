@@ -178,7 +178,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
         signal(child.id(), "TERM");
         wait_exit(&mut child, Duration::from_secs(60))

@@ -1,0 +1,164 @@
+//! `hookrunner check` and config errors: every refusal names the file, line,
+//! column and key path, and `serve` refuses to start on a bad config.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+/// Runs `hookrunner check` on `yaml`; returns (exit code, stdout, stderr).
+fn check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    install_handlers(dir.path());
+    std::fs::write(dir.path().join("webhook.yaml"), yaml).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["check", "--config", "webhook.yaml"])
+        .env_remove("HOOKRUNNER_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shipped_config_is_valid_and_warns_about_default_secrets() {
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(format!("{ROOT}/webhook.yaml"))
+        .env_remove("GITHUB_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (4 sources"));
+    assert!(stderr.contains("warning: `sources.github.secret` uses the default value of `${GITHUB_WEBHOOK_SECRET}`"), "{stderr}");
+    assert!(!stderr.contains("change-me-github"), "a secret value reached the output");
+
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(format!("{ROOT}/webhook.yaml"))
+        .env("GITHUB_WEBHOOK_SECRET", "real-secret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("GITHUB_WEBHOOK_SECRET"), "{stderr}");
+    assert!(!stderr.contains("real-secret"));
+}
+
+#[test]
+fn unknown_keys_are_refused_with_line_column_and_path() {
+    let (code, _, err) = check("programs:\n  deploy:\n    comand: x\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("webhook.yaml:3:5: `programs.deploy`: unknown field `comand`, expected one of `command`"),
+        "{err}"
+    );
+    assert!(err.contains("1 error in webhook.yaml"));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_place() {
+    let yaml = r#"sources:
+  gh:
+    provider: github
+    secret: abc
+    allow_ips: [10.0.0.0/33]
+  gl:
+    provider: gitlab
+  x:
+    provider: bitbucket-ish
+programs:
+  deploy:
+    command: x
+    params: [ref, repo]
+mappings:
+  gh:
+    push:
+      params:
+        ref: payload.ref
+        bad: body.ref
+      rules:
+        - if: ref ==
+          run: deploy-prod
+        - if: foo == 1
+          run: log-event
+        - run: deploy
+  nope:
+    push:
+      rules: []
+"#;
+    let (code, _, err) = check(yaml);
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "webhook.yaml:5:5: `sources.gh.allow_ips[0]`: `10.0.0.0/33` is not an IP address or CIDR range",
+            "webhook.yaml:6:3: `sources.gl`: provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)",
+            "webhook.yaml:9:5: `sources.x.provider`: unknown provider `bitbucket-ish`: expected one of `github`, `gitlab`, `jira`, `generic`",
+            "webhook.yaml:19:9: `mappings.gh.push.params.bad`: invalid param source `body.ref`: expected `payload.<path>`, `headers.<Name>` or `query.<name>`",
+            "webhook.yaml:21:11: `mappings.gh.push.rules[0].if`: invalid expression: `==` is missing an operand",
+            "webhook.yaml:22:11: `mappings.gh.push.rules[0].run`: `deploy-prod` is neither a program in `programs` nor a script `handlers/deploy-prod.*`",
+            "webhook.yaml:23:11: `mappings.gh.push.rules[1].if`: expression uses `foo`, which is not a param of this mapping nor one of `source`, `event`, `action`",
+            "webhook.yaml:25:11: `mappings.gh.push.rules[2].run`: program `deploy` takes `repo`, which this mapping's `params` does not extract",
+            "webhook.yaml:26:3: `mappings.nope`: mappings name source `nope`, which is not in `sources`",
+            "9 errors in webhook.yaml",
+        ]
+    );
+}
+
+#[test]
+fn environment_variables_missing_defaults_and_secrets() {
+    let (code, _, err) = check("sources:\n  gh:\n    provider: github\n    secret: ${HOOKRUNNER_TEST_UNSET_VAR}\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("webhook.yaml:4:13: `sources.gh.secret`: environment variable `HOOKRUNNER_TEST_UNSET_VAR` is not set"),
+        "{err}"
+    );
+    let (code, _, err) = check("sources:\n  gh:\n    provider: github\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("`sources.gh`: provider `github` needs a `secret`"), "{err}");
+    let (code, _, err) = check("sources:\n  ci:\n    provider: generic\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("provider `generic` needs `auth`"), "{err}");
+}
+
+#[test]
+fn bad_values_and_duplicates() {
+    let (_, _, err) = check("programs:\n  a:\n    command: x\n    timeout: 10 minutes\n");
+    assert!(err.contains("webhook.yaml:4:14: `programs.a.timeout`: invalid duration `10 minutes`"), "{err}");
+    let (_, _, err) = check("server:\n  max_body: 1MB\n");
+    assert!(err.contains("`server.max_body`: invalid size `1MB`"), "{err}");
+    let (_, _, err) = check("server:\n  listen: somewhere\n");
+    assert!(err.contains("`server.listen`: `somewhere` is not an address and port"), "{err}");
+    let (_, _, err) = check("programs:\n  a:\n    command: x\n  a:\n    command: y\n");
+    assert!(err.contains("duplicate key `a`"), "{err}");
+    let (_, _, err) = check("programs:\n  a:\n    command: x\n    params: [ok, ok]\n");
+    assert!(err.contains("`programs.a.params[1]`: param `ok` is listed twice"), "{err}");
+    let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+    let yaml = format!("sources:\n  s:\n    provider: generic\n    auth: none\nmappings:\n  s:\n    '*':\n      rules:\n        - if: {deep}\n          run: log-event\n");
+    let (code, _, err) = check(&yaml);
+    assert_eq!(code, 2);
+    assert!(err.contains("nests parentheses deeper than"), "{err}");
+    let (_, _, err) = check("sources: [1, 2]\n");
+    assert!(err.contains("webhook.yaml:1:10: `sources`: invalid type: sequence, expected a map"), "{err}");
+    let (_, _, err) = check("server: {listen: [unclosed\n");
+    assert!(err.starts_with("webhook.yaml:"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_bad_config_and_the_config_path_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("custom.yaml");
+    std::fs::write(&path, "tasks:\n  max_concurrent: 0\n").unwrap();
+    let out = Command::new(BIN).env("HOOKRUNNER_CONFIG", &path).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("custom.yaml:2:3: `tasks.max_concurrent`: must be at least 1"), "{err}");
+    // No subcommand means serve.
+    let out = Command::new(BIN).env("HOOKRUNNER_CONFIG", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
