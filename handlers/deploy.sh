@@ -18,14 +18,24 @@
 #         other non-zero: git's own status (e.g. 128: not fast-forwardable,
 #            network or auth failure)
 #
-# webhook.yaml (sketch; adjust key names to the actual config schema):
-#   command: ./handlers/deploy.sh
-#   params:
-#     ref: <payload field "ref">          # -> --ref=refs/heads/main
-#     repo: <payload field "repository.full_name">
-#   env:
-#     DEPLOY_DIR: /srv/app
-#     DEPLOY_BRANCH: main
+# webhook.yaml (as shipped; relative paths start at the config file's directory):
+#   programs:
+#     deploy:
+#       command: handlers/deploy.sh
+#       params: [ref, repo]           # -> --ref=refs/heads/main --repo=acme/app
+#       timeout: 10m
+#       env:
+#         DEPLOY_DIR: ${DEPLOY_DIR:-/srv/app}
+#         DEPLOY_BRANCH: main
+#   mappings:
+#     github:
+#       push:
+#         params:                     # every param the program lists must be here
+#           ref: payload.ref
+#           repo: payload.repository.full_name
+#         rules:
+#           - if: ref == "refs/heads/main" && str::regex_matches(repo, "^acme/")
+#             run: deploy
 #
 # The daemon clears the environment: git runs with the daemon's HOME (for
 # ~/.gitconfig, ~/.ssh) and must be able to fetch non-interactively.

@@ -16,16 +16,28 @@ Exit     0 sent ("dingtalk: sent"); 1 network error, non-2xx or non-zero errcode
 If the robot's security setting is "custom keywords", the title or text must
 contain one of them, or DingTalk answers errcode 310000.
 
-webhook.yaml (sketch; adjust key names to the actual config schema):
-  command: ./handlers/dingtalk-notify.py
-  params:
-    repo: <payload repository.full_name>
-    ref: <payload ref>
-    text: <payload head_commit.message>
-  env:
-    DINGTALK_WEBHOOK_URL: https://oapi.dingtalk.com/robot/send?access_token=xxxx
-    DINGTALK_SECRET: SECxxxx
-  # The daemon clears the environment: add HTTPS_PROXY here if one is needed.
+webhook.yaml (not in the shipped config; add it next to `notify`. Relative
+paths start at the config file's directory):
+  programs:
+    dingtalk:
+      command: handlers/dingtalk-notify.py
+      args: ["--event_type={source}:{event}"]   # optional
+      params: [repo, ref, text]                 # -> --repo=... --ref=... --text=...
+      timeout: 30s
+      env:
+        DINGTALK_WEBHOOK_URL: ${DINGTALK_WEBHOOK_URL}   # must be set when the daemon starts
+        DINGTALK_SECRET: ${DINGTALK_SECRET:-}
+        # The daemon clears the environment: add HTTPS_PROXY here if one is needed.
+  mappings:
+    github:
+      push:                         # the shipped mapping, plus `text`
+        params:
+          ref: payload.ref
+          repo: payload.repository.full_name
+          author: payload.head_commit.author.name
+          text: payload.head_commit.message
+        rules:
+          - run: dingtalk
 """
 import argparse
 import base64

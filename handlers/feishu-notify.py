@@ -15,17 +15,29 @@ Inputs
 Exit     0 sent ("feishu: sent"); 1 network error, non-2xx or non-zero
          code/StatusCode (the response goes to stderr); 2 usage/config error.
 
-webhook.yaml (sketch; adjust key names to the actual config schema):
-  command: ./handlers/feishu-notify.py
-  params:
-    repo: <payload repository.full_name>
-    ref: <payload ref>
-    text: <payload head_commit.message>
-    url: <payload compare>
-  env:
-    FEISHU_WEBHOOK_URL: https://open.feishu.cn/open-apis/bot/v2/hook/xxxx
-    FEISHU_SECRET: xxxx
-  # The daemon clears the environment: add HTTPS_PROXY here if one is needed.
+webhook.yaml (not in the shipped config; add it next to `notify`. Relative
+paths start at the config file's directory):
+  programs:
+    feishu:
+      command: handlers/feishu-notify.py
+      args: ["--event_type={source}:{event}"]   # optional
+      params: [repo, ref, text, url]            # -> --repo=... --ref=... --text=... --url=...
+      timeout: 30s
+      env:
+        FEISHU_WEBHOOK_URL: ${FEISHU_WEBHOOK_URL}   # must be set when the daemon starts
+        FEISHU_SECRET: ${FEISHU_SECRET:-}
+        # The daemon clears the environment: add HTTPS_PROXY here if one is needed.
+  mappings:
+    github:
+      push:                         # the shipped mapping, plus `text` and `url`
+        params:
+          ref: payload.ref
+          repo: payload.repository.full_name
+          author: payload.head_commit.author.name
+          text: payload.head_commit.message
+          url: payload.compare
+        rules:
+          - run: feishu
 """
 import argparse
 import base64

@@ -12,13 +12,25 @@
 #          line "<task id> <source> <event>" is appended to that file.
 # Exit     0; 1 only if LOG_FILE is set but cannot be appended to.
 #
-# webhook.yaml (sketch; adjust key names to the actual config schema):
-#   command: ./handlers/log-event.sh      # relative to the config file's dir
-#   params:
-#     ref: ...                            # becomes --ref=<value>
-#     repo: ...
-#   env:
-#     LOG_FILE: /var/log/hookrunner/events.log
+# webhook.yaml (as shipped; relative paths start at the config file's directory):
+#   mappings:
+#     jira:
+#       jira:issue_created:
+#         params:
+#           key: payload.issue.key        # -> --key=PROJ-123
+#         rules:
+#           - run: log-event              # no program named log-event: runs
+#                                         # handlers/log-event.sh with every
+#                                         # param of its mapping
+#   A `programs:` entry is only needed for env (LOG_FILE), a timeout, ...;
+#   it then gets only the params it lists, and every mapping that runs it
+#   must extract them:
+#   programs:
+#     log-event:
+#       command: handlers/log-event.sh
+#       timeout: 30s
+#       env:
+#         LOG_FILE: /var/log/hookrunner/events.log
 #
 # Untrusted data is only ever printed through printf '%s', never `echo`
 # (echo may interpret backslashes or a leading -n/-e) and never eval'd.

@@ -16,13 +16,30 @@ Inputs
 Output {"event_type": ..., "repo": ..., "ref": ..., "author": ..., "body_keys": [...]}
        as UTF-8 whatever the locale. Exit 0.
 
-webhook.yaml (sketch; adjust key names to the actual config schema):
-  command: ./handlers/notify.py
-  params:
-    event_type: <event>            # -> --event_type=push
-    repo: <payload repository.full_name>
-    ref: <payload ref>
-    author: <payload pusher.name>
+webhook.yaml (as shipped; relative paths start at the config file's directory):
+  programs:
+    notify:
+      command: [python3, handlers/notify.py]
+      args: ["--event_type={source}:{event}"]   # -> --event_type=github:push
+      params: [repo, ref, author]               # -> --repo=... --ref=... --author=...
+      timeout: 30s
+  mappings:
+    github:
+      push:
+        params:
+          ref: payload.ref
+          repo: payload.repository.full_name
+          author: payload.head_commit.author.name
+        rules:
+          - run: notify
+    gitlab:
+      push:
+        params:
+          ref: payload.ref
+          repo: payload.project.path_with_namespace
+          author: payload.user_name
+        rules:
+          - run: notify
 """
 import argparse
 import json

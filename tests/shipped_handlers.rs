@@ -18,7 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Sends one delivery, expects exactly one task, and waits for it to finish.
 fn run_one(d: &Daemon, source: &str, body: &Value) -> Value {
-    let r = d.post_json(&format!("/hooks/{source}"), &[], body.to_string().as_bytes());
+    let r = d.post_json(
+        &format!("/hooks/{source}"),
+        &[],
+        body.to_string().as_bytes(),
+    );
     let ids = Daemon::task_ids(&r);
     assert_eq!(ids.len(), 1, "{}", r.text);
     d.wait_task(&ids[0])
@@ -50,13 +54,30 @@ impl Repos {
         let tmp = tempfile::tempdir().unwrap();
         let repos = Repos { tmp };
         std::fs::create_dir(repos.home()).unwrap();
-        repos.git(repos.tmp.path(), &["init", "--quiet", "--bare", "-b", "main", "origin.git"]);
+        repos.git(
+            repos.tmp.path(),
+            &["init", "--quiet", "--bare", "-b", "main", "origin.git"],
+        );
         repos.git(repos.tmp.path(), &["init", "--quiet", "-b", "main", "seed"]);
         repos.commit("app.txt", "v1\n", "v1");
-        repos.git(&repos.seed(), &["remote", "add", "origin", repos.origin().to_str().unwrap()]);
+        repos.git(
+            &repos.seed(),
+            &["remote", "add", "origin", repos.origin().to_str().unwrap()],
+        );
         repos.git(&repos.seed(), &["push", "--quiet", "-u", "origin", "main"]);
-        repos.git(repos.tmp.path(), &["clone", "--quiet", repos.origin().to_str().unwrap(), "deploy"]);
-        assert_eq!(repos.git(&repos.work_tree(), &["symbolic-ref", "--short", "HEAD"]), "main");
+        repos.git(
+            repos.tmp.path(),
+            &[
+                "clone",
+                "--quiet",
+                repos.origin().to_str().unwrap(),
+                "deploy",
+            ],
+        );
+        assert_eq!(
+            repos.git(&repos.work_tree(), &["symbolic-ref", "--short", "HEAD"]),
+            "main"
+        );
         repos
     }
 
@@ -154,22 +175,46 @@ fn deploy_fast_forwards_the_work_tree_to_the_pushed_commit() {
     assert_ne!(repos.head(), new);
 
     let d = repos.daemon();
-    let task = run_one(&d, "git", &json!({"ref": "refs/heads/main", "repo": "acme/app"}));
+    let task = run_one(
+        &d,
+        "git",
+        &json!({"ref": "refs/heads/main", "repo": "acme/app"}),
+    );
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["exit_code"], 0);
     assert_eq!(
         task["argv"],
-        json!([d.path("handlers/deploy.sh").display().to_string(), "--ref=refs/heads/main", "--repo=acme/app"])
+        json!([
+            d.path("handlers/deploy.sh").display().to_string(),
+            "--ref=refs/heads/main",
+            "--repo=acme/app"
+        ])
     );
     let out = stdout(&task);
     let dir = repos.work_tree().display().to_string();
-    assert!(out.starts_with(&format!("deploying acme/app refs/heads/main into {dir}\n")), "{out}");
-    assert!(out.contains(&format!("Updating {}..{}\nFast-forward\n", &before[..7], &new[..7])), "{out}");
+    assert!(
+        out.starts_with(&format!("deploying acme/app refs/heads/main into {dir}\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Updating {}..{}\nFast-forward\n",
+            &before[..7],
+            &new[..7]
+        )),
+        "{out}"
+    );
     assert!(out.ends_with(&format!("HEAD is now {new}\n")), "{out}");
 
     assert_eq!(repos.head(), new);
-    assert_eq!(std::fs::read_to_string(repos.work_tree().join("app.txt")).unwrap(), "v2\n");
-    assert_eq!(repos.git(&repos.work_tree(), &["status", "--porcelain"]), "");
+    assert_eq!(
+        std::fs::read_to_string(repos.work_tree().join("app.txt")).unwrap(),
+        "v2\n"
+    );
+    assert_eq!(
+        repos.git(&repos.work_tree(), &["status", "--porcelain"]),
+        ""
+    );
 }
 
 #[test]
@@ -177,16 +222,29 @@ fn deploy_skips_a_push_to_another_branch_and_leaves_head_alone() {
     let repos = Repos::new();
     let before = repos.head();
     repos.commit("app.txt", "feature\n", "feature work");
-    repos.git(&repos.seed(), &["push", "--quiet", "origin", "HEAD:refs/heads/feature"]);
+    repos.git(
+        &repos.seed(),
+        &["push", "--quiet", "origin", "HEAD:refs/heads/feature"],
+    );
 
     let d = repos.daemon();
-    let task = run_one(&d, "git", &json!({"ref": "refs/heads/feature", "repo": "acme/app"}));
+    let task = run_one(
+        &d,
+        "git",
+        &json!({"ref": "refs/heads/feature", "repo": "acme/app"}),
+    );
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["exit_code"], 0);
-    assert_eq!(stdout(&task), "skipping refs/heads/feature: not refs/heads/main\n");
+    assert_eq!(
+        stdout(&task),
+        "skipping refs/heads/feature: not refs/heads/main\n"
+    );
     assert_eq!(stderr(&task), "");
     assert_eq!(repos.head(), before);
-    assert_eq!(std::fs::read_to_string(repos.work_tree().join("app.txt")).unwrap(), "v1\n");
+    assert_eq!(
+        std::fs::read_to_string(repos.work_tree().join("app.txt")).unwrap(),
+        "v1\n"
+    );
 }
 
 // ---------------------------------------------------------------- notify.py
@@ -224,8 +282,10 @@ fn notify_passes_hostile_values_verbatim(d: Daemon) {
     assert_eq!(
         task["argv"],
         json!([
+            // Only the command itself is resolved; the script is found from
+            // the working dir, the config's directory.
             "python3",
-            d.path("handlers/notify.py").display().to_string(),
+            "handlers/notify.py",
             "--event_type=hostile:default",
             format!("--repo={repo}"),
             "--ref=--help",
@@ -257,7 +317,12 @@ fn notify_gets_hostile_and_chinese_values_verbatim() {
 
 #[test]
 fn notify_gets_chinese_values_verbatim_under_the_c_locale() {
-    notify_passes_hostile_values_verbatim(Daemon::with(NOTIFY_CONFIG).env("LANG", "C").env("LC_ALL", "C").start());
+    notify_passes_hostile_values_verbatim(
+        Daemon::with(NOTIFY_CONFIG)
+            .env("LANG", "C")
+            .env("LC_ALL", "C")
+            .start(),
+    );
 }
 
 // ------------------------------------------------------ the shipped config
@@ -266,16 +331,27 @@ fn notify_gets_chinese_values_verbatim_under_the_c_locale() {
 fn shipped_config_runs_notify_and_log_event_for_a_github_push() {
     let config = std::fs::read_to_string(Path::new(ROOT).join("webhook.yaml")).unwrap();
     let secret = "shipped-config-test-secret";
-    let d = Daemon::with(&config).env("GITHUB_WEBHOOK_SECRET", secret).start();
+    let d = Daemon::with(&config)
+        .env("GITHUB_WEBHOOK_SECRET", secret)
+        .start();
     let body = fixture("github/push.json");
     let sig = format!("sha256={}", hmac_sha256_hex(secret, &body));
     let r = d.post_json(
         "/hooks/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", "d-1")],
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("X-GitHub-Delivery", "d-1"),
+        ],
         &body,
     );
     let ids = Daemon::task_ids(&r);
-    let programs: Vec<&str> = r.json()["tasks"].as_array().unwrap().iter().map(|t| t["program"].as_str().unwrap()).collect();
+    let programs: Vec<Value> = r.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["program"].clone())
+        .collect();
     // Not acme/* on main: no deploy; `push` runs notify, `"*"` runs log-event.
     assert_eq!(programs, ["notify", "log-event"]);
 
@@ -299,7 +375,11 @@ fn shipped_config_runs_notify_and_log_event_for_a_github_push() {
     assert_eq!(log["status"], "succeeded", "{log}");
     assert_eq!(
         stdout(&log),
-        format!("source=github event=push task={} delivery=d-1\nstdin: {} bytes\n", ids[1], body.len())
+        format!(
+            "source=github event=push task={} delivery=d-1\nstdin: {} bytes\n",
+            ids[1],
+            body.len()
+        )
     );
 }
 
@@ -318,18 +398,29 @@ struct Captured {
 
 impl Captured {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     fn query(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(self.raw_query.as_bytes()).into_owned().collect()
+        form_urlencoded::parse(self.raw_query.as_bytes())
+            .into_owned()
+            .collect()
     }
     /// A query parameter's value as sent, before percent-decoding.
     fn raw_param(&self, name: &str) -> Option<&str> {
-        self.raw_query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        self.raw_query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
     }
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -348,7 +439,9 @@ impl Receiver {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let Ok(request) = read_request(&mut stream) else { continue };
+                let Ok(request) = read_request(&mut stream) else {
+                    continue;
+                };
                 let gone = tx.send(request).is_err();
                 let _ = write!(
                     stream,
@@ -365,8 +458,14 @@ impl Receiver {
 
     /// The one request the handler sent (it has finished, so it was sent already).
     fn only_request(&self) -> Captured {
-        let request = self.requests.recv_timeout(Duration::from_secs(5)).expect("the handler sent no request");
-        assert!(self.requests.try_recv().is_err(), "the handler sent more than one request");
+        let request = self
+            .requests
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the handler sent no request");
+        assert!(
+            self.requests.try_recv().is_err(),
+            "the handler sent more than one request"
+        );
         request
     }
 }
@@ -388,14 +487,21 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Captured> {
     let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("head is not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let mut request_line = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some("HTTP/1.1"), None) =
-        (request_line.next(), request_line.next(), request_line.next(), request_line.next())
-    else {
+    let (Some(method), Some(target), Some("HTTP/1.1"), None) = (
+        request_line.next(),
+        request_line.next(),
+        request_line.next(),
+        request_line.next(),
+    ) else {
         return Err(bad("not an HTTP/1.1 request line"));
     };
     let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let headers: Vec<(String, String)> = lines
-        .map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).ok_or_else(|| bad(l)))
+        .map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| bad(l))
+        })
         .collect::<Result<_, _>>()?;
     let length: usize = headers
         .iter()
@@ -433,12 +539,18 @@ fn unix_now() -> Duration {
 /// Both services refuse timestamps more than an hour off; ours must be "now".
 fn assert_recent(what: &str, secs: f64) {
     let now = unix_now().as_secs_f64();
-    assert!((now - secs).abs() < 300.0, "{what} {secs} is not now ({now})");
+    assert!(
+        (now - secs).abs() < 300.0,
+        "{what} {secs} is not now ({now})"
+    );
 }
 
 /// A generic source `repo` whose deliveries run `program` with every param below.
 fn bot_config(program: &str, command: &str, env: &[(&str, String)]) -> String {
-    let env: String = env.iter().map(|(k, v)| format!("      {k}: {}\n", yaml_str(v))).collect();
+    let env: String = env
+        .iter()
+        .map(|(k, v)| format!("      {k}: {}\n", yaml_str(v)))
+        .collect();
     format!(
         r#"
 sources:
@@ -490,7 +602,10 @@ fn feishu_daemon(receiver: &Receiver) -> Daemon {
         "feishu",
         "handlers/feishu-notify.py",
         &[
-            ("FEISHU_WEBHOOK_URL", format!("{}/open-apis/bot/v2/hook/test", receiver.base)),
+            (
+                "FEISHU_WEBHOOK_URL",
+                format!("{}/open-apis/bot/v2/hook/test", receiver.base),
+            ),
             ("FEISHU_SECRET", FEISHU_SECRET.to_string()),
         ],
     ))
@@ -510,7 +625,10 @@ fn feishu_posts_a_signed_card_with_the_repo_and_chinese_text() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/open-apis/bot/v2/hook/test");
     assert_eq!(req.raw_query, "");
-    assert_eq!(req.header("Content-Type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        req.header("Content-Type"),
+        Some("application/json; charset=utf-8")
+    );
     let body = req.json();
     // Feishu: `timestamp` in seconds (a string) and `sign` = base64(HMAC-SHA256),
     // keyed with "timestamp\nsecret", over an empty message.
@@ -542,8 +660,14 @@ fn feishu_posts_a_signed_card_with_the_repo_and_chinese_text() {
     );
     // The raw body is UTF-8 text, not \u escapes.
     assert!(String::from_utf8(req.body).unwrap().contains(TITLE));
-    assert!(!task.to_string().contains(FEISHU_SECRET), "the secret is shown in the task");
-    assert!(!d.logs().contains(FEISHU_SECRET), "the secret reached the log");
+    assert!(
+        !task.to_string().contains(FEISHU_SECRET),
+        "the secret is shown in the task"
+    );
+    assert!(
+        !d.logs().contains(FEISHU_SECRET),
+        "the secret reached the log"
+    );
 }
 
 #[test]
@@ -555,7 +679,10 @@ fn feishu_error_code_fails_the_task_with_exit_code_1() {
     assert_eq!(task["exit_code"], 1);
     assert_eq!(task["error"], Value::Null);
     assert_eq!(stdout(&task), "");
-    assert_eq!(stderr(&task), "feishu-notify: HTTP 200: {\"code\":19021,\"msg\":\"sign match fail\"}\n");
+    assert_eq!(
+        stderr(&task),
+        "feishu-notify: HTTP 200: {\"code\":19021,\"msg\":\"sign match fail\"}\n"
+    );
     receiver.only_request();
 }
 
@@ -568,7 +695,10 @@ fn dingtalk_daemon(receiver: &Receiver) -> Daemon {
         "dingtalk",
         "handlers/dingtalk-notify.py",
         &[
-            ("DINGTALK_WEBHOOK_URL", format!("{}/robot/send?access_token=abc", receiver.base)),
+            (
+                "DINGTALK_WEBHOOK_URL",
+                format!("{}/robot/send?access_token=abc", receiver.base),
+            ),
             ("DINGTALK_SECRET", DINGTALK_SECRET.to_string()),
         ],
     ))
@@ -587,18 +717,29 @@ fn dingtalk_posts_signed_markdown_with_the_repo_and_chinese_text() {
     let req = receiver.only_request();
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/robot/send");
-    assert_eq!(req.header("Content-Type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        req.header("Content-Type"),
+        Some("application/json; charset=utf-8")
+    );
     // DingTalk: `timestamp` in milliseconds and `sign` = urlencode(base64(HMAC-SHA256)),
     // keyed with the secret, over "timestamp\nsecret".
     let query = req.query();
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["access_token", "timestamp", "sign"], "{}", req.raw_query);
+    assert_eq!(
+        names,
+        ["access_token", "timestamp", "sign"],
+        "{}",
+        req.raw_query
+    );
     assert_eq!(query[0].1, "abc");
     let timestamp = &query[1].1;
     let millis: u64 = timestamp.parse().unwrap();
     assert_recent("timestamp", millis as f64 / 1000.0);
     assert_eq!(timestamp.len(), 13);
-    let sign = hmac_sha256_base64(DINGTALK_SECRET.as_bytes(), format!("{timestamp}\n{DINGTALK_SECRET}").as_bytes());
+    let sign = hmac_sha256_base64(
+        DINGTALK_SECRET.as_bytes(),
+        format!("{timestamp}\n{DINGTALK_SECRET}").as_bytes(),
+    );
     assert_eq!(query[2].1, sign);
     // base64's `+`, `/` and `=` must arrive percent-encoded, or `+` would decode as a space.
     let encoded: String = form_urlencoded::byte_serialize(sign.as_bytes()).collect();
@@ -619,8 +760,14 @@ fn dingtalk_posts_signed_markdown_with_the_repo_and_chinese_text() {
         })
     );
     assert!(String::from_utf8(req.body).unwrap().contains(TITLE));
-    assert!(!task.to_string().contains(DINGTALK_SECRET), "the secret is shown in the task");
-    assert!(!d.logs().contains(DINGTALK_SECRET), "the secret reached the log");
+    assert!(
+        !task.to_string().contains(DINGTALK_SECRET),
+        "the secret is shown in the task"
+    );
+    assert!(
+        !d.logs().contains(DINGTALK_SECRET),
+        "the secret reached the log"
+    );
 }
 
 #[test]
@@ -631,6 +778,9 @@ fn dingtalk_error_code_fails_the_task_with_exit_code_1() {
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["exit_code"], 1);
     assert_eq!(stdout(&task), "");
-    assert_eq!(stderr(&task), "dingtalk-notify: HTTP 200: {\"errcode\":310000,\"errmsg\":\"sign not match\"}\n");
+    assert_eq!(
+        stderr(&task),
+        "dingtalk-notify: HTTP 200: {\"errcode\":310000,\"errmsg\":\"sign not match\"}\n"
+    );
     receiver.only_request();
 }

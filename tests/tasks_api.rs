@@ -150,19 +150,3 @@ fn with_tokens_every_client_needs_one() {
     assert_eq!(d.get_with("/tasks", &remote).status, 200);
     assert!(!d.logs().contains("tok-2"));
 }
-
-#[test]
-fn sigterm_lets_running_and_queued_tasks_finish_then_exits_0() {
-    let mut d = Daemon::start(CONFIG);
-    let running = ids(&send(&d, "a", "sleepy"));
-    let queued = ids(&send(&d, "a", "sleepy"));
-    eventually("the first task to start", Duration::from_secs(10), || {
-        std::fs::read_to_string(d.path("runs")).is_ok_and(|r| r.contains("start"))
-    });
-    let status = d.terminate();
-    assert!(status.success(), "exit status {status:?}");
-    let runs = std::fs::read_to_string(d.path("runs")).unwrap();
-    for id in running.iter().chain(&queued) {
-        assert!(runs.contains(&format!("end {id}")), "task {id} did not finish:\n{runs}");
-    }
-}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout};
+use tokio::time::{sleep, timeout_at};
 
 /// Everything needed to start one handler process.
 #[derive(Debug, Clone)]
@@ -112,9 +112,10 @@ pub async fn run(
         }
     };
 
+    let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
     for reader in readers {
         let abort = reader.abort_handle();
-        if timeout(OUTPUT_DRAIN, reader).await.is_err() {
+        if timeout_at(drain_until, reader).await.is_err() {
             abort.abort();
         }
     }

@@ -34,11 +34,17 @@ impl Resp {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     /// The `error` sentence of an error answer.
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.text)).to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {}", self.text))
+            .to_string()
     }
 }
 
@@ -46,7 +52,10 @@ impl Resp {
 pub fn install_handlers(dir: &Path) {
     let target = dir.join("handlers");
     std::fs::create_dir_all(&target).unwrap();
-    for from in [Path::new(ROOT).join("handlers"), Path::new(ROOT).join("tests/handlers")] {
+    for from in [
+        Path::new(ROOT).join("handlers"),
+        Path::new(ROOT).join("tests/handlers"),
+    ] {
         for entry in std::fs::read_dir(from).unwrap() {
             let path = entry.unwrap().path();
             std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
@@ -74,7 +83,9 @@ impl Builder {
         if self.handlers {
             install_handlers(dir.path());
         }
-        let config = self.config.replace("$DIR", &dir.path().display().to_string());
+        let config = self
+            .config
+            .replace("$DIR", &dir.path().display().to_string());
         std::fs::write(dir.path().join("webhook.yaml"), config).unwrap();
         Daemon::spawn(dir, &self.env)
     }
@@ -83,7 +94,11 @@ impl Builder {
 impl Daemon {
     /// A daemon on `config` (`$DIR` in it is replaced by the temp directory).
     pub fn with(config: &str) -> Builder {
-        Builder { config: config.to_string(), env: Vec::new(), handlers: true }
+        Builder {
+            config: config.to_string(),
+            env: Vec::new(),
+            handlers: true,
+        }
     }
 
     pub fn start(config: &str) -> Daemon {
@@ -123,7 +138,12 @@ impl Daemon {
                 panic!("daemon did not start:\n{}", logs.lock().unwrap().join("\n"));
             }
         };
-        Daemon { child: Some(child), addr, dir, logs }
+        Daemon {
+            child: Some(child),
+            addr,
+            dir,
+            logs,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -166,7 +186,11 @@ impl Daemon {
             if !matches!(status.as_str(), "queued" | "running") {
                 return task;
             }
-            assert!(Instant::now() < deadline, "task {id} still {status}; logs:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "task {id} still {status}; logs:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -174,7 +198,12 @@ impl Daemon {
     /// The ids of the tasks in a 202 answer.
     pub fn task_ids(resp: &Resp) -> Vec<String> {
         assert_eq!(resp.status, 202, "expected 202: {}", resp.text);
-        resp.json()["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+        resp.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -200,7 +229,11 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
 }
 
 pub fn signal(pid: u32, name: &str) {
-    Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 /// Whether a process with this pid exists.
@@ -220,7 +253,9 @@ impl Drop for Daemon {
 
 /// One HTTP request; any status is an answer, not an error.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     let mut req = agent.request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
@@ -244,7 +279,11 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         })
         .collect();
     let text = resp.into_string().unwrap();
-    Resp { status, headers, text }
+    Resp {
+        status,
+        headers,
+        text,
+    }
 }
 
 /// `sha256=<hex>` HMAC as GitHub signs.

@@ -1,0 +1,77 @@
+//! SIGTERM: stop accepting, let tasks finish within `tasks.shutdown_grace`,
+//! then stop what still runs (its whole group) and exit 0.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+tasks:
+  max_concurrent: 1
+  shutdown_grace: 10s
+sources:
+  a:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  sleepy:
+    command: handlers/sleepy.sh
+    env: {OUT_FILE: $DIR/runs, SLEEP: "0.5"}
+  trap:
+    command: handlers/trap.sh
+    env: {PIDS_FILE: $DIR/pids}
+mappings:
+  a:
+    sleepy: {rules: [{run: sleepy}]}
+    trap: {rules: [{run: trap}]}
+"#;
+
+fn send(d: &Daemon, kind: &str) -> Vec<String> {
+    let r = d.post_json("/hooks/a", &[], format!(r#"{{"kind":"{kind}"}}"#).as_bytes());
+    Daemon::task_ids(&r)
+}
+
+#[test]
+fn sigterm_lets_running_and_queued_tasks_finish_then_exits_0() {
+    let mut d = Daemon::start(CONFIG);
+    let first = send(&d, "sleepy");
+    let second = send(&d, "sleepy");
+    eventually("the first task to start", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.path("runs")).is_ok_and(|r| r.contains("start"))
+    });
+    let status = d.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let runs = std::fs::read_to_string(d.path("runs")).unwrap();
+    for id in first.iter().chain(&second) {
+        assert!(runs.contains(&format!("end {id}")), "task {id} did not finish:\n{runs}");
+    }
+    assert!(d.logs().contains("stopping: no new deliveries"));
+}
+
+#[test]
+fn after_the_grace_running_groups_are_killed_and_unstarted_tasks_are_reported() {
+    let mut d = Daemon::start(&CONFIG.replace("shutdown_grace: 10s", "shutdown_grace: 1s"));
+    send(&d, "trap");
+    let never = send(&d, "sleepy");
+    eventually("the trap handler to start", Duration::from_secs(10), || d.path("pids").exists());
+    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let started = Instant::now();
+    let status = d.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    // 1 s grace, then SIGTERM (ignored) and SIGKILL 5 s later.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} outlived the daemon");
+    }
+    assert!(!d.path("runs").exists(), "the queued task started after the grace");
+    let logs = d.logs();
+    assert!(
+        logs.contains(&format!("task cancelled: the daemon stopped before it started task_id={}", never[0])),
+        "{logs}"
+    );
+}
