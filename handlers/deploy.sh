@@ -18,7 +18,7 @@
 #         other non-zero: git's own status (e.g. 128: not fast-forwardable,
 #            network or auth failure)
 #
-# webhook.yaml (as shipped; relative paths start at the config file's directory):
+# webhook.yaml (from the shipped one; relative paths start at its directory):
 #   programs:
 #     deploy:
 #       command: handlers/deploy.sh
@@ -30,7 +30,8 @@
 #   mappings:
 #     github:
 #       push:
-#         params:                     # every param the program lists must be here
+#         params:                     # must extract every param deploy lists
+#                                     # (the shipped one also has `author`)
 #           ref: payload.ref
 #           repo: payload.repository.full_name
 #         rules:

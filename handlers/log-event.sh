@@ -12,7 +12,7 @@
 #          line "<task id> <source> <event>" is appended to that file.
 # Exit     0; 1 only if LOG_FILE is set but cannot be appended to.
 #
-# webhook.yaml (as shipped; relative paths start at the config file's directory):
+# webhook.yaml (from the shipped one; relative paths start at its directory):
 #   mappings:
 #     jira:
 #       jira:issue_created:

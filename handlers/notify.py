@@ -16,7 +16,7 @@ Inputs
 Output {"event_type": ..., "repo": ..., "ref": ..., "author": ..., "body_keys": [...]}
        as UTF-8 whatever the locale. Exit 0.
 
-webhook.yaml (as shipped; relative paths start at the config file's directory):
+webhook.yaml (from the shipped one; relative paths start at its directory):
   programs:
     notify:
       command: [python3, handlers/notify.py]

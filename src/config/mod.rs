@@ -6,24 +6,25 @@ mod error;
 mod interp;
 mod locate;
 mod raw;
+mod source;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use source::{Dedup, DedupKey, Provider, Source};
 pub use units::{parse_duration, parse_size};
 
-use crate::auth::{ip::parse_net, Auth, HmacAlgo, SigEncoding};
+use crate::auth::ip::parse_net;
 use crate::engine::Limits;
 use crate::mapping::condition::Condition;
-use crate::mapping::event::EventSpec;
-use crate::mapping::params::{parse_path, ParamFrom};
-use crate::mapping::{Mapping, Routes, Rule, BUILTIN_VARS};
+use crate::mapping::params::ParamFrom;
+use crate::mapping::{Mapping, Rule, BUILTIN_VARS};
 use crate::process::program::{BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE};
 use crate::process::{Program, Template};
 use crate::secret::Secret;
 use interp::Interp;
 use ipnet::IpNet;
 use locate::Seg;
-use raw::{RawAuth, RawCommand, RawConfig, RawMapping, RawProgram, RawSource};
+use raw::{RawCommand, RawConfig, RawMapping, RawProgram};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,49 +51,6 @@ pub struct Server {
     pub listen: SocketAddr,
     pub max_body: usize,
     pub trusted_proxies: Vec<IpNet>,
-}
-
-/// A provider preset: how a source's deliveries name their event and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    Github,
-    Gitlab,
-    Jira,
-    Generic,
-}
-
-impl Provider {
-    const NAMES: [(&'static str, Provider); 4] = [
-        ("github", Provider::Github),
-        ("gitlab", Provider::Gitlab),
-        ("jira", Provider::Jira),
-        ("generic", Provider::Generic),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("generic")
-    }
-
-    /// The header carrying the provider's delivery id, if it has one.
-    pub fn delivery_header(self) -> Option<&'static str> {
-        match self {
-            Provider::Github => Some("x-github-delivery"),
-            Provider::Gitlab => Some("x-gitlab-event-uuid"),
-            Provider::Jira => Some("x-atlassian-webhook-identifier"),
-            Provider::Generic => None,
-        }
-    }
-}
-
-/// A checked `sources.<name>` with its mappings.
-#[derive(Debug)]
-pub struct Source {
-    pub name: Arc<str>,
-    pub provider: Provider,
-    pub auth: Auth,
-    pub allow_ips: Option<Vec<IpNet>>,
-    pub event: EventSpec,
-    pub routes: Routes,
 }
 
 /// Reads and checks the config file at `path`.
@@ -151,7 +109,7 @@ fn yaml_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
     }
 }
 
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     file: String,
     dir: PathBuf,
@@ -159,11 +117,11 @@ struct Checker<'a> {
     warnings: Vec<String>,
 }
 
-fn key(k: &str) -> Seg {
+pub(crate) fn key(k: &str) -> Seg {
     Seg::Key(k.to_string())
 }
 
-fn valid_header(name: &str) -> bool {
+pub(crate) fn valid_header(name: &str) -> bool {
     actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
 }
 
@@ -370,193 +328,6 @@ impl Checker<'_> {
             self.dir.join(command).display().to_string()
         } else {
             command.to_string()
-        }
-    }
-
-    fn source(&mut self, at: &[Seg], name: &str, s: &RawSource) -> Option<Source> {
-        let sub = |k: &str| {
-            let mut p = at.to_vec();
-            p.push(key(k));
-            p
-        };
-        let errors_before = self.errors.len();
-        let Some(provider) = Provider::NAMES.iter().find(|(n, _)| *n == s.provider).map(|(_, p)| *p) else {
-            let names: Vec<_> = Provider::NAMES.iter().map(|(n, _)| format!("`{n}`")).collect();
-            self.error(&sub("provider"), format!("unknown provider `{}`: expected one of {}", s.provider, names.join(", ")));
-            return None;
-        };
-        let unused = |this: &mut Self, field: &str, present: bool| {
-            if present {
-                this.error(&sub(field), format!("`{field}` is not used by provider `{}`", provider.as_str()));
-            }
-        };
-        let auth = match provider {
-            Provider::Github => {
-                unused(self, "token", s.token.is_some());
-                unused(self, "auth", s.auth.is_some());
-                unused(self, "event", s.event.is_some());
-                match &s.secret {
-                    Some(secret) => self.secret(&sub("secret"), secret).map(|secret| Auth::Hmac {
-                        algo: HmacAlgo::Sha256,
-                        secret,
-                        header: "X-Hub-Signature-256".into(),
-                        prefix: "sha256=".into(),
-                        encoding: SigEncoding::Hex,
-                    }),
-                    None => {
-                        self.error(at, "provider `github` needs a `secret` (the webhook's secret, used to check `X-Hub-Signature-256`)");
-                        None
-                    }
-                }
-            }
-            Provider::Gitlab => {
-                unused(self, "secret", s.secret.is_some());
-                unused(self, "auth", s.auth.is_some());
-                unused(self, "event", s.event.is_some());
-                match &s.token {
-                    Some(token) => self.secret(&sub("token"), token).map(|secret| Auth::Token {
-                        secret,
-                        header: Some("X-Gitlab-Token".into()),
-                        query: None,
-                    }),
-                    None => {
-                        self.error(at, "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)");
-                        None
-                    }
-                }
-            }
-            Provider::Jira => {
-                unused(self, "auth", s.auth.is_some());
-                unused(self, "event", s.event.is_some());
-                match (&s.token, &s.secret) {
-                    (Some(token), None) => self.secret(&sub("token"), token).map(|secret| Auth::Token {
-                        secret,
-                        header: Some("X-Webhook-Token".into()),
-                        query: Some("token".into()),
-                    }),
-                    (None, Some(secret)) => self.secret(&sub("secret"), secret).map(|secret| Auth::Hmac {
-                        algo: HmacAlgo::Sha256,
-                        secret,
-                        header: "X-Hub-Signature".into(),
-                        prefix: "sha256=".into(),
-                        encoding: SigEncoding::Hex,
-                    }),
-                    (Some(_), Some(_)) => {
-                        self.error(at, "provider `jira` takes a `token` or a `secret`, not both");
-                        None
-                    }
-                    (None, None) => {
-                        self.error(at, "provider `jira` needs a `token` (Jira Server: `X-Webhook-Token` header or `?token=`) or a `secret` (Jira Cloud: `X-Hub-Signature`)");
-                        None
-                    }
-                }
-            }
-            Provider::Generic => {
-                unused(self, "secret", s.secret.is_some());
-                unused(self, "token", s.token.is_some());
-                match &s.auth {
-                    None => {
-                        self.error(at, "provider `generic` needs `auth`: `none`, `{token: ..., header: ...}` or `{hmac: sha256, secret: ..., header: ...}`");
-                        None
-                    }
-                    Some(auth) => self.generic_auth(&sub("auth"), auth),
-                }
-            }
-        };
-        let event = match (provider, &s.event) {
-            (Provider::Github, _) => EventSpec::Header("X-GitHub-Event".into()),
-            (Provider::Gitlab, _) => EventSpec::Gitlab,
-            (Provider::Jira, _) => EventSpec::Jira,
-            (Provider::Generic, None) => EventSpec::Fixed,
-            (Provider::Generic, Some(e)) => match (&e.header, &e.field) {
-                (Some(h), None) if valid_header(h.trim()) => EventSpec::Header(h.trim().to_string()),
-                (Some(h), None) => {
-                    self.error(&sub("event"), format!("`{h}` is not a valid header name"));
-                    EventSpec::Fixed
-                }
-                (None, Some(f)) => match parse_path(f) {
-                    Some(steps) => EventSpec::Field(steps),
-                    None => {
-                        self.error(&sub("event"), format!("`{f}` is not a body path such as `event.type` or `items[0].kind`"));
-                        EventSpec::Fixed
-                    }
-                },
-                _ => {
-                    self.error(&sub("event"), "give exactly one of `header` or `field`");
-                    EventSpec::Fixed
-                }
-            },
-        };
-        let allow_ips = s.allow_ips.as_ref().map(|list| {
-            list.iter()
-                .enumerate()
-                .filter_map(|(i, text)| {
-                    parse_net(text).map_err(|e| self.error(&[&sub("allow_ips")[..], &[Seg::Index(i)]].concat(), e)).ok()
-                })
-                .collect()
-        });
-        if self.errors.len() > errors_before {
-            return None;
-        }
-        Some(Source { name: name.into(), provider, auth: auth?, allow_ips, event, routes: Routes::default() })
-    }
-
-    fn generic_auth(&mut self, at: &[Seg], auth: &RawAuth) -> Option<Auth> {
-        let sub = |k: &str| [at, &[key(k)]].concat();
-        let m = match auth {
-            RawAuth::None => return Some(Auth::None),
-            RawAuth::Map(m) => m,
-        };
-        match (&m.token, &m.hmac) {
-            (Some(token), None) => {
-                if m.secret.is_some() || m.prefix.is_some() {
-                    self.error(at, "token auth takes `token`, `header` and `query`; `secret` and `prefix` belong to hmac auth");
-                    return None;
-                }
-                let secret = self.secret(&sub("token"), token)?;
-                let header = m.header.as_ref().map(|h| h.trim().to_string());
-                if let Some(h) = header.as_deref().filter(|h| !valid_header(h)) {
-                    self.error(&sub("header"), format!("`{h}` is not a valid header name"));
-                    return None;
-                }
-                let query = m.query.clone();
-                let header = if header.is_none() && query.is_none() { Some("X-Webhook-Token".to_string()) } else { header };
-                Some(Auth::Token { secret, header, query })
-            }
-            (None, Some(algo)) => {
-                let Some(algo) = HmacAlgo::parse(algo) else {
-                    self.error(&sub("hmac"), format!("unknown hmac algorithm `{algo}`: expected `sha1`, `sha256` or `sha512`"));
-                    return None;
-                };
-                if m.query.is_some() {
-                    self.error(&sub("query"), "hmac auth reads its signature from a header, not the query");
-                    return None;
-                }
-                let Some(secret) = &m.secret else {
-                    self.error(at, "hmac auth needs a `secret`");
-                    return None;
-                };
-                let secret = self.secret(&sub("secret"), secret)?;
-                let Some(header) = &m.header else {
-                    self.error(at, "hmac auth needs the `header` that carries the signature");
-                    return None;
-                };
-                if !valid_header(header.trim()) {
-                    self.error(&sub("header"), format!("`{header}` is not a valid header name"));
-                    return None;
-                }
-                Some(Auth::Hmac {
-                    algo,
-                    secret,
-                    header: header.trim().to_string(),
-                    prefix: m.prefix.clone().unwrap_or_default(),
-                    encoding: SigEncoding::Hex,
-                })
-            }
-            _ => {
-                self.error(at, "give exactly one of `token` or `hmac`");
-                None
-            }
         }
     }
 

@@ -62,6 +62,46 @@ pub struct RawSource {
     pub allow_ips: Option<Vec<String>>,
     pub auth: Option<RawAuth>,
     pub event: Option<RawEvent>,
+    pub dedup: Option<RawDedup>,
+}
+
+/// `dedup:` on a source: `off`, or `{window: 60s, key: delivery_id | body_sha256}`.
+#[derive(Debug)]
+pub enum RawDedup {
+    Off,
+    On(RawDedupMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupMap {
+    pub window: Option<Dur>,
+    pub key: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawDedup {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawDedup;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`off` or `{window: 60s, key: delivery_id | body_sha256}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDedup, E> {
+                match v {
+                    "off" => Ok(RawDedup::Off),
+                    other => Err(E::custom(format!("unknown dedup setting `{other}`: expected `off` or a map"))),
+                }
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawDedup, E> {
+                Ok(if v { RawDedup::On(RawDedupMap { window: None, key: None }) } else { RawDedup::Off })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawDedup, A::Error> {
+                RawDedupMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawDedup::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `auth:` of a generic source: the word `none`, or a map.

@@ -59,21 +59,17 @@ pub async fn receive(
     let headers = req.headers();
     let raw = body::read(headers, payload, config.server.max_body).await?;
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
-    if let Err(e) = auth::verify(&source.auth, headers, &query, &raw) {
+    if let Err(e) = auth::verify(&source.auth, headers, &query, &raw, std::time::SystemTime::now()) {
         tracing::warn!(source = %source_name, reason = %e, "delivery refused");
         return Err(ApiError::Unauthorized(format!("{e}")));
     }
     let parsed = body::parse(headers, &raw)?;
     let event = event_of(&source.event, headers, &parsed.json).map_err(ApiError::BadRequest)?;
     let action = action_of(&parsed.json);
-    let delivery_id: String = source
-        .provider
-        .delivery_header()
-        .and_then(|h| headers.get(h))
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(str::to_string)
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    if let Some(answer) = source.challenge(&parsed.json) {
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    let delivery_id: String = source.delivery_id(headers, &parsed.json).unwrap_or_else(|| Uuid::new_v4().to_string());
 
     let delivery = Delivery {
         source: &source_name,
