@@ -7,6 +7,7 @@
 //! - [`http`]: `POST /hooks/{source}` reads the body and answers; `GET /tasks` reads tasks.
 //! - [`auth`]: IP allowlists, tokens and HMAC signatures over the raw body.
 //! - [`mapping`]: the event name, the mappings it selects, params and rule conditions.
+//! - [`delivery`]: the delivery log (every request and how it was judged) and dedup.
 //! - [`engine`]: the bounded queue, the concurrency limit, and the task table.
 //! - [`process`]: spawning a handler in its own process group, its output and timeout.
 //! - [`config`]: `webhook.yaml`, checked at load into the types above.
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod http;
 pub mod mapping;

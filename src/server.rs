@@ -2,6 +2,7 @@
 //! stop accepting, then drain the task engine.
 
 use crate::config::Config;
+use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
 use crate::http::{self, AppState};
 use actix_web::{web, App, HttpServer};
@@ -20,7 +21,8 @@ impl Application {
     pub fn build(config: Arc<Config>, engine: Engine) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.server.listen)?;
         let addr = listener.local_addr()?;
-        let state = web::Data::new(AppState { config, engine });
+        let deliveries = DeliveryLog::new(config.deliveries.keep, config.deliveries.body_bytes);
+        let state = web::Data::new(AppState { config, engine, deliveries, dedup: DedupCache::default() });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -49,6 +49,19 @@ impl HmacAlgo {
     }
 }
 
+/// Whether any of `candidates` is the HMAC-SHA256 under `key` of `parts`
+/// written one after the other (`"{id}.{timestamp}."` then the body).
+///
+/// Every candidate is compared, each in constant time, so the time taken does
+/// not tell which one matched.
+pub fn sha256_any(key: &[u8], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else { return false };
+    for part in parts {
+        mac.update(part);
+    }
+    candidates.iter().fold(false, |found, c| mac.clone().verify_slice(c).is_ok() | found)
+}
+
 /// How the MAC is written in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigEncoding {
@@ -79,6 +92,15 @@ mod tests {
         assert!(!HmacAlgo::Sha256.verify(b"wrong", b"Hello, World!", &mac));
         assert!(!HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World!", &mac[..31]));
         assert_eq!(hex::encode(HmacAlgo::Sha256.sign(b"It's a Secret to Everybody", b"Hello, World!")), expected);
+    }
+
+    #[test]
+    fn sha256_any_checks_every_candidate() {
+        let mac = HmacAlgo::Sha256.sign(b"k", b"a.b");
+        assert!(sha256_any(b"k", &[b"a.", b"b"], &[vec![0; 32], mac.clone()]));
+        assert!(!sha256_any(b"k", &[b"a.", b"c"], &[mac.clone()]));
+        assert!(!sha256_any(b"k", &[b"a.b"], &[]));
+        assert!(!sha256_any(b"k", &[b"a.b"], &[mac[..16].to_vec()]));
     }
 
     #[test]

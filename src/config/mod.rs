@@ -40,10 +40,18 @@ pub struct Config {
     /// Bearer tokens for the task API; empty means loopback clients only.
     pub api_tokens: Vec<Secret>,
     pub limits: Limits,
+    pub deliveries: Deliveries,
     pub sources: HashMap<String, Arc<Source>>,
     pub programs: Vec<Arc<Program>>,
     /// Things that work but deserve a look (default secrets in use, ...).
     pub warnings: Vec<String>,
+}
+
+/// `deliveries:`: how much of the delivery log is kept in memory.
+#[derive(Debug, Clone)]
+pub struct Deliveries {
+    pub keep: usize,
+    pub body_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -215,6 +223,10 @@ impl Checker<'_> {
             server,
             api_tokens,
             limits,
+            deliveries: Deliveries {
+                keep: raw.deliveries.keep.unwrap_or(10_000),
+                body_bytes: raw.deliveries.body_bytes.map_or(64 << 20, |s| usize::try_from(s.0).unwrap_or(usize::MAX)),
+            },
             sources,
             programs: program_list,
             warnings: Vec::new(),

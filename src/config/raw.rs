@@ -24,6 +24,17 @@ pub struct RawConfig {
     pub programs: UniqueMap<RawProgram>,
     #[serde(default)]
     pub mappings: UniqueMap<UniqueMap<RawMapping>>,
+    #[serde(default)]
+    pub deliveries: RawDeliveries,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeliveries {
+    /// Delivery records kept in memory.
+    pub keep: Option<usize>,
+    /// Bytes of bodies kept for replay, across all records.
+    pub body_bytes: Option<Size>,
 }
 
 #[derive(Debug, Default, Deserialize)]

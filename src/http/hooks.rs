@@ -1,120 +1,221 @@
-//! `POST /hooks/{source}`: a delivery in, tasks out.
+//! `POST /hooks/{source}`: a delivery in, tasks out, and a record of how it
+//! was judged.
 //!
 //! Order of checks: unknown source (404), IP allowlist (403), body size (413),
-//! signature or token (401), content type (415), body and event (400). Only
-//! then are rules evaluated and tasks queued, all of a delivery's or none.
+//! signature or token (401), content type (415), body and event (400), then
+//! dedup, rules, and the queue (503). A delivery's tasks are queued all
+//! together or not at all. Every request leaves a record in the delivery log,
+//! refused ones included (dry runs excepted).
 
 use super::access::client_addr;
 use super::body;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{self, ip};
+use crate::config::{DedupKey, Source};
+use crate::delivery::dedup::Seen;
+use crate::delivery::record::{describe, mask_headers, mask_query};
+use crate::delivery::{Outcome, Record};
 use crate::engine::{NewTask, SubmitError};
-use crate::mapping::event::{action_of, event_of};
+use crate::mapping::event::{action_of, event_of, Event};
 use crate::mapping::{Delivery, Verdict};
 use crate::process::program::Invocation;
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
+use actix_web::http::header::HeaderMap;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use uuid::Uuid;
-
-#[derive(Serialize)]
-struct Accepted<'a> {
-    delivery_id: &'a str,
-    source: &'a str,
-    event: &'a str,
-    tasks: Vec<TaskRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-}
-
-#[derive(Serialize)]
-struct TaskRef {
-    id: Uuid,
-    program: String,
-    status: &'static str,
-    url: String,
-}
 
 pub async fn receive(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> HttpResponse {
     let source_name = path.into_inner();
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
+    let dry_run = query.iter().any(|(k, v)| k == "dry_run" && matches!(v.as_str(), "1" | "true" | "yes"));
+    let client = client_addr(&req, &state);
     let config = state.config.clone();
-    let Some(source) = config.sources.get(&source_name) else {
-        return Err(ApiError::NotFound(format!("there is no source named `{source_name}`")));
+    let source = config.sources.get(&source_name);
+    // TODO(providers): also mask the source's configured auth header names.
+    let auth_headers: Vec<&str> = Vec::new();
+    let mut rec = Record::new(
+        &source_name,
+        client.to_string(),
+        mask_headers(req.headers(), &auth_headers),
+        mask_query(&query),
+    );
+    let result = match source {
+        None => Err(ApiError::NotFound(format!("there is no source named `{source_name}`"))),
+        Some(source) => receive_from(&req, payload, &state, source, client, &query, dry_run, &mut rec).await,
     };
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(source = %source_name, %client, reason = %e, "delivery refused");
+            rec.outcome = Outcome::Rejected;
+            rec.reason = Some(e.to_string());
+            e.error_response()
+        }
+    };
+    if !dry_run {
+        rec.status = response.status().as_u16();
+        state.deliveries.insert(rec);
+    }
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_from(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    source: &Arc<Source>,
+    client: std::net::IpAddr,
+    query: &[(String, String)],
+    dry_run: bool,
+    rec: &mut Record,
+) -> Result<HttpResponse, ApiError> {
     if let Some(allowed) = &source.allow_ips {
-        let client = client_addr(&req, &state);
         if !ip::contains(allowed, client) {
-            tracing::warn!(source = %source_name, %client, "delivery refused: address not in allow_ips");
-            return Err(ApiError::Forbidden(format!(
-                "address {client} is not in `allow_ips` of source `{source_name}`"
-            )));
+            return Err(ApiError::Forbidden(format!("address {client} is not in `allow_ips` of source `{}`", source.name)));
         }
     }
     let headers = req.headers();
-    let raw = body::read(headers, payload, config.server.max_body).await?;
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
-    if let Err(e) = auth::verify(&source.auth, headers, &query, &raw, std::time::SystemTime::now()) {
-        tracing::warn!(source = %source_name, reason = %e, "delivery refused");
-        return Err(ApiError::Unauthorized(format!("{e}")));
-    }
+    let raw = body::read(headers, payload, state.config.server.max_body).await?;
+    rec.body_size = raw.len();
+    auth::verify(&source.auth, headers, query, &raw, std::time::SystemTime::now())
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     let parsed = body::parse(headers, &raw)?;
-    let event = event_of(&source.event, headers, &parsed.json).map_err(ApiError::BadRequest)?;
-    let action = action_of(&parsed.json);
     if let Some(answer) = source.challenge(&parsed.json) {
+        rec.outcome = Outcome::Ignored;
+        rec.reason = Some("handshake answered; nothing to run".into());
         return Ok(HttpResponse::Ok().json(answer));
     }
-    let delivery_id: String = source.delivery_id(headers, &parsed.json).unwrap_or_else(|| Uuid::new_v4().to_string());
-
-    let delivery = Delivery {
-        source: &source_name,
-        event: &event.name,
-        raw_event: event.raw.as_deref(),
-        action,
-        body: &parsed.json,
-        headers,
-        query: &query,
-    };
-    let matches = source.routes.evaluate(&delivery, |mapping, rule, verdict| match verdict {
-        Verdict::Error(e) => tracing::warn!(
-            %delivery_id, mapping = %mapping.key, rule = rule.index, error = %e,
-            "condition could not be evaluated; counted as not matched"
-        ),
-        v => tracing::debug!(%delivery_id, mapping = %mapping.key, rule = rule.index, verdict = ?v, "rule judged"),
-    });
-
-    if matches.is_empty() {
-        tracing::info!(source = %source_name, event = %event.name, %delivery_id, "delivery ignored: no rule matched");
-        return Ok(HttpResponse::Ok().json(Accepted {
-            delivery_id: &delivery_id,
-            source: &source_name,
-            event: &event.name,
-            tasks: Vec::new(),
-            message: Some(format!("no rule matched event `{}` of source `{source_name}`; nothing was run", event.name)),
-        }));
+    let event = event_of(&source.event, headers, &parsed.json).map_err(ApiError::BadRequest)?;
+    rec.event = Some(event.name.clone());
+    rec.raw_event = event.raw.clone();
+    let provider_id = source.delivery_id(headers, &parsed.json);
+    if let Some(id) = &provider_id {
+        rec.delivery_id = id.clone();
+        if !state.deliveries.contains(id) {
+            rec.id = id.clone();
+        }
+    }
+    let parts = Parts { event: &event, json: &parsed.json, stdin: &parsed.stdin, headers, query };
+    if dry_run {
+        return Ok(dry_run_answer(source, &parts, rec));
     }
 
-    let shared_delivery: Arc<str> = delivery_id.as_str().into();
-    let shared_event: Arc<str> = event.name.as_str().into();
-    let mut tasks = Vec::with_capacity(matches.len());
-    let mut refs = Vec::with_capacity(matches.len());
-    for m in matches {
+    let dedup_key = source.dedup.as_ref().and_then(|d| {
+        let key = match d.key {
+            DedupKey::DeliveryId => provider_id.clone()?,
+            DedupKey::BodySha256 => hex::encode(Sha256::digest(&raw)),
+        };
+        Some((key, d.window))
+    });
+    if let Some((key, window)) = &dedup_key {
+        if let Seen::Repeat(first) = state.dedup.check(&source.name, key, *window, &rec.id) {
+            rec.outcome = Outcome::Duplicate;
+            rec.reason = Some(format!("already received inside the dedup window as delivery `{first}`; nothing was run"));
+            rec.duplicate_of = Some(first.clone());
+            let task_ids = state.deliveries.get(&first).map(|r| r.task_ids.clone()).unwrap_or_default();
+            tracing::info!(source = %source.name, delivery_id = %rec.delivery_id, first = %first, "duplicate delivery: nothing run");
+            return Ok(HttpResponse::Ok().json(json!({
+                "delivery_id": rec.delivery_id,
+                "source": source.name,
+                "event": event.name,
+                "duplicate": true,
+                "first_delivery": first,
+                "tasks": task_ids.iter().map(|id| json!({"id": id, "url": format!("/tasks/{id}")})).collect::<Vec<_>>(),
+                "message": "this delivery was already received; nothing was run",
+            })));
+        }
+    }
+    let result = dispatch(state, source, &parts, rec);
+    if result.is_err() {
+        // Not accepted after all: a retry must run.
+        if let Some((key, _)) = &dedup_key {
+            state.dedup.forget(&source.name, key);
+        }
+    } else {
+        rec.keep_body(parsed.stdin.clone());
+    }
+    result
+}
+
+/// What rules and handlers see of a delivery.
+pub(super) struct Parts<'a> {
+    pub event: &'a Event,
+    pub json: &'a Value,
+    /// The JSON text handlers get on stdin.
+    pub stdin: &'a Bytes,
+    pub headers: &'a HeaderMap,
+    pub query: &'a [(String, String)],
+}
+
+impl Parts<'_> {
+    fn delivery<'a>(&'a self, source: &'a str) -> Delivery<'a> {
+        Delivery {
+            source,
+            event: &self.event.name,
+            raw_event: self.event.raw.as_deref(),
+            action: action_of(self.json),
+            body: self.json,
+            headers: self.headers,
+            query: self.query,
+        }
+    }
+}
+
+/// Judges a delivery and queues its tasks; fills in the record.
+pub(super) fn dispatch(state: &AppState, source: &Source, parts: &Parts<'_>, rec: &mut Record) -> Result<HttpResponse, ApiError> {
+    let delivery = parts.delivery(&source.name);
+    let judgement = source.routes.judge(&delivery);
+    for t in &judgement.trace {
+        if let Verdict::Error(e) = &t.verdict {
+            tracing::warn!(delivery_id = %rec.delivery_id, mapping = %t.mapping.key, rule = t.rule, error = %e,
+                "condition could not be evaluated; counted as not matched");
+        }
+    }
+    (rec.params, rec.rules) = describe(&judgement);
+    let event = &parts.event.name;
+    if judgement.matches.is_empty() {
+        rec.outcome = Outcome::Ignored;
+        rec.reason = Some(if judgement.trace.is_empty() {
+            format!("no mapping of source `{}` has a key for event `{event}`", source.name)
+        } else {
+            "no rule matched".to_string()
+        });
+        tracing::info!(source = %source.name, %event, delivery_id = %rec.delivery_id, "delivery ignored: no rule matched");
+        return Ok(HttpResponse::Ok().json(json!({
+            "delivery_id": rec.delivery_id,
+            "source": source.name,
+            "event": event,
+            "tasks": [],
+            "message": format!("no rule matched event `{event}` of source `{}`; nothing was run (see {})", source.name, format_args!("/deliveries/{}", rec.id)),
+        })));
+    }
+
+    let shared_delivery: Arc<str> = rec.delivery_id.as_str().into();
+    let shared_event: Arc<str> = event.as_str().into();
+    let mut tasks = Vec::with_capacity(judgement.matches.len());
+    let mut refs = Vec::with_capacity(judgement.matches.len());
+    for m in judgement.matches {
         let id = Uuid::new_v4();
         let task_id = id.to_string();
         let inv = Invocation {
-            source: &source_name,
-            event: &event.name,
+            source: &source.name,
+            event,
             task_id: &task_id,
-            delivery_id: &delivery_id,
-            payload: &parsed.stdin,
+            delivery_id: &rec.delivery_id,
+            payload: parts.stdin,
             params: &m.params,
         };
-        refs.push(TaskRef { id, program: m.program.name.clone(), status: "queued", url: format!("/tasks/{id}") });
+        refs.push(json!({"id": id, "program": m.program.name, "status": "queued", "url": format!("/tasks/{id}")}));
         tasks.push(NewTask {
             id,
             delivery_id: shared_delivery.clone(),
@@ -124,23 +225,54 @@ pub async fn receive(
             env: m.program.env(&inv),
             params: m.params.to_vec(),
             program: m.program,
-            body: parsed.stdin.clone(),
+            body: parts.stdin.clone(),
         });
     }
-    match state.engine.submit(tasks) {
-        Ok(()) => {}
-        Err(SubmitError::QueueFull) => {
-            tracing::warn!(source = %source_name, %delivery_id, "delivery refused: the task queue is full");
-            return Err(ApiError::QueueFull);
-        }
-        Err(SubmitError::ShuttingDown) => return Err(ApiError::ShuttingDown),
+    let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+    state.engine.submit(tasks).map_err(|e| match e {
+        SubmitError::QueueFull => ApiError::QueueFull,
+        SubmitError::ShuttingDown => ApiError::ShuttingDown,
+    })?;
+    rec.outcome = Outcome::Accepted;
+    rec.task_ids = ids;
+    tracing::info!(source = %source.name, %event, delivery_id = %rec.delivery_id, tasks = refs.len(), "delivery accepted");
+    Ok(HttpResponse::Accepted().json(json!({
+        "delivery_id": rec.delivery_id,
+        "source": source.name,
+        "event": event,
+        "tasks": refs,
+    })))
+}
+
+/// `?dry_run=1`: the full trace and the argv each matching rule would run; nothing runs.
+fn dry_run_answer(source: &Source, parts: &Parts<'_>, rec: &Record) -> HttpResponse {
+    HttpResponse::Ok().json(explain(source, parts, &rec.delivery_id))
+}
+
+/// The trace of how a delivery would be judged, with the argv of each match.
+pub fn explain(source: &Source, parts: &Parts<'_>, delivery_id: &str) -> Value {
+    let delivery = parts.delivery(&source.name);
+    let judgement = source.routes.judge(&delivery);
+    let (params, mut rules) = describe(&judgement);
+    for m in &judgement.matches {
+        let inv = Invocation {
+            source: &source.name,
+            event: &parts.event.name,
+            task_id: "<task_id>",
+            delivery_id,
+            payload: parts.stdin,
+            params: &m.params,
+        };
+        rules[m.trace_index].argv = Some(m.program.argv(&inv));
     }
-    tracing::info!(source = %source_name, event = %event.name, %delivery_id, tasks = refs.len(), "delivery accepted");
-    Ok(HttpResponse::Accepted().json(Accepted {
-        delivery_id: &delivery_id,
-        source: &source_name,
-        event: &event.name,
-        tasks: refs,
-        message: None,
-    }))
+    json!({
+        "dry_run": true,
+        "delivery_id": delivery_id,
+        "source": source.name,
+        "event": parts.event.name,
+        "action": action_of(parts.json),
+        "params": params,
+        "rules": rules,
+        "would_run": judgement.matches.len(),
+    })
 }

@@ -2,11 +2,13 @@
 
 mod access;
 mod body;
+mod deliveries;
 pub mod error;
 mod hooks;
 mod tasks;
 
 use crate::config::Config;
+use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
 use actix_web::{web, HttpRequest, HttpResponse};
 use error::ApiError;
@@ -16,6 +18,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub config: Arc<Config>,
     pub engine: Engine,
+    pub deliveries: DeliveryLog,
+    pub dedup: DedupCache,
 }
 
 /// Registers every route; the server and the tests use the same function.
@@ -27,6 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/tasks").route(web::get().to(tasks::list)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/deliveries").route(web::get().to(deliveries::list)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/deliveries/{id}").route(web::get().to(deliveries::get)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/deliveries/{id}/replay").route(web::post().to(deliveries::replay)).default_service(web::to(method_not_allowed)))
     .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed_get)));
 }
 

@@ -36,13 +36,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             ApiError::BadRequest(format!("unknown status `{s}`: expected one of {}", names.join(", ")))
         })?),
     };
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"))),
-        },
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let filter = Filter {
         status,
         source: q.source.clone(),
@@ -51,6 +45,17 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })))
+}
+
+/// `?limit=`: 1 to 1000, default 50.
+pub fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"))),
+        },
+    }
 }
 
 pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

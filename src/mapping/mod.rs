@@ -54,6 +54,8 @@ pub struct Delivery<'a> {
 pub struct Match {
     pub program: Arc<Program>,
     pub params: Arc<Vec<(String, Value)>>,
+    /// Where this rule's verdict stands in [`Judgement::trace`].
+    pub trace_index: usize,
 }
 
 /// How one rule was judged, for logs and traces.
@@ -99,13 +101,9 @@ impl Routes {
         out
     }
 
-    /// Evaluates every selected mapping's rules in order; calls `judged` for each rule.
-    pub fn evaluate(
-        &self,
-        d: &Delivery<'_>,
-        mut judged: impl FnMut(&Mapping, &Rule, &Verdict),
-    ) -> Vec<Match> {
-        let mut matches = Vec::new();
+    /// Evaluates every selected mapping's rules in order.
+    pub fn judge(&self, d: &Delivery<'_>) -> Judgement {
+        let mut j = Judgement::default();
         for mapping in self.select(d) {
             let params: Arc<Vec<(String, Value)>> =
                 Arc::new(mapping.params.iter().map(|(name, from)| (name.clone(), extract(from, d))).collect());
@@ -131,13 +129,41 @@ impl Routes {
                         Err(e) => Verdict::Error(e),
                     },
                 };
-                judged(mapping, rule, &verdict);
                 if verdict == Verdict::Matched {
-                    matches.push(Match { program: rule.program.clone(), params: params.clone() });
+                    j.matches.push(Match {
+                        program: rule.program.clone(),
+                        params: params.clone(),
+                        trace_index: j.trace.len(),
+                    });
                 }
+                j.trace.push(Judged { mapping: mapping.clone(), rule: rule.index, verdict });
             }
+            j.params.push((mapping.key.clone(), params));
         }
-        matches
+        j
+    }
+}
+
+/// How a delivery was judged: what matched, and why each rule did or did not.
+#[derive(Debug, Default)]
+pub struct Judgement {
+    pub matches: Vec<Match>,
+    pub trace: Vec<Judged>,
+    /// The params each selected mapping extracted, by mapping key.
+    pub params: Vec<(String, Arc<Vec<(String, Value)>>)>,
+}
+
+/// One rule's verdict.
+#[derive(Debug)]
+pub struct Judged {
+    pub mapping: Arc<Mapping>,
+    pub rule: usize,
+    pub verdict: Verdict,
+}
+
+impl Judged {
+    pub fn rule(&self) -> &Rule {
+        &self.mapping.rules[self.rule]
     }
 }
 

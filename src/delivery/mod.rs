@@ -1,0 +1,97 @@
+//! Deliveries on record: every request to `/hooks/{source}` and how it was
+//! judged, kept in memory (bounded by count, bodies bounded by bytes), plus
+//! the dedup cache that keeps a redelivered webhook from running twice.
+
+pub mod dedup;
+pub mod record;
+
+pub use dedup::DedupCache;
+pub use record::{Outcome, Record, RuleTrace};
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// Which deliveries `GET /deliveries` wants.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub source: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub limit: usize,
+}
+
+/// The delivery log: newest last, evicted oldest first.
+pub struct DeliveryLog {
+    inner: Mutex<Log>,
+    keep: usize,
+    body_bytes: usize,
+}
+
+#[derive(Default)]
+struct Log {
+    order: VecDeque<Arc<Record>>,
+    by_id: HashMap<String, Arc<Record>>,
+    /// Bytes of the bodies still kept.
+    body_bytes: usize,
+    /// Records whose body is still kept, oldest first.
+    with_body: VecDeque<Arc<Record>>,
+}
+
+impl DeliveryLog {
+    pub fn new(keep: usize, body_bytes: usize) -> Self {
+        DeliveryLog { inner: Mutex::new(Log::default()), keep: keep.max(1), body_bytes }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a record with this id exists.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().by_id.contains_key(id)
+    }
+
+    pub fn insert(&self, record: Record) -> Arc<Record> {
+        let record = Arc::new(record);
+        let mut log = self.lock();
+        log.by_id.insert(record.id.clone(), record.clone());
+        log.order.push_back(record.clone());
+        let size = record.body_len();
+        if size > 0 {
+            log.body_bytes += size;
+            log.with_body.push_back(record.clone());
+        }
+        while log.order.len() > self.keep {
+            if let Some(old) = log.order.pop_front() {
+                if log.by_id.get(&old.id).is_some_and(|r| Arc::ptr_eq(r, &old)) {
+                    log.by_id.remove(&old.id);
+                }
+            }
+        }
+        while log.body_bytes > self.body_bytes {
+            let Some(old) = log.with_body.pop_front() else { break };
+            log.body_bytes -= old.drop_body();
+        }
+        record
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Record>> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    /// Records matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Vec<Arc<Record>> {
+        self.lock()
+            .order
+            .iter()
+            .rev()
+            .filter(|r| {
+                filter.source.as_deref().is_none_or(|s| r.source == s)
+                    && filter.event.as_deref().is_none_or(|e| r.event.as_deref() == Some(e))
+                    && filter.outcome.is_none_or(|o| r.outcome == o)
+            })
+            .take(filter.limit)
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,241 @@
+//! One delivery on record: what arrived, how it was judged, what it started.
+
+use crate::engine::task::timestamp;
+use crate::mapping::Verdict;
+use actix_web::http::header::HeaderMap;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Mutex;
+use std::time::SystemTime;
+use uuid::Uuid;
+
+/// How a delivery was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Tasks were queued (202).
+    Accepted,
+    /// Authenticated and parsed, but no rule matched (200).
+    Ignored,
+    /// Seen inside the dedup window; nothing ran (200).
+    Duplicate,
+    /// Refused (4xx or 503); `reason` says why.
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [Outcome::Accepted, Outcome::Ignored, Outcome::Duplicate, Outcome::Rejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Ignored => "ignored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+/// How one rule was judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTrace {
+    pub mapping: String,
+    pub rule: usize,
+    #[serde(rename = "if")]
+    pub condition: Option<String>,
+    pub program: String,
+    /// `matched`, `not matched`, or `error: <why>`.
+    pub result: String,
+    /// The argv it would run (dry runs and `explain` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+}
+
+impl RuleTrace {
+    pub fn result_of(verdict: &Verdict) -> String {
+        match verdict {
+            Verdict::Matched => "matched".into(),
+            Verdict::NotMatched => "not matched".into(),
+            Verdict::Error(e) => format!("error: {e}"),
+        }
+    }
+}
+
+/// A delivery as recorded.
+#[derive(Debug)]
+pub struct Record {
+    /// The record's own id: the provider's delivery id the first time it is
+    /// seen, a new UUID otherwise (repeats, rejected requests).
+    pub id: String,
+    pub delivery_id: String,
+    pub source: String,
+    pub event: Option<String>,
+    /// The provider's raw event name when it differs (GitLab's `Push Hook`).
+    pub raw_event: Option<String>,
+    pub received_at: SystemTime,
+    pub remote_addr: String,
+    /// Request headers; signatures, tokens and credentials masked.
+    pub headers: Vec<(String, String)>,
+    /// Query parameters; tokens masked.
+    pub query: Vec<(String, String)>,
+    pub body_size: usize,
+    pub outcome: Outcome,
+    pub status: u16,
+    pub reason: Option<String>,
+    /// Params extracted, per mapping key.
+    pub params: serde_json::Map<String, Value>,
+    pub rules: Vec<RuleTrace>,
+    pub task_ids: Vec<Uuid>,
+    pub duplicate_of: Option<String>,
+    pub replay_of: Option<String>,
+    pub replays: Mutex<Vec<String>>,
+    /// The JSON body, kept for replay within the log's byte budget.
+    body: Mutex<Option<Bytes>>,
+}
+
+/// A header whose value is a credential: never recorded.
+fn sensitive_header(name: &str, extra: &[&str]) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["signature", "token", "authorization", "cookie", "secret", "api-key", "apikey", "password"]
+        .iter()
+        .any(|s| n.contains(s))
+        || extra.iter().any(|e| e.eq_ignore_ascii_case(&n))
+}
+
+const MAX_HEADER_VALUE: usize = 1024;
+
+/// Headers as recorded: credentials masked, long values cut.
+pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if sensitive_header(name.as_str(), extra_sensitive) {
+                "***".to_string()
+            } else {
+                let v = String::from_utf8_lossy(value.as_bytes());
+                if v.len() > MAX_HEADER_VALUE {
+                    let mut cut = MAX_HEADER_VALUE;
+                    while !v.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    format!("{}… ({} bytes)", &v[..cut], v.len())
+                } else {
+                    v.into_owned()
+                }
+            };
+            (name.as_str().to_string(), value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Query parameters as recorded: tokens masked.
+pub fn mask_query(query: &[(String, String)]) -> Vec<(String, String)> {
+    query
+        .iter()
+        .map(|(k, v)| {
+            let k_lower = k.to_ascii_lowercase();
+            let secret = ["token", "secret", "sig", "key", "password"].iter().any(|s| k_lower.contains(s));
+            (k.clone(), if secret { "***".into() } else { v.clone() })
+        })
+        .collect()
+}
+
+impl Record {
+    /// A new record, before it is judged.
+    pub fn new(source: &str, remote_addr: String, headers: Vec<(String, String)>, query: Vec<(String, String)>) -> Self {
+        let id = Uuid::new_v4().to_string();
+        Record {
+            delivery_id: id.clone(),
+            id,
+            source: source.to_string(),
+            event: None,
+            raw_event: None,
+            received_at: SystemTime::now(),
+            remote_addr,
+            headers,
+            query,
+            body_size: 0,
+            outcome: Outcome::Rejected,
+            status: 0,
+            reason: None,
+            params: serde_json::Map::new(),
+            rules: Vec::new(),
+            task_ids: Vec::new(),
+            duplicate_of: None,
+            replay_of: None,
+            replays: Mutex::new(Vec::new()),
+            body: Mutex::new(None),
+        }
+    }
+
+    pub fn keep_body(&self, body: Bytes) {
+        *self.body.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+    }
+
+    pub fn body(&self) -> Option<Bytes> {
+        self.body.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.body.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Bytes::len)
+    }
+
+    /// Drops the kept body; returns its size.
+    pub fn drop_body(&self) -> usize {
+        self.body.lock().unwrap_or_else(|p| p.into_inner()).take().map_or(0, |b| b.len())
+    }
+
+    pub fn view(&self) -> Value {
+        json!({
+            "id": self.id,
+            "delivery_id": self.delivery_id,
+            "source": self.source,
+            "event": self.event,
+            "received_at": timestamp(self.received_at),
+            "remote_addr": self.remote_addr,
+            "headers": self.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "query": self.query.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "body_size": self.body_size,
+            "body_kept": self.body_len() > 0,
+            "outcome": self.outcome,
+            "status": self.status,
+            "reason": self.reason,
+            "params": self.params,
+            "rules": self.rules,
+            "task_ids": self.task_ids,
+            "duplicate_of": self.duplicate_of,
+            "replay_of": self.replay_of,
+            "replays": *self.replays.lock().unwrap_or_else(|p| p.into_inner()),
+            "url": format!("/deliveries/{}", self.id),
+        })
+    }
+}
+
+/// The params and rule verdicts of a judgement, as recorded.
+pub fn describe(j: &crate::mapping::Judgement) -> (serde_json::Map<String, Value>, Vec<RuleTrace>) {
+    let params = j
+        .params
+        .iter()
+        .map(|(key, values)| (key.clone(), Value::Object(values.iter().cloned().collect())))
+        .collect();
+    let rules = j
+        .trace
+        .iter()
+        .map(|t| RuleTrace {
+            mapping: t.mapping.key.clone(),
+            rule: t.rule,
+            condition: t.rule().condition.as_ref().map(|c| c.text.clone()),
+            program: t.rule().program.name.clone(),
+            result: RuleTrace::result_of(&t.verdict),
+            argv: None,
+        })
+        .collect();
+    (params, rules)
+}

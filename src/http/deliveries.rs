@@ -1,0 +1,116 @@
+//! `GET /deliveries`, `GET /deliveries/{id}` and `POST /deliveries/{id}/replay`.
+
+use super::access::authorize_api;
+use super::error::ApiError;
+use super::hooks::{dispatch, Parts};
+use super::AppState;
+use crate::delivery::record::Record;
+use crate::delivery::{Filter, Outcome};
+use crate::mapping::event::Event;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    source: Option<String>,
+    event: Option<String>,
+    outcome: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::BadRequest(format!("invalid query ({e}); filters are source, event, outcome and limit"))
+    })?;
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some(o) => Some(Outcome::parse(o).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown outcome `{o}`: expected one of accepted, ignored, duplicate, rejected"
+            ))
+        })?),
+    };
+    let filter = Filter {
+        source: q.source.clone(),
+        event: q.event.clone(),
+        outcome,
+        limit: super::tasks::parse_limit(q.limit.as_deref())?,
+    };
+    let deliveries: Vec<_> = state.deliveries.list(&filter).iter().map(|r| r.view()).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })))
+}
+
+pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let id = path.into_inner();
+    let record = state
+        .deliveries
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+    Ok(HttpResponse::Ok().json(record.view()))
+}
+
+/// Runs a recorded delivery again against the current config: new tasks,
+/// linked both ways. Auth and dedup are not checked again.
+pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let id = path.into_inner();
+    let original = state
+        .deliveries
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+    let body: Bytes = original.body().ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "the body of delivery `{id}` is not kept (it was {} or has been evicted), so it cannot be replayed",
+            original.outcome.as_str()
+        ))
+    })?;
+    let config = state.config.clone();
+    let source = config.sources.get(&original.source).ok_or_else(|| {
+        ApiError::Conflict(format!("source `{}` is no longer in the config", original.source))
+    })?;
+    let json = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Conflict(format!("the recorded body is not JSON: {e}")))?;
+    let mut headers = HeaderMap::new();
+    for (k, v) in &original.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            headers.append(k, v);
+        }
+    }
+    let event = Event {
+        name: original.event.clone().unwrap_or_else(|| "default".into()),
+        raw: original.raw_event.clone(),
+    };
+    let mut rec = Record::new(&original.source, "replay".into(), original.headers.clone(), original.query.clone());
+    rec.delivery_id = original.delivery_id.clone();
+    rec.event = Some(event.name.clone());
+    rec.raw_event = event.raw.clone();
+    rec.body_size = original.body_size;
+    rec.replay_of = Some(original.id.clone());
+    let parts = Parts { event: &event, json: &json, stdin: &body, headers: &headers, query: &original.query };
+    let result = dispatch(&state, source, &parts, &mut rec);
+    let response = match result {
+        Ok(response) => {
+            rec.keep_body(body.clone());
+            response
+        }
+        Err(e) => {
+            rec.outcome = Outcome::Rejected;
+            rec.reason = Some(e.to_string());
+            actix_web::ResponseError::error_response(&e)
+        }
+    };
+    rec.status = response.status().as_u16();
+    original.replays.lock().unwrap_or_else(|p| p.into_inner()).push(rec.id.clone());
+    let new_id = rec.id.clone();
+    state.deliveries.insert(rec);
+    let mut response = response;
+    if let Ok(v) = HeaderValue::from_str(&format!("/deliveries/{new_id}")) {
+        response.headers_mut().insert(actix_web::http::header::LOCATION, v);
+    }
+    Ok(response)
+}
