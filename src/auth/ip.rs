@@ -31,7 +31,9 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[I
     if !contains(trusted_proxies, peer) {
         return peer;
     }
-    let Some(header) = forwarded_for else { return peer };
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
     let mut client = peer;
     for hop in header.rsplit(',') {
         match hop.trim().parse::<IpAddr>() {
@@ -72,7 +74,10 @@ mod tests {
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "192.0.2.7".parse().unwrap();
         let xff = Some("198.51.100.1, 203.0.113.9");
-        assert_eq!(client_ip(local, xff, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(local, xff, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(other, xff, &trusted), other);
         assert_eq!(client_ip(local, xff, &[]), local);
         assert_eq!(client_ip(local, Some("garbage"), &trusted), local);

@@ -1,14 +1,24 @@
-//! Who sent a delivery: IP allowlists, tokens and HMAC signatures.
+//! Who sent a delivery: IP allowlists, tokens, HTTP Basic and signatures.
 //!
 //! Every check runs over the exact raw body bytes and compares in constant
 //! time. Errors say what was wrong in plain words and never echo a secret.
+//! Where a source lists several secrets (key rotation), every one is tried
+//! and any may match.
 
+mod basic;
 pub mod ip;
 mod signature;
+pub mod slack;
+pub mod standard;
+pub mod stripe;
+pub mod timestamp;
 
 use crate::secret::Secret;
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{self, HeaderMap};
+use std::time::{Duration, SystemTime};
+
 pub use signature::{HmacAlgo, SigEncoding};
+pub use standard::SigningKey;
 
 /// How a source proves who sent a delivery.
 #[derive(Debug)]
@@ -16,9 +26,63 @@ pub enum Auth {
     /// Anyone may send (a generic source with `auth: none`).
     None,
     /// A shared token, in a header (`X-Gitlab-Token`) or a query parameter.
-    Token { secret: Secret, header: Option<String>, query: Option<String> },
-    /// An HMAC of the raw body in a header, e.g. `X-Hub-Signature-256: sha256=<hex>`.
-    Hmac { algo: HmacAlgo, secret: Secret, header: String, prefix: String, encoding: SigEncoding },
+    Token {
+        secrets: Vec<Secret>,
+        header: Option<String>,
+        query: Option<String>,
+    },
+    /// An HMAC of the raw body in a header, e.g. `X-Hub-Signature: sha256=<hex>`.
+    Hmac {
+        algo: HmacAlgo,
+        secrets: Vec<Secret>,
+        header: String,
+        prefix: String,
+        encoding: SigEncoding,
+    },
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`; the legacy SHA-1
+    /// `X-Hub-Signature` only when allowed and no SHA-256 header was sent.
+    Github {
+        secrets: Vec<Secret>,
+        allow_sha1: bool,
+    },
+    /// Gitea, Forgejo, Gogs: the bare hex HMAC-SHA256 in `header`, over the
+    /// body, or over the form's `payload` field in form mode (what they sign).
+    Gitea {
+        secrets: Vec<Secret>,
+        header: &'static str,
+    },
+    /// HTTP Basic (`Authorization: Basic ...`).
+    Basic { user: Secret, password: Secret },
+    /// Slack's `X-Slack-Signature: v0=...` with its request timestamp.
+    Slack {
+        secrets: Vec<Secret>,
+        tolerance: Duration,
+    },
+    /// Standard Webhooks / Svix / GitLab signing tokens: `webhook-signature: v1,...`.
+    Standard {
+        keys: Vec<SigningKey>,
+        tolerance: Duration,
+    },
+    /// Stripe's `Stripe-Signature: t=...,v1=...`.
+    Stripe {
+        secrets: Vec<Secret>,
+        tolerance: Duration,
+    },
+    /// Every one must pass (GitLab with both a token and a signing token).
+    All(Vec<Auth>),
+}
+
+impl Auth {
+    /// How far a signed timestamp may be from our clock, for timestamped schemes.
+    pub fn tolerance(&self) -> Option<Duration> {
+        match self {
+            Auth::Slack { tolerance, .. }
+            | Auth::Standard { tolerance, .. }
+            | Auth::Stripe { tolerance, .. } => Some(*tolerance),
+            Auth::All(all) => all.iter().filter_map(Auth::tolerance).max(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a delivery was refused (401).
@@ -34,6 +98,76 @@ pub enum AuthError {
     MalformedSignature(String),
     #[error("the signature does not match")]
     SignatureMismatch,
+    #[error("only the legacy SHA-1 `X-Hub-Signature` header was sent; set `allow_sha1: true` on the source to accept it")]
+    Sha1NotAllowed,
+    #[error("the `{0}` header is not a Unix timestamp")]
+    MalformedTimestamp(String),
+    #[error("timestamp {age} s old, tolerance {tolerance} s")]
+    TooOld { age: u64, tolerance: u64 },
+    #[error("timestamp {ahead} s in the future, tolerance {tolerance} s")]
+    InFuture { ahead: u64, tolerance: u64 },
+    #[error("no HTTP Basic credentials were sent (expected an `Authorization: Basic ...` header)")]
+    MissingCredentials,
+    #[error("the user name or password does not match")]
+    CredentialsMismatch,
+}
+
+/// A header's value as text; missing or not text is an error naming it.
+pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, AuthError> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| AuthError::MissingHeader(name.into()))?;
+    value
+        .to_str()
+        .map_err(|_| AuthError::MalformedSignature(name.into()))
+}
+
+/// Whether `sent` equals any of `secrets`; each compared in constant time.
+fn any_matches(secrets: &[Secret], sent: &[u8]) -> bool {
+    secrets.iter().fold(false, |ok, s| s.matches(sent) | ok)
+}
+
+/// Whether `mac` is the HMAC of `body` under any of `secrets`.
+fn any_mac(algo: HmacAlgo, secrets: &[Secret], body: &[u8], mac: &[u8]) -> bool {
+    secrets
+        .iter()
+        .fold(false, |ok, s| algo.verify(s.expose(), body, mac) | ok)
+}
+
+/// Reads `<prefix><encoded mac>` from `header` and checks it against `body`.
+fn check_mac(
+    algo: HmacAlgo,
+    secrets: &[Secret],
+    headers: &HeaderMap,
+    header: &str,
+    prefix: &str,
+    encoding: SigEncoding,
+    body: &[u8],
+) -> Result<(), AuthError> {
+    let malformed = || AuthError::MalformedSignature(header.to_string());
+    let text = header_text(headers, header)?.trim();
+    let encoded = text.strip_prefix(prefix).ok_or_else(malformed)?;
+    let mac = encoding.decode(encoded).ok_or_else(malformed)?;
+    if any_mac(algo, secrets, body, &mac) {
+        Ok(())
+    } else {
+        Err(AuthError::SignatureMismatch)
+    }
+}
+
+/// What Gitea signs: the body, or in form mode the JSON in its `payload` field.
+fn gitea_signed(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        if let Some((_, payload)) = form_urlencoded::parse(body).find(|(k, _)| k == "payload") {
+            return payload.into_owned().into_bytes();
+        }
+    }
+    body.to_vec()
 }
 
 /// Checks a delivery against its source's auth; `now` is for timestamped schemes.
@@ -42,12 +176,19 @@ pub fn verify(
     headers: &HeaderMap,
     query: &[(String, String)],
     body: &[u8],
-    _now: std::time::SystemTime,
+    now: SystemTime,
 ) -> Result<(), AuthError> {
     match auth {
         Auth::None => Ok(()),
-        Auth::Token { secret, header, query: query_name } => {
-            let from_header = header.as_deref().and_then(|h| headers.get(h)).map(|v| v.as_bytes());
+        Auth::Token {
+            secrets,
+            header,
+            query: query_name,
+        } => {
+            let from_header = header
+                .as_deref()
+                .and_then(|h| headers.get(h))
+                .map(|v| v.as_bytes());
             let from_query = query_name
                 .as_deref()
                 .and_then(|q| query.iter().find(|(k, _)| k == q))
@@ -61,23 +202,241 @@ pub fn verify(
                 };
                 return Err(AuthError::MissingToken(expected));
             };
-            if secret.matches(sent) {
+            if any_matches(secrets, sent) {
                 Ok(())
             } else {
                 Err(AuthError::TokenMismatch)
             }
         }
-        Auth::Hmac { algo, secret, header, prefix, encoding } => {
-            let value = headers.get(header.as_str()).ok_or_else(|| AuthError::MissingHeader(header.clone()))?;
-            let malformed = || AuthError::MalformedSignature(header.clone());
-            let text = value.to_str().map_err(|_| malformed())?.trim();
-            let encoded = text.strip_prefix(prefix.as_str()).ok_or_else(malformed)?;
-            let mac = encoding.decode(encoded).ok_or_else(malformed)?;
-            if algo.verify(secret.expose(), body, &mac) {
-                Ok(())
+        Auth::Hmac {
+            algo,
+            secrets,
+            header,
+            prefix,
+            encoding,
+        } => check_mac(*algo, secrets, headers, header, prefix, *encoding, body),
+        Auth::Github {
+            secrets,
+            allow_sha1,
+        } => {
+            const SHA256: &str = "X-Hub-Signature-256";
+            const SHA1: &str = "X-Hub-Signature";
+            if headers.contains_key(SHA256) || !headers.contains_key(SHA1) {
+                check_mac(
+                    HmacAlgo::Sha256,
+                    secrets,
+                    headers,
+                    SHA256,
+                    "sha256=",
+                    SigEncoding::Hex,
+                    body,
+                )
+            } else if *allow_sha1 {
+                check_mac(
+                    HmacAlgo::Sha1,
+                    secrets,
+                    headers,
+                    SHA1,
+                    "sha1=",
+                    SigEncoding::Hex,
+                    body,
+                )
             } else {
-                Err(AuthError::SignatureMismatch)
+                Err(AuthError::Sha1NotAllowed)
             }
         }
+        Auth::Gitea { secrets, header } => {
+            let signed = gitea_signed(headers, body);
+            check_mac(
+                HmacAlgo::Sha256,
+                secrets,
+                headers,
+                header,
+                "",
+                SigEncoding::Hex,
+                &signed,
+            )
+        }
+        Auth::Basic { user, password } => basic::verify(user, password, headers),
+        Auth::Slack { secrets, tolerance } => {
+            slack::verify(secrets, *tolerance, headers, body, now)
+        }
+        Auth::Standard { keys, tolerance } => {
+            standard::verify(keys, *tolerance, headers, body, now)
+        }
+        Auth::Stripe { secrets, tolerance } => {
+            stripe::verify(secrets, *tolerance, headers, body, now)
+        }
+        Auth::All(all) => all
+            .iter()
+            .try_for_each(|a| verify(a, headers, query, body, now)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn check(auth: &Auth, pairs: &[(&str, &str)], body: &[u8]) -> Result<(), AuthError> {
+        verify(auth, &headers(pairs), &[], body, SystemTime::now())
+    }
+
+    /// GitHub's documented example: secret "It's a Secret to Everybody", body "Hello, World!".
+    const GH_SECRET: &str = "It's a Secret to Everybody";
+    const GH_SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    #[test]
+    fn github_sha256_and_optional_sha1() {
+        let strict = Auth::Github {
+            secrets: vec![Secret::new(GH_SECRET)],
+            allow_sha1: false,
+        };
+        assert_eq!(
+            check(
+                &strict,
+                &[("X-Hub-Signature-256", GH_SIG)],
+                b"Hello, World!"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &strict,
+                &[("X-Hub-Signature-256", GH_SIG)],
+                b"Hello, World?"
+            ),
+            Err(AuthError::SignatureMismatch)
+        );
+        let sha1 = format!(
+            "sha1={}",
+            hex::encode(HmacAlgo::Sha1.sign(GH_SECRET.as_bytes(), b"Hello, World!"))
+        );
+        assert_eq!(
+            check(&strict, &[("X-Hub-Signature", &sha1)], b"Hello, World!"),
+            Err(AuthError::Sha1NotAllowed)
+        );
+        assert_eq!(
+            check(&strict, &[], b"Hello, World!"),
+            Err(AuthError::MissingHeader("X-Hub-Signature-256".into()))
+        );
+        let lenient = Auth::Github {
+            secrets: vec![Secret::new(GH_SECRET)],
+            allow_sha1: true,
+        };
+        assert_eq!(
+            check(&lenient, &[("X-Hub-Signature", &sha1)], b"Hello, World!"),
+            Ok(())
+        );
+        // When SHA-256 is sent, it alone decides: a good SHA-1 cannot rescue a bad SHA-256.
+        let bad256 = format!("sha256={}", "00".repeat(32));
+        assert_eq!(
+            check(
+                &lenient,
+                &[("X-Hub-Signature-256", &bad256), ("X-Hub-Signature", &sha1)],
+                b"Hello, World!"
+            ),
+            Err(AuthError::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn rotated_secrets_any_may_match() {
+        let auth = Auth::Github {
+            secrets: vec![Secret::new("old"), Secret::new(GH_SECRET)],
+            allow_sha1: false,
+        };
+        assert_eq!(
+            check(&auth, &[("X-Hub-Signature-256", GH_SIG)], b"Hello, World!"),
+            Ok(())
+        );
+        let tokens = Auth::Token {
+            secrets: vec![Secret::new("a"), Secret::new("b")],
+            header: Some("X-T".into()),
+            query: None,
+        };
+        assert_eq!(check(&tokens, &[("X-T", "a")], b""), Ok(()));
+        assert_eq!(check(&tokens, &[("X-T", "b")], b""), Ok(()));
+        assert_eq!(
+            check(&tokens, &[("X-T", "c")], b""),
+            Err(AuthError::TokenMismatch)
+        );
+    }
+
+    #[test]
+    fn gitea_bare_hex_over_body_or_form_payload() {
+        let auth = Auth::Gitea {
+            secrets: vec![Secret::new(GH_SECRET)],
+            header: "X-Gitea-Signature",
+        };
+        let bare = GH_SIG.trim_start_matches("sha256=");
+        assert_eq!(
+            check(&auth, &[("X-Gitea-Signature", bare)], b"Hello, World!"),
+            Ok(())
+        );
+        assert_eq!(
+            check(&auth, &[("X-Gitea-Signature", GH_SIG)], b"Hello, World!"),
+            Err(AuthError::MalformedSignature("X-Gitea-Signature".into()))
+        );
+        let form = b"payload=Hello%2C+World%21";
+        let ct = ("Content-Type", "application/x-www-form-urlencoded");
+        assert_eq!(
+            check(&auth, &[ct, ("X-Gitea-Signature", bare)], form),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn hmac_base64_and_sha512() {
+        let mac = HmacAlgo::Sha512.sign(b"k", b"body");
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&mac);
+        let auth = Auth::Hmac {
+            algo: HmacAlgo::Sha512,
+            secrets: vec![Secret::new("k")],
+            header: "X-Sig".into(),
+            prefix: String::new(),
+            encoding: SigEncoding::Base64,
+        };
+        assert_eq!(check(&auth, &[("X-Sig", &b64)], b"body"), Ok(()));
+        assert_eq!(
+            check(&auth, &[("X-Sig", &b64)], b"bodY"),
+            Err(AuthError::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn all_must_pass_and_errors_never_hold_secrets() {
+        let auth = Auth::All(vec![
+            Auth::Token {
+                secrets: vec![Secret::new("tok-secret")],
+                header: Some("X-Gitlab-Token".into()),
+                query: None,
+            },
+            Auth::Basic {
+                user: Secret::new("u"),
+                password: Secret::new("pw-secret"),
+            },
+        ]);
+        assert_eq!(
+            check(&auth, &[("X-Gitlab-Token", "tok-secret")], b""),
+            Err(AuthError::MissingCredentials)
+        );
+        let debug = format!("{auth:?}");
+        assert!(
+            !debug.contains("tok-secret") && !debug.contains("pw-secret"),
+            "{debug}"
+        );
     }
 }

@@ -23,7 +23,9 @@ impl HmacAlgo {
     /// Whether `mac` is the HMAC of `body` under `key` (constant-time compare).
     pub fn verify(self, key: &[u8], body: &[u8], mac: &[u8]) -> bool {
         fn check<M: Mac + KeyInit>(key: &[u8], body: &[u8], mac: &[u8]) -> bool {
-            let Ok(mut m) = <M as KeyInit>::new_from_slice(key) else { return false };
+            let Ok(mut m) = <M as KeyInit>::new_from_slice(key) else {
+                return false;
+            };
             m.update(body);
             m.verify_slice(mac).is_ok()
         }
@@ -55,11 +57,15 @@ impl HmacAlgo {
 /// Every candidate is compared, each in constant time, so the time taken does
 /// not tell which one matched.
 pub fn sha256_any(key: &[u8], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
-    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else { return false };
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
     for part in parts {
         mac.update(part);
     }
-    candidates.iter().fold(false, |found, c| mac.clone().verify_slice(c).is_ok() | found)
+    candidates.iter().fold(false, |found, c| {
+        mac.clone().verify_slice(c).is_ok() | found
+    })
 }
 
 /// How the MAC is written in its header.
@@ -90,15 +96,26 @@ mod tests {
         assert!(HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World!", &mac));
         assert!(!HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World?", &mac));
         assert!(!HmacAlgo::Sha256.verify(b"wrong", b"Hello, World!", &mac));
-        assert!(!HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World!", &mac[..31]));
-        assert_eq!(hex::encode(HmacAlgo::Sha256.sign(b"It's a Secret to Everybody", b"Hello, World!")), expected);
+        assert!(!HmacAlgo::Sha256.verify(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            &mac[..31]
+        ));
+        assert_eq!(
+            hex::encode(HmacAlgo::Sha256.sign(b"It's a Secret to Everybody", b"Hello, World!")),
+            expected
+        );
     }
 
     #[test]
     fn sha256_any_checks_every_candidate() {
         let mac = HmacAlgo::Sha256.sign(b"k", b"a.b");
-        assert!(sha256_any(b"k", &[b"a.", b"b"], &[vec![0; 32], mac.clone()]));
-        assert!(!sha256_any(b"k", &[b"a.", b"c"], &[mac.clone()]));
+        assert!(sha256_any(
+            b"k",
+            &[b"a.", b"b"],
+            &[vec![0; 32], mac.clone()]
+        ));
+        assert!(!sha256_any(b"k", &[b"a.", b"c"], std::slice::from_ref(&mac)));
         assert!(!sha256_any(b"k", &[b"a.b"], &[]));
         assert!(!sha256_any(b"k", &[b"a.b"], &[mac[..16].to_vec()]));
     }

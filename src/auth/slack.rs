@@ -18,7 +18,8 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<(), AuthError> {
     let sent_at = header_text(headers, TIMESTAMP)?;
-    let ts = timestamp::parse(sent_at).ok_or_else(|| AuthError::MalformedTimestamp(TIMESTAMP.into()))?;
+    let ts =
+        timestamp::parse(sent_at).ok_or_else(|| AuthError::MalformedTimestamp(TIMESTAMP.into()))?;
     let signature = header_text(headers, SIGNATURE)?;
     let mac = signature
         .trim()
@@ -28,9 +29,9 @@ pub fn verify(
     timestamp::check(ts, now, tolerance)?;
     let prefix = format!("v0:{}:", sent_at.trim());
     let candidates = [mac];
-    let ok = secrets
-        .iter()
-        .fold(false, |ok, s| sha256_any(s.expose(), &[prefix.as_bytes(), body], &candidates) | ok);
+    let ok = secrets.iter().fold(false, |ok, s| {
+        sha256_any(s.expose(), &[prefix.as_bytes(), body], &candidates) | ok
+    });
     if ok {
         Ok(())
     } else {
@@ -52,8 +53,14 @@ mod tests {
 
     fn headers(ts: &str, sig: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(HeaderName::from_static("x-slack-request-timestamp"), HeaderValue::from_str(ts).unwrap());
-        h.insert(HeaderName::from_static("x-slack-signature"), HeaderValue::from_str(sig).unwrap());
+        h.insert(
+            HeaderName::from_static("x-slack-request-timestamp"),
+            HeaderValue::from_str(ts).unwrap(),
+        );
+        h.insert(
+            HeaderName::from_static("x-slack-signature"),
+            HeaderValue::from_str(sig).unwrap(),
+        );
         h
     }
 
@@ -67,15 +74,27 @@ mod tests {
     fn slack_documented_example() {
         let secrets = [Secret::new(SECRET)];
         let now = at(1531420618 + 10);
-        assert_eq!(verify(&secrets, TOL, &headers(TS, SIG), BODY.as_bytes(), now), Ok(()));
+        assert_eq!(
+            verify(&secrets, TOL, &headers(TS, SIG), BODY.as_bytes(), now),
+            Ok(())
+        );
         let mut tampered = BODY.as_bytes().to_vec();
         tampered[0] = b'T';
-        assert_eq!(verify(&secrets, TOL, &headers(TS, SIG), &tampered, now), Err(AuthError::SignatureMismatch));
+        assert_eq!(
+            verify(&secrets, TOL, &headers(TS, SIG), &tampered, now),
+            Err(AuthError::SignatureMismatch)
+        );
         let wrong = [Secret::new("not-the-secret")];
-        assert_eq!(verify(&wrong, TOL, &headers(TS, SIG), BODY.as_bytes(), now), Err(AuthError::SignatureMismatch));
+        assert_eq!(
+            verify(&wrong, TOL, &headers(TS, SIG), BODY.as_bytes(), now),
+            Err(AuthError::SignatureMismatch)
+        );
         // Rotation: any listed secret may match.
         let rotated = [Secret::new("old"), Secret::new(SECRET)];
-        assert_eq!(verify(&rotated, TOL, &headers(TS, SIG), BODY.as_bytes(), now), Ok(()));
+        assert_eq!(
+            verify(&rotated, TOL, &headers(TS, SIG), BODY.as_bytes(), now),
+            Ok(())
+        );
     }
 
     #[test]
@@ -86,10 +105,19 @@ mod tests {
         assert_eq!(err.to_string(), "timestamp 412 s old, tolerance 300 s");
         let now = at(1531420618);
         let err = verify(&secrets, TOL, &headers("soon", SIG), BODY.as_bytes(), now).unwrap_err();
-        assert_eq!(err.to_string(), "the `X-Slack-Request-Timestamp` header is not a Unix timestamp");
+        assert_eq!(
+            err.to_string(),
+            "the `X-Slack-Request-Timestamp` header is not a Unix timestamp"
+        );
         let err = verify(&secrets, TOL, &headers(TS, "v1=abcd"), BODY.as_bytes(), now).unwrap_err();
-        assert_eq!(err.to_string(), "the `X-Slack-Signature` header is not a well-formed signature");
+        assert_eq!(
+            err.to_string(),
+            "the `X-Slack-Signature` header is not a well-formed signature"
+        );
         let err = verify(&secrets, TOL, &HeaderMap::new(), BODY.as_bytes(), now).unwrap_err();
-        assert_eq!(err.to_string(), "the `X-Slack-Request-Timestamp` header is missing");
+        assert_eq!(
+            err.to_string(),
+            "the `X-Slack-Request-Timestamp` header is missing"
+        );
     }
 }

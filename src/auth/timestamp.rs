@@ -26,9 +26,15 @@ pub fn check(sent: i64, now: SystemTime, tolerance: Duration) -> Result<(), Auth
     if age.unsigned_abs() <= limit {
         Ok(())
     } else if age > 0 {
-        Err(AuthError::TooOld { age: age.unsigned_abs(), tolerance: limit })
+        Err(AuthError::TooOld {
+            age: age.unsigned_abs(),
+            tolerance: limit,
+        })
     } else {
-        Err(AuthError::InFuture { ahead: age.unsigned_abs(), tolerance: limit })
+        Err(AuthError::InFuture {
+            ahead: age.unsigned_abs(),
+            tolerance: limit,
+        })
     }
 }
 
@@ -48,7 +54,10 @@ mod tests {
         let old = check(1000, at(1412), tol).unwrap_err();
         assert_eq!(old.to_string(), "timestamp 412 s old, tolerance 300 s");
         let ahead = check(1412, at(1000), tol).unwrap_err();
-        assert_eq!(ahead.to_string(), "timestamp 412 s in the future, tolerance 300 s");
+        assert_eq!(
+            ahead.to_string(),
+            "timestamp 412 s in the future, tolerance 300 s"
+        );
     }
 
     #[test]

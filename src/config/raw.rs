@@ -69,7 +69,17 @@ pub struct RawTasks {
 pub struct RawSource {
     pub provider: String,
     pub secret: Option<Interp>,
+    /// Several secrets at once, so keys rotate without downtime.
+    pub secrets: Option<Vec<Interp>>,
     pub token: Option<Interp>,
+    pub tokens: Option<Vec<Interp>>,
+    /// GitLab's signing token (Standard Webhooks signatures).
+    pub signing_secret: Option<Interp>,
+    pub signing_secrets: Option<Vec<Interp>>,
+    /// GitHub: accept the legacy SHA-1 `X-Hub-Signature`.
+    pub allow_sha1: Option<bool>,
+    /// Timestamped schemes: how far the signed timestamp may be from our clock.
+    pub tolerance: Option<Dur>,
     pub allow_ips: Option<Vec<String>>,
     pub auth: Option<RawAuth>,
     pub event: Option<RawEvent>,
@@ -119,18 +129,31 @@ impl<'de> Deserialize<'de> for RawDedup {
 #[derive(Debug)]
 pub enum RawAuth {
     None,
-    Map(RawAuthMap),
+    Map(Box<RawAuthMap>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthMap {
     pub token: Option<Interp>,
+    pub tokens: Option<Vec<Interp>>,
     pub hmac: Option<String>,
     pub secret: Option<Interp>,
+    pub secrets: Option<Vec<Interp>>,
     pub header: Option<String>,
     pub prefix: Option<String>,
+    /// `hex` (the default) or `base64`.
+    pub encoding: Option<String>,
     pub query: Option<String>,
+    pub basic: Option<RawBasic>,
+}
+
+/// `auth: {basic: {user: ..., password: ...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    pub user: Interp,
+    pub password: Interp,
 }
 
 impl<'de> Deserialize<'de> for RawAuth {
@@ -139,18 +162,18 @@ impl<'de> Deserialize<'de> for RawAuth {
         impl<'de> de::Visitor<'de> for V {
             type Value = RawAuth;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`none`, `{token: ..., header: ...}` or `{hmac: sha256, secret: ..., header: ...}`")
+                f.write_str("`none`, `{token: ..., header: ...}`, `{hmac: sha256, secret: ..., header: ...}` or `{basic: {user: ..., password: ...}}`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
                 match v {
                     "none" => Ok(RawAuth::None),
                     other => Err(E::custom(format!(
-                        "unknown auth `{other}`: expected `none`, or a map with `token` or `hmac`"
+                        "unknown auth `{other}`: expected `none`, or a map with `token`, `hmac` or `basic`"
                     ))),
                 }
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
-                RawAuthMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawAuth::Map)
+                RawAuthMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(|m| RawAuth::Map(Box::new(m)))
             }
         }
         d.deserialize_any(V)

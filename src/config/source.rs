@@ -1,46 +1,118 @@
 //! `sources.<name>`: provider presets, their auth, event names and delivery ids.
 
+use super::interp::Interp;
 use super::locate::Seg;
-use super::raw::{RawAuth, RawDedup, RawSource};
+use super::raw::{RawAuth, RawDedup, RawEvent, RawSource};
+use super::units::Dur;
 use super::{key, valid_header, Checker};
-use crate::auth::{ip::parse_net, Auth, HmacAlgo, SigEncoding};
+use crate::auth::timestamp::DEFAULT_TOLERANCE;
+use crate::auth::{ip::parse_net, Auth, HmacAlgo, SigEncoding, SigningKey};
 use crate::mapping::event::EventSpec;
-use crate::mapping::params::parse_path;
+use crate::mapping::params::{parse_path, Step};
 use crate::mapping::Routes;
+use crate::secret::Secret;
 use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A provider preset: how a source's deliveries name their event and id.
+/// A provider preset: how a source's deliveries are signed, and where they
+/// carry their event name and delivery id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     Github,
     Gitlab,
+    Gitea,
+    Forgejo,
+    Gogs,
+    Bitbucket,
     Jira,
+    Slack,
+    Standard,
+    Stripe,
     Generic,
 }
 
 impl Provider {
-    const NAMES: [(&'static str, Provider); 4] = [
+    const NAMES: [(&'static str, Provider); 11] = [
         ("github", Provider::Github),
         ("gitlab", Provider::Gitlab),
+        ("gitea", Provider::Gitea),
+        ("forgejo", Provider::Forgejo),
+        ("gogs", Provider::Gogs),
+        ("bitbucket", Provider::Bitbucket),
         ("jira", Provider::Jira),
+        ("slack", Provider::Slack),
+        ("standard", Provider::Standard),
+        ("stripe", Provider::Stripe),
         ("generic", Provider::Generic),
     ];
 
     pub fn as_str(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("generic")
+        Self::NAMES
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("generic")
     }
 
-    /// The header carrying the provider's delivery id, if it has one.
-    pub fn delivery_header(self) -> Option<&'static str> {
+    /// The headers that may carry the delivery id, the first one sent wins.
+    pub fn delivery_headers(self) -> &'static [&'static str] {
         match self {
-            Provider::Github => Some("x-github-delivery"),
-            Provider::Gitlab => Some("x-gitlab-event-uuid"),
-            Provider::Jira => Some("x-atlassian-webhook-identifier"),
-            Provider::Generic => None,
+            Provider::Github => &["x-github-delivery"],
+            // Idempotency-Key (GitLab 17.4+) stays the same across retries; it is
+            // also the `webhook-id` of signed deliveries.
+            Provider::Gitlab => &["idempotency-key", "x-gitlab-event-uuid"],
+            Provider::Gitea => &["x-gitea-delivery"],
+            Provider::Forgejo => &["x-forgejo-delivery"],
+            Provider::Gogs => &["x-gogs-delivery"],
+            // Cloud, then Server / Data Center.
+            Provider::Bitbucket => &["x-request-uuid", "x-request-id"],
+            Provider::Jira => &["x-atlassian-webhook-identifier"],
+            Provider::Standard => &["webhook-id", "svix-id"],
+            Provider::Slack | Provider::Stripe | Provider::Generic => &[],
+        }
+    }
+
+    /// The top-level body field carrying the delivery id (Slack's `event_id`, Stripe's `id`).
+    pub fn delivery_field(self) -> Option<&'static str> {
+        match self {
+            Provider::Slack => Some("event_id"),
+            Provider::Stripe => Some("id"),
+            _ => None,
+        }
+    }
+
+    /// The (first) header carrying the provider's delivery id, if it has one.
+    pub fn delivery_header(self) -> Option<&'static str> {
+        self.delivery_headers().first().copied()
+    }
+
+    /// Whether deliveries carry an id (in a header or the body); dedup is on by default then.
+    pub fn has_delivery_id(self) -> bool {
+        self.delivery_header().is_some() || self.delivery_field().is_some()
+    }
+
+    /// The source keys this provider reads, besides `provider`, `allow_ips` and `dedup`.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Provider::Github => &["secret", "secrets", "allow_sha1"],
+            Provider::Gitlab => &[
+                "token",
+                "tokens",
+                "secrets",
+                "signing_secret",
+                "signing_secrets",
+                "tolerance",
+            ],
+            Provider::Gitea | Provider::Forgejo | Provider::Gogs | Provider::Bitbucket => {
+                &["secret", "secrets"]
+            }
+            Provider::Jira => &["token", "tokens", "secret", "secrets"],
+            Provider::Slack | Provider::Stripe => &["secret", "secrets", "tolerance"],
+            Provider::Standard => &["secret", "secrets", "tolerance", "event"],
+            Provider::Generic => &["auth", "event"],
         }
     }
 }
@@ -57,7 +129,6 @@ pub struct Source {
     pub dedup: Option<Dedup>,
     pub routes: Routes,
 }
-
 
 /// How long a delivery id is remembered when `dedup` says nothing.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(60);
@@ -77,160 +148,456 @@ pub enum DedupKey {
     BodySha256,
 }
 
+/// The longest delivery id taken from a request; longer ones are ignored.
+const MAX_ID_LEN: usize = 200;
+
 impl Source {
     /// The provider's id for this delivery, if it sent one.
-    pub fn delivery_id(&self, headers: &HeaderMap, _body: &Value) -> Option<String> {
-        self.provider
-            .delivery_header()
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-            .map(str::to_string)
+    pub fn delivery_id(&self, headers: &HeaderMap, body: &Value) -> Option<String> {
+        let usable = |v: &&str| !v.is_empty() && v.len() <= MAX_ID_LEN;
+        let from_header = self.provider.delivery_headers().iter().find_map(|h| {
+            headers
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(usable)
+        });
+        let from_body = || {
+            let field = self.provider.delivery_field()?;
+            body.get(field)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(usable)
+        };
+        from_header.or_else(from_body).map(str::to_string)
     }
 
     /// The answer to a provider's handshake request (Slack's `url_verification`), if this is one.
-    pub fn challenge(&self, _body: &Value) -> Option<Value> {
-        None
+    pub fn challenge(&self, body: &Value) -> Option<Value> {
+        if self.provider != Provider::Slack || body.get("type")?.as_str()? != "url_verification" {
+            return None;
+        }
+        let challenge = body.get("challenge")?.as_str()?;
+        Some(serde_json::json!({ "challenge": challenge }))
     }
+}
+
+/// One config key that may hold secrets: a single value, or a list (rotation).
+enum KeyField<'a> {
+    One(&'static str, Option<&'a Interp>),
+    Many(&'static str, Option<&'a Vec<Interp>>),
+}
+
+impl KeyField<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            KeyField::One(n, _) | KeyField::Many(n, _) => n,
+        }
+    }
+    fn present(&self) -> bool {
+        match self {
+            KeyField::One(_, v) => v.is_some(),
+            KeyField::Many(_, v) => v.is_some(),
+        }
+    }
+}
+
+/// What a set of [`KeyField`]s gave.
+enum Keys {
+    /// None of the fields was written.
+    Missing,
+    /// Something was wrong; already reported.
+    Invalid,
+    /// The secrets, each with the key path it was written at.
+    Given(Vec<(Vec<Seg>, Secret)>),
+}
+
+fn secrets_of(given: Vec<(Vec<Seg>, Secret)>) -> Vec<Secret> {
+    given.into_iter().map(|(_, s)| s).collect()
+}
+
+fn one<'a>(name: &'static str, v: &'a Option<Interp>) -> KeyField<'a> {
+    KeyField::One(name, v.as_ref())
+}
+
+fn many<'a>(name: &'static str, v: &'a Option<Vec<Interp>>) -> KeyField<'a> {
+    KeyField::Many(name, v.as_ref())
+}
+
+fn present_fields(s: &RawSource) -> [(&'static str, bool); 10] {
+    [
+        ("secret", s.secret.is_some()),
+        ("secrets", s.secrets.is_some()),
+        ("token", s.token.is_some()),
+        ("tokens", s.tokens.is_some()),
+        ("signing_secret", s.signing_secret.is_some()),
+        ("signing_secrets", s.signing_secrets.is_some()),
+        ("allow_sha1", s.allow_sha1.is_some()),
+        ("tolerance", s.tolerance.is_some()),
+        ("auth", s.auth.is_some()),
+        ("event", s.event.is_some()),
+    ]
 }
 
 impl Checker<'_> {
     pub(super) fn source(&mut self, at: &[Seg], name: &str, s: &RawSource) -> Option<Source> {
-        let sub = |k: &str| {
-            let mut p = at.to_vec();
-            p.push(key(k));
-            p
-        };
+        let sub = |k: &str| [at, &[key(k)]].concat();
         let errors_before = self.errors.len();
-        let Some(provider) = Provider::NAMES.iter().find(|(n, _)| *n == s.provider).map(|(_, p)| *p) else {
-            let names: Vec<_> = Provider::NAMES.iter().map(|(n, _)| format!("`{n}`")).collect();
-            self.error(&sub("provider"), format!("unknown provider `{}`: expected one of {}", s.provider, names.join(", ")));
+        let Some(provider) = Provider::NAMES
+            .iter()
+            .find(|(n, _)| *n == s.provider)
+            .map(|(_, p)| *p)
+        else {
+            let names: Vec<_> = Provider::NAMES
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect();
+            self.error(
+                &sub("provider"),
+                format!(
+                    "unknown provider `{}`: expected one of {}",
+                    s.provider,
+                    names.join(", ")
+                ),
+            );
             return None;
         };
-        let unused = |this: &mut Self, field: &str, present: bool| {
-            if present {
-                this.error(&sub(field), format!("`{field}` is not used by provider `{}`", provider.as_str()));
+        for (field, present) in present_fields(s) {
+            if present && !provider.fields().contains(&field) {
+                self.error(
+                    &sub(field),
+                    format!("`{field}` is not used by provider `{}`", provider.as_str()),
+                );
             }
-        };
-        let auth = match provider {
-            Provider::Github => {
-                unused(self, "token", s.token.is_some());
-                unused(self, "auth", s.auth.is_some());
-                unused(self, "event", s.event.is_some());
-                match &s.secret {
-                    Some(secret) => self.secret(&sub("secret"), secret).map(|secret| Auth::Hmac {
-                        algo: HmacAlgo::Sha256,
-                        secret,
-                        header: "X-Hub-Signature-256".into(),
-                        prefix: "sha256=".into(),
-                        encoding: SigEncoding::Hex,
-                    }),
-                    None => {
-                        self.error(at, "provider `github` needs a `secret` (the webhook's secret, used to check `X-Hub-Signature-256`)");
-                        None
-                    }
-                }
-            }
-            Provider::Gitlab => {
-                unused(self, "secret", s.secret.is_some());
-                unused(self, "auth", s.auth.is_some());
-                unused(self, "event", s.event.is_some());
-                match &s.token {
-                    Some(token) => self.secret(&sub("token"), token).map(|secret| Auth::Token {
-                        secret,
-                        header: Some("X-Gitlab-Token".into()),
-                        query: None,
-                    }),
-                    None => {
-                        self.error(at, "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)");
-                        None
-                    }
-                }
-            }
-            Provider::Jira => {
-                unused(self, "auth", s.auth.is_some());
-                unused(self, "event", s.event.is_some());
-                match (&s.token, &s.secret) {
-                    (Some(token), None) => self.secret(&sub("token"), token).map(|secret| Auth::Token {
-                        secret,
-                        header: Some("X-Webhook-Token".into()),
-                        query: Some("token".into()),
-                    }),
-                    (None, Some(secret)) => self.secret(&sub("secret"), secret).map(|secret| Auth::Hmac {
-                        algo: HmacAlgo::Sha256,
-                        secret,
-                        header: "X-Hub-Signature".into(),
-                        prefix: "sha256=".into(),
-                        encoding: SigEncoding::Hex,
-                    }),
-                    (Some(_), Some(_)) => {
-                        self.error(at, "provider `jira` takes a `token` or a `secret`, not both");
-                        None
-                    }
-                    (None, None) => {
-                        self.error(at, "provider `jira` needs a `token` (Jira Server: `X-Webhook-Token` header or `?token=`) or a `secret` (Jira Cloud: `X-Hub-Signature`)");
-                        None
-                    }
-                }
-            }
-            Provider::Generic => {
-                unused(self, "secret", s.secret.is_some());
-                unused(self, "token", s.token.is_some());
-                match &s.auth {
-                    None => {
-                        self.error(at, "provider `generic` needs `auth`: `none`, `{token: ..., header: ...}` or `{hmac: sha256, secret: ..., header: ...}`");
-                        None
-                    }
-                    Some(auth) => self.generic_auth(&sub("auth"), auth),
-                }
-            }
-        };
+        }
+        let auth = self.source_auth(at, provider, s);
         let event = match (provider, &s.event) {
             (Provider::Github, _) => EventSpec::Header("X-GitHub-Event".into()),
             (Provider::Gitlab, _) => EventSpec::Gitlab,
+            (Provider::Gitea, _) => EventSpec::Header("X-Gitea-Event".into()),
+            (Provider::Forgejo, _) => EventSpec::Header("X-Forgejo-Event".into()),
+            (Provider::Gogs, _) => EventSpec::Header("X-Gogs-Event".into()),
+            (Provider::Bitbucket, _) => EventSpec::Header("X-Event-Key".into()),
             (Provider::Jira, _) => EventSpec::Jira,
+            (Provider::Slack, _) => EventSpec::Slack,
+            (Provider::Stripe, _) => EventSpec::Field(vec![Step::Key("type".into())]),
+            (Provider::Standard, None) => EventSpec::Field(vec![Step::Key("type".into())]),
             (Provider::Generic, None) => EventSpec::Fixed,
-            (Provider::Generic, Some(e)) => match (&e.header, &e.field) {
-                (Some(h), None) if valid_header(h.trim()) => EventSpec::Header(h.trim().to_string()),
-                (Some(h), None) => {
-                    self.error(&sub("event"), format!("`{h}` is not a valid header name"));
-                    EventSpec::Fixed
-                }
-                (None, Some(f)) => match parse_path(f) {
-                    Some(steps) => EventSpec::Field(steps),
-                    None => {
-                        self.error(&sub("event"), format!("`{f}` is not a body path such as `event.type` or `items[0].kind`"));
-                        EventSpec::Fixed
-                    }
-                },
-                _ => {
-                    self.error(&sub("event"), "give exactly one of `header` or `field`");
-                    EventSpec::Fixed
-                }
-            },
+            (Provider::Standard | Provider::Generic, Some(e)) => self.event_spec(&sub("event"), e),
         };
         let allow_ips = s.allow_ips.as_ref().map(|list| {
             list.iter()
                 .enumerate()
                 .filter_map(|(i, text)| {
-                    parse_net(text).map_err(|e| self.error(&[&sub("allow_ips")[..], &[Seg::Index(i)]].concat(), e)).ok()
+                    parse_net(text)
+                        .map_err(|e| {
+                            self.error(&[&sub("allow_ips")[..], &[Seg::Index(i)]].concat(), e)
+                        })
+                        .ok()
                 })
                 .collect()
         });
-        let dedup = self.dedup(&sub("dedup"), provider, s.dedup.as_ref());
+        let tolerance = auth.as_ref().and_then(Auth::tolerance);
+        let dedup = self.dedup(&sub("dedup"), provider, tolerance, s.dedup.as_ref());
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Source { name: name.into(), provider, auth: auth?, allow_ips, event, dedup, routes: Routes::default() })
+        Some(Source {
+            name: name.into(),
+            provider,
+            auth: auth?,
+            allow_ips,
+            event,
+            dedup,
+            routes: Routes::default(),
+        })
     }
 
-    /// On by default (60 s, on the delivery id) for presets that send a delivery id.
-    fn dedup(&mut self, at: &[Seg], provider: Provider, raw: Option<&RawDedup>) -> Option<Dedup> {
-        let has_id = provider.delivery_header().is_some();
+    fn source_auth(&mut self, at: &[Seg], provider: Provider, s: &RawSource) -> Option<Auth> {
+        let secret = || [one("secret", &s.secret), many("secrets", &s.secrets)];
+        let token = || [one("token", &s.token), many("tokens", &s.tokens)];
+        let needs =
+            |what: &str| format!("provider `{}` needs a `secret` ({what})", provider.as_str());
+        match provider {
+            Provider::Github => {
+                let secrets = self.required_keys(
+                    at,
+                    &secret(),
+                    needs("the webhook's secret, used to check `X-Hub-Signature-256`"),
+                )?;
+                Some(Auth::Github {
+                    secrets,
+                    allow_sha1: s.allow_sha1.unwrap_or(false),
+                })
+            }
+            Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
+                let header = match provider {
+                    Provider::Gitea => "X-Gitea-Signature",
+                    Provider::Forgejo => "X-Forgejo-Signature",
+                    _ => "X-Gogs-Signature",
+                };
+                let secrets = self.required_keys(
+                    at,
+                    &secret(),
+                    needs(&format!("the webhook's secret, used to check `{header}`")),
+                )?;
+                Some(Auth::Gitea { secrets, header })
+            }
+            Provider::Bitbucket => {
+                let secrets = self.required_keys(
+                    at,
+                    &secret(),
+                    needs("the webhook's secret, used to check `X-Hub-Signature`"),
+                )?;
+                Some(hub_sha256(secrets))
+            }
+            Provider::Slack => {
+                let secrets = self.required_keys(
+                    at,
+                    &secret(),
+                    needs("the app's signing secret, used to check `X-Slack-Signature`"),
+                )?;
+                Some(Auth::Slack {
+                    secrets,
+                    tolerance: self.tolerance(at, s.tolerance)?,
+                })
+            }
+            Provider::Stripe => {
+                let secrets = self.required_keys(at, &secret(), needs("the endpoint's `whsec_...` signing secret, used to check `Stripe-Signature`"))?;
+                Some(Auth::Stripe {
+                    secrets,
+                    tolerance: self.tolerance(at, s.tolerance)?,
+                })
+            }
+            Provider::Standard => {
+                let given = match self.keys(at, &secret()) {
+                    Keys::Given(given) => given,
+                    Keys::Invalid => return None,
+                    Keys::Missing => {
+                        self.error(at, needs("the endpoint's `whsec_...` signing secret, used to check `webhook-signature`"));
+                        return None;
+                    }
+                };
+                let keys = self.signing_keys(given)?;
+                Some(Auth::Standard {
+                    keys,
+                    tolerance: self.tolerance(at, s.tolerance)?,
+                })
+            }
+            Provider::Gitlab => {
+                // GitLab calls its token the "secret token": `secrets` lists tokens.
+                let token = self.keys(
+                    at,
+                    &[
+                        one("token", &s.token),
+                        many("tokens", &s.tokens),
+                        many("secrets", &s.secrets),
+                    ],
+                );
+                let signing = self.keys(
+                    at,
+                    &[
+                        one("signing_secret", &s.signing_secret),
+                        many("signing_secrets", &s.signing_secrets),
+                    ],
+                );
+                let token_auth = |secrets| Auth::Token {
+                    secrets,
+                    header: Some("X-Gitlab-Token".into()),
+                    query: None,
+                };
+                match (token, signing) {
+                    (Keys::Invalid, _) | (_, Keys::Invalid) => None,
+                    (Keys::Missing, Keys::Missing) => {
+                        self.error(at, "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)");
+                        None
+                    }
+                    (Keys::Given(tokens), Keys::Missing) => {
+                        if s.tolerance.is_some() {
+                            self.error(&[at, &[key("tolerance")]].concat(), "`tolerance` applies only to GitLab's signing token (`signing_secret`)");
+                            return None;
+                        }
+                        Some(token_auth(secrets_of(tokens)))
+                    }
+                    (token, Keys::Given(signing)) => {
+                        let keys = self.signing_keys(signing)?;
+                        let signed = Auth::Standard {
+                            keys,
+                            tolerance: self.tolerance(at, s.tolerance)?,
+                        };
+                        match token {
+                            // Both set in GitLab: it sends both, and both must match.
+                            Keys::Given(tokens) => {
+                                Some(Auth::All(vec![token_auth(secrets_of(tokens)), signed]))
+                            }
+                            _ => Some(signed),
+                        }
+                    }
+                }
+            }
+            Provider::Jira => match (self.keys(at, &token()), self.keys(at, &secret())) {
+                (Keys::Invalid, _) | (_, Keys::Invalid) => None,
+                (Keys::Given(tokens), Keys::Missing) => Some(Auth::Token {
+                    secrets: secrets_of(tokens),
+                    header: Some("X-Webhook-Token".into()),
+                    query: Some("token".into()),
+                }),
+                (Keys::Missing, Keys::Given(secrets)) => Some(hub_sha256(secrets_of(secrets))),
+                (Keys::Given(_), Keys::Given(_)) => {
+                    self.error(
+                        at,
+                        "provider `jira` takes a `token` or a `secret`, not both",
+                    );
+                    None
+                }
+                (Keys::Missing, Keys::Missing) => {
+                    self.error(at, "provider `jira` needs a `token` (Jira Server: `X-Webhook-Token` header or `?token=`) or a `secret` (Jira Cloud: `X-Hub-Signature`)");
+                    None
+                }
+            },
+            Provider::Generic => match &s.auth {
+                None => {
+                    self.error(at, "provider `generic` needs `auth`: `none`, `{token: ..., header: ...}`, `{hmac: sha256, secret: ..., header: ...}` or `{basic: {user: ..., password: ...}}`");
+                    None
+                }
+                Some(auth) => self.generic_auth(&[at, &[key("auth")]].concat(), auth),
+            },
+        }
+    }
+
+    /// The secrets written in whichever one of `fields` is present.
+    fn keys(&mut self, at: &[Seg], fields: &[KeyField]) -> Keys {
+        let present: Vec<&KeyField> = fields.iter().filter(|f| f.present()).collect();
+        let field = match present[..] {
+            [] => return Keys::Missing,
+            [field] => field,
+            _ => {
+                let names: Vec<String> =
+                    present.iter().map(|f| format!("`{}`", f.name())).collect();
+                self.error(at, format!("give only one of {}", names.join(", ")));
+                return Keys::Invalid;
+            }
+        };
+        let errors_before = self.errors.len();
+        let path = [at, &[key(field.name())]].concat();
+        let mut given = Vec::new();
+        match field {
+            KeyField::One(_, Some(value)) => {
+                given.extend(self.secret(&path, value).map(|s| (path.clone(), s)))
+            }
+            KeyField::Many(_, Some(list)) => {
+                if list.is_empty() {
+                    self.error(&path, "must list at least one secret");
+                }
+                for (i, value) in list.iter().enumerate() {
+                    let item = [&path[..], &[Seg::Index(i)]].concat();
+                    given.extend(self.secret(&item, value).map(|s| (item, s)));
+                }
+            }
+            _ => {}
+        }
+        if self.errors.len() > errors_before {
+            Keys::Invalid
+        } else {
+            Keys::Given(given)
+        }
+    }
+
+    /// Like [`Self::keys`], but a missing key is the error `missing` (at `at`).
+    fn required_keys(
+        &mut self,
+        at: &[Seg],
+        fields: &[KeyField],
+        missing: String,
+    ) -> Option<Vec<Secret>> {
+        match self.keys(at, fields) {
+            Keys::Given(given) => Some(secrets_of(given)),
+            Keys::Invalid => None,
+            Keys::Missing => {
+                self.error(at, missing);
+                None
+            }
+        }
+    }
+
+    /// Decodes `whsec_<base64>` secrets into HMAC keys.
+    fn signing_keys(&mut self, given: Vec<(Vec<Seg>, Secret)>) -> Option<Vec<SigningKey>> {
+        let mut keys = Vec::new();
+        let mut valid = true;
+        for (path, secret) in given {
+            match std::str::from_utf8(secret.expose())
+                .ok()
+                .and_then(SigningKey::parse)
+            {
+                Some(k) => keys.push(k),
+                None => {
+                    self.error(
+                        &path,
+                        "is not a signing secret: expected `whsec_` followed by base64",
+                    );
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(keys)
+    }
+
+    /// `tolerance:` of a timestamped scheme; 5 minutes when unset.
+    fn tolerance(&mut self, at: &[Seg], raw: Option<Dur>) -> Option<Duration> {
+        let tolerance = raw.map(|d| d.0).unwrap_or(DEFAULT_TOLERANCE);
+        if tolerance < Duration::from_secs(1) {
+            self.error(&[at, &[key("tolerance")]].concat(), "must be at least 1s");
+            return None;
+        }
+        Some(tolerance)
+    }
+
+    fn event_spec(&mut self, at: &[Seg], e: &RawEvent) -> EventSpec {
+        match (&e.header, &e.field) {
+            (Some(h), None) if valid_header(h.trim()) => EventSpec::Header(h.trim().to_string()),
+            (Some(h), None) => {
+                self.error(at, format!("`{h}` is not a valid header name"));
+                EventSpec::Fixed
+            }
+            (None, Some(f)) => match parse_path(f) {
+                Some(steps) => EventSpec::Field(steps),
+                None => {
+                    self.error(
+                        at,
+                        format!("`{f}` is not a body path such as `event.type` or `items[0].kind`"),
+                    );
+                    EventSpec::Fixed
+                }
+            },
+            _ => {
+                self.error(at, "give exactly one of `header` or `field`");
+                EventSpec::Fixed
+            }
+        }
+    }
+
+    /// On by default for presets that send a delivery id: for 60 s, or for the
+    /// signature tolerance when that is longer (a replay inside the tolerance
+    /// passes the signature check, so only dedup can stop it).
+    fn dedup(
+        &mut self,
+        at: &[Seg],
+        provider: Provider,
+        tolerance: Option<Duration>,
+        raw: Option<&RawDedup>,
+    ) -> Option<Dedup> {
+        let has_id = provider.has_delivery_id();
+        let default_window =
+            tolerance.map_or(DEFAULT_DEDUP_WINDOW, |t| t.max(DEFAULT_DEDUP_WINDOW));
         let map = match raw {
             Some(RawDedup::Off) => return None,
             None if !has_id => return None,
-            None => return Some(Dedup { window: DEFAULT_DEDUP_WINDOW, key: DedupKey::DeliveryId }),
+            None => {
+                return Some(Dedup {
+                    window: default_window,
+                    key: DedupKey::DeliveryId,
+                })
+            }
             Some(RawDedup::On(map)) => map,
         };
         let key = match map.key.as_deref() {
@@ -238,18 +605,42 @@ impl Checker<'_> {
             None => DedupKey::BodySha256,
             Some("delivery_id") if has_id => DedupKey::DeliveryId,
             Some("delivery_id") => {
-                self.error(at, format!("provider `{}` sends no delivery id; use `key: body_sha256`", provider.as_str()));
+                self.error(
+                    at,
+                    format!(
+                        "provider `{}` sends no delivery id; use `key: body_sha256`",
+                        provider.as_str()
+                    ),
+                );
                 return None;
             }
             Some("body_sha256") => DedupKey::BodySha256,
             Some(other) => {
-                self.error(at, format!("unknown dedup key `{other}`: expected `delivery_id` or `body_sha256`"));
+                self.error(
+                    at,
+                    format!("unknown dedup key `{other}`: expected `delivery_id` or `body_sha256`"),
+                );
                 return None;
             }
         };
-        let window = map.window.map(|d| d.0).unwrap_or(DEFAULT_DEDUP_WINDOW);
+        let window = map.window.map(|d| d.0).unwrap_or(default_window);
         if window.is_zero() {
-            self.error(at, "`window` must be longer than 0 (write `dedup: off` to turn it off)");
+            self.error(
+                at,
+                "`window` must be longer than 0 (write `dedup: off` to turn it off)",
+            );
+            return None;
+        }
+        if let Some(tolerance) = tolerance.filter(|t| window < *t) {
+            self.error(
+                &[at, &[super::key("window")]].concat(),
+                format!(
+                    "`window` ({}) is shorter than the signature `tolerance` ({}): a delivery replayed inside the tolerance would run again; make it at least {}",
+                    humantime::format_duration(window),
+                    humantime::format_duration(tolerance),
+                    humantime::format_duration(tolerance),
+                ),
+            );
             return None;
         }
         Some(Dedup { window, key })
@@ -261,57 +652,354 @@ impl Checker<'_> {
             RawAuth::None => return Some(Auth::None),
             RawAuth::Map(m) => m,
         };
-        match (&m.token, &m.hmac) {
-            (Some(token), None) => {
-                if m.secret.is_some() || m.prefix.is_some() {
-                    self.error(at, "token auth takes `token`, `header` and `query`; `secret` and `prefix` belong to hmac auth");
+        let is_token = m.token.is_some() || m.tokens.is_some();
+        match (is_token, &m.hmac, &m.basic) {
+            (true, None, None) => {
+                if m.secret.is_some()
+                    || m.secrets.is_some()
+                    || m.prefix.is_some()
+                    || m.encoding.is_some()
+                {
+                    self.error(at, "token auth takes `token` (or `tokens`), `header` and `query`; `secret`, `secrets`, `prefix` and `encoding` belong to hmac auth");
                     return None;
                 }
-                let secret = self.secret(&sub("token"), token)?;
+                let secrets =
+                    match self.keys(at, &[one("token", &m.token), many("tokens", &m.tokens)]) {
+                        Keys::Given(given) => secrets_of(given),
+                        _ => return None,
+                    };
                 let header = m.header.as_ref().map(|h| h.trim().to_string());
                 if let Some(h) = header.as_deref().filter(|h| !valid_header(h)) {
                     self.error(&sub("header"), format!("`{h}` is not a valid header name"));
                     return None;
                 }
                 let query = m.query.clone();
-                let header = if header.is_none() && query.is_none() { Some("X-Webhook-Token".to_string()) } else { header };
-                Some(Auth::Token { secret, header, query })
+                let header = if header.is_none() && query.is_none() {
+                    Some("X-Webhook-Token".to_string())
+                } else {
+                    header
+                };
+                Some(Auth::Token {
+                    secrets,
+                    header,
+                    query,
+                })
             }
-            (None, Some(algo)) => {
+            (false, Some(algo), None) => {
                 let Some(algo) = HmacAlgo::parse(algo) else {
                     self.error(&sub("hmac"), format!("unknown hmac algorithm `{algo}`: expected `sha1`, `sha256` or `sha512`"));
                     return None;
                 };
                 if m.query.is_some() {
-                    self.error(&sub("query"), "hmac auth reads its signature from a header, not the query");
+                    self.error(
+                        &sub("query"),
+                        "hmac auth reads its signature from a header, not the query",
+                    );
                     return None;
                 }
-                let Some(secret) = &m.secret else {
-                    self.error(at, "hmac auth needs a `secret`");
-                    return None;
+                let encoding = match m.encoding.as_deref() {
+                    None | Some("hex") => SigEncoding::Hex,
+                    Some("base64") => SigEncoding::Base64,
+                    Some(other) => {
+                        self.error(
+                            &sub("encoding"),
+                            format!("unknown encoding `{other}`: expected `hex` or `base64`"),
+                        );
+                        return None;
+                    }
                 };
-                let secret = self.secret(&sub("secret"), secret)?;
+                let secrets =
+                    match self.keys(at, &[one("secret", &m.secret), many("secrets", &m.secrets)]) {
+                        Keys::Given(given) => secrets_of(given),
+                        Keys::Invalid => return None,
+                        Keys::Missing => {
+                            self.error(at, "hmac auth needs a `secret`");
+                            return None;
+                        }
+                    };
                 let Some(header) = &m.header else {
-                    self.error(at, "hmac auth needs the `header` that carries the signature");
+                    self.error(
+                        at,
+                        "hmac auth needs the `header` that carries the signature",
+                    );
                     return None;
                 };
                 if !valid_header(header.trim()) {
-                    self.error(&sub("header"), format!("`{header}` is not a valid header name"));
+                    self.error(
+                        &sub("header"),
+                        format!("`{header}` is not a valid header name"),
+                    );
                     return None;
                 }
                 Some(Auth::Hmac {
                     algo,
-                    secret,
+                    secrets,
                     header: header.trim().to_string(),
                     prefix: m.prefix.clone().unwrap_or_default(),
-                    encoding: SigEncoding::Hex,
+                    encoding,
+                })
+            }
+            (false, None, Some(basic)) => {
+                let others = [
+                    m.secret.is_some() || m.secrets.is_some(),
+                    m.header.is_some(),
+                    m.prefix.is_some(),
+                    m.encoding.is_some(),
+                    m.query.is_some(),
+                ];
+                if others.contains(&true) {
+                    self.error(
+                        at,
+                        "basic auth takes only `basic: {user: ..., password: ...}`",
+                    );
+                    return None;
+                }
+                let basic_at = sub("basic");
+                let user = self.secret(&[&basic_at[..], &[key("user")]].concat(), &basic.user);
+                let password = self.secret(
+                    &[&basic_at[..], &[key("password")]].concat(),
+                    &basic.password,
+                );
+                Some(Auth::Basic {
+                    user: user?,
+                    password: password?,
                 })
             }
             _ => {
-                self.error(at, "give exactly one of `token` or `hmac`");
+                self.error(at, "give exactly one of `token`, `hmac` or `basic`");
                 None
             }
         }
     }
+}
 
+/// `X-Hub-Signature: sha256=<hex>` (Bitbucket, Jira Cloud).
+fn hub_sha256(secrets: Vec<Secret>) -> Auth {
+    Auth::Hmac {
+        algo: HmacAlgo::Sha256,
+        secrets,
+        header: "X-Hub-Signature".into(),
+        prefix: "sha256=".into(),
+        encoding: SigEncoding::Hex,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Config};
+    use std::path::Path;
+
+    fn load(sources: &str) -> Result<Config, String> {
+        parse(&format!("sources:\n{sources}"), Path::new("webhook.yaml")).map_err(|e| e.to_string())
+    }
+
+    fn source(yaml: &str) -> Arc<Source> {
+        let config = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+        config.sources.values().next().unwrap().clone()
+    }
+
+    fn error(yaml: &str) -> String {
+        load(yaml).map(|_| ()).unwrap_err()
+    }
+
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn every_preset_with_a_delivery_id_dedups_by_default() {
+        for (provider, extra) in [
+            ("github", "secret: s"),
+            ("gitlab", "token: t"),
+            ("gitea", "secret: s"),
+            ("forgejo", "secret: s"),
+            ("gogs", "secret: s"),
+            ("bitbucket", "secret: s"),
+            ("jira", "token: t"),
+        ] {
+            let s = source(&format!("  s:\n    provider: {provider}\n    {extra}\n"));
+            assert_eq!(
+                s.dedup,
+                Some(Dedup {
+                    window: DEFAULT_DEDUP_WINDOW,
+                    key: DedupKey::DeliveryId
+                }),
+                "{provider}"
+            );
+        }
+        // Timestamped schemes: the window covers the tolerance.
+        let five_min = Some(Dedup {
+            window: Duration::from_secs(300),
+            key: DedupKey::DeliveryId,
+        });
+        for provider in ["slack", "stripe"] {
+            let s = source(&format!("  s:\n    provider: {provider}\n    secret: s\n"));
+            assert_eq!(s.dedup, five_min, "{provider}");
+        }
+        let s = source(&format!(
+            "  s:\n    provider: standard\n    secret: {WHSEC}\n    tolerance: 10m\n"
+        ));
+        assert_eq!(
+            s.dedup,
+            Some(Dedup {
+                window: Duration::from_secs(600),
+                key: DedupKey::DeliveryId
+            })
+        );
+        let s = source("  s:\n    provider: slack\n    secret: s\n    tolerance: 30s\n");
+        assert_eq!(
+            s.dedup,
+            Some(Dedup {
+                window: DEFAULT_DEDUP_WINDOW,
+                key: DedupKey::DeliveryId
+            })
+        );
+        let s = source(&format!(
+            "  s:\n    provider: gitlab\n    signing_secret: {WHSEC}\n"
+        ));
+        assert_eq!(s.dedup, five_min);
+        assert!(matches!(s.auth, Auth::Standard { .. }));
+        let s = source("  s:\n    provider: generic\n    auth: none\n");
+        assert_eq!(s.dedup, None);
+    }
+
+    #[test]
+    fn a_dedup_window_shorter_than_the_tolerance_is_refused() {
+        let err = error("  s:\n    provider: stripe\n    secret: s\n    dedup: {window: 2m}\n");
+        assert_eq!(
+            err,
+            "webhook.yaml:5:5: `sources.s.dedup.window`: `window` (2m) is shorter than the signature `tolerance` (5m): a delivery replayed inside the tolerance would run again; make it at least 5m"
+        );
+        let s = source("  s:\n    provider: stripe\n    secret: s\n    tolerance: 1m\n    dedup: {window: 2m}\n");
+        assert_eq!(s.dedup.as_ref().unwrap().window, Duration::from_secs(120));
+        assert!(load("  s:\n    provider: slack\n    secret: s\n    dedup: off\n").is_ok());
+    }
+
+    #[test]
+    fn precise_errors() {
+        let cases = [
+            ("  s:\n    provider: slack\n", "webhook.yaml:2:3: `sources.s`: provider `slack` needs a `secret` (the app's signing secret, used to check `X-Slack-Signature`)"),
+            ("  s:\n    provider: gitea\n    secret: s\n    token: t\n", "webhook.yaml:5:5: `sources.s.token`: `token` is not used by provider `gitea`"),
+            ("  s:\n    provider: github\n    secret: a\n    tolerance: 1m\n", "webhook.yaml:5:5: `sources.s.tolerance`: `tolerance` is not used by provider `github`"),
+            ("  s:\n    provider: github\n    secret: a\n    secrets: [b]\n", "webhook.yaml:2:3: `sources.s`: give only one of `secret`, `secrets`"),
+            ("  s:\n    provider: stripe\n    secrets: []\n", "webhook.yaml:4:5: `sources.s.secrets`: must list at least one secret"),
+            ("  s:\n    provider: stripe\n    secrets: [a, '']\n", "webhook.yaml:4:5: `sources.s.secrets[1]`: must not be empty"),
+            ("  s:\n    provider: standard\n    secret: whsec_not base64!\n", "webhook.yaml:4:5: `sources.s.secret`: is not a signing secret: expected `whsec_` followed by base64"),
+            ("  s:\n    provider: gitlab\n    token: t\n    tolerance: 1m\n", "webhook.yaml:5:5: `sources.s.tolerance`: `tolerance` applies only to GitLab's signing token (`signing_secret`)"),
+            ("  s:\n    provider: slack\n    secret: s\n    tolerance: 500ms\n", "webhook.yaml:5:5: `sources.s.tolerance`: must be at least 1s"),
+            ("  s:\n    provider: generic\n    auth: {hmac: sha256, secret: s, header: X-Sig, encoding: b32}\n", "webhook.yaml:4:5: `sources.s.auth.encoding`: unknown encoding `b32`: expected `hex` or `base64`"),
+            ("  s:\n    provider: generic\n    auth: {basic: {user: u, password: p}, header: X}\n", "webhook.yaml:4:5: `sources.s.auth`: basic auth takes only `basic: {user: ..., password: ...}`"),
+            ("  s:\n    provider: generic\n    auth: {basic: {user: u, password: ''}}\n", "webhook.yaml:4:5: `sources.s.auth.basic.password`: must not be empty"),
+            ("  s:\n    provider: generic\n    auth: {token: t, hmac: sha256}\n", "webhook.yaml:4:5: `sources.s.auth`: give exactly one of `token`, `hmac` or `basic`"),
+        ];
+        for (yaml, expected) in cases {
+            assert_eq!(error(yaml), expected, "{yaml}");
+        }
+        // serde refuses unknown keys, in the source and in `basic`.
+        assert!(
+            error("  s:\n    provider: slack\n    secret: s\n    signing: x\n")
+                .contains("unknown field `signing`")
+        );
+        assert!(
+            error("  s:\n    provider: generic\n    auth: {basic: {user: u, pass: p}}\n")
+                .contains("unknown field `pass`")
+        );
+    }
+
+    #[test]
+    fn secrets_never_reach_errors_or_debug() {
+        let s = source("  s:\n    provider: generic\n    auth: {basic: {user: admin, password: hunter2-secret}}\n");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let s = source(&format!("  s:\n    provider: gitlab\n    tokens: [tok-one, tok-two]\n    signing_secret: {WHSEC}\n"));
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("tok-one") && !debug.contains("MfKQ9r8G"),
+            "{debug}"
+        );
+        let err = error("  s:\n    provider: standard\n    secret: whsec_%%secret%%\n");
+        assert!(!err.contains("%%secret%%"), "{err}");
+    }
+
+    #[test]
+    fn delivery_ids_from_headers_or_body() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(k.parse().unwrap(), v.parse().unwrap());
+            }
+            map
+        };
+        let none = serde_json::json!({});
+        let gitlab = source("  s:\n    provider: gitlab\n    token: t\n");
+        assert_eq!(
+            gitlab
+                .delivery_id(&h(&[("X-Gitlab-Event-UUID", "u")]), &none)
+                .as_deref(),
+            Some("u")
+        );
+        assert_eq!(
+            gitlab
+                .delivery_id(
+                    &h(&[("X-Gitlab-Event-UUID", "u"), ("Idempotency-Key", "k")]),
+                    &none
+                )
+                .as_deref(),
+            Some("k")
+        );
+        let bitbucket = source("  s:\n    provider: bitbucket\n    secret: s\n");
+        assert_eq!(
+            bitbucket
+                .delivery_id(&h(&[("X-Request-Id", "srv")]), &none)
+                .as_deref(),
+            Some("srv")
+        );
+        let slack = source("  s:\n    provider: slack\n    secret: s\n");
+        assert_eq!(
+            slack
+                .delivery_id(&h(&[]), &serde_json::json!({"event_id": "Ev1"}))
+                .as_deref(),
+            Some("Ev1")
+        );
+        assert_eq!(
+            slack.delivery_id(&h(&[]), &serde_json::json!({"event_id": 5})),
+            None
+        );
+        let stripe = source("  s:\n    provider: stripe\n    secret: s\n");
+        assert_eq!(
+            stripe
+                .delivery_id(&h(&[]), &serde_json::json!({"id": "evt_1"}))
+                .as_deref(),
+            Some("evt_1")
+        );
+        let standard = source(&format!(
+            "  s:\n    provider: standard\n    secret: {WHSEC}\n"
+        ));
+        assert_eq!(
+            standard
+                .delivery_id(&h(&[("svix-id", "msg_1")]), &none)
+                .as_deref(),
+            Some("msg_1")
+        );
+        let long = "x".repeat(201);
+        assert_eq!(
+            stripe.delivery_id(&h(&[]), &serde_json::json!({ "id": long })),
+            None
+        );
+    }
+
+    #[test]
+    fn only_slack_answers_the_url_verification_challenge() {
+        let body =
+            serde_json::json!({"type": "url_verification", "challenge": "abc", "token": "t"});
+        let slack = source("  s:\n    provider: slack\n    secret: s\n");
+        assert_eq!(
+            slack.challenge(&body),
+            Some(serde_json::json!({"challenge": "abc"}))
+        );
+        assert_eq!(
+            slack.challenge(&serde_json::json!({"type": "event_callback"})),
+            None
+        );
+        let generic = source("  s:\n    provider: generic\n    auth: none\n");
+        assert_eq!(generic.challenge(&body), None);
+    }
 }

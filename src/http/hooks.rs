@@ -148,7 +148,7 @@ async fn receive_from(
 }
 
 /// What rules and handlers see of a delivery.
-pub(super) struct Parts<'a> {
+pub(crate) struct Parts<'a> {
     pub event: &'a Event,
     pub json: &'a Value,
     /// The JSON text handlers get on stdin.
@@ -158,7 +158,7 @@ pub(super) struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    fn delivery<'a>(&'a self, source: &'a str) -> Delivery<'a> {
+    pub(crate) fn delivery<'a>(&'a self, source: &'a str) -> Delivery<'a> {
         Delivery {
             source,
             event: &self.event.name,

@@ -4,7 +4,7 @@ mod access;
 mod body;
 mod deliveries;
 pub mod error;
-mod hooks;
+pub(crate) mod hooks;
 mod tasks;
 
 use crate::config::Config;

@@ -13,7 +13,10 @@ pub enum EventSpec {
     Gitlab,
     /// `X-Jira-Event-Type`, else the body's `webhookEvent`.
     Jira,
-    /// A field of the body (a generic source's `event.field`).
+    /// Slack: the body's `event.type` (Events API), else its top-level `type`
+    /// (`url_verification`, interactive payloads such as `block_actions`).
+    Slack,
+    /// A field of the body (Stripe's `type`, a standard or generic source's `event.field`).
     Field(Vec<Step>),
     /// No event in the delivery: always `default`.
     Fixed,
@@ -28,7 +31,12 @@ pub struct Event {
 
 /// Reads the event; the error is the 400 message.
 pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<Event, String> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let plain = |name: String| Event { name, raw: None };
     match spec {
         EventSpec::Header(name) => match header(name) {
@@ -37,12 +45,18 @@ pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<E
         },
         EventSpec::Gitlab => {
             if let Some(raw) = header("X-Gitlab-Event").filter(|v| !v.is_empty()) {
-                return Ok(Event { name: normalise_gitlab(raw), raw: Some(raw.to_string()) });
+                return Ok(Event {
+                    name: normalise_gitlab(raw),
+                    raw: Some(raw.to_string()),
+                });
             }
             match body.get("object_kind").and_then(Value::as_str) {
                 Some("build") => Ok(plain("job".to_string())),
                 Some(kind) if !kind.is_empty() => Ok(plain(kind.to_string())),
-                _ => Err("the `X-Gitlab-Event` header is missing and the body has no `object_kind`".to_string()),
+                _ => Err(
+                    "the `X-Gitlab-Event` header is missing and the body has no `object_kind`"
+                        .to_string(),
+                ),
             }
         }
         EventSpec::Jira => {
@@ -51,7 +65,20 @@ pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<E
             }
             match body.get("webhookEvent").and_then(Value::as_str) {
                 Some(e) if !e.is_empty() => Ok(plain(e.to_string())),
-                _ => Err("the body has no `webhookEvent` and no `X-Jira-Event-Type` header was sent".to_string()),
+                _ => Err(
+                    "the body has no `webhookEvent` and no `X-Jira-Event-Type` header was sent"
+                        .to_string(),
+                ),
+            }
+        }
+        EventSpec::Slack => {
+            let name = match body.get("event") {
+                Some(Value::Object(event)) => event.get("type"),
+                _ => body.get("type"),
+            };
+            match name.and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => Ok(plain(t.to_string())),
+                _ => Err("the body has no `event.type` and no `type`".to_string()),
             }
         }
         EventSpec::Field(path) => match lookup(body, path) {
@@ -77,6 +104,24 @@ pub fn action_of(body: &Value) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_event_type_then_top_level_type() {
+        let h = HeaderMap::new();
+        let callback =
+            serde_json::json!({"type": "event_callback", "event": {"type": "app_mention"}});
+        assert_eq!(
+            event_of(&EventSpec::Slack, &h, &callback).unwrap().name,
+            "app_mention"
+        );
+        let handshake = serde_json::json!({"type": "url_verification", "challenge": "x"});
+        assert_eq!(
+            event_of(&EventSpec::Slack, &h, &handshake).unwrap().name,
+            "url_verification"
+        );
+        let err = event_of(&EventSpec::Slack, &h, &serde_json::json!({"event": {}})).unwrap_err();
+        assert_eq!(err, "the body has no `event.type` and no `type`");
+    }
 
     #[test]
     fn gitlab_names() {

@@ -1,0 +1,278 @@
+//! Deliveries on record, dedup, replay, dry runs and `hookrunner explain`:
+//! "why didn't my hook fire?" answered from the daemon itself.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SECRET: &str = "dedup-secret";
+
+const CONFIG: &str = r#"
+server:
+  trusted_proxies: [127.0.0.1]
+sources:
+  github:
+    provider: github
+    secret: dedup-secret
+    dedup: {window: 2s}
+  ci:
+    provider: generic
+    auth: {token: ci-token, header: X-Token}
+    event: {field: kind}
+    dedup: {key: body_sha256, window: 1m}
+programs:
+  deploy:
+    command: handlers/log-event.sh
+    params: [ref, repo]
+mappings:
+  github:
+    push:
+      params:
+        ref: payload.ref
+        repo: payload.repository.full_name
+      rules:
+        - if: ref == "refs/heads/main"
+          run: deploy
+  ci:
+    "*":
+      params:
+        n: payload.n
+        first: payload.items[0].name
+      rules:
+        - run: log-event
+"#;
+
+fn push(d: &Daemon, delivery: &str, git_ref: &str) -> Resp {
+    let body = json!({"ref": git_ref, "repository": {"full_name": "acme/app"}}).to_string();
+    let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body.as_bytes()));
+    d.post_json(
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", delivery)],
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn a_redelivery_inside_the_window_runs_nothing_and_after_it_runs_again() {
+    let d = Daemon::start(CONFIG);
+    let first = push(&d, "dlv-1", "refs/heads/main");
+    let first_tasks = Daemon::task_ids(&first);
+    assert_eq!(first.json()["delivery_id"], "dlv-1");
+
+    let again = push(&d, "dlv-1", "refs/heads/main");
+    assert_eq!(again.status, 200, "{}", again.text);
+    let body = again.json();
+    assert_eq!(body["duplicate"], true);
+    assert_eq!(body["first_delivery"], "dlv-1");
+    assert_eq!(body["tasks"][0]["id"], first_tasks[0].as_str());
+    assert_eq!(d.get("/tasks").json()["tasks"].as_array().unwrap().len(), 1, "the duplicate ran something");
+
+    // The duplicate is on record and says so.
+    let dups = d.get("/deliveries?outcome=duplicate").json();
+    let dup = &dups["deliveries"][0];
+    assert_eq!(dup["delivery_id"], "dlv-1");
+    assert_eq!(dup["duplicate_of"], "dlv-1");
+    assert_ne!(dup["id"], "dlv-1", "the repeat has a record of its own");
+
+    std::thread::sleep(Duration::from_millis(2100));
+    let later = push(&d, "dlv-1", "refs/heads/main");
+    assert_eq!(later.status, 202, "after the window the delivery runs: {}", later.text);
+}
+
+#[test]
+fn identical_bodies_are_duplicates_with_body_sha256() {
+    let d = Daemon::start(CONFIG);
+    let send = |body: &str| d.post_json("/hooks/ci", &[("X-Token", "ci-token")], body.as_bytes());
+    assert_eq!(send(r#"{"kind":"build","n":1}"#).status, 202);
+    assert_eq!(send(r#"{"kind":"build","n":1}"#).json()["duplicate"], true);
+    assert_eq!(send(r#"{"kind":"build","n":2}"#).status, 202);
+}
+
+#[test]
+fn an_ignored_delivery_says_which_rule_failed_and_shows_the_params() {
+    let d = Daemon::start(CONFIG);
+    let r = push(&d, "dlv-ignored", "refs/heads/feature");
+    assert_eq!(r.status, 200);
+    assert!(r.json()["message"].as_str().unwrap().contains("/deliveries/dlv-ignored"), "{}", r.text);
+    let rec = d.get("/deliveries/dlv-ignored").json();
+    assert_eq!(rec["outcome"], "ignored");
+    assert_eq!(rec["source"], "github");
+    assert_eq!(rec["event"], "push");
+    assert_eq!(rec["reason"], "no rule matched");
+    assert_eq!(rec["params"]["push"], json!({"ref": "refs/heads/feature", "repo": "acme/app"}));
+    assert_eq!(
+        rec["rules"],
+        json!([{"mapping": "push", "rule": 0, "if": "ref == \"refs/heads/main\"", "program": "deploy", "result": "not matched"}])
+    );
+    assert_eq!(rec["task_ids"], json!([]));
+    assert_eq!(rec["remote_addr"], "127.0.0.1");
+    assert!(rec["received_at"].as_str().unwrap().ends_with('Z'));
+    // The signature is masked in the recorded headers.
+    let headers = rec["headers"].as_array().unwrap();
+    assert!(headers.contains(&json!(["x-hub-signature-256", "***"])), "{headers:?}");
+    assert!(headers.contains(&json!(["x-github-event", "push"])));
+
+    // An event no mapping knows says so.
+    let body = b"{}";
+    let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body));
+    d.post_json("/hooks/github", &[("X-GitHub-Event", "ping"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", "dlv-ping")], body);
+    let rec = d.get("/deliveries/dlv-ping").json();
+    assert_eq!(rec["reason"], "no mapping of source `github` has a key for event `ping`");
+}
+
+#[test]
+fn rejected_deliveries_say_why_in_plain_words() {
+    let d = Daemon::start(CONFIG);
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let wrong = format!("sha256={}", hmac_sha256_hex("wrong", body));
+    let r = d.post_json("/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &wrong)], body);
+    assert_eq!(r.status, 401);
+    d.post_json("/hooks/ci", &[("X-Token", "nope")], b"{}");
+    d.post_json("/hooks/nowhere", &[], b"{}");
+    d.post_json("/hooks/ci", &[("X-Token", "ci-token")], b"{not json");
+
+    let list = d.get("/deliveries?outcome=rejected").json();
+    let recs = list["deliveries"].as_array().unwrap();
+    let reasons: Vec<(&str, u64, &str)> = recs
+        .iter()
+        .map(|r| (r["source"].as_str().unwrap(), r["status"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons[1], ("nowhere", 404, "there is no source named `nowhere`"));
+    assert_eq!(reasons[2], ("ci", 401, "the token does not match"));
+    assert_eq!(reasons[3], ("github", 401, "the signature does not match"));
+    assert_eq!(reasons[0].1, 400);
+    assert!(reasons[0].2.starts_with("the body is not valid JSON"), "{}", reasons[0].2);
+    // Token headers are masked too, and bodies of rejected deliveries are not kept.
+    assert!(recs[2]["headers"].as_array().unwrap().contains(&json!(["x-token", "***"])));
+    assert_eq!(recs[2]["body_kept"], false);
+    assert!(!list.to_string().contains("nope"));
+    // Filters.
+    assert_eq!(d.get("/deliveries?source=github").json()["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(d.get("/deliveries?outcome=accepted").json()["deliveries"].as_array().unwrap().len(), 0);
+    assert_eq!(d.get("/deliveries?outcome=bogus").status, 400);
+    assert_eq!(d.get("/deliveries/unknown").status, 404);
+}
+
+#[test]
+fn replay_runs_a_delivery_again_and_links_both_records() {
+    let d = Daemon::start(CONFIG);
+    let first = push(&d, "dlv-replay", "refs/heads/main");
+    let old_task = Daemon::task_ids(&first)[0].clone();
+    d.wait_task(&old_task);
+    let r = d.post("/deliveries/dlv-replay/replay", &[], b"");
+    let new_tasks = Daemon::task_ids(&r);
+    assert_ne!(new_tasks[0], old_task);
+    let task = d.wait_task(&new_tasks[0]);
+    assert_eq!(task["status"], "succeeded");
+    assert_eq!(task["params"]["ref"], "refs/heads/main");
+    let new_record = r.header("location").unwrap().to_string();
+    let replayed = d.get(&new_record).json();
+    assert_eq!(replayed["replay_of"], "dlv-replay");
+    assert_eq!(replayed["task_ids"], json!(new_tasks));
+    let original = d.get("/deliveries/dlv-replay").json();
+    assert_eq!(original["replays"], json!([replayed["id"]]));
+    // A rejected delivery has no body to replay.
+    d.post_json("/hooks/ci", &[("X-Token", "nope")], b"{}");
+    let rejected = d.get("/deliveries?outcome=rejected").json()["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let r = d.post(&format!("/deliveries/{rejected}/replay"), &[], b"");
+    assert_eq!(r.status, 409);
+    assert!(r.error().contains("cannot be replayed"), "{}", r.text);
+}
+
+#[test]
+fn dry_run_shows_the_trace_and_argv_and_runs_nothing() {
+    let d = Daemon::start(CONFIG);
+    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}).to_string();
+    let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body.as_bytes()));
+    let headers = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", sig.as_str()), ("X-GitHub-Delivery", "dry-1")];
+    let r = d.post_json("/hooks/github?dry_run=1", &headers, body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text);
+    let trace = r.json();
+    assert_eq!(trace["dry_run"], true);
+    assert_eq!(trace["would_run"], 1);
+    let argv = trace["rules"][0]["argv"].as_array().unwrap();
+    assert!(argv[0].as_str().unwrap().ends_with("/handlers/log-event.sh"));
+    assert_eq!(argv[1..], [json!("--ref=refs/heads/main"), json!("--repo=acme/app")]);
+    assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
+    // It is authenticated like a real delivery, and it does not use up the delivery id.
+    let wrong = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00"), ("X-GitHub-Delivery", "dry-2")];
+    assert_eq!(d.post_json("/hooks/github?dry_run=1", &wrong, body.as_bytes()).status, 401);
+    assert_eq!(d.post_json("/hooks/github", &headers, body.as_bytes()).status, 202);
+}
+
+#[test]
+fn the_delivery_log_has_the_same_access_rule_as_tasks() {
+    let d = Daemon::start(CONFIG);
+    let r = d.get_with("/deliveries", &[("X-Forwarded-For", "203.0.113.9")]);
+    assert_eq!(r.status, 403);
+    let r = request("POST", &d.url("/deliveries/x/replay"), &[("X-Forwarded-For", "203.0.113.9")], Some(b""));
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn explain_prints_the_trace_offline_without_running_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    install_handlers(dir.path());
+    std::fs::write(dir.path().join("webhook.yaml"), CONFIG).unwrap();
+    let payload = dir.path().join("push.json");
+    std::fs::write(&payload, r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#).unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["explain", "--source", "github", "--event", "push", "--json"])
+        .arg(&payload)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(trace["rules"][0]["result"], "matched");
+    assert_eq!(trace["rules"][0]["argv"][1], "--ref=refs/heads/main");
+
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["explain", "--source", "github", "--event", "push"])
+        .arg(&payload)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rule 0 if ref == \"refs/heads/main\": matched → run `deploy`"), "{text}");
+    assert!(text.contains("1 task would run"), "{text}");
+
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["explain", "--source", "nope", "--event", "push"])
+        .arg(&payload)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no source named `nope`"));
+}
+
+#[test]
+fn odd_bodies_get_defined_answers() {
+    let d = Daemon::start(CONFIG);
+    let send = |body: &[u8]| d.post_json("/hooks/ci", &[("X-Token", "ci-token")], body);
+    // Not UTF-8.
+    let r = send(b"{\"kind\":\"\xff\xfe\"}");
+    assert_eq!(r.status, 400);
+    // Duplicate keys: the last one counts.
+    let r = send(br#"{"kind":"a","kind":"build","n":1}"#);
+    assert_eq!(r.json()["event"], "build");
+    // Paths through arrays, and through missing keys.
+    let r = send(br#"{"kind":"list","items":[{"name":"first"}]}"#);
+    let task = d.wait_task(&Daemon::task_ids(&r)[0]);
+    assert_eq!(task["params"], json!({"n": null, "first": "first"}));
+    // A body that is an array or a string has no event field: a clear 400.
+    let r = send(br#"[1,2,3]"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "the body has no event name in the configured `event.field`");
+    let r = send(br#""just a string""#);
+    assert_eq!(r.status, 400);
+    // A huge header is refused by the HTTP layer, not a crash.
+    let big = "x".repeat(1 << 20);
+    let r = std::panic::catch_unwind(|| request("POST", &d.url("/hooks/ci"), &[("X-Big", &big)], Some(b"{}")));
+    if let Ok(r) = r {
+        assert!(r.status == 431 || r.status == 400, "status {}", r.status);
+    }
+    assert_eq!(d.get("/healthz").status, 200, "the daemon is still up");
+}
