@@ -115,7 +115,11 @@ mod tests {
             &[b"a.", b"b"],
             &[vec![0; 32], mac.clone()]
         ));
-        assert!(!sha256_any(b"k", &[b"a.", b"c"], std::slice::from_ref(&mac)));
+        assert!(!sha256_any(
+            b"k",
+            &[b"a.", b"c"],
+            std::slice::from_ref(&mac)
+        ));
         assert!(!sha256_any(b"k", &[b"a.b"], &[]));
         assert!(!sha256_any(b"k", &[b"a.b"], &[mac[..16].to_vec()]));
     }
