@@ -2,7 +2,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 const CONFIG: &str = r#"
 server:

@@ -85,6 +85,29 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The header and query-parameter names that carry a secret verbatim
+    /// (tokens, HTTP Basic), for whoever records requests to mask them.
+    pub fn secret_carriers(&self) -> (Vec<&str>, Vec<&str>) {
+        match self {
+            Auth::Token { header, query, .. } => (
+                header.iter().map(String::as_str).collect(),
+                query.iter().map(String::as_str).collect(),
+            ),
+            Auth::Basic { .. } => (vec!["Authorization"], Vec::new()),
+            Auth::All(all) => all.iter().map(Auth::secret_carriers).fold(
+                (Vec::new(), Vec::new()),
+                |(mut h, mut q), (h2, q2)| {
+                    h.extend(h2);
+                    q.extend(q2);
+                    (h, q)
+                },
+            ),
+            _ => (Vec::new(), Vec::new()),
+        }
+    }
+}
+
 /// Why a delivery was refused (401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -432,6 +455,10 @@ mod tests {
         assert_eq!(
             check(&auth, &[("X-Gitlab-Token", "tok-secret")], b""),
             Err(AuthError::MissingCredentials)
+        );
+        assert_eq!(
+            auth.secret_carriers(),
+            (vec!["X-Gitlab-Token", "Authorization"], vec![])
         );
         let debug = format!("{auth:?}");
         assert!(

@@ -136,12 +136,13 @@ pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> Vec<(Strin
 }
 
 /// Query parameters as recorded: tokens masked.
-pub fn mask_query(query: &[(String, String)]) -> Vec<(String, String)> {
+pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(String, String)> {
     query
         .iter()
         .map(|(k, v)| {
             let k_lower = k.to_ascii_lowercase();
-            let secret = ["token", "secret", "sig", "key", "password"].iter().any(|s| k_lower.contains(s));
+            let secret = ["token", "secret", "sig", "key", "password"].iter().any(|s| k_lower.contains(s))
+                || extra_sensitive.iter().any(|e| e.eq_ignore_ascii_case(k));
             (k.clone(), if secret { "***".into() } else { v.clone() })
         })
         .collect()

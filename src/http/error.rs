@@ -10,8 +10,12 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// The task API's bearer token is missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
+    /// A delivery's signature, token or credentials are missing or wrong.
+    #[error("{message}")]
+    BadCredentials { message: String, basic: bool },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -36,7 +40,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::BadCredentials { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -59,6 +63,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::BadCredentials { basic: true, .. } => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"hookrunner\""));
             }
             _ => {}
         }

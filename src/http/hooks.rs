@@ -40,13 +40,13 @@ pub async fn receive(
     let client = client_addr(&req, &state);
     let config = state.config.clone();
     let source = config.sources.get(&source_name);
-    // TODO(providers): also mask the source's configured auth header names.
-    let auth_headers: Vec<&str> = Vec::new();
+    // Mask whatever carries this source's secrets, besides the usual names.
+    let (secret_headers, secret_query) = source.map(|s| s.auth.secret_carriers()).unwrap_or_default();
     let mut rec = Record::new(
         &source_name,
         client.to_string(),
-        mask_headers(req.headers(), &auth_headers),
-        mask_query(&query),
+        mask_headers(req.headers(), &secret_headers),
+        mask_query(&query, &secret_query),
     );
     let result = match source {
         None => Err(ApiError::NotFound(format!("there is no source named `{source_name}`"))),
@@ -87,8 +87,9 @@ async fn receive_from(
     let headers = req.headers();
     let raw = body::read(headers, payload, state.config.server.max_body).await?;
     rec.body_size = raw.len();
-    auth::verify(&source.auth, headers, query, &raw, std::time::SystemTime::now())
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    auth::verify(&source.auth, headers, query, &raw, std::time::SystemTime::now()).map_err(|e| {
+        ApiError::BadCredentials { message: e.to_string(), basic: matches!(source.auth, auth::Auth::Basic { .. }) }
+    })?;
     let parsed = body::parse(headers, &raw)?;
     if let Some(answer) = source.challenge(&parsed.json) {
         rec.outcome = Outcome::Ignored;

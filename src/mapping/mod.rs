@@ -144,13 +144,16 @@ impl Routes {
     }
 }
 
+/// A mapping's extracted params, in config order.
+pub type Params = Arc<Vec<(String, Value)>>;
+
 /// How a delivery was judged: what matched, and why each rule did or did not.
 #[derive(Debug, Default)]
 pub struct Judgement {
     pub matches: Vec<Match>,
     pub trace: Vec<Judged>,
     /// The params each selected mapping extracted, by mapping key.
-    pub params: Vec<(String, Arc<Vec<(String, Value)>>)>,
+    pub params: Vec<(String, Params)>,
 }
 
 /// One rule's verdict.
