@@ -335,3 +335,12 @@ fn bad_requests_get_clear_json_errors() {
     assert_eq!(d.get("/healthz").status, 200);
     assert_eq!(d.get("/nowhere").status, 404);
 }
+
+#[test]
+fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let d = Daemon::start(&CONFIG.replace("  trusted_proxies: [127.0.0.1]\n", ""));
+    // Without trusted proxies, a client cannot talk its way into the allowlist.
+    let r = d.post_json("/hooks/private", &[("X-Forwarded-For", "10.1.2.3")], b"{}");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error(), "address 127.0.0.1 is not in `allow_ips` of source `private`");
+}

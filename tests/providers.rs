@@ -653,6 +653,20 @@ fn slack_signatures_timestamps_and_url_verification() {
     );
     let r = send(&ts_text, &slack_sig("wrong-secret", ts, hello), hello);
     assert_eq!(r.status, 401);
+
+    // A slash command is a plain form: its fields become the JSON object rules see.
+    let form = b"token=xyz&team_id=T1&command=%2Fdeploy&text=prod%20now&user_name=roadrunner";
+    let r = d.post(
+        "/hooks/slack",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Slack-Request-Timestamp", &ts_text),
+            ("X-Slack-Signature", &slack_sig(SLACK_SECRET, ts, form)),
+        ],
+        form,
+    );
+    assert!(r.status == 200 || r.status == 202, "{}", r.text);
+    assert_eq!(r.json()["event"], "slash_command");
     assert!(
         !d.logs().contains(SLACK_SECRET),
         "the secret reached the log"

@@ -41,7 +41,9 @@ pub struct Parsed {
 }
 
 /// Parses a JSON body, or a form body whose `payload` field holds JSON (GitHub's form mode).
-pub fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Parsed, ApiError> {
+/// With `plain_forms` (Slack's slash commands), a form without `payload` becomes a
+/// JSON object of its fields.
+pub fn parse(headers: &HeaderMap, body: &Bytes, plain_forms: bool) -> Result<Parsed, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
@@ -50,10 +52,18 @@ pub fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Parsed, ApiError> {
         return Ok(Parsed { json, stdin: body.clone() });
     }
     if essence == "application/x-www-form-urlencoded" {
-        let payload = form_urlencoded::parse(body)
-            .find(|(k, _)| k == "payload")
-            .map(|(_, v)| v.into_owned())
-            .ok_or_else(|| ApiError::BadRequest("the form body has no `payload` field holding JSON".into()))?;
+        let payload = form_urlencoded::parse(body).find(|(k, _)| k == "payload").map(|(_, v)| v.into_owned());
+        let payload = match payload {
+            Some(p) => p,
+            None if plain_forms => {
+                let fields: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(body)
+                    .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+                    .collect();
+                let json = serde_json::Value::Object(fields);
+                return Ok(Parsed { stdin: Bytes::from(json.to_string()), json });
+            }
+            None => return Err(ApiError::BadRequest("the form body has no `payload` field holding JSON".into())),
+        };
         let json = serde_json::from_str(&payload)
             .map_err(|e| ApiError::BadRequest(format!("the form's `payload` field is not valid JSON: {e}")))?;
         return Ok(Parsed { json, stdin: Bytes::from(payload) });

@@ -90,7 +90,7 @@ async fn receive_from(
     auth::verify(&source.auth, headers, query, &raw, std::time::SystemTime::now()).map_err(|e| {
         ApiError::BadCredentials { message: e.to_string(), basic: matches!(source.auth, auth::Auth::Basic { .. }) }
     })?;
-    let parsed = body::parse(headers, &raw)?;
+    let parsed = body::parse(headers, &raw, source.provider == crate::config::Provider::Slack)?;
     if let Some(answer) = source.challenge(&parsed.json) {
         rec.outcome = Outcome::Ignored;
         rec.reason = Some("handshake answered; nothing to run".into());

@@ -78,7 +78,9 @@ pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<E
             };
             match name.and_then(Value::as_str) {
                 Some(t) if !t.is_empty() => Ok(plain(t.to_string())),
-                _ => Err("the body has no `event.type` and no `type`".to_string()),
+                // Slash commands are forms with a `command` field and no type.
+                _ if body.get("command").and_then(Value::as_str).is_some() => Ok(plain("slash_command".to_string())),
+                _ => Err("the body has no `event.type`, no `type` and no slash `command`".to_string()),
             }
         }
         EventSpec::Field(path) => match lookup(body, path) {
