@@ -55,6 +55,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the task runtime: {e}"))?;
     let engine = Engine::new(config.limits.clone(), engine_runtime.handle().clone());
+    engine.start_retention(config.limits.keep_for);
     let config = Arc::new(config);
 
     actix_web::rt::System::new().block_on({

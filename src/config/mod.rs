@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+/// How long finished tasks are kept when `tasks.keep_for` says nothing.
+pub const DEFAULT_KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// A checked config.
 #[derive(Debug)]
@@ -269,6 +271,7 @@ impl Checker<'_> {
             max_concurrent: max_concurrent.max(1),
             max_queued: raw.max_queued.unwrap_or(1000),
             keep: raw.keep.unwrap_or(10_000),
+            keep_for: raw.keep_for.map_or(DEFAULT_KEEP_FOR, |d| d.0),
             output_limit: usize::try_from(output_limit).unwrap_or(usize::MAX).max(1),
             shutdown_grace: raw.shutdown_grace.map(|d| d.0).unwrap_or(crate::server::DEFAULT_SHUTDOWN_GRACE),
         }
@@ -329,6 +332,7 @@ impl Checker<'_> {
             params,
             timeout,
             kill_grace: KILL_GRACE,
+            wait: p.wait.map(|d| d.0).filter(|d| !d.is_zero()),
             working_dir,
             env,
         })
@@ -445,6 +449,7 @@ impl Checker<'_> {
             params: params.iter().map(|p| p.to_string()).collect(),
             timeout: DEFAULT_TIMEOUT,
             kill_grace: KILL_GRACE,
+            wait: None,
             working_dir: self.dir.clone(),
             env: Vec::new(),
         }))

@@ -60,6 +60,7 @@ pub struct RawTasks {
     pub max_concurrent: Option<usize>,
     pub max_queued: Option<usize>,
     pub keep: Option<usize>,
+    pub keep_for: Option<Dur>,
     pub output_limit: Option<Size>,
     pub shutdown_grace: Option<Dur>,
 }
@@ -196,6 +197,7 @@ pub struct RawProgram {
     #[serde(default)]
     pub args: Vec<Interp>,
     pub timeout: Option<Dur>,
+    pub wait: Option<Dur>,
     pub working_dir: Option<Interp>,
     #[serde(default)]
     pub env: UniqueMap<Interp>,

@@ -27,6 +27,8 @@ pub struct Limits {
     pub max_concurrent: usize,
     pub max_queued: usize,
     pub keep: usize,
+    /// Finished tasks older than this are dropped.
+    pub keep_for: Duration,
     pub output_limit: usize,
     /// How long a stopping daemon lets tasks finish.
     pub shutdown_grace: Duration,
@@ -44,6 +46,19 @@ pub struct NewTask {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub body: Bytes,
+    pub record_id: Option<String>,
+    pub rerun_of: Option<Uuid>,
+}
+
+/// Why a task could not be cancelled or removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    #[error("there is no task `{0}`")]
+    NotFound(Uuid),
+    #[error("task `{0}` has already finished ({1})")]
+    Finished(Uuid, &'static str),
+    #[error("task `{0}` has not finished yet ({1}); cancel it first")]
+    NotFinished(Uuid, &'static str),
 }
 
 /// Why the engine refused a delivery's tasks. Nothing of the delivery was queued.
@@ -121,7 +136,13 @@ impl Engine {
                 created_at: now,
                 state: TaskState::Queued,
                 output: Arc::new(Output::new(inner.limits.output_limit)),
+                record_id: t.record_id,
+                rerun_of: t.rerun_of,
+                reruns: Vec::new(),
             });
+            if let Some(old) = t.rerun_of {
+                inner.table.with(&old, |o| o.reruns.push(id));
+            }
             sched.queue.push_back(id);
         }
         inner.start_ready(&mut sched);
@@ -130,6 +151,77 @@ impl Engine {
 
     pub fn task(&self, id: &Uuid) -> Option<TaskView> {
         self.inner.table.view(id)
+    }
+
+    /// Runs `f` on a task (it must not block); `None` if unknown.
+    pub fn with_task<R>(&self, id: &Uuid, f: impl FnOnce(&Task) -> R) -> Option<R> {
+        self.inner.table.with(id, |t| f(t))
+    }
+
+    /// Cancels a task: a queued one at once, a running one by stopping its
+    /// process group (SIGTERM, grace, SIGKILL). Returns the status it had.
+    pub fn cancel(&self, id: Uuid, reason: &str) -> Result<Status, TaskError> {
+        let inner = &self.inner;
+        let status = inner
+            .table
+            .with(&id, |t| t.state.status())
+            .ok_or(TaskError::NotFound(id))?;
+        let was_queued = {
+            let mut sched = inner.lock_sched();
+            if let Some(pos) = sched.queue.iter().position(|q| *q == id) {
+                sched.queue.remove(pos);
+                true
+            } else if let Some(stop) = sched.running.get(&id) {
+                let _ = stop.send(Some(reason.to_string()));
+                false
+            } else {
+                return Err(TaskError::Finished(id, status.as_str()));
+            }
+        };
+        if was_queued {
+            inner.finish(id, None, Outcome::Cancelled { reason: reason.to_string() });
+        }
+        Ok(status)
+    }
+
+    /// Removes a finished task from the table.
+    pub fn remove(&self, id: Uuid) -> Result<(), TaskError> {
+        let status = self.inner.table.with(&id, |t| t.state.status()).ok_or(TaskError::NotFound(id))?;
+        if !matches!(status, Status::Succeeded | Status::Failed | Status::TimedOut | Status::Cancelled) {
+            return Err(TaskError::NotFinished(id, status.as_str()));
+        }
+        self.inner.table.remove(&id);
+        Ok(())
+    }
+
+    /// Waits until every task in `ids` has finished, or `deadline`; true if they all did.
+    pub async fn wait_finished(&self, ids: &[Uuid], deadline: Instant) -> bool {
+        let inner = &self.inner;
+        loop {
+            let mut notified = pin!(inner.changed.notified());
+            notified.as_mut().enable();
+            let done = ids.iter().all(|id| inner.table.with(id, |t| t.state.is_finished()).unwrap_or(true));
+            if done {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Drops finished tasks older than `keep_for`, every minute, on the engine runtime.
+    pub fn start_retention(&self, keep_for: Duration) {
+        let inner = self.inner.clone();
+        self.inner.runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60).min(keep_for));
+            loop {
+                tick.tick().await;
+                if let Some(cutoff) = SystemTime::now().checked_sub(keep_for) {
+                    inner.table.evict_finished_before(cutoff);
+                }
+            }
+        });
     }
 
     pub fn list(&self, filter: &Filter) -> Vec<TaskView> {

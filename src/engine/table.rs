@@ -94,6 +94,37 @@ impl TaskTable {
         ids.iter().filter_map(|id| self.view(id)).collect()
     }
 
+    /// Removes a task from the table (the caller checked it is finished).
+    pub fn remove(&self, id: &Uuid) -> bool {
+        match self.tasks.remove(id) {
+            Some((_, task)) => {
+                lock(&self.order).remove(&task.seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts finished tasks that finished before `cutoff`.
+    pub fn evict_finished_before(&self, cutoff: std::time::SystemTime) {
+        loop {
+            let oldest = lock(&self.finished).front().copied();
+            let Some(id) = oldest else { break };
+            let expired = match self.tasks.get(&id) {
+                Some(t) => match &t.state {
+                    super::task::TaskState::Finished { finished_at, .. } => *finished_at < cutoff,
+                    _ => false,
+                },
+                None => true, // already removed
+            };
+            if !expired {
+                break;
+            }
+            lock(&self.finished).pop_front();
+            self.remove(&id);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.tasks.len()
     }

@@ -79,6 +79,10 @@ impl Status {
 }
 
 impl TaskState {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, TaskState::Finished { .. })
+    }
+
     pub fn status(&self) -> Status {
         match self {
             TaskState::Queued => Status::Queued,
@@ -112,6 +116,11 @@ pub struct Task {
     pub created_at: SystemTime,
     pub state: TaskState,
     pub output: Arc<Output>,
+    /// The delivery record the task came from (its body is kept there for reruns).
+    pub record_id: Option<String>,
+    /// The task this one re-runs, and the tasks that re-ran this one.
+    pub rerun_of: Option<Uuid>,
+    pub reruns: Vec<Uuid>,
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -144,6 +153,8 @@ pub struct TaskView {
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    pub rerun_of: Option<Uuid>,
+    pub reruns: Vec<Uuid>,
     pub url: String,
 }
 
@@ -198,6 +209,8 @@ impl Task {
             stderr,
             stdout_truncated,
             stderr_truncated,
+            rerun_of: self.rerun_of,
+            reruns: self.reruns.clone(),
             url: format!("/tasks/{}", self.id),
         }
     }

@@ -110,6 +110,7 @@ async fn receive_from(
     if dry_run {
         return Ok(dry_run_answer(source, &parts, rec));
     }
+    let wait = wait_for(query, source, &parts)?;
 
     let dedup_key = source.dedup.as_ref().and_then(|d| {
         let key = match d.key {
@@ -137,6 +138,20 @@ async fn receive_from(
         }
     }
     let result = dispatch(state, source, &parts, rec);
+    if let (Ok(_), Some(wait), Outcome::Accepted) = (&result, wait, rec.outcome) {
+        let deadline = tokio::time::Instant::now() + wait;
+        if state.engine.wait_finished(&rec.task_ids, deadline).await {
+            rec.keep_body(parsed.stdin.clone());
+            let tasks: Vec<_> = rec.task_ids.iter().filter_map(|id| state.engine.task(id)).collect();
+            return Ok(HttpResponse::Ok().json(json!({
+                "delivery_id": rec.delivery_id,
+                "source": source.name,
+                "event": event.name,
+                "finished": true,
+                "tasks": tasks,
+            })));
+        }
+    }
     if result.is_err() {
         // Not accepted after all: a retry must run.
         if let Some((key, _)) = &dedup_key {
@@ -146,6 +161,25 @@ async fn receive_from(
         rec.keep_body(parsed.stdin.clone());
     }
     result
+}
+
+/// The longest `?wait=` accepted.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long to hold the answer: `?wait=30s`, else the longest `wait` of the programs that would run.
+fn wait_for(query: &[(String, String)], source: &Source, parts: &Parts<'_>) -> Result<Option<std::time::Duration>, ApiError> {
+    if let Some((_, text)) = query.iter().find(|(k, _)| k == "wait") {
+        let wait = crate::config::parse_duration(text).map_err(|e| ApiError::BadRequest(format!("`wait`: {e}")))?;
+        if wait > MAX_WAIT {
+            return Err(ApiError::BadRequest(format!("`wait` may be at most {}", humantime::format_duration(MAX_WAIT))));
+        }
+        return Ok(Some(wait));
+    }
+    if !source.routes.any_program_waits() {
+        return Ok(None);
+    }
+    let judgement = source.routes.judge(&parts.delivery(&source.name));
+    Ok(judgement.matches.iter().filter_map(|m| m.program.wait).max())
 }
 
 /// What rules and handlers see of a delivery.
@@ -227,6 +261,8 @@ pub(super) fn dispatch(state: &AppState, source: &Source, parts: &Parts<'_>, rec
             params: m.params.to_vec(),
             program: m.program,
             body: parts.stdin.clone(),
+            record_id: Some(rec.id.clone()),
+            rerun_of: None,
         });
     }
     let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();

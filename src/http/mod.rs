@@ -30,7 +30,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(web::resource("/tasks").route(web::get().to(tasks::list)).default_service(web::to(method_not_allowed_get)))
-    .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get)).default_service(web::to(method_not_allowed_get)))
+    .service(
+        web::resource("/tasks/{id}")
+            .route(web::get().to(tasks::get))
+            .route(web::delete().to(tasks::delete))
+            .default_service(web::to(method_not_allowed_get)),
+    )
+    .service(web::resource("/tasks/{id}/output").route(web::get().to(tasks::output)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/tasks/{id}/cancel").route(web::post().to(tasks::cancel)).default_service(web::to(method_not_allowed)))
+    .service(web::resource("/tasks/{id}/rerun").route(web::post().to(tasks::rerun)).default_service(web::to(method_not_allowed)))
     .service(web::resource("/deliveries").route(web::get().to(deliveries::list)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/deliveries/{id}").route(web::get().to(deliveries::get)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/deliveries/{id}/replay").route(web::post().to(deliveries::replay)).default_service(web::to(method_not_allowed)))

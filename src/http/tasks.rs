@@ -5,6 +5,8 @@ use super::error::ApiError;
 use super::AppState;
 use crate::engine::table::Filter;
 use crate::engine::task::Status;
+use crate::engine::{NewTask, SubmitError, TaskError};
+use crate::process::program::Invocation;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -65,4 +67,102 @@ pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<App
     let id = Uuid::parse_str(&text).map_err(|_| not_found())?;
     let task = state.engine.task(&id).ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(task))
+}
+
+fn task_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::NotFound(format!("there is no task `{text}`")))
+}
+
+fn task_error(e: TaskError) -> ApiError {
+    match e {
+        TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        TaskError::Finished(..) | TaskError::NotFinished(..) => ApiError::Conflict(e.to_string()),
+    }
+}
+
+/// `POST /tasks/{id}/cancel`: queued → cancelled at once; running → its group is stopped.
+pub async fn cancel(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let id = task_id(&path)?;
+    let was = state.engine.cancel(id, "cancelled by request").map_err(task_error)?;
+    tracing::info!(task_id = %id, was = was.as_str(), "task cancelled by request");
+    let task = state.engine.task(&id).ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    Ok(HttpResponse::Accepted().json(task))
+}
+
+/// `DELETE /tasks/{id}`: forgets a finished task.
+pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let id = task_id(&path)?;
+    state.engine.remove(id).map_err(task_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /tasks/{id}/output`: the output so far as text (`?stream=stderr` for stderr).
+pub async fn output(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let id = task_id(&path)?;
+    let stream = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "stream")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "stdout".into());
+    let text = state
+        .engine
+        .with_task(&id, |t| {
+            let tail = if stream == "stderr" { &t.output.stderr } else { &t.output.stdout };
+            tail.lock().unwrap_or_else(|p| p.into_inner()).text()
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    if stream != "stdout" && stream != "stderr" {
+        return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into()));
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
+}
+
+/// `POST /tasks/{id}/rerun`: a new task with the same program, params and body, linked to the old one.
+pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let old = task_id(&path)?;
+    let found = state.engine.with_task(&old, |t| {
+        (t.program.clone(), t.params.clone(), t.source.clone(), t.event.clone(), t.delivery_id.clone(), t.record_id.clone(), t.body.clone())
+    });
+    let (program, params, source, event, delivery_id, record_id, body) =
+        found.ok_or_else(|| ApiError::NotFound(format!("there is no task `{old}`")))?;
+    let body = if body.is_empty() {
+        record_id.as_deref().and_then(|r| state.deliveries.get(r)).and_then(|r| r.body()).ok_or_else(|| {
+            ApiError::Conflict(format!("the body of task `{old}`'s delivery is no longer kept, so it cannot be re-run"))
+        })?
+    } else {
+        body
+    };
+    let id = Uuid::new_v4();
+    let task_id = id.to_string();
+    let inv = Invocation {
+        source: &source,
+        event: &event,
+        task_id: &task_id,
+        delivery_id: &delivery_id,
+        payload: &body,
+        params: &params,
+    };
+    let (argv, env) = (program.argv(&inv), program.env(&inv));
+    let new = NewTask {
+        id,
+        delivery_id,
+        source,
+        event,
+        argv,
+        env,
+        params,
+        program,
+        body,
+        record_id,
+        rerun_of: Some(old),
+    };
+    state.engine.submit(vec![new]).map_err(|e| match e {
+        SubmitError::QueueFull => ApiError::QueueFull,
+        SubmitError::ShuttingDown => ApiError::ShuttingDown,
+    })?;
+    let task = state.engine.task(&id).ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    Ok(HttpResponse::Accepted().insert_header(("Location", format!("/tasks/{id}"))).json(task))
 }

@@ -75,6 +75,11 @@ impl Routes {
         self.by_key.is_empty()
     }
 
+    /// Whether any rule runs a program with a `wait`.
+    pub fn any_program_waits(&self) -> bool {
+        self.by_key.values().flat_map(|m| &m.rules).any(|r| r.program.wait.is_some())
+    }
+
     pub fn rule_count(&self) -> usize {
         self.by_key.values().map(|m| m.rules.len()).sum()
     }

@@ -22,6 +22,8 @@ pub struct Program {
     pub params: Vec<String>,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// Hold the delivery's answer until its tasks finish, up to this long.
+    pub wait: Option<Duration>,
     pub working_dir: PathBuf,
     /// Extra environment, set last. Values may be secrets: never logged.
     pub env: Vec<(String, String)>,
