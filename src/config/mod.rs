@@ -18,7 +18,7 @@ use crate::engine::Limits;
 use crate::mapping::condition::Condition;
 use crate::mapping::params::ParamFrom;
 use crate::mapping::{Mapping, Rule, BUILTIN_VARS};
-use crate::process::program::{BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE};
+use crate::process::program::{OnBusy, RetryPolicy, BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE};
 use crate::process::{Program, Template};
 use crate::secret::Secret;
 use interp::Interp;
@@ -320,6 +320,62 @@ impl Checker<'_> {
             }
             env.push((k.clone(), v.value.clone()));
         }
+        if p.max_concurrent == Some(0) {
+            self.error(&at("max_concurrent"), "must be at least 1");
+        }
+        let concurrency_key = p.concurrency_key.as_ref().and_then(|k| match Template::parse(k) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(&at("concurrency_key"), e);
+                None
+            }
+        });
+        let on_busy = match p.on_busy.as_deref() {
+            None | Some("queue") => OnBusy::Queue,
+            Some("replace") => OnBusy::Replace,
+            Some("cancel_running") => OnBusy::CancelRunning,
+            Some(other) => {
+                self.error(&at("on_busy"), format!("unknown `{other}`: expected `queue`, `replace` or `cancel_running`"));
+                OnBusy::Queue
+            }
+        };
+        if p.on_busy.is_some() && concurrency_key.is_none() {
+            self.error(&at("on_busy"), "`on_busy` needs a `concurrency_key`");
+        }
+        let retry = p.retry.as_ref().and_then(|r| {
+            let mut policy = RetryPolicy {
+                attempts: r.attempts,
+                backoff: r.backoff.map_or(std::time::Duration::from_secs(2), |d| d.0),
+                max_backoff: r.max_backoff.map_or(std::time::Duration::from_secs(300), |d| d.0),
+                on_failed: true,
+                on_timed_out: true,
+            };
+            if let Some(on) = &r.on {
+                policy.on_failed = false;
+                policy.on_timed_out = false;
+                for status in on {
+                    match status.as_str() {
+                        "failed" => policy.on_failed = true,
+                        "timed_out" => policy.on_timed_out = true,
+                        other => self.error(&at("retry"), format!("`on` takes `failed` and `timed_out`, not `{other}`")),
+                    }
+                }
+            }
+            if r.attempts == 0 {
+                self.error(&at("retry"), "`attempts` counts the first run too, so it must be at least 1");
+            }
+            Some(policy)
+        });
+        let (success_codes, retry_codes) = match &p.exit_codes {
+            None => (vec![0], Vec::new()),
+            Some(codes) => {
+                let success = if codes.success.is_empty() { vec![0] } else { codes.success.clone() };
+                if codes.retry.iter().any(|c| success.contains(c)) {
+                    self.error(&at("exit_codes"), "an exit code cannot mean both success and retry");
+                }
+                (success, codes.retry.clone())
+            }
+        };
         if self.errors.len() > errors_before {
             return None;
         }
@@ -333,6 +389,12 @@ impl Checker<'_> {
             timeout,
             kill_grace: KILL_GRACE,
             wait: p.wait.map(|d| d.0).filter(|d| !d.is_zero()),
+            max_concurrent: p.max_concurrent,
+            concurrency_key,
+            on_busy,
+            retry,
+            success_codes,
+            retry_codes,
             working_dir,
             env,
         })
@@ -445,13 +507,9 @@ impl Checker<'_> {
         Some(Arc::new(Program {
             name: name.to_string(),
             command: vec![script.display().to_string()],
-            args: Vec::new(),
             params: params.iter().map(|p| p.to_string()).collect(),
-            timeout: DEFAULT_TIMEOUT,
-            kill_grace: KILL_GRACE,
-            wait: None,
             working_dir: self.dir.clone(),
-            env: Vec::new(),
+            ..Program::default()
         }))
     }
 }

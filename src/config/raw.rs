@@ -198,9 +198,32 @@ pub struct RawProgram {
     pub args: Vec<Interp>,
     pub timeout: Option<Dur>,
     pub wait: Option<Dur>,
+    pub max_concurrent: Option<usize>,
+    pub concurrency_key: Option<String>,
+    pub on_busy: Option<String>,
+    pub retry: Option<RawRetry>,
+    pub exit_codes: Option<RawExitCodes>,
     pub working_dir: Option<Interp>,
     #[serde(default)]
     pub env: UniqueMap<Interp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: u32,
+    pub backoff: Option<Dur>,
+    pub max_backoff: Option<Dur>,
+    pub on: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExitCodes {
+    #[serde(default)]
+    pub success: Vec<i32>,
+    #[serde(default)]
+    pub retry: Vec<i32>,
 }
 
 /// `command:` is a path, or an argv list.

@@ -9,13 +9,15 @@ pub mod task;
 
 use crate::process::{self, Output, RunSpec};
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use crate::process::program::OnBusy;
+use crate::process::Ending;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use table::{Filter, TaskTable};
-use task::{Outcome, Status, Task, TaskState, TaskView};
+use task::{Attempt, Outcome, Status, Task, TaskState, TaskView};
 use tokio::runtime::Handle;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -48,6 +50,8 @@ pub struct NewTask {
     pub body: Bytes,
     pub record_id: Option<String>,
     pub rerun_of: Option<Uuid>,
+    /// The rendered `concurrency_key`, if the program has one.
+    pub key: Option<Arc<str>>,
 }
 
 /// Why a task could not be cancelled or removed.
@@ -87,10 +91,50 @@ struct Inner {
 
 #[derive(Default)]
 struct Sched {
-    queue: VecDeque<Uuid>,
+    queue: VecDeque<Slot>,
     /// Running tasks and the channel that asks each to stop.
-    running: HashMap<Uuid, watch::Sender<Option<String>>>,
+    running: HashMap<Uuid, Running>,
+    /// Tasks waiting out a retry backoff (they count as queued).
+    delayed: HashMap<Uuid, Slot>,
+    /// Running tasks per program.
+    per_program: HashMap<String, usize>,
+    /// Concurrency keys held by a running or retrying task.
+    busy_keys: HashSet<(String, Arc<str>)>,
     draining: bool,
+}
+
+/// What the scheduler knows of a task that is not running.
+#[derive(Clone)]
+struct Slot {
+    id: Uuid,
+    program: Arc<process::Program>,
+    key: Option<Arc<str>>,
+}
+
+impl Slot {
+    fn key_id(&self) -> Option<(String, Arc<str>)> {
+        self.key.as_ref().map(|k| (self.program.name.clone(), k.clone()))
+    }
+}
+
+struct Running {
+    slot: Slot,
+    stop: watch::Sender<Option<String>>,
+}
+
+impl Sched {
+    /// Tasks waiting: queued, or between attempts.
+    fn waiting(&self) -> usize {
+        self.queue.len() + self.delayed.len()
+    }
+
+    fn may_start(&self, slot: &Slot) -> bool {
+        let program_room = slot
+            .program
+            .max_concurrent
+            .is_none_or(|max| self.per_program.get(&slot.program.name).copied().unwrap_or(0) < max);
+        program_room && slot.key_id().is_none_or(|k| !self.busy_keys.contains(&k))
+    }
 }
 
 impl Engine {
@@ -108,44 +152,81 @@ impl Engine {
         }
     }
 
-    /// Queues all of a delivery's tasks, or none of them.
+    /// Queues all of a delivery's tasks, or none of them. A task whose
+    /// program says `on_busy: replace` or `cancel_running` supersedes the
+    /// queued (and, for `cancel_running`, the running) task of its key.
     pub fn submit(&self, tasks: Vec<NewTask>) -> Result<(), SubmitError> {
         let inner = &self.inner;
-        let mut sched = inner.lock_sched();
-        if sched.draining {
-            return Err(SubmitError::ShuttingDown);
-        }
-        let free = inner.limits.max_concurrent.saturating_sub(sched.running.len());
-        if sched.queue.len() + tasks.len().saturating_sub(free) > inner.limits.max_queued {
-            return Err(SubmitError::QueueFull);
-        }
-        let now = SystemTime::now();
-        for t in tasks {
-            let id = t.id;
-            inner.table.insert(Task {
-                id,
-                seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
-                delivery_id: t.delivery_id,
-                source: t.source,
-                event: t.event,
-                program: t.program,
-                params: t.params,
-                argv: t.argv,
-                env: t.env,
-                body: t.body,
-                created_at: now,
-                state: TaskState::Queued,
-                output: Arc::new(Output::new(inner.limits.output_limit)),
-                record_id: t.record_id,
-                rerun_of: t.rerun_of,
-                reruns: Vec::new(),
-            });
-            if let Some(old) = t.rerun_of {
-                inner.table.with(&old, |o| o.reruns.push(id));
+        let mut superseded: Vec<(Uuid, String)> = Vec::new();
+        {
+            let mut sched = inner.lock_sched();
+            if sched.draining {
+                return Err(SubmitError::ShuttingDown);
             }
-            sched.queue.push_back(id);
+            // Queued tasks the new ones replace leave the queue.
+            let mut replaced: Vec<(usize, Uuid)> = Vec::new();
+            for t in &tasks {
+                let (Some(key), OnBusy::Replace | OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else { continue };
+                for (i, q) in sched.queue.iter().enumerate() {
+                    if q.program.name == t.program.name && q.key.as_ref() == Some(key) && !replaced.iter().any(|(j, _)| *j == i) {
+                        replaced.push((i, t.id));
+                    }
+                }
+            }
+            let free = inner.limits.max_concurrent.saturating_sub(sched.running.len());
+            let waiting = sched.waiting() - replaced.len();
+            if waiting + tasks.len().saturating_sub(free) > inner.limits.max_queued {
+                return Err(SubmitError::QueueFull);
+            }
+            replaced.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+            for (i, by) in replaced {
+                if let Some(q) = sched.queue.remove(i) {
+                    superseded.push((q.id, format!("superseded by {by}")));
+                }
+            }
+            for t in &tasks {
+                let (Some(key), OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else { continue };
+                for r in sched.running.values() {
+                    if r.slot.program.name == t.program.name && r.slot.key.as_ref() == Some(key) {
+                        let _ = r.stop.send(Some(format!("superseded by {}", t.id)));
+                    }
+                }
+            }
+            let now = SystemTime::now();
+            for t in tasks {
+                let id = t.id;
+                sched.queue.push_back(Slot { id, program: t.program.clone(), key: t.key.clone() });
+                inner.table.insert(Task {
+                    id,
+                    seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
+                    delivery_id: t.delivery_id,
+                    source: t.source,
+                    event: t.event,
+                    program: t.program,
+                    params: t.params,
+                    argv: t.argv,
+                    env: t.env,
+                    body: t.body,
+                    created_at: now,
+                    state: TaskState::Queued,
+                    output: Arc::new(Output::new(inner.limits.output_limit)),
+                    record_id: t.record_id,
+                    rerun_of: t.rerun_of,
+                    reruns: Vec::new(),
+                    key: t.key,
+                    attempt: 1,
+                    attempts: Vec::new(),
+                    next_attempt_at: None,
+                });
+                if let Some(old) = t.rerun_of {
+                    inner.table.with(&old, |o| o.reruns.push(id));
+                }
+            }
+            inner.start_ready(&mut sched);
         }
-        inner.start_ready(&mut sched);
+        for (id, reason) in superseded {
+            inner.finish(id, None, Outcome::Cancelled { reason });
+        }
         Ok(())
     }
 
@@ -168,11 +249,17 @@ impl Engine {
             .ok_or(TaskError::NotFound(id))?;
         let was_queued = {
             let mut sched = inner.lock_sched();
-            if let Some(pos) = sched.queue.iter().position(|q| *q == id) {
+            if let Some(pos) = sched.queue.iter().position(|q| q.id == id) {
                 sched.queue.remove(pos);
                 true
-            } else if let Some(stop) = sched.running.get(&id) {
-                let _ = stop.send(Some(reason.to_string()));
+            } else if let Some(slot) = sched.delayed.remove(&id) {
+                if let Some(k) = slot.key_id() {
+                    sched.busy_keys.remove(&k);
+                }
+                inner.start_ready(&mut sched);
+                true
+            } else if let Some(running) = sched.running.get(&id) {
+                let _ = running.stop.send(Some(reason.to_string()));
                 false
             } else {
                 return Err(TaskError::Finished(id, status.as_str()));
@@ -231,7 +318,7 @@ impl Engine {
     /// (running, queued) counts.
     pub fn counts(&self) -> (usize, usize) {
         let sched = self.inner.lock_sched();
-        (sched.running.len(), sched.queue.len())
+        (sched.running.len(), sched.waiting())
     }
 
     /// Stops taking tasks, lets queued and running ones go on until `grace`
@@ -241,16 +328,17 @@ impl Engine {
         let inner = &self.inner;
         inner.lock_sched().draining = true;
         let deadline = Instant::now() + grace;
-        let drained = inner.wait_until(deadline, |s| s.queue.is_empty() && s.running.is_empty()).await;
+        let drained = inner.wait_until(deadline, |s| s.waiting() == 0 && s.running.is_empty()).await;
         if drained {
             return;
         }
         let never_started: Vec<Uuid> = {
             let mut sched = inner.lock_sched();
-            for stop in sched.running.values() {
-                let _ = stop.send(Some("the daemon stopped while the task was running".into()));
+            for running in sched.running.values() {
+                let _ = running.stop.send(Some("the daemon stopped while the task was running".into()));
             }
-            sched.queue.drain(..).collect()
+            let delayed: Vec<Uuid> = sched.delayed.drain().map(|(id, _)| id).collect();
+            sched.queue.drain(..).map(|q| q.id).chain(delayed).collect()
         };
         if !never_started.is_empty() {
             tracing::error!(count = never_started.len(), "shutdown grace ended before these accepted tasks could start; they are cancelled");
@@ -269,12 +357,19 @@ impl Inner {
         self.sched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts queued tasks while there is room.
+    /// Starts queued tasks, in order, while there is room; a task whose
+    /// program is at its limit or whose key is busy waits, and later tasks may pass it.
     fn start_ready(self: &Arc<Self>, sched: &mut Sched) {
         while sched.running.len() < self.limits.max_concurrent {
-            let Some(id) = sched.queue.pop_front() else { break };
+            let Some(pos) = sched.queue.iter().position(|q| sched.may_start(q)) else { break };
+            let Some(slot) = sched.queue.remove(pos) else { break };
+            let id = slot.id;
+            *sched.per_program.entry(slot.program.name.clone()).or_default() += 1;
+            if let Some(k) = slot.key_id() {
+                sched.busy_keys.insert(k);
+            }
             let (stop_tx, stop_rx) = watch::channel(None);
-            sched.running.insert(id, stop_tx);
+            sched.running.insert(id, Running { slot, stop: stop_tx });
             let inner = self.clone();
             self.runtime.spawn(async move { inner.run_task(id, stop_rx).await });
         }
@@ -282,7 +377,7 @@ impl Inner {
 
     async fn run_task(self: Arc<Self>, id: Uuid, stop: process::Stop) {
         // Take what the run needs out of the table; no guard lives across an await.
-        let Some((spec, body, output, timeout)) = self.table.with(&id, |t| {
+        let Some((spec, body, output, program)) = self.table.with(&id, |t| {
             let spec = RunSpec {
                 argv: t.argv.clone(),
                 env: t.env.clone(),
@@ -290,7 +385,7 @@ impl Inner {
                 timeout: t.program.timeout,
                 kill_grace: t.program.kill_grace,
             };
-            (spec, std::mem::take(&mut t.body), t.output.clone(), t.program.timeout)
+            (spec, t.body.clone(), t.output.clone(), t.program.clone())
         }) else {
             return;
         };
@@ -302,7 +397,76 @@ impl Inner {
             tracing::info!(task_id = %id, pid, "task started");
         })
         .await;
-        self.finish(id, started_at, Outcome::from_ending(ending, timeout));
+        let retry_code = matches!(ending, Ending::Exited(code) if program.retry_codes.contains(&code));
+        let outcome = match ending {
+            Ending::Exited(code) if program.success_codes.contains(&code) => Outcome::Succeeded,
+            Ending::Exited(0) => Outcome::Failed { exit_code: Some(0), error: Some("exit code 0 is not in `exit_codes.success`".into()) },
+            other => Outcome::from_ending(other, program.timeout),
+        };
+        if let Some(delay) = self.retry_delay(id, &program, &outcome, retry_code) {
+            self.retry_later(id, started_at, outcome, delay);
+        } else {
+            self.finish(id, started_at, outcome);
+        }
+    }
+
+    /// Whether a run that ended with `outcome` gets another attempt, and after how long.
+    fn retry_delay(&self, id: Uuid, program: &process::Program, outcome: &Outcome, retry_code: bool) -> Option<Duration> {
+        let policy = program.retry.as_ref();
+        let wanted = retry_code
+            || match outcome {
+                Outcome::Failed { .. } => policy.is_some_and(|p| p.on_failed),
+                Outcome::TimedOut { .. } => policy.is_some_and(|p| p.on_timed_out),
+                Outcome::Succeeded | Outcome::Cancelled { .. } => false,
+            };
+        if !wanted || self.lock_sched().draining {
+            return None;
+        }
+        let attempts = policy.map_or(1, |p| p.attempts);
+        let attempt = self.table.with(&id, |t| t.attempt)?;
+        if attempt >= attempts {
+            return None;
+        }
+        Some(policy.map_or(Duration::from_secs(2), |p| p.delay(attempt + 1)))
+    }
+
+    /// Records the attempt that just ended and queues the next after `delay`;
+    /// the task keeps its concurrency key meanwhile, so nothing of its key overtakes it.
+    fn retry_later(self: &Arc<Self>, id: Uuid, started_at: Option<SystemTime>, outcome: Outcome, delay: Duration) {
+        let now = SystemTime::now();
+        let next_at = now + delay;
+        self.table.with(&id, |t| {
+            t.attempts.push(Attempt::record(t.attempt, started_at, now, &outcome, &t.output));
+            t.attempt += 1;
+            t.output = Arc::new(Output::new(self.limits.output_limit));
+            t.state = TaskState::Queued;
+            t.next_attempt_at = Some(next_at);
+        });
+        tracing::warn!(task_id = %id, status = ?outcome, retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
+        {
+            let mut sched = self.lock_sched();
+            if let Some(running) = sched.running.remove(&id) {
+                if let Some(n) = sched.per_program.get_mut(&running.slot.program.name) {
+                    *n = n.saturating_sub(1);
+                }
+                sched.delayed.insert(id, running.slot);
+            }
+            self.start_ready(&mut sched);
+        }
+        self.changed.notify_waiters();
+        let inner = self.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut sched = inner.lock_sched();
+            // Cancelled meanwhile, or the daemon is stopping: nothing to do.
+            let Some(slot) = sched.delayed.remove(&id) else { return };
+            if let Some(k) = slot.key_id() {
+                sched.busy_keys.remove(&k);
+            }
+            inner.table.with(&id, |t| t.next_attempt_at = None);
+            sched.queue.push_front(slot);
+            inner.start_ready(&mut sched);
+        });
     }
 
     /// Records a task's outcome and lets the next queued task start.
@@ -319,7 +483,14 @@ impl Inner {
         self.table.finished(id);
         {
             let mut sched = self.lock_sched();
-            sched.running.remove(&id);
+            if let Some(running) = sched.running.remove(&id) {
+                if let Some(n) = sched.per_program.get_mut(&running.slot.program.name) {
+                    *n = n.saturating_sub(1);
+                }
+                if let Some(k) = running.slot.key_id() {
+                    sched.busy_keys.remove(&k);
+                }
+            }
             self.start_ready(&mut sched);
         }
         self.changed.notify_waiters();

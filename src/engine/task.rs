@@ -26,6 +26,25 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Succeeded => Status::Succeeded,
+            Outcome::Failed { .. } => Status::Failed,
+            Outcome::TimedOut { .. } => Status::TimedOut,
+            Outcome::Cancelled { .. } => Status::Cancelled,
+        }
+    }
+
+    /// The `exit_code` and `error` the API shows for this outcome.
+    pub fn code_and_error(&self) -> (Option<i32>, Option<String>) {
+        match self {
+            Outcome::Succeeded => (Some(0), None),
+            Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
+            Outcome::TimedOut { after } => (None, Some(format!("timed out after {}", humantime::format_duration(*after)))),
+            Outcome::Cancelled { reason } => (None, Some(reason.clone())),
+        }
+    }
+
     pub fn from_ending(ending: Ending, timeout: std::time::Duration) -> Self {
         match ending {
             Ending::Exited(0) => Outcome::Succeeded,
@@ -121,6 +140,58 @@ pub struct Task {
     /// The task this one re-runs, and the tasks that re-ran this one.
     pub rerun_of: Option<Uuid>,
     pub reruns: Vec<Uuid>,
+    /// The rendered `concurrency_key`.
+    pub key: Option<Arc<str>>,
+    /// The current attempt, from 1.
+    pub attempt: u32,
+    /// Earlier attempts that ended and were retried.
+    pub attempts: Vec<Attempt>,
+    /// When the next attempt may start (while waiting out a backoff).
+    pub next_attempt_at: Option<SystemTime>,
+}
+
+/// One attempt of a task that was retried.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: String,
+    /// The last bytes of its output.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How much output an earlier attempt keeps.
+const ATTEMPT_TAIL: usize = 2048;
+
+fn tail(text: String) -> String {
+    if text.len() <= ATTEMPT_TAIL {
+        return text;
+    }
+    let mut cut = text.len() - ATTEMPT_TAIL;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    text[cut..].to_string()
+}
+
+impl Attempt {
+    pub fn record(attempt: u32, started_at: Option<SystemTime>, finished_at: SystemTime, outcome: &Outcome, output: &Output) -> Self {
+        let (exit_code, error) = outcome.code_and_error();
+        Attempt {
+            attempt,
+            status: outcome.status(),
+            exit_code,
+            error,
+            started_at: started_at.map(timestamp),
+            finished_at: timestamp(finished_at),
+            stdout: tail(output.stdout.lock().unwrap_or_else(|p| p.into_inner()).text()),
+            stderr: tail(output.stderr.lock().unwrap_or_else(|p| p.into_inner()).text()),
+        }
+    }
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -155,6 +226,10 @@ pub struct TaskView {
     pub stderr_truncated: bool,
     pub rerun_of: Option<Uuid>,
     pub reruns: Vec<Uuid>,
+    pub concurrency_key: Option<Arc<str>>,
+    pub attempt: u32,
+    pub attempts: Vec<Attempt>,
+    pub next_attempt_at: Option<String>,
     pub url: String,
 }
 
@@ -166,15 +241,7 @@ impl Task {
             TaskState::Finished { started_at, finished_at, .. } => (*started_at, Some(*finished_at)),
         };
         let (exit_code, error) = match &self.state {
-            TaskState::Finished { outcome, .. } => match outcome {
-                Outcome::Succeeded => (Some(0), None),
-                Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
-                Outcome::TimedOut { after } => (
-                    None,
-                    Some(format!("timed out after {}", humantime::format_duration(*after))),
-                ),
-                Outcome::Cancelled { reason } => (None, Some(reason.clone())),
-            },
+            TaskState::Finished { outcome, .. } => outcome.code_and_error(),
             _ => (None, None),
         };
         let duration_ms = match (started_at, finished_at) {
@@ -211,6 +278,10 @@ impl Task {
             stderr_truncated,
             rerun_of: self.rerun_of,
             reruns: self.reruns.clone(),
+            concurrency_key: self.key.clone(),
+            attempt: self.attempt,
+            attempts: self.attempts.clone(),
+            next_attempt_at: self.next_attempt_at.map(timestamp),
             url: format!("/tasks/{}", self.id),
         }
     }

@@ -258,6 +258,7 @@ pub(super) fn dispatch(state: &AppState, source: &Source, parts: &Parts<'_>, rec
             event: shared_event.clone(),
             argv: m.program.argv(&inv),
             env: m.program.env(&inv),
+            key: m.program.key(&inv),
             params: m.params.to_vec(),
             program: m.program,
             body: parts.stdin.clone(),

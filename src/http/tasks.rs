@@ -145,7 +145,7 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
         payload: &body,
         params: &params,
     };
-    let (argv, env) = (program.argv(&inv), program.env(&inv));
+    let (argv, env, key) = (program.argv(&inv), program.env(&inv), program.key(&inv));
     let new = NewTask {
         id,
         delivery_id,
@@ -158,6 +158,7 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
         body,
         record_id,
         rerun_of: Some(old),
+        key,
     };
     state.engine.submit(vec![new]).map_err(|e| match e {
         SubmitError::QueueFull => ApiError::QueueFull,

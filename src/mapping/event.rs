@@ -122,7 +122,7 @@ mod tests {
             "url_verification"
         );
         let err = event_of(&EventSpec::Slack, &h, &serde_json::json!({"event": {}})).unwrap_err();
-        assert_eq!(err, "the body has no `event.type` and no `type`");
+        assert_eq!(err, "the body has no `event.type`, no `type` and no slash `command`");
     }
 
     #[test]

@@ -24,17 +24,93 @@ pub struct Program {
     pub kill_grace: Duration,
     /// Hold the delivery's answer until its tasks finish, up to this long.
     pub wait: Option<Duration>,
+    /// At most this many of this program's tasks run at once.
+    pub max_concurrent: Option<usize>,
+    /// Tasks with the same rendered key never overlap.
+    pub concurrency_key: Option<Template>,
+    /// What a new task does when its key is busy.
+    pub on_busy: OnBusy,
+    pub retry: Option<RetryPolicy>,
+    /// Exit codes that count as success (default `[0]`).
+    pub success_codes: Vec<i32>,
+    /// Exit codes that ask for another attempt.
+    pub retry_codes: Vec<i32>,
     pub working_dir: PathBuf,
     /// Extra environment, set last. Values may be secrets: never logged.
     pub env: Vec<(String, String)>,
 }
 
+/// `on_busy:` of a program with a `concurrency_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBusy {
+    /// Same-key tasks run one at a time, in arrival order.
+    #[default]
+    Queue,
+    /// A new task replaces the one still queued for its key ("latest wins").
+    Replace,
+    /// A new task stops the running one for its key and takes its place.
+    CancelRunning,
+}
+
+/// `retry:` of a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub on_failed: bool,
+    pub on_timed_out: bool,
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `next` (2, 3, ...): exponential, capped, with jitter
+    /// (between half and all of the step), so retries of many tasks spread out.
+    pub fn delay(&self, next: u32) -> Duration {
+        let step = self
+            .backoff
+            .saturating_mul(1u32 << (next.saturating_sub(2)).min(20))
+            .min(self.max_backoff);
+        let half = step / 2;
+        let jitter = (uuid::Uuid::new_v4().as_u128() % 1_000) as u32;
+        half + half.mul_f64(f64::from(jitter) / 1_000.0)
+    }
+}
+
+impl Default for Program {
+    fn default() -> Self {
+        Program {
+            name: String::new(),
+            command: Vec::new(),
+            args: Vec::new(),
+            params: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            kill_grace: KILL_GRACE,
+            wait: None,
+            max_concurrent: None,
+            concurrency_key: None,
+            on_busy: OnBusy::Queue,
+            retry: None,
+            success_codes: vec![0],
+            retry_codes: Vec::new(),
+            working_dir: PathBuf::from("."),
+            env: Vec::new(),
+        }
+    }
+}
+
 impl Program {
+    /// The task's concurrency key, when the program has one.
+    pub fn key(&self, inv: &Invocation<'_>) -> Option<std::sync::Arc<str>> {
+        self.concurrency_key.as_ref().map(|t| t.render(|name| inv.value(name)).into())
+    }
+
     /// Every param name the program reads: its `params` and those its templates use.
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(String::as_str).chain(
             self.args
                 .iter()
+                .chain(self.concurrency_key.iter())
                 .flat_map(|t| t.vars())
                 .filter(|v| !BUILTINS.contains(v)),
         )
