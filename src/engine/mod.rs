@@ -399,7 +399,7 @@ impl Inner {
         .await;
         let retry_code = matches!(ending, Ending::Exited(code) if program.retry_codes.contains(&code));
         let outcome = match ending {
-            Ending::Exited(code) if program.success_codes.contains(&code) => Outcome::Succeeded,
+            Ending::Exited(code) if program.success_codes.contains(&code) => Outcome::Succeeded { exit_code: code },
             Ending::Exited(0) => Outcome::Failed { exit_code: Some(0), error: Some("exit code 0 is not in `exit_codes.success`".into()) },
             other => Outcome::from_ending(other, program.timeout),
         };
@@ -417,12 +417,13 @@ impl Inner {
             || match outcome {
                 Outcome::Failed { .. } => policy.is_some_and(|p| p.on_failed),
                 Outcome::TimedOut { .. } => policy.is_some_and(|p| p.on_timed_out),
-                Outcome::Succeeded | Outcome::Cancelled { .. } => false,
+                Outcome::Succeeded { .. } | Outcome::Cancelled { .. } => false,
             };
         if !wanted || self.lock_sched().draining {
             return None;
         }
-        let attempts = policy.map_or(1, |p| p.attempts);
+        // `exit_codes.retry` without a `retry` policy gets three attempts.
+        let attempts = policy.map_or(3, |p| p.attempts);
         let attempt = self.table.with(&id, |t| t.attempt)?;
         if attempt >= attempts {
             return None;
@@ -513,7 +514,7 @@ impl Inner {
 
 fn log_outcome(id: Uuid, status: Status, outcome: &Outcome) {
     match outcome {
-        Outcome::Succeeded => tracing::info!(task_id = %id, status = status.as_str(), "task finished"),
+        Outcome::Succeeded { .. } => tracing::info!(task_id = %id, status = status.as_str(), "task finished"),
         Outcome::Failed { exit_code, error } => {
             tracing::warn!(task_id = %id, status = status.as_str(), exit_code, error = error.as_deref(), "task finished")
         }

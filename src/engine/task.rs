@@ -18,7 +18,8 @@ pub enum TaskState {
 /// How a finished task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Succeeded,
+    /// Exit 0, or a code listed in `exit_codes.success`.
+    Succeeded { exit_code: i32 },
     /// Non-zero exit (`exit_code`), a signal, or a program that could not start.
     Failed { exit_code: Option<i32>, error: Option<String> },
     TimedOut { after: std::time::Duration },
@@ -28,7 +29,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn status(&self) -> Status {
         match self {
-            Outcome::Succeeded => Status::Succeeded,
+            Outcome::Succeeded { .. } => Status::Succeeded,
             Outcome::Failed { .. } => Status::Failed,
             Outcome::TimedOut { .. } => Status::TimedOut,
             Outcome::Cancelled { .. } => Status::Cancelled,
@@ -38,7 +39,7 @@ impl Outcome {
     /// The `exit_code` and `error` the API shows for this outcome.
     pub fn code_and_error(&self) -> (Option<i32>, Option<String>) {
         match self {
-            Outcome::Succeeded => (Some(0), None),
+            Outcome::Succeeded { exit_code } => (Some(*exit_code), None),
             Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
             Outcome::TimedOut { after } => (None, Some(format!("timed out after {}", humantime::format_duration(*after)))),
             Outcome::Cancelled { reason } => (None, Some(reason.clone())),
@@ -47,7 +48,7 @@ impl Outcome {
 
     pub fn from_ending(ending: Ending, timeout: std::time::Duration) -> Self {
         match ending {
-            Ending::Exited(0) => Outcome::Succeeded,
+            Ending::Exited(0) => Outcome::Succeeded { exit_code: 0 },
             Ending::Exited(code) => Outcome::Failed { exit_code: Some(code), error: None },
             Ending::Signaled { name, .. } => {
                 Outcome::Failed { exit_code: None, error: Some(format!("killed by {name}")) }
@@ -107,7 +108,7 @@ impl TaskState {
             TaskState::Queued => Status::Queued,
             TaskState::Running { .. } => Status::Running,
             TaskState::Finished { outcome, .. } => match outcome {
-                Outcome::Succeeded => Status::Succeeded,
+                Outcome::Succeeded { .. } => Status::Succeeded,
                 Outcome::Failed { .. } => Status::Failed,
                 Outcome::TimedOut { .. } => Status::TimedOut,
                 Outcome::Cancelled { .. } => Status::Cancelled,
