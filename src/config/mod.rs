@@ -342,7 +342,7 @@ impl Checker<'_> {
         if p.on_busy.is_some() && concurrency_key.is_none() {
             self.error(&at("on_busy"), "`on_busy` needs a `concurrency_key`");
         }
-        let retry = p.retry.as_ref().and_then(|r| {
+        let retry = p.retry.as_ref().map(|r| {
             let mut policy = RetryPolicy {
                 attempts: r.attempts,
                 backoff: r.backoff.map_or(std::time::Duration::from_secs(2), |d| d.0),
@@ -364,7 +364,7 @@ impl Checker<'_> {
             if r.attempts == 0 {
                 self.error(&at("retry"), "`attempts` counts the first run too, so it must be at least 1");
             }
-            Some(policy)
+            policy
         });
         let (success_codes, retry_codes) = match &p.exit_codes {
             None => (vec![0], Vec::new()),
