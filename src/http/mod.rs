@@ -4,6 +4,7 @@ mod access;
 mod body;
 mod deliveries;
 pub mod error;
+mod follow;
 pub(crate) mod hooks;
 mod tasks;
 

@@ -98,14 +98,30 @@ pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /tasks/{id}/output`: the output so far as text (`?stream=stderr` for stderr).
+/// `GET /tasks/{id}/output`: the output so far as text (`?stream=stderr` for
+/// stderr); with `Accept: text/event-stream` or `?follow=1`, Server-Sent Events:
+/// `stdout` and `stderr` lines as they are written, `missed` when a slow
+/// follower fell behind, and a final `status` event.
 pub async fn output(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
-    let stream = form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "stream")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| "stdout".into());
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
+    let follow = query.iter().any(|(k, v)| k == "follow" && matches!(v.as_str(), "1" | "true" | "yes"))
+        || req
+            .headers()
+            .get(actix_web::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+    if follow {
+        if state.engine.task(&id).is_none() {
+            return Err(ApiError::NotFound(format!("there is no task `{id}`")));
+        }
+        return Ok(super::follow::stream(state.engine.clone(), id));
+    }
+    let stream = query.iter().find(|(k, _)| k == "stream").map(|(_, v)| v.as_str()).unwrap_or("stdout");
+    if stream != "stdout" && stream != "stderr" {
+        return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into()));
+    }
     let text = state
         .engine
         .with_task(&id, |t| {
@@ -113,9 +129,6 @@ pub async fn output(req: HttpRequest, path: web::Path<String>, state: web::Data<
             tail.lock().unwrap_or_else(|p| p.into_inner()).text()
         })
         .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
-    if stream != "stdout" && stream != "stderr" {
-        return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into()));
-    }
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
 }
 

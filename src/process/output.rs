@@ -1,19 +1,80 @@
-//! Captured output: the last `limit` bytes of a stream, with truncation marked.
+//! Captured output: the last `limit` bytes of each stream, with truncation
+//! marked, and a broadcast of complete lines for live followers.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::broadcast;
+
+/// Lines a follower may fall behind before it is told it missed some.
+const FOLLOW_BUFFER: usize = 1024;
+/// A line longer than this is sent in pieces.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of output, without its newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub stream: Stream,
+    pub text: String,
+}
 
 /// Both streams of one task. Shared, so output can be read while the task runs.
 #[derive(Debug)]
 pub struct Output {
     pub stdout: Mutex<Tail>,
     pub stderr: Mutex<Tail>,
+    lines: broadcast::Sender<Line>,
 }
 
 impl Output {
     pub fn new(limit: usize) -> Self {
-        Output { stdout: Mutex::new(Tail::new(limit)), stderr: Mutex::new(Tail::new(limit)) }
+        Output {
+            stdout: Mutex::new(Tail::new(limit)),
+            stderr: Mutex::new(Tail::new(limit)),
+            lines: broadcast::channel(FOLLOW_BUFFER).0,
+        }
+    }
+
+    fn tail(&self, stream: Stream) -> &Mutex<Tail> {
+        match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        }
+    }
+
+    /// The complete lines so far, and a receiver for the lines that follow.
+    /// Taken under both tails' locks, so no line is in both or in neither.
+    pub fn follow(&self) -> (Vec<Line>, broadcast::Receiver<Line>) {
+        let out = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
+        let err = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = Vec::new();
+        for (stream, tail) in [(Stream::Stdout, &out), (Stream::Stderr, &err)] {
+            let text = tail.text();
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..i],
+                None => continue,
+            };
+            lines.extend(complete.split('\n').map(|l| Line { stream, text: l.to_string() }));
+        }
+        let rx = self.lines.subscribe();
+        drop((out, err));
+        (lines, rx)
     }
 }
 
@@ -67,14 +128,39 @@ impl Tail {
     }
 }
 
-/// Reads `stream` to its end into `tail`.
-pub async fn capture(mut stream: impl AsyncRead + Unpin, tail: &Mutex<Tail>) {
+/// Reads `pipe` to its end into its tail, broadcasting each complete line.
+pub async fn capture(mut pipe: impl AsyncRead + Unpin, output: &Output, stream: Stream) {
     let mut buf = vec![0u8; 8192];
+    let mut pending: Vec<u8> = Vec::new();
+    let send = |bytes: &[u8]| {
+        // No receivers is fine: nobody follows.
+        let _ = output.lines.send(Line { stream, text: String::from_utf8_lossy(bytes).into_owned() });
+    };
     loop {
-        match stream.read(&mut buf).await {
+        match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => tail.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]),
+            Ok(n) => {
+                let mut tail = output.tail(stream).lock().unwrap_or_else(|p| p.into_inner());
+                tail.push(&buf[..n]);
+                // Lines are sent under the tail's lock, so `follow` sees each once.
+                pending.extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Some(i) = pending[start..].iter().position(|b| *b == b'\n') {
+                    send(&pending[start..start + i]);
+                    start += i + 1;
+                }
+                pending.drain(..start);
+                while pending.len() > MAX_LINE {
+                    let rest = pending.split_off(MAX_LINE);
+                    send(&pending);
+                    pending = rest;
+                }
+            }
         }
+    }
+    if !pending.is_empty() {
+        let _tail = output.tail(stream).lock().unwrap_or_else(|p| p.into_inner());
+        send(&pending);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Spawning a handler and waiting for it to end.
 
 use super::kill::{signal_name, stop_group};
-use super::output::{capture, Output};
+use super::output::{capture, Output, Stream};
 use bytes::Bytes;
 use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
@@ -86,11 +86,11 @@ pub async fn run(
     }
     if let Some(pipe) = child.stdout.take() {
         let out = output.clone();
-        readers.push(tokio::spawn(async move { capture(pipe, &out.stdout).await }));
+        readers.push(tokio::spawn(async move { capture(pipe, &out, Stream::Stdout).await }));
     }
     if let Some(pipe) = child.stderr.take() {
         let out = output.clone();
-        readers.push(tokio::spawn(async move { capture(pipe, &out.stderr).await }));
+        readers.push(tokio::spawn(async move { capture(pipe, &out, Stream::Stderr).await }));
     }
 
     let ending = tokio::select! {

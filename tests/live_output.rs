@@ -1,0 +1,130 @@
+//! Live output over Server-Sent Events: lines arrive while the handler runs,
+//! then a final status; a stalled follower slows nobody.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+sources:
+  a:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  ticker:
+    command: handlers/ticker.sh
+    env: {TICKS: "3", PAUSE: "0.4"}
+  flood:
+    command: [sh, -c, "seq 1 200000"]
+mappings:
+  a:
+    ticker: {rules: [{run: ticker}]}
+    flood: {rules: [{run: flood}]}
+"#;
+
+/// Opens an SSE stream and returns a reader of its lines (after the headers).
+fn follow(d: &Daemon, id: &str, accept_header: bool) -> BufReader<TcpStream> {
+    let mut conn = TcpStream::connect(&d.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = if accept_header {
+        format!("GET /tasks/{id}/output HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+    } else {
+        format!("GET /tasks/{id}/output?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    };
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        assert!(!line.is_empty(), "connection closed in the headers");
+    }
+    reader
+}
+
+/// Reads SSE events `(event, data)` until `status`.
+fn events(reader: &mut BufReader<TcpStream>, mut each: impl FnMut(&str, &str)) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (mut name, mut data) = (String::new(), String::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        // Chunked transfer encoding: skip the chunk-size lines.
+        if let Some(v) = l.strip_prefix("event: ") {
+            name = v.to_string();
+        } else if let Some(v) = l.strip_prefix("data: ") {
+            data = v.to_string();
+        } else if l.is_empty() && !name.is_empty() {
+            each(&name, &data);
+            out.push((std::mem::take(&mut name), std::mem::take(&mut data)));
+            if out.last().unwrap().0 == "status" {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_follower_sees_lines_while_the_handler_runs_then_the_status() {
+    let d = Daemon::start(CONFIG);
+    let r = d.post_json("/hooks/a", &[], br#"{"kind":"ticker"}"#);
+    let id = Daemon::task_ids(&r).remove(0);
+    let mut reader = follow(&d, &id, true);
+    let mut status_at_first_line = None;
+    let got = events(&mut reader, |name, _| {
+        if name == "stdout" && status_at_first_line.is_none() {
+            status_at_first_line = Some(d.get(&format!("/tasks/{id}")).json()["status"].clone());
+        }
+    });
+    assert_eq!(status_at_first_line.unwrap(), "running", "the first line came only after the handler ended");
+    let lines: Vec<(&str, &str)> = got.iter().map(|(n, d)| (n.as_str(), d.as_str())).collect();
+    assert_eq!(&lines[..4], &[("stdout", "tick 1"), ("stdout", "tick 2"), ("stdout", "tick 3"), ("stderr", "done")]);
+    assert_eq!(lines[4].0, "status");
+    let status: serde_json::Value = serde_json::from_str(lines[4].1).unwrap();
+    assert_eq!(status["status"], "succeeded");
+    assert_eq!(status["exit_code"], 0);
+
+    // A follower of a finished task gets the whole output and the status at once.
+    let mut reader = follow(&d, &id, false);
+    let again = events(&mut reader, |_, _| {});
+    assert_eq!(again, got);
+}
+
+#[test]
+fn a_stalled_follower_does_not_slow_the_handler_or_other_followers() {
+    let d = Daemon::start(CONFIG);
+    let r = d.post_json("/hooks/a", &[], br#"{"kind":"flood"}"#);
+    let id = Daemon::task_ids(&r).remove(0);
+    // This follower never reads.
+    let _stalled = follow(&d, &id, true);
+    let mut reader = follow(&d, &id, true);
+    let started = Instant::now();
+    let mut seen = 0usize;
+    let mut missed = 0usize;
+    let got = events(&mut reader, |name, data| match name {
+        "stdout" => seen += 1,
+        "missed" => {
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            missed += v["lines"].as_u64().unwrap() as usize;
+        }
+        _ => {}
+    });
+    assert_eq!(got.last().unwrap().0, "status");
+    let task = d.wait_task(&id);
+    assert_eq!(task["status"], "succeeded");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // Every line was either delivered or counted as missed (the follower joined after some).
+    assert!(seen + missed <= 200_000 && seen > 0, "seen {seen}, missed {missed}");
+    assert!(task["duration_ms"].as_u64().unwrap() < 10_000, "the stalled follower slowed the handler: {task}");
+}
