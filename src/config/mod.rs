@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+/// The statuses a task can end in.
+const FINAL_STATUSES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
 /// How long finished tasks are kept when `tasks.keep_for` says nothing.
 pub const DEFAULT_KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
@@ -376,6 +378,28 @@ impl Checker<'_> {
                 (success, codes.retry.clone())
             }
         };
+        let mut callbacks = Vec::new();
+        for (i, c) in p.on_finish.iter().enumerate() {
+            let cat = [key("programs"), key(name), key("on_finish"), Seg::Index(i)];
+            let url = c.url.value.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.error(&[&cat[..], &[key("url")]].concat(), "must be an http:// or https:// URL");
+            }
+            let when = c.when.clone().unwrap_or_else(|| FINAL_STATUSES.iter().map(|s| s.to_string()).collect());
+            for w in &when {
+                if !FINAL_STATUSES.contains(&w.as_str()) {
+                    self.error(&[&cat[..], &[key("when")]].concat(), format!("`{w}` is not a final status: expected {}", FINAL_STATUSES.join(", ")));
+                }
+            }
+            let secret = c.secret.as_ref().and_then(|s| self.secret(&[&cat[..], &[key("secret")]].concat(), s));
+            callbacks.push(crate::process::program::Callback {
+                url: url.to_string(),
+                secret,
+                when,
+                attempts: c.attempts.unwrap_or(5).max(1),
+                backoff: c.backoff.map_or(std::time::Duration::from_secs(1), |d| d.0),
+            });
+        }
         if self.errors.len() > errors_before {
             return None;
         }
@@ -395,6 +419,7 @@ impl Checker<'_> {
             retry,
             success_codes,
             retry_codes,
+            callbacks,
             working_dir,
             env,
         })

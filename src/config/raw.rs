@@ -203,6 +203,8 @@ pub struct RawProgram {
     pub on_busy: Option<String>,
     pub retry: Option<RawRetry>,
     pub exit_codes: Option<RawExitCodes>,
+    #[serde(default)]
+    pub on_finish: Vec<RawCallback>,
     pub working_dir: Option<Interp>,
     #[serde(default)]
     pub env: UniqueMap<Interp>,
@@ -215,6 +217,16 @@ pub struct RawRetry {
     pub backoff: Option<Dur>,
     pub max_backoff: Option<Dur>,
     pub on: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCallback {
+    pub url: Interp,
+    pub secret: Option<Interp>,
+    pub when: Option<Vec<String>>,
+    pub attempts: Option<u32>,
+    pub backoff: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

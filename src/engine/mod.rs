@@ -4,6 +4,7 @@
 //! The engine runtime is separate from actix's worker runtimes, so running
 //! handlers are not dropped when the HTTP server stops; `shutdown` drains it.
 
+pub mod callback;
 pub mod table;
 pub mod task;
 
@@ -217,6 +218,7 @@ impl Engine {
                     attempt: 1,
                     attempts: Vec::new(),
                     next_attempt_at: None,
+                    callbacks: Vec::new(),
                 });
                 if let Some(old) = t.rerun_of {
                     inner.table.with(&old, |o| o.reruns.push(id));
@@ -480,6 +482,7 @@ impl Inner {
         });
         if let Some(status) = status {
             log_outcome(id, status, &outcome);
+            self.start_callbacks(id, status);
         }
         self.table.finished(id);
         {
@@ -495,6 +498,37 @@ impl Inner {
             self.start_ready(&mut sched);
         }
         self.changed.notify_waiters();
+    }
+
+    /// Starts the task's `on_finish` callbacks whose `when` lists `status`.
+    fn start_callbacks(self: &Arc<Self>, id: Uuid, status: Status) {
+        let Some((callbacks, view)) = self.table.with(&id, |t| {
+            let wanted: Vec<_> =
+                t.program.callbacks.iter().filter(|c| c.when.iter().any(|w| w == status.as_str())).cloned().collect();
+            t.callbacks = wanted.iter().map(|c| callback::CallbackState::pending(&c.url)).collect();
+            (wanted, t.view())
+        }) else {
+            return;
+        };
+        if callbacks.is_empty() {
+            return;
+        }
+        let body = callback::payload(&view);
+        for (i, cb) in callbacks.into_iter().enumerate() {
+            let inner = self.clone();
+            let body = body.clone();
+            let msg_id = format!("msg_{}_{i}", id.simple());
+            self.runtime.spawn(async move {
+                callback::deliver(cb, msg_id, body, |state| {
+                    inner.table.with(&id, |t| {
+                        if let Some(slot) = t.callbacks.get_mut(i) {
+                            *slot = state;
+                        }
+                    });
+                })
+                .await;
+            });
+        }
     }
 
     /// Waits until `done` holds for the scheduler state, or `deadline`; true if it held.

@@ -149,6 +149,8 @@ pub struct Task {
     pub attempts: Vec<Attempt>,
     /// When the next attempt may start (while waiting out a backoff).
     pub next_attempt_at: Option<SystemTime>,
+    /// The `on_finish` callbacks and where each stands.
+    pub callbacks: Vec<super::callback::CallbackState>,
 }
 
 /// One attempt of a task that was retried.
@@ -231,6 +233,7 @@ pub struct TaskView {
     pub attempt: u32,
     pub attempts: Vec<Attempt>,
     pub next_attempt_at: Option<String>,
+    pub callbacks: Vec<super::callback::CallbackState>,
     pub url: String,
 }
 
@@ -283,6 +286,7 @@ impl Task {
             attempt: self.attempt,
             attempts: self.attempts.clone(),
             next_attempt_at: self.next_attempt_at.map(timestamp),
+            callbacks: self.callbacks.clone(),
             url: format!("/tasks/{}", self.id),
         }
     }

@@ -35,6 +35,8 @@ pub struct Program {
     pub success_codes: Vec<i32>,
     /// Exit codes that ask for another attempt.
     pub retry_codes: Vec<i32>,
+    /// Where to report the task's end (`on_finish`).
+    pub callbacks: Vec<Callback>,
     pub working_dir: PathBuf,
     /// Extra environment, set last. Values may be secrets: never logged.
     pub env: Vec<(String, String)>,
@@ -50,6 +52,17 @@ pub enum OnBusy {
     Replace,
     /// A new task stops the running one for its key and takes its place.
     CancelRunning,
+}
+
+/// One `on_finish` entry: a URL told when a task ends, signed per Standard Webhooks.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: String,
+    pub secret: Option<crate::secret::Secret>,
+    /// The final statuses that trigger it (`succeeded`, `failed`, `timed_out`, `cancelled`).
+    pub when: Vec<String>,
+    pub attempts: u32,
+    pub backoff: Duration,
 }
 
 /// `retry:` of a program.
@@ -93,6 +106,7 @@ impl Default for Program {
             retry: None,
             success_codes: vec![0],
             retry_codes: Vec::new(),
+            callbacks: Vec::new(),
             working_dir: PathBuf::from("."),
             env: Vec::new(),
         }

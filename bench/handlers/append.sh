@@ -1,0 +1,3 @@
+#!/bin/bash
+# bench handler: append the param ($2) as one line to the file $1.
+echo "$2" >> "$1"
