@@ -60,7 +60,7 @@ async fn pump(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(),
         };
         if finished {
             // Everything is in the tails, a last line without a newline included.
-            let full = engine.with_task(&id, |t| all_lines(t)).unwrap_or_default();
+            let full = engine.with_task(&id, all_lines).unwrap_or_default();
             for line in &full {
                 send(tx, line_event(line)).await?;
             }
