@@ -5,6 +5,7 @@
 //! handlers are not dropped when the HTTP server stops; `shutdown` drains it.
 
 pub mod callback;
+pub mod stats;
 pub mod table;
 pub mod task;
 
@@ -87,6 +88,7 @@ struct Inner {
     sched: Mutex<Sched>,
     /// Woken whenever a task finishes.
     changed: Notify,
+    stats: stats::Stats,
     next_seq: AtomicU64,
 }
 
@@ -148,6 +150,7 @@ impl Engine {
                 runtime,
                 sched: Mutex::new(Sched::default()),
                 changed: Notify::new(),
+                stats: stats::Stats::default(),
                 next_seq: AtomicU64::new(1),
             }),
         }
@@ -194,6 +197,7 @@ impl Engine {
                 }
             }
             let now = SystemTime::now();
+            inner.stats.submitted.fetch_add(tasks.len() as u64, Ordering::Relaxed);
             for t in tasks {
                 let id = t.id;
                 sched.queue.push_back(Slot { id, program: t.program.clone(), key: t.key.clone() });
@@ -315,6 +319,11 @@ impl Engine {
 
     pub fn list(&self, filter: &Filter) -> Vec<TaskView> {
         self.inner.table.list(filter)
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &stats::Stats {
+        &self.inner.stats
     }
 
     /// (running, queued) counts.
@@ -445,6 +454,7 @@ impl Inner {
             t.state = TaskState::Queued;
             t.next_attempt_at = Some(next_at);
         });
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(task_id = %id, status = ?outcome, retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
         {
             let mut sched = self.lock_sched();
@@ -478,6 +488,8 @@ impl Inner {
         let status = self.table.with(&id, |t| {
             t.state = TaskState::Finished { started_at, finished_at, outcome: outcome.clone() };
             t.body = Bytes::new();
+            let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
+            self.stats.finished(&t.program.name, t.state.status(), run_time);
             t.state.status()
         });
         if let Some(status) = status {
