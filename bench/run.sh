@@ -177,7 +177,7 @@ def ms(v):
     n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", t).group(1)); p99 = ms(re.search(r"99%\s+(\S+)", t).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1)); p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
 bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t); errs = re.search(r"Socket errors:.*", t)
 print(f"ignored_{name}_rps={rps:.0f}\nignored_{name}_p50_ms={p50:.3f}\nignored_{name}_p99_ms={p99:.3f}")
 print(f"ignored_{name}_non2xx={bad.group(1) if bad else 0}")
@@ -296,14 +296,14 @@ if ! skip rss; then
   log "  $line"
   wait_hr_drained; sleep 1
   full=$(rss_kib "$PID")
-  result rss_hookrunner_tasks "$(curl -s "http://127.0.0.1:$HR_PORT/tasks?status=succeeded&limit=$RSS_N" | grep -o '"status":"succeeded"' | wc -l)"
+  result rss_hookrunner_tasks "$(curl -s "http://127.0.0.1:$HR_PORT/tasks?status=succeeded&limit=$RSS_N" | grep -o '"succeeded"' | wc -l)"
   result rss_hookrunner_after_kib "$full"
   result rss_hookrunner_bytes_per_task "$(( (full - idle) * 1024 / RSS_N ))"
   stop "$PID"
 fi
 
 # ================================================================ table
-python3 - "$RESULTS" "$BURST_CONNS" <<'EOF'
+python3 - "$RESULTS" "$BURST_CONNS" "$RSS_N" <<'EOF'
 import sys
 r = {}
 for l in open(sys.argv[1]):
@@ -350,7 +350,7 @@ for p in ("p50", "p99"):
 row("(4) RSS idle MiB", f("rss_hookrunner_idle_kib", "{:.0f}") if False else (f"{num('rss_hookrunner_idle_kib')/1024:.1f}" if num('rss_hookrunner_idle_kib') else "-"),
     f"{num('rss_webhook_idle_kib')/1024:.1f}" if num('rss_webhook_idle_kib') else "-", "", ratio("rss_hookrunner_idle_kib", "rss_webhook_idle_kib"), "",
     "< 20 MB", met(None if num("rss_hookrunner_idle_kib") is None else num("rss_hookrunner_idle_kib") * 1024 < 20e6))
-row(f"(4) RSS after {r.get('rss_hookrunner_tasks','?')} tasks MiB", f"{num('rss_hookrunner_after_kib')/1024:.1f}" if num('rss_hookrunner_after_kib') else "-", "", "", "", "", "", "")
+row(f"(4) RSS after {sys.argv[3]} tasks MiB", f"{num('rss_hookrunner_after_kib')/1024:.1f}" if num('rss_hookrunner_after_kib') else "-", "", "", "", "", "", "")
 row("(4) bytes per retained task", f("rss_hookrunner_bytes_per_task"), "", "", "", "", "< 2048", met(None if num("rss_hookrunner_bytes_per_task") is None else num("rss_hookrunner_bytes_per_task") < 2048))
 w = [max(len(str(x[i])) for x in rows) for i in range(len(rows[0]))]
 for i, x in enumerate(rows):

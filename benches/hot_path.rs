@@ -49,9 +49,6 @@ mappings:
         - if: {CONDITION}
           run: deploy
         - run: notify
-    issues:
-      rules:
-        - run: notify
 "#
     );
     parse(&text, Path::new("x/webhook.yaml")).unwrap_or_else(|e| panic!("bench config: {e}"))

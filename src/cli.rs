@@ -21,9 +21,24 @@ enum Command {
     Serve(ServeArgs),
     /// Check the config and print every error; exit 0 when it is valid.
     Check(ConfigArg),
+    /// Check the durable store's file (`hookrunner db check`).
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Show how a payload would be judged and what it would run, offline
     /// (signatures are not checked; nothing runs).
     Explain(ExplainArgs),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Run SQLite's integrity check on the store named by `state.path` (or --path).
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The store file, instead of the config's `state.path`.
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -69,6 +84,7 @@ pub fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Explain(args)) => explain(args),
+        Some(Command::Db(DbCommand::Check { config, path })) => db_check(&config.config, path),
         None => serve(cli.serve),
     }
 }
@@ -218,4 +234,42 @@ fn render_trace(trace: &serde_json::Value) -> String {
     let n = trace["would_run"].as_u64().unwrap_or(0);
     let _ = writeln!(out, "{n} task{} would run", if n == 1 { "" } else { "s" });
     out
+}
+
+fn db_check(config_path: &Path, path: Option<PathBuf>) -> ExitCode {
+    let path = match path {
+        Some(p) => p,
+        None => match load(config_path) {
+            Ok(c) => match c.state {
+                Some(p) => p,
+                None => {
+                    eprintln!("error: the config has no `state:`, so there is no store to check (give --path)");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(code) => return code,
+        },
+    };
+    if !path.exists() {
+        eprintln!("error: `{}` does not exist", path.display());
+        return ExitCode::from(2);
+    }
+    match crate::store::integrity_check(&path) {
+        Ok((ok, report)) => {
+            for line in &report {
+                println!("{line}");
+            }
+            if ok {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            } else {
+                println!("{}: damaged; move it aside to start with an empty store (the history in it is lost)", path.display());
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`delivery`]: the delivery log (every request and how it was judged) and dedup.
 //! - [`engine`]: the bounded queue, the concurrency limit, and the task table.
 //! - [`process`]: spawning a handler in its own process group, its output and timeout.
+//! - [`store`]: the durable SQLite store: group commit, history, recovery.
 //! - [`config`]: `webhook.yaml`, checked at load into the types above.
 //! - [`server`]: binding, signals and graceful shutdown.
 //! - [`cli`]: the command line.
@@ -26,3 +27,4 @@ pub mod mapping;
 pub mod process;
 pub mod secret;
 pub mod server;
+pub mod store;

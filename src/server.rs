@@ -18,11 +18,15 @@ pub struct Application {
 
 impl Application {
     /// Binds `config.server.listen` (port 0 picks a free port) and builds the server.
-    pub fn build(config: Arc<Config>, engine: Engine) -> std::io::Result<Self> {
+    pub fn build(config: Arc<Config>, engine: Engine, store: Option<crate::store::Store>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.server.listen)?;
         let addr = listener.local_addr()?;
-        let deliveries = DeliveryLog::new(config.deliveries.keep, config.deliveries.body_bytes);
-        let state = web::Data::new(AppState { config, engine, deliveries, dedup: DedupCache::default() });
+        let dedup = DedupCache::default();
+        if let Some(store) = &store {
+            refill_dedup(&config, store, &dedup);
+        }
+        let deliveries = DeliveryLog::new(config.deliveries.keep, config.deliveries.body_bytes, store);
+        let state = web::Data::new(AppState { config, engine, deliveries, dedup });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -43,6 +47,28 @@ impl Application {
     }
 }
 
+/// Remembers the delivery ids received shortly before a restart, so a
+/// redelivery inside the window still runs nothing.
+fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache) {
+    use crate::config::DedupKey;
+    let longest = config
+        .sources
+        .values()
+        .filter_map(|s| s.dedup.as_ref().filter(|d| d.key == DedupKey::DeliveryId).map(|d| d.window))
+        .max();
+    let Some(longest) = longest else { return };
+    let now = std::time::SystemTime::now();
+    let Ok(recent) = store.recent_deliveries(now - longest) else { return };
+    for (source, delivery_id, record_id, received_ms) in recent {
+        let Some(window) = config.sources.get(&source).and_then(|s| s.dedup.as_ref()).filter(|d| d.key == DedupKey::DeliveryId) else {
+            continue;
+        };
+        let received = std::time::UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
+        let age = now.duration_since(received).unwrap_or_default();
+        dedup.remember(&source, &delivery_id, window.window.saturating_sub(age), &record_id);
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting deliveries,
 /// lets tasks finish for up to `grace`, stops the rest, and returns.
 pub fn serve(config: Config) -> Result<(), String> {
@@ -54,15 +80,48 @@ pub fn serve(config: Config) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the task runtime: {e}"))?;
-    let engine = Engine::new(config.limits.clone(), engine_runtime.handle().clone());
+    let store = match &config.state {
+        Some(path) => {
+            let retention = crate::store::Retention {
+                tasks: config.limits.keep,
+                tasks_for: config.limits.keep_for,
+                deliveries: config.deliveries.keep,
+                body_bytes: config.deliveries.body_bytes,
+            };
+            let store = crate::store::Store::open(path, retention).map_err(|e| e.to_string())?;
+            tracing::info!(store = %path.display(), "state is kept in the store");
+            Some(store)
+        }
+        None => {
+            tracing::warn!("no `state:` in the config: tasks and deliveries live in memory only and are lost on restart");
+            None
+        }
+    };
+    let engine = Engine::new(config.limits.clone(), engine_runtime.handle().clone(), store.clone());
+    {
+        // Recovery spawns timers on the engine runtime.
+        let _guard = engine_runtime.enter();
+        let found = engine.recover(&config).map_err(|e| e.to_string())?;
+        if found.queued + found.interrupted + found.orphaned + found.callbacks > 0 {
+            tracing::info!(
+                queued = found.queued,
+                interrupted = found.interrupted,
+                rerun = found.rerun,
+                orphaned = found.orphaned,
+                callbacks = found.callbacks,
+                "recovered unfinished work from the store"
+            );
+        }
+    }
     engine.start_retention(config.limits.keep_for);
     let config = Arc::new(config);
 
     actix_web::rt::System::new().block_on({
         let engine = engine.clone();
+        let store = store.clone();
         async move {
             let listen = config.server.listen;
-            let app = Application::build(config, engine)
+            let app = Application::build(config, engine, store)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!("listening on http://{}", app.addr());
             let handle = app.server.handle();
@@ -80,6 +139,9 @@ pub fn serve(config: Config) -> Result<(), String> {
     })?;
 
     engine_runtime.block_on(engine.shutdown(grace));
+    if let Some(store) = &store {
+        store.close();
+    }
     tracing::info!("stopped");
     Ok(())
 }

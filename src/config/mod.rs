@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 /// The statuses a task can end in.
-const FINAL_STATUSES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
+const FINAL_STATUSES: [&str; 5] = ["succeeded", "failed", "timed_out", "cancelled", "interrupted"];
 /// How long finished tasks are kept when `tasks.keep_for` says nothing.
 pub const DEFAULT_KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
@@ -45,6 +45,8 @@ pub struct Config {
     pub api_tokens: Vec<Secret>,
     pub limits: Limits,
     pub deliveries: Deliveries,
+    /// The durable store's file; `None` runs in memory only.
+    pub state: Option<PathBuf>,
     pub sources: HashMap<String, Arc<Source>>,
     pub programs: Vec<Arc<Program>>,
     /// Things that work but deserve a look (default secrets in use, ...).
@@ -63,6 +65,17 @@ pub struct Server {
     pub listen: SocketAddr,
     pub max_body: usize,
     pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Config {
+    /// A program by name: from `programs`, or a handler script a rule runs.
+    pub fn program(&self, name: &str) -> Option<Arc<Program>> {
+        self.programs
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .or_else(|| self.sources.values().find_map(|s| s.routes.program(name)))
+    }
 }
 
 /// Reads and checks the config file at `path`.
@@ -231,6 +244,7 @@ impl Checker<'_> {
                 keep: raw.deliveries.keep.unwrap_or(10_000),
                 body_bytes: raw.deliveries.body_bytes.map_or(64 << 20, |s| usize::try_from(s.0).unwrap_or(usize::MAX)),
             },
+            state: raw.state.as_ref().map(|s| self.dir.join(&s.path.value)),
             sources,
             programs: program_list,
             warnings: Vec::new(),
@@ -400,6 +414,14 @@ impl Checker<'_> {
                 backoff: c.backoff.map_or(std::time::Duration::from_secs(1), |d| d.0),
             });
         }
+        let rerun_interrupted = match p.on_interrupt.as_deref() {
+            None | Some("mark") => false,
+            Some("rerun") => true,
+            Some(other) => {
+                self.error(&at("on_interrupt"), format!("unknown `{other}`: expected `mark` or `rerun`"));
+                false
+            }
+        };
         if self.errors.len() > errors_before {
             return None;
         }
@@ -420,6 +442,7 @@ impl Checker<'_> {
             success_codes,
             retry_codes,
             callbacks,
+            rerun_interrupted,
             working_dir,
             env,
         })

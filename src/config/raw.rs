@@ -26,6 +26,14 @@ pub struct RawConfig {
     pub mappings: UniqueMap<UniqueMap<RawMapping>>,
     #[serde(default)]
     pub deliveries: RawDeliveries,
+    pub state: Option<RawState>,
+}
+
+/// `state:`: where the durable store lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub path: Interp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +213,7 @@ pub struct RawProgram {
     pub exit_codes: Option<RawExitCodes>,
     #[serde(default)]
     pub on_finish: Vec<RawCallback>,
+    pub on_interrupt: Option<String>,
     pub working_dir: Option<Interp>,
     #[serde(default)]
     pub env: UniqueMap<Interp>,

@@ -57,6 +57,13 @@ impl DedupCache {
         Seen::First
     }
 
+    /// Remembers a key seen before a restart, for what is left of its window.
+    pub fn remember(&self, source: &str, key: &str, remaining: Duration, record_id: &str) {
+        if !remaining.is_zero() {
+            self.check(source, key, remaining, record_id);
+        }
+    }
+
     /// Forgets `key` (its delivery was not accepted after all, so a retry must run).
     pub fn forget(&self, source: &str, key: &str) {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());

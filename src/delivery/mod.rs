@@ -25,6 +25,7 @@ pub struct DeliveryLog {
     inner: Mutex<Log>,
     keep: usize,
     body_bytes: usize,
+    store: Option<crate::store::Store>,
 }
 
 #[derive(Default)]
@@ -38,8 +39,19 @@ struct Log {
 }
 
 impl DeliveryLog {
-    pub fn new(keep: usize, body_bytes: usize) -> Self {
-        DeliveryLog { inner: Mutex::new(Log::default()), keep: keep.max(1), body_bytes }
+    pub fn new(keep: usize, body_bytes: usize, store: Option<crate::store::Store>) -> Self {
+        DeliveryLog { inner: Mutex::new(Log::default()), keep: keep.max(1), body_bytes, store }
+    }
+
+    pub fn store(&self) -> Option<&crate::store::Store> {
+        self.store.as_ref()
+    }
+
+    /// Writes a record to the store (in the next batch), e.g. after a replay links to it.
+    pub fn persist(&self, record: &Record) {
+        if let Some(store) = &self.store {
+            store.write(vec![crate::store::Op::PutDelivery(record.row())]);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -51,7 +63,11 @@ impl DeliveryLog {
         self.lock().by_id.contains_key(id)
     }
 
-    pub fn insert(&self, record: Record) -> Arc<Record> {
+    /// Adds a record; `persisted` says it was already committed to the store.
+    pub fn insert(&self, record: Record, persisted: bool) -> Arc<Record> {
+        if !persisted {
+            self.persist(&record);
+        }
         let record = Arc::new(record);
         let mut log = self.lock();
         log.by_id.insert(record.id.clone(), record.clone());

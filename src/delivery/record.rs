@@ -42,7 +42,7 @@ impl Outcome {
 }
 
 /// How one rule was judged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RuleTrace {
     pub mapping: String,
     pub rule: usize,
@@ -94,6 +94,8 @@ pub struct Record {
     pub duplicate_of: Option<String>,
     pub replay_of: Option<String>,
     pub replays: Mutex<Vec<String>>,
+    /// Already committed to the store (with its tasks).
+    pub persisted: bool,
     /// The JSON body, kept for replay within the log's byte budget.
     body: Mutex<Option<Bytes>>,
 }
@@ -172,6 +174,7 @@ impl Record {
             duplicate_of: None,
             replay_of: None,
             replays: Mutex::new(Vec::new()),
+            persisted: false,
             body: Mutex::new(None),
         }
     }
@@ -193,12 +196,63 @@ impl Record {
         self.body.lock().unwrap_or_else(|p| p.into_inner()).take().map_or(0, |b| b.len())
     }
 
+    /// A record read back from the store (after a restart).
+    pub fn from_stored(v: &Value, body: Option<Bytes>) -> Option<Record> {
+        let pairs = |key: &str| -> Vec<(String, String)> {
+            v[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let text = |key: &str| v[key].as_str().map(String::from);
+        let mut r = Record::new(v["source"].as_str()?, text("remote_addr").unwrap_or_default(), pairs("headers"), pairs("query"));
+        r.id = text("id")?;
+        r.delivery_id = text("delivery_id").unwrap_or_else(|| r.id.clone());
+        r.event = text("event");
+        r.raw_event = text("raw_event");
+        r.received_at = text("received_at").and_then(|t| humantime::parse_rfc3339(&t).ok()).unwrap_or(r.received_at);
+        r.body_size = v["body_size"].as_u64().unwrap_or(0) as usize;
+        r.outcome = v["outcome"].as_str().and_then(Outcome::parse)?;
+        r.status = v["status"].as_u64().unwrap_or(0) as u16;
+        r.reason = text("reason");
+        r.params = v["params"].as_object().cloned().unwrap_or_default();
+        r.rules = serde_json::from_value(v["rules"].clone()).unwrap_or_default();
+        r.task_ids = serde_json::from_value(v["task_ids"].clone()).unwrap_or_default();
+        r.duplicate_of = text("duplicate_of");
+        r.replay_of = text("replay_of");
+        *r.replays.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::from_value(v["replays"].clone()).unwrap_or_default();
+        r.persisted = true;
+        if let Some(b) = body {
+            r.keep_body(b);
+        }
+        Some(r)
+    }
+
+    /// The record as a store row.
+    pub fn row(&self) -> crate::store::DeliveryRow {
+        crate::store::DeliveryRow {
+            id: self.id.clone(),
+            delivery_id: self.delivery_id.clone(),
+            source: self.source.clone(),
+            event: self.event.clone(),
+            outcome: self.outcome.as_str().to_string(),
+            received_ms: crate::store::millis(self.received_at),
+            data: self.view().to_string(),
+            body: self.body().map(|b| b.to_vec()),
+        }
+    }
+
     pub fn view(&self) -> Value {
         json!({
             "id": self.id,
             "delivery_id": self.delivery_id,
             "source": self.source,
             "event": self.event,
+            "raw_event": self.raw_event,
             "received_at": timestamp(self.received_at),
             "remote_addr": self.remote_addr,
             "headers": self.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),

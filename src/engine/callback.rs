@@ -9,19 +9,19 @@ use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where one callback stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CallbackState {
     /// The URL without its query (it may carry a token).
     pub url: String,
     /// `pending`, `delivered` or `failed`.
-    pub status: &'static str,
+    pub status: String,
     pub attempts: u32,
     pub last_error: Option<String>,
 }
 
 impl CallbackState {
     pub fn pending(url: &str) -> Self {
-        CallbackState { url: shown_url(url), status: "pending", attempts: 0, last_error: None }
+        CallbackState { url: shown_url(url), status: "pending".into(), attempts: 0, last_error: None }
     }
 }
 
@@ -95,7 +95,7 @@ pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: im
         state.attempts = attempt;
         match result {
             Ok(()) => {
-                state.status = "delivered";
+                state.status = "delivered".into();
                 state.last_error = None;
                 report(state);
                 return;
@@ -104,7 +104,7 @@ pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: im
                 tracing::warn!(url = %state.url, attempt, error = %e, "completion callback failed");
                 state.last_error = Some(e);
                 if attempt == cb.attempts {
-                    state.status = "failed";
+                    state.status = "failed".into();
                     report(state);
                     return;
                 }

@@ -5,6 +5,10 @@
 //! handlers are not dropped when the HTTP server stops; `shutdown` drains it.
 
 pub mod callback;
+mod persist;
+pub use persist::public;
+mod recover;
+pub use recover::Recovered;
 pub mod stats;
 pub mod table;
 pub mod task;
@@ -56,6 +60,30 @@ pub struct NewTask {
     pub key: Option<Arc<str>>,
 }
 
+/// Room held in the queue for a delivery's tasks until they are committed.
+/// Dropping it without [`Engine::start`] gives the room back.
+pub struct Reserved {
+    engine: Engine,
+    tasks: Vec<Task>,
+    held: bool,
+}
+
+impl Reserved {
+    /// The store rows of the reserved tasks (queued, with their bodies).
+    pub fn rows(&self) -> Vec<crate::store::Op> {
+        self.tasks.iter().map(|t| crate::store::Op::PutTask(persist::row(t))).collect()
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.held {
+            let mut sched = self.engine.inner.lock_sched();
+            sched.reserved = sched.reserved.saturating_sub(self.tasks.len());
+        }
+    }
+}
+
 /// Why a task could not be cancelled or removed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
@@ -89,6 +117,8 @@ struct Inner {
     /// Woken whenever a task finishes.
     changed: Notify,
     stats: stats::Stats,
+    /// Where task state is persisted, if anywhere.
+    store: Option<crate::store::Store>,
     next_seq: AtomicU64,
 }
 
@@ -103,7 +133,12 @@ struct Sched {
     per_program: HashMap<String, usize>,
     /// Concurrency keys held by a running or retrying task.
     busy_keys: HashSet<(String, Arc<str>)>,
+    /// Room held for deliveries being committed to the store.
+    reserved: usize,
     draining: bool,
+    /// Shutdown ran out of grace: the tasks it stops are left as `running` in
+    /// the store, to be found interrupted at the next start.
+    abandoning: bool,
 }
 
 /// What the scheduler knows of a task that is not running.
@@ -142,7 +177,7 @@ impl Sched {
 
 impl Engine {
     /// `runtime` runs the handlers; it must outlive the HTTP server.
-    pub fn new(limits: Limits, runtime: Handle) -> Self {
+    pub fn new(limits: Limits, runtime: Handle, store: Option<crate::store::Store>) -> Self {
         Engine {
             inner: Arc::new(Inner {
                 table: TaskTable::new(limits.keep),
@@ -151,89 +186,123 @@ impl Engine {
                 sched: Mutex::new(Sched::default()),
                 changed: Notify::new(),
                 stats: stats::Stats::default(),
+                store,
                 next_seq: AtomicU64::new(1),
             }),
         }
     }
 
-    /// Queues all of a delivery's tasks, or none of them. A task whose
-    /// program says `on_busy: replace` or `cancel_running` supersedes the
-    /// queued (and, for `cancel_running`, the running) task of its key.
+    /// Queues all of a delivery's tasks, or none of them (in-memory use; with a
+    /// store, [`Engine::reserve`], commit [`Reserved::rows`], then [`Engine::start`]).
     pub fn submit(&self, tasks: Vec<NewTask>) -> Result<(), SubmitError> {
+        let reserved = self.reserve(tasks)?;
+        self.start(reserved);
+        Ok(())
+    }
+
+    /// Checks there is room for all of `tasks` and holds it; nothing runs yet.
+    pub fn reserve(&self, tasks: Vec<NewTask>) -> Result<Reserved, SubmitError> {
         let inner = &self.inner;
+        let mut sched = inner.lock_sched();
+        if sched.draining {
+            return Err(SubmitError::ShuttingDown);
+        }
+        // Queued tasks the new ones will replace make room.
+        let replaced = sched
+            .queue
+            .iter()
+            .filter(|q| {
+                tasks.iter().any(|t| {
+                    matches!(t.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning)
+                        && t.key.is_some()
+                        && q.program.name == t.program.name
+                        && q.key == t.key
+                })
+            })
+            .count();
+        let free = inner.limits.max_concurrent.saturating_sub(sched.running.len());
+        let waiting = (sched.waiting() + sched.reserved).saturating_sub(replaced);
+        if waiting + tasks.len().saturating_sub(free) > inner.limits.max_queued {
+            return Err(SubmitError::QueueFull);
+        }
+        sched.reserved += tasks.len();
+        drop(sched);
+        let now = SystemTime::now();
+        let tasks = tasks
+            .into_iter()
+            .map(|t| Task {
+                id: t.id,
+                seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
+                delivery_id: t.delivery_id,
+                source: t.source,
+                event: t.event,
+                program: t.program,
+                params: t.params,
+                argv: t.argv,
+                env: t.env,
+                body: t.body,
+                created_at: now,
+                state: TaskState::Queued,
+                output: Arc::new(Output::new(inner.limits.output_limit)),
+                record_id: t.record_id,
+                rerun_of: t.rerun_of,
+                reruns: Vec::new(),
+                key: t.key,
+                attempt: 1,
+                attempts: Vec::new(),
+                next_attempt_at: None,
+                callbacks: Vec::new(),
+            })
+            .collect();
+        Ok(Reserved { engine: self.clone(), tasks, held: true })
+    }
+
+    /// Queues reserved tasks and starts what may start. A task whose program
+    /// says `on_busy: replace` or `cancel_running` supersedes the queued (and,
+    /// for `cancel_running`, the running) task of its key.
+    pub fn start(&self, mut reserved: Reserved) {
+        let inner = &self.inner;
+        let tasks = std::mem::take(&mut reserved.tasks);
+        reserved.held = false;
         let mut superseded: Vec<(Uuid, String)> = Vec::new();
+        let mut linked = Vec::new();
         {
             let mut sched = inner.lock_sched();
-            if sched.draining {
-                return Err(SubmitError::ShuttingDown);
-            }
-            // Queued tasks the new ones replace leave the queue.
-            let mut replaced: Vec<(usize, Uuid)> = Vec::new();
+            sched.reserved = sched.reserved.saturating_sub(tasks.len());
             for t in &tasks {
                 let (Some(key), OnBusy::Replace | OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else { continue };
-                for (i, q) in sched.queue.iter().enumerate() {
-                    if q.program.name == t.program.name && q.key.as_ref() == Some(key) && !replaced.iter().any(|(j, _)| *j == i) {
-                        replaced.push((i, t.id));
+                sched.queue.retain(|q| {
+                    let same = q.program.name == t.program.name && q.key.as_ref() == Some(key);
+                    if same {
+                        superseded.push((q.id, format!("superseded by {}", t.id)));
+                    }
+                    !same
+                });
+                if t.program.on_busy == OnBusy::CancelRunning {
+                    for r in sched.running.values() {
+                        if r.slot.program.name == t.program.name && r.slot.key.as_ref() == Some(key) {
+                            let _ = r.stop.send(Some(format!("superseded by {}", t.id)));
+                        }
                     }
                 }
             }
-            let free = inner.limits.max_concurrent.saturating_sub(sched.running.len());
-            let waiting = sched.waiting() - replaced.len();
-            if waiting + tasks.len().saturating_sub(free) > inner.limits.max_queued {
-                return Err(SubmitError::QueueFull);
-            }
-            replaced.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-            for (i, by) in replaced {
-                if let Some(q) = sched.queue.remove(i) {
-                    superseded.push((q.id, format!("superseded by {by}")));
-                }
-            }
-            for t in &tasks {
-                let (Some(key), OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else { continue };
-                for r in sched.running.values() {
-                    if r.slot.program.name == t.program.name && r.slot.key.as_ref() == Some(key) {
-                        let _ = r.stop.send(Some(format!("superseded by {}", t.id)));
-                    }
-                }
-            }
-            let now = SystemTime::now();
             inner.stats.submitted.fetch_add(tasks.len() as u64, Ordering::Relaxed);
             for t in tasks {
-                let id = t.id;
-                sched.queue.push_back(Slot { id, program: t.program.clone(), key: t.key.clone() });
-                inner.table.insert(Task {
-                    id,
-                    seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
-                    delivery_id: t.delivery_id,
-                    source: t.source,
-                    event: t.event,
-                    program: t.program,
-                    params: t.params,
-                    argv: t.argv,
-                    env: t.env,
-                    body: t.body,
-                    created_at: now,
-                    state: TaskState::Queued,
-                    output: Arc::new(Output::new(inner.limits.output_limit)),
-                    record_id: t.record_id,
-                    rerun_of: t.rerun_of,
-                    reruns: Vec::new(),
-                    key: t.key,
-                    attempt: 1,
-                    attempts: Vec::new(),
-                    next_attempt_at: None,
-                    callbacks: Vec::new(),
-                });
+                sched.queue.push_back(Slot { id: t.id, program: t.program.clone(), key: t.key.clone() });
                 if let Some(old) = t.rerun_of {
-                    inner.table.with(&old, |o| o.reruns.push(id));
+                    inner.table.with(&old, |o| o.reruns.push(t.id));
+                    linked.push(old);
                 }
+                inner.table.insert(t);
             }
             inner.start_ready(&mut sched);
+        }
+        for old in linked {
+            inner.persist(old);
         }
         for (id, reason) in superseded {
             inner.finish(id, None, Outcome::Cancelled { reason });
         }
-        Ok(())
     }
 
     pub fn task(&self, id: &Uuid) -> Option<TaskView> {
@@ -280,10 +349,13 @@ impl Engine {
     /// Removes a finished task from the table.
     pub fn remove(&self, id: Uuid) -> Result<(), TaskError> {
         let status = self.inner.table.with(&id, |t| t.state.status()).ok_or(TaskError::NotFound(id))?;
-        if !matches!(status, Status::Succeeded | Status::Failed | Status::TimedOut | Status::Cancelled) {
+        if !status.is_final() {
             return Err(TaskError::NotFinished(id, status.as_str()));
         }
         self.inner.table.remove(&id);
+        if let Some(store) = &self.inner.store {
+            store.write(vec![crate::store::Op::DeleteTask(id.to_string())]);
+        }
         Ok(())
     }
 
@@ -337,26 +409,41 @@ impl Engine {
     /// SIGKILL) and cancels what never started. Returns once nothing runs.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
+        let durable = inner.store.is_some();
         inner.lock_sched().draining = true;
         let deadline = Instant::now() + grace;
-        let drained = inner.wait_until(deadline, |s| s.waiting() == 0 && s.running.is_empty()).await;
-        if drained {
-            return;
-        }
-        let never_started: Vec<Uuid> = {
+        // With a store, queued tasks wait on disk for the next start; only running
+        // ones get the grace. In memory, the queue is worked off within the grace too.
+        let drained = inner
+            .wait_until(deadline, |s| s.running.is_empty() && (durable || s.waiting() == 0))
+            .await;
+        let (stopped, never_started): (usize, Vec<Uuid>) = {
             let mut sched = inner.lock_sched();
-            for running in sched.running.values() {
-                let _ = running.stop.send(Some("the daemon stopped while the task was running".into()));
+            if !drained {
+                sched.abandoning = durable;
+                for running in sched.running.values() {
+                    let _ = running.stop.send(Some("the daemon stopped while the task was running".into()));
+                }
             }
             let delayed: Vec<Uuid> = sched.delayed.drain().map(|(id, _)| id).collect();
-            sched.queue.drain(..).map(|q| q.id).chain(delayed).collect()
+            let waiting = sched.queue.drain(..).map(|q| q.id).chain(delayed).collect();
+            (sched.running.len(), waiting)
         };
-        if !never_started.is_empty() {
-            tracing::error!(count = never_started.len(), "shutdown grace ended before these accepted tasks could start; they are cancelled");
-        }
-        for id in never_started {
-            tracing::error!(task_id = %id, "task cancelled: the daemon stopped before it started");
-            inner.finish(id, None, Outcome::Cancelled { reason: "the daemon stopped before the task started".into() });
+        if durable {
+            if !never_started.is_empty() {
+                tracing::info!(count = never_started.len(), "queued tasks stay queued in the store and run at the next start");
+            }
+            if stopped > 0 {
+                tracing::warn!(count = stopped, "shutdown grace ended: running tasks are stopped and will show as interrupted");
+            }
+        } else {
+            if !never_started.is_empty() {
+                tracing::error!(count = never_started.len(), "shutdown grace ended before these accepted tasks could start; they are cancelled");
+            }
+            for id in never_started {
+                tracing::error!(task_id = %id, "task cancelled: the daemon stopped before it started");
+                inner.finish(id, None, Outcome::Cancelled { reason: "the daemon stopped before the task started".into() });
+            }
         }
         let far = Instant::now() + Duration::from_secs(3600);
         inner.wait_until(far, |s| s.running.is_empty()).await;
@@ -364,6 +451,14 @@ impl Engine {
 }
 
 impl Inner {
+    /// Writes the task's current state to the store (in the next batch).
+    fn persist(&self, id: Uuid) {
+        let Some(store) = &self.store else { return };
+        if let Some(row) = self.table.with(&id, |t| persist::row(t)) {
+            store.write(vec![crate::store::Op::PutTask(row)]);
+        }
+    }
+
     fn lock_sched(&self) -> std::sync::MutexGuard<'_, Sched> {
         self.sched.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -371,6 +466,10 @@ impl Inner {
     /// Starts queued tasks, in order, while there is room; a task whose
     /// program is at its limit or whose key is busy waits, and later tasks may pass it.
     fn start_ready(self: &Arc<Self>, sched: &mut Sched) {
+        // A stopping daemon with a store starts nothing new: the queue waits on disk.
+        if sched.draining && self.store.is_some() {
+            return;
+        }
         while sched.running.len() < self.limits.max_concurrent {
             let Some(pos) = sched.queue.iter().position(|q| sched.may_start(q)) else { break };
             let Some(slot) = sched.queue.remove(pos) else { break };
@@ -405,6 +504,7 @@ impl Inner {
             let now = SystemTime::now();
             started_at = Some(now);
             self.table.with(&id, |t| t.state = TaskState::Running { started_at: now, pid });
+            self.persist(id);
             tracing::info!(task_id = %id, pid, "task started");
         })
         .await;
@@ -428,7 +528,7 @@ impl Inner {
             || match outcome {
                 Outcome::Failed { .. } => policy.is_some_and(|p| p.on_failed),
                 Outcome::TimedOut { .. } => policy.is_some_and(|p| p.on_timed_out),
-                Outcome::Succeeded { .. } | Outcome::Cancelled { .. } => false,
+                Outcome::Succeeded { .. } | Outcome::Cancelled { .. } | Outcome::Interrupted { .. } => false,
             };
         if !wanted || self.lock_sched().draining {
             return None;
@@ -455,6 +555,7 @@ impl Inner {
             t.next_attempt_at = Some(next_at);
         });
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.persist(id);
         tracing::warn!(task_id = %id, status = ?outcome, retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
         {
             let mut sched = self.lock_sched();
@@ -495,6 +596,11 @@ impl Inner {
         if let Some(status) = status {
             log_outcome(id, status, &outcome);
             self.start_callbacks(id, status);
+            // A task stopped because shutdown ran out of grace stays `running` on
+            // disk, so the next start marks it interrupted.
+            if !self.lock_sched().abandoning {
+                self.persist(id);
+            }
         }
         self.table.finished(id);
         {
@@ -537,6 +643,7 @@ impl Inner {
                             *slot = state;
                         }
                     });
+                    inner.persist(id);
                 })
                 .await;
             });
@@ -564,7 +671,7 @@ fn log_outcome(id: Uuid, status: Status, outcome: &Outcome) {
         Outcome::Failed { exit_code, error } => {
             tracing::warn!(task_id = %id, status = status.as_str(), exit_code, error = error.as_deref(), "task finished")
         }
-        Outcome::TimedOut { .. } | Outcome::Cancelled { .. } => {
+        Outcome::TimedOut { .. } | Outcome::Cancelled { .. } | Outcome::Interrupted { .. } => {
             tracing::warn!(task_id = %id, status = status.as_str(), "task finished")
         }
     }

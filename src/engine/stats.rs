@@ -13,6 +13,7 @@ pub struct Stats {
     pub failed: AtomicU64,
     pub timed_out: AtomicU64,
     pub cancelled: AtomicU64,
+    pub interrupted: AtomicU64,
     pub retries: AtomicU64,
     /// program → (finished tasks, total run time)
     per_program: Mutex<HashMap<String, ProgramStats>>,
@@ -22,7 +23,7 @@ pub struct Stats {
 pub struct ProgramStats {
     pub finished: u64,
     pub run_time: Duration,
-    pub by_status: [u64; 4],
+    pub by_status: [u64; 5],
 }
 
 fn index(status: Status) -> Option<usize> {
@@ -31,6 +32,7 @@ fn index(status: Status) -> Option<usize> {
         Status::Failed => Some(1),
         Status::TimedOut => Some(2),
         Status::Cancelled => Some(3),
+        Status::Interrupted => Some(4),
         Status::Queued | Status::Running => None,
     }
 }
@@ -42,6 +44,7 @@ impl Stats {
             Status::Failed => &self.failed,
             Status::TimedOut => &self.timed_out,
             Status::Cancelled => &self.cancelled,
+            Status::Interrupted => &self.interrupted,
             Status::Queued | Status::Running => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -78,6 +81,6 @@ mod tests {
         assert_eq!(per[0].0, "deploy");
         assert_eq!(per[0].1.finished, 2);
         assert_eq!(per[0].1.run_time, Duration::from_millis(500));
-        assert_eq!(per[1].1.by_status, [0, 0, 0, 1]);
+        assert_eq!(per[1].1.by_status, [0, 0, 0, 1, 0]);
     }
 }

@@ -15,6 +15,8 @@ pub struct Filter {
     pub event: Option<String>,
     pub program: Option<String>,
     pub limit: usize,
+    /// Only tasks created before this one (a paging cursor).
+    pub before: Option<Uuid>,
 }
 
 impl Filter {
@@ -81,10 +83,18 @@ impl TaskTable {
 
     /// Tasks matching `filter`, newest first.
     pub fn list(&self, filter: &Filter) -> Vec<TaskView> {
+        let before = match &filter.before {
+            Some(id) => match self.tasks.get(id) {
+                Some(t) => t.seq,
+                None => return Vec::new(),
+            },
+            None => u64::MAX,
+        };
         let ids: Vec<Uuid> = {
             let order = lock(&self.order);
             order
-                .values()
+                .range(..before)
+                .map(|(_, id)| id)
                 .rev()
                 .filter(|id| self.tasks.get(id).is_some_and(|t| filter.matches(&t)))
                 .take(filter.limit)

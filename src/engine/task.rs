@@ -24,6 +24,8 @@ pub enum Outcome {
     Failed { exit_code: Option<i32>, error: Option<String> },
     TimedOut { after: std::time::Duration },
     Cancelled { reason: String },
+    /// The daemon stopped while it ran (found at the next start).
+    Interrupted { reason: String },
 }
 
 impl Outcome {
@@ -33,6 +35,7 @@ impl Outcome {
             Outcome::Failed { .. } => Status::Failed,
             Outcome::TimedOut { .. } => Status::TimedOut,
             Outcome::Cancelled { .. } => Status::Cancelled,
+            Outcome::Interrupted { .. } => Status::Interrupted,
         }
     }
 
@@ -42,7 +45,7 @@ impl Outcome {
             Outcome::Succeeded { exit_code } => (Some(*exit_code), None),
             Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
             Outcome::TimedOut { after } => (None, Some(format!("timed out after {}", humantime::format_duration(*after)))),
-            Outcome::Cancelled { reason } => (None, Some(reason.clone())),
+            Outcome::Cancelled { reason } | Outcome::Interrupted { reason } => (None, Some(reason.clone())),
         }
     }
 
@@ -61,7 +64,7 @@ impl Outcome {
 }
 
 /// The status names the API uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -70,16 +73,22 @@ pub enum Status {
     Failed,
     TimedOut,
     Cancelled,
+    Interrupted,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+
+    pub const ALL: [Status; 7] = [
         Status::Queued,
         Status::Running,
         Status::Succeeded,
         Status::Failed,
         Status::TimedOut,
         Status::Cancelled,
+        Status::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +99,7 @@ impl Status {
             Status::Failed => "failed",
             Status::TimedOut => "timed_out",
             Status::Cancelled => "cancelled",
+            Status::Interrupted => "interrupted",
         }
     }
 
@@ -112,6 +122,7 @@ impl TaskState {
                 Outcome::Failed { .. } => Status::Failed,
                 Outcome::TimedOut { .. } => Status::TimedOut,
                 Outcome::Cancelled { .. } => Status::Cancelled,
+                Outcome::Interrupted { .. } => Status::Interrupted,
             },
         }
     }
@@ -154,7 +165,7 @@ pub struct Task {
 }
 
 /// One attempt of a task that was retried.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Attempt {
     pub attempt: u32,
     pub status: Status,

@@ -19,12 +19,13 @@ pub struct ListQuery {
     event: Option<String>,
     outcome: Option<String>,
     limit: Option<String>,
+    before: Option<String>,
 }
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::BadRequest(format!("invalid query ({e}); filters are source, event, outcome and limit"))
+        ApiError::BadRequest(format!("invalid query ({e}); filters are source, event, outcome, limit and before"))
     })?;
     let outcome = match q.outcome.as_deref() {
         None => None,
@@ -34,24 +35,63 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             ))
         })?),
     };
-    let filter = Filter {
+    let limit = super::tasks::parse_limit(q.limit.as_deref())?;
+    let filter = Filter { source: q.source.clone(), event: q.event.clone(), outcome, limit };
+    let Some(store) = state.deliveries.store().cloned() else {
+        let mut records = state.deliveries.list(&Filter { limit: usize::MAX, ..filter });
+        if let Some(before) = &q.before {
+            match records.iter().position(|r| r.id == *before) {
+                Some(i) => {
+                    records.drain(..=i);
+                }
+                None => records.clear(),
+            }
+        }
+        let deliveries: Vec<_> = records.iter().take(limit).map(|r| r.view()).collect();
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })));
+    };
+    let query = crate::store::Query {
         source: q.source.clone(),
         event: q.event.clone(),
-        outcome,
-        limit: super::tasks::parse_limit(q.limit.as_deref())?,
+        outcome: filter.outcome.map(|o| o.as_str().to_string()),
+        before: q.before.clone(),
+        limit,
+        ..Default::default()
     };
-    let deliveries: Vec<_> = state.deliveries.list(&filter).iter().map(|r| r.view()).collect();
+    let rows = web::block(move || store.list_deliveries(&query))
+        .await
+        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let deliveries: Vec<serde_json::Value> = rows
+        .into_iter()
+        .filter_map(|data| {
+            let stored: serde_json::Value = serde_json::from_str(&data).ok()?;
+            // Records still in memory may have gained links (replays) since.
+            Some(stored["id"].as_str().and_then(|id| state.deliveries.get(id)).map(|r| r.view()).unwrap_or(stored))
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })))
 }
 
 pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = path.into_inner();
-    let record = state
-        .deliveries
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
-    Ok(HttpResponse::Ok().json(record.view()))
+    if let Some(record) = state.deliveries.get(&id) {
+        return Ok(HttpResponse::Ok().json(record.view()));
+    }
+    let (data, _) = stored(&state, &id).await?.ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+    Ok(HttpResponse::Ok().json(data))
+}
+
+/// A delivery from the store: its JSON and kept body.
+async fn stored(state: &AppState, id: &str) -> Result<Option<(serde_json::Value, Option<Bytes>)>, ApiError> {
+    let Some(store) = state.deliveries.store().cloned() else { return Ok(None) };
+    let key = id.to_string();
+    let row = web::block(move || store.delivery(&key))
+        .await
+        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    Ok(row.and_then(|(data, body)| Some((serde_json::from_str(&data).ok()?, body.map(Bytes::from)))))
 }
 
 /// Runs a recorded delivery again against the current config: new tasks,
@@ -59,10 +99,16 @@ pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<App
 pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = path.into_inner();
-    let original = state
-        .deliveries
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+    let original = match state.deliveries.get(&id) {
+        Some(r) => r,
+        None => {
+            let (data, body) =
+                stored(&state, &id).await?.ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+            let record = Record::from_stored(&data, body)
+                .ok_or_else(|| ApiError::Conflict(format!("the stored record of delivery `{id}` cannot be read")))?;
+            state.deliveries.insert(record, true)
+        }
+    };
     let body: Bytes = original.body().ok_or_else(|| {
         ApiError::Conflict(format!(
             "the body of delivery `{id}` is not kept (it was {} or has been evicted), so it cannot be replayed",
@@ -92,10 +138,12 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
     rec.body_size = original.body_size;
     rec.replay_of = Some(original.id.clone());
     let parts = Parts { event: &event, json: &json, stdin: &body, headers: &headers, query: &original.query };
-    let result = dispatch(&state, source, &parts, &mut rec);
+    let result = dispatch(&state, source, &parts, &mut rec).await;
     let response = match result {
         Ok(response) => {
-            rec.keep_body(body.clone());
+            if rec.body_len() == 0 {
+                rec.keep_body(body.clone());
+            }
             response
         }
         Err(e) => {
@@ -106,8 +154,10 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
     };
     rec.status = response.status().as_u16();
     original.replays.lock().unwrap_or_else(|p| p.into_inner()).push(rec.id.clone());
+    state.deliveries.persist(&original);
     let new_id = rec.id.clone();
-    state.deliveries.insert(rec);
+    let persisted = rec.persisted;
+    state.deliveries.insert(rec, persisted);
     let mut response = response;
     if let Ok(v) = HeaderValue::from_str(&format!("/deliveries/{new_id}")) {
         response.headers_mut().insert(actix_web::http::header::LOCATION, v);

@@ -34,6 +34,8 @@ pub enum ApiError {
     QueueFull,
     #[error("the daemon is shutting down; nothing of this delivery was accepted, retry later")]
     ShuttingDown,
+    #[error("the store cannot write ({0}); nothing of this delivery was accepted, retry later")]
+    StoreUnavailable(String),
 }
 
 impl ResponseError for ApiError {
@@ -48,14 +50,14 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::QueueFull | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::QueueFull | ApiError::ShuttingDown => {
+            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }
             ApiError::MethodNotAllowed(_) => {

@@ -63,7 +63,8 @@ pub async fn receive(
     };
     if !dry_run {
         rec.status = response.status().as_u16();
-        state.deliveries.insert(rec);
+        let persisted = rec.persisted;
+        state.deliveries.insert(rec, persisted);
     }
     response
 }
@@ -137,7 +138,7 @@ async fn receive_from(
             })));
         }
     }
-    let result = dispatch(state, source, &parts, rec);
+    let result = dispatch(state, source, &parts, rec).await;
     if let (Ok(_), Some(wait), Outcome::Accepted) = (&result, wait, rec.outcome) {
         let deadline = tokio::time::Instant::now() + wait;
         if state.engine.wait_finished(&rec.task_ids, deadline).await {
@@ -157,7 +158,7 @@ async fn receive_from(
         if let Some((key, _)) = &dedup_key {
             state.dedup.forget(&source.name, key);
         }
-    } else {
+    } else if rec.body_len() == 0 {
         rec.keep_body(parsed.stdin.clone());
     }
     result
@@ -207,7 +208,12 @@ impl Parts<'_> {
 }
 
 /// Judges a delivery and queues its tasks; fills in the record.
-pub(super) fn dispatch(state: &AppState, source: &Source, parts: &Parts<'_>, rec: &mut Record) -> Result<HttpResponse, ApiError> {
+pub(super) async fn dispatch(
+    state: &AppState,
+    source: &Source,
+    parts: &Parts<'_>,
+    rec: &mut Record,
+) -> Result<HttpResponse, ApiError> {
     let delivery = parts.delivery(&source.name);
     let judgement = source.routes.judge(&delivery);
     for t in &judgement.trace {
@@ -266,13 +272,14 @@ pub(super) fn dispatch(state: &AppState, source: &Source, parts: &Parts<'_>, rec
             rerun_of: None,
         });
     }
-    let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
-    state.engine.submit(tasks).map_err(|e| match e {
-        SubmitError::QueueFull => ApiError::QueueFull,
-        SubmitError::ShuttingDown => ApiError::ShuttingDown,
-    })?;
+    rec.task_ids = tasks.iter().map(|t| t.id).collect();
     rec.outcome = Outcome::Accepted;
-    rec.task_ids = ids;
+    rec.keep_body(parts.stdin.clone());
+    if let Err(e) = queue_tasks(state, tasks, Some(&mut *rec)).await {
+        rec.task_ids.clear();
+        rec.drop_body();
+        return Err(e);
+    }
     tracing::info!(source = %source.name, %event, delivery_id = %rec.delivery_id, tasks = refs.len(), "delivery accepted");
     Ok(HttpResponse::Accepted().json(json!({
         "delivery_id": rec.delivery_id,
@@ -280,6 +287,31 @@ pub(super) fn dispatch(state: &AppState, source: &Source, parts: &Parts<'_>, rec
         "event": event,
         "tasks": refs,
     })))
+}
+
+/// Queues tasks; with a store, only once they (and the delivery record) are on
+/// disk, so a `202` is never answered for work a crash could lose.
+pub(super) async fn queue_tasks(state: &AppState, tasks: Vec<NewTask>, rec: Option<&mut Record>) -> Result<(), ApiError> {
+    let reserved = state.engine.reserve(tasks).map_err(|e| match e {
+        SubmitError::QueueFull => ApiError::QueueFull,
+        SubmitError::ShuttingDown => ApiError::ShuttingDown,
+    })?;
+    if let Some(store) = state.deliveries.store() {
+        let mut ops = reserved.rows();
+        let rec = rec.map(|r| {
+            ops.insert(0, crate::store::Op::PutDelivery(r.row()));
+            r
+        });
+        if let Err(e) = store.commit(ops).await {
+            tracing::error!(error = %e, "delivery refused: the store cannot write");
+            return Err(ApiError::StoreUnavailable(e.to_string()));
+        }
+        if let Some(r) = rec {
+            r.persisted = true;
+        }
+    }
+    state.engine.start(reserved);
+    Ok(())
 }
 
 /// `?dry_run=1`: the full trace and the argv each matching rule would run; nothing runs.

@@ -43,7 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/deliveries").route(web::get().to(deliveries::list)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/deliveries/{id}").route(web::get().to(deliveries::get)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/deliveries/{id}/replay").route(web::post().to(deliveries::replay)).default_service(web::to(method_not_allowed)))
-    .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed_get)));
+    .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed_get)));
 }
 
 /// Answers paths that match no route.
@@ -59,6 +60,18 @@ async fn method_not_allowed_get(req: HttpRequest) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(req.method().to_string()));
     response.headers_mut().insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static("GET"));
     response
+}
+
+/// Ready when the config is loaded and the store (if any) can write.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.deliveries.store() {
+        Some(store) if !store.healthy() => {
+            let why = store.last_error().unwrap_or_else(|| "unknown error".into());
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "unready", "error": format!("the store cannot write: {why}") }))
+        }
+        _ => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+    }
 }
 
 async fn healthz() -> HttpResponse {

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::engine::table::Filter;
 use crate::engine::task::Status;
-use crate::engine::{NewTask, SubmitError, TaskError};
+use crate::engine::{NewTask, TaskError};
 use crate::process::program::Invocation;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -22,13 +22,14 @@ pub struct ListQuery {
     event: Option<String>,
     program: Option<String>,
     limit: Option<String>,
+    before: Option<String>,
 }
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
         ApiError::BadRequest(format!(
-            "invalid query ({e}); filters are status, source, event, program and limit"
+            "invalid query ({e}); filters are status, source, event, program, limit and before"
         ))
     })?;
     let status = match q.status.as_deref() {
@@ -39,14 +40,49 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         })?),
     };
     let limit = parse_limit(q.limit.as_deref())?;
+    let before = match q.before.as_deref() {
+        None => None,
+        Some(b) => Some(Uuid::parse_str(b).map_err(|_| ApiError::BadRequest(format!("`before` must be a task id, not `{b}`")))?),
+    };
     let filter = Filter {
         status,
         source: q.source.clone(),
         event: q.event.clone(),
         program: q.program.clone(),
         limit,
+        before,
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })))
+    let Some(store) = state.deliveries.store().cloned() else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })));
+    };
+    // History comes from the store; tasks still in memory show their live state.
+    let query = crate::store::Query {
+        status: filter.status.map(|s| s.as_str().to_string()),
+        source: filter.source.clone(),
+        event: filter.event.clone(),
+        program: filter.program.clone(),
+        before: filter.before.map(|b| b.to_string()),
+        limit,
+        ..Default::default()
+    };
+    let rows = web::block(move || store.list_tasks(&query))
+        .await
+        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let tasks: Vec<serde_json::Value> = rows
+        .into_iter()
+        .filter_map(|data| {
+            let stored: serde_json::Value = serde_json::from_str(&data).ok()?;
+            let live = stored["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).and_then(|id| state.engine.task(&id));
+            let view = match live {
+                Some(v) => serde_json::to_value(v).ok()?,
+                None => crate::engine::public(stored),
+            };
+            // The stored status can trail the live one by a moment.
+            filter.status.is_none_or(|s| view["status"] == s.as_str()).then_some(view)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
 }
 
 /// `?limit=`: 1 to 1000, default 50.
@@ -60,13 +96,27 @@ pub fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// A task's stored JSON (with its internal fields), if there is a store and it has one.
+async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<serde_json::Value>, ApiError> {
+    let Some(store) = state.deliveries.store().cloned() else { return Ok(None) };
+    let key = id.to_string();
+    Ok(web::block(move || store.task(&key))
+        .await
+        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?
+        .and_then(|data| serde_json::from_str(&data).ok()))
+}
+
 pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let text = path.into_inner();
     let not_found = || ApiError::NotFound(format!("there is no task `{text}`"));
     let id = Uuid::parse_str(&text).map_err(|_| not_found())?;
-    let task = state.engine.task(&id).ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(task))
+    if let Some(task) = state.engine.task(&id) {
+        return Ok(HttpResponse::Ok().json(task));
+    }
+    let stored = stored_task(&state, id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(crate::engine::public(stored)))
 }
 
 fn task_id(text: &str) -> Result<Uuid, ApiError> {
@@ -139,15 +189,45 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
     let found = state.engine.with_task(&old, |t| {
         (t.program.clone(), t.params.clone(), t.source.clone(), t.event.clone(), t.delivery_id.clone(), t.record_id.clone(), t.body.clone())
     });
-    let (program, params, source, event, delivery_id, record_id, body) =
-        found.ok_or_else(|| ApiError::NotFound(format!("there is no task `{old}`")))?;
-    let body = if body.is_empty() {
-        record_id.as_deref().and_then(|r| state.deliveries.get(r)).and_then(|r| r.body()).ok_or_else(|| {
-            ApiError::Conflict(format!("the body of task `{old}`'s delivery is no longer kept, so it cannot be re-run"))
-        })?
-    } else {
-        body
+    let found = match found {
+        Some(f) => Some(f),
+        // Only in the store's history: take what it recorded.
+        None => stored_task(&state, old).await?.and_then(|v| {
+            let program = state.config.program(v["program"].as_str()?)?;
+            let params = v["params"].as_object()?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let text = |k: &str| -> std::sync::Arc<str> { v[k].as_str().unwrap_or("").into() };
+            Some((program, params, text("source"), text("event"), text("delivery_id"), v["_record_id"].as_str().map(String::from), bytes::Bytes::new()))
+        }),
     };
+    let (program, params, source, event, delivery_id, record_id, body) =
+        found.ok_or_else(|| ApiError::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
+    let mut body = body;
+    if body.is_empty() {
+        if let Some(r) = record_id.as_deref() {
+            body = match state.deliveries.get(r) {
+                Some(rec) => rec.body().unwrap_or_default(),
+                None => match state.deliveries.store().cloned() {
+                    Some(store) => {
+                        let key = r.to_string();
+                        web::block(move || store.delivery(&key))
+                            .await
+                            .ok()
+                            .and_then(|r| r.ok())
+                            .flatten()
+                            .and_then(|(_, b)| b)
+                            .map(bytes::Bytes::from)
+                            .unwrap_or_default()
+                    }
+                    None => bytes::Bytes::new(),
+                },
+            };
+        }
+    }
+    if body.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "the body of task `{old}`'s delivery is no longer kept, so it cannot be re-run"
+        )));
+    }
     let id = Uuid::new_v4();
     let task_id = id.to_string();
     let inv = Invocation {
@@ -173,10 +253,7 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
         rerun_of: Some(old),
         key,
     };
-    state.engine.submit(vec![new]).map_err(|e| match e {
-        SubmitError::QueueFull => ApiError::QueueFull,
-        SubmitError::ShuttingDown => ApiError::ShuttingDown,
-    })?;
+    super::hooks::queue_tasks(&state, vec![new], None).await?;
     let task = state.engine.task(&id).ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
     Ok(HttpResponse::Accepted().insert_header(("Location", format!("/tasks/{id}"))).json(task))
 }

@@ -80,6 +80,11 @@ impl Routes {
         self.by_key.values().flat_map(|m| &m.rules).any(|r| r.program.wait.is_some())
     }
 
+    /// A program some rule of these mappings runs.
+    pub fn program(&self, name: &str) -> Option<Arc<Program>> {
+        self.by_key.values().flat_map(|m| &m.rules).find(|r| r.program.name == name).map(|r| r.program.clone())
+    }
+
     pub fn rule_count(&self) -> usize {
         self.by_key.values().map(|m| m.rules.len()).sum()
     }

@@ -37,6 +37,8 @@ pub struct Program {
     pub retry_codes: Vec<i32>,
     /// Where to report the task's end (`on_finish`).
     pub callbacks: Vec<Callback>,
+    /// Run a task again when the daemon died while it ran (`on_interrupt: rerun`).
+    pub rerun_interrupted: bool,
     pub working_dir: PathBuf,
     /// Extra environment, set last. Values may be secrets: never logged.
     pub env: Vec<(String, String)>,
@@ -107,6 +109,7 @@ impl Default for Program {
             success_codes: vec![0],
             retry_codes: Vec::new(),
             callbacks: Vec::new(),
+            rerun_interrupted: false,
             working_dir: PathBuf::from("."),
             env: Vec::new(),
         }
