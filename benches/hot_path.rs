@@ -62,7 +62,7 @@ fn fixture() -> Vec<u8> {
 fn body_25k() -> Vec<u8> {
     let mut v: serde_json::Value = serde_json::from_slice(&fixture()).unwrap();
     let len = serde_json::to_vec(&v).unwrap().len();
-    v["padding"] = serde_json::Value::String("x".repeat(25 * 1024 - len - 14));
+    v["padding"] = serde_json::Value::String("x".repeat(25 * 1024 - len - 13));
     let body = serde_json::to_vec(&v).unwrap();
     assert_eq!(body.len(), 25 * 1024);
     body

@@ -298,10 +298,7 @@ pub(super) async fn queue_tasks(state: &AppState, tasks: Vec<NewTask>, rec: Opti
     })?;
     if let Some(store) = state.deliveries.store() {
         let mut ops = reserved.rows();
-        let rec = rec.map(|r| {
-            ops.insert(0, crate::store::Op::PutDelivery(r.row()));
-            r
-        });
+        let rec = rec.inspect(|r| ops.insert(0, crate::store::Op::PutDelivery(r.row())));
         if let Err(e) = store.commit(ops).await {
             tracing::error!(error = %e, "delivery refused: the store cannot write");
             return Err(ApiError::StoreUnavailable(e.to_string()));

@@ -58,6 +58,9 @@ pub enum Op {
     PutDelivery(DeliveryRow),
 }
 
+/// A row's JSON and its kept body.
+pub type WithBody = (String, Option<Vec<u8>>);
+
 /// How much history the store keeps.
 #[derive(Debug, Clone)]
 pub struct Retention {
@@ -229,7 +232,7 @@ impl Store {
     }
 
     /// Tasks that had not finished, oldest first, with their bodies (for recovery).
-    pub fn unfinished_tasks(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+    pub fn unfinished_tasks(&self) -> Result<Vec<WithBody>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare("SELECT data, body FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -278,7 +281,7 @@ impl Store {
     }
 
     /// A delivery's JSON and kept body.
-    pub fn delivery(&self, id: &str) -> Result<Option<(String, Option<Vec<u8>>)>, StoreError> {
+    pub fn delivery(&self, id: &str) -> Result<Option<WithBody>, StoreError> {
         self.read(|c| {
             c.query_row("SELECT data, body FROM deliveries WHERE id = ?", [id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
