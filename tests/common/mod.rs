@@ -19,6 +19,7 @@ pub struct Daemon {
     pub addr: String,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
 }
 
 /// An HTTP answer.
@@ -106,9 +107,33 @@ impl Daemon {
     }
 
     fn spawn(dir: tempfile::TempDir, env: &[(String, String)]) -> Daemon {
+        let (child, addr, logs) = launch(dir.path(), env);
+        Daemon { child: Some(child), addr, dir, logs, env: env.to_vec() }
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again in the same directory (after `kill9` or `terminate`).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, addr, logs) = launch(self.dir.path(), &self.env);
+        self.child = Some(child);
+        self.addr = addr;
+        self.logs = logs;
+    }
+}
+
+fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--config"])
-            .arg(dir.path().join("webhook.yaml"))
+            .arg(dir.join("webhook.yaml"))
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -138,14 +163,11 @@ impl Daemon {
                 panic!("daemon did not start:\n{}", logs.lock().unwrap().join("\n"));
             }
         };
-        Daemon {
-            child: Some(child),
-            addr,
-            dir,
-            logs,
-        }
+        (child, addr, logs)
     }
+}
 
+impl Daemon {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -211,6 +233,11 @@ impl Daemon {
         let mut child = self.child.take().unwrap();
         signal(child.id(), "TERM");
         wait_exit(&mut child, Duration::from_secs(60))
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 }
 

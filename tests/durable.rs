@@ -1,0 +1,305 @@
+//! The durable store: a `202` survives a crash, queued work resumes after a
+//! restart, running work is marked interrupted (or re-run), history outlives
+//! the process, and a store that cannot write refuses deliveries with 503.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn config(on_interrupt: &str, state: &str) -> String {
+    format!(
+        r#"
+state:
+  path: {state}
+tasks:
+  max_concurrent: 2
+  shutdown_grace: 10s
+sources:
+  a:
+    provider: generic
+    auth: none
+    event: {{field: kind}}
+programs:
+  work:
+    command: handlers/sleepy.sh
+    on_interrupt: {on_interrupt}
+    env: {{OUT_FILE: $DIR/runs, SLEEP: "0.2"}}
+  quick:
+    command: handlers/log-event.sh
+mappings:
+  a:
+    work: {{rules: [{{run: work}}]}}
+    quick: {{rules: [{{run: quick}}]}}
+"#
+    )
+}
+
+/// Sends deliveries from 4 threads until `stop`; returns the task ids that got a 202.
+fn burst(d: &Daemon, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..4)
+        .map(|_| {
+            let url = d.url("/hooks/a");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                let mut accepted = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match agent.post(&url).set("Content-Type", "application/json").send_string(r#"{"kind":"work"}"#) {
+                        Ok(r) if r.status() == 202 => {
+                            let v: Value = r.into_json().unwrap();
+                            accepted.push(v["tasks"][0]["id"].as_str().unwrap().to_string());
+                        }
+                        Ok(_) | Err(ureq::Error::Status(..)) => {}
+                        // The daemon is gone: that request was never acknowledged.
+                        Err(ureq::Error::Transport(_)) => break,
+                    }
+                }
+                accepted
+            })
+        })
+        .collect()
+}
+
+/// How often each task started and ended, from the handler's own log.
+fn runs(d: &Daemon) -> HashMap<String, (usize, usize)> {
+    let mut out: HashMap<String, (usize, usize)> = HashMap::new();
+    for line in std::fs::read_to_string(d.path("runs")).unwrap_or_default().lines() {
+        let (what, id) = line.split_once(' ').unwrap();
+        let e = out.entry(id.to_string()).or_default();
+        if what == "start" {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    out
+}
+
+fn wait_idle(d: &Daemon) {
+    eventually("the queue to drain", Duration::from_secs(120), || {
+        let q = d.get("/tasks?status=queued&limit=1").json();
+        let r = d.get("/tasks?status=running&limit=1").json();
+        q["tasks"].as_array().unwrap().is_empty() && r["tasks"].as_array().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn a_crash_loses_no_acknowledged_delivery_and_runs_none_twice() {
+    let mut d = Daemon::start(&config("mark", "data/hookrunner.db"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = burst(&d, stop.clone());
+    eventually("some tasks to run", Duration::from_secs(20), || runs(&d).len() >= 4);
+    d.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let accepted: Vec<String> = senders.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(accepted.len() >= 4, "only {} accepted", accepted.len());
+
+    d.restart();
+    assert!(d.logs().contains("recovered unfinished work from the store"), "{}", d.logs());
+    wait_idle(&d);
+    let runs = runs(&d);
+    let mut interrupted = 0;
+    for id in &accepted {
+        let task = d.get(&format!("/tasks/{id}"));
+        assert_eq!(task.status, 200, "task {id} is not in the history");
+        let task = task.json();
+        let (starts, ends) = runs.get(id).copied().unwrap_or_default();
+        match task["status"].as_str().unwrap() {
+            "succeeded" => assert_eq!((starts, ends), (1, 1), "task {id} ran {starts} times"),
+            "interrupted" => {
+                interrupted += 1;
+                assert_eq!(task["error"], "daemon stopped while running");
+                // Its handler, orphaned by the crash, may still have finished; it never started twice.
+                assert_eq!(starts, 1, "an interrupted task ran again");
+            }
+            other => panic!("task {id} ended {other}: {task}"),
+        }
+    }
+    assert!(interrupted <= 2, "more interrupted tasks than could run at once");
+    // Nothing ran that was not acknowledged... except work whose 202 the kill cut off.
+    let unacknowledged = runs.keys().filter(|id| !accepted.contains(id)).count();
+    assert!(unacknowledged <= 4, "{unacknowledged} runs of tasks nobody acknowledged");
+    // The whole history is listed.
+    let listed = d.get("/tasks?program=work&limit=1000").json()["tasks"].as_array().unwrap().len();
+    assert!(listed >= accepted.len());
+}
+
+#[test]
+fn interrupted_tasks_run_again_when_their_program_says_rerun() {
+    let mut d = Daemon::start(&config("rerun", "data/hookrunner.db"));
+    let r = d.post_json("/hooks/a", &[], br#"{"kind":"work"}"#);
+    let id = Daemon::task_ids(&r).remove(0);
+    eventually("the task to start", Duration::from_secs(10), || runs(&d).contains_key(&id));
+    d.kill9();
+    d.restart();
+    let task = d.wait_task(&id);
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["attempt"], 2);
+    assert_eq!(task["attempts"][0]["status"], "interrupted");
+    // Started twice: once before the crash (that run may have finished as an orphan), once after.
+    assert_eq!(runs(&d)[&id].0, 2);
+}
+
+#[test]
+fn sigterm_keeps_queued_work_for_the_next_start_and_exits_0() {
+    let mut d = Daemon::start(&config("mark", "data/hookrunner.db"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = burst(&d, stop.clone());
+    eventually("a backlog", Duration::from_secs(20), || {
+        d.get("/tasks?status=queued&limit=20").json()["tasks"].as_array().unwrap().len() >= 10
+    });
+    let status = d.terminate();
+    stop.store(true, Ordering::Relaxed);
+    assert!(status.success(), "{status:?}");
+    let accepted: Vec<String> = senders.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    d.restart();
+    wait_idle(&d);
+    let runs = runs(&d);
+    for id in &accepted {
+        assert_eq!(runs.get(id).copied(), Some((1, 1)), "task {id} did not run exactly once");
+        assert_eq!(d.get(&format!("/tasks/{id}")).json()["status"], "succeeded");
+    }
+}
+
+#[test]
+fn history_and_deliveries_outlive_the_process_and_page_with_a_cursor() {
+    let mut d = Daemon::start(&config("mark", "data/hookrunner.db"));
+    let ids: Vec<String> = (0..5)
+        .map(|_| Daemon::task_ids(&d.post_json("/hooks/a", &[], br#"{"kind":"quick"}"#)).remove(0))
+        .collect();
+    for id in &ids {
+        d.wait_task(id);
+    }
+    d.post_json("/hooks/a", &[], br#"{"kind":"nothing"}"#);
+    assert!(d.terminate().success());
+    d.restart();
+    let list = |q: &str| -> Vec<String> {
+        d.get(&format!("/tasks{q}")).json()["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+    };
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(list("?program=quick"), newest_first);
+    assert_eq!(list("?program=quick&limit=2"), newest_first[..2]);
+    assert_eq!(list(&format!("?program=quick&limit=2&before={}", newest_first[1])), newest_first[2..4]);
+    let task = d.get(&format!("/tasks/{}", ids[0])).json();
+    assert_eq!(task["status"], "succeeded");
+    assert!(task["stdout"].as_str().unwrap().contains("source=a event=quick"));
+    assert!(task.get("_seq").is_none(), "internal fields leaked: {task}");
+    let deliveries = d.get("/deliveries").json()["deliveries"].as_array().unwrap().clone();
+    assert_eq!(deliveries.len(), 6);
+    assert_eq!(deliveries[0]["outcome"], "ignored");
+    // A stored delivery can be replayed after the restart.
+    let first = deliveries[5]["id"].as_str().unwrap();
+    let r = d.post(&format!("/deliveries/{first}/replay"), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    // A task from before the restart can be re-run.
+    let r = d.post(&format!("/tasks/{}/rerun", ids[0]), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(d.wait_task(r.json()["id"].as_str().unwrap())["status"], "succeeded");
+}
+
+#[test]
+fn a_store_that_cannot_write_refuses_deliveries_until_it_recovers() {
+    if !nix_is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(mounted, "could not mount a tmpfs as root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_path_buf());
+    let db = mount.path().join("hookrunner.db");
+    let d = Daemon::start(&config("mark", &db.display().to_string()));
+    assert_eq!(d.get("/readyz").status, 200);
+    assert_eq!(d.post_json("/hooks/a", &[], br#"{"kind":"quick"}"#).status, 202);
+    // Fill the disk.
+    let filler = mount.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    let big = format!(r#"{{"kind":"quick","pad":"{}"}}"#, "x".repeat(200_000));
+    let mut refused = None;
+    for _ in 0..50 {
+        let r = d.post_json("/hooks/a", &[], big.as_bytes());
+        if r.status == 503 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    let refused = refused.expect("the full disk never refused a delivery");
+    assert!(refused.error().starts_with("the store cannot write"), "{}", refused.text);
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    let ready = d.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.error().starts_with("the store cannot write"), "{}", ready.text);
+    // Free the space: the store recovers by itself.
+    std::fs::remove_file(&filler).unwrap();
+    eventually("the store to recover", Duration::from_secs(20), || {
+        d.post_json("/hooks/a", &[], br#"{"kind":"quick"}"#).status == 202
+    });
+    assert_eq!(d.get("/readyz").status, 200);
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+#[test]
+fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    install_handlers(dir.path());
+    std::fs::write(dir.path().join("webhook.yaml"), config("mark", "state.db")).unwrap();
+    std::fs::write(dir.path().join("state.db"), b"this is not a database, just bytes").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("webhook.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a readable hookrunner database") && err.contains("Move it aside"), "{err}");
+    let out = std::process::Command::new(BIN).args(["db", "check", "--path"]).arg(dir.path().join("state.db")).output().unwrap();
+    assert!(!out.status.success());
+
+    // A store from a newer hookrunner.
+    let path = dir.path().join("newer.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    std::fs::write(dir.path().join("webhook.yaml"), config("mark", "newer.db")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("webhook.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("schema version 99, newer than this hookrunner's"), "{err}");
+
+    // A healthy store checks out.
+    let path = dir.path().join("fresh.db");
+    std::fs::write(dir.path().join("webhook.yaml"), config("mark", "fresh.db")).unwrap();
+    let mut d = Daemon::with(&config("mark", &path.display().to_string())).start();
+    assert!(d.terminate().success());
+    let out = std::process::Command::new(BIN).args(["db", "check", "--path"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+    let _ = Mutex::new(());
+}
