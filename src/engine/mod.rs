@@ -589,6 +589,8 @@ impl Inner {
         let status = self.table.with(&id, |t| {
             t.state = TaskState::Finished { started_at, finished_at, outcome: outcome.clone() };
             t.body = Bytes::new();
+            // Only a run needs the environment (a rerun builds its own).
+            t.env = Vec::new();
             let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
             self.stats.finished(&t.program.name, t.state.status(), run_time);
             t.state.status()

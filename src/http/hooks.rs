@@ -231,7 +231,7 @@ pub(super) async fn dispatch(
         } else {
             "no rule matched".to_string()
         });
-        tracing::info!(source = %source.name, %event, delivery_id = %rec.delivery_id, "delivery ignored: no rule matched");
+        tracing::debug!(source = %source.name, %event, delivery_id = %rec.delivery_id, "delivery ignored: no rule matched");
         return Ok(HttpResponse::Ok().json(json!({
             "delivery_id": rec.delivery_id,
             "source": source.name,

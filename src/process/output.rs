@@ -39,7 +39,9 @@ pub struct Line {
 pub struct Output {
     pub stdout: Mutex<Tail>,
     pub stderr: Mutex<Tail>,
-    lines: broadcast::Sender<Line>,
+    /// Made on the first `follow`: most tasks are never followed, and a channel
+    /// holds room for `FOLLOW_BUFFER` lines.
+    lines: std::sync::OnceLock<broadcast::Sender<Line>>,
 }
 
 impl Output {
@@ -47,7 +49,7 @@ impl Output {
         Output {
             stdout: Mutex::new(Tail::new(limit)),
             stderr: Mutex::new(Tail::new(limit)),
-            lines: broadcast::channel(FOLLOW_BUFFER).0,
+            lines: std::sync::OnceLock::new(),
         }
     }
 
@@ -72,7 +74,7 @@ impl Output {
             };
             lines.extend(complete.split('\n').map(|l| Line { stream, text: l.to_string() }));
         }
-        let rx = self.lines.subscribe();
+        let rx = self.lines.get_or_init(|| broadcast::channel(FOLLOW_BUFFER).0).subscribe();
         drop((out, err));
         (lines, rx)
     }
@@ -132,9 +134,11 @@ impl Tail {
 pub async fn capture(mut pipe: impl AsyncRead + Unpin, output: &Output, stream: Stream) {
     let mut buf = vec![0u8; 8192];
     let mut pending: Vec<u8> = Vec::new();
+    // Called under the tail's lock, like `follow`, so a follower sees each line once.
     let send = |bytes: &[u8]| {
-        // No receivers is fine: nobody follows.
-        let _ = output.lines.send(Line { stream, text: String::from_utf8_lossy(bytes).into_owned() });
+        if let Some(lines) = output.lines.get() {
+            let _ = lines.send(Line { stream, text: String::from_utf8_lossy(bytes).into_owned() });
+        }
     };
     loop {
         match pipe.read(&mut buf).await {
