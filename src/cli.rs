@@ -1,7 +1,10 @@
-//! The command line: `hookrunner [serve]` and `hookrunner check`.
+//! The command line: `hookrunner [serve]`, `check`, `explain`, `db check`,
+//! the API client (`tasks`, `task`, `cancel`, `rerun`, `deliveries`,
+//! `delivery`, `replay`, `send`), `completions` and `man`.
 
+use crate::client::{commands, Api};
 use crate::config::{self, Config};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +16,16 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log format: `text` for people (colours only on a terminal), `json` for
+    /// one JSON object per line (journald, log shippers). `RUST_LOG` sets the level.
+    #[arg(long, global = true, value_enum, env = "HOOKRUNNER_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -27,6 +40,144 @@ enum Command {
     /// Show how a payload would be judged and what it would run, offline
     /// (signatures are not checked; nothing runs).
     Explain(ExplainArgs),
+    /// List tasks, newest first (a table; `--json` for the API's JSON).
+    Tasks(TasksArgs),
+    /// Show one task (an id, or the start of one); `--output` follows its output live.
+    Task(TaskArgs),
+    /// Cancel a queued or running task.
+    Cancel(IdArgs),
+    /// Run a task again with the same program, params and body.
+    Rerun(IdArgs),
+    /// List recorded deliveries, newest first.
+    Deliveries(DeliveriesArgs),
+    /// Show one recorded delivery, with the verdict of every rule.
+    Delivery(IdArgs),
+    /// Run a recorded delivery again against the current config.
+    Replay(IdArgs),
+    /// Sign a JSON payload as a source's provider would and post it to
+    /// `/hooks/<source>`: tests a setup end to end without the provider.
+    Send(SendArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+/// Where the daemon is and how to authenticate to its API.
+#[derive(Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The daemon's address (`http://host:port`), instead of the config's `server.listen`.
+    #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL")]
+    url: Option<String>,
+    /// The API bearer token, instead of the config's first `api.tokens`.
+    #[arg(long, env = "HOOKRUNNER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct TasksArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Only tasks in this status (queued, running, succeeded, failed, timed_out, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only tasks from this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only tasks from this event.
+    #[arg(long)]
+    event: Option<String>,
+    /// Only tasks of this program.
+    #[arg(long)]
+    program: Option<String>,
+    /// At most this many tasks (1 to 1000; the daemon's default is 50).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Poll every second and print tasks as they appear or change, until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
+    /// Print JSON (with --follow: one task per line).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TaskArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The task id, or the start of it as `hookrunner tasks` shows it.
+    id: String,
+    /// Print the task's JSON.
+    #[arg(long, conflicts_with = "output")]
+    json: bool,
+    /// Follow the output live (stdout to stdout, stderr to stderr) until the
+    /// task ends; exit 0 if it succeeded, else 1.
+    #[arg(long)]
+    output: bool,
+}
+
+#[derive(Args)]
+struct IdArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The id, or the start of it as the tables show it.
+    id: String,
+    /// Print the API's JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DeliveriesArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Only deliveries to this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only deliveries of this event.
+    #[arg(long)]
+    event: Option<String>,
+    /// Only this outcome (accepted, ignored, duplicate, rejected).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// At most this many records (1 to 1000; the daemon's default is 50).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The daemon's address (`http://host:port`), instead of the config's `server.listen`.
+    #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL")]
+    url: Option<String>,
+    /// The source to send to; its provider and secrets come from the config.
+    #[arg(long)]
+    source: String,
+    /// The event (e.g. `push`; for GitLab `push` or `Push Hook`). Not needed
+    /// where the body carries it (Slack, Stripe, Standard Webhooks, Jira).
+    #[arg(long)]
+    event: Option<String>,
+    /// An extra request header, `Name: value` (repeatable; replaces a generated one).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// Ask for a dry run: judged and answered, nothing runs.
+    #[arg(long)]
+    dry_run: bool,
+    /// Hold the answer until the tasks finish, for up to this long (e.g. `30s`).
+    #[arg(long, value_name = "DURATION")]
+    wait: Option<String>,
+    /// The JSON body (`-` for stdin).
+    payload: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -78,25 +229,148 @@ struct ServeArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = Cli::parse_from(hoist_log_format(std::env::args_os().collect()));
+    init_logging(cli.log_format);
     match cli.command {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Db(DbCommand::Check { config, path })) => db_check(&config.config, path),
+        Some(Command::Tasks(a)) => {
+            let filter = commands::TaskFilter {
+                status: a.status,
+                source: a.source,
+                event: a.event,
+                program: a.program,
+                limit: a.limit,
+            };
+            with_api(&a.client, |api| commands::tasks(api, &filter, a.follow, a.json))
+        }
+        Some(Command::Task(a)) => with_api(&a.client, |api| commands::task(api, &a.id, a.json, a.output)),
+        Some(Command::Cancel(a)) => with_api(&a.client, |api| commands::cancel(api, &a.id, a.json)),
+        Some(Command::Rerun(a)) => with_api(&a.client, |api| commands::rerun(api, &a.id, a.json)),
+        Some(Command::Deliveries(a)) => {
+            let filter = commands::DeliveryFilter { source: a.source, event: a.event, outcome: a.outcome, limit: a.limit };
+            with_api(&a.client, |api| commands::deliveries(api, &filter, a.json))
+        }
+        Some(Command::Delivery(a)) => with_api(&a.client, |api| commands::delivery(api, &a.id, a.json)),
+        Some(Command::Replay(a)) => with_api(&a.client, |api| commands::replay(api, &a.id, a.json)),
+        Some(Command::Send(a)) => send(a),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Man) => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         None => serve(cli.serve),
     }
 }
 
-fn init_logging() {
+/// Moves a `--log-format` written before the subcommand to just after it:
+/// top-level options conflict with subcommands (they belong to the implicit
+/// `serve`), but the log format applies to every command.
+fn hoist_log_format(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let cmd = Cli::command();
+    let is_subcommand = |a: &std::ffi::OsString| {
+        a.to_str().is_some_and(|a| cmd.get_subcommands().any(|s| s.get_name() == a) || a == "help")
+    };
+    let Some(sub) = args.iter().position(is_subcommand) else { return args };
+    let mut moved = Vec::new();
+    let mut i = 1;
+    while i < sub {
+        let text = args[i].to_str().unwrap_or("");
+        let width = if text == "--log-format" && i + 1 < sub {
+            2
+        } else if text.starts_with("--log-format=") {
+            1
+        } else {
+            i += 1;
+            continue;
+        };
+        moved.extend(args.drain(i..i + width));
+        return hoist_into(args, moved, sub - width);
+    }
+    args
+}
+
+fn hoist_into(
+    mut args: Vec<std::ffi::OsString>,
+    moved: Vec<std::ffi::OsString>,
+    sub: usize,
+) -> Vec<std::ffi::OsString> {
+    let rest = args.split_off(sub + 1);
+    args.extend(moved);
+    args.extend(rest);
+    // Another `--log-format` before the subcommand (the last one wins anyway).
+    hoist_log_format(args)
+}
+
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // One object per line: timestamp, level, target, fields (with `message`).
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).with_current_span(false).init(),
+    }
+}
+
+/// Runs a client command against the daemon `args` names; an error is
+/// printed as `error: <sentence>`, exit status 1.
+fn with_api(
+    args: &ClientArgs,
+    run: impl FnOnce(&Api) -> Result<ExitCode, crate::client::Error>,
+) -> ExitCode {
+    let api = match (&args.url, &args.token) {
+        // Everything given: the config is not needed.
+        (Some(url), Some(token)) => Api::new(url, Some(token.clone())),
+        // With --url, a config that is not there is fine: no token then.
+        (Some(url), None) if !args.config.config.exists() => Api::new(url, None),
+        _ => match load(&args.config.config) {
+            Ok(config) => Api::from_config(Some(&config), args.url.as_deref(), args.token.as_deref()),
+            Err(code) => return code,
+        },
+    };
+    finish(run(&api))
+}
+
+fn finish(result: Result<ExitCode, crate::client::Error>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn send(args: SendArgs) -> ExitCode {
+    let config = match load(&args.config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(source) = config.sources.get(&args.source) else {
+        let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+        names.sort();
+        eprintln!("error: there is no source named `{}` (sources: {})", args.source, names.join(", "));
+        return ExitCode::from(2);
+    };
+    let body = match commands::read_payload(&args.payload) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let api = Api::from_config(Some(&config), args.url.as_deref(), None);
+    let send = commands::SendArgs { event: args.event, headers: args.headers, dry_run: args.dry_run, wait: args.wait };
+    finish(commands::send(&api, source, &body, &send))
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -139,7 +413,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         tracing::warn!("{w}");
     }
     tracing::info!(config = %config.path.display(), sources = config.sources.len(), "config loaded");
-    match crate::server::serve(config) {
+    match crate::server::serve(config, args.listen) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -12,19 +12,25 @@
 //! - [`process`]: spawning a handler in its own process group, its output and timeout.
 //! - [`store`]: the durable SQLite store: group commit, history, recovery.
 //! - [`config`]: `webhook.yaml`, checked at load into the types above.
+//! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
+//! - [`reload`]: putting a changed config in force without a restart.
 //! - [`server`]: binding, signals and graceful shutdown.
 //! - [`cli`]: the command line.
+//! - [`client`]: the command-line client of the HTTP API (`hookrunner tasks`, `send`, ...).
 //!
 //! `docs/ARCHITECTURE.md` walks through one delivery and draws the task states.
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod http;
 pub mod mapping;
+pub mod metrics;
 pub mod process;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod store;

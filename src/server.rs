@@ -1,12 +1,17 @@
-//! Starting and stopping the daemon: bind, serve, and on SIGTERM or SIGINT
-//! stop accepting, then drain the task engine.
+//! Starting and stopping the daemon: open the store, recover, bind, serve;
+//! reload on SIGHUP (or a changed file); on SIGTERM or SIGINT refuse new
+//! deliveries, let running tasks finish within the grace (the API stays up
+//! meanwhile), then stop the HTTP server and flush the store. systemd is told
+//! each step (`READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=`, watchdog).
 
 use crate::config::Config;
 use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
 use crate::http::{self, AppState};
 use actix_web::{web, App, HttpServer};
+use sd_notify::NotifyState;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +19,17 @@ use std::time::Duration;
 pub struct Application {
     server: actix_web::dev::Server,
     addr: SocketAddr,
+    state: web::Data<AppState>,
 }
 
 impl Application {
     /// Binds `config.server.listen` (port 0 picks a free port) and builds the server.
-    pub fn build(config: Arc<Config>, engine: Engine, store: Option<crate::store::Store>) -> std::io::Result<Self> {
+    pub fn build(
+        config: Arc<Config>,
+        engine: Engine,
+        store: Option<crate::store::Store>,
+        listen_override: Option<SocketAddr>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.server.listen)?;
         let addr = listener.local_addr()?;
         let dedup = DedupCache::default();
@@ -26,19 +37,30 @@ impl Application {
             refill_dedup(&config, store, &dedup);
         }
         let deliveries = DeliveryLog::new(config.deliveries.keep, config.deliveries.body_bytes, store);
-        let state = web::Data::new(AppState { config, engine, deliveries, dedup });
+        let metrics = engine.metrics().clone();
+        let config_path = config.path.clone();
+        let state = web::Data::new(AppState {
+            config: arc_swap::ArcSwap::new(config),
+            listen_override,
+            config_path,
+            engine,
+            deliveries,
+            dedup,
+            metrics,
+        });
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })
         .listen(listener)?
-        // Signals are ours: the engine must drain after the server stops.
+        // Signals are ours: the engine drains before the server stops.
         .disable_signals()
-        .shutdown_timeout(10)
+        .shutdown_timeout(5)
         .run();
-        Ok(Application { server, addr })
+        Ok(Application { server, addr, state })
     }
 
     /// The bound address.
@@ -71,7 +93,7 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
 
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting deliveries,
 /// lets tasks finish for up to `grace`, stops the rest, and returns.
-pub fn serve(config: Config) -> Result<(), String> {
+pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), String> {
     let grace = config.limits.shutdown_grace;
     // Handlers run here, not on actix's worker runtimes, which are dropped at shutdown.
     let engine_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -80,6 +102,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the task runtime: {e}"))?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let store = match &config.state {
         Some(path) => {
             let retention = crate::store::Retention {
@@ -88,7 +111,7 @@ pub fn serve(config: Config) -> Result<(), String> {
                 deliveries: config.deliveries.keep,
                 body_bytes: config.deliveries.body_bytes,
             };
-            let store = crate::store::Store::open(path, retention).map_err(|e| e.to_string())?;
+            let store = crate::store::Store::open(path, retention, metrics.clone()).map_err(|e| e.to_string())?;
             tracing::info!(store = %path.display(), "state is kept in the store");
             Some(store)
         }
@@ -97,7 +120,7 @@ pub fn serve(config: Config) -> Result<(), String> {
             None
         }
     };
-    let engine = Engine::new(config.limits.clone(), engine_runtime.handle().clone(), store.clone());
+    let engine = Engine::new(config.limits.clone(), engine_runtime.handle().clone(), store.clone(), metrics.clone());
     {
         // Recovery spawns timers on the engine runtime.
         let _guard = engine_runtime.enter();
@@ -116,29 +139,50 @@ pub fn serve(config: Config) -> Result<(), String> {
     engine.start_retention(config.limits.keep_for);
     let config = Arc::new(config);
 
+    let engine_handle = engine_runtime.handle().clone();
     actix_web::rt::System::new().block_on({
         let engine = engine.clone();
         let store = store.clone();
         async move {
             let listen = config.server.listen;
-            let app = Application::build(config, engine, store)
+            let watch = config.server.watch_config;
+            let app = Application::build(config, engine.clone(), store.clone(), listen_override)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!("listening on http://{}", app.addr());
+            let state = app.state.clone();
             let handle = app.server.handle();
             let server = actix_web::rt::spawn(app.server);
-            let signal = wait_for_signal().await;
+            notify(&[NotifyState::Ready]);
+            let _watcher = if watch { watch_config(state.clone()) } else { None };
+            actix_web::rt::spawn(status_and_watchdog(state.clone(), engine_handle.clone()));
+            let signal = loop {
+                match next_signal().await {
+                    Signal::Reload => {
+                        notify_reloading();
+                        let _ = crate::reload::reload(&state);
+                        notify(&[NotifyState::Ready]);
+                    }
+                    Signal::Stop(name) => break name,
+                }
+            };
+            notify(&[NotifyState::Stopping]);
             tracing::info!(
                 signal,
-                "stopping: no new deliveries; running and queued tasks get up to {} to finish",
+                "stopping: deliveries are refused; running tasks get up to {} to finish",
                 humantime::format_duration(grace)
             );
+            // Drain on the engine's runtime while the API keeps answering.
+            let drained = engine_handle.spawn({
+                let engine = engine.clone();
+                async move { engine.shutdown(grace).await }
+            });
+            let _ = drained.await;
             handle.stop(true).await;
             let _ = server.await;
             Ok::<(), String>(())
         }
     })?;
 
-    engine_runtime.block_on(engine.shutdown(grace));
     if let Some(store) = &store {
         store.close();
     }
@@ -146,15 +190,103 @@ pub fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Tells systemd (when it started us with `NOTIFY_SOCKET`); silent otherwise.
+fn notify(states: &[NotifyState]) {
+    let _ = sd_notify::notify(false, states);
+}
+
+fn notify_reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
+}
+
+/// Every few seconds: `STATUS=` with the counts; and watchdog pings at half
+/// of `WatchdogSec`, sent only while the engine runtime answers and the store writes.
+async fn status_and_watchdog(state: web::Data<AppState>, engine_runtime: tokio::runtime::Handle) {
+    let mut usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec) / 2);
+    let every = watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let (running, queued) = state.engine.counts();
+        let status = format!("{running} running, {queued} queued");
+        notify(&[NotifyState::Status(&status)]);
+        if watchdog.is_some() {
+            let runtime_alive = tokio::time::timeout(Duration::from_secs(2), engine_runtime.spawn(async {})).await.is_ok();
+            let store_ok = state.deliveries.store().is_none_or(|s| s.healthy());
+            if runtime_alive && store_ok {
+                notify(&[NotifyState::Watchdog]);
+            } else {
+                tracing::error!(runtime_alive, store_ok, "skipping the watchdog ping: the daemon is not healthy");
+            }
+        }
+    }
+}
+
+/// Watches the config's directory (so editors' rename-over-save, `git pull`
+/// and ConfigMap symlink swaps are seen) and reloads after changes settle.
+fn watch_config(state: web::Data<AppState>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let path: PathBuf = state.config_path.clone();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name()?.to_os_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            // Our file, or a `..data`-style symlink swap in the same directory.
+            let relevant = event.paths.iter().any(|p| {
+                p.file_name().is_some_and(|n| n == name.as_os_str() || n.to_string_lossy().starts_with(".."))
+            });
+            if relevant && !event.kind.is_access() {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .map_err(|e| tracing::error!("cannot watch the config: {e}"))
+    .ok()?;
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::error!("cannot watch `{}`: {e}", dir.display());
+        return None;
+    }
+    actix_web::rt::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: editors write in several steps.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            notify_reloading();
+            let _ = crate::reload::reload(&state);
+            notify(&[NotifyState::Ready]);
+        }
+    });
+    tracing::info!(dir = %dir.display(), "watching the config for changes");
+    Some(watcher)
+}
+
+enum Signal {
+    Reload,
+    Stop(&'static str),
+}
+
+async fn next_signal() -> Signal {
+    use std::sync::OnceLock;
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the daemon with SIGKILL");
+    static WARNED: OnceLock<()> = OnceLock::new();
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        WARNED.get_or_init(|| tracing::error!("cannot listen for signals; stop the daemon with SIGKILL"));
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        _ = term.recv() => Signal::Stop("SIGTERM"),
+        _ = int.recv() => Signal::Stop("SIGINT"),
+        _ = hup.recv() => Signal::Reload,
     }
 }
 

@@ -17,6 +17,7 @@ state:
   path: {state}
 tasks:
   max_concurrent: 2
+  max_queued: 40
   shutdown_grace: 10s
 sources:
   a:

@@ -8,6 +8,7 @@
 mod basic;
 pub mod ip;
 mod signature;
+pub mod sign;
 pub mod slack;
 pub mod standard;
 pub mod stripe;

@@ -65,6 +65,7 @@ pub struct Server {
     pub listen: SocketAddr,
     pub max_body: usize,
     pub trusted_proxies: Vec<IpNet>,
+    pub watch_config: bool,
 }
 
 impl Config {
@@ -271,7 +272,12 @@ impl Checker<'_> {
                 Err(e) => self.error(&[key("server"), key("trusted_proxies"), Seg::Index(i)], e),
             }
         }
-        Server { listen, max_body: usize::try_from(max_body).unwrap_or(usize::MAX), trusted_proxies }
+        Server {
+            listen,
+            max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
+            trusted_proxies,
+            watch_config: raw.watch_config.unwrap_or(false),
+        }
     }
 
     fn limits(&mut self, raw: &raw::RawTasks) -> Limits {

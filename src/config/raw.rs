@@ -53,6 +53,8 @@ pub struct RawServer {
     /// Peers whose `X-Forwarded-For` is believed (reverse proxies).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Reload when the config file changes.
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -110,7 +110,8 @@ pub struct Engine {
 }
 
 struct Inner {
-    limits: Limits,
+    /// Swapped whole on a config reload.
+    limits: arc_swap::ArcSwap<Limits>,
     runtime: Handle,
     table: TaskTable,
     sched: Mutex<Sched>,
@@ -119,6 +120,7 @@ struct Inner {
     stats: stats::Stats,
     /// Where task state is persisted, if anywhere.
     store: Option<crate::store::Store>,
+    metrics: Arc<crate::metrics::Metrics>,
     next_seq: AtomicU64,
 }
 
@@ -177,16 +179,22 @@ impl Sched {
 
 impl Engine {
     /// `runtime` runs the handlers; it must outlive the HTTP server.
-    pub fn new(limits: Limits, runtime: Handle, store: Option<crate::store::Store>) -> Self {
+    pub fn new(
+        limits: Limits,
+        runtime: Handle,
+        store: Option<crate::store::Store>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Engine {
             inner: Arc::new(Inner {
                 table: TaskTable::new(limits.keep),
-                limits,
+                limits: arc_swap::ArcSwap::from_pointee(limits),
                 runtime,
                 sched: Mutex::new(Sched::default()),
                 changed: Notify::new(),
                 stats: stats::Stats::default(),
                 store,
+                metrics,
                 next_seq: AtomicU64::new(1),
             }),
         }
@@ -220,9 +228,9 @@ impl Engine {
                 })
             })
             .count();
-        let free = inner.limits.max_concurrent.saturating_sub(sched.running.len());
+        let free = inner.limits.load().max_concurrent.saturating_sub(sched.running.len());
         let waiting = (sched.waiting() + sched.reserved).saturating_sub(replaced);
-        if waiting + tasks.len().saturating_sub(free) > inner.limits.max_queued {
+        if waiting + tasks.len().saturating_sub(free) > inner.limits.load().max_queued {
             return Err(SubmitError::QueueFull);
         }
         sched.reserved += tasks.len();
@@ -243,7 +251,7 @@ impl Engine {
                 body: t.body,
                 created_at: now,
                 state: TaskState::Queued,
-                output: Arc::new(Output::new(inner.limits.output_limit)),
+                output: Arc::new(Output::new(inner.limits.load().output_limit)),
                 record_id: t.record_id,
                 rerun_of: t.rerun_of,
                 reruns: Vec::new(),
@@ -398,6 +406,18 @@ impl Engine {
         &self.inner.stats
     }
 
+    /// New limits from a reloaded config; tasks already queued or running keep going.
+    /// (`tasks.keep` applies from the next start.)
+    pub fn set_limits(&self, limits: Limits) {
+        self.inner.limits.store(Arc::new(limits));
+        let mut sched = self.inner.lock_sched();
+        self.inner.start_ready(&mut sched);
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
     /// (running, queued) counts.
     pub fn counts(&self) -> (usize, usize) {
         let sched = self.inner.lock_sched();
@@ -470,7 +490,7 @@ impl Inner {
         if sched.draining && self.store.is_some() {
             return;
         }
-        while sched.running.len() < self.limits.max_concurrent {
+        while sched.running.len() < self.limits.load().max_concurrent {
             let Some(pos) = sched.queue.iter().position(|q| sched.may_start(q)) else { break };
             let Some(slot) = sched.queue.remove(pos) else { break };
             let id = slot.id;
@@ -503,7 +523,13 @@ impl Inner {
         let ending = process::run(&spec, body, output, stop, |pid| {
             let now = SystemTime::now();
             started_at = Some(now);
-            self.table.with(&id, |t| t.state = TaskState::Running { started_at: now, pid });
+            let created = self.table.with(&id, |t| {
+                t.state = TaskState::Running { started_at: now, pid };
+                t.created_at
+            });
+            if let Some(waited) = created.and_then(|c| now.duration_since(c).ok()) {
+                self.metrics.task_started(waited);
+            }
             self.persist(id);
             tracing::info!(task_id = %id, pid, "task started");
         })
@@ -550,7 +576,7 @@ impl Inner {
         self.table.with(&id, |t| {
             t.attempts.push(Attempt::record(t.attempt, started_at, now, &outcome, &t.output));
             t.attempt += 1;
-            t.output = Arc::new(Output::new(self.limits.output_limit));
+            t.output = Arc::new(Output::new(self.limits.load().output_limit));
             t.state = TaskState::Queued;
             t.next_attempt_at = Some(next_at);
         });
@@ -593,6 +619,7 @@ impl Inner {
             t.env = Vec::new();
             let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
             self.stats.finished(&t.program.name, t.state.status(), run_time);
+            self.metrics.task_finished(&t.program.name, t.state.status().as_str(), run_time);
             t.state.status()
         });
         if let Some(status) = status {

@@ -69,7 +69,7 @@ impl Engine {
                     let outcome = Outcome::Interrupted { reason: INTERRUPTED.into() };
                     task.attempts.push(Attempt::record(task.attempt, started, SystemTime::now(), &outcome, &task.output));
                     task.attempt += 1;
-                    task.output = Arc::new(Output::new(inner.limits.output_limit));
+                    task.output = Arc::new(Output::new(inner.limits.load().output_limit));
                 } else {
                     task.state = TaskState::Finished {
                         started_at: started,
@@ -152,7 +152,7 @@ impl Engine {
             .as_u64()
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
             .unwrap_or_else(SystemTime::now);
-        let output = Arc::new(Output::new(inner.limits.output_limit));
+        let output = Arc::new(Output::new(inner.limits.load().output_limit));
         output.stdout.lock().unwrap_or_else(|p| p.into_inner()).push(text(v, "stdout").as_bytes());
         output.stderr.lock().unwrap_or_else(|p| p.into_inner()).push(text(v, "stderr").as_bytes());
         let status = serde_json::from_value::<Status>(v["status"].clone()).ok()?;

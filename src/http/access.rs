@@ -12,11 +12,12 @@ use std::net::{IpAddr, Ipv4Addr};
 pub fn client_addr(req: &HttpRequest, state: &AppState) -> IpAddr {
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    client_ip(peer, forwarded, &state.config.server.trusted_proxies)
+    client_ip(peer, forwarded, &state.config().server.trusted_proxies)
 }
 
 pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let tokens = &state.config.api_tokens;
+    let config = state.config();
+    let tokens = &config.api_tokens;
     if tokens.is_empty() {
         let client = client_addr(req, state);
         return if client.is_loopback() {

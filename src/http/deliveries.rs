@@ -115,7 +115,7 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
             original.outcome.as_str()
         ))
     })?;
-    let config = state.config.clone();
+    let config = state.config();
     let source = config.sources.get(&original.source).ok_or_else(|| {
         ApiError::Conflict(format!("source `{}` is no longer in the config", original.source))
     })?;

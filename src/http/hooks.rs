@@ -38,7 +38,7 @@ pub async fn receive(
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
     let dry_run = query.iter().any(|(k, v)| k == "dry_run" && matches!(v.as_str(), "1" | "true" | "yes"));
     let client = client_addr(&req, &state);
-    let config = state.config.clone();
+    let config = state.config();
     let source = config.sources.get(&source_name);
     // Mask whatever carries this source's secrets, besides the usual names.
     let (secret_headers, secret_query) = source.map(|s| s.auth.secret_carriers()).unwrap_or_default();
@@ -58,9 +58,16 @@ pub async fn receive(
             tracing::warn!(source = %source_name, %client, reason = %e, "delivery refused");
             rec.outcome = Outcome::Rejected;
             rec.reason = Some(e.to_string());
+            state.metrics.rejection(e.reason());
             e.error_response()
         }
     };
+    if !dry_run {
+        state.metrics.delivery(&source_name, rec.outcome.as_str());
+        if rec.outcome == Outcome::Duplicate {
+            state.metrics.dedup_hit(&source_name);
+        }
+    }
     if !dry_run {
         rec.status = response.status().as_u16();
         let persisted = rec.persisted;
@@ -86,7 +93,7 @@ async fn receive_from(
         }
     }
     let headers = req.headers();
-    let raw = body::read(headers, payload, state.config.server.max_body).await?;
+    let raw = body::read(headers, payload, state.config().server.max_body).await?;
     rec.body_size = raw.len();
     auth::verify(&source.auth, headers, query, &raw, std::time::SystemTime::now()).map_err(|e| {
         ApiError::BadCredentials { message: e.to_string(), basic: matches!(source.auth, auth::Auth::Basic { .. }) }

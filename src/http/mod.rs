@@ -17,10 +17,23 @@ use std::sync::Arc;
 
 /// What every request handler can reach.
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// Swapped whole on a reload; a request works with the config it started with.
+    pub config: arc_swap::ArcSwap<Config>,
+    /// `--listen`, which a reload keeps.
+    pub listen_override: Option<std::net::SocketAddr>,
+    /// The config file, for reloads.
+    pub config_path: std::path::PathBuf,
     pub engine: Engine,
     pub deliveries: DeliveryLog,
     pub dedup: DedupCache,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl AppState {
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
 }
 
 /// Registers every route; the server and the tests use the same function.
@@ -44,6 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/deliveries/{id}").route(web::get().to(deliveries::get)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/deliveries/{id}/replay").route(web::post().to(deliveries::replay)).default_service(web::to(method_not_allowed)))
     .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed_get)))
+    .service(web::resource("/-/reload").route(web::post().to(reload)).default_service(web::to(method_not_allowed)))
+    .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed_get)))
     .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed_get)));
 }
 
@@ -60,6 +75,26 @@ async fn method_not_allowed_get(req: HttpRequest) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(req.method().to_string()));
     response.headers_mut().insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static("GET"));
     response
+}
+
+/// `POST /-/reload`: reloads the config file (same access rule as `/tasks`).
+async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    access::authorize_api(&req, &state)?;
+    match crate::reload::reload(&state) {
+        Ok(r) => Ok(HttpResponse::Ok().json(serde_json::json!({ "reloaded": true, "warnings": r.warnings }))),
+        Err(e) => Err(ApiError::BadRequest(format!("the config was not reloaded and the old one stays in force: {e}"))),
+    }
+}
+
+/// `GET /metrics`: Prometheus text (same access rule as `/tasks`).
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    access::authorize_api(&req, &state)?;
+    let (running, queued) = state.engine.counts();
+    state.metrics.running.set(running as i64);
+    state.metrics.queued.set(queued as i64);
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render()))
 }
 
 /// Ready when the config is loaded and the store (if any) can write.

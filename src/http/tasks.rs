@@ -52,8 +52,11 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
         before,
     };
-    let Some(store) = state.deliveries.store().cloned() else {
-        return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })));
+    // Unfinished tasks are always in memory; history is in the store.
+    let unfinished = filter.status.is_some_and(|s| !s.is_final());
+    let store = match state.deliveries.store().cloned() {
+        Some(store) if !unfinished => store,
+        _ => return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) }))),
     };
     // History comes from the store; tasks still in memory show their live state.
     let query = crate::store::Query {
@@ -193,7 +196,7 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
         Some(f) => Some(f),
         // Only in the store's history: take what it recorded.
         None => stored_task(&state, old).await?.and_then(|v| {
-            let program = state.config.program(v["program"].as_str()?)?;
+            let program = state.config().program(v["program"].as_str()?)?;
             let params = v["params"].as_object()?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             let text = |k: &str| -> std::sync::Arc<str> { v[k].as_str().unwrap_or("").into() };
             Some((program, params, text("source"), text("event"), text("delivery_id"), v["_record_id"].as_str().map(String::from), bytes::Bytes::new()))

@@ -123,7 +123,7 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
 
 impl Store {
     /// Opens (or creates) the store at `path`: checks it, migrates it, and starts the writer.
-    pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, retention: Retention, metrics: Arc<crate::metrics::Metrics>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError(format!("cannot create the store's directory `{}`: {e}", dir.display())))?;
@@ -144,7 +144,7 @@ impl Store {
             last_error: Mutex::new(None),
             reader: Mutex::new(reader),
         });
-        let writer = Writer { conn, inner: inner.clone(), retention, backlog: Vec::new() };
+        let writer = Writer { conn, inner: inner.clone(), retention, backlog: Vec::new(), metrics };
         std::thread::Builder::new()
             .name("hookrunner-store".into())
             .spawn(move || writer.run(rx))
@@ -340,6 +340,7 @@ struct Writer {
     retention: Retention,
     /// Unacknowledged writes that failed, tried again with the next batch.
     backlog: Vec<Op>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 const MAX_BATCH: usize = 1024;
@@ -388,7 +389,10 @@ impl Writer {
             let result = if ops.is_empty() && self.inner.healthy.load(Ordering::Relaxed) {
                 Ok(())
             } else {
-                self.apply(&ops)
+                let started = Instant::now();
+                let result = self.apply(&ops);
+                self.metrics.store_written(started.elapsed());
+                result
             };
             match &result {
                 Ok(()) => {

@@ -1,0 +1,379 @@
+//! The client commands. Each returns the exit status, or the error that
+//! `cli` prints as `error: <sentence>` (exit status 1).
+
+use super::render::{self, Table};
+use super::{Api, Error};
+use crate::config::Source;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+/// Filters of `hookrunner tasks`.
+#[derive(Debug, Default, Clone)]
+pub struct TaskFilter {
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub event: Option<String>,
+    pub program: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Filters of `hookrunner deliveries`.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub source: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<String>,
+    pub limit: Option<u32>,
+}
+
+fn query(pairs: &[(&str, &Option<String>)], limit: Option<u32>) -> Vec<(String, String)> {
+    let mut q: Vec<(String, String)> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+        .collect();
+    if let Some(limit) = limit {
+        q.push(("limit".into(), limit.to_string()));
+    }
+    q
+}
+
+/// Prints to stdout; a closed stdout (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn pretty(v: &Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+fn list<'v>(v: &'v Value, key: &str) -> &'v [Value] {
+    v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// `hookrunner tasks`.
+pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result<ExitCode, Error> {
+    let q = query(
+        &[
+            ("status", &filter.status),
+            ("source", &filter.source),
+            ("event", &filter.event),
+            ("program", &filter.program),
+        ],
+        filter.limit,
+    );
+    let answer = api.get("/tasks", &q)?;
+    if !follow {
+        out(&if json { pretty(&answer) } else { render::tasks_table(list(&answer, "tasks")) });
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Following: oldest first, so that new tasks come at the bottom.
+    let table = Table { widths: vec![8, 16, 9, 4, 19, 8] };
+    if !json {
+        let header: Vec<String> = render::TASK_HEADER.iter().map(|h| h.to_string()).collect();
+        out(&format!("{}\n", table.row(&header)));
+    }
+    let mut seen: HashMap<String, (Value, Value)> = HashMap::new();
+    let mut last_error: Option<String> = None;
+    let mut answer: Result<Value, Error> = Ok(answer);
+    loop {
+        match answer {
+            Ok(a) => {
+                if last_error.take().is_some() {
+                    eprintln!("reconnected to {}", api.base());
+                }
+                for t in list(&a, "tasks").iter().rev() {
+                    let id = t["id"].as_str().unwrap_or("").to_string();
+                    let state = (t["status"].clone(), t["exit_code"].clone());
+                    if seen.get(&id) == Some(&state) {
+                        continue;
+                    }
+                    seen.insert(id, state);
+                    let line = if json { t.to_string() } else { table.row(&render::task_row(t)) };
+                    out(&format!("{line}\n"));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(&text) {
+                    eprintln!("error: {text} (retrying every second)");
+                    last_error = Some(text);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        answer = api.get("/tasks", &q);
+    }
+}
+
+/// Whether `id` could be the front of an id shown in a table.
+fn could_be_prefix(id: &str) -> bool {
+    !id.is_empty() && id.len() < 36
+}
+
+/// A task by id, or by the front of its id when that names exactly one task.
+fn find_task(api: &Api, id: &str) -> Result<Value, Error> {
+    let first = api.get(&format!("/tasks/{}", path_segment(id)), &[]);
+    match first {
+        Err(Error::Api { status: 404, .. }) if could_be_prefix(id) => {
+            let all = api.get("/tasks", &[("limit".into(), "1000".into())])?;
+            let matches: Vec<&Value> =
+                list(&all, "tasks").iter().filter(|t| t["id"].as_str().is_some_and(|t| t.starts_with(id))).collect();
+            match matches[..] {
+                [one] => Ok(one.clone()),
+                [] => first,
+                _ => Err(Error::Other(format!("`{id}` is the start of {} task ids: give more of it", matches.len()))),
+            }
+        }
+        other => other,
+    }
+}
+
+/// A delivery record by id, or by the front of its id.
+fn find_delivery(api: &Api, id: &str) -> Result<Value, Error> {
+    let first = api.get(&format!("/deliveries/{}", path_segment(id)), &[]);
+    match first {
+        Err(Error::Api { status: 404, .. }) if could_be_prefix(id) => {
+            let all = api.get("/deliveries", &[("limit".into(), "1000".into())])?;
+            let matches: Vec<&Value> = list(&all, "deliveries")
+                .iter()
+                .filter(|d| d["id"].as_str().is_some_and(|d| d.starts_with(id)))
+                .collect();
+            match matches[..] {
+                [one] => Ok(one.clone()),
+                [] => first,
+                _ => Err(Error::Other(format!("`{id}` is the start of {} delivery ids: give more of it", matches.len()))),
+            }
+        }
+        other => other,
+    }
+}
+
+/// `id` for a URL path (ids are UUIDs or provider ids; `/` and friends are escaped).
+fn path_segment(id: &str) -> String {
+    let mut s = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// `hookrunner task ID`.
+pub fn task(api: &Api, id: &str, json: bool, output: bool) -> Result<ExitCode, Error> {
+    let task = find_task(api, id)?;
+    if output {
+        return follow_output(api, &id_of(&task));
+    }
+    out(&if json { pretty(&task) } else { render::task_details(&task) });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a task's output live; the exit status says whether it succeeded.
+fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
+    let mut events = api.events(&format!("/tasks/{id}/output"), &[("follow".into(), "1".into())])?;
+    let lost = |e: std::io::Error| Error::Other(format!("the output stream of task {id} broke off: {e}"));
+    while let Some(event) = events.next_event().map_err(lost)? {
+        match event.name.as_str() {
+            "stdout" => out(&format!("{}\n", event.data)),
+            "stderr" => {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(stderr, "{}", event.data);
+            }
+            "missed" => {
+                let n = serde_json::from_str::<Value>(&event.data).ok().and_then(|v| v["lines"].as_u64()).unwrap_or(0);
+                eprintln!("[{n} lines of output missed]");
+            }
+            "status" => {
+                let status: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                eprintln!("{}", final_status(id, &status));
+                return Ok(if status["status"] == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            _ => {}
+        }
+    }
+    Err(Error::Other(format!("the output stream of task {id} ended before the task finished")))
+}
+
+/// `task a1298d7a succeeded (exit code 0, 1.2s)`.
+fn final_status(id: &str, status: &Value) -> String {
+    let mut details = Vec::new();
+    if let Some(code) = status["exit_code"].as_i64() {
+        details.push(format!("exit code {code}"));
+    }
+    if !status["duration_ms"].is_null() {
+        details.push(render::duration(&status["duration_ms"]));
+    }
+    let error = status["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+    let details = if details.is_empty() { String::new() } else { format!(" ({})", details.join(", ")) };
+    format!(
+        "task {} {}{error}{details}",
+        render::short_id(id),
+        status["status"].as_str().unwrap_or("finished")
+    )
+}
+
+/// `hookrunner cancel ID`.
+pub fn cancel(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
+    let id = id_of(&find_task(api, id)?);
+    let answer = api.post(&format!("/tasks/{id}/cancel"))?;
+    if json {
+        out(&pretty(&answer.json));
+    } else {
+        let status = answer.json["status"].as_str().unwrap_or("");
+        if status == "cancelled" {
+            out(&format!("task {id} cancelled\n"));
+        } else {
+            out(&format!("task {id}: cancel requested (it is {status}; it stops within seconds)\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hookrunner rerun ID`.
+pub fn rerun(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
+    let id = id_of(&find_task(api, id)?);
+    let answer = api.post(&format!("/tasks/{id}/rerun"))?;
+    if json {
+        out(&pretty(&answer.json));
+    } else {
+        let new = &answer.json;
+        out(&format!(
+            "task {} {} (rerun of {}, program {})\n",
+            id_of(new),
+            new["status"].as_str().unwrap_or("queued"),
+            render::short_id(&id),
+            new["program"].as_str().unwrap_or("?")
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hookrunner deliveries`.
+pub fn deliveries(api: &Api, filter: &DeliveryFilter, json: bool) -> Result<ExitCode, Error> {
+    let q = query(
+        &[("source", &filter.source), ("event", &filter.event), ("outcome", &filter.outcome)],
+        filter.limit,
+    );
+    let answer = api.get("/deliveries", &q)?;
+    out(&if json { pretty(&answer) } else { render::deliveries_table(list(&answer, "deliveries")) });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hookrunner delivery ID`.
+pub fn delivery(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
+    let record = find_delivery(api, id)?;
+    out(&if json { pretty(&record) } else { render::delivery_details(&record) });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hookrunner replay ID`.
+pub fn replay(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
+    let id = id_of(&find_delivery(api, id)?);
+    let answer = api.post(&format!("/deliveries/{}/replay", path_segment(&id)))?;
+    if json {
+        out(&pretty(&answer.json));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = answer.location.as_deref().and_then(|l| l.rsplit('/').next()).unwrap_or("?");
+    out(&delivery_answer(&format!("replayed delivery {id} as {record}"), &answer.json));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a delivery started (a replay's answer).
+fn delivery_answer(head: &str, a: &Value) -> String {
+    let tasks = list(a, "tasks");
+    let mut text = match a["message"].as_str() {
+        Some(m) => format!("{head}: {m}\n"),
+        None => format!("{head}: {} task{} started\n", tasks.len(), if tasks.len() == 1 { "" } else { "s" }),
+    };
+    for t in tasks {
+        text.push_str(&format!("  task {} {}\n", id_of(t), t["program"].as_str().unwrap_or("")));
+    }
+    text
+}
+
+/// What `hookrunner send` sends.
+#[derive(Debug, Default, Clone)]
+pub struct SendArgs {
+    pub event: Option<String>,
+    /// `Name: value` headers, added after (and replacing) the signed ones.
+    pub headers: Vec<String>,
+    pub dry_run: bool,
+    pub wait: Option<String>,
+}
+
+/// Parses `Name: value`.
+pub fn parse_header(h: &str) -> Result<(String, String), Error> {
+    h.split_once(':')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty() && !k.contains(' '))
+        .ok_or_else(|| Error::Other(format!("`{h}` is not a header such as `X-Event: push`")))
+}
+
+/// `hookrunner send`: signs `body` as `source`'s provider would and posts it.
+pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<ExitCode, Error> {
+    let event = args.event.as_deref().unwrap_or("");
+    let signed = crate::auth::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    headers.extend(signed.headers);
+    for h in &args.headers {
+        let (k, v) = parse_header(h)?;
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&k));
+        headers.push((k, v));
+    }
+    let mut q = signed.query;
+    if args.dry_run {
+        q.push(("dry_run".into(), "1".into()));
+    }
+    if let Some(wait) = &args.wait {
+        q.push(("wait".into(), wait.clone()));
+    }
+    let answer = api.post_body(&format!("/hooks/{}", path_segment(&source.name)), &q, &headers, body)?;
+    out(&pretty(&answer.json));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A payload file's bytes; `-` reads stdin.
+pub fn read_payload(path: &Path) -> Result<Vec<u8>, Error> {
+    if path == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+            .map_err(|e| Error::Other(format!("cannot read the payload from stdin: {e}")))?;
+        return Ok(body);
+    }
+    std::fs::read(path).map_err(|e| Error::Other(format!("cannot read `{}`: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn final_status_lines() {
+        let s = json!({"status": "succeeded", "exit_code": 0, "error": null, "duration_ms": 1200});
+        assert_eq!(final_status("a1298d7a-5dd2", &s), "task a1298d7a succeeded (exit code 0, 1.2s)");
+        let s = json!({"status": "timed_out", "exit_code": null, "error": "timed out after 1s", "duration_ms": 1000});
+        assert_eq!(final_status("a1298d7a-5dd2", &s), "task a1298d7a timed_out: timed out after 1s (1.0s)");
+    }
+
+    #[test]
+    fn headers_and_paths() {
+        assert_eq!(parse_header("X-A: b: c").unwrap(), ("X-A".into(), "b: c".into()));
+        assert!(parse_header("nocolon").is_err());
+        assert_eq!(path_segment("msg_1/2 3"), "msg_1%2F2%203");
+    }
+}

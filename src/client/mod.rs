@@ -1,0 +1,241 @@
+//! The command-line client of the HTTP API (`hookrunner tasks`, `task`,
+//! `cancel`, `rerun`, `deliveries`, `delivery`, `replay`, `send`): a blocking
+//! HTTP client, the tables and detail views it prints, and a reader for the
+//! live output's Server-Sent Events.
+
+pub mod commands;
+pub mod render;
+pub mod sse;
+
+use crate::config::Config;
+use serde_json::Value;
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Why a client command failed; printed as `error: <this>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The daemon could not be reached at all.
+    Unreachable { url: String, reason: String },
+    /// The daemon answered with an error status and its `{"error": ...}` sentence.
+    Api { status: u16, message: String },
+    /// Anything else (a bad argument, an answer that is not JSON, ...).
+    Other(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unreachable { url, reason } => write!(f, "cannot reach hookrunner at {url}: {reason}"),
+            Error::Api { message, .. } => f.write_str(message),
+            Error::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+/// The address a client uses for a daemon listening on `listen`: a wildcard
+/// address becomes the loopback address of its family.
+pub fn client_addr(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// `--url` as given: `host:port` gets `http://`, a trailing `/` is dropped.
+pub fn normalise_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+/// A daemon's HTTP API.
+pub struct Api {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+    /// The same, without a read timeout, for streams.
+    streaming: ureq::Agent,
+}
+
+/// An answer of the daemon: its status and the JSON it sent.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub json: Value,
+}
+
+impl Api {
+    /// An API at `base` (`http://host:port`), sending `token` as a bearer token.
+    pub fn new(base: &str, token: Option<String>) -> Api {
+        let build = |read: Option<Duration>| {
+            let mut b = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(10)).redirects(0);
+            if let Some(read) = read {
+                b = b.timeout_read(read).timeout_write(read);
+            }
+            b.build()
+        };
+        Api {
+            base: normalise_url(base),
+            token: token.filter(|t| !t.is_empty()),
+            agent: build(Some(Duration::from_secs(60))),
+            streaming: build(None),
+        }
+    }
+
+    /// The API of the daemon `config` describes; `url` and `token` override it.
+    pub fn from_config(config: Option<&Config>, url: Option<&str>, token: Option<&str>) -> Api {
+        let base = match (url, config) {
+            (Some(url), _) => url.to_string(),
+            (None, Some(c)) => format!("http://{}", client_addr(c.server.listen)),
+            (None, None) => format!("http://{}", crate::config::DEFAULT_LISTEN),
+        };
+        let token = token
+            .map(str::to_string)
+            .or_else(|| config.and_then(|c| c.api_tokens.first()).map(|t| String::from_utf8_lossy(t.expose()).into_owned()));
+        Api::new(&base, token)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str, query: &[(String, String)]) -> String {
+        let mut url = format!("{}{path}", self.base);
+        if !query.is_empty() {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+            url.push('?');
+            url.push_str(&q.finish());
+        }
+        url
+    }
+
+    fn request(&self, agent: &ureq::Agent, method: &str, path: &str, query: &[(String, String)]) -> ureq::Request {
+        let mut req = agent.request(method, &self.url(path, query));
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        req
+    }
+
+    /// Turns a ureq result into an answer; error statuses become [`Error::Api`].
+    fn answer(&self, result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Error> {
+        let (ok, resp) = match result {
+            Ok(r) => (true, r),
+            Err(ureq::Error::Status(_, r)) => (false, r),
+            Err(ureq::Error::Transport(t)) => return Err(self.transport(&t)),
+        };
+        let status = resp.status();
+        let location = resp.header("Location").map(str::to_string);
+        let mut text = String::new();
+        resp.into_reader()
+            .take(64 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Other(format!("reading the answer from {}: {e}", self.base)))?;
+        let json: Option<Value> = serde_json::from_str(&text).ok();
+        if !ok {
+            let message = json
+                .as_ref()
+                .and_then(|j| j["error"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the daemon answered {status}: {}", text.trim()));
+            return Err(Error::Api { status, message });
+        }
+        match json {
+            Some(json) => Ok(Answer { status, location, json }),
+            None if text.trim().is_empty() => Ok(Answer { status, location, json: Value::Null }),
+            None => Err(Error::Other(format!("the daemon answered {status} with something that is not JSON: {}", text.trim()))),
+        }
+    }
+
+    fn transport(&self, t: &ureq::Transport) -> Error {
+        if t.kind() == ureq::ErrorKind::InvalidUrl || t.kind() == ureq::ErrorKind::UnknownScheme {
+            return Error::Other(format!("`{}` is not a URL such as http://127.0.0.1:9000", self.base));
+        }
+        // The innermost cause says it best ("Connection refused (os error 111)").
+        let mut reason = t.message().map(str::to_string).unwrap_or_else(|| t.kind().to_string());
+        let mut source = std::error::Error::source(t);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        Error::Unreachable { url: self.base.clone(), reason }
+    }
+
+    /// `GET path?query`, as JSON.
+    pub fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, Error> {
+        self.answer(self.request(&self.agent, "GET", path, query).call()).map(|a| a.json)
+    }
+
+    /// `POST path` without a body.
+    pub fn post(&self, path: &str) -> Result<Answer, Error> {
+        self.answer(self.request(&self.agent, "POST", path, &[]).send_bytes(&[]))
+    }
+
+    /// `POST path?query` with `headers` and `body` (a delivery, for `send`).
+    pub fn post_body(&self, path: &str, query: &[(String, String)], headers: &[(String, String)], body: &[u8]) -> Result<Answer, Error> {
+        let mut req = self.agent.request("POST", &self.url(path, query));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        self.answer(req.send_bytes(body))
+    }
+
+    /// `GET path` as a stream of Server-Sent Events.
+    pub fn events(&self, path: &str, query: &[(String, String)]) -> Result<sse::Reader<Box<dyn Read + Send + Sync>>, Error> {
+        let req = self.request(&self.streaming, "GET", path, query).set("Accept", "text/event-stream");
+        match req.call() {
+            Ok(resp) => Ok(sse::Reader::new(resp.into_reader())),
+            Err(e) => match self.answer(Err(e)) {
+                Err(e) => Err(e),
+                Ok(_) => Err(Error::Other("unexpected answer".into())),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listen_addresses_become_loopback() {
+        let addr = |s: &str| client_addr(s.parse().unwrap()).to_string();
+        assert_eq!(addr("0.0.0.0:9000"), "127.0.0.1:9000");
+        assert_eq!(addr("[::]:9000"), "[::1]:9000");
+        assert_eq!(addr("10.1.2.3:80"), "10.1.2.3:80");
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(normalise_url("127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(normalise_url("https://hooks.example.com/"), "https://hooks.example.com");
+        let api = Api::new("http://h:1", None);
+        let q = [("status".to_string(), "failed".to_string()), ("source".to_string(), "a b".to_string())];
+        assert_eq!(api.url("/tasks", &q), "http://h:1/tasks?status=failed&source=a+b");
+    }
+
+    #[test]
+    fn unreachable_daemon() {
+        // Port 1 on loopback: nothing listens there.
+        let api = Api::new("http://127.0.0.1:1", None);
+        match api.get("/tasks", &[]) {
+            Err(Error::Unreachable { url, reason }) => {
+                assert_eq!(url, "http://127.0.0.1:1");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

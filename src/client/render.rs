@@ -1,0 +1,288 @@
+//! How the client prints tasks and deliveries: tables and detail views.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+/// A JSON value as a cell: strings bare, null as `-`.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The first 8 characters of an id.
+pub fn short_id(id: &str) -> &str {
+    match id.char_indices().nth(8) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
+/// `2024-05-01T12:00:00.123Z` → `2024-05-01 12:00:00`.
+pub fn time(v: &Value) -> String {
+    match v.as_str() {
+        Some(t) => {
+            let t = t.replacen('T', " ", 1);
+            let t = t.split('.').next().unwrap_or(&t).trim_end_matches('Z').to_string();
+            t
+        }
+        None => "-".into(),
+    }
+}
+
+/// Milliseconds for a person: `350ms`, `4.2s`, `3m07s`, `2h05m`.
+pub fn duration(v: &Value) -> String {
+    let Some(ms) = v.as_u64() else { return "-".into() };
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
+    }
+}
+
+/// A table: the header row, then one row per item; columns padded to fit.
+pub struct Table {
+    pub widths: Vec<usize>,
+}
+
+impl Table {
+    /// Widths that fit `header` and `rows`, each at least `min`.
+    pub fn fit(header: &[&str], rows: &[Vec<String>], min: &[usize]) -> Table {
+        let widths = (0..header.len())
+            .map(|i| {
+                let data = rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+                data.max(header[i].len()).max(min.get(i).copied().unwrap_or(0))
+            })
+            .collect();
+        Table { widths }
+    }
+
+    /// One row; the last column is not padded.
+    pub fn row(&self, cells: &[String]) -> String {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                let _ = write!(out, "{c:<w$}  ", w = self.widths[i]);
+            }
+        }
+        out.trim_end().to_string()
+    }
+}
+
+pub const TASK_HEADER: [&str; 6] = ["ID", "PROGRAM", "STATUS", "EXIT", "CREATED", "DURATION"];
+
+pub fn task_row(t: &Value) -> Vec<String> {
+    vec![
+        short_id(t["id"].as_str().unwrap_or("")).to_string(),
+        cell(&t["program"]),
+        cell(&t["status"]),
+        cell(&t["exit_code"]),
+        time(&t["created_at"]),
+        duration(&t["duration_ms"]),
+    ]
+}
+
+/// The tasks table, header first.
+pub fn tasks_table(tasks: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = tasks.iter().map(task_row).collect();
+    let table = Table::fit(&TASK_HEADER, &rows, &[]);
+    table_text(&table, &TASK_HEADER, &rows)
+}
+
+fn table_text(table: &Table, header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let _ = writeln!(out, "{}", table.row(&header));
+    for r in rows {
+        let _ = writeln!(out, "{}", table.row(r));
+    }
+    out
+}
+
+pub const DELIVERY_HEADER: [&str; 7] = ["ID", "SOURCE", "EVENT", "OUTCOME", "STATUS", "RECEIVED", "TASKS"];
+
+pub fn delivery_row(d: &Value) -> Vec<String> {
+    let tasks = d["task_ids"].as_array().map_or(0, Vec::len);
+    vec![
+        short_id(d["id"].as_str().unwrap_or("")).to_string(),
+        cell(&d["source"]),
+        cell(&d["event"]),
+        cell(&d["outcome"]),
+        cell(&d["status"]),
+        time(&d["received_at"]),
+        tasks.to_string(),
+    ]
+}
+
+pub fn deliveries_table(deliveries: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = deliveries.iter().map(delivery_row).collect();
+    let table = Table::fit(&DELIVERY_HEADER, &rows, &[]);
+    table_text(&table, &DELIVERY_HEADER, &rows)
+}
+
+/// `label: value` lines for the fields that are set.
+fn fields(out: &mut String, t: &Value, list: &[(&str, &str)]) {
+    let width = list.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
+    for (label, key) in list {
+        let v = &t[*key];
+        if v.is_null() {
+            continue;
+        }
+        let text = match *key {
+            "created_at" | "started_at" | "finished_at" | "received_at" | "next_attempt_at" => time(v),
+            "duration_ms" => duration(v),
+            _ => cell(v),
+        };
+        let _ = writeln!(out, "{:<width$} {text}", format!("{label}:"));
+    }
+}
+
+/// A kept output stream, indented, with a note when its front was cut.
+fn stream(out: &mut String, name: &str, text: &Value, truncated: &Value) {
+    let Some(text) = text.as_str().filter(|t| !t.is_empty()) else { return };
+    let cut = if truncated.as_bool() == Some(true) { " (the front was cut)" } else { "" };
+    let _ = writeln!(out, "{name}{cut}:");
+    for line in text.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// A task in detail.
+pub fn task_details(t: &Value) -> String {
+    let mut out = String::new();
+    fields(
+        &mut out,
+        t,
+        &[
+            ("task", "id"),
+            ("program", "program"),
+            ("status", "status"),
+            ("exit code", "exit_code"),
+            ("error", "error"),
+            ("attempt", "attempt"),
+            ("source", "source"),
+            ("event", "event"),
+            ("delivery", "delivery_id"),
+            ("created", "created_at"),
+            ("started", "started_at"),
+            ("finished", "finished_at"),
+            ("duration", "duration_ms"),
+            ("next attempt", "next_attempt_at"),
+            ("concurrency key", "concurrency_key"),
+            ("rerun of", "rerun_of"),
+        ],
+    );
+    if let Some(argv) = t["argv"].as_array() {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "argv: [{}]", argv.join(", "));
+    }
+    if let Some(params) = t["params"].as_object().filter(|p| !p.is_empty()) {
+        let _ = writeln!(out, "params:");
+        for (k, v) in params {
+            let _ = writeln!(out, "  {k} = {v}");
+        }
+    }
+    if let Some(reruns) = t["reruns"].as_array().filter(|r| !r.is_empty()) {
+        let ids: Vec<String> = reruns.iter().map(cell).collect();
+        let _ = writeln!(out, "reruns: {}", ids.join(", "));
+    }
+    stream(&mut out, "stdout", &t["stdout"], &t["stdout_truncated"]);
+    stream(&mut out, "stderr", &t["stderr"], &t["stderr_truncated"]);
+    out
+}
+
+/// A delivery record in detail.
+pub fn delivery_details(d: &Value) -> String {
+    let mut out = String::new();
+    fields(
+        &mut out,
+        d,
+        &[
+            ("delivery", "id"),
+            ("provider id", "delivery_id"),
+            ("source", "source"),
+            ("event", "event"),
+            ("received", "received_at"),
+            ("from", "remote_addr"),
+            ("outcome", "outcome"),
+            ("status", "status"),
+            ("reason", "reason"),
+            ("body size", "body_size"),
+            ("body kept", "body_kept"),
+            ("duplicate of", "duplicate_of"),
+            ("replay of", "replay_of"),
+        ],
+    );
+    for (label, key) in [("tasks", "task_ids"), ("replays", "replays")] {
+        if let Some(ids) = d[key].as_array().filter(|r| !r.is_empty()) {
+            let ids: Vec<String> = ids.iter().map(cell).collect();
+            let _ = writeln!(out, "{label}: {}", ids.join(", "));
+        }
+    }
+    if let Some(headers) = d["headers"].as_array().filter(|h| !h.is_empty()) {
+        let _ = writeln!(out, "headers:");
+        for h in headers {
+            let _ = writeln!(out, "  {}: {}", cell(&h[0]), cell(&h[1]));
+        }
+    }
+    if let Some(params) = d["params"].as_object().filter(|p| !p.is_empty()) {
+        let _ = writeln!(out, "params:");
+        for (mapping, values) in params {
+            let _ = writeln!(out, "  {mapping}: {values}");
+        }
+    }
+    if let Some(rules) = d["rules"].as_array().filter(|r| !r.is_empty()) {
+        let _ = writeln!(out, "rules:");
+        for r in rules {
+            let condition = r["if"].as_str().map_or("(always)".to_string(), |c| format!("if {c}"));
+            let _ = writeln!(
+                out,
+                "  {} rule {} {condition}: {} → {}",
+                cell(&r["mapping"]),
+                cell(&r["rule"]),
+                cell(&r["result"]),
+                cell(&r["program"])
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(duration(&json!(350)), "350ms");
+        assert_eq!(duration(&json!(4200)), "4.2s");
+        assert_eq!(duration(&json!(187_000)), "3m07s");
+        assert_eq!(duration(&json!(7_500_000)), "2h05m");
+        assert_eq!(duration(&Value::Null), "-");
+        assert_eq!(time(&json!("2024-05-01T12:00:00.123Z")), "2024-05-01 12:00:00");
+        assert_eq!(short_id("a1298d7a-5dd2-4983"), "a1298d7a");
+        assert_eq!(short_id("abc"), "abc");
+    }
+
+    #[test]
+    fn a_tasks_table() {
+        let tasks = [
+            json!({"id": "a1298d7a-5dd2-4983-a9cf-d8310683cd42", "program": "notify", "status": "succeeded",
+                   "exit_code": 0, "created_at": "2024-05-01T12:00:00.123Z", "duration_ms": 1200}),
+            json!({"id": "d114d657-d318-4fb3-9dca-4f65f70ed2d9", "program": "deploy-app", "status": "queued",
+                   "exit_code": null, "created_at": "2024-05-01T12:00:01.000Z", "duration_ms": null}),
+        ];
+        assert_eq!(
+            tasks_table(&tasks),
+            "ID        PROGRAM     STATUS     EXIT  CREATED              DURATION\n\
+             a1298d7a  notify      succeeded  0     2024-05-01 12:00:00  1.2s\n\
+             d114d657  deploy-app  queued     -     2024-05-01 12:00:01  -\n"
+        );
+    }
+}
