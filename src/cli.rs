@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "hookrunner", version, about = "Runs handler scripts for incoming webhooks, and tracks every task.")]
+#[command(
+    name = "hookrunner",
+    version,
+    about = "Runs handler scripts for incoming webhooks, and tracks every task."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -244,29 +248,47 @@ pub fn main() -> ExitCode {
                 program: a.program,
                 limit: a.limit,
             };
-            with_api(&a.client, |api| commands::tasks(api, &filter, a.follow, a.json))
+            with_api(&a.client, |api| {
+                commands::tasks(api, &filter, a.follow, a.json)
+            })
         }
-        Some(Command::Task(a)) => with_api(&a.client, |api| commands::task(api, &a.id, a.json, a.output)),
+        Some(Command::Task(a)) => with_api(&a.client, |api| {
+            commands::task(api, &a.id, a.json, a.output)
+        }),
         Some(Command::Cancel(a)) => with_api(&a.client, |api| commands::cancel(api, &a.id, a.json)),
         Some(Command::Rerun(a)) => with_api(&a.client, |api| commands::rerun(api, &a.id, a.json)),
         Some(Command::Deliveries(a)) => {
-            let filter = commands::DeliveryFilter { source: a.source, event: a.event, outcome: a.outcome, limit: a.limit };
+            let filter = commands::DeliveryFilter {
+                source: a.source,
+                event: a.event,
+                outcome: a.outcome,
+                limit: a.limit,
+            };
             with_api(&a.client, |api| commands::deliveries(api, &filter, a.json))
         }
-        Some(Command::Delivery(a)) => with_api(&a.client, |api| commands::delivery(api, &a.id, a.json)),
+        Some(Command::Delivery(a)) => {
+            with_api(&a.client, |api| commands::delivery(api, &a.id, a.json))
+        }
         Some(Command::Replay(a)) => with_api(&a.client, |api| commands::replay(api, &a.id, a.json)),
         Some(Command::Send(a)) => send(a),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "hookrunner",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
-        Some(Command::Man) => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+        Some(Command::Man) => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         None => serve(cli.serve),
     }
 }
@@ -277,9 +299,12 @@ pub fn main() -> ExitCode {
 fn hoist_log_format(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let cmd = Cli::command();
     let is_subcommand = |a: &std::ffi::OsString| {
-        a.to_str().is_some_and(|a| cmd.get_subcommands().any(|s| s.get_name() == a) || a == "help")
+        a.to_str()
+            .is_some_and(|a| cmd.get_subcommands().any(|s| s.get_name() == a) || a == "help")
     };
-    let Some(sub) = args.iter().position(is_subcommand) else { return args };
+    let Some(sub) = args.iter().position(is_subcommand) else {
+        return args;
+    };
     let mut moved = Vec::new();
     let mut i = 1;
     while i < sub {
@@ -313,11 +338,20 @@ fn hoist_into(
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
         // One object per line: timestamp, level, target, fields (with `message`).
-        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .with_current_span(false)
+            .init(),
     }
 }
 
@@ -333,7 +367,9 @@ fn with_api(
         // With --url, a config that is not there is fine: no token then.
         (Some(url), None) if !args.config.config.exists() => Api::new(url, None),
         _ => match load(&args.config.config) {
-            Ok(config) => Api::from_config(Some(&config), args.url.as_deref(), args.token.as_deref()),
+            Ok(config) => {
+                Api::from_config(Some(&config), args.url.as_deref(), args.token.as_deref())
+            }
             Err(code) => return code,
         },
     };
@@ -358,7 +394,11 @@ fn send(args: SendArgs) -> ExitCode {
     let Some(source) = config.sources.get(&args.source) else {
         let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
         names.sort();
-        eprintln!("error: there is no source named `{}` (sources: {})", args.source, names.join(", "));
+        eprintln!(
+            "error: there is no source named `{}` (sources: {})",
+            args.source,
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     let body = match commands::read_payload(&args.payload) {
@@ -369,7 +409,12 @@ fn send(args: SendArgs) -> ExitCode {
         }
     };
     let api = Api::from_config(Some(&config), args.url.as_deref(), None);
-    let send = commands::SendArgs { event: args.event, headers: args.headers, dry_run: args.dry_run, wait: args.wait };
+    let send = commands::SendArgs {
+        event: args.event,
+        headers: args.headers,
+        dry_run: args.dry_run,
+        wait: args.wait,
+    };
     finish(commands::send(&api, source, &body, &send))
 }
 
@@ -377,7 +422,11 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|errors| {
         eprintln!("{errors}");
         let n = errors.0.len();
-        eprintln!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
+        eprintln!(
+            "{n} error{} in {}",
+            if n == 1 { "" } else { "s" },
+            path.display()
+        );
         ExitCode::from(2)
     })
 }
@@ -434,7 +483,11 @@ fn explain(args: ExplainArgs) -> ExitCode {
     let Some(source) = config.sources.get(&args.source) else {
         let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
         names.sort();
-        eprintln!("error: there is no source named `{}` (sources: {})", args.source, names.join(", "));
+        eprintln!(
+            "error: there is no source named `{}` (sources: {})",
+            args.source,
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     let body = match std::fs::read(&args.payload) {
@@ -454,7 +507,10 @@ fn explain(args: ExplainArgs) -> ExitCode {
     let mut headers = HeaderMap::new();
     for h in &args.headers {
         let parsed = h.split_once(':').and_then(|(k, v)| {
-            Some((HeaderName::from_bytes(k.trim().as_bytes()).ok()?, HeaderValue::from_str(v.trim()).ok()?))
+            Some((
+                HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
+                HeaderValue::from_str(v.trim()).ok()?,
+            ))
         });
         match parsed {
             Some((k, v)) => headers.append(k, v),
@@ -466,14 +522,29 @@ fn explain(args: ExplainArgs) -> ExitCode {
     }
     // GitLab names events by their header value; both spellings work here too.
     let event = if source.provider == config::Provider::Gitlab && args.event.ends_with(" Hook") {
-        Event { name: normalise_gitlab(&args.event), raw: Some(args.event.clone()) }
+        Event {
+            name: normalise_gitlab(&args.event),
+            raw: Some(args.event.clone()),
+        }
     } else {
-        Event { name: args.event.clone(), raw: None }
+        Event {
+            name: args.event.clone(),
+            raw: None,
+        }
     };
-    let parts = Parts { event: &event, json: &json, stdin: &body, headers: &headers, query: &[] };
+    let parts = Parts {
+        event: &event,
+        json: &json,
+        stdin: &body,
+        headers: &headers,
+        query: &[],
+    };
     let trace = explain(source, &parts, "<delivery_id>");
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&trace).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&trace).unwrap_or_default()
+        );
     } else {
         print!("{}", render_trace(&trace));
     }
@@ -485,20 +556,42 @@ fn render_trace(trace: &serde_json::Value) -> String {
     use std::fmt::Write;
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let mut out = String::new();
-    let _ = writeln!(out, "source `{}`, event `{}`, action `{}`", s(&trace["source"]), s(&trace["event"]), s(&trace["action"]));
+    let _ = writeln!(
+        out,
+        "source `{}`, event `{}`, action `{}`",
+        s(&trace["source"]),
+        s(&trace["event"]),
+        s(&trace["action"])
+    );
     let empty = serde_json::Map::new();
     let params = trace["params"].as_object().unwrap_or(&empty);
     if params.is_empty() {
-        let _ = writeln!(out, "no mapping has a key for this event: nothing would run");
+        let _ = writeln!(
+            out,
+            "no mapping has a key for this event: nothing would run"
+        );
     }
     for (key, values) in params {
         let _ = writeln!(out, "mapping `{key}`");
         for (name, value) in values.as_object().unwrap_or(&empty) {
             let _ = writeln!(out, "  param {name} = {value}");
         }
-        for rule in trace["rules"].as_array().into_iter().flatten().filter(|r| r["mapping"] == key.as_str()) {
-            let condition = rule["if"].as_str().map_or("(always)".to_string(), |c| format!("if {c}"));
-            let _ = writeln!(out, "  rule {} {condition}: {} → run `{}`", rule["rule"], s(&rule["result"]), s(&rule["program"]));
+        for rule in trace["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["mapping"] == key.as_str())
+        {
+            let condition = rule["if"]
+                .as_str()
+                .map_or("(always)".to_string(), |c| format!("if {c}"));
+            let _ = writeln!(
+                out,
+                "  rule {} {condition}: {} → run `{}`",
+                rule["rule"],
+                s(&rule["result"]),
+                s(&rule["program"])
+            );
             if let Some(argv) = rule["argv"].as_array() {
                 let argv: Vec<String> = argv.iter().map(|a| format!("{a}")).collect();
                 let _ = writeln!(out, "    argv: [{}]", argv.join(", "));

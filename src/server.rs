@@ -205,15 +205,18 @@ fn notify_reloading() {
 /// Every few seconds: `STATUS=` with the counts; and watchdog pings at half
 /// of `WatchdogSec`, sent only while the engine runtime answers and the store writes.
 async fn status_and_watchdog(state: web::Data<AppState>, engine_runtime: tokio::runtime::Handle) {
-    let mut usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec) / 2);
+    let watchdog = watchdog_interval().map(|d| d / 2);
     let every = watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
     let mut tick = tokio::time::interval(every);
+    let mut last_status = String::new();
     loop {
         tick.tick().await;
         let (running, queued) = state.engine.counts();
         let status = format!("{running} running, {queued} queued");
-        notify(&[NotifyState::Status(&status)]);
+        if status != last_status {
+            notify(&[NotifyState::Status(&status)]);
+            last_status = status;
+        }
         if watchdog.is_some() {
             let runtime_alive = tokio::time::timeout(Duration::from_secs(2), engine_runtime.spawn(async {})).await.is_ok();
             let store_ok = state.deliveries.store().is_none_or(|s| s.healthy());
@@ -223,6 +226,16 @@ async fn status_and_watchdog(state: web::Data<AppState>, engine_runtime: tokio::
                 tracing::error!(runtime_alive, store_ok, "skipping the watchdog ping: the daemon is not healthy");
             }
         }
+    }
+}
+
+/// `WATCHDOG_USEC`, for this process: as sd_watchdog_enabled(3) reads it, a
+/// `WATCHDOG_PID` that is set must be ours.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => (usec > 0).then(|| Duration::from_micros(usec)),
     }
 }
 

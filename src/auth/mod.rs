@@ -7,8 +7,8 @@
 
 mod basic;
 pub mod ip;
-mod signature;
 pub mod sign;
+mod signature;
 pub mod slack;
 pub mod standard;
 pub mod stripe;

@@ -69,11 +69,17 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
     );
     let answer = api.get("/tasks", &q)?;
     if !follow {
-        out(&if json { pretty(&answer) } else { render::tasks_table(list(&answer, "tasks")) });
+        out(&if json {
+            pretty(&answer)
+        } else {
+            render::tasks_table(list(&answer, "tasks"))
+        });
         return Ok(ExitCode::SUCCESS);
     }
     // Following: oldest first, so that new tasks come at the bottom.
-    let table = Table { widths: vec![8, 16, 9, 4, 19, 8] };
+    let table = Table {
+        widths: vec![8, 16, 9, 4, 19, 8],
+    };
     if !json {
         let header: Vec<String> = render::TASK_HEADER.iter().map(|h| h.to_string()).collect();
         out(&format!("{}\n", table.row(&header)));
@@ -94,7 +100,11 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
                         continue;
                     }
                     seen.insert(id, state);
-                    let line = if json { t.to_string() } else { table.row(&render::task_row(t)) };
+                    let line = if json {
+                        t.to_string()
+                    } else {
+                        table.row(&render::task_row(t))
+                    };
                     out(&format!("{line}\n"));
                 }
             }
@@ -122,12 +132,17 @@ fn find_task(api: &Api, id: &str) -> Result<Value, Error> {
     match first {
         Err(Error::Api { status: 404, .. }) if could_be_prefix(id) => {
             let all = api.get("/tasks", &[("limit".into(), "1000".into())])?;
-            let matches: Vec<&Value> =
-                list(&all, "tasks").iter().filter(|t| t["id"].as_str().is_some_and(|t| t.starts_with(id))).collect();
+            let matches: Vec<&Value> = list(&all, "tasks")
+                .iter()
+                .filter(|t| t["id"].as_str().is_some_and(|t| t.starts_with(id)))
+                .collect();
             match matches[..] {
                 [one] => Ok(one.clone()),
                 [] => first,
-                _ => Err(Error::Other(format!("`{id}` is the start of {} task ids: give more of it", matches.len()))),
+                _ => Err(Error::Other(format!(
+                    "`{id}` is the start of {} task ids: give more of it",
+                    matches.len()
+                ))),
             }
         }
         other => other,
@@ -147,7 +162,10 @@ fn find_delivery(api: &Api, id: &str) -> Result<Value, Error> {
             match matches[..] {
                 [one] => Ok(one.clone()),
                 [] => first,
-                _ => Err(Error::Other(format!("`{id}` is the start of {} delivery ids: give more of it", matches.len()))),
+                _ => Err(Error::Other(format!(
+                    "`{id}` is the start of {} delivery ids: give more of it",
+                    matches.len()
+                ))),
             }
         }
         other => other,
@@ -177,14 +195,22 @@ pub fn task(api: &Api, id: &str, json: bool, output: bool) -> Result<ExitCode, E
     if output {
         return follow_output(api, &id_of(&task));
     }
-    out(&if json { pretty(&task) } else { render::task_details(&task) });
+    out(&if json {
+        pretty(&task)
+    } else {
+        render::task_details(&task)
+    });
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a task's output live; the exit status says whether it succeeded.
 fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
-    let mut events = api.events(&format!("/tasks/{id}/output"), &[("follow".into(), "1".into())])?;
-    let lost = |e: std::io::Error| Error::Other(format!("the output stream of task {id} broke off: {e}"));
+    let mut events = api.events(
+        &format!("/tasks/{id}/output"),
+        &[("follow".into(), "1".into())],
+    )?;
+    let lost =
+        |e: std::io::Error| Error::Other(format!("the output stream of task {id} broke off: {e}"));
     while let Some(event) = events.next_event().map_err(lost)? {
         match event.name.as_str() {
             "stdout" => out(&format!("{}\n", event.data)),
@@ -193,18 +219,27 @@ fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
                 let _ = writeln!(stderr, "{}", event.data);
             }
             "missed" => {
-                let n = serde_json::from_str::<Value>(&event.data).ok().and_then(|v| v["lines"].as_u64()).unwrap_or(0);
+                let n = serde_json::from_str::<Value>(&event.data)
+                    .ok()
+                    .and_then(|v| v["lines"].as_u64())
+                    .unwrap_or(0);
                 eprintln!("[{n} lines of output missed]");
             }
             "status" => {
                 let status: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
                 eprintln!("{}", final_status(id, &status));
-                return Ok(if status["status"] == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                return Ok(if status["status"] == "succeeded" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
             }
             _ => {}
         }
     }
-    Err(Error::Other(format!("the output stream of task {id} ended before the task finished")))
+    Err(Error::Other(format!(
+        "the output stream of task {id} ended before the task finished"
+    )))
 }
 
 /// `task a1298d7a succeeded (exit code 0, 1.2s)`.
@@ -216,8 +251,15 @@ fn final_status(id: &str, status: &Value) -> String {
     if !status["duration_ms"].is_null() {
         details.push(render::duration(&status["duration_ms"]));
     }
-    let error = status["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
-    let details = if details.is_empty() { String::new() } else { format!(" ({})", details.join(", ")) };
+    let error = status["error"]
+        .as_str()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    let details = if details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", details.join(", "))
+    };
     format!(
         "task {} {}{error}{details}",
         render::short_id(id),
@@ -236,7 +278,9 @@ pub fn cancel(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
         if status == "cancelled" {
             out(&format!("task {id} cancelled\n"));
         } else {
-            out(&format!("task {id}: cancel requested (it is {status}; it stops within seconds)\n"));
+            out(&format!(
+                "task {id}: cancel requested (it is {status}; it stops within seconds)\n"
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -264,18 +308,30 @@ pub fn rerun(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
 /// `hookrunner deliveries`.
 pub fn deliveries(api: &Api, filter: &DeliveryFilter, json: bool) -> Result<ExitCode, Error> {
     let q = query(
-        &[("source", &filter.source), ("event", &filter.event), ("outcome", &filter.outcome)],
+        &[
+            ("source", &filter.source),
+            ("event", &filter.event),
+            ("outcome", &filter.outcome),
+        ],
         filter.limit,
     );
     let answer = api.get("/deliveries", &q)?;
-    out(&if json { pretty(&answer) } else { render::deliveries_table(list(&answer, "deliveries")) });
+    out(&if json {
+        pretty(&answer)
+    } else {
+        render::deliveries_table(list(&answer, "deliveries"))
+    });
     Ok(ExitCode::SUCCESS)
 }
 
 /// `hookrunner delivery ID`.
 pub fn delivery(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
     let record = find_delivery(api, id)?;
-    out(&if json { pretty(&record) } else { render::delivery_details(&record) });
+    out(&if json {
+        pretty(&record)
+    } else {
+        render::delivery_details(&record)
+    });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -287,8 +343,15 @@ pub fn replay(api: &Api, id: &str, json: bool) -> Result<ExitCode, Error> {
         out(&pretty(&answer.json));
         return Ok(ExitCode::SUCCESS);
     }
-    let record = answer.location.as_deref().and_then(|l| l.rsplit('/').next()).unwrap_or("?");
-    out(&delivery_answer(&format!("replayed delivery {id} as {record}"), &answer.json));
+    let record = answer
+        .location
+        .as_deref()
+        .and_then(|l| l.rsplit('/').next())
+        .unwrap_or("?");
+    out(&delivery_answer(
+        &format!("replayed delivery {id} as {record}"),
+        &answer.json,
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,10 +360,18 @@ fn delivery_answer(head: &str, a: &Value) -> String {
     let tasks = list(a, "tasks");
     let mut text = match a["message"].as_str() {
         Some(m) => format!("{head}: {m}\n"),
-        None => format!("{head}: {} task{} started\n", tasks.len(), if tasks.len() == 1 { "" } else { "s" }),
+        None => format!(
+            "{head}: {} task{} started\n",
+            tasks.len(),
+            if tasks.len() == 1 { "" } else { "s" }
+        ),
     };
     for t in tasks {
-        text.push_str(&format!("  task {} {}\n", id_of(t), t["program"].as_str().unwrap_or("")));
+        text.push_str(&format!(
+            "  task {} {}\n",
+            id_of(t),
+            t["program"].as_str().unwrap_or("")
+        ));
     }
     text
 }
@@ -326,7 +397,8 @@ pub fn parse_header(h: &str) -> Result<(String, String), Error> {
 /// `hookrunner send`: signs `body` as `source`'s provider would and posts it.
 pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<ExitCode, Error> {
     let event = args.event.as_deref().unwrap_or("");
-    let signed = crate::auth::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
+    let signed =
+        crate::auth::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     headers.extend(signed.headers);
     for h in &args.headers {
@@ -341,7 +413,12 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<
     if let Some(wait) = &args.wait {
         q.push(("wait".into(), wait.clone()));
     }
-    let answer = api.post_body(&format!("/hooks/{}", path_segment(&source.name)), &q, &headers, body)?;
+    let answer = api.post_body(
+        &format!("/hooks/{}", path_segment(&source.name)),
+        &q,
+        &headers,
+        body,
+    )?;
     out(&pretty(&answer.json));
     Ok(ExitCode::SUCCESS)
 }
@@ -365,14 +442,23 @@ mod tests {
     #[test]
     fn final_status_lines() {
         let s = json!({"status": "succeeded", "exit_code": 0, "error": null, "duration_ms": 1200});
-        assert_eq!(final_status("a1298d7a-5dd2", &s), "task a1298d7a succeeded (exit code 0, 1.2s)");
+        assert_eq!(
+            final_status("a1298d7a-5dd2", &s),
+            "task a1298d7a succeeded (exit code 0, 1.2s)"
+        );
         let s = json!({"status": "timed_out", "exit_code": null, "error": "timed out after 1s", "duration_ms": 1000});
-        assert_eq!(final_status("a1298d7a-5dd2", &s), "task a1298d7a timed_out: timed out after 1s (1.0s)");
+        assert_eq!(
+            final_status("a1298d7a-5dd2", &s),
+            "task a1298d7a timed_out: timed out after 1s (1.0s)"
+        );
     }
 
     #[test]
     fn headers_and_paths() {
-        assert_eq!(parse_header("X-A: b: c").unwrap(), ("X-A".into(), "b: c".into()));
+        assert_eq!(
+            parse_header("X-A: b: c").unwrap(),
+            ("X-A".into(), "b: c".into())
+        );
         assert!(parse_header("nocolon").is_err());
         assert_eq!(path_segment("msg_1/2 3"), "msg_1%2F2%203");
     }

@@ -28,7 +28,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Unreachable { url, reason } => write!(f, "cannot reach hookrunner at {url}: {reason}"),
+            Error::Unreachable { url, reason } => {
+                write!(f, "cannot reach hookrunner at {url}: {reason}")
+            }
             Error::Api { message, .. } => f.write_str(message),
             Error::Other(message) => f.write_str(message),
         }
@@ -77,7 +79,9 @@ impl Api {
     /// An API at `base` (`http://host:port`), sending `token` as a bearer token.
     pub fn new(base: &str, token: Option<String>) -> Api {
         let build = |read: Option<Duration>| {
-            let mut b = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(10)).redirects(0);
+            let mut b = ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .redirects(0);
             if let Some(read) = read {
                 b = b.timeout_read(read).timeout_write(read);
             }
@@ -98,9 +102,11 @@ impl Api {
             (None, Some(c)) => format!("http://{}", client_addr(c.server.listen)),
             (None, None) => format!("http://{}", crate::config::DEFAULT_LISTEN),
         };
-        let token = token
-            .map(str::to_string)
-            .or_else(|| config.and_then(|c| c.api_tokens.first()).map(|t| String::from_utf8_lossy(t.expose()).into_owned()));
+        let token = token.map(str::to_string).or_else(|| {
+            config
+                .and_then(|c| c.api_tokens.first())
+                .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
+        });
         Api::new(&base, token)
     }
 
@@ -121,7 +127,13 @@ impl Api {
         url
     }
 
-    fn request(&self, agent: &ureq::Agent, method: &str, path: &str, query: &[(String, String)]) -> ureq::Request {
+    fn request(
+        &self,
+        agent: &ureq::Agent,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> ureq::Request {
         let mut req = agent.request(method, &self.url(path, query));
         if let Some(token) = &self.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
@@ -153,29 +165,50 @@ impl Api {
             return Err(Error::Api { status, message });
         }
         match json {
-            Some(json) => Ok(Answer { status, location, json }),
-            None if text.trim().is_empty() => Ok(Answer { status, location, json: Value::Null }),
-            None => Err(Error::Other(format!("the daemon answered {status} with something that is not JSON: {}", text.trim()))),
+            Some(json) => Ok(Answer {
+                status,
+                location,
+                json,
+            }),
+            None if text.trim().is_empty() => Ok(Answer {
+                status,
+                location,
+                json: Value::Null,
+            }),
+            None => Err(Error::Other(format!(
+                "the daemon answered {status} with something that is not JSON: {}",
+                text.trim()
+            ))),
         }
     }
 
     fn transport(&self, t: &ureq::Transport) -> Error {
         if t.kind() == ureq::ErrorKind::InvalidUrl || t.kind() == ureq::ErrorKind::UnknownScheme {
-            return Error::Other(format!("`{}` is not a URL such as http://127.0.0.1:9000", self.base));
+            return Error::Other(format!(
+                "`{}` is not a URL such as http://127.0.0.1:9000",
+                self.base
+            ));
         }
         // The innermost cause says it best ("Connection refused (os error 111)").
-        let mut reason = t.message().map(str::to_string).unwrap_or_else(|| t.kind().to_string());
+        let mut reason = t
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| t.kind().to_string());
         let mut source = std::error::Error::source(t);
         while let Some(s) = source {
             reason = s.to_string();
             source = s.source();
         }
-        Error::Unreachable { url: self.base.clone(), reason }
+        Error::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
     }
 
     /// `GET path?query`, as JSON.
     pub fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, Error> {
-        self.answer(self.request(&self.agent, "GET", path, query).call()).map(|a| a.json)
+        self.answer(self.request(&self.agent, "GET", path, query).call())
+            .map(|a| a.json)
     }
 
     /// `POST path` without a body.
@@ -184,7 +217,13 @@ impl Api {
     }
 
     /// `POST path?query` with `headers` and `body` (a delivery, for `send`).
-    pub fn post_body(&self, path: &str, query: &[(String, String)], headers: &[(String, String)], body: &[u8]) -> Result<Answer, Error> {
+    pub fn post_body(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Answer, Error> {
         let mut req = self.agent.request("POST", &self.url(path, query));
         for (k, v) in headers {
             req = req.set(k, v);
@@ -193,8 +232,14 @@ impl Api {
     }
 
     /// `GET path` as a stream of Server-Sent Events.
-    pub fn events(&self, path: &str, query: &[(String, String)]) -> Result<sse::Reader<Box<dyn Read + Send + Sync>>, Error> {
-        let req = self.request(&self.streaming, "GET", path, query).set("Accept", "text/event-stream");
+    pub fn events(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<sse::Reader<Box<dyn Read + Send + Sync>>, Error> {
+        let req = self
+            .request(&self.streaming, "GET", path, query)
+            .set("Accept", "text/event-stream");
         match req.call() {
             Ok(resp) => Ok(sse::Reader::new(resp.into_reader())),
             Err(e) => match self.answer(Err(e)) {
@@ -220,10 +265,19 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(normalise_url("127.0.0.1:9000"), "http://127.0.0.1:9000");
-        assert_eq!(normalise_url("https://hooks.example.com/"), "https://hooks.example.com");
+        assert_eq!(
+            normalise_url("https://hooks.example.com/"),
+            "https://hooks.example.com"
+        );
         let api = Api::new("http://h:1", None);
-        let q = [("status".to_string(), "failed".to_string()), ("source".to_string(), "a b".to_string())];
-        assert_eq!(api.url("/tasks", &q), "http://h:1/tasks?status=failed&source=a+b");
+        let q = [
+            ("status".to_string(), "failed".to_string()),
+            ("source".to_string(), "a b".to_string()),
+        ];
+        assert_eq!(
+            api.url("/tasks", &q),
+            "http://h:1/tasks?status=failed&source=a+b"
+        );
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub fn time(v: &Value) -> String {
     match v.as_str() {
         Some(t) => {
             let t = t.replacen('T', " ", 1);
-            let t = t.split('.').next().unwrap_or(&t).trim_end_matches('Z').to_string();
+            let t = t
+                .split('.')
+                .next()
+                .unwrap_or(&t)
+                .trim_end_matches('Z')
+                .to_string();
             t
         }
         None => "-".into(),
@@ -34,7 +39,9 @@ pub fn time(v: &Value) -> String {
 
 /// Milliseconds for a person: `350ms`, `4.2s`, `3m07s`, `2h05m`.
 pub fn duration(v: &Value) -> String {
-    let Some(ms) = v.as_u64() else { return "-".into() };
+    let Some(ms) = v.as_u64() else {
+        return "-".into();
+    };
     match ms {
         0..=999 => format!("{ms}ms"),
         1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
@@ -54,7 +61,8 @@ impl Table {
         let widths = (0..header.len())
             .map(|i| {
                 let data = rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-                data.max(header[i].len()).max(min.get(i).copied().unwrap_or(0))
+                data.max(header[i].len())
+                    .max(min.get(i).copied().unwrap_or(0))
             })
             .collect();
         Table { widths }
@@ -104,7 +112,9 @@ fn table_text(table: &Table, header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub const DELIVERY_HEADER: [&str; 7] = ["ID", "SOURCE", "EVENT", "OUTCOME", "STATUS", "RECEIVED", "TASKS"];
+pub const DELIVERY_HEADER: [&str; 7] = [
+    "ID", "SOURCE", "EVENT", "OUTCOME", "STATUS", "RECEIVED", "TASKS",
+];
 
 pub fn delivery_row(d: &Value) -> Vec<String> {
     let tasks = d["task_ids"].as_array().map_or(0, Vec::len);
@@ -134,7 +144,9 @@ fn fields(out: &mut String, t: &Value, list: &[(&str, &str)]) {
             continue;
         }
         let text = match *key {
-            "created_at" | "started_at" | "finished_at" | "received_at" | "next_attempt_at" => time(v),
+            "created_at" | "started_at" | "finished_at" | "received_at" | "next_attempt_at" => {
+                time(v)
+            }
             "duration_ms" => duration(v),
             _ => cell(v),
         };
@@ -144,8 +156,14 @@ fn fields(out: &mut String, t: &Value, list: &[(&str, &str)]) {
 
 /// A kept output stream, indented, with a note when its front was cut.
 fn stream(out: &mut String, name: &str, text: &Value, truncated: &Value) {
-    let Some(text) = text.as_str().filter(|t| !t.is_empty()) else { return };
-    let cut = if truncated.as_bool() == Some(true) { " (the front was cut)" } else { "" };
+    let Some(text) = text.as_str().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    let cut = if truncated.as_bool() == Some(true) {
+        " (the front was cut)"
+    } else {
+        ""
+    };
     let _ = writeln!(out, "{name}{cut}:");
     for line in text.lines() {
         let _ = writeln!(out, "  {line}");
@@ -239,7 +257,9 @@ pub fn delivery_details(d: &Value) -> String {
     if let Some(rules) = d["rules"].as_array().filter(|r| !r.is_empty()) {
         let _ = writeln!(out, "rules:");
         for r in rules {
-            let condition = r["if"].as_str().map_or("(always)".to_string(), |c| format!("if {c}"));
+            let condition = r["if"]
+                .as_str()
+                .map_or("(always)".to_string(), |c| format!("if {c}"));
             let _ = writeln!(
                 out,
                 "  {} rule {} {condition}: {} → {}",
@@ -265,7 +285,10 @@ mod tests {
         assert_eq!(duration(&json!(187_000)), "3m07s");
         assert_eq!(duration(&json!(7_500_000)), "2h05m");
         assert_eq!(duration(&Value::Null), "-");
-        assert_eq!(time(&json!("2024-05-01T12:00:00.123Z")), "2024-05-01 12:00:00");
+        assert_eq!(
+            time(&json!("2024-05-01T12:00:00.123Z")),
+            "2024-05-01 12:00:00"
+        );
         assert_eq!(short_id("a1298d7a-5dd2-4983"), "a1298d7a");
         assert_eq!(short_id("abc"), "abc");
     }

@@ -16,7 +16,9 @@ pub struct Reader<R> {
 
 impl<R: Read> Reader<R> {
     pub fn new(inner: R) -> Self {
-        Reader { lines: BufReader::new(inner) }
+        Reader {
+            lines: BufReader::new(inner),
+        }
     }
 
     /// The next event; `None` at the end of the stream.
@@ -28,14 +30,20 @@ impl<R: Read> Reader<R> {
             raw.clear();
             if self.lines.read_until(b'\n', &mut raw)? == 0 {
                 // A last event without its blank line still counts.
-                return Ok(data.map(|data| Event { name: name.unwrap_or_else(|| "message".into()), data }));
+                return Ok(data.map(|data| Event {
+                    name: name.unwrap_or_else(|| "message".into()),
+                    data,
+                }));
             }
             let line = String::from_utf8_lossy(&raw);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 match data.take() {
                     Some(data) => {
-                        return Ok(Some(Event { name: name.take().unwrap_or_else(|| "message".into()), data }));
+                        return Ok(Some(Event {
+                            name: name.take().unwrap_or_else(|| "message".into()),
+                            data,
+                        }));
                     }
                     None => {
                         name = None;
@@ -91,7 +99,13 @@ mod tests {
     #[test]
     fn empty_data_is_an_event() {
         let mut r = Reader::new("event: stdout\ndata: \n\n".as_bytes());
-        assert_eq!(r.next_event().unwrap(), Some(Event { name: "stdout".into(), data: String::new() }));
+        assert_eq!(
+            r.next_event().unwrap(),
+            Some(Event {
+                name: "stdout".into(),
+                data: String::new()
+            })
+        );
         assert_eq!(r.next_event().unwrap(), None);
     }
 }

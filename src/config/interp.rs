@@ -44,6 +44,21 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
             .ok_or_else(|| "unclosed `${` (write `$$` for a literal `$`)".to_string())?;
         let inner = &body[..end];
         rest = &body[end + 1..];
+        // `${file:/path}` and `${credential:NAME}` (systemd's LoadCredential=) read a file.
+        if let Some(path) = inner.strip_prefix("file:") {
+            value.push_str(&read_secret_file(std::path::Path::new(path))?);
+            continue;
+        }
+        if let Some(name) = inner.strip_prefix("credential:") {
+            let dir = std::env::var("CREDENTIALS_DIRECTORY").map_err(|_| {
+                format!("`${{credential:{name}}}` needs systemd's LoadCredential= (CREDENTIALS_DIRECTORY is not set)")
+            })?;
+            if name.is_empty() || name.contains('/') {
+                return Err(format!("`{name}` is not a credential name"));
+            }
+            value.push_str(&read_secret_file(&std::path::Path::new(&dir).join(name))?);
+            continue;
+        }
         let (name, default) = match inner.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (inner, None),
@@ -69,6 +84,12 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
     }
     value.push_str(rest);
     Ok(Interp { value, defaulted })
+}
+
+/// A secret kept in a file: its contents without the trailing newline.
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string())
 }
 
 impl<'de> Deserialize<'de> for Interp {
@@ -118,6 +139,18 @@ mod tests {
     fn missing_variable_is_named() {
         let err = expand("${GITHUB_SECRET}", env).unwrap_err();
         assert!(err.contains("`GITHUB_SECRET` is not set"), "{err}");
+    }
+
+    #[test]
+    fn files_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gh"), "s3cret\n").unwrap();
+        let text = format!("${{file:{}}}", dir.path().join("gh").display());
+        assert_eq!(expand(&text, env).unwrap().value, "s3cret");
+        assert!(expand("${file:/nonexistent/x}", env).unwrap_err().contains("cannot read"));
+        std::env::set_var("CREDENTIALS_DIRECTORY", dir.path());
+        assert_eq!(expand("a${credential:gh}", env).unwrap().value, "as3cret");
+        assert!(expand("${credential:../x}", env).is_err());
     }
 
     #[test]

@@ -235,6 +235,12 @@ impl Daemon {
         wait_exit(&mut child, Duration::from_secs(60))
     }
 
+    /// Waits for the daemon to exit (after a signal sent some other way).
+    pub fn terminate_wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        wait_exit(&mut child, Duration::from_secs(60))
+    }
+
     /// The daemon's pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
