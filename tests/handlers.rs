@@ -112,8 +112,8 @@ fn the_handler_environment_is_cleared_and_daemon_secrets_never_reach_it() {
         .collect();
     let keys: Vec<&str> = env.keys().copied().collect();
     let mut expected = vec![
-        "EXTRA", "HOME", "HOOK_DELIVERY_ID", "HOOK_EVENT", "HOOK_PARAM_TEXT", "HOOK_SOURCE", "HOOK_TASK_ID", "LANG",
-        "PATH",
+        "EXTRA", "HOME", "HOOK_DELIVERY_ID", "HOOK_EVENT", "HOOK_PARAM_TEXT", "HOOK_REQUEST_ID", "HOOK_SOURCE",
+        "HOOK_TASK_ID", "LANG", "PATH",
     ];
     if std::env::var_os("TZ").is_some() {
         expected.push("TZ");
@@ -132,6 +132,7 @@ fn the_handler_environment_is_cleared_and_daemon_secrets_never_reach_it() {
     assert_eq!(env["HOOK_TASK_ID"], task["id"]);
     assert_eq!(env["HOOK_DELIVERY_ID"], task["delivery_id"]);
     assert_eq!(env["LANG"], "C.UTF-8");
+    assert_eq!(env["HOOK_REQUEST_ID"], task["request_id"]);
     assert!(!task["stdout"].as_str().unwrap().contains("hunter2"));
 
     // The working directory defaults to the config file's directory.
@@ -202,6 +203,22 @@ fn exit_codes_signals_and_output_limits_are_reported() {
     assert_eq!(task["status"], "failed");
     assert_eq!(task["exit_code"], Value::Null);
     assert_eq!(task["error"], "killed by SIGKILL");
+}
+
+#[test]
+fn a_request_id_follows_the_delivery_to_its_tasks_and_handlers() {
+    let d = Daemon::start(CONFIG);
+    let r = d.post_json("/hooks/ci", &[("X-Request-Id", "req-4711")], br#"{"kind":"envdump","text":"x"}"#);
+    assert_eq!(r.header("x-request-id"), Some("req-4711"));
+    let task = d.wait_task(&Daemon::task_ids(&r)[0]);
+    assert_eq!(task["request_id"], "req-4711");
+    assert!(task["stdout"].as_str().unwrap().contains("HOOK_REQUEST_ID=req-4711"));
+    let record = d.get(&format!("/deliveries/{}", task["delivery_id"].as_str().unwrap())).json();
+    assert_eq!(record["request_id"], "req-4711");
+    assert!(d.logs().contains("req-4711"), "the request id is not in the logs");
+    // Without one, one is made up.
+    let r = d.post_json("/hooks/ci", &[], br#"{"kind":"envdump","text":"x"}"#);
+    assert_eq!(r.header("x-request-id").unwrap().len(), 32);
 }
 
 #[test]

@@ -73,6 +73,8 @@ pub struct Record {
     /// seen, a new UUID otherwise (repeats, rejected requests).
     pub id: String,
     pub delivery_id: String,
+    /// `X-Request-Id`, or one made up; carried to tasks and handlers.
+    pub request_id: String,
     pub source: String,
     pub event: Option<String>,
     /// The provider's raw event name when it differs (GitLab's `Push Hook`).
@@ -156,6 +158,7 @@ impl Record {
         let id = Uuid::new_v4().to_string();
         Record {
             delivery_id: id.clone(),
+            request_id: String::new(),
             id,
             source: source.to_string(),
             event: None,
@@ -212,6 +215,7 @@ impl Record {
         let mut r = Record::new(v["source"].as_str()?, text("remote_addr").unwrap_or_default(), pairs("headers"), pairs("query"));
         r.id = text("id")?;
         r.delivery_id = text("delivery_id").unwrap_or_else(|| r.id.clone());
+        r.request_id = text("request_id").unwrap_or_default();
         r.event = text("event");
         r.raw_event = text("raw_event");
         r.received_at = text("received_at").and_then(|t| humantime::parse_rfc3339(&t).ok()).unwrap_or(r.received_at);
@@ -250,6 +254,7 @@ impl Record {
         json!({
             "id": self.id,
             "delivery_id": self.delivery_id,
+            "request_id": self.request_id,
             "source": self.source,
             "event": self.event,
             "raw_event": self.raw_event,

@@ -47,6 +47,7 @@ pub struct Limits {
 pub struct NewTask {
     pub id: Uuid,
     pub delivery_id: Arc<str>,
+    pub request_id: Arc<str>,
     pub source: Arc<str>,
     pub event: Arc<str>,
     pub program: Arc<process::Program>,
@@ -242,6 +243,7 @@ impl Engine {
                 id: t.id,
                 seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
                 delivery_id: t.delivery_id,
+                request_id: t.request_id,
                 source: t.source,
                 event: t.event,
                 program: t.program,
@@ -507,7 +509,7 @@ impl Inner {
 
     async fn run_task(self: Arc<Self>, id: Uuid, stop: process::Stop) {
         // Take what the run needs out of the table; no guard lives across an await.
-        let Some((spec, body, output, program)) = self.table.with(&id, |t| {
+        let Some((spec, body, output, program, request_id)) = self.table.with(&id, |t| {
             let spec = RunSpec {
                 argv: t.argv.clone(),
                 env: t.env.clone(),
@@ -515,7 +517,7 @@ impl Inner {
                 timeout: t.program.timeout,
                 kill_grace: t.program.kill_grace,
             };
-            (spec, t.body.clone(), t.output.clone(), t.program.clone())
+            (spec, t.body.clone(), t.output.clone(), t.program.clone(), t.request_id.clone())
         }) else {
             return;
         };
@@ -531,7 +533,7 @@ impl Inner {
                 self.metrics.task_started(waited);
             }
             self.persist(id);
-            tracing::info!(task_id = %id, pid, "task started");
+            tracing::info!(task_id = %id, request_id = %request_id, pid, "task started");
         })
         .await;
         let retry_code = matches!(ending, Ending::Exited(code) if program.retry_codes.contains(&code));

@@ -148,6 +148,7 @@ impl Engine {
         let params: Vec<(String, Value)> =
             v["params"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
         let (source, event, delivery_id) = (text(v, "source"), text(v, "event"), text(v, "delivery_id"));
+        let request_id = text(v, "request_id");
         let created_at = v["_created_ms"]
             .as_u64()
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
@@ -169,6 +170,7 @@ impl Engine {
             event: &event,
             task_id: &task_id,
             delivery_id: &delivery_id,
+            request_id: &request_id,
             payload: &body,
             params: &params,
         };
@@ -204,6 +206,7 @@ impl Engine {
             id,
             seq: v["_seq"].as_u64().unwrap_or(0),
             delivery_id: delivery_id.as_str().into(),
+            request_id: request_id.as_str().into(),
             source: source.as_str().into(),
             event: event.as_str().into(),
             program,

@@ -135,6 +135,7 @@ pub struct Task {
     /// Creation order, for listing newest first.
     pub seq: u64,
     pub delivery_id: Arc<str>,
+    pub request_id: Arc<str>,
     pub source: Arc<str>,
     pub event: Arc<str>,
     pub program: Arc<Program>,
@@ -222,6 +223,7 @@ fn millis_between(a: SystemTime, b: SystemTime) -> u64 {
 pub struct TaskView {
     pub id: Uuid,
     pub delivery_id: Arc<str>,
+    pub request_id: Arc<str>,
     pub source: Arc<str>,
     pub event: Arc<str>,
     pub program: String,
@@ -275,6 +277,7 @@ impl Task {
         TaskView {
             id: self.id,
             delivery_id: self.delivery_id.clone(),
+            request_id: self.request_id.clone(),
             source: self.source.clone(),
             event: self.event.clone(),
             program: self.program.name.clone(),

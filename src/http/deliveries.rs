@@ -137,6 +137,7 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
     rec.raw_event = event.raw.clone();
     rec.body_size = original.body_size;
     rec.replay_of = Some(original.id.clone());
+    rec.request_id = super::hooks::request_id(&req);
     let parts = Parts { event: &event, json: &json, stdin: &body, headers: &headers, query: &original.query };
     let result = dispatch(&state, source, &parts, &mut rec).await;
     let response = match result {

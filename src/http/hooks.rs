@@ -28,11 +28,39 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The request's id: its `X-Request-Id` when sent (and sane), else a new one.
+pub(crate) fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().simple().to_string())
+}
+
 pub async fn receive(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+) -> HttpResponse {
+    use tracing::Instrument;
+    let rid = request_id(&req);
+    let span = tracing::info_span!("delivery", request_id = %rid);
+    let mut response = receive_in_span(req, path, payload, state, rid.clone()).instrument(span).await;
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
+        response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), v);
+    }
+    response
+}
+
+async fn receive_in_span(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    rid: String,
 ) -> HttpResponse {
     let source_name = path.into_inner();
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
@@ -48,6 +76,7 @@ pub async fn receive(
         mask_headers(req.headers(), &secret_headers),
         mask_query(&query, &secret_query),
     );
+    rec.request_id = rid;
     let result = match source {
         None => Err(ApiError::NotFound(format!("there is no source named `{source_name}`"))),
         Some(source) => receive_from(&req, payload, &state, source, client, &query, dry_run, &mut rec).await,
@@ -260,6 +289,7 @@ pub(super) async fn dispatch(
             event,
             task_id: &task_id,
             delivery_id: &rec.delivery_id,
+            request_id: &rec.request_id,
             payload: parts.stdin,
             params: &m.params,
         };
@@ -267,6 +297,7 @@ pub(super) async fn dispatch(
         tasks.push(NewTask {
             id,
             delivery_id: shared_delivery.clone(),
+            request_id: rec.request_id.as_str().into(),
             source: source.name.clone(),
             event: shared_event.clone(),
             argv: m.program.argv(&inv),
@@ -334,6 +365,7 @@ pub fn explain(source: &Source, parts: &Parts<'_>, delivery_id: &str) -> Value {
             event: &parts.event.name,
             task_id: "<task_id>",
             delivery_id,
+            request_id: "<request_id>",
             payload: parts.stdin,
             params: &m.params,
         };

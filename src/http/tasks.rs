@@ -233,11 +233,13 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
     }
     let id = Uuid::new_v4();
     let task_id = id.to_string();
+    let request_id = super::hooks::request_id(&req);
     let inv = Invocation {
         source: &source,
         event: &event,
         task_id: &task_id,
         delivery_id: &delivery_id,
+        request_id: &request_id,
         payload: &body,
         params: &params,
     };
@@ -245,6 +247,7 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
     let new = NewTask {
         id,
         delivery_id,
+        request_id: request_id.as_str().into(),
         source,
         event,
         argv,

@@ -140,6 +140,8 @@ pub struct Invocation<'a> {
     pub event: &'a str,
     pub task_id: &'a str,
     pub delivery_id: &'a str,
+    /// The delivery's request id (`X-Request-Id`, or made up).
+    pub request_id: &'a str,
     /// The JSON text of the body, for `{payload}`.
     pub payload: &'a [u8],
     pub params: &'a [(String, serde_json::Value)],
@@ -203,6 +205,7 @@ impl Program {
         env.push(("HOOK_EVENT".into(), inv.event.into()));
         env.push(("HOOK_TASK_ID".into(), inv.task_id.into()));
         env.push(("HOOK_DELIVERY_ID".into(), inv.delivery_id.into()));
+        env.push(("HOOK_REQUEST_ID".into(), inv.request_id.into()));
         for p in &self.params {
             env.push((format!("HOOK_PARAM_{}", p.to_ascii_uppercase()), inv.param(p)));
         }
