@@ -46,7 +46,7 @@ fn sigterm_lets_running_and_queued_tasks_finish_then_exits_0() {
     for id in first.iter().chain(&second) {
         assert!(runs.contains(&format!("end {id}")), "task {id} did not finish:\n{runs}");
     }
-    assert!(d.logs().contains("stopping: no new deliveries"));
+    assert!(d.logs().contains("stopping: deliveries are refused"), "{}", d.logs());
 }
 
 #[test]
