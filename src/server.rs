@@ -144,6 +144,8 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
         let engine = engine.clone();
         let store = store.clone();
         async move {
+            // Before anything can be started: a SIGTERM must never hit the default handler.
+            let mut signals = Signals::new()?;
             let listen = config.server.listen;
             let watch = config.server.watch_config;
             let app = Application::build(config, engine.clone(), store.clone(), listen_override)
@@ -156,7 +158,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             let _watcher = if watch { watch_config(state.clone()) } else { None };
             actix_web::rt::spawn(status_and_watchdog(state.clone(), engine_handle.clone()));
             let signal = loop {
-                match next_signal().await {
+                match signals.next().await {
                     Signal::Reload => {
                         notify_reloading();
                         let _ = crate::reload::reload(&state);
@@ -286,20 +288,30 @@ enum Signal {
     Stop(&'static str),
 }
 
-async fn next_signal() -> Signal {
-    use std::sync::OnceLock;
-    use tokio::signal::unix::{signal, SignalKind};
-    static WARNED: OnceLock<()> = OnceLock::new();
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        WARNED.get_or_init(|| tracing::error!("cannot listen for signals; stop the daemon with SIGKILL"));
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => Signal::Stop("SIGTERM"),
-        _ = int.recv() => Signal::Stop("SIGINT"),
-        _ = hup.recv() => Signal::Reload,
+/// The signals the daemon handles, registered once for its whole life.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
+        Ok(Signals {
+            term: listen(SignalKind::terminate())?,
+            int: listen(SignalKind::interrupt())?,
+            hup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
+        }
     }
 }
 

@@ -285,6 +285,9 @@ impl Checker<'_> {
         if max_concurrent == 0 {
             self.error(&[key("tasks"), key("max_concurrent")], "must be at least 1");
         }
+        if raw.keep_for.is_some_and(|d| d.0.is_zero()) {
+            self.error(&[key("tasks"), key("keep_for")], "must be longer than 0");
+        }
         let output_limit = raw.output_limit.map(|s| s.0).unwrap_or(64 << 10);
         if output_limit == 0 {
             self.error(&[key("tasks"), key("output_limit")], "must be larger than 0");
@@ -293,7 +296,7 @@ impl Checker<'_> {
             max_concurrent: max_concurrent.max(1),
             max_queued: raw.max_queued.unwrap_or(1000),
             keep: raw.keep.unwrap_or(10_000),
-            keep_for: raw.keep_for.map_or(DEFAULT_KEEP_FOR, |d| d.0),
+            keep_for: raw.keep_for.map_or(DEFAULT_KEEP_FOR, |d| d.0).max(std::time::Duration::from_secs(1)),
             output_limit: usize::try_from(output_limit).unwrap_or(usize::MAX).max(1),
             shutdown_grace: raw.shutdown_grace.map(|d| d.0).unwrap_or(crate::server::DEFAULT_SHUTDOWN_GRACE),
         }

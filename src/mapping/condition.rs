@@ -66,6 +66,11 @@ impl Condition {
                 return Err(format!("expression uses `{name}`, which is not a param of this mapping nor one of `source`, `event`, `action`"));
             }
         }
+        for f in tree.iter_function_identifiers() {
+            if !known_function(f) {
+                return Err(format!("expression calls `{f}`, which is not a function (see evalexpr's builtins, and `str::regex_matches`, `str::regex_replace`)"));
+            }
+        }
         if tree.iter_write_variable_identifiers().next().is_some() {
             return Err("expression assigns a variable; conditions can only read".to_string());
         }
@@ -83,6 +88,19 @@ impl Condition {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Whether `name` is one of our functions or an evalexpr builtin.
+fn known_function(name: &str) -> bool {
+    if name == REGEX_MATCHES || name == REGEX_REPLACE {
+        return true;
+    }
+    // A builtin called with no argument fails on the argument, not on the name.
+    let probe = format!("{name}(())");
+    !matches!(
+        evalexpr::eval_with_context(&probe, &evalexpr::HashMapContext::new()),
+        Err(EvalexprError::FunctionIdentifierNotFound(_))
+    )
 }
 
 fn tree_depth(root: &Node) -> usize {
@@ -292,6 +310,8 @@ mod tests {
         assert!(Condition::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100)), none).unwrap_err().contains("parentheses"));
         assert!(Condition::compile(&"1 + ".repeat(400), none).unwrap_err().contains("limit"));
         assert!(Condition::compile("x = 1", |_| true).is_err());
+        assert!(Condition::compile("str::regex_match(ref, \"x\")", |_| true).unwrap_err().contains("`str::regex_match`"));
+        assert!(Condition::compile("str::to_lowercase(ref) == \"x\" && len(ref) > 1", |_| true).is_ok());
         assert!(Condition::compile(r#"str::regex_matches("a", "(")"#, none).unwrap_err().contains("invalid regex"));
         let deep = format!("{}true", "!".repeat(200));
         assert!(Condition::compile(&deep, none).is_err());
