@@ -168,6 +168,8 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
                 }
             };
             notify(&[NotifyState::Stopping]);
+            // The grace in force now: a reload may have changed it.
+            let grace = state.config().limits.shutdown_grace;
             tracing::info!(
                 signal,
                 "stopping: deliveries are refused; running tasks get up to {} to finish",

@@ -521,6 +521,19 @@ impl Inner {
         }) else {
             return;
         };
+        // With a store, `running` is on disk before the handler starts: a crash
+        // then leaves it `interrupted`, never queued to run a second time.
+        if let Some(store) = &self.store {
+            let row = self.table.with(&id, |t| {
+                t.state = TaskState::Running { started_at: SystemTime::now(), pid: 0 };
+                persist::row(t)
+            });
+            if let Some(row) = row {
+                if let Err(e) = store.commit(vec![crate::store::Op::PutTask(row)]).await {
+                    tracing::warn!(task_id = %id, error = %e, "could not record the task as running before starting it");
+                }
+            }
+        }
         let mut started_at = None;
         let ending = process::run(&spec, body, output, stop, |pid| {
             let now = SystemTime::now();
@@ -532,7 +545,6 @@ impl Inner {
             if let Some(waited) = created.and_then(|c| now.duration_since(c).ok()) {
                 self.metrics.task_started(waited);
             }
-            self.persist(id);
             tracing::info!(task_id = %id, request_id = %request_id, pid, "task started");
         })
         .await;
@@ -614,22 +626,25 @@ impl Inner {
     /// Records a task's outcome and lets the next queued task start.
     fn finish(self: &Arc<Self>, id: Uuid, started_at: Option<SystemTime>, outcome: Outcome) {
         let finished_at = SystemTime::now();
+        let abandoning = self.lock_sched().abandoning;
         let status = self.table.with(&id, |t| {
             t.state = TaskState::Finished { started_at, finished_at, outcome: outcome.clone() };
             t.body = Bytes::new();
             // Only a run needs the environment (a rerun builds its own).
             t.env = Vec::new();
             let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
-            self.stats.finished(&t.program.name, t.state.status(), run_time);
-            self.metrics.task_finished(&t.program.name, t.state.status().as_str(), run_time);
+            if !abandoning {
+                self.stats.finished(&t.program.name, t.state.status(), run_time);
+                self.metrics.task_finished(&t.program.name, t.state.status().as_str(), run_time);
+            }
             t.state.status()
         });
         if let Some(status) = status {
             log_outcome(id, status, &outcome);
-            self.start_callbacks(id, status);
             // A task stopped because shutdown ran out of grace stays `running` on
-            // disk, so the next start marks it interrupted.
+            // disk: the next start marks it interrupted and reports it then.
             if !self.lock_sched().abandoning {
+                self.start_callbacks(id, status);
                 self.persist(id);
             }
         }

@@ -43,6 +43,7 @@ impl Engine {
         inner.next_seq.store(store.max_task_seq()? as u64 + 1, Ordering::Relaxed);
         let mut found = Recovered::default();
         let mut to_persist = Vec::new();
+        let mut interrupted = Vec::new();
         for (data, body) in store.unfinished_tasks()? {
             let Ok(v) = serde_json::from_str::<Value>(&data) else { continue };
             let body = Bytes::from(body.unwrap_or_default());
@@ -66,6 +67,7 @@ impl Engine {
                 let started = time(&v["started_at"]);
                 if task.program.rerun_interrupted {
                     found.rerun += 1;
+                    tracing::warn!(task_id = %id, "task interrupted: the daemon stopped while it ran; it runs again (on_interrupt: rerun)");
                     let outcome = Outcome::Interrupted { reason: INTERRUPTED.into() };
                     task.attempts.push(Attempt::record(task.attempt, started, SystemTime::now(), &outcome, &task.output));
                     task.attempt += 1;
@@ -78,9 +80,13 @@ impl Engine {
                     };
                     task.body = Bytes::new();
                     tracing::warn!(task_id = %id, "task interrupted: the daemon stopped while it ran");
+                    let program = task.program.name.clone();
                     inner.table.insert(task);
                     inner.table.finished(id);
                     drop(sched);
+                    inner.stats.finished(&program, Status::Interrupted, None);
+                    inner.metrics.task_finished(&program, Status::Interrupted.as_str(), None);
+                    interrupted.push(id);
                     to_persist.push(id);
                     continue;
                 }
@@ -115,6 +121,9 @@ impl Engine {
             }
             drop(sched);
             to_persist.push(id);
+        }
+        for id in interrupted {
+            inner.start_callbacks(id, Status::Interrupted);
         }
         for id in to_persist {
             inner.persist(id);

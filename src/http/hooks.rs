@@ -312,6 +312,8 @@ pub(super) async fn dispatch(
     }
     rec.task_ids = tasks.iter().map(|t| t.id).collect();
     rec.outcome = Outcome::Accepted;
+    // The record is committed with the tasks, before the answer exists.
+    rec.status = 202;
     rec.keep_body(parts.stdin.clone());
     if let Err(e) = queue_tasks(state, tasks, Some(&mut *rec)).await {
         rec.task_ids.clear();
