@@ -94,7 +94,6 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting deliveries,
 /// lets tasks finish for up to `grace`, stops the rest, and returns.
 pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), String> {
-    let grace = config.limits.shutdown_grace;
     // Handlers run here, not on actix's worker runtimes, which are dropped at shutdown.
     let engine_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

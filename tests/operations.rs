@@ -183,3 +183,59 @@ fn the_api_stays_up_while_running_tasks_drain() {
     assert!(status.success());
     assert!(std::fs::read_to_string(d.path("runs")).unwrap().contains(&format!("end {id}")));
 }
+
+#[test]
+fn json_logs_parse_and_never_contain_a_configured_secret() {
+    const SECRETS: [&str; 5] = ["gh-log-secret", "gl-log-token", "api-log-token", "generic-log-hmac", "env-log-secret"];
+    let config = r#"
+api:
+  tokens: [api-log-token]
+sources:
+  github:
+    provider: github
+    secret: gh-log-secret
+  gitlab:
+    provider: gitlab
+    token: gl-log-token
+  ci:
+    provider: generic
+    auth: {hmac: sha256, secret: generic-log-hmac, header: X-Signature, prefix: "sha256="}
+programs:
+  show:
+    command: handlers/log-event.sh
+    env: {DEPLOY_KEY: env-log-secret}
+mappings:
+  github:
+    "*": {rules: [{run: show}]}
+  gitlab:
+    "*": {rules: [{run: show}]}
+  ci:
+    "*": {rules: [{run: show}]}
+"#;
+    let mut d = Daemon::with(config)
+        .env("HOOKRUNNER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,hookrunner=debug")
+        .start();
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let good = format!("sha256={}", hmac_sha256_hex("gh-log-secret", body));
+    let r = d.post_json("/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &good)], body);
+    d.wait_task(&Daemon::task_ids(&r)[0]);
+    d.post_json("/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00")], body);
+    d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "gl-log-token")], body);
+    d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "gl-log-token-wrong")], body);
+    d.post_json("/hooks/ci", &[("X-Signature", "sha256=11")], body);
+    d.get_with("/tasks", &[("Authorization", "Bearer api-log-token")]);
+    d.post("/-/reload", &[("Authorization", "Bearer api-log-token")], b"");
+    assert!(d.terminate().success());
+    let logs = d.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() > 10, "{logs}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        for secret in SECRETS {
+            assert!(!line.contains(secret), "a log line contains the secret `{secret}`: {line}");
+        }
+    }
+    assert!(logs.contains("delivery refused"), "{logs}");
+}

@@ -608,6 +608,11 @@ impl Inner {
             self.start_ready(&mut sched);
         }
         self.changed.notify_waiters();
+        self.resume_after(id, delay);
+    }
+
+    /// Puts a task waiting out a backoff back at the front of the queue after `delay`.
+    fn resume_after(self: &Arc<Self>, id: Uuid, delay: Duration) {
         let inner = self.clone();
         self.runtime.spawn(async move {
             tokio::time::sleep(delay).await;

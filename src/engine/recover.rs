@@ -104,18 +104,7 @@ impl Engine {
                     }
                     sched.delayed.insert(id, slot);
                     let delay = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-                    let inner2 = inner.clone();
-                    inner.runtime.spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let mut sched = inner2.lock_sched();
-                        let Some(slot) = sched.delayed.remove(&id) else { return };
-                        if let Some(k) = slot.key_id() {
-                            sched.busy_keys.remove(&k);
-                        }
-                        inner2.table.with(&id, |t| t.next_attempt_at = None);
-                        sched.queue.push_front(slot);
-                        inner2.start_ready(&mut sched);
-                    });
+                    inner.resume_after(id, delay);
                 }
                 None => sched.queue.push_back(slot),
             }

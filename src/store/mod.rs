@@ -202,29 +202,8 @@ impl Store {
 
     /// Tasks as JSON, newest first.
     pub fn list_tasks(&self, q: &Query) -> Result<Vec<String>, StoreError> {
-        self.read(|c| {
-            let before = match &q.before {
-                Some(id) => c
-                    .query_row("SELECT seq FROM tasks WHERE id = ?", [id], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .unwrap_or(-1),
-                None => i64::MAX,
-            };
-            let mut sql = String::from("SELECT data FROM tasks WHERE seq < ?1");
-            let mut args: Vec<String> = Vec::new();
-            for (col, v) in [("status", &q.status), ("source", &q.source), ("event", &q.event), ("program", &q.program)] {
-                if let Some(v) = v {
-                    args.push(v.clone());
-                    sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
-                }
-            }
-            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&before];
-            values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-            let rows = stmt.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
-            rows.collect()
-        })
+        let filters = [("status", &q.status), ("source", &q.source), ("event", &q.event), ("program", &q.program)];
+        self.read(|c| list(c, "tasks", &filters, q))
     }
 
     pub fn task(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -255,29 +234,8 @@ impl Store {
 
     /// Deliveries as JSON, newest first.
     pub fn list_deliveries(&self, q: &Query) -> Result<Vec<String>, StoreError> {
-        self.read(|c| {
-            let before = match &q.before {
-                Some(id) => c
-                    .query_row("SELECT seq FROM deliveries WHERE id = ?", [id], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .unwrap_or(-1),
-                None => i64::MAX,
-            };
-            let mut sql = String::from("SELECT data FROM deliveries WHERE seq < ?1");
-            let mut args: Vec<String> = Vec::new();
-            for (col, v) in [("source", &q.source), ("event", &q.event), ("outcome", &q.outcome)] {
-                if let Some(v) = v {
-                    args.push(v.clone());
-                    sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
-                }
-            }
-            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&before];
-            values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-            let rows = stmt.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
-            rows.collect()
-        })
+        let filters = [("source", &q.source), ("event", &q.event), ("outcome", &q.outcome)];
+        self.read(|c| list(c, "deliveries", &filters, q))
     }
 
     /// A delivery's JSON and kept body.
@@ -299,6 +257,32 @@ impl Store {
             rows.collect()
         })
     }
+}
+
+/// Rows of `table` (`data`, newest first) matching the given column filters,
+/// before the row whose id is `q.before`. Column names are ours, never input.
+fn list(c: &Connection, table: &str, filters: &[(&str, &Option<String>)], q: &Query) -> rusqlite::Result<Vec<String>> {
+    let before = match &q.before {
+        Some(id) => c
+            .query_row(&format!("SELECT seq FROM {table} WHERE id = ?"), [id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(-1),
+        None => i64::MAX,
+    };
+    let mut sql = format!("SELECT data FROM {table} WHERE seq < ?1");
+    let mut args: Vec<&String> = Vec::new();
+    for (col, value) in filters {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&before];
+    values.extend(args.iter().map(|a| *a as &dyn rusqlite::ToSql));
+    let rows = stmt.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
+    rows.collect()
 }
 
 /// Refuses a file that is not a database or is damaged.

@@ -151,7 +151,9 @@ fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<Vec
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.trim().to_string());
+                    // Text or JSON logs: the address runs to the first quote or space.
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+                    let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
             }
