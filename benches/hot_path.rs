@@ -72,10 +72,19 @@ fn bench_verify(c: &mut Criterion) {
     let config = config();
     let auth = &config.sources["github"].auth;
     let body = body_25k();
-    let sig = format!("sha256={}", hex::encode(HmacAlgo::Sha256.sign(SECRET.as_bytes(), &body)));
+    let sig = format!(
+        "sha256={}",
+        hex::encode(HmacAlgo::Sha256.sign(SECRET.as_bytes(), &body))
+    );
     let mut headers = HeaderMap::new();
-    headers.insert(HeaderName::from_static("x-hub-signature-256"), HeaderValue::from_str(&sig).unwrap());
-    headers.insert(HeaderName::from_static("x-github-event"), HeaderValue::from_static("push"));
+    headers.insert(
+        HeaderName::from_static("x-hub-signature-256"),
+        HeaderValue::from_str(&sig).unwrap(),
+    );
+    headers.insert(
+        HeaderName::from_static("x-github-event"),
+        HeaderValue::from_static("push"),
+    );
     let now = SystemTime::now();
     assert!(auth::verify(auth, &headers, &[], &body, now).is_ok());
     let mut g = c.benchmark_group("verify");
@@ -93,7 +102,10 @@ fn bench_condition(c: &mut Criterion) {
         .into_iter()
         .map(evalexpr::Value::from)
         .collect();
-    let vars = Vars { names: &names, values: &values };
+    let vars = Vars {
+        names: &names,
+        values: &values,
+    };
     assert_eq!(cond.eval(&vars), Ok(true));
     c.bench_function("condition/eval", |b| b.iter(|| cond.eval(black_box(&vars))));
 }
@@ -113,7 +125,11 @@ fn bench_judge(c: &mut Criterion) {
         query: &[],
     };
     let j = routes.judge(&delivery);
-    assert_eq!((j.trace.len(), j.matches.len()), (2, 1), "one rule not matched (ref is master), one matched");
+    assert_eq!(
+        (j.trace.len(), j.matches.len()),
+        (2, 1),
+        "one rule not matched (ref is master), one matched"
+    );
     c.bench_function("judge/push", |b| b.iter(|| routes.judge(black_box(&delivery))));
     c.bench_function("route/select", |b| b.iter(|| routes.select(black_box(&delivery)).len()));
     let raw = fixture();

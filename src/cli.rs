@@ -248,13 +248,9 @@ pub fn main() -> ExitCode {
                 program: a.program,
                 limit: a.limit,
             };
-            with_api(&a.client, |api| {
-                commands::tasks(api, &filter, a.follow, a.json)
-            })
+            with_api(&a.client, |api| commands::tasks(api, &filter, a.follow, a.json))
         }
-        Some(Command::Task(a)) => with_api(&a.client, |api| {
-            commands::task(api, &a.id, a.json, a.output)
-        }),
+        Some(Command::Task(a)) => with_api(&a.client, |api| commands::task(api, &a.id, a.json, a.output)),
         Some(Command::Cancel(a)) => with_api(&a.client, |api| commands::cancel(api, &a.id, a.json)),
         Some(Command::Rerun(a)) => with_api(&a.client, |api| commands::rerun(api, &a.id, a.json)),
         Some(Command::Deliveries(a)) => {
@@ -266,29 +262,20 @@ pub fn main() -> ExitCode {
             };
             with_api(&a.client, |api| commands::deliveries(api, &filter, a.json))
         }
-        Some(Command::Delivery(a)) => {
-            with_api(&a.client, |api| commands::delivery(api, &a.id, a.json))
-        }
+        Some(Command::Delivery(a)) => with_api(&a.client, |api| commands::delivery(api, &a.id, a.json)),
         Some(Command::Replay(a)) => with_api(&a.client, |api| commands::replay(api, &a.id, a.json)),
         Some(Command::Send(a)) => send(a),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "hookrunner",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Some(Command::Man) => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+        Some(Command::Man) => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         None => serve(cli.serve),
     }
 }
@@ -357,19 +344,14 @@ fn init_logging(format: LogFormat) {
 
 /// Runs a client command against the daemon `args` names; an error is
 /// printed as `error: <sentence>`, exit status 1.
-fn with_api(
-    args: &ClientArgs,
-    run: impl FnOnce(&Api) -> Result<ExitCode, crate::client::Error>,
-) -> ExitCode {
+fn with_api(args: &ClientArgs, run: impl FnOnce(&Api) -> Result<ExitCode, crate::client::Error>) -> ExitCode {
     let api = match (&args.url, &args.token) {
         // Everything given: the config is not needed.
         (Some(url), Some(token)) => Api::new(url, Some(token.clone())),
         // With --url, a config that is not there is fine: no token then.
         (Some(url), None) if !args.config.config.exists() => Api::new(url, None),
         _ => match load(&args.config.config) {
-            Ok(config) => {
-                Api::from_config(Some(&config), args.url.as_deref(), args.token.as_deref())
-            }
+            Ok(config) => Api::from_config(Some(&config), args.url.as_deref(), args.token.as_deref()),
             Err(code) => return code,
         },
     };
@@ -422,11 +404,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|errors| {
         eprintln!("{errors}");
         let n = errors.0.len();
-        eprintln!(
-            "{n} error{} in {}",
-            if n == 1 { "" } else { "s" },
-            path.display()
-        );
+        eprintln!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
         ExitCode::from(2)
     })
 }
@@ -541,10 +519,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
     };
     let trace = explain(source, &parts, "<delivery_id>");
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&trace).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&trace).unwrap_or_default());
     } else {
         print!("{}", render_trace(&trace));
     }
@@ -566,10 +541,7 @@ fn render_trace(trace: &serde_json::Value) -> String {
     let empty = serde_json::Map::new();
     let params = trace["params"].as_object().unwrap_or(&empty);
     if params.is_empty() {
-        let _ = writeln!(
-            out,
-            "no mapping has a key for this event: nothing would run"
-        );
+        let _ = writeln!(out, "no mapping has a key for this event: nothing would run");
     }
     for (key, values) in params {
         let _ = writeln!(out, "mapping `{key}`");
@@ -630,7 +602,10 @@ fn db_check(config_path: &Path, path: Option<PathBuf>) -> ExitCode {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             } else {
-                println!("{}: damaged; move it aside to start with an empty store (the history in it is lost)", path.display());
+                println!(
+                    "{}: damaged; move it aside to start with an empty store (the history in it is lost)",
+                    path.display()
+                );
                 ExitCode::FAILURE
             }
         }

@@ -40,23 +40,47 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("hookrunner");
         let deliveries = Family::<Labels, Counter>::default();
-        registry.register("deliveries", "Deliveries received, by source and outcome", deliveries.clone());
+        registry.register(
+            "deliveries",
+            "Deliveries received, by source and outcome",
+            deliveries.clone(),
+        );
         let rejections = Family::<Labels, Counter>::default();
         registry.register("rejections", "Deliveries refused, by reason", rejections.clone());
         let dedup_hits = Family::<Labels, Counter>::default();
-        registry.register("dedup_hits", "Repeated deliveries answered as duplicates", dedup_hits.clone());
+        registry.register(
+            "dedup_hits",
+            "Repeated deliveries answered as duplicates",
+            dedup_hits.clone(),
+        );
         let tasks = Family::<Labels, Counter>::default();
         registry.register("tasks", "Tasks finished, by program and status", tasks.clone());
         let task_duration = Family::<Labels, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
-        registry.register("task_duration_seconds", "How long handlers ran, by program", task_duration.clone());
+        registry.register(
+            "task_duration_seconds",
+            "How long handlers ran, by program",
+            task_duration.clone(),
+        );
         let queue_wait = seconds_histogram();
-        registry.register("task_queue_wait_seconds", "Time from acceptance to start", queue_wait.clone());
+        registry.register(
+            "task_queue_wait_seconds",
+            "Time from acceptance to start",
+            queue_wait.clone(),
+        );
         let running = Gauge::default();
         registry.register("tasks_running", "Tasks running now", running.clone());
         let queued = Gauge::default();
-        registry.register("tasks_queued", "Tasks waiting now (queued or between attempts)", queued.clone());
+        registry.register(
+            "tasks_queued",
+            "Tasks waiting now (queued or between attempts)",
+            queued.clone(),
+        );
         let store_write = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
-        registry.register("store_write_seconds", "Time to commit one batch to the store", store_write.clone());
+        registry.register(
+            "store_write_seconds",
+            "Time to commit one batch to the store",
+            store_write.clone(),
+        );
         let reloads = Family::<Labels, Counter>::default();
         registry.register("config_reloads", "Config reloads, by result", reloads.clone());
         registry.register(
@@ -80,21 +104,31 @@ impl Metrics {
     }
 
     pub fn delivery(&self, source: &str, outcome: &str) {
-        self.deliveries.get_or_create(&vec![("source", source.to_string()), ("outcome", outcome.to_string())]).inc();
+        self.deliveries
+            .get_or_create(&vec![("source", source.to_string()), ("outcome", outcome.to_string())])
+            .inc();
     }
 
     pub fn rejection(&self, reason: &'static str) {
-        self.rejections.get_or_create(&vec![("reason", reason.to_string())]).inc();
+        self.rejections
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
     }
 
     pub fn dedup_hit(&self, source: &str) {
-        self.dedup_hits.get_or_create(&vec![("source", source.to_string())]).inc();
+        self.dedup_hits
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc();
     }
 
     pub fn task_finished(&self, program: &str, status: &str, ran: Option<Duration>) {
-        self.tasks.get_or_create(&vec![("program", program.to_string()), ("status", status.to_string())]).inc();
+        self.tasks
+            .get_or_create(&vec![("program", program.to_string()), ("status", status.to_string())])
+            .inc();
         if let Some(d) = ran {
-            self.task_duration.get_or_create(&vec![("program", program.to_string())]).observe(d.as_secs_f64());
+            self.task_duration
+                .get_or_create(&vec![("program", program.to_string())])
+                .observe(d.as_secs_f64());
         }
     }
 
@@ -107,7 +141,9 @@ impl Metrics {
     }
 
     pub fn reload(&self, ok: bool) {
-        self.reloads.get_or_create(&vec![("result", if ok { "ok" } else { "failed" }.to_string())]).inc();
+        self.reloads
+            .get_or_create(&vec![("result", if ok { "ok" } else { "failed" }.to_string())])
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -24,7 +24,9 @@ pub fn reload(state: &AppState) -> Result<Reloaded, String> {
             }
             tracing::info!(config = %state.config_path.display(), "config reloaded");
         }
-        Err(e) => tracing::error!(config = %state.config_path.display(), "config not reloaded; the old one stays in force: {e}"),
+        Err(e) => {
+            tracing::error!(config = %state.config_path.display(), "config not reloaded; the old one stays in force: {e}")
+        }
     }
     result
 }

@@ -76,13 +76,25 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
     let longest = config
         .sources
         .values()
-        .filter_map(|s| s.dedup.as_ref().filter(|d| d.key == DedupKey::DeliveryId).map(|d| d.window))
+        .filter_map(|s| {
+            s.dedup
+                .as_ref()
+                .filter(|d| d.key == DedupKey::DeliveryId)
+                .map(|d| d.window)
+        })
         .max();
     let Some(longest) = longest else { return };
     let now = std::time::SystemTime::now();
-    let Ok(recent) = store.recent_deliveries(now - longest) else { return };
+    let Ok(recent) = store.recent_deliveries(now - longest) else {
+        return;
+    };
     for (source, delivery_id, record_id, received_ms) in recent {
-        let Some(window) = config.sources.get(&source).and_then(|s| s.dedup.as_ref()).filter(|d| d.key == DedupKey::DeliveryId) else {
+        let Some(window) = config
+            .sources
+            .get(&source)
+            .and_then(|s| s.dedup.as_ref())
+            .filter(|d| d.key == DedupKey::DeliveryId)
+        else {
             continue;
         };
         let received = std::time::UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
@@ -115,11 +127,18 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             Some(store)
         }
         None => {
-            tracing::warn!("no `state:` in the config: tasks and deliveries live in memory only and are lost on restart");
+            tracing::warn!(
+                "no `state:` in the config: tasks and deliveries live in memory only and are lost on restart"
+            );
             None
         }
     };
-    let engine = Engine::new(config.limits.clone(), engine_runtime.handle().clone(), store.clone(), metrics.clone());
+    let engine = Engine::new(
+        config.limits.clone(),
+        engine_runtime.handle().clone(),
+        store.clone(),
+        metrics.clone(),
+    );
     {
         // Recovery spawns timers on the engine runtime.
         let _guard = engine_runtime.enter();
@@ -221,12 +240,18 @@ async fn status_and_watchdog(state: web::Data<AppState>, engine_runtime: tokio::
             last_status = status;
         }
         if watchdog.is_some() {
-            let runtime_alive = tokio::time::timeout(Duration::from_secs(2), engine_runtime.spawn(async {})).await.is_ok();
+            let runtime_alive = tokio::time::timeout(Duration::from_secs(2), engine_runtime.spawn(async {}))
+                .await
+                .is_ok();
             let store_ok = state.deliveries.store().is_none_or(|s| s.healthy());
             if runtime_alive && store_ok {
                 notify(&[NotifyState::Watchdog]);
             } else {
-                tracing::error!(runtime_alive, store_ok, "skipping the watchdog ping: the daemon is not healthy");
+                tracing::error!(
+                    runtime_alive,
+                    store_ok,
+                    "skipping the watchdog ping: the daemon is not healthy"
+                );
             }
         }
     }
@@ -257,7 +282,8 @@ fn watch_config(state: web::Data<AppState>) -> Option<notify::RecommendedWatcher
         if let Ok(event) = event {
             // Our file, or a `..data`-style symlink swap in the same directory.
             let relevant = event.paths.iter().any(|p| {
-                p.file_name().is_some_and(|n| n == name.as_os_str() || n.to_string_lossy().starts_with(".."))
+                p.file_name()
+                    .is_some_and(|n| n == name.as_os_str() || n.to_string_lossy().starts_with(".."))
             });
             if relevant && !event.kind.is_access() {
                 let _ = tx.send(());

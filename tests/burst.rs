@@ -44,7 +44,10 @@ fn every_acknowledged_delivery_runs_exactly_once() {
             let (url, next, accepted, refused) = (url.clone(), next.clone(), accepted.clone(), refused.clone());
             std::thread::spawn(move || {
                 // One keep-alive connection per thread.
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).max_idle_connections(1).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(60))
+                    .max_idle_connections(1)
+                    .build();
                 while next.fetch_add(1, Ordering::Relaxed) < DELIVERIES {
                     let result = agent
                         .post(&url)
@@ -55,7 +58,10 @@ fn every_acknowledged_delivery_runs_exactly_once() {
                         Ok(r) => {
                             assert_eq!(r.status(), 202);
                             let json: serde_json::Value = r.into_json().unwrap();
-                            accepted.lock().unwrap().push(json["delivery_id"].as_str().unwrap().to_string());
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .push(json["delivery_id"].as_str().unwrap().to_string());
                         }
                         Err(ureq::Error::Status(503, r)) => {
                             assert_eq!(r.header("retry-after"), Some("5"));
@@ -80,7 +86,10 @@ fn every_acknowledged_delivery_runs_exactly_once() {
         let (running, queued) = {
             let list = d.get("/tasks?status=queued&limit=1").json();
             let running = d.get("/tasks?status=running&limit=1").json();
-            (running["tasks"].as_array().unwrap().len(), list["tasks"].as_array().unwrap().len())
+            (
+                running["tasks"].as_array().unwrap().len(),
+                list["tasks"].as_array().unwrap().len(),
+            )
         };
         running == 0 && queued == 0
     });
@@ -90,9 +99,18 @@ fn every_acknowledged_delivery_runs_exactly_once() {
         *runs.entry(line).or_default() += 1;
     }
     for id in &accepted {
-        assert_eq!(runs.get(id.as_str()).copied(), Some(1), "delivery {id} ran {:?} times", runs.get(id.as_str()));
+        assert_eq!(
+            runs.get(id.as_str()).copied(),
+            Some(1),
+            "delivery {id} ran {:?} times",
+            runs.get(id.as_str())
+        );
     }
-    assert_eq!(runs.len(), accepted.len(), "a handler ran for a delivery that was not acknowledged");
+    assert_eq!(
+        runs.len(),
+        accepted.len(),
+        "a handler ran for a delivery that was not acknowledged"
+    );
     let failed = d.get("/tasks?status=failed&limit=10").json();
     assert_eq!(failed["tasks"].as_array().unwrap().len(), 0, "{failed}");
     eprintln!("burst: {} accepted, {} refused with 503", accepted.len(), refused);

@@ -2,8 +2,8 @@
 //! retried with backoff; its state is on the task.
 
 mod common;
-use common::*;
 use base64::Engine as _;
+use common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -20,7 +20,11 @@ struct Received {
 
 impl Received {
     fn header(&self, name: &str) -> &str {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 }
 
@@ -47,7 +51,13 @@ fn receiver(answers: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
                 let (k, v) = l.split_once(':').unwrap();
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
-            let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .unwrap()
+                .1
+                .parse()
+                .unwrap();
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
             let status = answers.next().unwrap_or(200);
@@ -91,12 +101,17 @@ mappings:
 
 /// Verifies a Standard Webhooks signature the way a receiver would.
 fn verify(r: &Received) -> bool {
-    let key = base64::engine::general_purpose::STANDARD.decode(SECRET.strip_prefix("whsec_").unwrap()).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
     let signed = format!("{}.{}.", r.header("webhook-id"), r.header("webhook-timestamp"));
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
     mac.update(signed.as_bytes());
     mac.update(&r.body);
-    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
     r.header("webhook-signature").split(' ').any(|s| s == expected)
 }
 
@@ -109,7 +124,10 @@ fn a_finished_task_is_reported_with_a_correctly_signed_post() {
     let got = rx.recv_timeout(Duration::from_secs(20)).expect("no callback arrived");
     assert!(verify(&got), "signature does not verify: {:?}", got.headers);
     let ts: u64 = got.header("webhook-timestamp").parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(now.abs_diff(ts) < 60);
     let json: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(json["type"], "task.succeeded");
@@ -129,7 +147,10 @@ fn a_finished_task_is_reported_with_a_correctly_signed_post() {
     let quiet = Daemon::task_ids(&r).remove(0);
     d.wait_task(&quiet);
     assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
-    assert_eq!(d.get(&format!("/tasks/{quiet}")).json()["callbacks"], serde_json::json!([]));
+    assert_eq!(
+        d.get(&format!("/tasks/{quiet}")).json()["callbacks"],
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -139,9 +160,17 @@ fn a_receiver_that_fails_twice_gets_the_callback_on_the_third_attempt() {
     let r = d.post_json("/hooks/a", &[], br#"{"kind":"ok"}"#);
     let id = Daemon::task_ids(&r).remove(0);
     let ids: Vec<String> = (0..3)
-        .map(|_| rx.recv_timeout(Duration::from_secs(20)).expect("callback attempt").header("webhook-id").to_string())
+        .map(|_| {
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("callback attempt")
+                .header("webhook-id")
+                .to_string()
+        })
         .collect();
-    assert!(ids.iter().all(|i| *i == ids[0]), "a retried message keeps its webhook-id: {ids:?}");
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "a retried message keeps its webhook-id: {ids:?}"
+    );
     eventually("the callback to be delivered", Duration::from_secs(10), || {
         d.get(&format!("/tasks/{id}")).json()["callbacks"][0]["status"] == "delivered"
     });

@@ -148,11 +148,7 @@ fn command(args: &[&str]) -> Command {
 }
 
 fn run(args: &[&str]) -> Out {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command(args).output().expect("run hookrunner");
+    let Output { status, stdout, stderr } = command(args).output().expect("run hookrunner");
     Out {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -178,11 +174,7 @@ fn payload(d: &Daemon, name: &str, body: &str) -> String {
 
 /// Sends `{"kind": kind}` to the open source; the first task's id.
 fn start(d: &Daemon, kind: &str) -> String {
-    let file = payload(
-        d,
-        &format!("{kind}.json"),
-        &format!(r#"{{"kind":"{kind}"}}"#),
-    );
+    let file = payload(d, &format!("{kind}.json"), &format!(r#"{{"kind":"{kind}"}}"#));
     let out = cli(d, &["send", "--source", "open", &file]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.json()["tasks"][0]["id"].as_str().unwrap().to_string()
@@ -191,41 +183,25 @@ fn start(d: &Daemon, kind: &str) -> String {
 #[test]
 fn send_signs_deliveries_every_provider_preset_accepts() {
     let d = Daemon::start(&config());
-    let plain =
-        r#"{"ref":"refs/heads/main","object_kind":"push","webhookEvent":"jira:issue_created"}"#;
+    let plain = r#"{"ref":"refs/heads/main","object_kind":"push","webhookEvent":"jira:issue_created"}"#;
     let cases: &[(&str, Option<&str>, &str, &str)] = &[
         ("github", Some("push"), plain, "push"),
         ("gitlab_token", Some("push"), plain, "push"),
-        (
-            "gitlab_signed",
-            Some("merge_request"),
-            plain,
-            "merge_request",
-        ),
+        ("gitlab_signed", Some("merge_request"), plain, "merge_request"),
         ("gitlab_both", Some("Tag Push Hook"), plain, "tag_push"),
         ("gitea", Some("push"), plain, "push"),
         ("forgejo", Some("pull_request"), plain, "pull_request"),
         ("gogs", Some("push"), plain, "push"),
         ("bitbucket", Some("repo:push"), plain, "repo:push"),
         ("jira_token", None, plain, "jira:issue_created"),
-        (
-            "jira_secret",
-            Some("jira:issue_updated"),
-            plain,
-            "jira:issue_updated",
-        ),
+        ("jira_secret", Some("jira:issue_updated"), plain, "jira:issue_updated"),
         (
             "slack",
             None,
             r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#,
             "app_mention",
         ),
-        (
-            "standard",
-            None,
-            r#"{"type":"invoice.paid","data":{}}"#,
-            "invoice.paid",
-        ),
+        ("standard", None, r#"{"type":"invoice.paid","data":{}}"#, "invoice.paid"),
         (
             "stripe",
             None,
@@ -250,30 +226,13 @@ fn send_signs_deliveries_every_provider_preset_accepts() {
         assert_eq!(out.code, 0, "{source}: {}{}", out.stdout, out.stderr);
         let answer = out.json();
         assert_eq!(answer["event"], *expected, "{source}: {answer}");
-        assert_eq!(
-            answer["tasks"].as_array().map(Vec::len),
-            Some(1),
-            "{source}: {answer}"
-        );
+        assert_eq!(answer["tasks"].as_array().map(Vec::len), Some(1), "{source}: {answer}");
         let id = answer["tasks"][0]["id"].as_str().unwrap();
         assert_eq!(d.wait_task(id)["status"], "succeeded", "{source}");
     }
     // Every one was accepted, none refused.
-    let out = cli(
-        &d,
-        &[
-            "deliveries",
-            "--outcome",
-            "accepted",
-            "--limit",
-            "100",
-            "--json",
-        ],
-    );
-    assert_eq!(
-        out.json()["deliveries"].as_array().unwrap().len(),
-        cases.len()
-    );
+    let out = cli(&d, &["deliveries", "--outcome", "accepted", "--limit", "100", "--json"]);
+    assert_eq!(out.json()["deliveries"].as_array().unwrap().len(), cases.len());
 }
 
 #[test]
@@ -360,10 +319,7 @@ fn tasks_and_task_as_table_details_and_json() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", out.stdout);
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(
-        header,
-        ["ID", "PROGRAM", "STATUS", "EXIT", "CREATED", "DURATION"]
-    );
+    assert_eq!(header, ["ID", "PROGRAM", "STATUS", "EXIT", "CREATED", "DURATION"]);
     let row: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!(&row[..4], [&id[..8], "ok", "succeeded", "0"]);
     let row: Vec<&str> = lines[1].split_whitespace().collect();
@@ -481,11 +437,7 @@ fn cancel_and_rerun() {
     });
     let out = cli(&d, &["cancel", &sleepy]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stdout.starts_with(&format!("task {sleepy}")),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with(&format!("task {sleepy}")), "{}", out.stdout);
     assert_eq!(d.wait_task(&sleepy)["status"], "cancelled");
     // A finished task cannot be cancelled: the 409 sentence.
     let out = cli(&d, &["cancel", &sleepy]);
@@ -503,8 +455,7 @@ fn cancel_and_rerun() {
     let out = cli(&d, &["rerun", &ok]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout
-            .contains(&format!("(rerun of {}, program ok)", &ok[..8])),
+        out.stdout.contains(&format!("(rerun of {}, program ok)", &ok[..8])),
         "{}",
         out.stdout
     );
@@ -536,19 +487,14 @@ fn deliveries_delivery_and_replay() {
         "{}",
         out.stdout
     );
-    assert!(
-        out.stdout.contains(&format!("tasks: {task}")),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains(&format!("tasks: {task}")), "{}", out.stdout);
     let out = cli(&d, &["delivery", &id, "--json"]);
     assert_eq!(out.json()["id"], id.as_str());
 
     let out = cli(&d, &["replay", &id]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout
-            .starts_with(&format!("replayed delivery {id} as ")),
+        out.stdout.starts_with(&format!("replayed delivery {id} as ")),
         "{}",
         out.stdout
     );
@@ -564,19 +510,11 @@ fn tasks_follow_prints_new_and_changed_tasks() {
     let d = Daemon::start(&config());
     let config_path = d.path("webhook.yaml").display().to_string();
     let url = d.url("");
-    let mut child = command(&[
-        "tasks",
-        "--follow",
-        "--json",
-        "--config",
-        &config_path,
-        "--url",
-        &url,
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = command(&["tasks", "--follow", "--json", "--config", &config_path, "--url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -590,9 +528,7 @@ fn tasks_follow_prints_new_and_changed_tasks() {
     let id = start(&d, "slow");
     let mut statuses = Vec::new();
     while statuses.last().map(String::as_str) != Some("succeeded") {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a line from --follow");
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("a line from --follow");
         let task: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(task["id"], id.as_str());
         statuses.push(task["status"].as_str().unwrap().to_string());
@@ -609,8 +545,7 @@ fn tasks_follow_prints_new_and_changed_tasks() {
 
 #[test]
 fn the_api_token_comes_from_the_config_or_token() {
-    let d =
-        Daemon::start(&config().replacen("sources:", "api:\n  tokens: [api-secret]\nsources:", 1));
+    let d = Daemon::start(&config().replacen("sources:", "api:\n  tokens: [api-secret]\nsources:", 1));
     let out = cli(&d, &["tasks", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["tasks"], serde_json::json!([]));
@@ -653,11 +588,7 @@ fn completions_man_and_log_format() {
     // `--log-format json`: one JSON object per line, before or after the subcommand.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("webhook.yaml");
-    std::fs::write(
-        &config,
-        "sources:\n  a:\n    provider: generic\n    auth: none\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "sources:\n  a:\n    provider: generic\n    auth: none\n").unwrap();
     let mut child = command(&[
         "--log-format",
         "json",
@@ -675,12 +606,8 @@ fn completions_man_and_log_format() {
     let mut seen = Vec::new();
     loop {
         let line = lines.next().expect("log line").unwrap();
-        let json: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(
-            json["level"].is_string() && json["timestamp"].is_string(),
-            "{line}"
-        );
+        let json: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(json["level"].is_string() && json["timestamp"].is_string(), "{line}");
         let message = json["message"].as_str().unwrap_or("").to_string();
         seen.push(message.clone());
         if message.contains("listening on") {
@@ -690,13 +617,7 @@ fn completions_man_and_log_format() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let out = run(&[
-        "check",
-        "--log-format",
-        "json",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let out = run(&["check", "--log-format", "json", "--config", config.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(&["--log-format", "xml", "check"]);
     assert_eq!(out.code, 2);

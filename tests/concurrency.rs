@@ -67,7 +67,11 @@ mappings:
 "#;
 
 fn send(d: &Daemon, kind: &str, repo: &str) -> String {
-    let r = d.post_json("/hooks/a", &[], format!(r#"{{"kind":"{kind}","repo":"{repo}"}}"#).as_bytes());
+    let r = d.post_json(
+        "/hooks/a",
+        &[],
+        format!(r#"{{"kind":"{kind}","repo":"{repo}"}}"#).as_bytes(),
+    );
     Daemon::task_ids(&r).remove(0)
 }
 
@@ -91,27 +95,51 @@ fn same_key_tasks_run_one_after_another_in_order_and_other_keys_in_parallel() {
     for id in same.iter().chain([&other]) {
         assert_eq!(d.wait_task(id)["status"], "succeeded");
     }
-    let log: Vec<(String, String)> = events(&d, "serial").into_iter().filter(|(id, _)| *id != other).collect();
-    let expected: Vec<(String, String)> =
-        same.iter().flat_map(|id| [(id.clone(), "start".into()), (id.clone(), "end".into())]).collect();
+    let log: Vec<(String, String)> = events(&d, "serial")
+        .into_iter()
+        .filter(|(id, _)| *id != other)
+        .collect();
+    let expected: Vec<(String, String)> = same
+        .iter()
+        .flat_map(|id| [(id.clone(), "start".into()), (id.clone(), "end".into())])
+        .collect();
     assert_eq!(log, expected, "same-key tasks overlapped or ran out of order");
     // The other key did not wait for the first key's queue.
     let all = events(&d, "serial");
     let other_start = all.iter().position(|e| e.0 == other && e.1 == "start").unwrap();
     let last_end = all.iter().rposition(|e| same.contains(&e.0) && e.1 == "end").unwrap();
-    assert!(other_start < last_end, "different keys did not run in parallel: {all:?}");
-    assert_eq!(d.get(&format!("/tasks/{}", same[0])).json()["concurrency_key"], "acme/app");
+    assert!(
+        other_start < last_end,
+        "different keys did not run in parallel: {all:?}"
+    );
+    assert_eq!(
+        d.get(&format!("/tasks/{}", same[0])).json()["concurrency_key"],
+        "acme/app"
+    );
 }
 
 #[test]
 fn replace_runs_the_running_task_and_only_the_newest_waiting_one() {
     let d = Daemon::start(CONFIG);
     let first = send(&d, "latest", "acme/app");
-    eventually("the first deploy to start", Duration::from_secs(10), || !events(&d, "latest").is_empty());
+    eventually("the first deploy to start", Duration::from_secs(10), || {
+        !events(&d, "latest").is_empty()
+    });
     let burst: Vec<String> = (0..5).map(|_| send(&d, "latest", "acme/app")).collect();
-    let tasks: Vec<Value> = std::iter::once(&first).chain(&burst).map(|id| d.wait_task(id)).collect();
-    let ran: Vec<&str> = tasks.iter().filter(|t| t["status"] == "succeeded").map(|t| t["id"].as_str().unwrap()).collect();
-    assert_eq!(ran, vec![first.as_str(), burst[4].as_str()], "exactly the running one and the newest ran");
+    let tasks: Vec<Value> = std::iter::once(&first)
+        .chain(&burst)
+        .map(|id| d.wait_task(id))
+        .collect();
+    let ran: Vec<&str> = tasks
+        .iter()
+        .filter(|t| t["status"] == "succeeded")
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ran,
+        vec![first.as_str(), burst[4].as_str()],
+        "exactly the running one and the newest ran"
+    );
     for (i, t) in tasks[1..5].iter().enumerate() {
         assert_eq!(t["status"], "cancelled");
         let by = &burst[i + 1];
@@ -120,15 +148,24 @@ fn replace_runs_the_running_task_and_only_the_newest_waiting_one() {
     }
     // And they never overlapped.
     let log = events(&d, "latest");
-    assert_eq!(log.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), ["start", "end", "start", "end"]);
+    assert_eq!(
+        log.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["start", "end", "start", "end"]
+    );
 }
 
 #[test]
 fn cancel_running_stops_the_running_task_group_and_takes_its_place() {
     let d = Daemon::start(CONFIG);
     let first = send(&d, "preempt", "acme/app");
-    eventually("the first task to start", Duration::from_secs(10), || d.path("pids").exists());
-    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids")).unwrap().split_whitespace().map(|p| p.parse().unwrap()).collect();
+    eventually("the first task to start", Duration::from_secs(10), || {
+        d.path("pids").exists()
+    });
+    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     std::fs::remove_file(d.path("pids")).unwrap();
     let second = send(&d, "preempt", "acme/app");
     let old = d.wait_task(&first);
@@ -137,7 +174,9 @@ fn cancel_running_stops_the_running_task_group_and_takes_its_place() {
     for pid in pids {
         assert!(!alive(pid), "process {pid} of the superseded task survived");
     }
-    eventually("the new task to start", Duration::from_secs(10), || d.path("pids").exists());
+    eventually("the new task to start", Duration::from_secs(10), || {
+        d.path("pids").exists()
+    });
     assert_eq!(d.get(&format!("/tasks/{second}")).json()["status"], "running");
     d.post(&format!("/tasks/{second}/cancel"), &[], b"");
     d.wait_task(&second);
@@ -151,7 +190,10 @@ fn a_program_limit_holds_while_other_programs_run() {
         d.wait_task(id);
     }
     let log = events(&d, "limited");
-    assert_eq!(log.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), ["start", "end", "start", "end", "start", "end"]);
+    assert_eq!(
+        log.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["start", "end", "start", "end", "start", "end"]
+    );
 }
 
 #[test]
@@ -173,7 +215,10 @@ fn a_failing_handler_is_retried_with_backoff_and_each_attempt_is_recorded() {
     // The backoff was honoured: the next attempt started no earlier than half a step after the last ended.
     let ended = humantime::parse_rfc3339(attempts[0]["finished_at"].as_str().unwrap()).unwrap();
     let next = humantime::parse_rfc3339(attempts[1]["started_at"].as_str().unwrap()).unwrap();
-    assert!(next.duration_since(ended).unwrap() >= Duration::from_millis(100), "{task}");
+    assert!(
+        next.duration_since(ended).unwrap() >= Duration::from_millis(100),
+        "{task}"
+    );
 }
 
 #[test]

@@ -34,8 +34,14 @@ fn the_shipped_config_is_valid_and_warns_about_default_secrets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (4 sources"));
-    assert!(stderr.contains("warning: `sources.github.secret` uses the default value of `${GITHUB_WEBHOOK_SECRET}`"), "{stderr}");
-    assert!(!stderr.contains("change-me-github"), "a secret value reached the output");
+    assert!(
+        stderr.contains("warning: `sources.github.secret` uses the default value of `${GITHUB_WEBHOOK_SECRET}`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("change-me-github"),
+        "a secret value reached the output"
+    );
 
     let out = Command::new(BIN)
         .args(["check", "--config"])
@@ -115,12 +121,17 @@ fn environment_variables_missing_defaults_and_secrets() {
     let (code, _, err) = check("sources:\n  gh:\n    provider: github\n    secret: ${HOOKRUNNER_TEST_UNSET_VAR}\n");
     assert_eq!(code, 2);
     assert!(
-        err.starts_with("webhook.yaml:4:13: `sources.gh.secret`: environment variable `HOOKRUNNER_TEST_UNSET_VAR` is not set"),
+        err.starts_with(
+            "webhook.yaml:4:13: `sources.gh.secret`: environment variable `HOOKRUNNER_TEST_UNSET_VAR` is not set"
+        ),
         "{err}"
     );
     let (code, _, err) = check("sources:\n  gh:\n    provider: github\n");
     assert_eq!(code, 2);
-    assert!(err.contains("`sources.gh`: provider `github` needs a `secret`"), "{err}");
+    assert!(
+        err.contains("`sources.gh`: provider `github` needs a `secret`"),
+        "{err}"
+    );
     let (code, _, err) = check("sources:\n  ci:\n    provider: generic\n");
     assert_eq!(code, 2);
     assert!(err.contains("provider `generic` needs `auth`"), "{err}");
@@ -129,22 +140,34 @@ fn environment_variables_missing_defaults_and_secrets() {
 #[test]
 fn bad_values_and_duplicates() {
     let (_, _, err) = check("programs:\n  a:\n    command: x\n    timeout: 10 minutes\n");
-    assert!(err.contains("webhook.yaml:4:14: `programs.a.timeout`: invalid duration `10 minutes`"), "{err}");
+    assert!(
+        err.contains("webhook.yaml:4:14: `programs.a.timeout`: invalid duration `10 minutes`"),
+        "{err}"
+    );
     let (_, _, err) = check("server:\n  max_body: 1MB\n");
     assert!(err.contains("`server.max_body`: invalid size `1MB`"), "{err}");
     let (_, _, err) = check("server:\n  listen: somewhere\n");
-    assert!(err.contains("`server.listen`: `somewhere` is not an address and port"), "{err}");
+    assert!(
+        err.contains("`server.listen`: `somewhere` is not an address and port"),
+        "{err}"
+    );
     let (_, _, err) = check("programs:\n  a:\n    command: x\n  a:\n    command: y\n");
     assert!(err.contains("duplicate key `a`"), "{err}");
     let (_, _, err) = check("programs:\n  a:\n    command: x\n    params: [ok, ok]\n");
-    assert!(err.contains("`programs.a.params[1]`: param `ok` is listed twice"), "{err}");
+    assert!(
+        err.contains("`programs.a.params[1]`: param `ok` is listed twice"),
+        "{err}"
+    );
     let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
     let yaml = format!("sources:\n  s:\n    provider: generic\n    auth: none\nmappings:\n  s:\n    '*':\n      rules:\n        - if: {deep}\n          run: log-event\n");
     let (code, _, err) = check(&yaml);
     assert_eq!(code, 2);
     assert!(err.contains("nests parentheses deeper than"), "{err}");
     let (_, _, err) = check("sources: [1, 2]\n");
-    assert!(err.contains("webhook.yaml:1:10: `sources`: invalid type: sequence, expected a map"), "{err}");
+    assert!(
+        err.contains("webhook.yaml:1:10: `sources`: invalid type: sequence, expected a map"),
+        "{err}"
+    );
     let (_, _, err) = check("server: {listen: [unclosed\n");
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
@@ -154,10 +177,17 @@ fn serve_refuses_a_bad_config_and_the_config_path_comes_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("custom.yaml");
     std::fs::write(&path, "tasks:\n  max_concurrent: 0\n").unwrap();
-    let out = Command::new(BIN).env("HOOKRUNNER_CONFIG", &path).arg("serve").output().unwrap();
+    let out = Command::new(BIN)
+        .env("HOOKRUNNER_CONFIG", &path)
+        .arg("serve")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("custom.yaml:2:3: `tasks.max_concurrent`: must be at least 1"), "{err}");
+    assert!(
+        err.contains("custom.yaml:2:3: `tasks.max_concurrent`: must be at least 1"),
+        "{err}"
+    );
     // No subcommand means serve.
     let out = Command::new(BIN).env("HOOKRUNNER_CONFIG", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -48,7 +48,11 @@ fn push(d: &Daemon, delivery: &str, git_ref: &str) -> Resp {
     let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body.as_bytes()));
     d.post_json(
         "/hooks/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", delivery)],
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("X-GitHub-Delivery", delivery),
+        ],
         body.as_bytes(),
     )
 }
@@ -66,7 +70,11 @@ fn a_redelivery_inside_the_window_runs_nothing_and_after_it_runs_again() {
     assert_eq!(body["duplicate"], true);
     assert_eq!(body["first_delivery"], "dlv-1");
     assert_eq!(body["tasks"][0]["id"], first_tasks[0].as_str());
-    assert_eq!(d.get("/tasks").json()["tasks"].as_array().unwrap().len(), 1, "the duplicate ran something");
+    assert_eq!(
+        d.get("/tasks").json()["tasks"].as_array().unwrap().len(),
+        1,
+        "the duplicate ran something"
+    );
 
     // The duplicate is on record and says so.
     let dups = d.get("/deliveries?outcome=duplicate").json();
@@ -94,13 +102,23 @@ fn an_ignored_delivery_says_which_rule_failed_and_shows_the_params() {
     let d = Daemon::start(CONFIG);
     let r = push(&d, "dlv-ignored", "refs/heads/feature");
     assert_eq!(r.status, 200);
-    assert!(r.json()["message"].as_str().unwrap().contains("/deliveries/dlv-ignored"), "{}", r.text);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("/deliveries/dlv-ignored"),
+        "{}",
+        r.text
+    );
     let rec = d.get("/deliveries/dlv-ignored").json();
     assert_eq!(rec["outcome"], "ignored");
     assert_eq!(rec["source"], "github");
     assert_eq!(rec["event"], "push");
     assert_eq!(rec["reason"], "no rule matched");
-    assert_eq!(rec["params"]["push"], json!({"ref": "refs/heads/feature", "repo": "acme/app"}));
+    assert_eq!(
+        rec["params"]["push"],
+        json!({"ref": "refs/heads/feature", "repo": "acme/app"})
+    );
     assert_eq!(
         rec["rules"],
         json!([{"mapping": "push", "rule": 0, "if": "ref == \"refs/heads/main\"", "program": "deploy", "result": "not matched"}])
@@ -116,9 +134,20 @@ fn an_ignored_delivery_says_which_rule_failed_and_shows_the_params() {
     // An event no mapping knows says so.
     let body = b"{}";
     let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body));
-    d.post_json("/hooks/github", &[("X-GitHub-Event", "ping"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", "dlv-ping")], body);
+    d.post_json(
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "ping"),
+            ("X-Hub-Signature-256", &sig),
+            ("X-GitHub-Delivery", "dlv-ping"),
+        ],
+        body,
+    );
     let rec = d.get("/deliveries/dlv-ping").json();
-    assert_eq!(rec["reason"], "no mapping of source `github` has a key for event `ping`");
+    assert_eq!(
+        rec["reason"],
+        "no mapping of source `github` has a key for event `ping`"
+    );
 }
 
 #[test]
@@ -126,7 +155,11 @@ fn rejected_deliveries_say_why_in_plain_words() {
     let d = Daemon::start(CONFIG);
     let body = br#"{"ref":"refs/heads/main"}"#;
     let wrong = format!("sha256={}", hmac_sha256_hex("wrong", body));
-    let r = d.post_json("/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &wrong)], body);
+    let r = d.post_json(
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &wrong)],
+        body,
+    );
     assert_eq!(r.status, 401);
     d.post_json("/hooks/ci", &[("X-Token", "nope")], b"{}");
     d.post_json("/hooks/nowhere", &[], b"{}");
@@ -136,20 +169,45 @@ fn rejected_deliveries_say_why_in_plain_words() {
     let recs = list["deliveries"].as_array().unwrap();
     let reasons: Vec<(&str, u64, &str)> = recs
         .iter()
-        .map(|r| (r["source"].as_str().unwrap(), r["status"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap(),
+                r["status"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(reasons[1], ("nowhere", 404, "there is no source named `nowhere`"));
     assert_eq!(reasons[2], ("ci", 401, "the token does not match"));
     assert_eq!(reasons[3], ("github", 401, "the signature does not match"));
     assert_eq!(reasons[0].1, 400);
-    assert!(reasons[0].2.starts_with("the body is not valid JSON"), "{}", reasons[0].2);
+    assert!(
+        reasons[0].2.starts_with("the body is not valid JSON"),
+        "{}",
+        reasons[0].2
+    );
     // Token headers are masked too, and bodies of rejected deliveries are not kept.
-    assert!(recs[2]["headers"].as_array().unwrap().contains(&json!(["x-token", "***"])));
+    assert!(recs[2]["headers"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(["x-token", "***"])));
     assert_eq!(recs[2]["body_kept"], false);
     assert!(!list.to_string().contains("nope"));
     // Filters.
-    assert_eq!(d.get("/deliveries?source=github").json()["deliveries"].as_array().unwrap().len(), 1);
-    assert_eq!(d.get("/deliveries?outcome=accepted").json()["deliveries"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        d.get("/deliveries?source=github").json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        d.get("/deliveries?outcome=accepted").json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(d.get("/deliveries?outcome=bogus").status, 400);
     assert_eq!(d.get("/deliveries/unknown").status, 404);
 }
@@ -174,7 +232,10 @@ fn replay_runs_a_delivery_again_and_links_both_records() {
     assert_eq!(original["replays"], json!([replayed["id"]]));
     // A rejected delivery has no body to replay.
     d.post_json("/hooks/ci", &[("X-Token", "nope")], b"{}");
-    let rejected = d.get("/deliveries?outcome=rejected").json()["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let rejected = d.get("/deliveries?outcome=rejected").json()["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = d.post(&format!("/deliveries/{rejected}/replay"), &[], b"");
     assert_eq!(r.status, 409);
     assert!(r.error().contains("cannot be replayed"), "{}", r.text);
@@ -185,7 +246,11 @@ fn dry_run_shows_the_trace_and_argv_and_runs_nothing() {
     let d = Daemon::start(CONFIG);
     let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}).to_string();
     let sig = format!("sha256={}", hmac_sha256_hex(SECRET, body.as_bytes()));
-    let headers = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", sig.as_str()), ("X-GitHub-Delivery", "dry-1")];
+    let headers = [
+        ("X-GitHub-Event", "push"),
+        ("X-Hub-Signature-256", sig.as_str()),
+        ("X-GitHub-Delivery", "dry-1"),
+    ];
     let r = d.post_json("/hooks/github?dry_run=1", &headers, body.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text);
     let trace = r.json();
@@ -196,8 +261,15 @@ fn dry_run_shows_the_trace_and_argv_and_runs_nothing() {
     assert_eq!(argv[1..], [json!("--ref=refs/heads/main"), json!("--repo=acme/app")]);
     assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
     // It is authenticated like a real delivery, and it does not use up the delivery id.
-    let wrong = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00"), ("X-GitHub-Delivery", "dry-2")];
-    assert_eq!(d.post_json("/hooks/github?dry_run=1", &wrong, body.as_bytes()).status, 401);
+    let wrong = [
+        ("X-GitHub-Event", "push"),
+        ("X-Hub-Signature-256", "sha256=00"),
+        ("X-GitHub-Delivery", "dry-2"),
+    ];
+    assert_eq!(
+        d.post_json("/hooks/github?dry_run=1", &wrong, body.as_bytes()).status,
+        401
+    );
     assert_eq!(d.post_json("/hooks/github", &headers, body.as_bytes()).status, 202);
 }
 
@@ -206,7 +278,12 @@ fn the_delivery_log_has_the_same_access_rule_as_tasks() {
     let d = Daemon::start(CONFIG);
     let r = d.get_with("/deliveries", &[("X-Forwarded-For", "203.0.113.9")]);
     assert_eq!(r.status, 403);
-    let r = request("POST", &d.url("/deliveries/x/replay"), &[("X-Forwarded-For", "203.0.113.9")], Some(b""));
+    let r = request(
+        "POST",
+        &d.url("/deliveries/x/replay"),
+        &[("X-Forwarded-For", "203.0.113.9")],
+        Some(b""),
+    );
     assert_eq!(r.status, 403);
 }
 
@@ -216,7 +293,11 @@ fn explain_prints_the_trace_offline_without_running_anything() {
     install_handlers(dir.path());
     std::fs::write(dir.path().join("webhook.yaml"), CONFIG).unwrap();
     let payload = dir.path().join("push.json");
-    std::fs::write(&payload, r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#).unwrap();
+    std::fs::write(
+        &payload,
+        r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#,
+    )
+    .unwrap();
     let out = std::process::Command::new(BIN)
         .current_dir(dir.path())
         .args(["explain", "--source", "github", "--event", "push", "--json"])
@@ -235,7 +316,10 @@ fn explain_prints_the_trace_offline_without_running_anything() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("rule 0 if ref == \"refs/heads/main\": matched → run `deploy`"), "{text}");
+    assert!(
+        text.contains("rule 0 if ref == \"refs/heads/main\": matched → run `deploy`"),
+        "{text}"
+    );
     assert!(text.contains("1 task would run"), "{text}");
 
     let out = std::process::Command::new(BIN)
@@ -278,6 +362,10 @@ fn odd_bodies_get_defined_answers() {
     let _ = conn.write_all(&req);
     let mut answer = [0u8; 64];
     let n = conn.read(&mut answer).unwrap();
-    assert!(answer[..n].starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&answer[..n]));
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
     assert_eq!(d.get("/healthz").status, 200, "the daemon is still up");
 }

@@ -49,7 +49,11 @@ fn burst(d: &Daemon, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<S
                 let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
                 let mut accepted = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    match agent.post(&url).set("Content-Type", "application/json").send_string(r#"{"kind":"work"}"#) {
+                    match agent
+                        .post(&url)
+                        .set("Content-Type", "application/json")
+                        .send_string(r#"{"kind":"work"}"#)
+                    {
                         Ok(r) if r.status() == 202 => {
                             let v: Value = r.into_json().unwrap();
                             accepted.push(v["tasks"][0]["id"].as_str().unwrap().to_string());
@@ -100,7 +104,11 @@ fn a_crash_loses_no_acknowledged_delivery_and_runs_none_twice() {
     assert!(accepted.len() >= 4, "only {} accepted", accepted.len());
 
     d.restart();
-    assert!(d.logs().contains("recovered unfinished work from the store"), "{}", d.logs());
+    assert!(
+        d.logs().contains("recovered unfinished work from the store"),
+        "{}",
+        d.logs()
+    );
     wait_idle(&d);
     let runs = runs(&d);
     let mut interrupted = 0;
@@ -123,9 +131,15 @@ fn a_crash_loses_no_acknowledged_delivery_and_runs_none_twice() {
     assert!(interrupted <= 2, "more interrupted tasks than could run at once");
     // Nothing ran that was not acknowledged... except work whose 202 the kill cut off.
     let unacknowledged = runs.keys().filter(|id| !accepted.contains(id)).count();
-    assert!(unacknowledged <= 4, "{unacknowledged} runs of tasks nobody acknowledged");
+    assert!(
+        unacknowledged <= 4,
+        "{unacknowledged} runs of tasks nobody acknowledged"
+    );
     // The whole history is listed.
-    let listed = d.get("/tasks?program=work&limit=1000").json()["tasks"].as_array().unwrap().len();
+    let listed = d.get("/tasks?program=work&limit=1000").json()["tasks"]
+        .as_array()
+        .unwrap()
+        .len();
     assert!(listed >= accepted.len());
 }
 
@@ -134,7 +148,9 @@ fn interrupted_tasks_run_again_when_their_program_says_rerun() {
     let mut d = Daemon::start(&config("rerun", "data/hookrunner.db"));
     let r = d.post_json("/hooks/a", &[], br#"{"kind":"work"}"#);
     let id = Daemon::task_ids(&r).remove(0);
-    eventually("the task to start", Duration::from_secs(10), || runs(&d).contains_key(&id));
+    eventually("the task to start", Duration::from_secs(10), || {
+        runs(&d).contains_key(&id)
+    });
     d.kill9();
     d.restart();
     let task = d.wait_task(&id);
@@ -151,7 +167,11 @@ fn sigterm_keeps_queued_work_for_the_next_start_and_exits_0() {
     let stop = Arc::new(AtomicBool::new(false));
     let senders = burst(&d, stop.clone());
     eventually("a backlog", Duration::from_secs(20), || {
-        d.get("/tasks?status=queued&limit=20").json()["tasks"].as_array().unwrap().len() >= 10
+        d.get("/tasks?status=queued&limit=20").json()["tasks"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 10
     });
     let status = d.terminate();
     stop.store(true, Ordering::Relaxed);
@@ -161,7 +181,11 @@ fn sigterm_keeps_queued_work_for_the_next_start_and_exits_0() {
     wait_idle(&d);
     let runs = runs(&d);
     for id in &accepted {
-        assert_eq!(runs.get(id).copied(), Some((1, 1)), "task {id} did not run exactly once");
+        assert_eq!(
+            runs.get(id).copied(),
+            Some((1, 1)),
+            "task {id} did not run exactly once"
+        );
         assert_eq!(d.get(&format!("/tasks/{id}")).json()["status"], "succeeded");
     }
 }
@@ -179,12 +203,20 @@ fn history_and_deliveries_outlive_the_process_and_page_with_a_cursor() {
     assert!(d.terminate().success());
     d.restart();
     let list = |q: &str| -> Vec<String> {
-        d.get(&format!("/tasks{q}")).json()["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+        d.get(&format!("/tasks{q}")).json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
     };
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(list("?program=quick"), newest_first);
     assert_eq!(list("?program=quick&limit=2"), newest_first[..2]);
-    assert_eq!(list(&format!("?program=quick&limit=2&before={}", newest_first[1])), newest_first[2..4]);
+    assert_eq!(
+        list(&format!("?program=quick&limit=2&before={}", newest_first[1])),
+        newest_first[2..4]
+    );
     let task = d.get(&format!("/tasks/{}", ids[0])).json();
     assert_eq!(task["status"], "succeeded");
     assert!(task["stdout"].as_str().unwrap().contains("source=a event=quick"));
@@ -245,7 +277,11 @@ fn a_store_that_cannot_write_refuses_deliveries_until_it_recovers() {
         assert_eq!(r.status, 202, "{}", r.text);
     }
     let refused = refused.expect("the full disk never refused a delivery");
-    assert!(refused.error().starts_with("the store cannot write"), "{}", refused.text);
+    assert!(
+        refused.error().starts_with("the store cannot write"),
+        "{}",
+        refused.text
+    );
     assert_eq!(refused.header("retry-after"), Some("5"));
     let ready = d.get("/readyz");
     assert_eq!(ready.status, 503);
@@ -259,7 +295,11 @@ fn a_store_that_cannot_write_refuses_deliveries_until_it_recovers() {
 }
 
 fn nix_is_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 #[test]
@@ -275,8 +315,15 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not a readable hookrunner database") && err.contains("Move it aside"), "{err}");
-    let out = std::process::Command::new(BIN).args(["db", "check", "--path"]).arg(dir.path().join("state.db")).output().unwrap();
+    assert!(
+        err.contains("is not a readable hookrunner database") && err.contains("Move it aside"),
+        "{err}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--path"])
+        .arg(dir.path().join("state.db"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 
     // A store from a newer hookrunner.
@@ -299,7 +346,11 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
     std::fs::write(dir.path().join("webhook.yaml"), config("mark", "fresh.db")).unwrap();
     let mut d = Daemon::with(&config("mark", &path.display().to_string())).start();
     assert!(d.terminate().success());
-    let out = std::process::Command::new(BIN).args(["db", "check", "--path"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--path"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
     let _ = Mutex::new(());

@@ -76,7 +76,12 @@ fn hostile_values_and_chinese_text_arrive_verbatim_as_single_arguments() {
     let got = seen(&task);
     assert_eq!(
         got["argv"],
-        json!(["--event_type=dump", "ci/{literal}", format!("--text={hostile}"), "--ref=--help"])
+        json!([
+            "--event_type=dump",
+            "ci/{literal}",
+            format!("--text={hostile}"),
+            "--ref=--help"
+        ])
     );
     assert_eq!(task["argv"][0], format!("{}/handlers/dump.py", d.dir.path().display()));
     assert!(!std::path::Path::new("/tmp/pwned").exists());
@@ -112,8 +117,16 @@ fn the_handler_environment_is_cleared_and_daemon_secrets_never_reach_it() {
         .collect();
     let keys: Vec<&str> = env.keys().copied().collect();
     let mut expected = vec![
-        "EXTRA", "HOME", "HOOK_DELIVERY_ID", "HOOK_EVENT", "HOOK_PARAM_TEXT", "HOOK_REQUEST_ID", "HOOK_SOURCE",
-        "HOOK_TASK_ID", "LANG", "PATH",
+        "EXTRA",
+        "HOME",
+        "HOOK_DELIVERY_ID",
+        "HOOK_EVENT",
+        "HOOK_PARAM_TEXT",
+        "HOOK_REQUEST_ID",
+        "HOOK_SOURCE",
+        "HOOK_TASK_ID",
+        "LANG",
+        "PATH",
     ];
     if std::env::var_os("TZ").is_some() {
         expected.push("TZ");
@@ -137,7 +150,10 @@ fn the_handler_environment_is_cleared_and_daemon_secrets_never_reach_it() {
 
     // The working directory defaults to the config file's directory.
     let task = run(&d, &json!({"kind": "dump"}));
-    assert_eq!(seen(&task)["cwd"], d.dir.path().canonicalize().unwrap().display().to_string());
+    assert_eq!(
+        seen(&task)["cwd"],
+        d.dir.path().canonicalize().unwrap().display().to_string()
+    );
 }
 
 #[test]
@@ -178,7 +194,10 @@ fn a_program_that_cannot_start_fails_with_the_os_reason() {
     assert_eq!(task["exit_code"], Value::Null);
     assert_eq!(task["started_at"], Value::Null);
     let error = task["error"].as_str().unwrap();
-    assert!(error.starts_with("could not start `") && error.contains("No such file or directory"), "{error}");
+    assert!(
+        error.starts_with("could not start `") && error.contains("No such file or directory"),
+        "{error}"
+    );
 
     let task = run(&d, &json!({"kind": "noexec"}));
     assert_eq!(task["status"], "failed");
@@ -208,12 +227,18 @@ fn exit_codes_signals_and_output_limits_are_reported() {
 #[test]
 fn a_request_id_follows_the_delivery_to_its_tasks_and_handlers() {
     let d = Daemon::start(CONFIG);
-    let r = d.post_json("/hooks/ci", &[("X-Request-Id", "req-4711")], br#"{"kind":"envdump","text":"x"}"#);
+    let r = d.post_json(
+        "/hooks/ci",
+        &[("X-Request-Id", "req-4711")],
+        br#"{"kind":"envdump","text":"x"}"#,
+    );
     assert_eq!(r.header("x-request-id"), Some("req-4711"));
     let task = d.wait_task(&Daemon::task_ids(&r)[0]);
     assert_eq!(task["request_id"], "req-4711");
     assert!(task["stdout"].as_str().unwrap().contains("HOOK_REQUEST_ID=req-4711"));
-    let record = d.get(&format!("/deliveries/{}", task["delivery_id"].as_str().unwrap())).json();
+    let record = d
+        .get(&format!("/deliveries/{}", task["delivery_id"].as_str().unwrap()))
+        .json();
     assert_eq!(record["request_id"], "req-4711");
     assert!(d.logs().contains("req-4711"), "the request id is not in the logs");
     // Without one, one is made up.
@@ -227,7 +252,12 @@ fn the_answer_does_not_wait_for_the_handler() {
     let started = std::time::Instant::now();
     let r = d.post_json("/hooks/ci", &[], br#"{"kind":"trap"}"#);
     assert_eq!(r.status, 202);
-    assert!(started.elapsed() < Duration::from_secs(1), "the 202 waited for the handler");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the 202 waited for the handler"
+    );
     let id = &Daemon::task_ids(&r)[0];
-    eventually("the task to run", Duration::from_secs(10), || d.get(&format!("/tasks/{id}")).json()["status"] == "running");
+    eventually("the task to run", Duration::from_secs(10), || {
+        d.get(&format!("/tasks/{id}")).json()["status"] == "running"
+    });
 }

@@ -107,7 +107,11 @@ fn signed_github_push_runs_the_handler_with_its_params() {
     let sig = signed(&body);
     let resp = d.post_json(
         "/hooks/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")],
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ],
         &body,
     );
     assert_eq!(resp.status, 202, "{}", resp.text);
@@ -128,7 +132,10 @@ fn signed_github_push_runs_the_handler_with_its_params() {
     assert_eq!(task["params"]["ref"], "refs/heads/master");
     assert_eq!(task["params"]["repo"], "Codertocat/Hello-World");
     let seen: serde_json::Value = serde_json::from_str(task["stdout"].as_str().unwrap()).unwrap();
-    assert_eq!(seen["argv"], serde_json::json!(["--ref=refs/heads/master", "--repo=Codertocat/Hello-World"]));
+    assert_eq!(
+        seen["argv"],
+        serde_json::json!(["--ref=refs/heads/master", "--repo=Codertocat/Hello-World"])
+    );
     assert_eq!(seen["stdin_len"], body.len());
 }
 
@@ -152,7 +159,10 @@ fn wrong_or_missing_signature_is_refused_with_401_and_runs_nothing() {
 
     let r = d.post_json("/hooks/github", &github_headers("push", "sha256=zz"), &body);
     assert_eq!(r.status, 401);
-    assert_eq!(r.error(), "the `X-Hub-Signature-256` header is not a well-formed signature");
+    assert_eq!(
+        r.error(),
+        "the `X-Hub-Signature-256` header is not a well-formed signature"
+    );
 
     assert_eq!(d.get("/tasks").json()["tasks"].as_array().unwrap().len(), 0);
     assert!(!d.logs().contains(SECRET), "the secret reached the log");
@@ -186,7 +196,11 @@ fn form_encoded_github_payload_is_accepted() {
     let sig = signed(form.as_bytes());
     let r = d.post(
         "/hooks/github",
-        &[("Content-Type", "application/x-www-form-urlencoded"), ("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+        ],
         form.as_bytes(),
     );
     let ids = Daemon::task_ids(&r);
@@ -201,14 +215,26 @@ fn form_encoded_github_payload_is_accepted() {
 fn gitlab_token_and_event_names() {
     let d = daemon();
     let body = fixture("gitlab/push.json");
-    let r = d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "gl-token"), ("X-Gitlab-Event-UUID", "evt-1")], &body);
+    let r = d.post_json(
+        "/hooks/gitlab",
+        &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "gl-token"),
+            ("X-Gitlab-Event-UUID", "evt-1"),
+        ],
+        &body,
+    );
     let ids = Daemon::task_ids(&r);
     assert_eq!(r.json()["event"], "push");
     assert_eq!(r.json()["delivery_id"], "evt-1");
     let task = d.wait_task(&ids[0]);
     assert_eq!(task["params"]["repo"], "mike/diaspora");
 
-    let r = d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "nope")], &body);
+    let r = d.post_json(
+        "/hooks/gitlab",
+        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "nope")],
+        &body,
+    );
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "the token does not match");
     let r = d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook")], &body);
@@ -217,7 +243,11 @@ fn gitlab_token_and_event_names() {
 
     // The raw header value is a key too: `Merge Request Hook` → merge_request.
     let body = fixture("gitlab/merge_request.json");
-    let r = d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Merge Request Hook"), ("X-Gitlab-Token", "gl-token")], &body);
+    let r = d.post_json(
+        "/hooks/gitlab",
+        &[("X-Gitlab-Event", "Merge Request Hook"), ("X-Gitlab-Token", "gl-token")],
+        &body,
+    );
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.json()["event"], "merge_request");
 }
@@ -235,7 +265,14 @@ fn jira_event_from_body_or_header_and_token_from_header_or_query() {
     assert_eq!(r.json()["event"], "jira:issue_updated");
 
     // The header wins over the body.
-    let r = d.post_json("/hooks/jira", &[("X-Webhook-Token", "jira-token"), ("X-Jira-Event-Type", "jira:issue_updated")], &created);
+    let r = d.post_json(
+        "/hooks/jira",
+        &[
+            ("X-Webhook-Token", "jira-token"),
+            ("X-Jira-Event-Type", "jira:issue_updated"),
+        ],
+        &created,
+    );
     assert_eq!(r.json()["event"], "jira:issue_updated");
 
     let r = d.post_json("/hooks/jira?token=wrong", &[], &created);
@@ -243,7 +280,11 @@ fn jira_event_from_body_or_header_and_token_from_header_or_query() {
 
     // Jira Cloud: X-Hub-Signature with sha256, and its delivery id.
     let sig = format!("sha256={}", hmac_sha256_hex("jira-secret", &created));
-    let r = d.post_json("/hooks/jira_cloud", &[("X-Hub-Signature", &sig), ("X-Atlassian-Webhook-Identifier", "jira-77")], &created);
+    let r = d.post_json(
+        "/hooks/jira_cloud",
+        &[("X-Hub-Signature", &sig), ("X-Atlassian-Webhook-Identifier", "jira-77")],
+        &created,
+    );
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.json()["delivery_id"], "jira-77");
 }
@@ -276,9 +317,11 @@ fn conditions_decide_and_runtime_errors_count_as_no_match() {
     // `n > 5` on a string is a type error: not matched, logged, never a 500.
     let r = d.post_json("/hooks/open", &[], br#"{"kind":"x","n":"abc"}"#);
     assert_eq!(r.status, 200, "{}", r.text);
-    eventually("the evaluation error in the log", std::time::Duration::from_secs(5), || {
-        d.logs().contains("condition could not be evaluated")
-    });
+    eventually(
+        "the evaluation error in the log",
+        std::time::Duration::from_secs(5),
+        || d.logs().contains("condition could not be evaluated"),
+    );
     // A body without the event field is refused.
     let r = d.post_json("/hooks/open", &[], br#"{"n":9}"#);
     assert_eq!(r.status, 400);
@@ -311,7 +354,10 @@ fn bad_requests_get_clear_json_errors() {
 
     let r = d.post("/hooks/quiet", &[("Content-Type", "text/plain")], b"{}");
     assert_eq!(r.status, 415);
-    assert_eq!(r.error(), "the content type must be application/json or application/x-www-form-urlencoded (got `text/plain`)");
+    assert_eq!(
+        r.error(),
+        "the content type must be application/json or application/x-www-form-urlencoded (got `text/plain`)"
+    );
 
     let r = d.post_json("/hooks/quiet", &[], b"{\"a\": ");
     assert_eq!(r.status, 400);
@@ -321,7 +367,11 @@ fn bad_requests_get_clear_json_errors() {
     let r = d.post_json("/hooks/quiet", &[], deep.as_bytes());
     assert_eq!(r.status, 400);
 
-    let r = d.post("/hooks/quiet", &[("Content-Type", "application/x-www-form-urlencoded")], b"a=1");
+    let r = d.post(
+        "/hooks/quiet",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"a=1",
+    );
     assert_eq!(r.status, 400);
     assert_eq!(r.error(), "the form body has no `payload` field holding JSON");
 

@@ -87,9 +87,21 @@ fn a_follower_sees_lines_while_the_handler_runs_then_the_status() {
             status_at_first_line = Some(d.get(&format!("/tasks/{id}")).json()["status"].clone());
         }
     });
-    assert_eq!(status_at_first_line.unwrap(), "running", "the first line came only after the handler ended");
+    assert_eq!(
+        status_at_first_line.unwrap(),
+        "running",
+        "the first line came only after the handler ended"
+    );
     let lines: Vec<(&str, &str)> = got.iter().map(|(n, d)| (n.as_str(), d.as_str())).collect();
-    assert_eq!(&lines[..4], &[("stdout", "tick 1"), ("stdout", "tick 2"), ("stdout", "tick 3"), ("stderr", "done")]);
+    assert_eq!(
+        &lines[..4],
+        &[
+            ("stdout", "tick 1"),
+            ("stdout", "tick 2"),
+            ("stdout", "tick 3"),
+            ("stderr", "done")
+        ]
+    );
     assert_eq!(lines[4].0, "status");
     let status: serde_json::Value = serde_json::from_str(lines[4].1).unwrap();
     assert_eq!(status["status"], "succeeded");
@@ -126,5 +138,8 @@ fn a_stalled_follower_does_not_slow_the_handler_or_other_followers() {
     assert!(started.elapsed() < Duration::from_secs(20));
     // Every line was either delivered or counted as missed (the follower joined after some).
     assert!(seen + missed <= 200_000 && seen > 0, "seen {seen}, missed {missed}");
-    assert!(task["duration_ms"].as_u64().unwrap() < 10_000, "the stalled follower slowed the handler: {task}");
+    assert!(
+        task["duration_ms"].as_u64().unwrap() < 10_000,
+        "the stalled follower slowed the handler: {task}"
+    );
 }

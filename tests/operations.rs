@@ -26,7 +26,11 @@ mappings:
 "#;
 
 fn send(d: &Daemon, source: &str) -> Resp {
-    d.post_json(&format!("/hooks/{source}"), &[("X-Token", "ops-secret-token")], br#"{"kind":"x"}"#)
+    d.post_json(
+        &format!("/hooks/{source}"),
+        &[("X-Token", "ops-secret-token")],
+        br#"{"kind":"x"}"#,
+    )
 }
 
 /// Replaces the config the way editors do: write a new file, rename it over.
@@ -66,7 +70,10 @@ fn systemd_hears_ready_reloading_status_watchdog_and_stopping() {
         .start();
     expect_message(&sock, "READY=1");
     let seen = expect_message(&sock, "WATCHDOG=1");
-    assert!(seen.iter().any(|m| m.starts_with("STATUS=") && m.contains("running")), "{seen:?}");
+    assert!(
+        seen.iter().any(|m| m.starts_with("STATUS=") && m.contains("running")),
+        "{seen:?}"
+    );
     signal(d.pid(), "HUP");
     let seen = expect_message(&sock, "RELOADING=1");
     assert!(seen.last().unwrap().contains("MONOTONIC_USEC="), "{seen:?}");
@@ -86,11 +93,9 @@ fn a_config_replaced_by_rename_is_reloaded_and_a_broken_one_is_not() {
     // A task in flight keeps the program it started with.
     let running = Daemon::task_ids(&send(&d, "a")).remove(0);
 
-    let with_b = format!(
-        "{CONFIG}  b:\n    \"*\":\n      rules:\n        - run: slow\n"
-    )
-    .replace("sources:\n", "sources:\n  b:\n    provider: generic\n    auth: none\n")
-    .replace("SLEEP: \"1\"", "SLEEP: \"0\"");
+    let with_b = format!("{CONFIG}  b:\n    \"*\":\n      rules:\n        - run: slow\n")
+        .replace("sources:\n", "sources:\n  b:\n    provider: generic\n    auth: none\n")
+        .replace("SLEEP: \"1\"", "SLEEP: \"0\"");
     replace_config(&d, &with_b);
     eventually("the new source to answer", Duration::from_secs(20), || {
         d.post_json("/hooks/b", &[], br#"{"kind":"x"}"#).status == 202
@@ -98,16 +103,36 @@ fn a_config_replaced_by_rename_is_reloaded_and_a_broken_one_is_not() {
     assert!(d.logs().contains("config reloaded"));
     let old = d.wait_task(&running);
     assert_eq!(old["status"], "succeeded");
-    assert!(old["duration_ms"].as_u64().unwrap() >= 900, "the running task lost its program: {old}");
+    assert!(
+        old["duration_ms"].as_u64().unwrap() >= 900,
+        "the running task lost its program: {old}"
+    );
 
     // A broken file: the old config stays in force; the error has line and column.
     replace_config(&d, "sources:\n  b:\n    provider: nope\n");
-    eventually("the reload to fail", Duration::from_secs(20), || d.logs().contains("config not reloaded"));
-    assert!(d.logs().contains("webhook.yaml:3:5: `sources.b.provider`: unknown provider `nope`"), "{}", d.logs());
-    assert_eq!(d.post_json("/hooks/b", &[], br#"{"kind":"x"}"#).status, 202, "the old config no longer works");
+    eventually("the reload to fail", Duration::from_secs(20), || {
+        d.logs().contains("config not reloaded")
+    });
+    assert!(
+        d.logs()
+            .contains("webhook.yaml:3:5: `sources.b.provider`: unknown provider `nope`"),
+        "{}",
+        d.logs()
+    );
+    assert_eq!(
+        d.post_json("/hooks/b", &[], br#"{"kind":"x"}"#).status,
+        202,
+        "the old config no longer works"
+    );
     let metrics = d.get("/metrics").text;
-    assert!(metrics.contains("hookrunner_config_reloads_total{result=\"failed\"} 1"), "{metrics}");
-    assert!(metrics.contains("hookrunner_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("hookrunner_config_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookrunner_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -117,13 +142,21 @@ fn reload_over_http_reports_the_result_and_refuses_listener_changes() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["reloaded"], true);
 
-    std::fs::write(d.path("webhook.yaml"), CONFIG.replace("server:\n", "server:\n  listen: 127.0.0.1:1\n")).unwrap();
+    std::fs::write(
+        d.path("webhook.yaml"),
+        CONFIG.replace("server:\n", "server:\n  listen: 127.0.0.1:1\n"),
+    )
+    .unwrap();
     // --listen given on the command line wins over the file, so only a file change of `state` is refused here;
     // a changed listener without --listen is covered by the reload module's own check.
     let r = d.post("/-/reload", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text);
 
-    std::fs::write(d.path("webhook.yaml"), format!("state:\n  path: elsewhere.db\n{CONFIG}")).unwrap();
+    std::fs::write(
+        d.path("webhook.yaml"),
+        format!("state:\n  path: elsewhere.db\n{CONFIG}"),
+    )
+    .unwrap();
     let r = d.post("/-/reload", &[], b"");
     assert_eq!(r.status, 400);
     assert_eq!(
@@ -144,7 +177,10 @@ fn metrics_are_prometheus_text_and_move_with_deliveries() {
     d.wait_task(&id);
     let r = d.get("/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
     let text = r.text;
     // Every line is a comment or `name{labels} value`.
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
@@ -177,16 +213,26 @@ fn the_api_stays_up_while_running_tasks_drain() {
     eventually("the task to start", Duration::from_secs(10), || d.path("runs").exists());
     signal(d.pid(), "TERM");
     // While it drains, new deliveries are refused and the task API answers.
-    eventually("deliveries to be refused", Duration::from_secs(5), || send(&d, "a").status == 503);
+    eventually("deliveries to be refused", Duration::from_secs(5), || {
+        send(&d, "a").status == 503
+    });
     assert_eq!(d.get(&format!("/tasks/{id}")).json()["status"], "running");
     let status = d.terminate_wait();
     assert!(status.success());
-    assert!(std::fs::read_to_string(d.path("runs")).unwrap().contains(&format!("end {id}")));
+    assert!(std::fs::read_to_string(d.path("runs"))
+        .unwrap()
+        .contains(&format!("end {id}")));
 }
 
 #[test]
 fn json_logs_parse_and_never_contain_a_configured_secret() {
-    const SECRETS: [&str; 5] = ["gh-log-secret", "gl-log-token", "api-log-token", "generic-log-hmac", "env-log-secret"];
+    const SECRETS: [&str; 5] = [
+        "gh-log-secret",
+        "gl-log-token",
+        "api-log-token",
+        "generic-log-hmac",
+        "env-log-secret",
+    ];
     let config = r#"
 api:
   tokens: [api-log-token]
@@ -218,11 +264,30 @@ mappings:
         .start();
     let body = br#"{"ref":"refs/heads/main"}"#;
     let good = format!("sha256={}", hmac_sha256_hex("gh-log-secret", body));
-    let r = d.post_json("/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &good)], body);
+    let r = d.post_json(
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &good)],
+        body,
+    );
     d.wait_task(&Daemon::task_ids(&r)[0]);
-    d.post_json("/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00")], body);
-    d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "gl-log-token")], body);
-    d.post_json("/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "gl-log-token-wrong")], body);
+    d.post_json(
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00")],
+        body,
+    );
+    d.post_json(
+        "/hooks/gitlab",
+        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "gl-log-token")],
+        body,
+    );
+    d.post_json(
+        "/hooks/gitlab",
+        &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "gl-log-token-wrong"),
+        ],
+        body,
+    );
     d.post_json("/hooks/ci", &[("X-Signature", "sha256=11")], body);
     d.get_with("/tasks", &[("Authorization", "Bearer api-log-token")]);
     d.post("/-/reload", &[("Authorization", "Bearer api-log-token")], b"");
@@ -234,7 +299,10 @@ mappings:
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
         for secret in SECRETS {
-            assert!(!line.contains(secret), "a log line contains the secret `{secret}`: {line}");
+            assert!(
+                !line.contains(secret),
+                "a log line contains the secret `{secret}`: {line}"
+            );
         }
     }
     assert!(logs.contains("delivery refused"), "{logs}");

@@ -106,10 +106,7 @@ fn fresh() -> String {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn mac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -128,10 +125,7 @@ fn b64(bytes: &[u8]) -> String {
 fn slack_sig(secret: &str, ts: i64, body: &[u8]) -> String {
     format!(
         "v0={}",
-        hex::encode(mac256(
-            secret.as_bytes(),
-            &[format!("v0:{ts}:").as_bytes(), body]
-        ))
+        hex::encode(mac256(secret.as_bytes(), &[format!("v0:{ts}:").as_bytes(), body]))
     )
 }
 
@@ -140,18 +134,12 @@ fn standard_sig(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.trim_start_matches("whsec_"))
         .unwrap();
-    format!(
-        "v1,{}",
-        b64(&mac256(&key, &[format!("{id}.{ts}.").as_bytes(), body]))
-    )
+    format!("v1,{}", b64(&mac256(&key, &[format!("{id}.{ts}.").as_bytes(), body])))
 }
 
 /// Stripe: `t=..,v1=..` hex HMAC of `{t}.{body}` keyed with the whole secret string.
 fn stripe_sig(secret: &str, ts: i64, body: &[u8]) -> String {
-    let v1 = hex::encode(mac256(
-        secret.as_bytes(),
-        &[format!("{ts}.").as_bytes(), body],
-    ));
+    let v1 = hex::encode(mac256(secret.as_bytes(), &[format!("{ts}.").as_bytes(), body]));
     format!("t={ts},v1={v1}")
 }
 
@@ -165,10 +153,7 @@ fn assert_stale(r: &Resp, expected_age: i64, direction: &str, tolerance: u64) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{error}"));
     assert!((expected_age..=expected_age + 2).contains(&age), "{error}");
-    assert_eq!(
-        error,
-        format!("timestamp {age} s {direction}, tolerance {tolerance} s")
-    );
+    assert_eq!(error, format!("timestamp {age} s {direction}, tolerance {tolerance} s"));
 }
 
 fn assert_accepted(r: &Resp, event: &str, delivery_id: &str) {
@@ -212,10 +197,7 @@ fn github_sha256_rotation_and_legacy_sha1() {
 
     // Rotation: the old and the new secret both pass; any other does not.
     for secret in ["gh-old", "gh-new"] {
-        let sig = format!(
-            "sha256={}",
-            hex::encode(mac256(secret.as_bytes(), &[&body]))
-        );
+        let sig = format!("sha256={}", hex::encode(mac256(secret.as_bytes(), &[&body])));
         let id = fresh();
         let r = d.post_json(
             "/hooks/github_rotating",
@@ -287,18 +269,17 @@ fn gitlab_signing_token_is_standard_webhooks() {
     let sig = standard_sig(WHSEC, &id, ts, &body);
     let ts_text = ts.to_string();
     // GitLab sends the Idempotency-Key as the webhook-id.
-    let send =
-        |source: &str, id: &str, ts: &str, sig: &str, extra: &[(&str, &str)], body: &[u8]| {
-            let mut h = vec![
-                ("X-Gitlab-Event", "Push Hook"),
-                ("Idempotency-Key", id),
-                ("webhook-id", id),
-                ("webhook-timestamp", ts),
-                ("webhook-signature", sig),
-            ];
-            h.extend_from_slice(extra);
-            d.post_json(&format!("/hooks/{source}"), &h, body)
-        };
+    let send = |source: &str, id: &str, ts: &str, sig: &str, extra: &[(&str, &str)], body: &[u8]| {
+        let mut h = vec![
+            ("X-Gitlab-Event", "Push Hook"),
+            ("Idempotency-Key", id),
+            ("webhook-id", id),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ];
+        h.extend_from_slice(extra);
+        d.post_json(&format!("/hooks/{source}"), &h, body)
+    };
     let r = send("gitlab_signed", &id, &ts_text, &sig, &[], &body);
     assert_accepted(&r, "push", &id);
 
@@ -311,14 +292,7 @@ fn gitlab_signing_token_is_standard_webhooks() {
     let old_id = fresh();
     let old = now() - 400;
     let sig_old = standard_sig(WHSEC, &old_id, old, &body);
-    let r = send(
-        "gitlab_signed",
-        &old_id,
-        &old.to_string(),
-        &sig_old,
-        &[],
-        &body,
-    );
+    let r = send("gitlab_signed", &old_id, &old.to_string(), &sig_old, &[], &body);
     assert_stale(&r, 400, "old", 300);
 
     // Token and signing token both set: both must match.
@@ -333,22 +307,12 @@ fn gitlab_signing_token_is_standard_webhooks() {
         &body,
     );
     assert_accepted(&r, "push", &id);
-    let r = send(
-        "gitlab_both",
-        &id,
-        &ts_text,
-        &sig,
-        &[("X-Gitlab-Token", "nope")],
-        &body,
-    );
+    let r = send("gitlab_both", &id, &ts_text, &sig, &[("X-Gitlab-Token", "nope")], &body);
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "the token does not match");
     let r = send("gitlab_both", &id, &ts_text, &sig, &[], &body);
     assert_eq!(r.status, 401);
-    assert_eq!(
-        r.error(),
-        "no token was sent (expected the `X-Gitlab-Token` header)"
-    );
+    assert_eq!(r.error(), "no token was sent (expected the `X-Gitlab-Token` header)");
 }
 
 #[test]
@@ -533,17 +497,11 @@ fn jira_cloud_signature_with_rotated_secrets() {
     let d = daemon();
     let body = fixture("jira/issue_created.json");
     for secret in ["jira-old", "jira-new"] {
-        let sig = format!(
-            "sha256={}",
-            hex::encode(mac256(secret.as_bytes(), &[&body]))
-        );
+        let sig = format!("sha256={}", hex::encode(mac256(secret.as_bytes(), &[&body])));
         let id = fresh();
         let r = d.post_json(
             "/hooks/jira",
-            &[
-                ("X-Hub-Signature", &sig),
-                ("X-Atlassian-Webhook-Identifier", &id),
-            ],
+            &[("X-Hub-Signature", &sig), ("X-Atlassian-Webhook-Identifier", &id)],
             &body,
         );
         assert_accepted(&r, "jira:issue_created", &id);
@@ -551,10 +509,7 @@ fn jira_cloud_signature_with_rotated_secrets() {
     let sig = format!("sha256={}", hex::encode(mac256(b"jira-other", &[&body])));
     let r = d.post_json(
         "/hooks/jira",
-        &[
-            ("X-Hub-Signature", &sig),
-            ("X-Atlassian-Webhook-Identifier", &fresh()),
-        ],
+        &[("X-Hub-Signature", &sig), ("X-Atlassian-Webhook-Identifier", &fresh())],
         &body,
     );
     assert_eq!(r.status, 401);
@@ -572,19 +527,12 @@ fn slack_signatures_timestamps_and_url_verification() {
     let send = |ts: &str, sig: &str, body: &[u8]| {
         d.post_json(
             "/hooks/slack",
-            &[
-                ("X-Slack-Request-Timestamp", ts),
-                ("X-Slack-Signature", sig),
-            ],
+            &[("X-Slack-Request-Timestamp", ts), ("X-Slack-Signature", sig)],
             body,
         )
     };
     // Rotation: the old and the current signing secret both pass.
-    let r = send(
-        &ts_text,
-        &slack_sig(SLACK_SECRET, ts, body.as_bytes()),
-        body.as_bytes(),
-    );
+    let r = send(&ts_text, &slack_sig(SLACK_SECRET, ts, body.as_bytes()), body.as_bytes());
     assert_accepted(&r, "app_mention", &event_id);
     let other_id = format!("Ev{}", fresh().replace('-', ""));
     let other = body.replace(&event_id, &other_id);
@@ -626,22 +574,11 @@ fn slack_signatures_timestamps_and_url_verification() {
         body.as_bytes(),
     );
     assert_eq!(r.status, 401);
-    assert!(
-        r.error().ends_with("s in the future, tolerance 300 s"),
-        "{}",
-        r.text
-    );
+    assert!(r.error().ends_with("s in the future, tolerance 300 s"), "{}", r.text);
 
-    let r = d.post_json(
-        "/hooks/slack",
-        &[("X-Slack-Signature", &sig)],
-        body.as_bytes(),
-    );
+    let r = d.post_json("/hooks/slack", &[("X-Slack-Signature", &sig)], body.as_bytes());
     assert_eq!(r.status, 401);
-    assert_eq!(
-        r.error(),
-        "the `X-Slack-Request-Timestamp` header is missing"
-    );
+    assert_eq!(r.error(), "the `X-Slack-Request-Timestamp` header is missing");
 
     // The URL handshake: answered with the challenge, after the signature check.
     let hello = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
@@ -667,10 +604,7 @@ fn slack_signatures_timestamps_and_url_verification() {
     );
     assert!(r.status == 200 || r.status == 202, "{}", r.text);
     assert_eq!(r.json()["event"], "slash_command");
-    assert!(
-        !d.logs().contains(SLACK_SECRET),
-        "the secret reached the log"
-    );
+    assert!(!d.logs().contains(SLACK_SECRET), "the secret reached the log");
 }
 
 #[test]
@@ -763,12 +697,8 @@ fn stripe_signature_header() {
         r#"{{"id":"{id}","object":"event","type":"invoice.paid","data":{{"object":{{"id":"in_1","object":"invoice"}}}}}}"#
     );
     let ts = now();
-    let send =
-        |sig: &str, body: &[u8]| d.post_json("/hooks/stripe", &[("Stripe-Signature", sig)], body);
-    let r = send(
-        &stripe_sig(STRIPE_SECRET, ts, body.as_bytes()),
-        body.as_bytes(),
-    );
+    let send = |sig: &str, body: &[u8]| d.post_json("/hooks/stripe", &[("Stripe-Signature", sig)], body);
+    let r = send(&stripe_sig(STRIPE_SECRET, ts, body.as_bytes()), body.as_bytes());
     assert_accepted(&r, "invoice.paid", &id);
 
     // The old secret still passes while rotating; extra v1 and v0 entries are fine.
@@ -783,25 +713,16 @@ fn stripe_signature_header() {
     assert_accepted(&r, "invoice.paid", &id2);
 
     let sig = stripe_sig(STRIPE_SECRET, ts, body.as_bytes());
-    let r = send(
-        &sig,
-        body.replace("invoice.paid", "invoice.void").as_bytes(),
-    );
+    let r = send(&sig, body.replace("invoice.paid", "invoice.void").as_bytes());
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "the signature does not match");
-    let r = send(
-        &stripe_sig("whsec_wrong", ts, body.as_bytes()),
-        body.as_bytes(),
-    );
+    let r = send(&stripe_sig("whsec_wrong", ts, body.as_bytes()), body.as_bytes());
     assert_eq!(r.status, 401);
     // Stripe keys with the whole `whsec_...` string: a signature under its decoded bytes fails.
     let decoded = base64::engine::general_purpose::STANDARD
         .decode("stripe_test_secret")
         .unwrap_or_default();
-    let v1 = hex::encode(mac256(
-        &decoded,
-        &[format!("{ts}.").as_bytes(), body.as_bytes()],
-    ));
+    let v1 = hex::encode(mac256(&decoded, &[format!("{ts}.").as_bytes(), body.as_bytes()]));
     let r = send(&format!("t={ts},v1={v1}"), body.as_bytes());
     assert_eq!(r.status, 401);
     // The timestamp is signed: the same v1 under another `t` fails.
@@ -812,10 +733,7 @@ fn stripe_signature_header() {
     assert_eq!(r.status, 401);
 
     let old = now() - 600;
-    let r = send(
-        &stripe_sig(STRIPE_SECRET, old, body.as_bytes()),
-        body.as_bytes(),
-    );
+    let r = send(&stripe_sig(STRIPE_SECRET, old, body.as_bytes()), body.as_bytes());
     assert_stale(&r, 600, "old", 300);
     let r = send("v1=abc", body.as_bytes());
     assert_eq!(r.status, 401);
@@ -863,20 +781,13 @@ fn generic_basic_base64_hmac_and_query_token() {
     }
     let r = d.post_json(
         "/hooks/b64",
-        &[
-            ("X-Signature", &sign(b"b64-new", body)),
-            ("X-Event", "build"),
-        ],
+        &[("X-Signature", &sign(b"b64-new", body)), ("X-Event", "build")],
         br#"{"ok":false}"#,
     );
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "the signature does not match");
     let hex_sig = format!("sha512={}", "ab".repeat(64));
-    let r = d.post_json(
-        "/hooks/b64",
-        &[("X-Signature", &hex_sig), ("X-Event", "build")],
-        body,
-    );
+    let r = d.post_json("/hooks/b64", &[("X-Signature", &hex_sig), ("X-Event", "build")], body);
     assert_eq!(r.status, 401);
 
     let r = d.post_json("/hooks/query?key=q-token", &[], body);
@@ -886,10 +797,7 @@ fn generic_basic_base64_hmac_and_query_token() {
     assert_eq!(r.error(), "the token does not match");
     let r = d.post_json("/hooks/query", &[("X-Webhook-Token", "q-token")], body);
     assert_eq!(r.status, 401);
-    assert_eq!(
-        r.error(),
-        "no token was sent (expected the `key` query parameter)"
-    );
+    assert_eq!(r.error(), "no token was sent (expected the `key` query parameter)");
     assert!(
         !d.logs().contains("s3cret") && !d.logs().contains("q-token"),
         "a secret reached the log"

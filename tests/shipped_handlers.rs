@@ -18,11 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Sends one delivery, expects exactly one task, and waits for it to finish.
 fn run_one(d: &Daemon, source: &str, body: &Value) -> Value {
-    let r = d.post_json(
-        &format!("/hooks/{source}"),
-        &[],
-        body.to_string().as_bytes(),
-    );
+    let r = d.post_json(&format!("/hooks/{source}"), &[], body.to_string().as_bytes());
     let ids = Daemon::task_ids(&r);
     assert_eq!(ids.len(), 1, "{}", r.text);
     d.wait_task(&ids[0])
@@ -67,12 +63,7 @@ impl Repos {
         repos.git(&repos.seed(), &["push", "--quiet", "-u", "origin", "main"]);
         repos.git(
             repos.tmp.path(),
-            &[
-                "clone",
-                "--quiet",
-                repos.origin().to_str().unwrap(),
-                "deploy",
-            ],
+            &["clone", "--quiet", repos.origin().to_str().unwrap(), "deploy"],
         );
         assert_eq!(
             repos.git(&repos.work_tree(), &["symbolic-ref", "--short", "HEAD"]),
@@ -175,11 +166,7 @@ fn deploy_fast_forwards_the_work_tree_to_the_pushed_commit() {
     assert_ne!(repos.head(), new);
 
     let d = repos.daemon();
-    let task = run_one(
-        &d,
-        "git",
-        &json!({"ref": "refs/heads/main", "repo": "acme/app"}),
-    );
+    let task = run_one(&d, "git", &json!({"ref": "refs/heads/main", "repo": "acme/app"}));
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["exit_code"], 0);
     assert_eq!(
@@ -197,11 +184,7 @@ fn deploy_fast_forwards_the_work_tree_to_the_pushed_commit() {
         "{out}"
     );
     assert!(
-        out.contains(&format!(
-            "Updating {}..{}\nFast-forward\n",
-            &before[..7],
-            &new[..7]
-        )),
+        out.contains(&format!("Updating {}..{}\nFast-forward\n", &before[..7], &new[..7])),
         "{out}"
     );
     assert!(out.ends_with(&format!("HEAD is now {new}\n")), "{out}");
@@ -211,10 +194,7 @@ fn deploy_fast_forwards_the_work_tree_to_the_pushed_commit() {
         std::fs::read_to_string(repos.work_tree().join("app.txt")).unwrap(),
         "v2\n"
     );
-    assert_eq!(
-        repos.git(&repos.work_tree(), &["status", "--porcelain"]),
-        ""
-    );
+    assert_eq!(repos.git(&repos.work_tree(), &["status", "--porcelain"]), "");
 }
 
 #[test]
@@ -222,23 +202,13 @@ fn deploy_skips_a_push_to_another_branch_and_leaves_head_alone() {
     let repos = Repos::new();
     let before = repos.head();
     repos.commit("app.txt", "feature\n", "feature work");
-    repos.git(
-        &repos.seed(),
-        &["push", "--quiet", "origin", "HEAD:refs/heads/feature"],
-    );
+    repos.git(&repos.seed(), &["push", "--quiet", "origin", "HEAD:refs/heads/feature"]);
 
     let d = repos.daemon();
-    let task = run_one(
-        &d,
-        "git",
-        &json!({"ref": "refs/heads/feature", "repo": "acme/app"}),
-    );
+    let task = run_one(&d, "git", &json!({"ref": "refs/heads/feature", "repo": "acme/app"}));
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["exit_code"], 0);
-    assert_eq!(
-        stdout(&task),
-        "skipping refs/heads/feature: not refs/heads/main\n"
-    );
+    assert_eq!(stdout(&task), "skipping refs/heads/feature: not refs/heads/main\n");
     assert_eq!(stderr(&task), "");
     assert_eq!(repos.head(), before);
     assert_eq!(
@@ -317,12 +287,7 @@ fn notify_gets_hostile_and_chinese_values_verbatim() {
 
 #[test]
 fn notify_gets_chinese_values_verbatim_under_the_c_locale() {
-    notify_passes_hostile_values_verbatim(
-        Daemon::with(NOTIFY_CONFIG)
-            .env("LANG", "C")
-            .env("LC_ALL", "C")
-            .start(),
-    );
+    notify_passes_hostile_values_verbatim(Daemon::with(NOTIFY_CONFIG).env("LANG", "C").env("LC_ALL", "C").start());
 }
 
 // ------------------------------------------------------ the shipped config
@@ -331,9 +296,7 @@ fn notify_gets_chinese_values_verbatim_under_the_c_locale() {
 fn shipped_config_runs_notify_and_log_event_for_a_github_push() {
     let config = std::fs::read_to_string(Path::new(ROOT).join("webhook.yaml")).unwrap();
     let secret = "shipped-config-test-secret";
-    let d = Daemon::with(&config)
-        .env("GITHUB_WEBHOOK_SECRET", secret)
-        .start();
+    let d = Daemon::with(&config).env("GITHUB_WEBHOOK_SECRET", secret).start();
     let body = fixture("github/push.json");
     let sig = format!("sha256={}", hmac_sha256_hex(secret, &body));
     let r = d.post_json(
@@ -404,9 +367,7 @@ impl Captured {
             .map(|(_, v)| v.as_str())
     }
     fn query(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(self.raw_query.as_bytes())
-            .into_owned()
-            .collect()
+        form_urlencoded::parse(self.raw_query.as_bytes()).into_owned().collect()
     }
     /// A query parameter's value as sent, before percent-decoding.
     fn raw_param(&self, name: &str) -> Option<&str> {
@@ -415,12 +376,8 @@ impl Captured {
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
     }
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -539,10 +496,7 @@ fn unix_now() -> Duration {
 /// Both services refuse timestamps more than an hour off; ours must be "now".
 fn assert_recent(what: &str, secs: f64) {
     let now = unix_now().as_secs_f64();
-    assert!(
-        (now - secs).abs() < 300.0,
-        "{what} {secs} is not now ({now})"
-    );
+    assert!((now - secs).abs() < 300.0, "{what} {secs} is not now ({now})");
 }
 
 /// A generic source `repo` whose deliveries run `program` with every param below.
@@ -625,10 +579,7 @@ fn feishu_posts_a_signed_card_with_the_repo_and_chinese_text() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/open-apis/bot/v2/hook/test");
     assert_eq!(req.raw_query, "");
-    assert_eq!(
-        req.header("Content-Type"),
-        Some("application/json; charset=utf-8")
-    );
+    assert_eq!(req.header("Content-Type"), Some("application/json; charset=utf-8"));
     let body = req.json();
     // Feishu: `timestamp` in seconds (a string) and `sign` = base64(HMAC-SHA256),
     // keyed with "timestamp\nsecret", over an empty message.
@@ -664,10 +615,7 @@ fn feishu_posts_a_signed_card_with_the_repo_and_chinese_text() {
         !task.to_string().contains(FEISHU_SECRET),
         "the secret is shown in the task"
     );
-    assert!(
-        !d.logs().contains(FEISHU_SECRET),
-        "the secret reached the log"
-    );
+    assert!(!d.logs().contains(FEISHU_SECRET), "the secret reached the log");
 }
 
 #[test]
@@ -717,20 +665,12 @@ fn dingtalk_posts_signed_markdown_with_the_repo_and_chinese_text() {
     let req = receiver.only_request();
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/robot/send");
-    assert_eq!(
-        req.header("Content-Type"),
-        Some("application/json; charset=utf-8")
-    );
+    assert_eq!(req.header("Content-Type"), Some("application/json; charset=utf-8"));
     // DingTalk: `timestamp` in milliseconds and `sign` = urlencode(base64(HMAC-SHA256)),
     // keyed with the secret, over "timestamp\nsecret".
     let query = req.query();
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["access_token", "timestamp", "sign"],
-        "{}",
-        req.raw_query
-    );
+    assert_eq!(names, ["access_token", "timestamp", "sign"], "{}", req.raw_query);
     assert_eq!(query[0].1, "abc");
     let timestamp = &query[1].1;
     let millis: u64 = timestamp.parse().unwrap();
@@ -764,10 +704,7 @@ fn dingtalk_posts_signed_markdown_with_the_repo_and_chinese_text() {
         !task.to_string().contains(DINGTALK_SECRET),
         "the secret is shown in the task"
     );
-    assert!(
-        !d.logs().contains(DINGTALK_SECRET),
-        "the secret reached the log"
-    );
+    assert!(!d.logs().contains(DINGTALK_SECRET), "the secret reached the log");
 }
 
 #[test]

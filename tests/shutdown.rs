@@ -54,7 +54,9 @@ fn after_the_grace_running_groups_are_killed_and_unstarted_tasks_are_reported() 
     let mut d = Daemon::start(&CONFIG.replace("shutdown_grace: 10s", "shutdown_grace: 1s"));
     send(&d, "trap");
     let never = send(&d, "sleepy");
-    eventually("the trap handler to start", Duration::from_secs(10), || d.path("pids").exists());
+    eventually("the trap handler to start", Duration::from_secs(10), || {
+        d.path("pids").exists()
+    });
     let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
         .unwrap()
         .split_whitespace()
@@ -71,7 +73,10 @@ fn after_the_grace_running_groups_are_killed_and_unstarted_tasks_are_reported() 
     assert!(!d.path("runs").exists(), "the queued task started after the grace");
     let logs = d.logs();
     assert!(
-        logs.contains(&format!("task cancelled: the daemon stopped before it started task_id={}", never[0])),
+        logs.contains(&format!(
+            "task cancelled: the daemon stopped before it started task_id={}",
+            never[0]
+        )),
         "{logs}"
     );
 }

@@ -49,8 +49,14 @@ fn cancelling_a_running_task_stops_its_whole_group_and_a_queued_one_never_starts
     let d = Daemon::start(CONFIG);
     let running = one(&send(&d, "/hooks/a", r#"{"kind":"trap"}"#));
     let queued = one(&send(&d, "/hooks/a", r#"{"kind":"echo","word":"never"}"#));
-    eventually("the trap handler to start", Duration::from_secs(10), || d.path("pids").exists());
-    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids")).unwrap().split_whitespace().map(|p| p.parse().unwrap()).collect();
+    eventually("the trap handler to start", Duration::from_secs(10), || {
+        d.path("pids").exists()
+    });
+    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
 
     let r = d.post(&format!("/tasks/{queued}/cancel"), &[], b"");
     assert_eq!(r.status, 202, "{}", r.text);
@@ -70,7 +76,11 @@ fn cancelling_a_running_task_stops_its_whole_group_and_a_queued_one_never_starts
     let r = d.post(&format!("/tasks/{running}/cancel"), &[], b"");
     assert_eq!(r.status, 409);
     assert_eq!(r.error(), format!("task `{running}` has already finished (cancelled)"));
-    assert_eq!(d.post("/tasks/00000000-0000-0000-0000-000000000000/cancel", &[], b"").status, 404);
+    assert_eq!(
+        d.post("/tasks/00000000-0000-0000-0000-000000000000/cancel", &[], b"")
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -87,8 +97,14 @@ fn rerun_makes_a_linked_task_with_the_same_params_and_body() {
     assert_eq!(new_task["params"], old_task["params"]);
     assert_eq!(new_task["rerun_of"], old.as_str());
     assert_eq!(new_task["argv"][1], "--word=again");
-    assert!(new_task["stdout"].as_str().unwrap().contains("stdin: 30 bytes"), "{new_task}");
-    assert_eq!(d.get(&format!("/tasks/{old}")).json()["reruns"], serde_json::json!([new]));
+    assert!(
+        new_task["stdout"].as_str().unwrap().contains("stdin: 30 bytes"),
+        "{new_task}"
+    );
+    assert_eq!(
+        d.get(&format!("/tasks/{old}")).json()["reruns"],
+        serde_json::json!([new])
+    );
 }
 
 #[test]

@@ -36,11 +36,20 @@ mappings:
 "#;
 
 fn send(d: &Daemon, source: &str, kind: &str) -> Resp {
-    d.post_json(&format!("/hooks/{source}"), &[], format!(r#"{{"kind":"{kind}"}}"#).as_bytes())
+    d.post_json(
+        &format!("/hooks/{source}"),
+        &[],
+        format!(r#"{{"kind":"{kind}"}}"#).as_bytes(),
+    )
 }
 
 fn ids(resp: &Resp) -> Vec<String> {
-    resp.json()["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+    resp.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -55,7 +64,10 @@ fn a_full_queue_answers_503_with_retry_after_and_loses_no_accepted_task() {
             503 => {
                 refused += 1;
                 assert_eq!(r.header("retry-after"), Some("5"));
-                assert_eq!(r.error(), "the task queue is full; nothing of this delivery was accepted, retry later");
+                assert_eq!(
+                    r.error(),
+                    "the task queue is full; nothing of this delivery was accepted, retry later"
+                );
             }
             other => panic!("unexpected {other}: {}", r.text),
         }
@@ -68,7 +80,10 @@ fn a_full_queue_answers_503_with_retry_after_and_loses_no_accepted_task() {
     }
     // Every accepted task ran once, one at a time, in arrival order.
     let runs = std::fs::read_to_string(d.path("runs")).unwrap();
-    let expected: Vec<String> = accepted.iter().flat_map(|id| [format!("start {id}"), format!("end {id}")]).collect();
+    let expected: Vec<String> = accepted
+        .iter()
+        .flat_map(|id| [format!("start {id}"), format!("end {id}")])
+        .collect();
     assert_eq!(runs.lines().collect::<Vec<_>>(), expected);
     // Room again: accepted.
     assert_eq!(send(&d, "a", "ok").status, 202);
@@ -86,7 +101,12 @@ fn tasks_are_listed_newest_first_and_filtered() {
     let list = |q: &str| -> Vec<String> {
         let r = d.get(&format!("/tasks{q}"));
         assert_eq!(r.status, 200, "{}", r.text);
-        r.json()["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+        r.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(list(""), vec![other[0].clone(), bad[0].clone(), first[0].clone()]);
     assert_eq!(list("?status=failed"), bad);
@@ -98,8 +118,23 @@ fn tasks_are_listed_newest_first_and_filtered() {
 
     let task = d.get(&format!("/tasks/{}", bad[0])).json();
     for field in [
-        "id", "delivery_id", "source", "event", "program", "params", "argv", "status", "exit_code", "error",
-        "created_at", "started_at", "finished_at", "duration_ms", "stdout", "stderr", "stdout_truncated",
+        "id",
+        "delivery_id",
+        "source",
+        "event",
+        "program",
+        "params",
+        "argv",
+        "status",
+        "exit_code",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
         "stderr_truncated",
     ] {
         assert!(task.get(field).is_some(), "task lacks `{field}`: {task}");
@@ -131,7 +166,11 @@ fn without_tokens_only_loopback_clients_may_read_tasks() {
         "the task API answers only loopback clients while `api.tokens` is empty, and 203.0.113.9 is not one"
     );
     let id = &ids(&send(&d, "a", "ok"))[0];
-    assert_eq!(d.get_with(&format!("/tasks/{id}"), &[("X-Forwarded-For", "203.0.113.9")]).status, 403);
+    assert_eq!(
+        d.get_with(&format!("/tasks/{id}"), &[("X-Forwarded-For", "203.0.113.9")])
+            .status,
+        403
+    );
 }
 
 #[test]

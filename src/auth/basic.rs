@@ -52,17 +52,8 @@ mod tests {
             verify(&u, &p, &with("Basic ZGVwbG95OnBhc3M=")),
             Err(AuthError::CredentialsMismatch)
         );
-        assert_eq!(
-            verify(&u, &p, &with("Basic !!!")),
-            Err(AuthError::CredentialsMismatch)
-        );
-        assert_eq!(
-            verify(&u, &p, &with("Bearer x")),
-            Err(AuthError::MissingCredentials)
-        );
-        assert_eq!(
-            verify(&u, &p, &HeaderMap::new()),
-            Err(AuthError::MissingCredentials)
-        );
+        assert_eq!(verify(&u, &p, &with("Basic !!!")), Err(AuthError::CredentialsMismatch));
+        assert_eq!(verify(&u, &p, &with("Bearer x")), Err(AuthError::MissingCredentials));
+        assert_eq!(verify(&u, &p, &HeaderMap::new()), Err(AuthError::MissingCredentials));
     }
 }

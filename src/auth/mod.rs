@@ -42,33 +42,18 @@ pub enum Auth {
     },
     /// GitHub: `X-Hub-Signature-256: sha256=<hex>`; the legacy SHA-1
     /// `X-Hub-Signature` only when allowed and no SHA-256 header was sent.
-    Github {
-        secrets: Vec<Secret>,
-        allow_sha1: bool,
-    },
+    Github { secrets: Vec<Secret>, allow_sha1: bool },
     /// Gitea, Forgejo, Gogs: the bare hex HMAC-SHA256 in `header`, over the
     /// body, or over the form's `payload` field in form mode (what they sign).
-    Gitea {
-        secrets: Vec<Secret>,
-        header: &'static str,
-    },
+    Gitea { secrets: Vec<Secret>, header: &'static str },
     /// HTTP Basic (`Authorization: Basic ...`).
     Basic { user: Secret, password: Secret },
     /// Slack's `X-Slack-Signature: v0=...` with its request timestamp.
-    Slack {
-        secrets: Vec<Secret>,
-        tolerance: Duration,
-    },
+    Slack { secrets: Vec<Secret>, tolerance: Duration },
     /// Standard Webhooks / Svix / GitLab signing tokens: `webhook-signature: v1,...`.
-    Standard {
-        keys: Vec<SigningKey>,
-        tolerance: Duration,
-    },
+    Standard { keys: Vec<SigningKey>, tolerance: Duration },
     /// Stripe's `Stripe-Signature: t=...,v1=...`.
-    Stripe {
-        secrets: Vec<Secret>,
-        tolerance: Duration,
-    },
+    Stripe { secrets: Vec<Secret>, tolerance: Duration },
     /// Every one must pass (GitLab with both a token and a signing token).
     All(Vec<Auth>),
 }
@@ -77,9 +62,9 @@ impl Auth {
     /// How far a signed timestamp may be from our clock, for timestamped schemes.
     pub fn tolerance(&self) -> Option<Duration> {
         match self {
-            Auth::Slack { tolerance, .. }
-            | Auth::Standard { tolerance, .. }
-            | Auth::Stripe { tolerance, .. } => Some(*tolerance),
+            Auth::Slack { tolerance, .. } | Auth::Standard { tolerance, .. } | Auth::Stripe { tolerance, .. } => {
+                Some(*tolerance)
+            }
             Auth::All(all) => all.iter().filter_map(Auth::tolerance).max(),
             _ => None,
         }
@@ -96,14 +81,15 @@ impl Auth {
                 query.iter().map(String::as_str).collect(),
             ),
             Auth::Basic { .. } => (vec!["Authorization"], Vec::new()),
-            Auth::All(all) => all.iter().map(Auth::secret_carriers).fold(
-                (Vec::new(), Vec::new()),
-                |(mut h, mut q), (h2, q2)| {
-                    h.extend(h2);
-                    q.extend(q2);
-                    (h, q)
-                },
-            ),
+            Auth::All(all) => {
+                all.iter()
+                    .map(Auth::secret_carriers)
+                    .fold((Vec::new(), Vec::new()), |(mut h, mut q), (h2, q2)| {
+                        h.extend(h2);
+                        q.extend(q2);
+                        (h, q)
+                    })
+            }
             _ => (Vec::new(), Vec::new()),
         }
     }
@@ -122,7 +108,9 @@ pub enum AuthError {
     MalformedSignature(String),
     #[error("the signature does not match")]
     SignatureMismatch,
-    #[error("only the legacy SHA-1 `X-Hub-Signature` header was sent; set `allow_sha1: true` on the source to accept it")]
+    #[error(
+        "only the legacy SHA-1 `X-Hub-Signature` header was sent; set `allow_sha1: true` on the source to accept it"
+    )]
     Sha1NotAllowed,
     #[error("the `{0}` header is not a Unix timestamp")]
     MalformedTimestamp(String),
@@ -138,12 +126,8 @@ pub enum AuthError {
 
 /// A header's value as text; missing or not text is an error naming it.
 pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, AuthError> {
-    let value = headers
-        .get(name)
-        .ok_or_else(|| AuthError::MissingHeader(name.into()))?;
-    value
-        .to_str()
-        .map_err(|_| AuthError::MalformedSignature(name.into()))
+    let value = headers.get(name).ok_or_else(|| AuthError::MissingHeader(name.into()))?;
+    value.to_str().map_err(|_| AuthError::MalformedSignature(name.into()))
 }
 
 /// Whether `sent` equals any of `secrets`; each compared in constant time.
@@ -209,10 +193,7 @@ pub fn verify(
             header,
             query: query_name,
         } => {
-            let from_header = header
-                .as_deref()
-                .and_then(|h| headers.get(h))
-                .map(|v| v.as_bytes());
+            let from_header = header.as_deref().and_then(|h| headers.get(h)).map(|v| v.as_bytes());
             let from_query = query_name
                 .as_deref()
                 .and_then(|q| query.iter().find(|(k, _)| k == q))
@@ -239,10 +220,7 @@ pub fn verify(
             prefix,
             encoding,
         } => check_mac(*algo, secrets, headers, header, prefix, *encoding, body),
-        Auth::Github {
-            secrets,
-            allow_sha1,
-        } => {
+        Auth::Github { secrets, allow_sha1 } => {
             const SHA256: &str = "X-Hub-Signature-256";
             const SHA1: &str = "X-Hub-Signature";
             if headers.contains_key(SHA256) || !headers.contains_key(SHA1) {
@@ -256,15 +234,7 @@ pub fn verify(
                     body,
                 )
             } else if *allow_sha1 {
-                check_mac(
-                    HmacAlgo::Sha1,
-                    secrets,
-                    headers,
-                    SHA1,
-                    "sha1=",
-                    SigEncoding::Hex,
-                    body,
-                )
+                check_mac(HmacAlgo::Sha1, secrets, headers, SHA1, "sha1=", SigEncoding::Hex, body)
             } else {
                 Err(AuthError::Sha1NotAllowed)
             }
@@ -282,18 +252,10 @@ pub fn verify(
             )
         }
         Auth::Basic { user, password } => basic::verify(user, password, headers),
-        Auth::Slack { secrets, tolerance } => {
-            slack::verify(secrets, *tolerance, headers, body, now)
-        }
-        Auth::Standard { keys, tolerance } => {
-            standard::verify(keys, *tolerance, headers, body, now)
-        }
-        Auth::Stripe { secrets, tolerance } => {
-            stripe::verify(secrets, *tolerance, headers, body, now)
-        }
-        Auth::All(all) => all
-            .iter()
-            .try_for_each(|a| verify(a, headers, query, body, now)),
+        Auth::Slack { secrets, tolerance } => slack::verify(secrets, *tolerance, headers, body, now),
+        Auth::Standard { keys, tolerance } => standard::verify(keys, *tolerance, headers, body, now),
+        Auth::Stripe { secrets, tolerance } => stripe::verify(secrets, *tolerance, headers, body, now),
+        Auth::All(all) => all.iter().try_for_each(|a| verify(a, headers, query, body, now)),
     }
 }
 
@@ -328,19 +290,11 @@ mod tests {
             allow_sha1: false,
         };
         assert_eq!(
-            check(
-                &strict,
-                &[("X-Hub-Signature-256", GH_SIG)],
-                b"Hello, World!"
-            ),
+            check(&strict, &[("X-Hub-Signature-256", GH_SIG)], b"Hello, World!"),
             Ok(())
         );
         assert_eq!(
-            check(
-                &strict,
-                &[("X-Hub-Signature-256", GH_SIG)],
-                b"Hello, World?"
-            ),
+            check(&strict, &[("X-Hub-Signature-256", GH_SIG)], b"Hello, World?"),
             Err(AuthError::SignatureMismatch)
         );
         let sha1 = format!(
@@ -359,10 +313,7 @@ mod tests {
             secrets: vec![Secret::new(GH_SECRET)],
             allow_sha1: true,
         };
-        assert_eq!(
-            check(&lenient, &[("X-Hub-Signature", &sha1)], b"Hello, World!"),
-            Ok(())
-        );
+        assert_eq!(check(&lenient, &[("X-Hub-Signature", &sha1)], b"Hello, World!"), Ok(()));
         // When SHA-256 is sent, it alone decides: a good SHA-1 cannot rescue a bad SHA-256.
         let bad256 = format!("sha256={}", "00".repeat(32));
         assert_eq!(
@@ -392,10 +343,7 @@ mod tests {
         };
         assert_eq!(check(&tokens, &[("X-T", "a")], b""), Ok(()));
         assert_eq!(check(&tokens, &[("X-T", "b")], b""), Ok(()));
-        assert_eq!(
-            check(&tokens, &[("X-T", "c")], b""),
-            Err(AuthError::TokenMismatch)
-        );
+        assert_eq!(check(&tokens, &[("X-T", "c")], b""), Err(AuthError::TokenMismatch));
     }
 
     #[test]
@@ -405,20 +353,14 @@ mod tests {
             header: "X-Gitea-Signature",
         };
         let bare = GH_SIG.trim_start_matches("sha256=");
-        assert_eq!(
-            check(&auth, &[("X-Gitea-Signature", bare)], b"Hello, World!"),
-            Ok(())
-        );
+        assert_eq!(check(&auth, &[("X-Gitea-Signature", bare)], b"Hello, World!"), Ok(()));
         assert_eq!(
             check(&auth, &[("X-Gitea-Signature", GH_SIG)], b"Hello, World!"),
             Err(AuthError::MalformedSignature("X-Gitea-Signature".into()))
         );
         let form = b"payload=Hello%2C+World%21";
         let ct = ("Content-Type", "application/x-www-form-urlencoded");
-        assert_eq!(
-            check(&auth, &[ct, ("X-Gitea-Signature", bare)], form),
-            Ok(())
-        );
+        assert_eq!(check(&auth, &[ct, ("X-Gitea-Signature", bare)], form), Ok(()));
     }
 
     #[test]
@@ -462,9 +404,6 @@ mod tests {
             (vec!["X-Gitlab-Token", "Authorization"], vec![])
         );
         let debug = format!("{auth:?}");
-        assert!(
-            !debug.contains("tok-secret") && !debug.contains("pw-secret"),
-            "{debug}"
-        );
+        assert!(!debug.contains("tok-secret") && !debug.contains("pw-secret"), "{debug}");
     }
 }

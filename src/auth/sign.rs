@@ -73,9 +73,7 @@ pub fn sign(source: &Source, event: &str, body: &[u8], now: SystemTime) -> Resul
             }
             out.set(name, event);
         }
-        EventSpec::Gitlab if !event.is_empty() => {
-            out.set("X-Gitlab-Event", gitlab_event_header(event))
-        }
+        EventSpec::Gitlab if !event.is_empty() => out.set("X-Gitlab-Event", gitlab_event_header(event)),
         EventSpec::Jira if !event.is_empty() => out.set("X-Jira-Event-Type", event),
         // Slack, Stripe, body fields, generic sources without an event, and
         // GitLab / Jira without --event: the body carries the event.
@@ -110,9 +108,7 @@ fn delivery_header_name(provider: Provider, lower: &str) -> String {
 }
 
 fn unix_seconds(now: SystemTime) -> u64 {
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn encode(encoding: SigEncoding, mac: &[u8]) -> String {
@@ -123,33 +119,18 @@ fn encode(encoding: SigEncoding, mac: &[u8]) -> String {
 }
 
 fn first<'a, T>(list: &'a [T], what: &str) -> Result<&'a T, String> {
-    list.first()
-        .ok_or_else(|| format!("the source lists no {what}"))
+    list.first().ok_or_else(|| format!("the source lists no {what}"))
 }
 
-fn sign_auth(
-    auth: &Auth,
-    id: &str,
-    body: &[u8],
-    now: SystemTime,
-    out: &mut Signed,
-) -> Result<(), String> {
+fn sign_auth(auth: &Auth, id: &str, body: &[u8], now: SystemTime, out: &mut Signed) -> Result<(), String> {
     match auth {
         Auth::None => {}
-        Auth::Token {
-            secrets,
-            header,
-            query,
-        } => {
+        Auth::Token { secrets, header, query } => {
             let token = String::from_utf8_lossy(first(secrets, "token")?.expose()).into_owned();
             match (header, query) {
                 (Some(h), _) => out.set(h, token),
                 (None, Some(q)) => out.query.push((q.clone(), token)),
-                (None, None) => {
-                    return Err(
-                        "the source's token auth names no header and no query parameter".into(),
-                    )
-                }
+                (None, None) => return Err("the source's token auth names no header and no query parameter".into()),
             }
         }
         Auth::Hmac {
@@ -164,10 +145,7 @@ fn sign_auth(
         }
         Auth::Github { secrets, .. } => {
             let mac = HmacAlgo::Sha256.sign(first(secrets, "secret")?.expose(), body);
-            out.set(
-                "X-Hub-Signature-256",
-                format!("sha256={}", hex::encode(mac)),
-            );
+            out.set("X-Hub-Signature-256", format!("sha256={}", hex::encode(mac)));
         }
         Auth::Gitea { secrets, header } => {
             // The body is sent as JSON, so the body itself is what is signed.
@@ -226,11 +204,8 @@ mod tests {
     const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn source(yaml: &str) -> Arc<Source> {
-        let config = crate::config::parse(
-            &format!("sources:\n  s:\n{yaml}"),
-            Path::new("webhook.yaml"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::config::parse(&format!("sources:\n  s:\n{yaml}"), Path::new("webhook.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
         config.sources["s"].clone()
     }
 
@@ -276,8 +251,7 @@ mod tests {
         (signed, name)
     }
 
-    const BODY: &[u8] =
-        br#"{"ref":"refs/heads/main","type":"invoice.paid","webhookEvent":"jira:issue_created"}"#;
+    const BODY: &[u8] = br#"{"ref":"refs/heads/main","type":"invoice.paid","webhookEvent":"jira:issue_created"}"#;
 
     #[test]
     fn every_preset_verifies() {
@@ -312,35 +286,17 @@ mod tests {
         let body = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#;
         let (signed, name) = round_trip("    provider: slack\n    secret: s\n", "", body);
         assert_eq!(name, "app_mention");
-        assert!(signed
-            .header("X-Slack-Signature")
-            .unwrap()
-            .starts_with("v0="));
+        assert!(signed.header("X-Slack-Signature").unwrap().starts_with("v0="));
     }
 
     #[test]
     fn delivery_ids_and_query_tokens() {
         let (signed, _) = round_trip("    provider: github\n    secret: s\n", "push", BODY);
         assert!(uuid::Uuid::parse_str(signed.header("X-GitHub-Delivery").unwrap()).is_ok());
-        let (signed, _) = round_trip(
-            &format!("    provider: standard\n    secret: {WHSEC}\n"),
-            "",
-            BODY,
-        );
+        let (signed, _) = round_trip(&format!("    provider: standard\n    secret: {WHSEC}\n"), "", BODY);
         // One id: the delivery id is the signed `webhook-id`.
-        assert_eq!(
-            signed
-                .headers
-                .iter()
-                .filter(|(k, _)| k == "webhook-id")
-                .count(),
-            1
-        );
-        let (signed, _) = round_trip(
-            "    provider: generic\n    auth: {token: t, query: key}\n",
-            "",
-            BODY,
-        );
+        assert_eq!(signed.headers.iter().filter(|(k, _)| k == "webhook-id").count(), 1);
+        let (signed, _) = round_trip("    provider: generic\n    auth: {token: t, query: key}\n", "", BODY);
         assert_eq!(signed.query, vec![("key".to_string(), "t".to_string())]);
         assert!(signed.headers.is_empty());
     }

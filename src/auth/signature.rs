@@ -63,9 +63,9 @@ pub fn sha256_any(key: &[u8], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
     for part in parts {
         mac.update(part);
     }
-    candidates.iter().fold(false, |found, c| {
-        mac.clone().verify_slice(c).is_ok() | found
-    })
+    candidates
+        .iter()
+        .fold(false, |found, c| mac.clone().verify_slice(c).is_ok() | found)
 }
 
 /// How the MAC is written in its header.
@@ -96,11 +96,7 @@ mod tests {
         assert!(HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World!", &mac));
         assert!(!HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World?", &mac));
         assert!(!HmacAlgo::Sha256.verify(b"wrong", b"Hello, World!", &mac));
-        assert!(!HmacAlgo::Sha256.verify(
-            b"It's a Secret to Everybody",
-            b"Hello, World!",
-            &mac[..31]
-        ));
+        assert!(!HmacAlgo::Sha256.verify(b"It's a Secret to Everybody", b"Hello, World!", &mac[..31]));
         assert_eq!(
             hex::encode(HmacAlgo::Sha256.sign(b"It's a Secret to Everybody", b"Hello, World!")),
             expected
@@ -110,16 +106,8 @@ mod tests {
     #[test]
     fn sha256_any_checks_every_candidate() {
         let mac = HmacAlgo::Sha256.sign(b"k", b"a.b");
-        assert!(sha256_any(
-            b"k",
-            &[b"a.", b"b"],
-            &[vec![0; 32], mac.clone()]
-        ));
-        assert!(!sha256_any(
-            b"k",
-            &[b"a.", b"c"],
-            std::slice::from_ref(&mac)
-        ));
+        assert!(sha256_any(b"k", &[b"a.", b"b"], &[vec![0; 32], mac.clone()]));
+        assert!(!sha256_any(b"k", &[b"a.", b"c"], std::slice::from_ref(&mac)));
         assert!(!sha256_any(b"k", &[b"a.b"], &[]));
         assert!(!sha256_any(b"k", &[b"a.b"], &[mac[..16].to_vec()]));
     }

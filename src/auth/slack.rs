@@ -18,8 +18,7 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<(), AuthError> {
     let sent_at = header_text(headers, TIMESTAMP)?;
-    let ts =
-        timestamp::parse(sent_at).ok_or_else(|| AuthError::MalformedTimestamp(TIMESTAMP.into()))?;
+    let ts = timestamp::parse(sent_at).ok_or_else(|| AuthError::MalformedTimestamp(TIMESTAMP.into()))?;
     let signature = header_text(headers, SIGNATURE)?;
     let mac = signature
         .trim()
@@ -74,10 +73,7 @@ mod tests {
     fn slack_documented_example() {
         let secrets = [Secret::new(SECRET)];
         let now = at(1531420618 + 10);
-        assert_eq!(
-            verify(&secrets, TOL, &headers(TS, SIG), BODY.as_bytes(), now),
-            Ok(())
-        );
+        assert_eq!(verify(&secrets, TOL, &headers(TS, SIG), BODY.as_bytes(), now), Ok(()));
         let mut tampered = BODY.as_bytes().to_vec();
         tampered[0] = b'T';
         assert_eq!(
@@ -91,10 +87,7 @@ mod tests {
         );
         // Rotation: any listed secret may match.
         let rotated = [Secret::new("old"), Secret::new(SECRET)];
-        assert_eq!(
-            verify(&rotated, TOL, &headers(TS, SIG), BODY.as_bytes(), now),
-            Ok(())
-        );
+        assert_eq!(verify(&rotated, TOL, &headers(TS, SIG), BODY.as_bytes(), now), Ok(()));
     }
 
     #[test]
@@ -115,9 +108,6 @@ mod tests {
             "the `X-Slack-Signature` header is not a well-formed signature"
         );
         let err = verify(&secrets, TOL, &HeaderMap::new(), BODY.as_bytes(), now).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the `X-Slack-Request-Timestamp` header is missing"
-        );
+        assert_eq!(err.to_string(), "the `X-Slack-Request-Timestamp` header is missing");
     }
 }

@@ -28,15 +28,8 @@ pub struct SigningKey(Vec<u8>);
 impl SigningKey {
     /// `whsec_<base64>`, or the bare base64; `None` when it does not decode.
     pub fn parse(secret: &str) -> Option<Self> {
-        let encoded = secret
-            .trim()
-            .strip_prefix("whsec_")
-            .unwrap_or(secret.trim());
-        LENIENT
-            .decode(encoded)
-            .ok()
-            .filter(|k| !k.is_empty())
-            .map(SigningKey)
+        let encoded = secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim());
+        LENIENT.decode(encoded).ok().filter(|k| !k.is_empty()).map(SigningKey)
     }
 }
 
@@ -68,9 +61,7 @@ impl fmt::Debug for SigningKey {
 /// The first of `names` the request carries, as text.
 fn first<'h>(headers: &'h HeaderMap, names: &[&str]) -> Result<&'h str, AuthError> {
     match names.iter().find_map(|n| headers.get(*n)) {
-        Some(v) => v
-            .to_str()
-            .map_err(|_| AuthError::MalformedSignature(names[0].into())),
+        Some(v) => v.to_str().map_err(|_| AuthError::MalformedSignature(names[0].into())),
         None => Err(AuthError::MissingHeader(names[0].into())),
     }
 }
@@ -84,8 +75,7 @@ pub fn verify(
 ) -> Result<(), AuthError> {
     let id = first(headers, &ID)?.trim();
     let sent_at = first(headers, &TIMESTAMP)?.trim();
-    let ts = timestamp::parse(sent_at)
-        .ok_or_else(|| AuthError::MalformedTimestamp(TIMESTAMP[0].into()))?;
+    let ts = timestamp::parse(sent_at).ok_or_else(|| AuthError::MalformedTimestamp(TIMESTAMP[0].into()))?;
     let list = first(headers, &SIGNATURE)?;
     // Other versions (`v1a,` asymmetric, future ones) are skipped, not refused.
     let candidates: Vec<Vec<u8>> = list
@@ -144,48 +134,26 @@ mod tests {
     #[test]
     fn specification_vector() {
         let keys = [SigningKey::parse(SECRET).unwrap()];
-        assert_eq!(
-            verify(&keys, TOL, &headers("webhook", SIG), BODY, now()),
-            Ok(())
-        );
+        assert_eq!(verify(&keys, TOL, &headers("webhook", SIG), BODY, now()), Ok(()));
         // The svix- aliases.
-        assert_eq!(
-            verify(&keys, TOL, &headers("svix", SIG), BODY, now()),
-            Ok(())
-        );
+        assert_eq!(verify(&keys, TOL, &headers("svix", SIG), BODY, now()), Ok(()));
         // Several signatures, other versions ignored: any v1 may match.
         let list = format!("v1a,abcd v1,AAAA {SIG} v2,zzz");
-        assert_eq!(
-            verify(&keys, TOL, &headers("webhook", &list), BODY, now()),
-            Ok(())
-        );
+        assert_eq!(verify(&keys, TOL, &headers("webhook", &list), BODY, now()), Ok(()));
         // The secret without its prefix is the same key.
         let bare = [SigningKey::parse(SECRET.trim_start_matches("whsec_")).unwrap()];
+        assert_eq!(verify(&bare, TOL, &headers("webhook", SIG), BODY, now()), Ok(()));
         assert_eq!(
-            verify(&bare, TOL, &headers("webhook", SIG), BODY, now()),
-            Ok(())
-        );
-        assert_eq!(
-            verify(
-                &keys,
-                TOL,
-                &headers("webhook", SIG),
-                br#"{"test": 2432232315}"#,
-                now()
-            ),
+            verify(&keys, TOL, &headers("webhook", SIG), br#"{"test": 2432232315}"#, now()),
             Err(AuthError::SignatureMismatch)
         );
-        let other =
-            [SigningKey::parse("whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=").unwrap()];
+        let other = [SigningKey::parse("whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=").unwrap()];
         assert_eq!(
             verify(&other, TOL, &headers("webhook", SIG), BODY, now()),
             Err(AuthError::SignatureMismatch)
         );
         let rotated = [other[0].clone(), keys[0].clone()];
-        assert_eq!(
-            verify(&rotated, TOL, &headers("webhook", SIG), BODY, now()),
-            Ok(())
-        );
+        assert_eq!(verify(&rotated, TOL, &headers("webhook", SIG), BODY, now()), Ok(()));
     }
 
     #[test]

@@ -54,8 +54,7 @@ mod tests {
 
     const TOL: Duration = Duration::from_secs(300);
     const SECRET: &str = "whsec_test_secret";
-    const BODY: &[u8] =
-        br#"{"id":"evt_test_webhook","object":"event","type":"payment_intent.succeeded"}"#;
+    const BODY: &[u8] = br#"{"id":"evt_test_webhook","object":"event","type":"payment_intent.succeeded"}"#;
     /// Stripe publishes no test vector: this one was computed from its documented
     /// algorithm, outside this code, with both
     /// `printf '1492774577.%s' "$BODY" | openssl dgst -sha256 -hmac whsec_test_secret`
@@ -79,7 +78,8 @@ mod tests {
     fn computed_vector() {
         let secrets = [Secret::new(SECRET)];
         let now = at(1492774577 + 30);
-        let header = format!("t=1492774577,v1={V1},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39");
+        let header =
+            format!("t=1492774577,v1={V1},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39");
         assert_eq!(verify(&secrets, TOL, &headers(&header), BODY, now), Ok(()));
         // Several v1 signatures (during a secret roll on Stripe's side): any may match.
         let header = format!("t=1492774577,v1={},v1={V1}", "00".repeat(32));

@@ -54,10 +54,7 @@ mod tests {
         let old = check(1000, at(1412), tol).unwrap_err();
         assert_eq!(old.to_string(), "timestamp 412 s old, tolerance 300 s");
         let ahead = check(1412, at(1000), tol).unwrap_err();
-        assert_eq!(
-            ahead.to_string(),
-            "timestamp 412 s in the future, tolerance 300 s"
-        );
+        assert_eq!(ahead.to_string(), "timestamp 412 s in the future, tolerance 300 s");
     }
 
     #[test]

@@ -205,12 +205,8 @@ pub fn task(api: &Api, id: &str, json: bool, output: bool) -> Result<ExitCode, E
 
 /// Prints a task's output live; the exit status says whether it succeeded.
 fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
-    let mut events = api.events(
-        &format!("/tasks/{id}/output"),
-        &[("follow".into(), "1".into())],
-    )?;
-    let lost =
-        |e: std::io::Error| Error::Other(format!("the output stream of task {id} broke off: {e}"));
+    let mut events = api.events(&format!("/tasks/{id}/output"), &[("follow".into(), "1".into())])?;
+    let lost = |e: std::io::Error| Error::Other(format!("the output stream of task {id} broke off: {e}"));
     while let Some(event) = events.next_event().map_err(lost)? {
         match event.name.as_str() {
             "stdout" => out(&format!("{}\n", event.data)),
@@ -251,10 +247,7 @@ fn final_status(id: &str, status: &Value) -> String {
     if !status["duration_ms"].is_null() {
         details.push(render::duration(&status["duration_ms"]));
     }
-    let error = status["error"]
-        .as_str()
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
+    let error = status["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
     let details = if details.is_empty() {
         String::new()
     } else {
@@ -397,8 +390,7 @@ pub fn parse_header(h: &str) -> Result<(String, String), Error> {
 /// `hookrunner send`: signs `body` as `source`'s provider would and posts it.
 pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<ExitCode, Error> {
     let event = args.event.as_deref().unwrap_or("");
-    let signed =
-        crate::auth::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
+    let signed = crate::auth::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     headers.extend(signed.headers);
     for h in &args.headers {
@@ -413,12 +405,7 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<
     if let Some(wait) = &args.wait {
         q.push(("wait".into(), wait.clone()));
     }
-    let answer = api.post_body(
-        &format!("/hooks/{}", path_segment(&source.name)),
-        &q,
-        &headers,
-        body,
-    )?;
+    let answer = api.post_body(&format!("/hooks/{}", path_segment(&source.name)), &q, &headers, body)?;
     out(&pretty(&answer.json));
     Ok(ExitCode::SUCCESS)
 }
@@ -455,10 +442,7 @@ mod tests {
 
     #[test]
     fn headers_and_paths() {
-        assert_eq!(
-            parse_header("X-A: b: c").unwrap(),
-            ("X-A".into(), "b: c".into())
-        );
+        assert_eq!(parse_header("X-A: b: c").unwrap(), ("X-A".into(), "b: c".into()));
         assert!(parse_header("nocolon").is_err());
         assert_eq!(path_segment("msg_1/2 3"), "msg_1%2F2%203");
     }

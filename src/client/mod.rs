@@ -127,13 +127,7 @@ impl Api {
         url
     }
 
-    fn request(
-        &self,
-        agent: &ureq::Agent,
-        method: &str,
-        path: &str,
-        query: &[(String, String)],
-    ) -> ureq::Request {
+    fn request(&self, agent: &ureq::Agent, method: &str, path: &str, query: &[(String, String)]) -> ureq::Request {
         let mut req = agent.request(method, &self.url(path, query));
         if let Some(token) = &self.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
@@ -165,11 +159,7 @@ impl Api {
             return Err(Error::Api { status, message });
         }
         match json {
-            Some(json) => Ok(Answer {
-                status,
-                location,
-                json,
-            }),
+            Some(json) => Ok(Answer { status, location, json }),
             None if text.trim().is_empty() => Ok(Answer {
                 status,
                 location,
@@ -184,16 +174,10 @@ impl Api {
 
     fn transport(&self, t: &ureq::Transport) -> Error {
         if t.kind() == ureq::ErrorKind::InvalidUrl || t.kind() == ureq::ErrorKind::UnknownScheme {
-            return Error::Other(format!(
-                "`{}` is not a URL such as http://127.0.0.1:9000",
-                self.base
-            ));
+            return Error::Other(format!("`{}` is not a URL such as http://127.0.0.1:9000", self.base));
         }
         // The innermost cause says it best ("Connection refused (os error 111)").
-        let mut reason = t
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| t.kind().to_string());
+        let mut reason = t.message().map(str::to_string).unwrap_or_else(|| t.kind().to_string());
         let mut source = std::error::Error::source(t);
         while let Some(s) = source {
             reason = s.to_string();
@@ -265,19 +249,13 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(normalise_url("127.0.0.1:9000"), "http://127.0.0.1:9000");
-        assert_eq!(
-            normalise_url("https://hooks.example.com/"),
-            "https://hooks.example.com"
-        );
+        assert_eq!(normalise_url("https://hooks.example.com/"), "https://hooks.example.com");
         let api = Api::new("http://h:1", None);
         let q = [
             ("status".to_string(), "failed".to_string()),
             ("source".to_string(), "a b".to_string()),
         ];
-        assert_eq!(
-            api.url("/tasks", &q),
-            "http://h:1/tasks?status=failed&source=a+b"
-        );
+        assert_eq!(api.url("/tasks", &q), "http://h:1/tasks?status=failed&source=a+b");
     }
 
     #[test]

@@ -25,12 +25,7 @@ pub fn time(v: &Value) -> String {
     match v.as_str() {
         Some(t) => {
             let t = t.replacen('T', " ", 1);
-            let t = t
-                .split('.')
-                .next()
-                .unwrap_or(&t)
-                .trim_end_matches('Z')
-                .to_string();
+            let t = t.split('.').next().unwrap_or(&t).trim_end_matches('Z').to_string();
             t
         }
         None => "-".into(),
@@ -61,8 +56,7 @@ impl Table {
         let widths = (0..header.len())
             .map(|i| {
                 let data = rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-                data.max(header[i].len())
-                    .max(min.get(i).copied().unwrap_or(0))
+                data.max(header[i].len()).max(min.get(i).copied().unwrap_or(0))
             })
             .collect();
         Table { widths }
@@ -112,9 +106,7 @@ fn table_text(table: &Table, header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub const DELIVERY_HEADER: [&str; 7] = [
-    "ID", "SOURCE", "EVENT", "OUTCOME", "STATUS", "RECEIVED", "TASKS",
-];
+pub const DELIVERY_HEADER: [&str; 7] = ["ID", "SOURCE", "EVENT", "OUTCOME", "STATUS", "RECEIVED", "TASKS"];
 
 pub fn delivery_row(d: &Value) -> Vec<String> {
     let tasks = d["task_ids"].as_array().map_or(0, Vec::len);
@@ -144,9 +136,7 @@ fn fields(out: &mut String, t: &Value, list: &[(&str, &str)]) {
             continue;
         }
         let text = match *key {
-            "created_at" | "started_at" | "finished_at" | "received_at" | "next_attempt_at" => {
-                time(v)
-            }
+            "created_at" | "started_at" | "finished_at" | "received_at" | "next_attempt_at" => time(v),
             "duration_ms" => duration(v),
             _ => cell(v),
         };
@@ -257,9 +247,7 @@ pub fn delivery_details(d: &Value) -> String {
     if let Some(rules) = d["rules"].as_array().filter(|r| !r.is_empty()) {
         let _ = writeln!(out, "rules:");
         for r in rules {
-            let condition = r["if"]
-                .as_str()
-                .map_or("(always)".to_string(), |c| format!("if {c}"));
+            let condition = r["if"].as_str().map_or("(always)".to_string(), |c| format!("if {c}"));
             let _ = writeln!(
                 out,
                 "  {} rule {} {condition}: {} → {}",
@@ -285,10 +273,7 @@ mod tests {
         assert_eq!(duration(&json!(187_000)), "3m07s");
         assert_eq!(duration(&json!(7_500_000)), "2h05m");
         assert_eq!(duration(&Value::Null), "-");
-        assert_eq!(
-            time(&json!("2024-05-01T12:00:00.123Z")),
-            "2024-05-01 12:00:00"
-        );
+        assert_eq!(time(&json!("2024-05-01T12:00:00.123Z")), "2024-05-01 12:00:00");
         assert_eq!(short_id("a1298d7a-5dd2-4983"), "a1298d7a");
         assert_eq!(short_id("abc"), "abc");
     }

@@ -17,7 +17,9 @@ pub struct Interp {
 impl fmt::Debug for Interp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Interp values can be secrets; print only which defaults were used.
-        f.debug_struct("Interp").field("defaulted", &self.defaulted).finish_non_exhaustive()
+        f.debug_struct("Interp")
+            .field("defaulted", &self.defaulted)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,7 +91,11 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
 /// A secret kept in a file: its contents without the trailing newline.
 fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string())
+    Ok(text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text)
+        .to_string())
 }
 
 impl<'de> Deserialize<'de> for Interp {
@@ -147,7 +153,9 @@ mod tests {
         std::fs::write(dir.path().join("gh"), "s3cret\n").unwrap();
         let text = format!("${{file:{}}}", dir.path().join("gh").display());
         assert_eq!(expand(&text, env).unwrap().value, "s3cret");
-        assert!(expand("${file:/nonexistent/x}", env).unwrap_err().contains("cannot read"));
+        assert!(expand("${file:/nonexistent/x}", env)
+            .unwrap_err()
+            .contains("cannot read"));
         std::env::set_var("CREDENTIALS_DIRECTORY", dir.path());
         assert_eq!(expand("a${credential:gh}", env).unwrap().value, "as3cret");
         assert!(expand("${credential:../x}", env).is_err());

@@ -53,14 +53,22 @@ fn entries(text: &str) -> Vec<Entry> {
             continue;
         }
         while rest == "-" || rest.starts_with("- ") {
-            out.push(Entry { line: n + 1, col, key: None });
+            out.push(Entry {
+                line: n + 1,
+                col,
+                key: None,
+            });
             let after = &rest[1..];
             let spaces = after.len() - after.trim_start_matches(' ').len();
             col += 1 + spaces;
             rest = &after[spaces..];
         }
         if let Some(key) = key_of(rest) {
-            out.push(Entry { line: n + 1, col, key: Some(key) });
+            out.push(Entry {
+                line: n + 1,
+                col,
+                key: Some(key),
+            });
         }
     }
     out
@@ -173,9 +181,23 @@ mappings:
     fn finds_nested_keys_and_items() {
         assert_eq!(locate(YAML, &[k("server"), k("listen")]), Some((2, 3)));
         assert_eq!(locate(YAML, &[k("programs"), k("deploy"), k("command")]), Some((5, 5)));
-        let rule1 = [k("mappings"), k("github"), k("push"), k("rules"), Seg::Index(1), k("run")];
+        let rule1 = [
+            k("mappings"),
+            k("github"),
+            k("push"),
+            k("rules"),
+            Seg::Index(1),
+            k("run"),
+        ];
         assert_eq!(locate(YAML, &rule1), Some((14, 11)));
-        let rule0 = [k("mappings"), k("github"), k("push"), k("rules"), Seg::Index(0), k("run")];
+        let rule0 = [
+            k("mappings"),
+            k("github"),
+            k("push"),
+            k("rules"),
+            Seg::Index(0),
+            k("run"),
+        ];
         assert_eq!(locate(YAML, &rule0), Some((13, 11)));
         let star = [k("mappings"), k("github"), k("*"), k("rules"), Seg::Index(0), k("run")];
         assert_eq!(locate(YAML, &star), Some((17, 9)));

@@ -106,7 +106,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         _ => PathBuf::from("."),
     };
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let mut checker = Checker { text, file, dir, errors: Vec::new(), warnings: Vec::new() };
+    let mut checker = Checker {
+        text,
+        file,
+        dir,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let config = checker.check(raw, path);
     if checker.errors.is_empty() {
         let mut config = config;
@@ -215,7 +221,10 @@ impl Checker<'_> {
         for (source_name, keys) in &raw.mappings.0 {
             let at = [key("mappings"), key(source_name)];
             if raw.sources.0.iter().all(|(n, _)| n != source_name) {
-                self.error(&at, format!("mappings name source `{source_name}`, which is not in `sources`"));
+                self.error(
+                    &at,
+                    format!("mappings name source `{source_name}`, which is not in `sources`"),
+                );
                 continue;
             }
             for (event_key, m) in &keys.0 {
@@ -231,7 +240,9 @@ impl Checker<'_> {
             .into_iter()
             .map(|(name, source)| {
                 if source.routes.is_empty() {
-                    self.warnings.push(format!("source `{name}` has no mappings: its deliveries are answered 200 and run nothing"));
+                    self.warnings.push(format!(
+                        "source `{name}` has no mappings: its deliveries are answered 200 and run nothing"
+                    ));
                 }
                 (name, Arc::new(source))
             })
@@ -243,7 +254,10 @@ impl Checker<'_> {
             limits,
             deliveries: Deliveries {
                 keep: raw.deliveries.keep.unwrap_or(10_000),
-                body_bytes: raw.deliveries.body_bytes.map_or(64 << 20, |s| usize::try_from(s.0).unwrap_or(usize::MAX)),
+                body_bytes: raw
+                    .deliveries
+                    .body_bytes
+                    .map_or(64 << 20, |s| usize::try_from(s.0).unwrap_or(usize::MAX)),
             },
             state: raw.state.as_ref().map(|s| self.dir.join(&s.path.value)),
             sources,
@@ -296,9 +310,15 @@ impl Checker<'_> {
             max_concurrent: max_concurrent.max(1),
             max_queued: raw.max_queued.unwrap_or(1000),
             keep: raw.keep.unwrap_or(10_000),
-            keep_for: raw.keep_for.map_or(DEFAULT_KEEP_FOR, |d| d.0).max(std::time::Duration::from_secs(1)),
+            keep_for: raw
+                .keep_for
+                .map_or(DEFAULT_KEEP_FOR, |d| d.0)
+                .max(std::time::Duration::from_secs(1)),
             output_limit: usize::try_from(output_limit).unwrap_or(usize::MAX).max(1),
-            shutdown_grace: raw.shutdown_grace.map(|d| d.0).unwrap_or(crate::server::DEFAULT_SHUTDOWN_GRACE),
+            shutdown_grace: raw
+                .shutdown_grace
+                .map(|d| d.0)
+                .unwrap_or(crate::server::DEFAULT_SHUTDOWN_GRACE),
         }
     }
 
@@ -316,7 +336,10 @@ impl Checker<'_> {
         for (i, param) in p.params.iter().enumerate() {
             let at = [key("programs"), key(name), key("params"), Seg::Index(i)];
             if !valid_name(param) {
-                self.error(&at, format!("`{param}` is not a valid param name (letters, digits and `_`, not starting with a digit)"));
+                self.error(
+                    &at,
+                    format!("`{param}` is not a valid param name (letters, digits and `_`, not starting with a digit)"),
+                );
             } else if params.contains(param) {
                 self.error(&at, format!("param `{param}` is listed twice"));
             } else {
@@ -341,7 +364,10 @@ impl Checker<'_> {
         let mut env = Vec::new();
         for (k, v) in &p.env.0 {
             if !valid_name(k) {
-                self.error(&[key("programs"), key(name), key("env"), key(k)], format!("`{k}` is not a valid environment variable name"));
+                self.error(
+                    &[key("programs"), key(name), key("env"), key(k)],
+                    format!("`{k}` is not a valid environment variable name"),
+                );
             }
             env.push((k.clone(), v.value.clone()));
         }
@@ -360,7 +386,10 @@ impl Checker<'_> {
             Some("replace") => OnBusy::Replace,
             Some("cancel_running") => OnBusy::CancelRunning,
             Some(other) => {
-                self.error(&at("on_busy"), format!("unknown `{other}`: expected `queue`, `replace` or `cancel_running`"));
+                self.error(
+                    &at("on_busy"),
+                    format!("unknown `{other}`: expected `queue`, `replace` or `cancel_running`"),
+                );
                 OnBusy::Queue
             }
         };
@@ -382,19 +411,29 @@ impl Checker<'_> {
                     match status.as_str() {
                         "failed" => policy.on_failed = true,
                         "timed_out" => policy.on_timed_out = true,
-                        other => self.error(&at("retry"), format!("`on` takes `failed` and `timed_out`, not `{other}`")),
+                        other => self.error(
+                            &at("retry"),
+                            format!("`on` takes `failed` and `timed_out`, not `{other}`"),
+                        ),
                     }
                 }
             }
             if r.attempts == 0 {
-                self.error(&at("retry"), "`attempts` counts the first run too, so it must be at least 1");
+                self.error(
+                    &at("retry"),
+                    "`attempts` counts the first run too, so it must be at least 1",
+                );
             }
             policy
         });
         let (success_codes, retry_codes) = match &p.exit_codes {
             None => (vec![0], Vec::new()),
             Some(codes) => {
-                let success = if codes.success.is_empty() { vec![0] } else { codes.success.clone() };
+                let success = if codes.success.is_empty() {
+                    vec![0]
+                } else {
+                    codes.success.clone()
+                };
                 if codes.retry.iter().any(|c| success.contains(c)) {
                     self.error(&at("exit_codes"), "an exit code cannot mean both success and retry");
                 }
@@ -406,15 +445,27 @@ impl Checker<'_> {
             let cat = [key("programs"), key(name), key("on_finish"), Seg::Index(i)];
             let url = c.url.value.trim();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.error(&[&cat[..], &[key("url")]].concat(), "must be an http:// or https:// URL");
+                self.error(
+                    &[&cat[..], &[key("url")]].concat(),
+                    "must be an http:// or https:// URL",
+                );
             }
-            let when = c.when.clone().unwrap_or_else(|| FINAL_STATUSES.iter().map(|s| s.to_string()).collect());
+            let when = c
+                .when
+                .clone()
+                .unwrap_or_else(|| FINAL_STATUSES.iter().map(|s| s.to_string()).collect());
             for w in &when {
                 if !FINAL_STATUSES.contains(&w.as_str()) {
-                    self.error(&[&cat[..], &[key("when")]].concat(), format!("`{w}` is not a final status: expected {}", FINAL_STATUSES.join(", ")));
+                    self.error(
+                        &[&cat[..], &[key("when")]].concat(),
+                        format!("`{w}` is not a final status: expected {}", FINAL_STATUSES.join(", ")),
+                    );
                 }
             }
-            let secret = c.secret.as_ref().and_then(|s| self.secret(&[&cat[..], &[key("secret")]].concat(), s));
+            let secret = c
+                .secret
+                .as_ref()
+                .and_then(|s| self.secret(&[&cat[..], &[key("secret")]].concat(), s));
             callbacks.push(crate::process::program::Callback {
                 url: url.to_string(),
                 secret,
@@ -427,7 +478,10 @@ impl Checker<'_> {
             None | Some("mark") => false,
             Some("rerun") => true,
             Some(other) => {
-                self.error(&at("on_interrupt"), format!("unknown `{other}`: expected `mark` or `rerun`"));
+                self.error(
+                    &at("on_interrupt"),
+                    format!("unknown `{other}`: expected `mark` or `rerun`"),
+                );
                 false
             }
         };
@@ -478,7 +532,10 @@ impl Checker<'_> {
         for (name, from) in &m.params.0 {
             let p = [at, &[key("params"), key(name)]].concat();
             if !valid_name(name) {
-                self.error(&p, format!("`{name}` is not a valid param name (letters, digits and `_`, not starting with a digit)"));
+                self.error(
+                    &p,
+                    format!("`{name}` is not a valid param name (letters, digits and `_`, not starting with a digit)"),
+                );
                 continue;
             }
             if BUILTIN_VARS.contains(&name.as_str()) || TEMPLATE_BUILTINS.contains(&name.as_str()) {
@@ -526,12 +583,20 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            rules.push(Rule { index, condition, program });
+            rules.push(Rule {
+                index,
+                condition,
+                program,
+            });
         }
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Mapping { key: event_key.to_string(), params, rules })
+        Some(Mapping {
+            key: event_key.to_string(),
+            params,
+            rules,
+        })
     }
 
     /// A rule's `run` that names no program: a script `handlers/<name>.*` with
@@ -549,17 +614,29 @@ impl Checker<'_> {
         let script = match found.len() {
             1 => found.remove(0),
             0 => {
-                self.error(at, format!("`{name}` is neither a program in `programs` nor a script `handlers/{name}.*`"));
+                self.error(
+                    at,
+                    format!("`{name}` is neither a program in `programs` nor a script `handlers/{name}.*`"),
+                );
                 return None;
             }
             _ => {
                 let names: Vec<String> = found.iter().map(|p| format!("`{}`", p.display())).collect();
-                self.error(at, format!("`{name}` matches several scripts ({}); add a program for it", names.join(", ")));
+                self.error(
+                    at,
+                    format!(
+                        "`{name}` matches several scripts ({}); add a program for it",
+                        names.join(", ")
+                    ),
+                );
                 return None;
             }
         };
         if !is_executable(&script) {
-            self.warnings.push(format!("handler `{}` is not executable: its tasks will fail (chmod +x)", script.display()));
+            self.warnings.push(format!(
+                "handler `{}` is not executable: its tasks will fail (chmod +x)",
+                script.display()
+            ));
         }
         Some(Arc::new(Program {
             name: name.to_string(),

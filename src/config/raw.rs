@@ -122,11 +122,20 @@ impl<'de> Deserialize<'de> for RawDedup {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDedup, E> {
                 match v {
                     "off" => Ok(RawDedup::Off),
-                    other => Err(E::custom(format!("unknown dedup setting `{other}`: expected `off` or a map"))),
+                    other => Err(E::custom(format!(
+                        "unknown dedup setting `{other}`: expected `off` or a map"
+                    ))),
                 }
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawDedup, E> {
-                Ok(if v { RawDedup::On(RawDedupMap { window: None, key: None }) } else { RawDedup::Off })
+                Ok(if v {
+                    RawDedup::On(RawDedupMap {
+                        window: None,
+                        key: None,
+                    })
+                } else {
+                    RawDedup::Off
+                })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawDedup, A::Error> {
                 RawDedupMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawDedup::On)

@@ -106,9 +106,7 @@ impl Provider {
                 "signing_secrets",
                 "tolerance",
             ],
-            Provider::Gitea | Provider::Forgejo | Provider::Gogs | Provider::Bitbucket => {
-                &["secret", "secrets"]
-            }
+            Provider::Gitea | Provider::Forgejo | Provider::Gogs | Provider::Bitbucket => &["secret", "secrets"],
             Provider::Jira => &["token", "tokens", "secret", "secrets"],
             Provider::Slack | Provider::Stripe => &["secret", "secrets", "tolerance"],
             Provider::Standard => &["secret", "secrets", "tolerance", "event"],
@@ -164,10 +162,7 @@ impl Source {
         });
         let from_body = || {
             let field = self.provider.delivery_field()?;
-            body.get(field)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(usable)
+            body.get(field).and_then(Value::as_str).map(str::trim).filter(usable)
         };
         from_header.or_else(from_body).map(str::to_string)
     }
@@ -243,15 +238,8 @@ impl Checker<'_> {
     pub(super) fn source(&mut self, at: &[Seg], name: &str, s: &RawSource) -> Option<Source> {
         let sub = |k: &str| [at, &[key(k)]].concat();
         let errors_before = self.errors.len();
-        let Some(provider) = Provider::NAMES
-            .iter()
-            .find(|(n, _)| *n == s.provider)
-            .map(|(_, p)| *p)
-        else {
-            let names: Vec<_> = Provider::NAMES
-                .iter()
-                .map(|(n, _)| format!("`{n}`"))
-                .collect();
+        let Some(provider) = Provider::NAMES.iter().find(|(n, _)| *n == s.provider).map(|(_, p)| *p) else {
+            let names: Vec<_> = Provider::NAMES.iter().map(|(n, _)| format!("`{n}`")).collect();
             self.error(
                 &sub("provider"),
                 format!(
@@ -290,9 +278,7 @@ impl Checker<'_> {
                 .enumerate()
                 .filter_map(|(i, text)| {
                     parse_net(text)
-                        .map_err(|e| {
-                            self.error(&[&sub("allow_ips")[..], &[Seg::Index(i)]].concat(), e)
-                        })
+                        .map_err(|e| self.error(&[&sub("allow_ips")[..], &[Seg::Index(i)]].concat(), e))
                         .ok()
                 })
                 .collect()
@@ -316,8 +302,7 @@ impl Checker<'_> {
     fn source_auth(&mut self, at: &[Seg], provider: Provider, s: &RawSource) -> Option<Auth> {
         let secret = || [one("secret", &s.secret), many("secrets", &s.secrets)];
         let token = || [one("token", &s.token), many("tokens", &s.tokens)];
-        let needs =
-            |what: &str| format!("provider `{}` needs a `secret` ({what})", provider.as_str());
+        let needs = |what: &str| format!("provider `{}` needs a `secret` ({what})", provider.as_str());
         match provider {
             Provider::Github => {
                 let secrets = self.required_keys(
@@ -363,7 +348,11 @@ impl Checker<'_> {
                 })
             }
             Provider::Stripe => {
-                let secrets = self.required_keys(at, &secret(), needs("the endpoint's `whsec_...` signing secret, used to check `Stripe-Signature`"))?;
+                let secrets = self.required_keys(
+                    at,
+                    &secret(),
+                    needs("the endpoint's `whsec_...` signing secret, used to check `Stripe-Signature`"),
+                )?;
                 Some(Auth::Stripe {
                     secrets,
                     tolerance: self.tolerance(at, s.tolerance)?,
@@ -374,7 +363,10 @@ impl Checker<'_> {
                     Keys::Given(given) => given,
                     Keys::Invalid => return None,
                     Keys::Missing => {
-                        self.error(at, needs("the endpoint's `whsec_...` signing secret, used to check `webhook-signature`"));
+                        self.error(
+                            at,
+                            needs("the endpoint's `whsec_...` signing secret, used to check `webhook-signature`"),
+                        );
                         return None;
                     }
                 };
@@ -409,12 +401,18 @@ impl Checker<'_> {
                 match (token, signing) {
                     (Keys::Invalid, _) | (_, Keys::Invalid) => None,
                     (Keys::Missing, Keys::Missing) => {
-                        self.error(at, "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)");
+                        self.error(
+                            at,
+                            "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)",
+                        );
                         None
                     }
                     (Keys::Given(tokens), Keys::Missing) => {
                         if s.tolerance.is_some() {
-                            self.error(&[at, &[key("tolerance")]].concat(), "`tolerance` applies only to GitLab's signing token (`signing_secret`)");
+                            self.error(
+                                &[at, &[key("tolerance")]].concat(),
+                                "`tolerance` applies only to GitLab's signing token (`signing_secret`)",
+                            );
                             return None;
                         }
                         Some(token_auth(secrets_of(tokens)))
@@ -427,9 +425,7 @@ impl Checker<'_> {
                         };
                         match token {
                             // Both set in GitLab: it sends both, and both must match.
-                            Keys::Given(tokens) => {
-                                Some(Auth::All(vec![token_auth(secrets_of(tokens)), signed]))
-                            }
+                            Keys::Given(tokens) => Some(Auth::All(vec![token_auth(secrets_of(tokens)), signed])),
                             _ => Some(signed),
                         }
                     }
@@ -444,10 +440,7 @@ impl Checker<'_> {
                 }),
                 (Keys::Missing, Keys::Given(secrets)) => Some(hub_sha256(secrets_of(secrets))),
                 (Keys::Given(_), Keys::Given(_)) => {
-                    self.error(
-                        at,
-                        "provider `jira` takes a `token` or a `secret`, not both",
-                    );
+                    self.error(at, "provider `jira` takes a `token` or a `secret`, not both");
                     None
                 }
                 (Keys::Missing, Keys::Missing) => {
@@ -472,8 +465,7 @@ impl Checker<'_> {
             [] => return Keys::Missing,
             [field] => field,
             _ => {
-                let names: Vec<String> =
-                    present.iter().map(|f| format!("`{}`", f.name())).collect();
+                let names: Vec<String> = present.iter().map(|f| format!("`{}`", f.name())).collect();
                 self.error(at, format!("give only one of {}", names.join(", ")));
                 return Keys::Invalid;
             }
@@ -482,9 +474,7 @@ impl Checker<'_> {
         let path = [at, &[key(field.name())]].concat();
         let mut given = Vec::new();
         match field {
-            KeyField::One(_, Some(value)) => {
-                given.extend(self.secret(&path, value).map(|s| (path.clone(), s)))
-            }
+            KeyField::One(_, Some(value)) => given.extend(self.secret(&path, value).map(|s| (path.clone(), s))),
             KeyField::Many(_, Some(list)) => {
                 if list.is_empty() {
                     self.error(&path, "must list at least one secret");
@@ -504,12 +494,7 @@ impl Checker<'_> {
     }
 
     /// Like [`Self::keys`], but a missing key is the error `missing` (at `at`).
-    fn required_keys(
-        &mut self,
-        at: &[Seg],
-        fields: &[KeyField],
-        missing: String,
-    ) -> Option<Vec<Secret>> {
+    fn required_keys(&mut self, at: &[Seg], fields: &[KeyField], missing: String) -> Option<Vec<Secret>> {
         match self.keys(at, fields) {
             Keys::Given(given) => Some(secrets_of(given)),
             Keys::Invalid => None,
@@ -525,16 +510,10 @@ impl Checker<'_> {
         let mut keys = Vec::new();
         let mut valid = true;
         for (path, secret) in given {
-            match std::str::from_utf8(secret.expose())
-                .ok()
-                .and_then(SigningKey::parse)
-            {
+            match std::str::from_utf8(secret.expose()).ok().and_then(SigningKey::parse) {
                 Some(k) => keys.push(k),
                 None => {
-                    self.error(
-                        &path,
-                        "is not a signing secret: expected `whsec_` followed by base64",
-                    );
+                    self.error(&path, "is not a signing secret: expected `whsec_` followed by base64");
                     valid = false;
                 }
             }
@@ -587,8 +566,7 @@ impl Checker<'_> {
         raw: Option<&RawDedup>,
     ) -> Option<Dedup> {
         let has_id = provider.has_delivery_id();
-        let default_window =
-            tolerance.map_or(DEFAULT_DEDUP_WINDOW, |t| t.max(DEFAULT_DEDUP_WINDOW));
+        let default_window = tolerance.map_or(DEFAULT_DEDUP_WINDOW, |t| t.max(DEFAULT_DEDUP_WINDOW));
         let map = match raw {
             Some(RawDedup::Off) => return None,
             None if !has_id => return None,
@@ -625,10 +603,7 @@ impl Checker<'_> {
         };
         let window = map.window.map(|d| d.0).unwrap_or(default_window);
         if window.is_zero() {
-            self.error(
-                at,
-                "`window` must be longer than 0 (write `dedup: off` to turn it off)",
-            );
+            self.error(at, "`window` must be longer than 0 (write `dedup: off` to turn it off)");
             return None;
         }
         if let Some(tolerance) = tolerance.filter(|t| window < *t) {
@@ -655,19 +630,14 @@ impl Checker<'_> {
         let is_token = m.token.is_some() || m.tokens.is_some();
         match (is_token, &m.hmac, &m.basic) {
             (true, None, None) => {
-                if m.secret.is_some()
-                    || m.secrets.is_some()
-                    || m.prefix.is_some()
-                    || m.encoding.is_some()
-                {
+                if m.secret.is_some() || m.secrets.is_some() || m.prefix.is_some() || m.encoding.is_some() {
                     self.error(at, "token auth takes `token` (or `tokens`), `header` and `query`; `secret`, `secrets`, `prefix` and `encoding` belong to hmac auth");
                     return None;
                 }
-                let secrets =
-                    match self.keys(at, &[one("token", &m.token), many("tokens", &m.tokens)]) {
-                        Keys::Given(given) => secrets_of(given),
-                        _ => return None,
-                    };
+                let secrets = match self.keys(at, &[one("token", &m.token), many("tokens", &m.tokens)]) {
+                    Keys::Given(given) => secrets_of(given),
+                    _ => return None,
+                };
                 let header = m.header.as_ref().map(|h| h.trim().to_string());
                 if let Some(h) = header.as_deref().filter(|h| !valid_header(h)) {
                     self.error(&sub("header"), format!("`{h}` is not a valid header name"));
@@ -679,15 +649,14 @@ impl Checker<'_> {
                 } else {
                     header
                 };
-                Some(Auth::Token {
-                    secrets,
-                    header,
-                    query,
-                })
+                Some(Auth::Token { secrets, header, query })
             }
             (false, Some(algo), None) => {
                 let Some(algo) = HmacAlgo::parse(algo) else {
-                    self.error(&sub("hmac"), format!("unknown hmac algorithm `{algo}`: expected `sha1`, `sha256` or `sha512`"));
+                    self.error(
+                        &sub("hmac"),
+                        format!("unknown hmac algorithm `{algo}`: expected `sha1`, `sha256` or `sha512`"),
+                    );
                     return None;
                 };
                 if m.query.is_some() {
@@ -708,27 +677,20 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                let secrets =
-                    match self.keys(at, &[one("secret", &m.secret), many("secrets", &m.secrets)]) {
-                        Keys::Given(given) => secrets_of(given),
-                        Keys::Invalid => return None,
-                        Keys::Missing => {
-                            self.error(at, "hmac auth needs a `secret`");
-                            return None;
-                        }
-                    };
+                let secrets = match self.keys(at, &[one("secret", &m.secret), many("secrets", &m.secrets)]) {
+                    Keys::Given(given) => secrets_of(given),
+                    Keys::Invalid => return None,
+                    Keys::Missing => {
+                        self.error(at, "hmac auth needs a `secret`");
+                        return None;
+                    }
+                };
                 let Some(header) = &m.header else {
-                    self.error(
-                        at,
-                        "hmac auth needs the `header` that carries the signature",
-                    );
+                    self.error(at, "hmac auth needs the `header` that carries the signature");
                     return None;
                 };
                 if !valid_header(header.trim()) {
-                    self.error(
-                        &sub("header"),
-                        format!("`{header}` is not a valid header name"),
-                    );
+                    self.error(&sub("header"), format!("`{header}` is not a valid header name"));
                     return None;
                 }
                 Some(Auth::Hmac {
@@ -748,18 +710,12 @@ impl Checker<'_> {
                     m.query.is_some(),
                 ];
                 if others.contains(&true) {
-                    self.error(
-                        at,
-                        "basic auth takes only `basic: {user: ..., password: ...}`",
-                    );
+                    self.error(at, "basic auth takes only `basic: {user: ..., password: ...}`");
                     return None;
                 }
                 let basic_at = sub("basic");
                 let user = self.secret(&[&basic_at[..], &[key("user")]].concat(), &basic.user);
-                let password = self.secret(
-                    &[&basic_at[..], &[key("password")]].concat(),
-                    &basic.password,
-                );
+                let password = self.secret(&[&basic_at[..], &[key("password")]].concat(), &basic.password);
                 Some(Auth::Basic {
                     user: user?,
                     password: password?,
@@ -853,9 +809,7 @@ mod tests {
                 key: DedupKey::DeliveryId
             })
         );
-        let s = source(&format!(
-            "  s:\n    provider: gitlab\n    signing_secret: {WHSEC}\n"
-        ));
+        let s = source(&format!("  s:\n    provider: gitlab\n    signing_secret: {WHSEC}\n"));
         assert_eq!(s.dedup, five_min);
         assert!(matches!(s.auth, Auth::Standard { .. }));
         let s = source("  s:\n    provider: generic\n    auth: none\n");
@@ -895,10 +849,7 @@ mod tests {
             assert_eq!(error(yaml), expected, "{yaml}");
         }
         // serde refuses unknown keys, in the source and in `basic`.
-        assert!(
-            error("  s:\n    provider: slack\n    secret: s\n    signing: x\n")
-                .contains("unknown field `signing`")
-        );
+        assert!(error("  s:\n    provider: slack\n    secret: s\n    signing: x\n").contains("unknown field `signing`"));
         assert!(
             error("  s:\n    provider: generic\n    auth: {basic: {user: u, pass: p}}\n")
                 .contains("unknown field `pass`")
@@ -909,12 +860,11 @@ mod tests {
     fn secrets_never_reach_errors_or_debug() {
         let s = source("  s:\n    provider: generic\n    auth: {basic: {user: admin, password: hunter2-secret}}\n");
         assert!(!format!("{s:?}").contains("hunter2"));
-        let s = source(&format!("  s:\n    provider: gitlab\n    tokens: [tok-one, tok-two]\n    signing_secret: {WHSEC}\n"));
+        let s = source(&format!(
+            "  s:\n    provider: gitlab\n    tokens: [tok-one, tok-two]\n    signing_secret: {WHSEC}\n"
+        ));
         let debug = format!("{s:?}");
-        assert!(
-            !debug.contains("tok-one") && !debug.contains("MfKQ9r8G"),
-            "{debug}"
-        );
+        assert!(!debug.contains("tok-one") && !debug.contains("MfKQ9r8G"), "{debug}");
         let err = error("  s:\n    provider: standard\n    secret: whsec_%%secret%%\n");
         assert!(!err.contains("%%secret%%"), "{err}");
     }
@@ -938,18 +888,13 @@ mod tests {
         );
         assert_eq!(
             gitlab
-                .delivery_id(
-                    &h(&[("X-Gitlab-Event-UUID", "u"), ("Idempotency-Key", "k")]),
-                    &none
-                )
+                .delivery_id(&h(&[("X-Gitlab-Event-UUID", "u"), ("Idempotency-Key", "k")]), &none)
                 .as_deref(),
             Some("k")
         );
         let bitbucket = source("  s:\n    provider: bitbucket\n    secret: s\n");
         assert_eq!(
-            bitbucket
-                .delivery_id(&h(&[("X-Request-Id", "srv")]), &none)
-                .as_deref(),
+            bitbucket.delivery_id(&h(&[("X-Request-Id", "srv")]), &none).as_deref(),
             Some("srv")
         );
         let slack = source("  s:\n    provider: slack\n    secret: s\n");
@@ -959,10 +904,7 @@ mod tests {
                 .as_deref(),
             Some("Ev1")
         );
-        assert_eq!(
-            slack.delivery_id(&h(&[]), &serde_json::json!({"event_id": 5})),
-            None
-        );
+        assert_eq!(slack.delivery_id(&h(&[]), &serde_json::json!({"event_id": 5})), None);
         let stripe = source("  s:\n    provider: stripe\n    secret: s\n");
         assert_eq!(
             stripe
@@ -970,35 +912,21 @@ mod tests {
                 .as_deref(),
             Some("evt_1")
         );
-        let standard = source(&format!(
-            "  s:\n    provider: standard\n    secret: {WHSEC}\n"
-        ));
+        let standard = source(&format!("  s:\n    provider: standard\n    secret: {WHSEC}\n"));
         assert_eq!(
-            standard
-                .delivery_id(&h(&[("svix-id", "msg_1")]), &none)
-                .as_deref(),
+            standard.delivery_id(&h(&[("svix-id", "msg_1")]), &none).as_deref(),
             Some("msg_1")
         );
         let long = "x".repeat(201);
-        assert_eq!(
-            stripe.delivery_id(&h(&[]), &serde_json::json!({ "id": long })),
-            None
-        );
+        assert_eq!(stripe.delivery_id(&h(&[]), &serde_json::json!({ "id": long })), None);
     }
 
     #[test]
     fn only_slack_answers_the_url_verification_challenge() {
-        let body =
-            serde_json::json!({"type": "url_verification", "challenge": "abc", "token": "t"});
+        let body = serde_json::json!({"type": "url_verification", "challenge": "abc", "token": "t"});
         let slack = source("  s:\n    provider: slack\n    secret: s\n");
-        assert_eq!(
-            slack.challenge(&body),
-            Some(serde_json::json!({"challenge": "abc"}))
-        );
-        assert_eq!(
-            slack.challenge(&serde_json::json!({"type": "event_callback"})),
-            None
-        );
+        assert_eq!(slack.challenge(&body), Some(serde_json::json!({"challenge": "abc"})));
+        assert_eq!(slack.challenge(&serde_json::json!({"type": "event_callback"})), None);
         let generic = source("  s:\n    provider: generic\n    auth: none\n");
         assert_eq!(generic.challenge(&body), None);
     }

@@ -13,9 +13,8 @@ pub struct Dur(pub Duration);
 pub struct Size(pub u64);
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || {
-        format!("invalid duration `{text}`: expected a number with a unit (ms, s, m, h, d), e.g. `30s` or `1h30m`")
-    };
+    let err =
+        || format!("invalid duration `{text}`: expected a number with a unit (ms, s, m, h, d), e.g. `30s` or `1h30m`");
     let text = text.trim();
     if text.is_empty() {
         return Err(err());

@@ -40,7 +40,12 @@ struct Log {
 
 impl DeliveryLog {
     pub fn new(keep: usize, body_bytes: usize, store: Option<crate::store::Store>) -> Self {
-        DeliveryLog { inner: Mutex::new(Log::default()), keep: keep.max(1), body_bytes, store }
+        DeliveryLog {
+            inner: Mutex::new(Log::default()),
+            keep: keep.max(1),
+            body_bytes,
+            store,
+        }
     }
 
     pub fn store(&self) -> Option<&crate::store::Store> {

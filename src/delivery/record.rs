@@ -25,7 +25,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Accepted, Outcome::Ignored, Outcome::Duplicate, Outcome::Rejected];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Ignored,
+        Outcome::Duplicate,
+        Outcome::Rejected,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -105,9 +110,18 @@ pub struct Record {
 /// A header whose value is a credential: never recorded.
 fn sensitive_header(name: &str, extra: &[&str]) -> bool {
     let n = name.to_ascii_lowercase();
-    ["signature", "token", "authorization", "cookie", "secret", "api-key", "apikey", "password"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "signature",
+        "token",
+        "authorization",
+        "cookie",
+        "secret",
+        "api-key",
+        "apikey",
+        "password",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
         || extra.iter().any(|e| e.eq_ignore_ascii_case(&n))
 }
 
@@ -145,7 +159,9 @@ pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(
         .iter()
         .map(|(k, v)| {
             let k_lower = k.to_ascii_lowercase();
-            let secret = ["token", "secret", "sig", "key", "password"].iter().any(|s| k_lower.contains(s))
+            let secret = ["token", "secret", "sig", "key", "password"]
+                .iter()
+                .any(|s| k_lower.contains(s))
                 || extra_sensitive.iter().any(|e| e.eq_ignore_ascii_case(k));
             (k.clone(), if secret { "***".into() } else { v.clone() })
         })
@@ -154,7 +170,12 @@ pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(
 
 impl Record {
     /// A new record, before it is judged.
-    pub fn new(source: &str, remote_addr: String, headers: Vec<(String, String)>, query: Vec<(String, String)>) -> Self {
+    pub fn new(
+        source: &str,
+        remote_addr: String,
+        headers: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+    ) -> Self {
         let id = Uuid::new_v4().to_string();
         Record {
             delivery_id: id.clone(),
@@ -191,12 +212,20 @@ impl Record {
     }
 
     pub fn body_len(&self) -> usize {
-        self.body.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Bytes::len)
+        self.body
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, Bytes::len)
     }
 
     /// Drops the kept body; returns its size.
     pub fn drop_body(&self) -> usize {
-        self.body.lock().unwrap_or_else(|p| p.into_inner()).take().map_or(0, |b| b.len())
+        self.body
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map_or(0, |b| b.len())
     }
 
     /// A record read back from the store (after a restart).
@@ -212,13 +241,20 @@ impl Record {
                 .unwrap_or_default()
         };
         let text = |key: &str| v[key].as_str().map(String::from);
-        let mut r = Record::new(v["source"].as_str()?, text("remote_addr").unwrap_or_default(), pairs("headers"), pairs("query"));
+        let mut r = Record::new(
+            v["source"].as_str()?,
+            text("remote_addr").unwrap_or_default(),
+            pairs("headers"),
+            pairs("query"),
+        );
         r.id = text("id")?;
         r.delivery_id = text("delivery_id").unwrap_or_else(|| r.id.clone());
         r.request_id = text("request_id").unwrap_or_default();
         r.event = text("event");
         r.raw_event = text("raw_event");
-        r.received_at = text("received_at").and_then(|t| humantime::parse_rfc3339(&t).ok()).unwrap_or(r.received_at);
+        r.received_at = text("received_at")
+            .and_then(|t| humantime::parse_rfc3339(&t).ok())
+            .unwrap_or(r.received_at);
         r.body_size = v["body_size"].as_u64().unwrap_or(0) as usize;
         r.outcome = v["outcome"].as_str().and_then(Outcome::parse)?;
         r.status = v["status"].as_u64().unwrap_or(0) as u16;
@@ -228,7 +264,8 @@ impl Record {
         r.task_ids = serde_json::from_value(v["task_ids"].clone()).unwrap_or_default();
         r.duplicate_of = text("duplicate_of");
         r.replay_of = text("replay_of");
-        *r.replays.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::from_value(v["replays"].clone()).unwrap_or_default();
+        *r.replays.lock().unwrap_or_else(|p| p.into_inner()) =
+            serde_json::from_value(v["replays"].clone()).unwrap_or_default();
         r.persisted = true;
         if let Some(b) = body {
             r.keep_body(b);

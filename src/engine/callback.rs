@@ -21,7 +21,12 @@ pub struct CallbackState {
 
 impl CallbackState {
     pub fn pending(url: &str) -> Self {
-        CallbackState { url: shown_url(url), status: "pending".into(), attempts: 0, last_error: None }
+        CallbackState {
+            url: shown_url(url),
+            status: "pending".into(),
+            attempts: 0,
+            last_error: None,
+        }
     }
 }
 
@@ -65,8 +70,14 @@ pub fn payload(task: &TaskView) -> Vec<u8> {
 
 /// Sends one POST; blocking, so it runs on the blocking pool.
 fn post_once(cb: &Callback, msg_id: &str, body: &[u8]) -> Result<(), String> {
-    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).redirects(0).build();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .redirects(0)
+        .build();
     let mut req = agent
         .post(&cb.url)
         .set("Content-Type", "application/json")
@@ -75,7 +86,10 @@ fn post_once(cb: &Callback, msg_id: &str, body: &[u8]) -> Result<(), String> {
         .set("webhook-timestamp", &ts.to_string());
     if let Some(secret) = &cb.secret {
         let text = String::from_utf8_lossy(secret.expose());
-        req = req.set("webhook-signature", &SigningKey::for_signing(&text).sign(msg_id, ts, body));
+        req = req.set(
+            "webhook-signature",
+            &SigningKey::for_signing(&text).sign(msg_id, ts, body),
+        );
     }
     match req.send_bytes(body) {
         Ok(_) => Ok(()),
@@ -109,7 +123,10 @@ pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: im
                     return;
                 }
                 report(state.clone());
-                let step = cb.backoff.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(600));
+                let step = cb
+                    .backoff
+                    .saturating_mul(1 << (attempt - 1).min(10))
+                    .min(Duration::from_secs(600));
                 tokio::time::sleep(step).await;
             }
         }

@@ -13,10 +13,10 @@ pub mod stats;
 pub mod table;
 pub mod task;
 
-use crate::process::{self, Output, RunSpec};
-use bytes::Bytes;
 use crate::process::program::OnBusy;
 use crate::process::Ending;
+use crate::process::{self, Output, RunSpec};
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,7 +72,10 @@ pub struct Reserved {
 impl Reserved {
     /// The store rows of the reserved tasks (queued, with their bodies).
     pub fn rows(&self) -> Vec<crate::store::Op> {
-        self.tasks.iter().map(|t| crate::store::Op::PutTask(persist::row(t))).collect()
+        self.tasks
+            .iter()
+            .map(|t| crate::store::Op::PutTask(persist::row(t)))
+            .collect()
     }
 }
 
@@ -264,7 +267,11 @@ impl Engine {
                 callbacks: Vec::new(),
             })
             .collect();
-        Ok(Reserved { engine: self.clone(), tasks, held: true })
+        Ok(Reserved {
+            engine: self.clone(),
+            tasks,
+            held: true,
+        })
     }
 
     /// Queues reserved tasks and starts what may start. A task whose program
@@ -280,7 +287,9 @@ impl Engine {
             let mut sched = inner.lock_sched();
             sched.reserved = sched.reserved.saturating_sub(tasks.len());
             for t in &tasks {
-                let (Some(key), OnBusy::Replace | OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else { continue };
+                let (Some(key), OnBusy::Replace | OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else {
+                    continue;
+                };
                 sched.queue.retain(|q| {
                     let same = q.program.name == t.program.name && q.key.as_ref() == Some(key);
                     if same {
@@ -298,7 +307,11 @@ impl Engine {
             }
             inner.stats.submitted.fetch_add(tasks.len() as u64, Ordering::Relaxed);
             for t in tasks {
-                sched.queue.push_back(Slot { id: t.id, program: t.program.clone(), key: t.key.clone() });
+                sched.queue.push_back(Slot {
+                    id: t.id,
+                    program: t.program.clone(),
+                    key: t.key.clone(),
+                });
                 if let Some(old) = t.rerun_of {
                     inner.table.with(&old, |o| o.reruns.push(t.id));
                     linked.push(old);
@@ -351,14 +364,24 @@ impl Engine {
             }
         };
         if was_queued {
-            inner.finish(id, None, Outcome::Cancelled { reason: reason.to_string() });
+            inner.finish(
+                id,
+                None,
+                Outcome::Cancelled {
+                    reason: reason.to_string(),
+                },
+            );
         }
         Ok(status)
     }
 
     /// Removes a finished task from the table.
     pub fn remove(&self, id: Uuid) -> Result<(), TaskError> {
-        let status = self.inner.table.with(&id, |t| t.state.status()).ok_or(TaskError::NotFound(id))?;
+        let status = self
+            .inner
+            .table
+            .with(&id, |t| t.state.status())
+            .ok_or(TaskError::NotFound(id))?;
         if !status.is_final() {
             return Err(TaskError::NotFinished(id, status.as_str()));
         }
@@ -375,7 +398,9 @@ impl Engine {
         loop {
             let mut notified = pin!(inner.changed.notified());
             notified.as_mut().enable();
-            let done = ids.iter().all(|id| inner.table.with(id, |t| t.state.is_finished()).unwrap_or(true));
+            let done = ids
+                .iter()
+                .all(|id| inner.table.with(id, |t| t.state.is_finished()).unwrap_or(true));
             if done {
                 return true;
             }
@@ -444,7 +469,9 @@ impl Engine {
             if !drained {
                 sched.abandoning = durable;
                 for running in sched.running.values() {
-                    let _ = running.stop.send(Some("the daemon stopped while the task was running".into()));
+                    let _ = running
+                        .stop
+                        .send(Some("the daemon stopped while the task was running".into()));
                 }
             }
             let delayed: Vec<Uuid> = sched.delayed.drain().map(|(id, _)| id).collect();
@@ -453,18 +480,33 @@ impl Engine {
         };
         if durable {
             if !never_started.is_empty() {
-                tracing::info!(count = never_started.len(), "queued tasks stay queued in the store and run at the next start");
+                tracing::info!(
+                    count = never_started.len(),
+                    "queued tasks stay queued in the store and run at the next start"
+                );
             }
             if stopped > 0 {
-                tracing::warn!(count = stopped, "shutdown grace ended: running tasks are stopped and will show as interrupted");
+                tracing::warn!(
+                    count = stopped,
+                    "shutdown grace ended: running tasks are stopped and will show as interrupted"
+                );
             }
         } else {
             if !never_started.is_empty() {
-                tracing::error!(count = never_started.len(), "shutdown grace ended before these accepted tasks could start; they are cancelled");
+                tracing::error!(
+                    count = never_started.len(),
+                    "shutdown grace ended before these accepted tasks could start; they are cancelled"
+                );
             }
             for id in never_started {
                 tracing::error!(task_id = %id, "task cancelled: the daemon stopped before it started");
-                inner.finish(id, None, Outcome::Cancelled { reason: "the daemon stopped before the task started".into() });
+                inner.finish(
+                    id,
+                    None,
+                    Outcome::Cancelled {
+                        reason: "the daemon stopped before the task started".into(),
+                    },
+                );
             }
         }
         let far = Instant::now() + Duration::from_secs(3600);
@@ -493,7 +535,9 @@ impl Inner {
             return;
         }
         while sched.running.len() < self.limits.load().max_concurrent {
-            let Some(pos) = sched.queue.iter().position(|q| sched.may_start(q)) else { break };
+            let Some(pos) = sched.queue.iter().position(|q| sched.may_start(q)) else {
+                break;
+            };
             let Some(slot) = sched.queue.remove(pos) else { break };
             let id = slot.id;
             *sched.per_program.entry(slot.program.name.clone()).or_default() += 1;
@@ -517,7 +561,13 @@ impl Inner {
                 timeout: t.program.timeout,
                 kill_grace: t.program.kill_grace,
             };
-            (spec, t.body.clone(), t.output.clone(), t.program.clone(), t.request_id.clone())
+            (
+                spec,
+                t.body.clone(),
+                t.output.clone(),
+                t.program.clone(),
+                t.request_id.clone(),
+            )
         }) else {
             return;
         };
@@ -525,7 +575,10 @@ impl Inner {
         // then leaves it `interrupted`, never queued to run a second time.
         if let Some(store) = &self.store {
             let row = self.table.with(&id, |t| {
-                t.state = TaskState::Running { started_at: SystemTime::now(), pid: 0 };
+                t.state = TaskState::Running {
+                    started_at: SystemTime::now(),
+                    pid: 0,
+                };
                 persist::row(t)
             });
             if let Some(row) = row {
@@ -551,7 +604,10 @@ impl Inner {
         let retry_code = matches!(ending, Ending::Exited(code) if program.retry_codes.contains(&code));
         let outcome = match ending {
             Ending::Exited(code) if program.success_codes.contains(&code) => Outcome::Succeeded { exit_code: code },
-            Ending::Exited(0) => Outcome::Failed { exit_code: Some(0), error: Some("exit code 0 is not in `exit_codes.success`".into()) },
+            Ending::Exited(0) => Outcome::Failed {
+                exit_code: Some(0),
+                error: Some("exit code 0 is not in `exit_codes.success`".into()),
+            },
             other => Outcome::from_ending(other, program.timeout),
         };
         if let Some(delay) = self.retry_delay(id, &program, &outcome, retry_code) {
@@ -562,7 +618,13 @@ impl Inner {
     }
 
     /// Whether a run that ended with `outcome` gets another attempt, and after how long.
-    fn retry_delay(&self, id: Uuid, program: &process::Program, outcome: &Outcome, retry_code: bool) -> Option<Duration> {
+    fn retry_delay(
+        &self,
+        id: Uuid,
+        program: &process::Program,
+        outcome: &Outcome,
+        retry_code: bool,
+    ) -> Option<Duration> {
         let policy = program.retry.as_ref();
         let wanted = retry_code
             || match outcome {
@@ -588,7 +650,8 @@ impl Inner {
         let now = SystemTime::now();
         let next_at = now + delay;
         self.table.with(&id, |t| {
-            t.attempts.push(Attempt::record(t.attempt, started_at, now, &outcome, &t.output));
+            t.attempts
+                .push(Attempt::record(t.attempt, started_at, now, &outcome, &t.output));
             t.attempt += 1;
             t.output = Arc::new(Output::new(self.limits.load().output_limit));
             t.state = TaskState::Queued;
@@ -633,14 +696,19 @@ impl Inner {
         let finished_at = SystemTime::now();
         let abandoning = self.lock_sched().abandoning;
         let status = self.table.with(&id, |t| {
-            t.state = TaskState::Finished { started_at, finished_at, outcome: outcome.clone() };
+            t.state = TaskState::Finished {
+                started_at,
+                finished_at,
+                outcome: outcome.clone(),
+            };
             t.body = Bytes::new();
             // Only a run needs the environment (a rerun builds its own).
             t.env = Vec::new();
             let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
             if !abandoning {
                 self.stats.finished(&t.program.name, t.state.status(), run_time);
-                self.metrics.task_finished(&t.program.name, t.state.status().as_str(), run_time);
+                self.metrics
+                    .task_finished(&t.program.name, t.state.status().as_str(), run_time);
             }
             t.state.status()
         });
@@ -672,9 +740,17 @@ impl Inner {
     /// Starts the task's `on_finish` callbacks whose `when` lists `status`.
     fn start_callbacks(self: &Arc<Self>, id: Uuid, status: Status) {
         let Some((callbacks, view)) = self.table.with(&id, |t| {
-            let wanted: Vec<_> =
-                t.program.callbacks.iter().filter(|c| c.when.iter().any(|w| w == status.as_str())).cloned().collect();
-            t.callbacks = wanted.iter().map(|c| callback::CallbackState::pending(&c.url)).collect();
+            let wanted: Vec<_> = t
+                .program
+                .callbacks
+                .iter()
+                .filter(|c| c.when.iter().any(|w| w == status.as_str()))
+                .cloned()
+                .collect();
+            t.callbacks = wanted
+                .iter()
+                .map(|c| callback::CallbackState::pending(&c.url))
+                .collect();
             (wanted, t.view())
         }) else {
             return;

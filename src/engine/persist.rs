@@ -22,7 +22,14 @@ pub fn row(t: &Task) -> TaskRow {
         program: t.program.name.clone(),
         status: view.status.as_str().to_string(),
         created_ms: millis(t.created_at),
-        finished_ms: finished.then(|| view.finished_at.as_deref().and_then(|f| humantime::parse_rfc3339(f).ok()).map(millis)).flatten(),
+        finished_ms: finished
+            .then(|| {
+                view.finished_at
+                    .as_deref()
+                    .and_then(|f| humantime::parse_rfc3339(f).ok())
+                    .map(millis)
+            })
+            .flatten(),
         callbacks_pending: t.callbacks.iter().any(|c| c.status == "pending"),
         data: data.to_string(),
         body: (!finished).then(|| t.body.to_vec()),

@@ -39,13 +39,19 @@ impl Engine {
     /// Loads unfinished work from the store. Call once, before serving.
     pub fn recover(&self, config: &Config) -> Result<Recovered, StoreError> {
         let inner = &self.inner;
-        let Some(store) = &inner.store else { return Ok(Recovered::default()) };
-        inner.next_seq.store(store.max_task_seq()? as u64 + 1, Ordering::Relaxed);
+        let Some(store) = &inner.store else {
+            return Ok(Recovered::default());
+        };
+        inner
+            .next_seq
+            .store(store.max_task_seq()? as u64 + 1, Ordering::Relaxed);
         let mut found = Recovered::default();
         let mut to_persist = Vec::new();
         let mut interrupted = Vec::new();
         for (data, body) in store.unfinished_tasks()? {
-            let Ok(v) = serde_json::from_str::<Value>(&data) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
             let body = Bytes::from(body.unwrap_or_default());
             let Some(mut task) = self.rebuild(&v, body, config) else {
                 found.orphaned += 1;
@@ -68,15 +74,25 @@ impl Engine {
                 if task.program.rerun_interrupted {
                     found.rerun += 1;
                     tracing::warn!(task_id = %id, "task interrupted: the daemon stopped while it ran; it runs again (on_interrupt: rerun)");
-                    let outcome = Outcome::Interrupted { reason: INTERRUPTED.into() };
-                    task.attempts.push(Attempt::record(task.attempt, started, SystemTime::now(), &outcome, &task.output));
+                    let outcome = Outcome::Interrupted {
+                        reason: INTERRUPTED.into(),
+                    };
+                    task.attempts.push(Attempt::record(
+                        task.attempt,
+                        started,
+                        SystemTime::now(),
+                        &outcome,
+                        &task.output,
+                    ));
                     task.attempt += 1;
                     task.output = Arc::new(Output::new(inner.limits.load().output_limit));
                 } else {
                     task.state = TaskState::Finished {
                         started_at: started,
                         finished_at: SystemTime::now(),
-                        outcome: Outcome::Interrupted { reason: INTERRUPTED.into() },
+                        outcome: Outcome::Interrupted {
+                            reason: INTERRUPTED.into(),
+                        },
                     };
                     task.body = Bytes::new();
                     tracing::warn!(task_id = %id, "task interrupted: the daemon stopped while it ran");
@@ -85,7 +101,9 @@ impl Engine {
                     inner.table.finished(id);
                     drop(sched);
                     inner.stats.finished(&program, Status::Interrupted, None);
-                    inner.metrics.task_finished(&program, Status::Interrupted.as_str(), None);
+                    inner
+                        .metrics
+                        .task_finished(&program, Status::Interrupted.as_str(), None);
                     interrupted.push(id);
                     to_persist.push(id);
                     continue;
@@ -93,7 +111,11 @@ impl Engine {
             } else {
                 found.queued += 1;
             }
-            let slot = Slot { id, program: task.program.clone(), key: task.key.clone() };
+            let slot = Slot {
+                id,
+                program: task.program.clone(),
+                key: task.key.clone(),
+            };
             let due = task.next_attempt_at.filter(|at| *at > SystemTime::now());
             inner.table.insert(task);
             match due {
@@ -119,8 +141,12 @@ impl Engine {
         }
         // Callbacks that had not been delivered when the daemon stopped.
         for data in store.tasks_with_pending_callbacks()? {
-            let Ok(v) = serde_json::from_str::<Value>(&data) else { continue };
-            let Some(task) = self.rebuild(&v, Bytes::new(), config) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            let Some(task) = self.rebuild(&v, Bytes::new(), config) else {
+                continue;
+            };
             if task.program.name.is_empty() || !task.state.is_finished() {
                 continue;
             }
@@ -143,8 +169,10 @@ impl Engine {
         let inner = &self.inner;
         let id = Uuid::parse_str(v["id"].as_str()?).ok()?;
         let program_name = text(v, "program");
-        let params: Vec<(String, Value)> =
-            v["params"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let params: Vec<(String, Value)> = v["params"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         let (source, event, delivery_id) = (text(v, "source"), text(v, "event"), text(v, "delivery_id"));
         let request_id = text(v, "request_id");
         let created_at = v["_created_ms"]
@@ -152,8 +180,16 @@ impl Engine {
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
             .unwrap_or_else(SystemTime::now);
         let output = Arc::new(Output::new(inner.limits.load().output_limit));
-        output.stdout.lock().unwrap_or_else(|p| p.into_inner()).push(text(v, "stdout").as_bytes());
-        output.stderr.lock().unwrap_or_else(|p| p.into_inner()).push(text(v, "stderr").as_bytes());
+        output
+            .stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(text(v, "stdout").as_bytes());
+        output
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(text(v, "stderr").as_bytes());
         let status = serde_json::from_value::<Status>(v["status"].clone()).ok()?;
         let (program, orphan) = match config.program(&program_name) {
             Some(p) => (p, None),
@@ -174,7 +210,14 @@ impl Engine {
         };
         let (argv, env, key) = match orphan {
             None => (program.argv(&inv), program.env(&inv), program.key(&inv)),
-            Some(_) => (v["argv"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default(), Vec::new(), None),
+            Some(_) => (
+                v["argv"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
+                Vec::new(),
+                None,
+            ),
         };
         let exit_code = v["exit_code"].as_i64().map(|c| c as i32);
         let error = v["error"].as_str().map(String::from);
@@ -182,14 +225,23 @@ impl Engine {
             TaskState::Finished {
                 started_at: None,
                 finished_at: SystemTime::now(),
-                outcome: Outcome::Failed { exit_code: None, error: Some(reason) },
+                outcome: Outcome::Failed {
+                    exit_code: None,
+                    error: Some(reason),
+                },
             }
         } else if status.is_final() {
             let outcome = match status {
-                Status::Succeeded => Outcome::Succeeded { exit_code: exit_code.unwrap_or(0) },
+                Status::Succeeded => Outcome::Succeeded {
+                    exit_code: exit_code.unwrap_or(0),
+                },
                 Status::TimedOut => Outcome::TimedOut { after: program.timeout },
-                Status::Cancelled => Outcome::Cancelled { reason: error.unwrap_or_default() },
-                Status::Interrupted => Outcome::Interrupted { reason: error.unwrap_or_default() },
+                Status::Cancelled => Outcome::Cancelled {
+                    reason: error.unwrap_or_default(),
+                },
+                Status::Interrupted => Outcome::Interrupted {
+                    reason: error.unwrap_or_default(),
+                },
                 _ => Outcome::Failed { exit_code, error },
             };
             TaskState::Finished {
@@ -219,7 +271,11 @@ impl Engine {
             rerun_of: v["rerun_of"].as_str().and_then(|s| Uuid::parse_str(s).ok()),
             reruns: v["reruns"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().and_then(|s| Uuid::parse_str(s).ok())).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+                        .collect()
+                })
                 .unwrap_or_default(),
             key,
             attempt: v["attempt"].as_u64().unwrap_or(1) as u32,

@@ -11,21 +11,39 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub enum TaskState {
     Queued,
-    Running { started_at: SystemTime, pid: u32 },
-    Finished { started_at: Option<SystemTime>, finished_at: SystemTime, outcome: Outcome },
+    Running {
+        started_at: SystemTime,
+        pid: u32,
+    },
+    Finished {
+        started_at: Option<SystemTime>,
+        finished_at: SystemTime,
+        outcome: Outcome,
+    },
 }
 
 /// How a finished task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Exit 0, or a code listed in `exit_codes.success`.
-    Succeeded { exit_code: i32 },
+    Succeeded {
+        exit_code: i32,
+    },
     /// Non-zero exit (`exit_code`), a signal, or a program that could not start.
-    Failed { exit_code: Option<i32>, error: Option<String> },
-    TimedOut { after: std::time::Duration },
-    Cancelled { reason: String },
+    Failed {
+        exit_code: Option<i32>,
+        error: Option<String>,
+    },
+    TimedOut {
+        after: std::time::Duration,
+    },
+    Cancelled {
+        reason: String,
+    },
     /// The daemon stopped while it ran (found at the next start).
-    Interrupted { reason: String },
+    Interrupted {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -44,7 +62,10 @@ impl Outcome {
         match self {
             Outcome::Succeeded { exit_code } => (Some(*exit_code), None),
             Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
-            Outcome::TimedOut { after } => (None, Some(format!("timed out after {}", humantime::format_duration(*after)))),
+            Outcome::TimedOut { after } => (
+                None,
+                Some(format!("timed out after {}", humantime::format_duration(*after))),
+            ),
             Outcome::Cancelled { reason } | Outcome::Interrupted { reason } => (None, Some(reason.clone())),
         }
     }
@@ -52,13 +73,20 @@ impl Outcome {
     pub fn from_ending(ending: Ending, timeout: std::time::Duration) -> Self {
         match ending {
             Ending::Exited(0) => Outcome::Succeeded { exit_code: 0 },
-            Ending::Exited(code) => Outcome::Failed { exit_code: Some(code), error: None },
-            Ending::Signaled { name, .. } => {
-                Outcome::Failed { exit_code: None, error: Some(format!("killed by {name}")) }
-            }
+            Ending::Exited(code) => Outcome::Failed {
+                exit_code: Some(code),
+                error: None,
+            },
+            Ending::Signaled { name, .. } => Outcome::Failed {
+                exit_code: None,
+                error: Some(format!("killed by {name}")),
+            },
             Ending::TimedOut => Outcome::TimedOut { after: timeout },
             Ending::Stopped(reason) => Outcome::Cancelled { reason },
-            Ending::SpawnFailed(reason) => Outcome::Failed { exit_code: None, error: Some(reason) },
+            Ending::SpawnFailed(reason) => Outcome::Failed {
+                exit_code: None,
+                error: Some(reason),
+            },
         }
     }
 }
@@ -194,7 +222,13 @@ fn tail(text: String) -> String {
 }
 
 impl Attempt {
-    pub fn record(attempt: u32, started_at: Option<SystemTime>, finished_at: SystemTime, outcome: &Outcome, output: &Output) -> Self {
+    pub fn record(
+        attempt: u32,
+        started_at: Option<SystemTime>,
+        finished_at: SystemTime,
+        outcome: &Outcome,
+        output: &Output,
+    ) -> Self {
         let (exit_code, error) = outcome.code_and_error();
         Attempt {
             attempt,
@@ -255,7 +289,11 @@ impl Task {
         let (started_at, finished_at) = match &self.state {
             TaskState::Queued => (None, None),
             TaskState::Running { started_at, .. } => (Some(*started_at), None),
-            TaskState::Finished { started_at, finished_at, .. } => (*started_at, Some(*finished_at)),
+            TaskState::Finished {
+                started_at,
+                finished_at,
+                ..
+            } => (*started_at, Some(*finished_at)),
         };
         let (exit_code, error) = match &self.state {
             TaskState::Finished { outcome, .. } => outcome.code_and_error(),

@@ -10,7 +10,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 /// The client's address, honouring `X-Forwarded-For` from trusted proxies only.
 pub fn client_addr(req: &HttpRequest, state: &AppState) -> IpAddr {
-    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     client_ip(peer, forwarded, &state.config().server.trusted_proxies)
 }
@@ -35,7 +38,9 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(sent) = sent else {
-        return Err(ApiError::Unauthorized("send an API token as `Authorization: Bearer <token>`".into()));
+        return Err(ApiError::Unauthorized(
+            "send an API token as `Authorization: Bearer <token>`".into(),
+        ));
     };
     // Compare against every token so the time taken does not tell which matched.
     let matched = tokens.iter().fold(false, |acc, t| acc | t.matches(sent.as_bytes()));

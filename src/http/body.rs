@@ -31,7 +31,9 @@ pub async fn read(headers: &HeaderMap, mut payload: web::Payload, limit: usize) 
         }
         Ok(body.freeze())
     };
-    tokio::time::timeout(BODY_TIMEOUT, read_all).await.map_err(|_| ApiError::BodyTimeout)?
+    tokio::time::timeout(BODY_TIMEOUT, read_all)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
 }
 
 /// A parsed body: the JSON value, and the JSON text handlers get on stdin.
@@ -44,15 +46,24 @@ pub struct Parsed {
 /// With `plain_forms` (Slack's slash commands), a form without `payload` becomes a
 /// JSON object of its fields.
 pub fn parse(headers: &HeaderMap, body: &Bytes, plain_forms: bool) -> Result<Parsed, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
     if is_json {
-        let json = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-        return Ok(Parsed { json, stdin: body.clone() });
+        let json = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        return Ok(Parsed {
+            json,
+            stdin: body.clone(),
+        });
     }
     if essence == "application/x-www-form-urlencoded" {
-        let payload = form_urlencoded::parse(body).find(|(k, _)| k == "payload").map(|(_, v)| v.into_owned());
+        let payload = form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned());
         let payload = match payload {
             Some(p) => p,
             None if plain_forms => {
@@ -60,15 +71,29 @@ pub fn parse(headers: &HeaderMap, body: &Bytes, plain_forms: bool) -> Result<Par
                     .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
                     .collect();
                 let json = serde_json::Value::Object(fields);
-                return Ok(Parsed { stdin: Bytes::from(json.to_string()), json });
+                return Ok(Parsed {
+                    stdin: Bytes::from(json.to_string()),
+                    json,
+                });
             }
-            None => return Err(ApiError::BadRequest("the form body has no `payload` field holding JSON".into())),
+            None => {
+                return Err(ApiError::BadRequest(
+                    "the form body has no `payload` field holding JSON".into(),
+                ))
+            }
         };
         let json = serde_json::from_str(&payload)
             .map_err(|e| ApiError::BadRequest(format!("the form's `payload` field is not valid JSON: {e}")))?;
-        return Ok(Parsed { json, stdin: Bytes::from(payload) });
+        return Ok(Parsed {
+            json,
+            stdin: Bytes::from(payload),
+        });
     }
-    let shown = if content_type.is_empty() { "none".to_string() } else { format!("`{content_type}`") };
+    let shown = if content_type.is_empty() {
+        "none".to_string()
+    } else {
+        format!("`{content_type}`")
+    };
     Err(ApiError::UnsupportedMediaType(format!(
         "the content type must be application/json or application/x-www-form-urlencoded (got {shown})"
     )))

@@ -25,7 +25,9 @@ pub struct ListQuery {
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::BadRequest(format!("invalid query ({e}); filters are source, event, outcome, limit and before"))
+        ApiError::BadRequest(format!(
+            "invalid query ({e}); filters are source, event, outcome, limit and before"
+        ))
     })?;
     let outcome = match q.outcome.as_deref() {
         None => None,
@@ -36,9 +38,17 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         })?),
     };
     let limit = super::tasks::parse_limit(q.limit.as_deref())?;
-    let filter = Filter { source: q.source.clone(), event: q.event.clone(), outcome, limit };
+    let filter = Filter {
+        source: q.source.clone(),
+        event: q.event.clone(),
+        outcome,
+        limit,
+    };
     let Some(store) = state.deliveries.store().cloned() else {
-        let mut records = state.deliveries.list(&Filter { limit: usize::MAX, ..filter });
+        let mut records = state.deliveries.list(&Filter {
+            limit: usize::MAX,
+            ..filter
+        });
         if let Some(before) = &q.before {
             match records.iter().position(|r| r.id == *before) {
                 Some(i) => {
@@ -67,25 +77,39 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .filter_map(|data| {
             let stored: serde_json::Value = serde_json::from_str(&data).ok()?;
             // Records still in memory may have gained links (replays) since.
-            Some(stored["id"].as_str().and_then(|id| state.deliveries.get(id)).map(|r| r.view()).unwrap_or(stored))
+            Some(
+                stored["id"]
+                    .as_str()
+                    .and_then(|id| state.deliveries.get(id))
+                    .map(|r| r.view())
+                    .unwrap_or(stored),
+            )
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })))
 }
 
-pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = path.into_inner();
     if let Some(record) = state.deliveries.get(&id) {
         return Ok(HttpResponse::Ok().json(record.view()));
     }
-    let (data, _) = stored(&state, &id).await?.ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+    let (data, _) = stored(&state, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
     Ok(HttpResponse::Ok().json(data))
 }
 
 /// A delivery from the store: its JSON and kept body.
 async fn stored(state: &AppState, id: &str) -> Result<Option<(serde_json::Value, Option<Bytes>)>, ApiError> {
-    let Some(store) = state.deliveries.store().cloned() else { return Ok(None) };
+    let Some(store) = state.deliveries.store().cloned() else {
+        return Ok(None);
+    };
     let key = id.to_string();
     let row = web::block(move || store.delivery(&key))
         .await
@@ -96,14 +120,19 @@ async fn stored(state: &AppState, id: &str) -> Result<Option<(serde_json::Value,
 
 /// Runs a recorded delivery again against the current config: new tasks,
 /// linked both ways. Auth and dedup are not checked again.
-pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn replay(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = path.into_inner();
     let original = match state.deliveries.get(&id) {
         Some(r) => r,
         None => {
-            let (data, body) =
-                stored(&state, &id).await?.ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
+            let (data, body) = stored(&state, &id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
             let record = Record::from_stored(&data, body)
                 .ok_or_else(|| ApiError::Conflict(format!("the stored record of delivery `{id}` cannot be read")))?;
             state.deliveries.insert(record, true)
@@ -116,11 +145,12 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
         ))
     })?;
     let config = state.config();
-    let source = config.sources.get(&original.source).ok_or_else(|| {
-        ApiError::Conflict(format!("source `{}` is no longer in the config", original.source))
-    })?;
-    let json = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Conflict(format!("the recorded body is not JSON: {e}")))?;
+    let source = config
+        .sources
+        .get(&original.source)
+        .ok_or_else(|| ApiError::Conflict(format!("source `{}` is no longer in the config", original.source)))?;
+    let json =
+        serde_json::from_slice(&body).map_err(|e| ApiError::Conflict(format!("the recorded body is not JSON: {e}")))?;
     let mut headers = HeaderMap::new();
     for (k, v) in &original.headers {
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
@@ -131,14 +161,25 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
         name: original.event.clone().unwrap_or_else(|| "default".into()),
         raw: original.raw_event.clone(),
     };
-    let mut rec = Record::new(&original.source, "replay".into(), original.headers.clone(), original.query.clone());
+    let mut rec = Record::new(
+        &original.source,
+        "replay".into(),
+        original.headers.clone(),
+        original.query.clone(),
+    );
     rec.delivery_id = original.delivery_id.clone();
     rec.event = Some(event.name.clone());
     rec.raw_event = event.raw.clone();
     rec.body_size = original.body_size;
     rec.replay_of = Some(original.id.clone());
     rec.request_id = super::hooks::request_id(&req);
-    let parts = Parts { event: &event, json: &json, stdin: &body, headers: &headers, query: &original.query };
+    let parts = Parts {
+        event: &event,
+        json: &json,
+        stdin: &body,
+        headers: &headers,
+        query: &original.query,
+    };
     let result = dispatch(&state, source, &parts, &mut rec).await;
     let response = match result {
         Ok(response) => {
@@ -154,7 +195,11 @@ pub async fn replay(req: HttpRequest, path: web::Path<String>, state: web::Data<
         }
     };
     rec.status = response.status().as_u16();
-    original.replays.lock().unwrap_or_else(|p| p.into_inner()).push(rec.id.clone());
+    original
+        .replays
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(rec.id.clone());
     state.deliveries.persist(&original);
     let new_id = rec.id.clone();
     let persisted = rec.persisted;

@@ -102,7 +102,10 @@ fn all_lines(t: &crate::engine::task::Task) -> Vec<Line> {
         let text = tail.lock().unwrap_or_else(|p| p.into_inner()).text();
         let text = text.strip_suffix('\n').unwrap_or(&text);
         if !text.is_empty() {
-            lines.extend(text.split('\n').map(|l| Line { stream, text: l.to_string() }));
+            lines.extend(text.split('\n').map(|l| Line {
+                stream,
+                text: l.to_string(),
+            }));
         }
     }
     lines

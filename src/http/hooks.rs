@@ -48,9 +48,13 @@ pub async fn receive(
     use tracing::Instrument;
     let rid = request_id(&req);
     let span = tracing::info_span!("delivery", request_id = %rid);
-    let mut response = receive_in_span(req, path, payload, state, rid.clone()).instrument(span).await;
+    let mut response = receive_in_span(req, path, payload, state, rid.clone())
+        .instrument(span)
+        .await;
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
-        response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), v);
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::HeaderName::from_static("x-request-id"), v);
     }
     response
 }
@@ -63,8 +67,12 @@ async fn receive_in_span(
     rid: String,
 ) -> HttpResponse {
     let source_name = path.into_inner();
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
-    let dry_run = query.iter().any(|(k, v)| k == "dry_run" && matches!(v.as_str(), "1" | "true" | "yes"));
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let dry_run = query
+        .iter()
+        .any(|(k, v)| k == "dry_run" && matches!(v.as_str(), "1" | "true" | "yes"));
     let client = client_addr(&req, &state);
     let config = state.config();
     let source = config.sources.get(&source_name);
@@ -118,14 +126,20 @@ async fn receive_from(
 ) -> Result<HttpResponse, ApiError> {
     if let Some(allowed) = &source.allow_ips {
         if !ip::contains(allowed, client) {
-            return Err(ApiError::Forbidden(format!("address {client} is not in `allow_ips` of source `{}`", source.name)));
+            return Err(ApiError::Forbidden(format!(
+                "address {client} is not in `allow_ips` of source `{}`",
+                source.name
+            )));
         }
     }
     let headers = req.headers();
     let raw = body::read(headers, payload, state.config().server.max_body).await?;
     rec.body_size = raw.len();
     auth::verify(&source.auth, headers, query, &raw, std::time::SystemTime::now()).map_err(|e| {
-        ApiError::BadCredentials { message: e.to_string(), basic: matches!(source.auth, auth::Auth::Basic { .. }) }
+        ApiError::BadCredentials {
+            message: e.to_string(),
+            basic: matches!(source.auth, auth::Auth::Basic { .. }),
+        }
     })?;
     let parsed = body::parse(headers, &raw, source.provider == crate::config::Provider::Slack)?;
     if let Some(answer) = source.challenge(&parsed.json) {
@@ -143,7 +157,13 @@ async fn receive_from(
             rec.id = id.clone();
         }
     }
-    let parts = Parts { event: &event, json: &parsed.json, stdin: &parsed.stdin, headers, query };
+    let parts = Parts {
+        event: &event,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
+        headers,
+        query,
+    };
     if dry_run {
         return Ok(dry_run_answer(source, &parts, rec));
     }
@@ -159,9 +179,15 @@ async fn receive_from(
     if let Some((key, window)) = &dedup_key {
         if let Seen::Repeat(first) = state.dedup.check(&source.name, key, *window, &rec.id) {
             rec.outcome = Outcome::Duplicate;
-            rec.reason = Some(format!("already received inside the dedup window as delivery `{first}`; nothing was run"));
+            rec.reason = Some(format!(
+                "already received inside the dedup window as delivery `{first}`; nothing was run"
+            ));
             rec.duplicate_of = Some(first.clone());
-            let task_ids = state.deliveries.get(&first).map(|r| r.task_ids.clone()).unwrap_or_default();
+            let task_ids = state
+                .deliveries
+                .get(&first)
+                .map(|r| r.task_ids.clone())
+                .unwrap_or_default();
             tracing::info!(source = %source.name, delivery_id = %rec.delivery_id, first = %first, "duplicate delivery: nothing run");
             return Ok(HttpResponse::Ok().json(json!({
                 "delivery_id": rec.delivery_id,
@@ -204,11 +230,18 @@ async fn receive_from(
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How long to hold the answer: `?wait=30s`, else the longest `wait` of the programs that would run.
-fn wait_for(query: &[(String, String)], source: &Source, parts: &Parts<'_>) -> Result<Option<std::time::Duration>, ApiError> {
+fn wait_for(
+    query: &[(String, String)],
+    source: &Source,
+    parts: &Parts<'_>,
+) -> Result<Option<std::time::Duration>, ApiError> {
     if let Some((_, text)) = query.iter().find(|(k, _)| k == "wait") {
         let wait = crate::config::parse_duration(text).map_err(|e| ApiError::BadRequest(format!("`wait`: {e}")))?;
         if wait > MAX_WAIT {
-            return Err(ApiError::BadRequest(format!("`wait` may be at most {}", humantime::format_duration(MAX_WAIT))));
+            return Err(ApiError::BadRequest(format!(
+                "`wait` may be at most {}",
+                humantime::format_duration(MAX_WAIT)
+            )));
         }
         return Ok(Some(wait));
     }
@@ -331,7 +364,11 @@ pub(super) async fn dispatch(
 
 /// Queues tasks; with a store, only once they (and the delivery record) are on
 /// disk, so a `202` is never answered for work a crash could lose.
-pub(super) async fn queue_tasks(state: &AppState, tasks: Vec<NewTask>, rec: Option<&mut Record>) -> Result<(), ApiError> {
+pub(super) async fn queue_tasks(
+    state: &AppState,
+    tasks: Vec<NewTask>,
+    rec: Option<&mut Record>,
+) -> Result<(), ApiError> {
     let reserved = state.engine.reserve(tasks).map_err(|e| match e {
         SubmitError::QueueFull => ApiError::QueueFull,
         SubmitError::ShuttingDown => ApiError::ShuttingDown,

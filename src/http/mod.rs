@@ -43,23 +43,67 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(hooks::receive))
             .default_service(web::to(method_not_allowed)),
     )
-    .service(web::resource("/tasks").route(web::get().to(tasks::list)).default_service(web::to(method_not_allowed_get)))
+    .service(
+        web::resource("/tasks")
+            .route(web::get().to(tasks::list))
+            .default_service(web::to(method_not_allowed_get)),
+    )
     .service(
         web::resource("/tasks/{id}")
             .route(web::get().to(tasks::get))
             .route(web::delete().to(tasks::delete))
             .default_service(web::to(method_not_allowed_get)),
     )
-    .service(web::resource("/tasks/{id}/output").route(web::get().to(tasks::output)).default_service(web::to(method_not_allowed_get)))
-    .service(web::resource("/tasks/{id}/cancel").route(web::post().to(tasks::cancel)).default_service(web::to(method_not_allowed)))
-    .service(web::resource("/tasks/{id}/rerun").route(web::post().to(tasks::rerun)).default_service(web::to(method_not_allowed)))
-    .service(web::resource("/deliveries").route(web::get().to(deliveries::list)).default_service(web::to(method_not_allowed_get)))
-    .service(web::resource("/deliveries/{id}").route(web::get().to(deliveries::get)).default_service(web::to(method_not_allowed_get)))
-    .service(web::resource("/deliveries/{id}/replay").route(web::post().to(deliveries::replay)).default_service(web::to(method_not_allowed)))
-    .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed_get)))
-    .service(web::resource("/-/reload").route(web::post().to(reload)).default_service(web::to(method_not_allowed)))
-    .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed_get)))
-    .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed_get)));
+    .service(
+        web::resource("/tasks/{id}/output")
+            .route(web::get().to(tasks::output))
+            .default_service(web::to(method_not_allowed_get)),
+    )
+    .service(
+        web::resource("/tasks/{id}/cancel")
+            .route(web::post().to(tasks::cancel))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/tasks/{id}/rerun")
+            .route(web::post().to(tasks::rerun))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/deliveries")
+            .route(web::get().to(deliveries::list))
+            .default_service(web::to(method_not_allowed_get)),
+    )
+    .service(
+        web::resource("/deliveries/{id}")
+            .route(web::get().to(deliveries::get))
+            .default_service(web::to(method_not_allowed_get)),
+    )
+    .service(
+        web::resource("/deliveries/{id}/replay")
+            .route(web::post().to(deliveries::replay))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed_get)),
+    )
+    .service(
+        web::resource("/-/reload")
+            .route(web::post().to(reload))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
+            .default_service(web::to(method_not_allowed_get)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(web::to(method_not_allowed_get)),
+    );
 }
 
 /// Answers paths that match no route.
@@ -73,7 +117,10 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
 
 async fn method_not_allowed_get(req: HttpRequest) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(req.method().to_string()));
-    response.headers_mut().insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static("GET"));
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("GET"),
+    );
     response
 }
 
@@ -82,7 +129,9 @@ async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     access::authorize_api(&req, &state)?;
     match crate::reload::reload(&state) {
         Ok(r) => Ok(HttpResponse::Ok().json(serde_json::json!({ "reloaded": true, "warnings": r.warnings }))),
-        Err(e) => Err(ApiError::BadRequest(format!("the config was not reloaded and the old one stays in force: {e}"))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "the config was not reloaded and the old one stays in force: {e}"
+        ))),
     }
 }
 

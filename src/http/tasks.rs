@@ -42,7 +42,9 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.before.as_deref() {
         None => None,
-        Some(b) => Some(Uuid::parse_str(b).map_err(|_| ApiError::BadRequest(format!("`before` must be a task id, not `{b}`")))?),
+        Some(b) => Some(
+            Uuid::parse_str(b).map_err(|_| ApiError::BadRequest(format!("`before` must be a task id, not `{b}`")))?,
+        ),
     };
     let filter = Filter {
         status,
@@ -76,13 +78,19 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .into_iter()
         .filter_map(|data| {
             let stored: serde_json::Value = serde_json::from_str(&data).ok()?;
-            let live = stored["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).and_then(|id| state.engine.task(&id));
+            let live = stored["id"]
+                .as_str()
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .and_then(|id| state.engine.task(&id));
             let view = match live {
                 Some(v) => serde_json::to_value(v).ok()?,
                 None => crate::engine::public(stored),
             };
             // The stored status can trail the live one by a moment.
-            filter.status.is_none_or(|s| view["status"] == s.as_str()).then_some(view)
+            filter
+                .status
+                .is_none_or(|s| view["status"] == s.as_str())
+                .then_some(view)
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
@@ -94,14 +102,18 @@ pub fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
         None => Ok(DEFAULT_LIMIT),
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"))),
+            _ => Err(ApiError::BadRequest(format!(
+                "`limit` must be a whole number from 1 to {MAX_LIMIT}"
+            ))),
         },
     }
 }
 
 /// A task's stored JSON (with its internal fields), if there is a store and it has one.
 async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<serde_json::Value>, ApiError> {
-    let Some(store) = state.deliveries.store().cloned() else { return Ok(None) };
+    let Some(store) = state.deliveries.store().cloned() else {
+        return Ok(None);
+    };
     let key = id.to_string();
     Ok(web::block(move || store.task(&key))
         .await
@@ -110,7 +122,11 @@ async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<serde_json::Va
         .and_then(|data| serde_json::from_str(&data).ok()))
 }
 
-pub async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let text = path.into_inner();
     let not_found = || ApiError::NotFound(format!("there is no task `{text}`"));
@@ -134,17 +150,28 @@ fn task_error(e: TaskError) -> ApiError {
 }
 
 /// `POST /tasks/{id}/cancel`: queued → cancelled at once; running → its group is stopped.
-pub async fn cancel(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
     let was = state.engine.cancel(id, "cancelled by request").map_err(task_error)?;
     tracing::info!(task_id = %id, was = was.as_str(), "task cancelled by request");
-    let task = state.engine.task(&id).ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    let task = state
+        .engine
+        .task(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
     Ok(HttpResponse::Accepted().json(task))
 }
 
 /// `DELETE /tasks/{id}`: forgets a finished task.
-pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
     state.engine.remove(id).map_err(task_error)?;
@@ -155,11 +182,19 @@ pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<
 /// stderr); with `Accept: text/event-stream` or `?follow=1`, Server-Sent Events:
 /// `stdout` and `stderr` lines as they are written, `missed` when a slow
 /// follower fell behind, and a final `status` event.
-pub async fn output(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn output(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
-    let follow = query.iter().any(|(k, v)| k == "follow" && matches!(v.as_str(), "1" | "true" | "yes"))
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let follow = query
+        .iter()
+        .any(|(k, v)| k == "follow" && matches!(v.as_str(), "1" | "true" | "yes"))
         || req
             .headers()
             .get(actix_web::http::header::ACCEPT)
@@ -171,14 +206,22 @@ pub async fn output(req: HttpRequest, path: web::Path<String>, state: web::Data<
         }
         return Ok(super::follow::stream(state.engine.clone(), id));
     }
-    let stream = query.iter().find(|(k, _)| k == "stream").map(|(_, v)| v.as_str()).unwrap_or("stdout");
+    let stream = query
+        .iter()
+        .find(|(k, _)| k == "stream")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("stdout");
     if stream != "stdout" && stream != "stderr" {
         return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into()));
     }
     let text = state
         .engine
         .with_task(&id, |t| {
-            let tail = if stream == "stderr" { &t.output.stderr } else { &t.output.stdout };
+            let tail = if stream == "stderr" {
+                &t.output.stderr
+            } else {
+                &t.output.stdout
+            };
             tail.lock().unwrap_or_else(|p| p.into_inner()).text()
         })
         .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
@@ -186,24 +229,48 @@ pub async fn output(req: HttpRequest, path: web::Path<String>, state: web::Data<
 }
 
 /// `POST /tasks/{id}/rerun`: a new task with the same program, params and body, linked to the old one.
-pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn rerun(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let old = task_id(&path)?;
     let found = state.engine.with_task(&old, |t| {
-        (t.program.clone(), t.params.clone(), t.source.clone(), t.event.clone(), t.delivery_id.clone(), t.record_id.clone(), t.body.clone())
+        (
+            t.program.clone(),
+            t.params.clone(),
+            t.source.clone(),
+            t.event.clone(),
+            t.delivery_id.clone(),
+            t.record_id.clone(),
+            t.body.clone(),
+        )
     });
     let found = match found {
         Some(f) => Some(f),
         // Only in the store's history: take what it recorded.
         None => stored_task(&state, old).await?.and_then(|v| {
             let program = state.config().program(v["program"].as_str()?)?;
-            let params = v["params"].as_object()?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let params = v["params"]
+                .as_object()?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let text = |k: &str| -> std::sync::Arc<str> { v[k].as_str().unwrap_or("").into() };
-            Some((program, params, text("source"), text("event"), text("delivery_id"), v["_record_id"].as_str().map(String::from), bytes::Bytes::new()))
+            Some((
+                program,
+                params,
+                text("source"),
+                text("event"),
+                text("delivery_id"),
+                v["_record_id"].as_str().map(String::from),
+                bytes::Bytes::new(),
+            ))
         }),
     };
-    let (program, params, source, event, delivery_id, record_id, body) =
-        found.ok_or_else(|| ApiError::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
+    let (program, params, source, event, delivery_id, record_id, body) = found
+        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
     let mut body = body;
     if body.is_empty() {
         if let Some(r) = record_id.as_deref() {
@@ -260,6 +327,11 @@ pub async fn rerun(req: HttpRequest, path: web::Path<String>, state: web::Data<A
         key,
     };
     super::hooks::queue_tasks(&state, vec![new], None).await?;
-    let task = state.engine.task(&id).ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
-    Ok(HttpResponse::Accepted().insert_header(("Location", format!("/tasks/{id}"))).json(task))
+    let task = state
+        .engine
+        .task(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/tasks/{id}")))
+        .json(task))
 }

@@ -41,7 +41,10 @@ impl Condition {
     /// Compiles `text`; `known` says whether a variable name exists.
     pub fn compile(text: &str, known: impl Fn(&str) -> bool) -> Result<Self, String> {
         if text.len() > MAX_LEN {
-            return Err(format!("expression is {} bytes long; the limit is {MAX_LEN}", text.len()));
+            return Err(format!(
+                "expression is {} bytes long; the limit is {MAX_LEN}",
+                text.len()
+            ));
         }
         let mut depth = 0usize;
         for c in text.chars() {
@@ -76,12 +79,19 @@ impl Condition {
         }
         let mut regexes = HashMap::new();
         collect_regex_literals(&tree, &mut regexes)?;
-        Ok(Condition { text: text.to_string(), tree, regexes })
+        Ok(Condition {
+            text: text.to_string(),
+            tree,
+            regexes,
+        })
     }
 
     /// Evaluates the condition; an error (a type mismatch, say) is returned, not raised.
     pub fn eval(&self, vars: &Vars<'_>) -> Result<bool, String> {
-        let context = EvalContext { vars, regexes: &self.regexes };
+        let context = EvalContext {
+            vars,
+            regexes: &self.regexes,
+        };
         match self.tree.eval_with_context(&context) {
             Ok(Value::Boolean(b)) => Ok(b),
             Ok(other) => Err(format!("expression gave {other} instead of true or false")),
@@ -125,7 +135,10 @@ fn check_operands(root: &Node) -> Result<(), String> {
             _ => None,
         };
         if wanted.is_some_and(|n| node.children().len() != n) {
-            return Err(format!("invalid expression: `{}` is missing an operand", node.operator()));
+            return Err(format!(
+                "invalid expression: `{}` is missing an operand",
+                node.operator()
+            ));
         }
         if matches!(node.operator(), RootNode) && node.children().is_empty() {
             return Err("the expression is empty".to_string());
@@ -142,8 +155,7 @@ fn collect_regex_literals(root: &Node, out: &mut HashMap<String, Regex>) -> Resu
         if let Operator::FunctionIdentifier { identifier } = node.operator() {
             if identifier == REGEX_MATCHES || identifier == REGEX_REPLACE {
                 if let Some(pattern) = second_argument_literal(node) {
-                    let re = Regex::new(&pattern)
-                        .map_err(|e| format!("invalid regex in `{identifier}`: {e}"))?;
+                    let re = Regex::new(&pattern).map_err(|e| format!("invalid regex in `{identifier}`: {e}"))?;
                     out.insert(pattern, re);
                 }
             }
@@ -167,7 +179,9 @@ fn second_argument_literal(call: &Node) -> Option<String> {
         second = &second.children()[0];
     }
     match second.operator() {
-        Operator::Const { value: Value::String(s) } => Some(s.clone()),
+        Operator::Const {
+            value: Value::String(s),
+        } => Some(s.clone()),
         _ => None,
     }
 }
@@ -241,7 +255,9 @@ impl Context for EvalContext<'_> {
                 let pattern = args[1].as_string()?;
                 let replacement = args[2].as_string()?;
                 let re = self.regex(&pattern)?;
-                Ok(Value::String(re.replace_all(&subject, replacement.as_str()).into_owned()))
+                Ok(Value::String(
+                    re.replace_all(&subject, replacement.as_str()).into_owned(),
+                ))
             }
             _ => Err(EvalexprError::FunctionIdentifierNotFound(identifier.to_string())),
         }
@@ -252,7 +268,9 @@ impl Context for EvalContext<'_> {
     }
 
     fn set_builtin_functions_disabled(&mut self, _disabled: bool) -> EvalexprResult<()> {
-        Err(EvalexprError::CustomMessage("builtin functions cannot be disabled here".into()))
+        Err(EvalexprError::CustomMessage(
+            "builtin functions cannot be disabled here".into(),
+        ))
     }
 }
 
@@ -284,9 +302,22 @@ mod tests {
     fn matches_params_and_cached_regex() {
         let names = ["ref", "repo"];
         let vals = || vec![Value::from("refs/heads/main"), Value::from("acme/app")];
-        assert_eq!(eval(r#"ref == "refs/heads/main" && str::regex_matches(repo, "^acme/")"#, &names, vals()), Ok(true));
-        assert_eq!(eval(r#"str::regex_matches(repo, "^other/")"#, &names, vals()), Ok(false));
-        assert_eq!(eval(r#"str::regex_replace(repo, "^acme/", "") == "app""#, &names, vals()), Ok(true));
+        assert_eq!(
+            eval(
+                r#"ref == "refs/heads/main" && str::regex_matches(repo, "^acme/")"#,
+                &names,
+                vals()
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval(r#"str::regex_matches(repo, "^other/")"#, &names, vals()),
+            Ok(false)
+        );
+        assert_eq!(
+            eval(r#"str::regex_replace(repo, "^acme/", "") == "app""#, &names, vals()),
+            Ok(true)
+        );
         // A pattern taken from a param is compiled at run time.
         assert_eq!(eval(r#"str::regex_matches(repo, ref)"#, &names, vals()), Ok(false));
     }
@@ -295,24 +326,40 @@ mod tests {
     fn runtime_type_errors_are_values_not_panics() {
         let err = eval("n > 3", &["n"], vec![Value::from("abc")]).unwrap_err();
         assert!(!err.is_empty());
-        assert!(eval("n + 1", &["n"], vec![Value::from(1)]).unwrap_err().contains("instead of true or false"));
+        assert!(eval("n + 1", &["n"], vec![Value::from(1)])
+            .unwrap_err()
+            .contains("instead of true or false"));
     }
 
     #[test]
     fn refuses_at_load() {
         let none = |_: &str| false;
         assert!(Condition::compile("ref ==", none).is_err());
-        assert!(Condition::compile("ref ==", |_| true).unwrap_err().contains("missing an operand"));
+        assert!(Condition::compile("ref ==", |_| true)
+            .unwrap_err()
+            .contains("missing an operand"));
         assert!(Condition::compile("ref == 1; 2", |_| true).is_err());
         assert!(Condition::compile("", |_| true).is_err());
         assert!(Condition::compile("!", |_| true).is_err());
-        assert!(Condition::compile("unknown == 1", none).unwrap_err().contains("`unknown`"));
-        assert!(Condition::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100)), none).unwrap_err().contains("parentheses"));
-        assert!(Condition::compile(&"1 + ".repeat(400), none).unwrap_err().contains("limit"));
+        assert!(Condition::compile("unknown == 1", none)
+            .unwrap_err()
+            .contains("`unknown`"));
+        assert!(
+            Condition::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100)), none)
+                .unwrap_err()
+                .contains("parentheses")
+        );
+        assert!(Condition::compile(&"1 + ".repeat(400), none)
+            .unwrap_err()
+            .contains("limit"));
         assert!(Condition::compile("x = 1", |_| true).is_err());
-        assert!(Condition::compile("str::regex_match(ref, \"x\")", |_| true).unwrap_err().contains("`str::regex_match`"));
+        assert!(Condition::compile("str::regex_match(ref, \"x\")", |_| true)
+            .unwrap_err()
+            .contains("`str::regex_match`"));
         assert!(Condition::compile("str::to_lowercase(ref) == \"x\" && len(ref) > 1", |_| true).is_ok());
-        assert!(Condition::compile(r#"str::regex_matches("a", "(")"#, none).unwrap_err().contains("invalid regex"));
+        assert!(Condition::compile(r#"str::regex_matches("a", "(")"#, none)
+            .unwrap_err()
+            .contains("invalid regex"));
         let deep = format!("{}true", "!".repeat(200));
         assert!(Condition::compile(&deep, none).is_err());
     }

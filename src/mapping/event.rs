@@ -31,12 +31,7 @@ pub struct Event {
 
 /// Reads the event; the error is the 400 message.
 pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<Event, String> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let plain = |name: String| Event { name, raw: None };
     match spec {
         EventSpec::Header(name) => match header(name) {
@@ -53,10 +48,7 @@ pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<E
             match body.get("object_kind").and_then(Value::as_str) {
                 Some("build") => Ok(plain("job".to_string())),
                 Some(kind) if !kind.is_empty() => Ok(plain(kind.to_string())),
-                _ => Err(
-                    "the `X-Gitlab-Event` header is missing and the body has no `object_kind`"
-                        .to_string(),
-                ),
+                _ => Err("the `X-Gitlab-Event` header is missing and the body has no `object_kind`".to_string()),
             }
         }
         EventSpec::Jira => {
@@ -65,10 +57,7 @@ pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<E
             }
             match body.get("webhookEvent").and_then(Value::as_str) {
                 Some(e) if !e.is_empty() => Ok(plain(e.to_string())),
-                _ => Err(
-                    "the body has no `webhookEvent` and no `X-Jira-Event-Type` header was sent"
-                        .to_string(),
-                ),
+                _ => Err("the body has no `webhookEvent` and no `X-Jira-Event-Type` header was sent".to_string()),
             }
         }
         EventSpec::Slack => {
@@ -110,12 +99,8 @@ mod tests {
     #[test]
     fn slack_event_type_then_top_level_type() {
         let h = HeaderMap::new();
-        let callback =
-            serde_json::json!({"type": "event_callback", "event": {"type": "app_mention"}});
-        assert_eq!(
-            event_of(&EventSpec::Slack, &h, &callback).unwrap().name,
-            "app_mention"
-        );
+        let callback = serde_json::json!({"type": "event_callback", "event": {"type": "app_mention"}});
+        assert_eq!(event_of(&EventSpec::Slack, &h, &callback).unwrap().name, "app_mention");
         let handshake = serde_json::json!({"type": "url_verification", "challenge": "x"});
         assert_eq!(
             event_of(&EventSpec::Slack, &h, &handshake).unwrap().name,

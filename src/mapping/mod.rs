@@ -77,12 +77,19 @@ impl Routes {
 
     /// Whether any rule runs a program with a `wait`.
     pub fn any_program_waits(&self) -> bool {
-        self.by_key.values().flat_map(|m| &m.rules).any(|r| r.program.wait.is_some())
+        self.by_key
+            .values()
+            .flat_map(|m| &m.rules)
+            .any(|r| r.program.wait.is_some())
     }
 
     /// A program some rule of these mappings runs.
     pub fn program(&self, name: &str) -> Option<Arc<Program>> {
-        self.by_key.values().flat_map(|m| &m.rules).find(|r| r.program.name == name).map(|r| r.program.clone())
+        self.by_key
+            .values()
+            .flat_map(|m| &m.rules)
+            .find(|r| r.program.name == name)
+            .map(|r| r.program.clone())
     }
 
     pub fn rule_count(&self) -> usize {
@@ -115,8 +122,13 @@ impl Routes {
     pub fn judge(&self, d: &Delivery<'_>) -> Judgement {
         let mut j = Judgement::default();
         for mapping in self.select(d) {
-            let params: Arc<Vec<(String, Value)>> =
-                Arc::new(mapping.params.iter().map(|(name, from)| (name.clone(), extract(from, d))).collect());
+            let params: Arc<Vec<(String, Value)>> = Arc::new(
+                mapping
+                    .params
+                    .iter()
+                    .map(|(name, from)| (name.clone(), extract(from, d)))
+                    .collect(),
+            );
             let mut names: Vec<&str> = Vec::with_capacity(params.len() + 3);
             let mut values: Vec<evalexpr::Value> = Vec::with_capacity(params.len() + 3);
             if mapping.rules.iter().any(|r| r.condition.is_some()) {
@@ -129,7 +141,10 @@ impl Routes {
                     values.push(evalexpr::Value::String(value.to_string()));
                 }
             }
-            let vars = Vars { names: &names, values: &values };
+            let vars = Vars {
+                names: &names,
+                values: &values,
+            };
             for rule in &mapping.rules {
                 let verdict = match &rule.condition {
                     None => Verdict::Matched,
@@ -146,7 +161,11 @@ impl Routes {
                         trace_index: j.trace.len(),
                     });
                 }
-                j.trace.push(Judged { mapping: mapping.clone(), rule: rule.index, verdict });
+                j.trace.push(Judged {
+                    mapping: mapping.clone(),
+                    rule: rule.index,
+                    verdict,
+                });
             }
             j.params.push((mapping.key.clone(), params));
         }

@@ -23,11 +23,8 @@ pub enum ParamFrom {
 
 impl ParamFrom {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "invalid param source `{text}`: expected `payload.<path>`, `headers.<Name>` or `query.<name>`"
-            )
-        };
+        let bad =
+            || format!("invalid param source `{text}`: expected `payload.<path>`, `headers.<Name>` or `query.<name>`");
         if text == "payload" {
             return Ok(ParamFrom::Payload(Vec::new()));
         }
@@ -36,11 +33,17 @@ impl ParamFrom {
         }
         if let Some(name) = text.strip_prefix("headers.") {
             let valid = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            return valid.then(|| ParamFrom::Header(name.to_ascii_lowercase())).ok_or_else(bad);
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            return valid
+                .then(|| ParamFrom::Header(name.to_ascii_lowercase()))
+                .ok_or_else(bad);
         }
         if let Some(name) = text.strip_prefix("query.") {
-            return (!name.is_empty()).then(|| ParamFrom::Query(name.to_string())).ok_or_else(bad);
+            return (!name.is_empty())
+                .then(|| ParamFrom::Query(name.to_string()))
+                .ok_or_else(bad);
         }
         Err(bad())
     }
@@ -101,9 +104,20 @@ mod tests {
                 Step::Key("id".into())
             ])
         );
-        assert_eq!(ParamFrom::parse("headers.X-GitHub-Event").unwrap(), ParamFrom::Header("x-github-event".into()));
+        assert_eq!(
+            ParamFrom::parse("headers.X-GitHub-Event").unwrap(),
+            ParamFrom::Header("x-github-event".into())
+        );
         assert_eq!(ParamFrom::parse("query.env").unwrap(), ParamFrom::Query("env".into()));
-        for bad in ["payload.", "payload.a..b", "payload.a[x]", "payload.a[1", "body.x", "headers.", "query."] {
+        for bad in [
+            "payload.",
+            "payload.a..b",
+            "payload.a[x]",
+            "payload.a[1",
+            "body.x",
+            "headers.",
+            "query.",
+        ] {
             assert!(ParamFrom::parse(bad).is_err(), "{bad}");
         }
     }

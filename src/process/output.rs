@@ -72,9 +72,15 @@ impl Output {
                 Some(i) => &text[..i],
                 None => continue,
             };
-            lines.extend(complete.split('\n').map(|l| Line { stream, text: l.to_string() }));
+            lines.extend(complete.split('\n').map(|l| Line {
+                stream,
+                text: l.to_string(),
+            }));
         }
-        let rx = self.lines.get_or_init(|| broadcast::channel(FOLLOW_BUFFER).0).subscribe();
+        let rx = self
+            .lines
+            .get_or_init(|| broadcast::channel(FOLLOW_BUFFER).0)
+            .subscribe();
         drop((out, err));
         (lines, rx)
     }
@@ -90,7 +96,11 @@ pub struct Tail {
 
 impl Tail {
     pub fn new(limit: usize) -> Self {
-        Tail { buf: VecDeque::new(), limit, truncated: false }
+        Tail {
+            buf: VecDeque::new(),
+            limit,
+            truncated: false,
+        }
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -137,7 +147,10 @@ pub async fn capture(mut pipe: impl AsyncRead + Unpin, output: &Output, stream: 
     // Called under the tail's lock, like `follow`, so a follower sees each line once.
     let send = |bytes: &[u8]| {
         if let Some(lines) = output.lines.get() {
-            let _ = lines.send(Line { stream, text: String::from_utf8_lossy(bytes).into_owned() });
+            let _ = lines.send(Line {
+                stream,
+                text: String::from_utf8_lossy(bytes).into_owned(),
+            });
         }
     };
     loop {

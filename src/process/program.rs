@@ -119,7 +119,9 @@ impl Default for Program {
 impl Program {
     /// The task's concurrency key, when the program has one.
     pub fn key(&self, inv: &Invocation<'_>) -> Option<std::sync::Arc<str>> {
-        self.concurrency_key.as_ref().map(|t| t.render(|name| inv.value(name)).into())
+        self.concurrency_key
+            .as_ref()
+            .map(|t| t.render(|name| inv.value(name)).into())
     }
 
     /// Every param name the program reads: its `params` and those its templates use.
@@ -266,7 +268,9 @@ impl Template {
                     parts.push(Part::Var(name));
                 }
                 '}' => {
-                    return Err(format!("invalid template `{text}`: unmatched `}}` (write `}}}}` for a literal brace)"))
+                    return Err(format!(
+                        "invalid template `{text}`: unmatched `}}` (write `}}}}` for a literal brace)"
+                    ))
                 }
                 c => literal.push(c),
             }

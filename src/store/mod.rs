@@ -144,7 +144,13 @@ impl Store {
             last_error: Mutex::new(None),
             reader: Mutex::new(reader),
         });
-        let writer = Writer { conn, inner: inner.clone(), retention, backlog: Vec::new(), metrics };
+        let writer = Writer {
+            conn,
+            inner: inner.clone(),
+            retention,
+            backlog: Vec::new(),
+            metrics,
+        };
         std::thread::Builder::new()
             .name("hookrunner-store".into())
             .spawn(move || writer.run(rx))
@@ -178,7 +184,8 @@ impl Store {
         if !self.send(Cmd::Write(ops, Some(tx))) {
             return Err(StoreError("the store is closed".into()));
         }
-        rx.await.unwrap_or_else(|_| Err(StoreError("the store writer stopped".into())))
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError("the store writer stopped".into())))
     }
 
     /// Writes `ops` in the next batch, without waiting.
@@ -202,18 +209,27 @@ impl Store {
 
     /// Tasks as JSON, newest first.
     pub fn list_tasks(&self, q: &Query) -> Result<Vec<String>, StoreError> {
-        let filters = [("status", &q.status), ("source", &q.source), ("event", &q.event), ("program", &q.program)];
+        let filters = [
+            ("status", &q.status),
+            ("source", &q.source),
+            ("event", &q.event),
+            ("program", &q.program),
+        ];
         self.read(|c| list(c, "tasks", &filters, q))
     }
 
     pub fn task(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.read(|c| c.query_row("SELECT data FROM tasks WHERE id = ?", [id], |r| r.get(0)).optional())
+        self.read(|c| {
+            c.query_row("SELECT data FROM tasks WHERE id = ?", [id], |r| r.get(0))
+                .optional()
+        })
     }
 
     /// Tasks that had not finished, oldest first, with their bodies (for recovery).
     pub fn unfinished_tasks(&self) -> Result<Vec<WithBody>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare("SELECT data, body FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq")?;
+            let mut stmt =
+                c.prepare("SELECT data, body FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })
@@ -241,8 +257,10 @@ impl Store {
     /// A delivery's JSON and kept body.
     pub fn delivery(&self, id: &str) -> Result<Option<WithBody>, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT data, body FROM deliveries WHERE id = ?", [id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            c.query_row("SELECT data, body FROM deliveries WHERE id = ?", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
         })
     }
 
@@ -264,7 +282,9 @@ impl Store {
 fn list(c: &Connection, table: &str, filters: &[(&str, &Option<String>)], q: &Query) -> rusqlite::Result<Vec<String>> {
     let before = match &q.before {
         Some(id) => c
-            .query_row(&format!("SELECT seq FROM {table} WHERE id = ?"), [id], |r| r.get::<_, i64>(0))
+            .query_row(&format!("SELECT seq FROM {table} WHERE id = ?"), [id], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?
             .unwrap_or(-1),
         None => i64::MAX,
@@ -314,7 +334,10 @@ pub fn integrity_check(path: &Path) -> Result<(bool, Vec<String>), StoreError> {
         .map_err(err)?;
     let ok = lines == ["ok"];
     let mut report = lines;
-    report.push(format!("schema version {version} (this hookrunner writes {})", schema::VERSION));
+    report.push(format!(
+        "schema version {version} (this hookrunner writes {})",
+        schema::VERSION
+    ));
     Ok((ok && version <= schema::VERSION, report))
 }
 
@@ -350,7 +373,10 @@ impl Writer {
                 }
             };
             // Each op with whether someone waits for it (then a failure is answered, not retried).
-            let mut ops: Vec<(Op, bool)> = std::mem::take(&mut self.backlog).into_iter().map(|o| (o, false)).collect();
+            let mut ops: Vec<(Op, bool)> = std::mem::take(&mut self.backlog)
+                .into_iter()
+                .map(|o| (o, false))
+                .collect();
             let mut acks = Vec::new();
             let mut close = None;
             let mut add = |cmd: Cmd, ops: &mut Vec<(Op, bool)>, acks: &mut Vec<_>| match cmd {
@@ -390,7 +416,12 @@ impl Writer {
                     }
                     *self.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.0.clone());
                     // Keep what nobody waits for; the acknowledged ones are answered 503.
-                    self.backlog = ops.into_iter().filter(|(_, acked)| !acked).map(|(o, _)| o).take(MAX_BACKLOG).collect();
+                    self.backlog = ops
+                        .into_iter()
+                        .filter(|(_, acked)| !acked)
+                        .map(|(o, _)| o)
+                        .take(MAX_BACKLOG)
+                        .collect();
                 }
             }
             for ack in acks {
@@ -448,7 +479,16 @@ impl Writer {
                         .map(|_| ())
                         .map_err(err)?,
                     Op::PutDelivery(d) => put_delivery
-                        .execute(params![d.id, d.delivery_id, d.source, d.event, d.outcome, d.received_ms, d.data, d.body])
+                        .execute(params![
+                            d.id,
+                            d.delivery_id,
+                            d.source,
+                            d.event,
+                            d.outcome,
+                            d.received_ms,
+                            d.data,
+                            d.body
+                        ])
                         .map(|_| ())
                         .map_err(err)?,
                     Op::DeleteTask(id) => delete_task.execute([id]).map(|_| ()).map_err(err)?,

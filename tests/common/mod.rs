@@ -53,10 +53,7 @@ impl Resp {
 pub fn install_handlers(dir: &Path) {
     let target = dir.join("handlers");
     std::fs::create_dir_all(&target).unwrap();
-    for from in [
-        Path::new(ROOT).join("handlers"),
-        Path::new(ROOT).join("tests/handlers"),
-    ] {
+    for from in [Path::new(ROOT).join("handlers"), Path::new(ROOT).join("tests/handlers")] {
         for entry in std::fs::read_dir(from).unwrap() {
             let path = entry.unwrap().path();
             std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
@@ -84,9 +81,7 @@ impl Builder {
         if self.handlers {
             install_handlers(dir.path());
         }
-        let config = self
-            .config
-            .replace("$DIR", &dir.path().display().to_string());
+        let config = self.config.replace("$DIR", &dir.path().display().to_string());
         std::fs::write(dir.path().join("webhook.yaml"), config).unwrap();
         Daemon::spawn(dir, &self.env)
     }
@@ -108,7 +103,13 @@ impl Daemon {
 
     fn spawn(dir: tempfile::TempDir, env: &[(String, String)]) -> Daemon {
         let (child, addr, logs) = launch(dir.path(), env);
-        Daemon { child: Some(child), addr, dir, logs, env: env.to_vec() }
+        Daemon {
+            child: Some(child),
+            addr,
+            dir,
+            logs,
+            env: env.to_vec(),
+        }
     }
 
     /// Kills the daemon with SIGKILL, as a crash would.
@@ -288,9 +289,7 @@ impl Drop for Daemon {
 
 /// One HTTP request; any status is an answer, not an error.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
     let mut req = agent.request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
@@ -314,11 +313,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         })
         .collect();
     let text = resp.into_string().unwrap();
-    Resp {
-        status,
-        headers,
-        text,
-    }
+    Resp { status, headers, text }
 }
 
 /// `sha256=<hex>` HMAC as GitHub signs.
