@@ -104,8 +104,6 @@ async fn receive_in_span(
         if rec.outcome == Outcome::Duplicate {
             state.metrics.dedup_hit(&source_name);
         }
-    }
-    if !dry_run {
         rec.status = response.status().as_u16();
         let persisted = rec.persisted;
         state.deliveries.insert(rec, persisted);
