@@ -53,7 +53,6 @@ pub struct NewTask {
     pub program: Arc<process::Program>,
     pub params: Vec<(String, serde_json::Value)>,
     pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
     pub body: Bytes,
     pub record_id: Option<String>,
     pub rerun_of: Option<Uuid>,
@@ -252,7 +251,6 @@ impl Engine {
                 program: t.program,
                 params: t.params,
                 argv: t.argv,
-                env: t.env,
                 body: t.body,
                 created_at: now,
                 state: TaskState::Queued,
@@ -554,9 +552,21 @@ impl Inner {
     async fn run_task(self: Arc<Self>, id: Uuid, stop: process::Stop) {
         // Take what the run needs out of the table; no guard lives across an await.
         let Some((spec, body, output, program, request_id)) = self.table.with(&id, |t| {
+            // The environment is built now, not kept per queued task: it may hold
+            // the program's secrets, and a queue of thousands would hold thousands.
+            let task_id = t.id.to_string();
+            let inv = process::program::Invocation {
+                source: &t.source,
+                event: &t.event,
+                task_id: &task_id,
+                delivery_id: &t.delivery_id,
+                request_id: &t.request_id,
+                payload: &t.body,
+                params: &t.params,
+            };
             let spec = RunSpec {
                 argv: t.argv.clone(),
-                env: t.env.clone(),
+                env: t.program.env(&inv),
                 working_dir: t.program.working_dir.clone(),
                 timeout: t.program.timeout,
                 kill_grace: t.program.kill_grace,
@@ -702,8 +712,6 @@ impl Inner {
                 outcome: outcome.clone(),
             };
             t.body = Bytes::new();
-            // Only a run needs the environment (a rerun builds its own).
-            t.env = Vec::new();
             let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
             if !abandoning {
                 self.stats.finished(&t.program.name, t.state.status(), run_time);

@@ -208,14 +208,13 @@ impl Engine {
             payload: &body,
             params: &params,
         };
-        let (argv, env, key) = match orphan {
-            None => (program.argv(&inv), program.env(&inv), program.key(&inv)),
+        let (argv, key) = match orphan {
+            None => (program.argv(&inv), program.key(&inv)),
             Some(_) => (
                 v["argv"]
                     .as_array()
                     .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
                     .unwrap_or_default(),
-                Vec::new(),
                 None,
             ),
         };
@@ -262,7 +261,6 @@ impl Engine {
             program,
             params,
             argv,
-            env,
             body,
             created_at,
             state,

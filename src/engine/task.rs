@@ -169,9 +169,7 @@ pub struct Task {
     pub program: Arc<Program>,
     pub params: Vec<(String, serde_json::Value)>,
     pub argv: Vec<String>,
-    /// The handler's full environment; never shown by the API (values may be secrets).
-    pub env: Vec<(String, String)>,
-    /// The request body for stdin; dropped once the task has started.
+    /// The request body for stdin; dropped once the task has finished.
     pub body: Bytes,
     pub created_at: SystemTime,
     pub state: TaskState,

@@ -332,7 +332,6 @@ pub(super) async fn dispatch(
             source: source.name.clone(),
             event: shared_event.clone(),
             argv: m.program.argv(&inv),
-            env: m.program.env(&inv),
             key: m.program.key(&inv),
             params: m.params.to_vec(),
             program: m.program,

@@ -310,7 +310,7 @@ pub async fn rerun(
         payload: &body,
         params: &params,
     };
-    let (argv, env, key) = (program.argv(&inv), program.env(&inv), program.key(&inv));
+    let (argv, key) = (program.argv(&inv), program.key(&inv));
     let new = NewTask {
         id,
         delivery_id,
@@ -318,7 +318,6 @@ pub async fn rerun(
         source,
         event,
         argv,
-        env,
         params,
         program,
         body,
