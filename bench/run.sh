@@ -288,7 +288,8 @@ if ! skip rss; then
   wh_config "$OUT/wh-idle.json" "$OUT/never" "$APPEND" n
   start_webhook wh-idle "$OUT/wh-idle.json"
   sleep 1; result rss_webhook_idle_kib "$(rss_kib "$PID")"; stop "$PID"
-  hr_config "$OUT/hr-rss.yaml" "$RSS_N" "$RSS_N" "[$APPEND, $OUT/never]" '"{n}"'
+  # A short queue (senders retry on 503): RSS then measures retained tasks, not a transient backlog.
+  hr_config "$OUT/hr-rss.yaml" 256 "$RSS_N" "[$APPEND, $OUT/never]" '"{n}"'
   sed -i 's/^deliveries: .*/deliveries: {keep: 1}/' "$OUT/hr-rss.yaml"   # only task records grow
   start_hookrunner hr-rss "$OUT/hr-rss.yaml"
   sleep 1; idle=$(rss_kib "$PID"); result rss_hookrunner_idle_kib "$idle"

@@ -87,6 +87,12 @@ impl DeliveryLog {
                 if log.by_id.get(&old.id).is_some_and(|r| Arc::ptr_eq(r, &old)) {
                     log.by_id.remove(&old.id);
                 }
+                // Both queues are in arrival order: an evicted record with a body
+                // is at the front of `with_body`, and must not live on there.
+                if log.with_body.front().is_some_and(|r| Arc::ptr_eq(r, &old)) {
+                    log.with_body.pop_front();
+                    log.body_bytes -= old.drop_body();
+                }
             }
         }
         while log.body_bytes > self.body_bytes {
@@ -114,5 +120,37 @@ impl DeliveryLog {
             .take(filter.limit)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> Record {
+        let r = Record::new("s", "127.0.0.1".into(), Vec::new(), Vec::new());
+        r.keep_body(bytes::Bytes::from(vec![b'x'; n]));
+        r
+    }
+
+    #[test]
+    fn evicted_records_take_their_bodies_with_them() {
+        let log = DeliveryLog::new(2, 1 << 20, None);
+        let first = log.insert(record(100), false);
+        log.insert(record(100), false);
+        log.insert(record(100), false);
+        // The first record left the log: nothing holds it any more.
+        assert_eq!(Arc::strong_count(&first), 1);
+        assert_eq!(log.lock().body_bytes, 200);
+    }
+
+    #[test]
+    fn bodies_beyond_the_byte_budget_are_dropped_oldest_first() {
+        let log = DeliveryLog::new(10, 250, None);
+        let a = log.insert(record(100), false);
+        let b = log.insert(record(100), false);
+        log.insert(record(100), false);
+        assert_eq!((a.body_len(), b.body_len()), (0, 100));
+        assert!(log.get(&a.id).is_some(), "the record stays, only its body goes");
     }
 }
