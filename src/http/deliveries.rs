@@ -44,7 +44,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         outcome,
         limit,
     };
-    let Some(store) = state.deliveries.store().cloned() else {
+    if state.deliveries.store().is_none() {
         let mut records = state.deliveries.list(&Filter {
             limit: usize::MAX,
             ..filter
@@ -68,10 +68,10 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
         ..Default::default()
     };
-    let rows = web::block(move || store.list_deliveries(&query))
-        .await
-        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let rows = state
+        .read_store(move |s| s.list_deliveries(&query))
+        .await?
+        .unwrap_or_default();
     let deliveries: Vec<serde_json::Value> = rows
         .into_iter()
         .filter_map(|data| {
@@ -107,14 +107,8 @@ pub async fn get(
 
 /// A delivery from the store: its JSON and kept body.
 async fn stored(state: &AppState, id: &str) -> Result<Option<(serde_json::Value, Option<Bytes>)>, ApiError> {
-    let Some(store) = state.deliveries.store().cloned() else {
-        return Ok(None);
-    };
     let key = id.to_string();
-    let row = web::block(move || store.delivery(&key))
-        .await
-        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let row = state.read_store(move |s| s.delivery(&key)).await?.flatten();
     Ok(row.and_then(|(data, body)| Some((serde_json::from_str(&data).ok()?, body.map(Bytes::from)))))
 }
 

@@ -34,6 +34,22 @@ impl AppState {
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
     }
+
+    /// Runs a read on the store on the blocking pool; `None` when there is no store.
+    pub(crate) async fn read_store<R, F>(&self, read: F) -> Result<Option<R>, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&crate::store::Store) -> Result<R, crate::store::StoreError> + Send + 'static,
+    {
+        let Some(store) = self.deliveries.store().cloned() else {
+            return Ok(None);
+        };
+        web::block(move || read(&store))
+            .await
+            .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
+            .map(Some)
+            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))
+    }
 }
 
 /// Registers every route; the server and the tests use the same function.

@@ -56,10 +56,9 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     };
     // Unfinished tasks are always in memory; history is in the store.
     let unfinished = filter.status.is_some_and(|s| !s.is_final());
-    let store = match state.deliveries.store().cloned() {
-        Some(store) if !unfinished => store,
-        _ => return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) }))),
-    };
+    if unfinished || state.deliveries.store().is_none() {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })));
+    }
     // History comes from the store; tasks still in memory show their live state.
     let query = crate::store::Query {
         status: filter.status.map(|s| s.as_str().to_string()),
@@ -70,10 +69,10 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
         ..Default::default()
     };
-    let rows = web::block(move || store.list_tasks(&query))
-        .await
-        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let rows = state
+        .read_store(move |s| s.list_tasks(&query))
+        .await?
+        .unwrap_or_default();
     let tasks: Vec<serde_json::Value> = rows
         .into_iter()
         .filter_map(|data| {
@@ -111,15 +110,9 @@ pub fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
 
 /// A task's stored JSON (with its internal fields), if there is a store and it has one.
 async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<serde_json::Value>, ApiError> {
-    let Some(store) = state.deliveries.store().cloned() else {
-        return Ok(None);
-    };
     let key = id.to_string();
-    Ok(web::block(move || store.task(&key))
-        .await
-        .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?
-        .and_then(|data| serde_json::from_str(&data).ok()))
+    let data = state.read_store(move |s| s.task(&key)).await?.flatten();
+    Ok(data.and_then(|data| serde_json::from_str(&data).ok()))
 }
 
 pub async fn get(
@@ -276,20 +269,11 @@ pub async fn rerun(
         if let Some(r) = record_id.as_deref() {
             body = match state.deliveries.get(r) {
                 Some(rec) => rec.body().unwrap_or_default(),
-                None => match state.deliveries.store().cloned() {
-                    Some(store) => {
-                        let key = r.to_string();
-                        web::block(move || store.delivery(&key))
-                            .await
-                            .ok()
-                            .and_then(|r| r.ok())
-                            .flatten()
-                            .and_then(|(_, b)| b)
-                            .map(bytes::Bytes::from)
-                            .unwrap_or_default()
-                    }
-                    None => bytes::Bytes::new(),
-                },
+                None => {
+                    let key = r.to_string();
+                    let row = state.read_store(move |s| s.delivery(&key)).await?.flatten();
+                    row.and_then(|(_, b)| b).map(bytes::Bytes::from).unwrap_or_default()
+                }
             };
         }
     }
