@@ -68,6 +68,25 @@ pub fn sha256_any(key: &[u8], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
         .fold(false, |found, c| mac.clone().verify_slice(c).is_ok() | found)
 }
 
+/// The ending of every timestamped scheme: passes when any key's HMAC-SHA256
+/// of `prefix` then `body` is one of `candidates`. Every key is tried, so the
+/// time taken does not tell which one matched.
+pub fn check_keys<'k>(
+    keys: impl IntoIterator<Item = &'k [u8]>,
+    prefix: &str,
+    body: &[u8],
+    candidates: &[Vec<u8>],
+) -> Result<(), super::AuthError> {
+    let ok = keys.into_iter().fold(false, |ok, key| {
+        sha256_any(key, &[prefix.as_bytes(), body], candidates) | ok
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(super::AuthError::SignatureMismatch)
+    }
+}
+
 /// How the MAC is written in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigEncoding {

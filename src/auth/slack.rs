@@ -1,7 +1,7 @@
 //! Slack's request signing: `X-Slack-Signature: v0=<hex>`, the HMAC-SHA256
 //! under the signing secret of `v0:{X-Slack-Request-Timestamp}:{body}`.
 
-use super::signature::sha256_any;
+use super::signature::check_keys;
 use super::{header_text, timestamp, AuthError};
 use crate::secret::Secret;
 use actix_web::http::header::HeaderMap;
@@ -28,14 +28,7 @@ pub fn verify(
     timestamp::check(ts, now, tolerance)?;
     let prefix = format!("v0:{}:", sent_at.trim());
     let candidates = [mac];
-    let ok = secrets.iter().fold(false, |ok, s| {
-        sha256_any(s.expose(), &[prefix.as_bytes(), body], &candidates) | ok
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthError::SignatureMismatch)
-    }
+    check_keys(secrets.iter().map(|s| s.expose()), &prefix, body, &candidates)
 }
 
 #[cfg(test)]

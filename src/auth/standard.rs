@@ -2,7 +2,7 @@
 //! `webhook-signature: v1,<base64> [v1,<base64> ...]`, each the HMAC-SHA256 of
 //! `"{webhook-id}.{webhook-timestamp}.{body}"` under the base64-decoded secret.
 
-use super::signature::sha256_any;
+use super::signature::check_keys;
 use super::{timestamp, AuthError};
 use actix_web::http::header::HeaderMap;
 use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -88,14 +88,7 @@ pub fn verify(
     }
     timestamp::check(ts, now, tolerance)?;
     let prefix = format!("{id}.{sent_at}.");
-    let ok = keys.iter().fold(false, |ok, k| {
-        sha256_any(&k.0, &[prefix.as_bytes(), body], &candidates) | ok
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthError::SignatureMismatch)
-    }
+    check_keys(keys.iter().map(|k| k.0.as_slice()), &prefix, body, &candidates)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the HMAC-SHA256 of `"{t}.{body}"` keyed with the whole `whsec_...` string
 //! (its bytes as written, not base64-decoded).
 
-use super::signature::sha256_any;
+use super::signature::check_keys;
 use super::{header_text, timestamp, AuthError};
 use crate::secret::Secret;
 use actix_web::http::header::HeaderMap;
@@ -36,14 +36,7 @@ pub fn verify(
     }
     timestamp::check(ts, now, tolerance)?;
     let prefix = format!("{}.", sent_at.trim());
-    let ok = secrets.iter().fold(false, |ok, s| {
-        sha256_any(s.expose(), &[prefix.as_bytes(), body], &candidates) | ok
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthError::SignatureMismatch)
-    }
+    check_keys(secrets.iter().map(|s| s.expose()), &prefix, body, &candidates)
 }
 
 #[cfg(test)]
