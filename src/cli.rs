@@ -373,15 +373,9 @@ fn send(args: SendArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(source) = config.sources.get(&args.source) else {
-        let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
-        names.sort();
-        eprintln!(
-            "error: there is no source named `{}` (sources: {})",
-            args.source,
-            names.join(", ")
-        );
-        return ExitCode::from(2);
+    let source = match find_source(&config, &args.source) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let body = match commands::read_payload(&args.payload) {
         Ok(b) => b,
@@ -398,6 +392,19 @@ fn send(args: SendArgs) -> ExitCode {
         wait: args.wait,
     };
     finish(commands::send(&api, source, &body, &send))
+}
+
+/// A source of the config, or an error naming the ones there are.
+fn find_source<'c>(config: &'c Config, name: &str) -> Result<&'c std::sync::Arc<config::Source>, ExitCode> {
+    config.sources.get(name).ok_or_else(|| {
+        let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+        names.sort();
+        eprintln!(
+            "error: there is no source named `{name}` (sources: {})",
+            names.join(", ")
+        );
+        ExitCode::from(2)
+    })
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -458,15 +465,9 @@ fn explain(args: ExplainArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(source) = config.sources.get(&args.source) else {
-        let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
-        names.sort();
-        eprintln!(
-            "error: there is no source named `{}` (sources: {})",
-            args.source,
-            names.join(", ")
-        );
-        return ExitCode::from(2);
+    let source = match find_source(&config, &args.source) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let body = match std::fs::read(&args.payload) {
         Ok(b) => bytes::Bytes::from(b),

@@ -130,10 +130,6 @@ impl Status {
             Status::Interrupted => "interrupted",
         }
     }
-
-    pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == text)
-    }
 }
 
 impl TaskState {

@@ -24,19 +24,8 @@ pub struct ListQuery {
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
-    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "invalid query ({e}); filters are source, event, outcome, limit and before"
-        ))
-    })?;
-    let outcome = match q.outcome.as_deref() {
-        None => None,
-        Some(o) => Some(Outcome::parse(o).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown outcome `{o}`: expected one of accepted, ignored, duplicate, rejected"
-            ))
-        })?),
-    };
+    let q: ListQuery = super::parse_query(&req, "source, event, outcome, limit and before")?;
+    let outcome = super::parse_choice("outcome", q.outcome.as_deref(), &Outcome::ALL, Outcome::as_str)?;
     let limit = super::tasks::parse_limit(q.limit.as_deref())?;
     let filter = Filter {
         source: q.source.clone(),

@@ -70,9 +70,7 @@ async fn receive_in_span(
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
-    let dry_run = query
-        .iter()
-        .any(|(k, v)| k == "dry_run" && matches!(v.as_str(), "1" | "true" | "yes"));
+    let dry_run = super::query_flag(&query, "dry_run");
     let client = client_addr(&req, &state);
     let config = state.config();
     let source = config.sources.get(&source_name);

@@ -52,6 +52,40 @@ impl AppState {
     }
 }
 
+/// Parses a list endpoint's query; the error names the filters it takes.
+pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(req: &HttpRequest, filters: &str) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query ({e}); filters are {filters}")))
+}
+
+/// A `?name=` value that must be one of `all` (by their names).
+pub(crate) fn parse_choice<T: Copy>(
+    name: &str,
+    text: Option<&str>,
+    all: &[T],
+    as_str: fn(T) -> &'static str,
+) -> Result<Option<T>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    match all.iter().copied().find(|c| as_str(*c) == text) {
+        Some(c) => Ok(Some(c)),
+        None => {
+            let names: Vec<&str> = all.iter().map(|c| as_str(*c)).collect();
+            Err(ApiError::BadRequest(format!(
+                "unknown {name} `{text}`: expected one of {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// Whether the query turns `name` on (`1`, `true` or `yes`).
+pub(crate) fn query_flag(query: &[(String, String)], name: &str) -> bool {
+    query
+        .iter()
+        .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true" | "yes"))
+}
+
 /// Registers every route; the server and the tests use the same function.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

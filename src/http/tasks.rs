@@ -27,18 +27,8 @@ pub struct ListQuery {
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
-    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "invalid query ({e}); filters are status, source, event, program, limit and before"
-        ))
-    })?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::BadRequest(format!("unknown status `{s}`: expected one of {}", names.join(", ")))
-        })?),
-    };
+    let q: ListQuery = super::parse_query(&req, "status, source, event, program, limit and before")?;
+    let status = super::parse_choice("status", q.status.as_deref(), &Status::ALL, Status::as_str)?;
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.before.as_deref() {
         None => None,
@@ -122,7 +112,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let text = path.into_inner();
-    let not_found = || ApiError::NotFound(format!("there is no task `{text}`"));
+    let not_found = || no_task(&text);
     let id = Uuid::parse_str(&text).map_err(|_| not_found())?;
     if let Some(task) = state.engine.task(&id) {
         return Ok(HttpResponse::Ok().json(task));
@@ -131,8 +121,12 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(crate::engine::public(stored)))
 }
 
+fn no_task(id: &dyn std::fmt::Display) -> ApiError {
+    ApiError::NotFound(format!("there is no task `{id}`"))
+}
+
 fn task_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| ApiError::NotFound(format!("there is no task `{text}`")))
+    Uuid::parse_str(text).map_err(|_| no_task(&text))
 }
 
 fn task_error(e: TaskError) -> ApiError {
@@ -152,10 +146,7 @@ pub async fn cancel(
     let id = task_id(&path)?;
     let was = state.engine.cancel(id, "cancelled by request").map_err(task_error)?;
     tracing::info!(task_id = %id, was = was.as_str(), "task cancelled by request");
-    let task = state
-        .engine
-        .task(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    let task = state.engine.task(&id).ok_or_else(|| no_task(&id))?;
     Ok(HttpResponse::Accepted().json(task))
 }
 
@@ -185,9 +176,7 @@ pub async fn output(
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
-    let follow = query
-        .iter()
-        .any(|(k, v)| k == "follow" && matches!(v.as_str(), "1" | "true" | "yes"))
+    let follow = super::query_flag(&query, "follow")
         || req
             .headers()
             .get(actix_web::http::header::ACCEPT)
@@ -195,7 +184,7 @@ pub async fn output(
             .is_some_and(|v| v.contains("text/event-stream"));
     if follow {
         if state.engine.task(&id).is_none() {
-            return Err(ApiError::NotFound(format!("there is no task `{id}`")));
+            return Err(no_task(&id));
         }
         return Ok(super::follow::stream(state.engine.clone(), id));
     }
@@ -217,7 +206,7 @@ pub async fn output(
             };
             tail.lock().unwrap_or_else(|p| p.into_inner()).text()
         })
-        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+        .ok_or_else(|| no_task(&id))?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
 }
 
@@ -310,10 +299,7 @@ pub async fn rerun(
         key,
     };
     super::hooks::queue_tasks(&state, vec![new], None).await?;
-    let task = state
-        .engine
-        .task(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{id}`")))?;
+    let task = state.engine.task(&id).ok_or_else(|| no_task(&id))?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/tasks/{id}")))
         .json(task))

@@ -35,6 +35,8 @@ pub struct Rule {
 #[derive(Debug, Default)]
 pub struct Routes {
     by_key: HashMap<String, Arc<Mapping>>,
+    /// Whether any rule runs a program with a `wait` (known at load, asked per delivery).
+    waits: bool,
 }
 
 /// What a delivery carries, parsed.
@@ -68,6 +70,7 @@ pub enum Verdict {
 
 impl Routes {
     pub fn insert(&mut self, mapping: Mapping) {
+        self.waits |= mapping.rules.iter().any(|r| r.program.wait.is_some());
         self.by_key.insert(mapping.key.clone(), Arc::new(mapping));
     }
 
@@ -77,10 +80,7 @@ impl Routes {
 
     /// Whether any rule runs a program with a `wait`.
     pub fn any_program_waits(&self) -> bool {
-        self.by_key
-            .values()
-            .flat_map(|m| &m.rules)
-            .any(|r| r.program.wait.is_some())
+        self.waits
     }
 
     /// A program some rule of these mappings runs.
