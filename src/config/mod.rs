@@ -238,7 +238,8 @@ impl Checker<'_> {
         }
         let sources = sources
             .into_iter()
-            .map(|(name, source)| {
+            .map(|(name, mut source)| {
+                source.body = source.wanted_body();
                 if source.routes.is_empty() {
                     self.warnings.push(format!(
                         "source `{name}` has no mappings: its deliveries are answered 200 and run nothing"

@@ -9,6 +9,7 @@ use crate::auth::timestamp::DEFAULT_TOLERANCE;
 use crate::auth::{ip::parse_net, Auth, HmacAlgo, SigEncoding, SigningKey};
 use crate::mapping::event::EventSpec;
 use crate::mapping::params::{parse_path, Step};
+use crate::mapping::wanted::Wanted;
 use crate::mapping::Routes;
 use crate::secret::Secret;
 use actix_web::http::header::HeaderMap;
@@ -126,6 +127,8 @@ pub struct Source {
     /// Repeats inside the window run nothing; `None` when off.
     pub dedup: Option<Dedup>,
     pub routes: Routes,
+    /// The parts of a body judging reads; set once the routes are complete ([`Source::wanted_body`]).
+    pub body: Wanted,
 }
 
 /// How long a delivery id is remembered when `dedup` says nothing.
@@ -165,6 +168,28 @@ impl Source {
             body.get(field).and_then(Value::as_str).map(str::trim).filter(usable)
         };
         from_header.or_else(from_body).map(str::to_string)
+    }
+
+    /// The parts of a body that judging a delivery reads: the params' paths,
+    /// the top-level `action`, and what the provider and event spec read.
+    pub fn wanted_body(&self) -> Wanted {
+        // Slack's bodies are small and read in several places (event, challenge, command).
+        if self.provider == Provider::Slack {
+            return Wanted::All;
+        }
+        let mut w = self.routes.wanted().clone();
+        w.add_key("action");
+        if let Some(field) = self.provider.delivery_field() {
+            w.add_key(field);
+        }
+        match &self.event {
+            EventSpec::Gitlab => w.add_key("object_kind"),
+            EventSpec::Jira => w.add_key("webhookEvent"),
+            EventSpec::Slack => return Wanted::All,
+            EventSpec::Field(path) => w.add(path),
+            EventSpec::Header(_) | EventSpec::Fixed => {}
+        }
+        w
     }
 
     /// The answer to a provider's handshake request (Slack's `url_verification`), if this is one.
@@ -296,6 +321,7 @@ impl Checker<'_> {
             event,
             dedup,
             routes: Routes::default(),
+            body: Wanted::All,
         })
     }
 

@@ -94,8 +94,8 @@ pub struct Record {
     pub outcome: Outcome,
     pub status: u16,
     pub reason: Option<String>,
-    /// Params extracted, per mapping key.
-    pub params: serde_json::Map<String, Value>,
+    /// Params extracted, per mapping key (shared with the tasks they started).
+    pub params: Vec<(String, crate::mapping::Params)>,
     pub rules: Vec<RuleTrace>,
     pub task_ids: Vec<Uuid>,
     pub duplicate_of: Option<String>,
@@ -107,9 +107,9 @@ pub struct Record {
     body: Mutex<Option<Bytes>>,
 }
 
-/// A header whose value is a credential: never recorded.
-fn sensitive_header(name: &str, extra: &[&str]) -> bool {
-    let n = name.to_ascii_lowercase();
+/// A header whose value is a credential: never recorded. `name` is lowercase
+/// (as `HeaderName`s are).
+fn sensitive_header(n: &str, extra: &[&str]) -> bool {
     [
         "signature",
         "token",
@@ -122,7 +122,7 @@ fn sensitive_header(name: &str, extra: &[&str]) -> bool {
     ]
     .iter()
     .any(|s| n.contains(s))
-        || extra.iter().any(|e| e.eq_ignore_ascii_case(&n))
+        || extra.iter().any(|e| e.eq_ignore_ascii_case(n))
 }
 
 const MAX_HEADER_VALUE: usize = 1024;
@@ -134,6 +134,8 @@ pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> Vec<(Strin
         .map(|(name, value)| {
             let value = if sensitive_header(name.as_str(), extra_sensitive) {
                 "***".to_string()
+            } else if let Some(v) = value.to_str().ok().filter(|v| v.len() <= MAX_HEADER_VALUE) {
+                v.to_string()
             } else {
                 let v = String::from_utf8_lossy(value.as_bytes());
                 if v.len() > MAX_HEADER_VALUE {
@@ -149,7 +151,7 @@ pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> Vec<(Strin
             (name.as_str().to_string(), value)
         })
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 
@@ -192,7 +194,7 @@ impl Record {
             outcome: Outcome::Rejected,
             status: 0,
             reason: None,
-            params: serde_json::Map::new(),
+            params: Vec::new(),
             rules: Vec::new(),
             task_ids: Vec::new(),
             duplicate_of: None,
@@ -259,7 +261,18 @@ impl Record {
         r.outcome = v["outcome"].as_str().and_then(Outcome::parse)?;
         r.status = v["status"].as_u64().unwrap_or(0) as u16;
         r.reason = text("reason");
-        r.params = v["params"].as_object().cloned().unwrap_or_default();
+        r.params = v["params"]
+            .as_object()
+            .map(|by_key| {
+                by_key
+                    .iter()
+                    .map(|(key, values)| {
+                        let values = values.as_object().map(|m| m.clone().into_iter().collect());
+                        (key.clone(), std::sync::Arc::new(values.unwrap_or_default()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         r.rules = serde_json::from_value(v["rules"].clone()).unwrap_or_default();
         r.task_ids = serde_json::from_value(v["task_ids"].clone()).unwrap_or_default();
         r.duplicate_of = text("duplicate_of");
@@ -304,7 +317,7 @@ impl Record {
             "outcome": self.outcome,
             "status": self.status,
             "reason": self.reason,
-            "params": self.params,
+            "params": params_json(&self.params),
             "rules": self.rules,
             "task_ids": self.task_ids,
             "duplicate_of": self.duplicate_of,
@@ -315,15 +328,17 @@ impl Record {
     }
 }
 
-/// The params and rule verdicts of a judgement, as recorded.
-pub fn describe(j: &crate::mapping::Judgement) -> (serde_json::Map<String, Value>, Vec<RuleTrace>) {
-    let params = j
-        .params
+/// Params per mapping key as JSON: `{"push": {"ref": "refs/heads/main"}}`.
+pub fn params_json(params: &[(String, crate::mapping::Params)]) -> serde_json::Map<String, Value> {
+    params
         .iter()
         .map(|(key, values)| (key.clone(), Value::Object(values.iter().cloned().collect())))
-        .collect();
-    let rules = j
-        .trace
+        .collect()
+}
+
+/// The verdict of every rule of a judgement, as recorded.
+pub fn rule_traces(j: &crate::mapping::Judgement) -> Vec<RuleTrace> {
+    j.trace
         .iter()
         .map(|t| RuleTrace {
             mapping: t.mapping.key.clone(),
@@ -333,6 +348,5 @@ pub fn describe(j: &crate::mapping::Judgement) -> (serde_json::Map<String, Value
             result: RuleTrace::result_of(&t.verdict),
             argv: None,
         })
-        .collect();
-    (params, rules)
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Reading a request body within `server.max_body`, and parsing it as JSON.
 
 use super::error::ApiError;
+use crate::mapping::wanted::Wanted;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
@@ -42,10 +43,11 @@ pub struct Parsed {
     pub stdin: Bytes,
 }
 
-/// Parses a JSON body, or a form body whose `payload` field holds JSON (GitHub's form mode).
+/// Parses a JSON body, or a form body whose `payload` field holds JSON (GitHub's form mode),
+/// into a value holding the `wanted` parts (all of it is checked).
 /// With `plain_forms` (Slack's slash commands), a form without `payload` becomes a
 /// JSON object of its fields.
-pub fn parse(headers: &HeaderMap, body: &Bytes, plain_forms: bool) -> Result<Parsed, ApiError> {
+pub fn parse(headers: &HeaderMap, body: &Bytes, wanted: &Wanted, plain_forms: bool) -> Result<Parsed, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -53,7 +55,8 @@ pub fn parse(headers: &HeaderMap, body: &Bytes, plain_forms: bool) -> Result<Par
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
     if is_json {
-        let json = serde_json::from_slice(body)
+        let json = wanted
+            .parse(body)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
         return Ok(Parsed {
             json,
@@ -82,7 +85,8 @@ pub fn parse(headers: &HeaderMap, body: &Bytes, plain_forms: bool) -> Result<Par
                 ))
             }
         };
-        let json = serde_json::from_str(&payload)
+        let json = wanted
+            .parse(payload.as_bytes())
             .map_err(|e| ApiError::BadRequest(format!("the form's `payload` field is not valid JSON: {e}")))?;
         return Ok(Parsed {
             json,

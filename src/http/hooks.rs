@@ -14,7 +14,7 @@ use super::AppState;
 use crate::auth::{self, ip};
 use crate::config::{DedupKey, Source};
 use crate::delivery::dedup::Seen;
-use crate::delivery::record::{describe, mask_headers, mask_query};
+use crate::delivery::record::{mask_headers, mask_query, params_json, rule_traces};
 use crate::delivery::{Outcome, Record};
 use crate::engine::{NewTask, SubmitError};
 use crate::mapping::event::{action_of, event_of, Event};
@@ -137,7 +137,12 @@ async fn receive_from(
             basic: matches!(source.auth, auth::Auth::Basic { .. }),
         }
     })?;
-    let parsed = body::parse(headers, &raw, source.provider == crate::config::Provider::Slack)?;
+    let parsed = body::parse(
+        headers,
+        &raw,
+        &source.body,
+        source.provider == crate::config::Provider::Slack,
+    )?;
     if let Some(answer) = source.challenge(&parsed.json) {
         rec.outcome = Outcome::Ignored;
         rec.reason = Some("handshake answered; nothing to run".into());
@@ -287,7 +292,8 @@ pub(super) async fn dispatch(
                 "condition could not be evaluated; counted as not matched");
         }
     }
-    (rec.params, rec.rules) = describe(&judgement);
+    rec.params = judgement.params.clone();
+    rec.rules = rule_traces(&judgement);
     let event = &parts.event.name;
     if judgement.matches.is_empty() {
         rec.outcome = Outcome::Ignored;
@@ -297,13 +303,17 @@ pub(super) async fn dispatch(
             "no rule matched".to_string()
         });
         tracing::debug!(source = %source.name, %event, delivery_id = %rec.delivery_id, "delivery ignored: no rule matched");
-        return Ok(HttpResponse::Ok().json(json!({
-            "delivery_id": rec.delivery_id,
-            "source": source.name,
-            "event": event,
-            "tasks": [],
-            "message": format!("no rule matched event `{event}` of source `{}`; nothing was run (see {})", source.name, format_args!("/deliveries/{}", rec.id)),
-        })));
+        let message = format!(
+            "no rule matched event `{event}` of source `{}`; nothing was run (see /deliveries/{})",
+            source.name, rec.id
+        );
+        return Ok(HttpResponse::Ok().json(Answer {
+            delivery_id: &rec.delivery_id,
+            event,
+            message: Some(message),
+            source: &source.name,
+            tasks: &[],
+        }));
     }
 
     let shared_delivery: Arc<str> = rec.delivery_id.as_str().into();
@@ -322,7 +332,11 @@ pub(super) async fn dispatch(
             payload: parts.stdin,
             params: &m.params,
         };
-        refs.push(json!({"id": id, "program": m.program.name, "status": "queued", "url": format!("/tasks/{id}")}));
+        refs.push(TaskRef {
+            id,
+            program: m.program.clone(),
+            status: "queued",
+        });
         tasks.push(NewTask {
             id,
             delivery_id: shared_delivery.clone(),
@@ -349,12 +363,43 @@ pub(super) async fn dispatch(
         return Err(e);
     }
     tracing::info!(source = %source.name, %event, delivery_id = %rec.delivery_id, tasks = refs.len(), "delivery accepted");
-    Ok(HttpResponse::Accepted().json(json!({
-        "delivery_id": rec.delivery_id,
-        "source": source.name,
-        "event": event,
-        "tasks": refs,
-    })))
+    Ok(HttpResponse::Accepted().json(Answer {
+        delivery_id: &rec.delivery_id,
+        event,
+        message: None,
+        source: &source.name,
+        tasks: &refs,
+    }))
+}
+
+/// The answer to a delivery that was judged: what it was and what it started.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    delivery_id: &'a str,
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    source: &'a str,
+    tasks: &'a [TaskRef],
+}
+
+/// A queued task in [`Answer`].
+struct TaskRef {
+    id: Uuid,
+    program: Arc<crate::process::Program>,
+    status: &'static str,
+}
+
+impl serde::Serialize for TaskRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("TaskRef", 4)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("program", &self.program.name)?;
+        out.serialize_field("status", self.status)?;
+        out.serialize_field("url", &format_args!("/tasks/{}", self.id))?;
+        out.end()
+    }
 }
 
 /// Queues tasks; with a store, only once they (and the delivery record) are on
@@ -392,7 +437,8 @@ fn dry_run_answer(source: &Source, parts: &Parts<'_>, rec: &Record) -> HttpRespo
 pub fn explain(source: &Source, parts: &Parts<'_>, delivery_id: &str) -> Value {
     let delivery = parts.delivery(&source.name);
     let judgement = source.routes.judge(&delivery);
-    let (params, mut rules) = describe(&judgement);
+    let params = params_json(&judgement.params);
+    let mut rules = rule_traces(&judgement);
     for m in &judgement.matches {
         let inv = Invocation {
             source: &source.name,

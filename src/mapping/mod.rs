@@ -4,6 +4,7 @@
 pub mod condition;
 pub mod event;
 pub mod params;
+pub mod wanted;
 
 use crate::process::Program;
 use actix_web::http::header::HeaderMap;
@@ -37,6 +38,8 @@ pub struct Routes {
     by_key: HashMap<String, Arc<Mapping>>,
     /// Whether any rule runs a program with a `wait` (known at load, asked per delivery).
     waits: bool,
+    /// The body paths the mappings' params read.
+    wanted: wanted::Wanted,
 }
 
 /// What a delivery carries, parsed.
@@ -71,11 +74,21 @@ pub enum Verdict {
 impl Routes {
     pub fn insert(&mut self, mapping: Mapping) {
         self.waits |= mapping.rules.iter().any(|r| r.program.wait.is_some());
+        for (_, from) in &mapping.params {
+            if let ParamFrom::Payload(steps) = from {
+                self.wanted.add(steps);
+            }
+        }
         self.by_key.insert(mapping.key.clone(), Arc::new(mapping));
     }
 
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
+    }
+
+    /// The body paths the mappings' params read.
+    pub fn wanted(&self) -> &wanted::Wanted {
+        &self.wanted
     }
 
     /// Whether any rule runs a program with a `wait`.
