@@ -128,7 +128,7 @@ mod tests {
     use super::*;
 
     fn record(n: usize) -> Record {
-        let r = Record::new("s", "127.0.0.1".into(), Vec::new(), Vec::new());
+        let r = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
         r.keep_body(bytes::Bytes::from(vec![b'x'; n]));
         r
     }

@@ -87,7 +87,7 @@ pub struct Record {
     pub received_at: SystemTime,
     pub remote_addr: String,
     /// Request headers; signatures, tokens and credentials masked.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     /// Query parameters; tokens masked.
     pub query: Vec<(String, String)>,
     pub body_size: usize,
@@ -110,49 +110,83 @@ pub struct Record {
 /// A header whose value is a credential: never recorded. `name` is lowercase
 /// (as `HeaderName`s are).
 fn sensitive_header(n: &str, extra: &[&str]) -> bool {
-    [
-        "signature",
-        "token",
-        "authorization",
-        "cookie",
-        "secret",
-        "api-key",
-        "apikey",
-        "password",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-        || extra.iter().any(|e| e.eq_ignore_ascii_case(n))
+    contains_any(
+        n.as_bytes(),
+        &[
+            b"signature",
+            b"token",
+            b"authorization",
+            b"cookie",
+            b"secret",
+            b"api-key",
+            b"apikey",
+            b"password",
+        ],
+    ) || extra.iter().any(|e| e.eq_ignore_ascii_case(n))
+}
+
+/// Whether any needle occurs in `hay`. For a header name and a few short
+/// needles a plain scan beats setting up `str::contains`'s searcher per needle.
+fn contains_any(hay: &[u8], needles: &[&[u8]]) -> bool {
+    (0..hay.len()).any(|i| needles.iter().any(|n| hay[i..].starts_with(n)))
 }
 
 const MAX_HEADER_VALUE: usize = 1024;
 
-/// Headers as recorded: credentials masked, long values cut.
-pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = headers
-        .iter()
-        .map(|(name, value)| {
-            let value = if sensitive_header(name.as_str(), extra_sensitive) {
-                "***".to_string()
-            } else if let Some(v) = value.to_str().ok().filter(|v| v.len() <= MAX_HEADER_VALUE) {
-                v.to_string()
-            } else {
-                let v = String::from_utf8_lossy(value.as_bytes());
-                if v.len() > MAX_HEADER_VALUE {
-                    let mut cut = MAX_HEADER_VALUE;
-                    while !v.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    format!("{}… ({} bytes)", &v[..cut], v.len())
+/// Recorded headers, sorted by name, kept in one string (`name: value` per
+/// line): a record is made for every request and kept for thousands more, so
+/// one allocation beats two per header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderList(String);
+
+impl HeaderList {
+    /// From name/value pairs (already masked), sorted by name. Line breaks,
+    /// which HTTP does not allow in headers, become spaces.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        let mut pairs: Vec<(N, V)> = pairs.into_iter().collect();
+        pairs.sort_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
+        let len = pairs.iter().map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 3).sum();
+        let mut text = String::with_capacity(len);
+        for (n, v) in &pairs {
+            for part in [n.as_ref(), ": ", v.as_ref()] {
+                let clean = |c: char| if c == '\n' || c == '\r' { ' ' } else { c };
+                if part.contains(['\n', '\r']) {
+                    text.extend(part.chars().map(clean));
                 } else {
-                    v.into_owned()
+                    text.push_str(part);
                 }
-            };
-            (name.as_str().to_string(), value)
-        })
-        .collect();
-    out.sort_unstable();
-    out
+            }
+            text.push('\n');
+        }
+        HeaderList(text)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.split_terminator('\n').filter_map(|line| line.split_once(": "))
+    }
+}
+
+/// Headers as recorded: credentials masked, long values cut.
+pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> HeaderList {
+    HeaderList::from_pairs(headers.iter().map(|(name, value)| {
+        let value: std::borrow::Cow<'_, str> = if sensitive_header(name.as_str(), extra_sensitive) {
+            "***".into()
+        } else if let Some(v) = value.to_str().ok().filter(|v| v.len() <= MAX_HEADER_VALUE) {
+            v.into()
+        } else {
+            let v = String::from_utf8_lossy(value.as_bytes());
+            if v.len() > MAX_HEADER_VALUE {
+                let mut cut = MAX_HEADER_VALUE;
+                while !v.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                format!("{}… ({} bytes)", &v[..cut], v.len()).into()
+            } else {
+                v
+            }
+        };
+        (name.as_str(), value)
+    }))
 }
 
 /// Query parameters as recorded: tokens masked.
@@ -161,9 +195,7 @@ pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(
         .iter()
         .map(|(k, v)| {
             let k_lower = k.to_ascii_lowercase();
-            let secret = ["token", "secret", "sig", "key", "password"]
-                .iter()
-                .any(|s| k_lower.contains(s))
+            let secret = contains_any(k_lower.as_bytes(), &[b"token", b"secret", b"sig", b"key", b"password"])
                 || extra_sensitive.iter().any(|e| e.eq_ignore_ascii_case(k));
             (k.clone(), if secret { "***".into() } else { v.clone() })
         })
@@ -172,12 +204,7 @@ pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(
 
 impl Record {
     /// A new record, before it is judged.
-    pub fn new(
-        source: &str,
-        remote_addr: String,
-        headers: Vec<(String, String)>,
-        query: Vec<(String, String)>,
-    ) -> Self {
+    pub fn new(source: &str, remote_addr: String, headers: HeaderList, query: Vec<(String, String)>) -> Self {
         let id = Uuid::new_v4().to_string();
         Record {
             delivery_id: id.clone(),
@@ -246,7 +273,7 @@ impl Record {
         let mut r = Record::new(
             v["source"].as_str()?,
             text("remote_addr").unwrap_or_default(),
-            pairs("headers"),
+            HeaderList::from_pairs(pairs("headers")),
             pairs("query"),
         );
         r.id = text("id")?;
@@ -349,4 +376,39 @@ pub fn rule_traces(j: &crate::mapping::Judgement) -> Vec<RuleTrace> {
             argv: None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    #[test]
+    fn headers_are_recorded_sorted_masked_and_cut() {
+        let mut h = HeaderMap::new();
+        let mut add =
+            |k: &'static str, v: &[u8]| h.append(HeaderName::from_static(k), HeaderValue::from_bytes(v).unwrap());
+        add("x-github-event", b"push");
+        add("x-hub-signature-256", b"sha256=abc");
+        add("x-custom-key", b"k");
+        add("accept", b"a: b");
+        add("x-long", &[b'v'; 2000]);
+        add("x-latin1", b"caf\xe9");
+        let list = mask_headers(&h, &["X-Custom-Key"]);
+        let pairs: Vec<(&str, &str)> = list.iter().collect();
+        assert_eq!(pairs[0], ("accept", "a: b"), "a value may hold `: `");
+        assert_eq!(pairs[1], ("x-custom-key", "***"), "a source's own carrier is masked");
+        assert_eq!(pairs[2], ("x-github-event", "push"));
+        assert_eq!(pairs[3], ("x-hub-signature-256", "***"));
+        assert_eq!(pairs[4], ("x-latin1", "caf\u{fffd}"));
+        assert!(pairs[5].1.ends_with("… (2000 bytes)") && pairs[5].1.len() < 1100);
+        assert_eq!(pairs.len(), 6);
+    }
+
+    #[test]
+    fn header_lists_survive_odd_pairs() {
+        let list = HeaderList::from_pairs([("b", ""), ("a", "line\nbreak\r")]);
+        assert_eq!(list.iter().collect::<Vec<_>>(), [("a", "line break "), ("b", "")]);
+        assert_eq!(HeaderList::default().iter().count(), 0);
+    }
 }

@@ -135,7 +135,7 @@ pub async fn replay(
     let json =
         serde_json::from_slice(&body).map_err(|e| ApiError::Conflict(format!("the recorded body is not JSON: {e}")))?;
     let mut headers = HeaderMap::new();
-    for (k, v) in &original.headers {
+    for (k, v) in original.headers.iter() {
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             headers.append(k, v);
         }

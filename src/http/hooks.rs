@@ -39,16 +39,35 @@ pub(crate) fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_else(|| Uuid::new_v4().simple().to_string())
 }
 
-pub async fn receive(
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
+/// Everything under `/hooks`: `POST /hooks/<source>` is a delivery; any other
+/// method there is a 405, any other path a 404.
+pub async fn entry(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let Some(source) = source_in_path(req.path()) else {
+        return super::not_found(req).await.unwrap_or_else(|e| e.error_response());
+    };
+    if req.method() != actix_web::http::Method::POST {
+        return super::method_not_allowed(req)
+            .await
+            .unwrap_or_else(|e| e.error_response());
+    }
+    receive(req, source, payload, state).await
+}
+
+/// The (percent-decoded) source name of `/hooks/<source>`.
+fn source_in_path(path: &str) -> Option<String> {
+    let tail = path.strip_prefix("/hooks/")?;
+    if tail.is_empty() || tail.contains('/') {
+        return None;
+    }
+    let name = percent_encoding::percent_decode_str(tail).decode_utf8().ok()?;
+    Some(name.into_owned())
+}
+
+async fn receive(req: HttpRequest, source: String, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     use tracing::Instrument;
     let rid = request_id(&req);
     let span = tracing::info_span!("delivery", request_id = %rid);
-    let mut response = receive_in_span(req, path, payload, state, rid.clone())
+    let mut response = receive_in_span(req, source, payload, state, rid.clone())
         .instrument(span)
         .await;
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
@@ -61,12 +80,11 @@ pub async fn receive(
 
 async fn receive_in_span(
     req: HttpRequest,
-    path: web::Path<String>,
+    source_name: String,
     payload: web::Payload,
     state: web::Data<AppState>,
     rid: String,
 ) -> HttpResponse {
-    let source_name = path.into_inner();
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
@@ -461,4 +479,25 @@ pub fn explain(source: &Source, parts: &Parts<'_>, delivery_id: &str) -> Value {
         "rules": rules,
         "would_run": judgement.matches.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_in_path;
+
+    #[test]
+    fn the_source_is_the_one_segment_after_hooks() {
+        assert_eq!(source_in_path("/hooks/github").as_deref(), Some("github"));
+        assert_eq!(source_in_path("/hooks/my%20ci").as_deref(), Some("my ci"));
+        for none in [
+            "/hooks",
+            "/hooks/",
+            "/hooks/a/b",
+            "/hooks/a/",
+            "/hooksx/a",
+            "/hooks/%ff",
+        ] {
+            assert_eq!(source_in_path(none), None, "{none}");
+        }
+    }
 }

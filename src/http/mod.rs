@@ -88,72 +88,69 @@ pub(crate) fn query_flag(query: &[(String, String)], name: &str) -> bool {
 
 /// Registers every route; the server and the tests use the same function.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/hooks/{source}")
-            .route(web::post().to(hooks::receive))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/tasks")
-            .route(web::get().to(tasks::list))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/tasks/{id}")
-            .route(web::get().to(tasks::get))
-            .route(web::delete().to(tasks::delete))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/tasks/{id}/output")
-            .route(web::get().to(tasks::output))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/tasks/{id}/cancel")
-            .route(web::post().to(tasks::cancel))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/tasks/{id}/rerun")
-            .route(web::post().to(tasks::rerun))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/deliveries")
-            .route(web::get().to(deliveries::list))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/deliveries/{id}")
-            .route(web::get().to(deliveries::get))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/deliveries/{id}/replay")
-            .route(web::post().to(deliveries::replay))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/healthz")
-            .route(web::get().to(healthz))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/-/reload")
-            .route(web::post().to(reload))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(metrics))
-            .default_service(web::to(method_not_allowed_get)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(readyz))
-            .default_service(web::to(method_not_allowed_get)),
-    );
+    // `/hooks/<source>` by prefix: a `{source}` pattern costs a regex match per delivery.
+    cfg.service(web::scope("/hooks").default_service(web::to(hooks::entry)))
+        .service(
+            web::resource("/tasks")
+                .route(web::get().to(tasks::list))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/tasks/{id}")
+                .route(web::get().to(tasks::get))
+                .route(web::delete().to(tasks::delete))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/tasks/{id}/output")
+                .route(web::get().to(tasks::output))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/tasks/{id}/cancel")
+                .route(web::post().to(tasks::cancel))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/tasks/{id}/rerun")
+                .route(web::post().to(tasks::rerun))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/deliveries")
+                .route(web::get().to(deliveries::list))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/deliveries/{id}")
+                .route(web::get().to(deliveries::get))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/deliveries/{id}/replay")
+                .route(web::post().to(deliveries::replay))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/-/reload")
+                .route(web::post().to(reload))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(readyz))
+                .default_service(web::to(method_not_allowed_get)),
+        );
 }
 
 /// Answers paths that match no route.
@@ -161,7 +158,7 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("there is nothing at `{}`", req.path())))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(req.method().to_string()))
 }
 
