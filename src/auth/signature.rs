@@ -97,10 +97,29 @@ pub enum SigEncoding {
 impl SigEncoding {
     pub fn decode(self, text: &str) -> Option<Vec<u8>> {
         match self {
-            SigEncoding::Hex => hex::decode(text).ok(),
+            SigEncoding::Hex => decode_hex(text),
             SigEncoding::Base64 => base64::engine::general_purpose::STANDARD.decode(text).ok(),
         }
     }
+}
+
+/// Hex (either case) to bytes; `None` for an odd length or a non-hex digit.
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 #[cfg(test)]
@@ -108,6 +127,21 @@ mod tests {
     use super::*;
 
     /// GitHub's published example: secret "It's a Secret to Everybody", body "Hello, World!".
+    #[test]
+    fn hex_decodes_like_the_hex_crate() {
+        for text in [
+            "",
+            "00ff",
+            "DEADbeef",
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ] {
+            assert_eq!(decode_hex(text), hex::decode(text).ok(), "{text}");
+        }
+        for bad in ["0", "0g", "zz", " 00", "0x00", "é0"] {
+            assert_eq!(decode_hex(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn github_test_vector() {
         let expected = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";

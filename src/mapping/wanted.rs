@@ -13,7 +13,7 @@
 use super::params::Step;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A tree of wanted paths: a whole subtree, or some of its keys and indices.
@@ -21,7 +21,8 @@ use std::fmt;
 pub enum Wanted {
     All,
     Some {
-        keys: HashMap<String, Wanted>,
+        /// Keys wanted from an object (a few: found by a scan, not a hash).
+        keys: Vec<(String, Wanted)>,
         /// Indices wanted from an array, in order.
         items: BTreeMap<usize, Wanted>,
     },
@@ -31,7 +32,7 @@ impl Default for Wanted {
     /// Nothing wanted yet.
     fn default() -> Self {
         Wanted::Some {
-            keys: HashMap::new(),
+            keys: Vec::new(),
             items: BTreeMap::new(),
         }
     }
@@ -48,7 +49,13 @@ impl Wanted {
             return;
         };
         let child = match first {
-            Step::Key(k) => keys.entry(k.clone()).or_default(),
+            Step::Key(k) => match keys.iter().position(|(name, _)| name == k) {
+                Some(at) => &mut keys[at].1,
+                None => {
+                    keys.push((k.clone(), Wanted::default()));
+                    &mut keys.last_mut().expect("just pushed").1
+                }
+            },
             Step::Index(i) => items.entry(*i).or_default(),
         };
         child.add(rest);
@@ -210,7 +217,7 @@ impl<'de> Visitor<'de> for Skip {
 }
 
 /// Reads an object key: the wanted child and the key's name, or `None` to skip its value.
-struct Key<'w>(&'w HashMap<String, Wanted>);
+struct Key<'w>(&'w [(String, Wanted)]);
 
 impl<'de, 'w> DeserializeSeed<'de> for Key<'w> {
     type Value = Option<(String, &'w Wanted)>;
@@ -228,7 +235,7 @@ impl<'de, 'w> Visitor<'de> for Key<'w> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.get_key_value(v).map(|(k, w)| (k.clone(), w)))
+        Ok(self.0.iter().find(|(k, _)| k == v).map(|(k, w)| (k.clone(), w)))
     }
 }
 
@@ -327,7 +334,7 @@ mod tests {
         w.add(&parse_path("repository").unwrap());
         w.add(&parse_path("repository.owner.login").unwrap());
         let Wanted::Some { keys, .. } = &w else { panic!() };
-        assert_eq!(keys["repository"], Wanted::All);
+        assert_eq!(keys, &[("repository".to_string(), Wanted::All)]);
         let v = wanting(&["k"]).parse(br#"{"k":1,"k":2}"#).unwrap();
         assert_eq!(v, serde_json::from_slice::<Value>(br#"{"k":1,"k":2}"#).unwrap());
     }
