@@ -29,6 +29,8 @@ pub struct Condition {
     tree: Node,
     /// Regexes given as string literals, compiled at load.
     regexes: HashMap<String, Regex>,
+    /// The variables it reads: only these are bound when it is evaluated.
+    vars: Vec<String>,
 }
 
 /// The variables a condition sees, by name.
@@ -38,6 +40,11 @@ pub struct Vars<'a> {
 }
 
 impl Condition {
+    /// Whether it reads the variable `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.vars.iter().any(|v| v == name)
+    }
+
     /// Compiles `text`; `known` says whether a variable name exists.
     pub fn compile(text: &str, known: impl Fn(&str) -> bool) -> Result<Self, String> {
         if text.len() > MAX_LEN {
@@ -79,10 +86,14 @@ impl Condition {
         }
         let mut regexes = HashMap::new();
         collect_regex_literals(&tree, &mut regexes)?;
+        let mut vars: Vec<String> = tree.iter_variable_identifiers().map(str::to_string).collect();
+        vars.sort_unstable();
+        vars.dedup();
         Ok(Condition {
             text: text.to_string(),
             tree,
             regexes,
+            vars,
         })
     }
 

@@ -142,14 +142,21 @@ impl Routes {
                     .map(|(name, from)| (name.clone(), extract(from, d)))
                     .collect(),
             );
-            let mut names: Vec<&str> = Vec::with_capacity(params.len() + 3);
-            let mut values: Vec<evalexpr::Value> = Vec::with_capacity(params.len() + 3);
-            if mapping.rules.iter().any(|r| r.condition.is_some()) {
-                for (name, value) in params.iter() {
-                    names.push(name);
-                    values.push(to_value(Some(value)));
-                }
-                for (name, value) in BUILTIN_VARS.iter().zip([d.source, d.event, d.action]) {
+            // Only what some condition reads is converted for evalexpr.
+            let used = |name: &str| {
+                mapping
+                    .rules
+                    .iter()
+                    .any(|r| r.condition.as_ref().is_some_and(|c| c.uses(name)))
+            };
+            let mut names: Vec<&str> = Vec::new();
+            let mut values: Vec<evalexpr::Value> = Vec::new();
+            for (name, value) in params.iter().filter(|(name, _)| used(name)) {
+                names.push(name);
+                values.push(to_value(Some(value)));
+            }
+            for (name, value) in BUILTIN_VARS.iter().zip([d.source, d.event, d.action]) {
+                if used(name) {
                     names.push(name);
                     values.push(evalexpr::Value::String(value.to_string()));
                 }
