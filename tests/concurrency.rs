@@ -158,14 +158,7 @@ fn replace_runs_the_running_task_and_only_the_newest_waiting_one() {
 fn cancel_running_stops_the_running_task_group_and_takes_its_place() {
     let d = Daemon::start(CONFIG);
     let first = send(&d, "preempt", "acme/app");
-    eventually("the first task to start", Duration::from_secs(10), || {
-        d.path("pids").exists()
-    });
-    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
-        .unwrap()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = d.trap_pids();
     std::fs::remove_file(d.path("pids")).unwrap();
     let second = send(&d, "preempt", "acme/app");
     let old = d.wait_task(&first);
@@ -174,9 +167,7 @@ fn cancel_running_stops_the_running_task_group_and_takes_its_place() {
     for pid in pids {
         assert!(!alive(pid), "process {pid} of the superseded task survived");
     }
-    eventually("the new task to start", Duration::from_secs(10), || {
-        d.path("pids").exists()
-    });
+    d.trap_pids(); // the new task has started
     assert_eq!(d.get(&format!("/tasks/{second}")).json()["status"], "running");
     d.post(&format!("/tasks/{second}/cancel"), &[], b"");
     d.wait_task(&second);

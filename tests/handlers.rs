@@ -177,9 +177,7 @@ fn a_timeout_kills_the_whole_process_group_even_when_sigterm_is_ignored() {
     assert_eq!(task["status"], "timed_out", "{task}");
     assert_eq!(task["exit_code"], Value::Null);
     assert_eq!(task["error"], "timed out after 1s");
-    let pids = std::fs::read_to_string(d.path("pids")).unwrap();
-    for pid in pids.split_whitespace() {
-        let pid: i32 = pid.parse().unwrap();
+    for pid in d.trap_pids() {
         assert!(!alive(pid), "process {pid} of the group survived the timeout");
     }
     // The grace period (5 s) passed before SIGKILL, since SIGTERM was ignored.

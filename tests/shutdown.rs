@@ -54,14 +54,7 @@ fn after_the_grace_running_groups_are_killed_and_unstarted_tasks_are_reported() 
     let mut d = Daemon::start(&CONFIG.replace("shutdown_grace: 10s", "shutdown_grace: 1s"));
     send(&d, "trap");
     let never = send(&d, "sleepy");
-    eventually("the trap handler to start", Duration::from_secs(10), || {
-        d.path("pids").exists()
-    });
-    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
-        .unwrap()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = d.trap_pids();
     let started = Instant::now();
     let status = d.terminate();
     assert!(status.success(), "exit status {status:?}");

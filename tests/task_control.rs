@@ -49,14 +49,7 @@ fn cancelling_a_running_task_stops_its_whole_group_and_a_queued_one_never_starts
     let d = Daemon::start(CONFIG);
     let running = one(&send(&d, "/hooks/a", r#"{"kind":"trap"}"#));
     let queued = one(&send(&d, "/hooks/a", r#"{"kind":"echo","word":"never"}"#));
-    eventually("the trap handler to start", Duration::from_secs(10), || {
-        d.path("pids").exists()
-    });
-    let pids: Vec<i32> = std::fs::read_to_string(d.path("pids"))
-        .unwrap()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = d.trap_pids();
 
     let r = d.post(&format!("/tasks/{queued}/cancel"), &[], b"");
     assert_eq!(r.status, 202, "{}", r.text);

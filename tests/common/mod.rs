@@ -179,6 +179,18 @@ impl Daemon {
         self.dir.path().join(name)
     }
 
+    /// The pids the `trap` test handler wrote (itself and its child), once it has written them.
+    pub fn trap_pids(&self) -> Vec<i32> {
+        eventually("the trap handler to start", Duration::from_secs(10), || {
+            self.path("pids").exists()
+        });
+        std::fs::read_to_string(self.path("pids"))
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
