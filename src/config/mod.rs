@@ -593,11 +593,7 @@ impl Checker<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Mapping {
-            key: event_key.to_string(),
-            params,
-            rules,
-        })
+        Some(Mapping::new(event_key.to_string(), params, rules))
     }
 
     /// A rule's `run` that names no program: a script `handlers/<name>.*` with

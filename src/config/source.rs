@@ -171,23 +171,17 @@ impl Source {
     }
 
     /// The parts of a body that judging a delivery reads: the params' paths,
-    /// the top-level `action`, and what the provider and event spec read.
+    /// and what the event spec, the delivery id and the handshake read.
     pub fn wanted_body(&self) -> Wanted {
-        // Slack's bodies are small and read in several places (event, challenge, command).
-        if self.provider == Provider::Slack {
-            return Wanted::All;
-        }
         let mut w = self.routes.wanted().clone();
-        w.add_key("action");
+        self.event.read_from_body(&mut w);
         if let Some(field) = self.provider.delivery_field() {
             w.add_key(field);
         }
-        match &self.event {
-            EventSpec::Gitlab => w.add_key("object_kind"),
-            EventSpec::Jira => w.add_key("webhookEvent"),
-            EventSpec::Slack => return Wanted::All,
-            EventSpec::Field(path) => w.add(path),
-            EventSpec::Header(_) | EventSpec::Fixed => {}
+        if self.provider == Provider::Slack {
+            // What `challenge` reads.
+            w.add_key("type");
+            w.add_key("challenge");
         }
         w
     }
@@ -779,6 +773,61 @@ mod tests {
     fn source(yaml: &str) -> Arc<Source> {
         let config = load(yaml).unwrap_or_else(|e| panic!("{e}"));
         config.sources.values().next().unwrap().clone()
+    }
+
+    #[test]
+    fn a_sparse_body_reads_as_the_whole_one_for_event_action_id_and_handshake() {
+        use crate::mapping::event::{action_of, event_of};
+        let fixture = |p: &str| std::fs::read(format!("{}/tests/fixtures/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "  s:\n    provider: github\n    secret: x\n",
+                fixture("github/pull_request.opened.json"),
+            ),
+            (
+                "  s:\n    provider: gitlab\n    token: x\n",
+                fixture("gitlab/merge_request.json"),
+            ),
+            (
+                "  s:\n    provider: jira\n    token: x\n",
+                fixture("jira/issue_created.json"),
+            ),
+            (
+                "  s:\n    provider: slack\n    secret: x\n",
+                br#"{"type":"url_verification","challenge":"c"}"#.to_vec(),
+            ),
+            (
+                "  s:\n    provider: slack\n    secret: x\n",
+                br#"{"type":"event_callback","event_id":"E1","event":{"type":"app_mention","text":"hi"}}"#.to_vec(),
+            ),
+            (
+                "  s:\n    provider: slack\n    secret: x\n",
+                br#"{"command":"/deploy","text":"app"}"#.to_vec(),
+            ),
+            (
+                "  s:\n    provider: stripe\n    secret: x\n",
+                br#"{"id":"evt_1","type":"charge.succeeded","data":{}}"#.to_vec(),
+            ),
+            (
+                "  s:\n    provider: generic\n    auth: none\n    event: {field: meta.kind}\n",
+                br#"{"meta":{"kind":"build","n":1},"action":"done","rest":[1,2]}"#.to_vec(),
+            ),
+        ];
+        let headers = HeaderMap::new();
+        for (yaml, body) in cases {
+            let source = source(yaml);
+            let full: Value = serde_json::from_slice(&body).unwrap();
+            let sparse = source.body.parse(&body).unwrap();
+            let event = |b: &Value| event_of(&source.event, &headers, b).map(|e| (e.name, e.raw));
+            assert_eq!(event(&sparse), event(&full), "{yaml}");
+            assert_eq!(action_of(&sparse), action_of(&full), "{yaml}");
+            assert_eq!(
+                source.delivery_id(&headers, &sparse),
+                source.delivery_id(&headers, &full),
+                "{yaml}"
+            );
+            assert_eq!(source.challenge(&sparse), source.challenge(&full), "{yaml}");
+        }
     }
 
     fn error(yaml: &str) -> String {

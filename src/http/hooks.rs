@@ -41,16 +41,18 @@ pub(crate) fn request_id(req: &HttpRequest) -> String {
 
 /// Everything under `/hooks`: `POST /hooks/<source>` is a delivery; any other
 /// method there is a 405, any other path a 404.
-pub async fn entry(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn entry(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let Some(source) = source_in_path(req.path()) else {
-        return super::not_found(req).await.unwrap_or_else(|e| e.error_response());
+        return super::not_found(req).await;
     };
     if req.method() != actix_web::http::Method::POST {
-        return super::method_not_allowed(req)
-            .await
-            .unwrap_or_else(|e| e.error_response());
+        return super::method_not_allowed(req).await;
     }
-    receive(req, source, payload, state).await
+    Ok(receive(req, source, payload, state).await)
 }
 
 /// The (percent-decoded) source name of `/hooks/<source>`.

@@ -1,6 +1,7 @@
 //! The event name of a delivery, as each provider sends it.
 
 use super::params::{lookup, Step};
+use super::wanted::Wanted;
 use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
@@ -85,6 +86,24 @@ pub fn event_of(spec: &EventSpec, headers: &HeaderMap, body: &Value) -> Result<E
 pub fn normalise_gitlab(raw: &str) -> String {
     let base = raw.strip_suffix(" Hook").unwrap_or(raw);
     base.trim().to_ascii_lowercase().replace(' ', "_")
+}
+
+impl EventSpec {
+    /// Adds what [`event_of`] and [`action_of`] read from a body to `wanted`.
+    pub fn read_from_body(&self, wanted: &mut Wanted) {
+        wanted.add_key("action");
+        match self {
+            EventSpec::Gitlab => wanted.add_key("object_kind"),
+            EventSpec::Jira => wanted.add_key("webhookEvent"),
+            EventSpec::Slack => {
+                for key in ["event", "type", "command"] {
+                    wanted.add_key(key);
+                }
+            }
+            EventSpec::Field(path) => wanted.add(path),
+            EventSpec::Header(_) | EventSpec::Fixed => {}
+        }
+    }
 }
 
 /// The body's top-level `action` string, or "".

@@ -23,6 +23,27 @@ pub struct Mapping {
     pub key: String,
     pub params: Vec<(String, ParamFrom)>,
     pub rules: Vec<Rule>,
+    /// Which params, then which of [`BUILTIN_VARS`], some condition reads:
+    /// only those are converted for evalexpr when a delivery is judged.
+    read_by_conditions: Vec<bool>,
+}
+
+impl Mapping {
+    pub fn new(key: String, params: Vec<(String, ParamFrom)>, rules: Vec<Rule>) -> Self {
+        let read = |name: &str| rules.iter().any(|r| r.condition.as_ref().is_some_and(|c| c.uses(name)));
+        let read_by_conditions = params
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .chain(BUILTIN_VARS)
+            .map(read)
+            .collect();
+        Mapping {
+            key,
+            params,
+            rules,
+            read_by_conditions,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -142,21 +163,18 @@ impl Routes {
                     .map(|(name, from)| (name.clone(), extract(from, d)))
                     .collect(),
             );
-            // Only what some condition reads is converted for evalexpr.
-            let used = |name: &str| {
-                mapping
-                    .rules
-                    .iter()
-                    .any(|r| r.condition.as_ref().is_some_and(|c| c.uses(name)))
-            };
+            let builtins = BUILTIN_VARS.iter().zip([d.source, d.event, d.action]);
             let mut names: Vec<&str> = Vec::new();
             let mut values: Vec<evalexpr::Value> = Vec::new();
-            for (name, value) in params.iter().filter(|(name, _)| used(name)) {
-                names.push(name);
-                values.push(to_value(Some(value)));
+            let mut read = mapping.read_by_conditions.iter();
+            for (name, value) in params.iter() {
+                if read.next() == Some(&true) {
+                    names.push(name);
+                    values.push(to_value(Some(value)));
+                }
             }
-            for (name, value) in BUILTIN_VARS.iter().zip([d.source, d.event, d.action]) {
-                if used(name) {
+            for ((name, value), wanted) in builtins.zip(read) {
+                if *wanted {
                     names.push(name);
                     values.push(evalexpr::Value::String(value.to_string()));
                 }
