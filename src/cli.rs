@@ -4,7 +4,8 @@
 
 use crate::client::{commands, Api};
 use crate::config::{self, Config};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use crate::logging::LogFormat;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,12 +25,6 @@ struct Cli {
     /// one JSON object per line (journald, log shippers). `RUST_LOG` sets the level.
     #[arg(long, global = true, value_enum, env = "HOOKRUNNER_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -234,7 +229,7 @@ struct ServeArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(hoist_log_format(std::env::args_os().collect()));
-    init_logging(cli.log_format);
+    crate::logging::init(cli.log_format);
     match cli.command {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Serve(args)) => serve(args),
@@ -320,26 +315,6 @@ fn hoist_into(
     args.extend(rest);
     // Another `--log-format` before the subcommand (the last one wins anyway).
     hoist_log_format(args)
-}
-
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        // One object per line: timestamp, level, target, fields (with `message`).
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_ansi(false)
-            .with_current_span(false)
-            .init(),
-    }
 }
 
 /// Runs a client command against the daemon `args` names; an error is
@@ -594,17 +569,39 @@ fn db_check(config_path: &Path, path: Option<PathBuf>) -> ExitCode {
         eprintln!("error: `{}` does not exist", path.display());
         return ExitCode::from(2);
     }
-    match crate::store::integrity_check(&path) {
-        Ok((ok, report)) => {
-            for line in &report {
-                println!("{line}");
+    match crate::store::check(&path) {
+        Ok(report) => {
+            for line in &report.integrity {
+                println!("integrity: {line}");
             }
-            if ok {
+            println!(
+                "schema version {} (this hookrunner writes {})",
+                report.schema_version,
+                crate::store::SCHEMA_VERSION
+            );
+            println!("{} tasks, {} deliveries", report.tasks, report.deliveries);
+            println!("{} unreadable rows", report.unreadable.len());
+            for u in &report.unreadable {
+                println!("  {u}");
+            }
+            if report.quarantined > 0 {
+                println!(
+                    "{} rows could not be converted to typed records and were kept in the `quarantine` table",
+                    report.quarantined
+                );
+            }
+            if report.ok() {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
-            } else {
+            } else if report.integrity != ["ok"] {
                 println!(
                     "{}: damaged; move it aside to start with an empty store (the history in it is lost)",
+                    path.display()
+                );
+                ExitCode::FAILURE
+            } else {
+                println!(
+                    "{}: some rows cannot be read (listed above); the daemon logs and skips them",
                     path.display()
                 );
                 ExitCode::FAILURE

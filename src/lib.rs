@@ -11,7 +11,9 @@
 //! - [`engine`]: the bounded queue, the concurrency limit, and the task table.
 //! - [`process`]: spawning a handler in its own process group, its output and timeout.
 //! - [`store`]: the durable SQLite store: group commit, history, recovery.
+//! - [`status`]: the names of task statuses and delivery outcomes, shared by every layer.
 //! - [`config`]: `webhook.yaml`, checked at load into the types above.
+//! - [`logging`]: text or JSON log lines; request values escaped, noisy libraries muted.
 //! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
 //! - [`reload`]: putting a changed config in force without a restart.
 //! - [`server`]: binding, signals and graceful shutdown.
@@ -27,10 +29,12 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod http;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod process;
 pub mod reload;
 pub mod secret;
 pub mod server;
+pub mod status;
 pub mod store;

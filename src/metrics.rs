@@ -1,5 +1,12 @@
 //! `GET /metrics`: Prometheus text from prometheus-client. Counters move as
 //! deliveries and tasks do; the running and queued gauges are read at scrape.
+//!
+//! Every label value comes from the config (source and program names, which
+//! the config restricts to safe characters) or from our own fixed words
+//! (outcomes, statuses, reasons); nothing a request sends becomes a label.
+//! prometheus-client does not escape label values, and each new value would
+//! be a new series held forever. A request for a source that does not exist
+//! is counted under [`UNKNOWN_SOURCE`].
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -10,20 +17,67 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 
-type Labels = Vec<(&'static str, String)>;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use std::sync::Arc;
+
+/// The `source` label of requests to a source that is not in the config.
+pub const UNKNOWN_SOURCE: &str = "(unknown)";
+
+/// A source or program name from the config, as a label value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Name(Arc<str>);
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceOutcome {
+    source: Name,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramStatus {
+    program: Name,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabel {
+    program: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
 
 pub struct Metrics {
     registry: Registry,
-    deliveries: Family<Labels, Counter>,
-    rejections: Family<Labels, Counter>,
-    dedup_hits: Family<Labels, Counter>,
-    tasks: Family<Labels, Counter>,
-    task_duration: Family<Labels, Histogram>,
+    deliveries: Family<SourceOutcome, Counter>,
+    rejections: Family<Reason, Counter>,
+    dedup_hits: Family<SourceLabel, Counter>,
+    tasks: Family<ProgramStatus, Counter>,
+    task_duration: Family<ProgramLabel, Histogram>,
     queue_wait: Histogram,
     pub running: Gauge,
     pub queued: Gauge,
     store_write: Histogram,
-    reloads: Family<Labels, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    unknown_source: Name,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -39,23 +93,23 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("hookrunner");
-        let deliveries = Family::<Labels, Counter>::default();
+        let deliveries = Family::<SourceOutcome, Counter>::default();
         registry.register(
             "deliveries",
             "Deliveries received, by source and outcome",
             deliveries.clone(),
         );
-        let rejections = Family::<Labels, Counter>::default();
+        let rejections = Family::<Reason, Counter>::default();
         registry.register("rejections", "Deliveries refused, by reason", rejections.clone());
-        let dedup_hits = Family::<Labels, Counter>::default();
+        let dedup_hits = Family::<SourceLabel, Counter>::default();
         registry.register(
             "dedup_hits",
             "Repeated deliveries answered as duplicates",
             dedup_hits.clone(),
         );
-        let tasks = Family::<Labels, Counter>::default();
+        let tasks = Family::<ProgramStatus, Counter>::default();
         registry.register("tasks", "Tasks finished, by program and status", tasks.clone());
-        let task_duration = Family::<Labels, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
+        let task_duration = Family::<ProgramLabel, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
         registry.register(
             "task_duration_seconds",
             "How long handlers ran, by program",
@@ -81,7 +135,7 @@ impl Metrics {
             "Time to commit one batch to the store",
             store_write.clone(),
         );
-        let reloads = Family::<Labels, Counter>::default();
+        let reloads = Family::<ResultLabel, Counter>::default();
         registry.register("config_reloads", "Config reloads, by result", reloads.clone());
         registry.register(
             "build",
@@ -100,34 +154,39 @@ impl Metrics {
             queued,
             store_write,
             reloads,
+            unknown_source: Name(UNKNOWN_SOURCE.into()),
         }
     }
 
-    pub fn delivery(&self, source: &str, outcome: &str) {
-        self.deliveries
-            .get_or_create(&vec![("source", source.to_string()), ("outcome", outcome.to_string())])
-            .inc();
+    /// A delivery to `source` (`None`: not a source in the config).
+    pub fn delivery(&self, source: Option<&Arc<str>>, outcome: &'static str) {
+        let source = source.map_or_else(|| self.unknown_source.clone(), |s| Name(s.clone()));
+        self.deliveries.get_or_create(&SourceOutcome { source, outcome }).inc();
     }
 
     pub fn rejection(&self, reason: &'static str) {
-        self.rejections
-            .get_or_create(&vec![("reason", reason.to_string())])
-            .inc();
+        self.rejections.get_or_create(&Reason { reason }).inc();
     }
 
-    pub fn dedup_hit(&self, source: &str) {
+    pub fn dedup_hit(&self, source: &Arc<str>) {
         self.dedup_hits
-            .get_or_create(&vec![("source", source.to_string())])
+            .get_or_create(&SourceLabel {
+                source: Name(source.clone()),
+            })
             .inc();
     }
 
-    pub fn task_finished(&self, program: &str, status: &str, ran: Option<Duration>) {
+    pub fn task_finished(&self, program: &Arc<str>, status: &'static str, ran: Option<Duration>) {
+        let program = Name(program.clone());
         self.tasks
-            .get_or_create(&vec![("program", program.to_string()), ("status", status.to_string())])
+            .get_or_create(&ProgramStatus {
+                program: program.clone(),
+                status,
+            })
             .inc();
         if let Some(d) = ran {
             self.task_duration
-                .get_or_create(&vec![("program", program.to_string())])
+                .get_or_create(&ProgramLabel { program })
                 .observe(d.as_secs_f64());
         }
     }
@@ -142,7 +201,9 @@ impl Metrics {
 
     pub fn reload(&self, ok: bool) {
         self.reloads
-            .get_or_create(&vec![("result", if ok { "ok" } else { "failed" }.to_string())])
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "failed" },
+            })
             .inc();
     }
 

@@ -35,3 +35,113 @@ impl fmt::Display for Secret {
         f.write_str("***")
     }
 }
+
+/// A URL as hookrunner shows it anywhere (API, answers, logs, errors): the
+/// userinfo's password and every query value become `***`, and the fragment
+/// is dropped. `http://u:pw@host/p?token=t&x=1#f` → `http://u:***@host/p?token=***&x=***`.
+///
+/// Text that is not a URL is masked as a whole only where it could carry a
+/// credential: a bare `user:password@host` still loses its password.
+pub fn mask_url(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or(url);
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    // The authority runs from after `scheme://` (if any) to the next `/`.
+    let auth_start = before_query.find("://").map_or(0, |i| i + 3);
+    let auth_end = before_query[auth_start..]
+        .find('/')
+        .map_or(before_query.len(), |i| auth_start + i);
+    let authority = &before_query[auth_start..auth_end];
+    let mut out = String::with_capacity(url.len() + 8);
+    out.push_str(&before_query[..auth_start]);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(&before_query[auth_end..]);
+    if let Some(query) = query {
+        out.push('?');
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) => format!("{k}=***"),
+                None if pair.is_empty() => String::new(),
+                None => format!("{pair}=***"),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    out
+}
+
+/// A URL that may carry credentials (a password in its userinfo, a token in
+/// its query). `Debug` and `Display` show it masked ([`mask_url`]); only
+/// [`SecretUrl::expose`] gives the real one, to make the request with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The real URL, credentials and all.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as it may be shown.
+    pub fn masked(&self) -> String {
+        mask_url(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.masked())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_passwords_and_query_values() {
+        let cases = [
+            ("http://host/path", "http://host/path"),
+            ("https://user:pw@host:8443/p?token=t0k&x=1#frag", "https://user:***@host:8443/p?token=***&x=***"),
+            ("http://user@host/", "http://user@host/"),
+            ("http://a:b@c@host/x", "http://a:***@host/x"),
+            ("postgres://root:s3cret@db:5432/app?sslmode=require&password=p", "postgres://root:***@db:5432/app?sslmode=***&password=***"),
+            ("http://host/p?flag", "http://host/p?flag=***"),
+            ("http://host/p?", "http://host/p?"),
+            ("user:pw@host", "user:***@host"),
+            ("http://host/a@b:c", "http://host/a@b:c"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(mask_url(url), shown, "{url}");
+        }
+        let u = SecretUrl::new("http://u:hunter2@h/?k=v");
+        assert!(!format!("{u} {u:?}").contains("hunter2"));
+        assert_eq!(u.expose(), "http://u:hunter2@h/?k=v");
+    }
+}

@@ -139,7 +139,8 @@ fn a_finished_task_is_reported_with_a_correctly_signed_post() {
     });
     let task = d.get(&format!("/tasks/{id}")).json();
     // The URL's query (which may hold a token) is not shown.
-    assert_eq!(task["callbacks"][0]["url"], url.split('?').next().unwrap());
+    // The query may carry a token: its values are masked wherever the URL is shown.
+    assert_eq!(task["callbacks"][0]["url"], url.replace("token=abc", "token=***"));
     assert_eq!(task["callbacks"][0]["attempts"], 1);
 
     // `when` filters: a succeeded `quiet` task sends nothing.

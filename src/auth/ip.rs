@@ -24,29 +24,78 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client's address: the peer's, or, when the peer is a trusted proxy,
-/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpNet]) -> IpAddr {
-    let peer = canonical(peer);
-    if !contains(trusted_proxies, peer) {
-        return peer;
-    }
-    let Some(header) = forwarded_for else {
-        return peer;
-    };
-    let mut client = peer;
-    for hop in header.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                client = canonical(ip);
-                if !contains(trusted_proxies, client) {
-                    break;
-                }
-            }
-            Err(_) => break,
+/// Who sent a request, as far as we can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Addr(IpAddr),
+    /// A trusted proxy forwarded it, but a hop of `X-Forwarded-For` was not a
+    /// bare IP address (`1.2.3.4:5555`, `unknown`, garbage): we cannot tell
+    /// who it is, so it gets nothing an address would give (it is not
+    /// loopback and is in no `allow_ips`).
+    Unknown,
+}
+
+impl Client {
+    /// Whether the client is in one of `nets`; an unknown client never is.
+    pub fn is_in(self, nets: &[IpNet]) -> bool {
+        match self {
+            Client::Addr(ip) => contains(nets, ip),
+            Client::Unknown => false,
         }
     }
-    client
+
+    pub fn is_loopback(self) -> bool {
+        match self {
+            Client::Addr(ip) => ip.is_loopback(),
+            Client::Unknown => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Addr(ip) => ip.fmt(f),
+            Client::Unknown => f.write_str("unknown (a forwarded-for hop is not an IP address)"),
+        }
+    }
+}
+
+/// The client: the peer, or, when the peer is a trusted proxy, the right-most
+/// address of `X-Forwarded-For` that is not itself a trusted proxy. Every
+/// header line counts, in order (a client may send its own line ahead of the
+/// one its proxy appends: that is why the right-most untrusted hop is taken).
+/// A hop that is not a bare IP address makes the client [`Client::Unknown`],
+/// never the proxy itself. `lines` are the raw header values; a value that
+/// is not text is such a hop.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    lines: impl DoubleEndedIterator<Item = &'a [u8]>,
+    trusted_proxies: &[IpNet],
+) -> Client {
+    let peer = canonical(peer);
+    if !contains(trusted_proxies, peer) {
+        return Client::Addr(peer);
+    }
+    let mut client = peer;
+    for line in lines.rev() {
+        let Ok(line) = std::str::from_utf8(line) else {
+            return Client::Unknown;
+        };
+        for hop in line.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = canonical(ip);
+                    if !contains(trusted_proxies, client) {
+                        return Client::Addr(client);
+                    }
+                }
+                Err(_) => return Client::Unknown,
+            }
+        }
+    }
+    // Every hop was a trusted proxy (or there was none): the left-most one.
+    Client::Addr(client)
 }
 
 #[cfg(test)]
@@ -68,18 +117,51 @@ mod tests {
         assert!(parse_net("example.com").is_err());
     }
 
+    fn xff(peer: &str, lines: &[&str], trusted: &[&str]) -> Client {
+        client_ip(
+            peer.parse().unwrap(),
+            lines.iter().map(|l| l.as_bytes()),
+            &nets(trusted),
+        )
+    }
+
+    fn addr(ip: &str) -> Client {
+        Client::Addr(ip.parse().unwrap())
+    }
+
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
-        let trusted = nets(&["127.0.0.1"]);
-        let local: IpAddr = "127.0.0.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.7".parse().unwrap();
-        let xff = Some("198.51.100.1, 203.0.113.9");
-        assert_eq!(
-            client_ip(local, xff, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(client_ip(other, xff, &trusted), other);
-        assert_eq!(client_ip(local, xff, &[]), local);
-        assert_eq!(client_ip(local, Some("garbage"), &trusted), local);
+        let proxy = ["127.0.0.1"];
+        assert_eq!(xff("127.0.0.1", &["198.51.100.1, 203.0.113.9"], &proxy), addr("203.0.113.9"));
+        assert_eq!(xff("192.0.2.7", &["198.51.100.1"], &proxy), addr("192.0.2.7"));
+        assert_eq!(xff("127.0.0.1", &["198.51.100.1"], &[]), addr("127.0.0.1"));
+        assert_eq!(xff("127.0.0.1", &[], &proxy), addr("127.0.0.1"));
+        // All hops trusted: the left-most.
+        assert_eq!(xff("127.0.0.1", &["10.0.0.2, 10.0.0.1"], &["127.0.0.1", "10.0.0.0/8"]), addr("10.0.0.2"));
+    }
+
+    #[test]
+    fn every_forwarded_for_line_counts_and_the_last_one_wins() {
+        let proxy = ["127.0.0.1"];
+        // The client's own forged line comes first; the proxy appends the real one.
+        assert_eq!(xff("127.0.0.1", &["127.0.0.1", "203.0.113.9"], &proxy), addr("203.0.113.9"));
+        assert_eq!(xff("127.0.0.1", &["::1, 10.1.1.1", "203.0.113.9, 127.0.0.1"], &proxy), addr("203.0.113.9"));
+        // A trusted proxy chain over two lines.
+        let chain = ["127.0.0.1", "10.0.0.0/8"];
+        assert_eq!(xff("127.0.0.1", &["198.51.100.4", "10.0.0.9"], &chain), addr("198.51.100.4"));
+    }
+
+    #[test]
+    fn a_hop_that_is_not_an_address_fails_closed() {
+        let proxy = ["127.0.0.1"];
+        for bad in ["1.2.3.4:5555", "unknown", "garbage", "", "1.2.3.4,", "[::1]", "_hidden"] {
+            let client = xff("127.0.0.1", &[bad], &proxy);
+            assert_eq!(client, Client::Unknown, "{bad:?}");
+            assert!(!client.is_loopback());
+            assert!(!client.is_in(&nets(&["0.0.0.0/0", "::/0"])));
+        }
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), [&b"\xff"[..]].into_iter(), &nets(&proxy)), Client::Unknown);
+        // A bad hop to the left of the client is never read.
+        assert_eq!(xff("127.0.0.1", &["garbage, 203.0.113.9"], &proxy), addr("203.0.113.9"));
     }
 }

@@ -21,6 +21,7 @@ use crate::mapping::{Mapping, Rule, BUILTIN_VARS};
 use crate::process::program::{OnBusy, RetryPolicy, BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE};
 use crate::process::{Program, Template};
 use crate::secret::Secret;
+use crate::status::Status;
 use interp::Interp;
 use ipnet::IpNet;
 use locate::Seg;
@@ -31,8 +32,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
-/// The statuses a task can end in.
-const FINAL_STATUSES: [&str; 5] = ["succeeded", "failed", "timed_out", "cancelled", "interrupted"];
 /// How long finished tasks are kept when `tasks.keep_for` says nothing.
 pub const DEFAULT_KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
@@ -73,7 +72,7 @@ impl Config {
     pub fn program(&self, name: &str) -> Option<Arc<Program>> {
         self.programs
             .iter()
-            .find(|p| p.name == name)
+            .find(|p| &*p.name == name)
             .cloned()
             .or_else(|| self.sources.values().find_map(|s| s.routes.program(name)))
     }
@@ -157,6 +156,19 @@ pub(crate) fn valid_header(name: &str) -> bool {
     actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
 }
 
+/// A source or program name: it becomes a metric label and a log field, so
+/// only letters, digits and `-_.~@+` (and, in a source name, `/` between
+/// parts, as in `team/app`), at most 128 characters.
+fn valid_label_name(name: &str, slash: bool) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.~@+".contains(c) || (slash && c == '/');
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(ok_char)
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.contains("//")
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -205,6 +217,13 @@ impl Checker<'_> {
         let mut programs: HashMap<String, Arc<Program>> = HashMap::new();
         let mut program_list = Vec::new();
         for (name, p) in &raw.programs.0 {
+            if !valid_label_name(name, false) {
+                self.error(
+                    &[key("programs"), key(name)],
+                    format!("`{name}` is not a valid program name: use letters, digits and `-_.~@+`"),
+                );
+                continue;
+            }
             if let Some(program) = self.program(name, p) {
                 let program = Arc::new(program);
                 programs.insert(name.clone(), program.clone());
@@ -214,6 +233,13 @@ impl Checker<'_> {
         let mut sources = HashMap::new();
         for (name, s) in &raw.sources.0 {
             let at = [key("sources"), key(name)];
+            if !valid_label_name(name, true) {
+                self.error(
+                    &at,
+                    format!("`{name}` is not a valid source name: use letters, digits, `-_.~@+` and `/` between parts"),
+                );
+                continue;
+            }
             if let Some(source) = self.source(&at, name, s) {
                 sources.insert(name.clone(), source);
             }
@@ -319,7 +345,7 @@ impl Checker<'_> {
             shutdown_grace: raw
                 .shutdown_grace
                 .map(|d| d.0)
-                .unwrap_or(crate::server::DEFAULT_SHUTDOWN_GRACE),
+                .unwrap_or(crate::engine::DEFAULT_SHUTDOWN_GRACE),
         }
     }
 
@@ -451,24 +477,29 @@ impl Checker<'_> {
                     "must be an http:// or https:// URL",
                 );
             }
-            let when = c
-                .when
-                .clone()
-                .unwrap_or_else(|| FINAL_STATUSES.iter().map(|s| s.to_string()).collect());
-            for w in &when {
-                if !FINAL_STATUSES.contains(&w.as_str()) {
-                    self.error(
-                        &[&cat[..], &[key("when")]].concat(),
-                        format!("`{w}` is not a final status: expected {}", FINAL_STATUSES.join(", ")),
-                    );
-                }
-            }
+            let when = match &c.when {
+                None => Status::FINAL.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .filter_map(|w| match Status::parse(w).filter(|s| s.is_final()) {
+                        Some(s) => Some(s),
+                        None => {
+                            let finals: Vec<&str> = Status::FINAL.iter().map(|s| s.as_str()).collect();
+                            self.error(
+                                &[&cat[..], &[key("when")]].concat(),
+                                format!("`{w}` is not a final status: expected {}", finals.join(", ")),
+                            );
+                            None
+                        }
+                    })
+                    .collect(),
+            };
             let secret = c
                 .secret
                 .as_ref()
                 .and_then(|s| self.secret(&[&cat[..], &[key("secret")]].concat(), s));
             callbacks.push(crate::process::program::Callback {
-                url: url.to_string(),
+                url: crate::secret::SecretUrl::new(url),
                 secret,
                 when,
                 attempts: c.attempts.unwrap_or(5).max(1),
@@ -492,7 +523,7 @@ impl Checker<'_> {
         let mut command = command;
         command[0] = self.resolve_command(&command[0]);
         Some(Program {
-            name: name.to_string(),
+            name: name.into(),
             command,
             args,
             params,
@@ -567,6 +598,13 @@ impl Checker<'_> {
             };
             let program = match programs.get(&r.run) {
                 Some(p) => p.clone(),
+                None if !valid_label_name(&r.run, false) => {
+                    self.error(
+                        &[&rule_at[..], &[key("run")]].concat(),
+                        format!("`{}` is not a valid program name: use letters, digits and `-_.~@+`", r.run),
+                    );
+                    continue;
+                }
                 None => match self.handler_script(&[&rule_at[..], &[key("run")]].concat(), &r.run, &param_names) {
                     Some(p) => p,
                     None => continue,
@@ -636,7 +674,7 @@ impl Checker<'_> {
             ));
         }
         Some(Arc::new(Program {
-            name: name.to_string(),
+            name: name.into(),
             command: vec![script.display().to_string()],
             params: params.iter().map(|p| p.to_string()).collect(),
             working_dir: self.dir.clone(),

@@ -55,7 +55,7 @@ impl DeliveryLog {
     /// Writes a record to the store (in the next batch), e.g. after a replay links to it.
     pub fn persist(&self, record: &Record) {
         if let Some(store) = &self.store {
-            store.write(vec![crate::store::Op::PutDelivery(record.row())]);
+            store.write(vec![record.op()]);
         }
     }
 
@@ -106,20 +106,28 @@ impl DeliveryLog {
         self.lock().by_id.get(id).cloned()
     }
 
-    /// Records matching `filter`, newest first.
-    pub fn list(&self, filter: &Filter) -> Vec<Arc<Record>> {
-        self.lock()
-            .order
-            .iter()
-            .rev()
-            .filter(|r| {
+    /// Records matching `filter`, newest first, older than the record
+    /// `before` if given; `None` if there is no record `before`.
+    pub fn list(&self, filter: &Filter, before: Option<&str>) -> Option<Vec<Arc<Record>>> {
+        let log = self.lock();
+        let skip = match before {
+            None => 0,
+            Some(id) => log.order.iter().rev().position(|r| r.id == id)? + 1,
+        };
+        Some(
+            log.order
+                .iter()
+                .rev()
+                .skip(skip)
+                .filter(|r| {
                 filter.source.as_deref().is_none_or(|s| r.source == s)
                     && filter.event.as_deref().is_none_or(|e| r.event.as_deref() == Some(e))
                     && filter.outcome.is_none_or(|o| r.outcome == o)
-            })
-            .take(filter.limit)
-            .cloned()
-            .collect()
+                })
+                .take(filter.limit)
+                .cloned()
+                .collect(),
+        )
     }
 }
 

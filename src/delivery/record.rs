@@ -1,6 +1,8 @@
 //! One delivery on record: what arrived, how it was judged, what it started.
 
-use crate::engine::task::timestamp;
+use crate::engine::task::{timestamp, ParamsView};
+use crate::store::record::{DeliveryRecord, RuleRecord};
+use std::sync::Arc;
 use crate::mapping::Verdict;
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
@@ -10,41 +12,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 use uuid::Uuid;
 
-/// How a delivery was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Tasks were queued (202).
-    Accepted,
-    /// Authenticated and parsed, but no rule matched (200).
-    Ignored,
-    /// Seen inside the dedup window; nothing ran (200).
-    Duplicate,
-    /// Refused (4xx or 503); `reason` says why.
-    Rejected,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Accepted,
-        Outcome::Ignored,
-        Outcome::Duplicate,
-        Outcome::Rejected,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Accepted => "accepted",
-            Outcome::Ignored => "ignored",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
-    }
-}
+pub use crate::status::Outcome;
 
 /// How one rule was judged.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -258,73 +226,98 @@ impl Record {
     }
 
     /// A record read back from the store (after a restart).
-    pub fn from_stored(v: &Value, body: Option<Bytes>) -> Option<Record> {
-        let pairs = |key: &str| -> Vec<(String, String)> {
-            v[key]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let text = |key: &str| v[key].as_str().map(String::from);
-        let mut r = Record::new(
-            v["source"].as_str()?,
-            text("remote_addr").unwrap_or_default(),
-            HeaderList::from_pairs(pairs("headers")),
-            pairs("query"),
+    pub fn from_record(r: DeliveryRecord, body: Option<Bytes>) -> Record {
+        let mut rec = Record::new(
+            &r.source,
+            r.remote_addr,
+            HeaderList::from_pairs(r.headers),
+            r.query,
         );
-        r.id = text("id")?;
-        r.delivery_id = text("delivery_id").unwrap_or_else(|| r.id.clone());
-        r.request_id = text("request_id").unwrap_or_default();
-        r.event = text("event");
-        r.raw_event = text("raw_event");
-        r.received_at = text("received_at")
-            .and_then(|t| humantime::parse_rfc3339(&t).ok())
-            .unwrap_or(r.received_at);
-        r.body_size = v["body_size"].as_u64().unwrap_or(0) as usize;
-        r.outcome = v["outcome"].as_str().and_then(Outcome::parse)?;
-        r.status = v["status"].as_u64().unwrap_or(0) as u16;
-        r.reason = text("reason");
-        r.params = v["params"]
-            .as_object()
-            .map(|by_key| {
-                by_key
-                    .iter()
-                    .map(|(key, values)| {
-                        let values = values.as_object().map(|m| m.clone().into_iter().collect());
-                        (key.clone(), std::sync::Arc::new(values.unwrap_or_default()))
-                    })
-                    .collect()
+        rec.id = r.id;
+        rec.delivery_id = r.delivery_id;
+        rec.request_id = r.request_id;
+        rec.event = r.event;
+        rec.raw_event = r.raw_event;
+        rec.received_at = crate::store::time_of(r.received_ms);
+        rec.body_size = r.body_size as usize;
+        rec.outcome = r.outcome;
+        rec.status = r.status;
+        rec.reason = r.reason;
+        rec.params = r
+            .params
+            .into_iter()
+            .map(|(key, values)| (key, Arc::new(crate::engine::task::params_of(&values))))
+            .collect();
+        rec.rules = r
+            .rules
+            .into_iter()
+            .map(|t| RuleTrace {
+                mapping: t.mapping,
+                rule: t.rule,
+                condition: t.condition,
+                program: t.program,
+                result: t.result,
+                argv: None,
             })
-            .unwrap_or_default();
-        r.rules = serde_json::from_value(v["rules"].clone()).unwrap_or_default();
-        r.task_ids = serde_json::from_value(v["task_ids"].clone()).unwrap_or_default();
-        r.duplicate_of = text("duplicate_of");
-        r.replay_of = text("replay_of");
-        *r.replays.lock().unwrap_or_else(|p| p.into_inner()) =
-            serde_json::from_value(v["replays"].clone()).unwrap_or_default();
-        r.persisted = true;
+            .collect();
+        rec.task_ids = r.task_ids;
+        rec.duplicate_of = r.duplicate_of;
+        rec.replay_of = r.replay_of;
+        *rec.replays.lock().unwrap_or_else(|p| p.into_inner()) = r.replays;
+        rec.persisted = true;
         if let Some(b) = body {
-            r.keep_body(b);
+            rec.keep_body(b);
         }
-        Some(r)
+        rec
     }
 
-    /// The record as a store row.
-    pub fn row(&self) -> crate::store::DeliveryRow {
-        crate::store::DeliveryRow {
+    /// The record as the store keeps it.
+    pub fn to_record(&self) -> DeliveryRecord {
+        DeliveryRecord {
+            v: crate::store::record::VERSION,
             id: self.id.clone(),
             delivery_id: self.delivery_id.clone(),
+            request_id: self.request_id.clone(),
             source: self.source.clone(),
             event: self.event.clone(),
-            outcome: self.outcome.as_str().to_string(),
+            raw_event: self.raw_event.clone(),
             received_ms: crate::store::millis(self.received_at),
-            data: self.view().to_string(),
-            body: self.body().map(|b| b.to_vec()),
+            remote_addr: self.remote_addr.clone(),
+            headers: self.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            query: self.query.clone(),
+            body_size: self.body_size as u64,
+            outcome: self.outcome,
+            status: self.status,
+            reason: self.reason.clone(),
+            params: self
+                .params
+                .iter()
+                .map(|(key, values)| {
+                    let values = values.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+                    (key.clone(), values)
+                })
+                .collect(),
+            rules: self
+                .rules
+                .iter()
+                .map(|t| RuleRecord {
+                    mapping: t.mapping.clone(),
+                    rule: t.rule,
+                    condition: t.condition.clone(),
+                    program: t.program.clone(),
+                    result: t.result.clone(),
+                })
+                .collect(),
+            task_ids: self.task_ids.clone(),
+            duplicate_of: self.duplicate_of.clone(),
+            replay_of: self.replay_of.clone(),
+            replays: self.replays.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
+    }
+
+    /// The store write of this record, with its kept body.
+    pub fn op(&self) -> crate::store::Op {
+        crate::store::Op::PutDelivery(Box::new(self.to_record()), self.body())
     }
 
     pub fn view(&self) -> Value {
@@ -344,7 +337,7 @@ impl Record {
             "outcome": self.outcome,
             "status": self.status,
             "reason": self.reason,
-            "params": params_json(&self.params),
+            "params": ParamsByKey(params_json(&self.params)),
             "rules": self.rules,
             "task_ids": self.task_ids,
             "duplicate_of": self.duplicate_of,
@@ -355,12 +348,27 @@ impl Record {
     }
 }
 
-/// Params per mapping key as JSON: `{"push": {"ref": "refs/heads/main"}}`.
-pub fn params_json(params: &[(String, crate::mapping::Params)]) -> serde_json::Map<String, Value> {
+/// Params per mapping key, each in mapping order: `{"push": {"ref": "refs/heads/main"}}`.
+pub fn params_json(params: &[(String, crate::mapping::Params)]) -> Vec<(String, ParamsView)> {
     params
         .iter()
-        .map(|(key, values)| (key.clone(), Value::Object(values.iter().cloned().collect())))
+        .map(|(key, values)| (key.clone(), ParamsView(values.to_vec())))
         .collect()
+}
+
+/// Params per mapping key as a JSON object, keys in judging order.
+#[derive(Debug, Clone, Default)]
+pub struct ParamsByKey(pub Vec<(String, ParamsView)>);
+
+impl Serialize for ParamsByKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// The verdict of every rule of a judgement, as recorded.
@@ -371,7 +379,7 @@ pub fn rule_traces(j: &crate::mapping::Judgement) -> Vec<RuleTrace> {
             mapping: t.mapping.key.clone(),
             rule: t.rule,
             condition: t.rule().condition.as_ref().map(|c| c.text.clone()),
-            program: t.rule().program.name.clone(),
+            program: t.rule().program.name.to_string(),
             result: RuleTrace::result_of(&t.verdict),
             argv: None,
         })

@@ -1,39 +1,13 @@
 //! Completion callbacks: when a task ends, POST its result to each
 //! `on_finish` URL, signed per Standard Webhooks, with retries and backoff.
-//! Each callback's state is kept on the task.
+//! Each callback's state is kept on the task; its URL is only ever shown
+//! masked ([`crate::secret::mask_url`]).
 
 use super::task::TaskView;
 use crate::auth::standard::SigningKey;
 use crate::process::program::Callback;
-use serde::Serialize;
+use crate::store::record::{CallbackRecord, CallbackStatus};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Where one callback stands.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct CallbackState {
-    /// The URL without its query (it may carry a token).
-    pub url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-}
-
-impl CallbackState {
-    pub fn pending(url: &str) -> Self {
-        CallbackState {
-            url: shown_url(url),
-            status: "pending".into(),
-            attempts: 0,
-            last_error: None,
-        }
-    }
-}
-
-/// `https://host/path?token=x` → `https://host/path`.
-pub fn shown_url(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or(url).to_string()
-}
 
 /// The JSON a callback receives.
 pub fn payload(task: &TaskView) -> Vec<u8> {
@@ -79,7 +53,7 @@ fn post_once(cb: &Callback, msg_id: &str, body: &[u8]) -> Result<(), String> {
         .redirects(0)
         .build();
     let mut req = agent
-        .post(&cb.url)
+        .post(cb.url.expose())
         .set("Content-Type", "application/json")
         .set("User-Agent", concat!("hookrunner/", env!("CARGO_PKG_VERSION")))
         .set("webhook-id", msg_id)
@@ -94,13 +68,19 @@ fn post_once(cb: &Callback, msg_id: &str, body: &[u8]) -> Result<(), String> {
     match req.send_bytes(body) {
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, _)) => Err(format!("the receiver answered HTTP {code}")),
+        // The kind only: ureq's own message would name the URL, credentials and all.
         Err(ureq::Error::Transport(t)) => Err(format!("could not reach the receiver: {}", t.kind())),
     }
 }
 
 /// Delivers one callback, retrying with exponential backoff; `report` gets each state.
-pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: impl FnMut(CallbackState)) {
-    let mut state = CallbackState::pending(&cb.url);
+pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: impl FnMut(CallbackRecord)) {
+    let mut state = CallbackRecord {
+        url: cb.url.masked(),
+        status: CallbackStatus::Pending,
+        attempts: 0,
+        last_error: None,
+    };
     for attempt in 1..=cb.attempts {
         let (c, id, b) = (cb.clone(), msg_id.clone(), body.clone());
         let result = tokio::task::spawn_blocking(move || post_once(&c, &id, &b))
@@ -109,7 +89,7 @@ pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: im
         state.attempts = attempt;
         match result {
             Ok(()) => {
-                state.status = "delivered".into();
+                state.status = CallbackStatus::Delivered;
                 state.last_error = None;
                 report(state);
                 return;
@@ -118,7 +98,7 @@ pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: im
                 tracing::warn!(url = %state.url, attempt, error = %e, "completion callback failed");
                 state.last_error = Some(e);
                 if attempt == cb.attempts {
-                    state.status = "failed".into();
+                    state.status = CallbackStatus::Failed;
                     report(state);
                     return;
                 }

@@ -1,33 +1,34 @@
-//! The task engine: a bounded FIFO queue in front of a global concurrency
-//! limit, running each task's handler on the engine's own runtime.
+//! The task engine: admits a delivery's tasks (all or none), keeps them in
+//! the scheduler ([`sched`]), starts them as slots free up on the engine's
+//! own runtime, records every change in the store, and reports each end
+//! (log, metrics, completion callbacks).
 //!
 //! The engine runtime is separate from actix's worker runtimes, so running
 //! handlers are not dropped when the HTTP server stops; `shutdown` drains it.
 
 pub mod callback;
-mod persist;
-pub use persist::public;
 mod recover;
-pub use recover::Recovered;
-pub mod stats;
-pub mod table;
+pub mod sched;
 pub mod task;
 
-use crate::process::program::OnBusy;
-use crate::process::Ending;
-use crate::process::{self, Output, RunSpec};
+pub use recover::Recovered;
+
+use crate::process::{self, OutputDir, OutputFiles, RunSpec};
+use crate::store::record::{CallbackRecord, CallbackStatus, OutputRecord};
+use crate::store::{Body, Op, Store};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet, VecDeque};
+use sched::{Cancelled, Finished, Sched};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use table::{Filter, TaskTable};
-use task::{Attempt, Outcome, Status, Task, TaskState, TaskView};
+use task::{Attempt, Outcome, Status, Task, TaskSpec, TaskState, TaskView};
 use tokio::runtime::Handle;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+pub use sched::Filter;
 
 /// The engine's limits, from `tasks:` in the config.
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct Limits {
     /// How long a stopping daemon lets tasks finish.
     pub shutdown_grace: Duration,
 }
+
+/// The default for `tasks.shutdown_grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A task ready to be queued: everything but its place in the engine.
 #[derive(Debug)]
@@ -65,24 +69,22 @@ pub struct NewTask {
 pub struct Reserved {
     engine: Engine,
     tasks: Vec<Task>,
-    held: bool,
 }
 
 impl Reserved {
-    /// The store rows of the reserved tasks (queued, with their bodies).
-    pub fn rows(&self) -> Vec<crate::store::Op> {
+    /// The store writes of the reserved tasks (queued, with their bodies).
+    pub fn ops(&self) -> Vec<Op> {
         self.tasks
             .iter()
-            .map(|t| crate::store::Op::PutTask(persist::row(t)))
+            .map(|t| Op::PutTask(Box::new(t.record()), Body::Set(t.body.clone())))
             .collect()
     }
 }
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        if self.held {
-            let mut sched = self.engine.inner.lock_sched();
-            sched.reserved = sched.reserved.saturating_sub(self.tasks.len());
+        if !self.tasks.is_empty() {
+            self.engine.inner.lock().unreserve(self.tasks.len());
         }
     }
 }
@@ -116,95 +118,76 @@ struct Inner {
     /// Swapped whole on a config reload.
     limits: arc_swap::ArcSwap<Limits>,
     runtime: Handle,
-    table: TaskTable,
     sched: Mutex<Sched>,
-    /// Woken whenever a task finishes.
+    /// Woken whenever a task finishes or waits for a retry.
     changed: Notify,
-    stats: stats::Stats,
     /// Where task state is persisted, if anywhere.
-    store: Option<crate::store::Store>,
+    store: Option<Store>,
     metrics: Arc<crate::metrics::Metrics>,
     next_seq: AtomicU64,
+    outputs: OutputDir,
 }
 
-#[derive(Default)]
-struct Sched {
-    queue: VecDeque<Slot>,
-    /// Running tasks and the channel that asks each to stop.
-    running: HashMap<Uuid, Running>,
-    /// Tasks waiting out a retry backoff (they count as queued).
-    delayed: HashMap<Uuid, Slot>,
-    /// Running tasks per program.
-    per_program: HashMap<String, usize>,
-    /// Concurrency keys held by a running or retrying task.
-    busy_keys: HashSet<(String, Arc<str>)>,
-    /// Room held for deliveries being committed to the store.
-    reserved: usize,
-    draining: bool,
-    /// Shutdown ran out of grace: the tasks it stops are left as `running` in
-    /// the store, to be found interrupted at the next start.
-    abandoning: bool,
-}
+/// How much of each stream a running task's file keeps on disk, at least.
+const MIN_OUTPUT_KEPT: u64 = 1 << 20;
 
-/// What the scheduler knows of a task that is not running.
-#[derive(Clone)]
-struct Slot {
-    id: Uuid,
-    program: Arc<process::Program>,
-    key: Option<Arc<str>>,
-}
-
-impl Slot {
-    fn key_id(&self) -> Option<(String, Arc<str>)> {
-        self.key.as_ref().map(|k| (self.program.name.clone(), k.clone()))
-    }
-}
-
-struct Running {
-    slot: Slot,
-    stop: watch::Sender<Option<String>>,
-}
-
-impl Sched {
-    /// Tasks waiting: queued, or between attempts.
-    fn waiting(&self) -> usize {
-        self.queue.len() + self.delayed.len()
-    }
-
-    fn may_start(&self, slot: &Slot) -> bool {
-        let program_room = slot
-            .program
-            .max_concurrent
-            .is_none_or(|max| self.per_program.get(&slot.program.name).copied().unwrap_or(0) < max);
-        program_room && slot.key_id().is_none_or(|k| !self.busy_keys.contains(&k))
-    }
+/// How much of each stream a running task's file keeps on disk.
+pub fn output_kept(limits: &Limits) -> u64 {
+    (limits.output_limit as u64).max(MIN_OUTPUT_KEPT)
 }
 
 impl Engine {
-    /// `runtime` runs the handlers; it must outlive the HTTP server.
+    /// `runtime` runs the handlers; it must outlive the HTTP server. Output
+    /// files go to `outputs`.
     pub fn new(
         limits: Limits,
         runtime: Handle,
-        store: Option<crate::store::Store>,
+        store: Option<Store>,
         metrics: Arc<crate::metrics::Metrics>,
+        outputs: OutputDir,
     ) -> Self {
-        Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
-                table: TaskTable::new(limits.keep),
+                sched: Mutex::new(Sched::new(limits.keep)),
                 limits: arc_swap::ArcSwap::from_pointee(limits),
                 runtime,
-                sched: Mutex::new(Sched::default()),
                 changed: Notify::new(),
-                stats: stats::Stats::default(),
                 store,
                 metrics,
                 next_seq: AtomicU64::new(1),
+                outputs,
             }),
+        };
+        if let Some(store) = &engine.inner.store {
+            // The store prunes history; the output files of what it pruned go too.
+            let outputs = engine.inner.outputs.clone();
+            store.on_pruned(Box::new(move |ids| {
+                for id in ids {
+                    outputs.remove(*id);
+                }
+            }));
         }
+        engine
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.inner.store.as_ref()
+    }
+
+    pub fn outputs(&self) -> &OutputDir {
+        &self.inner.outputs
+    }
+
+    pub fn limits(&self) -> Arc<Limits> {
+        self.inner.limits.load_full()
     }
 
     /// Queues all of a delivery's tasks, or none of them (in-memory use; with a
-    /// store, [`Engine::reserve`], commit [`Reserved::rows`], then [`Engine::start`]).
+    /// store, [`Engine::reserve`], commit [`Reserved::ops`], then [`Engine::start`]).
     pub fn submit(&self, tasks: Vec<NewTask>) -> Result<(), SubmitError> {
         let reserved = self.reserve(tasks)?;
         self.start(reserved);
@@ -214,178 +197,110 @@ impl Engine {
     /// Checks there is room for all of `tasks` and holds it; nothing runs yet.
     pub fn reserve(&self, tasks: Vec<NewTask>) -> Result<Reserved, SubmitError> {
         let inner = &self.inner;
-        let mut sched = inner.lock_sched();
-        if sched.draining {
-            return Err(SubmitError::ShuttingDown);
-        }
-        // Queued tasks the new ones will replace make room.
-        let replaced = sched
-            .queue
-            .iter()
-            .filter(|q| {
-                tasks.iter().any(|t| {
-                    matches!(t.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning)
-                        && t.key.is_some()
-                        && q.program.name == t.program.name
-                        && q.key == t.key
-                })
-            })
-            .count();
-        let free = inner.limits.load().max_concurrent.saturating_sub(sched.running.len());
-        let waiting = (sched.waiting() + sched.reserved).saturating_sub(replaced);
-        if waiting + tasks.len().saturating_sub(free) > inner.limits.load().max_queued {
-            return Err(SubmitError::QueueFull);
-        }
-        sched.reserved += tasks.len();
-        drop(sched);
         let now = SystemTime::now();
-        let tasks = tasks
+        let tasks: Vec<Task> = tasks
             .into_iter()
-            .map(|t| Task {
-                id: t.id,
-                seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
-                delivery_id: t.delivery_id,
-                request_id: t.request_id,
-                source: t.source,
-                event: t.event,
-                program: t.program,
-                params: t.params,
-                argv: t.argv,
-                body: t.body,
-                created_at: now,
-                state: TaskState::Queued,
-                output: Arc::new(Output::new(inner.limits.load().output_limit)),
-                record_id: t.record_id,
-                rerun_of: t.rerun_of,
-                reruns: Vec::new(),
-                key: t.key,
-                attempt: 1,
-                attempts: Vec::new(),
-                next_attempt_at: None,
-                callbacks: Vec::new(),
+            .map(|t| {
+                Task::new(
+                    TaskSpec {
+                        id: t.id,
+                        seq: inner.next_seq.fetch_add(1, Ordering::Relaxed),
+                        delivery_id: t.delivery_id,
+                        request_id: t.request_id,
+                        source: t.source,
+                        event: t.event,
+                        program: t.program,
+                        params: t.params,
+                        argv: t.argv,
+                        key: t.key,
+                        created_at: now,
+                        record_id: t.record_id,
+                        rerun_of: t.rerun_of,
+                    },
+                    t.body,
+                )
             })
             .collect();
+        let refs: Vec<&Task> = tasks.iter().collect();
+        inner.lock().reserve(&refs, &inner.limits.load())?;
         Ok(Reserved {
             engine: self.clone(),
             tasks,
-            held: true,
         })
     }
 
-    /// Queues reserved tasks and starts what may start. A task whose program
-    /// says `on_busy: replace` or `cancel_running` supersedes the queued (and,
-    /// for `cancel_running`, the running) task of its key.
+    /// Queues reserved tasks and starts what may start.
     pub fn start(&self, mut reserved: Reserved) {
         let inner = &self.inner;
         let tasks = std::mem::take(&mut reserved.tasks);
-        reserved.held = false;
-        let mut superseded: Vec<(Uuid, String)> = Vec::new();
+        let now = SystemTime::now();
+        let mut superseded = Vec::new();
         let mut linked = Vec::new();
         {
-            let mut sched = inner.lock_sched();
-            sched.reserved = sched.reserved.saturating_sub(tasks.len());
-            for t in &tasks {
-                let (Some(key), OnBusy::Replace | OnBusy::CancelRunning) = (&t.key, t.program.on_busy) else {
-                    continue;
-                };
-                sched.queue.retain(|q| {
-                    let same = q.program.name == t.program.name && q.key.as_ref() == Some(key);
-                    if same {
-                        superseded.push((q.id, format!("superseded by {}", t.id)));
-                    }
-                    !same
-                });
-                if t.program.on_busy == OnBusy::CancelRunning {
-                    for r in sched.running.values() {
-                        if r.slot.program.name == t.program.name && r.slot.key.as_ref() == Some(key) {
-                            let _ = r.stop.send(Some(format!("superseded by {}", t.id)));
-                        }
-                    }
-                }
-            }
-            inner.stats.submitted.fetch_add(tasks.len() as u64, Ordering::Relaxed);
+            let mut sched = inner.lock();
             for t in tasks {
-                sched.queue.push_back(Slot {
-                    id: t.id,
-                    program: t.program.clone(),
-                    key: t.key.clone(),
-                });
-                if let Some(old) = t.rerun_of {
-                    inner.table.with(&old, |o| o.reruns.push(t.id));
-                    linked.push(old);
-                }
-                inner.table.insert(t);
+                linked.extend(t.spec.rerun_of);
+                superseded.extend(sched.enqueue(t, now));
             }
             inner.start_ready(&mut sched);
         }
         for old in linked {
             inner.persist(old);
         }
-        for (id, reason) in superseded {
-            inner.finish(id, None, Outcome::Cancelled { reason });
+        for id in superseded {
+            inner.report_finished(id, None);
         }
     }
 
-    pub fn task(&self, id: &Uuid) -> Option<TaskView> {
-        self.inner.table.view(id)
+    /// A task as the engine holds it now (a copy).
+    pub fn get(&self, id: &Uuid) -> Option<Task> {
+        self.inner.lock().get(id).cloned()
     }
 
-    /// Runs `f` on a task (it must not block); `None` if unknown.
-    pub fn with_task<R>(&self, id: &Uuid, f: impl FnOnce(&Task) -> R) -> Option<R> {
-        self.inner.table.with(id, |t| f(t))
+    /// A task's view, if the engine holds it.
+    pub fn task(&self, id: &Uuid) -> Option<TaskView> {
+        let task = self.get(id)?;
+        Some(self.inner.view(&task))
+    }
+
+    pub fn list(&self, filter: &Filter) -> Vec<TaskView> {
+        let tasks = self.inner.lock().list(filter);
+        tasks.iter().map(|t| self.inner.view(t)).collect()
+    }
+
+    /// A task's sequence number (a paging cursor), if the engine holds it.
+    pub fn seq(&self, id: &Uuid) -> Option<u64> {
+        self.inner.lock().seq(id)
+    }
+
+    /// (running, waiting)
+    pub fn counts(&self) -> (usize, usize) {
+        self.inner.lock().counts()
     }
 
     /// Cancels a task: a queued one at once, a running one by stopping its
     /// process group (SIGTERM, grace, SIGKILL). Returns the status it had.
     pub fn cancel(&self, id: Uuid, reason: &str) -> Result<Status, TaskError> {
         let inner = &self.inner;
-        let status = inner
-            .table
-            .with(&id, |t| t.state.status())
-            .ok_or(TaskError::NotFound(id))?;
-        let was_queued = {
-            let mut sched = inner.lock_sched();
-            if let Some(pos) = sched.queue.iter().position(|q| q.id == id) {
-                sched.queue.remove(pos);
-                true
-            } else if let Some(slot) = sched.delayed.remove(&id) {
-                if let Some(k) = slot.key_id() {
-                    sched.busy_keys.remove(&k);
-                }
-                inner.start_ready(&mut sched);
-                true
-            } else if let Some(running) = sched.running.get(&id) {
-                let _ = running.stop.send(Some(reason.to_string()));
-                false
-            } else {
-                return Err(TaskError::Finished(id, status.as_str()));
-            }
+        let (was, cancelled) = {
+            let mut sched = inner.lock();
+            let was = sched.get(&id).ok_or(TaskError::NotFound(id))?.status();
+            let cancelled = sched.cancel(id, reason, SystemTime::now())?;
+            inner.start_ready(&mut sched);
+            (was, cancelled)
         };
-        if was_queued {
-            inner.finish(
-                id,
-                None,
-                Outcome::Cancelled {
-                    reason: reason.to_string(),
-                },
-            );
+        if cancelled == Cancelled::WasQueued {
+            inner.report_finished(id, None);
         }
-        Ok(status)
+        Ok(was)
     }
 
-    /// Removes a finished task from the table.
+    /// Removes a finished task, its output files and its stored record.
     pub fn remove(&self, id: Uuid) -> Result<(), TaskError> {
-        let status = self
-            .inner
-            .table
-            .with(&id, |t| t.state.status())
-            .ok_or(TaskError::NotFound(id))?;
-        if !status.is_final() {
-            return Err(TaskError::NotFinished(id, status.as_str()));
-        }
-        self.inner.table.remove(&id);
+        self.inner.lock().remove(id)?;
+        self.inner.outputs.remove(id);
         if let Some(store) = &self.inner.store {
-            store.write(vec![crate::store::Op::DeleteTask(id.to_string())]);
+            store.write(vec![Op::DeleteTask(id)]);
         }
         Ok(())
     }
@@ -396,9 +311,11 @@ impl Engine {
         loop {
             let mut notified = pin!(inner.changed.notified());
             notified.as_mut().enable();
-            let done = ids
-                .iter()
-                .all(|id| inner.table.with(id, |t| t.state.is_finished()).unwrap_or(true));
+            let done = {
+                let sched = inner.lock();
+                ids.iter()
+                    .all(|id| sched.get(id).is_none_or(|t| t.state.is_finished()))
+            };
             if done {
                 return true;
             }
@@ -416,225 +333,238 @@ impl Engine {
             loop {
                 tick.tick().await;
                 if let Some(cutoff) = SystemTime::now().checked_sub(keep_for) {
-                    inner.table.evict_finished_before(cutoff);
+                    let gone = inner.lock().evict_finished_before(cutoff);
+                    inner.forget_outputs(&gone);
                 }
             }
         });
-    }
-
-    pub fn list(&self, filter: &Filter) -> Vec<TaskView> {
-        self.inner.table.list(filter)
-    }
-
-    /// The engine's counters.
-    pub fn stats(&self) -> &stats::Stats {
-        &self.inner.stats
     }
 
     /// New limits from a reloaded config; tasks already queued or running keep going.
     /// (`tasks.keep` applies from the next start.)
     pub fn set_limits(&self, limits: Limits) {
         self.inner.limits.store(Arc::new(limits));
-        let mut sched = self.inner.lock_sched();
+        let mut sched = self.inner.lock();
         self.inner.start_ready(&mut sched);
     }
 
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
-        &self.inner.metrics
+    /// The text a task's stream holds so far (its whole file, or the tail kept
+    /// in its record once the file is gone), if the engine holds the task.
+    pub fn output_text(&self, id: &Uuid, stream: process::output::Stream) -> Option<String> {
+        let task = self.get(id)?;
+        if let Some(bytes) = self.inner.outputs.read_all(*id, task.attempt, stream) {
+            return Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        let output = task.output.unwrap_or_default();
+        Some(match stream {
+            process::output::Stream::Stdout => output.stdout,
+            process::output::Stream::Stderr => output.stderr,
+        })
     }
 
-    /// (running, queued) counts.
-    pub fn counts(&self) -> (usize, usize) {
-        let sched = self.inner.lock_sched();
-        (sched.running.len(), sched.waiting())
-    }
-
-    /// Stops taking tasks, lets queued and running ones go on until `grace`
-    /// has passed, then stops what is still running (group SIGTERM, grace,
-    /// SIGKILL) and cancels what never started. Returns once nothing runs.
+    /// Stops accepting tasks, lets running ones finish within `grace`, then stops
+    /// the rest. With a store, queued tasks stay queued on disk for the next start;
+    /// without one they are worked off within the grace, and what never started
+    /// is finished `cancelled`. Returns once nothing runs.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
         let durable = inner.store.is_some();
-        inner.lock_sched().draining = true;
+        inner.lock().draining = true;
         let deadline = Instant::now() + grace;
-        // With a store, queued tasks wait on disk for the next start; only running
-        // ones get the grace. In memory, the queue is worked off within the grace too.
         let drained = inner
-            .wait_until(deadline, |s| s.running.is_empty() && (durable || s.waiting() == 0))
+            .wait_until(deadline, |s| {
+                let (running, waiting) = s.counts();
+                running == 0 && (durable || waiting == 0)
+            })
             .await;
         let (stopped, never_started): (usize, Vec<Uuid>) = {
-            let mut sched = inner.lock_sched();
+            let mut sched = inner.lock();
             if !drained {
                 sched.abandoning = durable;
-                for running in sched.running.values() {
-                    let _ = running
-                        .stop
-                        .send(Some("the daemon stopped while the task was running".into()));
-                }
+                sched.stop_running("the daemon stopped while the task was running");
             }
-            let delayed: Vec<Uuid> = sched.delayed.drain().map(|(id, _)| id).collect();
-            let waiting = sched.queue.drain(..).map(|q| q.id).chain(delayed).collect();
-            (sched.running.len(), waiting)
+            let waiting = if durable { Vec::new() } else { sched.drain_waiting() };
+            (sched.counts().0, waiting)
         };
         if durable {
-            if !never_started.is_empty() {
+            let (_, waiting) = inner.lock().counts();
+            if waiting > 0 {
                 tracing::info!(
-                    count = never_started.len(),
+                    count = waiting,
                     "queued tasks stay queued in the store and run at the next start"
                 );
             }
             if stopped > 0 {
                 tracing::warn!(
                     count = stopped,
-                    "shutdown grace ended: running tasks are stopped and will show as interrupted"
+                    "shutdown grace ended: running tasks are stopped and will show as interrupted at the next start"
                 );
             }
-        } else {
-            if !never_started.is_empty() {
-                tracing::error!(
-                    count = never_started.len(),
-                    "shutdown grace ended before these accepted tasks could start; they are cancelled"
-                );
-            }
+        } else if !never_started.is_empty() {
+            tracing::error!(
+                count = never_started.len(),
+                "shutdown grace ended before these accepted tasks could start; they are cancelled"
+            );
+            let now = SystemTime::now();
             for id in never_started {
                 tracing::error!(task_id = %id, "task cancelled: the daemon stopped before it started");
-                inner.finish(
+                let finished = inner.lock().finish(
                     id,
-                    None,
                     Outcome::Cancelled {
                         reason: "the daemon stopped before the task started".into(),
                     },
+                    now,
                 );
+                inner.report_finished(id, finished);
             }
         }
         let far = Instant::now() + Duration::from_secs(3600);
-        inner.wait_until(far, |s| s.running.is_empty()).await;
+        inner.wait_until(far, |s| s.counts().0 == 0).await;
     }
 }
 
 impl Inner {
-    /// Writes the task's current state to the store (in the next batch).
-    fn persist(&self, id: Uuid) {
-        let Some(store) = &self.store else { return };
-        if let Some(row) = self.table.with(&id, |t| persist::row(t)) {
-            store.write(vec![crate::store::Op::PutTask(row)]);
-        }
-    }
-
-    fn lock_sched(&self) -> std::sync::MutexGuard<'_, Sched> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sched> {
         self.sched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts queued tasks, in order, while there is room; a task whose
-    /// program is at its limit or whose key is busy waits, and later tasks may pass it.
+    /// Writes a task's current state to the store (in the next batch).
+    fn persist(&self, id: Uuid) {
+        let Some(store) = &self.store else { return };
+        let record = self.lock().get(&id).map(|t| {
+            let body = if t.state.is_finished() { Body::Drop } else { Body::Keep };
+            (t.record(), body)
+        });
+        if let Some((record, body)) = record {
+            store.write(vec![Op::PutTask(Box::new(record), body)]);
+        }
+    }
+
+    /// A task's view: a running task's output read from its files.
+    fn view(&self, task: &Task) -> TaskView {
+        let record = task.record();
+        if task.state.is_finished() {
+            return TaskView::of(&record, None);
+        }
+        TaskView::of(&record, Some(self.tails(task.id(), task.attempt, self.limits.load().output_limit)))
+    }
+
+    fn tails(&self, id: Uuid, attempt: u32, limit: usize) -> OutputRecord {
+        use process::output::Stream;
+        let out = self.outputs.tail(id, attempt, Stream::Stdout, limit);
+        let err = self.outputs.tail(id, attempt, Stream::Stderr, limit);
+        OutputRecord {
+            stdout: out.text,
+            stderr: err.text,
+            stdout_truncated: out.truncated,
+            stderr_truncated: err.truncated,
+        }
+    }
+
+    /// Deletes the output files of tasks the engine dropped; with a store
+    /// they stay until the store prunes the task (its history still shows it).
+    fn forget_outputs(&self, gone: &[Task]) {
+        if self.store.is_none() {
+            for t in gone {
+                self.outputs.remove(t.id());
+            }
+        }
+    }
+
+    /// Starts queued tasks, in order, while there is room.
     fn start_ready(self: &Arc<Self>, sched: &mut Sched) {
         // A stopping daemon with a store starts nothing new: the queue waits on disk.
         if sched.draining && self.store.is_some() {
             return;
         }
-        while sched.running.len() < self.limits.load().max_concurrent {
-            let Some(pos) = sched.queue.iter().position(|q| sched.may_start(q)) else {
-                break;
-            };
-            let Some(slot) = sched.queue.remove(pos) else { break };
-            let id = slot.id;
-            *sched.per_program.entry(slot.program.name.clone()).or_default() += 1;
-            if let Some(k) = slot.key_id() {
-                sched.busy_keys.insert(k);
-            }
-            let (stop_tx, stop_rx) = watch::channel(None);
-            sched.running.insert(id, Running { slot, stop: stop_tx });
+        let max = self.limits.load().max_concurrent;
+        while let Some((id, stop)) = sched.next_ready(max, SystemTime::now()) {
             let inner = self.clone();
-            self.runtime.spawn(async move { inner.run_task(id, stop_rx).await });
+            self.runtime.spawn(async move { inner.run_task(id, stop).await });
         }
     }
 
     async fn run_task(self: Arc<Self>, id: Uuid, stop: process::Stop) {
-        // Take what the run needs out of the table; no guard lives across an await.
-        let Some((spec, body, output, program, request_id)) = self.table.with(&id, |t| {
-            // The environment is built now, not kept per queued task: it may hold
-            // the program's secrets, and a queue of thousands would hold thousands.
-            let task_id = t.id.to_string();
-            let inv = process::program::Invocation {
-                source: &t.source,
-                event: &t.event,
-                task_id: &task_id,
-                delivery_id: &t.delivery_id,
-                request_id: &t.request_id,
-                payload: &t.body,
-                params: &t.params,
-            };
-            let spec = RunSpec {
-                argv: t.argv.clone(),
-                env: t.program.env(&inv),
-                working_dir: t.program.working_dir.clone(),
-                timeout: t.program.timeout,
-                kill_grace: t.program.kill_grace,
-            };
-            (
-                spec,
-                t.body.clone(),
-                t.output.clone(),
-                t.program.clone(),
-                t.request_id.clone(),
-            )
-        }) else {
+        // Take what the run needs; no lock lives across an await.
+        let Some((task, record)) = self.lock().get(&id).map(|t| (t.clone(), t.record())) else {
             return;
+        };
+        let spec = &task.spec;
+        let program = spec.program.clone();
+        // The environment is built now, not kept per queued task: it may hold
+        // the program's secrets, and a queue of thousands would hold thousands.
+        let task_id = id.to_string();
+        let inv = process::program::Invocation {
+            source: &spec.source,
+            event: &spec.event,
+            task_id: &task_id,
+            delivery_id: &spec.delivery_id,
+            request_id: &spec.request_id,
+            payload: &task.body,
+            params: &spec.params,
+        };
+        let run = RunSpec {
+            argv: spec.argv.clone(),
+            env: program.env(&inv),
+            working_dir: program.working_dir.clone(),
+            timeout: program.timeout,
+            kill_grace: program.kill_grace,
         };
         // With a store, `running` is on disk before the handler starts: a crash
         // then leaves it `interrupted`, never queued to run a second time.
         if let Some(store) = &self.store {
-            let row = self.table.with(&id, |t| {
-                t.state = TaskState::Running {
-                    started_at: SystemTime::now(),
-                    pid: 0,
-                };
-                persist::row(t)
-            });
-            if let Some(row) = row {
-                if let Err(e) = store.commit(vec![crate::store::Op::PutTask(row)]).await {
-                    tracing::warn!(task_id = %id, error = %e, "could not record the task as running before starting it");
-                }
+            if let Err(e) = store.commit(vec![Op::PutTask(Box::new(record), Body::Keep)]).await {
+                tracing::warn!(task_id = %id, error = %e, "could not record the task as running before starting it");
             }
         }
-        let mut started_at = None;
-        let ending = process::run(&spec, body, output, stop, |pid| {
-            let now = SystemTime::now();
-            started_at = Some(now);
-            let created = self.table.with(&id, |t| {
-                t.state = TaskState::Running { started_at: now, pid };
-                t.created_at
-            });
-            if let Some(waited) = created.and_then(|c| now.duration_since(c).ok()) {
-                self.metrics.task_started(waited);
+        let output_limit = self.limits.load().output_limit;
+        let ending = match self.outputs.create(id, task.attempt) {
+            Err(e) => process::Ending::SpawnFailed(format!(
+                "could not create the output files in `{}`: {e}",
+                self.outputs.path().display()
+            )),
+            Ok((stdout, stderr)) => {
+                let files = OutputFiles {
+                    stdout,
+                    stderr,
+                    keep: output_kept(&self.limits.load()),
+                };
+                process::run(&run, task.body.clone(), files, stop, |pid| {
+                    let now = SystemTime::now();
+                    self.lock().started(id, pid, now);
+                    if let Ok(waited) = now.duration_since(spec.created_at) {
+                        self.metrics.task_started(waited);
+                    }
+                    tracing::info!(task_id = %id, request_id = %spec.request_id, pid, "task started");
+                })
+                .await
             }
-            tracing::info!(task_id = %id, request_id = %request_id, pid, "task started");
-        })
-        .await;
-        let retry_code = matches!(ending, Ending::Exited(code) if program.retry_codes.contains(&code));
-        let outcome = match ending {
-            Ending::Exited(code) if program.success_codes.contains(&code) => Outcome::Succeeded { exit_code: code },
-            Ending::Exited(0) => Outcome::Failed {
-                exit_code: Some(0),
-                error: Some("exit code 0 is not in `exit_codes.success`".into()),
-            },
-            other => Outcome::from_ending(other, program.timeout),
         };
-        if let Some(delay) = self.retry_delay(id, &program, &outcome, retry_code) {
-            self.retry_later(id, started_at, outcome, delay);
+        if matches!(ending, process::Ending::SpawnFailed(_)) {
+            // Not started: no pid to record.
         } else {
-            self.finish(id, started_at, outcome);
+            self.persist(id);
+        }
+        let retry_code = matches!(ending, process::Ending::Exited(code) if program.retry_codes.contains(&code));
+        let outcome = Outcome::of(ending, &program);
+        match self.retry_delay(task.attempt, &program, &outcome, retry_code) {
+            Some(delay) => self.retry_later(id, task.attempt, outcome, delay),
+            None => {
+                let tails = self.tails(id, task.attempt, output_limit);
+                let finished = {
+                    let mut sched = self.lock();
+                    sched.update(&id, |t| t.output = Some(tails));
+                    let finished = sched.finish(id, outcome, SystemTime::now());
+                    self.start_ready(&mut sched);
+                    finished
+                };
+                self.report_finished(id, finished);
+            }
         }
     }
 
     /// Whether a run that ended with `outcome` gets another attempt, and after how long.
-    fn retry_delay(
-        &self,
-        id: Uuid,
-        program: &process::Program,
-        outcome: &Outcome,
-        retry_code: bool,
-    ) -> Option<Duration> {
+    fn retry_delay(&self, attempt: u32, program: &process::Program, outcome: &Outcome, retry_code: bool) -> Option<Duration> {
         let policy = program.retry.as_ref();
         let wanted = retry_code
             || match outcome {
@@ -642,12 +572,11 @@ impl Inner {
                 Outcome::TimedOut { .. } => policy.is_some_and(|p| p.on_timed_out),
                 Outcome::Succeeded { .. } | Outcome::Cancelled { .. } | Outcome::Interrupted { .. } => false,
             };
-        if !wanted || self.lock_sched().draining {
+        if !wanted || self.lock().draining {
             return None;
         }
         // `exit_codes.retry` without a `retry` policy gets three attempts.
         let attempts = policy.map_or(3, |p| p.attempts);
-        let attempt = self.table.with(&id, |t| t.attempt)?;
         if attempt >= attempts {
             return None;
         }
@@ -656,30 +585,25 @@ impl Inner {
 
     /// Records the attempt that just ended and queues the next after `delay`;
     /// the task keeps its concurrency key meanwhile, so nothing of its key overtakes it.
-    fn retry_later(self: &Arc<Self>, id: Uuid, started_at: Option<SystemTime>, outcome: Outcome, delay: Duration) {
+    fn retry_later(self: &Arc<Self>, id: Uuid, attempt: u32, outcome: Outcome, delay: Duration) {
         let now = SystemTime::now();
-        let next_at = now + delay;
-        self.table.with(&id, |t| {
-            t.attempts
-                .push(Attempt::record(t.attempt, started_at, now, &outcome, &t.output));
-            t.attempt += 1;
-            t.output = Arc::new(Output::new(self.limits.load().output_limit));
-            t.state = TaskState::Queued;
-            t.next_attempt_at = Some(next_at);
-        });
-        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-        self.persist(id);
-        tracing::warn!(task_id = %id, status = ?outcome, retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
+        let tails = self.tails(id, attempt, task::ATTEMPT_TAIL);
+        tracing::warn!(task_id = %id, status = outcome.status().as_str(), retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
         {
-            let mut sched = self.lock_sched();
-            if let Some(running) = sched.running.remove(&id) {
-                if let Some(n) = sched.per_program.get_mut(&running.slot.program.name) {
-                    *n = n.saturating_sub(1);
-                }
-                sched.delayed.insert(id, running.slot);
-            }
+            let mut sched = self.lock();
+            let started_at = sched.get(&id).and_then(|t| t.state.started_at());
+            let ended = Attempt {
+                attempt,
+                outcome,
+                started_at,
+                finished_at: now,
+                stdout: tails.stdout,
+                stderr: tails.stderr,
+            };
+            sched.retry(id, ended, now + delay);
             self.start_ready(&mut sched);
         }
+        self.persist(id);
         self.changed.notify_waiters();
         self.resume_after(id, delay);
     }
@@ -689,77 +613,61 @@ impl Inner {
         let inner = self.clone();
         self.runtime.spawn(async move {
             tokio::time::sleep(delay).await;
-            let mut sched = inner.lock_sched();
+            let mut sched = inner.lock();
             // Cancelled meanwhile, or the daemon is stopping: nothing to do.
-            let Some(slot) = sched.delayed.remove(&id) else { return };
-            if let Some(k) = slot.key_id() {
-                sched.busy_keys.remove(&k);
+            if sched.resume(id) {
+                inner.start_ready(&mut sched);
             }
-            inner.table.with(&id, |t| t.next_attempt_at = None);
-            sched.queue.push_front(slot);
-            inner.start_ready(&mut sched);
         });
     }
 
-    /// Records a task's outcome and lets the next queued task start.
-    fn finish(self: &Arc<Self>, id: Uuid, started_at: Option<SystemTime>, outcome: Outcome) {
-        let finished_at = SystemTime::now();
-        let abandoning = self.lock_sched().abandoning;
-        let status = self.table.with(&id, |t| {
-            t.state = TaskState::Finished {
-                started_at,
-                finished_at,
-                outcome: outcome.clone(),
-            };
-            t.body = Bytes::new();
-            let run_time = started_at.and_then(|s| finished_at.duration_since(s).ok());
+    /// Reports a task that just finished: the log line, metrics, its
+    /// callbacks, the store, and whoever waits. A task stopped because
+    /// shutdown ran out of grace is not reported: it stays `running` on disk,
+    /// and the next start marks it interrupted and reports it then.
+    fn report_finished(self: &Arc<Self>, id: Uuid, finished: Option<Finished>) {
+        let abandoning = self.lock().abandoning;
+        let Some(task) = self.lock().get(&id).cloned() else {
+            self.changed.notify_waiters();
+            return;
+        };
+        if let TaskState::Finished { outcome, .. } = &task.state {
+            log_outcome(id, outcome);
             if !abandoning {
-                self.stats.finished(&t.program.name, t.state.status(), run_time);
+                let ran = finished.as_ref().and_then(|f| f.ran);
                 self.metrics
-                    .task_finished(&t.program.name, t.state.status().as_str(), run_time);
-            }
-            t.state.status()
-        });
-        if let Some(status) = status {
-            log_outcome(id, status, &outcome);
-            // A task stopped because shutdown ran out of grace stays `running` on
-            // disk: the next start marks it interrupted and reports it then.
-            if !self.lock_sched().abandoning {
-                self.start_callbacks(id, status);
+                    .task_finished(&task.spec.program.name, outcome.status().as_str(), ran);
+                self.start_callbacks(id, outcome.status());
                 self.persist(id);
             }
         }
-        self.table.finished(id);
-        {
-            let mut sched = self.lock_sched();
-            if let Some(running) = sched.running.remove(&id) {
-                if let Some(n) = sched.per_program.get_mut(&running.slot.program.name) {
-                    *n = n.saturating_sub(1);
-                }
-                if let Some(k) = running.slot.key_id() {
-                    sched.busy_keys.remove(&k);
-                }
-            }
-            self.start_ready(&mut sched);
+        if let Some(f) = finished {
+            self.forget_outputs(&f.evicted);
         }
         self.changed.notify_waiters();
     }
 
     /// Starts the task's `on_finish` callbacks whose `when` lists `status`.
     fn start_callbacks(self: &Arc<Self>, id: Uuid, status: Status) {
-        let Some((callbacks, view)) = self.table.with(&id, |t| {
+        let Some((callbacks, view)) = self.lock().update(&id, |t| {
             let wanted: Vec<_> = t
+                .spec
                 .program
                 .callbacks
                 .iter()
-                .filter(|c| c.when.iter().any(|w| w == status.as_str()))
+                .filter(|c| c.when.contains(&status))
                 .cloned()
                 .collect();
             t.callbacks = wanted
                 .iter()
-                .map(|c| callback::CallbackState::pending(&c.url))
+                .map(|c| CallbackRecord {
+                    url: c.url.masked(),
+                    status: CallbackStatus::Pending,
+                    attempts: 0,
+                    last_error: None,
+                })
                 .collect();
-            (wanted, t.view())
+            (wanted, TaskView::of(&t.record(), None))
         }) else {
             return;
         };
@@ -770,10 +678,11 @@ impl Inner {
         for (i, cb) in callbacks.into_iter().enumerate() {
             let inner = self.clone();
             let body = body.clone();
-            let msg_id = format!("msg_{}_{i}", id.simple());
+            // The task id exactly as the API shows it.
+            let msg_id = format!("msg_{id}_{i}");
             self.runtime.spawn(async move {
                 callback::deliver(cb, msg_id, body, |state| {
-                    inner.table.with(&id, |t| {
+                    inner.lock().update(&id, |t| {
                         if let Some(slot) = t.callbacks.get_mut(i) {
                             *slot = state;
                         }
@@ -785,29 +694,30 @@ impl Inner {
         }
     }
 
-    /// Waits until `done` holds for the scheduler state, or `deadline`; true if it held.
+    /// Waits until `done` holds for the scheduler, or `deadline`; true if it held.
     async fn wait_until(&self, deadline: Instant, done: impl Fn(&Sched) -> bool) -> bool {
         loop {
             let mut notified = pin!(self.changed.notified());
             notified.as_mut().enable();
-            if done(&self.lock_sched()) {
+            if done(&self.lock()) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return done(&self.lock_sched());
+                return done(&self.lock());
             }
         }
     }
 }
 
-fn log_outcome(id: Uuid, status: Status, outcome: &Outcome) {
+fn log_outcome(id: Uuid, outcome: &Outcome) {
+    let status = outcome.status().as_str();
     match outcome {
-        Outcome::Succeeded { .. } => tracing::info!(task_id = %id, status = status.as_str(), "task finished"),
+        Outcome::Succeeded { .. } => tracing::info!(task_id = %id, status, "task finished"),
         Outcome::Failed { exit_code, error } => {
-            tracing::warn!(task_id = %id, status = status.as_str(), exit_code, error = error.as_deref(), "task finished")
+            tracing::warn!(task_id = %id, status, exit_code, error = error.as_deref(), "task finished")
         }
         Outcome::TimedOut { .. } | Outcome::Cancelled { .. } | Outcome::Interrupted { .. } => {
-            tracing::warn!(task_id = %id, status = status.as_str(), "task finished")
+            tracing::warn!(task_id = %id, status, "task finished")
         }
     }
 }

@@ -1,20 +1,24 @@
-//! A task: one run of one program for one delivery, and its state.
+//! A task: one run of one program for one delivery, its state, its store
+//! record and its API view.
 
-use crate::process::{Ending, Output, Program};
+use crate::process::{Ending, Program};
+pub use crate::status::Status;
+use crate::store::record::{AttemptRecord, CallbackRecord, OutputRecord, StateRecord, TaskRecord};
+use crate::store::{millis, time_of};
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 /// Where a task is in its life. Each state carries only what is true in it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TaskState {
-    Queued,
-    Running {
-        started_at: SystemTime,
-        pid: u32,
-    },
+    /// Waiting for a slot; with `next_attempt_at`, waiting out a retry's backoff first.
+    Queued { next_attempt_at: Option<SystemTime> },
+    /// Taken off the queue at `started_at`; `pid` once the handler was spawned.
+    Running { started_at: SystemTime, pid: Option<u32> },
     Finished {
         started_at: Option<SystemTime>,
         finished_at: SystemTime,
@@ -22,28 +26,43 @@ pub enum TaskState {
     },
 }
 
-/// How a finished task ended.
+impl TaskState {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, TaskState::Finished { .. })
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            TaskState::Queued { .. } => Status::Queued,
+            TaskState::Running { .. } => Status::Running,
+            TaskState::Finished { outcome, .. } => outcome.status(),
+        }
+    }
+
+    /// When its handler started (running with a pid, or finished after starting).
+    pub fn started_at(&self) -> Option<SystemTime> {
+        match self {
+            TaskState::Queued { .. } | TaskState::Running { pid: None, .. } => None,
+            TaskState::Running { started_at, .. } => Some(*started_at),
+            TaskState::Finished { started_at, .. } => *started_at,
+        }
+    }
+}
+
+/// How a finished task (or attempt) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Exit 0, or a code listed in `exit_codes.success`.
-    Succeeded {
-        exit_code: i32,
-    },
-    /// Non-zero exit (`exit_code`), a signal, or a program that could not start.
+    /// A code listed in `exit_codes.success` (0 by default).
+    Succeeded { exit_code: i32 },
+    /// Another exit code, a signal, or a program that could not start.
     Failed {
         exit_code: Option<i32>,
         error: Option<String>,
     },
-    TimedOut {
-        after: std::time::Duration,
-    },
-    Cancelled {
-        reason: String,
-    },
+    TimedOut { after: Duration },
+    Cancelled { reason: String },
     /// The daemon stopped while it ran (found at the next start).
-    Interrupted {
-        reason: String,
-    },
+    Interrupted { reason: String },
 }
 
 impl Outcome {
@@ -62,17 +81,19 @@ impl Outcome {
         match self {
             Outcome::Succeeded { exit_code } => (Some(*exit_code), None),
             Outcome::Failed { exit_code, error } => (*exit_code, error.clone()),
-            Outcome::TimedOut { after } => (
-                None,
-                Some(format!("timed out after {}", humantime::format_duration(*after))),
-            ),
+            Outcome::TimedOut { after } => (None, Some(timed_out_message(*after))),
             Outcome::Cancelled { reason } | Outcome::Interrupted { reason } => (None, Some(reason.clone())),
         }
     }
 
-    pub fn from_ending(ending: Ending, timeout: std::time::Duration) -> Self {
+    /// How a handler's ending counts for `program`.
+    pub fn of(ending: Ending, program: &Program) -> Self {
         match ending {
-            Ending::Exited(0) => Outcome::Succeeded { exit_code: 0 },
+            Ending::Exited(code) if program.success_codes.contains(&code) => Outcome::Succeeded { exit_code: code },
+            Ending::Exited(0) => Outcome::Failed {
+                exit_code: Some(0),
+                error: Some("exit code 0 is not in `exit_codes.success`".into()),
+            },
             Ending::Exited(code) => Outcome::Failed {
                 exit_code: Some(code),
                 error: None,
@@ -81,7 +102,9 @@ impl Outcome {
                 exit_code: None,
                 error: Some(format!("killed by {name}")),
             },
-            Ending::TimedOut => Outcome::TimedOut { after: timeout },
+            Ending::TimedOut => Outcome::TimedOut {
+                after: program.timeout,
+            },
             Ending::Stopped(reason) => Outcome::Cancelled { reason },
             Ending::SpawnFailed(reason) => Outcome::Failed {
                 exit_code: None,
@@ -89,72 +112,45 @@ impl Outcome {
             },
         }
     }
-}
 
-/// The status names the API uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-    Interrupted,
-}
-
-impl Status {
-    pub fn is_final(self) -> bool {
-        !matches!(self, Status::Queued | Status::Running)
+    fn record(&self) -> (Status, Option<i32>, Option<String>, Option<u64>) {
+        let timeout_ms = match self {
+            Outcome::TimedOut { after } => Some(after.as_millis() as u64),
+            _ => None,
+        };
+        let (code, error) = match self {
+            Outcome::TimedOut { .. } => (None, None),
+            other => other.code_and_error(),
+        };
+        (self.status(), code, error, timeout_ms)
     }
 
-    pub const ALL: [Status; 7] = [
-        Status::Queued,
-        Status::Running,
-        Status::Succeeded,
-        Status::Failed,
-        Status::TimedOut,
-        Status::Cancelled,
-        Status::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::Cancelled => "cancelled",
-            Status::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl TaskState {
-    pub fn is_finished(&self) -> bool {
-        matches!(self, TaskState::Finished { .. })
-    }
-
-    pub fn status(&self) -> Status {
-        match self {
-            TaskState::Queued => Status::Queued,
-            TaskState::Running { .. } => Status::Running,
-            TaskState::Finished { outcome, .. } => match outcome {
-                Outcome::Succeeded { .. } => Status::Succeeded,
-                Outcome::Failed { .. } => Status::Failed,
-                Outcome::TimedOut { .. } => Status::TimedOut,
-                Outcome::Cancelled { .. } => Status::Cancelled,
-                Outcome::Interrupted { .. } => Status::Interrupted,
+    fn from_record(status: Status, exit_code: Option<i32>, error: Option<String>, timeout_ms: Option<u64>) -> Self {
+        match status {
+            Status::Succeeded => Outcome::Succeeded {
+                exit_code: exit_code.unwrap_or(0),
             },
+            Status::TimedOut => Outcome::TimedOut {
+                after: Duration::from_millis(timeout_ms.unwrap_or(0)),
+            },
+            Status::Cancelled => Outcome::Cancelled {
+                reason: error.unwrap_or_default(),
+            },
+            Status::Interrupted => Outcome::Interrupted {
+                reason: error.unwrap_or_default(),
+            },
+            Status::Failed | Status::Queued | Status::Running => Outcome::Failed { exit_code, error },
         }
     }
 }
 
-/// One task as the engine keeps it.
+fn timed_out_message(after: Duration) -> String {
+    format!("timed out after {}", humantime::format_duration(after))
+}
+
+/// What a task is, fixed when it is created.
 #[derive(Debug)]
-pub struct Task {
+pub struct TaskSpec {
     pub id: Uuid,
     /// Creation order, for listing newest first.
     pub seq: u64,
@@ -163,77 +159,225 @@ pub struct Task {
     pub source: Arc<str>,
     pub event: Arc<str>,
     pub program: Arc<Program>,
-    pub params: Vec<(String, serde_json::Value)>,
+    /// In mapping order.
+    pub params: Vec<(String, Value)>,
     pub argv: Vec<String>,
-    /// The request body for stdin; dropped once the task has finished.
-    pub body: Bytes,
-    pub created_at: SystemTime,
-    pub state: TaskState,
-    pub output: Arc<Output>,
-    /// The delivery record the task came from (its body is kept there for reruns).
-    pub record_id: Option<String>,
-    /// The task this one re-runs, and the tasks that re-ran this one.
-    pub rerun_of: Option<Uuid>,
-    pub reruns: Vec<Uuid>,
     /// The rendered `concurrency_key`.
     pub key: Option<Arc<str>>,
+    pub created_at: SystemTime,
+    /// The delivery record the task came from (its body is kept there for reruns).
+    pub record_id: Option<String>,
+    /// The task this one re-runs.
+    pub rerun_of: Option<Uuid>,
+}
+
+/// One task as the engine keeps it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub spec: Arc<TaskSpec>,
+    pub state: TaskState,
     /// The current attempt, from 1.
     pub attempt: u32,
     /// Earlier attempts that ended and were retried.
     pub attempts: Vec<Attempt>,
-    /// When the next attempt may start (while waiting out a backoff).
-    pub next_attempt_at: Option<SystemTime>,
+    /// The tasks that re-ran this one.
+    pub reruns: Vec<Uuid>,
     /// The `on_finish` callbacks and where each stands.
-    pub callbacks: Vec<super::callback::CallbackState>,
+    pub callbacks: Vec<CallbackRecord>,
+    /// The request body for stdin; dropped once the task has finished.
+    pub body: Bytes,
+    /// The output's tails, once finished.
+    pub output: Option<OutputRecord>,
 }
 
 /// One attempt of a task that was retried.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub attempt: u32,
-    pub status: Status,
-    pub exit_code: Option<i32>,
-    pub error: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: String,
+    pub outcome: Outcome,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: SystemTime,
     /// The last bytes of its output.
     pub stdout: String,
     pub stderr: String,
 }
 
 /// How much output an earlier attempt keeps.
-const ATTEMPT_TAIL: usize = 2048;
+pub const ATTEMPT_TAIL: usize = 2048;
 
-fn tail(text: String) -> String {
-    if text.len() <= ATTEMPT_TAIL {
-        return text;
+impl Task {
+    pub fn new(spec: TaskSpec, body: Bytes) -> Task {
+        Task {
+            spec: Arc::new(spec),
+            state: TaskState::Queued { next_attempt_at: None },
+            attempt: 1,
+            attempts: Vec::new(),
+            reruns: Vec::new(),
+            callbacks: Vec::new(),
+            body,
+            output: None,
+        }
     }
-    let mut cut = text.len() - ATTEMPT_TAIL;
-    while !text.is_char_boundary(cut) {
-        cut += 1;
+
+    pub fn id(&self) -> Uuid {
+        self.spec.id
     }
-    text[cut..].to_string()
+
+    pub fn status(&self) -> Status {
+        self.state.status()
+    }
+
+    /// The task as the store keeps it.
+    pub fn record(&self) -> TaskRecord {
+        let s = &self.spec;
+        let state = match &self.state {
+            TaskState::Queued { next_attempt_at } => StateRecord::Queued {
+                next_attempt_ms: next_attempt_at.map(millis),
+            },
+            TaskState::Running { started_at, pid } => StateRecord::Running {
+                started_ms: millis(*started_at),
+                pid: *pid,
+            },
+            TaskState::Finished {
+                started_at,
+                finished_at,
+                outcome,
+            } => {
+                let (status, exit_code, error, timeout_ms) = outcome.record();
+                StateRecord::Finished {
+                    started_ms: started_at.map(millis),
+                    finished_ms: millis(*finished_at),
+                    status,
+                    exit_code,
+                    error,
+                    timeout_ms,
+                }
+            }
+        };
+        TaskRecord {
+            v: crate::store::record::VERSION,
+            id: s.id,
+            seq: s.seq,
+            delivery_id: s.delivery_id.to_string(),
+            record_id: s.record_id.clone(),
+            request_id: s.request_id.to_string(),
+            source: s.source.to_string(),
+            event: s.event.to_string(),
+            program: s.program.name.to_string(),
+            params: s.params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+            argv: s.argv.clone(),
+            key: s.key.as_deref().map(String::from),
+            created_ms: millis(s.created_at),
+            state,
+            attempt: self.attempt,
+            attempts: self.attempts.iter().map(Attempt::record).collect(),
+            rerun_of: s.rerun_of,
+            reruns: self.reruns.clone(),
+            callbacks: self.callbacks.clone(),
+            output: self.output.clone(),
+            node: None,
+        }
+    }
+
+    /// A task from its record, with `program` (the config's current one,
+    /// resolved by the caller) and its body.
+    pub fn from_record(r: &TaskRecord, program: Arc<Program>, body: Bytes) -> Task {
+        let spec = TaskSpec {
+            id: r.id,
+            seq: r.seq,
+            delivery_id: r.delivery_id.as_str().into(),
+            request_id: r.request_id.as_str().into(),
+            source: r.source.as_str().into(),
+            event: r.event.as_str().into(),
+            program,
+            params: params_of(&r.params),
+            argv: r.argv.clone(),
+            key: r.key.as_deref().map(Arc::from),
+            created_at: time_of(r.created_ms),
+            record_id: r.record_id.clone(),
+            rerun_of: r.rerun_of,
+        };
+        Task {
+            spec: Arc::new(spec),
+            state: state_of(&r.state),
+            attempt: r.attempt,
+            attempts: r.attempts.iter().map(Attempt::from_record).collect(),
+            reruns: r.reruns.clone(),
+            callbacks: r.callbacks.clone(),
+            body,
+            output: r.output.clone(),
+        }
+    }
+}
+
+/// Param values from their JSON text (a value that does not parse stays a string).
+pub fn params_of(params: &[(String, String)]) -> Vec<(String, Value)> {
+    params
+        .iter()
+        .map(|(k, text)| {
+            let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()));
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+fn state_of(r: &StateRecord) -> TaskState {
+    match r {
+        StateRecord::Queued { next_attempt_ms } => TaskState::Queued {
+            next_attempt_at: next_attempt_ms.map(time_of),
+        },
+        StateRecord::Running { started_ms, pid } => TaskState::Running {
+            started_at: time_of(*started_ms),
+            pid: *pid,
+        },
+        StateRecord::Finished {
+            started_ms,
+            finished_ms,
+            status,
+            exit_code,
+            error,
+            timeout_ms,
+        } => TaskState::Finished {
+            started_at: started_ms.map(time_of),
+            finished_at: time_of(*finished_ms),
+            outcome: Outcome::from_record(*status, *exit_code, error.clone(), *timeout_ms),
+        },
+    }
 }
 
 impl Attempt {
-    pub fn record(
-        attempt: u32,
-        started_at: Option<SystemTime>,
-        finished_at: SystemTime,
-        outcome: &Outcome,
-        output: &Output,
-    ) -> Self {
-        let (exit_code, error) = outcome.code_and_error();
-        Attempt {
-            attempt,
-            status: outcome.status(),
+    fn record(&self) -> AttemptRecord {
+        let (status, exit_code, error, timeout_ms) = self.outcome.record();
+        AttemptRecord {
+            attempt: self.attempt,
+            status,
             exit_code,
             error,
-            started_at: started_at.map(timestamp),
-            finished_at: timestamp(finished_at),
-            stdout: tail(output.stdout.lock().unwrap_or_else(|p| p.into_inner()).text()),
-            stderr: tail(output.stderr.lock().unwrap_or_else(|p| p.into_inner()).text()),
+            timeout_ms,
+            started_ms: self.started_at.map(millis),
+            finished_ms: millis(self.finished_at),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
         }
+    }
+
+    fn from_record(r: &AttemptRecord) -> Attempt {
+        Attempt {
+            attempt: r.attempt,
+            outcome: Outcome::from_record(r.status, r.exit_code, r.error.clone(), r.timeout_ms),
+            started_at: r.started_ms.map(time_of),
+            finished_at: time_of(r.finished_ms),
+            stdout: r.stdout.clone(),
+            stderr: r.stderr.clone(),
+        }
+    }
+}
+
+/// The error text of a stored ending: the timeout's sentence for `timed_out`.
+fn error_text(status: Status, error: &Option<String>, timeout_ms: Option<u64>) -> Option<String> {
+    match (status, timeout_ms) {
+        (Status::TimedOut, Some(ms)) => Some(timed_out_message(Duration::from_millis(ms))),
+        _ => error.clone(),
     }
 }
 
@@ -246,16 +390,59 @@ fn millis_between(a: SystemTime, b: SystemTime) -> u64 {
     b.duration_since(a).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Params as a JSON object in mapping order.
+#[derive(Debug, Clone, Default)]
+pub struct ParamsView(pub Vec<(String, Value)>);
+
+impl Serialize for ParamsView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// One earlier attempt as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl AttemptView {
+    fn of(r: &AttemptRecord) -> Self {
+        AttemptView {
+            attempt: r.attempt,
+            status: r.status,
+            exit_code: r.exit_code,
+            error: error_text(r.status, &r.error, r.timeout_ms),
+            started_at: r.started_ms.map(|ms| timestamp(time_of(ms))),
+            finished_at: timestamp(time_of(r.finished_ms)),
+            stdout: r.stdout.clone(),
+            stderr: r.stderr.clone(),
+        }
+    }
+}
+
 /// A task as the HTTP API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TaskView {
     pub id: Uuid,
-    pub delivery_id: Arc<str>,
-    pub request_id: Arc<str>,
-    pub source: Arc<str>,
-    pub event: Arc<str>,
+    pub delivery_id: String,
+    pub request_id: String,
+    pub source: String,
+    pub event: String,
     pub program: String,
-    pub params: serde_json::Map<String, serde_json::Value>,
+    pub params: ParamsView,
     pub argv: Vec<String>,
     pub status: Status,
     pub exit_code: Option<i32>,
@@ -270,70 +457,75 @@ pub struct TaskView {
     pub stderr_truncated: bool,
     pub rerun_of: Option<Uuid>,
     pub reruns: Vec<Uuid>,
-    pub concurrency_key: Option<Arc<str>>,
+    pub concurrency_key: Option<String>,
     pub attempt: u32,
-    pub attempts: Vec<Attempt>,
+    pub attempts: Vec<AttemptView>,
     pub next_attempt_at: Option<String>,
-    pub callbacks: Vec<super::callback::CallbackState>,
+    pub callbacks: Vec<CallbackRecord>,
+    pub node: Option<String>,
     pub url: String,
 }
 
-impl Task {
-    pub fn view(&self) -> TaskView {
-        let (started_at, finished_at) = match &self.state {
-            TaskState::Queued => (None, None),
-            TaskState::Running { started_at, .. } => (Some(*started_at), None),
-            TaskState::Finished {
-                started_at,
-                finished_at,
-                ..
-            } => (*started_at, Some(*finished_at)),
+impl TaskView {
+    /// The view of a task's record; `output` replaces the record's tails
+    /// (a task that has not finished reads them from its files).
+    pub fn of(r: &TaskRecord, output: Option<OutputRecord>) -> TaskView {
+        let (status, exit_code, error, started, finished, next) = match &r.state {
+            StateRecord::Queued { next_attempt_ms } => (Status::Queued, None, None, None, None, *next_attempt_ms),
+            StateRecord::Running { started_ms, .. } => (Status::Running, None, None, Some(*started_ms), None, None),
+            StateRecord::Finished {
+                started_ms,
+                finished_ms,
+                status,
+                exit_code,
+                error,
+                timeout_ms,
+            } => (
+                *status,
+                *exit_code,
+                error_text(*status, error, *timeout_ms),
+                *started_ms,
+                Some(*finished_ms),
+                None,
+            ),
         };
-        let (exit_code, error) = match &self.state {
-            TaskState::Finished { outcome, .. } => outcome.code_and_error(),
-            _ => (None, None),
-        };
+        let started_at = started.map(time_of);
+        let finished_at = finished.map(time_of);
         let duration_ms = match (started_at, finished_at) {
             (Some(s), Some(f)) => Some(millis_between(s, f)),
             (Some(s), None) => Some(millis_between(s, SystemTime::now())),
             _ => None,
         };
-        let (stdout, stdout_truncated) = {
-            let t = self.output.stdout.lock().unwrap_or_else(|p| p.into_inner());
-            (t.text(), t.truncated())
-        };
-        let (stderr, stderr_truncated) = {
-            let t = self.output.stderr.lock().unwrap_or_else(|p| p.into_inner());
-            (t.text(), t.truncated())
-        };
+        let output = output.or_else(|| r.output.clone()).unwrap_or_default();
         TaskView {
-            id: self.id,
-            delivery_id: self.delivery_id.clone(),
-            request_id: self.request_id.clone(),
-            source: self.source.clone(),
-            event: self.event.clone(),
-            program: self.program.name.clone(),
-            params: self.params.iter().cloned().collect(),
-            argv: self.argv.clone(),
-            status: self.state.status(),
+            id: r.id,
+            delivery_id: r.delivery_id.clone(),
+            request_id: r.request_id.clone(),
+            source: r.source.clone(),
+            event: r.event.clone(),
+            program: r.program.clone(),
+            params: ParamsView(params_of(&r.params)),
+            argv: r.argv.clone(),
+            status,
             exit_code,
             error,
-            created_at: timestamp(self.created_at),
+            created_at: timestamp(time_of(r.created_ms)),
             started_at: started_at.map(timestamp),
             finished_at: finished_at.map(timestamp),
             duration_ms,
-            stdout,
-            stderr,
-            stdout_truncated,
-            stderr_truncated,
-            rerun_of: self.rerun_of,
-            reruns: self.reruns.clone(),
-            concurrency_key: self.key.clone(),
-            attempt: self.attempt,
-            attempts: self.attempts.clone(),
-            next_attempt_at: self.next_attempt_at.map(timestamp),
-            callbacks: self.callbacks.clone(),
-            url: format!("/tasks/{}", self.id),
+            stdout: output.stdout,
+            stderr: output.stderr,
+            stdout_truncated: output.stdout_truncated,
+            stderr_truncated: output.stderr_truncated,
+            rerun_of: r.rerun_of,
+            reruns: r.reruns.clone(),
+            concurrency_key: r.key.clone(),
+            attempt: r.attempt,
+            attempts: r.attempts.iter().map(AttemptView::of).collect(),
+            next_attempt_at: next.map(|ms| timestamp(time_of(ms))),
+            callbacks: r.callbacks.clone(),
+            node: r.node.clone(),
+            url: format!("/tasks/{}", r.id),
         }
     }
 }

@@ -3,19 +3,19 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::ip::client_ip;
+use crate::auth::ip::{client_ip, Client};
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// The client's address, honouring `X-Forwarded-For` from trusted proxies only.
-pub fn client_addr(req: &HttpRequest, state: &AppState) -> IpAddr {
+/// The client, honouring `X-Forwarded-For` (every line) from trusted proxies only.
+pub fn client_addr(req: &HttpRequest, state: &AppState) -> Client {
     let peer = req
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    client_ip(peer, forwarded, &state.config().server.trusted_proxies)
+    let lines = req.headers().get_all("x-forwarded-for").map(|v| v.as_bytes());
+    client_ip(peer, lines, &state.config().server.trusted_proxies)
 }
 
 pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {

@@ -27,6 +27,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let q: ListQuery = super::parse_query(&req, "source, event, outcome, limit and before")?;
     let outcome = super::parse_choice("outcome", q.outcome.as_deref(), &Outcome::ALL, Outcome::as_str)?;
     let limit = super::tasks::parse_limit(q.limit.as_deref())?;
+    let no_cursor = |b: &str| ApiError::BadRequest(format!("`before`: there is no delivery `{b}` on record"));
     let filter = Filter {
         source: q.source.clone(),
         event: q.event.clone(),
@@ -34,45 +35,42 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
     };
     if state.deliveries.store().is_none() {
-        let mut records = state.deliveries.list(&Filter {
-            limit: usize::MAX,
-            ..filter
-        });
-        if let Some(before) = &q.before {
-            match records.iter().position(|r| r.id == *before) {
-                Some(i) => {
-                    records.drain(..=i);
-                }
-                None => records.clear(),
-            }
-        }
-        let deliveries: Vec<_> = records.iter().take(limit).map(|r| r.view()).collect();
+        let records = state
+            .deliveries
+            .list(&filter, q.before.as_deref())
+            .ok_or_else(|| no_cursor(q.before.as_deref().unwrap_or_default()))?;
+        let deliveries: Vec<_> = records.iter().map(|r| r.view()).collect();
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })));
     };
-    let query = crate::store::Query {
+    let before_seq = match q.before.clone() {
+        None => None,
+        Some(b) => Some(
+            state
+                .read_store(move |s| s.delivery_seq(&b))
+                .await?
+                .flatten()
+                .ok_or_else(|| no_cursor(q.before.as_deref().unwrap_or_default()))?,
+        ),
+    };
+    let query = crate::store::DeliveryQuery {
         source: q.source.clone(),
         event: q.event.clone(),
-        outcome: filter.outcome.map(|o| o.as_str().to_string()),
-        before: q.before.clone(),
+        outcome: filter.outcome,
+        before_seq,
         limit,
-        ..Default::default()
     };
-    let rows = state
+    let records = state
         .read_store(move |s| s.list_deliveries(&query))
         .await?
         .unwrap_or_default();
-    let deliveries: Vec<serde_json::Value> = rows
+    let deliveries: Vec<serde_json::Value> = records
         .into_iter()
-        .filter_map(|data| {
-            let stored: serde_json::Value = serde_json::from_str(&data).ok()?;
+        .map(|stored| {
             // Records still in memory may have gained links (replays) since.
-            Some(
-                stored["id"]
-                    .as_str()
-                    .and_then(|id| state.deliveries.get(id))
-                    .map(|r| r.view())
-                    .unwrap_or(stored),
-            )
+            match state.deliveries.get(&stored.id) {
+                Some(r) => r.view(),
+                None => Record::from_record(stored, None).view(),
+            }
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })))
@@ -88,17 +86,17 @@ pub async fn get(
     if let Some(record) = state.deliveries.get(&id) {
         return Ok(HttpResponse::Ok().json(record.view()));
     }
-    let (data, _) = stored(&state, &id)
+    let record = stored(&state, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
-    Ok(HttpResponse::Ok().json(data))
+    Ok(HttpResponse::Ok().json(record.view()))
 }
 
-/// A delivery from the store: its JSON and kept body.
-async fn stored(state: &AppState, id: &str) -> Result<Option<(serde_json::Value, Option<Bytes>)>, ApiError> {
+/// A delivery from the store, with its kept body.
+async fn stored(state: &AppState, id: &str) -> Result<Option<Record>, ApiError> {
     let key = id.to_string();
     let row = state.read_store(move |s| s.delivery(&key)).await?.flatten();
-    Ok(row.and_then(|(data, body)| Some((serde_json::from_str(&data).ok()?, body.map(Bytes::from)))))
+    Ok(row.map(|(record, body)| Record::from_record(record, body)))
 }
 
 /// Runs a recorded delivery again against the current config: new tasks,
@@ -113,11 +111,9 @@ pub async fn replay(
     let original = match state.deliveries.get(&id) {
         Some(r) => r,
         None => {
-            let (data, body) = stored(&state, &id)
+            let record = stored(&state, &id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
-            let record = Record::from_stored(&data, body)
-                .ok_or_else(|| ApiError::Conflict(format!("the stored record of delivery `{id}` cannot be read")))?;
             state.deliveries.insert(record, true)
         }
     };

@@ -1,17 +1,20 @@
-//! Live output as Server-Sent Events. Each follower has its own bounded
-//! buffer: a slow one is told how many lines it missed and never slows the
-//! handler or the other followers.
+//! Live output as Server-Sent Events, read from the task's output files.
+//! Each follower reads at its own pace (the file is its buffer), so a slow
+//! one never slows the handler or the other followers; one that falls
+//! behind what the file still keeps is told how much it missed.
 
 use crate::engine::Engine;
-use crate::process::output::Line;
+use crate::process::output::{follow_start, Follower, Line, Stream};
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// Events queued for one HTTP connection before the writer waits for it.
 const CONNECTION_BUFFER: usize = 64;
+/// How often a running task's files are read for new lines.
+const POLL: Duration = Duration::from_millis(100);
 
 fn event(name: &str, data: &str) -> Bytes {
     let mut out = String::with_capacity(data.len() + name.len() + 16);
@@ -50,65 +53,57 @@ pub fn stream(engine: Engine, id: Uuid) -> HttpResponse {
 
 /// Sends lines until the task ends, then its status. Returns early when the client goes away.
 async fn pump(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(), ()> {
-    let ids = [id];
+    let limits = engine.limits();
+    let kept = crate::engine::output_kept(&limits);
     loop {
-        let Some((finished, snapshot, mut rx)) = engine.with_task(&id, |t| {
-            let (lines, rx) = t.output.follow();
-            (t.state.is_finished(), lines, rx)
-        }) else {
-            return Ok(());
-        };
-        if finished {
-            // Everything is in the tails, a last line without a newline included.
-            let full = engine.with_task(&id, all_lines).unwrap_or_default();
-            for line in &full {
-                send(tx, line_event(line)).await?;
+        let Some(task) = engine.get(&id) else { return Ok(()) };
+        let attempt = task.attempt;
+        let outputs = engine.outputs();
+        let files = [Stream::Stdout, Stream::Stderr].map(|s| (s, outputs.file(id, attempt, s)));
+        if task.state.is_finished() && files.iter().all(|(_, p)| !p.exists()) {
+            // The files are gone: the tails kept with the task are all there is.
+            let output = task.output.unwrap_or_default();
+            for (stream, text) in [(Stream::Stdout, output.stdout), (Stream::Stderr, output.stderr)] {
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                for piece in text.split('\n').filter(|_| !text.is_empty()) {
+                    send(tx, line_event(&Line { stream, text: piece.to_string() })).await?;
+                }
             }
             return send_status(engine, id, tx).await;
         }
-        for line in &snapshot {
-            send(tx, line_event(line)).await?;
-        }
+        // A new follower starts at most `output_limit` back, at a line's start.
+        let mut followers = files.map(|(s, p)| {
+            let start = follow_start(&p, limits.output_limit);
+            Follower::new(p, s, start)
+        });
         loop {
-            tokio::select! {
-                received = rx.recv() => match received {
-                    Ok(line) => send(tx, line_event(&line)).await?,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        send(tx, event("missed", &format!("{{\"lines\":{n}}}"))).await?;
-                    }
-                    // The output was replaced (a retry began): follow the new one.
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                done = engine.wait_finished(&ids, tokio::time::Instant::now() + Duration::from_secs(3600)) => {
-                    if done {
-                        while let Ok(line) = rx.try_recv() {
-                            send(tx, line_event(&line)).await?;
-                        }
-                        return send_status(engine, id, tx).await;
-                    }
+            let now = engine.get(&id);
+            let finished = now.as_ref().is_none_or(|t| t.state.is_finished());
+            let next_attempt = now.as_ref().is_some_and(|t| t.attempt != attempt);
+            for f in &mut followers {
+                let (lines, missed) = f.poll_kept(finished || next_attempt, kept);
+                if missed > 0 {
+                    send(tx, event("missed", &format!("{{\"bytes\":{missed}}}"))).await?;
                 }
+                for line in &lines {
+                    send(tx, line_event(line)).await?;
+                }
+            }
+            if finished {
+                return send_status(engine, id, tx).await;
+            }
+            if next_attempt {
+                // A retry began: follow its files.
+                break;
             }
             if tx.is_closed() {
                 return Err(());
             }
+            engine
+                .wait_finished(&[id], tokio::time::Instant::now() + POLL)
+                .await;
         }
     }
-}
-
-fn all_lines(t: &crate::engine::task::Task) -> Vec<Line> {
-    use crate::process::output::Stream;
-    let mut lines = Vec::new();
-    for (stream, tail) in [(Stream::Stdout, &t.output.stdout), (Stream::Stderr, &t.output.stderr)] {
-        let text = tail.lock().unwrap_or_else(|p| p.into_inner()).text();
-        let text = text.strip_suffix('\n').unwrap_or(&text);
-        if !text.is_empty() {
-            lines.extend(text.split('\n').map(|l| Line {
-                stream,
-                text: l.to_string(),
-            }));
-        }
-    }
-    lines
 }
 
 async fn send_status(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(), ()> {

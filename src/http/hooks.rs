@@ -11,7 +11,7 @@ use super::access::client_addr;
 use super::body;
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::{self, ip};
+use crate::auth;
 use crate::config::{DedupKey, Source};
 use crate::delivery::dedup::Seen;
 use crate::delivery::record::{mask_headers, mask_query, params_json, rule_traces};
@@ -116,9 +116,11 @@ async fn receive_with_id(
         }
     };
     if !dry_run {
-        state.metrics.delivery(&source_name, rec.outcome.as_str());
+        state.metrics.delivery(source.map(|s| &s.name), rec.outcome.as_str());
         if rec.outcome == Outcome::Duplicate {
-            state.metrics.dedup_hit(&source_name);
+            if let Some(s) = source {
+                state.metrics.dedup_hit(&s.name);
+            }
         }
         rec.status = response.status().as_u16();
         let persisted = rec.persisted;
@@ -133,13 +135,13 @@ async fn receive_from(
     payload: web::Payload,
     state: &AppState,
     source: &Arc<Source>,
-    client: std::net::IpAddr,
+    client: crate::auth::ip::Client,
     query: &[(String, String)],
     dry_run: bool,
     rec: &mut Record,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(allowed) = &source.allow_ips {
-        if !ip::contains(allowed, client) {
+        if !client.is_in(allowed) {
             return Err(ApiError::Forbidden(format!(
                 "address {client} is not in `allow_ips` of source `{}`",
                 source.name
@@ -432,8 +434,8 @@ pub(super) async fn queue_tasks(
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
     })?;
     if let Some(store) = state.deliveries.store() {
-        let mut ops = reserved.rows();
-        let rec = rec.inspect(|r| ops.insert(0, crate::store::Op::PutDelivery(r.row())));
+        let mut ops = reserved.ops();
+        let rec = rec.inspect(|r| ops.insert(0, r.op()));
         if let Err(e) = store.commit(ops).await {
             let request_id = rec.as_ref().map_or("", |r| r.request_id.as_str());
             tracing::error!(error = %e, request_id, "delivery refused: the store cannot write");
@@ -456,7 +458,7 @@ fn dry_run_answer(source: &Source, parts: &Parts<'_>, rec: &Record) -> HttpRespo
 pub fn explain(source: &Source, parts: &Parts<'_>, delivery_id: &str) -> Value {
     let delivery = parts.delivery(&source.name);
     let judgement = source.routes.judge(&delivery);
-    let params = params_json(&judgement.params);
+    let params = crate::delivery::record::ParamsByKey(params_json(&judgement.params));
     let mut rules = rule_traces(&judgement);
     for m in &judgement.matches {
         let inv = Invocation {

@@ -193,16 +193,30 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .body(state.metrics.render()))
 }
 
-/// Ready when the config is loaded and the store (if any) can write.
+/// Ready when the config is loaded and the store (if any) can write. The
+/// answer also says how many stored rows could not be read (they are logged
+/// with their ids; `hookrunner db check` lists them): the daemon is still
+/// ready, but that work needs a look.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.deliveries.store() {
-        Some(store) if !store.healthy() => {
-            let why = store.last_error().unwrap_or_else(|| "unknown error".into());
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({ "status": "unready", "error": format!("the store cannot write: {why}") }))
-        }
-        _ => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+    let Some(store) = state.deliveries.store() else {
+        return HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "store": null }));
+    };
+    let (unreadable, first) = store.unreadable();
+    let detail = serde_json::json!({
+        "store": store.describe(),
+        "writable": store.healthy(),
+        "unreadable_rows": unreadable,
+        "unreadable": first.iter().map(|u| serde_json::json!({"table": u.table, "id": u.id, "error": u.error})).collect::<Vec<_>>(),
+    });
+    if !store.healthy() {
+        let why = store.last_error().unwrap_or_else(|| "unknown error".into());
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unready",
+            "error": format!("the store cannot write: {why}"),
+            "store": detail,
+        }));
     }
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "store": detail }))
 }
 
 async fn healthz() -> HttpResponse {

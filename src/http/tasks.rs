@@ -3,9 +3,10 @@
 use super::access::authorize_api;
 use super::error::ApiError;
 use super::AppState;
-use crate::engine::table::Filter;
-use crate::engine::task::Status;
-use crate::engine::{NewTask, TaskError};
+use crate::engine::task::{Status, TaskView};
+use crate::engine::{Filter, NewTask, TaskError};
+use crate::process::output::Stream;
+use crate::store::record::TaskRecord;
 use crate::process::program::Invocation;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -36,51 +37,50 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             Uuid::parse_str(b).map_err(|_| ApiError::BadRequest(format!("`before` must be a task id, not `{b}`")))?,
         ),
     };
+    // The cursor must name a task there is: its place in the history.
+    let before_seq = match before {
+        None => None,
+        Some(id) => match state.engine.seq(&id) {
+            Some(seq) => Some(seq),
+            None => state
+                .read_store(move |s| s.task_seq(id))
+                .await?
+                .flatten()
+                .ok_or_else(|| ApiError::BadRequest(format!("`before`: there is no task `{id}`")))
+                .map(Some)?,
+        },
+    };
     let filter = Filter {
         status,
         source: q.source.clone(),
         event: q.event.clone(),
         program: q.program.clone(),
         limit,
-        before,
+        before_seq,
     };
     // Unfinished tasks are always in memory; history is in the store.
     let unfinished = filter.status.is_some_and(|s| !s.is_final());
-    if unfinished || state.deliveries.store().is_none() {
+    if unfinished || state.engine.store().is_none() {
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })));
     }
     // History comes from the store; tasks still in memory show their live state.
-    let query = crate::store::Query {
-        status: filter.status.map(|s| s.as_str().to_string()),
+    let query = crate::store::TaskQuery {
+        status: filter.status,
         source: filter.source.clone(),
         event: filter.event.clone(),
         program: filter.program.clone(),
-        before: filter.before.map(|b| b.to_string()),
+        before_seq,
         limit,
-        ..Default::default()
     };
-    let rows = state
+    let records = state
         .read_store(move |s| s.list_tasks(&query))
         .await?
         .unwrap_or_default();
-    let tasks: Vec<serde_json::Value> = rows
-        .into_iter()
-        .filter_map(|data| {
-            let stored: serde_json::Value = serde_json::from_str(&data).ok()?;
-            let live = stored["id"]
-                .as_str()
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .and_then(|id| state.engine.task(&id));
-            let view = match live {
-                Some(v) => serde_json::to_value(v).ok()?,
-                None => crate::engine::public(stored),
-            };
-            // The stored status can trail the live one by a moment.
-            filter
-                .status
-                .is_none_or(|s| view["status"] == s.as_str())
-                .then_some(view)
-        })
+    let tasks: Vec<TaskView> = records
+        .iter()
+        .map(|r| state.engine.task(&r.id).unwrap_or_else(|| TaskView::of(r, None)))
+        // The stored status can trail the live one by a moment.
+        .filter(|view| filter.status.is_none_or(|s| view.status == s))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
 }
@@ -98,11 +98,9 @@ pub fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-/// A task's stored JSON (with its internal fields), if there is a store and it has one.
-async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<serde_json::Value>, ApiError> {
-    let key = id.to_string();
-    let data = state.read_store(move |s| s.task(&key)).await?.flatten();
-    Ok(data.and_then(|data| serde_json::from_str(&data).ok()))
+/// A task's stored record, if there is a store and it has one.
+async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<TaskRecord>, ApiError> {
+    Ok(state.read_store(move |s| s.task(id)).await?.flatten())
 }
 
 pub async fn get(
@@ -118,7 +116,7 @@ pub async fn get(
         return Ok(HttpResponse::Ok().json(task));
     }
     let stored = stored_task(&state, id).await?.ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(crate::engine::public(stored)))
+    Ok(HttpResponse::Ok().json(TaskView::of(&stored, None)))
 }
 
 fn no_task(id: &dyn std::fmt::Display) -> ApiError {
@@ -188,25 +186,22 @@ pub async fn output(
         }
         return Ok(super::follow::stream(state.engine.clone(), id));
     }
-    let stream = query
-        .iter()
-        .find(|(k, _)| k == "stream")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("stdout");
-    if stream != "stdout" && stream != "stderr" {
-        return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into()));
-    }
-    let text = state
-        .engine
-        .with_task(&id, |t| {
-            let tail = if stream == "stderr" {
-                &t.output.stderr
-            } else {
-                &t.output.stdout
-            };
-            tail.lock().unwrap_or_else(|p| p.into_inner()).text()
-        })
-        .ok_or_else(|| no_task(&id))?;
+    let stream = match query.iter().find(|(k, _)| k == "stream").map(|(_, v)| v.as_str()) {
+        None | Some("stdout") => Stream::Stdout,
+        Some("stderr") => Stream::Stderr,
+        Some(_) => return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into())),
+    };
+    let text = match state.engine.output_text(&id, stream) {
+        Some(text) => text,
+        None => {
+            let stored = stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?;
+            let view = TaskView::of(&stored, None);
+            match stream {
+                Stream::Stdout => view.stdout,
+                Stream::Stderr => view.stderr,
+            }
+        }
+    };
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
 }
 
@@ -218,35 +213,30 @@ pub async fn rerun(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let old = task_id(&path)?;
-    let found = state.engine.with_task(&old, |t| {
+    let found = state.engine.get(&old).map(|t| {
+        let s = &t.spec;
         (
-            t.program.clone(),
-            t.params.clone(),
-            t.source.clone(),
-            t.event.clone(),
-            t.delivery_id.clone(),
-            t.record_id.clone(),
+            s.program.clone(),
+            s.params.clone(),
+            s.source.clone(),
+            s.event.clone(),
+            s.delivery_id.clone(),
+            s.record_id.clone(),
             t.body.clone(),
         )
     });
     let found = match found {
         Some(f) => Some(f),
         // Only in the store's history: take what it recorded.
-        None => stored_task(&state, old).await?.and_then(|v| {
-            let program = state.config().program(v["program"].as_str()?)?;
-            let params = v["params"]
-                .as_object()?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let text = |k: &str| -> std::sync::Arc<str> { v[k].as_str().unwrap_or("").into() };
+        None => stored_task(&state, old).await?.and_then(|r| {
+            let program = state.config().program(&r.program)?;
             Some((
                 program,
-                params,
-                text("source"),
-                text("event"),
-                text("delivery_id"),
-                v["_record_id"].as_str().map(String::from),
+                crate::engine::task::params_of(&r.params),
+                r.source.as_str().into(),
+                r.event.as_str().into(),
+                r.delivery_id.as_str().into(),
+                r.record_id.clone(),
                 bytes::Bytes::new(),
             ))
         }),
@@ -261,7 +251,7 @@ pub async fn rerun(
                 None => {
                     let key = r.to_string();
                     let row = state.read_store(move |s| s.delivery(&key)).await?.flatten();
-                    row.and_then(|(_, b)| b).map(bytes::Bytes::from).unwrap_or_default()
+                    row.and_then(|(_, b)| b).unwrap_or_default()
                 }
             };
         }

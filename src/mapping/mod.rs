@@ -122,7 +122,7 @@ impl Routes {
         self.by_key
             .values()
             .flat_map(|m| &m.rules)
-            .find(|r| r.program.name == name)
+            .find(|r| &*r.program.name == name)
             .map(|r| r.program.clone())
     }
 

@@ -6,6 +6,6 @@ pub mod output;
 pub mod program;
 mod spawn;
 
-pub use output::Output;
+pub use output::OutputDir;
 pub use program::{Program, Template};
-pub use spawn::{run, Ending, RunSpec, Stop};
+pub use spawn::{run, Ending, OutputFiles, RunSpec, Stop};

@@ -1,15 +1,23 @@
-//! Captured output: the last `limit` bytes of each stream, with truncation
-//! marked, and a broadcast of complete lines for live followers.
+//! Handler output in files: each attempt of each task writes its stdout and
+//! stderr straight into `<dir>/<task id>.<attempt>.out` and `.err` (the
+//! files are the handler's own stdout and stderr, not pipes the daemon
+//! reads). So output needs no reader while the task runs, survives a crash
+//! of the daemon, and a handler that outlives the daemon keeps writing
+//! without an error (a pipe would give it SIGPIPE). The API, the live
+//! follow and the finished task's record read the tails of these files.
+//!
+//! A handler can print more than anyone wants kept: while it runs, the
+//! daemon gives back the disk space of everything before the last
+//! `keep` bytes (`fallocate` punching a hole, so the file keeps its size
+//! and the handler's offset; on a file system without hole punching the
+//! file just grows).
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::broadcast;
-
-/// Lines a follower may fall behind before it is told it missed some.
-const FOLLOW_BUFFER: usize = 1024;
-/// A line longer than this is sent in pieces.
-const MAX_LINE: usize = 16 * 1024;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +33,153 @@ impl Stream {
             Stream::Stderr => "stderr",
         }
     }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Stream::Stdout => "out",
+            Stream::Stderr => "err",
+        }
+    }
+}
+
+/// The directory where output files live.
+#[derive(Debug, Clone)]
+pub struct OutputDir {
+    dir: Arc<PathBuf>,
+}
+
+/// The last bytes of a stream, as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tail {
+    pub text: String,
+    /// Earlier output was cut (or dropped).
+    pub truncated: bool,
+}
+
+impl OutputDir {
+    /// Uses (and creates, readable by the daemon's user only) `dir`.
+    pub fn open(dir: &Path) -> std::io::Result<OutputDir> {
+        std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(OutputDir {
+            dir: Arc::new(dir.to_path_buf()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of one stream of one attempt.
+    pub fn file(&self, id: Uuid, attempt: u32, stream: Stream) -> PathBuf {
+        self.dir.join(format!("{id}.{attempt}.{}", stream.suffix()))
+    }
+
+    /// New, empty files for an attempt: the handler's stdout and stderr.
+    pub fn create(&self, id: Uuid, attempt: u32) -> std::io::Result<(File, File)> {
+        let open = |stream| {
+            let path = self.file(id, attempt, stream);
+            let _ = std::fs::remove_file(&path);
+            OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+        };
+        Ok((open(Stream::Stdout)?, open(Stream::Stderr)?))
+    }
+
+    /// The last `limit` bytes of a stream of an attempt; empty if there is no file.
+    pub fn tail(&self, id: Uuid, attempt: u32, stream: Stream, limit: usize) -> Tail {
+        read_tail(&self.file(id, attempt, stream), limit).unwrap_or_default()
+    }
+
+    /// The whole file of a stream (what is left of it), if there is one.
+    pub fn read_all(&self, id: Uuid, attempt: u32, stream: Stream) -> Option<Vec<u8>> {
+        std::fs::read(self.file(id, attempt, stream)).ok()
+    }
+
+    /// Deletes every output file of a task (attempts are numbered from 1 without gaps).
+    pub fn remove(&self, id: Uuid) {
+        for attempt in 1.. {
+            let mut any = false;
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                any |= std::fs::remove_file(self.file(id, attempt, stream)).is_ok();
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    /// Deletes the files of tasks `keep` says no to (at start: files whose task is gone).
+    pub fn sweep(&self, keep: impl Fn(Uuid) -> bool) -> usize {
+        let Ok(entries) = std::fs::read_dir(&*self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let id = name
+                .to_str()
+                .and_then(|n| n.split('.').next())
+                .and_then(|n| n.parse::<Uuid>().ok());
+            if id.is_some_and(|id| !keep(id)) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// The last `limit` bytes of `path` as UTF-8 (invalid bytes replaced); a
+/// character split by the cut is dropped rather than shown as garbage.
+pub fn read_tail(path: &Path, limit: usize) -> std::io::Result<Tail> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(limit as u64);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity((len - start) as usize);
+    file.take(limit as u64).read_to_end(&mut bytes)?;
+    Ok(tail_of(&bytes, start > 0))
+}
+
+/// Text of the kept bytes; when the front was cut, a partial character there is dropped.
+pub fn tail_of(bytes: &[u8], truncated: bool) -> Tail {
+    let mut begin = 0;
+    if truncated {
+        while begin < bytes.len().min(3) && (bytes[begin] & 0xC0) == 0x80 {
+            begin += 1;
+        }
+    }
+    Tail {
+        text: String::from_utf8_lossy(&bytes[begin..]).into_owned(),
+        truncated,
+    }
+}
+
+/// Frees the disk space of a running handler's output file before its last
+/// `keep` bytes. `punched` is how far it has been freed already.
+pub fn trim(file: &File, keep: u64, punched: &mut u64) {
+    const PAGE: u64 = 4096;
+    // Only once a good amount can be given back: one call per 256 KiB at most.
+    const SLACK: u64 = 256 * 1024;
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
+    let end = len.saturating_sub(keep) / PAGE * PAGE;
+    if end < *punched + SLACK {
+        return;
+    }
+    use nix::fcntl::{fallocate, FallocateFlags};
+    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    if fallocate(file, flags, *punched as i64, (end - *punched) as i64).is_ok() {
+        *punched = end;
+    } else {
+        // Not supported here: stop trying.
+        *punched = u64::MAX / 2;
+    }
 }
 
 /// One line of output, without its newline.
@@ -34,175 +189,155 @@ pub struct Line {
     pub text: String,
 }
 
-/// Both streams of one task. Shared, so output can be read while the task runs.
-#[derive(Debug)]
-pub struct Output {
-    pub stdout: Mutex<Tail>,
-    pub stderr: Mutex<Tail>,
-    /// Made on the first `follow`: most tasks are never followed, and a channel
-    /// holds room for `FOLLOW_BUFFER` lines.
-    lines: std::sync::OnceLock<broadcast::Sender<Line>>,
+/// Reads the lines a stream's file has gained since `offset` (complete lines
+/// only, unless `all`); a line longer than `max_line` comes in pieces.
+pub struct Follower {
+    path: PathBuf,
+    stream: Stream,
+    offset: u64,
+    pending: Vec<u8>,
 }
 
-impl Output {
-    pub fn new(limit: usize) -> Self {
-        Output {
-            stdout: Mutex::new(Tail::new(limit)),
-            stderr: Mutex::new(Tail::new(limit)),
-            lines: std::sync::OnceLock::new(),
+/// A line longer than this is sent in pieces.
+const MAX_LINE: usize = 16 * 1024;
+
+impl Follower {
+    /// Follows `path` from `offset` (lines that start before it are not sent).
+    pub fn new(path: PathBuf, stream: Stream, offset: u64) -> Self {
+        Follower {
+            path,
+            stream,
+            offset,
+            pending: Vec::new(),
         }
     }
 
-    fn tail(&self, stream: Stream) -> &Mutex<Tail> {
-        match stream {
-            Stream::Stdout => &self.stdout,
-            Stream::Stderr => &self.stderr,
-        }
+    /// New complete lines (and, with `flush`, the last one without its newline).
+    pub fn poll(&mut self, flush: bool) -> Vec<Line> {
+        self.poll_kept(flush, u64::MAX).0
     }
 
-    /// The complete lines so far, and a receiver for the lines that follow.
-    /// Taken under both tails' locks, so no line is in both or in neither.
-    pub fn follow(&self) -> (Vec<Line>, broadcast::Receiver<Line>) {
-        let out = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
-        let err = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+    /// As [`Follower::poll`], for a file whose bytes before its last `kept`
+    /// may have been freed: a follower that fell that far behind skips to
+    /// them, and is told how many bytes it missed.
+    pub fn poll_kept(&mut self, flush: bool, kept: u64) -> (Vec<Line>, u64) {
         let mut lines = Vec::new();
-        for (stream, tail) in [(Stream::Stdout, &out), (Stream::Stderr, &err)] {
-            let text = tail.text();
-            let complete = match text.rfind('\n') {
-                Some(i) => &text[..i],
-                None => continue,
-            };
-            lines.extend(complete.split('\n').map(|l| Line {
-                stream,
-                text: l.to_string(),
-            }));
+        let mut missed = 0;
+        if let Ok(mut file) = File::open(&self.path) {
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let oldest = len.saturating_sub(kept);
+            if self.offset < oldest {
+                missed = oldest - self.offset + self.pending.len() as u64;
+                self.pending.clear();
+                self.offset = oldest;
+            }
+            if len > self.offset && file.seek(SeekFrom::Start(self.offset)).is_ok() {
+                let mut buf = Vec::new();
+                if file.take(len - self.offset).read_to_end(&mut buf).is_ok() {
+                    self.offset += buf.len() as u64;
+                    self.pending.extend_from_slice(&buf);
+                }
+            }
         }
-        let rx = self
-            .lines
-            .get_or_init(|| broadcast::channel(FOLLOW_BUFFER).0)
-            .subscribe();
-        drop((out, err));
-        (lines, rx)
-    }
-}
-
-/// The tail of a stream.
-#[derive(Debug)]
-pub struct Tail {
-    buf: VecDeque<u8>,
-    limit: usize,
-    truncated: bool,
-}
-
-impl Tail {
-    pub fn new(limit: usize) -> Self {
-        Tail {
-            buf: VecDeque::new(),
-            limit,
-            truncated: false,
-        }
-    }
-
-    pub fn push(&mut self, bytes: &[u8]) {
-        let bytes = if bytes.len() > self.limit {
-            self.truncated = true;
-            self.buf.clear();
-            &bytes[bytes.len() - self.limit..]
-        } else {
-            bytes
-        };
-        let overflow = (self.buf.len() + bytes.len()).saturating_sub(self.limit);
-        if overflow > 0 {
-            self.truncated = true;
-            self.buf.drain(..overflow);
-        }
-        self.buf.extend(bytes);
-    }
-
-    pub fn truncated(&self) -> bool {
-        self.truncated
-    }
-
-    /// The kept bytes as UTF-8 (invalid bytes replaced). When the front was cut,
-    /// a character split by the cut is dropped rather than shown as garbage.
-    pub fn text(&self) -> String {
-        let (a, b) = self.buf.as_slices();
-        let mut bytes = Vec::with_capacity(self.buf.len());
-        bytes.extend_from_slice(a);
-        bytes.extend_from_slice(b);
         let mut start = 0;
-        if self.truncated {
-            while start < bytes.len().min(3) && (bytes[start] & 0xC0) == 0x80 {
-                start += 1;
-            }
+        while let Some(i) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            self.push(&mut lines, start, start + i);
+            start += i + 1;
         }
-        String::from_utf8_lossy(&bytes[start..]).into_owned()
+        self.pending.drain(..start);
+        while self.pending.len() > MAX_LINE {
+            let rest = self.pending.split_off(MAX_LINE);
+            self.push(&mut lines, 0, MAX_LINE);
+            self.pending = rest;
+        }
+        if flush && !self.pending.is_empty() {
+            self.push(&mut lines, 0, self.pending.len());
+            self.pending.clear();
+        }
+        (lines, missed)
+    }
+
+    fn push(&self, lines: &mut Vec<Line>, from: usize, to: usize) {
+        lines.push(Line {
+            stream: self.stream,
+            text: String::from_utf8_lossy(&self.pending[from..to]).into_owned(),
+        });
     }
 }
 
-/// Reads `pipe` to its end into its tail, broadcasting each complete line.
-pub async fn capture(mut pipe: impl AsyncRead + Unpin, output: &Output, stream: Stream) {
-    let mut buf = vec![0u8; 8192];
-    let mut pending: Vec<u8> = Vec::new();
-    // Called under the tail's lock, like `follow`, so a follower sees each line once.
-    let send = |bytes: &[u8]| {
-        if let Some(lines) = output.lines.get() {
-            let _ = lines.send(Line {
-                stream,
-                text: String::from_utf8_lossy(bytes).into_owned(),
-            });
-        }
-    };
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let mut tail = output.tail(stream).lock().unwrap_or_else(|p| p.into_inner());
-                tail.push(&buf[..n]);
-                // Lines are sent under the tail's lock, so `follow` sees each once.
-                pending.extend_from_slice(&buf[..n]);
-                let mut start = 0;
-                while let Some(i) = pending[start..].iter().position(|b| *b == b'\n') {
-                    send(&pending[start..start + i]);
-                    start += i + 1;
-                }
-                pending.drain(..start);
-                while pending.len() > MAX_LINE {
-                    let rest = pending.split_off(MAX_LINE);
-                    send(&pending);
-                    pending = rest;
-                }
-            }
+/// Where a follower should start so it sends at most the last `limit` bytes
+/// already written (from the start of a line).
+pub fn follow_start(path: &Path, limit: usize) -> u64 {
+    let Ok(mut file) = File::open(path) else { return 0 };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(limit as u64);
+    if start == 0 {
+        return 0;
+    }
+    // Begin after the first newline at or past `start`.
+    let mut buf = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_ok() && file.take(limit as u64).read_to_end(&mut buf).is_ok() {
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            return start + i as u64 + 1;
         }
     }
-    if !pending.is_empty() {
-        let _tail = output.tail(stream).lock().unwrap_or_else(|p| p.into_inner());
-        send(&pending);
-    }
+    len
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
-    fn keeps_the_tail_and_marks_truncation() {
-        let mut t = Tail::new(8);
-        t.push(b"hello");
-        assert_eq!((t.text().as_str(), t.truncated()), ("hello", false));
-        t.push(b" world");
-        assert_eq!((t.text().as_str(), t.truncated()), ("lo world", true));
-        t.push(b"0123456789");
-        assert_eq!(t.text(), "23456789");
+    fn tails_keep_the_end_and_never_start_with_half_a_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "hello world").unwrap();
+        assert_eq!(read_tail(&path, 64).unwrap(), Tail { text: "hello world".into(), truncated: false });
+        assert_eq!(read_tail(&path, 8).unwrap(), Tail { text: "lo world".into(), truncated: true });
+        std::fs::write(&path, "a中文").unwrap(); // 1 + 3 + 3 bytes; a tail of 4 cuts into 中
+        assert_eq!(read_tail(&path, 4).unwrap().text, "文");
+        std::fs::write(&path, b"ok \xff end").unwrap();
+        assert_eq!(read_tail(&path, 64).unwrap().text, "ok \u{fffd} end");
     }
 
     #[test]
-    fn never_starts_with_half_a_character() {
-        let mut t = Tail::new(4);
-        t.push("a中文".as_bytes()); // 1 + 3 + 3 bytes; the tail cuts into 中
-        assert_eq!(t.text(), "文");
-        let mut t = Tail::new(16);
-        t.push(b"ok \xff end");
-        assert_eq!(t.text(), "ok \u{fffd} end");
+    fn a_follower_sends_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let (mut stdout, _stderr) = out.create(id, 1).unwrap();
+        let mut f = Follower::new(out.file(id, 1, Stream::Stdout), Stream::Stdout, 0);
+        stdout.write_all(b"one\ntw").unwrap();
+        let texts = |lines: Vec<Line>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        assert_eq!(texts(f.poll(false)), ["one"]);
+        stdout.write_all(b"o\nthree").unwrap();
+        assert_eq!(texts(f.poll(false)), ["two"]);
+        assert_eq!(texts(f.poll(true)), ["three"]);
+        assert!(f.poll(true).is_empty());
+    }
+
+    #[test]
+    fn trimming_frees_the_front_and_keeps_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let (mut stdout, _) = out.create(id, 1).unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..4 {
+            stdout.write_all(&chunk).unwrap();
+        }
+        stdout.write_all(b"\nlast line\n").unwrap();
+        let mut punched = 0;
+        trim(&stdout, 64 * 1024, &mut punched);
+        let path = out.file(id, 1, Stream::Stdout);
+        // The size stays (the handler's offset is untouched); the tail reads the same.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * (1 << 20) + 11);
+        assert!(out.tail(id, 1, Stream::Stdout, 64).text.ends_with("last line\n"));
+        stdout.write_all(b"more\n").unwrap();
+        assert!(out.tail(id, 1, Stream::Stdout, 64).text.ends_with("last line\nmore\n"));
+        out.remove(id);
+        assert!(!path.exists());
     }
 }

@@ -12,7 +12,7 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Program {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// The command and its fixed arguments; a relative path is already
     /// resolved against the config file's directory.
     pub command: Vec<String>,
@@ -59,10 +59,11 @@ pub enum OnBusy {
 /// One `on_finish` entry: a URL told when a task ends, signed per Standard Webhooks.
 #[derive(Debug, Clone)]
 pub struct Callback {
-    pub url: String,
+    /// Shown masked everywhere (`user:***@`, `?token=***`); exposed only to post.
+    pub url: crate::secret::SecretUrl,
     pub secret: Option<crate::secret::Secret>,
-    /// The final statuses that trigger it (`succeeded`, `failed`, `timed_out`, `cancelled`).
-    pub when: Vec<String>,
+    /// The final statuses that trigger it.
+    pub when: Vec<crate::status::Status>,
     pub attempts: u32,
     pub backoff: Duration,
 }
@@ -95,7 +96,7 @@ impl RetryPolicy {
 impl Default for Program {
     fn default() -> Self {
         Program {
-            name: String::new(),
+            name: "".into(),
             command: Vec::new(),
             args: Vec::new(),
             params: Vec::new(),

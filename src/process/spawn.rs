@@ -1,18 +1,18 @@
 //! Spawning a handler and waiting for it to end.
 
 use super::kill::{signal_name, stop_group};
-use super::output::{capture, Output, Stream};
+use super::output::trim;
 use bytes::Bytes;
+use std::fs::File;
 use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout_at};
+use tokio::time::{sleep, timeout};
 
 /// Everything needed to start one handler process.
 #[derive(Debug, Clone)]
@@ -43,27 +43,35 @@ pub enum Ending {
     SpawnFailed(String),
 }
 
-/// How long to keep reading output after the handler exits: a background
-/// process it left behind may hold the pipes open forever.
-const OUTPUT_DRAIN: Duration = Duration::from_millis(250);
+/// Where a handler's output goes: its own stdout and stderr are these files.
+pub struct OutputFiles {
+    pub stdout: File,
+    pub stderr: File,
+    /// While it runs, disk space before the last `keep` bytes of each is freed.
+    pub keep: u64,
+}
+
+/// How often a running handler's output files are trimmed.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// How long to wait for stdin to be written after the handler exits.
+const STDIN_DRAIN: Duration = Duration::from_millis(250);
 
 /// Runs one handler to its end. `on_start` gets the pid once it is running.
-pub async fn run(
-    spec: &RunSpec,
-    stdin: Bytes,
-    output: Arc<Output>,
-    mut stop: Stop,
-    on_start: impl FnOnce(u32),
-) -> Ending {
+pub async fn run(spec: &RunSpec, stdin: Bytes, output: OutputFiles, mut stop: Stop, on_start: impl FnOnce(u32)) -> Ending {
+    let (Ok(stdout), Ok(stderr)) = (output.stdout.try_clone(), output.stderr.try_clone()) else {
+        return Ending::SpawnFailed("could not set up the output files".into());
+    };
     let mut command = Command::new(&spec.argv[0]);
     command
         .args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.working_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // Nothing to read: no pipe (and no writer) at all.
+        .stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
         // Its own group, so a timeout can stop everything it started.
         // `process_group` keeps std on the posix_spawn path (no pre_exec).
         .process_group(0);
@@ -77,48 +85,50 @@ pub async fn run(
     on_start(pid);
     let pgid = Pid::from_raw(pid as i32);
 
-    let mut readers = Vec::with_capacity(3);
-    if let Some(mut pipe) = child.stdin.take() {
+    // The daemon's copies of the files are only kept for trimming.
+    let writer = child.stdin.take().map(|mut pipe| {
         // A handler that never reads stdin is fine: the write fails or is abandoned.
-        readers.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let _ = pipe.write_all(&stdin).await;
-        }));
-    }
-    if let Some(pipe) = child.stdout.take() {
-        let out = output.clone();
-        readers.push(tokio::spawn(async move { capture(pipe, &out, Stream::Stdout).await }));
-    }
-    if let Some(pipe) = child.stderr.take() {
-        let out = output.clone();
-        readers.push(tokio::spawn(async move { capture(pipe, &out, Stream::Stderr).await }));
-    }
+        })
+    });
 
-    let ending = tokio::select! {
-        status = child.wait() => match status {
-            Ok(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => Ending::Exited(code),
-                (None, Some(signal)) => Ending::Signaled { signal, name: signal_name(signal) },
-                (None, None) => Ending::Exited(-1),
+    let deadline = sleep(spec.timeout);
+    tokio::pin!(deadline);
+    let mut trim_tick = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
+    let mut punched = (0, 0);
+    let ending = loop {
+        tokio::select! {
+            status = child.wait() => break match status {
+                Ok(status) => match (status.code(), status.signal()) {
+                    (Some(code), _) => Ending::Exited(code),
+                    (None, Some(signal)) => Ending::Signaled { signal, name: signal_name(signal) },
+                    (None, None) => Ending::Exited(-1),
+                },
+                Err(e) => Ending::SpawnFailed(format!("waiting for `{}` failed: {e}", spec.argv[0])),
             },
-            Err(e) => Ending::SpawnFailed(format!("waiting for `{}` failed: {e}", spec.argv[0])),
-        },
-        _ = sleep(spec.timeout) => {
-            stop_group(&mut child, pgid, spec.kill_grace).await;
-            Ending::TimedOut
-        }
-        reason = stop_requested(&mut stop) => {
-            stop_group(&mut child, pgid, spec.kill_grace).await;
-            Ending::Stopped(reason)
+            _ = &mut deadline => {
+                stop_group(&mut child, pgid, spec.kill_grace).await;
+                break Ending::TimedOut;
+            }
+            reason = stop_requested(&mut stop) => {
+                stop_group(&mut child, pgid, spec.kill_grace).await;
+                break Ending::Stopped(reason);
+            }
+            _ = trim_tick.tick() => {
+                trim(&output.stdout, output.keep, &mut punched.0);
+                trim(&output.stderr, output.keep, &mut punched.1);
+            }
         }
     };
-
-    let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
-    for reader in readers {
-        let abort = reader.abort_handle();
-        if timeout_at(drain_until, reader).await.is_err() {
+    if let Some(writer) = writer {
+        let abort = writer.abort_handle();
+        if timeout(STDIN_DRAIN, writer).await.is_err() {
             abort.abort();
         }
     }
+    trim(&output.stdout, output.keep, &mut punched.0);
+    trim(&output.stderr, output.keep, &mut punched.1);
     ending
 }
 

@@ -1,11 +1,18 @@
-//! The store's schema and its migrations, versioned with `PRAGMA user_version`.
+//! The SQLite store's schema and its migrations, versioned with `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use super::record::{encode, parse_deep, DeliveryRecord, TaskRecord};
+use rusqlite::{params, Connection, Transaction};
 
-/// Each entry moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    // 1: tasks and deliveries.
-    "CREATE TABLE tasks (
+/// One step from version `i` to `i + 1`.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Transaction<'_>) -> rusqlite::Result<()>),
+}
+
+const MIGRATIONS: &[Migration] = &[
+    // 1: tasks and deliveries; `data` held the API's JSON.
+    Migration::Sql(
+        "CREATE TABLE tasks (
         id TEXT PRIMARY KEY,
         seq INTEGER NOT NULL UNIQUE,
         source TEXT NOT NULL,
@@ -38,6 +45,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_event ON deliveries (event, seq);
     CREATE INDEX deliveries_outcome ON deliveries (outcome, seq);
     CREATE INDEX deliveries_received ON deliveries (received_ms);",
+    ),
+    // 2: `data` holds a typed record (`record.rs`); rows that cannot be
+    // converted are moved, whole, to `quarantine` (never deleted).
+    Migration::Rust(to_typed_records),
 ];
 
 /// The schema version this build writes.
@@ -53,13 +64,73 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "the store has schema version {current}, newer than this hookrunner's {VERSION}: upgrade hookrunner, or move the file aside to start fresh"
         ));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
-        tx.execute_batch(sql)
-            .map_err(|e| format!("migration to version {} failed: {e}", i + 1))?;
+        let applied = match step {
+            Migration::Sql(sql) => tx.execute_batch(sql),
+            Migration::Rust(f) => f(&tx),
+        };
+        applied.map_err(|e| format!("migration to version {} failed: {e}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;
+        if i + 1 == 2 && current >= 1 {
+            tracing::info!("the store was migrated to schema version 2 (typed records)");
+        }
     }
     Ok(())
+}
+
+/// Version 1 → 2: every row's JSON becomes a typed record.
+fn to_typed_records(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE quarantine (
+            tbl TEXT NOT NULL,
+            id TEXT NOT NULL,
+            data TEXT NOT NULL,
+            body BLOB,
+            error TEXT NOT NULL,
+            moved_ms INTEGER NOT NULL
+        );",
+    )?;
+    let now = super::millis(std::time::SystemTime::now());
+    for (table, convert) in [
+        ("tasks", convert_task as fn(&str) -> Result<String, String>),
+        ("deliveries", convert_delivery),
+    ] {
+        let rows: Vec<(String, String)> = {
+            let mut stmt = tx.prepare(&format!("SELECT id, data FROM {table}"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (id, data) in rows {
+            match convert(&data) {
+                Ok(record) => {
+                    tx.execute(&format!("UPDATE {table} SET data = ?1 WHERE id = ?2"), params![record, id])?;
+                }
+                Err(error) => {
+                    tracing::error!(table, id = %id, %error, "a stored row could not be converted; it was moved to the `quarantine` table");
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO quarantine (tbl, id, data, body, error, moved_ms)
+                             SELECT ?1, id, data, body, ?2, ?3 FROM {table} WHERE id = ?4"
+                        ),
+                        params![table, error, now, id],
+                    )?;
+                    tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [&id])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn convert_task(data: &str) -> Result<String, String> {
+    let v = parse_deep(data)?;
+    Ok(encode(&TaskRecord::from_v1(&v)?))
+}
+
+fn convert_delivery(data: &str) -> Result<String, String> {
+    let v = parse_deep(data)?;
+    Ok(encode(&DeliveryRecord::from_v1(&v)?))
 }

@@ -7,8 +7,10 @@
 use crate::config::Config;
 use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
-use crate::http::{self, AppState};
-use actix_web::{web, App, HttpServer};
+mod listen;
+
+use crate::http::AppState;
+use actix_web::web;
 use sd_notify::NotifyState;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -48,18 +50,7 @@ impl Application {
             dedup,
             metrics,
         });
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .configure(http::configure)
-                .default_service(web::to(http::not_found))
-        })
-        .listen(listener)?
-        // Signals are ours: the engine drains before the server stops.
-        .disable_signals()
-        .shutdown_timeout(5)
-        .run();
+        let server = listen::server(listener, state.clone())?;
         Ok(Application { server, addr, state })
     }
 
@@ -88,7 +79,13 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
     let Ok(recent) = store.recent_deliveries(now - longest) else {
         return;
     };
-    for (source, delivery_id, record_id, received_ms) in recent {
+    for crate::store::RecentDelivery {
+        source,
+        delivery_id,
+        record_id,
+        received_ms,
+    } in recent
+    {
         let Some(window) = config
             .sources
             .get(&source)
@@ -133,16 +130,37 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             None
         }
     };
+    // Handlers write their output into files: beside the store, or (in
+    // memory only) in a directory of this process that goes when it stops.
+    let (output_dir, temporary) = match &config.state {
+        Some(path) => (
+            path.parent().unwrap_or(std::path::Path::new(".")).join("output"),
+            false,
+        ),
+        None => (
+            std::env::temp_dir().join(format!("hookrunner-{}-output", std::process::id())),
+            true,
+        ),
+    };
+    let outputs = crate::process::OutputDir::open(&output_dir)
+        .map_err(|e| format!("cannot use `{}` for task output: {e}", output_dir.display()))?;
     let engine = Engine::new(
         config.limits.clone(),
         engine_runtime.handle().clone(),
         store.clone(),
         metrics.clone(),
+        outputs,
     );
     {
         // Recovery spawns timers on the engine runtime.
         let _guard = engine_runtime.enter();
         let found = engine.recover(&config).map_err(|e| e.to_string())?;
+        if found.unreadable > 0 {
+            tracing::error!(
+                unreadable = found.unreadable,
+                "some unfinished tasks in the store cannot be read and were not run; each is logged above with its id (`hookrunner db check` lists them)"
+            );
+        }
         if found.queued + found.interrupted + found.orphaned + found.callbacks > 0 {
             tracing::info!(
                 queued = found.queued,
@@ -177,7 +195,8 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             actix_web::rt::spawn(status_and_watchdog(state.clone(), engine_handle.clone()));
             let signal = loop {
                 match signals.next().await {
-                    Signal::Reload => {
+                    Signal::Reload(name) => {
+                        tracing::info!(signal = name, "reloading the config");
                         notify_reloading();
                         let _ = crate::reload::reload(&state);
                         notify(&[NotifyState::Ready]);
@@ -207,6 +226,9 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
 
     if let Some(store) = &store {
         store.close();
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&output_dir);
     }
     tracing::info!("stopped");
     Ok(())
@@ -311,36 +333,78 @@ fn watch_config(state: web::Data<AppState>) -> Option<notify::RecommendedWatcher
 }
 
 enum Signal {
-    Reload,
+    Reload(&'static str),
     Stop(&'static str),
 }
 
-/// The signals the daemon handles, registered once for its whole life.
+/// The signals the daemon handles, registered once for its whole life:
+/// SIGTERM, SIGINT and SIGQUIT stop it gracefully; SIGHUP and SIGUSR1 (which
+/// adnanh/webhook users send) reload the config; every other signal whose
+/// default action would kill the daemon is logged and ignored. (SIGPIPE is
+/// ignored by the Rust runtime already; SIGKILL and SIGSTOP cannot be caught.)
 struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
+    stop: Vec<(&'static str, tokio::signal::unix::Signal)>,
+    reload: Vec<(&'static str, tokio::signal::unix::Signal)>,
+    ignore: Vec<(&'static str, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
     fn new() -> Result<Self, String> {
         use tokio::signal::unix::{signal, SignalKind};
-        let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
+        let listen = |list: &[(&'static str, i32)]| {
+            list.iter()
+                .map(|(name, n)| {
+                    signal(SignalKind::from_raw(*n))
+                        .map(|s| (*name, s))
+                        .map_err(|e| format!("cannot listen for {name}: {e}"))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        };
+        use nix::sys::signal::Signal as S;
+        let n = |s: S| s as i32;
         Ok(Signals {
-            term: listen(SignalKind::terminate())?,
-            int: listen(SignalKind::interrupt())?,
-            hup: listen(SignalKind::hangup())?,
+            stop: listen(&[
+                ("SIGTERM", n(S::SIGTERM)),
+                ("SIGINT", n(S::SIGINT)),
+                ("SIGQUIT", n(S::SIGQUIT)),
+            ])?,
+            reload: listen(&[("SIGHUP", n(S::SIGHUP)), ("SIGUSR1", n(S::SIGUSR1))])?,
+            ignore: listen(&[
+                ("SIGUSR2", n(S::SIGUSR2)),
+                ("SIGALRM", n(S::SIGALRM)),
+                ("SIGVTALRM", n(S::SIGVTALRM)),
+                ("SIGPROF", n(S::SIGPROF)),
+                ("SIGIO", n(S::SIGIO)),
+                ("SIGPWR", n(S::SIGPWR)),
+                ("SIGXCPU", n(S::SIGXCPU)),
+                ("SIGXFSZ", n(S::SIGXFSZ)),
+                ("SIGSTKFLT", n(S::SIGSTKFLT)),
+                ("SIGPIPE", n(S::SIGPIPE)),
+                ("SIGWINCH", n(S::SIGWINCH)),
+            ])?,
         })
     }
 
     async fn next(&mut self) -> Signal {
-        tokio::select! {
-            _ = self.term.recv() => Signal::Stop("SIGTERM"),
-            _ = self.int.recv() => Signal::Stop("SIGINT"),
-            _ = self.hup.recv() => Signal::Reload,
+        loop {
+            let (kind, name) = {
+                let all = self
+                    .stop
+                    .iter_mut()
+                    .map(|(n, s)| (0u8, *n, s))
+                    .chain(self.reload.iter_mut().map(|(n, s)| (1u8, *n, s)))
+                    .chain(self.ignore.iter_mut().map(|(n, s)| (2u8, *n, s)))
+                    .map(|(kind, name, s)| Box::pin(async move { s.recv().await.map(|_| (kind, name)) }));
+                match futures_util::future::select_all(all).await.0 {
+                    Some(got) => got,
+                    None => continue,
+                }
+            };
+            match kind {
+                0 => return Signal::Stop(name),
+                1 => return Signal::Reload(name),
+                _ => tracing::info!(signal = name, "signal ignored"),
+            }
         }
     }
 }
-
-/// The default for `tasks.shutdown_grace`.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,101 @@
+//! Logging: `tracing` to stderr, as text for people or one JSON object per line.
+//!
+//! Two rules hold whatever `RUST_LOG` says:
+//! - Values that came from a request can hold anything, newlines included: in
+//!   text logs every field (and the message) has its control characters
+//!   escaped, so no request can forge a log line. JSON escapes them anyway.
+//! - Libraries that would log a secret never get to: ureq's debug lines carry
+//!   the callback's URL and signature headers, so it logs warnings only; and
+//!   actix-http's line for a refused connection is replaced by ours, which
+//!   names the client and is rate-limited (`server/listen.rs`).
+
+use std::fmt::Write as _;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Directives added after `RUST_LOG`'s, so they always apply.
+const FORCED: [&str; 2] = ["ureq=warn", "actix_http::h1::dispatcher=off"];
+
+fn filter() -> EnvFilter {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in FORCED {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
+/// `text` with every control character (and Unicode line and paragraph
+/// separators) written as an escape, so it stays on one line.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(needs) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// Installs the global subscriber.
+pub fn init(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                let text = format!("{value:?}");
+                if field.name() == "message" {
+                    write!(w, "{}", escape(&text))
+                } else {
+                    write!(w, "{field}={}", escape(&text))
+                }
+            })
+            .delimited(" ");
+            builder
+                .fmt_fields(fields)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init()
+        }
+        // One object per line: timestamp, level, target, fields (with `message`).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("plain"), "plain");
+        assert_eq!(escape("a\nb\r\tc"), "a\\nb\\r\\tc");
+        assert_eq!(escape("\u{1b}[31m"), "\\u{1b}[31m");
+        assert_eq!(escape("x\u{2028}y"), "x\\u{2028}y");
+        assert_eq!(escape("中文"), "中文");
+    }
+}
