@@ -109,7 +109,8 @@ impl Metrics {
         );
         let tasks = Family::<ProgramStatus, Counter>::default();
         registry.register("tasks", "Tasks finished, by program and status", tasks.clone());
-        let task_duration = Family::<ProgramLabel, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
+        let task_duration =
+            Family::<ProgramLabel, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
         registry.register(
             "task_duration_seconds",
             "How long handlers ran, by program",

@@ -128,10 +128,16 @@ mod tests {
     fn urls_lose_passwords_and_query_values() {
         let cases = [
             ("http://host/path", "http://host/path"),
-            ("https://user:pw@host:8443/p?token=t0k&x=1#frag", "https://user:***@host:8443/p?token=***&x=***"),
+            (
+                "https://user:pw@host:8443/p?token=t0k&x=1#frag",
+                "https://user:***@host:8443/p?token=***&x=***",
+            ),
             ("http://user@host/", "http://user@host/"),
             ("http://a:b@c@host/x", "http://a:***@host/x"),
-            ("postgres://root:s3cret@db:5432/app?sslmode=require&password=p", "postgres://root:***@db:5432/app?sslmode=***&password=***"),
+            (
+                "postgres://root:s3cret@db:5432/app?sslmode=require&password=p",
+                "postgres://root:***@db:5432/app?sslmode=***&password=***",
+            ),
             ("http://host/p?flag", "http://host/p?flag=***"),
             ("http://host/p?", "http://host/p?"),
             ("user:pw@host", "user:***@host"),

@@ -132,23 +132,38 @@ mod tests {
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
         let proxy = ["127.0.0.1"];
-        assert_eq!(xff("127.0.0.1", &["198.51.100.1, 203.0.113.9"], &proxy), addr("203.0.113.9"));
+        assert_eq!(
+            xff("127.0.0.1", &["198.51.100.1, 203.0.113.9"], &proxy),
+            addr("203.0.113.9")
+        );
         assert_eq!(xff("192.0.2.7", &["198.51.100.1"], &proxy), addr("192.0.2.7"));
         assert_eq!(xff("127.0.0.1", &["198.51.100.1"], &[]), addr("127.0.0.1"));
         assert_eq!(xff("127.0.0.1", &[], &proxy), addr("127.0.0.1"));
         // All hops trusted: the left-most.
-        assert_eq!(xff("127.0.0.1", &["10.0.0.2, 10.0.0.1"], &["127.0.0.1", "10.0.0.0/8"]), addr("10.0.0.2"));
+        assert_eq!(
+            xff("127.0.0.1", &["10.0.0.2, 10.0.0.1"], &["127.0.0.1", "10.0.0.0/8"]),
+            addr("10.0.0.2")
+        );
     }
 
     #[test]
     fn every_forwarded_for_line_counts_and_the_last_one_wins() {
         let proxy = ["127.0.0.1"];
         // The client's own forged line comes first; the proxy appends the real one.
-        assert_eq!(xff("127.0.0.1", &["127.0.0.1", "203.0.113.9"], &proxy), addr("203.0.113.9"));
-        assert_eq!(xff("127.0.0.1", &["::1, 10.1.1.1", "203.0.113.9, 127.0.0.1"], &proxy), addr("203.0.113.9"));
+        assert_eq!(
+            xff("127.0.0.1", &["127.0.0.1", "203.0.113.9"], &proxy),
+            addr("203.0.113.9")
+        );
+        assert_eq!(
+            xff("127.0.0.1", &["::1, 10.1.1.1", "203.0.113.9, 127.0.0.1"], &proxy),
+            addr("203.0.113.9")
+        );
         // A trusted proxy chain over two lines.
         let chain = ["127.0.0.1", "10.0.0.0/8"];
-        assert_eq!(xff("127.0.0.1", &["198.51.100.4", "10.0.0.9"], &chain), addr("198.51.100.4"));
+        assert_eq!(
+            xff("127.0.0.1", &["198.51.100.4", "10.0.0.9"], &chain),
+            addr("198.51.100.4")
+        );
     }
 
     #[test]
@@ -160,7 +175,10 @@ mod tests {
             assert!(!client.is_loopback());
             assert!(!client.is_in(&nets(&["0.0.0.0/0", "::/0"])));
         }
-        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), [&b"\xff"[..]].into_iter(), &nets(&proxy)), Client::Unknown);
+        assert_eq!(
+            client_ip("127.0.0.1".parse().unwrap(), [&b"\xff"[..]].into_iter(), &nets(&proxy)),
+            Client::Unknown
+        );
         // A bad hop to the left of the client is never read.
         assert_eq!(xff("127.0.0.1", &["garbage, 203.0.113.9"], &proxy), addr("203.0.113.9"));
     }

@@ -601,7 +601,10 @@ impl Checker<'_> {
                 None if !valid_label_name(&r.run, false) => {
                     self.error(
                         &[&rule_at[..], &[key("run")]].concat(),
-                        format!("`{}` is not a valid program name: use letters, digits and `-_.~@+`", r.run),
+                        format!(
+                            "`{}` is not a valid program name: use letters, digits and `-_.~@+`",
+                            r.run
+                        ),
                     );
                     continue;
                 }

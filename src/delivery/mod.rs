@@ -120,9 +120,9 @@ impl DeliveryLog {
                 .rev()
                 .skip(skip)
                 .filter(|r| {
-                filter.source.as_deref().is_none_or(|s| r.source == s)
-                    && filter.event.as_deref().is_none_or(|e| r.event.as_deref() == Some(e))
-                    && filter.outcome.is_none_or(|o| r.outcome == o)
+                    filter.source.as_deref().is_none_or(|s| r.source == s)
+                        && filter.event.as_deref().is_none_or(|e| r.event.as_deref() == Some(e))
+                        && filter.outcome.is_none_or(|o| r.outcome == o)
                 })
                 .take(filter.limit)
                 .cloned()

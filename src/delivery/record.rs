@@ -1,13 +1,13 @@
 //! One delivery on record: what arrived, how it was judged, what it started.
 
 use crate::engine::task::{timestamp, ParamsView};
-use crate::store::record::{DeliveryRecord, RuleRecord};
-use std::sync::Arc;
 use crate::mapping::Verdict;
+use crate::store::record::{DeliveryRecord, RuleRecord};
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -227,12 +227,7 @@ impl Record {
 
     /// A record read back from the store (after a restart).
     pub fn from_record(r: DeliveryRecord, body: Option<Bytes>) -> Record {
-        let mut rec = Record::new(
-            &r.source,
-            r.remote_addr,
-            HeaderList::from_pairs(r.headers),
-            r.query,
-        );
+        let mut rec = Record::new(&r.source, r.remote_addr, HeaderList::from_pairs(r.headers), r.query);
         rec.id = r.id;
         rec.delivery_id = r.delivery_id;
         rec.request_id = r.request_id;
@@ -283,7 +278,11 @@ impl Record {
             raw_event: self.raw_event.clone(),
             received_ms: crate::store::millis(self.received_at),
             remote_addr: self.remote_addr.clone(),
-            headers: self.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             query: self.query.clone(),
             body_size: self.body_size as u64,
             outcome: self.outcome,

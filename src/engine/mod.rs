@@ -313,8 +313,7 @@ impl Engine {
             notified.as_mut().enable();
             let done = {
                 let sched = inner.lock();
-                ids.iter()
-                    .all(|id| sched.get(id).is_none_or(|t| t.state.is_finished()))
+                ids.iter().all(|id| sched.get(id).is_none_or(|t| t.state.is_finished()))
             };
             if done {
                 return true;
@@ -446,7 +445,10 @@ impl Inner {
         if task.state.is_finished() {
             return TaskView::of(&record, None);
         }
-        TaskView::of(&record, Some(self.tails(task.id(), task.attempt, self.limits.load().output_limit)))
+        TaskView::of(
+            &record,
+            Some(self.tails(task.id(), task.attempt, self.limits.load().output_limit)),
+        )
     }
 
     fn tails(&self, id: Uuid, attempt: u32, limit: usize) -> OutputRecord {
@@ -532,6 +534,8 @@ impl Inner {
                 process::run(&run, task.body.clone(), files, stop, |pid| {
                     let now = SystemTime::now();
                     self.lock().started(id, pid, now);
+                    // The pid on disk lets a restart recognise a handler that outlived us.
+                    self.persist(id);
                     if let Ok(waited) = now.duration_since(spec.created_at) {
                         self.metrics.task_started(waited);
                     }
@@ -540,11 +544,6 @@ impl Inner {
                 .await
             }
         };
-        if matches!(ending, process::Ending::SpawnFailed(_)) {
-            // Not started: no pid to record.
-        } else {
-            self.persist(id);
-        }
         let retry_code = matches!(ending, process::Ending::Exited(code) if program.retry_codes.contains(&code));
         let outcome = Outcome::of(ending, &program);
         match self.retry_delay(task.attempt, &program, &outcome, retry_code) {
@@ -564,7 +563,13 @@ impl Inner {
     }
 
     /// Whether a run that ended with `outcome` gets another attempt, and after how long.
-    fn retry_delay(&self, attempt: u32, program: &process::Program, outcome: &Outcome, retry_code: bool) -> Option<Duration> {
+    fn retry_delay(
+        &self,
+        attempt: u32,
+        program: &process::Program,
+        outcome: &Outcome,
+        retry_code: bool,
+    ) -> Option<Duration> {
         let policy = program.retry.as_ref();
         let wanted = retry_code
             || match outcome {

@@ -31,10 +31,32 @@ pub struct Recovered {
 
 const INTERRUPTED: &str = "daemon stopped while running";
 
-/// Whether a process group still has a member (zombies included).
-fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else { return false };
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+/// Whether the process `pid` is still the handler of task `id`: alive, and
+/// with `HOOK_TASK_ID=<id>` in its environment (a pid recorded before a
+/// reboot may belong to someone else by now).
+fn still_ours(pid: u32, id: Uuid) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("HOOK_TASK_ID={id}");
+    environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+}
+
+/// Stops the process group of a handler that outlived the daemon: SIGTERM,
+/// up to `grace` for it to go, then SIGKILL.
+fn stop_orphan(pgid: u32, grace: Duration) {
+    use nix::sys::signal::{killpg, Signal};
+    let Ok(pgid) = i32::try_from(pgid) else { return };
+    let group = nix::unistd::Pid::from_raw(pgid);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if killpg(group, None).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 impl Engine {
@@ -65,6 +87,10 @@ impl Engine {
                 ),
             };
             let mut task = Task::from_record(&record, program, body);
+            if !gone && !task.state.is_finished() {
+                // It runs with the program as configured now.
+                task.render_again();
+            }
             let id = task.id();
             if gone {
                 found.orphaned += 1;
@@ -85,8 +111,15 @@ impl Engine {
             }
             if let TaskState::Running { started_at, pid } = task.state {
                 found.interrupted += 1;
-                if let Some(pid) = pid.filter(|p| group_alive(*p)) {
-                    tracing::warn!(task_id = %id, pid, "the handler of an interrupted task is still running; it is left alone and its output goes on into its file");
+                let orphan = pid.filter(|p| still_ours(*p, id));
+                if let Some(pid) = orphan {
+                    if task.spec.program.rerun_interrupted {
+                        // It runs again: the old run must not go on beside it.
+                        tracing::warn!(task_id = %id, pid, "the handler of an interrupted task is still running; its process group is stopped before the task runs again");
+                        stop_orphan(pid, task.spec.program.kill_grace);
+                    } else {
+                        tracing::warn!(task_id = %id, pid, "the handler of an interrupted task is still running; it is left alone and its output goes on into its file");
+                    }
                 }
                 let tails = inner.tails(id, task.attempt, output_limit);
                 let outcome = Outcome::Interrupted {

@@ -197,7 +197,11 @@ impl Sched {
     /// Takes the first queued task that may start, if a slot is free, and
     /// marks it running (no pid yet): later tasks may pass one whose program
     /// is at its limit or whose key is busy.
-    pub fn next_ready(&mut self, max_concurrent: usize, now: SystemTime) -> Option<(Uuid, watch::Receiver<Option<String>>)> {
+    pub fn next_ready(
+        &mut self,
+        max_concurrent: usize,
+        now: SystemTime,
+    ) -> Option<(Uuid, watch::Receiver<Option<String>>)> {
         if self.running.len() >= max_concurrent {
             return None;
         }
@@ -418,7 +422,9 @@ impl Sched {
         let id = task.id();
         match &task.state {
             TaskState::Queued { next_attempt_at: None } => self.queue.push_back(id),
-            TaskState::Queued { next_attempt_at: Some(_) } => {
+            TaskState::Queued {
+                next_attempt_at: Some(_),
+            } => {
                 if let Some(k) = key_of(&task) {
                     self.busy_keys.insert(k);
                 }
@@ -441,14 +447,24 @@ impl Sched {
             let in_running = self.running.contains_key(id);
             let in_finished = self.finished.contains(id);
             match &t.state {
-                TaskState::Queued { next_attempt_at: None } => assert!(in_queue && !in_delayed && !in_running && !in_finished),
-                TaskState::Queued { next_attempt_at: Some(_) } => assert!(!in_queue && in_delayed && !in_running && !in_finished),
+                TaskState::Queued { next_attempt_at: None } => {
+                    assert!(in_queue && !in_delayed && !in_running && !in_finished)
+                }
+                TaskState::Queued {
+                    next_attempt_at: Some(_),
+                } => assert!(!in_queue && in_delayed && !in_running && !in_finished),
                 TaskState::Running { .. } => assert!(!in_queue && !in_delayed && in_running && !in_finished),
                 TaskState::Finished { .. } => assert!(!in_queue && !in_delayed && !in_running && in_finished),
             }
             assert_eq!(self.order.get(&t.spec.seq), Some(id));
         }
-        for id in self.queue.iter().chain(&self.delayed).chain(self.running.keys()).chain(&self.finished) {
+        for id in self
+            .queue
+            .iter()
+            .chain(&self.delayed)
+            .chain(self.running.keys())
+            .chain(&self.finished)
+        {
             assert!(self.tasks.contains_key(id), "{id} is scheduled but unknown");
         }
         let mut per_program: HashMap<Arc<str>, usize> = HashMap::new();
@@ -568,7 +584,10 @@ mod tests {
 
         fn finish(&mut self, id: Uuid) -> Finished {
             self.now += Duration::from_secs(1);
-            let f = self.sched.finish(id, Outcome::Succeeded { exit_code: 0 }, self.now).unwrap();
+            let f = self
+                .sched
+                .finish(id, Outcome::Succeeded { exit_code: 0 }, self.now)
+                .unwrap();
             self.sched.check();
             f
         }
@@ -611,7 +630,10 @@ mod tests {
         // a fails and waits to retry: b must still not start.
         let attempt = Attempt {
             attempt: 1,
-            outcome: Outcome::Failed { exit_code: Some(1), error: None },
+            outcome: Outcome::Failed {
+                exit_code: Some(1),
+                error: None,
+            },
             started_at: Some(w.now),
             finished_at: w.now,
             stdout: String::new(),
@@ -659,7 +681,13 @@ mod tests {
         );
         // b waits for a's handler to stop and release the key.
         assert!(w.start_all(4).is_empty());
-        w.sched.finish(a, Outcome::Cancelled { reason: "superseded".into() }, w.now);
+        w.sched.finish(
+            a,
+            Outcome::Cancelled {
+                reason: "superseded".into(),
+            },
+            w.now,
+        );
         assert_eq!(w.start_all(4), [b]);
     }
 
@@ -690,7 +718,10 @@ mod tests {
         assert_eq!(w.status(b), Status::Cancelled);
         assert_eq!(w.sched.cancel(a, "stop", w.now), Ok(Cancelled::Stopping));
         assert_eq!(w.status(a), Status::Running, "it stops when its handler has stopped");
-        assert_eq!(w.sched.cancel(b, "again", w.now), Err(TaskError::Finished(b, "cancelled")));
+        assert_eq!(
+            w.sched.cancel(b, "again", w.now),
+            Err(TaskError::Finished(b, "cancelled"))
+        );
         let unknown = Uuid::new_v4();
         assert_eq!(w.sched.cancel(unknown, "x", w.now), Err(TaskError::NotFound(unknown)));
     }
@@ -719,15 +750,38 @@ mod tests {
         let p = program("p", None, OnBusy::Queue, false);
         let ids: Vec<Uuid> = (0..4).map(|_| w.submit(&p, None).0).collect();
         let list = |w: &World, f: Filter| w.sched.list(&f).iter().map(Task::id).collect::<Vec<_>>();
-        assert_eq!(list(&w, Filter { limit: 2, ..Filter::default() }), [ids[3], ids[2]]);
+        assert_eq!(
+            list(
+                &w,
+                Filter {
+                    limit: 2,
+                    ..Filter::default()
+                }
+            ),
+            [ids[3], ids[2]]
+        );
         let before = w.sched.seq(&ids[2]);
         assert_eq!(
-            list(&w, Filter { limit: 10, before_seq: before, ..Filter::default() }),
+            list(
+                &w,
+                Filter {
+                    limit: 10,
+                    before_seq: before,
+                    ..Filter::default()
+                }
+            ),
             [ids[1], ids[0]]
         );
         w.start_all(1);
         assert_eq!(
-            list(&w, Filter { limit: 10, status: Some(Status::Running), ..Filter::default() }),
+            list(
+                &w,
+                Filter {
+                    limit: 10,
+                    status: Some(Status::Running),
+                    ..Filter::default()
+                }
+            ),
             [ids[0]]
         );
     }

@@ -53,16 +53,24 @@ impl TaskState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A code listed in `exit_codes.success` (0 by default).
-    Succeeded { exit_code: i32 },
+    Succeeded {
+        exit_code: i32,
+    },
     /// Another exit code, a signal, or a program that could not start.
     Failed {
         exit_code: Option<i32>,
         error: Option<String>,
     },
-    TimedOut { after: Duration },
-    Cancelled { reason: String },
+    TimedOut {
+        after: Duration,
+    },
+    Cancelled {
+        reason: String,
+    },
     /// The daemon stopped while it ran (found at the next start).
-    Interrupted { reason: String },
+    Interrupted {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -102,9 +110,7 @@ impl Outcome {
                 exit_code: None,
                 error: Some(format!("killed by {name}")),
             },
-            Ending::TimedOut => Outcome::TimedOut {
-                after: program.timeout,
-            },
+            Ending::TimedOut => Outcome::TimedOut { after: program.timeout },
             Ending::Stopped(reason) => Outcome::Cancelled { reason },
             Ending::SpawnFailed(reason) => Outcome::Failed {
                 exit_code: None,
@@ -307,6 +313,40 @@ impl Task {
             body,
             output: r.output.clone(),
         }
+    }
+}
+
+impl Task {
+    /// Renders argv and the concurrency key again from the stored params and
+    /// body with the task's program (the config's current one, after a restart).
+    pub fn render_again(&mut self) {
+        let s = &self.spec;
+        let task_id = s.id.to_string();
+        let inv = crate::process::program::Invocation {
+            source: &s.source,
+            event: &s.event,
+            task_id: &task_id,
+            delivery_id: &s.delivery_id,
+            request_id: &s.request_id,
+            payload: &self.body,
+            params: &s.params,
+        };
+        let (argv, key) = (s.program.argv(&inv), s.program.key(&inv));
+        self.spec = Arc::new(TaskSpec {
+            id: s.id,
+            seq: s.seq,
+            delivery_id: s.delivery_id.clone(),
+            request_id: s.request_id.clone(),
+            source: s.source.clone(),
+            event: s.event.clone(),
+            program: s.program.clone(),
+            params: s.params.clone(),
+            argv,
+            key,
+            created_at: s.created_at,
+            record_id: s.record_id.clone(),
+            rerun_of: s.rerun_of,
+        });
     }
 }
 

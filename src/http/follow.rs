@@ -66,7 +66,14 @@ async fn pump(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(),
             for (stream, text) in [(Stream::Stdout, output.stdout), (Stream::Stderr, output.stderr)] {
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 for piece in text.split('\n').filter(|_| !text.is_empty()) {
-                    send(tx, line_event(&Line { stream, text: piece.to_string() })).await?;
+                    send(
+                        tx,
+                        line_event(&Line {
+                            stream,
+                            text: piece.to_string(),
+                        }),
+                    )
+                    .await?;
                 }
             }
             return send_status(engine, id, tx).await;
@@ -99,9 +106,7 @@ async fn pump(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(),
             if tx.is_closed() {
                 return Err(());
             }
-            engine
-                .wait_finished(&[id], tokio::time::Instant::now() + POLL)
-                .await;
+            engine.wait_finished(&[id], tokio::time::Instant::now() + POLL).await;
         }
     }
 }

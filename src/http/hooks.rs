@@ -341,6 +341,7 @@ pub(super) async fn dispatch(
     let mut tasks = Vec::with_capacity(judgement.matches.len());
     let mut refs = Vec::with_capacity(judgement.matches.len());
     for m in judgement.matches {
+        let trace_index = m.trace_index;
         let id = Uuid::new_v4();
         let task_id = id.to_string();
         let inv = Invocation {
@@ -352,6 +353,17 @@ pub(super) async fn dispatch(
             payload: parts.stdin,
             params: &m.params,
         };
+        let argv = m.program.argv(&inv);
+        if let Err(why) = m.program.check_runnable(&inv, &argv) {
+            // Nothing of the delivery is queued; the trace says which rule could not run.
+            let t = &mut rec.rules[trace_index];
+            t.result = format!("matched, but cannot run: {why}");
+            let message = format!(
+                "rule {} of mapping `{}` matched, but program `{}` cannot be run: {why}; nothing of this delivery was queued",
+                t.rule, t.mapping, t.program
+            );
+            return Err(ApiError::Unprocessable(message));
+        }
         refs.push(TaskRef {
             id,
             program: m.program.clone(),
@@ -363,7 +375,7 @@ pub(super) async fn dispatch(
             request_id: rec.request_id.as_str().into(),
             source: source.name.clone(),
             event: shared_event.clone(),
-            argv: m.program.argv(&inv),
+            argv,
             key: m.program.key(&inv),
             params: m.params.to_vec(),
             program: m.program,

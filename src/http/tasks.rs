@@ -6,8 +6,8 @@ use super::AppState;
 use crate::engine::task::{Status, TaskView};
 use crate::engine::{Filter, NewTask, TaskError};
 use crate::process::output::Stream;
-use crate::store::record::TaskRecord;
 use crate::process::program::Invocation;
+use crate::store::record::TaskRecord;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -274,6 +274,9 @@ pub async fn rerun(
         params: &params,
     };
     let (argv, key) = (program.argv(&inv), program.key(&inv));
+    program
+        .check_runnable(&inv, &argv)
+        .map_err(|why| ApiError::Unprocessable(format!("task `{old}` cannot be run again: {why}")))?;
     let new = NewTask {
         id,
         delivery_id,

@@ -81,11 +81,7 @@ impl OutputDir {
         let open = |stream| {
             let path = self.file(id, attempt, stream);
             let _ = std::fs::remove_file(&path);
-            OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
+            OpenOptions::new().append(true).create_new(true).mode(0o600).open(path)
         };
         Ok((open(Stream::Stdout)?, open(Stream::Stderr)?))
     }
@@ -294,8 +290,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, "hello world").unwrap();
-        assert_eq!(read_tail(&path, 64).unwrap(), Tail { text: "hello world".into(), truncated: false });
-        assert_eq!(read_tail(&path, 8).unwrap(), Tail { text: "lo world".into(), truncated: true });
+        assert_eq!(
+            read_tail(&path, 64).unwrap(),
+            Tail {
+                text: "hello world".into(),
+                truncated: false
+            }
+        );
+        assert_eq!(
+            read_tail(&path, 8).unwrap(),
+            Tail {
+                text: "lo world".into(),
+                truncated: true
+            }
+        );
         std::fs::write(&path, "a中文").unwrap(); // 1 + 3 + 3 bytes; a tail of 4 cuts into 中
         assert_eq!(read_tail(&path, 4).unwrap().text, "文");
         std::fs::write(&path, b"ok \xff end").unwrap();

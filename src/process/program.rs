@@ -217,6 +217,90 @@ impl Program {
     }
 }
 
+/// The most bytes Linux passes in one argument or environment string
+/// (`MAX_ARG_STRLEN`, 32 pages, counting the terminating NUL).
+pub const MAX_ARG_BYTES: usize = 32 * 4096 - 1;
+
+/// Why a task's argv or environment cannot be given to a process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrunnable {
+    #[error("param `{0}` contains a NUL byte, which no argument or environment variable can hold")]
+    Nul(String),
+    #[error("param `{name}` is {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
+    TooLong { name: String, len: usize },
+    #[error("argument {index} (`{start}…`) would contain a NUL byte, which no argument can hold")]
+    ArgNul { index: usize, start: String },
+    #[error("argument {index} (`{start}…`) would be {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
+    ArgTooLong { index: usize, start: String, len: usize },
+    #[error("the arguments and environment would be {total} bytes, more than the {max} bytes this system passes to a new process")]
+    TooBig { total: usize, max: usize },
+}
+
+/// The most bytes of arguments and environment a new process may get (`ARG_MAX`).
+fn arg_max() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(128 * 1024)
+    })
+}
+
+fn start_of(text: &str) -> String {
+    text.chars().take(24).filter(|c| !c.is_control()).collect()
+}
+
+impl Program {
+    /// Checks that `argv` and the environment the task would get can be
+    /// passed to a process (`execve` refuses a NUL, an argument longer than
+    /// [`MAX_ARG_BYTES`], and a total beyond `ARG_MAX`), naming the param
+    /// at fault, so a delivery is refused at once instead of accepted and
+    /// then failing at spawn.
+    pub fn check_runnable(&self, inv: &Invocation<'_>, argv: &[String]) -> Result<(), Unrunnable> {
+        for name in self.param_names() {
+            let value = inv.param(name);
+            if value.contains('\0') {
+                return Err(Unrunnable::Nul(name.to_string()));
+            }
+            // As `--<name>=<value>`, and as `HOOK_PARAM_<NAME>=<value>` in the environment.
+            let len = value.len() + name.len() + "HOOK_PARAM_=".len();
+            if len > MAX_ARG_BYTES {
+                return Err(Unrunnable::TooLong {
+                    name: name.to_string(),
+                    len: value.len(),
+                });
+            }
+        }
+        for (index, arg) in argv.iter().enumerate() {
+            if arg.contains('\0') {
+                return Err(Unrunnable::ArgNul {
+                    index,
+                    start: start_of(arg),
+                });
+            }
+            if arg.len() > MAX_ARG_BYTES {
+                return Err(Unrunnable::ArgTooLong {
+                    index,
+                    start: start_of(arg),
+                    len: arg.len(),
+                });
+            }
+        }
+        let env = self.env(inv);
+        let pointer = std::mem::size_of::<usize>();
+        let total = argv.iter().map(|a| a.len() + 1 + pointer).sum::<usize>()
+            + env.iter().map(|(k, v)| k.len() + v.len() + 2 + pointer).sum::<usize>()
+            + 2 * pointer;
+        let max = arg_max();
+        if total > max {
+            return Err(Unrunnable::TooBig { total, max });
+        }
+        Ok(())
+    }
+}
+
 /// Names a template can use besides params.
 pub const BUILTINS: [&str; 5] = ["source", "event", "task_id", "delivery_id", "payload"];
 

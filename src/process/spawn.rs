@@ -3,8 +3,8 @@
 use super::kill::{signal_name, stop_group};
 use super::output::trim;
 use bytes::Bytes;
-use std::fs::File;
 use nix::unistd::Pid;
+use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -58,7 +58,13 @@ const TRIM_EVERY: Duration = Duration::from_secs(1);
 const STDIN_DRAIN: Duration = Duration::from_millis(250);
 
 /// Runs one handler to its end. `on_start` gets the pid once it is running.
-pub async fn run(spec: &RunSpec, stdin: Bytes, output: OutputFiles, mut stop: Stop, on_start: impl FnOnce(u32)) -> Ending {
+pub async fn run(
+    spec: &RunSpec,
+    stdin: Bytes,
+    output: OutputFiles,
+    mut stop: Stop,
+    on_start: impl FnOnce(u32),
+) -> Ending {
     let (Ok(stdout), Ok(stderr)) = (output.stdout.try_clone(), output.stderr.try_clone()) else {
         return Ending::SpawnFailed("could not set up the output files".into());
     };
@@ -69,7 +75,11 @@ pub async fn run(spec: &RunSpec, stdin: Bytes, output: OutputFiles, mut stop: St
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.working_dir)
         // Nothing to read: no pipe (and no writer) at all.
-        .stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdin(if stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         // Its own group, so a timeout can stop everything it started.

@@ -10,8 +10,8 @@
 use crate::http::{self, AppState};
 use actix_service::{map_config, Service, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
-use actix_web::{web, App};
 use actix_web::rt::net::TcpStream;
+use actix_web::{web, App};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -85,9 +85,7 @@ where
     fn call(&self, io: TcpStream) -> Self::Future {
         let peer = io.peer_addr().ok();
         let service = self.0.clone();
-        Box::pin(async move {
-            service.call(io).await.map_err(|e| refused(peer, &e.to_string()))
-        })
+        Box::pin(async move { service.call(io).await.map_err(|e| refused(peer, &e.to_string())) })
     }
 }
 

@@ -133,10 +133,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
     // Handlers write their output into files: beside the store, or (in
     // memory only) in a directory of this process that goes when it stops.
     let (output_dir, temporary) = match &config.state {
-        Some(path) => (
-            path.parent().unwrap_or(std::path::Path::new(".")).join("output"),
-            false,
-        ),
+        Some(path) => (path.parent().unwrap_or(std::path::Path::new(".")).join("output"), false),
         None => (
             std::env::temp_dir().join(format!("hookrunner-{}-output", std::process::id())),
             true,

@@ -114,6 +114,12 @@ pub struct RecentDelivery {
     pub received_ms: i64,
 }
 
+/// An unfinished task as stored: its record and its body.
+pub type WithBody = (TaskRecord, Bytes);
+
+/// What a read found: the records it could read, and the rows it could not.
+pub type Found<T> = (Vec<T>, Vec<Unreadable>);
+
 /// Called with the ids of tasks the store pruned (to delete their output files).
 pub type OnPruned = Box<dyn Fn(&[Uuid]) + Send + Sync>;
 
@@ -223,7 +229,7 @@ impl Store {
 
     /// Tasks that had not finished, oldest first, with their bodies (for
     /// recovery), and the rows among them that could not be read.
-    pub fn unfinished_tasks(&self) -> Result<(Vec<(TaskRecord, Bytes)>, Vec<Unreadable>), StoreError> {
+    pub fn unfinished_tasks(&self) -> Result<Found<WithBody>, StoreError> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for row in self.backend.unfinished_tasks()? {

@@ -198,9 +198,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
     }
     match serde_json::from_str::<Version>(text) {
         Ok(Version { v: Some(VERSION) }) => serde_json::from_str(text).map_err(|e| e.to_string()),
-        Ok(Version { v: Some(v) }) => Err(format!(
-            "record version {v}, this hookrunner reads version {VERSION}"
-        )),
+        Ok(Version { v: Some(v) }) => Err(format!("record version {v}, this hookrunner reads version {VERSION}")),
         Ok(Version { v: None }) => Err("not a versioned record".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -261,14 +259,8 @@ impl TaskRecord {
     /// A version-1 row (the API's JSON of the task plus `_seq`, `_record_id`,
     /// `_created_ms`) in the current shape.
     pub fn from_v1(v: &Value) -> Result<TaskRecord, String> {
-        let id: Uuid = v["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or("no task id")?;
-        let status = v["status"]
-            .as_str()
-            .and_then(Status::parse)
-            .ok_or("no known status")?;
+        let id: Uuid = v["id"].as_str().and_then(|s| s.parse().ok()).ok_or("no task id")?;
+        let status = v["status"].as_str().and_then(Status::parse).ok_or("no known status")?;
         let state = match status {
             Status::Queued => StateRecord::Queued {
                 next_attempt_ms: ms_of(&v["next_attempt_at"]),
@@ -366,7 +358,12 @@ impl DeliveryRecord {
             .ok_or("no known outcome")?;
         let params = v["params"]
             .as_object()
-            .map(|by_key| by_key.iter().map(|(k, values)| (k.clone(), params_of(values))).collect())
+            .map(|by_key| {
+                by_key
+                    .iter()
+                    .map(|(k, values)| (k.clone(), params_of(values)))
+                    .collect()
+            })
             .unwrap_or_default();
         let rules = v["rules"]
             .as_array()
@@ -453,7 +450,9 @@ mod tests {
     #[test]
     fn other_versions_are_refused_with_the_reason() {
         assert!(decode::<TaskRecord>(r#"{"v":3}"#).unwrap_err().contains("version 3"));
-        assert!(decode::<TaskRecord>(r#"{"id":"x"}"#).unwrap_err().contains("not a versioned record"));
+        assert!(decode::<TaskRecord>(r#"{"id":"x"}"#)
+            .unwrap_err()
+            .contains("not a versioned record"));
         assert!(decode::<TaskRecord>("not json").is_err());
     }
 
@@ -474,7 +473,13 @@ mod tests {
         let r = TaskRecord::from_v1(&v1).unwrap();
         assert_eq!(r.seq, 7);
         // Version 1 kept params in a JSON object: they come back in key order.
-        assert_eq!(r.params, [("n".to_string(), "[1,2]".to_string()), ("ref".into(), "\"refs/heads/main\"".into())]);
+        assert_eq!(
+            r.params,
+            [
+                ("n".to_string(), "[1,2]".to_string()),
+                ("ref".into(), "\"refs/heads/main\"".into())
+            ]
+        );
         assert_eq!(r.state.status(), Status::Failed);
         assert_eq!(r.attempts.len(), 1);
         assert_eq!(r.callbacks[0].status, CallbackStatus::Pending);

@@ -106,7 +106,10 @@ fn to_typed_records(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         for (id, data) in rows {
             match convert(&data) {
                 Ok(record) => {
-                    tx.execute(&format!("UPDATE {table} SET data = ?1 WHERE id = ?2"), params![record, id])?;
+                    tx.execute(
+                        &format!("UPDATE {table} SET data = ?1 WHERE id = ?2"),
+                        params![record, id],
+                    )?;
                 }
                 Err(error) => {
                     tracing::error!(table, id = %id, %error, "a stored row could not be converted; it was moved to the `quarantine` table");

@@ -3,9 +3,7 @@
 //! share one fsync and no runtime thread ever waits on the disk. Reads use
 //! their own connection (WAL lets them run beside the writer).
 
-use super::record::{
-    decode, encode, CallbackStatus, DeliveryRecord, StateRecord, TaskRecord, Unreadable,
-};
+use super::record::{decode, encode, CallbackStatus, DeliveryRecord, StateRecord, TaskRecord, Unreadable};
 use super::{
     millis, schema, Body, CheckReport, DeliveryQuery, OnPruned, Op, RecentDelivery, Retention, StoreError, TaskQuery,
 };
@@ -83,7 +81,11 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 impl Sqlite {
-    pub fn open(path: &Path, retention: Retention, metrics: Arc<crate::metrics::Metrics>) -> Result<Sqlite, StoreError> {
+    pub fn open(
+        path: &Path,
+        retention: Retention,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Sqlite, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::new(format!("cannot create the store's directory `{}`", dir.display()), e))?;
@@ -188,8 +190,10 @@ impl Sqlite {
 
     pub fn task_seq(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
         self.read("find a task", |c| {
-            c.query_row("SELECT seq FROM tasks WHERE id = ?", [id.to_string()], |r| r.get::<_, i64>(0))
-                .optional()
+            c.query_row("SELECT seq FROM tasks WHERE id = ?", [id.to_string()], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
         })
         .map(|s| s.map(|s| s as u64))
     }
@@ -203,7 +207,7 @@ impl Sqlite {
         Ok(row.map(|data| decode_task(key, &data)))
     }
 
-    pub fn unfinished_tasks(&self) -> Result<Vec<Result<(TaskRecord, Bytes), Unreadable>>, StoreError> {
+    pub fn unfinished_tasks(&self) -> Result<Vec<Result<super::WithBody, Unreadable>>, StoreError> {
         let rows: Vec<(String, String, Option<Vec<u8>>)> = self.read("read unfinished tasks", |c| {
             let mut stmt =
                 c.prepare("SELECT id, data, body FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq")?;
@@ -247,11 +251,10 @@ impl Sqlite {
             ("event", q.event.clone()),
             ("outcome", q.outcome.map(|o| o.as_str().to_string())),
         ];
-        let rows = self.read("list deliveries", |c| list(c, "deliveries", &filters, q.before_seq, q.limit))?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, data)| decode_delivery(id, &data))
-            .collect())
+        let rows = self.read("list deliveries", |c| {
+            list(c, "deliveries", &filters, q.before_seq, q.limit)
+        })?;
+        Ok(rows.into_iter().map(|(id, data)| decode_delivery(id, &data)).collect())
     }
 
     pub fn delivery_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
@@ -263,7 +266,10 @@ impl Sqlite {
     }
 
     #[allow(clippy::type_complexity)]
-    pub fn delivery(&self, id: &str) -> Result<Option<Result<(DeliveryRecord, Option<Bytes>), Unreadable>>, StoreError> {
+    pub fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<Result<(DeliveryRecord, Option<Bytes>), Unreadable>>, StoreError> {
         let row: Option<(String, Option<Vec<u8>>)> = self.read("read a delivery", |c| {
             c.query_row("SELECT data, body FROM deliveries WHERE id = ?", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -347,8 +353,7 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(err("run the integrity check"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(err("run the integrity check"))?
+        rows.collect::<Result<_, _>>().map_err(err("run the integrity check"))?
     };
     let mut report = CheckReport {
         integrity,

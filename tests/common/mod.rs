@@ -31,8 +31,13 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The answer as JSON, however deeply it nests (a task's params hold what
+    /// the body held, a few levels further in).
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+        use serde::Deserialize;
+        let mut de = serde_json::Deserializer::from_str(&self.text);
+        de.disable_recursion_limit();
+        Value::deserialize(&mut de).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -77,7 +82,11 @@ impl Builder {
         self
     }
     pub fn start(self) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        self.start_in(tempfile::tempdir().unwrap())
+    }
+
+    /// Starts in `dir`, which may already hold state (a store, files).
+    pub fn start_in(self, dir: tempfile::TempDir) -> Daemon {
         if self.handlers {
             install_handlers(dir.path());
         }
@@ -99,6 +108,10 @@ impl Daemon {
 
     pub fn start(config: &str) -> Daemon {
         Daemon::with(config).start()
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        Daemon::with(config).start_in(dir)
     }
 
     fn spawn(dir: tempfile::TempDir, env: &[(String, String)]) -> Daemon {

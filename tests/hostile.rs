@@ -1,0 +1,616 @@
+//! Promises kept under hostile input: no credential shown, nothing accepted
+//! lost, unauthenticated input shapes no metric and no log line, forwarded
+//! addresses fail closed, values no process can take are refused at once,
+//! output outlives a crash, and strangers cannot fill the log or kill the
+//! daemon with a signal.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Sends a raw HTTP/1.1 request (header lines exactly as given) and returns
+/// the status and the body.
+fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = head.replace('\n', "\r\n").into_bytes();
+    req.extend_from_slice(format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+    req.extend_from_slice(body);
+    s.write_all(&req).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+// ------------------------------------------------------------------ URLs
+
+const PASSWORD: &str = "pa55-w0rd-in-url";
+const TOKEN: &str = "t0ken-in-query";
+
+/// A callback URL with a password and a token, pointing at a port nobody
+/// listens on, so every attempt fails and is logged.
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://cbuser:{PASSWORD}@127.0.0.1:{port}/done?token={TOKEN}&x=1")
+}
+
+fn callback_config(url: &str) -> String {
+    format!(
+        r#"
+sources:
+  a: {{provider: generic, auth: none}}
+programs:
+  ok:
+    command: handlers/append.sh
+    env: {{OUT_FILE: $DIR/runs}}
+    on_finish:
+      - url: "{url}"
+        secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+        attempts: 2
+        backoff: 10ms
+mappings:
+  a:
+    default: {{rules: [{{run: ok}}]}}
+"#
+    )
+}
+
+fn assert_masked(what: &str, text: &str) {
+    assert!(!text.contains(PASSWORD), "{what} shows the URL's password:\n{text}");
+    assert!(!text.contains(TOKEN), "{what} shows the URL's query token:\n{text}");
+}
+
+fn urls_are_masked_everywhere(log_format: &str) {
+    let url = dead_url();
+    let d = Daemon::with(&callback_config(&url))
+        .env("HOOKRUNNER_LOG_FORMAT", log_format)
+        .env("RUST_LOG", "debug")
+        .start();
+    // `?wait=` holds the answer until the task ends: the sender sees the task.
+    let r = d.post_json("/hooks/a?wait=20s", &[], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_masked("the ?wait= answer", &r.text);
+    let id = r.json()["tasks"][0]["id"].as_str().unwrap().to_string();
+    let shown = r.json()["tasks"][0]["callbacks"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("cbuser:***@127.0.0.1") && shown.ends_with("/done?token=***&x=***"),
+        "{shown}"
+    );
+    eventually("the callback to fail", Duration::from_secs(20), || {
+        d.get(&format!("/tasks/{id}")).json()["callbacks"][0]["status"] == "failed"
+    });
+    for path in [format!("/tasks/{id}"), "/tasks".into(), "/deliveries".into()] {
+        assert_masked(&path, &d.get(&path).text);
+    }
+    let cli = std::process::Command::new(BIN)
+        .args(["task", &id, "--url", &d.url("")])
+        .output()
+        .unwrap();
+    assert!(cli.status.success());
+    assert_masked("`hookrunner task`", &String::from_utf8_lossy(&cli.stdout));
+    let logs = d.logs();
+    assert!(logs.contains("completion callback failed"), "{logs}");
+    assert!(
+        logs.contains("cbuser:***@"),
+        "the failed attempt names the masked URL:\n{logs}"
+    );
+    assert_masked("the logs", &logs);
+    assert!(!logs.to_ascii_lowercase().contains("webhook-signature"), "{logs}");
+}
+
+#[test]
+fn callback_urls_are_masked_in_text_logs_api_and_cli() {
+    urls_are_masked_everywhere("text");
+}
+
+#[test]
+fn callback_urls_are_masked_in_json_logs() {
+    urls_are_masked_everywhere("json");
+}
+
+#[test]
+fn the_receiver_still_gets_the_real_url() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://cbuser:{PASSWORD}@{}/done?token={TOKEN}",
+        listener.local_addr().unwrap()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0; 65536];
+        let n = s.read(&mut buf).unwrap();
+        let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).unwrap();
+    });
+    let d = Daemon::start(&callback_config(&url));
+    Daemon::task_ids(&d.post_json("/hooks/a", &[], b"{}"));
+    let request = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(request.starts_with(&format!("POST /done?token={TOKEN} ")), "{request}");
+}
+
+// ------------------------------------------------------- nesting and crashes
+
+/// `{"d": [[...[1]...]]}` with the array nested `depth` deep.
+fn nested(depth: usize) -> String {
+    format!(r#"{{"d":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn every_nesting_depth_the_parser_accepts_survives_a_crash_and_runs() {
+    let config = r#"
+state:
+  path: $DIR/state/hookrunner.db
+tasks:
+  max_concurrent: 1
+  max_queued: 1000
+  keep: 1000
+deliveries:
+  keep: 1000
+sources:
+  a: {provider: generic, auth: none}
+programs:
+  gate:
+    command: handlers/gate.sh
+    params: [deep]
+    on_interrupt: rerun
+    env: {GATE: $DIR/go, OUT_FILE: $DIR/runs}
+mappings:
+  a:
+    default:
+      params: {deep: payload.d}
+      rules: [{run: gate}]
+"#;
+    let mut d = Daemon::start(config);
+    // The body nests one level more than `d`; the parser takes 127 levels.
+    let depths: Vec<usize> = (1..=126).collect();
+    let mut ids = Vec::new();
+    for &depth in &depths {
+        let r = d.post_json("/hooks/a", &[], nested(depth).as_bytes());
+        ids.push(Daemon::task_ids(&r).remove(0));
+    }
+    let too_deep = d.post_json("/hooks/a", &[], nested(127).as_bytes());
+    assert_eq!(too_deep.status, 400, "{}", too_deep.text);
+    let listed = |d: &Daemon| {
+        let tasks = d.get("/tasks?limit=1000").json();
+        let deliveries = d.get("/deliveries?limit=1000&outcome=accepted").json();
+        (
+            tasks["tasks"].as_array().unwrap().clone(),
+            deliveries["deliveries"].as_array().unwrap().len(),
+        )
+    };
+    let (tasks, deliveries) = listed(&d);
+    assert_eq!((tasks.len(), deliveries), (depths.len(), depths.len()));
+
+    d.kill9();
+    d.restart();
+    let (tasks, deliveries) = listed(&d);
+    assert_eq!(
+        (tasks.len(), deliveries),
+        (depths.len(), depths.len()),
+        "all listed after the crash"
+    );
+    for (id, depth) in ids.iter().zip(&depths) {
+        let task = d.get(&format!("/tasks/{id}")).json();
+        let want: Value = {
+            use serde::Deserialize;
+            let text = nested(*depth);
+            let mut de = serde_json::Deserializer::from_str(&text);
+            de.disable_recursion_limit();
+            Value::deserialize(&mut de).unwrap()["d"].clone()
+        };
+        assert_eq!(task["params"]["deep"], want, "depth {depth}");
+    }
+    std::fs::write(d.path("go"), "").unwrap();
+    for id in &ids {
+        let task = d.wait_task(id);
+        assert_eq!(task["status"], "succeeded", "{}", task["id"]);
+    }
+    let runs = std::fs::read_to_string(d.path("runs")).unwrap();
+    for id in &ids {
+        assert_eq!(runs.lines().filter(|l| l == id).count(), 1, "task {id} ran once");
+    }
+}
+
+// --------------------------------------------------------- metrics and logs
+
+/// A metric's name, labels and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses Prometheus/OpenMetrics text strictly: every line is a comment of a
+/// known kind or `name{label="value",...} number`; returns the samples.
+fn strict_samples(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let kind = rest.split(' ').next().unwrap();
+            assert!(["HELP", "TYPE", "UNIT"].contains(&kind), "bad comment line {line:?}");
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("bad line {line:?}"));
+        let name = &line[..name_end];
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            rest = r;
+            loop {
+                if let Some(r) = rest.strip_prefix('}') {
+                    rest = r;
+                    break;
+                }
+                let eq = rest.find("=\"").unwrap_or_else(|| panic!("bad label in {line:?}"));
+                let key = &rest[..eq];
+                assert!(
+                    key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "bad label name in {line:?}"
+                );
+                rest = &rest[eq + 2..];
+                let mut value = String::new();
+                let mut chars = rest.char_indices();
+                let end = loop {
+                    match chars.next() {
+                        Some((i, '"')) => break i,
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c @ ('"' | '\\'))) => value.push(c),
+                            other => panic!("bad escape {other:?} in {line:?}"),
+                        },
+                        Some((_, c)) => value.push(c),
+                        None => panic!("unterminated label value in {line:?}"),
+                    }
+                };
+                labels.push((key.to_string(), value));
+                rest = &rest[end + 1..];
+                rest = rest.strip_prefix(',').unwrap_or(rest);
+            }
+        }
+        let value = rest.trim().split(' ').next().unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.push((name.to_string(), labels, value));
+    }
+    samples
+}
+
+const HOSTILE_NAMES: [&str; 9] = [
+    "a\"} 1\nhookrunner_fake_total 99\n#",
+    "x\nforged WARN line",
+    "\r\n2026-01-01T00:00:00Z ERROR forged",
+    "{}",
+    "..",
+    "名字",
+    "\u{1b}[31mred",
+    "back\\slash",
+    "%ff%00",
+];
+
+#[test]
+fn unknown_sources_become_no_metric_series_and_no_log_lines() {
+    let d = Daemon::start(
+        r#"
+sources:
+  a: {provider: generic, auth: none}
+"#,
+    );
+    let encode =
+        |name: &str| percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let mut looked_up = 0;
+    for name in HOSTILE_NAMES {
+        let r = d.post_json(&format!("/hooks/{}", encode(name)), &[], b"{}");
+        assert_eq!(r.status, 404, "{name:?}: {}", r.text);
+        // (A path the router itself refuses never reaches a source lookup.)
+        looked_up += usize::from(r.error().starts_with("there is no source named"));
+    }
+    assert!(looked_up >= HOSTILE_NAMES.len() - 1);
+    let first = d.get("/metrics");
+    let samples = strict_samples(&first.text);
+    assert!(samples.iter().all(|(n, _, _)| n != "hookrunner_fake_total"));
+    let unknown: Vec<_> = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "hookrunner_deliveries_total" && l.iter().any(|(k, v)| k == "source" && v == "(unknown)")
+        })
+        .collect();
+    assert_eq!(unknown.len(), 1, "{}", first.text);
+    assert_eq!(unknown[0].2, looked_up as f64);
+    for (_, labels, _) in &samples {
+        for (k, v) in labels {
+            assert!(
+                k != "source" || v == "a" || v == "(unknown)",
+                "label from a request: {v:?}"
+            );
+        }
+    }
+    // More unknown names add no series.
+    for i in 0..50 {
+        d.post_json(&format!("/hooks/new-name-{i}"), &[], b"{}");
+    }
+    assert_eq!(strict_samples(&d.get("/metrics").text).len(), samples.len());
+    // Every log line is one line: each starts with a timestamp.
+    for line in d.logs().lines() {
+        assert!(
+            line.starts_with("20") && line.contains('Z'),
+            "a forged or broken log line: {line:?}"
+        );
+    }
+    assert!(
+        d.logs().contains("x\\nforged WARN line"),
+        "the name is logged, escaped:\n{}",
+        d.logs()
+    );
+}
+
+#[test]
+fn source_and_program_names_that_could_break_labels_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhook.yaml");
+    for (yaml, key) in [
+        (
+            "sources:\n  'a\"b': {provider: generic, auth: none}\n",
+            "is not a valid source name",
+        ),
+        (
+            "programs:\n  'p q': {command: /bin/true}\n",
+            "is not a valid program name",
+        ),
+    ] {
+        std::fs::write(&path, yaml).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("webhook.yaml:2:3: ") && err.contains(key), "{err}");
+    }
+}
+
+// ------------------------------------------------------------ X-Forwarded-For
+
+#[test]
+fn every_forwarded_for_line_counts_and_bad_hops_fail_closed() {
+    let d = Daemon::start(
+        r#"
+server:
+  trusted_proxies: [127.0.0.1]
+sources:
+  open: {provider: generic, auth: none, allow_ips: ["0.0.0.0/0", "::/0"]}
+  lab: {provider: generic, auth: none, allow_ips: [203.0.113.0/24]}
+"#,
+    );
+    let get = |xff: &[&str]| {
+        let lines: String = xff.iter().map(|v| format!("X-Forwarded-For: {v}\n")).collect();
+        raw(&d.addr, &format!("GET /tasks HTTP/1.1\nHost: x\n{lines}"), b"").0
+    };
+    assert_eq!(get(&[]), 200, "the proxy itself, on loopback");
+    assert_eq!(get(&["127.0.0.1"]), 200);
+    // A client's own line ahead of the proxy's does not make it loopback.
+    assert_eq!(get(&["127.0.0.1", "198.51.100.7"]), 403);
+    assert_eq!(get(&["127.0.0.1, 198.51.100.7"]), 403);
+    for bad in ["1.2.3.4:5555", "unknown", "garbage", "_hidden", "[::1]"] {
+        assert_eq!(get(&[bad]), 403, "{bad}");
+        assert_eq!(get(&["127.0.0.1", bad]), 403, "{bad}");
+    }
+    let post = |source: &str, xff: &[&str]| {
+        let lines: String = xff.iter().map(|v| format!("X-Forwarded-For: {v}\n")).collect();
+        raw(
+            &d.addr,
+            &format!("POST /hooks/{source} HTTP/1.1\nHost: x\nContent-Type: application/json\n{lines}"),
+            b"{}",
+        )
+        .0
+    };
+    assert_eq!(post("lab", &["198.51.100.7, 203.0.113.5"]), 200);
+    assert_eq!(
+        post("lab", &["203.0.113.5", "198.51.100.7"]),
+        403,
+        "the proxy's line wins"
+    );
+    // Even `0.0.0.0/0` does not admit a client nobody can name.
+    assert_eq!(post("open", &["not-an-address"]), 403);
+    assert_eq!(post("open", &["192.0.2.1"]), 200);
+    let refused = d.get("/deliveries?outcome=rejected&source=open").json();
+    assert_eq!(
+        refused["deliveries"][0]["remote_addr"],
+        "unknown (a forwarded-for hop is not an IP address)"
+    );
+}
+
+// ------------------------------------------------------ values no process takes
+
+#[test]
+fn values_no_process_can_receive_are_refused_with_422_and_nothing_runs() {
+    let d = Daemon::start(
+        r#"
+sources:
+  a: {provider: generic, auth: none}
+programs:
+  dump:
+    command: [python3, handlers/dump.py]
+    params: [text]
+mappings:
+  a:
+    default:
+      params: {text: payload.text}
+      rules: [{run: dump}]
+"#,
+    );
+    let long = "x".repeat(200 * 1024);
+    for (text, why) in [
+        ("a\u{0}b", "contains a NUL byte"),
+        (long.as_str(), "more than the 131071 bytes Linux passes in one argument"),
+    ] {
+        let body = json!({ "text": text }).to_string();
+        let r = d.post_json("/hooks/a", &[], body.as_bytes());
+        assert_eq!(r.status, 422, "{}", &r.text[..r.text.len().min(300)]);
+        let error = r.error();
+        assert!(error.contains("param `text`") && error.contains(why), "{error}");
+        assert!(error.contains("nothing of this delivery was queued"), "{error}");
+        let record = d.get("/deliveries?limit=1").json()["deliveries"][0].clone();
+        assert_eq!(record["outcome"], "rejected");
+        assert_eq!(record["status"], 422);
+        let result = record["rules"][0]["result"].as_str().unwrap();
+        assert!(result.starts_with("matched, but cannot run: param `text`"), "{result}");
+    }
+    assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
+    // Just under the limit runs.
+    let fits = "y".repeat(100 * 1024);
+    let r = d.post_json("/hooks/a", &[], json!({ "text": fits }).to_string().as_bytes());
+    let task = d.wait_task(&Daemon::task_ids(&r)[0]);
+    assert_eq!(task["status"], "succeeded", "{}", task["error"]);
+}
+
+// ----------------------------------------------------------- smaller ones
+
+#[test]
+fn http_layer_refusals_are_rate_limited_warnings_with_the_client() {
+    let d = Daemon::start("sources:\n  a: {provider: generic, auth: none}\n");
+    for _ in 0..20 {
+        let (status, _) = raw(&d.addr, "POST /hooks/a HTTP/1.1\nHost: x\nContent-Length: abc\n", b"");
+        assert_eq!(status, 400);
+        let mut s = TcpStream::connect(&d.addr).unwrap();
+        s.write_all(b"GARBAGE\r\n\r\n").unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    eventually("the refusal to be logged", Duration::from_secs(5), || {
+        d.logs().contains("request refused by the HTTP layer")
+    });
+    let logs = d.logs();
+    assert!(!logs.contains("ERROR"), "{logs}");
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("refused by the HTTP layer"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "rate-limited: {logs}");
+    assert!(
+        refusals[0].contains(" WARN ") && refusals[0].contains("client=127.0.0.1"),
+        "{}",
+        refusals[0]
+    );
+}
+
+#[test]
+fn a_cursor_that_names_nothing_is_a_400_for_tasks_and_deliveries() {
+    for state in ["", "state: {path: $DIR/s.db}\n"] {
+        let d = Daemon::start(&format!("{state}sources:\n  a: {{provider: generic, auth: none}}\n"));
+        d.post_json("/hooks/a", &[], b"{}");
+        // An ignored delivery is written in the store's next batch.
+        eventually("the delivery on record", Duration::from_secs(5), || {
+            d.get("/deliveries").json()["deliveries"][0]["id"].is_string()
+        });
+        let first = d.get("/deliveries").json()["deliveries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(d.get(&format!("/deliveries?before={first}")).status, 200);
+        for path in [
+            "/deliveries?before=garbage",
+            "/tasks?before=garbage",
+            "/tasks?before=7f0c7a4e-1d1b-4c47-9d1a-0a6c1b0e1f00",
+        ] {
+            let r = d.get(path);
+            assert_eq!(r.status, 400, "{state}{path}: {}", r.text);
+            assert!(r.error().contains("before"), "{}", r.text);
+        }
+    }
+}
+
+#[test]
+fn sigusr1_reloads_and_other_signals_do_not_kill() {
+    let d = Daemon::start("sources:\n  a: {provider: generic, auth: none}\n");
+    signal(d.pid(), "USR1");
+    eventually("the reload", Duration::from_secs(5), || {
+        d.logs().contains("config reloaded")
+    });
+    for sig in [
+        "USR2", "PIPE", "WINCH", "ALRM", "VTALRM", "PROF", "IO", "PWR", "XCPU", "XFSZ",
+    ] {
+        signal(d.pid(), sig);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(d.get("/healthz").status, 200, "SIGT{sig} stopped the daemon");
+    }
+}
+
+// ------------------------------------------------------ output and crashes
+
+#[test]
+fn output_outlives_a_crash_and_the_handler_keeps_writing() {
+    let mut d = Daemon::start(
+        r#"
+state:
+  path: $DIR/state/hookrunner.db
+sources:
+  a: {provider: generic, auth: none}
+programs:
+  chatty:
+    command: handlers/chatty.sh
+    env: {TICKS: "30", PAUSE: "0.1"}
+mappings:
+  a:
+    default: {rules: [{run: chatty}]}
+"#,
+    );
+    let id = Daemon::task_ids(&d.post_json("/hooks/a", &[], b"{}")).remove(0);
+    eventually("the third tick", Duration::from_secs(10), || {
+        d.get(&format!("/tasks/{id}")).json()["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("tick 3\n")
+    });
+    let stdout = d.get(&format!("/tasks/{id}")).json()["stdout"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid: i32 = stdout
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("pid ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    d.kill9();
+    let file = d.path(&format!("state/output/{id}.1.out"));
+    let before = std::fs::metadata(&file).unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(pid), "the handler died with the daemon");
+    assert!(
+        std::fs::metadata(&file).unwrap().len() > before,
+        "the handler still writes"
+    );
+    d.restart();
+    let task = d.get(&format!("/tasks/{id}")).json();
+    assert_eq!(task["status"], "interrupted");
+    assert!(task["stdout"].as_str().unwrap().contains("tick 3\n"), "{task}");
+    // It runs to its end: no SIGPIPE when it writes after the daemon died.
+    eventually("the handler's last line", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.path(&format!("state/output/{id}.1.err"))).is_ok_and(|e| e == "done\n")
+    });
+    let full = std::fs::read_to_string(&file).unwrap();
+    assert!(full.contains("tick 30\n"), "{full}");
+}

@@ -1,0 +1,219 @@
+//! A store written by an earlier hookrunner (schema version 1: each row was
+//! the API's JSON) opens without loss: its queued tasks run, its history
+//! shows, a row version 1 could not even read back (nested too deep) works,
+//! a row that cannot be converted is kept aside, and a row that cannot be
+//! read is reported, never skipped in silence.
+
+mod common;
+use common::*;
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const V1_SCHEMA: &str = "CREATE TABLE tasks (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, source TEXT NOT NULL, event TEXT NOT NULL,
+    program TEXT NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER,
+    callbacks_pending INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL, body BLOB);
+CREATE INDEX tasks_status ON tasks (status, seq);
+CREATE INDEX tasks_source ON tasks (source, seq);
+CREATE INDEX tasks_event ON tasks (event, seq);
+CREATE INDEX tasks_program ON tasks (program, seq);
+CREATE INDEX tasks_finished ON tasks (finished_ms) WHERE finished_ms IS NOT NULL;
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, delivery_id TEXT NOT NULL,
+    source TEXT NOT NULL, event TEXT, outcome TEXT NOT NULL, received_ms INTEGER NOT NULL,
+    data TEXT NOT NULL, body BLOB);
+CREATE INDEX deliveries_source ON deliveries (source, seq);
+CREATE INDEX deliveries_event ON deliveries (event, seq);
+CREATE INDEX deliveries_outcome ON deliveries (outcome, seq);
+CREATE INDEX deliveries_received ON deliveries (received_ms);
+PRAGMA user_version = 1;";
+
+const CONFIG: &str = r#"
+state:
+  path: $DIR/state/hookrunner.db
+sources:
+  a: {provider: generic, auth: none}
+programs:
+  work:
+    command: handlers/append.sh
+    args: ["{msg}"]
+    env: {OUT_FILE: $DIR/runs}
+mappings:
+  a:
+    default:
+      params: {msg: payload.msg}
+      rules: [{run: work}]
+"#;
+
+/// A task row as version 1 wrote it: the API's JSON plus `_seq`, `_record_id`, `_created_ms`.
+fn v1_task(id: &str, seq: i64, status: &str, params: Value, stdout: &str) -> Value {
+    let finished = !matches!(status, "queued" | "running");
+    json!({
+        "id": id, "delivery_id": "d-1", "request_id": "r-1", "source": "a", "event": "default",
+        "program": "work", "params": params, "argv": ["handlers/append.sh", "old"], "status": status,
+        "exit_code": if finished { json!(0) } else { Value::Null }, "error": null,
+        "created_at": "2026-11-01T10:00:00.000Z",
+        "started_at": if finished { json!("2026-11-01T10:00:01.000Z") } else { Value::Null },
+        "finished_at": if finished { json!("2026-11-01T10:00:02.000Z") } else { Value::Null },
+        "duration_ms": if finished { json!(1000) } else { Value::Null },
+        "stdout": stdout, "stderr": "", "stdout_truncated": false, "stderr_truncated": false,
+        "rerun_of": null, "reruns": [], "concurrency_key": null, "attempt": 1, "attempts": [],
+        "next_attempt_at": null, "callbacks": [], "url": format!("/tasks/{id}"),
+        "_seq": seq, "_record_id": "rec-1", "_created_ms": 1_793_527_200_000i64 + seq,
+    })
+}
+
+fn deep(depth: usize) -> String {
+    format!("{}\"bottom\"{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+const QUEUED: &str = "11111111-1111-4111-8111-111111111111";
+const DONE: &str = "22222222-2222-4222-8222-222222222222";
+const DEEP: &str = "33333333-3333-4333-8333-333333333333";
+const CORRUPT: &str = "44444444-4444-4444-8444-444444444444";
+
+fn write_v1_store(path: &std::path::Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(V1_SCHEMA).unwrap();
+    let put = |id: &str, seq: i64, status: &str, data: String, body: Option<&[u8]>| {
+        c.execute(
+            "INSERT INTO tasks (id, seq, source, event, program, status, created_ms, finished_ms, data, body)
+             VALUES (?1, ?2, 'a', 'default', 'work', ?3, 0, ?4, ?5, ?6)",
+            params![
+                id,
+                seq,
+                status,
+                (status == "succeeded").then_some(1_793_527_202_000i64),
+                data,
+                body
+            ],
+        )
+        .unwrap();
+    };
+    put(
+        QUEUED,
+        1,
+        "queued",
+        v1_task(QUEUED, 1, "queued", json!({"msg": "queued-before-upgrade"}), "").to_string(),
+        Some(br#"{"msg":"queued-before-upgrade"}"#),
+    );
+    put(
+        DONE,
+        2,
+        "succeeded",
+        v1_task(DONE, 2, "succeeded", json!({"msg": "done"}), "hello from v1\n").to_string(),
+        None,
+    );
+    // Version 1 stored this (params nested 126 deep, plus the row's own levels),
+    // but could not read it back: the task was lost at every restart.
+    let text = v1_task(DEEP, 3, "queued", json!({"msg": "deep-one"}), "")
+        .to_string()
+        .replace(
+            r#""params":{"msg":"deep-one"}"#,
+            &format!(r#""params":{{"msg":"deep-one","deep":{}}}"#, deep(126)),
+        );
+    put(DEEP, 3, "queued", text, Some(br#"{"msg":"deep-one"}"#));
+    put(CORRUPT, 4, "succeeded", "{not json".into(), None);
+    c.execute(
+        "INSERT INTO deliveries (id, delivery_id, source, event, outcome, received_ms, data, body) VALUES ('rec-1', 'd-1', 'a', 'default', 'accepted', 1793527200000, ?1, ?2)",
+        params![
+            json!({"id": "rec-1", "delivery_id": "d-1", "request_id": "r-1", "source": "a", "event": "default",
+                   "raw_event": null, "received_at": "2026-11-01T10:00:00.000Z", "remote_addr": "127.0.0.1",
+                   "headers": [["content-type", "application/json"]], "query": [], "body_size": 31,
+                   "body_kept": true, "outcome": "accepted", "status": 202, "reason": null,
+                   "params": {"default": {"msg": "queued-before-upgrade"}}, "rules": [{"mapping": "default", "rule": 0, "if": null, "program": "work", "result": "matched"}],
+                   "task_ids": [QUEUED], "duplicate_of": null, "replay_of": null, "replays": [], "url": "/deliveries/rec-1"})
+            .to_string(),
+            &br#"{"msg":"queued-before-upgrade"}"#[..]
+        ],
+    )
+    .unwrap();
+}
+
+fn db_check(d: &Daemon) -> (i32, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--config"])
+        .arg(d.path("webhook.yaml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_version_1_store_opens_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v1_store(&dir.path().join("state/hookrunner.db"));
+    let mut d = Daemon::start_in(dir, CONFIG);
+    // The queued tasks of the old store run, the deep one included.
+    for id in [QUEUED, DEEP] {
+        let task = d.wait_task(id);
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    let runs = std::fs::read_to_string(d.path("runs")).unwrap();
+    assert_eq!(runs.lines().collect::<Vec<_>>().len(), 2, "{runs}");
+    assert!(
+        runs.contains("queued-before-upgrade\n") && runs.contains("deep-one\n"),
+        "{runs}"
+    );
+    let done = d.get(&format!("/tasks/{DONE}")).json();
+    assert_eq!(
+        (done["status"].as_str(), done["stdout"].as_str()),
+        (Some("succeeded"), Some("hello from v1\n"))
+    );
+    let deep_task = d.get(&format!("/tasks/{DEEP}")).json();
+    assert_eq!(deep_task["params"]["deep"].to_string(), deep(126));
+    let delivery = d.get("/deliveries/rec-1").json();
+    assert_eq!(delivery["task_ids"], json!([QUEUED]));
+    assert_eq!(delivery["params"]["default"]["msg"], "queued-before-upgrade");
+    let listed = d.get("/tasks?limit=10").json()["tasks"].as_array().unwrap().len();
+    assert_eq!(
+        listed, 3,
+        "the row that could not be converted is kept aside, not listed"
+    );
+    assert!(
+        d.logs().contains(CORRUPT),
+        "the set-aside row is named in the log:\n{}",
+        d.logs()
+    );
+
+    d.terminate();
+    let (code, report) = db_check(&d);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("schema version 2") && report.contains("0 unreadable rows"),
+        "{report}"
+    );
+    assert!(report.contains("1 rows could not be converted"), "{report}");
+    let c = Connection::open(d.path("state/hookrunner.db")).unwrap();
+    let kept: String = c
+        .query_row("SELECT data FROM quarantine WHERE id = ?", [CORRUPT], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, "{not json", "kept byte for byte");
+
+    // A row that cannot be read is reported, not skipped in silence.
+    const BROKEN: &str = "55555555-5555-4555-8555-555555555555";
+    c.execute(
+        "INSERT INTO tasks (id, seq, source, event, program, status, created_ms, data) VALUES (?1, 99, 'a', 'default', 'work', 'queued', 0, '{\"v\":2,\"id\":')",
+        [BROKEN],
+    )
+    .unwrap();
+    drop(c);
+    d.restart();
+    let ready = d.get("/readyz").json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"]["unreadable_rows"], 1, "{ready}");
+    assert_eq!(ready["store"]["unreadable"][0]["id"], BROKEN);
+    assert!(d.logs().contains(BROKEN), "{}", d.logs());
+    eventually("the log line", Duration::from_secs(2), || {
+        d.logs().contains("cannot be read")
+    });
+    d.terminate();
+    let (code, report) = db_check(&d);
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains(&format!("tasks row `{BROKEN}`")), "{report}");
+}
