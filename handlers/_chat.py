@@ -417,8 +417,10 @@ def gitlab_deployment(p, kind, limit):
         details.append(("Commit", f"{text(p.get('short_sha'))} {first_line(p.get('commit_title'))}".strip()))
     if p.get("environment_external_url"):
         details.append(("URL", text(p.get("environment_external_url"))))
+    verb = {"success": "succeeded", "running": "started", "canceled": "canceled",
+            "failed": "failed"}.get(status, status)
     return summary(project=project, project_url=project_url, actor=gl_user(p),
-                   headline=f"Deployment to {env_name} {status}", url=url,
+                   headline=f"Deployment to {env_name} {verb}", url=url,
                    color=status_color(status), details=details)
 
 
@@ -595,6 +597,13 @@ GITHUB = {
 # --------------------------------------------------------------- rendering
 
 
+def details_with_actor(s):
+    """The details, led by who did it when the headline does not say."""
+    if s["actor"] and s["actor"] not in s["headline"]:
+        return [("By", s["actor"])] + list(s["details"])
+    return list(s["details"])
+
+
 def title_of(s, prefix=""):
     title = f"{s['project']}: {s['headline']}" if s["project"] else s["headline"]
     return f"{prefix}{title}" if prefix else title
@@ -615,7 +624,7 @@ def render_dingtalk(s, prefix=""):
     project = f"[{md_link_text(s['project'])}]({s['project_url']})" if s["project_url"] else s["project"]
     lines.append(f"#### {project}" if project else "#### " + s["headline"])
     lines += ["", f"**{s['headline']}**", ""]
-    for label, value in s["details"]:
+    for label, value in details_with_actor(s):
         if value:
             lines.append(f"- {label}: {value}")
     for c in s["commits"]:
@@ -643,9 +652,7 @@ FEISHU_TEMPLATES = {"green": "green", "red": "red", "grey": "grey", "blue": "blu
 def feishu_card(s, prefix="", button="Open"):
     """An interactive card (message card JSON 1.0): header, fields, commits, a button."""
     lines = []
-    if s["actor"]:
-        lines.append(f"**Who**: {lark_escape(s['actor'])}")
-    for label, value in s["details"]:
+    for label, value in details_with_actor(s):
         if value:
             lines.append(f"**{label}**: {lark_escape(value)}")
     elements = []
@@ -688,7 +695,7 @@ def render_wecom(s, prefix=""):
     project = f"[{md_link_text(s['project'])}]({s['project_url']})" if s["project_url"] else s["project"]
     lines = [f"{prefix}**{project}**" if project else f"{prefix}**{s['headline']}**",
              f"<font color=\"{color}\">{s['headline']}</font>"]
-    for label, value in s["details"]:
+    for label, value in details_with_actor(s):
         if value:
             lines.append(f"> {label}: <font color=\"comment\">{value}</font>")
     for c in s["commits"]:
