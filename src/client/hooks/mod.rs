@@ -142,10 +142,10 @@ pub struct RemoveArgs {
 /// Runs one `hookrunner hooks` command; errors are printed as `error: ...`.
 pub fn main(command: HooksCommand) -> ExitCode {
     let result = match command {
-        HooksCommand::Install(a) => Session::open(&a.common, a.dry_run).and_then(|s| s.install()),
-        HooksCommand::List(a) => Session::open(&a, false).and_then(|s| s.list()),
-        HooksCommand::Remove(a) => Session::open(&a.common, a.dry_run).and_then(|s| s.remove()),
-        HooksCommand::Verify(a) => Session::open(&a, false).and_then(|s| s.verify()),
+        HooksCommand::Install(a) => Session::open(&a.common, a.dry_run, true).and_then(|s| s.install()),
+        HooksCommand::List(a) => Session::open(&a, false, false).and_then(|s| s.list()),
+        HooksCommand::Remove(a) => Session::open(&a.common, a.dry_run, false).and_then(|s| s.remove()),
+        HooksCommand::Verify(a) => Session::open(&a, false, false).and_then(|s| s.verify()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -421,7 +421,7 @@ struct Session {
 }
 
 impl Session {
-    fn open(args: &CommonArgs, dry_run: bool) -> Result<Session, Fail> {
+    fn open(args: &CommonArgs, dry_run: bool, announce: bool) -> Result<Session, Fail> {
         let facts = source_facts(&args.config, &args.source)?;
         let forge = forge(facts.kind, &args.target)?;
         let root = api_root(facts.kind, args.api_url.as_deref())?;
@@ -444,9 +444,11 @@ impl Session {
         };
         let api = Api::new(forge.service(), root, auth, extra, dry_run, mask);
         let url = hook_url(args.url.as_deref(), &args.source)?;
-        let events = wanted_events(forge.as_ref(), &args.events, &facts.keys, &args.source)?;
-        if !args.json {
-            for note in &facts.notes {
+        let mut notes = facts.notes;
+        let events = wanted_events(forge.as_ref(), &args.events, &facts.keys, &args.source, &mut notes)?;
+        // Notes matter when a hook is written; list, verify and remove stay quiet.
+        if announce && !args.json {
+            for note in &notes {
                 eprintln!("note: {note}");
             }
         }
@@ -754,7 +756,13 @@ fn hook_url(given: Option<&str>, source: &str) -> Result<Option<String>, Fail> {
 }
 
 /// `--events` if given, else what the source's mappings listen to.
-fn wanted_events(forge: &dyn Forge, given: &[String], keys: &[String], source: &str) -> Result<Vec<String>, Fail> {
+fn wanted_events(
+    forge: &dyn Forge,
+    given: &[String],
+    keys: &[String],
+    source: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>, Fail> {
     let given: Vec<&str> = given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
     let mut out: Vec<String> = Vec::new();
     let mut add = |e: String| {
@@ -784,7 +792,7 @@ fn wanted_events(forge: &dyn Forge, given: &[String], keys: &[String], source: &
                 }
             }
         }
-        return Ok(out);
+        return Ok(in_provider_order(forge, out));
     }
     let mut ignored = Vec::new();
     for key in keys {
@@ -798,11 +806,11 @@ fn wanted_events(forge: &dyn Forge, given: &[String], keys: &[String], source: &
         }
     }
     if !ignored.is_empty() {
-        eprintln!(
-            "note: mapping keys of `{source}` with no {} hook event are left out: {}",
+        notes.push(format!(
+            "mapping keys of `{source}` with no {} hook event are left out: {}",
             forge.service(),
             ignored.join(", ")
-        );
+        ));
     }
     if out.is_empty() {
         return Err(Fail::usage(format!(
@@ -810,7 +818,15 @@ fn wanted_events(forge: &dyn Forge, given: &[String], keys: &[String], source: &
             forge.service()
         )));
     }
-    Ok(out)
+    Ok(in_provider_order(forge, out))
+}
+
+/// The provider's own order (its list of hook events), else alphabetical.
+fn in_provider_order(forge: &dyn Forge, mut events: Vec<String>) -> Vec<String> {
+    let known = forge.known_events();
+    let rank = |e: &String| known.iter().position(|k| k == e).unwrap_or(known.len());
+    events.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    events
 }
 
 #[cfg(test)]
@@ -824,13 +840,15 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        let mut notes = Vec::new();
         assert_eq!(
-            wanted_events(&f, &[], &keys, "s").unwrap(),
-            ["push", "merge_request", "job", "note"]
+            wanted_events(&f, &[], &keys, "s", &mut notes).unwrap(),
+            ["push", "merge_request", "note", "job"]
         );
-        let all = wanted_events(&f, &[], &["*".to_string()], "s").unwrap();
+        assert_eq!(notes, ["mapping keys of `s` with no GitLab hook event are left out: ping"]);
+        let all = wanted_events(&f, &[], &["*".to_string()], "s", &mut notes).unwrap();
         assert_eq!(all.len(), 13);
-        assert!(wanted_events(&f, &["pushh".into()], &[], "s").is_err());
+        assert!(wanted_events(&f, &["pushh".into()], &[], "s", &mut notes).is_err());
     }
 
     #[test]
