@@ -246,3 +246,71 @@ pub fn all_text(v: &Value) -> String {
     walk(v, &mut out);
     out.join("\n")
 }
+
+/// Whether a DingTalk robot request carries a valid signature for `secret`:
+/// `timestamp` (ms, within an hour) and `sign` =
+/// urlencode(base64(HMAC-SHA256(secret, "timestamp\nsecret"))), percent-encoded as sent.
+pub fn dingtalk_signed(req: &Req, secret: &str) -> bool {
+    let (Some(ts), Some(sign)) = (req.param("timestamp"), req.param("sign")) else {
+        return false;
+    };
+    let Ok(ms) = ts.parse::<u64>() else { return false };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expected = hmac_sha256_base64(secret.as_bytes(), format!("{ts}\n{secret}").as_bytes());
+    let encoded: String = form_urlencoded::byte_serialize(expected.as_bytes()).collect();
+    (now - ms as f64 / 1000.0).abs() < 3600.0 && sign == expected && req.raw_param("sign") == Some(encoded.as_str())
+}
+
+/// The Feishu Open API for one app: `tenant_access_token/internal`,
+/// `contact/v3/users/batch_get_id` (users known by email) and `im/v1/messages`,
+/// with the request shapes and error codes Feishu documents.
+pub fn feishu_app(
+    app_id: &'static str,
+    app_secret: &'static str,
+    tenant_token: &'static str,
+    known: &'static [(&'static str, &'static str)],
+) -> StandIn {
+    use serde_json::json;
+    StandIn::start(move |req: &Req| {
+        let authed = req.header("Authorization") == Some(&format!("Bearer {tenant_token}"));
+        match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/open-apis/auth/v3/tenant_access_token/internal") => {
+                let b = req.json();
+                if b["app_id"] == app_id && b["app_secret"] == app_secret {
+                    Reply::json(200, json!({"code": 0, "msg": "ok", "tenant_access_token": tenant_token, "expire": 7200}))
+                } else {
+                    Reply::json(400, json!({"code": 10014, "msg": "app secret invalid"}))
+                }
+            }
+            _ if !authed => Reply::json(400, json!({"code": 99991663, "msg": "Invalid access token for authorization."})),
+            ("POST", "/open-apis/contact/v3/users/batch_get_id") if req.param("user_id_type").as_deref() == Some("user_id") => {
+                let users: Vec<Value> = req.json()["emails"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| match known.iter().find(|(mail, _)| *mail == e) {
+                        Some((_, id)) => json!({"email": e, "user_id": id}),
+                        None => json!({"email": e}),
+                    })
+                    .collect();
+                Reply::json(200, json!({"code": 0, "msg": "success", "data": {"user_list": users}}))
+            }
+            ("POST", "/open-apis/im/v1/messages") if req.param("receive_id_type").as_deref() == Some("user_id") => {
+                let b = req.json();
+                let content_is_card = b["content"]
+                    .as_str()
+                    .and_then(|c| serde_json::from_str::<Value>(c).ok())
+                    .is_some_and(|c| c.is_object());
+                if b["msg_type"] != "interactive" || !content_is_card || !b["receive_id"].is_string() {
+                    return Reply::json(400, json!({"code": 230001, "msg": "invalid message content"}));
+                }
+                Reply::json(200, json!({"code": 0, "msg": "success", "data": {"message_id": "om_dc13264520392913993dd051dba21dcf"}}))
+            }
+            _ => Reply::json(404, json!({"code": 404, "msg": "not found"})),
+        }
+    })
+}
