@@ -62,7 +62,10 @@ fn chat_services() -> (StandIn, Script) {
                 if feishu_signature_ok(&req.json()) {
                     Reply::json(200, json!({"code": 0, "msg": "success", "data": {}}))
                 } else {
-                    Reply::json(200, json!({"code": 19021, "msg": "sign match fail or timestamp is not within one hour from current time"}))
+                    Reply::json(
+                        200,
+                        json!({"code": 19021, "msg": "sign match fail or timestamp is not within one hour from current time"}),
+                    )
                 }
             }
             WECOM_PATH if req.param("key").as_deref() == Some("wecom-key") => {
@@ -93,12 +96,16 @@ fn feishu_signature_ok(body: &Value) -> bool {
 
 fn chat_config(base: &str, extra_env: &str, program_extra: &str) -> String {
     let program = |name: &str, script: &str, env: &[(&str, String)]| {
-        let env: String = env.iter().map(|(k, v)| format!("      {k}: {}\n", yaml_str(v))).collect();
+        let env: String = env
+            .iter()
+            .map(|(k, v)| format!("      {k}: {}\n", yaml_str(v)))
+            .collect();
         format!(
             "  {name}:\n    command: handlers/{script}\n    timeout: 30s\n    exit_codes: {{success: [0], retry: [75]}}\n{program_extra}    env:\n{env}{extra_env}"
         )
     };
-    let rules = "      rules:\n        - run: dingtalk\n        - run: feishu\n        - run: wecom\n        - run: slack\n";
+    let rules =
+        "      rules:\n        - run: dingtalk\n        - run: feishu\n        - run: wecom\n        - run: slack\n";
     format!(
         "tasks:\n  max_concurrent: 4\nsources:\n  gitlab:\n    provider: gitlab\n    token: {GITLAB_TOKEN}\n  github:\n    provider: github\n    secret: {GITHUB_SECRET}\nprograms:\n{}{}{}{}mappings:\n  gitlab:\n    \"*\":\n{rules}  github:\n    \"*\":\n{rules}",
         program(
@@ -135,7 +142,11 @@ fn deliver(d: &Daemon, source: &str, event: &str, body: &[u8], n: usize) -> Vec<
         let id = format!("delivery-{}", now_secs());
         d.post_json(
             "/hooks/github",
-            &[("X-GitHub-Event", event), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", &id)],
+            &[
+                ("X-GitHub-Event", event),
+                ("X-Hub-Signature-256", &sig),
+                ("X-GitHub-Delivery", &id),
+            ],
             body,
         )
     };
@@ -148,7 +159,8 @@ fn deliver(d: &Daemon, source: &str, event: &str, body: &[u8], n: usize) -> Vec<
 fn fixture_with(name: &str, changes: &[(&str, Value)]) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(&fixture(name)).unwrap();
     for (pointer, value) in changes {
-        *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{name} has no {pointer}")) = value.clone();
+        *v.pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{name} has no {pointer}")) = value.clone();
     }
     serde_json::to_vec(&v).unwrap()
 }
@@ -176,80 +188,269 @@ fn cases() -> Vec<Case> {
         expect,
     };
     vec![
-        c("gitlab", "gitlab/push.json", "Push Hook",
-          vec![("/commits/1/message", json!("修复：登录页面的中文乱码问题\n\n详细说明见工单")),
-               ("/user_name", json!("张三")), ("/total_commits_count", json!(57))],
-          vec!["修复：登录页面的中文乱码问题", "张三", "mike/diaspora", "pushed 57 commits to master",
-               "55 more commits", "http://example.com/mike/diaspora/-/compare/95790bf8...da156088"]),
-        c("gitlab", "gitlab/tag_push.json", "Tag Push Hook",
-          vec![("/user_name", json!("李四"))],
-          vec!["李四", "jsmith/example", "pushed tag v1.0.0", "/-/tags/v1.0.0"]),
-        c("gitlab", "gitlab/merge_request.json", "Merge Request Hook",
-          vec![("/object_attributes/title", json!("新增：支付模块 🎉")), ("/user/name", json!("王五"))],
-          vec!["新增：支付模块 🎉", "王五", "gitlabhq/gitlab-test", "opened merge request !1",
-               "http://example.com/diaspora/merge_requests/1"]),
-        c("gitlab", "gitlab/pipeline.json", "Pipeline Hook",
-          vec![("/commit/message", json!("流水线：修复构建\n")), ("/user/name", json!("赵六"))],
-          vec!["流水线：修复构建", "赵六", "gitlab-org/gitlab-test", "Pipeline #31 passed on master", "/pipelines/31"]),
-        c("gitlab", "gitlab/job.json", "Job Hook",
-          vec![("/commit/message", json!("任务：部署到测试环境")), ("/user/name", json!("孙七"))],
-          vec!["任务：部署到测试环境", "孙七", "jsmithy2/release-tools-fake", "Job auto_deploy:start success on main",
-               "https://gitlab.com/jsmithy2/release-tools-fake/-/jobs/3580121225"]),
-        c("gitlab", "gitlab/issue.json", "Issue Hook",
-          vec![("/object_attributes/title", json!("缺陷：无法上传文件")), ("/user/name", json!("周八"))],
-          vec!["缺陷：无法上传文件", "周八", "gitlabhq/gitlab-test", "opened issue #23",
-               "http://example.com/diaspora/issues/23"]),
-        c("gitlab", "gitlab/issue.json", "Confidential Issue Hook",
-          vec![("/object_attributes/title", json!("安全：密码泄露")), ("/object_attributes/confidential", json!(true)),
-               ("/event_type", json!("confidential_issue"))],
-          vec!["安全：密码泄露", "opened confidential issue #23"]),
-        c("gitlab", "gitlab/note.merge_request.json", "Note Hook",
-          vec![("/object_attributes/note", json!("看起来不错，可以合并"))],
-          vec!["看起来不错，可以合并", "gitlab-org/gitlab-test", "left a comment on merge request !1",
-               "http://example.com/gitlab-org/gitlab-test/merge_requests/1#note_1244"]),
-        c("gitlab", "gitlab/note.issue.json", "Confidential Note Hook",
-          vec![("/object_attributes/note", json!("机密评论：请勿外传")), ("/event_type", json!("confidential_note"))],
-          vec!["机密评论：请勿外传", "Administrator", "left a confidential comment on issue #17",
-               "http://example.com/gitlab-org/gitlab-test/-/issues/17#note_1241"]),
-        c("gitlab", "gitlab/release.json", "Release Hook",
-          vec![("/description", json!("第一个正式版本")), ("/name", json!("v1.1 正式版"))],
-          vec!["第一个正式版本", "Release v1.1 正式版 (v1.1) created", "gitlab-org/release-webhook-example",
-               "https://example.com/gitlab-org/release-webhook-example/-/releases/v1.1"]),
-        c("gitlab", "gitlab/wiki_page.json", "Wiki Page Hook",
-          vec![("/object_attributes/title", json!("部署指南"))],
-          vec!["部署指南", "Administrator created wiki page", "root/awesome-project",
-               "http://example.com/root/awesome-project/-/wikis/awesome"]),
-        c("gitlab", "gitlab/deployment.json", "Deployment Hook",
-          vec![("/commit_title", json!("发布新版本")), ("/user/name", json!("吴九"))],
-          vec!["发布新版本", "吴九", "Deployment to staging succeeded", "root/test-deployment-webhooks",
-               "http://example.com/root/test-deployment-webhooks/-/jobs/796"]),
-        c("gitlab", "gitlab/feature_flag.json", "Feature Flag Hook",
-          vec![("/object_attributes/description", json!("新的结账流程")), ("/user/name", json!("郑十"))],
-          vec!["新的结账流程", "郑十", "turned feature flag test-feature-flag on", "gitlabhq/gitlab-test",
-               "http://example.com/gitlabhq/gitlab-test/-/feature_flags"]),
-        c("github", "github/push.json", "push",
-          vec![("/head_commit/message", json!("初始提交：添加说明文件")), ("/commits/0/message", json!("初始提交：添加说明文件")),
-               ("/pusher/name", json!("钱十一"))],
-          vec!["初始提交：添加说明文件", "钱十一", "Codertocat/Hello-World", "created branch master with 1 commit",
-               "https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246"]),
-        c("github", "github/pull_request.opened.json", "pull_request",
-          vec![("/pull_request/title", json!("改进：更新说明文档"))],
-          vec!["改进：更新说明文档", "Codertocat", "opened pull request #2", "Codertocat/Hello-World",
-               "https://github.com/Codertocat/Hello-World/pull/2"]),
-        c("github", "github/issues.labeled.json", "issues",
-          vec![("/issue/title", json!("拼写错误"))],
-          vec!["拼写错误", "Codertocat labeled issue #1", "[bug]", "https://github.com/Codertocat/Hello-World/issues/1"]),
-        c("github", "github/issue_comment.created.json", "issue_comment",
-          vec![("/comment/body", json!("谢谢，已修复"))],
-          vec!["谢谢，已修复", "Codertocat commented on issue #1", "Codertocat/Hello-World",
-               "https://github.com/Codertocat/Hello-World/issues/1#issuecomment-492700400"]),
-        c("github", "github/release.published.json", "release",
-          vec![("/release/name", json!("第一版"))],
-          vec!["第一版", "Codertocat published release", "https://github.com/Codertocat/Hello-World/releases/tag/0.0.1"]),
-        c("github", "github/workflow_run.completed.json", "workflow_run",
-          vec![("/workflow_run/display_title", json!("更新依赖"))],
-          vec!["更新依赖", "octo-org/octo-repo", "success on master",
-               "https://github.com/octo-org/octo-repo/actions/runs/289782451"]),
+        c(
+            "gitlab",
+            "gitlab/push.json",
+            "Push Hook",
+            vec![
+                (
+                    "/commits/1/message",
+                    json!("修复：登录页面的中文乱码问题\n\n详细说明见工单"),
+                ),
+                ("/user_name", json!("张三")),
+                ("/total_commits_count", json!(57)),
+            ],
+            vec![
+                "修复：登录页面的中文乱码问题",
+                "张三",
+                "mike/diaspora",
+                "pushed 57 commits to master",
+                "55 more commits",
+                "http://example.com/mike/diaspora/-/compare/95790bf8...da156088",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/tag_push.json",
+            "Tag Push Hook",
+            vec![("/user_name", json!("李四"))],
+            vec!["李四", "jsmith/example", "pushed tag v1.0.0", "/-/tags/v1.0.0"],
+        ),
+        c(
+            "gitlab",
+            "gitlab/merge_request.json",
+            "Merge Request Hook",
+            vec![
+                ("/object_attributes/title", json!("新增：支付模块 🎉")),
+                ("/user/name", json!("王五")),
+            ],
+            vec![
+                "新增：支付模块 🎉",
+                "王五",
+                "gitlabhq/gitlab-test",
+                "opened merge request !1",
+                "http://example.com/diaspora/merge_requests/1",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/pipeline.json",
+            "Pipeline Hook",
+            vec![
+                ("/commit/message", json!("流水线：修复构建\n")),
+                ("/user/name", json!("赵六")),
+            ],
+            vec![
+                "流水线：修复构建",
+                "赵六",
+                "gitlab-org/gitlab-test",
+                "Pipeline #31 passed on master",
+                "/pipelines/31",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/job.json",
+            "Job Hook",
+            vec![
+                ("/commit/message", json!("任务：部署到测试环境")),
+                ("/user/name", json!("孙七")),
+            ],
+            vec![
+                "任务：部署到测试环境",
+                "孙七",
+                "jsmithy2/release-tools-fake",
+                "Job auto_deploy:start success on main",
+                "https://gitlab.com/jsmithy2/release-tools-fake/-/jobs/3580121225",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/issue.json",
+            "Issue Hook",
+            vec![
+                ("/object_attributes/title", json!("缺陷：无法上传文件")),
+                ("/user/name", json!("周八")),
+            ],
+            vec![
+                "缺陷：无法上传文件",
+                "周八",
+                "gitlabhq/gitlab-test",
+                "opened issue #23",
+                "http://example.com/diaspora/issues/23",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/issue.json",
+            "Confidential Issue Hook",
+            vec![
+                ("/object_attributes/title", json!("安全：密码泄露")),
+                ("/object_attributes/confidential", json!(true)),
+                ("/event_type", json!("confidential_issue")),
+            ],
+            vec!["安全：密码泄露", "opened confidential issue #23"],
+        ),
+        c(
+            "gitlab",
+            "gitlab/note.merge_request.json",
+            "Note Hook",
+            vec![("/object_attributes/note", json!("看起来不错，可以合并"))],
+            vec![
+                "看起来不错，可以合并",
+                "gitlab-org/gitlab-test",
+                "left a comment on merge request !1",
+                "http://example.com/gitlab-org/gitlab-test/merge_requests/1#note_1244",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/note.issue.json",
+            "Confidential Note Hook",
+            vec![
+                ("/object_attributes/note", json!("机密评论：请勿外传")),
+                ("/event_type", json!("confidential_note")),
+            ],
+            vec![
+                "机密评论：请勿外传",
+                "Administrator",
+                "left a confidential comment on issue #17",
+                "http://example.com/gitlab-org/gitlab-test/-/issues/17#note_1241",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/release.json",
+            "Release Hook",
+            vec![
+                ("/description", json!("第一个正式版本")),
+                ("/name", json!("v1.1 正式版")),
+            ],
+            vec![
+                "第一个正式版本",
+                "Release v1.1 正式版 (v1.1) created",
+                "gitlab-org/release-webhook-example",
+                "https://example.com/gitlab-org/release-webhook-example/-/releases/v1.1",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/wiki_page.json",
+            "Wiki Page Hook",
+            vec![("/object_attributes/title", json!("部署指南"))],
+            vec![
+                "部署指南",
+                "Administrator created wiki page",
+                "root/awesome-project",
+                "http://example.com/root/awesome-project/-/wikis/awesome",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/deployment.json",
+            "Deployment Hook",
+            vec![("/commit_title", json!("发布新版本")), ("/user/name", json!("吴九"))],
+            vec![
+                "发布新版本",
+                "吴九",
+                "Deployment to staging succeeded",
+                "root/test-deployment-webhooks",
+                "http://example.com/root/test-deployment-webhooks/-/jobs/796",
+            ],
+        ),
+        c(
+            "gitlab",
+            "gitlab/feature_flag.json",
+            "Feature Flag Hook",
+            vec![
+                ("/object_attributes/description", json!("新的结账流程")),
+                ("/user/name", json!("郑十")),
+            ],
+            vec![
+                "新的结账流程",
+                "郑十",
+                "turned feature flag test-feature-flag on",
+                "gitlabhq/gitlab-test",
+                "http://example.com/gitlabhq/gitlab-test/-/feature_flags",
+            ],
+        ),
+        c(
+            "github",
+            "github/push.json",
+            "push",
+            vec![
+                ("/head_commit/message", json!("初始提交：添加说明文件")),
+                ("/commits/0/message", json!("初始提交：添加说明文件")),
+                ("/pusher/name", json!("钱十一")),
+            ],
+            vec![
+                "初始提交：添加说明文件",
+                "钱十一",
+                "Codertocat/Hello-World",
+                "created branch master with 1 commit",
+                "https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+            ],
+        ),
+        c(
+            "github",
+            "github/pull_request.opened.json",
+            "pull_request",
+            vec![("/pull_request/title", json!("改进：更新说明文档"))],
+            vec![
+                "改进：更新说明文档",
+                "Codertocat",
+                "opened pull request #2",
+                "Codertocat/Hello-World",
+                "https://github.com/Codertocat/Hello-World/pull/2",
+            ],
+        ),
+        c(
+            "github",
+            "github/issues.labeled.json",
+            "issues",
+            vec![("/issue/title", json!("拼写错误"))],
+            vec![
+                "拼写错误",
+                "Codertocat labeled issue #1",
+                "[bug]",
+                "https://github.com/Codertocat/Hello-World/issues/1",
+            ],
+        ),
+        c(
+            "github",
+            "github/issue_comment.created.json",
+            "issue_comment",
+            vec![("/comment/body", json!("谢谢，已修复"))],
+            vec![
+                "谢谢，已修复",
+                "Codertocat commented on issue #1",
+                "Codertocat/Hello-World",
+                "https://github.com/Codertocat/Hello-World/issues/1#issuecomment-492700400",
+            ],
+        ),
+        c(
+            "github",
+            "github/release.published.json",
+            "release",
+            vec![("/release/name", json!("第一版"))],
+            vec![
+                "第一版",
+                "Codertocat published release",
+                "https://github.com/Codertocat/Hello-World/releases/tag/0.0.1",
+            ],
+        ),
+        c(
+            "github",
+            "github/workflow_run.completed.json",
+            "workflow_run",
+            vec![("/workflow_run/display_title", json!("更新依赖"))],
+            vec![
+                "更新依赖",
+                "octo-org/octo-repo",
+                "success on master",
+                "https://github.com/octo-org/octo-repo/actions/runs/289782451",
+            ],
+        ),
     ]
 }
 
@@ -273,7 +474,11 @@ fn every_gitlab_and_github_event_reaches_every_chat_service_intact() {
         assert_eq!(paths, [WECOM_PATH, FEISHU_PATH, DINGTALK_PATH, SLACK_PATH], "{what}");
         for req in &requests {
             assert_eq!(req.method, "POST");
-            assert_eq!(req.header("Content-Type"), Some("application/json; charset=utf-8"), "{what}");
+            assert_eq!(
+                req.header("Content-Type"),
+                Some("application/json; charset=utf-8"),
+                "{what}"
+            );
             let raw = req.text();
             // Non-ASCII text arrives as UTF-8 bytes, not \u escapes, and unchanged.
             assert!(raw.contains(case.expect[0]), "{what} → {}: {raw}", req.path);
@@ -323,7 +528,10 @@ fn a_429_with_retry_after_is_waited_out_and_retried() {
             FEISHU_PATH,
             vec![Reply::json(429, json!({"code": 9499, "msg": "too many request"})).header("Retry-After", "1")],
         );
-        s.insert(SLACK_PATH, vec![Reply::text(429, "rate_limited").header("Retry-After", "1")]);
+        s.insert(
+            SLACK_PATH,
+            vec![Reply::text(429, "rate_limited").header("Retry-After", "1")],
+        );
         s.insert(DINGTALK_PATH, vec![Reply::text(503, "busy")]);
     }
     let d = Daemon::start(&chat_config(&server.base, "", ""));
@@ -331,20 +539,37 @@ fn a_429_with_retry_after_is_waited_out_and_retried() {
     for id in deliver(&d, "gitlab", "Push Hook", &body, 4) {
         let task = d.wait_task(&id);
         assert_eq!(task["status"], "succeeded", "{task}");
-        assert_eq!(task["attempt"], 1, "retried inside the handler, not by the daemon: {task}");
+        assert_eq!(
+            task["attempt"], 1,
+            "retried inside the handler, not by the daemon: {task}"
+        );
         let program = task["program"].as_str().unwrap();
         let stderr = task["stderr"].as_str().unwrap();
         match program {
             "feishu" | "slack" => {
-                assert!(stderr.contains("HTTP 429") && stderr.contains("retrying in 1 s"), "{stderr}")
+                assert!(
+                    stderr.contains("HTTP 429") && stderr.contains("retrying in 1 s"),
+                    "{stderr}"
+                )
             }
-            "dingtalk" => assert!(stderr.contains("HTTP 503") && stderr.contains("retrying in 1 s"), "{stderr}"),
+            "dingtalk" => assert!(
+                stderr.contains("HTTP 503") && stderr.contains("retrying in 1 s"),
+                "{stderr}"
+            ),
             _ => assert_eq!(stderr, ""),
         }
     }
     let requests = server.take_at_least(7);
     let count = |p: &str| requests.iter().filter(|r| r.path == p).count();
-    assert_eq!((count(FEISHU_PATH), count(SLACK_PATH), count(DINGTALK_PATH), count(WECOM_PATH)), (2, 2, 2, 1));
+    assert_eq!(
+        (
+            count(FEISHU_PATH),
+            count(SLACK_PATH),
+            count(DINGTALK_PATH),
+            count(WECOM_PATH)
+        ),
+        (2, 2, 2, 1)
+    );
     // Each attempt is signed afresh, and the retried message is the same.
     let feishu: Vec<&Req> = requests.iter().filter(|r| r.path == FEISHU_PATH).collect();
     assert!(feishu.iter().all(|r| feishu_signature_ok(&r.json())));
@@ -359,7 +584,10 @@ fn permanent_and_retryable_failures_exit_with_distinct_codes() {
         s.insert(SLACK_PATH, vec![Reply::text(403, "invalid_token")]);
         // Always busy: 2 attempts in the handler, 2 runs by the daemon.
         s.insert(DINGTALK_PATH, (0..4).map(|_| Reply::text(503, "busy")).collect());
-        s.insert(FEISHU_PATH, vec![Reply::json(200, json!({"code": 19021, "msg": "sign match fail"}))]);
+        s.insert(
+            FEISHU_PATH,
+            vec![Reply::json(200, json!({"code": 19021, "msg": "sign match fail"}))],
+        );
     }
     let config = chat_config(
         &server.base,
@@ -376,7 +604,11 @@ fn permanent_and_retryable_failures_exit_with_distinct_codes() {
         by_program.insert(task["program"].as_str().unwrap().to_string(), task);
     }
     let slack = &by_program["slack"];
-    assert_eq!((slack["status"].as_str(), slack["exit_code"].as_i64()), (Some("failed"), Some(1)), "{slack}");
+    assert_eq!(
+        (slack["status"].as_str(), slack["exit_code"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{slack}"
+    );
     assert_eq!(slack["stderr"], "slack-events.py: slack: HTTP 403: invalid_token\n");
     let feishu = &by_program["feishu"];
     assert_eq!(feishu["exit_code"], 1, "{feishu}");
@@ -385,12 +617,27 @@ fn permanent_and_retryable_failures_exit_with_distinct_codes() {
     assert_eq!(wecom["exit_code"], 1, "{wecom}");
     assert!(wecom["stderr"].as_str().unwrap().contains("93000"));
     let ding = &by_program["dingtalk"];
-    assert_eq!((ding["status"].as_str(), ding["exit_code"].as_i64()), (Some("failed"), Some(75)), "{ding}");
+    assert_eq!(
+        (ding["status"].as_str(), ding["exit_code"].as_i64()),
+        (Some("failed"), Some(75)),
+        "{ding}"
+    );
     assert_eq!(ding["attempt"], 2, "75 asks the daemon for another run: {ding}");
-    assert!(ding["stderr"].as_str().unwrap().contains("gave up after 2 attempts"), "{ding}");
+    assert!(
+        ding["stderr"].as_str().unwrap().contains("gave up after 2 attempts"),
+        "{ding}"
+    );
     let requests = server.take_at_least(7);
     let count = |p: &str| requests.iter().filter(|r| r.path == p).count();
-    assert_eq!((count(SLACK_PATH), count(FEISHU_PATH), count(WECOM_PATH), count(DINGTALK_PATH)), (1, 1, 1, 4));
+    assert_eq!(
+        (
+            count(SLACK_PATH),
+            count(FEISHU_PATH),
+            count(WECOM_PATH),
+            count(DINGTALK_PATH)
+        ),
+        (1, 1, 1, 4)
+    );
 }
 
 // -------------------------------------------- Feishu owner DMs (app API)
@@ -432,7 +679,10 @@ mappings:
 
 #[test]
 fn a_push_reaches_each_exact_owner_in_feishu_with_one_card_and_a_cached_token() {
-    let api = feishu_app(&[("li.lei@example.com", "5d9bdxxx"), ("han.meimei@example.com", "7a3cfyyy")]);
+    let api = feishu_app(&[
+        ("li.lei@example.com", "5d9bdxxx"),
+        ("han.meimei@example.com", "7a3cfyyy"),
+    ]);
     let d = Daemon::start(&dm_config(&api.base, "owners.json"));
     std::fs::write(
         d.path("owners.json"),
@@ -470,7 +720,10 @@ fn a_push_reaches_each_exact_owner_in_feishu_with_one_card_and_a_cached_token() 
         ]
     );
     assert_eq!(reqs[0].json(), json!({"app_id": APP_ID, "app_secret": APP_SECRET}));
-    assert_eq!(reqs[1].json(), json!({"emails": ["li.lei@example.com", "han.meimei@example.com"]}));
+    assert_eq!(
+        reqs[1].json(),
+        json!({"emails": ["li.lei@example.com", "han.meimei@example.com"]})
+    );
     for (req, user) in reqs[2..].iter().zip(["5d9bdxxx", "7a3cfyyy"]) {
         assert_eq!(req.header("Content-Type"), Some("application/json; charset=utf-8"));
         let b = req.json();
@@ -479,12 +732,25 @@ fn a_push_reaches_each_exact_owner_in_feishu_with_one_card_and_a_cached_token() 
         assert!(b["uuid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 50));
         let card: Value = serde_json::from_str(b["content"].as_str().expect("content is a JSON string")).unwrap();
         let text = all_text(&card);
-        for want in ["mike/diaspora", "张三", "修复：订单金额显示错误", "关联工单 #42", "master", "Commits**: 4"] {
+        for want in [
+            "mike/diaspora",
+            "张三",
+            "修复：订单金额显示错误",
+            "关联工单 #42",
+            "master",
+            "Commits**: 4",
+        ] {
             assert!(text.contains(want), "card lacks {want:?}: {text}");
         }
         let button = &card["elements"].as_array().unwrap().last().unwrap()["actions"][0];
-        assert_eq!(button["url"], "http://example.com/mike/diaspora/-/compare/95790bf8...da156088");
-        assert!(req.text().contains("修复：订单金额显示错误"), "the raw body carries UTF-8");
+        assert_eq!(
+            button["url"],
+            "http://example.com/mike/diaspora/-/compare/95790bf8...da156088"
+        );
+        assert!(
+            req.text().contains("修复：订单金额显示错误"),
+            "the raw body carries UTF-8"
+        );
     }
 
     // The token is cached: the next push asks for none.
@@ -510,11 +776,18 @@ fn owners_by_contained_key_unknown_owners_and_projects_without_owners_are_report
     // Both `acme/` and `billing` are in the path: the longer key wins.
     let body = fixture_with(
         "gitlab/push.json",
-        &[("/project/path_with_namespace", json!("acme/billing-service")), ("/user_name", json!("李雷"))],
+        &[
+            ("/project/path_with_namespace", json!("acme/billing-service")),
+            ("/user_name", json!("李雷")),
+        ],
     );
     let ids = deliver(&d, "gitlab", "Push Hook", &body, 1);
     let task = d.wait_task(&ids[0]);
-    assert_eq!((task["status"].as_str(), task["exit_code"].as_i64()), (Some("failed"), Some(3)), "{task}");
+    assert_eq!(
+        (task["status"].as_str(), task["exit_code"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{task}"
+    );
     assert_eq!(
         task["stdout"],
         "sent to billing-lead@example.com\nfeishu: 1 of 2 owners of acme/billing-service reached\n"
@@ -524,14 +797,23 @@ fn owners_by_contained_key_unknown_owners_and_projects_without_owners_are_report
         "feishu-owner-dm.py: gone@example.com (owner of acme/billing-service by `billing`) is not a Feishu user the app can see\n"
     );
     let reqs = api.take();
-    assert_eq!(reqs[1].json(), json!({"emails": ["billing-lead@example.com", "gone@example.com"]}));
+    assert_eq!(
+        reqs[1].json(),
+        json!({"emails": ["billing-lead@example.com", "gone@example.com"]})
+    );
     assert_eq!(reqs.iter().filter(|r| r.path == "/open-apis/im/v1/messages").count(), 1);
 
     // No key matches: nothing is sent, and the task says why.
-    let body = fixture_with("gitlab/push.json", &[("/project/path_with_namespace", json!("other/tool"))]);
+    let body = fixture_with(
+        "gitlab/push.json",
+        &[("/project/path_with_namespace", json!("other/tool"))],
+    );
     let ids = deliver(&d, "gitlab", "Push Hook", &body, 1);
     let task = d.wait_task(&ids[0]);
     assert_eq!(task["exit_code"], 3, "{task}");
-    assert_eq!(task["stderr"], "feishu-owner-dm.py: no owner for project other/tool in owners.yaml\n");
+    assert_eq!(
+        task["stderr"],
+        "feishu-owner-dm.py: no owner for project other/tool in owners.yaml\n"
+    );
     assert!(api.take().is_empty(), "nothing is sent for a project without owners");
 }

@@ -22,7 +22,15 @@ const GT_ADMIN: &str = "gitea_admin_Uv90";
 const PUBLIC: &str = "https://hooks.example.com";
 
 const SECRETS: [&str; 9] = [
-    GITLAB_SECRET, GITHUB_SECRET, GITEA_SECRET, GL_ADMIN, GL_REPORTER, GH_ADMIN, GH_READ, GT_ADMIN, "glpat-wrong",
+    GITLAB_SECRET,
+    GITHUB_SECRET,
+    GITEA_SECRET,
+    GL_ADMIN,
+    GL_REPORTER,
+    GH_ADMIN,
+    GH_READ,
+    GT_ADMIN,
+    "glpat-wrong",
 ];
 
 const CONFIG: &str = r#"
@@ -80,7 +88,12 @@ fn hooks(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Out {
     let mut cmd = Command::new(BIN);
     cmd.arg("hooks").args(args).arg("--config").arg(&config);
     for var in [
-        "GITLAB_TOKEN", "GITHUB_TOKEN", "GITEA_TOKEN", "FORGEJO_TOKEN", "GOGS_TOKEN", "HOOKRUNNER_PUBLIC_URL",
+        "GITLAB_TOKEN",
+        "GITHUB_TOKEN",
+        "GITEA_TOKEN",
+        "FORGEJO_TOKEN",
+        "GOGS_TOKEN",
+        "HOOKRUNNER_PUBLIC_URL",
         "HOOKRUNNER_CONFIG",
     ] {
         cmd.env_remove(var);
@@ -95,7 +108,12 @@ fn hooks(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Out {
         stderr: String::from_utf8(out.stderr).unwrap(),
     };
     for s in SECRETS {
-        assert!(!out.stdout.contains(s) && !out.stderr.contains(s), "{s} was printed:\n{}\n{}", out.stdout, out.stderr);
+        assert!(
+            !out.stdout.contains(s) && !out.stderr.contains(s),
+            "{s} was printed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
     }
     out
 }
@@ -143,21 +161,38 @@ fn fake_gitlab() -> (StandIn, State) {
             _ => return Reply::json(401, json!({"message": "401 Unauthorized"})),
         };
         let parts: Vec<&str> = req.path.trim_start_matches("/api/v4/").split('/').collect();
-        let known = matches!(parts.as_slice(), ["projects", "7" | "acme%2Fapp", ..] | ["groups", "acme", ..]);
+        let known = matches!(
+            parts.as_slice(),
+            ["projects", "7" | "acme%2Fapp", ..] | ["groups", "acme", ..]
+        );
         if !known {
             let what = if parts[0] == "groups" { "Group" } else { "Project" };
             return Reply::json(404, json!({"message": format!("404 {what} Not Found")}));
         }
         if parts.len() == 2 {
-            return Reply::json(200, json!({"id": 7, "path_with_namespace": "acme/app", "web_url": "https://gitlab.example/acme/app"}));
+            return Reply::json(
+                200,
+                json!({"id": 7, "path_with_namespace": "acme/app", "web_url": "https://gitlab.example/acme/app"}),
+            );
         }
         if role != "maintainer" {
             return Reply::json(403, json!({"message": "403 Forbidden"}));
         }
         let flags = [
-            "push_events", "tag_push_events", "merge_requests_events", "issues_events", "confidential_issues_events",
-            "note_events", "confidential_note_events", "pipeline_events", "job_events", "wiki_page_events",
-            "deployment_events", "releases_events", "feature_flag_events", "enable_ssl_verification",
+            "push_events",
+            "tag_push_events",
+            "merge_requests_events",
+            "issues_events",
+            "confidential_issues_events",
+            "note_events",
+            "confidential_note_events",
+            "pipeline_events",
+            "job_events",
+            "wiki_page_events",
+            "deployment_events",
+            "releases_events",
+            "feature_flag_events",
+            "enable_ssl_verification",
         ];
         let apply = |hook: &mut Value, body: &Value| {
             for key in ["url", "name", "description"].iter().chain(flags.iter()) {
@@ -226,19 +261,35 @@ fn gitlab_install_twice_keeps_one_hook_then_list_verify_remove() {
     let calls: Vec<String> = reqs.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(
         calls,
-        ["GET /api/v4/projects/acme%2Fapp", "GET /api/v4/projects/acme%2Fapp/hooks", "POST /api/v4/projects/acme%2Fapp/hooks"]
+        [
+            "GET /api/v4/projects/acme%2Fapp",
+            "GET /api/v4/projects/acme%2Fapp/hooks",
+            "POST /api/v4/projects/acme%2Fapp/hooks"
+        ]
     );
     assert!(reqs.iter().all(|r| r.header("PRIVATE-TOKEN") == Some(GL_ADMIN)));
     let post = reqs[2].json();
     assert_eq!(post["url"], "https://hooks.example.com/hooks/gitlab");
-    assert_eq!(post["token"], GITLAB_SECRET, "the source's token, so X-Gitlab-Token matches");
+    assert_eq!(
+        post["token"], GITLAB_SECRET,
+        "the source's token, so X-Gitlab-Token matches"
+    );
     assert_eq!(post["name"], "hookrunner: gitlab");
     assert_eq!(post["enable_ssl_verification"], true);
     for (flag, on) in [
-        ("push_events", true), ("merge_requests_events", true), ("pipeline_events", true), ("tag_push_events", false),
-        ("issues_events", false), ("note_events", false), ("job_events", false), ("releases_events", false),
-        ("feature_flag_events", false), ("wiki_page_events", false), ("deployment_events", false),
-        ("confidential_issues_events", false), ("confidential_note_events", false),
+        ("push_events", true),
+        ("merge_requests_events", true),
+        ("pipeline_events", true),
+        ("tag_push_events", false),
+        ("issues_events", false),
+        ("note_events", false),
+        ("job_events", false),
+        ("releases_events", false),
+        ("feature_flag_events", false),
+        ("wiki_page_events", false),
+        ("deployment_events", false),
+        ("confidential_issues_events", false),
+        ("confidential_note_events", false),
     ] {
         assert_eq!(post[flag], on, "{flag}");
     }
@@ -246,7 +297,11 @@ fn gitlab_install_twice_keeps_one_hook_then_list_verify_remove() {
     // Again: the hook with this URL is updated, not added.
     let out = hooks(&dir, &gl_args(&server, "install"), &token);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.starts_with("updated hook #1 on GitLab project acme/app"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("updated hook #1 on GitLab project acme/app"),
+        "{}",
+        out.stdout
+    );
     let methods: Vec<String> = server.take().into_iter().map(|r| r.method).collect();
     assert_eq!(methods, ["GET", "GET", "PUT"]);
     assert_eq!(state.lock().unwrap().hooks.len(), 1);
@@ -265,7 +320,9 @@ fn gitlab_install_twice_keeps_one_hook_then_list_verify_remove() {
     assert!(out.stdout.starts_with("disabled: hook #1 https://hooks.example.com/hooks/gitlab on GitLab project acme/app\n  disabled by GitLab after repeated failed deliveries"), "{}", out.stdout);
 
     // Someone else's hook is listed, ours marked.
-    state.lock().unwrap().hooks.push(json!({"id": 9, "url": "https://ci.example.com/hook", "push_events": true, "alert_status": "executable"}));
+    state.lock().unwrap().hooks.push(
+        json!({"id": 9, "url": "https://ci.example.com/hook", "push_events": true, "alert_status": "executable"}),
+    );
     let out = hooks(&dir, &gl_args(&server, "list"), &token);
     assert_eq!(out.code, 0);
     assert_eq!(
@@ -280,12 +337,21 @@ fn gitlab_install_twice_keeps_one_hook_then_list_verify_remove() {
 
     let out = hooks(&dir, &gl_args(&server, "remove"), &token);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "removed hook #1 from GitLab project acme/app: https://hooks.example.com/hooks/gitlab\n");
+    assert_eq!(
+        out.stdout,
+        "removed hook #1 from GitLab project acme/app: https://hooks.example.com/hooks/gitlab\n"
+    );
     let left: Vec<Value> = state.lock().unwrap().hooks.iter().map(|h| h["id"].clone()).collect();
     assert_eq!(left, [json!(9)]);
     let out = hooks(&dir, &gl_args(&server, "verify"), &token);
     assert_eq!(out.code, 1);
-    assert!(out.stdout.starts_with("missing: hook for https://hooks.example.com/hooks/gitlab on GitLab project acme/app\n  no hook"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with(
+            "missing: hook for https://hooks.example.com/hooks/gitlab on GitLab project acme/app\n  no hook"
+        ),
+        "{}",
+        out.stdout
+    );
     // Every secret the hook was given is the source's.
     assert!(state.lock().unwrap().secrets.iter().all(|(_, s)| s == GITLAB_SECRET));
 }
@@ -305,7 +371,10 @@ fn gitlab_401_403_404_and_usage_errors_say_what_is_wrong() {
         a
     };
     let args = |project: &'static str| -> Vec<&'static str> {
-        args(project).into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
+        args(project)
+            .into_iter()
+            .map(|s| &*Box::leak(s.into_boxed_str()))
+            .collect()
     };
     let out = hooks(&dir, &args("acme/app"), &[("GITLAB_TOKEN", GL_REPORTER)]);
     assert_eq!(out.code, 4, "{}", out.stderr);
@@ -315,10 +384,18 @@ fn gitlab_401_403_404_and_usage_errors_say_what_is_wrong() {
     );
     let out = hooks(&dir, &args("acme/nope"), &[("GITLAB_TOKEN", GL_ADMIN)]);
     assert_eq!(out.code, 5);
-    assert_ends(&out.stderr, "error: GitLab project acme/nope not found, or the token cannot see it (404)\n");
+    assert_ends(
+        &out.stderr,
+        "error: GitLab project acme/nope not found, or the token cannot see it (404)\n",
+    );
     let out = hooks(&dir, &args("acme/app"), &[("GITLAB_TOKEN", "glpat-wrong")]);
     assert_eq!(out.code, 3);
-    assert!(out.stderr.contains("error: GitLab refused the token (401: 401 Unauthorized)"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error: GitLab refused the token (401: 401 Unauthorized)"),
+        "{}",
+        out.stderr
+    );
     assert!(state.lock().unwrap().hooks.is_empty());
 
     // No token: nothing is sent.
@@ -330,22 +407,41 @@ fn gitlab_401_403_404_and_usage_errors_say_what_is_wrong() {
         "error: set GITLAB_TOKEN to a GitLab access token (it is read from the environment only, never from the command line)\n"
     );
     // No URL for the hook.
-    let out = hooks(&dir, &["install", "gitlab", "--project", "acme/app"], &[("GITLAB_TOKEN", GL_ADMIN)]);
+    let out = hooks(
+        &dir,
+        &["install", "gitlab", "--project", "acme/app"],
+        &[("GITLAB_TOKEN", GL_ADMIN)],
+    );
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("give the hook's URL with --url"), "{}", out.stderr);
     // A provider without hooks, a target flag of the other provider, no such source.
     let out = hooks(&dir, &["install", "stripe", "--repo", "a/b"], &[]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("`hooks` manages webhooks on gitlab, github"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`hooks` manages webhooks on gitlab, github"),
+        "{}",
+        out.stderr
+    );
     let out = hooks(&dir, &["install", "gitlab", "--repo", "a/b"], &[]);
     assert_eq!(out.code, 2);
-    assert_eq!(out.stderr, "error: a gitlab source takes --project ID|PATH or --group ID|PATH\n");
+    assert_eq!(
+        out.stderr,
+        "error: a gitlab source takes --project ID|PATH or --group ID|PATH\n"
+    );
     let out = hooks(&dir, &["install", "nope", "--repo", "a/b"], &[]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("there is no source named `nope`"), "{}", out.stderr);
-    let out = hooks(&dir, &["install", "gitlab", "--project", "a/b", "--events", "push,pushes"], &[("GITLAB_TOKEN", GL_ADMIN)]);
+    let out = hooks(
+        &dir,
+        &["install", "gitlab", "--project", "a/b", "--events", "push,pushes"],
+        &[("GITLAB_TOKEN", GL_ADMIN)],
+    );
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("GitLab hooks have no event `pushes`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("GitLab hooks have no event `pushes`"),
+        "{}",
+        out.stderr
+    );
     assert!(server.take().is_empty(), "usage errors send nothing");
 }
 
@@ -371,11 +467,14 @@ fn gitlab_429_waits_for_retry_after_and_5xx_backs_off() {
     assert_eq!(state.lock().unwrap().hooks.len(), 1);
 
     // Still failing after 4 attempts: exit 6.
-    state.lock().unwrap().inject = (0..4).map(|_| Reply::json(503, json!({"message": "down"})).header("Retry-After", "0")).collect();
+    state.lock().unwrap().inject = (0..4)
+        .map(|_| Reply::json(503, json!({"message": "down"})).header("Retry-After", "0"))
+        .collect();
     let out = hooks(&dir, &gl_args(&server, "verify"), &token);
     assert_eq!(out.code, 6, "{}", out.stderr);
     assert!(
-        out.stderr.contains("error: GitLab answered 503: down; gave up after 4 attempts (GET "),
+        out.stderr
+            .contains("error: GitLab answered 503: down; gave up after 4 attempts (GET "),
         "{}",
         out.stderr
     );
@@ -387,7 +486,11 @@ fn dry_run_sends_no_mutating_request_and_masks_the_secret() {
     let (server, state) = fake_gitlab();
     let mut args = gl_args(&server, "install");
     args.push("--dry-run");
-    let out = hooks(&dir, &args, &[("GITLAB_TOKEN", GL_ADMIN), ("HOOKRUNNER_PUBLIC_URL", PUBLIC)]);
+    let out = hooks(
+        &dir,
+        &args,
+        &[("GITLAB_TOKEN", GL_ADMIN), ("HOOKRUNNER_PUBLIC_URL", PUBLIC)],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let base = &server.base;
     assert!(
@@ -417,7 +520,13 @@ fn dry_run_sends_no_mutating_request_and_masks_the_secret() {
     let mut args = gl_args(&server, "remove");
     args.push("--dry-run");
     let out = hooks(&dir, &args, &token);
-    assert!(out.stdout.contains(&format!("DELETE {base}/api/v4/projects/acme%2Fapp/hooks/1  (not sent: --dry-run)")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "DELETE {base}/api/v4/projects/acme%2Fapp/hooks/1  (not sent: --dry-run)"
+        )),
+        "{}",
+        out.stdout
+    );
     assert!(server.take().iter().all(|r| r.method == "GET"));
     assert_eq!(state.lock().unwrap().hooks.len(), 1);
 }
@@ -437,9 +546,19 @@ fn fake_github() -> (StandIn, State) {
         let admin = match req.header("Authorization") {
             Some(a) if a == format!("Bearer {GH_ADMIN}") => true,
             Some(a) if a == format!("Bearer {GH_READ}") => false,
-            _ => return Reply::json(401, json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})),
+            _ => {
+                return Reply::json(
+                    401,
+                    json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
+                )
+            }
         };
-        let not_found = || Reply::json(404, json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}));
+        let not_found = || {
+            Reply::json(
+                404,
+                json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+            )
+        };
         let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let rest = match parts.as_slice() {
             ["repos", "octo", "app", rest @ ..] | ["orgs", "octo", rest @ ..] => rest.to_vec(),
@@ -458,7 +577,8 @@ fn fake_github() -> (StandIn, State) {
                 assert_eq!(b["name"], "web");
                 let id = st.next_id;
                 st.next_id += 1;
-                st.secrets.push((id, b["config"]["secret"].as_str().unwrap().to_string()));
+                st.secrets
+                    .push((id, b["config"]["secret"].as_str().unwrap().to_string()));
                 let mut config = b["config"].clone();
                 config["secret"] = json!("********");
                 let hook = json!({"type": "Repository", "id": id, "name": "web", "active": b["active"],
@@ -470,7 +590,8 @@ fn fake_github() -> (StandIn, State) {
             ("PATCH", ["hooks", id]) => {
                 let id: u64 = id.parse().unwrap();
                 let b = body_of(req);
-                st.secrets.push((id, b["config"]["secret"].as_str().unwrap().to_string()));
+                st.secrets
+                    .push((id, b["config"]["secret"].as_str().unwrap().to_string()));
                 let hook = st.hooks.iter_mut().find(|h| h["id"] == id).unwrap();
                 hook["events"] = b["events"].clone();
                 hook["active"] = b["active"].clone();
@@ -491,10 +612,19 @@ fn github_repo_hook_is_installed_once_and_a_failing_one_is_reported() {
     let (server, state) = fake_github();
     let base = server.base.clone();
     let args = |verb: &'static str| -> Vec<String> {
-        [verb, "github", "--repo", "octo/app", "--api-url", &base, "--url", "https://hooks.example.com/hooks/github"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            verb,
+            "github",
+            "--repo",
+            "octo/app",
+            "--api-url",
+            &base,
+            "--url",
+            "https://hooks.example.com/hooks/github",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let run = |verb: &'static str, token: &str| {
         let a = args(verb);
@@ -522,7 +652,8 @@ fn github_repo_hook_is_installed_once_and_a_failing_one_is_reported() {
     assert_eq!(run("verify", GH_ADMIN).code, 0);
 
     // The last delivery failed: verify reports it.
-    state.lock().unwrap().hooks[0]["last_response"] = json!({"code": 502, "status": "active", "message": "Invalid HTTP Response: 502"});
+    state.lock().unwrap().hooks[0]["last_response"] =
+        json!({"code": 502, "status": "active", "message": "Invalid HTTP Response: 502"});
     let out = run("verify", GH_ADMIN);
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -538,12 +669,27 @@ fn github_repo_hook_is_installed_once_and_a_failing_one_is_reported() {
     // Organization hooks, events given.
     let out = hooks(
         &dir,
-        &["install", "github", "--org", "octo", "--api-url", &server.base, "--url", "https://hooks.example.com/hooks/github", "--events", "*", "--json"],
+        &[
+            "install",
+            "github",
+            "--org",
+            "octo",
+            "--api-url",
+            &server.base,
+            "--url",
+            "https://hooks.example.com/hooks/github",
+            "--events",
+            "*",
+            "--json",
+        ],
         &[("GITHUB_TOKEN", GH_ADMIN)],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["action"], "updated", "the fake shares one hook list between repo and org");
+    assert_eq!(
+        v["action"], "updated",
+        "the fake shares one hook list between repo and org"
+    );
     assert_eq!(v["events"], json!(["*"]));
     assert_eq!(server.take().last().unwrap().path, "/orgs/octo/hooks/100");
 }
@@ -559,7 +705,10 @@ fn fake_gitea() -> (StandIn, State) {
     let server = StandIn::start(move |req: &Req| {
         let mut st = s.lock().unwrap();
         if req.header("Authorization") != Some(&format!("token {GT_ADMIN}")) {
-            return Reply::json(401, json!({"message": "token is required", "url": "https://gitea.example/api/swagger"}));
+            return Reply::json(
+                401,
+                json!({"message": "token is required", "url": "https://gitea.example/api/swagger"}),
+            );
         }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/api/v1/repos/team/site") => Reply::json(200, json!({"id": 3, "full_name": "team/site"})),
@@ -568,7 +717,8 @@ fn fake_gitea() -> (StandIn, State) {
                 let b = body_of(req);
                 let id = st.next_id;
                 st.next_id += 1;
-                st.secrets.push((id, b["config"]["secret"].as_str().unwrap().to_string()));
+                st.secrets
+                    .push((id, b["config"]["secret"].as_str().unwrap().to_string()));
                 let hook = json!({"id": id, "type": b["type"], "branch_filter": b["branch_filter"],
                     "config": {"url": b["config"]["url"], "content_type": "json"},
                     "events": b["events"], "active": b["active"], "authorization_header": ""});
@@ -585,10 +735,20 @@ fn fake_gitea() -> (StandIn, State) {
 fn gitea_hook_gets_the_gitea_type_secret_and_events_and_an_inactive_one_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let (server, state) = fake_gitea();
-    let env = [("GITEA_TOKEN", GT_ADMIN), ("HOOKRUNNER_PUBLIC_URL", "https://hooks.example.com/")];
-    let out = hooks(&dir, &["install", "gitea", "--repo", "team/site", "--api-url", &server.base], &env);
+    let env = [
+        ("GITEA_TOKEN", GT_ADMIN),
+        ("HOOKRUNNER_PUBLIC_URL", "https://hooks.example.com/"),
+    ];
+    let out = hooks(
+        &dir,
+        &["install", "gitea", "--repo", "team/site", "--api-url", &server.base],
+        &env,
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "created hook #1 on Gitea repository team/site: https://hooks.example.com/hooks/gitea (events: push, issues)\n");
+    assert_eq!(
+        out.stdout,
+        "created hook #1 on Gitea repository team/site: https://hooks.example.com/hooks/gitea (events: push, issues)\n"
+    );
     let post = server.take().pop().unwrap();
     assert_eq!(
         post.json(),
@@ -601,10 +761,18 @@ fn gitea_hook_gets_the_gitea_type_secret_and_events_and_an_inactive_one_is_repor
     state.lock().unwrap().hooks[0]["active"] = json!(false);
     let out = hooks(&dir, &verify, &env);
     assert_eq!(out.code, 1);
-    assert!(out.stdout.contains("inactive (active: false): Gitea delivers nothing to it"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("inactive (active: false): Gitea delivers nothing to it"),
+        "{}",
+        out.stdout
+    );
 
     // Gitea has no public instance to default to.
     let out = hooks(&dir, &["install", "gitea", "--repo", "team/site"], &env);
     assert_eq!(out.code, 2);
-    assert_eq!(out.stderr, "error: gitea has no public default: give --api-url, e.g. https://gitea.example.com\n");
+    assert_eq!(
+        out.stderr,
+        "error: gitea has no public default: give --api-url, e.g. https://gitea.example.com\n"
+    );
 }

@@ -35,7 +35,10 @@ const RECIPES: [&str; 4] = [
 const ENV: [(&str, &str); 9] = [
     ("GITLAB_WEBHOOK_TOKEN", "recipe-gitlab-token-51"),
     ("GITHUB_WEBHOOK_SECRET", "recipe-github-secret-62"),
-    ("DINGTALK_WEBHOOK_URL", "https://oapi.dingtalk.com/robot/send?access_token=x"),
+    (
+        "DINGTALK_WEBHOOK_URL",
+        "https://oapi.dingtalk.com/robot/send?access_token=x",
+    ),
     ("DINGTALK_SECRET", "SECrecipe0dingtalk"),
     ("FEISHU_APP_ID", "cli_recipe"),
     ("FEISHU_APP_SECRET", "recipe-app-secret"),
@@ -46,7 +49,10 @@ const ENV: [(&str, &str); 9] = [
 
 #[test]
 fn every_recipe_config_passes_check() {
-    assert_eq!(std::fs::read_dir(Path::new(ROOT).join("docs/recipes")).unwrap().count(), RECIPES.len());
+    assert_eq!(
+        std::fs::read_dir(Path::new(ROOT).join("docs/recipes")).unwrap().count(),
+        RECIPES.len()
+    );
     for recipe in RECIPES {
         let dir = tempfile::tempdir().unwrap();
         install_handlers(dir.path());
@@ -96,18 +102,30 @@ fn gitlab_events_to_dingtalk_recipe_posts_signed_messages_for_what_it_should() {
     }
     let d = b.env("DINGTALK_KEYWORD", "[代码]").start();
 
-    let push = with("gitlab/push.json", &[("/commits/1/message", json!("优化：首页加载速度"))]);
+    let push = with(
+        "gitlab/push.json",
+        &[("/commits/1/message", json!("优化：首页加载速度"))],
+    );
     let ids = Daemon::task_ids(&gitlab_delivery(&d, "Push Hook", &push));
     assert_eq!(ids.len(), 1);
     let task = d.wait_task(&ids[0]);
     assert_eq!(task["status"], "succeeded", "{task}");
     let req = robot.take_at_least(1).remove(0);
     let body = req.json();
-    assert!(body["markdown"]["title"].as_str().unwrap().starts_with("[代码]mike/diaspora: "), "{body}");
+    assert!(
+        body["markdown"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("[代码]mike/diaspora: "),
+        "{body}"
+    );
     assert!(all_text(&body).contains("优化：首页加载速度"));
 
     // A running pipeline is not worth a message; a finished one is.
-    let running = with("gitlab/pipeline.json", &[("/object_attributes/status", json!("running"))]);
+    let running = with(
+        "gitlab/pipeline.json",
+        &[("/object_attributes/status", json!("running"))],
+    );
     let r = gitlab_delivery(&d, "Pipeline Hook", &running);
     assert_eq!(r.status, 200, "{}", r.text);
     let ids = Daemon::task_ids(&gitlab_delivery(&d, "Pipeline Hook", &fixture("gitlab/pipeline.json")));
@@ -127,7 +145,11 @@ fn gitlab_push_to_feishu_owner_recipe_sends_each_owner_a_card() {
         "cli_recipe",
         "recipe-app-secret",
         "t-recipe-token",
-        &[("li.lei@example.com", "u-lilei"), ("han.meimei@example.com", "u-hmm"), ("platform-team@example.com", "u-plat")],
+        &[
+            ("li.lei@example.com", "u-lilei"),
+            ("han.meimei@example.com", "u-hmm"),
+            ("platform-team@example.com", "u-plat"),
+        ],
     );
     let mut b = Daemon::with(&block("gitlab-push-to-feishu-owner.md", "yaml"));
     for (k, v) in ENV {
@@ -140,7 +162,10 @@ fn gitlab_push_to_feishu_owner_recipe_sends_each_owner_a_card() {
 
     let push = with(
         "gitlab/push.json",
-        &[("/project/path_with_namespace", json!("acme/billing")), ("/user_name", json!("韩梅梅"))],
+        &[
+            ("/project/path_with_namespace", json!("acme/billing")),
+            ("/user_name", json!("韩梅梅")),
+        ],
     );
     let ids = Daemon::task_ids(&gitlab_delivery(&d, "Push Hook", &push));
     let task = d.wait_task(&ids[0]);
@@ -157,7 +182,10 @@ fn gitlab_push_to_feishu_owner_recipe_sends_each_owner_a_card() {
     assert!(d.path("data/cache").is_dir(), "the token cache is under ./data/cache");
 
     // acme/web: by the contained key `acme/`.
-    let push = with("gitlab/push.json", &[("/project/path_with_namespace", json!("acme/web"))]);
+    let push = with(
+        "gitlab/push.json",
+        &[("/project/path_with_namespace", json!("acme/web"))],
+    );
     let ids = Daemon::task_ids(&gitlab_delivery(&d, "Push Hook", &push));
     assert_eq!(d.wait_task(&ids[0])["status"], "succeeded");
     let to: Vec<String> = api
@@ -169,7 +197,10 @@ fn gitlab_push_to_feishu_owner_recipe_sends_each_owner_a_card() {
     assert_eq!(to, ["u-plat"]);
 
     // A deleted branch runs nothing.
-    let gone = with("gitlab/push.json", &[("/after", json!("0000000000000000000000000000000000000000"))]);
+    let gone = with(
+        "gitlab/push.json",
+        &[("/after", json!("0000000000000000000000000000000000000000"))],
+    );
     assert_eq!(gitlab_delivery(&d, "Push Hook", &gone).status, 200);
 }
 
@@ -198,7 +229,11 @@ fn github_deploy_recipe_deploys_the_first_and_the_latest_push() {
     let push = |id: &str| {
         let r = d.post_json(
             "/hooks/github",
-            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", id)],
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", &sig),
+                ("X-GitHub-Delivery", id),
+            ],
             &main,
         );
         Daemon::task_ids(&r).remove(0)
@@ -216,7 +251,10 @@ fn github_deploy_recipe_deploys_the_first_and_the_latest_push() {
     }
     let t = d.wait_task(&last);
     assert_eq!(t["status"], "succeeded", "{t}");
-    assert_eq!(t["stdout"], "deployed --ref=refs/heads/main --repo=Codertocat/Hello-World\n");
+    assert_eq!(
+        t["stdout"],
+        "deployed --ref=refs/heads/main --repo=Codertocat/Hello-World\n"
+    );
 }
 
 #[test]
@@ -226,7 +264,15 @@ fn register_recipe_dry_run_shows_the_hook_from_the_config() {
     let config = dir.path().join("webhook.yaml");
     std::fs::write(&config, block("register-webhook.md", "yaml")).unwrap();
     let out = Command::new(BIN)
-        .args(["hooks", "install", "gitlab", "--project", "acme/app", "--dry-run", "--config"])
+        .args([
+            "hooks",
+            "install",
+            "gitlab",
+            "--project",
+            "acme/app",
+            "--dry-run",
+            "--config",
+        ])
         .arg(&config)
         .envs(ENV)
         .env_remove("GITLAB_TOKEN")
@@ -241,7 +287,10 @@ fn register_recipe_dry_run_shows_the_hook_from_the_config() {
     let shown: Value = serde_json::from_str(&stdout[stdout.find('{').unwrap()..]).unwrap();
     assert_eq!(shown["url"], "https://hooks.example.com/hooks/gitlab");
     assert_eq!(shown["token"], "***");
-    assert_eq!((shown["push_events"].as_bool(), shown["merge_requests_events"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (shown["push_events"].as_bool(), shown["merge_requests_events"].as_bool()),
+        (Some(true), Some(true))
+    );
     assert_eq!(shown["pipeline_events"], false);
     assert!(!stdout.contains("recipe-gitlab-token-51"));
 }

@@ -128,7 +128,10 @@ impl StandIn {
             assert!(
                 Instant::now() < deadline,
                 "expected {n} requests, got {:?}",
-                self.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+                self.requests()
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -162,7 +165,10 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Req>>) {
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", reply.body.len()));
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.body.len()
+    ));
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(reply.body.as_bytes());
     let _ = stream.flush();
@@ -191,7 +197,10 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Req> {
     };
     let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let length: usize = headers
         .iter()
@@ -280,13 +289,21 @@ pub fn feishu_app(
             ("POST", "/open-apis/auth/v3/tenant_access_token/internal") => {
                 let b = req.json();
                 if b["app_id"] == app_id && b["app_secret"] == app_secret {
-                    Reply::json(200, json!({"code": 0, "msg": "ok", "tenant_access_token": tenant_token, "expire": 7200}))
+                    Reply::json(
+                        200,
+                        json!({"code": 0, "msg": "ok", "tenant_access_token": tenant_token, "expire": 7200}),
+                    )
                 } else {
                     Reply::json(400, json!({"code": 10014, "msg": "app secret invalid"}))
                 }
             }
-            _ if !authed => Reply::json(400, json!({"code": 99991663, "msg": "Invalid access token for authorization."})),
-            ("POST", "/open-apis/contact/v3/users/batch_get_id") if req.param("user_id_type").as_deref() == Some("user_id") => {
+            _ if !authed => Reply::json(
+                400,
+                json!({"code": 99991663, "msg": "Invalid access token for authorization."}),
+            ),
+            ("POST", "/open-apis/contact/v3/users/batch_get_id")
+                if req.param("user_id_type").as_deref() == Some("user_id") =>
+            {
                 let users: Vec<Value> = req.json()["emails"]
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
@@ -308,7 +325,10 @@ pub fn feishu_app(
                 if b["msg_type"] != "interactive" || !content_is_card || !b["receive_id"].is_string() {
                     return Reply::json(400, json!({"code": 230001, "msg": "invalid message content"}));
                 }
-                Reply::json(200, json!({"code": 0, "msg": "success", "data": {"message_id": "om_dc13264520392913993dd051dba21dcf"}}))
+                Reply::json(
+                    200,
+                    json!({"code": 0, "msg": "success", "data": {"message_id": "om_dc13264520392913993dd051dba21dcf"}}),
+                )
             }
             _ => Reply::json(404, json!({"code": 404, "msg": "not found"})),
         }

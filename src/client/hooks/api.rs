@@ -197,7 +197,13 @@ impl Api {
     }
 
     /// A call that changes something: printed and skipped under `--dry-run`.
-    pub fn change(&self, method: Method, path: &str, body: Option<&Value>, secret: Option<&str>) -> Result<Option<Answer>, Fail> {
+    pub fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        secret: Option<&str>,
+    ) -> Result<Option<Answer>, Fail> {
         let url = self.url(path);
         if self.dry_run {
             println!("{} {url}  (not sent: --dry-run)", method.as_str());
@@ -230,12 +236,19 @@ impl Api {
                         return Ok(answer);
                     }
                 }
-                Err(e) => (backoff, format!("cannot reach {}: {}", self.service, self.mask.text(&e))),
+                Err(e) => (
+                    backoff,
+                    format!("cannot reach {}: {}", self.service, self.mask.text(&e)),
+                ),
             };
             if attempt == ATTEMPTS {
                 return Err(Fail::new(
                     exit::UNAVAILABLE,
-                    format!("{why}; gave up after {ATTEMPTS} attempts ({} {})", method.as_str(), self.mask.text(url)),
+                    format!(
+                        "{why}; gave up after {ATTEMPTS} attempts ({} {})",
+                        method.as_str(),
+                        self.mask.text(url)
+                    ),
                 ));
             }
             if wait > MAX_WAIT {
@@ -268,9 +281,7 @@ impl Api {
             req = req.set(name, value);
         }
         let result = match body {
-            Some(b) => req
-                .set("Content-Type", "application/json")
-                .send_string(&b.to_string()),
+            Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
             None => req.call(),
         };
         let resp = match result {
@@ -295,7 +306,15 @@ impl Api {
         }
         let text = resp.into_string().unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok((Answer { status, json, text, next }, hint))
+        Ok((
+            Answer {
+                status,
+                json,
+                text,
+                next,
+            },
+            hint,
+        ))
     }
 }
 
@@ -325,12 +344,11 @@ fn httpdate(text: &str) -> Result<SystemTime, ()> {
     let [_, day, month, year, clock, "GMT"] = parts.as_slice() else {
         return Err(());
     };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let month = MONTHS.iter().position(|m| m == month).ok_or(())? as u32 + 1;
-    let rfc3339 = format!(
-        "{year}-{month:02}-{:02}T{clock}Z",
-        day.parse::<u32>().map_err(|_| ())?
-    );
+    let rfc3339 = format!("{year}-{month:02}-{:02}T{clock}Z", day.parse::<u32>().map_err(|_| ())?);
     humantime::parse_rfc3339(&rfc3339).map_err(|_| ())
 }
 
@@ -368,7 +386,10 @@ mod tests {
         assert_eq!(m.json(&v, None), serde_json::json!({"token": "***", "n": [1, "x ***"]}));
         let mut short = Masker::default();
         short.add("ab");
-        assert_eq!(short.json(&serde_json::json!({"t": "ab"}), Some("ab")), serde_json::json!({"t": "***"}));
+        assert_eq!(
+            short.json(&serde_json::json!({"t": "ab"}), Some("ab")),
+            serde_json::json!({"t": "***"})
+        );
     }
 
     #[test]
@@ -379,8 +400,14 @@ mod tests {
             Some("https://gitlab.example/api/v4/projects/1/hooks?page=2")
         );
         assert_eq!(next_link(r#"<https://x/a>; rel="prev""#), None);
-        assert!(same_origin("https://gitlab.example/api/v4/x", "https://gitlab.example/api/v4"));
-        assert!(!same_origin("https://evil.example/api/v4/x", "https://gitlab.example/api/v4"));
+        assert!(same_origin(
+            "https://gitlab.example/api/v4/x",
+            "https://gitlab.example/api/v4"
+        ));
+        assert!(!same_origin(
+            "https://evil.example/api/v4/x",
+            "https://gitlab.example/api/v4"
+        ));
         assert!(!same_origin("https://gitlab.example.evil/x", "https://gitlab.example"));
     }
 

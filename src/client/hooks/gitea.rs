@@ -116,7 +116,10 @@ impl Forge for Gitea {
         let active = v.get("active").and_then(Value::as_bool).unwrap_or(true);
         let mut problems = Vec::new();
         if !active {
-            problems.push(format!("inactive (active: false): {} delivers nothing to it", self.service));
+            problems.push(format!(
+                "inactive (active: false): {} delivers nothing to it",
+                self.service
+            ));
         }
         Hook {
             id: id_text(v.get("id")),

@@ -72,9 +72,7 @@ impl Forge for Github {
     fn event_of_key(&self, key: &str) -> Option<String> {
         let name = key.split('.').next().unwrap_or(key).trim().to_ascii_lowercase();
         // GitHub sends `ping` to every new hook; it is not subscribed to.
-        let valid = !name.is_empty()
-            && name != "ping"
-            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        let valid = !name.is_empty() && name != "ping" && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
         valid.then_some(name)
     }
 
@@ -103,7 +101,11 @@ impl Forge for Github {
         };
         if failing {
             let code = code.map_or(String::new(), |c| format!(" HTTP {c}"));
-            let message = if message.is_empty() { String::new() } else { format!(": {message}") };
+            let message = if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            };
             problems.push(format!("failing: the last delivery got{code} ({status}){message}"));
         }
         let config = v.get("config").cloned().unwrap_or(Value::Null);

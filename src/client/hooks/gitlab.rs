@@ -164,7 +164,8 @@ impl Forge for Gitlab {
         if self.kind == "projects" {
             "the token needs the Maintainer (or Owner) role on the project and the `api` scope".into()
         } else {
-            "the token needs the Owner role on the group and the `api` scope (group hooks are a GitLab Premium feature)".into()
+            "the token needs the Owner role on the group and the `api` scope (group hooks are a GitLab Premium feature)"
+                .into()
         }
     }
 }

@@ -207,12 +207,10 @@ fn source_facts(config_path: &Path, name: &str) -> Result<SourceFacts, Fail> {
         Provider::Gitea => ForgeKind::Gitea,
         Provider::Forgejo => ForgeKind::Forgejo,
         Provider::Gogs => ForgeKind::Gogs,
-        other => {
-            return Err(Fail::usage(format!(
-                "source `{name}` has provider `{}`: `hooks` manages webhooks on gitlab, github, gitea, forgejo and gogs",
-                other.as_str()
-            )))
-        }
+        other => return Err(Fail::usage(format!(
+            "source `{name}` has provider `{}`: `hooks` manages webhooks on gitlab, github, gitea, forgejo and gogs",
+            other.as_str()
+        ))),
     };
     let first = |secrets: &[crate::secret::Secret]| {
         secrets
@@ -246,7 +244,8 @@ fn source_facts(config_path: &Path, name: &str) -> Result<SourceFacts, Fail> {
         }
         _ => None,
     };
-    let secret = secret.ok_or_else(|| Fail::usage(format!("source `{name}` has no secret or token to give the hook")))?;
+    let secret =
+        secret.ok_or_else(|| Fail::usage(format!("source `{name}` has no secret or token to give the hook")))?;
     Ok(SourceFacts {
         kind,
         secret,
@@ -396,9 +395,12 @@ fn token(kind: ForgeKind) -> (&'static str, Option<(&'static str, String)>) {
         ForgeKind::Forgejo => &["FORGEJO_TOKEN", "GITEA_TOKEN"],
         ForgeKind::Gogs => &["GOGS_TOKEN", "GITEA_TOKEN"],
     };
-    let found = names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
+    let found = names.iter().find_map(|n| {
+        std::env::var(n)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    });
     let auth = found.map(|t| match kind {
         ForgeKind::Gitlab => ("PRIVATE-TOKEN", t),
         ForgeKind::Github => ("Authorization", format!("Bearer {t}")),
@@ -543,7 +545,10 @@ impl Session {
         let existing: Vec<Hook> = if self.api.has_token() {
             self.hooks()?.into_iter().filter(|h| same_url(&h.url, &url)).collect()
         } else {
-            println!("GET {}  (not sent: no token)", self.api.url(&self.forge.resource_path()));
+            println!(
+                "GET {}  (not sent: no token)",
+                self.api.url(&self.forge.resource_path())
+            );
             println!("GET {}  (not sent: no token)", self.api.url(&self.forge.list_path()));
             Vec::new()
         };
@@ -596,7 +601,10 @@ impl Session {
         let ours = |h: &Hook| self.url.as_deref().is_some_and(|u| same_url(&h.url, u));
         if self.json {
             let list: Vec<Value> = hooks.iter().map(|h| hook_json(h, ours(h))).collect();
-            println!("{}", serde_json::to_string_pretty(&Value::Array(list)).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&Value::Array(list)).unwrap_or_default()
+            );
             return Ok(exit::OK);
         }
         if hooks.is_empty() {
@@ -627,7 +635,10 @@ impl Session {
             return Ok(exit::OK);
         }
         for h in &matching {
-            if let Some(answer) = self.api.change(Method::Delete, &self.forge.delete_path(&h.id), None, None)? {
+            if let Some(answer) = self
+                .api
+                .change(Method::Delete, &self.forge.delete_path(&h.id), None, None)?
+            {
                 if !answer.ok() && answer.status != 404 {
                     return Err(self.refusal(&answer, "remove a hook from", &what));
                 }
@@ -665,7 +676,10 @@ impl Session {
                 ));
             }
             if matching.len() > 1 {
-                problems.push(format!("{} hooks call this URL: each delivery would arrive twice", matching.len()));
+                problems.push(format!(
+                    "{} hooks call this URL: each delivery would arrive twice",
+                    matching.len()
+                ));
             }
             bad |= !problems.is_empty();
             let mut v = hook_json(h, true);
@@ -673,16 +687,29 @@ impl Session {
             report.push(v);
         }
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&json!({"ok": !bad, "target": what, "hooks": report})).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"ok": !bad, "target": what, "hooks": report})).unwrap_or_default()
+            );
         } else {
             for r in &report {
-                let problems: Vec<&str> = r["problems"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let problems: Vec<&str> = r["problems"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 let head = match r.get("id") {
                     Some(id) => format!("hook #{} {}", id.as_str().unwrap_or(""), url),
                     None => format!("hook for {url}"),
                 };
                 if problems.is_empty() {
-                    println!("ok: {head} on {what} [{}] events: {}", r["state"].as_str().unwrap_or(""), r["events"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+                    println!(
+                        "ok: {head} on {what} [{}] events: {}",
+                        r["state"].as_str().unwrap_or(""),
+                        r["events"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    );
                 } else {
                     let state = r["state"].as_str().unwrap_or("");
                     let label = if state == "active" { "problem" } else { state };
@@ -727,7 +754,12 @@ fn same_url(a: &str, b: &str) -> bool {
             Some(i) => {
                 let rest = &u[i + 3..];
                 let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                format!("{}://{}{}", u[..i].to_ascii_lowercase(), host.to_ascii_lowercase(), path)
+                format!(
+                    "{}://{}{}",
+                    u[..i].to_ascii_lowercase(),
+                    host.to_ascii_lowercase(),
+                    path
+                )
             }
             None => u.to_string(),
         }
@@ -845,7 +877,10 @@ mod tests {
             wanted_events(&f, &[], &keys, "s", &mut notes).unwrap(),
             ["push", "merge_request", "note", "job"]
         );
-        assert_eq!(notes, ["mapping keys of `s` with no GitLab hook event are left out: ping"]);
+        assert_eq!(
+            notes,
+            ["mapping keys of `s` with no GitLab hook event are left out: ping"]
+        );
         let all = wanted_events(&f, &[], &["*".to_string()], "s", &mut notes).unwrap();
         assert_eq!(all.len(), 13);
         assert!(wanted_events(&f, &["pushh".into()], &[], "s", &mut notes).is_err());
@@ -855,8 +890,14 @@ mod tests {
     fn encodes_gitlab_paths_and_compares_urls() {
         assert_eq!(encode("acme/sub group/app"), "acme%2Fsub%20group%2Fapp");
         assert_eq!(encode("42"), "42");
-        assert!(same_url("HTTPS://Hooks.example.com/hooks/gl/", "https://hooks.example.com/hooks/gl"));
-        assert!(!same_url("https://hooks.example.com/hooks/GL", "https://hooks.example.com/hooks/gl"));
+        assert!(same_url(
+            "HTTPS://Hooks.example.com/hooks/gl/",
+            "https://hooks.example.com/hooks/gl"
+        ));
+        assert!(!same_url(
+            "https://hooks.example.com/hooks/GL",
+            "https://hooks.example.com/hooks/gl"
+        ));
     }
 
     #[test]
