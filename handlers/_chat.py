@@ -152,7 +152,8 @@ GITLAB_KINDS = {
     "push", "tag_push", "merge_request", "pipeline", "job", "issue", "confidential_issue",
     "note", "confidential_note", "release", "wiki_page", "deployment", "feature_flag",
 }
-GITHUB_KINDS = {"push", "pull_request", "issues", "issue_comment", "release", "workflow_run", "create", "delete"}
+GITHUB_KINDS = {"push", "pull_request", "issues", "issue_comment", "release", "workflow_run", "create", "delete",
+                "pull_request_review_comment", "ping"}
 
 
 def detect(payload, hook_event=""):
@@ -178,6 +179,10 @@ def detect(payload, hook_event=""):
     # A generic source (HOOK_EVENT "default"): guess from the shape.
     if "workflow_run" in payload:
         return "github", "workflow_run"
+    if "zen" in payload and "hook_id" in payload:
+        return "github", "ping"
+    if "comment" in payload and "pull_request" in payload:
+        return "github", "pull_request_review_comment"
     if "pull_request" in payload and "action" in payload:
         return "github", "pull_request"
     if "comment" in payload and "issue" in payload:
@@ -539,6 +544,25 @@ def github_issue_comment(p, kind, limit):
                    excerpt=shorten(text(comment.get("body")).strip(), 300))
 
 
+def github_review_comment(p, kind, limit):
+    project, project_url = gh_project(p)
+    who = gh_user(p)
+    pr = p.get("pull_request") or {}
+    comment = p.get("comment") or {}
+    where = f" ({text(comment.get('path'))})" if comment.get("path") else ""
+    return summary(project=project, project_url=project_url, actor=who,
+                   headline=f"{who} commented on pull request #{text(pr.get('number'))}: {first_line(pr.get('title'))}{where}",
+                   url=text(comment.get("html_url") or pr.get("html_url")),
+                   excerpt=shorten(text(comment.get("body")).strip(), 300))
+
+
+def github_ping(p, kind, limit):
+    project, project_url = gh_project(p)
+    return summary(project=project, project_url=project_url, actor=gh_user(p),
+                   headline=f"Webhook {text(p.get('hook_id'))} is set up", url=project_url,
+                   excerpt=text(p.get("zen")), color="green")
+
+
 def github_release(p, kind, limit):
     project, project_url = gh_project(p)
     who = gh_user(p) or text(get(p, "release", "author", "login"))
@@ -591,6 +615,7 @@ GITHUB = {
     "push": github_push, "pull_request": github_pull_request, "issues": github_issues,
     "issue_comment": github_issue_comment, "release": github_release,
     "workflow_run": github_workflow_run, "create": github_create_delete, "delete": github_create_delete,
+    "pull_request_review_comment": github_review_comment, "ping": github_ping,
 }
 
 
