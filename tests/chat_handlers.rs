@@ -817,3 +817,55 @@ fn owners_by_contained_key_unknown_owners_and_projects_without_owners_are_report
     );
     assert!(api.take().is_empty(), "nothing is sent for a project without owners");
 }
+
+#[test]
+fn a_retried_owner_dm_task_does_not_send_a_card_twice() {
+    // The second owner's message fails (503) until the task's second run.
+    let failures = Arc::new(Mutex::new(1));
+    let left = failures.clone();
+    let api = stand_in::feishu_app_with(
+        APP_ID,
+        APP_SECRET,
+        TENANT_TOKEN,
+        &[("li.lei@example.com", "u-1"), ("han.meimei@example.com", "u-2")],
+        move |req| {
+            let to_second = req.path == "/open-apis/im/v1/messages" && req.json()["receive_id"] == "u-2";
+            let mut left = left.lock().unwrap();
+            (to_second && *left > 0).then(|| {
+                *left -= 1;
+                Reply::json(503, json!({"code": 1, "msg": "busy"}))
+            })
+        },
+    );
+    // No `retry:` policy: exit 75 alone gets 3 runs, 2 s apart.
+    let config = dm_config(&api.base, "owners.json").replace(
+        "      HOOK_CACHE_DIR",
+        "      CHAT_RETRY_ATTEMPTS: \"1\"\n      HOOK_CACHE_DIR",
+    );
+    let d = Daemon::start(&config);
+    std::fs::write(
+        d.path("owners.json"),
+        json!({"mike/diaspora": ["li.lei@example.com", "han.meimei@example.com"]}).to_string(),
+    )
+    .unwrap();
+    let ids = deliver(&d, "gitlab", "Push Hook", &fixture("gitlab/push.json"), 1);
+    let task = d.wait_task(&ids[0]);
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["attempt"], 2, "{task}");
+    assert_eq!(task["attempts"][0]["exit_code"], 75, "{task}");
+    assert_eq!(
+        task["stdout"],
+        "already sent to li.lei@example.com by an earlier attempt\nsent to han.meimei@example.com\nfeishu: 2 of 2 owners of mike/diaspora reached\n"
+    );
+    let sent: Vec<Value> = api
+        .take()
+        .into_iter()
+        .filter(|r| r.path == "/open-apis/im/v1/messages")
+        .map(|r| r.json())
+        .collect();
+    let to: Vec<&str> = sent.iter().map(|m| m["receive_id"].as_str().unwrap()).collect();
+    assert_eq!(to, ["u-1", "u-2", "u-2"], "u-1 once; u-2 failed once, then got it");
+    // The retry of u-2 carries the same uuid, so Feishu would drop a repeat.
+    assert_eq!(sent[1]["uuid"], sent[2]["uuid"]);
+    assert_eq!(*failures.lock().unwrap(), 0);
+}

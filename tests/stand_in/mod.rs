@@ -282,8 +282,22 @@ pub fn feishu_app(
     tenant_token: &'static str,
     known: &'static [(&'static str, &'static str)],
 ) -> StandIn {
+    feishu_app_with(app_id, app_secret, tenant_token, known, |_| None)
+}
+
+/// The same, where `first` may answer a request before the normal answers.
+pub fn feishu_app_with(
+    app_id: &'static str,
+    app_secret: &'static str,
+    tenant_token: &'static str,
+    known: &'static [(&'static str, &'static str)],
+    first: impl Fn(&Req) -> Option<Reply> + Send + Sync + 'static,
+) -> StandIn {
     use serde_json::json;
     StandIn::start(move |req: &Req| {
+        if let Some(reply) = first(req) {
+            return reply;
+        }
         let authed = req.header("Authorization") == Some(&format!("Bearer {tenant_token}"));
         match (req.method.as_str(), req.path.as_str()) {
             ("POST", "/open-apis/auth/v3/tenant_access_token/internal") => {

@@ -207,10 +207,12 @@ fn source_facts(config_path: &Path, name: &str) -> Result<SourceFacts, Fail> {
         Provider::Gitea => ForgeKind::Gitea,
         Provider::Forgejo => ForgeKind::Forgejo,
         Provider::Gogs => ForgeKind::Gogs,
-        other => return Err(Fail::usage(format!(
+        other => {
+            return Err(Fail::usage(format!(
             "source `{name}` has provider `{}`: `hooks` manages webhooks on gitlab, github, gitea, forgejo and gogs",
             other.as_str()
-        ))),
+        )))
+        }
     };
     let first = |secrets: &[crate::secret::Secret]| {
         secrets
