@@ -9,7 +9,7 @@ What is here:
   - summarize(): one event -> a neutral summary (project, who, what happened,
     link, details, commits);
   - render_*(): a summary -> the JSON each chat service takes;
-  - post(): a POST with bounded retries for 429 / 5xx / network errors,
+  - send(): a POST with bounded retries for 429 / 5xx / network errors,
     honouring Retry-After, and the exit codes the handlers share.
 
 Exit codes (the same for every chat handler, see docs/HOOKS.md):
