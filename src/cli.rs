@@ -56,6 +56,10 @@ enum Command {
     /// Sign a JSON payload as a source's provider would and post it to
     /// `/hooks/<source>`: tests a setup end to end without the provider.
     Send(SendArgs),
+    /// Install, list, remove or verify a source's webhook on GitLab, GitHub,
+    /// Gitea or Forgejo (tokens from GITLAB_TOKEN, GITHUB_TOKEN, GITEA_TOKEN).
+    #[command(subcommand)]
+    Hooks(crate::client::hooks::HooksCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -260,6 +264,7 @@ pub fn main() -> ExitCode {
         Some(Command::Delivery(a)) => with_api(&a.client, |api| commands::delivery(api, &a.id, a.json)),
         Some(Command::Replay(a)) => with_api(&a.client, |api| commands::replay(api, &a.id, a.json)),
         Some(Command::Send(a)) => send(a),
+        Some(Command::Hooks(command)) => crate::client::hooks::main(command),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -4,6 +4,7 @@
 //! live output's Server-Sent Events.
 
 pub mod commands;
+pub mod hooks;
 pub mod render;
 pub mod sse;
 

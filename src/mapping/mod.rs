@@ -107,6 +107,13 @@ impl Routes {
         self.by_key.is_empty()
     }
 
+    /// The mapping keys, sorted (`push`, `pull_request.opened`, `Push Hook`, `*`).
+    pub fn event_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.by_key.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// The body paths the mappings' params read.
     pub fn wanted(&self) -> &wanted::Wanted {
         &self.wanted
