@@ -437,9 +437,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    use crate::http::hooks::{explain, Parts};
-    use crate::mapping::event::{normalise_gitlab, Event};
-    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+    use crate::headers::HeaderPairs;
+    use crate::intake::{explain, Parts};
+    use crate::mapping::event::Event;
 
     let config = match load(&args.config.config) {
         Ok(c) => c,
@@ -463,16 +463,14 @@ fn explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderPairs::new();
     for h in &args.headers {
-        let parsed = h.split_once(':').and_then(|(k, v)| {
-            Some((
-                HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
-                HeaderValue::from_str(v.trim()).ok()?,
-            ))
-        });
+        let parsed = h
+            .split_once(':')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b':'));
         match parsed {
-            Some((k, v)) => headers.append(k, v),
+            Some((k, v)) => headers.add(k, v),
             None => {
                 eprintln!("error: `{h}` is not a header such as `X-Event: push`");
                 return ExitCode::from(2);
@@ -480,16 +478,16 @@ fn explain(args: ExplainArgs) -> ExitCode {
         }
     }
     // GitLab names events by their header value; both spellings work here too.
-    let event = if source.provider == config::Provider::Gitlab && args.event.ends_with(" Hook") {
-        Event {
-            name: normalise_gitlab(&args.event),
+    // A provider's own spelling works too (GitLab's `Push Hook`).
+    let event = match source.provider.normalise_event(&args.event) {
+        Some(name) => Event {
+            name,
             raw: Some(args.event.clone()),
-        }
-    } else {
-        Event {
+        },
+        None => Event {
             name: args.event.clone(),
             raw: None,
-        }
+        },
     };
     let parts = Parts {
         event: &event,

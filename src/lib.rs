@@ -5,6 +5,8 @@
 //! The modules follow one delivery through the daemon:
 //!
 //! - [`http`]: `POST /hooks/{source}` reads the body and answers; `GET /tasks` reads tasks.
+//! - [`intake`]: admission: a delivery checked, judged, queued (all or nothing) and recorded; replays and reruns.
+//! - [`providers`]: one file per kind of sender: its keys, auth, event name, delivery id, handshake.
 //! - [`auth`]: IP allowlists, tokens and HMAC signatures over the raw body.
 //! - [`mapping`]: the event name, the mappings it selects, params and rule conditions.
 //! - [`delivery`]: the delivery log (every request and how it was judged) and dedup.
@@ -28,11 +30,14 @@ pub mod client;
 pub mod config;
 pub mod delivery;
 pub mod engine;
+pub mod headers;
 pub mod http;
+pub mod intake;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod process;
+pub mod providers;
 pub mod reload;
 pub mod secret;
 pub mod server;

@@ -126,9 +126,10 @@ fn a_stalled_follower_does_not_slow_the_handler_or_other_followers() {
     let mut missed = 0usize;
     let got = events(&mut reader, |name, data| match name {
         "stdout" => seen += 1,
+        // Output a follower fell too far behind to read (freed from disk), in bytes.
         "missed" => {
             let v: serde_json::Value = serde_json::from_str(data).unwrap();
-            missed += v["lines"].as_u64().unwrap() as usize;
+            missed += v["bytes"].as_u64().unwrap() as usize;
         }
         _ => {}
     });
@@ -136,8 +137,8 @@ fn a_stalled_follower_does_not_slow_the_handler_or_other_followers() {
     let task = d.wait_task(&id);
     assert_eq!(task["status"], "succeeded");
     assert!(started.elapsed() < Duration::from_secs(20));
-    // Every line was either delivered or counted as missed (the follower joined after some).
-    assert!(seen + missed <= 200_000 && seen > 0, "seen {seen}, missed {missed}");
+    // Lines were delivered (the follower joined after some); none twice.
+    assert!(seen <= 200_000 && seen > 0, "seen {seen}, missed {missed} bytes");
     assert!(
         task["duration_ms"].as_u64().unwrap() < 10_000,
         "the stalled follower slowed the handler: {task}"

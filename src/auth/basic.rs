@@ -1,14 +1,13 @@
 //! HTTP Basic auth: `Authorization: Basic base64(user:password)`.
 
 use super::AuthError;
+use crate::headers::Headers;
 use crate::secret::Secret;
-use actix_web::http::header::{self, HeaderMap};
 use base64::Engine as _;
 
-pub fn verify(user: &Secret, password: &Secret, headers: &HeaderMap) -> Result<(), AuthError> {
+pub fn verify(user: &Secret, password: &Secret, headers: &dyn Headers) -> Result<(), AuthError> {
     let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .get("authorization")
         .map(str::trim)
         .ok_or(AuthError::MissingCredentials)?;
     let (scheme, encoded) = value.split_once(' ').ok_or(AuthError::MissingCredentials)?;
@@ -34,11 +33,11 @@ pub fn verify(user: &Secret, password: &Secret, headers: &HeaderMap) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderValue;
+    use crate::headers::HeaderPairs;
 
-    fn with(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+    fn with(value: &str) -> HeaderPairs {
+        let mut h = HeaderPairs::new();
+        h.add("Authorization", value);
         h
     }
 
@@ -54,6 +53,6 @@ mod tests {
         );
         assert_eq!(verify(&u, &p, &with("Basic !!!")), Err(AuthError::CredentialsMismatch));
         assert_eq!(verify(&u, &p, &with("Bearer x")), Err(AuthError::MissingCredentials));
-        assert_eq!(verify(&u, &p, &HeaderMap::new()), Err(AuthError::MissingCredentials));
+        assert_eq!(verify(&u, &p, &HeaderPairs::new()), Err(AuthError::MissingCredentials));
     }
 }

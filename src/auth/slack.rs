@@ -3,8 +3,8 @@
 
 use super::signature::check_keys;
 use super::{header_text, timestamp, AuthError};
+use crate::headers::Headers;
 use crate::secret::Secret;
-use actix_web::http::header::HeaderMap;
 use std::time::{Duration, SystemTime};
 
 pub const SIGNATURE: &str = "X-Slack-Signature";
@@ -13,7 +13,7 @@ pub const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
 pub fn verify(
     secrets: &[Secret],
     tolerance: Duration,
-    headers: &HeaderMap,
+    headers: &dyn Headers,
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), AuthError> {
@@ -34,7 +34,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use crate::headers::HeaderPairs;
     use std::time::UNIX_EPOCH;
 
     /// The example in Slack's "Verifying requests from Slack" guide.
@@ -43,16 +43,10 @@ mod tests {
     const BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
     const SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
-    fn headers(ts: &str, sig: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            HeaderName::from_static("x-slack-request-timestamp"),
-            HeaderValue::from_str(ts).unwrap(),
-        );
-        h.insert(
-            HeaderName::from_static("x-slack-signature"),
-            HeaderValue::from_str(sig).unwrap(),
-        );
+    fn headers(ts: &str, sig: &str) -> HeaderPairs {
+        let mut h = HeaderPairs::new();
+        h.add("x-slack-request-timestamp", ts);
+        h.add("x-slack-signature", sig);
         h
     }
 
@@ -100,7 +94,7 @@ mod tests {
             err.to_string(),
             "the `X-Slack-Signature` header is not a well-formed signature"
         );
-        let err = verify(&secrets, TOL, &HeaderMap::new(), BODY.as_bytes(), now).unwrap_err();
+        let err = verify(&secrets, TOL, &HeaderPairs::new(), BODY.as_bytes(), now).unwrap_err();
         assert_eq!(err.to_string(), "the `X-Slack-Request-Timestamp` header is missing");
     }
 }

@@ -4,8 +4,8 @@
 
 use super::signature::check_keys;
 use super::{header_text, timestamp, AuthError};
+use crate::headers::Headers;
 use crate::secret::Secret;
-use actix_web::http::header::HeaderMap;
 use std::time::{Duration, SystemTime};
 
 pub const SIGNATURE: &str = "Stripe-Signature";
@@ -13,7 +13,7 @@ pub const SIGNATURE: &str = "Stripe-Signature";
 pub fn verify(
     secrets: &[Secret],
     tolerance: Duration,
-    headers: &HeaderMap,
+    headers: &dyn Headers,
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), AuthError> {
@@ -42,7 +42,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use crate::headers::HeaderPairs;
     use std::time::UNIX_EPOCH;
 
     const TOL: Duration = Duration::from_secs(300);
@@ -54,12 +54,9 @@ mod tests {
     /// and Python's `hmac.new(b"whsec_test_secret", b"1492774577." + body, sha256)`.
     const V1: &str = "add268875c77da0b0493b2ae7deba5dabc736b8c4b5a40755158e5471b4c3fe2";
 
-    fn headers(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            HeaderName::from_static("stripe-signature"),
-            HeaderValue::from_str(value).unwrap(),
-        );
+    fn headers(value: &str) -> HeaderPairs {
+        let mut h = HeaderPairs::new();
+        h.add("stripe-signature", value);
         h
     }
 

@@ -390,7 +390,7 @@ pub fn parse_header(h: &str) -> Result<(String, String), Error> {
 /// `hookrunner send`: signs `body` as `source`'s provider would and posts it.
 pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<ExitCode, Error> {
     let event = args.event.as_deref().unwrap_or("");
-    let signed = crate::auth::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
+    let signed = crate::client::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     headers.extend(signed.headers);
     for h in &args.headers {

@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod hooks;
 pub mod render;
+pub mod sign;
 pub mod sse;
 
 use crate::config::Config;

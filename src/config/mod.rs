@@ -10,7 +10,7 @@ mod source;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use source::{Dedup, DedupKey, Provider, Source};
+pub use source::{Dedup, DedupKey, Source};
 pub use units::{parse_duration, parse_size};
 
 use crate::auth::ip::parse_net;

@@ -1,4 +1,6 @@
-//! `sources.<name>`: provider presets, their auth, event names and delivery ids.
+//! `sources.<name>`: a source's provider (see `providers/`), its auth from
+//! the keys it was given, where it reads event names and delivery ids, its
+//! IP allowlist and its dedup window.
 
 use super::interp::Interp;
 use super::locate::Seg;
@@ -7,120 +9,23 @@ use super::units::Dur;
 use super::{key, valid_header, Checker};
 use crate::auth::timestamp::DEFAULT_TOLERANCE;
 use crate::auth::{ip::parse_net, Auth, HmacAlgo, SigEncoding, SigningKey};
+use crate::headers::Headers;
 use crate::mapping::event::EventSpec;
-use crate::mapping::params::{parse_path, Step};
+use crate::mapping::params::parse_path;
 use crate::mapping::wanted::Wanted;
 use crate::mapping::Routes;
+use crate::providers::{Provider, SourceKeys, Written};
 use crate::secret::Secret;
-use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A provider preset: how a source's deliveries are signed, and where they
-/// carry their event name and delivery id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    Github,
-    Gitlab,
-    Gitea,
-    Forgejo,
-    Gogs,
-    Bitbucket,
-    Jira,
-    Slack,
-    Standard,
-    Stripe,
-    Generic,
-}
-
-impl Provider {
-    const NAMES: [(&'static str, Provider); 11] = [
-        ("github", Provider::Github),
-        ("gitlab", Provider::Gitlab),
-        ("gitea", Provider::Gitea),
-        ("forgejo", Provider::Forgejo),
-        ("gogs", Provider::Gogs),
-        ("bitbucket", Provider::Bitbucket),
-        ("jira", Provider::Jira),
-        ("slack", Provider::Slack),
-        ("standard", Provider::Standard),
-        ("stripe", Provider::Stripe),
-        ("generic", Provider::Generic),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, p)| *p == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("generic")
-    }
-
-    /// The headers that may carry the delivery id, the first one sent wins.
-    pub fn delivery_headers(self) -> &'static [&'static str] {
-        match self {
-            Provider::Github => &["x-github-delivery"],
-            // Idempotency-Key (GitLab 17.4+) stays the same across retries; it is
-            // also the `webhook-id` of signed deliveries.
-            Provider::Gitlab => &["idempotency-key", "x-gitlab-event-uuid"],
-            Provider::Gitea => &["x-gitea-delivery"],
-            Provider::Forgejo => &["x-forgejo-delivery"],
-            Provider::Gogs => &["x-gogs-delivery"],
-            // Cloud, then Server / Data Center.
-            Provider::Bitbucket => &["x-request-uuid", "x-request-id"],
-            Provider::Jira => &["x-atlassian-webhook-identifier"],
-            Provider::Standard => &["webhook-id", "svix-id"],
-            Provider::Slack | Provider::Stripe | Provider::Generic => &[],
-        }
-    }
-
-    /// The top-level body field carrying the delivery id (Slack's `event_id`, Stripe's `id`).
-    pub fn delivery_field(self) -> Option<&'static str> {
-        match self {
-            Provider::Slack => Some("event_id"),
-            Provider::Stripe => Some("id"),
-            _ => None,
-        }
-    }
-
-    /// The (first) header carrying the provider's delivery id, if it has one.
-    pub fn delivery_header(self) -> Option<&'static str> {
-        self.delivery_headers().first().copied()
-    }
-
-    /// Whether deliveries carry an id (in a header or the body); dedup is on by default then.
-    pub fn has_delivery_id(self) -> bool {
-        self.delivery_header().is_some() || self.delivery_field().is_some()
-    }
-
-    /// The source keys this provider reads, besides `provider`, `allow_ips` and `dedup`.
-    fn fields(self) -> &'static [&'static str] {
-        match self {
-            Provider::Github => &["secret", "secrets", "allow_sha1"],
-            Provider::Gitlab => &[
-                "token",
-                "tokens",
-                "secrets",
-                "signing_secret",
-                "signing_secrets",
-                "tolerance",
-            ],
-            Provider::Gitea | Provider::Forgejo | Provider::Gogs | Provider::Bitbucket => &["secret", "secrets"],
-            Provider::Jira => &["token", "tokens", "secret", "secrets"],
-            Provider::Slack | Provider::Stripe => &["secret", "secrets", "tolerance"],
-            Provider::Standard => &["secret", "secrets", "tolerance", "event"],
-            Provider::Generic => &["auth", "event"],
-        }
-    }
-}
-
 /// A checked `sources.<name>` with its mappings.
 #[derive(Debug)]
 pub struct Source {
     pub name: Arc<str>,
-    pub provider: Provider,
+    pub provider: &'static dyn Provider,
     pub auth: Auth,
     pub allow_ips: Option<Vec<IpNet>>,
     pub event: EventSpec,
@@ -154,15 +59,13 @@ const MAX_ID_LEN: usize = 200;
 
 impl Source {
     /// The provider's id for this delivery, if it sent one.
-    pub fn delivery_id(&self, headers: &HeaderMap, body: &Value) -> Option<String> {
+    pub fn delivery_id(&self, headers: &dyn Headers, body: &Value) -> Option<String> {
         let usable = |v: &&str| !v.is_empty() && v.len() <= MAX_ID_LEN;
-        let from_header = self.provider.delivery_headers().iter().find_map(|h| {
-            headers
-                .get(*h)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(usable)
-        });
+        let from_header = self
+            .provider
+            .delivery_headers()
+            .iter()
+            .find_map(|h| headers.get(h).map(str::trim).filter(usable));
         let from_body = || {
             let field = self.provider.delivery_field()?;
             body.get(field).and_then(Value::as_str).map(str::trim).filter(usable)
@@ -178,22 +81,32 @@ impl Source {
         if let Some(field) = self.provider.delivery_field() {
             w.add_key(field);
         }
-        if self.provider == Provider::Slack {
-            // What `challenge` reads.
-            w.add_key("type");
-            w.add_key("challenge");
+        for key in self.provider.handshake_keys() {
+            w.add_key(key);
         }
         w
     }
 
     /// The answer to a provider's handshake request (Slack's `url_verification`), if this is one.
     pub fn challenge(&self, body: &Value) -> Option<Value> {
-        if self.provider != Provider::Slack || body.get("type")?.as_str()? != "url_verification" {
-            return None;
-        }
-        let challenge = body.get("challenge")?.as_str()?;
-        Some(serde_json::json!({ "challenge": challenge }))
+        self.provider.handshake(body)
     }
+}
+
+/// Every key a source may have, with whether it was written.
+fn present_fields(s: &RawSource) -> [(&'static str, bool); 10] {
+    [
+        ("secret", s.secret.is_some()),
+        ("secrets", s.secrets.is_some()),
+        ("token", s.token.is_some()),
+        ("tokens", s.tokens.is_some()),
+        ("signing_secret", s.signing_secret.is_some()),
+        ("signing_secrets", s.signing_secrets.is_some()),
+        ("allow_sha1", s.allow_sha1.is_some()),
+        ("tolerance", s.tolerance.is_some()),
+        ("auth", s.auth.is_some()),
+        ("event", s.event.is_some()),
+    ]
 }
 
 /// One config key that may hold secrets: a single value, or a list (rotation).
@@ -216,49 +129,109 @@ impl KeyField<'_> {
     }
 }
 
-/// What a set of [`KeyField`]s gave.
-enum Keys {
-    /// None of the fields was written.
-    Missing,
-    /// Something was wrong; already reported.
-    Invalid,
-    /// The secrets, each with the key path it was written at.
-    Given(Vec<(Vec<Seg>, Secret)>),
+/// The secret-holding key `name` of a source.
+fn key_field<'a>(s: &'a RawSource, name: &'static str) -> KeyField<'a> {
+    match name {
+        "secret" => KeyField::One(name, s.secret.as_ref()),
+        "token" => KeyField::One(name, s.token.as_ref()),
+        "signing_secret" => KeyField::One(name, s.signing_secret.as_ref()),
+        "secrets" => KeyField::Many(name, s.secrets.as_ref()),
+        "tokens" => KeyField::Many(name, s.tokens.as_ref()),
+        "signing_secrets" => KeyField::Many(name, s.signing_secrets.as_ref()),
+        _ => KeyField::One(name, None),
+    }
 }
 
-fn secrets_of(given: Vec<(Vec<Seg>, Secret)>) -> Vec<Secret> {
-    given.into_iter().map(|(_, s)| s).collect()
+/// One source's keys as its provider reads them; problems go to the checker
+/// with the key's position.
+struct KeysOf<'c, 'a, 'r> {
+    checker: &'c mut Checker<'a>,
+    at: &'r [Seg],
+    raw: &'r RawSource,
 }
 
-fn one<'a>(name: &'static str, v: &'a Option<Interp>) -> KeyField<'a> {
-    KeyField::One(name, v.as_ref())
-}
+impl SourceKeys for KeysOf<'_, '_, '_> {
+    fn secrets(&mut self, names: &[&'static str]) -> Written<Vec<Secret>> {
+        let fields: Vec<KeyField> = names.iter().map(|n| key_field(self.raw, n)).collect();
+        match self.checker.keys(self.at, &fields) {
+            Written::Given(given) => Written::Given(given.into_iter().map(|(_, s)| s).collect()),
+            Written::Invalid => Written::Invalid,
+            Written::Missing => Written::Missing,
+        }
+    }
 
-fn many<'a>(name: &'static str, v: &'a Option<Vec<Interp>>) -> KeyField<'a> {
-    KeyField::Many(name, v.as_ref())
-}
+    fn signing_keys(&mut self, names: &[&'static str]) -> Written<Vec<SigningKey>> {
+        let fields: Vec<KeyField> = names.iter().map(|n| key_field(self.raw, n)).collect();
+        match self.checker.keys(self.at, &fields) {
+            Written::Given(given) => match self.checker.signing_keys(given) {
+                Some(keys) => Written::Given(keys),
+                None => Written::Invalid,
+            },
+            Written::Invalid => Written::Invalid,
+            Written::Missing => Written::Missing,
+        }
+    }
 
-fn present_fields(s: &RawSource) -> [(&'static str, bool); 10] {
-    [
-        ("secret", s.secret.is_some()),
-        ("secrets", s.secrets.is_some()),
-        ("token", s.token.is_some()),
-        ("tokens", s.tokens.is_some()),
-        ("signing_secret", s.signing_secret.is_some()),
-        ("signing_secrets", s.signing_secrets.is_some()),
-        ("allow_sha1", s.allow_sha1.is_some()),
-        ("tolerance", s.tolerance.is_some()),
-        ("auth", s.auth.is_some()),
-        ("event", s.event.is_some()),
-    ]
+    fn tolerance(&mut self) -> Option<Duration> {
+        self.checker.tolerance(self.at, self.raw.tolerance)
+    }
+
+    fn flag(&self, name: &str) -> Option<bool> {
+        match name {
+            "allow_sha1" => self.raw.allow_sha1,
+            _ => None,
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        present_fields(self.raw)
+            .iter()
+            .any(|(n, present)| *n == name && *present)
+    }
+
+    fn error(&mut self, key: Option<&str>, message: String) {
+        match key {
+            None => self.checker.error(self.at, message),
+            Some(k) => self.checker.error(&[self.at, &[super::key(k)]].concat(), message),
+        }
+    }
+
+    fn event(&mut self) -> Written<EventSpec> {
+        let Some(e) = &self.raw.event else {
+            return Written::Missing;
+        };
+        let errors = self.checker.errors.len();
+        let spec = self.checker.event_spec(&[self.at, &[super::key("event")]].concat(), e);
+        if self.checker.errors.len() > errors {
+            Written::Invalid
+        } else {
+            Written::Given(spec)
+        }
+    }
+
+    fn auth(&mut self) -> Written<Auth> {
+        match &self.raw.auth {
+            None => Written::Missing,
+            Some(auth) => match self
+                .checker
+                .generic_auth(&[self.at, &[super::key("auth")]].concat(), auth)
+            {
+                Some(a) => Written::Given(a),
+                None => Written::Invalid,
+            },
+        }
+    }
 }
 
 impl Checker<'_> {
     pub(super) fn source(&mut self, at: &[Seg], name: &str, s: &RawSource) -> Option<Source> {
         let sub = |k: &str| [at, &[key(k)]].concat();
         let errors_before = self.errors.len();
-        let Some(provider) = Provider::NAMES.iter().find(|(n, _)| *n == s.provider).map(|(_, p)| *p) else {
-            let names: Vec<_> = Provider::NAMES.iter().map(|(n, _)| format!("`{n}`")).collect();
+        let Some(provider) = crate::providers::by_name(&s.provider) else {
+            let names: Vec<_> = crate::providers::ALL
+                .iter()
+                .map(|p| format!("`{}`", p.name()))
+                .collect();
             self.error(
                 &sub("provider"),
                 format!(
@@ -270,27 +243,22 @@ impl Checker<'_> {
             return None;
         };
         for (field, present) in present_fields(s) {
-            if present && !provider.fields().contains(&field) {
+            if present && !provider.keys().contains(&field) {
                 self.error(
                     &sub(field),
-                    format!("`{field}` is not used by provider `{}`", provider.as_str()),
+                    format!("`{field}` is not used by provider `{}`", provider.name()),
                 );
             }
         }
-        let auth = self.source_auth(at, provider, s);
-        let event = match (provider, &s.event) {
-            (Provider::Github, _) => EventSpec::Header("X-GitHub-Event".into()),
-            (Provider::Gitlab, _) => EventSpec::Gitlab,
-            (Provider::Gitea, _) => EventSpec::Header("X-Gitea-Event".into()),
-            (Provider::Forgejo, _) => EventSpec::Header("X-Forgejo-Event".into()),
-            (Provider::Gogs, _) => EventSpec::Header("X-Gogs-Event".into()),
-            (Provider::Bitbucket, _) => EventSpec::Header("X-Event-Key".into()),
-            (Provider::Jira, _) => EventSpec::Jira,
-            (Provider::Slack, _) => EventSpec::Slack,
-            (Provider::Stripe, _) => EventSpec::Field(vec![Step::Key("type".into())]),
-            (Provider::Standard, None) => EventSpec::Field(vec![Step::Key("type".into())]),
-            (Provider::Generic, None) => EventSpec::Fixed,
-            (Provider::Standard | Provider::Generic, Some(e)) => self.event_spec(&sub("event"), e),
+        let (auth, event) = {
+            let mut keys = KeysOf {
+                checker: self,
+                at,
+                raw: s,
+            };
+            let auth = provider.auth(&mut keys);
+            let event = provider.event(&mut keys);
+            (auth, event)
         };
         let allow_ips = s.allow_ips.as_ref().map(|list| {
             list.iter()
@@ -319,175 +287,15 @@ impl Checker<'_> {
         })
     }
 
-    fn source_auth(&mut self, at: &[Seg], provider: Provider, s: &RawSource) -> Option<Auth> {
-        let secret = || [one("secret", &s.secret), many("secrets", &s.secrets)];
-        let token = || [one("token", &s.token), many("tokens", &s.tokens)];
-        let needs = |what: &str| format!("provider `{}` needs a `secret` ({what})", provider.as_str());
-        match provider {
-            Provider::Github => {
-                let secrets = self.required_keys(
-                    at,
-                    &secret(),
-                    needs("the webhook's secret, used to check `X-Hub-Signature-256`"),
-                )?;
-                Some(Auth::Github {
-                    secrets,
-                    allow_sha1: s.allow_sha1.unwrap_or(false),
-                })
-            }
-            Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
-                let header = match provider {
-                    Provider::Gitea => "X-Gitea-Signature",
-                    Provider::Forgejo => "X-Forgejo-Signature",
-                    _ => "X-Gogs-Signature",
-                };
-                let secrets = self.required_keys(
-                    at,
-                    &secret(),
-                    needs(&format!("the webhook's secret, used to check `{header}`")),
-                )?;
-                Some(Auth::Gitea { secrets, header })
-            }
-            Provider::Bitbucket => {
-                let secrets = self.required_keys(
-                    at,
-                    &secret(),
-                    needs("the webhook's secret, used to check `X-Hub-Signature`"),
-                )?;
-                Some(hub_sha256(secrets))
-            }
-            Provider::Slack => {
-                let secrets = self.required_keys(
-                    at,
-                    &secret(),
-                    needs("the app's signing secret, used to check `X-Slack-Signature`"),
-                )?;
-                Some(Auth::Slack {
-                    secrets,
-                    tolerance: self.tolerance(at, s.tolerance)?,
-                })
-            }
-            Provider::Stripe => {
-                let secrets = self.required_keys(
-                    at,
-                    &secret(),
-                    needs("the endpoint's `whsec_...` signing secret, used to check `Stripe-Signature`"),
-                )?;
-                Some(Auth::Stripe {
-                    secrets,
-                    tolerance: self.tolerance(at, s.tolerance)?,
-                })
-            }
-            Provider::Standard => {
-                let given = match self.keys(at, &secret()) {
-                    Keys::Given(given) => given,
-                    Keys::Invalid => return None,
-                    Keys::Missing => {
-                        self.error(
-                            at,
-                            needs("the endpoint's `whsec_...` signing secret, used to check `webhook-signature`"),
-                        );
-                        return None;
-                    }
-                };
-                let keys = self.signing_keys(given)?;
-                Some(Auth::Standard {
-                    keys,
-                    tolerance: self.tolerance(at, s.tolerance)?,
-                })
-            }
-            Provider::Gitlab => {
-                // GitLab calls its token the "secret token": `secrets` lists tokens.
-                let token = self.keys(
-                    at,
-                    &[
-                        one("token", &s.token),
-                        many("tokens", &s.tokens),
-                        many("secrets", &s.secrets),
-                    ],
-                );
-                let signing = self.keys(
-                    at,
-                    &[
-                        one("signing_secret", &s.signing_secret),
-                        many("signing_secrets", &s.signing_secrets),
-                    ],
-                );
-                let token_auth = |secrets| Auth::Token {
-                    secrets,
-                    header: Some("X-Gitlab-Token".into()),
-                    query: None,
-                };
-                match (token, signing) {
-                    (Keys::Invalid, _) | (_, Keys::Invalid) => None,
-                    (Keys::Missing, Keys::Missing) => {
-                        self.error(
-                            at,
-                            "provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)",
-                        );
-                        None
-                    }
-                    (Keys::Given(tokens), Keys::Missing) => {
-                        if s.tolerance.is_some() {
-                            self.error(
-                                &[at, &[key("tolerance")]].concat(),
-                                "`tolerance` applies only to GitLab's signing token (`signing_secret`)",
-                            );
-                            return None;
-                        }
-                        Some(token_auth(secrets_of(tokens)))
-                    }
-                    (token, Keys::Given(signing)) => {
-                        let keys = self.signing_keys(signing)?;
-                        let signed = Auth::Standard {
-                            keys,
-                            tolerance: self.tolerance(at, s.tolerance)?,
-                        };
-                        match token {
-                            // Both set in GitLab: it sends both, and both must match.
-                            Keys::Given(tokens) => Some(Auth::All(vec![token_auth(secrets_of(tokens)), signed])),
-                            _ => Some(signed),
-                        }
-                    }
-                }
-            }
-            Provider::Jira => match (self.keys(at, &token()), self.keys(at, &secret())) {
-                (Keys::Invalid, _) | (_, Keys::Invalid) => None,
-                (Keys::Given(tokens), Keys::Missing) => Some(Auth::Token {
-                    secrets: secrets_of(tokens),
-                    header: Some("X-Webhook-Token".into()),
-                    query: Some("token".into()),
-                }),
-                (Keys::Missing, Keys::Given(secrets)) => Some(hub_sha256(secrets_of(secrets))),
-                (Keys::Given(_), Keys::Given(_)) => {
-                    self.error(at, "provider `jira` takes a `token` or a `secret`, not both");
-                    None
-                }
-                (Keys::Missing, Keys::Missing) => {
-                    self.error(at, "provider `jira` needs a `token` (Jira Server: `X-Webhook-Token` header or `?token=`) or a `secret` (Jira Cloud: `X-Hub-Signature`)");
-                    None
-                }
-            },
-            Provider::Generic => match &s.auth {
-                None => {
-                    self.error(at, "provider `generic` needs `auth`: `none`, `{token: ..., header: ...}`, `{hmac: sha256, secret: ..., header: ...}` or `{basic: {user: ..., password: ...}}`");
-                    None
-                }
-                Some(auth) => self.generic_auth(&[at, &[key("auth")]].concat(), auth),
-            },
-        }
-    }
-
-    /// The secrets written in whichever one of `fields` is present.
-    fn keys(&mut self, at: &[Seg], fields: &[KeyField]) -> Keys {
+    fn keys(&mut self, at: &[Seg], fields: &[KeyField]) -> Written<Vec<(Vec<Seg>, Secret)>> {
         let present: Vec<&KeyField> = fields.iter().filter(|f| f.present()).collect();
         let field = match present[..] {
-            [] => return Keys::Missing,
+            [] => return Written::Missing,
             [field] => field,
             _ => {
                 let names: Vec<String> = present.iter().map(|f| format!("`{}`", f.name())).collect();
                 self.error(at, format!("give only one of {}", names.join(", ")));
-                return Keys::Invalid;
+                return Written::Invalid;
             }
         };
         let errors_before = self.errors.len();
@@ -507,21 +315,9 @@ impl Checker<'_> {
             _ => {}
         }
         if self.errors.len() > errors_before {
-            Keys::Invalid
+            Written::Invalid
         } else {
-            Keys::Given(given)
-        }
-    }
-
-    /// Like [`Self::keys`], but a missing key is the error `missing` (at `at`).
-    fn required_keys(&mut self, at: &[Seg], fields: &[KeyField], missing: String) -> Option<Vec<Secret>> {
-        match self.keys(at, fields) {
-            Keys::Given(given) => Some(secrets_of(given)),
-            Keys::Invalid => None,
-            Keys::Missing => {
-                self.error(at, missing);
-                None
-            }
+            Written::Given(given)
         }
     }
 
@@ -581,7 +377,7 @@ impl Checker<'_> {
     fn dedup(
         &mut self,
         at: &[Seg],
-        provider: Provider,
+        provider: &'static dyn Provider,
         tolerance: Option<Duration>,
         raw: Option<&RawDedup>,
     ) -> Option<Dedup> {
@@ -607,7 +403,7 @@ impl Checker<'_> {
                     at,
                     format!(
                         "provider `{}` sends no delivery id; use `key: body_sha256`",
-                        provider.as_str()
+                        provider.name()
                     ),
                 );
                 return None;
@@ -654,8 +450,14 @@ impl Checker<'_> {
                     self.error(at, "token auth takes `token` (or `tokens`), `header` and `query`; `secret`, `secrets`, `prefix` and `encoding` belong to hmac auth");
                     return None;
                 }
-                let secrets = match self.keys(at, &[one("token", &m.token), many("tokens", &m.tokens)]) {
-                    Keys::Given(given) => secrets_of(given),
+                let secrets = match self.keys(
+                    at,
+                    &[
+                        KeyField::One("token", m.token.as_ref()),
+                        KeyField::Many("tokens", m.tokens.as_ref()),
+                    ],
+                ) {
+                    Written::Given(given) => given.into_iter().map(|(_, s)| s).collect(),
                     _ => return None,
                 };
                 let header = m.header.as_ref().map(|h| h.trim().to_string());
@@ -697,10 +499,16 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                let secrets = match self.keys(at, &[one("secret", &m.secret), many("secrets", &m.secrets)]) {
-                    Keys::Given(given) => secrets_of(given),
-                    Keys::Invalid => return None,
-                    Keys::Missing => {
+                let secrets = match self.keys(
+                    at,
+                    &[
+                        KeyField::One("secret", m.secret.as_ref()),
+                        KeyField::Many("secrets", m.secrets.as_ref()),
+                    ],
+                ) {
+                    Written::Given(given) => given.into_iter().map(|(_, s)| s).collect(),
+                    Written::Invalid => return None,
+                    Written::Missing => {
                         self.error(at, "hmac auth needs a `secret`");
                         return None;
                     }
@@ -746,17 +554,6 @@ impl Checker<'_> {
                 None
             }
         }
-    }
-}
-
-/// `X-Hub-Signature: sha256=<hex>` (Bitbucket, Jira Cloud).
-fn hub_sha256(secrets: Vec<Secret>) -> Auth {
-    Auth::Hmac {
-        algo: HmacAlgo::Sha256,
-        secrets,
-        header: "X-Hub-Signature".into(),
-        prefix: "sha256=".into(),
-        encoding: SigEncoding::Hex,
     }
 }
 
@@ -813,7 +610,7 @@ mod tests {
                 br#"{"meta":{"kind":"build","n":1},"action":"done","rest":[1,2]}"#.to_vec(),
             ),
         ];
-        let headers = HeaderMap::new();
+        let headers = crate::headers::HeaderPairs::new();
         for (yaml, body) in cases {
             let source = source(yaml);
             let full: Value = serde_json::from_slice(&body).unwrap();
@@ -946,13 +743,7 @@ mod tests {
 
     #[test]
     fn delivery_ids_from_headers_or_body() {
-        let h = |pairs: &[(&'static str, &'static str)]| {
-            let mut map = HeaderMap::new();
-            for (k, v) in pairs {
-                map.insert(k.parse().unwrap(), v.parse().unwrap());
-            }
-            map
-        };
+        let h = |pairs: &[(&'static str, &'static str)]| pairs.iter().copied().collect::<crate::headers::HeaderPairs>();
         let none = serde_json::json!({});
         let gitlab = source("  s:\n    provider: gitlab\n    token: t\n");
         assert_eq!(

@@ -1,9 +1,9 @@
 //! One delivery on record: what arrived, how it was judged, what it started.
 
 use crate::engine::task::{timestamp, ParamsView};
+use crate::headers::Headers;
 use crate::mapping::Verdict;
 use crate::store::record::{DeliveryRecord, RuleRecord};
-use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -135,14 +135,18 @@ impl HeaderList {
 }
 
 /// Headers as recorded: credentials masked, long values cut.
-pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> HeaderList {
-    HeaderList::from_pairs(headers.iter().map(|(name, value)| {
-        let value: std::borrow::Cow<'_, str> = if sensitive_header(name.as_str(), extra_sensitive) {
+pub fn mask_headers(headers: &dyn Headers, extra_sensitive: &[&str]) -> HeaderList {
+    let mut pairs = Vec::new();
+    headers.each(&mut |name, value| pairs.push((name, value)));
+    HeaderList::from_pairs(pairs.into_iter().map(|(name, value)| {
+        let visible =
+            |v: &&str| v.len() <= MAX_HEADER_VALUE && v.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b));
+        let value: std::borrow::Cow<'_, str> = if sensitive_header(name, extra_sensitive) {
             "***".into()
-        } else if let Some(v) = value.to_str().ok().filter(|v| v.len() <= MAX_HEADER_VALUE) {
+        } else if let Some(v) = std::str::from_utf8(value).ok().filter(visible) {
             v.into()
         } else {
-            let v = String::from_utf8_lossy(value.as_bytes());
+            let v = String::from_utf8_lossy(value);
             if v.len() > MAX_HEADER_VALUE {
                 let mut cut = MAX_HEADER_VALUE;
                 while !v.is_char_boundary(cut) {
@@ -153,7 +157,7 @@ pub fn mask_headers(headers: &HeaderMap, extra_sensitive: &[&str]) -> HeaderList
                 v
             }
         };
-        (name.as_str(), value)
+        (name, value)
     }))
 }
 
@@ -388,13 +392,12 @@ pub fn rule_traces(j: &crate::mapping::Judgement) -> Vec<RuleTrace> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use crate::headers::HeaderPairs;
 
     #[test]
     fn headers_are_recorded_sorted_masked_and_cut() {
-        let mut h = HeaderMap::new();
-        let mut add =
-            |k: &'static str, v: &[u8]| h.append(HeaderName::from_static(k), HeaderValue::from_bytes(v).unwrap());
+        let mut h = HeaderPairs::new();
+        let mut add = |k: &'static str, v: &[u8]| h.add(k, v);
         add("x-github-event", b"push");
         add("x-hub-signature-256", b"sha256=abc");
         add("x-custom-key", b"k");
@@ -417,5 +420,27 @@ mod tests {
         let list = HeaderList::from_pairs([("b", ""), ("a", "line\nbreak\r")]);
         assert_eq!(list.iter().collect::<Vec<_>>(), [("a", "line break "), ("b", "")]);
         assert_eq!(HeaderList::default().iter().count(), 0);
+    }
+}
+
+/// Recorded headers, read as a request's (a replay judges them again).
+impl crate::headers::Headers for HeaderList {
+    fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+    }
+
+    fn get_all<'a>(&'a self, name: &str) -> Vec<&'a [u8]> {
+        self.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+            .collect()
+    }
+
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [u8])) {
+        for (k, v) in self.iter() {
+            f(k, v.as_bytes());
+        }
     }
 }

@@ -2,14 +2,11 @@
 
 use super::access::authorize_api;
 use super::error::ApiError;
-use super::hooks::{dispatch, Parts};
 use super::AppState;
 use crate::delivery::record::Record;
 use crate::delivery::{Filter, Outcome};
-use crate::mapping::event::Event;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -108,83 +105,13 @@ pub async fn replay(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = path.into_inner();
-    let original = match state.deliveries.get(&id) {
-        Some(r) => r,
-        None => {
-            let record = stored(&state, &id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("there is no delivery `{id}` on record")))?;
-            state.deliveries.insert(record, true)
-        }
-    };
-    let body: Bytes = original.body().ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "the body of delivery `{id}` is not kept (it was {} or has been evicted), so it cannot be replayed",
-            original.outcome.as_str()
-        ))
-    })?;
     let config = state.config();
-    let source = config
-        .sources
-        .get(&original.source)
-        .ok_or_else(|| ApiError::Conflict(format!("source `{}` is no longer in the config", original.source)))?;
-    let json =
-        serde_json::from_slice(&body).map_err(|e| ApiError::Conflict(format!("the recorded body is not JSON: {e}")))?;
-    let mut headers = HeaderMap::new();
-    for (k, v) in original.headers.iter() {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-            headers.append(k, v);
-        }
-    }
-    let event = Event {
-        name: original.event.clone().unwrap_or_else(|| "default".into()),
-        raw: original.raw_event.clone(),
+    let replayed = crate::intake::replay(state.intake(&config), &id, super::hooks::request_id(&req)).await?;
+    let mut response = match replayed.result {
+        Ok(answer) => super::hooks::answer_response(answer),
+        Err(e) => actix_web::ResponseError::error_response(&ApiError::from(e)),
     };
-    let mut rec = Record::new(
-        &original.source,
-        "replay".into(),
-        original.headers.clone(),
-        original.query.clone(),
-    );
-    rec.delivery_id = original.delivery_id.clone();
-    rec.event = Some(event.name.clone());
-    rec.raw_event = event.raw.clone();
-    rec.body_size = original.body_size;
-    rec.replay_of = Some(original.id.clone());
-    rec.request_id = super::hooks::request_id(&req);
-    let parts = Parts {
-        event: &event,
-        json: &json,
-        stdin: &body,
-        headers: &headers,
-        query: &original.query,
-    };
-    let result = dispatch(&state, source, &parts, &mut rec).await;
-    let response = match result {
-        Ok(response) => {
-            if rec.body_len() == 0 {
-                rec.keep_body(body.clone());
-            }
-            response
-        }
-        Err(e) => {
-            rec.outcome = Outcome::Rejected;
-            rec.reason = Some(e.to_string());
-            actix_web::ResponseError::error_response(&e)
-        }
-    };
-    rec.status = response.status().as_u16();
-    original
-        .replays
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(rec.id.clone());
-    state.deliveries.persist(&original);
-    let new_id = rec.id.clone();
-    let persisted = rec.persisted;
-    state.deliveries.insert(rec, persisted);
-    let mut response = response;
-    if let Ok(v) = HeaderValue::from_str(&format!("/deliveries/{new_id}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("/deliveries/{}", replayed.record)) {
         response.headers_mut().insert(actix_web::http::header::LOCATION, v);
     }
     Ok(response)

@@ -41,6 +41,26 @@ pub enum ApiError {
     StoreUnavailable(String),
 }
 
+impl From<crate::intake::Refused> for ApiError {
+    fn from(r: crate::intake::Refused) -> Self {
+        use crate::intake::Refused as R;
+        match r {
+            R::NotFound(m) => ApiError::NotFound(m),
+            R::Forbidden(m) => ApiError::Forbidden(m),
+            R::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            R::BodyTimeout => ApiError::BodyTimeout,
+            R::BadCredentials { message, basic } => ApiError::BadCredentials { message, basic },
+            R::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+            R::BadRequest(m) => ApiError::BadRequest(m),
+            R::Unprocessable(m) => ApiError::Unprocessable(m),
+            R::Conflict(m) => ApiError::Conflict(m),
+            R::QueueFull => ApiError::QueueFull,
+            R::ShuttingDown => ApiError::ShuttingDown,
+            R::StoreUnavailable(m) => ApiError::StoreUnavailable(m),
+        }
+    }
+}
+
 impl ApiError {
     /// A short label for metrics.
     pub fn reason(&self) -> &'static str {

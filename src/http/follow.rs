@@ -54,7 +54,6 @@ pub fn stream(engine: Engine, id: Uuid) -> HttpResponse {
 /// Sends lines until the task ends, then its status. Returns early when the client goes away.
 async fn pump(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(), ()> {
     let limits = engine.limits();
-    let kept = crate::engine::output_kept(&limits);
     loop {
         let Some(task) = engine.get(&id) else { return Ok(()) };
         let attempt = task.attempt;
@@ -88,7 +87,7 @@ async fn pump(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Result<(),
             let finished = now.as_ref().is_none_or(|t| t.state.is_finished());
             let next_attempt = now.as_ref().is_some_and(|t| t.attempt != attempt);
             for f in &mut followers {
-                let (lines, missed) = f.poll_kept(finished || next_attempt, kept);
+                let (lines, missed) = f.poll(finished || next_attempt);
                 if missed > 0 {
                     send(tx, event("missed", &format!("{{\"bytes\":{missed}}}"))).await?;
                 }

@@ -35,6 +35,17 @@ impl AppState {
         self.config.load_full()
     }
 
+    /// What admission works with, under `config`.
+    pub(crate) fn intake<'a>(&'a self, config: &'a Config) -> crate::intake::Intake<'a> {
+        crate::intake::Intake {
+            config,
+            engine: &self.engine,
+            deliveries: &self.deliveries,
+            dedup: &self.dedup,
+            metrics: &self.metrics,
+        }
+    }
+
     /// Runs a read on the store on the blocking pool; `None` when there is no store.
     pub(crate) async fn read_store<R, F>(&self, read: F) -> Result<Option<R>, ApiError>
     where
@@ -77,13 +88,6 @@ pub(crate) fn parse_choice<T: Copy>(
             )))
         }
     }
-}
-
-/// Whether the query turns `name` on (`1`, `true` or `yes`).
-pub(crate) fn query_flag(query: &[(String, String)], name: &str) -> bool {
-    query
-        .iter()
-        .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true" | "yes"))
 }
 
 /// Registers every route; the server and the tests use the same function.
@@ -221,4 +225,23 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// actix's header map, as the layers below HTTP read headers.
+impl crate::headers::Headers for actix_web::http::header::HeaderMap {
+    fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(|v| v.as_bytes())
+    }
+
+    fn get_all<'a>(&'a self, name: &str) -> Vec<&'a [u8]> {
+        actix_web::http::header::HeaderMap::get_all(self, name)
+            .map(|v| v.as_bytes())
+            .collect()
+    }
+
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [u8])) {
+        for (name, value) in self.iter() {
+            f(name.as_str(), value.as_bytes());
+        }
+    }
 }

@@ -4,9 +4,8 @@ use super::access::authorize_api;
 use super::error::ApiError;
 use super::AppState;
 use crate::engine::task::{Status, TaskView};
-use crate::engine::{Filter, NewTask, TaskError};
+use crate::engine::{Filter, TaskError};
 use crate::process::output::Stream;
-use crate::process::program::Invocation;
 use crate::store::record::TaskRecord;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -174,7 +173,7 @@ pub async fn output(
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
-    let follow = super::query_flag(&query, "follow")
+    let follow = crate::intake::query_flag(&query, "follow")
         || req
             .headers()
             .get(actix_web::http::header::ACCEPT)
@@ -213,87 +212,9 @@ pub async fn rerun(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let old = task_id(&path)?;
-    let found = state.engine.get(&old).map(|t| {
-        let s = &t.spec;
-        (
-            s.program.clone(),
-            s.params.clone(),
-            s.source.clone(),
-            s.event.clone(),
-            s.delivery_id.clone(),
-            s.record_id.clone(),
-            t.body.clone(),
-        )
-    });
-    let found = match found {
-        Some(f) => Some(f),
-        // Only in the store's history: take what it recorded.
-        None => stored_task(&state, old).await?.and_then(|r| {
-            let program = state.config().program(&r.program)?;
-            Some((
-                program,
-                crate::engine::task::params_of(&r.params),
-                r.source.as_str().into(),
-                r.event.as_str().into(),
-                r.delivery_id.as_str().into(),
-                r.record_id.clone(),
-                bytes::Bytes::new(),
-            ))
-        }),
-    };
-    let (program, params, source, event, delivery_id, record_id, body) = found
-        .ok_or_else(|| ApiError::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
-    let mut body = body;
-    if body.is_empty() {
-        if let Some(r) = record_id.as_deref() {
-            body = match state.deliveries.get(r) {
-                Some(rec) => rec.body().unwrap_or_default(),
-                None => {
-                    let key = r.to_string();
-                    let row = state.read_store(move |s| s.delivery(&key)).await?.flatten();
-                    row.and_then(|(_, b)| b).unwrap_or_default()
-                }
-            };
-        }
-    }
-    if body.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "the body of task `{old}`'s delivery is no longer kept, so it cannot be re-run"
-        )));
-    }
-    let id = Uuid::new_v4();
-    let task_id = id.to_string();
-    let request_id = super::hooks::request_id(&req);
-    let inv = Invocation {
-        source: &source,
-        event: &event,
-        task_id: &task_id,
-        delivery_id: &delivery_id,
-        request_id: &request_id,
-        payload: &body,
-        params: &params,
-    };
-    let (argv, key) = (program.argv(&inv), program.key(&inv));
-    program
-        .check_runnable(&inv, &argv)
-        .map_err(|why| ApiError::Unprocessable(format!("task `{old}` cannot be run again: {why}")))?;
-    let new = NewTask {
-        id,
-        delivery_id,
-        request_id: request_id.as_str().into(),
-        source,
-        event,
-        argv,
-        params,
-        program,
-        body,
-        record_id,
-        rerun_of: Some(old),
-        key,
-    };
-    super::hooks::queue_tasks(&state, vec![new], None).await?;
-    let task = state.engine.task(&id).ok_or_else(|| no_task(&id))?;
+    let config = state.config();
+    let task = crate::intake::rerun(state.intake(&config), old, super::hooks::request_id(&req)).await?;
     Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/tasks/{id}")))
+        .insert_header(("Location", format!("/tasks/{}", task.id)))
         .json(task))
 }

@@ -6,8 +6,8 @@ pub mod event;
 pub mod params;
 pub mod wanted;
 
+use crate::headers::Headers;
 use crate::process::Program;
-use actix_web::http::header::HeaderMap;
 use condition::{to_value, Condition, Vars};
 use params::{lookup, ParamFrom};
 use serde_json::Value;
@@ -71,7 +71,7 @@ pub struct Delivery<'a> {
     pub raw_event: Option<&'a str>,
     pub action: &'a str,
     pub body: &'a Value,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a dyn Headers,
     pub query: &'a [(String, String)],
 }
 

@@ -208,24 +208,25 @@ impl Follower {
         }
     }
 
-    /// New complete lines (and, with `flush`, the last one without its newline).
-    pub fn poll(&mut self, flush: bool) -> Vec<Line> {
-        self.poll_kept(flush, u64::MAX).0
-    }
-
-    /// As [`Follower::poll`], for a file whose bytes before its last `kept`
-    /// may have been freed: a follower that fell that far behind skips to
-    /// them, and is told how many bytes it missed.
-    pub fn poll_kept(&mut self, flush: bool, kept: u64) -> (Vec<Line>, u64) {
+    /// New complete lines (and, with `flush`, the last one without its
+    /// newline), and how many bytes were skipped because the file no longer
+    /// holds them (a follower that fell behind the trimming, see [`trim`]).
+    pub fn poll(&mut self, flush: bool) -> (Vec<Line>, u64) {
         let mut lines = Vec::new();
         let mut missed = 0;
         if let Ok(mut file) = File::open(&self.path) {
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let oldest = len.saturating_sub(kept);
-            if self.offset < oldest {
-                missed = oldest - self.offset + self.pending.len() as u64;
-                self.pending.clear();
-                self.offset = oldest;
+            // A hole punched by `trim` holds nothing to read: skip to the data.
+            if self.offset < len {
+                use nix::unistd::{lseek, Whence};
+                if let Ok(data) = lseek(&file, self.offset as i64, Whence::SeekData) {
+                    let data = data as u64;
+                    if data > self.offset {
+                        missed = data - self.offset + self.pending.len() as u64;
+                        self.pending.clear();
+                        self.offset = data;
+                    }
+                }
             }
             if len > self.offset && file.seek(SeekFrom::Start(self.offset)).is_ok() {
                 let mut buf = Vec::new();
@@ -318,12 +319,15 @@ mod tests {
         let (mut stdout, _stderr) = out.create(id, 1).unwrap();
         let mut f = Follower::new(out.file(id, 1, Stream::Stdout), Stream::Stdout, 0);
         stdout.write_all(b"one\ntw").unwrap();
-        let texts = |lines: Vec<Line>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        let texts = |(lines, missed): (Vec<Line>, u64)| {
+            assert_eq!(missed, 0);
+            lines.into_iter().map(|l| l.text).collect::<Vec<_>>()
+        };
         assert_eq!(texts(f.poll(false)), ["one"]);
         stdout.write_all(b"o\nthree").unwrap();
         assert_eq!(texts(f.poll(false)), ["two"]);
         assert_eq!(texts(f.poll(true)), ["three"]);
-        assert!(f.poll(true).is_empty());
+        assert!(f.poll(true).0.is_empty());
     }
 
     #[test]
@@ -345,6 +349,11 @@ mod tests {
         assert!(out.tail(id, 1, Stream::Stdout, 64).text.ends_with("last line\n"));
         stdout.write_all(b"more\n").unwrap();
         assert!(out.tail(id, 1, Stream::Stdout, 64).text.ends_with("last line\nmore\n"));
+        // A follower from the start skips the freed part and says how much.
+        let mut f = Follower::new(path.clone(), Stream::Stdout, 0);
+        let (lines, missed) = f.poll(false);
+        assert!(missed >= 3 * (1 << 20), "{missed}");
+        assert_eq!(lines.last().unwrap().text, "more");
         out.remove(id);
         assert!(!path.exists());
     }

@@ -182,7 +182,6 @@ struct SourceFacts {
 /// The adapter to the config's types: the only function that reads them.
 fn source_facts(config_path: &Path, name: &str) -> Result<SourceFacts, Fail> {
     use crate::auth::Auth;
-    use crate::config::Provider;
 
     let config = crate::config::load(config_path).map_err(|errors| {
         let n = errors.0.len();
@@ -201,16 +200,15 @@ fn source_facts(config_path: &Path, name: &str) -> Result<SourceFacts, Fail> {
             names.join(", ")
         ))
     })?;
-    let kind = match source.provider {
-        Provider::Gitlab => ForgeKind::Gitlab,
-        Provider::Github => ForgeKind::Github,
-        Provider::Gitea => ForgeKind::Gitea,
-        Provider::Forgejo => ForgeKind::Forgejo,
-        Provider::Gogs => ForgeKind::Gogs,
+    let kind = match source.provider.name() {
+        "gitlab" => ForgeKind::Gitlab,
+        "github" => ForgeKind::Github,
+        "gitea" => ForgeKind::Gitea,
+        "forgejo" => ForgeKind::Forgejo,
+        "gogs" => ForgeKind::Gogs,
         other => {
             return Err(Fail::usage(format!(
-            "source `{name}` has provider `{}`: `hooks` manages webhooks on gitlab, github, gitea, forgejo and gogs",
-            other.as_str()
+            "source `{name}` has provider `{other}`: `hooks` manages webhooks on gitlab, github, gitea, forgejo and gogs"
         )))
         }
     };

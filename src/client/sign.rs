@@ -1,11 +1,11 @@
 //! Signing a delivery as a source's provider would, for `hookrunner send`:
 //! the event and delivery-id headers, and whatever the source's [`Auth`]
 //! checks (token, HMAC, timestamped signature, HTTP Basic), made with the
-//! first secret of each rotation list. [`verify`](super::verify) accepts what
+//! first secret of each rotation list. [`crate::auth::verify`] accepts what
 //! [`sign`] produces.
 
-use super::{slack, standard, stripe, Auth, HmacAlgo, SigEncoding};
-use crate::config::{Provider, Source};
+use crate::auth::{slack, standard, stripe, Auth, HmacAlgo, SigEncoding};
+use crate::config::Source;
 use crate::mapping::event::EventSpec;
 use base64::Engine as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,27 +35,6 @@ impl Signed {
     }
 }
 
-/// GitLab's `X-Gitlab-Event` for an event name: `push` → `Push Hook`,
-/// `merge_request` → `Merge Request Hook`; a value already ending in ` Hook`
-/// is sent as given.
-pub fn gitlab_event_header(event: &str) -> String {
-    if event.ends_with(" Hook") {
-        return event.to_string();
-    }
-    let words: Vec<String> = event
-        .split(['_', ' '])
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut chars = w.chars();
-            match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars).collect(),
-                None => String::new(),
-            }
-        })
-        .collect();
-    format!("{} Hook", words.join(" "))
-}
-
 /// The headers (and query) that make `body` a delivery `source` accepts, for
 /// event `event` (may be empty where the event is read from the body), signed
 /// at `now`. The error says why it cannot be done, e.g. a missing event.
@@ -73,38 +52,24 @@ pub fn sign(source: &Source, event: &str, body: &[u8], now: SystemTime) -> Resul
             }
             out.set(name, event);
         }
-        EventSpec::Gitlab if !event.is_empty() => out.set("X-Gitlab-Event", gitlab_event_header(event)),
-        EventSpec::Jira if !event.is_empty() => out.set("X-Jira-Event-Type", event),
-        // Slack, Stripe, body fields, generic sources without an event, and
-        // GitLab / Jira without --event: the body carries the event.
+        // GitLab and Jira have a header for it; without --event (and for
+        // Slack, Stripe, body fields, generic sources without an event) the
+        // body carries the event.
+        EventSpec::Custom { .. } if !event.is_empty() => {
+            if let Some((name, value)) = source.provider.event_header(event) {
+                out.set(name, value);
+            }
+        }
         _ => {}
     }
     for header in source.provider.delivery_headers() {
-        out.set(&delivery_header_name(source.provider, header), id.clone());
+        // Svix's alias would repeat the Standard Webhooks id; one is enough.
+        if *header != "svix-id" {
+            out.set(header, id.clone());
+        }
     }
     sign_auth(&source.auth, &id, body, now, &mut out)?;
     Ok(out)
-}
-
-/// The provider's spelling of a delivery-id header (they are stored lower-case).
-fn delivery_header_name(provider: Provider, lower: &str) -> String {
-    let name = match (provider, lower) {
-        (_, "x-github-delivery") => "X-GitHub-Delivery",
-        (_, "idempotency-key") => "Idempotency-Key",
-        (_, "x-gitlab-event-uuid") => "X-Gitlab-Event-UUID",
-        (_, "x-gitea-delivery") => "X-Gitea-Delivery",
-        (_, "x-forgejo-delivery") => "X-Forgejo-Delivery",
-        (_, "x-gogs-delivery") => "X-Gogs-Delivery",
-        (_, "x-request-uuid") => "X-Request-UUID",
-        (_, "x-request-id") => "X-Request-Id",
-        (_, "x-atlassian-webhook-identifier") => "X-Atlassian-Webhook-Identifier",
-        (_, other) => other,
-    };
-    // Svix's alias would repeat the Standard Webhooks id; one is enough.
-    if name == "svix-id" {
-        return standard::ID[0].to_string();
-    }
-    name.to_string()
 }
 
 fn unix_seconds(now: SystemTime) -> u64 {
@@ -309,13 +274,5 @@ mod tests {
             err,
             "source `s` reads its event from the `X-GitHub-Event` header: give --event"
         );
-    }
-
-    #[test]
-    fn gitlab_event_names() {
-        assert_eq!(gitlab_event_header("push"), "Push Hook");
-        assert_eq!(gitlab_event_header("merge_request"), "Merge Request Hook");
-        assert_eq!(gitlab_event_header("tag_push"), "Tag Push Hook");
-        assert_eq!(gitlab_event_header("Pipeline Hook"), "Pipeline Hook");
     }
 }

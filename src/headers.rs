@@ -1,0 +1,103 @@
+//! Request headers as the layers below HTTP see them: a read-only view
+//! that the HTTP layer's header map implements, and that a recorded
+//! delivery (replay) or `hookrunner explain` can build without a server.
+//! Names are matched case-insensitively.
+
+/// Read access to a request's headers.
+pub trait Headers {
+    /// The first value of `name`, as bytes.
+    fn get_bytes(&self, name: &str) -> Option<&[u8]>;
+
+    /// Every value of `name`, in the order they were sent.
+    fn get_all<'a>(&'a self, name: &str) -> Vec<&'a [u8]>;
+
+    /// Every header, in order.
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [u8]));
+
+    /// The first value of `name`, if it is text.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Headers as a list of pairs (names kept lowercase), for requests that did
+/// not come over HTTP: replays, `explain`, tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderPairs(Vec<(String, Vec<u8>)>);
+
+impl HeaderPairs {
+    pub fn new() -> Self {
+        HeaderPairs(Vec::new())
+    }
+
+    /// Adds a header (after those already there).
+    pub fn add(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.0.push((name.to_ascii_lowercase(), value.into()));
+    }
+
+    /// Replaces every value of `name` with `value`.
+    pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        let name = name.to_ascii_lowercase();
+        self.0.retain(|(n, _)| *n != name);
+        self.0.push((name, value.into()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>> FromIterator<(N, V)> for HeaderPairs {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
+        let mut h = HeaderPairs::new();
+        for (n, v) in pairs {
+            h.add(n.as_ref(), v.as_ref());
+        }
+        h
+    }
+}
+
+impl Headers for HeaderPairs {
+    fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn get_all<'a>(&'a self, name: &str) -> Vec<&'a [u8]> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [u8])) {
+        for (n, v) in &self.0 {
+            f(n, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_in_any_case() {
+        let mut h: HeaderPairs = [("X-GitHub-Event", "push"), ("X-Forwarded-For", "a")]
+            .into_iter()
+            .collect();
+        h.add("x-forwarded-for", "b");
+        assert_eq!(h.get("x-github-event"), Some("push"));
+        assert_eq!(h.get_all("X-FORWARDED-FOR"), [&b"a"[..], &b"b"[..]]);
+        h.set("X-Forwarded-For", "c");
+        assert_eq!(h.get_all("x-forwarded-for"), [&b"c"[..]]);
+        assert_eq!(h.get("missing"), None);
+    }
+}

@@ -1,0 +1,612 @@
+//! Admission: from a request to `/hooks/<source>` to tasks on the queue, and
+//! the one record of how it went.
+//!
+//! [`admit`] runs every step in order: the source (404), its `allow_ips`
+//! (403), the body (413, 408), the signature or token (401), the content type
+//! and body (415, 400), a handshake, the event (400), a dry run, dedup, the
+//! rules, whether each match can be run at all (422), and the queue (503).
+//! A delivery's tasks are queued all together or not at all; with a store,
+//! only once they and the delivery's record are on disk. Replays and reruns
+//! ([`replay`]) enter at the rules, and `hookrunner explain` uses
+//! [`explain`] offline. Nothing here knows HTTP: the caller turns an
+//! [`Answer`] or a [`Refused`] into a response.
+//!
+//! Every request leaves a record in the delivery log (dry runs excepted),
+//! built once from what was learnt ([`Facts`]) when the outcome is known.
+
+mod body;
+mod explain;
+mod replay;
+
+pub use body::{parse as parse_body, Parsed};
+pub use explain::{explain, Parts};
+pub use replay::{replay, rerun};
+
+use crate::auth::{self, ip::Client, Auth};
+use crate::config::{Config, DedupKey, Source};
+use crate::delivery::dedup::Seen;
+use crate::delivery::record::{mask_headers, mask_query, rule_traces, HeaderList, Record, RuleTrace};
+use crate::delivery::{DedupCache, DeliveryLog, Outcome};
+use crate::engine::task::TaskView;
+use crate::engine::{Engine, NewTask, SubmitError};
+use crate::headers::Headers;
+use crate::mapping::event::{event_of, Event};
+use crate::mapping::{Params, Verdict};
+use crate::metrics::Metrics;
+use crate::process::program::Invocation;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use uuid::Uuid;
+
+/// What admitting a delivery works with.
+#[derive(Clone, Copy)]
+pub struct Intake<'a> {
+    pub config: &'a Config,
+    pub engine: &'a Engine,
+    pub deliveries: &'a DeliveryLog,
+    pub dedup: &'a DedupCache,
+    pub metrics: &'a Metrics,
+}
+
+/// A request to `/hooks/<source>`, as the caller read it.
+pub struct Arrival<'a> {
+    /// The source's name, from the path.
+    pub source: &'a str,
+    pub client: Client,
+    pub headers: &'a dyn Headers,
+    pub query: &'a [(String, String)],
+    /// `X-Request-Id`, or one made up; on the record, the tasks and every log line.
+    pub request_id: String,
+}
+
+/// Why a delivery (or a replay, a rerun) was refused. Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the request body is larger than the limit of {limit} bytes (server.max_body)")]
+    TooLarge { limit: usize },
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The signature, token or credentials are missing or wrong.
+    #[error("{message}")]
+    BadCredentials { message: String, basic: bool },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// Understood, but what it asks for cannot be done (a value no process can receive).
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the task queue is full; nothing of this delivery was accepted, retry later")]
+    QueueFull,
+    #[error("the daemon is shutting down; nothing of this delivery was accepted, retry later")]
+    ShuttingDown,
+    #[error("the store cannot write ({0}); nothing of this delivery was accepted, retry later")]
+    StoreUnavailable(String),
+}
+
+impl Refused {
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refused::NotFound(_) => 404,
+            Refused::Forbidden(_) => 403,
+            Refused::TooLarge { .. } => 413,
+            Refused::BodyTimeout => 408,
+            Refused::BadCredentials { .. } => 401,
+            Refused::UnsupportedMediaType(_) => 415,
+            Refused::BadRequest(_) => 400,
+            Refused::Unprocessable(_) => 422,
+            Refused::Conflict(_) => 409,
+            Refused::QueueFull | Refused::ShuttingDown | Refused::StoreUnavailable(_) => 503,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::NotFound(_) => "not_found",
+            Refused::Forbidden(_) => "forbidden",
+            Refused::TooLarge { .. } => "too_large",
+            Refused::BodyTimeout => "body_timeout",
+            Refused::BadCredentials { .. } => "unauthorized",
+            Refused::UnsupportedMediaType(_) => "unsupported_media_type",
+            Refused::BadRequest(_) => "bad_request",
+            Refused::Unprocessable(_) => "unprocessable",
+            Refused::Conflict(_) => "conflict",
+            Refused::QueueFull => "queue_full",
+            Refused::ShuttingDown => "shutting_down",
+            Refused::StoreUnavailable(_) => "store_unavailable",
+        }
+    }
+}
+
+impl From<SubmitError> for Refused {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::QueueFull => Refused::QueueFull,
+            SubmitError::ShuttingDown => Refused::ShuttingDown,
+        }
+    }
+}
+
+/// A task queued for a delivery, as its answer names it.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: Uuid,
+    pub program: Arc<str>,
+}
+
+/// How an admitted delivery is answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// Tasks were queued (202).
+    Accepted { about: About, tasks: Vec<Queued> },
+    /// `?wait=`: tasks were queued and have finished (200).
+    Finished { about: About, tasks: Vec<TaskView> },
+    /// No rule matched (200): `message` for the sender, `why` for the record.
+    Ignored { about: About, message: String, why: String },
+    /// Already received inside the dedup window (200).
+    Duplicate {
+        about: About,
+        first: String,
+        tasks: Vec<Uuid>,
+    },
+    /// A provider's handshake, answered with this JSON (200).
+    Handshake(serde_json::Value),
+    /// `?dry_run=1`: the trace and what would run (200).
+    DryRun(serde_json::Value),
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Accepted { .. } => 202,
+            _ => 200,
+        }
+    }
+}
+
+/// What every judged answer names.
+#[derive(Debug, Clone)]
+pub struct About {
+    pub delivery_id: String,
+    pub source: Arc<str>,
+    pub event: String,
+    /// The record's id, for `/deliveries/<id>`.
+    pub record: String,
+}
+
+/// What is learnt about a delivery as it goes through admission; it becomes
+/// its record, once, when the outcome is known.
+pub(crate) struct Facts {
+    /// The record's own id: the provider's delivery id the first time it is
+    /// seen, a new UUID otherwise (repeats, refused requests).
+    id: String,
+    delivery_id: String,
+    request_id: String,
+    source: String,
+    received_at: SystemTime,
+    remote_addr: String,
+    headers: HeaderList,
+    query: Vec<(String, String)>,
+    body_size: usize,
+    event: Option<Event>,
+    params: Vec<(String, Params)>,
+    rules: Vec<RuleTrace>,
+    task_ids: Vec<Uuid>,
+    duplicate_of: Option<String>,
+    replay_of: Option<String>,
+    /// The body, kept for replay.
+    body: Option<Bytes>,
+}
+
+impl Facts {
+    fn new(
+        source: &str,
+        remote_addr: String,
+        headers: HeaderList,
+        query: Vec<(String, String)>,
+        request_id: String,
+    ) -> Facts {
+        let id = Uuid::new_v4().to_string();
+        Facts {
+            delivery_id: id.clone(),
+            id,
+            request_id,
+            source: source.to_string(),
+            received_at: SystemTime::now(),
+            remote_addr,
+            headers,
+            query,
+            body_size: 0,
+            event: None,
+            params: Vec::new(),
+            rules: Vec::new(),
+            task_ids: Vec::new(),
+            duplicate_of: None,
+            replay_of: None,
+            body: None,
+        }
+    }
+
+    /// The record of how it went.
+    fn record(&self, outcome: Outcome, status: u16, reason: Option<String>) -> Record {
+        let mut r = Record::new(
+            &self.source,
+            self.remote_addr.clone(),
+            self.headers.clone(),
+            self.query.clone(),
+        );
+        r.id = self.id.clone();
+        r.delivery_id = self.delivery_id.clone();
+        r.request_id = self.request_id.clone();
+        r.received_at = self.received_at;
+        r.event = self.event.as_ref().map(|e| e.name.clone());
+        r.raw_event = self.event.as_ref().and_then(|e| e.raw.clone());
+        r.body_size = self.body_size;
+        r.outcome = outcome;
+        r.status = status;
+        r.reason = reason;
+        r.params = self.params.clone();
+        r.rules = self.rules.clone();
+        r.task_ids = self.task_ids.clone();
+        r.duplicate_of = self.duplicate_of.clone();
+        r.replay_of = self.replay_of.clone();
+        if let Some(body) = &self.body {
+            r.keep_body(body.clone());
+        }
+        r
+    }
+
+    fn about(&self, source: &Arc<str>) -> About {
+        About {
+            delivery_id: self.delivery_id.clone(),
+            source: source.clone(),
+            event: self.event.as_ref().map(|e| e.name.clone()).unwrap_or_default(),
+            record: self.id.clone(),
+        }
+    }
+}
+
+/// The longest `?wait=` accepted.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Whether the query turns `name` on (`1`, `true` or `yes`).
+pub fn query_flag(query: &[(String, String)], name: &str) -> bool {
+    query
+        .iter()
+        .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true" | "yes"))
+}
+
+/// Admits a delivery: judges it, queues its tasks (all or none), and records
+/// how it went. `body` reads the request body; it is awaited only once the
+/// source and the client's address have been checked.
+pub async fn admit(
+    at: Intake<'_>,
+    arrival: &Arrival<'_>,
+    body: impl Future<Output = Result<Bytes, Refused>>,
+) -> Result<Answer, Refused> {
+    let dry_run = query_flag(arrival.query, "dry_run");
+    let source = at.config.sources.get(arrival.source);
+    // Mask whatever carries this source's secrets, besides the usual names.
+    let (secret_headers, secret_query) = source.map(|s| s.auth.secret_carriers()).unwrap_or_default();
+    let mut facts = Facts::new(
+        arrival.source,
+        arrival.client.to_string(),
+        mask_headers(arrival.headers, &secret_headers),
+        mask_query(arrival.query, &secret_query),
+        arrival.request_id.clone(),
+    );
+    let result = match source {
+        None => Err(Refused::NotFound(format!(
+            "there is no source named `{}`",
+            crate::logging::escape(arrival.source)
+        ))),
+        Some(source) => admit_to(at, arrival, source, body, dry_run, &mut facts).await,
+    };
+    let (outcome, status, reason) = match &result {
+        // The record of an accepted delivery was committed with its tasks.
+        Ok((_, None)) => return result.map(|(answer, _)| answer),
+        Ok((answer, Some(outcome))) => (*outcome, answer.status(), reason_of(answer)),
+        Err(e) => {
+            tracing::warn!(source = %arrival.source, client = %arrival.client, request_id = %arrival.request_id, reason = %e, "delivery refused");
+            at.metrics.rejection(e.reason());
+            (Outcome::Rejected, e.status(), Some(e.to_string()))
+        }
+    };
+    if !dry_run {
+        at.metrics.delivery(source.map(|s| &s.name), outcome.as_str());
+        if outcome == Outcome::Duplicate {
+            if let Some(s) = source {
+                at.metrics.dedup_hit(&s.name);
+            }
+        }
+        at.deliveries.insert(facts.record(outcome, status, reason), false);
+    }
+    result.map(|(answer, _)| answer)
+}
+
+fn reason_of(answer: &Answer) -> Option<String> {
+    match answer {
+        Answer::Ignored { why, .. } => Some(why.clone()),
+        Answer::Duplicate { first, .. } => Some(format!(
+            "already received inside the dedup window as delivery `{first}`; nothing was run"
+        )),
+        Answer::Handshake(_) => Some("handshake answered; nothing to run".into()),
+        _ => None,
+    }
+}
+
+/// The steps after the source is known. The outcome to record with the
+/// answer, or `None` when nothing more is recorded (an accepted delivery's
+/// record went into the log with its tasks; a dry run leaves none).
+async fn admit_to(
+    at: Intake<'_>,
+    arrival: &Arrival<'_>,
+    source: &Arc<Source>,
+    body: impl Future<Output = Result<Bytes, Refused>>,
+    dry_run: bool,
+    facts: &mut Facts,
+) -> Result<(Answer, Option<Outcome>), Refused> {
+    if let Some(allowed) = &source.allow_ips {
+        if !arrival.client.is_in(allowed) {
+            return Err(Refused::Forbidden(format!(
+                "address {} is not in `allow_ips` of source `{}`",
+                arrival.client, source.name
+            )));
+        }
+    }
+    let raw = body.await?;
+    facts.body_size = raw.len();
+    auth::verify(&source.auth, arrival.headers, arrival.query, &raw, SystemTime::now()).map_err(|e| {
+        Refused::BadCredentials {
+            message: e.to_string(),
+            basic: matches!(source.auth, Auth::Basic { .. }),
+        }
+    })?;
+    let parsed = body::parse(arrival.headers, &raw, &source.body, source.provider.plain_forms())?;
+    if let Some(answer) = source.challenge(&parsed.json) {
+        return Ok((Answer::Handshake(answer), Some(Outcome::Ignored)));
+    }
+    let event = event_of(&source.event, arrival.headers, &parsed.json).map_err(Refused::BadRequest)?;
+    facts.event = Some(event.clone());
+    let provider_id = source.delivery_id(arrival.headers, &parsed.json);
+    if let Some(id) = &provider_id {
+        facts.delivery_id = id.clone();
+        if !at.deliveries.contains(id) {
+            facts.id = id.clone();
+        }
+    }
+    let parts = Parts {
+        event: &event,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
+        headers: arrival.headers,
+        query: arrival.query,
+    };
+    if dry_run {
+        return Ok((Answer::DryRun(explain(source, &parts, &facts.delivery_id)), None));
+    }
+    let wait = wait_for(arrival.query, source, &parts)?;
+
+    let dedup_key = source.dedup.as_ref().and_then(|d| {
+        let key = match d.key {
+            DedupKey::DeliveryId => provider_id.clone()?,
+            DedupKey::BodySha256 => hex::encode(Sha256::digest(&raw)),
+        };
+        Some((key, d.window))
+    });
+    if let Some((key, window)) = &dedup_key {
+        if let Seen::Repeat(first) = at.dedup.check(&source.name, key, *window, &facts.id) {
+            facts.duplicate_of = Some(first.clone());
+            let tasks = at
+                .deliveries
+                .get(&first)
+                .map(|r| r.task_ids.clone())
+                .unwrap_or_default();
+            tracing::info!(source = %source.name, delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, first = %crate::logging::escape(&first), "duplicate delivery: nothing run");
+            return Ok((
+                Answer::Duplicate {
+                    about: facts.about(&source.name),
+                    first,
+                    tasks,
+                },
+                Some(Outcome::Duplicate),
+            ));
+        }
+    }
+    let judged = judge_and_queue(at, source, &parts, facts).await;
+    match &judged {
+        Err(_) => {
+            // Not accepted after all: a retry must run.
+            if let Some((key, _)) = &dedup_key {
+                at.dedup.forget(&source.name, key);
+            }
+        }
+        Ok((Answer::Ignored { .. }, _)) => facts.body = Some(parsed.stdin.clone()),
+        _ => {}
+    }
+    let (answer, outcome) = judged?;
+    if let (Some(wait), Answer::Accepted { about, tasks }) = (wait, &answer) {
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+        if at.engine.wait_finished(&ids, tokio::time::Instant::now() + wait).await {
+            let tasks = ids.iter().filter_map(|id| at.engine.task(id)).collect();
+            return Ok((
+                Answer::Finished {
+                    about: about.clone(),
+                    tasks,
+                },
+                outcome,
+            ));
+        }
+    }
+    Ok((answer, outcome))
+}
+
+/// How long to hold the answer: `?wait=30s`, else the longest `wait` of the programs that would run.
+fn wait_for(query: &[(String, String)], source: &Source, parts: &Parts<'_>) -> Result<Option<Duration>, Refused> {
+    if let Some((_, text)) = query.iter().find(|(k, _)| k == "wait") {
+        let wait = crate::config::parse_duration(text).map_err(|e| Refused::BadRequest(format!("`wait`: {e}")))?;
+        if wait > MAX_WAIT {
+            return Err(Refused::BadRequest(format!(
+                "`wait` may be at most {}",
+                humantime::format_duration(MAX_WAIT)
+            )));
+        }
+        return Ok(Some(wait));
+    }
+    if !source.routes.any_program_waits() {
+        return Ok(None);
+    }
+    let judgement = source.routes.judge(&parts.delivery(&source.name));
+    Ok(judgement.matches.iter().filter_map(|m| m.program.wait).max())
+}
+
+/// Judges a delivery and queues its tasks. Accepted: the record went to the
+/// store with the tasks and into the log, and the outcome is `None`.
+pub(crate) async fn judge_and_queue(
+    at: Intake<'_>,
+    source: &Arc<Source>,
+    parts: &Parts<'_>,
+    facts: &mut Facts,
+) -> Result<(Answer, Option<Outcome>), Refused> {
+    let judgement = source.routes.judge(&parts.delivery(&source.name));
+    for t in &judgement.trace {
+        if let Verdict::Error(e) = &t.verdict {
+            tracing::warn!(delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, mapping = %t.mapping.key, rule = t.rule, error = %e,
+                "condition could not be evaluated; counted as not matched");
+        }
+    }
+    facts.params = judgement.params.clone();
+    facts.rules = rule_traces(&judgement);
+    let event = &parts.event.name;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for rule in &facts.rules {
+            tracing::debug!(source = %source.name, %event, request_id = %facts.request_id, mapping = %rule.mapping, rule = rule.rule, condition = rule.condition.as_deref().unwrap_or("(always)"), program = %rule.program, result = %rule.result, "rule judged");
+        }
+    }
+    if judgement.matches.is_empty() {
+        let why = if judgement.trace.is_empty() {
+            format!(
+                "no mapping of source `{}` has a key for event `{}`",
+                source.name,
+                crate::logging::escape(event)
+            )
+        } else {
+            "no rule matched".to_string()
+        };
+        let message = format!(
+            "no rule matched event `{}` of source `{}`; nothing was run (see /deliveries/{})",
+            crate::logging::escape(event),
+            source.name,
+            facts.id
+        );
+        tracing::debug!(source = %source.name, %event, request_id = %facts.request_id, "delivery ignored: no rule matched");
+        return Ok((
+            Answer::Ignored {
+                about: facts.about(&source.name),
+                message,
+                why,
+            },
+            Some(Outcome::Ignored),
+        ));
+    }
+
+    let shared_delivery: Arc<str> = facts.delivery_id.as_str().into();
+    let shared_event: Arc<str> = event.as_str().into();
+    let shared_request: Arc<str> = facts.request_id.as_str().into();
+    let mut tasks = Vec::with_capacity(judgement.matches.len());
+    let mut queued = Vec::with_capacity(judgement.matches.len());
+    for m in judgement.matches {
+        let id = Uuid::new_v4();
+        let task_id = id.to_string();
+        let inv = Invocation {
+            source: &source.name,
+            event,
+            task_id: &task_id,
+            delivery_id: &facts.delivery_id,
+            request_id: &facts.request_id,
+            payload: parts.stdin,
+            params: &m.params,
+        };
+        let argv = m.program.argv(&inv);
+        if let Err(why) = m.program.check_runnable(&inv, &argv) {
+            // Nothing of the delivery is queued; the trace says which rule could not run.
+            let t = &mut facts.rules[m.trace_index];
+            t.result = format!("matched, but cannot run: {why}");
+            return Err(Refused::Unprocessable(format!(
+                "rule {} of mapping `{}` matched, but program `{}` cannot be run: {why}; nothing of this delivery was queued",
+                t.rule, t.mapping, t.program
+            )));
+        }
+        queued.push(Queued {
+            id,
+            program: m.program.name.clone(),
+        });
+        tasks.push(NewTask {
+            id,
+            delivery_id: shared_delivery.clone(),
+            request_id: shared_request.clone(),
+            source: source.name.clone(),
+            event: shared_event.clone(),
+            key: m.program.key(&inv),
+            argv,
+            params: m.params.to_vec(),
+            program: m.program,
+            body: parts.stdin.clone(),
+            record_id: Some(facts.id.clone()),
+            rerun_of: None,
+        });
+    }
+    facts.task_ids = tasks.iter().map(|t| t.id).collect();
+    facts.body = Some(parts.stdin.clone());
+    // The record is committed with the tasks, before the answer exists.
+    let record = facts.record(Outcome::Accepted, 202, None);
+    queue(at, tasks, Some(record)).await?;
+    at.metrics.delivery(Some(&source.name), Outcome::Accepted.as_str());
+    tracing::info!(source = %source.name, event = %crate::logging::escape(event), delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, tasks = queued.len(), "delivery accepted");
+    Ok((
+        Answer::Accepted {
+            about: facts.about(&source.name),
+            tasks: queued,
+        },
+        None,
+    ))
+}
+
+/// Queues tasks; with a store, only once they (and the delivery record, if
+/// any) are on disk, so a `202` is never answered for work a crash could
+/// lose. The record then goes into the delivery log.
+pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Record>) -> Result<(), Refused> {
+    let reserved = at.engine.reserve(tasks)?;
+    let mut persisted = false;
+    if let Some(store) = at.deliveries.store() {
+        let mut ops = reserved.ops();
+        if let Some(r) = &record {
+            ops.insert(0, r.op());
+        }
+        if let Err(e) = store.commit(ops).await {
+            let request_id = record.as_ref().map_or("", |r| r.request_id.as_str());
+            tracing::error!(error = %e, request_id, "delivery refused: the store cannot write");
+            return Err(Refused::StoreUnavailable(e.to_string()));
+        }
+        persisted = true;
+    }
+    at.engine.start(reserved);
+    if let Some(r) = record {
+        at.deliveries.insert(r, persisted);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

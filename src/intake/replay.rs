@@ -1,0 +1,200 @@
+//! Admission again, for work that arrived before: a recorded delivery
+//! replayed against the current config ([`replay`]), and a task run again
+//! with the same program, params and body ([`rerun`]). Neither checks auth
+//! or dedup again; both queue like a new delivery (all or nothing, on disk
+//! before the answer).
+
+use super::{judge_and_queue, queue, Answer, Facts, Intake, Parts, Refused};
+use crate::delivery::record::Record;
+use crate::delivery::Outcome;
+use crate::engine::task::{params_of, TaskView};
+use crate::engine::NewTask;
+use crate::mapping::event::Event;
+use crate::process::program::Invocation;
+use crate::store::{Store, StoreError};
+use bytes::Bytes;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A read of the store, on the blocking pool; `None` when there is no store.
+async fn read<R: Send + 'static>(
+    store: Option<&Store>,
+    f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+) -> Result<Option<R>, Refused> {
+    let Some(store) = store.cloned() else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|_| Refused::StoreUnavailable("the read was cancelled".into()))?
+        .map(Some)
+        .map_err(|e| Refused::StoreUnavailable(e.to_string()))
+}
+
+/// A delivery on record: in the log, else read back from the store (and put in the log).
+async fn recorded(at: Intake<'_>, id: &str) -> Result<Arc<Record>, Refused> {
+    if let Some(r) = at.deliveries.get(id) {
+        return Ok(r);
+    }
+    let key = id.to_string();
+    let found = read(at.deliveries.store(), move |s| s.delivery(&key)).await?.flatten();
+    let (record, body) = found.ok_or_else(|| Refused::NotFound(format!("there is no delivery `{id}` on record")))?;
+    Ok(at.deliveries.insert(Record::from_record(record, body), true))
+}
+
+/// What a replay did: the new record's id, and how it was answered.
+pub struct Replayed {
+    pub record: String,
+    pub result: Result<Answer, Refused>,
+}
+
+/// Runs a recorded delivery again against the current config: a new record,
+/// linked both ways, and new tasks. Refused outright (404, 409) when there is
+/// nothing to replay.
+pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Replayed, Refused> {
+    let original = recorded(at, id).await?;
+    let body: Bytes = original.body().ok_or_else(|| {
+        Refused::Conflict(format!(
+            "the body of delivery `{id}` is not kept (it was {} or has been evicted), so it cannot be replayed",
+            original.outcome.as_str()
+        ))
+    })?;
+    let source = at
+        .config
+        .sources
+        .get(&original.source)
+        .ok_or_else(|| Refused::Conflict(format!("source `{}` is no longer in the config", original.source)))?;
+    let json =
+        serde_json::from_slice(&body).map_err(|e| Refused::Conflict(format!("the recorded body is not JSON: {e}")))?;
+    let event = Event {
+        name: original.event.clone().unwrap_or_else(|| "default".into()),
+        raw: original.raw_event.clone(),
+    };
+    let mut facts = Facts::new(
+        &original.source,
+        "replay".into(),
+        original.headers.clone(),
+        original.query.clone(),
+        request_id,
+    );
+    facts.delivery_id = original.delivery_id.clone();
+    facts.event = Some(event.clone());
+    facts.body_size = original.body_size;
+    facts.replay_of = Some(original.id.clone());
+    let parts = Parts {
+        event: &event,
+        json: &json,
+        stdin: &body,
+        headers: &original.headers,
+        query: &original.query,
+    };
+    let result = judge_and_queue(at, source, &parts, &mut facts).await;
+    let new_id = facts.id.clone();
+    let result = match result {
+        Ok((answer, None)) => Ok(answer),
+        Ok((answer, Some(outcome))) => {
+            facts.body = Some(body);
+            let why = match &answer {
+                Answer::Ignored { why, .. } => Some(why.clone()),
+                _ => None,
+            };
+            at.deliveries.insert(facts.record(outcome, answer.status(), why), false);
+            Ok(answer)
+        }
+        Err(e) => {
+            at.deliveries
+                .insert(facts.record(Outcome::Rejected, e.status(), Some(e.to_string())), false);
+            Err(e)
+        }
+    };
+    original
+        .replays
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(new_id.clone());
+    at.deliveries.persist(&original);
+    Ok(Replayed { record: new_id, result })
+}
+
+/// Runs a task again: a new task with the same program (as configured now),
+/// params and body, linked to the old one.
+pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<TaskView, Refused> {
+    let found = at.engine.get(&old).map(|t| {
+        let s = &t.spec;
+        (
+            s.program.clone(),
+            s.params.clone(),
+            s.source.clone(),
+            s.event.clone(),
+            s.delivery_id.clone(),
+            s.record_id.clone(),
+            t.body.clone(),
+        )
+    });
+    let found = match found {
+        Some(f) => Some(f),
+        // Only in the store's history: take what it recorded.
+        None => read(at.engine.store(), move |s| s.task(old))
+            .await?
+            .flatten()
+            .and_then(|r| {
+                let program = at.config.program(&r.program)?;
+                Some((
+                    program,
+                    params_of(&r.params),
+                    r.source.as_str().into(),
+                    r.event.as_str().into(),
+                    r.delivery_id.as_str().into(),
+                    r.record_id.clone(),
+                    Bytes::new(),
+                ))
+            }),
+    };
+    let (program, params, source, event, delivery_id, record_id, mut body) = found
+        .ok_or_else(|| Refused::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
+    if body.is_empty() {
+        if let Some(r) = record_id.as_deref() {
+            if let Ok(record) = recorded(at, r).await {
+                body = record.body().unwrap_or_default();
+            }
+        }
+    }
+    if body.is_empty() {
+        return Err(Refused::Conflict(format!(
+            "the body of task `{old}`'s delivery is no longer kept, so it cannot be re-run"
+        )));
+    }
+    let id = Uuid::new_v4();
+    let task_id = id.to_string();
+    let inv = Invocation {
+        source: &source,
+        event: &event,
+        task_id: &task_id,
+        delivery_id: &delivery_id,
+        request_id: &request_id,
+        payload: &body,
+        params: &params,
+    };
+    let (argv, key) = (program.argv(&inv), program.key(&inv));
+    program
+        .check_runnable(&inv, &argv)
+        .map_err(|why| Refused::Unprocessable(format!("task `{old}` cannot be run again: {why}")))?;
+    let new = NewTask {
+        id,
+        delivery_id,
+        request_id: request_id.as_str().into(),
+        source,
+        event,
+        argv,
+        params,
+        program,
+        body,
+        record_id,
+        rerun_of: Some(old),
+        key,
+    };
+    queue(at, vec![new], None).await?;
+    at.engine
+        .task(&id)
+        .ok_or_else(|| Refused::NotFound(format!("there is no task `{id}`")))
+}
