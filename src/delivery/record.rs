@@ -389,6 +389,28 @@ pub fn rule_traces(j: &crate::mapping::Judgement) -> Vec<RuleTrace> {
         .collect()
 }
 
+/// Recorded headers, read as a request's (a replay judges them again).
+impl crate::headers::Headers for HeaderList {
+    fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+    }
+
+    fn get_all<'a>(&'a self, name: &str) -> Vec<&'a [u8]> {
+        self.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+            .collect()
+    }
+
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [u8])) {
+        for (k, v) in self.iter() {
+            f(k, v.as_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,27 +442,5 @@ mod tests {
         let list = HeaderList::from_pairs([("b", ""), ("a", "line\nbreak\r")]);
         assert_eq!(list.iter().collect::<Vec<_>>(), [("a", "line break "), ("b", "")]);
         assert_eq!(HeaderList::default().iter().count(), 0);
-    }
-}
-
-/// Recorded headers, read as a request's (a replay judges them again).
-impl crate::headers::Headers for HeaderList {
-    fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_bytes())
-    }
-
-    fn get_all<'a>(&'a self, name: &str) -> Vec<&'a [u8]> {
-        self.iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_bytes())
-            .collect()
-    }
-
-    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [u8])) {
-        for (k, v) in self.iter() {
-            f(k, v.as_bytes());
-        }
     }
 }
