@@ -217,9 +217,9 @@ struct ExplainArgs {
 
 #[derive(Args)]
 struct ConfigArg {
-    /// The config file.
-    #[arg(long, short, env = "HOOKRUNNER_CONFIG", default_value = "webhook.yaml")]
-    config: PathBuf,
+    /// The config file [default: ./webhook.yaml, else /etc/hookrunner/webhook.yaml].
+    #[arg(long, short, env = "HOOKRUNNER_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -234,11 +234,21 @@ struct ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(hoist_log_format(std::env::args_os().collect()));
     crate::logging::init(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            e.report();
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Some(Command::Check(args)) => check(&args.config),
+        Some(Command::Check(args)) => check(&args),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Explain(args)) => explain(args),
-        Some(Command::Db(DbCommand::Check { config, path })) => db_check(&config.config, path),
+        Some(Command::Db(DbCommand::Check { config, path })) => db_check(config.config.as_deref(), path),
         Some(Command::Tasks(a)) => {
             let filter = commands::TaskFilter {
                 status: a.status,
@@ -264,18 +274,17 @@ pub fn main() -> ExitCode {
         Some(Command::Delivery(a)) => with_api(&a.client, |api| commands::delivery(api, &a.id, a.json)),
         Some(Command::Replay(a)) => with_api(&a.client, |api| commands::replay(api, &a.id, a.json)),
         Some(Command::Send(a)) => send(a),
-        Some(Command::Hooks(command)) => crate::client::hooks::main(command),
+        Some(Command::Hooks(command)) => Ok(crate::client::hooks::main(command)),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Man) => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Man) => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| CliError::Usage(format!("cannot write the man page: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => serve(cli.serve),
     }
 }
@@ -322,104 +331,174 @@ fn hoist_into(
     hoist_log_format(args)
 }
 
-/// Runs a client command against the daemon `args` names; an error is
-/// printed as `error: <sentence>`, exit status 1.
-fn with_api(args: &ClientArgs, run: impl FnOnce(&Api) -> Result<ExitCode, crate::client::Error>) -> ExitCode {
-    let api = match (&args.url, &args.token) {
-        // Everything given: the config is not needed.
-        (Some(url), Some(token)) => Api::new(url, Some(token.clone())),
-        // With --url, a config that is not there is fine: no token then.
-        (Some(url), None) if !args.config.config.exists() => Api::new(url, None),
-        _ => match load(&args.config.config) {
-            Ok(config) => Api::from_config(Some(&config), args.url.as_deref(), args.token.as_deref()),
-            Err(code) => return code,
-        },
-    };
-    finish(run(&api))
+/// Why a command failed. `main` prints it, once, and picks the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The config has errors (exit 2).
+    #[error("{errors}")]
+    Config {
+        path: PathBuf,
+        errors: config::ConfigErrors,
+    },
+    /// A bad argument, an unknown source, a file that is not there (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The daemon could not be reached or answered an error (exit 1).
+    #[error("{0}")]
+    Client(#[from] crate::client::Error),
+    /// The daemon could not start, or stopped with an error (exit 1).
+    #[error("{0}")]
+    Serve(#[from] crate::server::ServeError),
+    /// The store could not be checked (exit 1).
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
-fn finish(result: Result<ExitCode, crate::client::Error>) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Config { .. } | CliError::Usage(_) => ExitCode::from(2),
+            CliError::Client(_) | CliError::Serve(_) | CliError::Store(_) => ExitCode::FAILURE,
+        }
+    }
+
+    /// Prints the error the way its kind is read: config errors one per
+    /// line with their count, the daemon's own in its log, the rest as
+    /// `error: <sentence>`.
+    fn report(&self) {
+        match self {
+            CliError::Config { path, errors } => {
+                eprintln!("{errors}");
+                let n = errors.0.len();
+                eprintln!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
+            }
+            CliError::Serve(e) => tracing::error!("{e}"),
+            other => eprintln!("error: {other}"),
         }
     }
 }
 
-fn send(args: SendArgs) -> ExitCode {
-    let config = match load(&args.config.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let source = match find_source(&config, &args.source) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let body = match commands::read_payload(&args.payload) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+/// Where a config is looked for when `--config` (`HOOKRUNNER_CONFIG`) is not given.
+pub const CONFIG_PLACES: [&str; 2] = ["webhook.yaml", "/etc/hookrunner/webhook.yaml"];
+
+/// The config file a command uses: the one given, else the first of
+/// [`CONFIG_PLACES`] that exists.
+fn find_config(given: Option<&Path>) -> Result<PathBuf, CliError> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    CONFIG_PLACES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "no config found: give --config (or set HOOKRUNNER_CONFIG); looked for {}",
+                CONFIG_PLACES.map(|p| format!("`{p}`")).join(" and ")
+            ))
+        })
+}
+
+/// Loads the config the command names, or finds one.
+fn load_config(given: Option<&Path>) -> Result<Config, CliError> {
+    let path = find_config(given)?;
+    config::load(&path).map_err(|errors| CliError::Config { path, errors })
+}
+
+/// The API of the daemon `args` names: `--url` (or `HOOKRUNNER_URL`), else
+/// the `server.listen` of the config (given, or found as [`find_config`]
+/// does). The token: `--token` (or `HOOKRUNNER_TOKEN`), else the config's first.
+fn api(args: &ClientArgs) -> Result<Api, CliError> {
+    let from_env = |var: &str, value: &str| std::env::var(var).is_ok_and(|v| v == value);
+    match (&args.url, &args.token) {
+        // Everything given: the config is not needed.
+        (Some(url), Some(token)) => {
+            let origin = if from_env("HOOKRUNNER_URL", url) {
+                "HOOKRUNNER_URL"
+            } else {
+                "--url"
+            };
+            Ok(Api::new(url, Some(token.clone())).from_origin(origin))
         }
+        (Some(url), None) => {
+            let origin = if from_env("HOOKRUNNER_URL", url) {
+                "HOOKRUNNER_URL"
+            } else {
+                "--url"
+            };
+            // A config, if there is one, for its token; none is fine.
+            let config = match find_config(args.config.config.as_deref()) {
+                Ok(path) if path.exists() => {
+                    Some(config::load(&path).map_err(|errors| CliError::Config { path, errors })?)
+                }
+                _ => None,
+            };
+            Ok(Api::from_config(config.as_ref(), Some(url), None).from_origin(origin))
+        }
+        (None, token) => {
+            let config = load_config(args.config.config.as_deref())?;
+            let origin = format!("`server.listen` in {}", config.path.display());
+            Ok(Api::from_config(Some(&config), None, token.as_deref()).from_origin(&origin))
+        }
+    }
+}
+
+/// Runs a client command against the daemon `args` names.
+fn with_api(
+    args: &ClientArgs,
+    run: impl FnOnce(&Api) -> Result<ExitCode, crate::client::Error>,
+) -> Result<ExitCode, CliError> {
+    Ok(run(&api(args)?)?)
+}
+
+fn send(args: SendArgs) -> Result<ExitCode, CliError> {
+    let config = load_config(args.config.config.as_deref())?;
+    let source = find_source(&config, &args.source)?;
+    let body = commands::read_payload(&args.payload).map_err(|e| CliError::Usage(e.to_string()))?;
+    let api = match &args.url {
+        Some(url) => Api::from_config(Some(&config), Some(url), None).from_origin("--url"),
+        None => Api::from_config(Some(&config), None, None)
+            .from_origin(&format!("`server.listen` in {}", config.path.display())),
     };
-    let api = Api::from_config(Some(&config), args.url.as_deref(), None);
     let send = commands::SendArgs {
         event: args.event,
         headers: args.headers,
         dry_run: args.dry_run,
         wait: args.wait,
     };
-    finish(commands::send(&api, source, &body, &send))
+    Ok(commands::send(&api, source, &body, &send)?)
 }
 
 /// A source of the config, or an error naming the ones there are.
-fn find_source<'c>(config: &'c Config, name: &str) -> Result<&'c std::sync::Arc<config::Source>, ExitCode> {
+fn find_source<'c>(config: &'c Config, name: &str) -> Result<&'c std::sync::Arc<config::Source>, CliError> {
     config.sources.get(name).ok_or_else(|| {
         let mut names: Vec<&str> = config.sources.keys().map(String::as_str).collect();
         names.sort();
-        eprintln!(
-            "error: there is no source named `{name}` (sources: {})",
+        CliError::Usage(format!(
+            "there is no source named `{name}` (sources: {})",
             names.join(", ")
-        );
-        ExitCode::from(2)
+        ))
     })
 }
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|errors| {
-        eprintln!("{errors}");
-        let n = errors.0.len();
-        eprintln!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
-        ExitCode::from(2)
-    })
-}
-
-fn check(path: &Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+fn check(args: &ConfigArg) -> Result<ExitCode, CliError> {
+    let config = load_config(args.config.as_deref())?;
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
     let rules: usize = config.sources.values().map(|s| s.routes.rule_count()).sum();
     println!(
         "{}: ok ({} sources, {} programs, {} rules)",
-        path.display(),
+        config.path.display(),
         config.sources.len(),
         config.programs.len(),
         rules
     );
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = match load(&args.config.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let mut config = load_config(args.config.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
@@ -427,57 +506,31 @@ fn serve(args: ServeArgs) -> ExitCode {
         tracing::warn!("{w}");
     }
     tracing::info!(config = %config.path.display(), sources = config.sources.len(), "config loaded");
-    match crate::server::serve(config, args.listen) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::server::serve(config, args.listen)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn explain(args: ExplainArgs) -> ExitCode {
+fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
     use crate::headers::HeaderPairs;
     use crate::intake::{explain, Parts};
     use crate::mapping::event::Event;
 
-    let config = match load(&args.config.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let source = match find_source(&config, &args.source) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let body = match std::fs::read(&args.payload) {
-        Ok(b) => bytes::Bytes::from(b),
-        Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}", args.payload.display());
-            return ExitCode::from(2);
-        }
-    };
-    let json: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: `{}` is not valid JSON: {e}", args.payload.display());
-            return ExitCode::from(2);
-        }
-    };
+    let config = load_config(args.config.config.as_deref())?;
+    let source = find_source(&config, &args.source)?;
+    let body = std::fs::read(&args.payload)
+        .map(bytes::Bytes::from)
+        .map_err(|e| CliError::Usage(format!("cannot read `{}`: {e}", args.payload.display())))?;
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| CliError::Usage(format!("`{}` is not valid JSON: {e}", args.payload.display())))?;
     let mut headers = HeaderPairs::new();
     for h in &args.headers {
-        let parsed = h
+        let (k, v) = h
             .split_once(':')
             .map(|(k, v)| (k.trim(), v.trim()))
-            .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b':'));
-        match parsed {
-            Some((k, v)) => headers.add(k, v),
-            None => {
-                eprintln!("error: `{h}` is not a header such as `X-Event: push`");
-                return ExitCode::from(2);
-            }
-        }
+            .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
+            .ok_or_else(|| CliError::Usage(format!("`{h}` is not a header such as `X-Event: push`")))?;
+        headers.add(k, v);
     }
-    // GitLab names events by their header value; both spellings work here too.
     // A provider's own spelling works too (GitLab's `Push Hook`).
     let event = match source.provider.normalise_event(&args.event) {
         Some(name) => Event {
@@ -502,7 +555,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
     } else {
         print!("{}", render_trace(&trace));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The trace as text for a terminal.
@@ -554,26 +607,19 @@ fn render_trace(trace: &serde_json::Value) -> String {
     out
 }
 
-fn db_check(config_path: &Path, path: Option<PathBuf>) -> ExitCode {
+fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let path = match path {
         Some(p) => p,
-        None => match load(config_path) {
-            Ok(c) => match c.state {
-                Some(p) => p,
-                None => {
-                    eprintln!("error: the config has no `state:`, so there is no store to check (give --path)");
-                    return ExitCode::from(2);
-                }
-            },
-            Err(code) => return code,
-        },
+        None => load_config(config_path)?.state.ok_or_else(|| {
+            CliError::Usage("the config has no `state:`, so there is no store to check (give --path)".into())
+        })?,
     };
     if !path.exists() {
-        eprintln!("error: `{}` does not exist", path.display());
-        return ExitCode::from(2);
+        return Err(CliError::Usage(format!("`{}` does not exist", path.display())));
     }
-    match crate::store::check(&path) {
-        Ok(report) => {
+    let report = crate::store::check(&path)?;
+    {
+        {
             for line in &report.integrity {
                 println!("integrity: {line}");
             }
@@ -595,24 +641,20 @@ fn db_check(config_path: &Path, path: Option<PathBuf>) -> ExitCode {
             }
             if report.ok() {
                 println!("{}: ok", path.display());
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             } else if report.integrity != ["ok"] {
                 println!(
                     "{}: damaged; move it aside to start with an empty store (the history in it is lost)",
                     path.display()
                 );
-                ExitCode::FAILURE
+                Ok(ExitCode::FAILURE)
             } else {
                 println!(
                     "{}: some rows cannot be read (listed above); the daemon logs and skips them",
                     path.display()
                 );
-                ExitCode::FAILURE
+                Ok(ExitCode::FAILURE)
             }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -20,6 +20,15 @@ pub trait Headers {
     }
 }
 
+/// Whether `name` is a valid header name (an HTTP token: letters, digits
+/// and ``!#$%&'*+-.^_`|~``).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Headers as a list of pairs (names kept lowercase), for requests that did
 /// not come over HTTP: replays, `explain`, tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,5 +108,15 @@ mod tests {
         h.set("X-Forwarded-For", "c");
         assert_eq!(h.get_all("x-forwarded-for"), [&b"c"[..]]);
         assert_eq!(h.get("missing"), None);
+    }
+
+    #[test]
+    fn header_names_are_tokens() {
+        for ok in ["X-Event", "x_custom", "A1", "a.b~c"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "X Event", "X:Event", "Ä", "a\n"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
     }
 }

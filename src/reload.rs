@@ -1,11 +1,25 @@
-//! Reloading the config (SIGHUP, `server.watch_config`, `POST /-/reload`): the
-//! new file is parsed and checked completely first; if anything is wrong the
-//! old config stays in force. Tasks already queued or running keep the
-//! program definition they started with.
+//! Reloading the config (SIGHUP, SIGUSR1, `server.watch_config`, `POST
+//! /-/reload`): the new file is parsed and checked completely first; if
+//! anything is wrong the old config stays in force. Tasks already queued or
+//! running keep the program definition they started with.
 
-use crate::config;
-use crate::http::AppState;
+use crate::config::{self, Config, ConfigErrors};
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+
+/// What a reload changes, and where the new config comes from.
+pub struct Reloadable<'a> {
+    /// The config in force: swapped whole.
+    pub config: &'a arc_swap::ArcSwap<Config>,
+    pub path: &'a Path,
+    /// `--listen`, which a reload keeps.
+    pub listen_override: Option<SocketAddr>,
+    pub engine: &'a Engine,
+    pub metrics: &'a Metrics,
+}
 
 /// What a reload did.
 #[derive(Debug)]
@@ -13,41 +27,52 @@ pub struct Reloaded {
     pub warnings: Vec<String>,
 }
 
+/// Why the config was not reloaded (the old one stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    #[error("`server.listen` changed from {from} to {to}: a restart is needed to change the listener")]
+    ListenChanged { from: SocketAddr, to: SocketAddr },
+    #[error("`state.path` changed: a restart is needed to move the store")]
+    StateChanged,
+}
+
 /// Loads the config file again and puts it in force, or says why not.
-pub fn reload(state: &AppState) -> Result<Reloaded, String> {
-    let result = try_reload(state);
-    state.metrics.reload(result.is_ok());
+pub fn reload(r: Reloadable<'_>) -> Result<Reloaded, ReloadError> {
+    let result = try_reload(&r);
+    r.metrics.reload(result.is_ok());
     match &result {
-        Ok(r) => {
-            for w in &r.warnings {
+        Ok(done) => {
+            for w in &done.warnings {
                 tracing::warn!("{w}");
             }
-            tracing::info!(config = %state.config_path.display(), "config reloaded");
+            tracing::info!(config = %r.path.display(), "config reloaded");
         }
         Err(e) => {
-            tracing::error!(config = %state.config_path.display(), "config not reloaded; the old one stays in force: {e}")
+            tracing::error!(config = %r.path.display(), "config not reloaded; the old one stays in force: {e}")
         }
     }
     result
 }
 
-fn try_reload(state: &AppState) -> Result<Reloaded, String> {
-    let mut new = config::load(&state.config_path).map_err(|e| e.to_string())?;
-    let old = state.config();
-    if let Some(listen) = state.listen_override {
+fn try_reload(r: &Reloadable<'_>) -> Result<Reloaded, ReloadError> {
+    let mut new = config::load(r.path)?;
+    let old = r.config.load();
+    if let Some(listen) = r.listen_override {
         new.server.listen = listen;
     }
     if new.server.listen != old.server.listen {
-        return Err(format!(
-            "`server.listen` changed from {} to {}: a restart is needed to change the listener",
-            old.server.listen, new.server.listen
-        ));
+        return Err(ReloadError::ListenChanged {
+            from: old.server.listen,
+            to: new.server.listen,
+        });
     }
     if new.state != old.state {
-        return Err("`state.path` changed: a restart is needed to move the store".to_string());
+        return Err(ReloadError::StateChanged);
     }
-    state.engine.set_limits(new.limits.clone());
+    r.engine.set_limits(new.limits.clone());
     let warnings = std::mem::take(&mut new.warnings);
-    state.config.store(Arc::new(new));
+    r.config.store(Arc::new(new));
     Ok(Reloaded { warnings })
 }

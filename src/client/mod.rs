@@ -19,8 +19,13 @@ use std::time::Duration;
 /// Why a client command failed; printed as `error: <this>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The daemon could not be reached at all.
-    Unreachable { url: String, reason: String },
+    /// The daemon could not be reached at all: at `url` (masked), found
+    /// through `origin` (`--url`, `HOOKRUNNER_URL`, a config's `server.listen`).
+    Unreachable {
+        url: String,
+        origin: String,
+        reason: String,
+    },
     /// The daemon answered with an error status and its `{"error": ...}` sentence.
     Api { status: u16, message: String },
     /// Anything else (a bad argument, an answer that is not JSON, ...).
@@ -30,14 +35,19 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Unreachable { url, reason } => {
-                write!(f, "cannot reach hookrunner at {url}: {reason}")
+            Error::Unreachable { url, origin, reason } => {
+                write!(
+                    f,
+                    "cannot reach hookrunner at {url}: {reason} (the address is from {origin})"
+                )
             }
             Error::Api { message, .. } => f.write_str(message),
             Error::Other(message) => f.write_str(message),
         }
     }
 }
+
+impl std::error::Error for Error {}
 
 /// The address a client uses for a daemon listening on `listen`: a wildcard
 /// address becomes the loopback address of its family.
@@ -63,6 +73,8 @@ pub fn normalise_url(url: &str) -> String {
 /// A daemon's HTTP API.
 pub struct Api {
     base: String,
+    /// How `base` was found, for messages.
+    origin: String,
     token: Option<String>,
     agent: ureq::Agent,
     /// The same, without a read timeout, for streams.
@@ -91,6 +103,7 @@ impl Api {
         };
         Api {
             base: normalise_url(base),
+            origin: "--url".into(),
             token: token.filter(|t| !t.is_empty()),
             agent: build(Some(Duration::from_secs(60))),
             streaming: build(None),
@@ -114,6 +127,12 @@ impl Api {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Says how the daemon's address was found (`--url`, a config's `server.listen`, ...).
+    pub fn from_origin(mut self, origin: &str) -> Api {
+        self.origin = origin.to_string();
+        self
     }
 
     fn url(&self, path: &str, query: &[(String, String)]) -> String {
@@ -150,7 +169,12 @@ impl Api {
         resp.into_reader()
             .take(64 << 20)
             .read_to_string(&mut text)
-            .map_err(|e| Error::Other(format!("reading the answer from {}: {e}", self.base)))?;
+            .map_err(|e| {
+                Error::Other(format!(
+                    "reading the answer from {}: {e}",
+                    crate::secret::mask_url(&self.base)
+                ))
+            })?;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         if !ok {
             let message = json
@@ -176,7 +200,10 @@ impl Api {
 
     fn transport(&self, t: &ureq::Transport) -> Error {
         if t.kind() == ureq::ErrorKind::InvalidUrl || t.kind() == ureq::ErrorKind::UnknownScheme {
-            return Error::Other(format!("`{}` is not a URL such as http://127.0.0.1:9000", self.base));
+            return Error::Other(format!(
+                "`{}` is not a URL such as http://127.0.0.1:9000",
+                crate::secret::mask_url(&self.base)
+            ));
         }
         // The innermost cause says it best ("Connection refused (os error 111)").
         let mut reason = t.message().map(str::to_string).unwrap_or_else(|| t.kind().to_string());
@@ -186,7 +213,8 @@ impl Api {
             source = s.source();
         }
         Error::Unreachable {
-            url: self.base.clone(),
+            url: crate::secret::mask_url(&self.base),
+            origin: self.origin.clone(),
             reason,
         }
     }
@@ -265,7 +293,7 @@ mod tests {
         // Port 1 on loopback: nothing listens there.
         let api = Api::new("http://127.0.0.1:1", None);
         match api.get("/tasks", &[]) {
-            Err(Error::Unreachable { url, reason }) => {
+            Err(Error::Unreachable { url, reason, .. }) => {
                 assert_eq!(url, "http://127.0.0.1:1");
                 assert!(!reason.is_empty());
             }

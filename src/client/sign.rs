@@ -161,8 +161,8 @@ fn sign_auth(auth: &Auth, id: &str, body: &[u8], now: SystemTime, out: &mut Sign
 mod tests {
     use super::*;
     use crate::auth::verify;
+    use crate::headers::HeaderPairs;
     use crate::mapping::event::event_of;
-    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
     use std::path::Path;
     use std::sync::Arc;
 
@@ -174,17 +174,11 @@ mod tests {
         config.sources["s"].clone()
     }
 
-    fn header_map(signed: &Signed) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            HeaderName::from_static("content-type"),
-            HeaderValue::from_static("application/json"),
-        );
+    fn header_map(signed: &Signed) -> HeaderPairs {
+        let mut h = HeaderPairs::new();
+        h.add("content-type", "application/json");
         for (k, v) in &signed.headers {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.add(k, v.as_str());
         }
         h
     }

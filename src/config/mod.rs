@@ -153,7 +153,7 @@ pub(crate) fn key(k: &str) -> Seg {
 }
 
 pub(crate) fn valid_header(name: &str) -> bool {
-    actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+    crate::headers::valid_name(name)
 }
 
 /// A source or program name: it becomes a metric label and a log field, so

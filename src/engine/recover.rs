@@ -7,7 +7,6 @@
 
 use super::task::{Attempt, Outcome, Status, Task, TaskState};
 use super::Engine;
-use crate::config::Config;
 use crate::process::Program;
 use crate::store::StoreError;
 use std::sync::atomic::Ordering;
@@ -61,7 +60,8 @@ fn stop_orphan(pgid: u32, grace: Duration) {
 
 impl Engine {
     /// Loads unfinished work from the store. Call once, before serving.
-    pub fn recover(&self, config: &Config) -> Result<Recovered, StoreError> {
+    /// `program` finds a program of the config in force by name.
+    pub fn recover(&self, program: &dyn Fn(&str) -> Option<Arc<Program>>) -> Result<Recovered, StoreError> {
         let inner = &self.inner;
         let Some(store) = &inner.store else {
             return Ok(Recovered::default());
@@ -76,7 +76,7 @@ impl Engine {
         found.unreadable = unreadable.len();
         let now = SystemTime::now();
         for (record, body) in records {
-            let (program, gone) = match config.program(&record.program) {
+            let (program, gone) = match program(&record.program) {
                 Some(p) => (p, false),
                 None => (
                     Arc::new(Program {
@@ -182,7 +182,7 @@ impl Engine {
         }
         // Callbacks that had not been delivered when the daemon stopped.
         for record in store.tasks_with_pending_callbacks()? {
-            let Some(program) = config.program(&record.program) else {
+            let Some(program) = program(&record.program) else {
                 continue;
             };
             let task = Task::from_record(&record, program, bytes::Bytes::new());

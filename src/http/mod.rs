@@ -35,6 +35,17 @@ impl AppState {
         self.config.load_full()
     }
 
+    /// What a reload works with.
+    pub fn reloadable(&self) -> crate::reload::Reloadable<'_> {
+        crate::reload::Reloadable {
+            config: &self.config,
+            path: &self.config_path,
+            listen_override: self.listen_override,
+            engine: &self.engine,
+            metrics: &self.metrics,
+        }
+    }
+
     /// What admission works with, under `config`.
     pub(crate) fn intake<'a>(&'a self, config: &'a Config) -> crate::intake::Intake<'a> {
         crate::intake::Intake {
@@ -178,7 +189,7 @@ async fn method_not_allowed_get(req: HttpRequest) -> HttpResponse {
 /// `POST /-/reload`: reloads the config file (same access rule as `/tasks`).
 async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     access::authorize_api(&req, &state)?;
-    match crate::reload::reload(&state) {
+    match crate::reload::reload(state.reloadable()) {
         Ok(r) => Ok(HttpResponse::Ok().json(serde_json::json!({ "reloaded": true, "warnings": r.warnings }))),
         Err(e) => Err(ApiError::BadRequest(format!(
             "the config was not reloaded and the old one stays in force: {e}"

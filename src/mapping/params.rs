@@ -78,20 +78,10 @@ pub fn lookup<'v>(value: &'v Value, steps: &[Step]) -> Option<&'v Value> {
     })
 }
 
-/// A param's value as it is passed to a handler argument or environment variable:
-/// strings verbatim, numbers and booleans as JSON writes them, objects and
-/// arrays as compact JSON, a missing path or `null` as the empty string.
-pub fn render(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::program::render;
     use serde_json::json;
 
     #[test]

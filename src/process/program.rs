@@ -1,6 +1,6 @@
 //! A program: what a rule can run, resolved at load.
 
-use crate::mapping::params::render;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -168,6 +168,17 @@ impl Invocation<'_> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| render(v))
             .unwrap_or_default()
+    }
+}
+
+/// A param's value as it is passed to a handler argument or environment variable:
+/// strings verbatim, numbers and booleans as JSON writes them, objects and
+/// arrays as compact JSON, a missing path or `null` as the empty string.
+pub fn render(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -17,6 +17,33 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why the daemon could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the task runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot use `{dir}` for task output: {source}")]
+    Output {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for {signal}: {source}")]
+    Signals {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The HTTP server, bound and ready to run.
 pub struct Application {
     server: actix_web::dev::Server,
@@ -102,14 +129,14 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
 
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting deliveries,
 /// lets tasks finish for up to `grace`, stops the rest, and returns.
-pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), String> {
+pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), ServeError> {
     // Handlers run here, not on actix's worker runtimes, which are dropped at shutdown.
     let engine_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("hookrunner-engine")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the task runtime: {e}"))?;
+        .map_err(ServeError::Runtime)?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let store = match &config.state {
         Some(path) => {
@@ -119,7 +146,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
                 deliveries: config.deliveries.keep,
                 body_bytes: config.deliveries.body_bytes,
             };
-            let store = crate::store::Store::open(path, retention, metrics.clone()).map_err(|e| e.to_string())?;
+            let store = crate::store::Store::open(path, retention, metrics.clone())?;
             tracing::info!(store = %path.display(), "state is kept in the store");
             Some(store)
         }
@@ -139,8 +166,10 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             true,
         ),
     };
-    let outputs = crate::process::OutputDir::open(&output_dir)
-        .map_err(|e| format!("cannot use `{}` for task output: {e}", output_dir.display()))?;
+    let outputs = crate::process::OutputDir::open(&output_dir).map_err(|source| ServeError::Output {
+        dir: output_dir.clone(),
+        source,
+    })?;
     let engine = Engine::new(
         config.limits.clone(),
         engine_runtime.handle().clone(),
@@ -151,7 +180,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
     {
         // Recovery spawns timers on the engine runtime.
         let _guard = engine_runtime.enter();
-        let found = engine.recover(&config).map_err(|e| e.to_string())?;
+        let found = engine.recover(&|name| config.program(name))?;
         if found.unreadable > 0 {
             tracing::error!(
                 unreadable = found.unreadable,
@@ -182,7 +211,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             let listen = config.server.listen;
             let watch = config.server.watch_config;
             let app = Application::build(config, engine.clone(), store.clone(), listen_override)
-                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+                .map_err(|source| ServeError::Listen { addr: listen, source })?;
             tracing::info!("listening on http://{}", app.addr());
             let state = app.state.clone();
             let handle = app.server.handle();
@@ -195,7 +224,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
                     Signal::Reload(name) => {
                         tracing::info!(signal = name, "reloading the config");
                         notify_reloading();
-                        let _ = crate::reload::reload(&state);
+                        let _ = crate::reload::reload(state.reloadable());
                         notify(&[NotifyState::Ready]);
                     }
                     Signal::Stop(name) => break name,
@@ -217,7 +246,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             let _ = drained.await;
             handle.stop(true).await;
             let _ = server.await;
-            Ok::<(), String>(())
+            Ok::<(), ServeError>(())
         }
     })?;
 
@@ -321,7 +350,7 @@ fn watch_config(state: web::Data<AppState>) -> Option<notify::RecommendedWatcher
             tokio::time::sleep(Duration::from_millis(300)).await;
             while rx.try_recv().is_ok() {}
             notify_reloading();
-            let _ = crate::reload::reload(&state);
+            let _ = crate::reload::reload(state.reloadable());
             notify(&[NotifyState::Ready]);
         }
     });
@@ -346,16 +375,16 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> Result<Self, String> {
+    fn new() -> Result<Self, ServeError> {
         use tokio::signal::unix::{signal, SignalKind};
         let listen = |list: &[(&'static str, i32)]| {
             list.iter()
                 .map(|(name, n)| {
                     signal(SignalKind::from_raw(*n))
                         .map(|s| (*name, s))
-                        .map_err(|e| format!("cannot listen for {name}: {e}"))
+                        .map_err(|source| ServeError::Signals { signal: name, source })
                 })
-                .collect::<Result<Vec<_>, String>>()
+                .collect::<Result<Vec<_>, ServeError>>()
         };
         use nix::sys::signal::Signal as S;
         let n = |s: S| s as i32;

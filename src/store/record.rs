@@ -472,12 +472,12 @@ mod tests {
         });
         let r = TaskRecord::from_v1(&v1).unwrap();
         assert_eq!(r.seq, 7);
-        // Version 1 kept params in a JSON object: they come back in key order.
+        // In the order the version-1 row wrote them.
         assert_eq!(
             r.params,
             [
-                ("n".to_string(), "[1,2]".to_string()),
-                ("ref".into(), "\"refs/heads/main\"".into())
+                ("ref".to_string(), "\"refs/heads/main\"".to_string()),
+                ("n".into(), "[1,2]".into())
             ]
         );
         assert_eq!(r.state.status(), Status::Failed);
