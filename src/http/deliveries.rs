@@ -19,11 +19,36 @@ pub struct ListQuery {
     before: Option<String>,
 }
 
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize_api(&req, &state)?;
-    let q: ListQuery = super::parse_query(&req, "source, event, outcome, limit and before")?;
+/// What `GET /deliveries` was asked for, from its query string alone
+/// (whether `before` names a delivery on record is checked by the handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryListQuery {
+    pub source: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// 1 to 1000, default 50.
+    pub limit: usize,
+    pub before: Option<String>,
+}
+
+/// Parses the query string of `GET /deliveries` (without the `?`).
+pub fn parse_delivery_list_query(query_string: &str) -> Result<DeliveryListQuery, ApiError> {
+    let q: ListQuery = super::parse_query_string(query_string, "source, event, outcome, limit and before")?;
     let outcome = super::parse_choice("outcome", q.outcome.as_deref(), &Outcome::ALL, Outcome::as_str)?;
     let limit = super::tasks::parse_limit(q.limit.as_deref())?;
+    Ok(DeliveryListQuery {
+        source: q.source,
+        event: q.event,
+        outcome,
+        limit,
+        before: q.before,
+    })
+}
+
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let q = parse_delivery_list_query(req.query_string())?;
+    let (outcome, limit) = (q.outcome, q.limit);
     let no_cursor = |b: &str| ApiError::BadRequest(format!("`before`: there is no delivery `{b}` on record"));
     let filter = Filter {
         source: q.source.clone(),

@@ -8,6 +8,9 @@ mod follow;
 pub(crate) mod hooks;
 mod tasks;
 
+pub use deliveries::{parse_delivery_list_query, DeliveryListQuery};
+pub use tasks::{parse_task_list_query, TaskListQuery};
+
 use crate::config::Config;
 use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
@@ -74,9 +77,12 @@ impl AppState {
     }
 }
 
-/// Parses a list endpoint's query; the error names the filters it takes.
-pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(req: &HttpRequest, filters: &str) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(req.query_string())
+/// Parses a list endpoint's query string; the error names the filters it takes.
+pub(crate) fn parse_query_string<T: serde::de::DeserializeOwned>(
+    query_string: &str,
+    filters: &str,
+) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(query_string)
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::BadRequest(format!("invalid query ({e}); filters are {filters}")))
 }

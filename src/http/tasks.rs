@@ -25,9 +25,22 @@ pub struct ListQuery {
     before: Option<String>,
 }
 
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize_api(&req, &state)?;
-    let q: ListQuery = super::parse_query(&req, "status, source, event, program, limit and before")?;
+/// What `GET /tasks` was asked for, from its query string alone (whether
+/// `before` names a task there is is checked by the handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskListQuery {
+    pub status: Option<Status>,
+    pub source: Option<String>,
+    pub event: Option<String>,
+    pub program: Option<String>,
+    /// 1 to 1000, default 50.
+    pub limit: usize,
+    pub before: Option<Uuid>,
+}
+
+/// Parses the query string of `GET /tasks` (without the `?`).
+pub fn parse_task_list_query(query_string: &str) -> Result<TaskListQuery, ApiError> {
+    let q: ListQuery = super::parse_query_string(query_string, "status, source, event, program, limit and before")?;
     let status = super::parse_choice("status", q.status.as_deref(), &Status::ALL, Status::as_str)?;
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.before.as_deref() {
@@ -36,6 +49,20 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             Uuid::parse_str(b).map_err(|_| ApiError::BadRequest(format!("`before` must be a task id, not `{b}`")))?,
         ),
     };
+    Ok(TaskListQuery {
+        status,
+        source: q.source,
+        event: q.event,
+        program: q.program,
+        limit,
+        before,
+    })
+}
+
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let q = parse_task_list_query(req.query_string())?;
+    let (status, limit, before) = (q.status, q.limit, q.before);
     // The cursor must name a task there is: its place in the history.
     let before_seq = match before {
         None => None,
