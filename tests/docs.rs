@@ -431,7 +431,11 @@ fn the_quick_start_runs_the_daemon_and_the_tests_ci_runs() {
     assert_eq!(commands[0], "cargo run --release");
     assert!(read("Cargo.toml").contains("default-run = \"hookrunner\""));
     let comment = block.lines().next().unwrap();
-    let addr = comment.split("http://").nth(1).expect("the address in the comment").trim();
+    let addr = comment
+        .split("http://")
+        .nth(1)
+        .expect("the address in the comment")
+        .trim();
     let shipped = read("webhook.yaml");
     assert!(
         shipped.contains(&format!("listen: {addr} ")),
@@ -508,7 +512,14 @@ fn the_try_it_walk_through_works_as_written() {
     let got = answer.json();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&got), keys(&shown), "{}", answer.text);
-    let programs = |v: &Value| -> Vec<Value> { v["tasks"].as_array().unwrap().iter().map(|t| t["program"].clone()).collect() };
+    let programs = |v: &Value| -> Vec<Value> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["program"].clone())
+            .collect()
+    };
     assert_eq!(programs(&got), programs(&shown));
     assert_eq!(got["delivery_id"], shown["delivery_id"]);
     assert!(answer.header("X-Request-Id").is_some());
@@ -518,7 +529,21 @@ fn the_try_it_walk_through_works_as_written() {
     let task = d.wait_task(&notify);
     let shown_task: Value = serde_json::from_str(&blocks[3].1).expect("the task as JSON");
     assert_eq!(keys(&task), keys(&shown_task));
-    for field in ["source", "event", "program", "params", "argv", "status", "exit_code", "error", "stdout", "stderr", "attempt", "callbacks", "node"] {
+    for field in [
+        "source",
+        "event",
+        "program",
+        "params",
+        "argv",
+        "status",
+        "exit_code",
+        "error",
+        "stdout",
+        "stderr",
+        "attempt",
+        "callbacks",
+        "node",
+    ] {
         assert_eq!(task[field], shown_task[field], "`{field}`");
     }
     let raw = d.get(&format!("/tasks/{notify}")).text;
@@ -570,12 +595,16 @@ mappings:
     let judged: Vec<&str> = logs.lines().filter(|l| l.contains("rule judged")).collect();
     assert_eq!(judged.len(), 2, "{logs}");
     assert!(
-        judged[0].contains(" DEBUG ") && judged[0].contains("mapping=default rule=0") && judged[0].contains("result=not matched"),
+        judged[0].contains(" DEBUG ")
+            && judged[0].contains("mapping=default rule=0")
+            && judged[0].contains("result=not matched"),
         "{}",
         judged[0]
     );
     assert!(
-        judged[1].contains("rule=1") && judged[1].contains("result=matched") && judged[1].contains("condition=\"(always)\""),
+        judged[1].contains("rule=1")
+            && judged[1].contains("result=matched")
+            && judged[1].contains("condition=\"(always)\""),
         "{}",
         judged[1]
     );
@@ -616,7 +645,11 @@ mappings:
     .start();
     let body = br#"{"kind":"x"}"#;
     let sig = format!("sha256={}", hmac_sha256_hex(SOURCE_SECRET, body));
-    let r = d.post_json("/hooks/a", &[("X-Sig", &sig), ("Authorization", "Bearer api-t0ken")], body);
+    let r = d.post_json(
+        "/hooks/a",
+        &[("X-Sig", &sig), ("Authorization", "Bearer api-t0ken")],
+        body,
+    );
     let id = Daemon::task_ids(&r).remove(0);
     assert_eq!(id.len(), 36, "a hyphenated UUID: {id}");
     let got: Vec<Received> = (0..2)
@@ -647,7 +680,15 @@ mappings:
     assert!(logs.contains("http://user:***@127.0.0.1:"), "{logs}");
     let sig_hex = sig.trim_start_matches("sha256=");
     let signature_b64 = signature.trim_start_matches("v1,");
-    for secret in [SOURCE_SECRET, sig_hex, CALLBACK_SECRET, PASSWORD, TOKEN, signature_b64, "api-t0ken"] {
+    for secret in [
+        SOURCE_SECRET,
+        sig_hex,
+        CALLBACK_SECRET,
+        PASSWORD,
+        TOKEN,
+        signature_b64,
+        "api-t0ken",
+    ] {
         assert!(!logs.contains(secret), "`{secret}` is in the log:\n{logs}");
     }
 }
@@ -679,7 +720,9 @@ mappings:
     d.kill9();
     d.restart();
 
-    let callback = rx.recv_timeout(Duration::from_secs(20)).expect("the interrupted callback");
+    let callback = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the interrupted callback");
     assert_eq!(callback.json()["type"], "task.interrupted");
     assert_eq!(callback.header("webhook-id"), format!("msg_{id}_0"));
     let task = d.get(&format!("/tasks/{id}")).json();
@@ -709,7 +752,12 @@ mappings:
 
     // `hookrunner db check`, line by line.
     assert!(d.terminate().success());
-    let (code, out, err) = output(hookrunner(&["db", "check", "--config", d.path("webhook.yaml").to_str().unwrap()]));
+    let (code, out, err) = output(hookrunner(&[
+        "db",
+        "check",
+        "--config",
+        d.path("webhook.yaml").to_str().unwrap(),
+    ]));
     assert_eq!(code, 0, "{out}{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "integrity: ok");
@@ -746,12 +794,20 @@ mappings:
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["finished"], true);
     let record = d.get("/deliveries?limit=1").json()["deliveries"][0].clone();
-    assert_eq!((record["event"].as_str(), record["raw_event"].as_str()), (Some("push"), Some("Push Hook")));
-    assert_eq!((record["outcome"].as_str(), record["status"].as_u64()), (Some("accepted"), Some(202)));
+    assert_eq!(
+        (record["event"].as_str(), record["raw_event"].as_str()),
+        (Some("push"), Some("Push Hook"))
+    );
+    assert_eq!(
+        (record["outcome"].as_str(), record["status"].as_u64()),
+        (Some("accepted"), Some(202))
+    );
     // Params in mapping order, in the record and on the task.
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&record["params"]["push"]), ["zeta", "alpha", "mid"]);
-    let task = d.get(&format!("/tasks/{}", record["task_ids"][0].as_str().unwrap())).json();
+    let task = d
+        .get(&format!("/tasks/{}", record["task_ids"][0].as_str().unwrap()))
+        .json();
     assert_eq!(keys(&task["params"]), ["zeta", "alpha", "mid"]);
 
     // `/readyz` without a store.
@@ -786,7 +842,15 @@ mappings:
     let config = dir.path().join("webhook.yaml");
     let payload = dir.path().join("p.json");
     let args = |json: bool| {
-        let mut a = vec!["explain", "--config", config.to_str().unwrap(), "--source", "gh", "--event", "push"];
+        let mut a = vec![
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "--source",
+            "gh",
+            "--event",
+            "push",
+        ];
         if json {
             a.push("--json");
         }
@@ -840,12 +904,17 @@ fn client_commands_find_the_daemon_and_say_where_the_address_came_from() {
     let config = "sources:\n  a: {provider: generic, auth: none}\n";
     let d = Daemon::start(config);
     // The daemon's config, naming the address it listens on.
-    std::fs::write(d.path("webhook.yaml"), format!("server:\n  listen: {}\n{config}", d.addr)).unwrap();
+    std::fs::write(
+        d.path("webhook.yaml"),
+        format!("server:\n  listen: {}\n{config}", d.addr),
+    )
+    .unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
 
     // HOOKRUNNER_CONFIG, from a directory without a webhook.yaml.
     let mut cmd = hookrunner(&["tasks"]);
-    cmd.current_dir(elsewhere.path()).env("HOOKRUNNER_CONFIG", d.path("webhook.yaml"));
+    cmd.current_dir(elsewhere.path())
+        .env("HOOKRUNNER_CONFIG", d.path("webhook.yaml"));
     let (code, out, err) = output(cmd);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID "), "{out}");
@@ -879,7 +948,10 @@ fn client_commands_find_the_daemon_and_say_where_the_address_came_from() {
             err.starts_with("error: cannot reach hookrunner at http://127.0.0.1:1: "),
             "{err}"
         );
-        assert!(err.trim_end().ends_with(&format!("(the address is from {origin})")), "{err}");
+        assert!(
+            err.trim_end().ends_with(&format!("(the address is from {origin})")),
+            "{err}"
+        );
     };
     let mut cmd = hookrunner(&["tasks", "--url", "http://127.0.0.1:1"]);
     cmd.current_dir(elsewhere.path());
