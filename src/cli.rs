@@ -53,6 +53,8 @@ enum Command {
     Delivery(IdArgs),
     /// Run a recorded delivery again against the current config.
     Replay(IdArgs),
+    /// List the nodes of the cluster: labels, version, heartbeat, running tasks.
+    Nodes(JsonArgs),
     /// Sign a JSON payload as a source's provider would and post it to
     /// `/hooks/<source>`: tests a setup end to end without the provider.
     Send(SendArgs),
@@ -125,6 +127,15 @@ struct TaskArgs {
 }
 
 #[derive(Args)]
+struct JsonArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct IdArgs {
     #[command(flatten)]
     client: ClientArgs,
@@ -185,6 +196,16 @@ struct SendArgs {
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// Copy a single node's SQLite store into a cluster's PostgreSQL database
+    /// (stop the node first): tasks and deliveries, in order.
+    Copy {
+        /// The SQLite store file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The PostgreSQL database URL (created tables if empty). `DATABASE_URL` works too.
+        #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+        to: String,
+    },
     /// Run SQLite's integrity check on the store named by `state.path` (or --path).
     Check {
         #[command(flatten)]
@@ -229,6 +250,12 @@ struct ServeArgs {
     /// Address to listen on, overriding `server.listen` (port 0 picks a free port).
     #[arg(long, short)]
     listen: Option<std::net::SocketAddr>,
+    /// This node's name, overriding `node.name` (unique in a cluster).
+    #[arg(long, env = "HOOKRUNNER_NODE_NAME")]
+    node_name: Option<String>,
+    /// This node's labels, comma-separated, overriding `node.labels`.
+    #[arg(long, env = "HOOKRUNNER_NODE_LABELS", value_delimiter = ',')]
+    node_labels: Option<Vec<String>>,
 }
 
 pub fn main() -> ExitCode {
@@ -249,6 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Db(DbCommand::Check { config, path })) => db_check(config.config.as_deref(), path),
+        Some(Command::Db(DbCommand::Copy { from, to })) => db_copy(&from, &to),
         Some(Command::Tasks(a)) => {
             let filter = commands::TaskFilter {
                 status: a.status,
@@ -273,6 +301,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Some(Command::Delivery(a)) => with_api(&a.client, |api| commands::delivery(api, &a.id, a.json)),
         Some(Command::Replay(a)) => with_api(&a.client, |api| commands::replay(api, &a.id, a.json)),
+        Some(Command::Nodes(a)) => with_api(&a.client, |api| commands::nodes(api, a.json)),
         Some(Command::Send(a)) => send(a),
         Some(Command::Hooks(command)) => Ok(crate::client::hooks::main(command)),
         Some(Command::Completions { shell }) => {
@@ -502,6 +531,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    if let Some(name) = args.node_name {
+        config.node.name = name;
+    }
+    if let Some(labels) = args.node_labels {
+        config.node.labels = labels.into_iter().filter(|l| !l.is_empty()).collect();
+    }
+    config.check_node().map_err(CliError::Usage)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -607,12 +643,47 @@ fn render_trace(trace: &serde_json::Value) -> String {
     out
 }
 
+fn db_copy(from: &Path, to: &str) -> Result<ExitCode, CliError> {
+    if !from.exists() {
+        return Err(CliError::Usage(format!("`{}` does not exist", from.display())));
+    }
+    let url = crate::secret::SecretUrl::new(to);
+    let copied = crate::store::copy::sqlite_to_postgres(from, &url)?;
+    println!(
+        "copied {} tasks and {} deliveries from {} to {}",
+        copied.tasks,
+        copied.deliveries,
+        from.display(),
+        url.masked()
+    );
+    if copied.interrupted > 0 {
+        println!("{} tasks found running were copied as interrupted", copied.interrupted);
+    }
+    if copied.skipped > 0 {
+        println!(
+            "{} rows could not be read and were not copied (named in the log)",
+            copied.skipped
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let path = match path {
         Some(p) => p,
-        None => load_config(config_path)?.state.ok_or_else(|| {
-            CliError::Usage("the config has no `state:`, so there is no store to check (give --path)".into())
-        })?,
+        None => match load_config(config_path)?.state {
+            Some(config::State::Sqlite(path)) => path,
+            Some(config::State::Postgres { .. }) => return Err(CliError::Usage(
+                "`db check` checks a SQLite store; the config's store is PostgreSQL (give --path for a SQLite file)"
+                    .into(),
+            )),
+            None => {
+                return Err(CliError::Usage(
+                    "the config has no `state:`, so there is no store to check (give --path)".into(),
+                ))
+            }
+        },
     };
     if !path.exists() {
         return Err(CliError::Usage(format!("`{}` does not exist", path.display())));

@@ -36,6 +36,8 @@ pub enum ReloadError {
     ListenChanged { from: SocketAddr, to: SocketAddr },
     #[error("`state.path` changed: a restart is needed to move the store")]
     StateChanged,
+    #[error("`node` changed: a restart is needed to change the node's name, labels or lease")]
+    NodeChanged,
 }
 
 /// Loads the config file again and puts it in force, or says why not.
@@ -71,8 +73,13 @@ fn try_reload(r: &Reloadable<'_>) -> Result<Reloaded, ReloadError> {
     if new.state != old.state {
         return Err(ReloadError::StateChanged);
     }
+    if new.node != old.node {
+        return Err(ReloadError::NodeChanged);
+    }
     r.engine.set_limits(new.limits.clone());
     let warnings = std::mem::take(&mut new.warnings);
-    r.config.store(Arc::new(new));
+    let new = Arc::new(new);
+    r.engine.set_programs(new.programs());
+    r.config.store(new);
     Ok(Reloaded { warnings })
 }

@@ -121,6 +121,7 @@ fn the_handler_environment_is_cleared_and_daemon_secrets_never_reach_it() {
         "HOME",
         "HOOK_DELIVERY_ID",
         "HOOK_EVENT",
+        "HOOK_NODE",
         "HOOK_PARAM_TEXT",
         "HOOK_REQUEST_ID",
         "HOOK_SOURCE",

@@ -421,6 +421,18 @@ pub fn read_payload(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Other(format!("cannot read `{}`: {e}", path.display())))
 }
 
+/// `hookrunner nodes`: the nodes of the cluster (or this node alone).
+pub fn nodes(api: &Api, json: bool) -> Result<ExitCode, Error> {
+    let answer = api.get("/nodes", &[])?;
+    if json {
+        out(&pretty(&answer));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let nodes = answer["nodes"].as_array().cloned().unwrap_or_default();
+    out(&crate::client::render::nodes_table(&nodes));
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,6 +121,43 @@ pub fn delivery_row(d: &Value) -> Vec<String> {
     ]
 }
 
+const NODE_HEADER: [&str; 7] = ["NODE", "LABELS", "VERSION", "STATUS", "RUNNING", "HEARTBEAT", "URL"];
+
+/// `hookrunner nodes`: one row per node.
+pub fn nodes_table(nodes: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let labels: Vec<String> = n["labels"]
+                .as_array()
+                .map(|a| a.iter().map(cell).collect())
+                .unwrap_or_default();
+            let status = match (n["status"].as_str(), n["alive"].as_bool()) {
+                (Some("alive"), Some(false)) => "lease expired".to_string(),
+                (Some(s), _) => s.to_string(),
+                _ => "-".into(),
+            };
+            vec![
+                cell(&n["name"]),
+                if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(",")
+                },
+                cell(&n["version"]),
+                status,
+                cell(&n["running"]),
+                n["heartbeat_age_ms"]
+                    .as_u64()
+                    .map_or("-".into(), |ms| format!("{} ago", duration(&Value::from(ms)))),
+                cell(&n["url"]),
+            ]
+        })
+        .collect();
+    let table = Table::fit(&NODE_HEADER, &rows, &[]);
+    table_text(&table, &NODE_HEADER, &rows)
+}
+
 pub fn deliveries_table(deliveries: &[Value]) -> String {
     let rows: Vec<Vec<String>> = deliveries.iter().map(delivery_row).collect();
     let table = Table::fit(&DELIVERY_HEADER, &rows, &[]);

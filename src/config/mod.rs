@@ -44,12 +44,64 @@ pub struct Config {
     pub api_tokens: Vec<Secret>,
     pub limits: Limits,
     pub deliveries: Deliveries,
-    /// The durable store's file; `None` runs in memory only.
-    pub state: Option<PathBuf>,
+    /// Where tasks and deliveries are kept; `None` runs in memory only.
+    pub state: Option<State>,
+    /// This node (of a cluster, or the only one).
+    pub node: Node,
+    /// Where handlers' output files go; `None` (no `state:`): a temporary
+    /// directory of the process.
+    pub output_dir: Option<PathBuf>,
     pub sources: HashMap<String, Arc<Source>>,
     pub programs: Vec<Arc<Program>>,
     /// Things that work but deserve a look (default secrets in use, ...).
     pub warnings: Vec<String>,
+}
+
+/// `state:`: the durable store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// A SQLite file: one node.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by the nodes of a cluster.
+    Postgres {
+        url: crate::secret::SecretUrl,
+        /// Connections each node keeps.
+        connections: usize,
+    },
+}
+
+impl State {
+    /// Where it is, for messages (a URL's password masked).
+    pub fn describe(&self) -> String {
+        match self {
+            State::Sqlite(path) => path.display().to_string(),
+            State::Postgres { url, .. } => url.masked(),
+        }
+    }
+}
+
+/// `node:`: this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Unique in the cluster; the host name by default.
+    pub name: String,
+    pub labels: Vec<String>,
+    /// A node whose heartbeat is older than this is taken for dead.
+    pub lease: std::time::Duration,
+    /// Where other nodes reach this node's API; `http://<listen address>` by default.
+    pub url: Option<String>,
+}
+
+/// How long a node is alive without a heartbeat when `node.lease` says nothing.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This machine's host name (the default node name).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// `deliveries:`: how much of the delivery log is kept in memory.
@@ -68,6 +120,60 @@ pub struct Server {
 }
 
 impl Config {
+    /// Checks `node` (after `--node-name` and `--node-labels`): names and
+    /// labels are valid, and without a cluster this node can run every
+    /// program's `run_on`.
+    pub fn check_node(&self) -> Result<(), String> {
+        if !valid_label_name(&self.node.name, false) {
+            return Err(format!(
+                "`{}` is not a valid node name: use letters, digits and `-_.~@+`",
+                self.node.name
+            ));
+        }
+        if let Some(bad) = self.node.labels.iter().find(|l| !valid_label_name(l, false)) {
+            return Err(format!(
+                "`{bad}` is not a valid label: use letters, digits and `-_.~@+`"
+            ));
+        }
+        if matches!(self.state, Some(State::Postgres { .. })) {
+            return Ok(());
+        }
+        let all = self
+            .programs
+            .iter()
+            .cloned()
+            .chain(self.sources.values().flat_map(|s| s.routes.programs()));
+        for p in all {
+            if let Some(missing) = p.run_on.iter().find(|l| !self.node.labels.contains(l)) {
+                return Err(format!(
+                    "program `{}` runs on nodes labelled `{missing}`, and this node (the only one without a cluster) is not: add the label to `node.labels` or --node-labels",
+                    p.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The programs, as the engine finds them by name.
+    pub fn programs(self: &Arc<Self>) -> crate::engine::Programs {
+        let config = self.clone();
+        let mut limits = HashMap::new();
+        let all = self
+            .programs
+            .iter()
+            .cloned()
+            .chain(self.sources.values().flat_map(|s| s.routes.programs()));
+        for p in all {
+            if let Some(max) = p.max_concurrent {
+                limits.insert(p.name.to_string(), max);
+            }
+        }
+        crate::engine::Programs {
+            lookup: Box::new(move |name| config.program(name)),
+            limits,
+        }
+    }
+
     /// A program by name: from `programs`, or a handler script a rule runs.
     pub fn program(&self, name: &str) -> Option<Arc<Program>> {
         self.programs
@@ -286,10 +392,113 @@ impl Checker<'_> {
                     .body_bytes
                     .map_or(64 << 20, |s| usize::try_from(s.0).unwrap_or(usize::MAX)),
             },
-            state: raw.state.as_ref().map(|s| self.dir.join(&s.path.value)),
+            state: raw.state.as_ref().and_then(|s| self.state(s)),
+            output_dir: raw.state.as_ref().map(|s| self.output_dir(s)),
+            node: self.node(raw.node.as_ref()),
             sources,
             programs: program_list,
             warnings: Vec::new(),
+        }
+    }
+
+    fn state(&mut self, raw: &raw::RawState) -> Option<State> {
+        let at = [key("state")];
+        if raw.connections == Some(0) {
+            self.error(&[key("state"), key("connections")], "must be at least 1");
+        }
+        match (&raw.path, &raw.postgres) {
+            (Some(path), None) => {
+                if raw.connections.is_some() {
+                    self.error(
+                        &[key("state"), key("connections")],
+                        "`connections` applies only to `postgres`",
+                    );
+                }
+                Some(State::Sqlite(self.dir.join(&path.value)))
+            }
+            (None, Some(url)) => {
+                let text = url.value.trim();
+                if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+                    self.error(
+                        &[key("state"), key("postgres")],
+                        "must be a URL such as `postgres://user@host:5432/database`",
+                    );
+                    return None;
+                }
+                Some(State::Postgres {
+                    url: crate::secret::SecretUrl::new(text),
+                    connections: raw.connections.unwrap_or(8).max(1),
+                })
+            }
+            (Some(_), Some(_)) => {
+                self.error(&at, "give `path` (SQLite) or `postgres`, not both");
+                None
+            }
+            (None, None) => {
+                self.error(&at, "give `path` (a SQLite file) or `postgres` (a database URL)");
+                None
+            }
+        }
+    }
+
+    /// `state.output`, else beside the SQLite file, else (PostgreSQL)
+    /// `$STATE_DIRECTORY/output` or `data/output` beside the config.
+    fn output_dir(&self, raw: &raw::RawState) -> PathBuf {
+        if let Some(dir) = &raw.output {
+            return self.dir.join(&dir.value);
+        }
+        if let Some(path) = &raw.path {
+            let db = self.dir.join(&path.value);
+            return db
+                .parent()
+                .map_or_else(|| self.dir.join("output"), |p| p.join("output"));
+        }
+        match std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("output"),
+            None => self.dir.join("data").join("output"),
+        }
+    }
+
+    fn node(&mut self, raw: Option<&raw::RawNode>) -> Node {
+        let default = raw::RawNode::default();
+        let raw = raw.unwrap_or(&default);
+        let name = raw
+            .name
+            .as_ref()
+            .map(|n| n.value.trim().to_string())
+            .unwrap_or_else(host_name);
+        if !valid_label_name(&name, false) {
+            self.error(
+                &[key("node"), key("name")],
+                format!("`{name}` is not a valid node name: use letters, digits and `-_.~@+`"),
+            );
+        }
+        for (i, label) in raw.labels.iter().enumerate() {
+            if !valid_label_name(label, false) {
+                self.error(
+                    &[key("node"), key("labels"), Seg::Index(i)],
+                    format!("`{label}` is not a valid label: use letters, digits and `-_.~@+`"),
+                );
+            }
+        }
+        let lease = raw.lease.map_or(DEFAULT_LEASE, |d| d.0);
+        if lease < std::time::Duration::from_secs(1) {
+            self.error(&[key("node"), key("lease")], "must be at least 1s");
+        }
+        let url = raw
+            .url
+            .as_ref()
+            .map(|u| u.value.trim().trim_end_matches('/').to_string());
+        if let Some(u) = &url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                self.error(&[key("node"), key("url")], "must be an http:// or https:// URL");
+            }
+        }
+        Node {
+            name,
+            labels: raw.labels.clone(),
+            lease,
+            url,
         }
     }
 
@@ -506,6 +715,15 @@ impl Checker<'_> {
                 backoff: c.backoff.map_or(std::time::Duration::from_secs(1), |d| d.0),
             });
         }
+        let run_on = p.run_on.clone().unwrap_or_default();
+        for (i, label) in run_on.iter().enumerate() {
+            if !valid_label_name(label, false) {
+                self.error(
+                    &[key("programs"), key(name), key("run_on"), Seg::Index(i)],
+                    format!("`{label}` is not a valid label: use letters, digits and `-_.~@+`"),
+                );
+            }
+        }
         let rerun_interrupted = match p.on_interrupt.as_deref() {
             None | Some("mark") => false,
             Some("rerun") => true,
@@ -538,6 +756,8 @@ impl Checker<'_> {
             retry_codes,
             callbacks,
             rerun_interrupted,
+            run_on,
+            fan_out: p.fan_out.unwrap_or(false),
             working_dir,
             env,
         })

@@ -27,13 +27,33 @@ pub struct RawConfig {
     #[serde(default)]
     pub deliveries: RawDeliveries,
     pub state: Option<RawState>,
+    pub node: Option<RawNode>,
 }
 
-/// `state:`: where the durable store lives.
+/// `state:`: where the durable store lives: a SQLite file (`path`), or a
+/// PostgreSQL database shared by the nodes of a cluster (`postgres`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
-    pub path: Interp,
+    pub path: Option<Interp>,
+    pub postgres: Option<Interp>,
+    /// Connections each node keeps to PostgreSQL.
+    pub connections: Option<usize>,
+    /// Where handlers' output files go.
+    pub output: Option<Interp>,
+}
+
+/// `node:`: this node of a cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Option<Interp>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// How long a node is alive without a heartbeat.
+    pub lease: Option<Dur>,
+    /// The address other nodes reach this node's API at.
+    pub url: Option<Interp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +245,10 @@ pub struct RawProgram {
     #[serde(default)]
     pub on_finish: Vec<RawCallback>,
     pub on_interrupt: Option<String>,
+    /// Only nodes having all these labels may run it.
+    pub run_on: Option<Vec<String>>,
+    /// One task per live node matching `run_on`, each pinned to its node.
+    pub fan_out: Option<bool>,
     pub working_dir: Option<Interp>,
     #[serde(default)]
     pub env: UniqueMap<Interp>,

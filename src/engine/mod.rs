@@ -7,12 +7,14 @@
 //! handlers are not dropped when the HTTP server stops; `shutdown` drains it.
 
 pub mod callback;
+pub mod cluster;
 mod recover;
 pub mod sched;
 pub mod task;
 
 pub use recover::Recovered;
 
+use crate::process::program::OnBusy;
 use crate::process::{self, OutputDir, OutputFiles, RunSpec};
 use crate::store::record::{CallbackRecord, CallbackStatus, OutputRecord};
 use crate::store::{Body, Op, Store};
@@ -43,6 +45,34 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// Finds a program of the config in force by name.
+pub type FindProgram = Box<dyn Fn(&str) -> Option<Arc<process::Program>> + Send + Sync>;
+
+/// The programs of the config in force, as the engine finds them: tasks
+/// read back from a store name their program.
+pub struct Programs {
+    pub lookup: FindProgram,
+    /// `max_concurrent` of the programs that have one (a cluster's claims honour them).
+    pub limits: std::collections::HashMap<String, usize>,
+}
+
+impl Programs {
+    /// No programs at all.
+    pub fn none() -> Programs {
+        Programs {
+            lookup: Box::new(|_| None),
+            limits: Default::default(),
+        }
+    }
+}
+
+/// This node: its name and labels (`node:`).
+#[derive(Debug, Clone, Default)]
+pub struct NodeId {
+    pub name: String,
+    pub labels: Vec<String>,
+}
+
 /// The default for `tasks.shutdown_grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -62,6 +92,8 @@ pub struct NewTask {
     pub rerun_of: Option<Uuid>,
     /// The rendered `concurrency_key`, if the program has one.
     pub key: Option<Arc<str>>,
+    /// Only this node may run it (a `fan_out` program's task for that node).
+    pub pinned_node: Option<String>,
 }
 
 /// Room held in the queue for a delivery's tasks until they are committed.
@@ -98,6 +130,9 @@ pub enum TaskError {
     Finished(Uuid, &'static str),
     #[error("task `{0}` has not finished yet ({1}); cancel it first")]
     NotFinished(Uuid, &'static str),
+    /// The cluster's database could not be asked.
+    #[error("the database cannot be reached ({0})")]
+    Store(String),
 }
 
 /// Why the engine refused a delivery's tasks. Nothing of the delivery was queued.
@@ -126,6 +161,12 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     next_seq: AtomicU64,
     outputs: OutputDir,
+    /// The config's programs (swapped on reload).
+    programs: arc_swap::ArcSwap<Programs>,
+    /// This node.
+    node: NodeId,
+    /// Set when this node joins a cluster.
+    cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
 }
 
 /// How much of each stream a running task's file keeps on disk, at least.
@@ -145,6 +186,7 @@ impl Engine {
         store: Option<Store>,
         metrics: Arc<crate::metrics::Metrics>,
         outputs: OutputDir,
+        node: NodeId,
     ) -> Self {
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -156,6 +198,9 @@ impl Engine {
                 metrics,
                 next_seq: AtomicU64::new(1),
                 outputs,
+                programs: arc_swap::ArcSwap::from_pointee(Programs::none()),
+                node,
+                cluster: std::sync::OnceLock::new(),
             }),
         };
         if let Some(store) = &engine.inner.store {
@@ -186,6 +231,21 @@ impl Engine {
         self.inner.limits.load_full()
     }
 
+    /// The config's programs, as tasks read back from a store find theirs.
+    pub fn set_programs(&self, programs: Programs) {
+        self.inner.programs.store(Arc::new(programs));
+    }
+
+    /// The nodes one task of a `fan_out` program goes to: every live node
+    /// whose labels include all of `run_on` (just this one, alone).
+    pub async fn fan_out_nodes(&self, run_on: &[String]) -> Vec<String> {
+        match self.inner.cluster.get() {
+            Some(cluster) => cluster.live_nodes_now(run_on).await,
+            None if run_on.iter().all(|l| self.inner.node.labels.contains(l)) => vec![self.inner.node.name.clone()],
+            None => Vec::new(),
+        }
+    }
+
     /// Queues all of a delivery's tasks, or none of them (in-memory use; with a
     /// store, [`Engine::reserve`], commit [`Reserved::ops`], then [`Engine::start`]).
     pub fn submit(&self, tasks: Vec<NewTask>) -> Result<(), SubmitError> {
@@ -209,6 +269,7 @@ impl Engine {
                         request_id: t.request_id,
                         source: t.source,
                         event: t.event,
+                        run_on: t.program.run_on.clone(),
                         program: t.program,
                         params: t.params,
                         argv: t.argv,
@@ -216,23 +277,36 @@ impl Engine {
                         created_at: now,
                         record_id: t.record_id,
                         rerun_of: t.rerun_of,
+                        pinned_node: t.pinned_node,
                     },
                     t.body,
                 )
             })
             .collect();
         let refs: Vec<&Task> = tasks.iter().collect();
-        inner.lock().reserve(&refs, &inner.limits.load())?;
+        let elsewhere = inner.cluster.get().map_or(0, |c| c.queued.load(Ordering::Relaxed));
+        inner.lock().reserve_beside(&refs, &inner.limits.load(), elsewhere)?;
         Ok(Reserved {
             engine: self.clone(),
             tasks,
         })
     }
 
-    /// Queues reserved tasks and starts what may start.
+    /// Queues reserved tasks and starts what may start. In a cluster, they
+    /// are in the shared queue already (committed): the nodes are told.
     pub fn start(&self, mut reserved: Reserved) {
         let inner = &self.inner;
         let tasks = std::mem::take(&mut reserved.tasks);
+        if let Some(cluster) = inner.cluster.get() {
+            inner.lock().unreserve(tasks.len());
+            for t in &tasks {
+                if matches!(t.spec.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning) {
+                    self.supersede_in_cluster(t);
+                }
+            }
+            cluster.wake.notify_one();
+            return;
+        }
         let now = SystemTime::now();
         let mut superseded = Vec::new();
         let mut linked = Vec::new();
@@ -276,6 +350,15 @@ impl Engine {
     /// (running, waiting)
     pub fn counts(&self) -> (usize, usize) {
         self.inner.lock().counts()
+    }
+
+    /// Cancels a task wherever it is: this node's, or (in a cluster) one
+    /// queued or running anywhere. Returns the status it had.
+    pub async fn cancel_anywhere(&self, id: Uuid, reason: &str) -> Result<Status, TaskError> {
+        match self.cancel(id, reason) {
+            Err(TaskError::NotFound(_)) if self.inner.cluster.get().is_some() => self.cancel_remote(id, reason).await,
+            other => other,
+        }
     }
 
     /// Cancels a task: a queued one at once, a running one by stopping its
@@ -419,6 +502,7 @@ impl Engine {
         }
         let far = Instant::now() + Duration::from_secs(3600);
         inner.wait_until(far, |s| s.counts().0 == 0).await;
+        self.leave_cluster().await;
     }
 }
 
@@ -463,10 +547,11 @@ impl Inner {
         }
     }
 
-    /// Deletes the output files of tasks the engine dropped; with a store
-    /// they stay until the store prunes the task (its history still shows it).
+    /// Deletes the output files of tasks the engine dropped; with a SQLite
+    /// store they stay until the store prunes the task (its history still
+    /// shows it). A cluster's history keeps the tails in the database.
     fn forget_outputs(&self, gone: &[Task]) {
-        if self.store.is_none() {
+        if self.store.as_ref().is_none_or(|s| s.sqlite().is_none()) {
             for t in gone {
                 self.outputs.remove(t.id());
             }
@@ -505,16 +590,19 @@ impl Inner {
             payload: &task.body,
             params: &spec.params,
         };
+        let mut env = program.env(&inv);
+        env.push(("HOOK_NODE".into(), self.node.name.clone()));
         let run = RunSpec {
             argv: spec.argv.clone(),
-            env: program.env(&inv),
+            env,
             working_dir: program.working_dir.clone(),
             timeout: program.timeout,
             kill_grace: program.kill_grace,
         };
         // With a store, `running` is on disk before the handler starts: a crash
         // then leaves it `interrupted`, never queued to run a second time.
-        if let Some(store) = &self.store {
+        // (A cluster's claim committed it so already.)
+        if let Some(store) = self.store.as_ref().filter(|_| self.cluster.get().is_none()) {
             if let Err(e) = store.commit(vec![Op::PutTask(Box::new(record), Body::Keep)]).await {
                 tracing::warn!(task_id = %id, error = %e, "could not record the task as running before starting it");
             }
@@ -594,6 +682,34 @@ impl Inner {
         let now = SystemTime::now();
         let tails = self.tails(id, attempt, task::ATTEMPT_TAIL);
         tracing::warn!(task_id = %id, status = outcome.status().as_str(), retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
+        if let Some(cluster) = self.cluster.get() {
+            // Its next attempt waits in the shared queue, for any node that may run it.
+            let record = {
+                let mut sched = self.lock();
+                let started_at = sched.get(&id).and_then(|t| t.state.started_at());
+                let ended = Attempt {
+                    attempt,
+                    outcome,
+                    started_at,
+                    finished_at: now,
+                    stdout: tails.stdout,
+                    stderr: tails.stderr,
+                };
+                sched.retry(id, ended, now + delay);
+                let record = sched.release(id).map(|mut t| {
+                    t.node = None;
+                    t.record()
+                });
+                self.start_ready(&mut sched);
+                record
+            };
+            if let (Some(record), Some(store)) = (record, &self.store) {
+                store.write(vec![Op::PutTask(Box::new(record), Body::Keep)]);
+            }
+            cluster.wake.notify_one();
+            self.changed.notify_waiters();
+            return;
+        }
         {
             let mut sched = self.lock();
             let started_at = sched.get(&id).and_then(|t| t.state.started_at());
@@ -648,6 +764,10 @@ impl Inner {
         }
         if let Some(f) = finished {
             self.forget_outputs(&f.evicted);
+        }
+        if let Some(cluster) = self.cluster.get() {
+            // A slot is free here.
+            cluster.wake.notify_one();
         }
         self.changed.notify_waiters();
     }

@@ -63,7 +63,8 @@ impl Engine {
     /// `program` finds a program of the config in force by name.
     pub fn recover(&self, program: &dyn Fn(&str) -> Option<Arc<Program>>) -> Result<Recovered, StoreError> {
         let inner = &self.inner;
-        let Some(store) = &inner.store else {
+        // A cluster's nodes settle what was left when they join (`cluster.rs`).
+        let Some(store) = inner.store.as_ref().filter(|s| s.sqlite().is_some()) else {
             return Ok(Recovered::default());
         };
         inner.next_seq.store(store.max_task_seq()? + 1, Ordering::Relaxed);

@@ -121,6 +121,12 @@ impl Sched {
     /// them. Queued tasks they would replace (`on_busy: replace` or
     /// `cancel_running`) make room.
     pub fn reserve(&mut self, new: &[&Task], limits: &Limits) -> Result<(), SubmitError> {
+        self.reserve_beside(new, limits, 0)
+    }
+
+    /// As [`Sched::reserve`], with `elsewhere` tasks waiting outside this
+    /// scheduler (a cluster's queue) counting against `max_queued` too.
+    pub fn reserve_beside(&mut self, new: &[&Task], limits: &Limits, elsewhere: usize) -> Result<(), SubmitError> {
         if self.draining {
             return Err(SubmitError::ShuttingDown);
         }
@@ -131,7 +137,7 @@ impl Sched {
             .filter(|q| new.iter().any(|t| supersedes(t, q)))
             .count();
         let free = limits.max_concurrent.saturating_sub(self.running.len());
-        let waiting = (self.waiting() + self.reserved).saturating_sub(replaced);
+        let waiting = (self.waiting() + self.reserved + elsewhere).saturating_sub(replaced);
         if waiting + new.len().saturating_sub(free) > limits.max_queued {
             return Err(SubmitError::QueueFull);
         }
@@ -219,6 +225,53 @@ impl Sched {
         let (tx, rx) = watch::channel(None);
         self.running.insert(id, tx);
         Some((id, rx))
+    }
+
+    /// Takes a task another place already marked running (a cluster's claim):
+    /// it runs here now, counted like one this scheduler started.
+    pub fn insert_running(&mut self, task: Task) -> watch::Receiver<Option<String>> {
+        let id = task.id();
+        *self.per_program.entry(task.spec.program.name.clone()).or_default() += 1;
+        if let Some(k) = key_of(&task) {
+            self.busy_keys.insert(k);
+        }
+        let (tx, rx) = watch::channel(None);
+        self.running.insert(id, tx);
+        self.order.insert(task.spec.seq, id);
+        self.tasks.insert(id, task);
+        rx
+    }
+
+    /// Lets go of a task that has not finished (a cluster's task leaving this
+    /// node to wait for its retry elsewhere): it is gone from here, and what
+    /// it held is free. Returns it.
+    pub fn release(&mut self, id: Uuid) -> Option<Task> {
+        let t = self.tasks.get(&id)?;
+        if t.state.is_finished() {
+            return None;
+        }
+        let key = key_of(t);
+        let program = t.spec.program.name.clone();
+        if self.running.remove(&id).is_some() {
+            if let Some(n) = self.per_program.get_mut(&program) {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(k) = &key {
+                self.busy_keys.remove(k);
+            }
+        } else if self.delayed.remove(&id) {
+            if let Some(k) = &key {
+                self.busy_keys.remove(k);
+            }
+        } else if let Some(pos) = self.queue.iter().position(|q| *q == id) {
+            self.queue.remove(pos);
+        }
+        self.forget(id)
+    }
+
+    /// Whether a task is running here.
+    pub fn is_running(&self, id: &Uuid) -> bool {
+        self.running.contains_key(id)
     }
 
     /// The handler of a running task was spawned.
@@ -553,6 +606,8 @@ mod tests {
                     created_at: self.now,
                     record_id: None,
                     rerun_of: None,
+                    run_on: vec![],
+                    pinned_node: None,
                 },
                 bytes::Bytes::from_static(b"{}"),
             )
@@ -742,6 +797,29 @@ mod tests {
         let cutoff = w.now + Duration::from_secs(1);
         assert_eq!(w.sched.evict_finished_before(cutoff).len(), 1);
         w.sched.check();
+    }
+
+    #[test]
+    fn a_claimed_task_runs_and_a_released_one_leaves_nothing_behind() {
+        let mut w = World::new(10);
+        let p = program("p", Some(1), OnBusy::Queue, true);
+        let mut t = w.task(&p, Some("k"));
+        t.state = TaskState::Running {
+            started_at: w.now,
+            pid: None,
+        };
+        let id = t.id();
+        let _stop = w.sched.insert_running(t);
+        w.sched.check();
+        assert!(w.sched.is_running(&id));
+        assert_eq!(w.sched.counts(), (1, 0));
+        // Another of the program and key waits for it here.
+        let (waiting, _) = w.submit(&p, Some("k"));
+        assert!(w.start_all(4).is_empty());
+        assert_eq!(w.sched.release(id).map(|t| t.id()), Some(id));
+        w.sched.check();
+        assert!(w.sched.get(&id).is_none());
+        assert_eq!(w.start_all(4), [waiting]);
     }
 
     #[test]

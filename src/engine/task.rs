@@ -175,6 +175,10 @@ pub struct TaskSpec {
     pub record_id: Option<String>,
     /// The task this one re-runs.
     pub rerun_of: Option<Uuid>,
+    /// Only nodes with all these labels may run it.
+    pub run_on: Vec<String>,
+    /// Only this node may run it (a `fan_out` program's task for that node).
+    pub pinned_node: Option<String>,
 }
 
 /// One task as the engine keeps it.
@@ -194,6 +198,10 @@ pub struct Task {
     pub body: Bytes,
     /// The output's tails, once finished.
     pub output: Option<OutputRecord>,
+    /// The node that runs or ran it (in a cluster).
+    pub node: Option<Arc<str>>,
+    /// The claim its node runs it under (in a cluster).
+    pub claim: Option<Uuid>,
 }
 
 /// One attempt of a task that was retried.
@@ -222,6 +230,8 @@ impl Task {
             callbacks: Vec::new(),
             body,
             output: None,
+            node: None,
+            claim: None,
         }
     }
 
@@ -281,7 +291,10 @@ impl Task {
             reruns: self.reruns.clone(),
             callbacks: self.callbacks.clone(),
             output: self.output.clone(),
-            node: None,
+            node: self.node.as_deref().map(String::from),
+            run_on: s.run_on.clone(),
+            pinned_node: s.pinned_node.clone(),
+            claim: self.claim,
         }
     }
 
@@ -302,6 +315,8 @@ impl Task {
             created_at: time_of(r.created_ms),
             record_id: r.record_id.clone(),
             rerun_of: r.rerun_of,
+            run_on: r.run_on.clone(),
+            pinned_node: r.pinned_node.clone(),
         };
         Task {
             spec: Arc::new(spec),
@@ -312,6 +327,8 @@ impl Task {
             callbacks: r.callbacks.clone(),
             body,
             output: r.output.clone(),
+            node: r.node.as_deref().map(Arc::from),
+            claim: r.claim,
         }
     }
 }
@@ -346,6 +363,8 @@ impl Task {
             created_at: s.created_at,
             record_id: s.record_id.clone(),
             rerun_of: s.rerun_of,
+            run_on: s.run_on.clone(),
+            pinned_node: s.pinned_node.clone(),
         });
     }
 }
@@ -502,7 +521,12 @@ pub struct TaskView {
     pub attempts: Vec<AttemptView>,
     pub next_attempt_at: Option<String>,
     pub callbacks: Vec<CallbackRecord>,
+    /// The node that runs or ran it (in a cluster).
     pub node: Option<String>,
+    /// The labels a node needs to run it (`run_on`).
+    pub run_on: Vec<String>,
+    /// The one node that may run it (a `fan_out` program's task).
+    pub pinned_node: Option<String>,
     pub url: String,
 }
 
@@ -565,6 +589,8 @@ impl TaskView {
             next_attempt_at: next.map(|ms| timestamp(time_of(ms))),
             callbacks: r.callbacks.clone(),
             node: r.node.clone(),
+            run_on: r.run_on.clone(),
+            pinned_node: r.pinned_node.clone(),
             url: format!("/tasks/{}", r.id),
         }
     }

@@ -68,7 +68,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         None => None,
         Some(b) => Some(
             state
-                .read_store(move |s| s.delivery_seq(&b))
+                .read_store(move |s| async move { s.delivery_seq(&b).await })
                 .await?
                 .flatten()
                 .ok_or_else(|| no_cursor(q.before.as_deref().unwrap_or_default()))?,
@@ -82,7 +82,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
     };
     let records = state
-        .read_store(move |s| s.list_deliveries(&query))
+        .read_store(move |s| async move { s.list_deliveries(&query).await })
         .await?
         .unwrap_or_default();
     let deliveries: Vec<serde_json::Value> = records
@@ -117,7 +117,10 @@ pub async fn get(
 /// A delivery from the store, with its kept body.
 async fn stored(state: &AppState, id: &str) -> Result<Option<Record>, ApiError> {
     let key = id.to_string();
-    let row = state.read_store(move |s| s.delivery(&key)).await?.flatten();
+    let row = state
+        .read_store(move |s| async move { s.delivery(&key).await })
+        .await?
+        .flatten();
     Ok(row.map(|(record, body)| Record::from_record(record, body)))
 }
 

@@ -39,6 +39,11 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the store cannot write ({0}); nothing of this delivery was accepted, retry later")]
     StoreUnavailable(String),
+    #[error("{0}")]
+    NoNode(String),
+    /// Another node of the cluster, which has what was asked for, cannot be reached.
+    #[error("{0}")]
+    NodeUnavailable(String),
 }
 
 impl From<crate::intake::Refused> for ApiError {
@@ -57,6 +62,7 @@ impl From<crate::intake::Refused> for ApiError {
             R::QueueFull => ApiError::QueueFull,
             R::ShuttingDown => ApiError::ShuttingDown,
             R::StoreUnavailable(m) => ApiError::StoreUnavailable(m),
+            R::NoNode(m) => ApiError::NoNode(m),
         }
     }
 }
@@ -78,6 +84,8 @@ impl ApiError {
             ApiError::QueueFull => "queue_full",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::NoNode(_) => "no_node",
+            ApiError::NodeUnavailable(_) => "node_unavailable",
         }
     }
 }
@@ -95,16 +103,17 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) => {
+            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) | ApiError::NoNode(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::NodeUnavailable(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) => {
+            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) | ApiError::NoNode(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }
             ApiError::MethodNotAllowed(_) => {

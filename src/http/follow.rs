@@ -125,3 +125,30 @@ async fn send_status(engine: &Engine, id: Uuid, tx: &mpsc::Sender<Bytes>) -> Res
 async fn send(tx: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), ()> {
     tx.send(bytes).await.map_err(|_| ())
 }
+
+/// The SSE answer for a task this node does not hold: the output its record
+/// kept, then its status.
+pub fn from_view(task: crate::engine::task::TaskView) -> HttpResponse {
+    let mut events = Vec::new();
+    for (stream, text) in [(Stream::Stdout, &task.stdout), (Stream::Stderr, &task.stderr)] {
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        for piece in text.split('\n').filter(|_| !text.is_empty()) {
+            events.push(line_event(&Line {
+                stream,
+                text: piece.to_string(),
+            }));
+        }
+    }
+    let status = serde_json::json!({
+        "id": task.id,
+        "status": task.status,
+        "exit_code": task.exit_code,
+        "error": task.error,
+        "duration_ms": task.duration_ms,
+    });
+    events.push(event("status", &status.to_string()));
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(events.concat())
+}

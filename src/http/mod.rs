@@ -6,6 +6,8 @@ mod deliveries;
 pub mod error;
 mod follow;
 pub(crate) mod hooks;
+mod nodes;
+mod proxy;
 mod tasks;
 
 pub use deliveries::{parse_delivery_list_query, DeliveryListQuery};
@@ -60,18 +62,17 @@ impl AppState {
         }
     }
 
-    /// Runs a read on the store on the blocking pool; `None` when there is no store.
-    pub(crate) async fn read_store<R, F>(&self, read: F) -> Result<Option<R>, ApiError>
+    /// Runs a read on the store; `None` when there is no store.
+    pub(crate) async fn read_store<R, F, Fut>(&self, read: F) -> Result<Option<R>, ApiError>
     where
-        R: Send + 'static,
-        F: FnOnce(&crate::store::Store) -> Result<R, crate::store::StoreError> + Send + 'static,
+        F: FnOnce(crate::store::Store) -> Fut,
+        Fut: std::future::Future<Output = Result<R, crate::store::StoreError>>,
     {
         let Some(store) = self.deliveries.store().cloned() else {
             return Ok(None);
         };
-        web::block(move || read(&store))
+        read(store)
             .await
-            .map_err(|_| ApiError::StoreUnavailable("the read was cancelled".into()))?
             .map(Some)
             .map_err(|e| ApiError::StoreUnavailable(e.to_string()))
     }
@@ -153,6 +154,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/nodes")
+                .route(web::get().to(nodes::list))
+                .default_service(web::to(method_not_allowed_get)),
+        )
+        .service(
             web::resource("/healthz")
                 .route(web::get().to(healthz))
                 .default_service(web::to(method_not_allowed_get)),
@@ -207,6 +213,8 @@ async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     access::authorize_api(&req, &state)?;
     let (running, queued) = state.engine.counts();
+    // In a cluster, the queue is the cluster's (as last counted).
+    let queued = state.engine.cluster().map_or(queued, |c| c.queued());
     state.metrics.running.set(running as i64);
     state.metrics.queued.set(queued as i64);
     Ok(HttpResponse::Ok()

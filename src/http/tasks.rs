@@ -69,7 +69,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         Some(id) => match state.engine.seq(&id) {
             Some(seq) => Some(seq),
             None => state
-                .read_store(move |s| s.task_seq(id))
+                .read_store(move |s| async move { s.task_seq(id).await })
                 .await?
                 .flatten()
                 .ok_or_else(|| ApiError::BadRequest(format!("`before`: there is no task `{id}`")))
@@ -86,7 +86,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     };
     // Unfinished tasks are always in memory; history is in the store.
     let unfinished = filter.status.is_some_and(|s| !s.is_final());
-    if unfinished || state.engine.store().is_none() {
+    // (A cluster's queued and running tasks are the whole cluster's: from the store.)
+    if (unfinished && state.engine.cluster().is_none()) || state.engine.store().is_none() {
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })));
     }
     // History comes from the store; tasks still in memory show their live state.
@@ -99,7 +100,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         limit,
     };
     let records = state
-        .read_store(move |s| s.list_tasks(&query))
+        .read_store(move |s| async move { s.list_tasks(&query).await })
         .await?
         .unwrap_or_default();
     let tasks: Vec<TaskView> = records
@@ -126,7 +127,10 @@ pub fn parse_limit(text: Option<&str>) -> Result<usize, ApiError> {
 
 /// A task's stored record, if there is a store and it has one.
 async fn stored_task(state: &AppState, id: Uuid) -> Result<Option<TaskRecord>, ApiError> {
-    Ok(state.read_store(move |s| s.task(id)).await?.flatten())
+    Ok(state
+        .read_store(move |s| async move { s.task(id).await })
+        .await?
+        .flatten())
 }
 
 pub async fn get(
@@ -157,6 +161,7 @@ fn task_error(e: TaskError) -> ApiError {
     match e {
         TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
         TaskError::Finished(..) | TaskError::NotFinished(..) => ApiError::Conflict(e.to_string()),
+        TaskError::Store(why) => ApiError::StoreUnavailable(why),
     }
 }
 
@@ -168,9 +173,20 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
-    let was = state.engine.cancel(id, "cancelled by request").map_err(task_error)?;
+    let was = state
+        .engine
+        .cancel_anywhere(id, "cancelled by request")
+        .await
+        .map_err(task_error)?;
     tracing::info!(task_id = %id, was = was.as_str(), "task cancelled by request");
-    let task = state.engine.task(&id).ok_or_else(|| no_task(&id))?;
+    let task = match state.engine.task(&id) {
+        Some(view) => view,
+        // Running on another node: it stops there.
+        None => stored_task(&state, id)
+            .await?
+            .map(|r| TaskView::of(&r, None))
+            .ok_or_else(|| no_task(&id))?,
+    };
     Ok(HttpResponse::Accepted().json(task))
 }
 
@@ -206,9 +222,18 @@ pub async fn output(
             .get(actix_web::http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
+    if state.engine.task(&id).is_none() {
+        // Running on another node of the cluster: from there.
+        if let Some((node, url)) = super::proxy::elsewhere(&state, id).await? {
+            let path = format!("/tasks/{id}/output?{}", req.query_string());
+            return super::proxy::pass(&state, &node, &url, &path, follow).await;
+        }
+    }
     if follow {
         if state.engine.task(&id).is_none() {
-            return Err(no_task(&id));
+            // Finished elsewhere (or before this node's start): what its record kept.
+            let stored = stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?;
+            return Ok(super::follow::from_view(TaskView::of(&stored, None)));
         }
         return Ok(super::follow::stream(state.engine.clone(), id));
     }

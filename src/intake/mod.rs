@@ -91,6 +91,9 @@ pub enum Refused {
     ShuttingDown,
     #[error("the store cannot write ({0}); nothing of this delivery was accepted, retry later")]
     StoreUnavailable(String),
+    /// No live node of the cluster may run it now.
+    #[error("{0}")]
+    NoNode(String),
 }
 
 impl Refused {
@@ -106,7 +109,7 @@ impl Refused {
             Refused::BadRequest(_) => 400,
             Refused::Unprocessable(_) => 422,
             Refused::Conflict(_) => 409,
-            Refused::QueueFull | Refused::ShuttingDown | Refused::StoreUnavailable(_) => 503,
+            Refused::QueueFull | Refused::ShuttingDown | Refused::StoreUnavailable(_) | Refused::NoNode(_) => 503,
         }
     }
 
@@ -125,6 +128,7 @@ impl Refused {
             Refused::QueueFull => "queue_full",
             Refused::ShuttingDown => "shutting_down",
             Refused::StoreUnavailable(_) => "store_unavailable",
+            Refused::NoNode(_) => "no_node",
         }
     }
 }
@@ -406,7 +410,7 @@ async fn admit_to(
         Some((key, d.window))
     });
     if let Some((key, window)) = &dedup_key {
-        if let Seen::Repeat(first) = at.dedup.check(&source.name, key, *window, &facts.id) {
+        if let Seen::Repeat(first) = seen(at, &source.name, key, *window, &facts.id).await? {
             facts.duplicate_of = Some(first.clone());
             let tasks = at
                 .deliveries
@@ -429,7 +433,7 @@ async fn admit_to(
         Err(_) => {
             // Not accepted after all: a retry must run.
             if let Some((key, _)) = &dedup_key {
-                at.dedup.forget(&source.name, key);
+                forget(at, &source.name, key).await;
             }
         }
         Ok((Answer::Ignored { .. }, _)) => facts.body = Some(parsed.stdin.clone()),
@@ -450,6 +454,40 @@ async fn admit_to(
         }
     }
     Ok((answer, outcome))
+}
+
+/// Checks a delivery key: in this node's cache, or a cluster's database.
+async fn seen(at: Intake<'_>, source: &str, key: &str, window: Duration, record_id: &str) -> Result<Seen, Refused> {
+    let shared = at
+        .engine
+        .store()
+        .and_then(|s| s.postgres())
+        .filter(|_| at.engine.cluster().is_some());
+    let Some(pg) = shared else {
+        return Ok(at.dedup.check(source, key, window, record_id));
+    };
+    match pg.dedup_check(source, key, window.as_millis() as i64, record_id).await {
+        Ok(None) => Ok(Seen::First),
+        Ok(Some(first)) => Ok(Seen::Repeat(first)),
+        Err(e) => Err(Refused::StoreUnavailable(e.to_string())),
+    }
+}
+
+/// Forgets a delivery key (its delivery was not accepted after all).
+async fn forget(at: Intake<'_>, source: &str, key: &str) {
+    match at
+        .engine
+        .store()
+        .and_then(|s| s.postgres())
+        .filter(|_| at.engine.cluster().is_some())
+    {
+        Some(pg) => {
+            if let Err(e) = pg.dedup_forget(source, key).await {
+                tracing::warn!(error = %e, "could not forget a delivery key; a retry inside the window will be taken for a duplicate");
+            }
+        }
+        None => at.dedup.forget(source, key),
+    }
 }
 
 /// How long to hold the answer: `?wait=30s`, else the longest `wait` of the programs that would run.
@@ -539,6 +577,24 @@ pub(crate) async fn judge_and_queue(
             params: &m.params,
         };
         let argv = m.program.argv(&inv);
+        // A `fan_out` program runs once on each live node that may run it.
+        let nodes: Vec<Option<String>> = if m.program.fan_out {
+            let nodes = at.engine.fan_out_nodes(&m.program.run_on).await;
+            if nodes.is_empty() {
+                let t = &mut facts.rules[m.trace_index];
+                t.result = "matched, but no live node may run it".to_string();
+                return Err(Refused::NoNode(format!(
+                    "rule {} of mapping `{}` matched, but no live node has the labels [{}] that program `{}` (fan_out) runs on; nothing of this delivery was queued",
+                    t.rule,
+                    t.mapping,
+                    m.program.run_on.join(", "),
+                    t.program
+                )));
+            }
+            nodes.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
         if let Err(why) = m.program.check_runnable(&inv, &argv) {
             // Nothing of the delivery is queued; the trace says which rule could not run.
             let t = &mut facts.rules[m.trace_index];
@@ -548,24 +604,30 @@ pub(crate) async fn judge_and_queue(
                 t.rule, t.mapping, t.program
             )));
         }
-        queued.push(Queued {
-            id,
-            program: m.program.name.clone(),
-        });
-        tasks.push(NewTask {
-            id,
-            delivery_id: shared_delivery.clone(),
-            request_id: shared_request.clone(),
-            source: source.name.clone(),
-            event: shared_event.clone(),
-            key: m.program.key(&inv),
-            argv,
-            params: m.params.to_vec(),
-            program: m.program,
-            body: parts.stdin.clone(),
-            record_id: Some(facts.id.clone()),
-            rerun_of: None,
-        });
+        let key = m.program.key(&inv);
+        for (i, pinned_node) in nodes.into_iter().enumerate() {
+            // Each node's task of a fan-out has its own id (the argv names the first's).
+            let id = if i == 0 { id } else { Uuid::new_v4() };
+            queued.push(Queued {
+                id,
+                program: m.program.name.clone(),
+            });
+            tasks.push(NewTask {
+                id,
+                delivery_id: shared_delivery.clone(),
+                request_id: shared_request.clone(),
+                source: source.name.clone(),
+                event: shared_event.clone(),
+                key: key.clone(),
+                argv: argv.clone(),
+                params: m.params.to_vec(),
+                program: m.program.clone(),
+                body: parts.stdin.clone(),
+                record_id: Some(facts.id.clone()),
+                rerun_of: None,
+                pinned_node,
+            });
+        }
     }
     facts.task_ids = tasks.iter().map(|t| t.id).collect();
     facts.body = Some(parts.stdin.clone());

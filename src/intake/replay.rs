@@ -16,17 +16,16 @@ use bytes::Bytes;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// A read of the store, on the blocking pool; `None` when there is no store.
-async fn read<R: Send + 'static>(
-    store: Option<&Store>,
-    f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
-) -> Result<Option<R>, Refused> {
+/// A read of the store; `None` when there is no store.
+async fn read<R, Fut>(store: Option<&Store>, f: impl FnOnce(Store) -> Fut) -> Result<Option<R>, Refused>
+where
+    Fut: std::future::Future<Output = Result<R, StoreError>>,
+{
     let Some(store) = store.cloned() else {
         return Ok(None);
     };
-    tokio::task::spawn_blocking(move || f(&store))
+    f(store)
         .await
-        .map_err(|_| Refused::StoreUnavailable("the read was cancelled".into()))?
         .map(Some)
         .map_err(|e| Refused::StoreUnavailable(e.to_string()))
 }
@@ -37,7 +36,9 @@ async fn recorded(at: Intake<'_>, id: &str) -> Result<Arc<Record>, Refused> {
         return Ok(r);
     }
     let key = id.to_string();
-    let found = read(at.deliveries.store(), move |s| s.delivery(&key)).await?.flatten();
+    let found = read(at.deliveries.store(), move |s| async move { s.delivery(&key).await })
+        .await?
+        .flatten();
     let (record, body) = found.ok_or_else(|| Refused::NotFound(format!("there is no delivery `{id}` on record")))?;
     Ok(at.deliveries.insert(Record::from_record(record, body), true))
 }
@@ -134,7 +135,7 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
     let found = match found {
         Some(f) => Some(f),
         // Only in the store's history: take what it recorded.
-        None => read(at.engine.store(), move |s| s.task(old))
+        None => read(at.engine.store(), move |s| async move { s.task(old).await })
             .await?
             .flatten()
             .and_then(|r| {
@@ -192,6 +193,7 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
         record_id,
         rerun_of: Some(old),
         key,
+        pinned_node: None,
     };
     queue(at, vec![new], None).await?;
     at.engine

@@ -63,6 +63,7 @@ impl World {
             None,
             metrics,
             OutputDir::open(outputs.path()).unwrap(),
+            crate::engine::NodeId::default(),
         );
         World {
             config,

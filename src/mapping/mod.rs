@@ -133,6 +133,11 @@ impl Routes {
             .map(|r| r.program.clone())
     }
 
+    /// Every program the rules of these mappings run.
+    pub fn programs(&self) -> impl Iterator<Item = Arc<Program>> + '_ {
+        self.by_key.values().flat_map(|m| &m.rules).map(|r| r.program.clone())
+    }
+
     pub fn rule_count(&self) -> usize {
         self.by_key.values().map(|m| m.rules.len()).sum()
     }

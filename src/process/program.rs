@@ -39,6 +39,10 @@ pub struct Program {
     pub callbacks: Vec<Callback>,
     /// Run a task again when the daemon died while it ran (`on_interrupt: rerun`).
     pub rerun_interrupted: bool,
+    /// Only nodes with all these labels run its tasks (`run_on`).
+    pub run_on: Vec<String>,
+    /// One task per live node that may run it, each pinned to its node (`fan_out`).
+    pub fan_out: bool,
     pub working_dir: PathBuf,
     /// Extra environment, set last. Values may be secrets: never logged.
     pub env: Vec<(String, String)>,
@@ -111,6 +115,8 @@ impl Default for Program {
             retry_codes: Vec::new(),
             callbacks: Vec::new(),
             rerun_interrupted: false,
+            run_on: Vec::new(),
+            fan_out: false,
             working_dir: PathBuf::from("."),
             env: Vec::new(),
         }

@@ -4,7 +4,7 @@
 //! meanwhile), then stop the HTTP server and flush the store. systemd is told
 //! each step (`READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=`, watchdog).
 
-use crate::config::Config;
+use crate::config::{Config, State};
 use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
 mod listen;
@@ -36,6 +36,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Join(#[from] crate::store::postgres::cluster::JoinError),
     #[error("cannot listen for {signal}: {source}")]
     Signals {
         signal: &'static str,
@@ -138,16 +140,22 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
         .build()
         .map_err(ServeError::Runtime)?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let retention = crate::store::Retention {
+        tasks: config.limits.keep,
+        tasks_for: config.limits.keep_for,
+        deliveries: config.deliveries.keep,
+        body_bytes: config.deliveries.body_bytes,
+    };
     let store = match &config.state {
-        Some(path) => {
-            let retention = crate::store::Retention {
-                tasks: config.limits.keep,
-                tasks_for: config.limits.keep_for,
-                deliveries: config.deliveries.keep,
-                body_bytes: config.deliveries.body_bytes,
-            };
+        Some(State::Sqlite(path)) => {
             let store = crate::store::Store::open(path, retention, metrics.clone())?;
             tracing::info!(store = %path.display(), "state is kept in the store");
+            Some(store)
+        }
+        Some(State::Postgres { url, connections }) => {
+            let store =
+                crate::store::Store::open_postgres(url, *connections, engine_runtime.handle().clone(), retention)?;
+            tracing::info!(store = %store.describe(), node = %config.node.name, "state is kept in the cluster's database");
             Some(store)
         }
         None => {
@@ -159,8 +167,8 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
     };
     // Handlers write their output into files: beside the store, or (in
     // memory only) in a directory of this process that goes when it stops.
-    let (output_dir, temporary) = match &config.state {
-        Some(path) => (path.parent().unwrap_or(std::path::Path::new(".")).join("output"), false),
+    let (output_dir, temporary) = match &config.output_dir {
+        Some(dir) => (dir.clone(), false),
         None => (
             std::env::temp_dir().join(format!("hookrunner-{}-output", std::process::id())),
             true,
@@ -176,7 +184,13 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
         store.clone(),
         metrics.clone(),
         outputs,
+        crate::engine::NodeId {
+            name: config.node.name.clone(),
+            labels: config.node.labels.clone(),
+        },
     );
+    let config = Arc::new(config);
+    engine.set_programs(config.programs());
     {
         // Recovery spawns timers on the engine runtime.
         let _guard = engine_runtime.enter();
@@ -199,7 +213,6 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
         }
     }
     engine.start_retention(config.limits.keep_for);
-    let config = Arc::new(config);
 
     let engine_handle = engine_runtime.handle().clone();
     actix_web::rt::System::new().block_on({
@@ -210,8 +223,24 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             let mut signals = Signals::new()?;
             let listen = config.server.listen;
             let watch = config.server.watch_config;
+            let node = config.node.clone();
+            let clustered = matches!(config.state, Some(State::Postgres { .. }));
             let app = Application::build(config, engine.clone(), store.clone(), listen_override)
                 .map_err(|source| ServeError::Listen { addr: listen, source })?;
+            if clustered {
+                // Joined before the first delivery is taken: its address is known now.
+                let info = crate::store::postgres::cluster::NodeInfo {
+                    url: node
+                        .url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{}", crate::client::client_addr(app.addr()))),
+                    name: node.name.clone(),
+                    labels: node.labels.clone(),
+                    lease_ms: node.lease.as_millis() as i64,
+                };
+                engine.join_cluster(info).await?;
+                tracing::info!(node = %node.name, labels = ?node.labels, "joined the cluster");
+            }
             tracing::info!("listening on http://{}", app.addr());
             let state = app.state.clone();
             let handle = app.server.handle();

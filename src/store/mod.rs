@@ -9,11 +9,14 @@
 //! skipped silently: it is logged with its id, counted
 //! ([`Store::unreadable`]), and shown by `/readyz` and `hookrunner db check`.
 //!
-//! The backend is SQLite ([`sqlite`]): one file, one writer thread.
+//! The backend is SQLite ([`sqlite`]: one file, one writer thread, one
+//! node) or PostgreSQL ([`postgres`]: shared by the nodes of a cluster).
 
+pub mod copy;
+pub mod postgres;
 pub mod record;
 mod schema;
-mod sqlite;
+pub mod sqlite;
 
 use bytes::Bytes;
 use record::{DeliveryRecord, TaskRecord, Unreadable};
@@ -125,9 +128,15 @@ pub type OnPruned = Box<dyn Fn(&[Uuid]) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Store {
-    backend: Arc<sqlite::Sqlite>,
+    backend: Backend,
     /// Rows that could not be read, as found by reads so far (the first 100).
     unreadable: Arc<Mutex<UnreadableLog>>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<sqlite::Sqlite>),
+    Postgres(Arc<postgres::Postgres>),
 }
 
 #[derive(Default)]
@@ -149,44 +158,102 @@ pub fn time_of(ms: i64) -> SystemTime {
 impl Store {
     /// Opens (or creates) the SQLite store at `path`: checks it, migrates it, and starts the writer.
     pub fn open(path: &Path, retention: Retention, metrics: Arc<crate::metrics::Metrics>) -> Result<Store, StoreError> {
-        Ok(Store {
-            backend: Arc::new(sqlite::Sqlite::open(path, retention, metrics)?),
-            unreadable: Arc::default(),
-        })
+        Ok(Store::with(Backend::Sqlite(Arc::new(sqlite::Sqlite::open(
+            path, retention, metrics,
+        )?))))
     }
 
-    /// Where the store is, for logs and messages.
+    /// Connects to the PostgreSQL database at `url` (a cluster's shared
+    /// store), migrates it once, and starts the writer on `rt`.
+    pub fn open_postgres(
+        url: &crate::secret::SecretUrl,
+        connections: usize,
+        rt: tokio::runtime::Handle,
+        retention: Retention,
+    ) -> Result<Store, StoreError> {
+        Ok(Store::with(Backend::Postgres(Arc::new(postgres::Postgres::open(
+            url,
+            connections,
+            rt,
+            retention,
+        )?))))
+    }
+
+    fn with(backend: Backend) -> Store {
+        Store {
+            backend,
+            unreadable: Arc::default(),
+        }
+    }
+
+    /// The SQLite backend, if that is this store's.
+    pub fn sqlite(&self) -> Option<&sqlite::Sqlite> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL backend (a cluster's), if that is this store's.
+    pub fn postgres(&self) -> Option<&Arc<postgres::Postgres>> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Where the store is, for logs and messages (a password masked).
     pub fn describe(&self) -> String {
-        format!("sqlite:{}", self.backend.path().display())
+        match &self.backend {
+            Backend::Sqlite(s) => format!("sqlite:{}", s.path().display()),
+            Backend::Postgres(p) => p.describe(),
+        }
     }
 
     /// Whether the last write succeeded.
     pub fn healthy(&self) -> bool {
-        self.backend.healthy()
+        match &self.backend {
+            Backend::Sqlite(s) => s.healthy(),
+            Backend::Postgres(p) => p.healthy(),
+        }
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.backend.last_error()
+        match &self.backend {
+            Backend::Sqlite(s) => s.last_error(),
+            Backend::Postgres(p) => p.last_error(),
+        }
     }
 
     /// Writes `ops` and waits until they are on disk.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.backend.commit(ops).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.commit(ops).await,
+            Backend::Postgres(p) => p.commit(ops).await,
+        }
     }
 
     /// Writes `ops` in the next batch, without waiting.
     pub fn write(&self, ops: Vec<Op>) {
-        self.backend.write(ops)
+        match &self.backend {
+            Backend::Sqlite(s) => s.write(ops),
+            Backend::Postgres(p) => p.write(ops),
+        }
     }
 
     /// Flushes every pending write and stops the writer.
     pub fn close(&self) {
-        self.backend.close()
+        match &self.backend {
+            Backend::Sqlite(s) => s.close(),
+            Backend::Postgres(p) => p.close(),
+        }
     }
 
-    /// Sets what is told of pruned tasks.
+    /// Sets what is told of pruned tasks (SQLite: the only node deletes their output files).
     pub fn on_pruned(&self, f: OnPruned) {
-        self.backend.on_pruned(f)
+        if let Backend::Sqlite(s) = &self.backend {
+            s.on_pruned(f)
+        }
     }
 
     /// Keeps the records that decode; logs and counts the rest.
@@ -214,25 +281,51 @@ impl Store {
         (log.count, log.first.clone())
     }
 
-    pub fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        Ok(self.readable(self.backend.list_tasks(q)?))
+    /// Runs a blocking SQLite read on the blocking pool.
+    async fn blocking<R: Send + 'static>(
+        s: &Arc<sqlite::Sqlite>,
+        f: impl FnOnce(&sqlite::Sqlite) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let s = s.clone();
+        tokio::task::spawn_blocking(move || f(&s))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::new("read", e)))
+    }
+
+    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let q = q.clone();
+        let rows = match &self.backend {
+            Backend::Sqlite(s) => Store::blocking(s, move |s| s.list_tasks(&q)).await?,
+            Backend::Postgres(p) => p.list_tasks(&q).await?,
+        };
+        Ok(self.readable(rows))
     }
 
     /// A task's sequence number (a paging cursor), if it is stored.
-    pub fn task_seq(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        self.backend.task_seq(id)
+    pub async fn task_seq(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Store::blocking(s, move |s| s.task_seq(id)).await,
+            Backend::Postgres(p) => p.task_seq(id).await,
+        }
     }
 
-    pub fn task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.readable(self.backend.task(id)?.into_iter().collect()).pop())
+    pub async fn task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        let row = match &self.backend {
+            Backend::Sqlite(s) => Store::blocking(s, move |s| s.task(id)).await?,
+            Backend::Postgres(p) => p.task(id).await?,
+        };
+        Ok(self.readable(row.into_iter().collect()).pop())
     }
 
-    /// Tasks that had not finished, oldest first, with their bodies (for
+    /// Tasks that had not finished, oldest first, with their bodies (SQLite's
     /// recovery), and the rows among them that could not be read.
     pub fn unfinished_tasks(&self) -> Result<Found<WithBody>, StoreError> {
+        let Backend::Sqlite(s) = &self.backend else {
+            return Ok((Vec::new(), Vec::new()));
+        };
         let mut ok = Vec::new();
         let mut bad = Vec::new();
-        for row in self.backend.unfinished_tasks()? {
+        for row in s.unfinished_tasks()? {
             match row {
                 Ok(r) => ok.push(r),
                 Err(u) => {
@@ -244,37 +337,64 @@ impl Store {
         Ok((ok, bad))
     }
 
-    /// Finished tasks whose callbacks were not all delivered.
+    /// Finished tasks whose callbacks were not all delivered (SQLite's recovery).
     pub fn tasks_with_pending_callbacks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        Ok(self.readable(self.backend.tasks_with_pending_callbacks()?))
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(self.readable(s.tasks_with_pending_callbacks()?)),
+            Backend::Postgres(_) => Ok(Vec::new()),
+        }
     }
 
+    /// The highest task sequence number stored (SQLite's recovery).
     pub fn max_task_seq(&self) -> Result<u64, StoreError> {
-        self.backend.max_task_seq()
+        match &self.backend {
+            Backend::Sqlite(s) => s.max_task_seq(),
+            Backend::Postgres(_) => Ok(0),
+        }
     }
 
-    /// Every stored task id (to find output files nobody owns).
+    /// Every stored task id (to find output files nobody owns; SQLite).
     pub fn task_ids(&self) -> Result<std::collections::HashSet<Uuid>, StoreError> {
-        self.backend.task_ids()
+        match &self.backend {
+            Backend::Sqlite(s) => s.task_ids(),
+            Backend::Postgres(_) => Ok(Default::default()),
+        }
     }
 
-    pub fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
-        Ok(self.readable(self.backend.list_deliveries(q)?))
+    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let q = q.clone();
+        let rows = match &self.backend {
+            Backend::Sqlite(s) => Store::blocking(s, move |s| s.list_deliveries(&q)).await?,
+            Backend::Postgres(p) => p.list_deliveries(&q).await?,
+        };
+        Ok(self.readable(rows))
     }
 
     /// A delivery's sequence number (a paging cursor), if it is stored.
-    pub fn delivery_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        self.backend.delivery_seq(id)
+    pub async fn delivery_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let id = id.to_string();
+        match &self.backend {
+            Backend::Sqlite(s) => Store::blocking(s, move |s| s.delivery_seq(&id)).await,
+            Backend::Postgres(p) => p.delivery_seq(&id).await,
+        }
     }
 
     /// A delivery's record and kept body.
-    pub fn delivery(&self, id: &str) -> Result<Option<(DeliveryRecord, Option<Bytes>)>, StoreError> {
-        Ok(self.readable(self.backend.delivery(id)?.into_iter().collect()).pop())
+    pub async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRecord, Option<Bytes>)>, StoreError> {
+        let id = id.to_string();
+        let row = match &self.backend {
+            Backend::Sqlite(s) => Store::blocking(s, move |s| s.delivery(&id)).await?,
+            Backend::Postgres(p) => p.delivery(&id).await?,
+        };
+        Ok(self.readable(row.into_iter().collect()).pop())
     }
 
-    /// Delivery keys seen since `since` (to refill the dedup window after a restart).
+    /// Delivery keys seen since `since` (to refill the dedup window after a restart; SQLite).
     pub fn recent_deliveries(&self, since: SystemTime) -> Result<Vec<RecentDelivery>, StoreError> {
-        self.backend.recent_deliveries(since)
+        match &self.backend {
+            Backend::Sqlite(s) => s.recent_deliveries(since),
+            Backend::Postgres(_) => Ok(Vec::new()),
+        }
     }
 }
 

@@ -49,9 +49,19 @@ pub struct TaskRecord {
     pub callbacks: Vec<CallbackRecord>,
     /// The output's tails, once the task has finished.
     pub output: Option<OutputRecord>,
-    /// The node that ran it (clustered stores).
+    /// The node that runs or ran it (a cluster's store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Only nodes with all these labels may run it (`run_on`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_on: Vec<String>,
+    /// Only this node may run it (one task of a `fan_out` program).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_node: Option<String>,
+    /// The claim under which its node runs it: a node's later writes count
+    /// only while the stored claim is still theirs (not after a takeover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Uuid>,
 }
 
 /// A task's state, with only the data valid in it.
@@ -344,6 +354,9 @@ impl TaskRecord {
             callbacks,
             output: Some(output),
             node: None,
+            run_on: Vec::new(),
+            pinned_node: None,
+            claim: None,
         })
     }
 }
@@ -441,6 +454,9 @@ mod tests {
             callbacks: vec![],
             output: None,
             node: None,
+            run_on: Vec::new(),
+            pinned_node: None,
+            claim: None,
         };
         let text = encode(&record);
         // The default reader (limit 128) reads it back.

@@ -2,6 +2,8 @@
 //! directory, talk HTTP to it, and wait for tasks with deadlines, not sleeps.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,635 @@
+//! The engine as one node of a cluster sharing a PostgreSQL store.
+//!
+//! Admission commits a delivery's tasks to the shared queue (any node may
+//! accept); each node then claims what it may run ([`Postgres::claim`]: its
+//! labels, pins, cluster-wide program limits and keys) up to its own
+//! `tasks.max_concurrent`, when woken by `NOTIFY`, when a retry becomes due,
+//! and every few seconds in case a notification was lost. A node
+//! heartbeats; when another node's lease expires it takes that node's work
+//! over, exactly once ([`Postgres::take_over`]), deciding for each task what
+//! its program says ([`decide`]). Stopping is asked of the node running a
+//! task through `NOTIFY` too.
+
+use super::task::{Attempt, Outcome, Status, Task, TaskState};
+use super::{Engine, Inner};
+use crate::process::Program;
+use crate::store::postgres::cluster::{Decision, JoinError, NodeInfo, Orphans};
+use crate::store::postgres::{Postgres, CANCEL_CHANNEL, QUEUE_CHANNEL};
+use crate::store::record::{CallbackRecord, CallbackStatus};
+use crate::store::{millis, Body};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// How often a node looks for work even without being told of any.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+/// This node's place in the cluster.
+pub struct Cluster {
+    pub(super) pg: Arc<Postgres>,
+    pub(super) info: NodeInfo,
+    incarnation: Mutex<Uuid>,
+    /// Wakes the claim loop.
+    pub(super) wake: Notify,
+    /// The cluster's queue length, as last counted (for `max_queued`).
+    pub(super) queued: AtomicUsize,
+    /// Live nodes and their labels, as last read (for `fan_out`).
+    live: Mutex<Vec<(String, Vec<String>)>>,
+    /// Since when the database answers without a break: a node takes over
+    /// others only after a whole lease of that, so that every live node has
+    /// had the chance to heartbeat after an outage of the database.
+    connected_since: Mutex<Option<Instant>>,
+    /// Leaving: claim nothing more.
+    leaving: AtomicBool,
+}
+
+impl Cluster {
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The cluster's queue length, as last counted.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn incarnation(&self) -> Uuid {
+        *self.incarnation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live nodes whose labels include all of `run_on`.
+    pub fn live_nodes(&self, run_on: &[String]) -> Vec<String> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, labels)| run_on.iter().all(|l| labels.contains(l)))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// As [`Cluster::live_nodes`], read from the database now (the last
+    /// heartbeat's list when it cannot be read).
+    pub async fn live_nodes_now(&self, run_on: &[String]) -> Vec<String> {
+        if let Ok(nodes) = self.pg.nodes().await {
+            *self.live.lock().unwrap_or_else(|p| p.into_inner()) = nodes
+                .into_iter()
+                .filter(|n| n.alive)
+                .map(|n| (n.name, n.labels))
+                .collect();
+        }
+        self.live_nodes(run_on)
+    }
+
+    fn connected(&self, ok: bool) {
+        let mut since = self.connected_since.lock().unwrap_or_else(|p| p.into_inner());
+        match (ok, since.is_some()) {
+            (true, false) => *since = Some(Instant::now()),
+            (false, true) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// Connected for at least a whole lease.
+    fn steady(&self) -> bool {
+        let lease = Duration::from_millis(self.info.lease_ms as u64);
+        self.connected_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() >= lease)
+    }
+}
+
+impl Engine {
+    /// Joins the cluster whose database is this engine's store, as `info`:
+    /// settles what an earlier run of this node left (like a restart's
+    /// recovery), then starts claiming work, heartbeating and watching for
+    /// dead nodes.
+    pub async fn join_cluster(&self, info: NodeInfo) -> Result<(), JoinError> {
+        let inner = self.inner.clone();
+        let Some(pg) = inner.store.as_ref().and_then(|s| s.postgres()).cloned() else {
+            return Ok(());
+        };
+        let incarnation = Uuid::new_v4();
+        let runtime = inner.runtime.clone();
+        let decider = inner.clone();
+        let me = info.name.clone();
+        let touched = pg
+            .join(&info, incarnation, move |orphans| decide(&decider, orphans, &me))
+            .await?;
+        let cluster = Arc::new(Cluster {
+            pg,
+            info,
+            incarnation: Mutex::new(incarnation),
+            wake: Notify::new(),
+            queued: AtomicUsize::new(0),
+            live: Mutex::new(Vec::new()),
+            connected_since: Mutex::new(Some(Instant::now())),
+            leaving: AtomicBool::new(false),
+        });
+        if inner.cluster.set(cluster.clone()).is_err() {
+            return Ok(());
+        }
+        if !touched.is_empty() {
+            tracing::warn!(count = touched.len(), "settled what an earlier run of this node left");
+        }
+        let after = inner.clone();
+        runtime.spawn(async move { after.settled(touched).await });
+        runtime.spawn(heartbeats(inner.clone(), cluster.clone()));
+        runtime.spawn(listen(inner.clone(), cluster.clone()));
+        runtime.spawn(claims(inner, cluster));
+        Ok(())
+    }
+
+    /// The cluster this node is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
+    }
+}
+
+impl Inner {
+    /// Reports the tasks a takeover (or a join) wrote: finished ones are
+    /// counted and their callbacks sent from here.
+    async fn settled(self: &Arc<Self>, ids: Vec<Uuid>) {
+        let Some(store) = self.store.clone() else { return };
+        for id in ids {
+            let Ok(Some(record)) = store.task(id).await else {
+                continue;
+            };
+            let program = self.program(&record.program);
+            let task = Task::from_record(&record, program, bytes::Bytes::new());
+            let TaskState::Finished { outcome, .. } = &task.state else {
+                continue;
+            };
+            let status = outcome.status();
+            log_taken(id, outcome);
+            self.metrics
+                .task_finished(&task.spec.program.name, status.as_str(), None);
+            if record.callbacks.iter().any(|c| c.status == CallbackStatus::Pending) {
+                if self.lock().get(&id).is_none() {
+                    self.lock().restore(task);
+                }
+                self.start_callbacks(id, status);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// A program of the config in force, or a stand-in named `name` (whose
+    /// tasks fail: it is no longer in the config).
+    pub(super) fn program(&self, name: &str) -> Arc<Program> {
+        (self.programs.load().lookup)(name).unwrap_or_else(|| {
+            Arc::new(Program {
+                name: name.into(),
+                ..Program::default()
+            })
+        })
+    }
+}
+
+fn log_taken(id: Uuid, outcome: &Outcome) {
+    let (_, error) = outcome.code_and_error();
+    tracing::warn!(task_id = %id, status = outcome.status().as_str(), reason = error.as_deref(), "task settled after its node stopped");
+}
+
+/// What becomes of a dead node's work, as its programs say: a task that had
+/// not started goes back to the queue; one that ran is `interrupted` (or
+/// queued again as its next attempt with `on_interrupt: rerun`); a task
+/// pinned to the dead node (`fan_out`) is `interrupted`, never moved; a
+/// finished task's undelivered callbacks are sent by the taker.
+pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Decision> {
+    let now = SystemTime::now();
+    let ours = orphans.node == me;
+    let reason_ran = if ours {
+        "daemon stopped while running".to_string()
+    } else {
+        format!("node `{}` stopped while the task ran", orphans.node)
+    };
+    let output_limit = inner.limits.load().output_limit;
+    let mut out = Vec::new();
+    for (record, body) in orphans.running {
+        let program = inner.program(&record.program);
+        let known = (inner.programs.load().lookup)(&record.program).is_some();
+        let mut task = Task::from_record(&record, program.clone(), body);
+        let pinned_here = record.pinned_node.as_deref() == Some(orphans.node.as_str());
+        let started = matches!(task.state, TaskState::Running { pid: Some(_), .. });
+        let tails = if ours {
+            inner.tails(task.id(), task.attempt, output_limit)
+        } else {
+            Default::default()
+        };
+        let started_at = match task.state {
+            TaskState::Running { started_at, .. } => Some(started_at),
+            _ => None,
+        };
+        if !known {
+            finish(
+                &mut task,
+                started_at.filter(|_| started),
+                now,
+                Outcome::Failed {
+                    exit_code: None,
+                    error: Some(format!("program `{}` is no longer in the config", record.program)),
+                },
+            );
+        } else if !started && !pinned_here {
+            // Claimed, never started: someone else may take it.
+            task.state = TaskState::Queued { next_attempt_at: None };
+            task.node = None;
+            out.push((task.record(), Body::Keep));
+            continue;
+        } else if !started {
+            finish(
+                &mut task,
+                None,
+                now,
+                Outcome::Interrupted {
+                    reason: format!(
+                        "node `{}` stopped before the task started; it was pinned to that node (fan_out)",
+                        orphans.node
+                    ),
+                },
+            );
+        } else if program.rerun_interrupted && !pinned_here {
+            task.attempts.push(Attempt {
+                attempt: task.attempt,
+                outcome: Outcome::Interrupted {
+                    reason: reason_ran.clone(),
+                },
+                started_at,
+                finished_at: now,
+                stdout: tails.stdout,
+                stderr: tails.stderr,
+            });
+            task.attempt += 1;
+            task.state = TaskState::Queued { next_attempt_at: None };
+            task.node = None;
+            out.push((task.record(), Body::Keep));
+            continue;
+        } else {
+            task.output = Some(tails);
+            finish(
+                &mut task,
+                started_at,
+                now,
+                Outcome::Interrupted {
+                    reason: reason_ran.clone(),
+                },
+            );
+        }
+        out.push((task.record(), Body::Drop));
+    }
+    for record in orphans.pinned {
+        let program = inner.program(&record.program);
+        let mut task = Task::from_record(&record, program, bytes::Bytes::new());
+        finish(
+            &mut task,
+            None,
+            now,
+            Outcome::Interrupted {
+                reason: format!(
+                    "node `{}` is gone and the task was pinned to it (fan_out)",
+                    orphans.node
+                ),
+            },
+        );
+        out.push((task.record(), Body::Drop));
+    }
+    for record in orphans.callbacks {
+        // Unchanged: the taker sends them.
+        out.push((record, Body::Keep));
+    }
+    out
+}
+
+/// Finishes a task taken over, with its callbacks marked pending (the taker sends them).
+fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outcome: Outcome) {
+    let status = outcome.status();
+    task.callbacks = task
+        .spec
+        .program
+        .callbacks
+        .iter()
+        .filter(|c| c.when.contains(&status))
+        .map(|c| CallbackRecord {
+            url: c.url.masked(),
+            status: CallbackStatus::Pending,
+            attempts: 0,
+            last_error: None,
+        })
+        .collect();
+    task.state = TaskState::Finished {
+        started_at,
+        finished_at: now,
+        outcome,
+    };
+    task.body = bytes::Bytes::new();
+}
+
+/// Heartbeats every third of the lease; refreshes what admission needs to
+/// know of the cluster; takes over nodes whose lease expired.
+async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
+    let every = Duration::from_millis(cluster.info.lease_ms as u64 / 3).max(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if cluster.leaving.load(Ordering::Relaxed) {
+            return;
+        }
+        let running = inner.lock().counts().0 as i32;
+        match cluster
+            .pg
+            .heartbeat(cluster.name(), cluster.incarnation(), running)
+            .await
+        {
+            Ok(true) => cluster.connected(true),
+            Ok(false) => {
+                cluster.connected(true);
+                rejoin(&inner, &cluster).await;
+                continue;
+            }
+            Err(e) => {
+                if cluster.steady() {
+                    tracing::error!(error = %e, "cannot heartbeat: the database is out of reach; running tasks go on, their ends are recorded once it is back");
+                }
+                cluster.connected(false);
+                continue;
+            }
+        }
+        if let Ok(n) = cluster.pg.queued().await {
+            cluster.queued.store(n, Ordering::Relaxed);
+        }
+        if let Ok(nodes) = cluster.pg.nodes().await {
+            *cluster.live.lock().unwrap_or_else(|p| p.into_inner()) = nodes
+                .into_iter()
+                .filter(|n| n.alive)
+                .map(|n| (n.name, n.labels))
+                .collect();
+        }
+        if !cluster.steady() {
+            continue;
+        }
+        let decider = inner.clone();
+        let me = cluster.name().to_string();
+        let taken = cluster
+            .pg
+            .take_over(cluster.name(), move |orphans| decide(&decider, orphans, &me))
+            .await;
+        match taken {
+            Ok(taken) => {
+                for (node, ids) in taken {
+                    tracing::warn!(node = %node, tasks = ids.len(), "took over the work of a node whose lease expired");
+                    inner.settled(ids).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check for dead nodes"),
+        }
+    }
+}
+
+/// The cluster counted this node dead (its lease expired while it could not
+/// reach the database) and its work was taken over: what it still runs no
+/// longer counts, so it is stopped; the node joins again as a new run.
+async fn rejoin(inner: &Arc<Inner>, cluster: &Arc<Cluster>) {
+    tracing::error!("this node's lease expired and its work was taken over by another node: its running tasks are stopped, and it joins again");
+    {
+        let sched = inner.lock();
+        sched.stop_running("this node's work was taken over by another node");
+    }
+    let incarnation = Uuid::new_v4();
+    match cluster.pg.join(&cluster.info, incarnation, |_| Vec::new()).await {
+        Ok(_) => {
+            *cluster.incarnation.lock().unwrap_or_else(|p| p.into_inner()) = incarnation;
+            cluster.wake.notify_one();
+        }
+        Err(e) => tracing::error!(error = %e, "could not join the cluster again"),
+    }
+}
+
+/// Listens for `NOTIFY`: work to claim, tasks to stop. Reconnects when the
+/// connection drops, and then looks for what it may have missed.
+async fn listen(inner: Arc<Inner>, cluster: Arc<Cluster>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if cluster.leaving.load(Ordering::Relaxed) {
+            return;
+        }
+        let (client, mut rx) = match cluster.pg.dedicated().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let listening = client
+            .batch_execute(&format!("LISTEN {QUEUE_CHANNEL}; LISTEN {CANCEL_CHANNEL};"))
+            .await;
+        if listening.is_err() {
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        // Anything missed while not listening.
+        cluster.wake.notify_one();
+        if let Ok(requests) = cluster.pg.cancel_requests(cluster.name()).await {
+            for (id, reason) in requests {
+                stop_here(&inner, id, &reason);
+            }
+        }
+        while let Some(n) = rx.recv().await {
+            if n.channel() == CANCEL_CHANNEL {
+                let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
+                if let (Some(id), Some(reason)) = (v["id"].as_str().and_then(|s| s.parse().ok()), v["reason"].as_str())
+                {
+                    stop_here(&inner, id, reason);
+                }
+            } else {
+                cluster.wake.notify_one();
+            }
+        }
+        drop(client);
+    }
+}
+
+/// Stops a task if it runs on this node.
+fn stop_here(inner: &Arc<Inner>, id: Uuid, reason: &str) {
+    let mut sched = inner.lock();
+    if sched.is_running(&id) {
+        tracing::info!(task_id = %id, reason, "stopping a task at another node's request");
+        let _ = sched.cancel(id, reason, SystemTime::now());
+    }
+}
+
+/// Claims work while this node has room: when woken, when a retry is due,
+/// and every few seconds.
+async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
+    let mut next_due: Option<Instant> = None;
+    loop {
+        let sleep_until = next_due
+            .unwrap_or_else(|| Instant::now() + SAFETY_POLL)
+            .min(Instant::now() + SAFETY_POLL);
+        tokio::select! {
+            _ = cluster.wake.notified() => {}
+            _ = tokio::time::sleep_until(sleep_until) => {}
+        }
+        loop {
+            if cluster.leaving.load(Ordering::Relaxed) {
+                return;
+            }
+            let free = {
+                let sched = inner.lock();
+                if sched.draining {
+                    break;
+                }
+                inner.limits.load().max_concurrent.saturating_sub(sched.counts().0)
+            };
+            if free == 0 {
+                break;
+            }
+            let limits = inner.programs.load().limits.clone();
+            let now_ms = millis(SystemTime::now());
+            let claimed = match cluster
+                .pg
+                .claim(cluster.name(), &cluster.info.labels, free, limits, now_ms)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not claim work");
+                    next_due = Some(Instant::now() + Duration::from_millis(500));
+                    break;
+                }
+            };
+            next_due = claimed.next_due_ms.map(|due| {
+                let wait = (due - now_ms).max(0) as u64;
+                Instant::now() + Duration::from_millis(wait)
+            });
+            let got = claimed.tasks.len();
+            for (record, body) in claimed.tasks {
+                let program = inner.program(&record.program);
+                let mut task = Task::from_record(&record, program, body);
+                // This node's program: its command, as configured here.
+                task.render_again();
+                task.node = Some(cluster.name().into());
+                let id = task.id();
+                let stop = inner.lock().insert_running(task);
+                let run = inner.clone();
+                inner.runtime.spawn(async move { run.run_task(id, stop).await });
+            }
+            if got < free {
+                break;
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Leaves the cluster after the shutdown's drain: no more claims or
+    /// heartbeats; what is left running here is taken over by another node
+    /// at once (or settled by this node's next start).
+    pub(super) async fn leave_cluster(&self) {
+        let Some(cluster) = self.inner.cluster.get() else {
+            return;
+        };
+        cluster.leaving.store(true, Ordering::Relaxed);
+        cluster.wake.notify_one();
+        if let Err(e) = cluster.pg.leave(cluster.name(), cluster.incarnation()).await {
+            tracing::warn!(error = %e, "could not tell the cluster this node stops; its lease will expire instead");
+        }
+    }
+
+    /// Cancels a task anywhere in the cluster: queued, at once (its callbacks
+    /// sent from here); running on another node, by asking that node.
+    pub(super) async fn cancel_remote(&self, id: Uuid, reason: &str) -> Result<Status, super::TaskError> {
+        let Some(cluster) = self.inner.cluster.get().cloned() else {
+            return Err(super::TaskError::NotFound(id));
+        };
+        let inner = self.inner.clone();
+        let why = reason.to_string();
+        let finisher = inner.clone();
+        let cancelled = cluster
+            .pg
+            .cancel_queued(id, cluster.name(), move |record| {
+                let program = finisher.program(&record.program);
+                let mut task = Task::from_record(&record, program, bytes::Bytes::new());
+                finish(&mut task, None, SystemTime::now(), Outcome::Cancelled { reason: why });
+                task.record()
+            })
+            .await
+            .map_err(|e| super::TaskError::Store(e.to_string()))?;
+        if let Some(record) = cancelled {
+            let program = inner.program(&record.program);
+            let task = Task::from_record(&record, program, bytes::Bytes::new());
+            inner
+                .metrics
+                .task_finished(&task.spec.program.name, Status::Cancelled.as_str(), None);
+            inner.lock().restore(task);
+            inner.start_callbacks(id, Status::Cancelled);
+            inner.changed.notify_waiters();
+            return Ok(Status::Queued);
+        }
+        match cluster.pg.request_cancel(id, reason).await {
+            Ok(Some(_)) => Ok(Status::Running),
+            Ok(None) => match self.store().map(|s| s.task(id)) {
+                Some(read) => match read.await {
+                    Ok(Some(r)) => Err(super::TaskError::Finished(id, r.state.status().as_str())),
+                    Ok(None) => Err(super::TaskError::NotFound(id)),
+                    Err(e) => Err(super::TaskError::Store(e.to_string())),
+                },
+                None => Err(super::TaskError::NotFound(id)),
+            },
+            Err(e) => Err(super::TaskError::Store(e.to_string())),
+        }
+    }
+
+    /// After queuing a task whose program replaces others of its key: the
+    /// queued ones anywhere are cancelled (reported from here), and with
+    /// `cancel_running` the running one is asked to stop.
+    pub(super) fn supersede_in_cluster(&self, task: &Task) {
+        let Some(cluster) = self.inner.cluster.get().cloned() else {
+            return;
+        };
+        let Some(key) = task.spec.key.clone() else { return };
+        let (program, by) = (task.spec.program.clone(), task.id());
+        let stop_running = program.on_busy == crate::process::program::OnBusy::CancelRunning;
+        let inner = self.inner.clone();
+        self.inner.runtime.spawn(async move {
+            let finisher = inner.clone();
+            let reason = format!("superseded by {by}");
+            let done = cluster
+                .pg
+                .supersede(&program.name, &key, by, stop_running, cluster.name(), move |record| {
+                    let program = finisher.program(&record.program);
+                    let mut task = Task::from_record(&record, program, bytes::Bytes::new());
+                    finish(
+                        &mut task,
+                        None,
+                        SystemTime::now(),
+                        Outcome::Cancelled { reason: reason.clone() },
+                    );
+                    task.record()
+                })
+                .await;
+            match done {
+                Ok(records) => {
+                    for record in records {
+                        let id = record.id;
+                        let task = Task::from_record(&record, inner.program(&record.program), bytes::Bytes::new());
+                        inner
+                            .metrics
+                            .task_finished(&task.spec.program.name, Status::Cancelled.as_str(), None);
+                        inner.lock().restore(task);
+                        inner.start_callbacks(id, Status::Cancelled);
+                    }
+                    inner.changed.notify_waiters();
+                }
+                Err(e) => tracing::warn!(error = %e, "could not supersede the queued tasks of a key"),
+            }
+        });
+    }
+}

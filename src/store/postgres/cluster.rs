@@ -1,0 +1,705 @@
+//! What the nodes of a cluster do together through the database: register
+//! and heartbeat, claim queued work under cluster-wide limits, take over the
+//! work of a node whose lease expired (exactly once), remember delivery keys
+//! for dedup, and ask the node running a task to stop it.
+//!
+//! Times that decide liveness are the database's (`clock_timestamp()`), so
+//! nodes' clocks need not agree. Claims are serialised by a transaction
+//! advisory lock: with it, "a program under its `max_concurrent`" and "a key
+//! not held" are true across the cluster when a claim commits, and the
+//! unique index on held keys backs that up.
+
+use super::{db, message, put_task, task_row, Postgres, CANCEL_CHANNEL, QUEUE_CHANNEL};
+use crate::store::record::{StateRecord, TaskRecord};
+use crate::store::{Body, StoreError};
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// The database's clock, in milliseconds since the Unix epoch.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// The advisory lock every claim holds while it picks tasks.
+const CLAIM_LOCK: i64 = 0x686f_6f6b_0003;
+
+/// This node, as it registers.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub url: String,
+    pub lease_ms: i64,
+}
+
+/// A node as `GET /nodes` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeRow {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub version: String,
+    pub url: String,
+    pub started_at: String,
+    pub last_heartbeat: String,
+    pub heartbeat_age_ms: i64,
+    /// `alive`, `stopped` or `dead` (taken over).
+    pub status: String,
+    pub alive: bool,
+    pub running: i32,
+    pub claimed: i64,
+    pub taken_over_by: Option<String>,
+}
+
+/// Why a node may not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("node name `{name}` is in use by a live node (last heartbeat {age_ms} ms ago); give this node another name (`node.name`, --node-name or HOOKRUNNER_NODE_NAME)")]
+    NameInUse { name: String, age_ms: i64 },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// A dead node's work, locked for its taker: each row's record and body.
+pub struct Orphans {
+    /// The node that died (or stopped, or whose earlier run crashed).
+    pub node: String,
+    /// Its tasks that were running, or claimed and not yet started.
+    pub running: Vec<(TaskRecord, Bytes)>,
+    /// Queued tasks only it could run (`fan_out`).
+    pub pinned: Vec<TaskRecord>,
+    /// Finished tasks whose callbacks it had not delivered.
+    pub callbacks: Vec<TaskRecord>,
+}
+
+/// What the taker decided for one orphan: its new record and what to do with its body.
+pub type Decision = (TaskRecord, Body);
+
+/// What a claim found.
+pub struct Claimed {
+    pub tasks: Vec<(TaskRecord, Bytes)>,
+    /// When the earliest queued task this node may run becomes due (a retry's backoff).
+    pub next_due_ms: Option<i64>,
+}
+
+/// Cluster-wide limits a claim honours besides keys: `max_concurrent` per program.
+pub type ProgramLimits = HashMap<String, usize>;
+
+impl Postgres {
+    /// Joins the cluster as `node` with a new incarnation. A live node of the
+    /// same name is refused; an earlier run of this node that did not stop
+    /// cleanly is handed to `take` (its work, locked) before the join commits.
+    pub async fn join(
+        &self,
+        node: &NodeInfo,
+        incarnation: Uuid,
+        take: impl FnOnce(Orphans) -> Vec<Decision> + Send + 'static,
+    ) -> Result<Vec<Uuid>, JoinError> {
+        let node = node.clone();
+        let version = env!("CARGO_PKG_VERSION").to_string();
+        let result = self
+            .with("join the cluster", move |mut c| async move {
+                let e = db("join the cluster");
+                let tx = c.transaction().await.map_err(&e)?;
+                let row = tx
+                    .query_opt(
+                        &format!(
+                            "SELECT status, {NOW_MS} - heartbeat_ms, lease_ms FROM nodes WHERE name = $1 FOR UPDATE"
+                        ),
+                        &[&node.name],
+                    )
+                    .await
+                    .map_err(&e)?;
+                let mut touched = Vec::new();
+                if let Some(row) = row {
+                    let (status, age, lease): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                    if status == "alive" && age < lease {
+                        return Ok(Err((node.name.clone(), age)));
+                    }
+                    if status != "dead" {
+                        // Our own earlier run: what it left is ours to settle.
+                        let orphans = orphans_of(&tx, &node.name).await?;
+                        touched = settle(&tx, &node.name, orphans, take).await?;
+                    }
+                }
+                tx.execute(
+                    &format!(
+                        "INSERT INTO nodes (name, incarnation, labels, version, url, started_ms, heartbeat_ms, lease_ms, status, running)
+                         VALUES ($1, $2, $3, $4, $5, {NOW_MS}, {NOW_MS}, $6, 'alive', 0)
+                         ON CONFLICT (name) DO UPDATE SET incarnation = excluded.incarnation, labels = excluded.labels,
+                           version = excluded.version, url = excluded.url, started_ms = excluded.started_ms,
+                           heartbeat_ms = excluded.heartbeat_ms, lease_ms = excluded.lease_ms, status = 'alive',
+                           running = 0, taken_over_by = NULL, taken_over_ms = NULL"
+                    ),
+                    &[&node.name, &incarnation, &node.labels, &version, &node.url, &node.lease_ms],
+                )
+                .await
+                .map_err(&e)?;
+                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                    .await
+                    .map_err(&e)?;
+                tx.commit().await.map_err(&e)?;
+                Ok(Ok(touched))
+            })
+            .await?;
+        result.map_err(|(name, age_ms)| JoinError::NameInUse { name, age_ms })
+    }
+
+    /// Renews this node's lease; `false` when the cluster no longer counts it
+    /// alive (another node took its work over).
+    pub async fn heartbeat(&self, name: &str, incarnation: Uuid, running: i32) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.with("heartbeat", move |c| async move {
+            let n = c
+                .execute(
+                    &format!(
+                        "UPDATE nodes SET heartbeat_ms = {NOW_MS}, running = $3 WHERE name = $1 AND incarnation = $2 AND status = 'alive'"
+                    ),
+                    &[&name, &incarnation, &running],
+                )
+                .await
+                .map_err(db("heartbeat"))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Marks this node stopped: others take over what it leaves at once.
+    pub async fn leave(&self, name: &str, incarnation: Uuid) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.with("leave the cluster", move |c| async move {
+            c.execute(
+                "UPDATE nodes SET status = 'stopped', running = 0 WHERE name = $1 AND incarnation = $2 AND status = 'alive'",
+                &[&name, &incarnation],
+            )
+            .await
+            .map_err(db("leave the cluster"))?;
+            c.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                .await
+                .map_err(db("leave the cluster"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes over every node whose lease expired (or that stopped with work
+    /// left), each exactly once: marks it dead and hands its work, locked, to
+    /// `take`, whose decisions are written in the same transaction. Returns
+    /// the nodes taken over and the tasks written.
+    pub async fn take_over(
+        &self,
+        me: &str,
+        take: impl Fn(Orphans) -> Vec<Decision> + Send + Sync + 'static,
+    ) -> Result<Vec<(String, Vec<Uuid>)>, StoreError> {
+        let me = me.to_string();
+        self.with("take over a dead node", move |mut c| async move {
+            let e = db("take over a dead node");
+            let tx = c.transaction().await.map_err(&e)?;
+            let expired = tx
+                .query(
+                    &format!(
+                        "SELECT name FROM nodes WHERE name <> $1 AND
+                           ((status = 'alive' AND heartbeat_ms + lease_ms < {NOW_MS}) OR status = 'stopped')
+                         FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&me],
+                )
+                .await
+                .map_err(&e)?;
+            let mut taken = Vec::new();
+            for row in expired {
+                let name: String = row.get(0);
+                let orphans = orphans_of(&tx, &name).await?;
+                let had_work = !(orphans.running.is_empty() && orphans.pinned.is_empty() && orphans.callbacks.is_empty());
+                let was_stopped = tx
+                    .execute(
+                        &format!(
+                            "UPDATE nodes SET status = 'dead', taken_over_by = $2, taken_over_ms = {NOW_MS} WHERE name = $1 AND status = 'alive'"
+                        ),
+                        &[&name, &me],
+                    )
+                    .await
+                    .map_err(&e)?
+                    == 0;
+                if was_stopped && !had_work {
+                    // Stopped cleanly and left nothing: it stays `stopped`.
+                    continue;
+                }
+                if was_stopped {
+                    tx.execute(
+                        &format!("UPDATE nodes SET taken_over_by = $2, taken_over_ms = {NOW_MS} WHERE name = $1"),
+                        &[&name, &me],
+                    )
+                    .await
+                    .map_err(&e)?;
+                }
+                let written = settle(&tx, &me, orphans, &take).await?;
+                taken.push((name, written));
+            }
+            if !taken.is_empty() {
+                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                    .await
+                    .map_err(&e)?;
+            }
+            tx.commit().await.map_err(&e)?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    /// Claims up to `n` queued tasks this node may run, oldest first: its
+    /// labels include the task's `run_on`, the task is pinned to no other
+    /// node, its program is under its `max_concurrent` across the cluster,
+    /// and its key is held by no other task. Each comes back running on this
+    /// node under a new claim.
+    pub async fn claim(
+        &self,
+        node: &str,
+        labels: &[String],
+        n: usize,
+        limits: ProgramLimits,
+        now_ms: i64,
+    ) -> Result<Claimed, StoreError> {
+        let node = node.to_string();
+        let labels = labels.to_vec();
+        self.with("claim tasks", move |mut c| async move {
+            let e = db("claim tasks");
+            let tx = c.transaction().await.map_err(&e)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+                .await
+                .map_err(&e)?;
+            let scan = (n * 8).clamp(32, 512) as i64;
+            let candidates = tx
+                .query(
+                    "SELECT seq, id, program, key, record, body FROM tasks
+                     WHERE status = 'queued' AND (next_attempt_ms IS NULL OR next_attempt_ms <= $1)
+                       AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)
+                     ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED",
+                    &[&now_ms, &labels, &node, &scan],
+                )
+                .await
+                .map_err(&e)?;
+            let mut running: HashMap<String, usize> = HashMap::new();
+            if !limits.is_empty() {
+                for row in tx
+                    .query(
+                        "SELECT program, count(*) FROM tasks WHERE status = 'running' GROUP BY program",
+                        &[],
+                    )
+                    .await
+                    .map_err(&e)?
+                {
+                    running.insert(row.get(0), row.get::<_, i64>(1) as usize);
+                }
+            }
+            let held: HashSet<(String, String)> = tx
+                .query("SELECT program, key, id FROM tasks WHERE holds_key", &[])
+                .await
+                .map_err(&e)?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Uuid>(2)))
+                .filter(|(_, _, id)| !candidates.iter().any(|c| c.get::<_, Uuid>(1) == *id))
+                .map(|(p, k, _)| (p, k))
+                .collect();
+            let mut taken_keys: HashSet<(String, String)> = HashSet::new();
+            let mut claimed = Vec::new();
+            for row in &candidates {
+                if claimed.len() >= n {
+                    break;
+                }
+                let (seq, id, program, key): (i64, Uuid, String, Option<String>) =
+                    (row.get(0), row.get(1), row.get(2), row.get(3));
+                if let Some(max) = limits.get(&program) {
+                    if running.get(&program).copied().unwrap_or(0) >= *max {
+                        continue;
+                    }
+                }
+                if let Some(k) = &key {
+                    let pair = (program.clone(), k.clone());
+                    if held.contains(&pair) || taken_keys.contains(&pair) {
+                        continue;
+                    }
+                    taken_keys.insert(pair);
+                }
+                let Ok(mut record) = task_row(seq, id.to_string(), row.get(4)) else {
+                    continue;
+                };
+                record.state = StateRecord::Running {
+                    started_ms: now_ms,
+                    pid: None,
+                };
+                record.node = Some(node.clone());
+                record.claim = Some(Uuid::new_v4());
+                tx.execute(
+                    "UPDATE tasks SET status = 'running', node = $2, claim = $3, holds_key = $4,
+                       next_attempt_ms = NULL, cancel_requested = NULL, record = $5 WHERE id = $1",
+                    &[
+                        &id,
+                        &node,
+                        &record.claim,
+                        &key.is_some(),
+                        &crate::store::record::encode(&record),
+                    ],
+                )
+                .await
+                .map_err(&e)?;
+                *running.entry(program).or_default() += 1;
+                let body: Option<Vec<u8>> = row.get(5);
+                claimed.push((record, Bytes::from(body.unwrap_or_default())));
+            }
+            let next_due_ms: Option<i64> = tx
+                .query_one(
+                    "SELECT MIN(next_attempt_ms) FROM tasks WHERE status = 'queued' AND next_attempt_ms > $1
+                       AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)",
+                    &[&now_ms, &labels, &node],
+                )
+                .await
+                .map_err(&e)?
+                .get(0);
+            tx.commit().await.map_err(&e)?;
+            Ok(Claimed {
+                tasks: claimed,
+                next_due_ms,
+            })
+        })
+        .await
+    }
+
+    /// Cancels a task that has not started, wherever it was queued: its new
+    /// record (finished by `finish`), or `None` when it is not queued.
+    pub async fn cancel_queued(
+        &self,
+        id: Uuid,
+        node: &str,
+        finish: impl FnOnce(TaskRecord) -> TaskRecord + Send + 'static,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let node = node.to_string();
+        self.with("cancel a queued task", move |mut c| async move {
+            let e = db("cancel a queued task");
+            let tx = c.transaction().await.map_err(&e)?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT seq, id::text, record FROM tasks WHERE id = $1 AND status = 'queued' FOR UPDATE",
+                    &[&id],
+                )
+                .await
+                .map_err(&e)?
+            else {
+                return Ok(None);
+            };
+            let Ok(record) = task_row(row.get(0), row.get(1), row.get(2)) else {
+                return Ok(None);
+            };
+            let mut done = finish(record);
+            // Whoever cancels it answers for its callbacks.
+            done.claim = None;
+            put_task(&tx, &done, &Body::Drop).await.map_err(&e)?;
+            tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&id, &node])
+                .await
+                .map_err(&e)?;
+            tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                .await
+                .map_err(&e)?;
+            tx.commit().await.map_err(&e)?;
+            Ok(Some(done))
+        })
+        .await
+    }
+
+    /// Asks the node running task `id` to stop it (`NOTIFY`); the node it
+    /// runs on, or `None` when it is not running.
+    pub async fn request_cancel(&self, id: Uuid, reason: &str) -> Result<Option<String>, StoreError> {
+        let reason = reason.to_string();
+        self.with("cancel a running task", move |c| async move {
+            let e = db("cancel a running task");
+            let row = c
+                .query_opt(
+                    "UPDATE tasks SET cancel_requested = $2 WHERE id = $1 AND status = 'running' RETURNING node",
+                    &[&id, &reason],
+                )
+                .await
+                .map_err(&e)?;
+            let Some(row) = row else { return Ok(None) };
+            let payload = serde_json::json!({"id": id, "reason": reason}).to_string();
+            c.execute("SELECT pg_notify($1, $2)", &[&CANCEL_CHANNEL, &payload])
+                .await
+                .map_err(&e)?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
+    /// Tasks running on `node` whose stop was asked for, with the reason
+    /// (for a node that missed the notification).
+    pub async fn cancel_requests(&self, node: &str) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let node = node.to_string();
+        self.with("read cancel requests", move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT id, cancel_requested FROM tasks WHERE node = $1 AND status = 'running' AND cancel_requested IS NOT NULL",
+                    &[&node],
+                )
+                .await
+                .map_err(db("read cancel requests"))?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+        .await
+    }
+
+    /// The queued tasks of `program` with `key` other than `by`, finished by
+    /// `finish` (superseded); and asks the node running one to stop it when
+    /// `stop_running`. Returns the superseded records.
+    pub async fn supersede(
+        &self,
+        program: &str,
+        key: &str,
+        by: Uuid,
+        stop_running: bool,
+        node: &str,
+        finish: impl Fn(TaskRecord) -> TaskRecord + Send + 'static,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let (program, key, node) = (program.to_string(), key.to_string(), node.to_string());
+        self.with("supersede queued tasks", move |mut c| async move {
+            let e = db("supersede queued tasks");
+            let tx = c.transaction().await.map_err(&e)?;
+            let rows = tx
+                .query(
+                    "SELECT seq, id::text, record FROM tasks WHERE program = $1 AND key = $2 AND status = 'queued' AND id <> $3 FOR UPDATE",
+                    &[&program, &key, &by],
+                )
+                .await
+                .map_err(&e)?;
+            let mut done = Vec::new();
+            for row in rows {
+                let Ok(record) = task_row(row.get(0), row.get(1), row.get(2)) else {
+                    continue;
+                };
+                let finished = finish(record);
+                put_task(&tx, &finished, &Body::Drop).await.map_err(&e)?;
+                tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&finished.id, &node])
+                    .await
+                    .map_err(&e)?;
+                done.push(finished);
+            }
+            if stop_running {
+                let reason = format!("superseded by {by}");
+                let running = tx
+                    .query(
+                        "UPDATE tasks SET cancel_requested = $3 WHERE program = $1 AND key = $2 AND status = 'running' RETURNING id",
+                        &[&program, &key, &reason],
+                    )
+                    .await
+                    .map_err(&e)?;
+                for row in running {
+                    let id: Uuid = row.get(0);
+                    let payload = serde_json::json!({"id": id, "reason": reason}).to_string();
+                    tx.execute("SELECT pg_notify($1, $2)", &[&CANCEL_CHANNEL, &payload])
+                        .await
+                        .map_err(&e)?;
+                }
+            }
+            tx.commit().await.map_err(&e)?;
+            Ok(done)
+        })
+        .await
+    }
+
+    /// Checks a delivery's dedup key across the cluster: `None` if new (now
+    /// held for `record_id` for `window_ms`), else the first delivery's record id.
+    pub async fn dedup_check(
+        &self,
+        source: &str,
+        key: &str,
+        window_ms: i64,
+        record_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (source, key, record_id) = (source.to_string(), key.to_string(), record_id.to_string());
+        self.with("check a delivery key", move |c| async move {
+            let e = db("check a delivery key");
+            let row = c
+                .query_opt(
+                    &format!(
+                        "INSERT INTO dedup (source, key, first_id, expires_ms) VALUES ($1, $2, $3, {NOW_MS} + $4)
+                         ON CONFLICT (source, key) DO UPDATE SET first_id = excluded.first_id, expires_ms = excluded.expires_ms
+                           WHERE dedup.expires_ms < {NOW_MS}
+                         RETURNING first_id"
+                    ),
+                    &[&source, &key, &record_id, &window_ms],
+                )
+                .await
+                .map_err(&e)?;
+            if row.is_some() {
+                return Ok(None);
+            }
+            let first = c
+                .query_opt("SELECT first_id FROM dedup WHERE source = $1 AND key = $2", &[&source, &key])
+                .await
+                .map_err(&e)?;
+            Ok(Some(first.map(|r| r.get(0)).unwrap_or_default()))
+        })
+        .await
+    }
+
+    /// Forgets a delivery key (its delivery was not accepted after all).
+    pub async fn dedup_forget(&self, source: &str, key: &str) -> Result<(), StoreError> {
+        let (source, key) = (source.to_string(), key.to_string());
+        self.with("forget a delivery key", move |c| async move {
+            c.execute("DELETE FROM dedup WHERE source = $1 AND key = $2", &[&source, &key])
+                .await
+                .map_err(db("forget a delivery key"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every node the cluster has known, with what it runs and has claimed.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        self.with("list nodes", |c| async move {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT n.name, n.labels, n.version, n.url, n.started_ms, n.heartbeat_ms,
+                           {NOW_MS} - n.heartbeat_ms, n.lease_ms, n.status, n.running, n.taken_over_by,
+                           (SELECT count(*) FROM tasks t WHERE t.node = n.name AND t.status = 'running')
+                         FROM nodes n ORDER BY n.name"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(db("list nodes"))?;
+            let time = |ms: i64| humantime::format_rfc3339_millis(crate::store::time_of(ms)).to_string();
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let status: String = r.get(8);
+                    let age: i64 = r.get(6);
+                    let lease: i64 = r.get(7);
+                    NodeRow {
+                        name: r.get(0),
+                        labels: r.get(1),
+                        version: r.get(2),
+                        url: r.get(3),
+                        started_at: time(r.get(4)),
+                        last_heartbeat: time(r.get(5)),
+                        heartbeat_age_ms: age,
+                        alive: status == "alive" && age < lease,
+                        status,
+                        running: r.get(9),
+                        claimed: r.get(11),
+                        taken_over_by: r.get(10),
+                    }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// How many tasks wait in the cluster's queue.
+    pub async fn queued(&self) -> Result<usize, StoreError> {
+        self.with("count queued tasks", |c| async move {
+            let row = c
+                .query_one("SELECT count(*) FROM tasks WHERE status = 'queued'", &[])
+                .await
+                .map_err(db("count queued tasks"))?;
+            Ok(row.get::<_, i64>(0) as usize)
+        })
+        .await
+    }
+
+    /// A running task's node and that node's API address.
+    pub async fn running_on(&self, id: Uuid) -> Result<Option<(String, String)>, StoreError> {
+        self.with("find a task's node", move |c| async move {
+            let row = c
+                .query_opt(
+                    "SELECT t.node, n.url FROM tasks t JOIN nodes n ON n.name = t.node WHERE t.id = $1 AND t.status = 'running'",
+                    &[&id],
+                )
+                .await
+                .map_err(db("find a task's node"))?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+        .await
+    }
+}
+
+/// A node's work, locked.
+async fn orphans_of(tx: &deadpool_postgres::Transaction<'_>, node: &str) -> Result<Orphans, StoreError> {
+    let e = db("read a node's work");
+    let mut orphans = Orphans {
+        node: node.to_string(),
+        running: Vec::new(),
+        pinned: Vec::new(),
+        callbacks: Vec::new(),
+    };
+    for row in tx
+        .query(
+            "SELECT seq, id::text, record, body FROM tasks WHERE node = $1 AND status = 'running' ORDER BY seq FOR UPDATE",
+            &[&node],
+        )
+        .await
+        .map_err(&e)?
+    {
+        let body: Option<Vec<u8>> = row.get(3);
+        match task_row(row.get(0), row.get(1), row.get(2)) {
+            Ok(r) => orphans.running.push((r, Bytes::from(body.unwrap_or_default()))),
+            Err(u) => tracing::error!(table = u.table, id = %u.id, error = %u.error, "a task of a node taken over cannot be read; it is left as it is"),
+        }
+    }
+    for row in tx
+        .query(
+            "SELECT seq, id::text, record FROM tasks WHERE pinned_node = $1 AND status = 'queued' ORDER BY seq FOR UPDATE",
+            &[&node],
+        )
+        .await
+        .map_err(&e)?
+    {
+        if let Ok(r) = task_row(row.get(0), row.get(1), row.get(2)) {
+            orphans.pinned.push(r);
+        }
+    }
+    for row in tx
+        .query(
+            "SELECT seq, id::text, record FROM tasks WHERE node = $1 AND callbacks_pending AND status NOT IN ('queued', 'running') FOR UPDATE",
+            &[&node],
+        )
+        .await
+        .map_err(&e)?
+    {
+        if let Ok(r) = task_row(row.get(0), row.get(1), row.get(2)) {
+            orphans.callbacks.push(r);
+        }
+    }
+    Ok(orphans)
+}
+
+/// Writes the taker's decisions for `orphans` (whatever their claims were):
+/// each row's claim is cleared, and the rows that end up with the taker
+/// (finished with callbacks to send) name it as their node.
+async fn settle(
+    tx: &deadpool_postgres::Transaction<'_>,
+    taker: &str,
+    orphans: Orphans,
+    take: impl FnOnce(Orphans) -> Vec<Decision>,
+) -> Result<Vec<Uuid>, StoreError> {
+    let e = db("settle a node's work");
+    let mut written = Vec::new();
+    for (mut record, body) in take(orphans) {
+        // The old claim goes: nothing the dead node writes later counts.
+        tx.execute("UPDATE tasks SET claim = NULL WHERE id = $1", &[&record.id])
+            .await
+            .map_err(&e)?;
+        record.claim = None;
+        put_task(tx, &record, &body).await.map_err(&e)?;
+        if crate::store::postgres::columns(&record).callbacks_pending {
+            // Its callbacks are the taker's to send (the record still says where it ran).
+            tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&record.id, &taker])
+                .await
+                .map_err(&e)?;
+        }
+        written.push(record.id);
+    }
+    Ok(written)
+}
+
+/// A store error from a message (for the node loops).
+pub fn error(op: &'static str, text: impl Into<String>) -> StoreError {
+    message(op, text)
+}

@@ -1,0 +1,703 @@
+//! The PostgreSQL backend: the store a cluster's nodes share.
+//!
+//! Every PostgreSQL connection lives on the engine runtime (the HTTP
+//! server's runtimes stop at shutdown, while the engine still records the
+//! ends of its tasks): each operation is spawned there and awaited by its
+//! caller. Writes go through one writer task per node that applies whatever
+//! has queued up in one transaction, so concurrent deliveries share a commit
+//! (group commit, as with SQLite); `synchronous_commit` stays on, so a
+//! commit is on disk when it answers. Cluster operations (claiming work,
+//! heartbeats, takeover, dedup keys) are in [`cluster`].
+
+pub mod cluster;
+mod schema;
+
+use super::record::{decode, encode, CallbackStatus, DeliveryRecord, StateRecord, TaskRecord, Unreadable};
+use super::{Body, DeliveryQuery, Message, Op, Retention, StoreError, TaskQuery};
+use crate::secret::SecretUrl;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+pub use schema::VERSION as SCHEMA_VERSION;
+
+type Ack = oneshot::Sender<Result<(), StoreError>>;
+
+enum Cmd {
+    Write(Vec<Op>, Option<Ack>),
+    /// Flush everything and stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// The channel `NOTIFY`/`LISTEN` use to wake nodes when there is work.
+pub const QUEUE_CHANNEL: &str = "hookrunner_queue";
+/// The channel that asks the node running a task to stop it.
+pub const CANCEL_CHANNEL: &str = "hookrunner_cancel";
+
+pub struct Postgres {
+    url: SecretUrl,
+    pg_config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    pool: Pool,
+    rt: Handle,
+    tx: Mutex<Option<mpsc::UnboundedSender<Cmd>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    healthy: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// How long to wait for a connection before giving up (the delivery then gets 503).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .expect("TLS 1.2 is supported")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+impl Postgres {
+    /// Connects to `url`, brings the schema up to date (once, whatever other
+    /// nodes do) and starts the writer. Runs on `rt`.
+    pub fn open(url: &SecretUrl, connections: usize, rt: Handle, retention: Retention) -> Result<Postgres, StoreError> {
+        let describe = url.masked();
+        let mut pg_config: tokio_postgres::Config = url
+            .expose()
+            .parse()
+            .map_err(|e| StoreError::new(format!("read the database URL `{describe}`"), e))?;
+        pg_config.connect_timeout(CONNECT_TIMEOUT);
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("hookrunner");
+        }
+        let tls = tls();
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connections)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::new("set up the connection pool", e))?;
+        let migrated = {
+            let pool = pool.clone();
+            rt.block_on(async move {
+                let mut client = pool
+                    .get()
+                    .await
+                    .map_err(|e| StoreError::new(format!("connect to {describe}"), e))?;
+                schema::migrate(&mut client)
+                    .await
+                    .map_err(|e| StoreError::new(format!("migrate the database {describe}"), e))
+            })
+        };
+        migrated?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+        });
+        let writer = Writer {
+            pool: pool.clone(),
+            shared: shared.clone(),
+            retention,
+            backlog: Vec::new(),
+            describe: url.masked(),
+        };
+        rt.spawn(writer.run(rx));
+        Ok(Postgres {
+            url: url.clone(),
+            pg_config,
+            tls,
+            pool,
+            rt,
+            tx: Mutex::new(Some(tx)),
+            shared,
+        })
+    }
+
+    /// The database, for messages (its password masked).
+    pub fn describe(&self) -> String {
+        self.url.masked()
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn send(&self, cmd: Cmd) -> bool {
+        match self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(tx) => tx.send(cmd).is_ok(),
+            None => false,
+        }
+    }
+
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Cmd::Write(ops, Some(tx))) {
+            return Err(StoreError::message("commit", "the store is closed"));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::message("commit", "the store's writer stopped")))
+    }
+
+    pub fn write(&self, ops: Vec<Op>) {
+        self.send(Cmd::Write(ops, None));
+    }
+
+    /// Flushes every pending write and stops the writer (blocking; call off the runtimes).
+    pub fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Close(tx)) {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(30), rx).await });
+        }
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Runs `f` with a pooled connection, on the engine runtime.
+    pub(crate) async fn with<R, F, Fut>(&self, op: &'static str, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, StoreError>> + Send,
+    {
+        let pool = self.pool.clone();
+        let shared = self.shared.clone();
+        let describe = self.describe();
+        let result = self
+            .rt
+            .spawn(async move {
+                let client = pool.get().await.map_err(|e| StoreError::new(op, e))?;
+                f(client).await
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::new(op, e)));
+        // A read that cannot reach the database says so as loudly as a write.
+        if let Err(e) = &result {
+            if is_connection_error(e) {
+                note(&shared, &describe, &Err(e.clone()));
+            }
+        }
+        result
+    }
+
+    /// A dedicated connection (not from the pool) on the engine runtime, for `LISTEN`.
+    pub(crate) async fn dedicated(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+        ),
+        StoreError,
+    > {
+        let config = self.pg_config.clone();
+        let tls = self.tls.clone();
+        self.rt
+            .spawn(async move {
+                use futures_util::StreamExt;
+                let (client, mut connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| StoreError::new("connect to listen", e))?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                            if tx.send(n).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                Ok((client, rx))
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::new("connect to listen", e)))
+    }
+
+    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<Result<TaskRecord, Unreadable>>, StoreError> {
+        let q = q.clone();
+        self.with("list tasks", move |c| async move {
+            let mut sql = "SELECT seq, id::text, record FROM tasks WHERE seq < $1".to_string();
+            let before = q.before_seq.map_or(i64::MAX, |s| s as i64);
+            let mut args: Vec<String> = Vec::new();
+            for (col, value) in [
+                ("status", q.status.map(|s| s.as_str().to_string())),
+                ("source", q.source.clone()),
+                ("event", q.event.clone()),
+                ("program", q.program.clone()),
+            ] {
+                if let Some(v) = value {
+                    args.push(v);
+                    sql.push_str(&format!(" AND {col} = ${}", args.len() + 1));
+                }
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&before];
+            params.extend(args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)));
+            let rows = c.query(&sql, &params).await.map_err(db("list tasks"))?;
+            Ok(rows.iter().map(|r| task_row(r.get(0), r.get(1), r.get(2))).collect())
+        })
+        .await
+    }
+
+    pub async fn task_seq(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        self.with("find a task", move |c| async move {
+            let row = c
+                .query_opt("SELECT seq FROM tasks WHERE id = $1", &[&id])
+                .await
+                .map_err(db("find a task"))?;
+            Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        })
+        .await
+    }
+
+    pub async fn task(&self, id: Uuid) -> Result<Option<Result<TaskRecord, Unreadable>>, StoreError> {
+        self.with("read a task", move |c| async move {
+            let row = c
+                .query_opt("SELECT seq, id::text, record FROM tasks WHERE id = $1", &[&id])
+                .await
+                .map_err(db("read a task"))?;
+            Ok(row.map(|r| task_row(r.get(0), r.get(1), r.get(2))))
+        })
+        .await
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        q: &DeliveryQuery,
+    ) -> Result<Vec<Result<DeliveryRecord, Unreadable>>, StoreError> {
+        let q = q.clone();
+        self.with("list deliveries", move |c| async move {
+            let mut sql = "SELECT id, record FROM deliveries WHERE seq < $1".to_string();
+            let before = q.before_seq.map_or(i64::MAX, |s| s as i64);
+            let mut args: Vec<String> = Vec::new();
+            for (col, value) in [
+                ("source", q.source.clone()),
+                ("event", q.event.clone()),
+                ("outcome", q.outcome.map(|o| o.as_str().to_string())),
+            ] {
+                if let Some(v) = value {
+                    args.push(v);
+                    sql.push_str(&format!(" AND {col} = ${}", args.len() + 1));
+                }
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&before];
+            params.extend(args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)));
+            let rows = c.query(&sql, &params).await.map_err(db("list deliveries"))?;
+            Ok(rows.iter().map(|r| delivery_row(r.get(0), r.get(1))).collect())
+        })
+        .await
+    }
+
+    pub async fn delivery_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let id = id.to_string();
+        self.with("find a delivery", move |c| async move {
+            let row = c
+                .query_opt("SELECT seq FROM deliveries WHERE id = $1", &[&id])
+                .await
+                .map_err(db("find a delivery"))?;
+            Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        })
+        .await
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<Result<(DeliveryRecord, Option<Bytes>), Unreadable>>, StoreError> {
+        let id = id.to_string();
+        self.with("read a delivery", move |c| async move {
+            let row = c
+                .query_opt("SELECT id, record, body FROM deliveries WHERE id = $1", &[&id])
+                .await
+                .map_err(db("read a delivery"))?;
+            Ok(row.map(|r| {
+                let body: Option<Vec<u8>> = r.get(2);
+                delivery_row(r.get(0), r.get(1)).map(|d| (d, body.map(Bytes::from)))
+            }))
+        })
+        .await
+    }
+
+    pub async fn max_task_seq(&self) -> Result<u64, StoreError> {
+        self.with("read the last task number", |c| async move {
+            let row = c
+                .query_one("SELECT COALESCE(MAX(seq), 0) FROM tasks", &[])
+                .await
+                .map_err(db("read the last task number"))?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        })
+        .await
+    }
+}
+
+/// Whether an error is about reaching the database (not about one query).
+fn is_connection_error(e: &StoreError) -> bool {
+    let cause: &(dyn std::error::Error + 'static) = &*e.source;
+    if cause.downcast_ref::<deadpool_postgres::PoolError>().is_some() {
+        return true;
+    }
+    cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .is_some_and(|pg| pg.as_db_error().is_none())
+}
+
+/// Records the outcome of a write (or a failed read): the store is healthy
+/// again after a success, unhealthy (logged once) after a failure.
+fn note(shared: &Shared, describe: &str, result: &Result<(), StoreError>) {
+    match result {
+        Ok(()) => {
+            if !shared.healthy.swap(true, Ordering::Relaxed) {
+                tracing::info!(store = %describe, "the database accepts writes again");
+            }
+        }
+        Err(e) => {
+            if shared.healthy.swap(false, Ordering::Relaxed) {
+                tracing::error!(store = %describe, error = %e, "the database cannot write: deliveries are refused with 503 until it can");
+            }
+            *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+}
+
+pub(crate) fn db(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::new(op, e)
+}
+
+pub(crate) fn task_row(seq: i64, id: String, record: String) -> Result<TaskRecord, Unreadable> {
+    decode::<TaskRecord>(&record)
+        .map(|mut r| {
+            // The cluster numbers tasks in the order the database took them.
+            r.seq = seq as u64;
+            r
+        })
+        .map_err(|error| Unreadable {
+            table: "tasks",
+            id,
+            error,
+        })
+}
+
+fn delivery_row(id: String, record: String) -> Result<DeliveryRecord, Unreadable> {
+    decode(&record).map_err(|error| Unreadable {
+        table: "deliveries",
+        id,
+        error,
+    })
+}
+
+/// Whether a task in this state holds its concurrency key: while it runs,
+/// and while it waits out a retry's backoff.
+pub(crate) fn holds_key(r: &TaskRecord) -> bool {
+    r.key.is_some()
+        && matches!(
+            r.state,
+            StateRecord::Running { .. }
+                | StateRecord::Queued {
+                    next_attempt_ms: Some(_)
+                }
+        )
+}
+
+/// The columns of a task's row, from its record.
+pub(crate) struct Columns {
+    pub status: &'static str,
+    pub finished_ms: Option<i64>,
+    pub callbacks_pending: bool,
+    pub holds_key: bool,
+    pub next_attempt_ms: Option<i64>,
+}
+
+pub(crate) fn columns(r: &TaskRecord) -> Columns {
+    Columns {
+        status: r.state.status().as_str(),
+        finished_ms: match &r.state {
+            StateRecord::Finished { finished_ms, .. } => Some(*finished_ms),
+            _ => None,
+        },
+        callbacks_pending: r.callbacks.iter().any(|c| c.status == CallbackStatus::Pending),
+        holds_key: holds_key(r),
+        next_attempt_ms: match &r.state {
+            StateRecord::Queued { next_attempt_ms } => *next_attempt_ms,
+            _ => None,
+        },
+    }
+}
+
+/// Writes a task's row in `tx`: inserted if new; otherwise updated only while
+/// its claim is still the one the record names (a node's late write after a
+/// takeover changes nothing). Returns whether a row was written.
+pub(crate) async fn put_task(
+    tx: &deadpool_postgres::Transaction<'_>,
+    r: &TaskRecord,
+    body: &Body,
+) -> Result<bool, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO tasks (id, source, event, program, status, created_ms, finished_ms, callbacks_pending,
+                node, pinned_node, run_on, key, holds_key, next_attempt_ms, claim, record, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, finished_ms = excluded.finished_ms,
+               callbacks_pending = excluded.callbacks_pending, node = excluded.node,
+               holds_key = excluded.holds_key, next_attempt_ms = excluded.next_attempt_ms,
+               record = excluded.record,
+               body = CASE WHEN $18 THEN tasks.body ELSE excluded.body END
+             WHERE tasks.claim IS NOT DISTINCT FROM excluded.claim",
+        )
+        .await?;
+    let c = columns(r);
+    let (body, keep) = match body {
+        Body::Keep => (None, true),
+        Body::Set(b) => (Some(&b[..]), false),
+        Body::Drop => (None, false),
+    };
+    let n = tx
+        .execute(
+            &stmt,
+            &[
+                &r.id,
+                &r.source,
+                &r.event,
+                &r.program,
+                &c.status,
+                &r.created_ms,
+                &c.finished_ms,
+                &c.callbacks_pending,
+                &r.node,
+                &r.pinned_node,
+                &r.run_on,
+                &r.key,
+                &c.holds_key,
+                &c.next_attempt_ms,
+                &r.claim,
+                &encode(r),
+                &body,
+                &keep,
+            ],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+struct Writer {
+    pool: Pool,
+    shared: Arc<Shared>,
+    retention: Retention,
+    /// Unacknowledged writes that failed, tried again with the next batch.
+    backlog: Vec<Op>,
+    describe: String,
+}
+
+const MAX_BATCH: usize = 1024;
+const MAX_BACKLOG: usize = 100_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+/// One node at a time prunes.
+const PRUNE_LOCK: i64 = 0x686f_6f6b_0002;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            let wait = if self.shared.healthy.load(Ordering::Relaxed) {
+                PRUNE_EVERY
+            } else {
+                Duration::from_millis(500)
+            };
+            let first = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(cmd)) => Some(cmd),
+                Ok(None) => break,
+                Err(_) => None,
+            };
+            let mut ops: Vec<(Op, bool)> = std::mem::take(&mut self.backlog)
+                .into_iter()
+                .map(|o| (o, false))
+                .collect();
+            let mut acks = Vec::new();
+            let mut close = None;
+            let mut add = |cmd: Cmd, ops: &mut Vec<(Op, bool)>, acks: &mut Vec<Ack>| match cmd {
+                Cmd::Write(o, ack) => {
+                    let acked = ack.is_some();
+                    acks.extend(ack);
+                    ops.extend(o.into_iter().map(|op| (op, acked)));
+                }
+                Cmd::Close(done) => close = Some(done),
+            };
+            if let Some(cmd) = first {
+                add(cmd, &mut ops, &mut acks);
+            }
+            while ops.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => add(cmd, &mut ops, &mut acks),
+                    Err(_) => break,
+                }
+            }
+            let result = if ops.is_empty() && self.shared.healthy.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                self.apply(&ops).await
+            };
+            note(&self.shared, &self.describe, &result);
+            if result.is_err() {
+                // Keep what nobody waits for; the acknowledged ones are answered 503.
+                self.backlog = ops
+                    .into_iter()
+                    .filter(|(_, acked)| !acked)
+                    .map(|(o, _)| o)
+                    .take(MAX_BACKLOG)
+                    .collect();
+            }
+            for ack in acks {
+                let _ = ack.send(result.clone());
+            }
+            if result.is_ok() && last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = tokio::time::Instant::now();
+                if let Err(e) = self.prune().await {
+                    tracing::warn!(error = %e, "pruning the database failed");
+                }
+            }
+            if let Some(done) = close {
+                let _ = done.send(());
+                break;
+            }
+        }
+    }
+
+    async fn apply(&mut self, ops: &[(Op, bool)]) -> Result<(), StoreError> {
+        let e = db("write a batch");
+        let mut client = self.pool.get().await.map_err(|e| StoreError::new("write a batch", e))?;
+        let tx = client.transaction().await.map_err(&e)?;
+        let mut wake = false;
+        for (op, _) in ops {
+            match op {
+                Op::PutTask(t, body) => {
+                    let written = put_task(&tx, t, body).await.map_err(&e)?;
+                    // Queued work, or a slot or key set free: nodes look for work.
+                    wake |= written && !matches!(t.state, StateRecord::Running { .. });
+                    if !written {
+                        tracing::debug!(task_id = %t.id, "a stale write of a task was dropped (its claim changed)");
+                    }
+                }
+                Op::PutDelivery(d, body) => {
+                    let stmt = tx
+                        .prepare_cached(
+                            "INSERT INTO deliveries (id, delivery_id, source, event, outcome, received_ms, record, body)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                             ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, record = excluded.record,
+                               body = COALESCE(excluded.body, deliveries.body)",
+                        )
+                        .await
+                        .map_err(&e)?;
+                    tx.execute(
+                        &stmt,
+                        &[
+                            &d.id,
+                            &d.delivery_id,
+                            &d.source,
+                            &d.event,
+                            &d.outcome.as_str(),
+                            &d.received_ms,
+                            &encode(d.as_ref()),
+                            &body.as_deref(),
+                        ],
+                    )
+                    .await
+                    .map_err(&e)?;
+                }
+                Op::DeleteTask(id) => {
+                    tx.execute("DELETE FROM tasks WHERE id = $1", &[id]).await.map_err(&e)?;
+                }
+            }
+        }
+        if wake {
+            tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                .await
+                .map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+
+    /// Drops what retention says (one node at a time), and dedup keys past their window.
+    async fn prune(&mut self) -> Result<(), StoreError> {
+        let e = db("prune");
+        let r = self.retention.clone();
+        let mut client = self.pool.get().await.map_err(|e| StoreError::new("prune", e))?;
+        let tx = client.transaction().await.map_err(&e)?;
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
+            .await
+            .map_err(&e)?
+            .get(0);
+        if !locked {
+            return Ok(());
+        }
+        let now = super::millis(std::time::SystemTime::now());
+        let cutoff = now - r.tasks_for.as_millis() as i64;
+        tx.execute(
+            "DELETE FROM tasks WHERE finished_ms IS NOT NULL AND (finished_ms < $1 OR seq <= (SELECT seq FROM tasks ORDER BY seq DESC LIMIT 1 OFFSET $2))",
+            &[&cutoff, &(r.tasks as i64)],
+        )
+        .await
+        .map_err(&e)?;
+        tx.execute(
+            "DELETE FROM deliveries WHERE seq <= (SELECT seq FROM deliveries ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+            &[&(r.deliveries as i64)],
+        )
+        .await
+        .map_err(&e)?;
+        tx.execute(
+            "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND seq < (
+                SELECT COALESCE(MIN(seq), 0) FROM (
+                    SELECT seq, SUM(LENGTH(body)) OVER (ORDER BY seq DESC) AS total
+                    FROM deliveries WHERE body IS NOT NULL
+                ) kept WHERE total <= $1)",
+            &[&(r.body_bytes as i64)],
+        )
+        .await
+        .map_err(&e)?;
+        tx.execute("DELETE FROM dedup WHERE expires_ms < $1", &[&now])
+            .await
+            .map_err(&e)?;
+        tx.commit().await.map_err(&e)
+    }
+}
+
+/// A cause that is only a sentence (re-exported for the cluster module).
+pub(crate) fn message(op: &'static str, text: impl Into<String>) -> StoreError {
+    StoreError::new(op, Message(text.into()))
+}

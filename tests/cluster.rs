@@ -1,0 +1,502 @@
+//! Several nodes sharing one PostgreSQL database: any node accepts, the
+//! nodes claim the work, a node's death loses nothing it acknowledged, and
+//! every node shows (and controls) the whole cluster.
+//!
+//! Each test makes its own database. One test runs at a time: one of them
+//! stops and starts the machine's PostgreSQL server.
+
+mod common;
+use common::pg::Db;
+use common::*;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A node of the cluster on `db`, named `name`, with `labels`, running `programs` (YAML).
+fn node(db: &Db, name: &str, labels: &str, shared: &Path, programs: &str, mappings: &str) -> Daemon {
+    let config = format!(
+        r#"
+state:
+  postgres: {url}
+  connections: 4
+node:
+  lease: 2s
+tasks:
+  max_concurrent: 2
+  max_queued: 10000
+  shutdown_grace: 2s
+sources:
+  a: {{provider: generic, auth: none, event: {{field: kind}}}}
+programs:
+{programs}
+mappings:
+  a:
+{mappings}
+"#,
+        url = db.url(),
+    )
+    .replace("$SHARED", &shared.display().to_string());
+    Daemon::with(&config)
+        .env("HOOKRUNNER_NODE_NAME", name)
+        .env("HOOKRUNNER_NODE_LABELS", labels)
+        .start()
+}
+
+const STAMP: &str = r#"
+  work:
+    command: handlers/stamp.sh
+    on_interrupt: rerun
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0.3"}
+"#;
+const STAMP_MAPPING: &str = "    work: {rules: [{run: work}]}";
+
+/// A task as any node shows it.
+fn task(d: &Daemon, id: &str) -> Value {
+    d.get(&format!("/tasks/{id}")).json()
+}
+
+fn wait_final(d: &Daemon, ids: &[String], limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    ids.iter()
+        .map(|id| loop {
+            let t = task(d, id);
+            if !matches!(t["status"].as_str(), Some("queued" | "running")) {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "task {id} still {}: {t}", t["status"]);
+            std::thread::sleep(Duration::from_millis(50));
+        })
+        .collect()
+}
+
+/// `start|end <task> <node> <ns>` lines.
+fn runs(shared: &Path) -> Vec<(String, String, String, u128)> {
+    std::fs::read_to_string(shared.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let p: Vec<&str> = l.split(' ').collect();
+            (p[0].into(), p[1].into(), p[2].into(), p[3].parse().unwrap())
+        })
+        .collect()
+}
+
+fn send(d: &Daemon, body: &str) -> Vec<String> {
+    Daemon::task_ids(&d.post_json("/hooks/a", &[], body.as_bytes()))
+}
+
+#[test]
+fn a_burst_over_three_nodes_survives_one_being_killed() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Daemon> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| node(&db, n, "", shared.path(), STAMP, STAMP_MAPPING))
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|d| d.url("/hooks/a")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|i| {
+            let (urls, stop) = (urls.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                let mut acked = Vec::new();
+                let mut n = i;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let r = agent
+                        .post(&urls[n % urls.len()])
+                        .set("Content-Type", "application/json")
+                        .send_string(r#"{"kind":"work"}"#);
+                    if let Ok(r) = r {
+                        if r.status() == 202 {
+                            let v: Value = r.into_json().unwrap();
+                            acked.push(v["tasks"][0]["id"].as_str().unwrap().to_string());
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    nodes[2].kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<String> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+    assert!(acked.len() > 50, "only {} deliveries acknowledged", acked.len());
+    let done = wait_final(&nodes[0], &acked, Duration::from_secs(90));
+    let runs = runs(shared.path());
+    for t in &done {
+        let id = t["id"].as_str().unwrap();
+        assert_eq!(t["status"], "succeeded", "{t}");
+        let node = t["node"].as_str().unwrap();
+        // It ran to its end once where the cluster says; no live node ran it twice.
+        let ends: Vec<&str> = runs
+            .iter()
+            .filter(|(what, task, _, _)| what == "end" && task == id)
+            .map(|(_, _, n, _)| n.as_str())
+            .collect();
+        assert_eq!(ends.iter().filter(|n| **n == node).count(), 1, "{id}: {ends:?}");
+        assert!(
+            ends.iter().filter(|n| **n != "n3").count() <= 1,
+            "{id} ran to its end twice on live nodes: {ends:?}"
+        );
+    }
+    assert!(done.iter().any(|t| t["node"] != "n3"), "the live nodes ran work");
+    let nodes_seen = nodes[0].get("/nodes").json();
+    let dead = nodes_seen["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "n3")
+        .unwrap()
+        .clone();
+    assert_eq!(dead["status"], "dead", "{nodes_seen}");
+    assert!(["n1", "n2"].contains(&dead["taken_over_by"].as_str().unwrap()));
+}
+
+#[test]
+fn fan_out_runs_once_on_each_labelled_node() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  deploy:
+    command: handlers/stamp.sh
+    run_on: [web]
+    fan_out: true
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0.1"}
+"#;
+    let mapping = "    deploy: {rules: [{run: deploy}]}";
+    let nodes: Vec<Daemon> = [("n1", "web"), ("n2", "web,eu"), ("n3", "web"), ("n4", "db")]
+        .iter()
+        .map(|(n, l)| node(&db, n, l, shared.path(), programs, mapping))
+        .collect();
+    let ids = send(&nodes[3], r#"{"kind":"deploy"}"#);
+    assert_eq!(ids.len(), 3, "one task per node labelled web");
+    let done = wait_final(&nodes[0], &ids, Duration::from_secs(30));
+    let mut ran_on = HashSet::new();
+    for t in &done {
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["node"], t["pinned_node"], "{t}");
+        ran_on.insert(t["node"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ran_on, ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect());
+    let runs = runs(shared.path());
+    for t in &done {
+        let mine: Vec<_> = runs
+            .iter()
+            .filter(|r| r.0 == "end" && r.1 == t["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].2, t["node"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn one_key_never_runs_twice_at_once_across_nodes() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  keyed:
+    command: handlers/stamp.sh
+    params: [k]
+    concurrency_key: "{k}"
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0.2"}
+"#;
+    let mapping = "    keyed: {params: {k: payload.k}, rules: [{run: keyed}]}";
+    let nodes: Vec<Daemon> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| node(&db, n, "", shared.path(), programs, mapping))
+        .collect();
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.extend(send(&nodes[i % 3], r#"{"kind":"keyed","k":"same"}"#));
+        ids.extend(send(
+            &nodes[(i + 1) % 3],
+            &format!(r#"{{"kind":"keyed","k":"other-{i}"}}"#),
+        ));
+    }
+    let done = wait_final(&nodes[0], &ids, Duration::from_secs(60));
+    assert!(done.iter().all(|t| t["status"] == "succeeded"));
+    let same: HashSet<String> = done
+        .iter()
+        .filter(|t| t["concurrency_key"] == "same")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    let runs = runs(shared.path());
+    let mut spans: HashMap<String, (u128, u128, String)> = HashMap::new();
+    for (what, id, node, at) in runs.iter().filter(|r| same.contains(&r.1)) {
+        let e = spans.entry(id.clone()).or_insert((0, 0, node.clone()));
+        if what == "start" {
+            e.0 = *at;
+        } else {
+            e.1 = *at;
+        }
+    }
+    let mut spans: Vec<_> = spans.into_values().collect();
+    spans.sort();
+    assert_eq!(spans.len(), 9);
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "two runs of key `same` overlapped: {:?} and {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    let on: HashSet<&str> = spans.iter().map(|s| s.2.as_str()).collect();
+    assert!(on.len() > 1, "the key's runs went to more than one node: {on:?}");
+}
+
+#[test]
+fn output_and_cancel_of_a_task_on_another_node() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  chatty:
+    command: handlers/chatty.sh
+    run_on: [b]
+    env: {TICKS: "200", PAUSE: "0.1"}
+"#;
+    let mapping = "    chatty: {rules: [{run: chatty}]}";
+    let a = node(&db, "na", "", shared.path(), programs, mapping);
+    let b = node(&db, "nb", "b", shared.path(), programs, mapping);
+    let id = send(&a, r#"{"kind":"chatty"}"#).remove(0);
+    eventually("the task to run on nb", Duration::from_secs(10), || {
+        let t = task(&a, &id);
+        t["status"] == "running" && t["node"] == "nb"
+    });
+    // Live output through na, from nb.
+    let mut stream = std::net::TcpStream::connect(&a.addr).unwrap();
+    stream
+        .write_all(format!("GET /tasks/{id}/output?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut ticks = Vec::new();
+    let mut line = String::new();
+    let mut pid = None;
+    while ticks.len() < 3 {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            if let Some(p) = data.strip_prefix("pid ") {
+                pid = p.parse::<i32>().ok();
+            }
+            if data.starts_with("tick ") {
+                ticks.push(data.to_string());
+            }
+        }
+    }
+    assert_eq!(ticks[..2], ["tick 1", "tick 2"]);
+    let pid = pid.expect("the handler's pid line came through");
+    assert!(alive(pid));
+    // Cancel through na, of the task on nb.
+    let r = a.post(&format!("/tasks/{id}/cancel"), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    let t = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(20)).remove(0);
+    assert_eq!(t["status"], "cancelled", "{t}");
+    assert_eq!(t["error"], "cancelled by request");
+    eventually("the handler to be stopped", Duration::from_secs(10), || !alive(pid));
+    drop(b);
+}
+
+#[test]
+fn the_database_going_away_refuses_with_503_and_loses_nothing() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  work:
+    command: handlers/stamp.sh
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "2"}
+"#;
+    let a = node(&db, "n1", "", shared.path(), programs, STAMP_MAPPING);
+    let b = node(&db, "n2", "", shared.path(), programs, STAMP_MAPPING);
+    let mut acked = Vec::new();
+    for i in 0..4 {
+        acked.extend(send(if i % 2 == 0 { &a } else { &b }, r#"{"kind":"work"}"#));
+    }
+    eventually("tasks to run", Duration::from_secs(10), || {
+        runs(shared.path()).iter().filter(|r| r.0 == "start").count() >= 2
+    });
+    common::pg::server("stop");
+    let refused = (|| {
+        for d in [&a, &b] {
+            let r = d.post_json("/hooks/a", &[], br#"{"kind":"work"}"#);
+            if r.status != 503 {
+                return Err(format!("{}: {}", r.status, r.text));
+            }
+            assert_eq!(r.header("retry-after"), Some("5"));
+        }
+        Ok(())
+    })();
+    let unready = a.get("/readyz");
+    common::pg::server("start");
+    assert_eq!(
+        refused,
+        Ok(()),
+        "a delivery was not refused while the database was down"
+    );
+    assert_eq!(unready.status, 503, "{}", unready.text);
+    assert!(unready.text.contains("cannot write"), "{}", unready.text);
+    for d in [&a, &b] {
+        eventually("the node to be ready again", Duration::from_secs(30), || {
+            d.get("/readyz").status == 200
+        });
+    }
+    acked.extend(send(&a, r#"{"kind":"work"}"#));
+    let done = wait_final(&b, &acked, Duration::from_secs(60));
+    for t in &done {
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+}
+
+#[test]
+fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    // The callback receiver: 500 first, then 200.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cb_url = format!("http://{}/done", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(mut conn) = conn else { break };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut l = String::new();
+                    reader.read_line(&mut l).unwrap();
+                    if l.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    head.push_str(&l);
+                }
+                let mut body = vec![0; len];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let status = if n == 0 { 500 } else { 200 };
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                );
+                received.lock().unwrap().push(head);
+            }
+        });
+    }
+    let programs = format!(
+        r#"
+  flaky:
+    command: handlers/attempts.sh
+    retry: {{attempts: 3, backoff: 3s}}
+    env: {{COUNT_FILE: $SHARED/count, SUCCEED_ON: "2"}}
+  told:
+    command: handlers/stamp.sh
+    env: {{OUT_FILE: $SHARED/runs, SLEEP: "0"}}
+    on_finish:
+      - url: "{cb_url}"
+        attempts: 3
+        backoff: 6s
+"#
+    );
+    let mapping = "    flaky: {rules: [{run: flaky}]}\n    told: {rules: [{run: told}]}";
+    let mut first = node(&db, "n1", "", shared.path(), &programs, mapping);
+    let retried = send(&first, r#"{"kind":"flaky"}"#).remove(0);
+    let told = send(&first, r#"{"kind":"told"}"#).remove(0);
+    eventually(
+        "attempt 1 to fail and the callback to fail once",
+        Duration::from_secs(15),
+        || {
+            task(&first, &retried)["attempts"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+                && received.lock().unwrap().len() == 1
+        },
+    );
+    first.kill9();
+    let second = node(&db, "n2", "", shared.path(), &programs, mapping);
+    let done = wait_final(&second, &[retried.clone(), told.clone()], Duration::from_secs(30));
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    assert_eq!(done[0]["attempt"], 2);
+    assert_eq!(done[0]["node"], "n2", "the retry ran on the node still alive");
+    eventually("the callback delivered by n2", Duration::from_secs(30), || {
+        task(&second, &told)["callbacks"][0]["status"] == "delivered"
+    });
+    let heads = received.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    let id_header = format!("webhook-id: msg_{told}_0");
+    assert!(
+        heads.iter().all(|h| h.to_ascii_lowercase().contains(&id_header)),
+        "{heads:?}"
+    );
+    let nodes = second.get("/nodes").json();
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n1" && n["taken_over_by"] == "n2"),
+        "{nodes}"
+    );
+}
+
+#[test]
+fn a_single_nodes_history_moves_into_a_cluster() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let single = format!(
+        "state:\n  path: $DIR/state/hookrunner.db\nsources:\n  a: {{provider: generic, auth: none, event: {{field: kind}}}}\nprograms:\n{}\nmappings:\n  a:\n{STAMP_MAPPING}\n",
+        STAMP.replace("$SHARED", &shared.path().display().to_string())
+    );
+    let mut one = Daemon::start(&single);
+    let ids: Vec<String> = (0..3).flat_map(|_| send(&one, r#"{"kind":"work"}"#)).collect();
+    wait_final(&one, &ids, Duration::from_secs(20));
+    one.terminate();
+    let out = std::process::Command::new(BIN)
+        .args(["db", "copy", "--from"])
+        .arg(one.path("state/hookrunner.db"))
+        .args(["--to", &db.url()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.starts_with("copied 3 tasks and 3 deliveries from "), "{said}");
+    let node = node(&db, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
+    let listed = node.get("/tasks?limit=10").json();
+    let mut seen: Vec<String> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    seen.reverse();
+    assert_eq!(seen, ids, "the same tasks, in the same order");
+    assert_eq!(
+        node.get("/deliveries").json()["deliveries"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(task(&node, &ids[0])["status"], "succeeded");
+}
