@@ -20,8 +20,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Directives added after `RUST_LOG`'s, so they always apply.
-const FORCED: [&str; 2] = ["ureq=warn", "actix_http::h1::dispatcher=off"];
+/// Directives added after `RUST_LOG`'s, so they always apply: ureq would
+/// log callback URLs, tokio-postgres statements' parameters (bodies,
+/// records) at debug and the server's notices at info.
+const FORCED: [&str; 3] = ["ureq=warn", "tokio_postgres=warn", "actix_http::h1::dispatcher=off"];
 
 fn filter() -> EnvFilter {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -231,7 +231,28 @@ fn one_key_never_runs_twice_at_once_across_nodes() {
             &format!(r#"{{"kind":"keyed","k":"other-{i}"}}"#),
         ));
     }
+    // The node that starts the first run of `same` stops claiming (it
+    // drains and exits), so the key's later runs are claimed by the others
+    // while its run may still hold the key.
+    let first = loop {
+        let list = nodes[0].get("/tasks?status=running&limit=50").json();
+        let on = list["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["concurrency_key"] == "same")
+            .and_then(|t| t["node"].as_str().map(str::to_string));
+        if let Some(n) = on {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut nodes = nodes;
+    let at = ["n1", "n2", "n3"].iter().position(|n| *n == first).unwrap();
+    let mut leaving = nodes.remove(at);
+    signal(leaving.pid(), "TERM");
     let done = wait_final(&nodes[0], &ids, Duration::from_secs(60));
+    assert!(leaving.terminate_wait().success());
     assert!(done.iter().all(|t| t["status"] == "succeeded"));
     let same: HashSet<String> = done
         .iter()
@@ -260,7 +281,10 @@ fn one_key_never_runs_twice_at_once_across_nodes() {
         );
     }
     let on: HashSet<&str> = spans.iter().map(|s| s.2.as_str()).collect();
-    assert!(on.len() > 1, "the key's runs went to more than one node: {on:?}");
+    assert!(
+        on.contains(first.as_str()) && on.len() > 1,
+        "the key's runs did not go to more than one node: {on:?}"
+    );
 }
 
 #[test]
@@ -499,4 +523,110 @@ fn a_single_nodes_history_moves_into_a_cluster() {
         3
     );
     assert_eq!(task(&node, &ids[0])["status"], "succeeded");
+}
+
+/// `sslmode` means what it means to libpq: `prefer` (the default) and
+/// `require` encrypt without checking the certificate, `verify-ca` checks
+/// the chain against `sslrootcert`, `verify-full` the name too; a node that
+/// cannot connect as asked says why and does not start.
+#[test]
+fn tls_to_the_database_follows_sslmode() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    if db.query("SHOW ssl") != "on" {
+        eprintln!("\n*** SKIPPED: the PostgreSQL server has ssl = off ***\n");
+        return;
+    }
+    let cert = db.query("SHOW ssl_cert_file");
+    let cert = if cert.starts_with('/') {
+        cert
+    } else {
+        db.query("SHOW data_directory") + "/" + &cert
+    };
+    // The machine's server certificate is self-signed for `localhost`.
+    let base = |host: &str| format!("postgres://postgres:not-the-password@{host}:5432/{}", db.name);
+    let config = |url: &str| {
+        format!(
+            "state:\n  postgres: \"{url}\"\n  connections: 2\nsources:\n  a: {{provider: generic, auth: none}}\nprograms:\n  p: {{command: [/bin/true]}}\nmappings:\n  a:\n    \"*\": {{rules: [{{run: p}}]}}\n"
+        )
+    };
+    let encrypted = |d: &Daemon| {
+        let n = d.post_json("/hooks/a", &[], b"{}");
+        assert_eq!(n.status, 202, "{}", n.text);
+        db.query(&format!(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = '{}' AND a.application_name = 'hookrunner'",
+            db.name
+        ))
+    };
+    for (i, url) in [
+        base("127.0.0.1"),
+        format!("{}?sslmode=require", base("127.0.0.1")),
+        format!("{}?sslmode=verify-ca&sslrootcert={cert}", base("127.0.0.1")),
+        format!("{}?sslmode=verify-full&sslrootcert={cert}", base("localhost")),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = Daemon::with(&config(url))
+            .without_handlers()
+            .env("HOOKRUNNER_NODE_NAME", &format!("tls-{i}"))
+            .start();
+        assert_eq!(encrypted(&d), "t", "{url}: the connections are not encrypted");
+    }
+    let d = Daemon::with(&config(&format!("{}?sslmode=disable", base("127.0.0.1"))))
+        .without_handlers()
+        .env("HOOKRUNNER_NODE_NAME", "plain")
+        .start();
+    assert_eq!(encrypted(&d), "f", "sslmode=disable still encrypted");
+    drop(d);
+
+    for (url, why) in [
+        // The name on the certificate is `localhost`, not the address.
+        (
+            format!("{}?sslmode=verify-full&sslrootcert={cert}", base("127.0.0.1")),
+            "certificate not valid for name \"127.0.0.1\"",
+        ),
+        // Not signed by any of the Mozilla roots.
+        (format!("{}?sslmode=verify-full", base("localhost")), "UnknownIssuer"),
+        (
+            format!("{}?sslmode=verify-full&sslrootcert=/nonexistent.pem", base("localhost")),
+            "sslrootcert /nonexistent.pem",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("webhook.yaml"), config(&url)).unwrap();
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--config", "webhook.yaml", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(20));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{url}: started");
+        assert!(err.contains(why), "{url}: {err}");
+        assert!(!err.contains("not-the-password"), "the password reached the log: {err}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("webhook.yaml"),
+        config(&format!("{}?sslmode=verify-everything", base("localhost"))),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", "webhook.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("webhook.yaml:2:3: `state.postgres`: sslmode `verify-everything` is not one of"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
 }

@@ -425,6 +425,10 @@ impl Checker<'_> {
                     );
                     return None;
                 }
+                if let Err(why) = crate::store::check_postgres_url(text) {
+                    self.error(&[key("state"), key("postgres")], why);
+                    return None;
+                }
                 Some(State::Postgres {
                     url: crate::secret::SecretUrl::new(text),
                     connections: raw.connections.unwrap_or(8).max(1),

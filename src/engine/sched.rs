@@ -130,12 +130,18 @@ impl Sched {
         if self.draining {
             return Err(SubmitError::ShuttingDown);
         }
-        let replaced = self
-            .queue
-            .iter()
-            .filter_map(|id| self.tasks.get(id))
-            .filter(|q| new.iter().any(|t| supersedes(t, q)))
-            .count();
+        // Only tasks that replace look through the queue: admission stays
+        // O(1) however long the queue is.
+        let replacing: Vec<&Task> = new.iter().copied().filter(|t| may_supersede(t)).collect();
+        let replaced = if replacing.is_empty() {
+            0
+        } else {
+            self.queue
+                .iter()
+                .filter_map(|id| self.tasks.get(id))
+                .filter(|q| replacing.iter().any(|t| supersedes(t, q)))
+                .count()
+        };
         let free = limits.max_concurrent.saturating_sub(self.running.len());
         let waiting = (self.waiting() + self.reserved + elsewhere).saturating_sub(replaced);
         if waiting + new.len().saturating_sub(free) > limits.max_queued {
@@ -157,7 +163,7 @@ impl Sched {
     pub fn enqueue(&mut self, task: Task, now: SystemTime) -> Vec<Uuid> {
         self.unreserve(1);
         let mut superseded = Vec::new();
-        if matches!(task.spec.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning) && task.spec.key.is_some() {
+        if may_supersede(&task) {
             let reason = format!("superseded by {}", task.id());
             let same: Vec<Uuid> = self
                 .queue
@@ -539,11 +545,13 @@ impl Sched {
 }
 
 /// Whether `new` replaces `old` (same program, same key, `on_busy` says so).
+/// Whether `new` replaces tasks of its key (`on_busy: replace` or `cancel_running`).
+fn may_supersede(new: &Task) -> bool {
+    matches!(new.spec.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning) && new.spec.key.is_some()
+}
+
 fn supersedes(new: &Task, old: &Task) -> bool {
-    matches!(new.spec.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning)
-        && new.spec.key.is_some()
-        && old.spec.program.name == new.spec.program.name
-        && old.spec.key == new.spec.key
+    may_supersede(new) && old.spec.program.name == new.spec.program.name && old.spec.key == new.spec.key
 }
 
 #[cfg(test)]

@@ -30,11 +30,33 @@ pub use schema::VERSION as SCHEMA_VERSION;
 
 /// Why the store refused: what it was doing, and the cause.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{op}: {source}")]
+#[error("{op}: {}", causes(&**source))]
 pub struct StoreError {
     pub op: Cow<'static, str>,
     #[source]
     pub source: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+/// An error and its causes, `a: b: c`, each cause left out when the text
+/// before already says it (many errors repeat their source's words).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// Whether a PostgreSQL URL's TLS settings (`sslmode`, `sslrootcert`) make
+/// sense: the sentence that says why not. The URL is not repeated.
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    postgres::tls::split(url).map(|_| ())
 }
 
 /// A cause that is only a sentence.

@@ -11,6 +11,7 @@
 
 pub mod cluster;
 mod schema;
+pub mod tls;
 
 use super::record::{decode, encode, CallbackStatus, DeliveryRecord, StateRecord, TaskRecord, Unreadable};
 use super::{Body, DeliveryQuery, Message, Op, Retention, StoreError, TaskQuery};
@@ -58,38 +59,23 @@ struct Shared {
 /// How long to wait for a connection before giving up (the delivery then gets 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS12])
-                .expect("TLS 1.2 is supported")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
-}
-
 impl Postgres {
     /// Connects to `url`, brings the schema up to date (once, whatever other
     /// nodes do) and starts the writer. Runs on `rt`.
     pub fn open(url: &SecretUrl, connections: usize, rt: Handle, retention: Retention) -> Result<Postgres, StoreError> {
         let describe = url.masked();
-        let mut pg_config: tokio_postgres::Config = url
-            .expose()
+        let (rest, tls_settings) = tls::split(url.expose())
+            .map_err(|e| StoreError::message(format!("read the database URL `{describe}`"), e))?;
+        let mut pg_config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| StoreError::new(format!("read the database URL `{describe}`"), e))?;
+        pg_config.ssl_mode(tls_settings.mode.ssl_mode());
         pg_config.connect_timeout(CONNECT_TIMEOUT);
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("hookrunner");
         }
-        let tls = tls();
+        let tls =
+            tls::connector(&tls_settings).map_err(|e| StoreError::message(format!("connect to {describe}"), e))?;
         let manager = Manager::from_config(
             pg_config.clone(),
             tls.clone(),
@@ -463,24 +449,38 @@ pub(crate) fn columns(r: &TaskRecord) -> Columns {
 /// Writes a task's row in `tx`: inserted if new; otherwise updated only while
 /// its claim is still the one the record names (a node's late write after a
 /// takeover changes nothing). Returns whether a row was written.
+const PUT_TASK: &str =
+    "INSERT INTO tasks (id, source, event, program, status, created_ms, finished_ms, callbacks_pending,
+        node, pinned_node, run_on, key, holds_key, next_attempt_ms, claim, record, body)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+     ON CONFLICT (id) DO UPDATE SET status = excluded.status, finished_ms = excluded.finished_ms,
+       callbacks_pending = excluded.callbacks_pending, node = excluded.node,
+       holds_key = excluded.holds_key, next_attempt_ms = excluded.next_attempt_ms,
+       record = excluded.record,
+       body = CASE WHEN $18 THEN tasks.body ELSE excluded.body END
+     WHERE tasks.claim IS NOT DISTINCT FROM excluded.claim";
+
+const PUT_DELIVERY: &str = "INSERT INTO deliveries (id, delivery_id, source, event, outcome, received_ms, record, body)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, record = excluded.record,
+       body = COALESCE(excluded.body, deliveries.body)";
+
 pub(crate) async fn put_task(
     tx: &deadpool_postgres::Transaction<'_>,
     r: &TaskRecord,
     body: &Body,
 ) -> Result<bool, tokio_postgres::Error> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO tasks (id, source, event, program, status, created_ms, finished_ms, callbacks_pending,
-                node, pinned_node, run_on, key, holds_key, next_attempt_ms, claim, record, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, finished_ms = excluded.finished_ms,
-               callbacks_pending = excluded.callbacks_pending, node = excluded.node,
-               holds_key = excluded.holds_key, next_attempt_ms = excluded.next_attempt_ms,
-               record = excluded.record,
-               body = CASE WHEN $18 THEN tasks.body ELSE excluded.body END
-             WHERE tasks.claim IS NOT DISTINCT FROM excluded.claim",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(PUT_TASK).await?;
+    put_task_with(tx, &stmt, r, body).await
+}
+
+/// [`put_task`] with the statement prepared once for a batch.
+async fn put_task_with(
+    tx: &deadpool_postgres::Transaction<'_>,
+    stmt: &tokio_postgres::Statement,
+    r: &TaskRecord,
+    body: &Body,
+) -> Result<bool, tokio_postgres::Error> {
     let c = columns(r);
     let (body, keep) = match body {
         Body::Keep => (None, true),
@@ -489,7 +489,7 @@ pub(crate) async fn put_task(
     };
     let n = tx
         .execute(
-            &stmt,
+            stmt,
             &[
                 &r.id,
                 &r.source,
@@ -602,29 +602,25 @@ impl Writer {
         let e = db("write a batch");
         let mut client = self.pool.get().await.map_err(|e| StoreError::new("write a batch", e))?;
         let tx = client.transaction().await.map_err(&e)?;
-        let mut wake = false;
-        for (op, _) in ops {
+        // One statement per op, sent without waiting for the one before
+        // (tokio-postgres pipelines the futures polled together on one
+        // connection, in order): a batch costs one round trip, not one per op.
+        let put_task_stmt = tx.prepare_cached(PUT_TASK).await.map_err(&e)?;
+        let put_delivery_stmt = tx.prepare_cached(PUT_DELIVERY).await.map_err(&e)?;
+        let (txr, put_task_stmt, put_delivery_stmt) = (&tx, &put_task_stmt, &put_delivery_stmt);
+        let writes = ops.iter().map(|(op, _)| async move {
             match op {
                 Op::PutTask(t, body) => {
-                    let written = put_task(&tx, t, body).await.map_err(&e)?;
-                    // Queued work, or a slot or key set free: nodes look for work.
-                    wake |= written && !matches!(t.state, StateRecord::Running { .. });
+                    let written = put_task_with(txr, put_task_stmt, t, body).await?;
                     if !written {
                         tracing::debug!(task_id = %t.id, "a stale write of a task was dropped (its claim changed)");
                     }
+                    // Queued work, or a slot or key set free: nodes look for work.
+                    Ok::<_, tokio_postgres::Error>(written && !matches!(t.state, StateRecord::Running { .. }))
                 }
                 Op::PutDelivery(d, body) => {
-                    let stmt = tx
-                        .prepare_cached(
-                            "INSERT INTO deliveries (id, delivery_id, source, event, outcome, received_ms, record, body)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                             ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, record = excluded.record,
-                               body = COALESCE(excluded.body, deliveries.body)",
-                        )
-                        .await
-                        .map_err(&e)?;
-                    tx.execute(
-                        &stmt,
+                    txr.execute(
+                        put_delivery_stmt,
                         &[
                             &d.id,
                             &d.delivery_id,
@@ -636,14 +632,20 @@ impl Writer {
                             &body.as_deref(),
                         ],
                     )
-                    .await
-                    .map_err(&e)?;
+                    .await?;
+                    Ok(false)
                 }
                 Op::DeleteTask(id) => {
-                    tx.execute("DELETE FROM tasks WHERE id = $1", &[id]).await.map_err(&e)?;
+                    txr.execute("DELETE FROM tasks WHERE id = $1", &[id]).await?;
+                    Ok(false)
                 }
             }
-        }
+        });
+        let wake = futures_util::future::try_join_all(writes)
+            .await
+            .map_err(&e)?
+            .into_iter()
+            .any(|w| w);
         if wake {
             tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
                 .await

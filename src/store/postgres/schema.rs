@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
         body BYTEA
     );
     CREATE INDEX tasks_queue ON tasks (seq) WHERE status = 'queued';
+    CREATE INDEX tasks_delayed ON tasks (next_attempt_ms) WHERE status = 'queued' AND next_attempt_ms IS NOT NULL;
     CREATE INDEX tasks_running ON tasks (node) WHERE status = 'running';
     CREATE UNIQUE INDEX tasks_key_held ON tasks (program, key) WHERE holds_key;
     CREATE INDEX tasks_status ON tasks (status, seq);
