@@ -670,14 +670,11 @@ fn db_copy(from: &Path, to: &str) -> Result<ExitCode, CliError> {
 }
 
 fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    let path = match path {
-        Some(p) => p,
+    let (report, name) = match path {
+        Some(p) => (check_file(&p)?, p.display().to_string()),
         None => match load_config(config_path)?.state {
-            Some(config::State::Sqlite(path)) => path,
-            Some(config::State::Postgres { .. }) => return Err(CliError::Usage(
-                "`db check` checks a SQLite store; the config's store is PostgreSQL (give --path for a SQLite file)"
-                    .into(),
-            )),
+            Some(config::State::Sqlite(path)) => (check_file(&path)?, path.display().to_string()),
+            Some(config::State::Postgres { url, .. }) => (crate::store::check_postgres(&url)?, url.masked()),
             None => {
                 return Err(CliError::Usage(
                     "the config has no `state:`, so there is no store to check (give --path)".into(),
@@ -685,47 +682,51 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
             }
         },
     };
+    for line in &report.integrity {
+        println!("integrity: {line}");
+    }
+    if report.schema_version == 0 {
+        println!("schema version 0: no hookrunner has used this database yet");
+        println!("{name}: ok (empty)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "schema version {} (this hookrunner writes {})",
+        report.schema_version, report.ours
+    );
+    if report.newer() {
+        println!(
+            "{name}: written by a newer hookrunner (schema version {}); this one cannot read it: upgrade hookrunner",
+            report.schema_version
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{} tasks, {} deliveries", report.tasks, report.deliveries);
+    println!("{} unreadable rows", report.unreadable.len());
+    for u in &report.unreadable {
+        println!("  {u}");
+    }
+    if report.quarantined > 0 {
+        println!(
+            "{} rows could not be converted to typed records and were kept in the `quarantine` table",
+            report.quarantined
+        );
+    }
+    if report.ok() {
+        println!("{name}: ok");
+        Ok(ExitCode::SUCCESS)
+    } else if !report.intact() {
+        println!("{name}: damaged; move it aside to start with an empty store (the history in it is lost)");
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("{name}: some rows cannot be read (listed above); the daemon logs and skips them");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn check_file(path: &Path) -> Result<crate::store::CheckReport, CliError> {
     if !path.exists() {
         return Err(CliError::Usage(format!("`{}` does not exist", path.display())));
     }
-    let report = crate::store::check(&path)?;
-    {
-        {
-            for line in &report.integrity {
-                println!("integrity: {line}");
-            }
-            println!(
-                "schema version {} (this hookrunner writes {})",
-                report.schema_version,
-                crate::store::SCHEMA_VERSION
-            );
-            println!("{} tasks, {} deliveries", report.tasks, report.deliveries);
-            println!("{} unreadable rows", report.unreadable.len());
-            for u in &report.unreadable {
-                println!("  {u}");
-            }
-            if report.quarantined > 0 {
-                println!(
-                    "{} rows could not be converted to typed records and were kept in the `quarantine` table",
-                    report.quarantined
-                );
-            }
-            if report.ok() {
-                println!("{}: ok", path.display());
-                Ok(ExitCode::SUCCESS)
-            } else if report.integrity != ["ok"] {
-                println!(
-                    "{}: damaged; move it aside to start with an empty store (the history in it is lost)",
-                    path.display()
-                );
-                Ok(ExitCode::FAILURE)
-            } else {
-                println!(
-                    "{}: some rows cannot be read (listed above); the daemon logs and skips them",
-                    path.display()
-                );
-                Ok(ExitCode::FAILURE)
-            }
-        }
-    }
+    Ok(crate::store::check(path)?)
 }

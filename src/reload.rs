@@ -34,7 +34,7 @@ pub enum ReloadError {
     Invalid(#[from] ConfigErrors),
     #[error("`server.listen` changed from {from} to {to}: a restart is needed to change the listener")]
     ListenChanged { from: SocketAddr, to: SocketAddr },
-    #[error("`state.path` changed: a restart is needed to move the store")]
+    #[error("`state` changed: a restart is needed to move the store")]
     StateChanged,
     #[error("`node` changed: a restart is needed to change the node's name, labels or lease")]
     NodeChanged,

@@ -523,6 +523,29 @@ fn a_single_nodes_history_moves_into_a_cluster() {
         3
     );
     assert_eq!(task(&node, &ids[0])["status"], "succeeded");
+
+    // `db check` reads the cluster's database through the same config.
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--config"])
+        .arg(node.path("webhook.yaml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("\n3 tasks, 3 deliveries\n0 unreadable rows\n"), "{said}");
+    assert!(said.trim_end().ends_with(": ok"), "{said}");
+    db.query("UPDATE tasks SET record = 'not a record' WHERE id = (SELECT id FROM tasks ORDER BY seq LIMIT 1)");
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--config"])
+        .arg(node.path("webhook.yaml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("1 unreadable rows\n  tasks row `{}`", ids[0])),
+        "{said}"
+    );
 }
 
 /// `sslmode` means what it means to libpq: `prefer` (the default) and

@@ -340,6 +340,17 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("schema version 99, newer than this hookrunner's"), "{err}");
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--path"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("written by a newer hookrunner (schema version 99); this one cannot read it: upgrade hookrunner"),
+        "{said}"
+    );
 
     // A healthy store checks out.
     let path = dir.path().join("fresh.db");

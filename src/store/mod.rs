@@ -423,9 +423,12 @@ impl Store {
 /// `hookrunner db check`: what a full check of the store at `path` found.
 #[derive(Debug)]
 pub struct CheckReport {
-    /// SQLite's `integrity_check` lines (`ok` when fine).
+    /// SQLite's `integrity_check` lines (`ok` when fine); none for PostgreSQL,
+    /// which keeps its own.
     pub integrity: Vec<String>,
     pub schema_version: i64,
+    /// The schema version this hookrunner writes for that kind of store.
+    pub ours: i64,
     pub tasks: usize,
     pub deliveries: usize,
     /// Rows whose record cannot be read.
@@ -436,7 +439,17 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn ok(&self) -> bool {
-        self.integrity == ["ok"] && self.schema_version <= SCHEMA_VERSION && self.unreadable.is_empty()
+        self.intact() && !self.newer() && self.unreadable.is_empty()
+    }
+
+    /// Whether the database itself is sound (SQLite's integrity check).
+    pub fn intact(&self) -> bool {
+        self.integrity.is_empty() || self.integrity == ["ok"]
+    }
+
+    /// Whether a newer hookrunner wrote it (this one cannot read it).
+    pub fn newer(&self) -> bool {
+        self.schema_version > self.ours
     }
 }
 
@@ -444,4 +457,10 @@ impl CheckReport {
 /// check, the schema version, and that every row's record can be read.
 pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
     sqlite::check(path)
+}
+
+/// The same for a cluster's PostgreSQL database (its schema version is its
+/// own, [`postgres::SCHEMA_VERSION`]).
+pub fn check_postgres(url: &crate::secret::SecretUrl) -> Result<CheckReport, StoreError> {
+    postgres::check(url)
 }

@@ -358,13 +358,15 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
     let mut report = CheckReport {
         integrity,
         schema_version,
+        ours: schema::VERSION,
         tasks: 0,
         deliveries: 0,
         unreadable: Vec::new(),
         quarantined: 0,
     };
-    if schema_version < 2 {
-        // Still version 1: the next start converts it; nothing to decode yet.
+    if schema_version < 2 || schema_version > schema::VERSION {
+        // Still version 1 (the next start converts it; nothing to decode
+        // yet), or a newer hookrunner's, which this one cannot read.
         return Ok(report);
     }
     for table in ["tasks", "deliveries"] {

@@ -703,3 +703,82 @@ impl Writer {
 pub(crate) fn message(op: &'static str, text: impl Into<String>) -> StoreError {
     StoreError::new(op, Message(text.into()))
 }
+
+/// `hookrunner db check` on a cluster's database, without changing it: its
+/// schema version, and that every task and delivery row can be read.
+pub fn check(url: &SecretUrl) -> Result<super::CheckReport, StoreError> {
+    let describe = url.masked();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::new("start a runtime", e))?;
+    runtime.block_on(async move {
+        let (rest, settings) = tls::split(url.expose())
+            .map_err(|e| StoreError::message(format!("read the database URL `{describe}`"), e))?;
+        let mut config: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e| StoreError::new(format!("read the database URL `{describe}`"), e))?;
+        config.ssl_mode(settings.mode.ssl_mode());
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("hookrunner db check");
+        let connector =
+            tls::connector(&settings).map_err(|e| StoreError::message(format!("connect to {describe}"), e))?;
+        let (client, connection) = config
+            .connect(connector)
+            .await
+            .map_err(|e| StoreError::new(format!("connect to {describe}"), e))?;
+        tokio::spawn(connection);
+        let e = db("check the database");
+        let schema_version = schema::version(&client).await.map_err(&e)?;
+        let mut report = super::CheckReport {
+            integrity: Vec::new(),
+            schema_version,
+            ours: SCHEMA_VERSION,
+            tasks: 0,
+            deliveries: 0,
+            unreadable: Vec::new(),
+            quarantined: 0,
+        };
+        if schema_version == 0 || schema_version > SCHEMA_VERSION {
+            return Ok(report);
+        }
+        // Page through by seq: a large history is never held at once.
+        let mut after = 0i64;
+        loop {
+            let rows = client
+                .query(
+                    "SELECT seq, id::text, record FROM tasks WHERE seq > $1 ORDER BY seq LIMIT 1000",
+                    &[&after],
+                )
+                .await
+                .map_err(&e)?;
+            let Some(last) = rows.last() else { break };
+            after = last.get(0);
+            for row in &rows {
+                report.tasks += 1;
+                if let Err(u) = task_row(row.get(0), row.get(1), row.get(2)) {
+                    report.unreadable.push(u);
+                }
+            }
+        }
+        let mut after = 0i64;
+        loop {
+            let rows = client
+                .query(
+                    "SELECT seq, id, record FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT 1000",
+                    &[&after],
+                )
+                .await
+                .map_err(&e)?;
+            let Some(last) = rows.last() else { break };
+            after = last.get(0);
+            for row in &rows {
+                report.deliveries += 1;
+                if let Err(u) = delivery_row(row.get(1), row.get(2)) {
+                    report.unreadable.push(u);
+                }
+            }
+        }
+        Ok(report)
+    })
+}
