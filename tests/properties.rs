@@ -346,7 +346,7 @@ proptest! {
     #[test]
     fn config_errors_are_shaped(
         cut in any::<usize>(),
-        insert in "[ -~\n]{0,6}",
+        insert in "[ -~\r\n]{0,6}",
     ) {
         let text = SIGNED_SOURCES;
         let mut at = cut % (text.len() + 1);
@@ -357,6 +357,16 @@ proptest! {
         check_config(&edited);
         check_config(&text[..at]);
     }
+}
+
+/// Found by the `config` target, in the oracle: YAML (and so an error's
+/// line number) counts a lone CR as a line break.
+#[test]
+fn config_error_lines_count_a_lone_cr_as_a_break() {
+    let text = "\r\r\r\rsources: 7\r";
+    let err = hookrunner::config::parse(text, std::path::Path::new("webhook.yaml")).unwrap_err();
+    assert!(err.to_string().starts_with("webhook.yaml:5:"), "{err}");
+    check_config(text);
 }
 
 // ---------------------------------------------------------------------------

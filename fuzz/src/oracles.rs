@@ -378,13 +378,18 @@ pub fn check_list_queries(query_string: &str, strict: bool) {
 // Config loading.
 
 /// Never a panic; every error reads `webhook.yaml:LINE:COL: ...` or
-/// `webhook.yaml: ...`, with a line inside the text.
+/// `webhook.yaml: ...`, with a line inside the text (as YAML counts lines:
+/// a lone CR breaks one too).
 pub fn check_config(text: &str) {
     let Err(errors) = hookrunner::config::parse(text, Path::new("webhook.yaml")) else {
         return;
     };
     assert!(!errors.0.is_empty(), "an error without an error");
-    let lines = text.lines().count().max(1);
+    // YAML breaks lines at CR, LF, CR LF, NEL, LS and PS: at most this many lines.
+    let lines = 1 + text
+        .chars()
+        .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+        .count();
     for e in &errors.0 {
         let shown = e.to_string();
         let rest = shown
