@@ -88,7 +88,7 @@ struct ClientArgs {
 struct TasksArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// Only tasks in this status (queued, running, succeeded, failed, timed_out, cancelled).
+    /// Only tasks in this status (queued, running, succeeded, failed, timed_out, cancelled, interrupted).
     #[arg(long)]
     status: Option<String>,
     /// Only tasks from this source.
@@ -485,7 +485,14 @@ fn send(args: SendArgs) -> Result<ExitCode, CliError> {
     let source = find_source(&config, &args.source)?;
     let body = commands::read_payload(&args.payload).map_err(|e| CliError::Usage(e.to_string()))?;
     let api = match &args.url {
-        Some(url) => Api::from_config(Some(&config), Some(url), None).from_origin("--url"),
+        Some(url) => {
+            let origin = if std::env::var("HOOKRUNNER_URL").is_ok_and(|v| v == *url) {
+                "HOOKRUNNER_URL"
+            } else {
+                "--url"
+            };
+            Api::from_config(Some(&config), Some(url), None).from_origin(origin)
+        }
         None => Api::from_config(Some(&config), None, None)
             .from_origin(&format!("`server.listen` in {}", config.path.display())),
     };

@@ -179,3 +179,59 @@ fn a_receiver_that_fails_twice_gets_the_callback_on_the_third_attempt() {
     assert_eq!(state["attempts"], 3);
     assert_eq!(state["last_error"], serde_json::Value::Null);
 }
+
+/// A restart sends only the callbacks still pending, going on from the
+/// attempts already made; one already delivered is not sent again.
+#[test]
+fn a_restart_resends_only_the_pending_callbacks() {
+    let (delivered_url, delivered) = receiver(vec![]);
+    let (pending_url, pending) = receiver(vec![500]);
+    let config = format!(
+        r#"
+state: {{path: $DIR/state/hookrunner.db}}
+sources:
+  a: {{provider: generic, auth: none}}
+programs:
+  ok:
+    command: handlers/log-event.sh
+    on_finish:
+      - url: "{delivered_url}"
+      - url: "{pending_url}"
+        backoff: 3s
+mappings:
+  a:
+    "*": {{rules: [{{run: ok}}]}}
+"#
+    );
+    let mut d = Daemon::start(&config);
+    let id = Daemon::task_ids(&d.post_json("/hooks/a", &[], b"{}")).remove(0);
+    let first = delivered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the first callback");
+    let failed = pending
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the second callback's first attempt");
+    eventually("both callbacks' state to be recorded", Duration::from_secs(10), || {
+        let t = d.get(&format!("/tasks/{id}")).json();
+        t["callbacks"][0]["status"] == "delivered" && t["callbacks"][1]["attempts"] == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    d.kill9();
+    d.restart();
+    let again = pending
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the pending callback, resumed");
+    assert_eq!(again.header("webhook-id"), failed.header("webhook-id"));
+    eventually("the resumed callback to be delivered", Duration::from_secs(10), || {
+        d.get(&format!("/tasks/{id}")).json()["callbacks"][1]["status"] == "delivered"
+    });
+    let t = d.get(&format!("/tasks/{id}")).json();
+    assert_eq!(t["callbacks"][1]["attempts"], 2, "{t}");
+    assert_eq!(t["callbacks"][0]["status"], "delivered");
+    assert_eq!(t["callbacks"][0]["attempts"], 1);
+    assert!(
+        delivered.recv_timeout(Duration::from_secs(2)).is_err(),
+        "the delivered callback was sent again (first id {})",
+        first.header("webhook-id")
+    );
+}

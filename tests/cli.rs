@@ -95,6 +95,7 @@ mappings:
     sleepy: {{rules: [{{run: sleepy}}]}}
     fail: {{rules: [{{run: fail}}]}}
     slow: {{rules: [{{run: slow}}]}}
+    deep: {{params: {{all: payload}}, rules: [{{run: ok}}]}}
 {}
 "#,
         [
@@ -621,4 +622,22 @@ fn completions_man_and_log_format() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(&["--log-format", "xml", "check"]);
     assert_eq!(out.code, 2);
+}
+
+/// A task whose params carry a body nested as deep as the daemon accepts
+/// (its answer nests deeper than serde_json's default 128 levels) is shown.
+#[test]
+fn a_task_with_a_deeply_nested_param_is_shown() {
+    let d = Daemon::start(&config());
+    let body = format!("{{\"kind\":\"deep\",\"v\":{}1{}}}", "[".repeat(125), "]".repeat(125));
+    let r = d.post_json("/hooks/open", &[], body.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = Daemon::task_ids(&r)[0].clone();
+    d.wait_task(&id);
+    let out = cli(&d, &["task", &id, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.matches('[').count() >= 125, "{}", out.stdout);
+    let out = cli(&d, &["task", &id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("succeeded"), "{}", out.stdout);
 }

@@ -369,3 +369,22 @@ fn odd_bodies_get_defined_answers() {
     );
     assert_eq!(d.get("/healthz").status, 200, "the daemon is still up");
 }
+
+/// A generic HMAC header is masked in the record whatever its name says.
+#[test]
+fn a_generic_signature_header_is_masked_whatever_its_name() {
+    let d = Daemon::start(
+        "sources:\n  sig: {provider: generic, auth: {hmac: sha256, secret: s3cret, header: X-Check}}\nprograms:\n  p: {command: [/bin/true]}\nmappings:\n  sig:\n    \"*\": {rules: [{run: p}]}\n",
+    );
+    let body = br#"{"a":1}"#;
+    let sig = hmac_sha256_hex("s3cret", body);
+    let r = d.post_json("/hooks/sig", &[("X-Check", &sig)], body);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let list = d.get("/deliveries").json();
+    let headers = &list["deliveries"][0]["headers"];
+    assert!(
+        headers.as_array().unwrap().contains(&json!(["x-check", "***"])),
+        "{headers}"
+    );
+    assert!(!list.to_string().contains(&sig));
+}

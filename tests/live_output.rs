@@ -144,3 +144,47 @@ fn a_stalled_follower_does_not_slow_the_handler_or_other_followers() {
         "the stalled follower slowed the handler: {task}"
     );
 }
+
+/// A long output's front is given back to the file system while the handler
+/// runs; `GET /tasks/{id}/output` then answers what the file still holds,
+/// never the freed region's zero bytes, says how much is gone, and does so
+/// again after a restart.
+#[test]
+fn a_long_outputs_freed_front_is_skipped_and_counted() {
+    let config = r#"
+state: {path: $DIR/state/hookrunner.db}
+tasks: {output_limit: 64KiB}
+sources:
+  a: {provider: generic, auth: none}
+programs:
+  long:
+    command: [python3, -c, "import sys, time\nfor i in range(200000): print(f'line {i:06d} ' + 'x' * 30)\nsys.stdout.flush(); time.sleep(2.5); print('end')"]
+mappings:
+  a:
+    "*": {rules: [{run: long}]}
+"#;
+    let mut d = Daemon::start(config);
+    let id = Daemon::task_ids(&d.post_json("/hooks/a", &[], b"{}"))[0].clone();
+    let task = d.wait_task(&id);
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let file = d.path(&format!("state/output/{id}.1.out"));
+    let written = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(written, 200_000 * 43 + 4);
+    let check = |d: &Daemon| {
+        let r = d.get(&format!("/tasks/{id}/output"));
+        assert_eq!(r.status, 200);
+        assert!(!r.text.contains('\0'), "the freed region's zeros were sent");
+        let skipped: u64 = r
+            .header("X-Output-Skipped-Bytes")
+            .expect("the answer says what is gone")
+            .parse()
+            .unwrap();
+        assert!(skipped > 1_000_000, "{skipped}");
+        assert_eq!(skipped + r.text.len() as u64, written);
+        assert!(r.text.ends_with("line 199999 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nend\n"));
+        assert!(r.text.len() >= 1 << 20, "at least the last MiB is kept");
+    };
+    check(&d);
+    d.restart();
+    check(&d);
+}

@@ -307,3 +307,21 @@ mappings:
     }
     assert!(logs.contains("delivery refused"), "{logs}");
 }
+
+/// Without a store, output goes to a temporary directory of the daemon's
+/// process; those a killed daemon left behind are removed at the next start.
+#[test]
+fn output_directories_of_killed_daemons_are_removed_at_start() {
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = std::env::temp_dir().join(format!("hookrunner-{dead}-output"));
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("x.1.out"), b"old").unwrap();
+    let mut d = Daemon::start("sources:\n  a: {provider: generic, auth: none}\n");
+    eventually("the stale directory to go", Duration::from_secs(5), || !stale.exists());
+    let own = std::env::temp_dir().join(format!("hookrunner-{}-output", d.pid()));
+    assert!(own.is_dir(), "the running daemon's own directory is kept");
+    d.terminate();
+    assert!(!own.exists(), "a daemon that stops normally removes its own");
+}

@@ -98,6 +98,19 @@ fn rerun_makes_a_linked_task_with_the_same_params_and_body() {
         d.get(&format!("/tasks/{old}")).json()["reruns"],
         serde_json::json!([new])
     );
+
+    // After a fix to the program (a reload), a rerun runs the fixed program.
+    let fixed = CONFIG.replace(
+        "    command: handlers/log-event.sh\n    params: [word]",
+        "    command: [sh, -c, \"echo fixed: $0\"]\n    params: [word]",
+    );
+    assert_ne!(fixed, CONFIG);
+    std::fs::write(d.path("webhook.yaml"), &fixed).unwrap();
+    assert_eq!(d.post("/-/reload", &[], b"").status, 200);
+    let r = d.post(&format!("/tasks/{old}/rerun"), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    let newer = d.wait_task(r.json()["id"].as_str().unwrap());
+    assert_eq!(newer["stdout"], "fixed: --word=again\n", "{newer}");
 }
 
 #[test]
@@ -112,6 +125,33 @@ fn finished_tasks_can_be_deleted_and_running_ones_cannot() {
     let r = request("DELETE", &d.url(&format!("/tasks/{slow}")), &[], None);
     assert_eq!(r.status, 204);
     assert_eq!(d.get(&format!("/tasks/{slow}")).status, 404);
+}
+
+/// After a restart the finished tasks are read from the store: they can
+/// still be deleted (record and output files), and cancelling one says it
+/// has finished rather than that it does not exist.
+#[test]
+fn finished_tasks_from_before_a_restart_can_be_deleted_not_cancelled() {
+    let mut d = Daemon::start(&CONFIG.replace("tasks:\n", "state: {path: $DIR/state/hookrunner.db}\ntasks:\n"));
+    let id = one(&send(&d, "/hooks/a", r#"{"kind":"echo","word":"kept"}"#));
+    d.wait_task(&id);
+    d.restart();
+    let file = d.path(&format!("state/output/{id}.1.out"));
+    assert!(file.exists());
+    assert!(d.get(&format!("/tasks/{id}/output")).text.contains("--word=kept"));
+    let r = d.post(&format!("/tasks/{id}/cancel"), &[], b"");
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.error(), format!("task `{id}` has already finished (succeeded)"));
+    let r = request("DELETE", &d.url(&format!("/tasks/{id}")), &[], None);
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(d.get(&format!("/tasks/{id}")).status, 404);
+    assert!(!file.exists(), "the output file is deleted with the task");
+    d.restart();
+    assert_eq!(
+        d.get(&format!("/tasks/{id}")).status,
+        404,
+        "the stored record is gone too"
+    );
 }
 
 #[test]

@@ -73,7 +73,9 @@ impl Auth {
 
 impl Auth {
     /// The header and query-parameter names that carry a secret verbatim
-    /// (tokens, HTTP Basic), for whoever records requests to mask them.
+    /// (tokens, HTTP Basic) or a signature under a name that does not say so
+    /// (a generic HMAC header such as `X-Sig`), for whoever records requests
+    /// to mask them.
     pub fn secret_carriers(&self) -> (Vec<&str>, Vec<&str>) {
         match self {
             Auth::Token { header, query, .. } => (
@@ -81,6 +83,8 @@ impl Auth {
                 query.iter().map(String::as_str).collect(),
             ),
             Auth::Basic { .. } => (vec!["Authorization"], Vec::new()),
+            // Not a secret, but it replays its body: masked like every signature.
+            Auth::Hmac { header, .. } => (vec![header.as_str()], Vec::new()),
             Auth::All(all) => {
                 all.iter()
                     .map(Auth::secret_carriers)

@@ -217,12 +217,12 @@ fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
             "missed" => {
                 let n = serde_json::from_str::<Value>(&event.data)
                     .ok()
-                    .and_then(|v| v["lines"].as_u64())
+                    .and_then(|v| v["bytes"].as_u64())
                     .unwrap_or(0);
-                eprintln!("[{n} lines of output missed]");
+                eprintln!("[{n} bytes of output missed]");
             }
             "status" => {
-                let status: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                let status: Value = super::parse_json(&event.data).unwrap_or(Value::Null);
                 eprintln!("{}", final_status(id, &status));
                 return Ok(if status["status"] == "succeeded" {
                     ExitCode::SUCCESS

@@ -175,7 +175,7 @@ impl Api {
                     crate::secret::mask_url(&self.base)
                 ))
             })?;
-        let json: Option<Value> = serde_json::from_str(&text).ok();
+        let json: Option<Value> = parse_json(&text);
         if !ok {
             let message = json
                 .as_ref()
@@ -262,6 +262,40 @@ impl Api {
             },
         }
     }
+}
+
+/// Deepest nesting the client reads: answers carry payload values (up to
+/// 127 levels deep) a few levels into a task, beyond serde_json's default
+/// limit of 128; a limit still keeps a broken answer from exhausting the stack.
+const MAX_ANSWER_DEPTH: usize = 1024;
+
+/// Parses an answer of any sane nesting depth.
+pub fn parse_json(text: &str) -> Option<Value> {
+    use serde::Deserialize;
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_ANSWER_DEPTH {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
 }
 
 #[cfg(test)]

@@ -74,14 +74,37 @@ fn post_once(cb: &Callback, msg_id: &str, body: &[u8]) -> Result<(), String> {
 }
 
 /// Delivers one callback, retrying with exponential backoff; `report` gets each state.
-pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: impl FnMut(CallbackRecord)) {
-    let mut state = CallbackRecord {
+pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, report: impl FnMut(CallbackRecord)) {
+    let state = CallbackRecord {
         url: cb.url.masked(),
         status: CallbackStatus::Pending,
         attempts: 0,
         last_error: None,
     };
-    for attempt in 1..=cb.attempts {
+    resume(cb, msg_id, body, state, report).await
+}
+
+/// [`deliver`] going on from `state`: a pending callback whose first
+/// `state.attempts` attempts were made before a restart or a takeover.
+pub async fn resume(
+    cb: Callback,
+    msg_id: String,
+    body: Vec<u8>,
+    mut state: CallbackRecord,
+    mut report: impl FnMut(CallbackRecord),
+) {
+    if state.attempts > 0 && state.attempts < cb.attempts {
+        // The backoff the next attempt would have waited.
+        tokio::time::sleep(
+            cb.backoff
+                .saturating_mul(1 << (state.attempts - 1).min(10))
+                .min(Duration::from_secs(600)),
+        )
+        .await;
+    }
+    // At least one more attempt, even if the config now allows fewer.
+    let last = cb.attempts.max(state.attempts + 1);
+    for attempt in state.attempts + 1..=last {
         let (c, id, b) = (cb.clone(), msg_id.clone(), body.clone());
         let result = tokio::task::spawn_blocking(move || post_once(&c, &id, &b))
             .await
@@ -97,7 +120,7 @@ pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, mut report: im
             Err(e) => {
                 tracing::warn!(url = %state.url, attempt, error = %e, "completion callback failed");
                 state.last_error = Some(e);
-                if attempt == cb.attempts {
+                if attempt == last {
                     state.status = CallbackStatus::Failed;
                     report(state);
                     return;

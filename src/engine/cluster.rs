@@ -172,7 +172,7 @@ impl Inner {
                 if self.lock().get(&id).is_none() {
                     self.lock().restore(task);
                 }
-                self.start_callbacks(id, status);
+                self.resume_callbacks(id, status);
             }
         }
         self.changed.notify_waiters();

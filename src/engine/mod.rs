@@ -379,13 +379,34 @@ impl Engine {
     }
 
     /// Removes a finished task, its output files and its stored record.
-    pub fn remove(&self, id: Uuid) -> Result<(), TaskError> {
+    /// Returns once the record is gone from the store too, so a read that
+    /// follows does not find it.
+    pub async fn remove(&self, id: Uuid) -> Result<(), TaskError> {
         self.inner.lock().remove(id)?;
         self.inner.outputs.remove(id);
+        self.delete_stored(id).await
+    }
+
+    async fn delete_stored(&self, id: Uuid) -> Result<(), TaskError> {
         if let Some(store) = &self.inner.store {
-            store.write(vec![Op::DeleteTask(id)]);
+            store
+                .commit(vec![Op::DeleteTask(id)])
+                .await
+                .map_err(|e| TaskError::Store(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// [`Engine::remove`] for a task the engine no longer holds (after a
+    /// restart, or one another node ran): `stored` is its record.
+    pub async fn remove_stored(&self, stored: &crate::store::record::TaskRecord) -> Result<(), TaskError> {
+        let id = stored.id;
+        let status = stored.state.status();
+        if !status.is_final() {
+            return Err(TaskError::NotFinished(id, status.as_str()));
+        }
+        self.inner.outputs.remove(id);
+        self.delete_stored(id).await
     }
 
     /// Waits until every task in `ids` has finished, or `deadline`; true if they all did.
@@ -430,18 +451,44 @@ impl Engine {
         self.inner.start_ready(&mut sched);
     }
 
-    /// The text a task's stream holds so far (its whole file, or the tail kept
-    /// in its record once the file is gone), if the engine holds the task.
-    pub fn output_text(&self, id: &Uuid, stream: process::output::Stream) -> Option<String> {
-        let task = self.get(id)?;
-        if let Some(bytes) = self.inner.outputs.read_all(*id, task.attempt, stream) {
-            return Some(String::from_utf8_lossy(&bytes).into_owned());
+    /// The text a task's stream holds so far: what its file still holds
+    /// (with how many bytes trimming dropped from its front), else the tail
+    /// kept in its record. `stored` is the task's record when the engine no
+    /// longer holds it (its file may still be here).
+    pub fn output_text(
+        &self,
+        id: &Uuid,
+        stored: Option<&crate::store::record::TaskRecord>,
+        stream: process::output::Stream,
+    ) -> Option<(String, u64)> {
+        let (attempt, kept) = match self.get(id) {
+            Some(task) => {
+                let output = task.output.unwrap_or_default();
+                (task.attempt, output)
+            }
+            None => {
+                let record = stored?;
+                let view = task::TaskView::of(record, None);
+                (
+                    record.attempt,
+                    OutputRecord {
+                        stdout: view.stdout,
+                        stderr: view.stderr,
+                        ..Default::default()
+                    },
+                )
+            }
+        };
+        if let Some((bytes, skipped)) = self.inner.outputs.read_kept(*id, attempt, stream) {
+            return Some((String::from_utf8_lossy(&bytes).into_owned(), skipped));
         }
-        let output = task.output.unwrap_or_default();
-        Some(match stream {
-            process::output::Stream::Stdout => output.stdout,
-            process::output::Stream::Stderr => output.stderr,
-        })
+        Some((
+            match stream {
+                process::output::Stream::Stdout => kept.stdout,
+                process::output::Stream::Stderr => kept.stderr,
+            },
+            0,
+        ))
     }
 
     /// Stops accepting tasks, lets running ones finish within `grace`, then stops
@@ -774,6 +821,18 @@ impl Inner {
 
     /// Starts the task's `on_finish` callbacks whose `when` lists `status`.
     fn start_callbacks(self: &Arc<Self>, id: Uuid, status: Status) {
+        self.send_callbacks(id, status, false)
+    }
+
+    /// Sends the callbacks still pending in a task's record (after a restart
+    /// or a takeover), going on from the attempts already made; those already
+    /// delivered or failed are left alone. If the program's callbacks no
+    /// longer match the record's (the config changed), they all start over.
+    fn resume_callbacks(self: &Arc<Self>, id: Uuid, status: Status) {
+        self.send_callbacks(id, status, true)
+    }
+
+    fn send_callbacks(self: &Arc<Self>, id: Uuid, status: Status, resume: bool) {
         let Some((callbacks, view)) = self.lock().update(&id, |t| {
             let wanted: Vec<_> = t
                 .spec
@@ -783,16 +842,27 @@ impl Inner {
                 .filter(|c| c.when.contains(&status))
                 .cloned()
                 .collect();
-            t.callbacks = wanted
-                .iter()
-                .map(|c| CallbackRecord {
-                    url: c.url.masked(),
-                    status: CallbackStatus::Pending,
-                    attempts: 0,
-                    last_error: None,
-                })
+            let same = resume
+                && t.callbacks.len() == wanted.len()
+                && t.callbacks.iter().zip(&wanted).all(|(r, c)| r.url == c.url.masked());
+            if !same {
+                t.callbacks = wanted
+                    .iter()
+                    .map(|c| CallbackRecord {
+                        url: c.url.masked(),
+                        status: CallbackStatus::Pending,
+                        attempts: 0,
+                        last_error: None,
+                    })
+                    .collect();
+            }
+            let todo: Vec<_> = wanted
+                .into_iter()
+                .zip(t.callbacks.iter().cloned())
+                .enumerate()
+                .filter(|(_, (_, r))| r.status == CallbackStatus::Pending)
                 .collect();
-            (wanted, TaskView::of(&t.record(), None))
+            (todo, TaskView::of(&t.record(), None))
         }) else {
             return;
         };
@@ -800,13 +870,13 @@ impl Inner {
             return;
         }
         let body = callback::payload(&view);
-        for (i, cb) in callbacks.into_iter().enumerate() {
+        for (i, (cb, record)) in callbacks {
             let inner = self.clone();
             let body = body.clone();
             // The task id exactly as the API shows it.
             let msg_id = format!("msg_{id}_{i}");
             self.runtime.spawn(async move {
-                callback::deliver(cb, msg_id, body, |state| {
+                callback::resume(cb, msg_id, body, record, |state| {
                     inner.lock().update(&id, |t| {
                         if let Some(slot) = t.callbacks.get_mut(i) {
                             *slot = state;

@@ -195,7 +195,7 @@ impl Engine {
                 inner.lock().restore(task);
             }
             found.callbacks += 1;
-            inner.start_callbacks(id, status);
+            inner.resume_callbacks(id, status);
         }
         // Output files whose task the store no longer has.
         let known = store.task_ids()?;

@@ -173,11 +173,14 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
-    let was = state
-        .engine
-        .cancel_anywhere(id, "cancelled by request")
-        .await
-        .map_err(task_error)?;
+    let was = match state.engine.cancel_anywhere(id, "cancelled by request").await {
+        Err(TaskError::NotFound(_)) => {
+            // Only in the store (finished before this start): nothing to stop.
+            let stored = stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?;
+            return Err(task_error(TaskError::Finished(id, stored.state.status().as_str())));
+        }
+        other => other.map_err(task_error)?,
+    };
     tracing::info!(task_id = %id, was = was.as_str(), "task cancelled by request");
     let task = match state.engine.task(&id) {
         Some(view) => view,
@@ -198,7 +201,14 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     authorize_api(&req, &state)?;
     let id = task_id(&path)?;
-    state.engine.remove(id).map_err(task_error)?;
+    match state.engine.remove(id).await {
+        Err(TaskError::NotFound(_)) => {
+            // Only in the store: after a restart, or run by another node.
+            let stored = stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?;
+            state.engine.remove_stored(&stored).await.map_err(task_error)?;
+        }
+        other => other.map_err(task_error)?,
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -242,18 +252,21 @@ pub async fn output(
         Some("stderr") => Stream::Stderr,
         Some(_) => return Err(ApiError::BadRequest("`stream` must be stdout or stderr".into())),
     };
-    let text = match state.engine.output_text(&id, stream) {
-        Some(text) => text,
-        None => {
-            let stored = stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?;
-            let view = TaskView::of(&stored, None);
-            match stream {
-                Stream::Stdout => view.stdout,
-                Stream::Stderr => view.stderr,
-            }
-        }
+    let stored = match state.engine.task(&id) {
+        Some(_) => None,
+        None => Some(stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?),
     };
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
+    let (text, skipped) = state
+        .engine
+        .output_text(&id, stored.as_ref(), stream)
+        .ok_or_else(|| no_task(&id))?;
+    let mut answer = HttpResponse::Ok();
+    answer.content_type("text/plain; charset=utf-8");
+    if skipped > 0 {
+        // The front of a long output was let go (see HANDLERS.md, Output).
+        answer.insert_header(("X-Output-Skipped-Bytes", skipped.to_string()));
+    }
+    Ok(answer.body(text))
 }
 
 /// `POST /tasks/{id}/rerun`: a new task with the same program, params and body, linked to the old one.

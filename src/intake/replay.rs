@@ -120,17 +120,19 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
 /// Runs a task again: a new task with the same program (as configured now),
 /// params and body, linked to the old one.
 pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<TaskView, Refused> {
-    let found = at.engine.get(&old).map(|t| {
+    // The program as the config defines it now (a rerun after a fix runs
+    // the fixed program), whether the task is in memory or only stored.
+    let found = at.engine.get(&old).and_then(|t| {
         let s = &t.spec;
-        (
-            s.program.clone(),
+        Some((
+            at.config.program(&s.program.name)?,
             s.params.clone(),
             s.source.clone(),
             s.event.clone(),
             s.delivery_id.clone(),
             s.record_id.clone(),
             t.body.clone(),
-        )
+        ))
     });
     let found = match found {
         Some(f) => Some(f),

@@ -93,7 +93,31 @@ impl OutputDir {
 
     /// The whole file of a stream (what is left of it), if there is one.
     pub fn read_all(&self, id: Uuid, attempt: u32, stream: Stream) -> Option<Vec<u8>> {
-        std::fs::read(self.file(id, attempt, stream)).ok()
+        self.read_kept(id, attempt, stream).map(|(bytes, _)| bytes)
+    }
+
+    /// What is left of a stream's file: the bytes after the hole that
+    /// trimming punched at its front (never the hole's zeros), and how many
+    /// bytes the hole took.
+    pub fn read_kept(&self, id: Uuid, attempt: u32, stream: Stream) -> Option<(Vec<u8>, u64)> {
+        let mut file = File::open(self.file(id, attempt, stream)).ok()?;
+        let len = file.metadata().ok()?.len();
+        use nix::unistd::{lseek, Whence};
+        // ENXIO: no data at all (empty, or all of it punched).
+        let start = match lseek(&file, 0, Whence::SeekData) {
+            Ok(at) => (at.max(0) as u64).min(len),
+            Err(nix::errno::Errno::ENXIO) => len,
+            Err(_) => 0,
+        };
+        file.seek(SeekFrom::Start(start)).ok()?;
+        let mut bytes = Vec::with_capacity((len - start) as usize);
+        file.read_to_end(&mut bytes).ok()?;
+        if start > 0 {
+            // A character the hole cut in two is dropped, not shown as garbage.
+            let begin = bytes.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80).count();
+            bytes.drain(..begin);
+        }
+        Some((bytes, start))
     }
 
     /// Deletes every output file of a task (attempts are numbered from 1 without gaps).

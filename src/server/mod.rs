@@ -169,10 +169,16 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
     // memory only) in a directory of this process that goes when it stops.
     let (output_dir, temporary) = match &config.output_dir {
         Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("hookrunner-{}-output", std::process::id())),
-            true,
-        ),
+        None => {
+            // In the background: a big leftover must not hold up the start.
+            let _ = std::thread::Builder::new()
+                .name("hookrunner-sweep".into())
+                .spawn(sweep_stale_output_dirs);
+            (
+                std::env::temp_dir().join(format!("hookrunner-{}-output", std::process::id())),
+                true,
+            )
+        }
     };
     let outputs = crate::process::OutputDir::open(&output_dir).map_err(|source| ServeError::Output {
         dir: output_dir.clone(),
@@ -461,5 +467,48 @@ impl Signals {
                 _ => tracing::info!(signal = name, "signal ignored"),
             }
         }
+    }
+}
+
+/// Removes the temporary output directories (`hookrunner-<pid>-output`) of
+/// daemons that were killed before they could remove their own: ours (same
+/// user), whose process is gone.
+fn sweep_stale_output_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    // This process's user: the owner of its /proc entry.
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hookrunner-"))
+            .and_then(|n| n.strip_suffix("-output"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry
+            .path()
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours
+            && pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            count = removed,
+            "removed the output directories of daemons that were killed"
+        );
     }
 }
