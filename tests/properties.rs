@@ -377,7 +377,6 @@ fn config_error_lines_count_a_lone_cr_as_a_break() {
 /// (or any control character) puts a line break inside the one-sentence
 /// error, e.g. `unknown field `\n`, expected one of ...`.
 #[test]
-#[ignore = "finding: /tasks and /deliveries query errors echo decoded control characters (`?%0A` gives a two-line error)"]
 fn list_query_errors_are_one_line() {
     for query in ["%0A", "status=%0A", "outcome=%0D", "before=%0A", "limit=%0A"] {
         check_list_queries(query, true);

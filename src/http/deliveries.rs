@@ -49,7 +49,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     authorize_api(&req, &state)?;
     let q = parse_delivery_list_query(req.query_string())?;
     let (outcome, limit) = (q.outcome, q.limit);
-    let no_cursor = |b: &str| ApiError::BadRequest(format!("`before`: there is no delivery `{b}` on record"));
+    let no_cursor = |b: &str| {
+        ApiError::BadRequest(format!(
+            "`before`: there is no delivery `{}` on record",
+            crate::logging::escape(b)
+        ))
+    };
     let filter = Filter {
         source: q.source.clone(),
         event: q.event.clone(),

@@ -127,6 +127,8 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(serde_json::json!({ "error": self.to_string() }))
+        // One sentence on one line, whatever a request put into it.
+        let error = self.to_string();
+        response.json(serde_json::json!({ "error": crate::logging::escape(&error) }))
     }
 }

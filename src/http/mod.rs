@@ -85,7 +85,10 @@ pub(crate) fn parse_query_string<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     web::Query::<T>::from_query(query_string)
         .map(web::Query::into_inner)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query ({e}); filters are {filters}")))
+        .map_err(|e| {
+            let e = crate::logging::escape(&e.to_string()).into_owned();
+            ApiError::BadRequest(format!("invalid query ({e}); filters are {filters}"))
+        })
 }
 
 /// A `?name=` value that must be one of `all` (by their names).
@@ -101,7 +104,8 @@ pub(crate) fn parse_choice<T: Copy>(
         None => {
             let names: Vec<&str> = all.iter().map(|c| as_str(*c)).collect();
             Err(ApiError::BadRequest(format!(
-                "unknown {name} `{text}`: expected one of {}",
+                "unknown {name} `{}`: expected one of {}",
+                crate::logging::escape(text),
                 names.join(", ")
             )))
         }

@@ -45,9 +45,12 @@ pub fn parse_task_list_query(query_string: &str) -> Result<TaskListQuery, ApiErr
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.before.as_deref() {
         None => None,
-        Some(b) => Some(
-            Uuid::parse_str(b).map_err(|_| ApiError::BadRequest(format!("`before` must be a task id, not `{b}`")))?,
-        ),
+        Some(b) => Some(Uuid::parse_str(b).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`before` must be a task id, not `{}`",
+                crate::logging::escape(b)
+            ))
+        })?),
     };
     Ok(TaskListQuery {
         status,
