@@ -504,7 +504,7 @@ fn unix_sockets_have_their_mode_serve_http_and_are_gone_after_sigterm() {
 }
 
 #[test]
-fn a_path_that_is_not_a_socket_is_left_alone() {
+fn a_path_that_is_not_a_socket_is_left_alone_and_a_missing_directory_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.sock");
     std::fs::write(&path, "precious").unwrap();
@@ -520,6 +520,20 @@ fn a_path_that_is_not_a_socket_is_left_alone() {
         d.logs()
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+
+    // Nor is a socket made in a directory that is not there.
+    write_config(dir.path(), &format!("server:\n  listen: unix:run/h.sock\n{SOURCES}"));
+    let mut d = Proc::daemon(dir.path(), &[]);
+    assert_eq!(d.exit_code(), Some(1), "{}", d.logs());
+    assert!(
+        d.logs().contains(&format!(
+            "cannot listen on `unix:{}`: the directory `{}` does not exist (under systemd, `RuntimeDirectory=hookrunner` makes /run/hookrunner)",
+            dir.path().join("run/h.sock").display(),
+            dir.path().join("run").display()
+        )),
+        "{}",
+        d.logs()
+    );
 }
 
 // ------------------------------------------------------- several at once
@@ -762,4 +776,29 @@ fn listen_entries_that_cannot_work_are_config_errors_with_key_line_and_column() 
     ] {
         assert!(err.contains(&line), "missing `{line}` in:\n{err}");
     }
+}
+
+// ------------------------------------------------------------- node.url
+
+#[test]
+fn node_url_defaults_to_the_first_tcp_listener_with_https_when_it_has_tls() {
+    let Some(db) = pg::Db::create() else { return };
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    install(&ca.leaf("node"), dir.path());
+    write_config(
+        dir.path(),
+        &format!(
+            "state:\n  postgres: \"{}\"\n  output: out\nnode:\n  name: n1\nserver:\n  listen:\n    - unix:n1.sock\n    - address: 127.0.0.1:0\n      tls: {{cert: cert.pem, key: key.pem}}\n    - 127.0.0.1:0\n{SOURCES}",
+            db.url()
+        ),
+    );
+    let mut d = Proc::daemon(dir.path(), &[]);
+    let urls = d.listeners(3);
+    let tls = addr_of(&urls[1], "https");
+    assert_eq!(
+        db.query("SELECT url FROM nodes WHERE name = 'n1'"),
+        format!("https://{tls}")
+    );
+    assert_eq!(d.terminate(), Some(0), "{}", d.logs());
 }

@@ -89,7 +89,8 @@ pub struct Node {
     pub labels: Vec<String>,
     /// A node whose heartbeat is older than this is taken for dead.
     pub lease: std::time::Duration,
-    /// Where other nodes reach this node's API; `http://<listen address>` by default.
+    /// Where other nodes reach this node's API; by default the first TCP
+    /// listener's (`https://` when it has TLS).
     pub url: Option<String>,
 }
 

@@ -265,6 +265,12 @@ fn bind_unix(path: &Path, mode: u32, files: &mut SocketFiles) -> Result<UnixList
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.to_string()),
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(format!(
+            "the directory `{}` does not exist (under systemd, `RuntimeDirectory=hookrunner` makes /run/hookrunner)",
+            dir.display()
+        ));
+    }
     let l = UnixListener::bind(path).map_err(|e| e.to_string())?;
     let made = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
     files.0.push((path.to_path_buf(), made.dev(), made.ino()));
