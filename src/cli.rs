@@ -247,9 +247,10 @@ struct ConfigArg {
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// Address to listen on, overriding `server.listen` (port 0 picks a free port).
-    #[arg(long, short)]
-    listen: Option<std::net::SocketAddr>,
+    /// Address to listen on, overriding the whole of `server.listen`: `IP:PORT`
+    /// (port 0 picks a free port), `unix:PATH` or `systemd`; repeat for several.
+    #[arg(long, short, value_name = "ADDRESS")]
+    listen: Vec<String>,
     /// This node's name, overriding `node.name` (unique in a cluster).
     #[arg(long, env = "HOOKRUNNER_NODE_NAME")]
     node_name: Option<String>,
@@ -535,9 +536,23 @@ fn check(args: &ConfigArg) -> Result<ExitCode, CliError> {
 
 fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let mut config = load_config(args.config.config.as_deref())?;
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
+    // `--listen` replaces the config's list; a relative socket path starts here.
+    let listen_override = if args.listen.is_empty() {
+        None
+    } else {
+        let here = std::path::absolute(".").unwrap_or_default();
+        let listen = args
+            .listen
+            .iter()
+            .map(|text| {
+                config::parse_address(text, &here)
+                    .map(|address| config::Listen { address, tls: None })
+                    .map_err(|why| CliError::Usage(format!("--listen: {why}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        config.server.listen = listen.clone();
+        Some(listen)
+    };
     if let Some(name) = args.node_name {
         config.node.name = name;
     }
@@ -549,7 +564,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         tracing::warn!("{w}");
     }
     tracing::info!(config = %config.path.display(), sources = config.sources.len(), "config loaded");
-    crate::server::serve(config, args.listen)?;
+    crate::server::serve(config, listen_override)?;
     Ok(ExitCode::SUCCESS)
 }
 

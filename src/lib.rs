@@ -18,7 +18,8 @@
 //! - [`logging`]: text or JSON log lines; request values escaped, noisy libraries muted.
 //! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
 //! - [`reload`]: putting a changed config in force without a restart.
-//! - [`server`]: binding, signals and graceful shutdown.
+//! - [`server`]: binding (TCP, Unix sockets, systemd's sockets), signals and graceful shutdown.
+//! - [`tls`]: listeners' certificates, swapped on a reload without dropping connections.
 //! - [`cli`]: the command line.
 //! - [`client`]: the command-line client of the HTTP API (`hookrunner tasks`, `send`, ...).
 //!
@@ -43,3 +44,4 @@ pub mod secret;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod tls;

@@ -60,10 +60,35 @@ pub fn client_addr(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// The URL a client on this machine uses for a daemon listening on
+/// `listen`: its first plain TCP listener, else its first with TLS
+/// (`https://`); with neither (Unix sockets, systemd's sockets), the first
+/// entry as written, which [`Api`] then says it cannot reach.
+pub fn listener_url(listen: &[crate::config::Listen]) -> String {
+    use crate::config::ListenAddress;
+    let tcp = |tls: bool| {
+        listen.iter().find_map(|l| match l.address {
+            ListenAddress::Tcp(addr) if l.tls.is_some() == tls => Some(addr),
+            _ => None,
+        })
+    };
+    if let Some(addr) = tcp(false) {
+        return format!("http://{}", client_addr(addr));
+    }
+    if let Some(addr) = tcp(true) {
+        return format!("https://{}", client_addr(addr));
+    }
+    listen.first().map_or_else(
+        || format!("http://{}", crate::config::DEFAULT_LISTEN),
+        |l| l.address.to_string(),
+    )
+}
+
 /// `--url` as given: `host:port` gets `http://`, a trailing `/` is dropped.
 pub fn normalise_url(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
-    if url.contains("://") {
+    // Listeners this client cannot use are kept as written, to say so.
+    if url.contains("://") || url.starts_with("unix:") || url == "systemd" || url.starts_with("systemd:") {
         url.to_string()
     } else {
         format!("http://{url}")
@@ -114,7 +139,7 @@ impl Api {
     pub fn from_config(config: Option<&Config>, url: Option<&str>, token: Option<&str>) -> Api {
         let base = match (url, config) {
             (Some(url), _) => url.to_string(),
-            (None, Some(c)) => format!("http://{}", client_addr(c.server.listen)),
+            (None, Some(c)) => listener_url(&c.server.listen),
             (None, None) => format!("http://{}", crate::config::DEFAULT_LISTEN),
         };
         let token = token.map(str::to_string).or_else(|| {
@@ -199,7 +224,14 @@ impl Api {
     }
 
     fn transport(&self, t: &ureq::Transport) -> Error {
-        if t.kind() == ureq::ErrorKind::InvalidUrl || t.kind() == ureq::ErrorKind::UnknownScheme {
+        let bad_url = t.kind() == ureq::ErrorKind::InvalidUrl || t.kind() == ureq::ErrorKind::UnknownScheme;
+        if bad_url && (self.base.starts_with("unix:") || self.base.starts_with("systemd")) {
+            return Error::Other(format!(
+                "the daemon listens on `{}` ({}), which this client cannot reach: give --url (or HOOKRUNNER_URL), or add a TCP address such as 127.0.0.1:9000 to `server.listen`",
+                self.base, self.origin
+            ));
+        }
+        if bad_url {
             return Error::Other(format!(
                 "`{}` is not a URL such as http://127.0.0.1:9000",
                 crate::secret::mask_url(&self.base)

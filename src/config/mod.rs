@@ -4,12 +4,14 @@
 
 mod error;
 mod interp;
+mod listen;
 mod locate;
 mod raw;
 mod source;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use listen::{parse_address, same_sockets, Listen, ListenAddress, Tls, DEFAULT_SOCKET_MODE};
 pub use source::{Dedup, DedupKey, Source};
 pub use units::{parse_duration, parse_size};
 
@@ -27,7 +29,6 @@ use ipnet::IpNet;
 use locate::Seg;
 use raw::{RawCommand, RawConfig, RawMapping, RawProgram};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -88,7 +89,8 @@ pub struct Node {
     pub labels: Vec<String>,
     /// A node whose heartbeat is older than this is taken for dead.
     pub lease: std::time::Duration,
-    /// Where other nodes reach this node's API; `http://<listen address>` by default.
+    /// Where other nodes reach this node's API; by default the first TCP
+    /// listener's (`https://` when it has TLS).
     pub url: Option<String>,
 }
 
@@ -113,7 +115,8 @@ pub struct Deliveries {
 
 #[derive(Debug)]
 pub struct Server {
-    pub listen: SocketAddr,
+    /// Where connections are taken (`server.listen`, or `--listen`); never empty.
+    pub listen: Vec<Listen>,
     pub max_body: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub watch_config: bool,
@@ -507,14 +510,7 @@ impl Checker<'_> {
     }
 
     fn server(&mut self, raw: &raw::RawServer) -> Server {
-        let listen_text = raw.listen.as_ref().map(|i| i.value.as_str()).unwrap_or(DEFAULT_LISTEN);
-        let listen = listen_text.parse().unwrap_or_else(|_| {
-            self.error(
-                &[key("server"), key("listen")],
-                format!("`{listen_text}` is not an address and port such as `127.0.0.1:9000` or `[::]:9000`"),
-            );
-            DEFAULT_LISTEN.parse().expect("the default address parses")
-        });
+        let listen = self.listen(raw.listen.as_ref(), DEFAULT_LISTEN);
         let max_body = raw.max_body.map(|s| s.0).unwrap_or(1 << 20);
         if max_body == 0 {
             self.error(&[key("server"), key("max_body")], "must be larger than 0");

@@ -68,13 +68,100 @@ pub struct RawDeliveries {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    pub listen: Option<Interp>,
+    /// One listener or a list of them.
+    pub listen: Option<RawListenList>,
     pub max_body: Option<Size>,
     /// Peers whose `X-Forwarded-For` is believed (reverse proxies).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Reload when the config file changes.
     pub watch_config: Option<bool>,
+}
+
+/// `server.listen`: one entry, or a list of entries.
+#[derive(Debug)]
+pub enum RawListenList {
+    One(RawListen),
+    Many(Vec<RawListen>),
+}
+
+/// An entry of `server.listen`: an address (`127.0.0.1:9000`,
+/// `unix:/run/hookrunner.sock`, `systemd`), or a map with `address`.
+#[derive(Debug)]
+pub enum RawListen {
+    Address(Interp),
+    Full(RawListener),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Interp,
+    pub tls: Option<RawTls>,
+    /// A Unix socket's file mode, octal (`"0660"`).
+    pub mode: Option<RawMode>,
+}
+
+/// `tls:` of a listener: PEM files, relative to the config's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The certificate chain, end-entity certificate first.
+    pub cert: Interp,
+    /// Its private key.
+    pub key: Interp,
+}
+
+/// A file mode as written (`0660`, `"0660"`, `0o660`, `660`): the scalar's
+/// text, so YAML's number rules cannot change its meaning.
+#[derive(Debug)]
+pub struct RawMode(pub String);
+
+impl<'de> Deserialize<'de> for RawMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(RawMode)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawListen;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address such as `127.0.0.1:9000`, `unix:/path` or `systemd`, or a map with `address`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawListen, E> {
+                Interp::deserialize(de::value::StrDeserializer::new(v)).map(RawListen::Address)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawListen, A::Error> {
+                RawListener::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawListen::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawListenList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawListenList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address such as `127.0.0.1:9000`, a map with `address`, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawListenList, E> {
+                RawListen::deserialize(de::value::StrDeserializer::new(v)).map(RawListenList::One)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawListenList, A::Error> {
+                RawListen::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawListenList::One)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawListenList, A::Error> {
+                Vec::<RawListen>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(RawListenList::Many)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,12 +8,19 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use std::net::{IpAddr, Ipv4Addr};
 
+/// Marks a connection made through a Unix socket (`server.listen: unix:...`):
+/// its peer is a process on this machine, as a loopback client is, and the
+/// socket file's mode says who may connect.
+#[derive(Debug, Clone, Copy)]
+pub struct UnixPeer;
+
 /// The client, honouring `X-Forwarded-For` (every line) from trusted proxies only.
 pub fn client_addr(req: &HttpRequest, state: &AppState) -> Client {
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let peer = match req.peer_addr() {
+        Some(a) => a.ip(),
+        None if req.conn_data::<UnixPeer>().is_some() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
     let lines = req.headers().get_all("x-forwarded-for").map(|v| v.as_bytes());
     client_ip(peer, lines, &state.config().server.trusted_proxies)
 }

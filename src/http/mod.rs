@@ -10,6 +10,7 @@ mod nodes;
 mod proxy;
 mod tasks;
 
+pub use access::UnixPeer;
 pub use deliveries::{parse_delivery_list_query, DeliveryListQuery};
 pub use tasks::{parse_task_list_query, TaskListQuery};
 
@@ -25,7 +26,9 @@ pub struct AppState {
     /// Swapped whole on a reload; a request works with the config it started with.
     pub config: arc_swap::ArcSwap<Config>,
     /// `--listen`, which a reload keeps.
-    pub listen_override: Option<std::net::SocketAddr>,
+    pub listen_override: Option<Vec<crate::config::Listen>>,
+    /// The certificates of the listeners with TLS, which a reload swaps.
+    pub certs: crate::tls::Certs,
     /// The config file, for reloads.
     pub config_path: std::path::PathBuf,
     pub engine: Engine,
@@ -45,7 +48,8 @@ impl AppState {
         crate::reload::Reloadable {
             config: &self.config,
             path: &self.config_path,
-            listen_override: self.listen_override,
+            listen_override: self.listen_override.as_deref(),
+            certs: &self.certs,
             engine: &self.engine,
             metrics: &self.metrics,
         }

@@ -7,12 +7,12 @@
 use crate::config::{Config, State};
 use crate::delivery::{DedupCache, DeliveryLog};
 use crate::engine::Engine;
+mod bind;
 mod listen;
 
 use crate::http::AppState;
 use actix_web::web;
 use sd_notify::NotifyState;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +30,12 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot listen on `{address}`: {reason}")]
+    Socket { address: String, reason: String },
+    #[error("cannot serve: {0}")]
+    Listen(#[source] std::io::Error),
+    #[error("`node.url` is needed: this node listens on no TCP address that other nodes could reach")]
+    NodeUrl,
     #[error("{0}")]
     Join(#[from] crate::store::postgres::cluster::JoinError),
     #[error("cannot listen for {signal}: {source}")]
@@ -49,20 +49,40 @@ pub enum ServeError {
 /// The HTTP server, bound and ready to run.
 pub struct Application {
     server: actix_web::dev::Server,
-    addr: SocketAddr,
+    /// How each listener is named in the log, in `server.listen` order.
+    urls: Vec<String>,
+    /// The first TCP listener's URL: `node.url`'s default.
+    first_tcp: Option<String>,
     state: web::Data<AppState>,
+    /// Removed when the application goes.
+    _socket_files: bind::SocketFiles,
 }
 
 impl Application {
-    /// Binds `config.server.listen` (port 0 picks a free port) and builds the server.
+    /// Opens `config.server.listen` (port 0 picks a free port; systemd's
+    /// sockets come from `passed`) and builds the server.
     pub fn build(
         config: Arc<Config>,
         engine: Engine,
         store: Option<crate::store::Store>,
-        listen_override: Option<SocketAddr>,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.server.listen)?;
-        let addr = listener.local_addr()?;
+        listen_override: Option<Vec<crate::config::Listen>>,
+        passed: bind::Passed,
+    ) -> Result<Self, ServeError> {
+        let (bound, certs, socket_files) = bind::bind(&config.server.listen, passed)?;
+        let urls: Vec<String> = bound
+            .iter()
+            .map(|b| match &b.systemd {
+                Some(name) => format!("{} (from systemd, `{name}`)", b.url),
+                None => b.url.clone(),
+            })
+            .collect();
+        let first_tcp = bound
+            .iter()
+            .find_map(|b| b.tcp.map(|addr| (addr, b.tls.is_some())))
+            .map(|(addr, tls)| {
+                let scheme = if tls { "https" } else { "http" };
+                format!("{scheme}://{}", crate::client::client_addr(addr))
+            });
         let dedup = DedupCache::default();
         if let Some(store) = &store {
             refill_dedup(&config, store, &dedup);
@@ -73,19 +93,21 @@ impl Application {
         let state = web::Data::new(AppState {
             config: arc_swap::ArcSwap::new(config),
             listen_override,
+            certs,
             config_path,
             engine,
             deliveries,
             dedup,
             metrics,
         });
-        let server = listen::server(listener, state.clone())?;
-        Ok(Application { server, addr, state })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+        let server = listen::server(bound, state.clone()).map_err(ServeError::Listen)?;
+        Ok(Application {
+            server,
+            urls,
+            first_tcp,
+            state,
+            _socket_files: socket_files,
+        })
     }
 }
 
@@ -131,7 +153,9 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
 
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting deliveries,
 /// lets tasks finish for up to `grace`, stops the rest, and returns.
-pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), ServeError> {
+pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>) -> Result<(), ServeError> {
+    // Before any other thread starts: this clears `LISTEN_*` from the environment.
+    let passed = bind::Passed::take();
     // Handlers run here, not on actix's worker runtimes, which are dropped at shutdown.
     let engine_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -227,19 +251,19 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
         async move {
             // Before anything can be started: a SIGTERM must never hit the default handler.
             let mut signals = Signals::new()?;
-            let listen = config.server.listen;
             let watch = config.server.watch_config;
             let node = config.node.clone();
             let clustered = matches!(config.state, Some(State::Postgres { .. }));
-            let app = Application::build(config, engine.clone(), store.clone(), listen_override)
-                .map_err(|source| ServeError::Listen { addr: listen, source })?;
+            let app = Application::build(config, engine.clone(), store.clone(), listen_override, passed)?;
             if clustered {
                 // Joined before the first delivery is taken: its address is known now.
+                let url = match (&node.url, &app.first_tcp) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(url)) => url.clone(),
+                    (None, None) => return Err(ServeError::NodeUrl),
+                };
                 let info = crate::store::postgres::cluster::NodeInfo {
-                    url: node
-                        .url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{}", crate::client::client_addr(app.addr()))),
+                    url,
                     name: node.name.clone(),
                     labels: node.labels.clone(),
                     lease_ms: node.lease.as_millis() as i64,
@@ -247,10 +271,13 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
                 engine.join_cluster(info).await?;
                 tracing::info!(node = %node.name, labels = ?node.labels, "joined the cluster");
             }
-            tracing::info!("listening on http://{}", app.addr());
+            for url in &app.urls {
+                tracing::info!("listening on {url}");
+            }
             let state = app.state.clone();
             let handle = app.server.handle();
             let server = actix_web::rt::spawn(app.server);
+            let socket_files = app._socket_files;
             notify(&[NotifyState::Ready]);
             let _watcher = if watch { watch_config(state.clone()) } else { None };
             actix_web::rt::spawn(status_and_watchdog(state.clone(), engine_handle.clone()));
@@ -281,6 +308,7 @@ pub fn serve(config: Config, listen_override: Option<SocketAddr>) -> Result<(), 
             let _ = drained.await;
             handle.stop(true).await;
             let _ = server.await;
+            drop(socket_files);
             Ok::<(), ServeError>(())
         }
     })?;
