@@ -502,6 +502,7 @@ fn send(args: SendArgs) -> Result<ExitCode, CliError> {
         headers: args.headers,
         dry_run: args.dry_run,
         wait: args.wait,
+        prefix: config.server.prefix.clone(),
     };
     Ok(commands::send(&api, source, &body, &send)?)
 }

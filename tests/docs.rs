@@ -264,6 +264,11 @@ fn routes() -> Vec<String> {
     let mut routes = Vec::new();
     for service in body.split(".service(").skip(1) {
         let quoted = |s: &str| s.split('"').nth(1).unwrap().to_string();
+        if service.starts_with("hooks::scope()") {
+            // The hooks: every path under `server.prefix` (`/hooks` by default).
+            routes.push("POST /hooks/{source}".to_string());
+            continue;
+        }
         if let Some(rest) = service.split("web::scope(").nth(1) {
             // Everything under the scope is one delivery endpoint.
             routes.push(format!("POST {}/{{source}}", quoted(rest)));

@@ -32,11 +32,15 @@ pub enum Auth {
         header: Option<String>,
         query: Option<String>,
     },
-    /// An HMAC of the raw body in a header, e.g. `X-Hub-Signature: sha256=<hex>`.
+    /// An HMAC of the raw body in a header (`X-Hub-Signature: sha256=<hex>`)
+    /// or a query parameter: the header when sent, else the query parameter.
+    /// The value may list several signatures (`sha256=<a>,sha256=<b>`); each
+    /// may carry `prefix` or not.
     Hmac {
         algo: HmacAlgo,
         secrets: Vec<Secret>,
-        header: String,
+        header: Option<String>,
+        query: Option<String>,
         prefix: String,
         encoding: SigEncoding,
     },
@@ -84,7 +88,10 @@ impl Auth {
             ),
             Auth::Basic { .. } => (vec!["Authorization"], Vec::new()),
             // Not a secret, but it replays its body: masked like every signature.
-            Auth::Hmac { header, .. } => (vec![header.as_str()], Vec::new()),
+            Auth::Hmac { header, query, .. } => (
+                header.iter().map(String::as_str).collect(),
+                query.iter().map(String::as_str).collect(),
+            ),
             Auth::All(all) => {
                 all.iter()
                     .map(Auth::secret_carriers)
@@ -110,6 +117,10 @@ pub enum AuthError {
     TokenMismatch,
     #[error("the `{0}` header is not a well-formed signature")]
     MalformedSignature(String),
+    #[error("no signature was sent (expected {0})")]
+    MissingSignature(String),
+    #[error("the `{0}` query parameter is not a well-formed signature")]
+    MalformedQuerySignature(String),
     #[error("the signature does not match")]
     SignatureMismatch,
     #[error(
@@ -169,6 +180,80 @@ fn check_mac(
     }
 }
 
+/// The most signatures one value may list; more is taken for an attack.
+const MAX_SIGNATURES: usize = 16;
+
+/// Checks `auth: {hmac: ...}`: the signature from `header` if sent, else from
+/// the `query` parameter; a comma-separated list passes when any entry is the
+/// HMAC of `body` under any secret. Each entry is trimmed and may carry
+/// `prefix` or not; hex is read in either case.
+#[allow(clippy::too_many_arguments)]
+fn check_listed_mac(
+    algo: HmacAlgo,
+    secrets: &[Secret],
+    headers: &dyn Headers,
+    query: &[(String, String)],
+    header: Option<&str>,
+    query_name: Option<&str>,
+    prefix: &str,
+    encoding: SigEncoding,
+    body: &[u8],
+) -> Result<(), AuthError> {
+    let from_header = header.and_then(|h| {
+        headers
+            .get_bytes(h)
+            .map(|v| (v, AuthError::MalformedSignature(h.into())))
+    });
+    let from_query = || {
+        let q = query_name?;
+        query
+            .iter()
+            .find(|(k, _)| k == q)
+            .map(|(_, v)| (v.as_bytes(), AuthError::MalformedQuerySignature(q.into())))
+    };
+    let Some((sent, malformed)) = from_header.or_else(from_query) else {
+        let expected = match (header, query_name) {
+            (Some(h), Some(q)) => format!("the `{h}` header or the `{q}` query parameter"),
+            (Some(h), None) => format!("the `{h}` header"),
+            (None, Some(q)) => format!("the `{q}` query parameter"),
+            (None, None) => "a signature".to_string(),
+        };
+        return Err(AuthError::MissingSignature(expected));
+    };
+    let Ok(text) = std::str::from_utf8(sent) else {
+        return Err(malformed);
+    };
+    let candidates: Vec<Vec<u8>> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .take(MAX_SIGNATURES + 1)
+        .filter_map(|entry| {
+            let encoded = if prefix.is_empty() {
+                entry
+            } else {
+                entry.strip_prefix(prefix).unwrap_or(entry)
+            };
+            encoding.decode(encoded).filter(|mac| !mac.is_empty())
+        })
+        .collect();
+    if candidates.is_empty() || candidates.len() > MAX_SIGNATURES {
+        return Err(malformed);
+    }
+    // Every secret's MAC against every candidate, each in constant time.
+    let ok = secrets.iter().fold(false, |ok, s| {
+        let mac = algo.sign(s.expose(), body);
+        candidates.iter().fold(ok, |ok, c| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(mac.as_slice(), c.as_slice())) | ok
+        })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::SignatureMismatch)
+    }
+}
+
 /// What Gitea signs: the body, or in form mode the JSON in its `payload` field.
 fn gitea_signed(headers: &dyn Headers, body: &[u8]) -> Vec<u8> {
     let content_type = headers.get("content-type").unwrap_or("");
@@ -220,9 +305,20 @@ pub fn verify(
             algo,
             secrets,
             header,
+            query: query_name,
             prefix,
             encoding,
-        } => check_mac(*algo, secrets, headers, header, prefix, *encoding, body),
+        } => check_listed_mac(
+            *algo,
+            secrets,
+            headers,
+            query,
+            header.as_deref(),
+            query_name.as_deref(),
+            prefix,
+            *encoding,
+            body,
+        ),
         Auth::Github { secrets, allow_sha1 } => {
             const SHA256: &str = "X-Hub-Signature-256";
             const SHA1: &str = "X-Hub-Signature";
@@ -370,7 +466,8 @@ mod tests {
         let auth = Auth::Hmac {
             algo: HmacAlgo::Sha512,
             secrets: vec![Secret::new("k")],
-            header: "X-Sig".into(),
+            header: Some("X-Sig".into()),
+            query: None,
             prefix: String::new(),
             encoding: SigEncoding::Base64,
         };
@@ -379,6 +476,99 @@ mod tests {
             check(&auth, &[("X-Sig", &b64)], b"bodY"),
             Err(AuthError::SignatureMismatch)
         );
+    }
+
+    fn generic_hmac(header: Option<&str>, query: Option<&str>, prefix: &str) -> Auth {
+        Auth::Hmac {
+            algo: HmacAlgo::Sha256,
+            secrets: vec![Secret::new("old"), Secret::new("k")],
+            header: header.map(str::to_string),
+            query: query.map(str::to_string),
+            prefix: prefix.into(),
+            encoding: SigEncoding::Hex,
+        }
+    }
+
+    #[test]
+    fn generic_hmac_takes_lists_bare_or_prefixed_hex_in_either_case() {
+        let auth = generic_hmac(Some("X-Sig"), None, "sha256=");
+        let good = hex::encode(HmacAlgo::Sha256.sign(b"k", b"body"));
+        let bad = "00".repeat(32);
+        for sent in [
+            format!("sha256={good}"),
+            good.clone(),
+            good.to_uppercase(),
+            format!("sha256={}", good.to_uppercase()),
+            format!("sha256={bad},sha256={good}"),
+            format!("sha256={bad}, {good}"),
+            format!(" {bad} ,sha1=zz,  sha256={good} "),
+        ] {
+            assert_eq!(check(&auth, &[("X-Sig", &sent)], b"body"), Ok(()), "{sent}");
+        }
+        for (sent, expected) in [
+            (format!("sha256={bad},{bad}"), AuthError::SignatureMismatch),
+            (good.clone(), AuthError::SignatureMismatch), // over another body below
+            ("sha256=".to_string(), AuthError::MalformedSignature("X-Sig".into())),
+            (" , ".to_string(), AuthError::MalformedSignature("X-Sig".into())),
+            (
+                vec![bad.as_str(); 17].join(","),
+                AuthError::MalformedSignature("X-Sig".into()),
+            ),
+        ] {
+            assert_eq!(check(&auth, &[("X-Sig", &sent)], b"bodY"), Err(expected), "{sent}");
+        }
+        assert_eq!(
+            check(&auth, &[], b"body"),
+            Err(AuthError::MissingSignature("the `X-Sig` header".into()))
+        );
+    }
+
+    #[test]
+    fn generic_hmac_reads_the_query_when_the_header_is_not_sent() {
+        let good = hex::encode(HmacAlgo::Sha256.sign(b"k", b"body"));
+        let query = vec![("sig".to_string(), good.clone())];
+        let only_query = generic_hmac(None, Some("sig"), "");
+        let both = generic_hmac(Some("X-Sig"), Some("sig"), "");
+        let now = SystemTime::now();
+        assert_eq!(verify(&only_query, &headers(&[]), &query, b"body", now), Ok(()));
+        assert_eq!(verify(&both, &headers(&[]), &query, b"body", now), Ok(()));
+        // The header comes first: a wrong header is not rescued by the query.
+        assert_eq!(
+            verify(&both, &headers(&[("X-Sig", "00")]), &query, b"body", now),
+            Err(AuthError::SignatureMismatch)
+        );
+        assert_eq!(
+            verify(&both, &headers(&[]), &[], b"body", now),
+            Err(AuthError::MissingSignature(
+                "the `X-Sig` header or the `sig` query parameter".into()
+            ))
+        );
+        assert_eq!(
+            verify(
+                &only_query,
+                &headers(&[]),
+                &[("sig".into(), "xyz".into())],
+                b"body",
+                now
+            ),
+            Err(AuthError::MalformedQuerySignature("sig".into()))
+        );
+    }
+
+    #[test]
+    fn an_hmac_over_an_empty_body_verifies() {
+        let auth = generic_hmac(Some("X-Sig"), None, "sha256=");
+        let empty = format!("sha256={}", hex::encode(HmacAlgo::Sha256.sign(b"k", b"")));
+        assert_eq!(check(&auth, &[("X-Sig", &empty)], b""), Ok(()));
+        assert_eq!(
+            check(&auth, &[("X-Sig", &empty)], b" "),
+            Err(AuthError::SignatureMismatch)
+        );
+        let github = Auth::Github {
+            secrets: vec![Secret::new("k")],
+            allow_sha1: false,
+        };
+        assert_eq!(check(&github, &[("X-Hub-Signature-256", &empty)], b""), Ok(()));
     }
 
     #[test]

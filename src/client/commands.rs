@@ -377,6 +377,8 @@ pub struct SendArgs {
     pub headers: Vec<String>,
     pub dry_run: bool,
     pub wait: Option<String>,
+    /// Where the daemon serves hooks (`server.prefix`: `/hooks`, or `""`).
+    pub prefix: String,
 }
 
 /// Parses `Name: value`.
@@ -405,7 +407,8 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<
     if let Some(wait) = &args.wait {
         q.push(("wait".into(), wait.clone()));
     }
-    let answer = api.post_body(&format!("/hooks/{}", path_segment(&source.name)), &q, &headers, body)?;
+    let path = format!("{}/{}", args.prefix, path_segment(&source.name));
+    let answer = api.post_body(&path, &q, &headers, body)?;
     out(&pretty(&answer.json));
     Ok(ExitCode::SUCCESS)
 }

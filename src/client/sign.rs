@@ -102,11 +102,17 @@ fn sign_auth(auth: &Auth, id: &str, body: &[u8], now: SystemTime, out: &mut Sign
             algo,
             secrets,
             header,
+            query,
             prefix,
             encoding,
         } => {
             let mac = algo.sign(first(secrets, "secret")?.expose(), body);
-            out.set(header, format!("{prefix}{}", encode(*encoding, &mac)));
+            let signature = format!("{prefix}{}", encode(*encoding, &mac));
+            match (header, query) {
+                (Some(h), _) => out.set(h, signature),
+                (None, Some(q)) => out.query.push((q.clone(), signature)),
+                (None, None) => return Err("the source's hmac auth names no header and no query parameter".into()),
+            }
         }
         Auth::Github { secrets, .. } => {
             let mac = HmacAlgo::Sha256.sign(first(secrets, "secret")?.expose(), body);

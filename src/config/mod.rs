@@ -2,6 +2,7 @@
 //! everything and build the types the daemon runs on. Whatever can be refused
 //! is refused here, with the key path, line and column.
 
+mod answer;
 mod error;
 mod interp;
 mod listen;
@@ -10,6 +11,7 @@ mod raw;
 mod source;
 mod units;
 
+pub use answer::{Cors, Reply, API_PATHS, DEFAULT_PREFIX};
 pub use error::{ConfigError, ConfigErrors};
 pub use listen::{parse_address, same_sockets, Listen, ListenAddress, Tls, DEFAULT_SOCKET_MODE};
 pub use source::{Dedup, DedupKey, Source};
@@ -120,6 +122,8 @@ pub struct Server {
     pub max_body: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub watch_config: bool,
+    /// Where hooks are served: `/hooks`, `/api/v1`, or `""` (at `/<source>`).
+    pub prefix: String,
 }
 
 impl Config {
@@ -349,6 +353,7 @@ impl Checker<'_> {
                 );
                 continue;
             }
+            self.hook_path(&at, &server.prefix, name);
             if let Some(source) = self.source(&at, name, s) {
                 sources.insert(name.clone(), source);
             }
@@ -365,8 +370,16 @@ impl Checker<'_> {
             for (event_key, m) in &keys.0 {
                 let at = [key("mappings"), key(source_name), key(event_key)];
                 let mapping = self.mapping(&at, event_key, m, &programs);
+                let reply = m
+                    .response
+                    .as_ref()
+                    .map(|r| self.reply(&[&at[..], &[key("response")]].concat(), r));
                 // A source with errors of its own still gets its mappings checked.
                 if let (Some(mapping), Some(source)) = (mapping, sources.get_mut(source_name)) {
+                    if let Some(reply) = reply {
+                        let laid = Arc::new(source.reply.with(&reply));
+                        source.replies.insert(event_key.clone(), laid);
+                    }
                     source.routes.insert(mapping);
                 }
             }
@@ -527,6 +540,7 @@ impl Checker<'_> {
             max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
             trusted_proxies,
             watch_config: raw.watch_config.unwrap_or(false),
+            prefix: self.prefix(raw.prefix.as_deref()),
         }
     }
 

@@ -76,6 +76,8 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     /// Reload when the config file changes.
     pub watch_config: Option<bool>,
+    /// Where hooks are served: `/hooks` (the default), `/api/v1`, or empty.
+    pub prefix: Option<String>,
 }
 
 /// `server.listen`: one entry, or a list of entries.
@@ -202,6 +204,66 @@ pub struct RawSource {
     pub auth: Option<RawAuth>,
     pub event: Option<RawEvent>,
     pub dedup: Option<RawDedup>,
+    /// The HTTP methods a delivery may use (default `[POST]`).
+    pub methods: Option<Vec<String>>,
+    /// Answers to browsers' preflight requests, and the headers they need.
+    pub cors: Option<RawCors>,
+    /// How deliveries are answered.
+    pub response: Option<RawResponse>,
+}
+
+/// `response:` of a source, or of a mapping key (overriding the source's key by key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponse {
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    #[serde(default)]
+    pub headers: UniqueMap<String>,
+    pub no_match: Option<u16>,
+    pub no_match_body: Option<String>,
+    pub failure: Option<u16>,
+    pub output: Option<bool>,
+    pub output_on_failure: Option<bool>,
+}
+
+/// `cors:` of a source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub origins: RawOrigins,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+    pub max_age: Option<Dur>,
+}
+
+/// `origins:` of `cors`: `"*"`, or a list of origins.
+#[derive(Debug)]
+pub enum RawOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawOrigins {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawOrigins;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`\"*\"` or a list of origins such as `[\"https://app.example\"]`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawOrigins, E> {
+                match v {
+                    "*" => Ok(RawOrigins::Any),
+                    other => Ok(RawOrigins::List(vec![other.to_string()])),
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawOrigins, A::Error> {
+                Vec::<String>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(RawOrigins::List)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `dedup:` on a source: `off`, or `{window: 60s, key: delivery_id | body_sha256}`.
@@ -402,6 +464,8 @@ pub struct RawMapping {
     pub params: UniqueMap<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Overrides the source's `response`, key by key.
+    pub response: Option<RawResponse>,
 }
 
 #[derive(Debug, Deserialize)]

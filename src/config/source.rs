@@ -2,6 +2,7 @@
 //! the keys it was given, where it reads event names and delivery ids, its
 //! IP allowlist and its dedup window.
 
+use super::answer::{Cors, Reply};
 use super::interp::Interp;
 use super::locate::Seg;
 use super::raw::{RawAuth, RawDedup, RawEvent, RawSource};
@@ -18,6 +19,7 @@ use crate::providers::{Provider, SourceKeys, Written};
 use crate::secret::Secret;
 use ipnet::IpNet;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,14 @@ pub struct Source {
     pub routes: Routes,
     /// The parts of a body judging reads; set once the routes are complete ([`Source::wanted_body`]).
     pub body: Wanted,
+    /// The HTTP methods its deliveries may use (`methods`, default `[POST]`).
+    pub methods: Vec<String>,
+    /// Preflight answers and `Access-Control-Allow-Origin` (`cors`).
+    pub cors: Option<Cors>,
+    /// How its deliveries are answered (`response`).
+    pub reply: Arc<Reply>,
+    /// The mapping keys with a `response` of their own, laid over the source's.
+    pub replies: HashMap<String, Arc<Reply>>,
 }
 
 /// How long a delivery id is remembered when `dedup` says nothing.
@@ -85,6 +95,11 @@ impl Source {
             w.add_key(key);
         }
         w
+    }
+
+    /// How a delivery judged under mapping key `mapping` (if any) is answered.
+    pub fn reply_for(&self, mapping: Option<&str>) -> &Arc<Reply> {
+        mapping.and_then(|m| self.replies.get(m)).unwrap_or(&self.reply)
     }
 
     /// The answer to a provider's handshake request (Slack's `url_verification`), if this is one.
@@ -272,6 +287,13 @@ impl Checker<'_> {
         });
         let tolerance = auth.as_ref().and_then(Auth::tolerance);
         let dedup = self.dedup(&sub("dedup"), provider, tolerance, s.dedup.as_ref());
+        let methods = self.methods(&sub("methods"), s.methods.as_ref());
+        let cors = s.cors.as_ref().map(|c| self.cors(&sub("cors"), c, &methods));
+        let reply = s
+            .response
+            .as_ref()
+            .map(|r| self.reply(&sub("response"), r))
+            .unwrap_or_default();
         if self.errors.len() > errors_before {
             return None;
         }
@@ -284,6 +306,10 @@ impl Checker<'_> {
             dedup,
             routes: Routes::default(),
             body: Wanted::All,
+            methods,
+            cors,
+            reply: Arc::new(reply),
+            replies: HashMap::new(),
         })
     }
 
@@ -481,13 +507,6 @@ impl Checker<'_> {
                     );
                     return None;
                 };
-                if m.query.is_some() {
-                    self.error(
-                        &sub("query"),
-                        "hmac auth reads its signature from a header, not the query",
-                    );
-                    return None;
-                }
                 let encoding = match m.encoding.as_deref() {
                     None | Some("hex") => SigEncoding::Hex,
                     Some("base64") => SigEncoding::Base64,
@@ -513,18 +532,28 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                let Some(header) = &m.header else {
-                    self.error(at, "hmac auth needs the `header` that carries the signature");
+                if m.header.is_none() && m.query.is_none() {
+                    self.error(
+                        at,
+                        "hmac auth needs the `header` (or the `query` parameter) that carries the signature",
+                    );
                     return None;
-                };
-                if !valid_header(header.trim()) {
-                    self.error(&sub("header"), format!("`{header}` is not a valid header name"));
+                }
+                let header = m.header.as_ref().map(|h| h.trim().to_string());
+                if let Some(h) = header.as_deref().filter(|h| !valid_header(h)) {
+                    self.error(&sub("header"), format!("`{h}` is not a valid header name"));
+                    return None;
+                }
+                let query = m.query.as_ref().map(|q| q.trim().to_string());
+                if query.as_deref().is_some_and(str::is_empty) {
+                    self.error(&sub("query"), "must name a query parameter");
                     return None;
                 }
                 Some(Auth::Hmac {
                     algo,
                     secrets,
-                    header: header.trim().to_string(),
+                    header,
+                    query,
                     prefix: m.prefix.clone().unwrap_or_default(),
                     encoding,
                 })

@@ -1,11 +1,15 @@
-//! `POST /hooks/{source}`: the request handed to [`intake::admit`], and its
-//! answer as HTTP.
+//! `<prefix>/<source>` (`POST /hooks/{source}` by default): the request
+//! handed to [`intake::admit_shaped`], and its answer as HTTP, shaped by the
+//! source's `response`, `methods` and `cors`.
 
 use super::access::client_addr;
 use super::body;
 use super::error::ApiError;
 use super::AppState;
+use crate::config::{Cors, Reply, API_PATHS};
 use crate::intake::{self, Answer, Arrival, Queued};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use uuid::Uuid;
@@ -28,30 +32,125 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Everything under `/hooks`: `POST /hooks/<source>` is a delivery; any other
-/// method there is a 405, any other path a 404.
-pub async fn entry(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let Some(source) = source_in_path(req.path()) else {
-        return super::not_found(req).await;
-    };
-    if req.method() != actix_web::http::Method::POST {
-        return super::method_not_allowed(req).await;
+/// Whether `path` is a hook's: under `prefix` and not under one of the
+/// API's paths (which take precedence).
+pub(crate) fn is_hook_path(path: &str, prefix: &str) -> bool {
+    if !path.strip_prefix(prefix).is_some_and(|t| t.starts_with('/')) {
+        return false;
     }
-    Ok(receive(req, source, payload, state).await)
+    let first = path[1..].split('/').next().unwrap_or_default();
+    !API_PATHS.contains(&first)
 }
 
-/// The (percent-decoded) source name of `/hooks/<source>`.
-fn source_in_path(path: &str) -> Option<String> {
-    let tail = path.strip_prefix("/hooks/")?;
-    if tail.is_empty() || tail.contains('/') {
+/// Every hook path: the paths under `server.prefix` (`/hooks` by default)
+/// that no API route takes, judged by the config in force (so a reload can
+/// move the prefix), without a `{source}` pattern's regex match per delivery.
+pub(crate) fn scope() -> actix_web::Scope {
+    web::scope("")
+        .guard(actix_web::guard::fn_guard(guard))
+        .default_service(web::to(entry))
+}
+
+/// Whether a request is for a hook, under the config in force.
+fn guard(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.app_data::<web::Data<AppState>>()
+        .is_some_and(|state| is_hook_path(ctx.head().uri.path(), &state.config.load().server.prefix))
+}
+
+/// `<prefix>/<source>`: a preflight (with `cors`), a method the source does
+/// not take (405), or a delivery; a path naming no source is a 404.
+pub async fn entry(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let config = state.config();
+    let Some(name) = source_in_path(req.path(), &config.server.prefix) else {
+        return ApiError::NotFound(format!("there is nothing at `{}`", req.path())).error_response();
+    };
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let source = config.sources.get(&name).cloned();
+    if let Some(source) = &source {
+        let method = req.method().as_str();
+        let preflight = method == "OPTIONS" && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if let (Some(cors), Some(origin), true) = (&source.cors, &origin, preflight) {
+            return answer_preflight(&source.name, cors, origin);
+        }
+        if !source.methods.iter().any(|m| m == method) {
+            let mut response = ApiError::MethodNotAllowed(method.to_string()).error_response();
+            let mut allow = source.methods.clone();
+            if source.cors.is_some() && !allow.iter().any(|m| m == "OPTIONS") {
+                allow.push("OPTIONS".into());
+            }
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, v);
+            }
+            add_cors(&mut response, source.cors.as_ref(), origin.as_deref());
+            return response;
+        }
+    }
+    let mut response = receive(req, name, payload, state).await;
+    if let Some(source) = &source {
+        add_cors(&mut response, source.cors.as_ref(), origin.as_deref());
+    }
+    response
+}
+
+/// The source name of `<prefix>/<source>`, percent-decoded: `team/app` is
+/// reached as `<prefix>/team/app` and as `<prefix>/team%2Fapp`.
+fn source_in_path(path: &str, prefix: &str) -> Option<String> {
+    let tail = path.strip_prefix(prefix)?.strip_prefix('/')?;
+    if tail.is_empty() {
         return None;
     }
     let name = percent_encoding::percent_decode_str(tail).decode_utf8().ok()?;
     Some(name.into_owned())
+}
+
+/// A browser's preflight: `204` with what `cors` allows, or `403` for an
+/// origin it does not list. Nothing runs and nothing is recorded.
+fn answer_preflight(source: &str, cors: &Cors, origin: &str) -> HttpResponse {
+    let Some(allowed) = cors.allow_origin(origin) else {
+        let mut response = ApiError::Forbidden(format!(
+            "origin `{}` is not allowed by `cors` of source `{source}`",
+            crate::logging::escape(origin)
+        ))
+        .error_response();
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+        return response;
+    };
+    let mut response = HttpResponse::NoContent();
+    if let Ok(v) = HeaderValue::from_str(allowed) {
+        response.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, v));
+    }
+    response.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, cors.methods.join(", ")));
+    if !cors.headers.is_empty() {
+        response.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, cors.headers.join(", ")));
+    }
+    if let Some(age) = cors.max_age {
+        response.insert_header((header::ACCESS_CONTROL_MAX_AGE, age.as_secs().to_string()));
+    }
+    if cors.varies() {
+        response.insert_header((header::VARY, "Origin"));
+    }
+    response.finish()
+}
+
+/// `Access-Control-Allow-Origin` (and `Vary: Origin`) on an answer to a
+/// request from an origin `cors` allows.
+fn add_cors(response: &mut HttpResponse, cors: Option<&Cors>, origin: Option<&str>) {
+    let (Some(cors), Some(origin)) = (cors, origin) else {
+        return;
+    };
+    let headers = response.headers_mut();
+    if cors.varies() {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if let Some(v) = cors.allow_origin(origin).and_then(|a| HeaderValue::from_str(a).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
 }
 
 async fn receive(req: HttpRequest, source: String, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
@@ -66,16 +165,64 @@ async fn receive(req: HttpRequest, source: String, payload: web::Payload, state:
         request_id: rid.clone(),
     };
     let body = body::read(req.headers(), payload, config.server.max_body);
-    let mut response = match intake::admit(state.intake(&config), &arrival, body).await {
-        Ok(answer) => answer_response(answer),
-        Err(e) => ApiError::from(e).error_response(),
+    let admitted = intake::admit_shaped(state.intake(&config), &arrival, body).await;
+    let mut response = match admitted.result {
+        Ok(answer) => shaped_response(answer, admitted.reply.as_deref()),
+        Err(e) => {
+            let mut response = ApiError::from(e).error_response();
+            if let Some(reply) = &admitted.reply {
+                add_headers(&mut response, reply, false);
+            }
+            response
+        }
     };
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
+    if let Ok(v) = HeaderValue::from_str(&rid) {
         response
             .headers_mut()
-            .insert(actix_web::http::header::HeaderName::from_static("x-request-id"), v);
+            .insert(header::HeaderName::from_static("x-request-id"), v);
     }
     response
+}
+
+/// An answer as the source's `response` shapes it: its status, a text body
+/// instead of the JSON where one applies, and its headers.
+fn shaped_response(answer: Answer, reply: Option<&Reply>) -> HttpResponse {
+    let Some(reply) = reply else {
+        return answer_response(answer);
+    };
+    let status = StatusCode::from_u16(answer.status_under(reply)).unwrap_or(StatusCode::OK);
+    let mut response = match answer.text_under(reply) {
+        Some(text) => HttpResponse::build(status)
+            .content_type("text/plain; charset=utf-8")
+            .body(text),
+        None => {
+            let mut response = answer_response(answer);
+            *response.status_mut() = status;
+            response
+        }
+    };
+    let text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    add_headers(&mut response, reply, text);
+    response
+}
+
+/// `response.headers` on an answer; a `Content-Type` among them only on a
+/// text body (a JSON answer stays `application/json`).
+fn add_headers(response: &mut HttpResponse, reply: &Reply, text_body: bool) {
+    for (name, value) in &reply.headers {
+        if !text_body && name.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(n, v);
+        }
+    }
 }
 
 /// A judged delivery's answer.
@@ -112,6 +259,7 @@ fn refs(tasks: &[Queued]) -> Vec<TaskRef<'_>> {
 
 /// An admitted delivery's answer as HTTP.
 pub(crate) fn answer_response(answer: Answer) -> HttpResponse {
+    let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::OK);
     match answer {
         Answer::Accepted { about, tasks } => HttpResponse::Accepted().json(Judged {
             delivery_id: &about.delivery_id,
@@ -136,7 +284,7 @@ pub(crate) fn answer_response(answer: Answer) -> HttpResponse {
             "tasks": tasks.iter().map(|id| serde_json::json!({"id": id, "url": format!("/tasks/{id}")})).collect::<Vec<_>>(),
             "message": "this delivery was already received; nothing was run",
         })),
-        Answer::Finished { about, tasks } => HttpResponse::Ok().json(serde_json::json!({
+        Answer::Finished { about, tasks, .. } => HttpResponse::build(status).json(serde_json::json!({
             "delivery_id": about.delivery_id,
             "source": about.source,
             "event": about.event,
@@ -149,21 +297,43 @@ pub(crate) fn answer_response(answer: Answer) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::source_in_path;
+    use super::{is_hook_path, source_in_path};
 
     #[test]
-    fn the_source_is_the_one_segment_after_hooks() {
-        assert_eq!(source_in_path("/hooks/github").as_deref(), Some("github"));
-        assert_eq!(source_in_path("/hooks/my%20ci").as_deref(), Some("my ci"));
-        for none in [
-            "/hooks",
-            "/hooks/",
-            "/hooks/a/b",
-            "/hooks/a/",
-            "/hooksx/a",
-            "/hooks/%ff",
-        ] {
-            assert_eq!(source_in_path(none), None, "{none}");
+    fn the_source_is_everything_after_the_prefix_decoded() {
+        let cases = [
+            ("/hooks/github", "/hooks", Some("github")),
+            ("/hooks/my%20ci", "/hooks", Some("my ci")),
+            ("/hooks/a/b", "/hooks", Some("a/b")),
+            ("/hooks/a%2Fb", "/hooks", Some("a/b")),
+            ("/hooks/a/", "/hooks", Some("a/")),
+            ("/api/v1/x", "/api/v1", Some("x")),
+            ("/x", "", Some("x")),
+            ("/team/app", "", Some("team/app")),
+        ];
+        for (path, prefix, name) in cases {
+            assert_eq!(source_in_path(path, prefix).as_deref(), name, "{path} under {prefix:?}");
         }
+        for (path, prefix) in [
+            ("/hooks", "/hooks"),
+            ("/hooks/", "/hooks"),
+            ("/hooksx/a", "/hooks"),
+            ("/hooks/%ff", "/hooks"),
+            ("/api/x", "/api/v1"),
+            ("/", ""),
+        ] {
+            assert_eq!(source_in_path(path, prefix), None, "{path} under {prefix:?}");
+        }
+    }
+
+    #[test]
+    fn api_paths_are_never_hook_paths() {
+        assert!(is_hook_path("/hooks/tasks", "/hooks"));
+        assert!(is_hook_path("/x", ""));
+        assert!(!is_hook_path("/tasks", ""));
+        assert!(!is_hook_path("/tasks/1/output", ""));
+        assert!(!is_hook_path("/-/reload", ""));
+        assert!(!is_hook_path("/hooks", "/hooks"));
+        assert!(!is_hook_path("/tasks", "/hooks"));
     }
 }

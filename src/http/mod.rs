@@ -118,8 +118,8 @@ pub(crate) fn parse_choice<T: Copy>(
 
 /// Registers every route; the server and the tests use the same function.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // `/hooks/<source>` by prefix: a `{source}` pattern costs a regex match per delivery.
-    cfg.service(web::scope("/hooks").default_service(web::to(hooks::entry)))
+    // The hooks, under `server.prefix` (see `hooks::scope`).
+    cfg.service(hooks::scope())
         .service(
             web::resource("/tasks")
                 .route(web::get().to(tasks::list))

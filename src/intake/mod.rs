@@ -23,7 +23,7 @@ pub use explain::{explain, Parts};
 pub use replay::{replay, rerun};
 
 use crate::auth::{self, ip::Client, Auth};
-use crate::config::{Config, DedupKey, Source};
+use crate::config::{Config, DedupKey, Reply, Source};
 use crate::delivery::dedup::Seen;
 use crate::delivery::record::{mask_headers, mask_query, rule_traces, HeaderList, Record, RuleTrace};
 use crate::delivery::{DedupCache, DeliveryLog, Outcome};
@@ -154,8 +154,15 @@ pub struct Queued {
 pub enum Answer {
     /// Tasks were queued (202).
     Accepted { about: About, tasks: Vec<Queued> },
-    /// `?wait=`: tasks were queued and have finished (200).
-    Finished { about: About, tasks: Vec<TaskView> },
+    /// `?wait=`: tasks were queued and have finished (200), or one of them
+    /// ended other than `succeeded` (`failed`, 500). `output`: their raw
+    /// stdout, one after the other, when the reply asks for it.
+    Finished {
+        about: About,
+        tasks: Vec<TaskView>,
+        failed: bool,
+        output: Option<Bytes>,
+    },
     /// No rule matched (200): `message` for the sender, `why` for the record.
     Ignored { about: About, message: String, why: String },
     /// Already received inside the dedup window (200).
@@ -171,12 +178,44 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The status without a `response` (the default of every key).
     pub fn status(&self) -> u16 {
+        self.status_under(&Reply::default())
+    }
+
+    /// The status under the source's (and mapping key's) `response`.
+    pub fn status_under(&self, reply: &Reply) -> u16 {
         match self {
-            Answer::Accepted { .. } => 202,
+            Answer::Accepted { .. } => reply.success(false),
+            Answer::Finished { failed: false, .. } => reply.success(true),
+            Answer::Finished { failed: true, .. } => reply.failure(),
+            Answer::Ignored { .. } => reply.no_match(),
             _ => 200,
         }
     }
+
+    /// The text body that replaces the JSON answer under `reply`, if any: a
+    /// waited-for task's raw output, `body` on success, `no_match_body`.
+    pub fn text_under(&self, reply: &Reply) -> Option<Bytes> {
+        let text = |t: &Option<String>| t.as_ref().map(|t| Bytes::from(t.clone()));
+        match self {
+            Answer::Accepted { .. } => text(&reply.body),
+            Answer::Finished { output: Some(out), .. } => Some(out.clone()),
+            Answer::Finished { failed: false, .. } => text(&reply.body),
+            Answer::Ignored { .. } => text(&reply.no_match_body),
+            _ => None,
+        }
+    }
+}
+
+/// What [`admit_shaped`] returns: the answer or refusal, and how the source
+/// shapes it.
+#[derive(Debug)]
+pub struct Admitted {
+    pub result: Result<Answer, Refused>,
+    /// The source's `response` (laid under the mapping key's that applied);
+    /// `None` when the delivery did not get past auth.
+    pub reply: Option<Arc<Reply>>,
 }
 
 /// What every judged answer names.
@@ -211,6 +250,8 @@ pub(crate) struct Facts {
     replay_of: Option<String>,
     /// The body, kept for replay.
     body: Option<Bytes>,
+    /// How the answer is shaped, once the delivery got past auth.
+    reply: Option<Arc<Reply>>,
 }
 
 impl Facts {
@@ -239,6 +280,7 @@ impl Facts {
             duplicate_of: None,
             replay_of: None,
             body: None,
+            reply: None,
         }
     }
 
@@ -299,6 +341,15 @@ pub async fn admit(
     arrival: &Arrival<'_>,
     body: impl Future<Output = Result<Bytes, Refused>>,
 ) -> Result<Answer, Refused> {
+    admit_shaped(at, arrival, body).await.result
+}
+
+/// [`admit`], with the `response` that shapes the answer.
+pub async fn admit_shaped(
+    at: Intake<'_>,
+    arrival: &Arrival<'_>,
+    body: impl Future<Output = Result<Bytes, Refused>>,
+) -> Admitted {
     let dry_run = query_flag(arrival.query, "dry_run");
     let source = at.config.sources.get(arrival.source);
     // Mask whatever carries this source's secrets, besides the usual names.
@@ -317,10 +368,20 @@ pub async fn admit(
         ))),
         Some(source) => admit_to(at, arrival, source, body, dry_run, &mut facts).await,
     };
+    let reply = facts.reply.clone();
     let (outcome, status, reason) = match &result {
         // The record of an accepted delivery was committed with its tasks.
-        Ok((_, None)) => return result.map(|(answer, _)| answer),
-        Ok((answer, Some(outcome))) => (*outcome, answer.status(), reason_of(answer)),
+        Ok((_, None)) => {
+            return Admitted {
+                result: result.map(|(answer, _)| answer),
+                reply,
+            }
+        }
+        Ok((answer, Some(outcome))) => (
+            *outcome,
+            answer.status_under(reply.as_deref().unwrap_or(&Reply::default())),
+            reason_of(answer),
+        ),
         Err(e) => {
             tracing::warn!(source = %arrival.source, client = %arrival.client, request_id = %arrival.request_id, reason = %e, "delivery refused");
             at.metrics.rejection(e.reason());
@@ -336,7 +397,10 @@ pub async fn admit(
         }
         at.deliveries.insert(facts.record(outcome, status, reason), false);
     }
-    result.map(|(answer, _)| answer)
+    Admitted {
+        result: result.map(|(answer, _)| answer),
+        reply,
+    }
 }
 
 fn reason_of(answer: &Answer) -> Option<String> {
@@ -377,6 +441,7 @@ async fn admit_to(
             basic: matches!(source.auth, Auth::Basic { .. }),
         }
     })?;
+    facts.reply = Some(source.reply.clone());
     let parsed = body::parse(arrival.headers, &raw, &source.body, source.provider.plain_forms())?;
     if let Some(answer) = source.challenge(&parsed.json) {
         return Ok((Answer::Handshake(answer), Some(Outcome::Ignored)));
@@ -443,17 +508,51 @@ async fn admit_to(
     if let (Some(wait), Answer::Accepted { about, tasks }) = (wait, &answer) {
         let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
         if at.engine.wait_finished(&ids, tokio::time::Instant::now() + wait).await {
-            let tasks = ids.iter().filter_map(|id| at.engine.task(id)).collect();
+            let tasks: Vec<TaskView> = ids.iter().filter_map(|id| at.engine.task(id)).collect();
+            let failed = tasks.iter().any(|t| t.status != crate::status::Status::Succeeded);
+            let reply = facts.reply.clone().unwrap_or_default();
+            let wants_output = if failed {
+                reply.output_on_failure()
+            } else {
+                reply.output()
+            };
+            let output = if wants_output {
+                Some(raw_stdout(at.engine, &tasks).await)
+            } else {
+                None
+            };
             return Ok((
                 Answer::Finished {
                     about: about.clone(),
                     tasks,
+                    failed,
+                    output,
                 },
                 outcome,
             ));
         }
     }
     Ok((answer, outcome))
+}
+
+/// The raw stdout of `tasks`, one after the other: of each, the last
+/// `max(tasks.output_limit, 1 MiB)` bytes of its file (what the daemon keeps
+/// of a running task's file), else the tail its record kept.
+async fn raw_stdout(engine: &Engine, tasks: &[TaskView]) -> Bytes {
+    let outputs = engine.outputs().clone();
+    let cap = usize::try_from(crate::engine::output_kept(&engine.limits())).unwrap_or(usize::MAX);
+    let wanted: Vec<(Uuid, u32, String)> = tasks.iter().map(|t| (t.id, t.attempt, t.stdout.clone())).collect();
+    let read = move || {
+        let mut out = Vec::new();
+        for (id, attempt, tail) in wanted {
+            match outputs.read_last(id, attempt, crate::process::output::Stream::Stdout, cap) {
+                Some((bytes, _)) => out.extend_from_slice(&bytes),
+                None => out.extend_from_slice(tail.as_bytes()),
+            }
+        }
+        Bytes::from(out)
+    };
+    tokio::task::spawn_blocking(read).await.unwrap_or_default()
 }
 
 /// Checks a delivery key: in this node's cache, or a cluster's database.
@@ -531,6 +630,14 @@ pub(crate) async fn judge_and_queue(
         for rule in &facts.rules {
             tracing::debug!(source = %source.name, %event, request_id = %facts.request_id, mapping = %rule.mapping, rule = rule.rule, condition = rule.condition.as_deref().unwrap_or("(always)"), program = %rule.program, result = %rule.result, "rule judged");
         }
+    }
+    // The most specific mapping key judged (no match), or of the first match.
+    let mapping = match judgement.matches.first() {
+        Some(m) => judgement.trace.get(m.trace_index),
+        None => judgement.trace.first(),
+    };
+    if let Some(t) = mapping {
+        facts.reply = Some(source.reply_for(Some(&t.mapping.key)).clone());
     }
     if judgement.matches.is_empty() {
         let why = if judgement.trace.is_empty() {
@@ -632,7 +739,8 @@ pub(crate) async fn judge_and_queue(
     facts.task_ids = tasks.iter().map(|t| t.id).collect();
     facts.body = Some(parts.stdin.clone());
     // The record is committed with the tasks, before the answer exists.
-    let record = facts.record(Outcome::Accepted, 202, None);
+    let status = facts.reply.as_ref().map_or(202, |r| r.success(false));
+    let record = facts.record(Outcome::Accepted, status, None);
     queue(at, tasks, Some(record)).await?;
     at.metrics.delivery(Some(&source.name), Outcome::Accepted.as_str());
     tracing::info!(source = %source.name, event = %crate::logging::escape(event), delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, tasks = queued.len(), "delivery accepted");

@@ -120,6 +120,23 @@ impl OutputDir {
         Some((bytes, start))
     }
 
+    /// The last `limit` bytes of a stream of an attempt, as written (a
+    /// character split by the cut is dropped), and whether the front was
+    /// cut; `None` if there is no file.
+    pub fn read_last(&self, id: Uuid, attempt: u32, stream: Stream, limit: usize) -> Option<(Vec<u8>, bool)> {
+        let mut file = File::open(self.file(id, attempt, stream)).ok()?;
+        let len = file.metadata().ok()?.len();
+        let start = len.saturating_sub(limit as u64);
+        file.seek(SeekFrom::Start(start)).ok()?;
+        let mut bytes = Vec::with_capacity((len - start) as usize);
+        file.take(limit as u64).read_to_end(&mut bytes).ok()?;
+        if start > 0 {
+            let partial = bytes.iter().take(3).take_while(|b| (*b & 0xC0) == 0x80).count();
+            bytes.drain(..partial);
+        }
+        Some((bytes, start > 0))
+    }
+
     /// Deletes every output file of a task (attempts are numbered from 1 without gaps).
     pub fn remove(&self, id: Uuid) {
         for attempt in 1.. {
@@ -309,6 +326,25 @@ pub fn follow_start(path: &Path, limit: usize) -> u64 {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn the_last_bytes_are_raw_and_never_start_with_half_a_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        assert_eq!(out.read_last(id, 1, Stream::Stdout, 8), None);
+        let (mut file, _) = out.create(id, 1).unwrap();
+        file.write_all(b"a\xe4\xb8\xad\xe6\x96\x87 \xff!").unwrap(); // a中文, a space, a stray byte
+        assert_eq!(
+            out.read_last(id, 1, Stream::Stdout, 64),
+            Some((b"a\xe4\xb8\xad\xe6\x96\x87 \xff!".to_vec(), false))
+        );
+        // A cut into 中 drops its remains, not the bytes that follow.
+        assert_eq!(
+            out.read_last(id, 1, Stream::Stdout, 8),
+            Some((b"\xe6\x96\x87 \xff!".to_vec(), true))
+        );
+    }
 
     #[test]
     fn tails_keep_the_end_and_never_start_with_half_a_character() {

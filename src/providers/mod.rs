@@ -160,7 +160,8 @@ fn hub_sha256(secrets: Vec<Secret>) -> Auth {
     Auth::Hmac {
         algo: HmacAlgo::Sha256,
         secrets,
-        header: "X-Hub-Signature".into(),
+        header: Some("X-Hub-Signature".into()),
+        query: None,
         prefix: "sha256=".into(),
         encoding: SigEncoding::Hex,
     }
