@@ -232,7 +232,7 @@ struct ExplainArgs {
     /// Print the trace as JSON.
     #[arg(long)]
     json: bool,
-    /// The JSON body.
+    /// The body (JSON, or any kind the source accepts; `--header 'Content-Type: ...'` says which).
     payload: PathBuf,
 }
 
@@ -556,8 +556,6 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
     let body = std::fs::read(&args.payload)
         .map(bytes::Bytes::from)
         .map_err(|e| CliError::Usage(format!("cannot read `{}`: {e}", args.payload.display())))?;
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| CliError::Usage(format!("`{}` is not valid JSON: {e}", args.payload.display())))?;
     let mut headers = HeaderPairs::new();
     for h in &args.headers {
         let (k, v) = h
@@ -578,12 +576,29 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
             raw: None,
         },
     };
+    // The body as the source takes it; file parts show the paths they would get.
+    let uploads = config
+        .uploads_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("hookrunner-<pid>-uploads"))
+        .join("<delivery_id>");
+    let parsed = crate::intake::parse_body(&headers, &body, &crate::intake::Accepts::of(source), &uploads)
+        .map_err(|e| CliError::Usage(format!("`{}`: {e}", args.payload.display())))?;
+    let request = crate::mapping::Request {
+        method: "POST".into(),
+        path: format!("/hooks/{}", source.name),
+        remote_addr: None,
+        client_ip: None,
+    };
     let parts = Parts {
         event: &event,
-        json: &json,
-        stdin: &body,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
         headers: &headers,
         query: &[],
+        request: &request,
+        raw: &body,
+        files: &parsed.files,
     };
     let trace = explain(source, &parts, "<delivery_id>");
     if args.json {
