@@ -396,9 +396,9 @@ impl<'d> Values<'d> {
         found.unwrap_or(Value::Null)
     }
 
-    /// Every header, by its canonical name, with its first value; credentials `***`.
+    /// Every header, by its canonical name (sorted), with its first value; credentials `***`.
     fn all_headers(&self) -> Value {
-        let mut out = Map::new();
+        let mut out = std::collections::BTreeMap::new();
         let mut each = |name: &str, value: &[u8]| {
             let key = canonical_header(name);
             if out.contains_key(&key) {
@@ -414,7 +414,7 @@ impl<'d> Values<'d> {
             out.insert(key, value);
         };
         self.d.headers.each(&mut each);
-        Value::Object(out)
+        Value::Object(out.into_iter().collect())
     }
 
     /// Every query parameter with its first value; credentials `***`.
