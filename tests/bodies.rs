@@ -124,8 +124,11 @@ fn post(d: &Daemon, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     d.post(path, headers, body)
 }
 
-/// A multipart body with CRLF line ends: `(name, filename, content type, bytes)` per part.
-fn multipart(boundary: &str, parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+/// One part of a multipart body: name, file name, content type, bytes.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart body with CRLF line ends.
+fn multipart(boundary: &str, parts: &[Part<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, filename, content_type, bytes) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
