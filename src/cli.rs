@@ -653,6 +653,9 @@ fn render_trace(trace: &serde_json::Value) -> String {
             }
         }
     }
+    for note in trace["notes"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "note: {}", s(note));
+    }
     let n = trace["would_run"].as_u64().unwrap_or(0);
     let _ = writeln!(out, "{n} task{} would run", if n == 1 { "" } else { "s" });
     out

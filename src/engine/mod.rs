@@ -432,7 +432,8 @@ impl Engine {
         }
     }
 
-    /// Drops finished tasks older than `keep_for`, every minute, on the engine runtime.
+    /// Drops finished tasks older than `keep_for`, and the upload directories
+    /// nothing here needs, every minute, on the engine runtime.
     pub fn start_retention(&self, keep_for: Duration) {
         let inner = self.inner.clone();
         self.inner.runtime.spawn(async move {

@@ -248,3 +248,46 @@ fn tail(text: &str) -> String {
     }
     text[cut..].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_handler_without_hook_variables_is_known_by_its_group_and_start() {
+        let started = SystemTime::now();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env_clear()
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let id = Uuid::new_v4();
+        assert!(
+            still_ours(pid, id, started),
+            "no HOOK_TASK_ID: its group and start time tell"
+        );
+        assert!(
+            !still_ours(pid, id, started - Duration::from_secs(60)),
+            "started at another time"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // With HOOK_TASK_ID, only its own id counts, whenever it started.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env_clear()
+            .env("HOOK_TASK_ID", id.to_string())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(still_ours(pid, id, started - Duration::from_secs(60)));
+        assert!(!still_ours(pid, Uuid::new_v4(), started));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

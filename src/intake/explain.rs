@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 pub struct Parts<'a> {
     pub event: &'a Event,
     pub json: &'a Value,
-    /// The JSON text handlers get on stdin.
+    /// What handlers get on stdin.
     pub stdin: &'a Bytes,
     pub headers: &'a dyn Headers,
     pub query: &'a [(String, String)],
