@@ -105,7 +105,7 @@ mappings:
             "webhook.yaml:5:5: `sources.gh.allow_ips[0]`: `10.0.0.0/33` is not an IP address or CIDR range",
             "webhook.yaml:6:3: `sources.gl`: provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)",
             "webhook.yaml:9:5: `sources.x.provider`: unknown provider `bitbucket-ish`: expected one of `github`, `gitlab`, `gitea`, `forgejo`, `gogs`, `bitbucket`, `jira`, `slack`, `standard`, `stripe`, `generic`",
-            "webhook.yaml:19:9: `mappings.gh.push.params.bad`: invalid param source `body.ref`: expected `payload.<path>`, `headers.<Name>` or `query.<name>`",
+            "webhook.yaml:19:9: `mappings.gh.push.params.bad`: invalid param source `body.ref`: expected `payload.<path>`, `headers.<Name>`, `query.<name>`, `headers`, `query`, `payload` or `request.<field>` (`method`, `path`, `remote_addr`, `client_ip`, `body`)",
             "webhook.yaml:21:11: `mappings.gh.push.rules[0].if`: invalid expression: `==` is missing an operand",
             "webhook.yaml:22:11: `mappings.gh.push.rules[0].run`: `deploy-prod` is neither a program in `programs` nor a script `handlers/deploy-prod.*`",
             "webhook.yaml:23:11: `mappings.gh.push.rules[1].if`: expression uses `foo`, which is not a param of this mapping nor one of `source`, `event`, `action`",
