@@ -117,6 +117,7 @@ fn bench_judge(c: &mut Criterion) {
     let routes = &config.sources["github"].routes;
     let json: serde_json::Value = serde_json::from_slice(&fixture()).unwrap();
     let headers = HeaderMap::new();
+    let request = hookrunner::mapping::Request::default();
     let delivery = Delivery {
         source: "github",
         event: "push",
@@ -125,6 +126,10 @@ fn bench_judge(c: &mut Criterion) {
         body: &json,
         headers: &headers,
         query: &[],
+        request: &request,
+        raw: b"",
+        secret_headers: Vec::new(),
+        secret_query: Vec::new(),
     };
     let j = routes.judge(&delivery);
     assert_eq!(

@@ -232,7 +232,7 @@ struct ExplainArgs {
     /// Print the trace as JSON.
     #[arg(long)]
     json: bool,
-    /// The JSON body.
+    /// The body (JSON, or any kind the source accepts; `--header 'Content-Type: ...'` says which).
     payload: PathBuf,
 }
 
@@ -579,8 +579,6 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
     let body = std::fs::read(&args.payload)
         .map(bytes::Bytes::from)
         .map_err(|e| CliError::Usage(format!("cannot read `{}`: {e}", args.payload.display())))?;
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| CliError::Usage(format!("`{}` is not valid JSON: {e}", args.payload.display())))?;
     let mut headers = HeaderPairs::new();
     for h in &args.headers {
         let (k, v) = h
@@ -601,12 +599,29 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
             raw: None,
         },
     };
+    // The body as the source takes it; file parts show the paths they would get.
+    let uploads = config
+        .uploads_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("hookrunner-<pid>-uploads"))
+        .join("<delivery_id>");
+    let parsed = crate::intake::parse_body(&headers, &body, &crate::intake::Accepts::of(source), &uploads)
+        .map_err(|e| CliError::Usage(format!("`{}`: {e}", args.payload.display())))?;
+    let request = crate::mapping::Request {
+        method: "POST".into(),
+        path: format!("/hooks/{}", source.name),
+        remote_addr: None,
+        client_ip: None,
+    };
     let parts = Parts {
         event: &event,
-        json: &json,
-        stdin: &body,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
         headers: &headers,
         query: &[],
+        request: &request,
+        raw: &body,
+        files: &parsed.files,
     };
     let trace = explain(source, &parts, "<delivery_id>");
     if args.json {
@@ -660,6 +675,9 @@ fn render_trace(trace: &serde_json::Value) -> String {
                 let _ = writeln!(out, "    argv: [{}]", argv.join(", "));
             }
         }
+    }
+    for note in trace["notes"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "note: {}", s(note));
     }
     let n = trace["would_run"].as_u64().unwrap_or(0);
     let _ = writeln!(out, "{n} task{} would run", if n == 1 { "" } else { "s" });

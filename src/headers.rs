@@ -29,6 +29,43 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether a header carries a credential (its value is never shown): a
+/// name holding `signature`, `token`, `authorization`, `cookie`, `secret`,
+/// `api-key`, `apikey` or `password`, or one of `extra` (a source's own).
+pub fn is_credential(name: &str, extra: &[&str]) -> bool {
+    contains_any(
+        name.as_bytes(),
+        &[
+            b"signature",
+            b"token",
+            b"authorization",
+            b"cookie",
+            b"secret",
+            b"api-key",
+            b"apikey",
+            b"password",
+        ],
+    ) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+}
+
+/// Whether a query parameter carries a credential: a name holding `token`,
+/// `secret`, `sig`, `key` or `password`, or one of `extra`.
+pub fn is_credential_param(name: &str, extra: &[&str]) -> bool {
+    contains_any(name.as_bytes(), &[b"token", b"secret", b"sig", b"key", b"password"])
+        || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+}
+
+/// Whether any (lower-case) needle occurs in `hay`, in any case. For a
+/// header name and a few short needles a plain scan beats setting up
+/// `str::contains`'s searcher per needle.
+fn contains_any(hay: &[u8], needles: &[&[u8]]) -> bool {
+    (0..hay.len()).any(|i| {
+        needles
+            .iter()
+            .any(|n| hay.len() - i >= n.len() && hay[i..i + n.len()].eq_ignore_ascii_case(n))
+    })
+}
+
 /// Headers as a list of pairs (names kept lowercase), for requests that did
 /// not come over HTTP: replays, `explain`, tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! - [`intake`]: admission: a delivery checked, judged, queued (all or nothing) and recorded; replays and reruns.
 //! - [`providers`]: one file per kind of sender: its keys, auth, event name, delivery id, handshake.
 //! - [`auth`]: IP allowlists, tokens and HMAC signatures over the raw body.
+//! - [`payload`]: what kind a body is, and the form, multipart and XML parsers; files of multipart deliveries.
 //! - [`mapping`]: the event name, the mappings it selects, params and rule conditions.
 //! - [`delivery`]: the delivery log (every request and how it was judged) and dedup.
 //! - [`engine`]: the bounded queue, the concurrency limit, and the task table.
@@ -37,6 +38,7 @@ pub mod intake;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod payload;
 pub mod process;
 pub mod providers;
 pub mod reload;

@@ -105,7 +105,7 @@ mappings:
             "webhook.yaml:5:5: `sources.gh.allow_ips[0]`: `10.0.0.0/33` is not an IP address or CIDR range",
             "webhook.yaml:6:3: `sources.gl`: provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)",
             "webhook.yaml:9:5: `sources.x.provider`: unknown provider `bitbucket-ish`: expected one of `github`, `gitlab`, `gitea`, `forgejo`, `gogs`, `bitbucket`, `jira`, `slack`, `standard`, `stripe`, `generic`",
-            "webhook.yaml:19:9: `mappings.gh.push.params.bad`: invalid param source `body.ref`: expected `payload.<path>`, `headers.<Name>` or `query.<name>`",
+            "webhook.yaml:19:9: `mappings.gh.push.params.bad`: invalid param source `body.ref`: expected `payload.<path>`, `headers.<Name>`, `query.<name>`, `headers`, `query`, `payload` or `request.<field>` (`method`, `path`, `remote_addr`, `client_ip`, `body`)",
             "webhook.yaml:21:11: `mappings.gh.push.rules[0].if`: invalid expression: `==` is missing an operand",
             "webhook.yaml:22:11: `mappings.gh.push.rules[0].run`: `deploy-prod` is neither a program in `programs` nor a script `handlers/deploy-prod.*`",
             "webhook.yaml:23:11: `mappings.gh.push.rules[1].if`: expression uses `foo`, which is not a param of this mapping nor one of `source`, `event`, `action`",
@@ -191,4 +191,61 @@ fn serve_refuses_a_bad_config_and_the_config_path_comes_from_the_environment() {
     // No subcommand means serve.
     let out = Command::new(BIN).env("HOOKRUNNER_CONFIG", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bodies_params_and_program_environment_are_checked_at_load() {
+    let source = "sources:\n  s:\n    provider: generic\n    auth: none\n";
+    let cases = [
+        (
+            format!("{source}    bodies: [json, yaml]\n"),
+            "webhook.yaml:5:5: `sources.s.bodies[1]`: unknown kind of body `yaml`: expected `json`, `form`, `multipart`, `xml`, `text` or `any`",
+        ),
+        (format!("{source}    bodies: []\n"), "webhook.yaml:5:5: `sources.s.bodies`: must list at least one kind of body"),
+        (
+            format!("{source}    content_type: json\n"),
+            "webhook.yaml:5:5: `sources.s.content_type`: `json` is not a media type such as `application/json` or `text/plain; charset=utf-8`",
+        ),
+        (
+            format!("{source}mappings:\n  s:\n    '*':\n      parse_json: [request.body]\n"),
+            "webhook.yaml:8:7: `mappings.s.\"*\".parse_json[0]`: `request.body` cannot be parsed as JSON: `parse_json` takes `payload.<path>`, `headers.<Name>` or `query.<name>`",
+        ),
+        (
+            format!("{source}mappings:\n  s:\n    '*':\n      params: {{a: request.host}}\n"),
+            "`mappings.s.\"*\".params.a`: invalid param source `request.host`",
+        ),
+        (
+            "programs:\n  p:\n    command: x\n    param_env: {HOOK_TASK_ID: a}\n".to_string(),
+            "webhook.yaml:4:5: `programs.p.param_env.HOOK_TASK_ID`: `HOOK_TASK_ID` is set by hookrunner itself (write `hook_env: false` to set none of the `HOOK_*` variables)",
+        ),
+        (
+            "programs:\n  p:\n    command: x\n    env: {A: x}\n    param_files: {A: a}\n".to_string(),
+            "webhook.yaml:5:5: `programs.p.param_files.A`: variable `A` is set twice (by `env`, `param_env` or `param_files`)",
+        ),
+        (
+            "programs:\n  p:\n    command: x\n    param_env: {\"A=B\": a}\n".to_string(),
+            "`programs.p.param_env.A=B`: `A=B` cannot name an environment variable (it is empty or holds `=` or NUL)",
+        ),
+        (
+            "programs:\n  p:\n    command: x\n    param_files: {F: {param: a, gzip: true}}\n".to_string(),
+            "unknown field `gzip`, expected `param` or `base64`",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let (code, _, err) = check(&yaml);
+        assert_eq!(code, 2, "{yaml}");
+        assert!(err.contains(expected), "{yaml}\n{err}");
+    }
+    // With `hook_env: false`, HOOK_ names are the user's (adnanh's own defaults).
+    let (code, _, err) =
+        check("programs:\n  p:\n    command: x\n    hook_env: false\n    param_env: {HOOK_head_commit.id: a}\n");
+    assert_eq!(code, 0, "{err}");
+    // A program's param_env and param_files params must be extracted.
+    let (_, _, err) = check(&format!(
+        "{source}programs:\n  p:\n    command: x\n    param_files: {{F: {{param: blob, base64: true}}}}\nmappings:\n  s:\n    '*':\n      rules: [{{run: p}}]\n"
+    ));
+    assert!(
+        err.contains("program `p` takes `blob`, which this mapping's `params` does not extract"),
+        "{err}"
+    );
 }

@@ -356,7 +356,7 @@ fn bad_requests_get_clear_json_errors() {
     assert_eq!(r.status, 415);
     assert_eq!(
         r.error(),
-        "the content type must be application/json or application/x-www-form-urlencoded (got `text/plain`)"
+        "the body is text (Content-Type `text/plain`), and source `quiet` accepts only json"
     );
 
     let r = d.post_json("/hooks/quiet", &[], b"{\"a\": ");
@@ -372,8 +372,11 @@ fn bad_requests_get_clear_json_errors() {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         b"a=1",
     );
-    assert_eq!(r.status, 400);
-    assert_eq!(r.error(), "the form body has no `payload` field holding JSON");
+    assert_eq!(r.status, 415);
+    assert_eq!(
+        r.error(),
+        "the body is a form (Content-Type `application/x-www-form-urlencoded`) without a `payload` field holding JSON, and source `quiet` accepts only json (add `form` to its `bodies` to take plain forms)"
+    );
 
     let r = request("GET", &d.url("/hooks/quiet"), &[], None);
     assert_eq!(r.status, 405);

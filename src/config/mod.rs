@@ -22,7 +22,9 @@ use crate::engine::Limits;
 use crate::mapping::condition::Condition;
 use crate::mapping::params::ParamFrom;
 use crate::mapping::{Mapping, Rule, BUILTIN_VARS};
-use crate::process::program::{OnBusy, RetryPolicy, BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE};
+use crate::process::program::{
+    OnBusy, ParamFile, RetryPolicy, BUILTINS as TEMPLATE_BUILTINS, DEFAULT_TIMEOUT, KILL_GRACE,
+};
 use crate::process::{Program, Template};
 use crate::secret::Secret;
 use crate::status::Status;
@@ -54,6 +56,10 @@ pub struct Config {
     /// Where handlers' output files go; `None` (no `state:`): a temporary
     /// directory of the process.
     pub output_dir: Option<PathBuf>,
+    /// Where the files of multipart deliveries go: `uploads` beside the
+    /// SQLite file, or beside the output directory (PostgreSQL); `None` (no
+    /// `state:`): a temporary directory of the process.
+    pub uploads_dir: Option<PathBuf>,
     pub sources: HashMap<String, Arc<Source>>,
     pub programs: Vec<Arc<Program>>,
     /// Things that work but deserve a look (default secrets in use, ...).
@@ -410,6 +416,7 @@ impl Checker<'_> {
             },
             state: raw.state.as_ref().and_then(|s| self.state(s)),
             output_dir: raw.state.as_ref().map(|s| self.output_dir(s)),
+            uploads_dir: raw.state.as_ref().map(|s| self.uploads_dir(s)),
             node: self.node(raw.node.as_ref()),
             sources,
             programs: program_list,
@@ -477,6 +484,17 @@ impl Checker<'_> {
             Some(dir) => PathBuf::from(dir).join("output"),
             None => self.dir.join("data").join("output"),
         }
+    }
+
+    /// `uploads` beside the SQLite file, else beside the output directory.
+    fn uploads_dir(&self, raw: &raw::RawState) -> PathBuf {
+        let beside = match &raw.path {
+            Some(path) => self.dir.join(&path.value),
+            None => self.output_dir(raw),
+        };
+        beside
+            .parent()
+            .map_or_else(|| self.dir.join("uploads"), |p| p.join("uploads"))
     }
 
     fn node(&mut self, raw: Option<&raw::RawNode>) -> Node {
@@ -621,6 +639,8 @@ impl Checker<'_> {
             }
             env.push((k.clone(), v.value.clone()));
         }
+        let hook_env = p.hook_env.unwrap_or(true);
+        let (param_env, param_files) = self.param_env_and_files(name, p, hook_env);
         if p.max_concurrent == Some(0) {
             self.error(&at("max_concurrent"), "must be at least 1");
         }
@@ -774,7 +794,74 @@ impl Checker<'_> {
             fan_out: p.fan_out.unwrap_or(false),
             working_dir,
             env,
+            param_env,
+            param_files,
+            hook_env,
         })
+    }
+
+    /// `param_env` and `param_files`: variable names that a process can hold
+    /// (not empty, no `=` or NUL), not one hookrunner sets itself (with
+    /// `hook_env`), each named once across `env`, `param_env` and `param_files`;
+    /// param names as `params` takes them.
+    fn param_env_and_files(
+        &mut self,
+        name: &str,
+        p: &RawProgram,
+        hook_env: bool,
+    ) -> (Vec<(String, String)>, Vec<ParamFile>) {
+        let mut seen: Vec<&str> = p.env.0.iter().map(|(k, _)| k.as_str()).collect();
+        let mut param_env = Vec::new();
+        let mut param_files = Vec::new();
+        let entries = p
+            .param_env
+            .0
+            .iter()
+            .map(|(var, param)| ("param_env", var, param.as_str(), None))
+            .chain(p.param_files.0.iter().map(|(var, f)| match f {
+                raw::RawParamFile::Param(param) => ("param_files", var, param.as_str(), Some(false)),
+                raw::RawParamFile::Map(m) => ("param_files", var, m.param.as_str(), Some(m.base64.unwrap_or(false))),
+            }));
+        for (section, var, param, base64) in entries {
+            let at = [key("programs"), key(name), key(section), key(var)];
+            if var.is_empty() || var.contains(['=', '\0']) {
+                self.error(
+                    &at,
+                    format!("`{var}` cannot name an environment variable (it is empty or holds `=` or NUL)"),
+                );
+                continue;
+            }
+            if hook_env
+                && (crate::process::program::HOOK_VARS.contains(&var.as_str()) || var.starts_with("HOOK_PARAM_"))
+            {
+                self.error(&at, format!("`{var}` is set by hookrunner itself (write `hook_env: false` to set none of the `HOOK_*` variables)"));
+                continue;
+            }
+            if seen.contains(&var.as_str()) {
+                self.error(
+                    &at,
+                    format!("variable `{var}` is set twice (by `env`, `param_env` or `param_files`)"),
+                );
+                continue;
+            }
+            seen.push(var);
+            if !valid_name(param) {
+                self.error(
+                    &at,
+                    format!("`{param}` is not a valid param name (letters, digits and `_`, not starting with a digit)"),
+                );
+                continue;
+            }
+            match base64 {
+                None => param_env.push((var.clone(), param.to_string())),
+                Some(base64) => param_files.push(ParamFile {
+                    var: var.clone(),
+                    param: param.to_string(),
+                    base64,
+                }),
+            }
+        }
+        (param_env, param_files)
     }
 
     /// A path with a `/` is relative to the config's directory; a bare name is looked up in PATH.
@@ -810,6 +897,21 @@ impl Checker<'_> {
             }
             match ParamFrom::parse(from) {
                 Ok(from) => params.push((name.clone(), from)),
+                Err(e) => self.error(&p, e),
+            }
+        }
+        let mut parse_json = Vec::new();
+        for (i, text) in m.parse_json.iter().enumerate() {
+            let p = [at, &[key("parse_json"), Seg::Index(i)]].concat();
+            match ParamFrom::parse(text) {
+                Ok(from @ (ParamFrom::Header(..) | ParamFrom::Query { .. })) => parse_json.push((text.clone(), from)),
+                Ok(ParamFrom::Payload(steps)) if !steps.is_empty() => {
+                    parse_json.push((text.clone(), ParamFrom::Payload(steps)))
+                }
+                Ok(_) => self.error(
+                    &p,
+                    format!("`{text}` cannot be parsed as JSON: `parse_json` takes `payload.<path>`, `headers.<Name>` or `query.<name>`"),
+                ),
                 Err(e) => self.error(&p, e),
             }
         }
@@ -868,7 +970,7 @@ impl Checker<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
-        Some(Mapping::new(event_key.to_string(), params, rules))
+        Some(Mapping::new(event_key.to_string(), params, parse_json, rules))
     }
 
     /// A rule's `run` that names no program: a script `handlers/<name>.*` with

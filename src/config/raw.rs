@@ -204,6 +204,10 @@ pub struct RawSource {
     pub auth: Option<RawAuth>,
     pub event: Option<RawEvent>,
     pub dedup: Option<RawDedup>,
+    /// The body kinds the source accepts (`json`, `form`, `multipart`, `xml`, `text`, `any`).
+    pub bodies: Option<Vec<String>>,
+    /// Used instead of the request's Content-Type to choose the body's parser.
+    pub content_type: Option<String>,
     /// The HTTP methods a delivery may use (default `[POST]`).
     pub methods: Option<Vec<String>>,
     /// Answers to browsers' preflight requests, and the headers they need.
@@ -401,6 +405,48 @@ pub struct RawProgram {
     pub working_dir: Option<Interp>,
     #[serde(default)]
     pub env: UniqueMap<Interp>,
+    /// Environment variables holding params: `{ENV_NAME: param}`.
+    #[serde(default)]
+    pub param_env: UniqueMap<String>,
+    /// Params written to files whose paths go in environment variables.
+    #[serde(default)]
+    pub param_files: UniqueMap<RawParamFile>,
+    /// Set the `HOOK_*` variables (default true).
+    pub hook_env: Option<bool>,
+}
+
+/// One `param_files` entry: a param name, or `{param: NAME, base64: true}`.
+#[derive(Debug)]
+pub enum RawParamFile {
+    Param(String),
+    Map(RawParamFileMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParamFileMap {
+    pub param: String,
+    /// Decode the value as standard base64 before writing it.
+    pub base64: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawParamFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawParamFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a param name, or `{param: NAME, base64: true}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawParamFile, E> {
+                Ok(RawParamFile::Param(v.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawParamFile, A::Error> {
+                RawParamFileMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawParamFile::Map)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -462,6 +508,9 @@ impl<'de> Deserialize<'de> for RawCommand {
 pub struct RawMapping {
     #[serde(default)]
     pub params: UniqueMap<String>,
+    /// Values parsed as JSON before params and conditions read them.
+    #[serde(default)]
+    pub parse_json: Vec<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
     /// Overrides the source's `response`, key by key.

@@ -15,6 +15,7 @@ use crate::mapping::event::EventSpec;
 use crate::mapping::params::parse_path;
 use crate::mapping::wanted::Wanted;
 use crate::mapping::Routes;
+use crate::payload::{Kind, Kinds};
 use crate::providers::{Provider, SourceKeys, Written};
 use crate::secret::Secret;
 use ipnet::IpNet;
@@ -44,6 +45,10 @@ pub struct Source {
     pub reply: Arc<Reply>,
     /// The mapping keys with a `response` of their own, laid over the source's.
     pub replies: HashMap<String, Arc<Reply>>,
+    /// The kinds of body it accepts (`bodies`; JSON only by default).
+    pub bodies: Kinds,
+    /// Used instead of the request's Content-Type to choose the parser (`content_type`).
+    pub content_type: Option<String>,
 }
 
 /// How long a delivery id is remembered when `dedup` says nothing.
@@ -106,6 +111,13 @@ impl Source {
     pub fn challenge(&self, body: &Value) -> Option<Value> {
         self.provider.handshake(body)
     }
+}
+
+/// Whether `text` is a media type: `type/subtype` (HTTP tokens), then any `; parameters`.
+fn valid_media_type(text: &str) -> bool {
+    let essence = text.split(';').next().unwrap_or("").trim();
+    let token = |t: &str| crate::headers::valid_name(t);
+    matches!(essence.split_once('/'), Some((t, s)) if token(t) && token(s)) && !text.contains(['\r', '\n', '\0'])
 }
 
 /// Every key a source may have, with whether it was written.
@@ -294,6 +306,16 @@ impl Checker<'_> {
             .as_ref()
             .map(|r| self.reply(&sub("response"), r))
             .unwrap_or_default();
+        let bodies = self.bodies(&sub("bodies"), s.bodies.as_deref());
+        let content_type = s.content_type.as_ref().map(|ct| ct.trim().to_string());
+        if let Some(ct) = &content_type {
+            if !valid_media_type(ct) {
+                self.error(
+                    &sub("content_type"),
+                    format!("`{ct}` is not a media type such as `application/json` or `text/plain; charset=utf-8`"),
+                );
+            }
+        }
         if self.errors.len() > errors_before {
             return None;
         }
@@ -310,7 +332,33 @@ impl Checker<'_> {
             cors,
             reply: Arc::new(reply),
             replies: HashMap::new(),
+            bodies,
+            content_type,
         })
+    }
+
+    /// `bodies:`: a list of `json`, `form`, `multipart`, `xml`, `text`, or `any` (all five).
+    fn bodies(&mut self, at: &[Seg], raw: Option<&[String]>) -> Kinds {
+        let Some(words) = raw else {
+            return Kinds::JSON;
+        };
+        if words.is_empty() {
+            self.error(at, "must list at least one kind of body");
+        }
+        let mut kinds = Kinds::default();
+        for (i, word) in words.iter().enumerate() {
+            match (word.as_str(), Kind::parse(word)) {
+                ("any", _) => kinds = Kinds::all(),
+                (_, Some(kind)) => kinds = kinds.with(kind),
+                (_, None) => self.error(
+                    &[at, &[Seg::Index(i)]].concat(),
+                    format!(
+                        "unknown kind of body `{word}`: expected `json`, `form`, `multipart`, `xml`, `text` or `any`"
+                    ),
+                ),
+            }
+        }
+        kinds
     }
 
     fn keys(&mut self, at: &[Seg], fields: &[KeyField]) -> Written<Vec<(Vec<Seg>, Secret)>> {

@@ -69,34 +69,12 @@ pub struct Record {
     pub duplicate_of: Option<String>,
     pub replay_of: Option<String>,
     pub replays: Mutex<Vec<String>>,
+    /// What did not go as written while judging (a `parse_json` value missing or not JSON).
+    pub notes: Vec<String>,
     /// Already committed to the store (with its tasks).
     pub persisted: bool,
     /// The JSON body, kept for replay within the log's byte budget.
     body: Mutex<Option<Bytes>>,
-}
-
-/// A header whose value is a credential: never recorded. `name` is lowercase
-/// (as `HeaderName`s are).
-fn sensitive_header(n: &str, extra: &[&str]) -> bool {
-    contains_any(
-        n.as_bytes(),
-        &[
-            b"signature",
-            b"token",
-            b"authorization",
-            b"cookie",
-            b"secret",
-            b"api-key",
-            b"apikey",
-            b"password",
-        ],
-    ) || extra.iter().any(|e| e.eq_ignore_ascii_case(n))
-}
-
-/// Whether any needle occurs in `hay`. For a header name and a few short
-/// needles a plain scan beats setting up `str::contains`'s searcher per needle.
-fn contains_any(hay: &[u8], needles: &[&[u8]]) -> bool {
-    (0..hay.len()).any(|i| needles.iter().any(|n| hay[i..].starts_with(n)))
 }
 
 const MAX_HEADER_VALUE: usize = 1024;
@@ -141,7 +119,7 @@ pub fn mask_headers(headers: &dyn Headers, extra_sensitive: &[&str]) -> HeaderLi
     HeaderList::from_pairs(pairs.into_iter().map(|(name, value)| {
         let visible =
             |v: &&str| v.len() <= MAX_HEADER_VALUE && v.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b));
-        let value: std::borrow::Cow<'_, str> = if sensitive_header(name, extra_sensitive) {
+        let value: std::borrow::Cow<'_, str> = if crate::headers::is_credential(name, extra_sensitive) {
             "***".into()
         } else if let Some(v) = std::str::from_utf8(value).ok().filter(visible) {
             v.into()
@@ -166,9 +144,7 @@ pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(
     query
         .iter()
         .map(|(k, v)| {
-            let k_lower = k.to_ascii_lowercase();
-            let secret = contains_any(k_lower.as_bytes(), &[b"token", b"secret", b"sig", b"key", b"password"])
-                || extra_sensitive.iter().any(|e| e.eq_ignore_ascii_case(k));
+            let secret = crate::headers::is_credential_param(k, extra_sensitive);
             (k.clone(), if secret { "***".into() } else { v.clone() })
         })
         .collect()
@@ -199,6 +175,7 @@ impl Record {
             duplicate_of: None,
             replay_of: None,
             replays: Mutex::new(Vec::new()),
+            notes: Vec::new(),
             persisted: false,
             body: Mutex::new(None),
         }
@@ -263,6 +240,7 @@ impl Record {
         rec.duplicate_of = r.duplicate_of;
         rec.replay_of = r.replay_of;
         *rec.replays.lock().unwrap_or_else(|p| p.into_inner()) = r.replays;
+        rec.notes = r.notes;
         rec.persisted = true;
         if let Some(b) = body {
             rec.keep_body(b);
@@ -315,6 +293,7 @@ impl Record {
             duplicate_of: self.duplicate_of.clone(),
             replay_of: self.replay_of.clone(),
             replays: self.replays.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            notes: self.notes.clone(),
         }
     }
 
@@ -324,7 +303,7 @@ impl Record {
     }
 
     pub fn view(&self) -> Value {
-        json!({
+        let mut view = json!({
             "id": self.id,
             "delivery_id": self.delivery_id,
             "request_id": self.request_id,
@@ -347,7 +326,11 @@ impl Record {
             "replay_of": self.replay_of,
             "replays": *self.replays.lock().unwrap_or_else(|p| p.into_inner()),
             "url": format!("/deliveries/{}", self.id),
-        })
+        });
+        if !self.notes.is_empty() {
+            view["notes"] = json!(self.notes);
+        }
+        view
     }
 }
 

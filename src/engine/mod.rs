@@ -14,6 +14,7 @@ pub mod task;
 
 pub use recover::Recovered;
 
+use crate::payload::uploads::Uploads;
 use crate::process::program::OnBusy;
 use crate::process::{self, OutputDir, OutputFiles, RunSpec};
 use crate::store::record::{CallbackRecord, CallbackStatus, OutputRecord};
@@ -167,7 +168,13 @@ struct Inner {
     node: NodeId,
     /// Set when this node joins a cluster.
     cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
+    /// Where the files of multipart deliveries go (set before serving).
+    uploads: std::sync::OnceLock<Uploads>,
 }
+
+/// How long the files of a multipart delivery that no unfinished task here
+/// needs are left before the periodic sweep removes them.
+const UPLOADS_KEPT_UNNEEDED: Duration = Duration::from_secs(600);
 
 /// How much of each stream a running task's file keeps on disk, at least.
 const MIN_OUTPUT_KEPT: u64 = 1 << 20;
@@ -201,6 +208,7 @@ impl Engine {
                 programs: arc_swap::ArcSwap::from_pointee(Programs::none()),
                 node,
                 cluster: std::sync::OnceLock::new(),
+                uploads: std::sync::OnceLock::new(),
             }),
         };
         if let Some(store) = &engine.inner.store {
@@ -225,6 +233,23 @@ impl Engine {
 
     pub fn outputs(&self) -> &OutputDir {
         &self.inner.outputs
+    }
+
+    /// Where the files of multipart deliveries go; set once, before serving.
+    pub fn set_uploads(&self, uploads: Uploads) {
+        let _ = self.inner.uploads.set(uploads);
+    }
+
+    /// Where the files of multipart deliveries go, when set.
+    pub fn uploads(&self) -> Option<&Uploads> {
+        self.inner.uploads.get()
+    }
+
+    /// Removes the directories of multipart deliveries that no unfinished
+    /// task of this node needs and that are older than `min_age` (a
+    /// delivery being admitted writes its files before its tasks are queued).
+    pub fn sweep_uploads(&self, min_age: Duration) -> usize {
+        self.inner.sweep_uploads(min_age)
     }
 
     pub fn limits(&self) -> Arc<Limits> {
@@ -428,7 +453,8 @@ impl Engine {
         }
     }
 
-    /// Drops finished tasks older than `keep_for`, every minute, on the engine runtime.
+    /// Drops finished tasks older than `keep_for`, and the upload directories
+    /// nothing here needs, every minute, on the engine runtime.
     pub fn start_retention(&self, keep_for: Duration) {
         let inner = self.inner.clone();
         self.inner.runtime.spawn(async move {
@@ -439,6 +465,9 @@ impl Engine {
                     let gone = inner.lock().evict_finished_before(cutoff);
                     inner.forget_outputs(&gone);
                 }
+                // Files of multipart deliveries nothing here needs (their
+                // tasks ran on another node, or ended unseen).
+                inner.sweep_uploads(UPLOADS_KEPT_UNNEEDED);
             }
         });
     }
@@ -638,7 +667,15 @@ impl Inner {
             params: &spec.params,
         };
         let mut env = program.env(&inv);
-        env.push(("HOOK_NODE".into(), self.node.name.clone()));
+        if program.hook_env {
+            env.push(("HOOK_NODE".into(), self.node.name.clone()));
+        }
+        // The files of a multipart delivery that this node does not have (yet).
+        if let (Some(uploads), Some(record)) = (self.uploads.get(), spec.record_id.as_deref()) {
+            if let Err(e) = uploads.restore(record, &task.body, &spec.params) {
+                tracing::warn!(task_id = %id, error = %e, "could not write the delivery's files again before the task starts");
+            }
+        }
         let run = RunSpec {
             argv: spec.argv.clone(),
             env,
@@ -666,6 +703,20 @@ impl Inner {
                     stderr,
                     keep: output_kept(&self.limits.load()),
                 };
+                // `param_files`: a directory of this attempt's own, gone when it ends.
+                let param_files = match process::files::ParamFiles::write(
+                    &self.outputs.path().join(format!("{id}.{}.files", task.attempt)),
+                    &program.param_files,
+                    &inv,
+                ) {
+                    Ok(written) => written,
+                    Err(e) => {
+                        self.finish_attempt(id, &task, &program, process::Ending::SpawnFailed(e), output_limit);
+                        return;
+                    }
+                };
+                let mut run = run;
+                run.env.extend(param_files.env());
                 process::run(&run, task.body.clone(), files, stop, |pid| {
                     let now = SystemTime::now();
                     self.lock().started(id, pid, now);
@@ -679,9 +730,21 @@ impl Inner {
                 .await
             }
         };
+        self.finish_attempt(id, &task, &program, ending, output_limit);
+    }
+
+    /// Records how an attempt ended: another attempt later, or the task's end.
+    fn finish_attempt(
+        self: &Arc<Self>,
+        id: Uuid,
+        task: &Task,
+        program: &Arc<process::Program>,
+        ending: process::Ending,
+        output_limit: usize,
+    ) {
         let retry_code = matches!(ending, process::Ending::Exited(code) if program.retry_codes.contains(&code));
-        let outcome = Outcome::of(ending, &program);
-        match self.retry_delay(task.attempt, &program, &outcome, retry_code) {
+        let outcome = Outcome::of(ending, program);
+        match self.retry_delay(task.attempt, program, &outcome, retry_code) {
             Some(delay) => self.retry_later(id, task.attempt, outcome, delay),
             None => {
                 let tails = self.tails(id, task.attempt, output_limit);
@@ -802,6 +865,7 @@ impl Inner {
         if let TaskState::Finished { outcome, .. } = &task.state {
             log_outcome(id, outcome);
             if !abandoning {
+                self.forget_uploads(&task);
                 let ran = finished.as_ref().and_then(|f| f.ran);
                 self.metrics
                     .task_finished(&task.spec.program.name, outcome.status().as_str(), ran);
@@ -817,6 +881,28 @@ impl Inner {
             cluster.wake.notify_one();
         }
         self.changed.notify_waiters();
+    }
+
+    /// See [`Engine::sweep_uploads`].
+    fn sweep_uploads(&self, min_age: Duration) -> usize {
+        let Some(uploads) = self.uploads.get() else { return 0 };
+        let needed: std::collections::HashSet<String> = self
+            .lock()
+            .unfinished_records()
+            .map(crate::payload::uploads::dir_name)
+            .collect();
+        uploads.sweep(min_age, |name| needed.contains(name))
+    }
+
+    /// Removes the directory of a finished task's multipart delivery when no
+    /// other unfinished task of that delivery is here to need it.
+    fn forget_uploads(&self, task: &Task) {
+        let (Some(uploads), Some(record)) = (self.uploads.get(), task.spec.record_id.as_deref()) else {
+            return;
+        };
+        if uploads.dir_for(record).exists() && !self.lock().unfinished_records().any(|r| r == record) {
+            uploads.remove(record);
+        }
     }
 
     /// Starts the task's `on_finish` callbacks whose `when` lists `status`.

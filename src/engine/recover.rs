@@ -32,13 +32,43 @@ const INTERRUPTED: &str = "daemon stopped while running";
 
 /// Whether the process `pid` is still the handler of task `id`: alive, and
 /// with `HOOK_TASK_ID=<id>` in its environment (a pid recorded before a
-/// reboot may belong to someone else by now).
-fn still_ours(pid: u32, id: Uuid) -> bool {
+/// reboot may belong to someone else by now). A handler without the `HOOK_*`
+/// variables (`hook_env: false`) is recognised instead as the leader of its
+/// own process group that started when the task did (`started_at`).
+fn still_ours(pid: u32, id: Uuid, started_at: SystemTime) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
     let wanted = format!("HOOK_TASK_ID={id}");
-    environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+    let mut vars = environ.split(|b| *b == 0);
+    if vars.clone().any(|v| v == wanted.as_bytes()) {
+        return true;
+    }
+    !vars.any(|v| v.starts_with(b"HOOK_TASK_ID=")) && started_near(pid, started_at)
+}
+
+/// Whether `pid` leads its own process group and started within a few
+/// seconds of `at` (by `/proc/<pid>/stat` and the boot time in `/proc/stat`).
+fn started_near(pid: u32, at: SystemTime) -> bool {
+    let read = || -> Option<bool> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (which may hold spaces): state is field 3.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+        let group: u32 = fields.get(2)?.parse().ok()?;
+        let ticks_since_boot: u64 = fields.get(19)?.parse().ok()?;
+        let boot: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+        let started = boot as f64 + ticks_since_boot as f64 / hz as f64;
+        let at = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+        Some(group == pid && (started - at).abs() < 3.0)
+    };
+    read().unwrap_or(false)
 }
 
 /// Stops the process group of a handler that outlived the daemon: SIGTERM,
@@ -112,7 +142,7 @@ impl Engine {
             }
             if let TaskState::Running { started_at, pid } = task.state {
                 found.interrupted += 1;
-                let orphan = pid.filter(|p| still_ours(*p, id));
+                let orphan = pid.filter(|p| still_ours(*p, id, started_at));
                 if let Some(pid) = orphan {
                     if task.spec.program.rerun_interrupted {
                         // It runs again: the old run must not go on beside it.
@@ -200,6 +230,10 @@ impl Engine {
         // Output files whose task the store no longer has.
         let known = store.task_ids()?;
         found.stray_outputs = inner.outputs.sweep(|id: Uuid| known.contains(&id));
+        // Attempts that were running have ended: their `param_files` go; so do
+        // the files of multipart deliveries no unfinished task needs.
+        inner.outputs.sweep_param_files();
+        inner.sweep_uploads(Duration::ZERO);
         let mut sched = inner.lock();
         inner.start_ready(&mut sched);
         Ok(found)
@@ -213,4 +247,47 @@ fn tail(text: &str) -> String {
         cut += 1;
     }
     text[cut..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_handler_without_hook_variables_is_known_by_its_group_and_start() {
+        let started = SystemTime::now();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env_clear()
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let id = Uuid::new_v4();
+        assert!(
+            still_ours(pid, id, started),
+            "no HOOK_TASK_ID: its group and start time tell"
+        );
+        assert!(
+            !still_ours(pid, id, started - Duration::from_secs(60)),
+            "started at another time"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // With HOOK_TASK_ID, only its own id counts, whenever it started.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env_clear()
+            .env("HOOK_TASK_ID", id.to_string())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(still_ours(pid, id, started - Duration::from_secs(60)));
+        assert!(!still_ours(pid, Uuid::new_v4(), started));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

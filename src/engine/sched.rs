@@ -117,6 +117,15 @@ impl Sched {
         self.running.keys()
     }
 
+    /// The record ids of the deliveries of unfinished tasks (queued, running, between attempts).
+    pub fn unfinished_records(&self) -> impl Iterator<Item = &str> {
+        self.queue
+            .iter()
+            .chain(&self.delayed)
+            .chain(self.running.keys())
+            .filter_map(|id| self.tasks.get(id)?.spec.record_id.as_deref())
+    }
+
     /// Holds room for `new` tasks (program and key of each), or refuses all of
     /// them. Queued tasks they would replace (`on_busy: replace` or
     /// `cancel_running`) make room.

@@ -157,12 +157,22 @@ async fn receive(req: HttpRequest, source: String, payload: web::Payload, state:
     let rid = request_id(&req);
     let query = query_pairs(&req);
     let config = state.config();
+    let client = client_addr(&req, &state);
     let arrival = Arrival {
         source: &source,
-        client: client_addr(&req, &state),
+        client,
         headers: req.headers(),
         query: &query,
         request_id: rid.clone(),
+        request: crate::mapping::Request {
+            method: req.method().as_str().to_string(),
+            path: req.uri().path().to_string(),
+            remote_addr: req.peer_addr().map(|a| a.to_string()),
+            client_ip: match client {
+                crate::auth::ip::Client::Addr(ip) => Some(ip.to_string()),
+                crate::auth::ip::Client::Unknown => None,
+            },
+        },
     };
     let body = body::read(req.headers(), payload, config.server.max_body);
     let admitted = intake::admit_shaped(state.intake(&config), &arrival, body).await;

@@ -18,7 +18,7 @@ mod body;
 mod explain;
 mod replay;
 
-pub use body::{parse as parse_body, Parsed};
+pub use body::{parse as parse_body, Accepts, Parsed};
 pub use explain::{explain, Parts};
 pub use replay::{replay, rerun};
 
@@ -60,6 +60,8 @@ pub struct Arrival<'a> {
     pub query: &'a [(String, String)],
     /// `X-Request-Id`, or one made up; on the record, the tasks and every log line.
     pub request_id: String,
+    /// The method, path and peer, for `request.*` params.
+    pub request: crate::mapping::Request,
 }
 
 /// Why a delivery (or a replay, a rerun) was refused. Nothing was queued.
@@ -252,6 +254,8 @@ pub(crate) struct Facts {
     body: Option<Bytes>,
     /// How the answer is shaped, once the delivery got past auth.
     reply: Option<Arc<Reply>>,
+    /// What did not go as written while judging.
+    notes: Vec<String>,
 }
 
 impl Facts {
@@ -281,6 +285,7 @@ impl Facts {
             replay_of: None,
             body: None,
             reply: None,
+            notes: Vec::new(),
         }
     }
 
@@ -307,6 +312,7 @@ impl Facts {
         r.task_ids = self.task_ids.clone();
         r.duplicate_of = self.duplicate_of.clone();
         r.replay_of = self.replay_of.clone();
+        r.notes = self.notes.clone();
         if let Some(body) = &self.body {
             r.keep_body(body.clone());
         }
@@ -442,7 +448,13 @@ async fn admit_to(
         }
     })?;
     facts.reply = Some(source.reply.clone());
-    let parsed = body::parse(arrival.headers, &raw, &source.body, source.provider.plain_forms())?;
+    let accepts = Accepts::of(source);
+    let uploads = at.engine.uploads();
+    let dir_of = |record_id: &str| match uploads {
+        Some(u) => u.dir_for(record_id),
+        None => std::path::PathBuf::from("<uploads>").join(record_id),
+    };
+    let mut parsed = body::parse(arrival.headers, &raw, &accepts, &dir_of(&facts.id))?;
     if let Some(answer) = source.challenge(&parsed.json) {
         return Ok((Answer::Handshake(answer), Some(Outcome::Ignored)));
     }
@@ -453,6 +465,10 @@ async fn admit_to(
         facts.delivery_id = id.clone();
         if !at.deliveries.contains(id) {
             facts.id = id.clone();
+            if !parsed.files.is_empty() {
+                // File parts go in the directory of the record's own id.
+                parsed = body::parse(arrival.headers, &raw, &accepts, &dir_of(&facts.id))?;
+            }
         }
     }
     let parts = Parts {
@@ -461,6 +477,9 @@ async fn admit_to(
         stdin: &parsed.stdin,
         headers: arrival.headers,
         query: arrival.query,
+        request: &arrival.request,
+        raw: &raw,
+        files: &parsed.files,
     };
     if dry_run {
         return Ok((Answer::DryRun(explain(source, &parts, &facts.delivery_id)), None));
@@ -604,7 +623,7 @@ fn wait_for(query: &[(String, String)], source: &Source, parts: &Parts<'_>) -> R
     if !source.routes.any_program_waits() {
         return Ok(None);
     }
-    let judgement = source.routes.judge(&parts.delivery(&source.name));
+    let judgement = source.routes.judge(&parts.delivery(source));
     Ok(judgement.matches.iter().filter_map(|m| m.program.wait).max())
 }
 
@@ -616,7 +635,8 @@ pub(crate) async fn judge_and_queue(
     parts: &Parts<'_>,
     facts: &mut Facts,
 ) -> Result<(Answer, Option<Outcome>), Refused> {
-    let judgement = source.routes.judge(&parts.delivery(&source.name));
+    let judgement = source.routes.judge(&parts.delivery(source));
+    facts.notes = judgement.notes.clone();
     for t in &judgement.trace {
         if let Verdict::Error(e) = &t.verdict {
             tracing::warn!(delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, mapping = %t.mapping.key, rule = t.rule, error = %e,
@@ -738,10 +758,29 @@ pub(crate) async fn judge_and_queue(
     }
     facts.task_ids = tasks.iter().map(|t| t.id).collect();
     facts.body = Some(parts.stdin.clone());
+    // The files of a multipart body that the tasks' params point at, on disk
+    // before anything can start.
+    let uploads = at.engine.uploads().filter(|_| !parts.files.is_empty());
+    if let Some(uploads) = uploads {
+        let params: Vec<&[(String, serde_json::Value)]> = tasks.iter().map(|t| &t.params[..]).collect();
+        if let Err(e) = uploads.write(parts.stdin, parts.files, &params) {
+            uploads.remove(&facts.id);
+            tracing::error!(error = %e, request_id = %facts.request_id, "delivery refused: its files could not be saved");
+            return Err(Refused::StoreUnavailable(format!(
+                "the delivery's files could not be saved in `{}`: {e}",
+                uploads.root().display()
+            )));
+        }
+    }
     // The record is committed with the tasks, before the answer exists.
     let status = facts.reply.as_ref().map_or(202, |r| r.success(false));
     let record = facts.record(Outcome::Accepted, status, None);
-    queue(at, tasks, Some(record)).await?;
+    if let Err(e) = queue(at, tasks, Some(record)).await {
+        if let Some(uploads) = uploads {
+            uploads.remove(&facts.id);
+        }
+        return Err(e);
+    }
     at.metrics.delivery(Some(&source.name), Outcome::Accepted.as_str());
     tracing::info!(source = %source.name, event = %crate::logging::escape(event), delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, tasks = queued.len(), "delivery accepted");
     Ok((

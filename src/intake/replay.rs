@@ -4,12 +4,14 @@
 //! or dedup again; both queue like a new delivery (all or nothing, on disk
 //! before the answer).
 
+use super::body::{kept_as_json, Accepts, Parsed};
 use super::{judge_and_queue, queue, Answer, Facts, Intake, Parts, Refused};
 use crate::delivery::record::Record;
 use crate::delivery::Outcome;
 use crate::engine::task::{params_of, TaskView};
 use crate::engine::NewTask;
 use crate::mapping::event::Event;
+use crate::mapping::Request;
 use crate::process::program::Invocation;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
@@ -65,8 +67,6 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
         .sources
         .get(&original.source)
         .ok_or_else(|| Refused::Conflict(format!("source `{}` is no longer in the config", original.source)))?;
-    let json =
-        serde_json::from_slice(&body).map_err(|e| Refused::Conflict(format!("the recorded body is not JSON: {e}")))?;
     let event = Event {
         name: original.event.clone().unwrap_or_else(|| "default".into()),
         raw: original.raw_event.clone(),
@@ -82,12 +82,48 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
     facts.event = Some(event.clone());
     facts.body_size = original.body_size;
     facts.replay_of = Some(original.id.clone());
+    // The body is read again as the source takes it now; a provider's form
+    // was kept as the JSON it carried.
+    let accepts = Accepts::of(source);
+    let parsed = if kept_as_json(&original.headers, &accepts) {
+        let json = serde_json::from_slice(&body)
+            .map_err(|e| Refused::Conflict(format!("the recorded body is not JSON: {e}")))?;
+        Parsed {
+            json,
+            stdin: body.clone(),
+            kind: Some(crate::payload::Kind::Form),
+            files: Vec::new(),
+        }
+    } else {
+        let dir = match at.engine.uploads() {
+            Some(u) => u.dir_for(&facts.id),
+            None => std::path::PathBuf::from("<uploads>").join(&facts.id),
+        };
+        super::body::parse(&original.headers, &body, &accepts, &dir).map_err(|e| {
+            Refused::Conflict(format!(
+                "the recorded body cannot be read as the source takes it now: {e}"
+            ))
+        })?
+    };
+    let request = Request {
+        method: "POST".into(),
+        path: format!("/hooks/{}", original.source),
+        remote_addr: None,
+        client_ip: original
+            .remote_addr
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_string()),
+    };
     let parts = Parts {
         event: &event,
-        json: &json,
-        stdin: &body,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
         headers: &original.headers,
         query: &original.query,
+        request: &request,
+        raw: &body,
+        files: &parsed.files,
     };
     let result = judge_and_queue(at, source, &parts, &mut facts).await;
     let new_id = facts.id.clone();
@@ -155,14 +191,17 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
     };
     let (program, params, source, event, delivery_id, record_id, mut body) = found
         .ok_or_else(|| Refused::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
-    if body.is_empty() {
+    // An empty body is a body too (a bare POST): the record says whether it was kept.
+    let mut kept = !body.is_empty();
+    if !kept {
         if let Some(r) = record_id.as_deref() {
-            if let Ok(record) = recorded(at, r).await {
-                body = record.body().unwrap_or_default();
+            if let Ok(Some(b)) = recorded(at, r).await.map(|record| record.body()) {
+                body = b;
+                kept = true;
             }
         }
     }
-    if body.is_empty() {
+    if !kept {
         return Err(Refused::Conflict(format!(
             "the body of task `{old}`'s delivery is no longer kept, so it cannot be re-run"
         )));

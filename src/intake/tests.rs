@@ -98,6 +98,7 @@ impl World {
             headers: &h,
             query: &[],
             request_id: "req-1".into(),
+            request: Default::default(),
         };
         let body = Bytes::from(body.to_string());
         admit(self.intake(), &arrival, async { Ok(body) }).await
@@ -242,6 +243,7 @@ async fn a_dry_run_judges_and_records_nothing() {
         headers: &h,
         query: &query,
         request_id: "r".into(),
+        request: Default::default(),
     };
     let body = Bytes::from_static(br#"{"kind":"echo","text":"hi"}"#);
     let Ok(Answer::DryRun(trace)) = admit(w.intake(), &arrival, async { Ok(body) }).await else {
@@ -267,6 +269,7 @@ async fn a_body_that_fails_to_arrive_is_refused_after_the_source_checks() {
         headers: &h,
         query: &[],
         request_id: "r".into(),
+        request: Default::default(),
     };
     let e = admit(w.intake(), &arrival, async { Err(Refused::TooLarge { limit: 10 }) })
         .await

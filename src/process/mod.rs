@@ -1,6 +1,7 @@
 //! Running one handler: spawn it in its own process group, feed stdin, capture
 //! output, enforce the timeout, and stop the whole group when asked.
 
+pub mod files;
 mod kill;
 pub mod output;
 pub mod program;

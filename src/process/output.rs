@@ -150,6 +150,19 @@ impl OutputDir {
         }
     }
 
+    /// Deletes every attempt's `param_files` directory (`<task id>.<attempt>.files`):
+    /// at start, when no attempt of this daemon runs. Returns how many went.
+    pub fn sweep_param_files(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&*self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".files")))
+            .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+            .count()
+    }
+
     /// Deletes the files of tasks `keep` says no to (at start: files whose task is gone).
     pub fn sweep(&self, keep: impl Fn(Uuid) -> bool) -> usize {
         let Ok(entries) = std::fs::read_dir(&*self.dir) else {

@@ -46,7 +46,34 @@ pub struct Program {
     pub working_dir: PathBuf,
     /// Extra environment, set last. Values may be secrets: never logged.
     pub env: Vec<(String, String)>,
+    /// Variables holding a param's value (`param_env`): variable, param.
+    /// A missing or `null` param leaves its variable unset.
+    pub param_env: Vec<(String, String)>,
+    /// Params written to files whose paths go in variables (`param_files`).
+    pub param_files: Vec<ParamFile>,
+    /// Whether the handler gets the `HOOK_*` variables (`hook_env`).
+    pub hook_env: bool,
 }
+
+/// One `param_files` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamFile {
+    /// The variable that holds the file's path.
+    pub var: String,
+    pub param: String,
+    /// The value is standard base64 (padding optional), decoded into the file.
+    pub base64: bool,
+}
+
+/// The variables hookrunner sets itself (with `hook_env`), besides `HOOK_PARAM_*`.
+pub const HOOK_VARS: [&str; 6] = [
+    "HOOK_SOURCE",
+    "HOOK_EVENT",
+    "HOOK_TASK_ID",
+    "HOOK_DELIVERY_ID",
+    "HOOK_REQUEST_ID",
+    "HOOK_NODE",
+];
 
 /// `on_busy:` of a program with a `concurrency_key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,6 +146,9 @@ impl Default for Program {
             fan_out: false,
             working_dir: PathBuf::from("."),
             env: Vec::new(),
+            param_env: Vec::new(),
+            param_files: Vec::new(),
+            hook_env: true,
         }
     }
 }
@@ -131,15 +161,26 @@ impl Program {
             .map(|t| t.render(|name| inv.value(name)).into())
     }
 
-    /// Every param name the program reads: its `params` and those its templates use.
+    /// Every param name the program reads: its `params`, those its templates
+    /// use, and those of `param_env` and `param_files`.
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
-        self.params.iter().map(String::as_str).chain(
-            self.args
-                .iter()
-                .chain(self.concurrency_key.iter())
-                .flat_map(|t| t.vars())
-                .filter(|v| !BUILTINS.contains(v)),
-        )
+        self.passed_params()
+            .chain(self.param_files.iter().map(|f| f.param.as_str()))
+    }
+
+    /// The params that go into an argument or variable (not only into a file).
+    fn passed_params(&self) -> impl Iterator<Item = &str> {
+        self.params
+            .iter()
+            .map(String::as_str)
+            .chain(
+                self.args
+                    .iter()
+                    .chain(self.concurrency_key.iter())
+                    .flat_map(|t| t.vars())
+                    .filter(|v| !BUILTINS.contains(v)),
+            )
+            .chain(self.param_env.iter().map(|(_, p)| p.as_str()))
     }
 }
 
@@ -174,6 +215,38 @@ impl Invocation<'_> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| render(v))
             .unwrap_or_default()
+    }
+
+    /// A param's rendered value, or `None` when it is missing or `null`.
+    pub fn present(&self, name: &str) -> Option<String> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
+            .map(render)
+    }
+}
+
+impl ParamFile {
+    /// What the file holds for `inv`: `None` when the param is missing or
+    /// `null`; an error when `base64` is set and the value is not base64.
+    pub fn contents(&self, inv: &Invocation<'_>) -> Option<Result<Vec<u8>, Unrunnable>> {
+        let value = inv.present(&self.param)?;
+        if !self.base64 {
+            return Some(Ok(value.into_bytes()));
+        }
+        use base64::Engine as _;
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        Some(
+            engine
+                .decode(value.trim())
+                .map_err(|_| Unrunnable::NotBase64(self.param.clone())),
+        )
     }
 }
 
@@ -217,19 +290,28 @@ impl Program {
         argv
     }
 
-    /// The handler's whole environment: a few inherited variables, the `HOOK_*`
-    /// description of the task, then the program's own `env`.
+    /// The handler's whole environment but for `param_files` (whose paths
+    /// exist only once the files do): a few inherited variables, the `HOOK_*`
+    /// description of the task (unless `hook_env: false`), the program's own
+    /// `env`, then `param_env` (a missing param's variable left unset).
     pub fn env(&self, inv: &Invocation<'_>) -> Vec<(String, String)> {
         let mut env = inherited_env().to_vec();
-        env.push(("HOOK_SOURCE".into(), inv.source.into()));
-        env.push(("HOOK_EVENT".into(), inv.event.into()));
-        env.push(("HOOK_TASK_ID".into(), inv.task_id.into()));
-        env.push(("HOOK_DELIVERY_ID".into(), inv.delivery_id.into()));
-        env.push(("HOOK_REQUEST_ID".into(), inv.request_id.into()));
-        for p in &self.params {
-            env.push((format!("HOOK_PARAM_{}", p.to_ascii_uppercase()), inv.param(p)));
+        if self.hook_env {
+            env.push(("HOOK_SOURCE".into(), inv.source.into()));
+            env.push(("HOOK_EVENT".into(), inv.event.into()));
+            env.push(("HOOK_TASK_ID".into(), inv.task_id.into()));
+            env.push(("HOOK_DELIVERY_ID".into(), inv.delivery_id.into()));
+            env.push(("HOOK_REQUEST_ID".into(), inv.request_id.into()));
+            for p in &self.params {
+                env.push((format!("HOOK_PARAM_{}", p.to_ascii_uppercase()), inv.param(p)));
+            }
         }
         env.extend(self.env.iter().cloned());
+        for (var, param) in &self.param_env {
+            if let Some(value) = inv.present(param) {
+                env.push((var.clone(), value));
+            }
+        }
         env
     }
 }
@@ -251,6 +333,8 @@ pub enum Unrunnable {
     ArgTooLong { index: usize, start: String, len: usize },
     #[error("the arguments and environment would be {total} bytes, more than the {max} bytes this system passes to a new process")]
     TooBig { total: usize, max: usize },
+    #[error("param `{0}` is not base64, and `param_files` says it is")]
+    NotBase64(String),
 }
 
 /// The most bytes of arguments and environment a new process may get (`ARG_MAX`).
@@ -273,10 +357,11 @@ impl Program {
     /// Checks that `argv` and the environment the task would get can be
     /// passed to a process (`execve` refuses a NUL, an argument longer than
     /// [`MAX_ARG_BYTES`], and a total beyond `ARG_MAX`), naming the param
-    /// at fault, so a delivery is refused at once instead of accepted and
-    /// then failing at spawn.
+    /// at fault, and that every `param_files` value with `base64` decodes,
+    /// so a delivery is refused at once instead of accepted and then failing
+    /// at spawn.
     pub fn check_runnable(&self, inv: &Invocation<'_>, argv: &[String]) -> Result<(), Unrunnable> {
-        for name in self.param_names() {
+        for name in self.passed_params() {
             let value = inv.param(name);
             if value.contains('\0') {
                 return Err(Unrunnable::Nul(name.to_string()));
@@ -288,6 +373,11 @@ impl Program {
                     name: name.to_string(),
                     len: value.len(),
                 });
+            }
+        }
+        for file in &self.param_files {
+            if let Some(Err(e)) = file.contents(inv) {
+                return Err(e);
             }
         }
         for (index, arg) in argv.iter().enumerate() {
@@ -305,7 +395,9 @@ impl Program {
                 });
             }
         }
-        let env = self.env(inv);
+        let mut env = self.env(inv);
+        // Each file's path: its directory is not known yet, so count a generous one.
+        env.extend(self.param_files.iter().map(|f| (f.var.clone(), "/".repeat(256))));
         let pointer = std::mem::size_of::<usize>();
         let total = argv.iter().map(|a| a.len() + 1 + pointer).sum::<usize>()
             + env.iter().map(|(k, v)| k.len() + v.len() + 2 + pointer).sum::<usize>()

@@ -219,6 +219,13 @@ pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>
             labels: config.node.labels.clone(),
         },
     );
+    // The files of multipart deliveries: beside the store, or (in memory
+    // only) in a directory of this process that goes when it stops.
+    let uploads_dir = config
+        .uploads_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("hookrunner-{}-uploads", std::process::id())));
+    engine.set_uploads(crate::payload::uploads::Uploads::new(uploads_dir.clone()));
     let config = Arc::new(config);
     engine.set_programs(config.programs());
     {
@@ -318,6 +325,7 @@ pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>
     }
     if temporary {
         let _ = std::fs::remove_dir_all(&output_dir);
+        let _ = std::fs::remove_dir_all(&uploads_dir);
     }
     tracing::info!("stopped");
     Ok(())

@@ -174,6 +174,9 @@ pub struct DeliveryRecord {
     pub duplicate_of: Option<String>,
     pub replay_of: Option<String>,
     pub replays: Vec<String>,
+    /// What did not go as written while judging (a `parse_json` value missing or not JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// How one rule was judged.
@@ -417,6 +420,7 @@ impl DeliveryRecord {
                 .as_array()
                 .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
                 .unwrap_or_default(),
+            notes: Vec::new(),
         })
     }
 }
