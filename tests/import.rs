@@ -198,22 +198,27 @@ fn exchange(addr: &str, method: &str, path: &str, headers: &[(String, String)], 
     (status, rest, port)
 }
 
-/// What one case gave, field by field, where it differs from the peer.
-fn run_case(case: &Value, template: &str) -> Result<Vec<(String, String, String)>, String> {
-    let index = case["index"].as_u64().unwrap() as usize;
-    let dir = tempfile::tempdir().unwrap();
-    let hookecho = wrapper(dir.path());
-    let hooks = dir.path().join(format!("hooks.{template}"));
+/// A case made ready to send: its hooks file (rendered as adnanh's test
+/// renders it, with the recording wrapper), its method and path.
+struct Prepared {
+    hooks: PathBuf,
+    method: String,
+    path: String,
+}
+
+fn prepare(case: &Value, template: &str, dir: &Path) -> Prepared {
+    let hookecho = wrapper(dir);
+    let hooks = dir.join(format!("hooks.{template}"));
     let mut path = case["path"].as_str().unwrap_or("").to_string();
     let mut method = case["method"].as_str().unwrap_or("POST").to_string();
     if case["transport"] == "direct-call" {
         // TestStaticParams, over HTTP: its hook, its script (in the temp dir, not /tmp).
         let mut hook = case["hook"].clone();
-        let script = dir.path().join("with space");
+        let script = dir.join("with space");
         std::fs::write(&script, case["script_files"]["/tmp/with space"].as_str().unwrap()).unwrap();
         make_executable(&script);
         hook["execute-command"] = Value::from(script.display().to_string());
-        hook["command-working-directory"] = Value::from(dir.path().display().to_string());
+        hook["command-working-directory"] = Value::from(dir.display().to_string());
         std::fs::write(&hooks, serde_json::to_string(&vec![hook]).unwrap()).unwrap();
         path = "/hooks/static-params-name-space".into();
         method = "POST".into();
@@ -223,6 +228,28 @@ fn run_case(case: &Value, template: &str) -> Result<Vec<(String, String, String)
                 .unwrap();
         std::fs::write(&hooks, text.replace("{{ .Hookecho }}", &hookecho.display().to_string())).unwrap();
     }
+    Prepared { hooks, method, path }
+}
+
+/// The case's request, sent to `addr`: (status, body, client port).
+fn send(addr: &str, case: &Value, prepared: &Prepared) -> (u16, String, u16) {
+    let mut headers = Vec::new();
+    for (k, values) in case["headers"].as_object().unwrap() {
+        for v in values.as_array().unwrap() {
+            headers.push((k.clone(), v.as_str().unwrap().to_string()));
+        }
+    }
+    let body = case["body"].as_str().unwrap_or("").as_bytes().to_vec();
+    let (status, got, port) = exchange(addr, &prepared.method, &prepared.path, &headers, &body);
+    (status, String::from_utf8_lossy(&got).to_string(), port)
+}
+
+/// What one case gave, field by field, where it differs from the peer.
+fn run_case(case: &Value, template: &str) -> Result<Vec<(String, String, String)>, String> {
+    let index = case["index"].as_u64().unwrap() as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = prepare(case, template, dir.path());
+    let hooks = prepared.hooks.clone();
     let config = dir.path().join("webhook.yaml");
     let mut import = Command::new(BIN);
     import.args(["import", "adnanh"]).arg(&hooks).arg("-o").arg(&config);
@@ -247,15 +274,7 @@ fn run_case(case: &Value, template: &str) -> Result<Vec<(String, String, String)
     }
     let text = std::fs::read_to_string(&config).unwrap();
     let daemon = Daemon::with(&text).without_handlers().start();
-    let mut headers = Vec::new();
-    for (k, values) in case["headers"].as_object().unwrap() {
-        for v in values.as_array().unwrap() {
-            headers.push((k.clone(), v.as_str().unwrap().to_string()));
-        }
-    }
-    let body = case["body"].as_str().unwrap_or("").as_bytes().to_vec();
-    let (status, got_body, port) = exchange(&daemon.addr, &method, &path, &headers, &body);
-    let got_body = String::from_utf8_lossy(&got_body).to_string();
+    let (status, got_body, port) = send(&daemon.addr, case, &prepared);
 
     let mut diffs = Vec::new();
     let peer_status = case["peer_status"]
@@ -398,4 +417,141 @@ fn adnanhs_cases_through_the_json_template() {
 #[test]
 fn adnanhs_cases_through_the_yaml_template() {
     run_template("yaml");
+}
+
+/// Side by side with the peer itself: Debian's `webhook` (`apt-get install
+/// webhook`) and hookrunner on the same rendered hooks file and the same
+/// requests. Checks that the live peer still gives what cases.json recorded
+/// (status, body, arguments, `HOOK_*` environment), and prints hookrunner's
+/// answer beside it. Ignored by default (it needs the package):
+/// `cargo test --test import -- --ignored` (filters as above).
+#[test]
+#[ignore = "needs Debian's webhook (apt-get install webhook)"]
+fn side_by_side_with_debians_webhook() {
+    let peer = ["/usr/bin/webhook", "webhook"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("-version").output().is_ok())
+        .expect("Debian's webhook is not installed: apt-get install webhook");
+    let mut problems = Vec::new();
+    for template in ["json", "yaml"] {
+        if wanted("IMPORT_TEMPLATES").is_some_and(|t| !t.iter().any(|x| x == template)) {
+            continue;
+        }
+        for case in cases() {
+            let index = case["index"].as_u64().unwrap();
+            if case["transport"] != "tcp" {
+                continue; // 2.8.0 has no -socket; TestStaticParams calls Go directly.
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let prepared = prepare(&case, template, dir.path());
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let mut cmd = Command::new(peer);
+            cmd.arg(format!("-hooks={}", prepared.hooks.display()))
+                .args(["-ip=127.0.0.1", &format!("-port={port}")])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            if let Some(m) = case["cli_http_methods"].as_array() {
+                let list: Vec<&str> = m.iter().filter_map(Value::as_str).collect();
+                cmd.arg(format!("-http-methods={}", list.join(",")));
+            }
+            let mut child = cmd.spawn().unwrap();
+            let addr = format!("127.0.0.1:{port}");
+            common::eventually("webhook to answer GET /", Duration::from_secs(10), || {
+                TcpStream::connect(&addr).is_ok() && exchange(&addr, "GET", "/", &[], b"").0 == 200
+            });
+            let (status, body, client_port) = send(&addr, &case, &prepared);
+            if case["command_runs"] == Value::Bool(true) {
+                common::eventually("the peer's command", Duration::from_secs(10), || {
+                    !calls(dir.path()).is_empty()
+                });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let recorded_body = case["peer_body"]
+                .as_str()
+                .map(|b| b.replace("<PORT>", &client_port.to_string()));
+            if Some(u64::from(status)) != case["peer_status"].as_u64()
+                || recorded_body.as_deref() != Some(body.as_str())
+            {
+                problems.push(format!(
+                    "case {index} ({template}): the live peer gave {status} {body:?}, cases.json says {} {:?}",
+                    case["peer_status"], recorded_body
+                ));
+            }
+            if let Some(call) = calls(dir.path()).first() {
+                let want: Vec<String> = case["command"]["args"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| v.as_str().unwrap().replace("<PORT>", &client_port.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let got: Vec<String> = call["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                if want != got {
+                    problems.push(format!(
+                        "case {index} ({template}): the peer's command got {got:?}, cases.json says {want:?}"
+                    ));
+                }
+            }
+            let ours = run_case(&case, template);
+            eprintln!("case {index:>2} {template}: webhook {status} {body:?} | hookrunner differences: {ours:?}");
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The command itself: a hook that cannot be translated is listed on stderr
+/// with its id and reason, exit status 1, nothing written; `--allow-partial`
+/// writes the rest (exit 0). No daemon needed.
+#[test]
+fn the_command_lists_gaps_and_writes_nothing_without_allow_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = dir.path().join("hooks.json");
+    std::fs::write(
+        &hooks,
+        r#"[{"id": "scalr", "execute-command": "/bin/true", "trigger-rule": {"match": {"type": "scalr-signature", "secret": "s"}}},
+            {"id": "ok", "execute-command": "/bin/true",}]"#,
+    )
+    .unwrap();
+    let out = dir.path().join("webhook.yaml");
+    let run = |partial: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["import", "adnanh"]).arg(&hooks).arg("-o").arg(&out);
+        if partial {
+            c.arg("--allow-partial");
+        }
+        c.output().unwrap()
+    };
+    let r = run(false);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:1: hook `scalr`: cannot translate: `scalr-signature`",
+            hooks.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let r = run(true);
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("# adnanh hook `ok`"));
+    assert!(text.contains("NOT TRANSLATED"));
+    // A file adnanh would refuse: exit 2 with the place.
+    std::fs::write(&hooks, "- id: a\n  success-http-response-code: \"201\"\n").unwrap();
+    let r = run(false);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains(":2:31:"));
 }
