@@ -99,7 +99,7 @@ fn check_the_twenty_hooks(c: &Value, template: &str) {
     for (id, src) in sources {
         let id = s(id);
         assert_eq!(s(&src["provider"]), "generic", "{id}");
-        assert_eq!(s(&src["bodies"]), "any", "{id}");
+        assert_eq!(strs(&src["bodies"]), ["any"], "{id}");
         let program = s(&rule(c, id)["run"]);
         assert_eq!(c["programs"][program]["hook_env"], Value::Bool(false), "{id}");
         assert_eq!(

@@ -303,7 +303,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
             "`http-methods` lists only empty names: adnanh answers 405 to every request".into(),
         ),
     }
-    source.push(Entry::new("bodies", Out::str("any")).trailing("adnanh accepts every kind of body"));
+    source.push(Entry::new("bodies", Out::Seq(vec![Out::str("any")])).trailing("adnanh accepts every kind of body"));
     if !hook.incoming_content_type.is_empty() {
         source.push(Entry::new(
             "content_type",
