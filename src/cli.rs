@@ -1,6 +1,6 @@
 //! The command line: `hookrunner [serve]`, `check`, `explain`, `db check`,
 //! the API client (`tasks`, `task`, `cancel`, `rerun`, `deliveries`,
-//! `delivery`, `replay`, `send`), `completions` and `man`.
+//! `delivery`, `replay`, `send`), `hooks`, `import`, `completions` and `man`.
 
 use crate::client::{commands, Api};
 use crate::config::{self, Config};
@@ -62,6 +62,10 @@ enum Command {
     /// Gitea or Forgejo (tokens from GITLAB_TOKEN, GITHUB_TOKEN, GITEA_TOKEN).
     #[command(subcommand)]
     Hooks(crate::client::hooks::HooksCommand),
+    /// Translate another tool's hook definitions into a hookrunner config
+    /// (`hookrunner import adnanh hooks.json -o webhook.yaml`), offline.
+    #[command(subcommand)]
+    Import(crate::client::import::ImportCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -305,6 +309,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Some(Command::Nodes(a)) => with_api(&a.client, |api| commands::nodes(api, a.json)),
         Some(Command::Send(a)) => send(a),
         Some(Command::Hooks(command)) => Ok(crate::client::hooks::main(command)),
+        Some(Command::Import(command)) => Ok(crate::client::import::main(command)),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod hooks;
+pub mod import;
 pub mod render;
 pub mod sign;
 pub mod sse;

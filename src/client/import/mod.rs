@@ -1,0 +1,233 @@
+//! `hookrunner import adnanh HOOKS_FILE... [-o webhook.yaml]`: translates
+//! adnanh/webhook's hooks file into a hookrunner config whose sources answer
+//! at the same URLs, with the same trigger semantics, commands and answers.
+//! Offline: nothing is sent anywhere.
+//!
+//! The steps, one file each: [`template`] (adnanh's `-template`), [`yaml`]
+//! (go-yaml v2's reading of the file), [`hooks`] (Go's typed decoding into
+//! adnanh's structs), then [`translate`] with [`rules`] (trigger rules) and
+//! [`params`] (where values come from), and [`emit`] (the YAML written).
+//! `docs/MIGRATING.md` is the user's guide; `docs/adnanh-reference.md` the
+//! behaviour translated.
+
+mod emit;
+mod hooks;
+mod params;
+mod rules;
+mod template;
+mod translate;
+mod yaml;
+
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The exit codes of `hookrunner import`.
+pub mod exit {
+    /// The config was written (with `--allow-partial`, maybe with gaps).
+    pub const OK: u8 = 0;
+    /// Some hooks could not be translated (listed on stderr); nothing was written.
+    pub const GAPS: u8 = 1;
+    /// A usage error, or a file adnanh itself could not load (bad YAML, a value of the wrong type).
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Translate adnanh/webhook's hooks file (JSON or YAML, as adnanh reads
+    /// it) into a hookrunner config: one source per hook at the same URL.
+    Adnanh(AdnanhArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AdnanhArgs {
+    /// adnanh's hooks file(s), as given to its `-hooks` (JSON or YAML).
+    #[arg(required = true, value_name = "HOOKS_FILE")]
+    files: Vec<PathBuf>,
+    /// Write the config here instead of to stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write the config even if some hooks cannot be translated fully: each
+    /// gap gets a comment, and a trigger rule with a gap becomes `if: false`.
+    #[arg(long)]
+    allow_partial: bool,
+    /// adnanh's `-template`: evaluate the file's `{{ ... }}` (`getenv`, `cat`,
+    /// `credential` become `${VAR}`, `${file:...}`, `${credential:...}` where
+    /// hookrunner expands them).
+    #[arg(long)]
+    template: bool,
+    /// adnanh's `-urlprefix` (default `hooks`): hooks are served at `/<prefix>/<id>`.
+    #[arg(long, value_name = "PREFIX")]
+    urlprefix: Option<String>,
+    /// adnanh's `-http-methods`: the methods of hooks that list none (comma-separated).
+    #[arg(long, value_name = "METHODS")]
+    http_methods: Option<String>,
+    /// adnanh's `-header name=value`: a header added to every hook's answers (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+}
+
+pub fn main(command: ImportCommand) -> ExitCode {
+    let ImportCommand::Adnanh(args) = command;
+    match adnanh(
+        &args,
+        &|k| std::env::var(k).ok(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+/// A file as read: its name, its template calls and its hooks.
+struct Loaded {
+    name: String,
+    templates: template::Templates,
+    hooks: Vec<hooks::Hook>,
+}
+
+/// Runs the import; `Err` is a usage or load error (exit 2).
+/// `env` reads the environment (for `getenv` and `credential` in templates).
+fn adnanh(
+    args: &AdnanhArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<u8, String> {
+    let mut flags = translate::Flags {
+        urlprefix: args.urlprefix.clone(),
+        http_methods: args.http_methods.clone(),
+        headers: Vec::new(),
+    };
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once('=')
+            .ok_or_else(|| format!("`--header {h}`: a header must be given as name=value"))?;
+        flags.headers.push((name.to_string(), value.to_string()));
+    }
+    let mut loaded = Vec::new();
+    for path in &args.files {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8 text"))?;
+        let (text, templates) = if args.template {
+            let (out, templates, notes) =
+                template::render(&text, env).map_err(|e| format!("{name}:{}: {}", e.line, e.message))?;
+            for n in notes {
+                let _ = writeln!(stderr, "{name}: note: {n}");
+            }
+            (out, templates)
+        } else {
+            if text.contains("{{") {
+                let _ = writeln!(
+                    stderr,
+                    "{name}: note: the file holds `{{{{ ... }}}}`, which adnanh evaluates only with -template; it was kept as text (give --template if your adnanh runs with -template)"
+                );
+            }
+            (text, template::Templates::default())
+        };
+        let doc = yaml::parse(&text)
+            .map_err(|e| format!("{name}:{}: {} (adnanh cannot load this file either)", e.pos, e.message))?;
+        let (hooks, notes) = hooks::read(doc.as_ref(), &templates).map_err(|e| {
+            format!(
+                "{name}:{}: `{}`: {} (adnanh refuses the whole file)",
+                e.pos,
+                if e.path.is_empty() { "(the file)" } else { &e.path },
+                e.message
+            )
+        })?;
+        for n in notes {
+            let _ = writeln!(stderr, "{name}:{}: note: {}", n.pos.line, n.message);
+        }
+        loaded.push(Loaded { name, templates, hooks });
+    }
+    let total: usize = loaded.iter().map(|l| l.hooks.len()).sum();
+    if total == 0 {
+        return Err(
+            "no hooks were found in the file (adnanh would not start with none, unless run with -nopanic)".into(),
+        );
+    }
+    let inputs: Vec<translate::Input<'_>> = loaded
+        .iter()
+        .flat_map(|l| {
+            l.hooks.iter().map(|hook| translate::Input {
+                file: &l.name,
+                hook,
+                templates: &l.templates,
+            })
+        })
+        .collect();
+    let files: Vec<&str> = loaded.iter().map(|l| l.name.as_str()).collect();
+    let mut command = vec!["hookrunner import adnanh".to_string()];
+    if args.template {
+        command.push("--template".into());
+    }
+    if let Some(p) = &args.urlprefix {
+        command.push(format!("--urlprefix {}", shell_word(p)));
+    }
+    if let Some(m) = &args.http_methods {
+        command.push(format!("--http-methods {}", shell_word(m)));
+    }
+    for h in &args.headers {
+        command.push(format!("--header {}", shell_word(h)));
+    }
+    command.extend(files.iter().map(|f| shell_word(f)));
+    let header = format!(
+        "hookrunner config imported from adnanh's hooks ({}) by\n  {}\nEach source is one adnanh hook, answering at the same URL; docs/MIGRATING.md lists\nwhat behaves differently. Check it with `hookrunner check --config <this file>`.\nNot imported (adnanh command-line flags): listen on `server.listen` (adnanh's\n-ip/-port default is 0.0.0.0:9000, hookrunner's 127.0.0.1:9000); keep tasks with `state:`.",
+        files.join(", "),
+        command.join(" ")
+    );
+    let (text, messages) = translate::config(&inputs, &flags, &header);
+    let gaps = messages.iter().filter(|m| m.gap).count();
+    for m in &messages {
+        let _ = writeln!(stderr, "{m}");
+    }
+    if gaps > 0 && !args.allow_partial {
+        let _ = writeln!(
+            stderr,
+            "{gaps} part(s) of the hooks cannot be translated (listed above); nothing was written (--allow-partial writes the rest, with a comment at each gap)"
+        );
+        return Ok(exit::GAPS);
+    }
+    match &args.output {
+        Some(path) => {
+            let tmp = path.with_extension("import-tmp");
+            std::fs::write(&tmp, &text)
+                .and_then(|_| std::fs::rename(&tmp, path))
+                .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            let _ = writeln!(
+                stderr,
+                "wrote {}: {total} hook(s){}",
+                path.display(),
+                if gaps > 0 {
+                    format!(", {gaps} gap(s) marked NOT TRANSLATED")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        None => {
+            stdout
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("cannot write the config: {e}"))?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// A word as a shell would need it (for the command shown in the header).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
