@@ -464,14 +464,15 @@ fn api(args: &ClientArgs) -> Result<Api, CliError> {
             // A config, if there is one, for its token; none is fine.
             let config = match find_config(args.config.config.as_deref()) {
                 Ok(path) if path.exists() => {
-                    Some(config::load(&path).map_err(|errors| CliError::Config { path, errors })?)
+                    Some(config::load_for_client(&path).map_err(|errors| CliError::Config { path, errors })?)
                 }
                 _ => None,
             };
             Ok(Api::from_config(config.as_ref(), Some(url), None).from_origin(origin))
         }
         (None, token) => {
-            let config = load_config(args.config.config.as_deref())?;
+            let path = find_config(args.config.config.as_deref())?;
+            let config = config::load_for_client(&path).map_err(|errors| CliError::Config { path, errors })?;
             let origin = format!("`server.listen` in {}", config.path.display());
             Ok(Api::from_config(Some(&config), None, token.as_deref()).from_origin(&origin))
         }

@@ -641,3 +641,23 @@ fn a_task_with_a_deeply_nested_param_is_shown() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("succeeded"), "{}", out.stdout);
 }
+
+/// The client reads only the config's `server` and `api`: a secret of a
+/// source that only the daemon's environment holds is not needed to list
+/// tasks with the same config file.
+#[test]
+fn the_client_needs_no_secret_of_the_sources() {
+    let d = Daemon::with("sources:\n  s: {provider: github, secret: \"${HR_CLI_TEST_ONLY_THE_DAEMON_HAS_IT}\"}\n")
+        .env("HR_CLI_TEST_ONLY_THE_DAEMON_HAS_IT", "s3cret")
+        .start();
+    let out = cli(&d, &["tasks"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The daemon itself refuses such a config without the variable.
+    let out = run(&["check", "--config", &d.path("webhook.yaml").display().to_string()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("HR_CLI_TEST_ONLY_THE_DAEMON_HAS_IT"),
+        "{}",
+        out.stderr
+    );
+}

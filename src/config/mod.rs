@@ -211,6 +211,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&text, path)
 }
 
+/// What an API client needs of the config at `path`: its `server` and `api`
+/// sections only, so secrets and files the rest names (which only the
+/// daemon may be able to read) are not needed. A file whose `server` or
+/// `api` has errors is reported as [`load`] would, with lines and columns.
+pub fn load_for_client(path: &Path) -> Result<Config, ConfigErrors> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return load(path);
+    };
+    let Ok(serde_yaml::Value::Mapping(all)) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        return load(path);
+    };
+    let mut kept = serde_yaml::Mapping::new();
+    for key in ["server", "api"] {
+        if let Some(v) = all.get(key) {
+            kept.insert(key.into(), v.clone());
+        }
+    }
+    match serde_yaml::to_string(&kept).map(|t| parse(&t, path)) {
+        Ok(Ok(config)) => Ok(config),
+        _ => load(path),
+    }
+}
+
 /// Checks config `text`, as if read from `path` (relative paths start at its directory).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
