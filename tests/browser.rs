@@ -378,14 +378,14 @@ fn screenshots() {
     let ticker = Daemon::task_ids(&r).remove(0);
     deliver(&d, &json!({"kind": "slow"}));
     let shot = |name: &str| b.screenshot(&dir.join(format!("{name}.png")));
-    b.size(1280, 900);
+    b.size(1280, 1000);
     open(&b, &d, "overview", "Overview");
     shot("overview");
     open(&b, &d, "tasks", "Tasks");
     b.wait(
         "rows",
         TEN,
-        "return document.querySelectorAll('#tasks tbody tr').length >= 5",
+        "return document.querySelectorAll('#tasks tbody tr').length >= 4",
         &[],
     );
     shot("tasks");
@@ -416,7 +416,7 @@ fn screenshots() {
     b.wait(
         "rows",
         TEN,
-        "return document.querySelectorAll('#tasks tbody tr').length >= 5",
+        "return document.querySelectorAll('#tasks tbody tr').length >= 4",
         &[],
     );
     shot("tasks-390");

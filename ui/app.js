@@ -595,14 +595,16 @@ async function taskPage(el, id) {
     if (follow.checked) { out.dataset.auto = '1'; out.scrollTop = out.scrollHeight; }
   };
 
+  const summary = h('div', {});
   add(el, [
     head,
     h('div', { class: 'actions' }, cancel, rerun, message),
-    details,
+    summary,
     h('h2', { id: 'output-title' }, 'Output'),
     h('div', { class: 'actions' },
       h('label', {}, showOut, ' stdout'), h('label', {}, showErr, ' stderr (marked “err”)'), h('label', {}, follow, ' follow the end')),
     out,
+    details,
   ]);
 
   const render = (t) => {
@@ -615,8 +617,8 @@ async function taskPage(el, id) {
     rerun.disabled = !done;
     const program = ov && ov.programs.find((p) => p.name === t.program);
     const attempts = (t.attempts || []).concat([{ attempt: t.attempt, status: t.status, exit_code: t.exit_code, error: t.error, started_at: t.started_at, finished_at: t.finished_at, current: true }]);
-    clear(details);
-    add(details, [
+    clear(summary);
+    summary.appendChild(
       facts([
         ['delivery', deliveryLink(t.delivery_id, t.delivery_id)],
         ['request id', h('code', {}, t.request_id)],
@@ -630,7 +632,9 @@ async function taskPage(el, id) {
         t.concurrency_key ? ['concurrency key', h('code', {}, t.concurrency_key)] : null,
         t.rerun_of ? ['rerun of', taskLink(t.rerun_of)] : null,
         t.reruns && t.reruns.length ? ['reruns', t.reruns.map((r, i) => [i ? ', ' : '', taskLink(r)])] : null,
-      ]),
+      ]));
+    clear(details);
+    add(details, [
       h('div', { class: 'grid2' },
         h('section', { 'aria-labelledby': 'argv-title' }, h('h2', { id: 'argv-title' }, 'Arguments'),
           h('ol', { class: 'argv', start: '0' }, t.argv.map((a) => h('li', {}, h('code', {}, a))))),
