@@ -254,3 +254,98 @@ fn with_api_tokens_the_stream_needs_one() {
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET"));
 }
+
+/// `hookrunner tasks --watch ARGS` against `d`, its stdout lines on a channel.
+fn watch(d: &Daemon, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = std::process::Command::new(BIN)
+        .args(["tasks", "--watch", "--url", &d.url("")])
+        .args(args)
+        .env_remove("HOOKRUNNER_URL")
+        .env_remove("HOOKRUNNER_TOKEN")
+        .env_remove("HOOKRUNNER_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Sends deliveries until `rx` shows a line naming one of their tasks; that task's id.
+fn first_seen(d: &Daemon, rx: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    // The watcher connects on its own time: deliveries before that are not on its stream.
+    for _ in 0..50 {
+        let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+        let task = Daemon::task_ids(&resp).remove(0);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line.clone());
+            if line.contains(&task[..8]) {
+                return task;
+            }
+        }
+    }
+    panic!("tasks --watch printed no task: {seen:?}");
+}
+
+#[test]
+fn tasks_watch_prints_a_line_per_task_event() {
+    let d = Daemon::start(CONFIG);
+    let (mut child, rx) = watch(&d, &[]);
+    let mut lines = Vec::new();
+    first_seen(&d, &rx, &mut lines);
+    assert!(lines[0].starts_with("TIME "), "{lines:?}");
+    // Connected: a new delivery's task is seen from its creation.
+    let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+    let task = Daemon::task_ids(&resp).remove(0);
+    let short = &task[..8];
+    let mut statuses = Vec::new();
+    let mut line = String::new();
+    loop {
+        if line.contains(short) {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(&cells[1..4], [short, "talk", "a"], "{line}");
+            statuses.push(cells[4].to_string());
+            if cells[4] == "succeeded" {
+                assert_eq!(cells.get(5), Some(&"0"), "{line}");
+                break;
+            }
+        }
+        line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line from tasks --watch");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(statuses, ["queued", "running", "succeeded"]);
+
+    // JSON, filtered by status: only the ends.
+    let (mut child, rx) = watch(&d, &["--status", "succeeded", "--json"]);
+    let mut lines = Vec::new();
+    let task = first_seen(&d, &rx, &mut lines);
+    let _ = child.kill();
+    let _ = child.wait();
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["task"], task.as_str());
+    assert_eq!(last["event"], "task.finished");
+    assert!(
+        last["id"].as_str().is_some_and(|id| id.parse::<u64>().is_ok()),
+        "{last}"
+    );
+    for line in &lines {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (e["event"].as_str(), e["status"].as_str()),
+            (Some("task.finished"), Some("succeeded"))
+        );
+    }
+}
