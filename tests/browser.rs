@@ -61,12 +61,12 @@ fn open(b: &Browser, d: &Daemon, route: &str, heading: &str) {
     );
 }
 
-/// Waits until the page's event stream is connected (or polling).
+/// Waits until the page reads the daemon's event stream (GET /events).
 fn connected(b: &Browser) {
     b.wait(
         "the live indicator",
         TEN,
-        "const t = document.getElementById('live').textContent; return t === 'live' || t === 'polling';",
+        "return document.getElementById('live').textContent === 'live'",
         &[],
     );
 }

@@ -401,7 +401,7 @@ pub async fn admit_shaped(
                 at.metrics.dedup_hit(&s.name);
             }
         }
-        at.deliveries.insert(facts.record(outcome, status, reason), false);
+        record_delivery(at, facts.record(outcome, status, reason), false);
     }
     Admitted {
         result: result.map(|(answer, _)| answer),
@@ -868,9 +868,22 @@ pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Re
     }
     at.engine.start(reserved);
     if let Some(r) = record {
-        at.deliveries.insert(r, persisted);
+        record_delivery(at, r, persisted);
     }
     Ok(())
+}
+
+/// Puts a delivery's record in the log and announces it (`delivery.recorded`):
+/// always when it started tasks; otherwise (ignored, refused, duplicate)
+/// only while someone listens to the events, so a flood of them costs nothing more.
+pub(crate) fn record_delivery(at: Intake<'_>, record: Record, persisted: bool) {
+    let hub = at.engine.events();
+    if record.task_ids.is_empty() && !hub.listening() {
+        at.deliveries.insert(record, persisted);
+        return;
+    }
+    let record = at.deliveries.insert(record, persisted);
+    hub.publish("delivery.recorded", record.event_data());
 }
 
 #[cfg(test)]
