@@ -13,7 +13,7 @@ mod common;
 use browser::{browser, Browser};
 use common::*;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = r#"
 sources:
@@ -82,8 +82,18 @@ fn a_deliverys_tasks_appear_in_the_list_within_a_second_without_reload() {
     let before = b.js("return document.querySelectorAll('#tasks tbody tr').length", &[]);
     assert_eq!(before, json!(0));
 
+    // The page notes (by the same clock as this test) when the row appears.
+    b.js(
+        "window.__rowAt = null; new MutationObserver(() => { \
+           if (window.__rowAt === null && document.querySelector('#tasks tbody tr')) window.__rowAt = Date.now(); \
+         }).observe(document.getElementById('tasks'), {childList: true, subtree: true});",
+        &[],
+    );
     let r = deliver(&d, &json!({"kind": "say", "text": "hello"}));
-    let accepted = Instant::now();
+    let accepted = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let id = Daemon::task_ids(&r).remove(0);
     b.wait(
         "the new task's row",
@@ -91,9 +101,10 @@ fn a_deliverys_tasks_appear_in_the_list_within_a_second_without_reload() {
         "return document.querySelector('tr[data-task=\"' + arguments[0] + '\"]') !== null",
         &[json!(id)],
     );
-    let took = accepted.elapsed();
-    eprintln!("the task's row appeared {took:?} after the 202");
-    assert!(took < Duration::from_secs(1), "the row took {took:?}");
+    let at = b.js("return window.__rowAt", &[]).as_i64().expect("the time the row appeared");
+    let took = at - accepted;
+    eprintln!("the task's row appeared {took} ms after the 202 was read");
+    assert!(took < 1000, "the row took {took} ms");
     assert_eq!(
         b.js("return window.__sameDocument", &[]),
         json!("yes"),

@@ -115,7 +115,7 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     let mut response = ApiError::MethodNotAllowed(req.method().to_string()).error_response();
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
     harden(&mut response);
     response
 }
