@@ -101,7 +101,10 @@ fn a_deliverys_tasks_appear_in_the_list_within_a_second_without_reload() {
         "return document.querySelector('tr[data-task=\"' + arguments[0] + '\"]') !== null",
         &[json!(id)],
     );
-    let at = b.js("return window.__rowAt", &[]).as_i64().expect("the time the row appeared");
+    let at = b
+        .js("return window.__rowAt", &[])
+        .as_i64()
+        .expect("the time the row appeared");
     let took = at - accepted;
     eprintln!("the task's row appeared {took} ms after the 202 was read");
     assert!(took < 1000, "the row took {took} ms");
