@@ -128,6 +128,57 @@ fn a_deliverys_tasks_appear_in_the_list_within_a_second_without_reload() {
 }
 
 #[test]
+fn the_id_search_and_filters_narrow_the_list_through_the_api() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let r = deliver(&d, &json!({"kind": "say", "text": n}));
+        ids.push(Daemon::task_ids(&r).remove(0));
+    }
+    for id in &ids {
+        d.wait_task(id);
+    }
+    open(&b, &d, "tasks", "Tasks");
+    b.wait(
+        "five rows",
+        TEN,
+        "return document.querySelectorAll('#tasks tbody tr').length === 5",
+        &[],
+    );
+    let prefix = &ids[2][..6];
+    b.type_into("input[name=q]", prefix);
+    b.click("form.filters button[type=submit]");
+    let rows = b.wait(
+        "the search's rows",
+        TEN,
+        "return location.hash.includes('q=') && document.querySelector('main p[role=status]').textContent.includes('shown') \
+         && [...document.querySelectorAll('#tasks tbody tr')].map(r => r.dataset.task)",
+        &[],
+    );
+    let want: Vec<&String> = ids.iter().rev().filter(|i| i.starts_with(prefix)).collect();
+    assert_eq!(rows, json!(want));
+    // A filter the API answers: no task ran on a node without a cluster.
+    b.goto(&d.url("/ui#/tasks?node=elsewhere"));
+    b.wait(
+        "no rows",
+        TEN,
+        "return document.querySelector('main p[role=status]').textContent === 'No tasks match.'",
+        &[],
+    );
+    // A whole id opens the task.
+    open(&b, &d, "tasks", "Tasks");
+    b.type_into("input[name=q]", &ids[0]);
+    b.click("form.filters button[type=submit]");
+    b.wait(
+        "the task's page",
+        TEN,
+        "const h = document.querySelector('main h1'); return h && h.textContent === 'Task ' + arguments[0]",
+        &[json!(ids[0])],
+    );
+}
+
+#[test]
 fn a_running_tasks_output_appears_line_by_line_with_stderr_told_apart() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);

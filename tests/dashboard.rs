@@ -267,3 +267,87 @@ fn a_kept_body_is_served_as_bytes_no_browser_renders() {
     assert_eq!(r.status, 404);
     assert!(r.error().contains("is not kept"), "{}", r.error());
 }
+
+/// `GET /tasks?id=<prefix>&node=<name>`, as the task list's search asks it,
+/// in memory, from SQLite, and from a cluster's PostgreSQL.
+#[test]
+fn the_task_list_filters_by_node_and_id_prefix_in_every_store() {
+    let db = common::pg::Db::create();
+    let mut stores = vec![
+        ("memory", String::new()),
+        ("sqlite", "state:\n  path: $DIR/state.db\n".to_string()),
+    ];
+    if let Some(db) = &db {
+        stores.push((
+            "postgres",
+            format!("state:\n  postgres: {}\n  connections: 2\n", db.url()),
+        ));
+    }
+    for (store, state) in stores {
+        let config = format!("node:\n  name: node-a\n{state}{CONFIG}");
+        let d = Daemon::start(&config);
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let r = d.post_json(
+                "/hooks/app",
+                &[],
+                json!({"kind": "say", "text": n}).to_string().as_bytes(),
+            );
+            assert_eq!(r.status, 202, "{store}: {}", r.text);
+            ids.push(Daemon::task_ids(&r).remove(0));
+        }
+        for id in &ids {
+            d.wait_task(id);
+        }
+        let listed = |query: &str| -> Vec<String> {
+            let r = d.get(&format!("/tasks?{query}"));
+            assert_eq!(r.status, 200, "{store} {query}: {}", r.text);
+            r.json()["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // A prefix: exactly the tasks whose ids start so, newest first, in either case.
+        for id in &ids {
+            for len in [1, 4, 9, 20, 36] {
+                let prefix = &id[..len];
+                let want: Vec<String> = ids.iter().rev().filter(|i| i.starts_with(prefix)).cloned().collect();
+                assert_eq!(listed(&format!("id={prefix}")), want, "{store}: id={prefix}");
+                assert_eq!(listed(&format!("id={}", prefix.to_uppercase())), want, "{store}");
+            }
+        }
+        // Paged: the prefix with `before`.
+        let first = &ids[0][..1];
+        let all = listed(&format!("id={first}"));
+        if all.len() > 1 {
+            assert_eq!(
+                listed(&format!("id={first}&before={}", all[0])),
+                all[1..].to_vec(),
+                "{store}"
+            );
+        }
+        // The node: in a cluster, the node that ran them; without one, none.
+        let on_a = listed("node=node-a");
+        if store == "postgres" {
+            assert_eq!(on_a.len(), 6, "{store}");
+        } else {
+            assert_eq!(
+                on_a,
+                Vec::<String>::new(),
+                "{store}: tasks have no node without a cluster"
+            );
+        }
+        assert_eq!(listed("node=node-b"), Vec::<String>::new(), "{store}");
+        for bad in ["zz", "0123456789", "a%27%20OR%201=1--", &"a".repeat(40)] {
+            let r = d.get(&format!("/tasks?id={bad}"));
+            assert_eq!(r.status, 400, "{store} {bad}: {}", r.text);
+            assert!(
+                r.error().starts_with("`id` must be the start of a task id"),
+                "{}",
+                r.error()
+            );
+        }
+    }
+}

@@ -485,11 +485,10 @@ async function tasksPage(el, query) {
     h('div', { class: 'more' }, more),
   ]);
 
-  // The server filters by status, program and source; node and id prefix are
-  // judged here, page after page, until enough rows are found.
+  // Every filter is the API's (GET /tasks?status=&program=&source=&node=&id=).
   const base = new URLSearchParams();
-  for (const k of ['status', 'program', 'source']) if (f[k]) base.set(k, f[k]);
-  const local = Boolean(f.node || f.q);
+  for (const k of ['status', 'program', 'source', 'node']) if (f[k]) base.set(k, f[k]);
+  if (f.q) base.set('id', f.q.toLowerCase());
   const shown = new Map();
   let cursor = null;
   let end = false;
@@ -504,25 +503,23 @@ async function tasksPage(el, query) {
   };
   const loadMore = async () => {
     more.disabled = true;
-    let found = 0;
-    for (let pages = 0; !end && pages < (local ? 20 : 1) && found < PAGE; pages++) {
-      const q = new URLSearchParams(base);
-      q.set('limit', local ? '1000' : String(PAGE));
-      if (cursor) q.set('before', cursor);
-      const { tasks } = await getJson('/tasks?' + q);
-      for (const t of tasks) {
-        if (!shown.has(t.id) && taskMatches(t, f)) found++;
-        put(t, false);
-      }
-      if (tasks.length) cursor = tasks[tasks.length - 1].id;
-      if (tasks.length < Number(q.get('limit'))) end = true;
-    }
-    status.textContent = shown.size ? shown.size + ' task' + (shown.size === 1 ? '' : 's') + ' shown' + (end ? ', no older ones' : '') : (end ? 'No tasks match.' : 'None found yet in the history read so far.');
+    const q = new URLSearchParams(base);
+    q.set('limit', String(PAGE));
+    if (cursor) q.set('before', cursor);
+    const { tasks } = await getJson('/tasks?' + q);
+    for (const t of tasks) put(t, false);
+    if (tasks.length) cursor = tasks[tasks.length - 1].id;
+    if (tasks.length < PAGE) end = true;
+    status.textContent = shown.size ? shown.size + ' task' + (shown.size === 1 ? '' : 's') + ' shown' + (end ? ', no older ones' : '') : 'No tasks match.';
     more.disabled = end;
     more.hidden = end;
   };
-  more.addEventListener('click', () => loadMore().catch((e) => status.replaceWith(errorBox(e))));
-  await loadMore();
+  const failed = (e) => {
+    if (e instanceof NeedToken) throw e;
+    clear(status).appendChild(errorBox(e));
+  };
+  more.addEventListener('click', () => loadMore().catch((e) => failed(e)));
+  try { await loadMore(); } catch (e) { failed(e); }
 
   // Without the stream: the newest page, again and again.
   const pollNewest = async () => {

@@ -25,9 +25,8 @@ pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             status: Some(status),
             source: None,
             event: None,
-            program: None,
             limit: usize::MAX,
-            before_seq: None,
+            ..Filter::default()
         });
         for t in all {
             *by.entry(t.program).or_default() += 1;
