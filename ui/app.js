@@ -851,16 +851,18 @@ async function tryPage(el) {
   const source = h('select', { id: 'try-source', name: 'source', required: true },
     ov.sources.map((s) => h('option', { value: s.name, selected: prefill && prefill.source === s.name }, s.name + ' (' + s.provider + ')')));
   const headers = h('textarea', { id: 'try-headers', name: 'headers', rows: 5, spellcheck: 'false', placeholder: 'X-GitHub-Event: push\nContent-Type: application/json' });
-  const body = h('textarea', { id: 'try-body', name: 'body', rows: 12, spellcheck: 'false', placeholder: '{"ref": "refs/heads/main"}' });
+  const body = h('textarea', { id: 'try-body', name: 'body', rows: 9, spellcheck: 'false', placeholder: '{"ref": "refs/heads/main"}' });
   if (prefill) {
     headers.value = (prefill.headers || []).map(([k, v]) => k + ': ' + v).join('\n');
     body.value = prefill.body || '';
   }
   const result = h('div', { id: 'try-result', 'aria-live': 'polite' });
   const form = h('form', { 'aria-label': 'A payload to judge' },
-    h('div', { class: 'field' }, h('label', { for: 'try-source' }, 'Source'), source),
-    h('div', { class: 'field' }, h('label', { for: 'try-headers' }, 'Headers, one “Name: value” per line'), headers),
-    h('div', { class: 'field' }, h('label', { for: 'try-body' }, 'Body'), body),
+    h('div', { class: 'grid2' },
+      h('div', {},
+        h('div', { class: 'field' }, h('label', { for: 'try-source' }, 'Source'), source),
+        h('div', { class: 'field' }, h('label', { for: 'try-headers' }, 'Headers, one “Name: value” per line'), headers)),
+      h('div', { class: 'field' }, h('label', { for: 'try-body' }, 'Body'), body)),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'try-run' }, 'Dry run'),
       h('span', { class: 'muted' }, 'Nothing runs and nothing is recorded. The source’s signature is not checked.')));
   form.addEventListener('submit', async (ev) => {
