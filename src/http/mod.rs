@@ -8,6 +8,7 @@ mod events;
 mod follow;
 pub(crate) mod hooks;
 mod nodes;
+mod openapi;
 mod proxy;
 mod tasks;
 
@@ -118,6 +119,7 @@ pub(crate) fn parse_choice<T: Copy>(
 }
 
 /// Registers every route; the server and the tests use the same function.
+/// `docs/API.md` and `src/http/openapi.json` describe each (`tests/openapi.rs` checks).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The hooks, under `server.prefix` (see `hooks::scope`).
     cfg.service(hooks::scope())
@@ -165,6 +167,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/events")
                 .route(web::get().to(events::stream))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(openapi::serve))
                 .default_service(not_allowed("GET")),
         )
         .service(
