@@ -9,6 +9,7 @@ mod events;
 mod follow;
 pub(crate) mod hooks;
 mod nodes;
+mod openapi;
 mod proxy;
 mod tasks;
 mod ui;
@@ -120,6 +121,7 @@ pub(crate) fn parse_choice<T: Copy>(
 }
 
 /// Registers every route; the server and the tests use the same function.
+/// `docs/API.md` and `src/http/openapi.json` describe each (`tests/openapi.rs` checks).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The dashboard first: with an empty `server.prefix`, `/` would be a hook's path.
     cfg.service(
@@ -188,6 +190,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/events")
             .route(web::get().to(events::stream))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi::serve))
             .default_service(not_allowed("GET")),
     )
     .service(
