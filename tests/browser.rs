@@ -152,7 +152,7 @@ fn the_id_search_and_filters_narrow_the_list_through_the_api() {
     let rows = b.wait(
         "the search's rows",
         TEN,
-        "return location.hash.includes('q=') && document.querySelector('main p[role=status]').textContent.includes('shown') \
+        "const p = document.querySelector('main p[role=status]'); return location.hash.includes('q=') && p !== null && p.textContent.includes('shown') \
          && [...document.querySelectorAll('#tasks tbody tr')].map(r => r.dataset.task)",
         &[],
     );
@@ -163,7 +163,7 @@ fn the_id_search_and_filters_narrow_the_list_through_the_api() {
     b.wait(
         "no rows",
         TEN,
-        "return document.querySelector('main p[role=status]').textContent === 'No tasks match.'",
+        "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === 'No tasks match.'",
         &[],
     );
     // A whole id opens the task.
