@@ -284,13 +284,14 @@ fn watch(d: &Daemon, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Re
 /// Sends deliveries until `rx` shows a line naming one of their tasks; that task's id.
 fn first_seen(d: &Daemon, rx: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
     // The watcher connects on its own time: deliveries before that are not on its stream.
+    let mut sent = Vec::new();
     for _ in 0..50 {
         let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
-        let task = Daemon::task_ids(&resp).remove(0);
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        sent.push(Daemon::task_ids(&resp).remove(0));
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
             seen.push(line.clone());
-            if line.contains(&task[..8]) {
-                return task;
+            if let Some(task) = sent.iter().find(|t| line.contains(&t[..8])) {
+                return task.clone();
             }
         }
     }

@@ -811,7 +811,9 @@ impl Inner {
                 run.env.extend(param_files.env());
                 process::run(&run, task.body.clone(), files, stop, |pid| {
                     let now = SystemTime::now();
-                    self.lock().started(id, pid, now);
+                    let mut sched = self.lock();
+                    sched.started(id, pid, now);
+                    // Under the lock: output is announced only once this is out.
                     self.events.publish(
                         "task.started",
                         serde_json::json!({
@@ -825,6 +827,7 @@ impl Inner {
                         })
                         .to_string(),
                     );
+                    drop(sched);
                     // The pid on disk lets a restart recognise a handler that outlived us.
                     self.persist(id);
                     if let Ok(waited) = now.duration_since(spec.created_at) {
@@ -1003,9 +1006,12 @@ impl Inner {
     fn notice_output(&self) {
         let running: Vec<(Uuid, u32)> = {
             let sched = self.lock();
+            // Only handlers already spawned (their `task.started` is out).
             sched
                 .running_ids()
-                .filter_map(|id| sched.get(id).map(|t| (*id, t.attempt)))
+                .filter_map(|id| sched.get(id))
+                .filter(|t| matches!(t.state, TaskState::Running { pid: Some(_), .. }))
+                .map(|t| (t.id(), t.attempt))
                 .collect()
         };
         let mut seen = self.output_seen.lock().unwrap_or_else(|p| p.into_inner());
