@@ -42,15 +42,17 @@ pub fn browser() -> Option<Browser> {
 
 impl Browser {
     fn start() -> Browser {
-        let mut driver = Command::new(CHROMEDRIVER)
+        let driver = Command::new(CHROMEDRIVER)
             .arg("--port=0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        // Stopped however this ends, a failed start included.
+        let mut driver = Driver(Some(driver));
         // "ChromeDriver was started successfully on port N."
-        let stdout = driver.stdout.take().unwrap();
+        let stdout = driver.0.as_mut().unwrap().stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -83,7 +85,11 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {answer}"))
             .to_string();
-        Browser { driver, base, session }
+        Browser {
+            driver: driver.0.take().unwrap(),
+            base,
+            session,
+        }
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -159,6 +165,18 @@ impl Browser {
             .decode(v.as_str().expect("base64 PNG"))
             .unwrap();
         std::fs::write(path, png).unwrap();
+    }
+}
+
+/// chromedriver until the session is made.
+struct Driver(Option<Child>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
