@@ -110,6 +110,10 @@ struct TasksArgs {
     /// Poll every second and print tasks as they appear or change, until Ctrl-C.
     #[arg(long, short)]
     follow: bool,
+    /// Print each task event (created, started, finished) as the daemon's
+    /// event stream (`GET /events`) tells it, until Ctrl-C.
+    #[arg(long, short, conflicts_with_all = ["follow", "event", "limit"])]
+    watch: bool,
     /// Print JSON (with --follow: one task per line).
     #[arg(long)]
     json: bool,
@@ -290,6 +294,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 program: a.program,
                 limit: a.limit,
             };
+            if a.watch {
+                return with_api(&a.client, |api| commands::watch_tasks(api, &filter, a.json));
+            }
             with_api(&a.client, |api| commands::tasks(api, &filter, a.follow, a.json))
         }
         Some(Command::Task(a)) => with_api(&a.client, |api| commands::task(api, &a.id, a.json, a.output)),

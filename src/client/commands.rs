@@ -121,6 +121,99 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
     }
 }
 
+/// `hookrunner tasks --watch`: one line per task event of `GET /events`
+/// (created, started, finished) that passes the filters, until Ctrl-C. A
+/// broken stream is resumed after the last event seen.
+pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCode, Error> {
+    let wanted = |data: &Value| {
+        [
+            ("status", &filter.status),
+            ("source", &filter.source),
+            ("program", &filter.program),
+        ]
+        .iter()
+        .all(|(k, v)| v.as_deref().is_none_or(|v| data[*k] == v))
+    };
+    let table = Table {
+        widths: vec![12, 8, 16, 16, 9, 4],
+    };
+    if !json {
+        let header: Vec<String> = ["TIME", "TASK", "PROGRAM", "SOURCE", "STATUS", "EXIT"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        out(&format!("{}\n", table.row(&header)));
+    }
+    let mut last: Option<String> = None;
+    let mut failing: Option<String> = None;
+    loop {
+        let query: Vec<(String, String)> = last.iter().map(|id| ("since".to_string(), id.clone())).collect();
+        let broke = match api.events("/events", &query) {
+            Ok(mut events) => {
+                if failing.take().is_some() {
+                    eprintln!("reconnected to {}", api.base());
+                }
+                loop {
+                    let event = match events.next_event() {
+                        Ok(Some(e)) => e,
+                        Ok(None) => break "the event stream ended".to_string(),
+                        Err(e) => break format!("the event stream broke off: {e}"),
+                    };
+                    if event.id.is_some() {
+                        last = event.id.clone();
+                    }
+                    if event.name == "reset" {
+                        eprintln!("(events were missed: the daemon no longer keeps them)");
+                        continue;
+                    }
+                    let at = match event.name.as_str() {
+                        "task.created" => "created_at",
+                        "task.started" => "started_at",
+                        "task.finished" => "finished_at",
+                        _ => continue,
+                    };
+                    let Some(data) = super::parse_json(&event.data) else {
+                        continue;
+                    };
+                    if !wanted(&data) {
+                        continue;
+                    }
+                    let line = if json {
+                        let mut line = serde_json::json!({ "id": event.id, "event": event.name });
+                        if let (Some(line), Some(data)) = (line.as_object_mut(), data.as_object()) {
+                            line.extend(data.clone());
+                        }
+                        line.to_string()
+                    } else {
+                        let text = |k: &str| data[k].as_str().unwrap_or("").to_string();
+                        let time = text(at);
+                        // `2026-11-24T02:31:56.231Z` → `02:31:56.231`.
+                        let time = time.get(11..23).unwrap_or(&time).to_string();
+                        let exit = data["exit_code"].as_i64().map(|c| c.to_string()).unwrap_or_default();
+                        table.row(&[
+                            time,
+                            text("task").chars().take(8).collect(),
+                            text("program"),
+                            text("source"),
+                            text("status"),
+                            exit,
+                        ])
+                    };
+                    out(&format!("{line}\n"));
+                }
+            }
+            // Refused: retrying would not help.
+            Err(e @ Error::Api { .. }) => return Err(e),
+            Err(e) => e.to_string(),
+        };
+        if failing.as_deref() != Some(&broke) {
+            eprintln!("error: {broke} (retrying every second)");
+            failing = Some(broke);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// Whether `id` could be the front of an id shown in a table.
 fn could_be_prefix(id: &str) -> bool {
     !id.is_empty() && id.len() < 36

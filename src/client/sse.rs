@@ -2,12 +2,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 
-/// One event: its name (`message` when the stream gave none) and its data,
-/// the `data:` lines joined with `\n`.
+/// One event: its name (`message` when the stream gave none), its data
+/// (the `data:` lines joined with `\n`), and its `id:` if it had one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub name: String,
     pub data: String,
+    pub id: Option<String>,
 }
 
 pub struct Reader<R> {
@@ -25,6 +26,7 @@ impl<R: Read> Reader<R> {
     pub fn next_event(&mut self) -> std::io::Result<Option<Event>> {
         let mut name: Option<String> = None;
         let mut data: Option<String> = None;
+        let mut id: Option<String> = None;
         let mut raw = Vec::new();
         loop {
             raw.clear();
@@ -33,6 +35,7 @@ impl<R: Read> Reader<R> {
                 return Ok(data.map(|data| Event {
                     name: name.unwrap_or_else(|| "message".into()),
                     data,
+                    id,
                 }));
             }
             let line = String::from_utf8_lossy(&raw);
@@ -43,10 +46,12 @@ impl<R: Read> Reader<R> {
                         return Ok(Some(Event {
                             name: name.take().unwrap_or_else(|| "message".into()),
                             data,
+                            id: id.take(),
                         }));
                     }
                     None => {
                         name = None;
+                        id = None;
                         continue;
                     }
                 }
@@ -60,6 +65,7 @@ impl<R: Read> Reader<R> {
             };
             match field {
                 "event" => name = Some(value.to_string()),
+                "id" => id = Some(value.to_string()),
                 "data" => match &mut data {
                     Some(d) => {
                         d.push('\n');
@@ -79,19 +85,19 @@ mod tests {
 
     #[test]
     fn events_comments_and_multiline_data() {
-        let text = ": hello\nevent: stdout\ndata: one\n\nevent: stderr\ndata:two\ndata: three\n\ndata: plain\n\nevent: status\ndata: {\"status\":\"succeeded\"}";
+        let text = ": hello\nevent: stdout\ndata: one\n\nid: 7\nevent: stderr\ndata:two\ndata: three\n\ndata: plain\n\nevent: status\ndata: {\"status\":\"succeeded\"}";
         let mut r = Reader::new(text.as_bytes());
         let mut got = Vec::new();
         while let Some(e) = r.next_event().unwrap() {
-            got.push((e.name, e.data));
+            got.push((e.name, e.data, e.id));
         }
         assert_eq!(
             got,
             vec![
-                ("stdout".into(), "one".into()),
-                ("stderr".into(), "two\nthree".into()),
-                ("message".into(), "plain".into()),
-                ("status".into(), "{\"status\":\"succeeded\"}".into()),
+                ("stdout".into(), "one".into(), None),
+                ("stderr".into(), "two\nthree".into(), Some("7".into())),
+                ("message".into(), "plain".into(), None),
+                ("status".into(), "{\"status\":\"succeeded\"}".into(), None),
             ]
         );
     }
@@ -103,7 +109,8 @@ mod tests {
             r.next_event().unwrap(),
             Some(Event {
                 name: "stdout".into(),
-                data: String::new()
+                data: String::new(),
+                id: None,
             })
         );
         assert_eq!(r.next_event().unwrap(), None);

@@ -302,6 +302,19 @@ impl Record {
         crate::store::Op::PutDelivery(Box::new(self.to_record()), self.body())
     }
 
+    /// The data of its `delivery.recorded` event.
+    pub fn event_data(&self) -> String {
+        json!({
+            "delivery": self.id,
+            "source": self.source,
+            "outcome": self.outcome,
+            "status": self.status,
+            "tasks": self.task_ids,
+            "received_at": timestamp(self.received_at),
+        })
+        .to_string()
+    }
+
     pub fn view(&self) -> Value {
         let mut view = json!({
             "id": self.id,

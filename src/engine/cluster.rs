@@ -166,6 +166,7 @@ impl Inner {
             };
             let status = outcome.status();
             log_taken(id, outcome);
+            self.events.publish("task.finished", super::finished_data(&task));
             self.metrics
                 .task_finished(&task.spec.program.name, status.as_str(), None);
             if record.callbacks.iter().any(|c| c.status == CallbackStatus::Pending) {

@@ -8,6 +8,7 @@
 
 pub mod callback;
 pub mod cluster;
+pub mod events;
 mod recover;
 pub mod sched;
 pub mod task;
@@ -170,11 +171,19 @@ struct Inner {
     cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
     /// Where the files of multipart deliveries go (set before serving).
     uploads: std::sync::OnceLock<Uploads>,
+    /// What happens here, for `GET /events`.
+    events: events::Hub,
+    /// The output sizes last announced per running task (attempt, stdout, stderr),
+    /// while someone listens to the events.
+    output_seen: Mutex<std::collections::HashMap<Uuid, (u32, [u64; 2])>>,
 }
 
 /// How long the files of a multipart delivery that no unfinished task here
 /// needs are left before the periodic sweep removes them.
 const UPLOADS_KEPT_UNNEEDED: Duration = Duration::from_secs(600);
+
+/// How often running tasks' output files are looked at for `task.output` events.
+const OUTPUT_POLL: Duration = Duration::from_millis(100);
 
 /// How much of each stream a running task's file keeps on disk, at least.
 const MIN_OUTPUT_KEPT: u64 = 1 << 20;
@@ -209,8 +218,27 @@ impl Engine {
                 node,
                 cluster: std::sync::OnceLock::new(),
                 uploads: std::sync::OnceLock::new(),
+                events: events::Hub::new(),
+                output_seen: Mutex::new(Default::default()),
             }),
         };
+        // Output growth is looked for only while someone listens to the events.
+        let weak = Arc::downgrade(&engine.inner);
+        let hub = engine.inner.events.clone();
+        engine.inner.runtime.spawn(async move {
+            loop {
+                hub.wait_for_listener().await;
+                while hub.listening() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.notice_output();
+                    drop(inner);
+                    tokio::time::sleep(OUTPUT_POLL).await;
+                }
+                if let Some(inner) = weak.upgrade() {
+                    inner.output_seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+            }
+        });
         if let Some(store) = &engine.inner.store {
             // The store prunes history; the output files of what it pruned go too.
             let outputs = engine.inner.outputs.clone();
@@ -225,6 +253,11 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
+    }
+
+    /// What happens on this node, as events (`GET /events`).
+    pub fn events(&self) -> &events::Hub {
+        &self.inner.events
     }
 
     pub fn store(&self) -> Option<&Store> {
@@ -325,6 +358,7 @@ impl Engine {
         if let Some(cluster) = inner.cluster.get() {
             inner.lock().unreserve(tasks.len());
             for t in &tasks {
+                inner.events.publish("task.created", created_data(t));
                 if matches!(t.spec.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning) {
                     self.supersede_in_cluster(t);
                 }
@@ -339,6 +373,8 @@ impl Engine {
             let mut sched = inner.lock();
             for t in tasks {
                 linked.extend(t.spec.rerun_of);
+                // Under the lock: `task.created` comes before anything else of the task.
+                inner.events.publish("task.created", created_data(&t));
                 superseded.extend(sched.enqueue(t, now));
             }
             inner.start_ready(&mut sched);
@@ -775,7 +811,23 @@ impl Inner {
                 run.env.extend(param_files.env());
                 process::run(&run, task.body.clone(), files, stop, |pid| {
                     let now = SystemTime::now();
-                    self.lock().started(id, pid, now);
+                    let mut sched = self.lock();
+                    sched.started(id, pid, now);
+                    // Under the lock: output is announced only once this is out.
+                    self.events.publish(
+                        "task.started",
+                        serde_json::json!({
+                            "task": id,
+                            "program": program.name,
+                            "source": &*spec.source,
+                            "status": Status::Running,
+                            "attempt": task.attempt,
+                            "node": task.node.as_deref(),
+                            "started_at": task::timestamp(now),
+                        })
+                        .to_string(),
+                    );
+                    drop(sched);
                     // The pid on disk lets a restart recognise a handler that outlived us.
                     self.persist(id);
                     if let Ok(waited) = now.duration_since(spec.created_at) {
@@ -799,6 +851,10 @@ impl Inner {
         output_limit: usize,
     ) {
         let retry_code = matches!(ending, process::Ending::Exited(code) if program.retry_codes.contains(&code));
+        if self.events.listening() {
+            // The last output, announced before the end.
+            self.notice_output_of(id, task.attempt);
+        }
         let outcome = Outcome::of(ending, program);
         match self.retry_delay(task.attempt, program, &outcome, retry_code) {
             Some(delay) => self.retry_later(id, task.attempt, outcome, delay),
@@ -862,6 +918,9 @@ impl Inner {
                     stderr: tails.stderr,
                 };
                 sched.retry(id, ended, now + delay);
+                if let Some(t) = sched.get(&id) {
+                    self.events.publish("task.finished", finished_data(t));
+                }
                 let record = sched.release(id).map(|mut t| {
                     t.node = None;
                     t.record()
@@ -888,6 +947,9 @@ impl Inner {
                 stderr: tails.stderr,
             };
             sched.retry(id, ended, now + delay);
+            if let Some(t) = sched.get(&id) {
+                self.events.publish("task.finished", finished_data(t));
+            }
             self.start_ready(&mut sched);
         }
         self.persist(id);
@@ -920,6 +982,7 @@ impl Inner {
         };
         if let TaskState::Finished { outcome, .. } = &task.state {
             log_outcome(id, outcome);
+            self.events.publish("task.finished", finished_data(&task));
             if !abandoning {
                 self.forget_uploads(&task);
                 let ran = finished.as_ref().and_then(|f| f.ran);
@@ -937,6 +1000,52 @@ impl Inner {
             cluster.wake.notify_one();
         }
         self.changed.notify_waiters();
+    }
+
+    /// Announces the output that running tasks' files gained since last looked.
+    fn notice_output(&self) {
+        let running: Vec<(Uuid, u32)> = {
+            let sched = self.lock();
+            // Only handlers already spawned (their `task.started` is out).
+            sched
+                .running_ids()
+                .filter_map(|id| sched.get(id))
+                .filter(|t| matches!(t.state, TaskState::Running { pid: Some(_), .. }))
+                .map(|t| (t.id(), t.attempt))
+                .collect()
+        };
+        let mut seen = self.output_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|id, _| running.iter().any(|(r, _)| r == id));
+        for (id, attempt) in running {
+            self.output_grew(&mut seen, id, attempt);
+        }
+    }
+
+    /// [`Inner::notice_output`] for one task's attempt.
+    fn notice_output_of(&self, id: Uuid, attempt: u32) {
+        let mut seen = self.output_seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.output_grew(&mut seen, id, attempt);
+    }
+
+    fn output_grew(&self, seen: &mut std::collections::HashMap<Uuid, (u32, [u64; 2])>, id: Uuid, attempt: u32) {
+        use process::output::Stream;
+        let entry = seen.entry(id).or_insert((attempt, [0, 0]));
+        if entry.0 != attempt {
+            *entry = (attempt, [0, 0]);
+        }
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            // Trimming punches holes and keeps the size: the length is every byte written.
+            let Ok(len) = std::fs::metadata(self.outputs.file(id, attempt, stream)).map(|m| m.len()) else {
+                continue;
+            };
+            if len > entry.1[i] {
+                entry.1[i] = len;
+                self.events.publish(
+                    "task.output",
+                    serde_json::json!({ "task": id, "stream": stream.as_str(), "bytes": len }).to_string(),
+                );
+            }
+        }
     }
 
     /// See [`Engine::sweep_uploads`].
@@ -1044,6 +1153,55 @@ impl Inner {
             }
         }
     }
+}
+
+/// The data of a `task.created` event.
+fn created_data(t: &Task) -> String {
+    serde_json::json!({
+        "task": t.id(),
+        "program": t.spec.program.name,
+        "source": &*t.spec.source,
+        "delivery": t.spec.record_id,
+        "status": t.status(),
+        "node": t.node.as_deref(),
+        "created_at": task::timestamp(t.spec.created_at),
+    })
+    .to_string()
+}
+
+/// The data of a `task.finished` event: a task that ended, or whose attempt
+/// ended and that waits for the next (`queued`, with `next_attempt_at`).
+fn finished_data(t: &Task) -> String {
+    let (exit_code, finished_at, next_attempt_at) = match &t.state {
+        TaskState::Finished {
+            outcome, finished_at, ..
+        } => (outcome.code_and_error().0, Some(*finished_at), None),
+        TaskState::Queued { next_attempt_at } => {
+            let last = t.attempts.last();
+            (
+                last.and_then(|a| a.outcome.code_and_error().0),
+                last.map(|a| a.finished_at),
+                *next_attempt_at,
+            )
+        }
+        TaskState::Running { .. } => (None, None, None),
+    };
+    let attempt = match &t.state {
+        TaskState::Queued { .. } => t.attempts.last().map_or(t.attempt, |a| a.attempt),
+        _ => t.attempt,
+    };
+    serde_json::json!({
+        "task": t.id(),
+        "program": t.spec.program.name,
+        "source": &*t.spec.source,
+        "status": t.status(),
+        "exit_code": exit_code,
+        "attempt": attempt,
+        "node": t.node.as_deref(),
+        "finished_at": finished_at.map(task::timestamp),
+        "next_attempt_at": next_attempt_at.map(task::timestamp),
+    })
+    .to_string()
 }
 
 fn log_outcome(id: Uuid, outcome: &Outcome) {

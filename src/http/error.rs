@@ -20,6 +20,7 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller adds `Allow` (what the resource takes).
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error("the request body did not arrive in time")]
@@ -115,9 +116,6 @@ impl ResponseError for ApiError {
         match self {
             ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) | ApiError::NoNode(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
-            }
-            ApiError::MethodNotAllowed(_) => {
-                response.insert_header((header::ALLOW, "POST"));
             }
             ApiError::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -2,13 +2,17 @@
 
 mod access;
 mod body;
+mod dashboard;
 mod deliveries;
 pub mod error;
+mod events;
 mod follow;
 pub(crate) mod hooks;
 mod nodes;
+mod openapi;
 mod proxy;
 mod tasks;
+mod ui;
 
 pub use access::UnixPeer;
 pub use deliveries::{parse_delivery_list_query, DeliveryListQuery};
@@ -117,75 +121,117 @@ pub(crate) fn parse_choice<T: Copy>(
 }
 
 /// Registers every route; the server and the tests use the same function.
+/// `docs/API.md` and `src/http/openapi.json` describe each (`tests/openapi.rs` checks).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The dashboard first: with an empty `server.prefix`, `/` would be a hook's path.
+    cfg.service(
+        web::resource("/")
+            .route(web::get().to(ui::root))
+            .default_service(web::to(ui::method_not_allowed)),
+    )
+    .service(
+        web::resource(["/ui", "/ui/"])
+            .route(web::get().to(ui::index))
+            .default_service(web::to(ui::method_not_allowed)),
+    )
+    .service(
+        web::resource("/ui/{file}")
+            .route(web::get().to(ui::asset))
+            .default_service(web::to(ui::method_not_allowed)),
+    )
     // The hooks, under `server.prefix` (see `hooks::scope`).
-    cfg.service(hooks::scope())
-        .service(
-            web::resource("/tasks")
-                .route(web::get().to(tasks::list))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/tasks/{id}")
-                .route(web::get().to(tasks::get))
-                .route(web::delete().to(tasks::delete))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/tasks/{id}/output")
-                .route(web::get().to(tasks::output))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/tasks/{id}/cancel")
-                .route(web::post().to(tasks::cancel))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/tasks/{id}/rerun")
-                .route(web::post().to(tasks::rerun))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/deliveries")
-                .route(web::get().to(deliveries::list))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/deliveries/{id}")
-                .route(web::get().to(deliveries::get))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/deliveries/{id}/replay")
-                .route(web::post().to(deliveries::replay))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/nodes")
-                .route(web::get().to(nodes::list))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/healthz")
-                .route(web::get().to(healthz))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/-/reload")
-                .route(web::post().to(reload))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/metrics")
-                .route(web::get().to(metrics))
-                .default_service(web::to(method_not_allowed_get)),
-        )
-        .service(
-            web::resource("/readyz")
-                .route(web::get().to(readyz))
-                .default_service(web::to(method_not_allowed_get)),
-        );
+    .service(hooks::scope())
+    .service(
+        web::resource("/tasks")
+            .route(web::get().to(tasks::list))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/tasks/{id}")
+            .route(web::get().to(tasks::get))
+            .route(web::delete().to(tasks::delete))
+            .default_service(not_allowed("GET, DELETE")),
+    )
+    .service(
+        web::resource("/tasks/{id}/output")
+            .route(web::get().to(tasks::output))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/tasks/{id}/cancel")
+            .route(web::post().to(tasks::cancel))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/tasks/{id}/rerun")
+            .route(web::post().to(tasks::rerun))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/deliveries")
+            .route(web::get().to(deliveries::list))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/deliveries/{id}")
+            .route(web::get().to(deliveries::get))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/deliveries/{id}/body")
+            .route(web::get().to(deliveries::body))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/deliveries/{id}/replay")
+            .route(web::post().to(deliveries::replay))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/events")
+            .route(web::get().to(events::stream))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi::serve))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/nodes")
+            .route(web::get().to(nodes::list))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/-/overview")
+            .route(web::get().to(dashboard::overview))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/-/dry-run")
+            .route(web::post().to(dashboard::dry_run))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/-/reload")
+            .route(web::post().to(reload))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(not_allowed("GET")),
+    );
 }
 
 /// Answers paths that match no route.
@@ -193,17 +239,18 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("there is nothing at `{}`", req.path())))
 }
 
-pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
-}
-
-async fn method_not_allowed_get(req: HttpRequest) -> HttpResponse {
-    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(req.method().to_string()));
-    response.headers_mut().insert(
-        actix_web::http::header::ALLOW,
-        actix_web::http::header::HeaderValue::from_static("GET"),
-    );
-    response
+/// The answer to a method a resource does not take: `405` with `Allow`
+/// listing the ones it does.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest| async move {
+        let mut response =
+            actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(req.method().to_string()));
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        response
+    })
 }
 
 /// `POST /-/reload`: reloads the config file (same access rule as `/tasks`).

@@ -401,7 +401,7 @@ pub async fn admit_shaped(
                 at.metrics.dedup_hit(&s.name);
             }
         }
-        at.deliveries.insert(facts.record(outcome, status, reason), false);
+        record_delivery(at, facts.record(outcome, status, reason), false);
     }
     Admitted {
         result: result.map(|(answer, _)| answer),
@@ -418,6 +418,62 @@ fn reason_of(answer: &Answer) -> Option<String> {
         Answer::Handshake(_) => Some("handshake answered; nothing to run".into()),
         _ => None,
     }
+}
+
+/// A dry run asked for through the task API (`POST /-/dry-run`, the
+/// dashboard's "Try a payload"): `raw` with the given headers and query,
+/// judged by the source as a delivery would be, after its body and event
+/// checks but without its `allow_ips` and auth (the API's caller may already
+/// replay any recorded delivery unchecked). Nothing runs or is recorded.
+pub fn dry_run(
+    at: Intake<'_>,
+    source: &str,
+    headers: &crate::headers::HeaderPairs,
+    query: &[(String, String)],
+    raw: Bytes,
+) -> Result<serde_json::Value, Refused> {
+    let source =
+        at.config.sources.get(source).ok_or_else(|| {
+            Refused::NotFound(format!("there is no source named `{}`", crate::logging::escape(source)))
+        })?;
+    let limit = at.config.server.max_body;
+    if raw.len() > limit {
+        return Err(Refused::TooLarge { limit });
+    }
+    let id = Uuid::new_v4().to_string();
+    let accepts = Accepts::of(source);
+    let parsed = body::parse(
+        headers,
+        &raw,
+        &accepts,
+        &std::path::PathBuf::from("<uploads>").join(&id),
+    )?;
+    if let Some(answer) = source.challenge(&parsed.json) {
+        return Ok(serde_json::json!({
+            "dry_run": true, "delivery_id": id, "source": source.name, "handshake": answer,
+            "rules": [], "would_run": 0,
+        }));
+    }
+    let event = event_of(&source.event, headers, &parsed.json).map_err(Refused::BadRequest)?;
+    let delivery_id = source.delivery_id(headers, &parsed.json).unwrap_or(id);
+    let prefix = &at.config.server.prefix;
+    let request = crate::mapping::Request {
+        method: "POST".into(),
+        path: format!("{prefix}/{}", source.name),
+        remote_addr: None,
+        client_ip: None,
+    };
+    let parts = Parts {
+        event: &event,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
+        headers,
+        query,
+        request: &request,
+        raw: &raw,
+        files: &parsed.files,
+    };
+    Ok(explain(source, &parts, &delivery_id))
 }
 
 /// The steps after the source is known. The outcome to record with the
@@ -815,9 +871,22 @@ pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Re
     }
     at.engine.start(reserved);
     if let Some(r) = record {
-        at.deliveries.insert(r, persisted);
+        record_delivery(at, r, persisted);
     }
     Ok(())
+}
+
+/// Puts a delivery's record in the log and announces it (`delivery.recorded`):
+/// always when it started tasks; otherwise (ignored, refused, duplicate)
+/// only while someone listens to the events, so a flood of them costs nothing more.
+pub(crate) fn record_delivery(at: Intake<'_>, record: Record, persisted: bool) {
+    let hub = at.engine.events();
+    if record.task_ids.is_empty() && !hub.listening() {
+        at.deliveries.insert(record, persisted);
+        return;
+    }
+    let record = at.deliveries.insert(record, persisted);
+    hub.publish("delivery.recorded", record.event_data());
 }
 
 #[cfg(test)]

@@ -135,12 +135,15 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
                 Answer::Ignored { why, .. } => Some(why.clone()),
                 _ => None,
             };
-            at.deliveries.insert(facts.record(outcome, answer.status(), why), false);
+            super::record_delivery(at, facts.record(outcome, answer.status(), why), false);
             Ok(answer)
         }
         Err(e) => {
-            at.deliveries
-                .insert(facts.record(Outcome::Rejected, e.status(), Some(e.to_string())), false);
+            super::record_delivery(
+                at,
+                facts.record(Outcome::Rejected, e.status(), Some(e.to_string())),
+                false,
+            );
             Err(e)
         }
     };

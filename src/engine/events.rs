@@ -1,0 +1,240 @@
+//! The event hub: what happens to tasks and deliveries on this node, as
+//! numbered events for `GET /events`. The last [`KEPT`] events stay in a
+//! ring, so a client that reconnects with the last id it saw gets what it
+//! missed; every listener reads the ring at its own pace (a slow one never
+//! slows a publisher or the others), woken by a watch of the newest id.
+//!
+//! The engine publishes the task events, intake the delivery events. An
+//! event costs a lock and a push; its JSON is built by the publisher. What
+//! happens on every request and is worth nothing to a resuming client
+//! (deliveries that started no task, output growth) is published only while
+//! someone listens ([`Hub::listening`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify};
+
+/// How many events the ring keeps.
+pub const KEPT: usize = 4096;
+
+/// One event: its id (from 1, increasing, per daemon start), kind and JSON data.
+#[derive(Debug)]
+pub struct Event {
+    pub id: u64,
+    pub kind: &'static str,
+    pub data: String,
+}
+
+/// The hub (cheap to clone).
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    ring: Mutex<Ring>,
+    /// The newest id, for listeners to wait on.
+    newest: watch::Sender<u64>,
+    listeners: AtomicUsize,
+    /// Woken when the first listener arrives (the output watcher waits for it).
+    first_listener: Notify,
+}
+
+struct Ring {
+    next: u64,
+    events: VecDeque<Arc<Event>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+/// What a listener gets next.
+#[derive(Debug)]
+pub enum Next {
+    /// The events it asked for are gone: `oldest` is the oldest kept id
+    /// (or the next one, if none is kept), `newest` the id it goes on after.
+    Reset { oldest: u64, newest: u64 },
+    /// Events, in id order.
+    Events(Vec<Arc<Event>>),
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                ring: Mutex::new(Ring {
+                    next: 1,
+                    events: VecDeque::with_capacity(KEPT),
+                }),
+                newest: watch::Sender::new(0),
+                listeners: AtomicUsize::new(0),
+                first_listener: Notify::new(),
+            }),
+        }
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.inner.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether anyone reads the stream now.
+    pub fn listening(&self) -> bool {
+        self.inner.listeners.load(Ordering::Relaxed) > 0
+    }
+
+    /// Publishes an event; returns its id.
+    pub fn publish(&self, kind: &'static str, data: String) -> u64 {
+        let id = {
+            let mut ring = self.ring();
+            let id = ring.next;
+            ring.next += 1;
+            if ring.events.len() == KEPT {
+                ring.events.pop_front();
+            }
+            ring.events.push_back(Arc::new(Event { id, kind, data }));
+            id
+        };
+        self.inner.newest.send_replace(id);
+        id
+    }
+
+    /// Publishes an event only while someone listens; `data` is not built otherwise.
+    pub fn publish_if_listening(&self, kind: &'static str, data: impl FnOnce() -> String) {
+        if self.listening() {
+            self.publish(kind, data());
+        }
+    }
+
+    /// Waits until someone listens.
+    pub async fn wait_for_listener(&self) {
+        loop {
+            let notified = self.inner.first_listener.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.listening() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// A listener: with `since`, it first gets the kept events after that
+    /// id (or a reset, when some are gone), then live ones; without, live
+    /// ones only.
+    pub fn subscribe(&self, since: Option<u64>) -> Listener {
+        if self.inner.listeners.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.inner.first_listener.notify_waiters();
+        }
+        let rx = self.inner.newest.subscribe();
+        let (last, reset) = {
+            let ring = self.ring();
+            let newest = ring.next - 1;
+            let oldest = ring.events.front().map_or(ring.next, |e| e.id);
+            match since {
+                None => (newest, None),
+                // Every event after `n` is still kept.
+                Some(n) if n <= newest && n + 1 >= oldest => (n, None),
+                // Older than what is kept, or from before this daemon started.
+                Some(_) => (newest, Some(Next::Reset { oldest, newest })),
+            }
+        };
+        Listener {
+            hub: self.clone(),
+            last,
+            rx,
+            reset,
+        }
+    }
+}
+
+/// One reader of the stream; dropping it stops listening.
+pub struct Listener {
+    hub: Hub,
+    /// The id of the last event handed out.
+    last: u64,
+    rx: watch::Receiver<u64>,
+    reset: Option<Next>,
+}
+
+impl Listener {
+    /// The next events, waiting for some. Cancel-safe: nothing is lost when
+    /// the future is dropped before it is ready.
+    pub async fn next(&mut self) -> Next {
+        if let Some(reset) = self.reset.take() {
+            return reset;
+        }
+        loop {
+            self.rx.borrow_and_update();
+            {
+                let ring = self.hub.ring();
+                let oldest = ring.events.front().map_or(ring.next, |e| e.id);
+                if self.last + 1 < oldest {
+                    // It fell behind more than the ring keeps.
+                    let newest = ring.next - 1;
+                    self.last = newest;
+                    return Next::Reset { oldest, newest };
+                }
+                let skip = (self.last + 1 - oldest) as usize;
+                if skip < ring.events.len() {
+                    let events: Vec<Arc<Event>> = ring.events.iter().skip(skip).cloned().collect();
+                    self.last = events.last().map_or(self.last, |e| e.id);
+                    return Next::Events(events);
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                // The hub is gone: nothing more will come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.hub.inner.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(next: Next) -> Vec<u64> {
+        match next {
+            Next::Events(e) => e.iter().map(|e| e.id).collect(),
+            Next::Reset { .. } => panic!("a reset"),
+        }
+    }
+
+    #[tokio::test]
+    async fn resumes_after_an_id_and_resets_when_it_is_gone() {
+        let hub = Hub::new();
+        assert!(!hub.listening());
+        hub.publish_if_listening("x", || unreachable!());
+        for _ in 0..3 {
+            hub.publish("a", "{}".into());
+        }
+        let mut live = hub.subscribe(None);
+        assert!(hub.listening());
+        let mut resumed = hub.subscribe(Some(1));
+        assert_eq!(ids(resumed.next().await), vec![2, 3]);
+        hub.publish("a", "{}".into());
+        assert_eq!(ids(live.next().await), vec![4]);
+        assert_eq!(ids(resumed.next().await), vec![4]);
+        for _ in 0..=KEPT {
+            hub.publish("a", "{}".into());
+        }
+        let mut old = hub.subscribe(Some(2));
+        assert!(matches!(old.next().await, Next::Reset { oldest: 6, newest } if newest == 5 + KEPT as u64));
+        // The one that fell behind is told too, and goes on from the newest.
+        assert!(matches!(live.next().await, Next::Reset { .. }));
+        let mut future = hub.subscribe(Some(1_000_000));
+        assert!(matches!(future.next().await, Next::Reset { .. }));
+        drop((live, resumed, old, future));
+        assert!(!hub.listening());
+    }
+}

@@ -1,0 +1,352 @@
+//! `GET /events`: a delivery's task and delivery events arrive in order with
+//! increasing ids, output growth is announced, `Last-Event-ID` resumes after
+//! an id, and the stream keeps the task API's access rule.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+const CONFIG: &str = r#"
+sources:
+  a:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  talk:
+    command: [sh, -c, "echo one; echo two >&2; sleep 0.3; echo three"]
+mappings:
+  a:
+    talk: {rules: [{run: talk}]}
+"#;
+
+/// One event as the stream sent it.
+#[derive(Debug, Clone)]
+struct Ev {
+    id: u64,
+    kind: String,
+    data: Value,
+}
+
+/// A reader of `GET /events`.
+struct Events {
+    reader: BufReader<Box<dyn Read + Send + Sync>>,
+}
+
+impl Events {
+    fn open(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Events {
+        let agent = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(30)).build();
+        let mut req = agent.get(&d.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let resp = req.call().expect("GET /events");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+        assert_eq!(resp.header("cache-control"), Some("no-store"));
+        Events {
+            reader: BufReader::new(resp.into_reader()),
+        }
+    }
+
+    /// The next event (comments skipped).
+    fn next(&mut self) -> Ev {
+        let (mut id, mut kind, mut data) = (None, None, None);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(self.reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l.is_empty() {
+                if let Some(data) = data.take() {
+                    return Ev {
+                        id: id.expect("an event without an id"),
+                        kind: kind.expect("an event without a kind"),
+                        data,
+                    };
+                }
+                continue;
+            }
+            if l.starts_with(':') {
+                continue;
+            }
+            let (field, value) = l.split_once(": ").expect("a field");
+            match field {
+                "id" => id = Some(value.parse().unwrap()),
+                "event" => kind = Some(value.to_string()),
+                "data" => {
+                    assert!(data.is_none(), "data is one line");
+                    data = Some(serde_json::from_str(value).expect("data is JSON"));
+                }
+                other => panic!("unexpected field {other}"),
+            }
+        }
+    }
+
+    /// Events until `done` holds for one (included).
+    fn until(&mut self, mut done: impl FnMut(&Ev) -> bool) -> Vec<Ev> {
+        let mut out = Vec::new();
+        loop {
+            let e = self.next();
+            let stop = done(&e);
+            out.push(e);
+            if stop {
+                return out;
+            }
+        }
+    }
+}
+
+fn of<'a>(events: &'a [Ev], kind: &str, task: &str) -> Vec<&'a Ev> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind && e.data["task"].as_str().is_none_or(|t| t == task))
+        .collect()
+}
+
+/// Reads until the task finished and its delivery was recorded.
+fn a_delivery(d: &Daemon, events: &mut Events) -> (String, Vec<Ev>) {
+    let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+    let task = Daemon::task_ids(&resp).remove(0);
+    let (mut finished, mut recorded) = (false, false);
+    let got = events.until(|e| {
+        finished |= e.kind == "task.finished" && e.data["task"] == task.as_str();
+        recorded |= e.kind == "delivery.recorded" && e.data["tasks"][0] == task.as_str();
+        finished && recorded
+    });
+    (task, got)
+}
+
+#[test]
+fn a_delivery_streams_its_tasks_life_and_its_record_in_order() {
+    let d = Daemon::start(CONFIG);
+    let mut events = Events::open(&d, "/events", &[]);
+    let (task, got) = a_delivery(&d, &mut events);
+    let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+
+    let created = of(&got, "task.created", &task);
+    let started = of(&got, "task.started", &task);
+    let finished = of(&got, "task.finished", &task);
+    let recorded: Vec<&Ev> = got.iter().filter(|e| e.kind == "delivery.recorded").collect();
+    assert_eq!(
+        (created.len(), started.len(), finished.len(), recorded.len()),
+        (1, 1, 1, 1),
+        "{got:#?}"
+    );
+    let (created, started, finished, recorded) = (created[0], started[0], finished[0], recorded[0]);
+    assert!(created.id < started.id && started.id < finished.id && created.id < recorded.id);
+
+    assert_eq!(created.data["program"], "talk");
+    assert_eq!(created.data["source"], "a");
+    assert_eq!(created.data["status"], "queued");
+    assert_eq!(created.data["delivery"], recorded.data["delivery"]);
+    assert!(created.data["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(started.data["status"], "running");
+    assert_eq!(started.data["attempt"], 1);
+    assert_eq!(finished.data["status"], "succeeded");
+    assert_eq!(finished.data["exit_code"], 0);
+    assert!(finished.data["finished_at"].is_string());
+    assert_eq!(recorded.data["outcome"], "accepted");
+    assert_eq!(recorded.data["status"], 202);
+    assert_eq!(recorded.data["source"], "a");
+    // The delivery named is the one `GET /deliveries/{id}` shows.
+    let delivery = recorded.data["delivery"].as_str().unwrap();
+    assert_eq!(
+        d.get(&format!("/deliveries/{delivery}")).json()["task_ids"][0],
+        task.as_str()
+    );
+
+    // Output: announced while the task ran, and all of it before the end.
+    let out = of(&got, "task.output", &task);
+    let last = |stream: &str| {
+        out.iter()
+            .filter(|e| e.data["stream"] == stream)
+            .map(|e| (e.id, e.data["bytes"].as_u64().unwrap()))
+            .next_back()
+    };
+    let (stdout_id, stdout_bytes) = last("stdout").expect("stdout announced");
+    let (_, stderr_bytes) = last("stderr").expect("stderr announced");
+    assert_eq!(stdout_bytes, "one\nthree\n".len() as u64);
+    assert_eq!(stderr_bytes, "two\n".len() as u64);
+    assert!(started.id < stdout_id && stdout_id < finished.id);
+}
+
+#[test]
+fn last_event_id_resumes_after_it_and_an_unknown_id_is_a_reset() {
+    let d = Daemon::start(CONFIG);
+    let mut events = Events::open(&d, "/events", &[]);
+    let (_, first) = a_delivery(&d, &mut events);
+    let created = first.iter().find(|e| e.kind == "task.created").unwrap().id;
+
+    // Resumed after `created`: the kept events that follow it, in order.
+    let mut resumed = Events::open(&d, "/events", &[("Last-Event-ID", &created.to_string())]);
+    let again: Vec<u64> = (0..first.iter().filter(|e| e.id > created).count())
+        .map(|_| resumed.next().id)
+        .collect();
+    let expected: Vec<u64> = first.iter().map(|e| e.id).filter(|id| *id > created).collect();
+    assert_eq!(again, expected);
+    // `?since=` does the same.
+    let mut since = Events::open(&d, &format!("/events?since={created}"), &[]);
+    assert_eq!(since.next().id, created + 1);
+
+    // Then live events: the next delivery's, nothing twice.
+    let (task, _) = a_delivery(&d, &mut events);
+    let next = resumed.next();
+    assert_eq!(
+        (next.kind.as_str(), next.data["task"].as_str()),
+        ("task.created", Some(task.as_str()))
+    );
+    assert!(next.id > *expected.last().unwrap());
+
+    // An id this daemon never gave (from before a restart): a reset, then live events.
+    let mut stale = Events::open(&d, "/events", &[("Last-Event-ID", "99999999")]);
+    let reset = stale.next();
+    assert_eq!(reset.kind, "reset");
+    assert_eq!(reset.data["oldest"], 1);
+    assert!(reset.id >= next.id);
+
+    // A bad id is a 400 with a sentence.
+    let bad = d.get_with("/events", &[("Last-Event-ID", "soon")]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.error().contains("Last-Event-ID"), "{}", bad.error());
+}
+
+#[test]
+fn a_delivery_that_runs_nothing_is_streamed_to_listeners() {
+    let d = Daemon::start(CONFIG);
+    let mut events = Events::open(&d, "/events", &[]);
+    let resp = d.post_json("/hooks/a", &[], br#"{"kind": "nothing"}"#);
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let e = events.next();
+    assert_eq!(e.kind, "delivery.recorded");
+    assert_eq!(e.data["outcome"], "ignored");
+    assert_eq!(e.data["tasks"], serde_json::json!([]));
+    let refused = d.post_json("/hooks/nope", &[], b"{}");
+    assert_eq!(refused.status, 404);
+    let e = events.next();
+    assert_eq!(
+        (e.data["outcome"].as_str(), e.data["status"].as_u64()),
+        (Some("rejected"), Some(404))
+    );
+}
+
+#[test]
+fn with_api_tokens_the_stream_needs_one() {
+    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [tok-1]\nsources:", 1));
+    let without = d.get("/events");
+    assert_eq!(without.status, 401);
+    assert_eq!(without.error(), "send an API token as `Authorization: Bearer <token>`");
+    let wrong = d.get_with("/events", &[("Authorization", "Bearer nope")]);
+    assert_eq!(wrong.status, 401);
+    let mut events = Events::open(&d, "/events", &[("Authorization", "Bearer tok-1")]);
+    let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+    let task = Daemon::task_ids(&resp).remove(0);
+    let e = events.next();
+    assert_eq!(
+        (e.kind.as_str(), e.data["task"].as_str()),
+        ("task.created", Some(task.as_str()))
+    );
+    // Only GET.
+    let post = d.post("/events", &[], b"");
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET"));
+}
+
+/// `hookrunner tasks --watch ARGS` against `d`, its stdout lines on a channel.
+fn watch(d: &Daemon, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = std::process::Command::new(BIN)
+        .args(["tasks", "--watch", "--url", &d.url("")])
+        .args(args)
+        .env_remove("HOOKRUNNER_URL")
+        .env_remove("HOOKRUNNER_TOKEN")
+        .env_remove("HOOKRUNNER_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Sends deliveries until `rx` shows a line naming one of their tasks; that task's id.
+fn first_seen(d: &Daemon, rx: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    // The watcher connects on its own time: deliveries before that are not on its stream.
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+        sent.push(Daemon::task_ids(&resp).remove(0));
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.push(line.clone());
+            if let Some(task) = sent.iter().find(|t| line.contains(&t[..8])) {
+                return task.clone();
+            }
+        }
+    }
+    panic!("tasks --watch printed no task: {seen:?}");
+}
+
+#[test]
+fn tasks_watch_prints_a_line_per_task_event() {
+    let d = Daemon::start(CONFIG);
+    let (mut child, rx) = watch(&d, &[]);
+    let mut lines = Vec::new();
+    first_seen(&d, &rx, &mut lines);
+    assert!(lines[0].starts_with("TIME "), "{lines:?}");
+    // Connected: a new delivery's task is seen from its creation.
+    let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+    let task = Daemon::task_ids(&resp).remove(0);
+    let short = &task[..8];
+    let mut statuses = Vec::new();
+    let mut line = String::new();
+    loop {
+        if line.contains(short) {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(&cells[1..4], [short, "talk", "a"], "{line}");
+            statuses.push(cells[4].to_string());
+            if cells[4] == "succeeded" {
+                assert_eq!(cells.get(5), Some(&"0"), "{line}");
+                break;
+            }
+        }
+        line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line from tasks --watch");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(statuses, ["queued", "running", "succeeded"]);
+
+    // JSON, filtered by status: only the ends.
+    let (mut child, rx) = watch(&d, &["--status", "succeeded", "--json"]);
+    let mut lines = Vec::new();
+    let task = first_seen(&d, &rx, &mut lines);
+    let _ = child.kill();
+    let _ = child.wait();
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["task"], task.as_str());
+    assert_eq!(last["event"], "task.finished");
+    assert!(
+        last["id"].as_str().is_some_and(|id| id.parse::<u64>().is_ok()),
+        "{last}"
+    );
+    for line in &lines {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (e["event"].as_str(), e["status"].as_str()),
+            (Some("task.finished"), Some("succeeded"))
+        );
+    }
+}
