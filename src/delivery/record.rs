@@ -154,14 +154,35 @@ impl Record {
     /// A new record, before it is judged.
     pub fn new(source: &str, remote_addr: String, headers: HeaderList, query: Vec<(String, String)>) -> Self {
         let id = Uuid::new_v4().to_string();
+        Record::arrived(
+            id.clone(),
+            id,
+            source.to_string(),
+            SystemTime::now(),
+            remote_addr,
+            headers,
+            query,
+        )
+    }
+
+    /// A new record whose ids and arrival are already known.
+    pub fn arrived(
+        id: String,
+        delivery_id: String,
+        source: String,
+        received_at: SystemTime,
+        remote_addr: String,
+        headers: HeaderList,
+        query: Vec<(String, String)>,
+    ) -> Self {
         Record {
-            delivery_id: id.clone(),
+            delivery_id,
             request_id: String::new(),
             id,
-            source: source.to_string(),
+            source,
             event: None,
             raw_event: None,
-            received_at: SystemTime::now(),
+            received_at,
             remote_addr,
             headers,
             query,
