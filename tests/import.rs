@@ -423,15 +423,23 @@ fn adnanhs_cases_through_the_yaml_template() {
 /// webhook`) and hookrunner on the same rendered hooks file and the same
 /// requests. Checks that the live peer still gives what cases.json recorded
 /// (status, body, arguments, `HOOK_*` environment), and prints hookrunner's
-/// answer beside it. Ignored by default (it needs the package):
-/// `cargo test --test import -- --ignored` (filters as above).
+/// answer beside it. Without the package it says SKIPPED loudly; with
+/// `CI=true` (as `.ci/run` sets) a missing package is a failure.
 #[test]
-#[ignore = "needs Debian's webhook (apt-get install webhook)"]
 fn side_by_side_with_debians_webhook() {
-    let peer = ["/usr/bin/webhook", "webhook"]
+    let Some(peer) = ["/usr/bin/webhook", "webhook"]
         .into_iter()
         .find(|p| Command::new(p).arg("-version").output().is_ok())
-        .expect("Debian's webhook is not installed: apt-get install webhook");
+    else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true, but Debian's webhook is not installed (apt-get install webhook)"
+        );
+        eprintln!(
+            "\n*** SKIPPED: Debian's webhook is not installed (apt-get install webhook) to run adnanh's cases side by side; with CI=true this is a failure. ***\n"
+        );
+        return;
+    };
     let mut problems = Vec::new();
     for template in ["json", "yaml"] {
         if wanted("IMPORT_TEMPLATES").is_some_and(|t| !t.iter().any(|x| x == template)) {

@@ -370,12 +370,12 @@ fn config_error_lines_count_a_lone_cr_as_a_break() {
 }
 
 // ---------------------------------------------------------------------------
-// Findings: each is a minimised input that breaks a promise today.
+// Findings: each is the minimised input of a broken promise, kept after its fix.
 
-/// Finding 1 (fuzz target `list_queries`): an error about `/tasks` or
-/// `/deliveries` query echoes the decoded name or value as it is, so `%0A`
-/// (or any control character) puts a line break inside the one-sentence
-/// error, e.g. `unknown field `\n`, expected one of ...`.
+/// Finding 1 (fuzz target `list_queries`, fixed): an error about a `/tasks`
+/// or `/deliveries` query echoed the decoded name or value as it was, so
+/// `%0A` (or any control character) put a line break inside the one-sentence
+/// error. Request values in errors now pass through `logging::escape`.
 #[test]
 fn list_query_errors_are_one_line() {
     for query in ["%0A", "status=%0A", "outcome=%0D", "before=%0A", "limit=%0A"] {

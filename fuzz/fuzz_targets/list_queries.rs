@@ -7,6 +7,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // A query string reaches the handler as text.
     if let Ok(text) = std::str::from_utf8(data) {
-        check_list_queries(text, false);
+        check_list_queries(text, true);
     }
 });
