@@ -618,8 +618,10 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("hookrunner-<pid>-uploads"))
         .join("<delivery_id>");
-    let parsed = crate::intake::parse_body(&headers, &body, &crate::intake::Accepts::of(source), &uploads)
-        .map_err(|e| CliError::Usage(format!("`{}`: {e}", args.payload.display())))?;
+    let parsed = crate::intake::parse_body(&headers, &body, &crate::intake::Accepts::of(source), &|| {
+        uploads.clone()
+    })
+    .map_err(|e| CliError::Usage(format!("`{}`: {e}", args.payload.display())))?;
     let request = crate::mapping::Request {
         method: "POST".into(),
         path: format!("/hooks/{}", source.name),

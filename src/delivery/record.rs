@@ -79,6 +79,12 @@ pub struct Record {
 
 const MAX_HEADER_VALUE: usize = 1024;
 
+/// The most header text (`name: value` lines) a record keeps; the headers
+/// past it, in name order, are counted in one last line (`…`). A record is
+/// kept for thousands of deliveries, and without this bound a sender's 96
+/// headers of 1 KiB would hold ~100 KiB in each (BENCHMARKS.md, memory).
+pub const MAX_HEADER_BYTES: usize = 8192;
+
 /// Recorded headers, sorted by name, kept in one string (`name: value` per
 /// line): a record is made for every request and kept for thousands more, so
 /// one allocation beats two per header.
@@ -91,9 +97,16 @@ impl HeaderList {
     pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
         let mut pairs: Vec<(N, V)> = pairs.into_iter().collect();
         pairs.sort_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
-        let len = pairs.iter().map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 3).sum();
-        let mut text = String::with_capacity(len);
+        let len: usize = pairs.iter().map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 3).sum();
+        let mut text = String::with_capacity(len.min(MAX_HEADER_BYTES + 128));
+        let (mut dropped, mut dropped_bytes) = (0usize, 0usize);
         for (n, v) in &pairs {
+            let size = n.as_ref().len() + v.as_ref().len() + 3;
+            if dropped > 0 || text.len() + size > MAX_HEADER_BYTES {
+                dropped += 1;
+                dropped_bytes += size;
+                continue;
+            }
             for part in [n.as_ref(), ": ", v.as_ref()] {
                 let clean = |c: char| if c == '\n' || c == '\r' { ' ' } else { c };
                 if part.contains(['\n', '\r']) {
@@ -103,6 +116,11 @@ impl HeaderList {
                 }
             }
             text.push('\n');
+        }
+        if dropped > 0 {
+            text.push_str(&format!(
+                "…: {dropped} more headers not kept ({dropped_bytes} bytes; a record keeps {MAX_HEADER_BYTES} bytes of headers)\n"
+            ));
         }
         HeaderList(text)
     }
@@ -154,14 +172,35 @@ impl Record {
     /// A new record, before it is judged.
     pub fn new(source: &str, remote_addr: String, headers: HeaderList, query: Vec<(String, String)>) -> Self {
         let id = Uuid::new_v4().to_string();
+        Record::arrived(
+            id.clone(),
+            id,
+            source.to_string(),
+            SystemTime::now(),
+            remote_addr,
+            headers,
+            query,
+        )
+    }
+
+    /// A new record whose ids and arrival are already known.
+    pub fn arrived(
+        id: String,
+        delivery_id: String,
+        source: String,
+        received_at: SystemTime,
+        remote_addr: String,
+        headers: HeaderList,
+        query: Vec<(String, String)>,
+    ) -> Self {
         Record {
-            delivery_id: id.clone(),
+            delivery_id,
             request_id: String::new(),
             id,
-            source: source.to_string(),
+            source,
             event: None,
             raw_event: None,
-            received_at: SystemTime::now(),
+            received_at,
             remote_addr,
             headers,
             query,
@@ -411,6 +450,32 @@ impl crate::headers::Headers for HeaderList {
 mod tests {
     use super::*;
     use crate::headers::HeaderPairs;
+
+    #[test]
+    fn a_record_keeps_a_bounded_amount_of_headers() {
+        let mut h = HeaderPairs::new();
+        h.add("x-github-event", "push");
+        for i in 0..40 {
+            h.add(&format!("x-pad-{i:02}"), vec![b'v'; 1000]);
+        }
+        let list = mask_headers(&h, &[]);
+        assert!(list.0.len() <= MAX_HEADER_BYTES + 128, "{}", list.0.len());
+        let pairs: Vec<(&str, &str)> = list.iter().collect();
+        assert_eq!(
+            pairs[0],
+            ("x-github-event", "push"),
+            "those first in name order are kept"
+        );
+        assert_eq!(pairs[1].0, "x-pad-00");
+        let (name, value) = pairs.last().unwrap();
+        assert_eq!(*name, "…");
+        assert!(value.starts_with("32 more headers not kept (32352 bytes"), "{value}");
+        // Ordinary headers are kept whole.
+        let mut few = HeaderPairs::new();
+        few.add("content-type", "application/json");
+        few.add("x-github-event", "push");
+        assert_eq!(mask_headers(&few, &[]).iter().count(), 2);
+    }
 
     #[test]
     fn headers_are_recorded_sorted_masked_and_cut() {

@@ -167,9 +167,9 @@ async fn receive(req: HttpRequest, source: String, payload: web::Payload, state:
         request: crate::mapping::Request {
             method: req.method().as_str().to_string(),
             path: req.uri().path().to_string(),
-            remote_addr: req.peer_addr().map(|a| a.to_string()),
+            remote_addr: req.peer_addr().map(crate::auth::ip::socket_text),
             client_ip: match client {
-                crate::auth::ip::Client::Addr(ip) => Some(ip.to_string()),
+                crate::auth::ip::Client::Addr(ip) => Some(crate::auth::ip::ip_text(ip)),
                 crate::auth::ip::Client::Unknown => None,
             },
         },

@@ -12,7 +12,7 @@ use crate::mapping::wanted::Wanted;
 use crate::payload::{form, multipart, xml, Kind, Kinds};
 use bytes::Bytes;
 use serde_json::Value;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// A parsed body.
 pub struct Parsed {
@@ -53,8 +53,14 @@ impl<'a> Accepts<'a> {
 }
 
 /// Parses `body` as the source takes it; file parts of a multipart body get
-/// paths in `uploads` (the delivery's directory; nothing is written here).
-pub fn parse(headers: &dyn Headers, body: &Bytes, accepts: &Accepts<'_>, uploads: &Path) -> Result<Parsed, Refused> {
+/// paths in `uploads()` (the delivery's directory, asked for only then;
+/// nothing is written here).
+pub fn parse(
+    headers: &dyn Headers,
+    body: &Bytes,
+    accepts: &Accepts<'_>,
+    uploads: &dyn Fn() -> PathBuf,
+) -> Result<Parsed, Refused> {
     if body.is_empty() {
         return Ok(Parsed {
             json: Value::Null,
@@ -65,18 +71,18 @@ pub fn parse(headers: &dyn Headers, body: &Bytes, accepts: &Accepts<'_>, uploads
     }
     let sent = headers
         .get_bytes("content-type")
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .map(String::from_utf8_lossy)
         .filter(|v| !v.trim().is_empty());
-    let (kind, how) = match (accepts.content_type, &sent) {
-        (Some(ct), _) => (Kind::of_content_type(ct), format!("the source's `content_type` `{ct}`")),
-        (None, Some(ct)) => (
-            Kind::of_content_type(ct),
-            format!("Content-Type `{}`", crate::logging::escape(ct)),
-        ),
-        (None, None) => (
-            Kind::of_content(body),
-            "judged by its content, without a Content-Type".into(),
-        ),
+    let kind = match (accepts.content_type, &sent) {
+        (Some(ct), _) => Kind::of_content_type(ct),
+        (None, Some(ct)) => Kind::of_content_type(ct),
+        (None, None) => Kind::of_content(body),
+    };
+    // How the kind was told, for the messages of a refusal (written only then).
+    let how = || match (accepts.content_type, &sent) {
+        (Some(ct), _) => format!("the source's `content_type` `{ct}`"),
+        (None, Some(ct)) => format!("Content-Type `{}`", crate::logging::escape(ct)),
+        (None, None) => "judged by its content, without a Content-Type".into(),
     };
     let taken = |json: Value| Parsed {
         json,
@@ -89,8 +95,10 @@ pub fn parse(headers: &dyn Headers, body: &Bytes, accepts: &Accepts<'_>, uploads
     }
     if !accepts.bodies.contains(kind) {
         return Err(Refused::UnsupportedMediaType(format!(
-            "the body is {kind} ({how}), and source `{}` accepts only {}",
-            accepts.source, accepts.bodies
+            "the body is {kind} ({}), and source `{}` accepts only {}",
+            how(),
+            accepts.source,
+            accepts.bodies
         )));
     }
     match kind {
@@ -113,7 +121,7 @@ pub fn parse(headers: &dyn Headers, body: &Bytes, accepts: &Accepts<'_>, uploads
                 .and_then(multipart::boundary)
                 .ok_or_else(|| Refused::BadRequest("the multipart body's Content-Type has no `boundary`".into()))?;
             let parts = multipart::parse(body, &boundary).map_err(Refused::BadRequest)?;
-            let (json, files) = multipart::payload(body, &parts, uploads)
+            let (json, files) = multipart::payload(body, &parts, &uploads())
                 .map_err(|e| Refused::BadRequest(format!("the multipart body is not valid: {e}")))?;
             Ok(Parsed { files, ..taken(json) })
         }
@@ -132,7 +140,7 @@ pub fn parse(headers: &dyn Headers, body: &Bytes, accepts: &Accepts<'_>, uploads
 /// A form the providers' way: its `payload` field's JSON (GitHub's and
 /// Gitea's form mode; also Slack's interactivity), else, for a provider
 /// that takes them, its fields.
-fn provider_form(body: &Bytes, accepts: &Accepts<'_>, how: &str) -> Result<Parsed, Refused> {
+fn provider_form(body: &Bytes, accepts: &Accepts<'_>, how: &dyn Fn() -> String) -> Result<Parsed, Refused> {
     let payload = form_urlencoded::parse(body)
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.into_owned());
@@ -158,8 +166,10 @@ fn provider_form(body: &Bytes, accepts: &Accepts<'_>, how: &str) -> Result<Parse
             Ok(parsed(json.clone(), Bytes::from(json.to_string())))
         }
         None => Err(Refused::UnsupportedMediaType(format!(
-            "the body is a form ({how}) without a `payload` field holding JSON, and source `{}` accepts only {} (add `form` to its `bodies` to take plain forms)",
-            accepts.source, accepts.bodies
+            "the body is a form ({}) without a `payload` field holding JSON, and source `{}` accepts only {} (add `form` to its `bodies` to take plain forms)",
+            how(),
+            accepts.source,
+            accepts.bodies
         ))),
     }
 }

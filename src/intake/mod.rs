@@ -232,6 +232,7 @@ pub struct About {
 
 /// What is learnt about a delivery as it goes through admission; it becomes
 /// its record, once, when the outcome is known.
+#[derive(Clone)]
 pub(crate) struct Facts {
     /// The record's own id: the provider's delivery id the first time it is
     /// seen, a new UUID otherwise (repeats, refused requests).
@@ -291,30 +292,38 @@ impl Facts {
 
     /// The record of how it went.
     fn record(&self, outcome: Outcome, status: u16, reason: Option<String>) -> Record {
-        let mut r = Record::new(
-            &self.source,
-            self.remote_addr.clone(),
-            self.headers.clone(),
-            self.query.clone(),
+        self.clone().into_record(outcome, status, reason)
+    }
+
+    /// The record of how it went, made of the facts themselves (no copies:
+    /// a record is made for every request).
+    fn into_record(self, outcome: Outcome, status: u16, reason: Option<String>) -> Record {
+        let mut r = Record::arrived(
+            self.id,
+            self.delivery_id,
+            self.source,
+            self.received_at,
+            self.remote_addr,
+            self.headers,
+            self.query,
         );
-        r.id = self.id.clone();
-        r.delivery_id = self.delivery_id.clone();
-        r.request_id = self.request_id.clone();
-        r.received_at = self.received_at;
-        r.event = self.event.as_ref().map(|e| e.name.clone());
-        r.raw_event = self.event.as_ref().and_then(|e| e.raw.clone());
+        r.request_id = self.request_id;
+        if let Some(event) = self.event {
+            r.event = Some(event.name);
+            r.raw_event = event.raw;
+        }
         r.body_size = self.body_size;
         r.outcome = outcome;
         r.status = status;
         r.reason = reason;
-        r.params = self.params.clone();
-        r.rules = self.rules.clone();
-        r.task_ids = self.task_ids.clone();
-        r.duplicate_of = self.duplicate_of.clone();
-        r.replay_of = self.replay_of.clone();
-        r.notes = self.notes.clone();
-        if let Some(body) = &self.body {
-            r.keep_body(body.clone());
+        r.params = self.params;
+        r.rules = self.rules;
+        r.task_ids = self.task_ids;
+        r.duplicate_of = self.duplicate_of;
+        r.replay_of = self.replay_of;
+        r.notes = self.notes;
+        if let Some(body) = self.body {
+            r.keep_body(body);
         }
         r
     }
@@ -362,7 +371,7 @@ pub async fn admit_shaped(
     let (secret_headers, secret_query) = source.map(|s| s.auth.secret_carriers()).unwrap_or_default();
     let mut facts = Facts::new(
         arrival.source,
-        arrival.client.to_string(),
+        arrival.client.text(),
         mask_headers(arrival.headers, &secret_headers),
         mask_query(arrival.query, &secret_query),
         arrival.request_id.clone(),
@@ -401,7 +410,7 @@ pub async fn admit_shaped(
                 at.metrics.dedup_hit(&s.name);
             }
         }
-        record_delivery(at, facts.record(outcome, status, reason), false);
+        record_delivery(at, facts.into_record(outcome, status, reason), false);
     }
     Admitted {
         result: result.map(|(answer, _)| answer),
@@ -510,7 +519,7 @@ async fn admit_to(
         Some(u) => u.dir_for(record_id),
         None => std::path::PathBuf::from("<uploads>").join(record_id),
     };
-    let mut parsed = body::parse(arrival.headers, &raw, &accepts, &dir_of(&facts.id))?;
+    let mut parsed = body::parse(arrival.headers, &raw, &accepts, &|| dir_of(&facts.id))?;
     if let Some(answer) = source.challenge(&parsed.json) {
         return Ok((Answer::Handshake(answer), Some(Outcome::Ignored)));
     }
@@ -523,7 +532,7 @@ async fn admit_to(
             facts.id = id.clone();
             if !parsed.files.is_empty() {
                 // File parts go in the directory of the record's own id.
-                parsed = body::parse(arrival.headers, &raw, &accepts, &dir_of(&facts.id))?;
+                parsed = body::parse(arrival.headers, &raw, &accepts, &|| dir_of(&facts.id))?;
             }
         }
     }

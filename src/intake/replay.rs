@@ -99,7 +99,7 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
             Some(u) => u.dir_for(&facts.id),
             None => std::path::PathBuf::from("<uploads>").join(&facts.id),
         };
-        super::body::parse(&original.headers, &body, &accepts, &dir).map_err(|e| {
+        super::body::parse(&original.headers, &body, &accepts, &|| dir.clone()).map_err(|e| {
             Refused::Conflict(format!(
                 "the recorded body cannot be read as the source takes it now: {e}"
             ))

@@ -67,7 +67,22 @@ impl Wanted {
     }
 
     /// Parses JSON text into a value holding the wanted parts, checking all of it.
+    ///
+    /// A plain scan takes the common case (see [`fast`]); whatever it is not
+    /// sure of (an error, a number with an exponent, deep nesting, an escaped
+    /// key...) goes through serde_json, so every refusal and every value is
+    /// serde_json's own.
     pub fn parse(&self, text: &[u8]) -> serde_json::Result<Value> {
+        if matches!(self, Wanted::Some { .. }) {
+            if let Some(value) = fast::parse(self, text) {
+                return Ok(value);
+            }
+        }
+        self.parse_with_serde(text)
+    }
+
+    /// [`Wanted::parse`] through serde_json's tokens only.
+    fn parse_with_serde(&self, text: &[u8]) -> serde_json::Result<Value> {
         let mut de = serde_json::Deserializer::from_slice(text);
         let value = self.deserialize(&mut de)?;
         de.end()?;
@@ -216,6 +231,297 @@ impl<'de> Visitor<'de> for Skip {
     }
 }
 
+/// The sparse parse without serde's visitor calls per token: skipping an
+/// unread subtree is a scan of its bytes (the whole body was checked as
+/// UTF-8 first), and only wanted values are handed to serde_json. `None`
+/// when the text is anything but plain valid JSON this scan is sure of;
+/// the caller then parses it with serde_json, which gives the same value
+/// or the exact error. It takes a third off the parse of a GitHub push
+/// (BENCHMARKS.md, round two).
+mod fast {
+    use super::Wanted;
+    use serde_json::{Map, Value};
+    use std::collections::BTreeMap;
+
+    /// Deeper than this the scan gives up (serde_json refuses past 128).
+    const MAX_DEPTH: usize = 100;
+    /// Longer numbers are left to serde_json (it refuses those out of range).
+    const MAX_NUMBER: usize = 100;
+
+    pub(super) fn parse(wanted: &Wanted, text: &[u8]) -> Option<Value> {
+        std::str::from_utf8(text).ok()?;
+        let mut p = Scan { text, at: 0, depth: 0 };
+        p.ws();
+        let value = p.value(wanted)?;
+        p.ws();
+        (p.at == text.len()).then_some(value)
+    }
+
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+
+    /// The high bit of each byte of `x` (little-endian) that is `"`, `\` or
+    /// below 0x20; bytes above the lowest such byte may be marked falsely
+    /// (borrows), so only the lowest mark is to be trusted.
+    fn special(x: u64) -> u64 {
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+    }
+
+    struct Scan<'a> {
+        text: &'a [u8],
+        at: usize,
+        depth: usize,
+    }
+
+    impl Scan<'_> {
+        fn peek(&self) -> Option<u8> {
+            self.text.get(self.at).copied()
+        }
+
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+                self.at += 1;
+            }
+        }
+
+        fn enter(&mut self) -> Option<()> {
+            self.depth += 1;
+            self.at += 1;
+            (self.depth <= MAX_DEPTH).then_some(())
+        }
+
+        /// After a container's value: a `,` (true) or its end (false).
+        fn next(&mut self, end: u8) -> Option<bool> {
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                    Some(true)
+                }
+                b if b == end => {
+                    self.at += 1;
+                    self.depth -= 1;
+                    Some(false)
+                }
+                _ => None,
+            }
+        }
+
+        /// Whether the container just entered is empty (and then leaves it).
+        fn empty(&mut self, end: u8) -> Option<bool> {
+            self.ws();
+            if self.peek()? == end {
+                self.at += 1;
+                self.depth -= 1;
+                return Some(true);
+            }
+            Some(false)
+        }
+
+        /// An object's key and its colon: the key's raw text, and whether it has escapes.
+        fn key(&mut self) -> Option<(&[u8], bool)> {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let (start, end, escaped) = self.string()?;
+            self.ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            self.ws();
+            Some((&self.text[start..end], escaped))
+        }
+
+        /// A value as `wanted` wants it.
+        fn value(&mut self, wanted: &Wanted) -> Option<Value> {
+            match (wanted, self.peek()?) {
+                (Wanted::Some { keys, .. }, b'{') => self.object(keys),
+                (Wanted::Some { items, .. }, b'[') => self.array(items),
+                _ => {
+                    let start = self.at;
+                    self.skip()?;
+                    serde_json::from_slice(&self.text[start..self.at]).ok()
+                }
+            }
+        }
+
+        fn object(&mut self, keys: &[(String, Wanted)]) -> Option<Value> {
+            self.enter()?;
+            let mut out = Map::new();
+            if self.empty(b'}')? {
+                return Some(Value::Object(out));
+            }
+            loop {
+                let (key, escaped) = self.key()?;
+                if escaped {
+                    return None;
+                }
+                match keys.iter().find(|(k, _)| k.as_bytes() == key) {
+                    Some((name, child)) => {
+                        let value = self.value(child)?;
+                        out.insert(name.clone(), value);
+                    }
+                    None => self.skip()?,
+                }
+                if !self.next(b'}')? {
+                    return Some(Value::Object(out));
+                }
+            }
+        }
+
+        /// Unwanted items up to the last wanted index stay as `null`.
+        fn array(&mut self, items: &BTreeMap<usize, Wanted>) -> Option<Value> {
+            self.enter()?;
+            let mut out = Vec::new();
+            if self.empty(b']')? {
+                return Some(Value::Array(out));
+            }
+            let last = items.keys().next_back().copied();
+            let mut index = 0;
+            loop {
+                match items.get(&index) {
+                    Some(child) => out.push(self.value(child)?),
+                    None => {
+                        self.skip()?;
+                        if last.is_some_and(|l| index < l) {
+                            out.push(Value::Null);
+                        }
+                    }
+                }
+                if !self.next(b']')? {
+                    return Some(Value::Array(out));
+                }
+                index += 1;
+            }
+        }
+
+        /// Past one value, building nothing.
+        fn skip(&mut self) -> Option<()> {
+            match self.peek()? {
+                b'"' => self.string().map(|_| ()),
+                b'{' => {
+                    self.enter()?;
+                    if !self.empty(b'}')? {
+                        loop {
+                            self.key()?;
+                            self.skip()?;
+                            if !self.next(b'}')? {
+                                break;
+                            }
+                        }
+                    }
+                    Some(())
+                }
+                b'[' => {
+                    self.enter()?;
+                    if !self.empty(b']')? {
+                        loop {
+                            self.skip()?;
+                            if !self.next(b']')? {
+                                break;
+                            }
+                        }
+                    }
+                    Some(())
+                }
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                b'-' | b'0'..=b'9' => self.number(),
+                _ => None,
+            }
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            let end = self.at + word.len();
+            (self.text.get(self.at..end)? == word).then(|| self.at = end)
+        }
+
+        /// An integer or a decimal; one with an exponent is left to serde_json.
+        fn number(&mut self) -> Option<()> {
+            let start = self.at;
+            if self.peek() == Some(b'-') {
+                self.at += 1;
+            }
+            match self.peek()? {
+                b'0' => self.at += 1,
+                b'1'..=b'9' => self.digits(),
+                _ => return None,
+            }
+            if self.peek() == Some(b'.') {
+                self.at += 1;
+                if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return None;
+                }
+                self.digits();
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                return None;
+            }
+            (self.at - start <= MAX_NUMBER).then_some(())
+        }
+
+        fn digits(&mut self) {
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.at += 1;
+            }
+        }
+
+        /// Past a string (at its `"`): where its text starts and ends, and
+        /// whether it has escapes. A control character, a bad escape or a
+        /// `\u` escape of a surrogate (serde_json pairs or refuses those) is `None`.
+        fn string(&mut self) -> Option<(usize, usize, bool)> {
+            self.at += 1;
+            let start = self.at;
+            let mut escaped = false;
+            loop {
+                // Eight bytes at a time up to the next `"`, `\` or control character.
+                while let Some(chunk) = self.text.get(self.at..self.at + 8) {
+                    let mask = special(u64::from_le_bytes(chunk.try_into().ok()?));
+                    if mask != 0 {
+                        self.at += (mask.trailing_zeros() / 8) as usize;
+                        break;
+                    }
+                    self.at += 8;
+                }
+                match *self.text.get(self.at)? {
+                    b'"' => {
+                        self.at += 1;
+                        return Some((start, self.at - 1, escaped));
+                    }
+                    b'\\' => {
+                        escaped = true;
+                        match *self.text.get(self.at + 1)? {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+                            b'u' => {
+                                let hex = self.text.get(self.at + 2..self.at + 6)?;
+                                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                    return None;
+                                }
+                                let unit = hex
+                                    .iter()
+                                    .fold(0u32, |n, &h| n * 16 + char::from(h).to_digit(16).unwrap_or(0));
+                                if (0xD800..0xE000).contains(&unit) {
+                                    return None;
+                                }
+                                self.at += 6;
+                            }
+                            _ => return None,
+                        }
+                    }
+                    0..=0x1f => return None,
+                    _ => self.at += 1,
+                }
+            }
+        }
+    }
+}
+
 /// Reads an object key: the wanted child and the key's name, or `None` to skip its value.
 struct Key<'w>(&'w [(String, Wanted)]);
 
@@ -326,6 +632,61 @@ mod tests {
             let full = serde_json::from_slice::<Value>(bad).unwrap_err().to_string();
             assert_eq!(ours, full);
         }
+    }
+
+    #[test]
+    fn the_scan_gives_what_serde_json_gives_or_leaves_it_to_serde_json() {
+        let paths = ["ref", "a[1].x", "a[3]", "o.k", "o.s", "n", "e", "d"];
+        let w = wanting(&paths);
+        let bodies: &[&[u8]] = &[
+            PUSH,
+            br#"{"ref":"a","a":[10,{"x":1,"y":2},"s",[1]],"o":{"k":[1,{"z":null}],"s":"\u00e9\n\"/"}}"#,
+            br#" { "ref" : "x" , "a" : [ ] , "o" : { } , "n" : -0.5 , "e" : 1e400 } "#,
+            br#"{"ref":"x","skip":{"deep":[[[["\ud83d\ude00"]]]],"n":-12.75e-3}}"#,
+            br#"{"r\u0065f":"escaped key","ref":"plain"}"#,
+            br#"{"ref":"a","ref":"b","n":123456789012345678901234567890}"#,
+            br#"{"ref":"a","x":01}"#,
+            br#"{"ref":"a","x":[1,]}"#,
+            br#"{"ref":"a","x":{"a":1,}}"#,
+            br#"{"ref":"a","x":"\x"}"#,
+            br#"{"ref":"a","x":"\ud800"}"#,
+            br#"{"ref":"a","x":"tab	in"}"#,
+            br#"{"ref":"a","x":-}"#,
+            br#"{"ref":"a","x":1.}"#,
+            br#"{"ref":"a","x":tru}"#,
+            br#"{"ref":"a"}x"#,
+            br#"[{"ref":1},{"ref":2}]"#,
+            br#""just a string""#,
+            br#"{"ref":"a","x":"caf\xc3\xa9"}"#,
+            b"{\"ref\":\"caf\xc3\xa9\",\"x\":\"\xe9\"}",
+            b"\xef\xbb\xbf{}",
+            b"",
+            b"   ",
+        ];
+        let nest = |n| format!("{{\"ref\":1,\"x\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        let deep: Vec<String> = [99, 100, 101, 127, 128, 129].into_iter().map(nest).collect();
+        for body in bodies.iter().copied().chain(deep.iter().map(|d| d.as_bytes())) {
+            let ours = w.parse(body).map_err(|e| e.to_string());
+            let theirs = w.parse_with_serde(body).map_err(|e| e.to_string());
+            assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(body));
+        }
+        // Escapes, quotes, control and non-ASCII characters at every offset of the eight-byte steps.
+        for special in ["\\\"", "\\\\", "\\u00e9", "\u{1}", "\u{1f}", "é", "\u{7f}", "\\q", "\""] {
+            for at in 0..20 {
+                let text = format!("{}{special}{}", "a".repeat(at), "b".repeat(20 - at));
+                for body in [
+                    format!("{{\"ref\":\"{text}\",\"x\":\"{text}\"}}"),
+                    format!("{{\"x\":[\"{text}\"],\"ref\":1}}"),
+                ] {
+                    let ours = w.parse(body.as_bytes()).map_err(|e| e.to_string());
+                    let theirs = w.parse_with_serde(body.as_bytes()).map_err(|e| e.to_string());
+                    assert_eq!(ours, theirs, "{body}");
+                }
+            }
+        }
+        // The common case takes the scan.
+        assert!(super::fast::parse(&w, PUSH).is_some());
+        assert!(super::fast::parse(&w, bodies[1]).is_some());
     }
 
     #[test]
