@@ -342,6 +342,34 @@ fn output_and_cancel_of_a_task_on_another_node() {
 }
 
 #[test]
+fn a_wait_delivery_answers_when_another_node_has_run_it() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  chatty:
+    command: handlers/chatty.sh
+    run_on: [b]
+    env: {TICKS: "3", PAUSE: "0.2"}
+"#;
+    let mapping = "    chatty: {rules: [{run: chatty}]}";
+    let a = node(&db, "na", "", shared.path(), programs, mapping);
+    let b = node(&db, "nb", "b", shared.path(), programs, mapping);
+    // na accepts and waits; only nb may run it.
+    let r = a.post_json("/hooks/a?wait=20s", &[], br#"{"kind":"chatty"}"#);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["finished"], true, "{body}");
+    let t = &body["tasks"][0];
+    assert_eq!(t["status"], "succeeded", "{body}");
+    assert_eq!(t["node"], "nb", "{body}");
+    assert_eq!(t["exit_code"], 0, "{body}");
+    let stdout = t["stdout"].as_str().unwrap_or_default();
+    assert!(stdout.contains("tick 3"), "the output nb kept: {body}");
+    drop(b);
+}
+
+#[test]
 fn the_database_going_away_refuses_with_503_and_loses_nothing() {
     let _one = serial();
     let Some(db) = Db::create() else { return };

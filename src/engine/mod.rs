@@ -470,8 +470,21 @@ impl Engine {
         self.delete_stored(id).await
     }
 
+    /// A task's view: as this engine holds it, else as the store has it (a
+    /// task of another node, in a cluster, or one no longer held).
+    pub async fn task_anywhere(&self, id: &Uuid) -> Option<TaskView> {
+        if let Some(view) = self.task(id) {
+            return Some(view);
+        }
+        let record = self.store()?.task(*id).await.ok()??;
+        Some(TaskView::of(&record, None))
+    }
+
     /// Waits until every task in `ids` has finished, or `deadline`; true if they all did.
     pub async fn wait_finished(&self, ids: &[Uuid], deadline: Instant) -> bool {
+        if self.cluster().is_some() {
+            return self.wait_finished_anywhere(ids, deadline).await;
+        }
         let inner = &self.inner;
         loop {
             let mut notified = pin!(inner.changed.notified());
@@ -484,6 +497,49 @@ impl Engine {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// [`Engine::wait_finished`] in a cluster, where any node may run the
+    /// tasks: one this node does not hold is read from the database, every
+    /// 20 ms (or sooner when a task here changes), until its state is final.
+    async fn wait_finished_anywhere(&self, ids: &[Uuid], deadline: Instant) -> bool {
+        let inner = &self.inner;
+        let mut pending: Vec<Uuid> = ids.to_vec();
+        loop {
+            let mut notified = pin!(inner.changed.notified());
+            notified.as_mut().enable();
+            let mut still = Vec::with_capacity(pending.len());
+            for id in pending {
+                let held = inner.lock().get(&id).map(|t| t.state.is_finished());
+                let finished = match held {
+                    Some(finished) => finished,
+                    None => match self.store() {
+                        Some(store) => match store.task(id).await {
+                            Ok(Some(record)) => record.state.status().is_final(),
+                            // Deleted: it is not running any more.
+                            Ok(None) => true,
+                            Err(_) => false,
+                        },
+                        None => true,
+                    },
+                };
+                if !finished {
+                    still.push(id);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                return true;
+            }
+            let poll = tokio::time::sleep_until(deadline.min(Instant::now() + Duration::from_millis(20)));
+            tokio::select! {
+                _ = notified => {}
+                _ = poll => {}
+            }
+            if Instant::now() >= deadline {
                 return false;
             }
         }

@@ -527,7 +527,10 @@ async fn admit_to(
     if let (Some(wait), Answer::Accepted { about, tasks }) = (wait, &answer) {
         let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
         if at.engine.wait_finished(&ids, tokio::time::Instant::now() + wait).await {
-            let tasks: Vec<TaskView> = ids.iter().filter_map(|id| at.engine.task(id)).collect();
+            let mut tasks: Vec<TaskView> = Vec::with_capacity(ids.len());
+            for id in &ids {
+                tasks.extend(at.engine.task_anywhere(id).await);
+            }
             let failed = tasks.iter().any(|t| t.status != crate::status::Status::Succeeded);
             let reply = facts.reply.clone().unwrap_or_default();
             let wants_output = if failed {
