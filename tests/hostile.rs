@@ -321,7 +321,10 @@ sources:
     let mut looked_up = 0;
     for name in HOSTILE_NAMES {
         let r = d.post_json(&format!("/hooks/{}", encode(name)), &[], b"{}");
-        assert_eq!(r.status, 404, "{name:?}: {}", r.text);
+        // `..` is resolved by the client: the request is `POST /`, the
+        // dashboard's redirect, which takes only GET.
+        let expected = if name == ".." { 405 } else { 404 };
+        assert_eq!(r.status, expected, "{name:?}: {}", r.text);
         // (A path the router itself refuses never reaches a source lookup.)
         looked_up += usize::from(r.error().starts_with("there is no source named"));
     }

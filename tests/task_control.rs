@@ -135,6 +135,9 @@ fn finished_tasks_from_before_a_restart_can_be_deleted_not_cancelled() {
     let mut d = Daemon::start(&CONFIG.replace("tasks:\n", "state: {path: $DIR/state/hookrunner.db}\ntasks:\n"));
     let id = one(&send(&d, "/hooks/a", r#"{"kind":"echo","word":"kept"}"#));
     d.wait_task(&id);
+    // A clean stop: the end of the task is written before the daemon exits
+    // (after a kill -9 in the same millisecond it could read `interrupted`).
+    assert!(d.terminate().success());
     d.restart();
     let file = d.path(&format!("state/output/{id}.1.out"));
     assert!(file.exists());

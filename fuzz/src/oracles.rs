@@ -385,6 +385,8 @@ pub fn check_list_queries(query_string: &str, strict: bool) {
             assert_eq!(q.source.as_deref(), given("source"));
             assert_eq!(q.event.as_deref(), given("event"));
             assert_eq!(q.program.as_deref(), given("program"));
+            assert_eq!(q.node.as_deref(), given("node"));
+            assert_eq!(q.id_prefix.is_some(), given("id").is_some_and(|v| !v.is_empty()));
             assert_eq!(q.before.is_some(), given("before").is_some());
         }
         Err(e) => {

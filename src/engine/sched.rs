@@ -31,6 +31,10 @@ pub struct Filter {
     pub source: Option<String>,
     pub event: Option<String>,
     pub program: Option<String>,
+    /// Only tasks run by this node (in a cluster).
+    pub node: Option<String>,
+    /// Only tasks whose id (lower-case, hyphenated) starts with this.
+    pub id_prefix: Option<String>,
     pub limit: usize,
     /// Only tasks created before this sequence number (a paging cursor).
     pub before_seq: Option<u64>,
@@ -43,6 +47,11 @@ impl Filter {
             && self.source.as_deref().is_none_or(|x| *s.source == *x)
             && self.event.as_deref().is_none_or(|x| *s.event == *x)
             && self.program.as_deref().is_none_or(|x| *s.program.name == *x)
+            && self.node.as_deref().is_none_or(|x| t.node.as_deref() == Some(x))
+            && self
+                .id_prefix
+                .as_deref()
+                .is_none_or(|p| s.id.hyphenated().to_string().starts_with(p))
     }
 }
 

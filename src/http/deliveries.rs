@@ -149,3 +149,35 @@ pub async fn replay(
     }
     Ok(response)
 }
+
+/// `GET /deliveries/{id}/body`: the kept body (what handlers got on stdin),
+/// as bytes that no browser renders: `application/octet-stream`, as an
+/// attachment, under a sandboxing policy. `404` if there is no such record
+/// or its body is not kept.
+pub async fn body(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let id = path.into_inner();
+    let body = match state.deliveries.get(&id) {
+        Some(record) => Some(record.body()),
+        None => stored(&state, &id).await?.map(|r| r.body()),
+    };
+    let Some(body) = body else {
+        return Err(ApiError::NotFound(format!("there is no delivery `{id}` on record")));
+    };
+    let body = body.filter(|b| !b.is_empty()).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "the body of delivery `{id}` is not kept (see `deliveries.body_bytes`)"
+        ))
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("Content-Disposition", "attachment"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body))
+}

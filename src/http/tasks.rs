@@ -21,6 +21,8 @@ pub struct ListQuery {
     source: Option<String>,
     event: Option<String>,
     program: Option<String>,
+    node: Option<String>,
+    id: Option<String>,
     limit: Option<String>,
     before: Option<String>,
 }
@@ -33,6 +35,10 @@ pub struct TaskListQuery {
     pub source: Option<String>,
     pub event: Option<String>,
     pub program: Option<String>,
+    /// The node that runs or ran it (in a cluster).
+    pub node: Option<String>,
+    /// The start of the task's id (lower case, hyphenated as ids are shown).
+    pub id_prefix: Option<String>,
     /// 1 to 1000, default 50.
     pub limit: usize,
     pub before: Option<Uuid>,
@@ -40,7 +46,10 @@ pub struct TaskListQuery {
 
 /// Parses the query string of `GET /tasks` (without the `?`).
 pub fn parse_task_list_query(query_string: &str) -> Result<TaskListQuery, ApiError> {
-    let q: ListQuery = super::parse_query_string(query_string, "status, source, event, program, limit and before")?;
+    let q: ListQuery = super::parse_query_string(
+        query_string,
+        "status, source, event, program, node, id, limit and before",
+    )?;
     let status = super::parse_choice("status", q.status.as_deref(), &Status::ALL, Status::as_str)?;
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.before.as_deref() {
@@ -52,11 +61,17 @@ pub fn parse_task_list_query(query_string: &str) -> Result<TaskListQuery, ApiErr
             ))
         })?),
     };
+    let id_prefix = match q.id.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(parse_id_prefix(text)?),
+    };
     Ok(TaskListQuery {
         status,
         source: q.source,
         event: q.event,
         program: q.program,
+        node: q.node,
+        id_prefix,
         limit,
         before,
     })
@@ -84,6 +99,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         source: q.source.clone(),
         event: q.event.clone(),
         program: q.program.clone(),
+        node: q.node.clone(),
+        id_prefix: q.id_prefix.clone(),
         limit,
         before_seq,
     };
@@ -99,6 +116,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         source: filter.source.clone(),
         event: filter.event.clone(),
         program: filter.program.clone(),
+        node: filter.node.clone(),
+        id_prefix: filter.id_prefix.clone(),
         before_seq,
         limit,
     };
@@ -113,6 +132,25 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .filter(|view| filter.status.is_none_or(|s| view.status == s))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
+}
+
+/// `?id=`: the start of a task id as ids are shown (`3f2a9c1e-4b…`), in
+/// either case; answered as lower case.
+fn parse_id_prefix(text: &str) -> Result<String, ApiError> {
+    let lower = text.to_ascii_lowercase();
+    let fits = lower.len() <= 36
+        && lower.chars().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if fits {
+        Ok(lower)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "`id` must be the start of a task id (hex digits, hyphenated as in 3f2a9c1e-4b7d-…), not `{}`",
+            crate::logging::escape(text)
+        )))
+    }
 }
 
 /// `?limit=`: 1 to 1000, default 50.

@@ -420,6 +420,62 @@ fn reason_of(answer: &Answer) -> Option<String> {
     }
 }
 
+/// A dry run asked for through the task API (`POST /-/dry-run`, the
+/// dashboard's "Try a payload"): `raw` with the given headers and query,
+/// judged by the source as a delivery would be, after its body and event
+/// checks but without its `allow_ips` and auth (the API's caller may already
+/// replay any recorded delivery unchecked). Nothing runs or is recorded.
+pub fn dry_run(
+    at: Intake<'_>,
+    source: &str,
+    headers: &crate::headers::HeaderPairs,
+    query: &[(String, String)],
+    raw: Bytes,
+) -> Result<serde_json::Value, Refused> {
+    let source =
+        at.config.sources.get(source).ok_or_else(|| {
+            Refused::NotFound(format!("there is no source named `{}`", crate::logging::escape(source)))
+        })?;
+    let limit = at.config.server.max_body;
+    if raw.len() > limit {
+        return Err(Refused::TooLarge { limit });
+    }
+    let id = Uuid::new_v4().to_string();
+    let accepts = Accepts::of(source);
+    let parsed = body::parse(
+        headers,
+        &raw,
+        &accepts,
+        &std::path::PathBuf::from("<uploads>").join(&id),
+    )?;
+    if let Some(answer) = source.challenge(&parsed.json) {
+        return Ok(serde_json::json!({
+            "dry_run": true, "delivery_id": id, "source": source.name, "handshake": answer,
+            "rules": [], "would_run": 0,
+        }));
+    }
+    let event = event_of(&source.event, headers, &parsed.json).map_err(Refused::BadRequest)?;
+    let delivery_id = source.delivery_id(headers, &parsed.json).unwrap_or(id);
+    let prefix = &at.config.server.prefix;
+    let request = crate::mapping::Request {
+        method: "POST".into(),
+        path: format!("{prefix}/{}", source.name),
+        remote_addr: None,
+        client_ip: None,
+    };
+    let parts = Parts {
+        event: &event,
+        json: &parsed.json,
+        stdin: &parsed.stdin,
+        headers,
+        query,
+        request: &request,
+        raw: &raw,
+        files: &parsed.files,
+    };
+    Ok(explain(source, &parts, &delivery_id))
+}
+
 /// The steps after the source is known. The outcome to record with the
 /// answer, or `None` when nothing more is recorded (an accepted delivery's
 /// record went into the log with its tasks; a dry run leaves none).

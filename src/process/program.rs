@@ -290,6 +290,27 @@ impl Program {
         argv
     }
 
+    /// The names of the variables a handler gets besides the inherited ones
+    /// (the `HOOK_*` ones, `env`, `param_env`, `param_files`), never their
+    /// values: what the dashboard shows of a task's environment.
+    pub fn env_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.hook_env {
+            names.extend(HOOK_VARS.iter().map(|n| n.to_string()));
+            names.extend(
+                self.params
+                    .iter()
+                    .map(|p| format!("HOOK_PARAM_{}", p.to_ascii_uppercase())),
+            );
+        }
+        names.extend(self.env.iter().map(|(k, _)| k.clone()));
+        names.extend(self.param_env.iter().map(|(k, _)| k.clone()));
+        names.extend(self.param_files.iter().map(|f| f.var.clone()));
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
+    }
+
     /// The handler's whole environment but for `param_files` (whose paths
     /// exist only once the files do): a few inherited variables, the `HOOK_*`
     /// description of the task (unless `hook_env: false`), the program's own

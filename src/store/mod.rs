@@ -114,9 +114,25 @@ pub struct TaskQuery {
     pub source: Option<String>,
     pub event: Option<String>,
     pub program: Option<String>,
+    /// Only tasks run by this node (a cluster's store).
+    pub node: Option<String>,
+    /// Only tasks whose id (lower-case, hyphenated) starts with this.
+    pub id_prefix: Option<String>,
     /// Only tasks created before the one with this sequence number.
     pub before_seq: Option<u64>,
     pub limit: usize,
+}
+
+/// The ids a prefix of a hyphenated id covers, as the lowest and highest of
+/// them: a range an index on the id answers.
+pub fn id_range(prefix: &str) -> (String, String) {
+    const SHAPE: &str = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    let fill = |c: char| -> String {
+        let rest = &SHAPE[prefix.len().min(SHAPE.len())..];
+        let tail: String = rest.chars().map(|s| if s == '-' { '-' } else { c }).collect();
+        format!("{prefix}{tail}")
+    };
+    (fill('0'), fill('f'))
 }
 
 /// Which deliveries a list wants, newest first.

@@ -178,11 +178,24 @@ impl Sqlite {
     }
 
     pub fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<Result<TaskRecord, Unreadable>>, StoreError> {
+        if q.node.is_some() {
+            // A SQLite store is one node's, outside any cluster: its tasks have no node.
+            return Ok(Vec::new());
+        }
+        let (low, high) = match &q.id_prefix {
+            Some(p) => {
+                let (low, high) = super::id_range(p);
+                (Some(low), Some(high))
+            }
+            None => (None, None),
+        };
         let filters = [
-            ("status", q.status.map(|s| s.as_str().to_string())),
-            ("source", q.source.clone()),
-            ("event", q.event.clone()),
-            ("program", q.program.clone()),
+            ("status = ", q.status.map(|s| s.as_str().to_string())),
+            ("source = ", q.source.clone()),
+            ("event = ", q.event.clone()),
+            ("program = ", q.program.clone()),
+            ("id >= ", low),
+            ("id <= ", high),
         ];
         let rows = self.read("list tasks", |c| list(c, "tasks", &filters, q.before_seq, q.limit))?;
         Ok(rows.into_iter().map(|(id, data)| decode_task(id, &data)).collect())
@@ -329,7 +342,13 @@ fn list(
     for (col, value) in filters {
         if let Some(v) = value {
             args.push(v);
-            sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
+            // `col` is `name = ` (or another comparison) from this file, never input.
+            let col = if col.ends_with(' ') {
+                col.to_string()
+            } else {
+                format!("{col} = ")
+            };
+            sql.push_str(&format!(" AND {col}?{}", args.len() + 1));
         }
     }
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));

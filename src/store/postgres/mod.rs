@@ -240,15 +240,31 @@ impl Postgres {
             let mut sql = "SELECT seq, id::text, record FROM tasks WHERE seq < $1".to_string();
             let before = q.before_seq.map_or(i64::MAX, |s| s as i64);
             let mut args: Vec<String> = Vec::new();
-            for (col, value) in [
-                ("status", q.status.map(|s| s.as_str().to_string())),
-                ("source", q.source.clone()),
-                ("event", q.event.clone()),
-                ("program", q.program.clone()),
+            let (low, high) = match &q.id_prefix {
+                Some(p) => {
+                    let (low, high) = crate::store::id_range(p);
+                    (Some(low), Some(high))
+                }
+                None => (None, None),
+            };
+            for (test, value) in [
+                ("status = ", q.status.map(|s| s.as_str().to_string())),
+                ("source = ", q.source.clone()),
+                ("event = ", q.event.clone()),
+                ("program = ", q.program.clone()),
+                ("node = ", q.node.clone()),
+                ("id >= ", low),
+                ("id <= ", high),
             ] {
                 if let Some(v) = value {
                     args.push(v);
-                    sql.push_str(&format!(" AND {col} = ${}", args.len() + 1));
+                    // The id is a UUID column: the bound, sent as text, is cast to one.
+                    let n = args.len() + 1;
+                    if test.starts_with("id ") {
+                        sql.push_str(&format!(" AND {test}(${n}::text)::uuid"));
+                    } else {
+                        sql.push_str(&format!(" AND {test}${n}"));
+                    }
                 }
             }
             sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));

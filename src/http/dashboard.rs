@@ -1,0 +1,141 @@
+//! What the dashboard needs beyond the task and delivery routes:
+//! `GET /-/overview` (counts and limits per program, the sources) and
+//! `POST /-/dry-run` (a payload judged by a source, nothing run).
+
+use super::access::authorize_api;
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::Auth;
+use crate::engine::task::Status;
+use crate::engine::Filter;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// `GET /-/overview`: this node, its limits, running and queued tasks per
+/// program with each program's limit and environment names, and the sources
+/// (names, providers, the kind of auth; never a secret).
+pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let config = state.config();
+    let count = |status| {
+        let mut by: HashMap<String, usize> = HashMap::new();
+        let all = state.engine.list(&Filter {
+            status: Some(status),
+            source: None,
+            event: None,
+            limit: usize::MAX,
+            ..Filter::default()
+        });
+        for t in all {
+            *by.entry(t.program).or_default() += 1;
+        }
+        by
+    };
+    let running = count(Status::Running);
+    let queued = count(Status::Queued);
+    let (total_running, total_queued) = state.engine.counts();
+    let programs: Vec<_> = config
+        .programs
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "running": running.get(&*p.name).copied().unwrap_or(0),
+                "queued": queued.get(&*p.name).copied().unwrap_or(0),
+                "max_concurrent": p.max_concurrent,
+                "timeout_ms": p.timeout.as_millis() as u64,
+                "retries": p.retry.is_some(),
+                "run_on": p.run_on,
+                "env": p.env_names(),
+            })
+        })
+        .collect();
+    let mut sources: Vec<_> = config.sources.values().collect();
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    let sources: Vec<_> = sources
+        .iter()
+        .map(|s| {
+            let auth = match &s.auth {
+                Auth::None => "none",
+                Auth::Token { .. } => "token",
+                Auth::Basic { .. } => "basic",
+                _ => "signature",
+            };
+            json!({
+                "name": s.name,
+                "provider": s.provider.name(),
+                "auth": auth,
+                "methods": s.methods,
+                "url": format!("{}/{}", config.server.prefix, s.name),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "node": config.node.name,
+        "clustered": state.engine.cluster().is_some(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "store": config.state.as_ref().map(|s| s.describe()),
+        "limits": {
+            "max_concurrent": config.limits.max_concurrent,
+            "max_queued": config.limits.max_queued,
+        },
+        "running": total_running,
+        "queued": total_queued,
+        "programs": programs,
+        "sources": sources,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    source: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    query: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /-/dry-run`: `{"source", "headers": [[name, value]...], "query":
+/// [[name, value]...], "body": "<text>"}` judged as that source judges a
+/// delivery, without its signature check; answers the dry run's trace.
+pub async fn dry_run(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_api(&req, &state)?;
+    let config = state.config();
+    // The body travels as a JSON string: room for its escapes and the headers.
+    let limit = config.server.max_body.saturating_mul(2).saturating_add(256 << 10);
+    let raw = super::body::read(req.headers(), payload, limit).await?;
+    let asked: DryRun = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"source\", \"headers\": [[name, value], ...], \"query\": [[name, value], ...], \"body\": \"...\"}} ({})",
+            crate::logging::escape(&e.to_string())
+        ))
+    })?;
+    let mut headers = crate::headers::HeaderPairs::new();
+    for (name, value) in &asked.headers {
+        let name = name.trim();
+        if !crate::headers::valid_name(name) {
+            return Err(ApiError::BadRequest(format!(
+                "`{}` is not a header name",
+                crate::logging::escape(name)
+            )));
+        }
+        headers.add(name, value.trim().as_bytes());
+    }
+    let trace = crate::intake::dry_run(
+        state.intake(&config),
+        &asked.source,
+        &headers,
+        &asked.query,
+        bytes::Bytes::from(asked.body.into_bytes()),
+    )?;
+    Ok(HttpResponse::Ok().json(trace))
+}

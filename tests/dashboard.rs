@@ -1,0 +1,353 @@
+//! The dashboard over plain HTTP: its files and their headers, and the
+//! routes it reads besides the task and delivery API (`/-/overview`,
+//! `/-/dry-run`, `/deliveries/{id}/body`). tests/browser.rs drives the pages.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+const CONFIG: &str = r#"
+sources:
+  github:
+    provider: github
+    secret: gh-secret-value
+  app:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  deploy:
+    command: handlers/log-event.sh
+    params: [ref]
+    env: {DEPLOY_KEY: "very-secret-deploy-key"}
+    max_concurrent: 2
+  echo:
+    command: [sh, -c, 'printf "%s\n" "$HOOK_PARAM_TEXT"']
+    params: [text]
+mappings:
+  github:
+    push:
+      params: {ref: payload.ref}
+      rules:
+        - if: ref == "refs/heads/main"
+          run: deploy
+  app:
+    say:
+      params: {text: payload.text}
+      rules: [{run: echo}]
+"#;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn hardened(r: &Resp, what: &str) {
+    assert_eq!(r.header("content-security-policy"), Some(CSP), "{what}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert!(r.header("set-cookie").is_none(), "{what}");
+}
+
+/// The head of a GET's answer, as sent (redirects not followed).
+fn raw_get(d: &Daemon, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&d.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer.split("\r\n\r\n").next().unwrap().to_string() + "\r\n"
+}
+
+#[test]
+fn the_pages_files_come_from_the_binary_with_a_strict_policy() {
+    let d = Daemon::start(CONFIG);
+    // `/` leads to the dashboard.
+    let head = raw_get(&d, "/");
+    assert!(head.starts_with("HTTP/1.1 302 Found\r\n"), "{head}");
+    assert!(head.contains("\r\nlocation: /ui\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\ncontent-security-policy: {CSP}\r\n")),
+        "{head}"
+    );
+
+    let mut total = 0;
+    for path in ["/ui", "/ui/"] {
+        let r = d.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        hardened(&r, path);
+        total = r.text.len();
+        // No inline script or style: every script and style sheet is a file.
+        assert!(!r.text.contains("<script>") && !r.text.contains("style="), "{}", r.text);
+        assert!(r.text.contains(r#"<script type="module" src="/ui/app.js"></script>"#));
+        assert!(r.text.contains(r#"<link rel="stylesheet" href="/ui/app.css">"#));
+    }
+    for (file, kind) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+    ] {
+        let r = d.get(&format!("/ui/{file}"));
+        assert_eq!(r.status, 200, "{file}");
+        assert_eq!(r.header("content-type"), Some(kind));
+        hardened(&r, file);
+        total += r.text.len();
+        // Cached, revalidated by the tag of this build.
+        let tag = r.header("etag").expect("an ETag").to_string();
+        let again = d.get_with(&format!("/ui/{file}"), &[("If-None-Match", &tag)]);
+        assert_eq!(again.status, 304, "{file}");
+        assert_eq!(again.text, "");
+    }
+    // The first page, whole and uncompressed, is far under 200 KB.
+    eprintln!("the dashboard's files: {total} bytes");
+    assert!(total < 200_000, "{total} bytes");
+    // The script never writes HTML.
+    let js = d.get("/ui/app.js").text;
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ] {
+        assert!(!js.contains(sink), "app.js uses {sink}");
+    }
+
+    // Anything else under /ui is the usual JSON 404, hardened too.
+    let r = d.get("/ui/secrets.txt");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "there is nothing at `/ui/secrets.txt`");
+    hardened(&r, "a 404");
+    let r = request("POST", &d.url("/ui"), &[], Some(b""));
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET"));
+    hardened(&r, "a 405");
+}
+
+#[test]
+fn the_files_need_no_token_but_the_data_does() {
+    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [dash-token]\nsources:", 1));
+    assert_eq!(d.get("/ui").status, 200);
+    assert_eq!(d.get("/ui/app.js").status, 200);
+    for path in ["/-/overview", "/deliveries/x/body"] {
+        let r = d.get(path);
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.error(), "send an API token as `Authorization: Bearer <token>`");
+    }
+    let r = request(
+        "POST",
+        &d.url("/-/dry-run"),
+        &[("Content-Type", "application/json")],
+        Some(br#"{"source": "app"}"#),
+    );
+    assert_eq!(r.status, 401);
+    let r = d.get_with("/-/overview", &[("Authorization", "Bearer dash-token")]);
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn the_overview_counts_per_program_and_names_variables_without_their_values() {
+    let d = Daemon::start(CONFIG);
+    let r = d.get("/-/overview");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("very-secret-deploy-key"), "{}", r.text);
+    assert!(!r.text.contains("gh-secret-value"), "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["limits"], json!({"max_concurrent": 4, "max_queued": 1000}));
+    assert_eq!(v["running"], 0);
+    let deploy = &v["programs"][0];
+    assert_eq!(deploy["name"], "deploy");
+    assert_eq!(deploy["max_concurrent"], 2);
+    assert_eq!(deploy["running"], 0);
+    let env = deploy["env"].as_array().unwrap();
+    assert!(
+        env.contains(&json!("DEPLOY_KEY")) && env.contains(&json!("HOOK_PARAM_REF")),
+        "{env:?}"
+    );
+    assert_eq!(
+        v["sources"],
+        json!([
+            {"name": "app", "provider": "generic", "auth": "none", "methods": ["POST"], "url": "/hooks/app"},
+            {"name": "github", "provider": "github", "auth": "signature", "methods": ["POST"], "url": "/hooks/github"},
+        ])
+    );
+}
+
+#[test]
+fn a_dry_run_through_the_api_judges_without_the_signature_and_records_nothing() {
+    let d = Daemon::start(CONFIG);
+    let ask = |body: serde_json::Value| {
+        request(
+            "POST",
+            &d.url("/-/dry-run"),
+            &[("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    let r = ask(json!({
+        "source": "github",
+        "headers": [["X-GitHub-Event", "push"], ["Content-Type", "application/json"]],
+        "body": r#"{"ref": "refs/heads/main"}"#,
+    }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["event"], "push");
+    assert_eq!(v["would_run"], 1);
+    assert_eq!(v["rules"][0]["result"], "matched");
+    let argv = v["rules"][0]["argv"].as_array().unwrap();
+    assert_eq!(argv.last().unwrap(), "--ref=refs/heads/main");
+    // Another branch: the rule says why not.
+    let v = ask(
+        json!({"source": "github", "headers": [["X-GitHub-Event", "push"]], "body": r#"{"ref": "refs/heads/dev"}"#}),
+    )
+    .json();
+    assert_eq!(v["would_run"], 0);
+    assert_eq!(v["rules"][0]["result"], "not matched");
+    assert_eq!(v["rules"][0]["if"], "ref == \"refs/heads/main\"");
+    // Nothing ran, nothing is on record.
+    assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
+    assert_eq!(d.get("/deliveries").json()["deliveries"], json!([]));
+
+    // What the source itself would refuse, and what is not a dry run.
+    let r = ask(json!({"source": "github", "headers": [], "body": "{}"}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().contains("X-GitHub-Event"), "{}", r.error());
+    let r = ask(json!({"source": "github", "headers": [["X-GitHub-Event", "push"]], "body": "{not json"}));
+    assert_eq!(r.status, 415, "{}", r.text);
+    let r = ask(
+        json!({"source": "github", "headers": [["X-GitHub-Event", "push"], ["Content-Type", "application/json"]], "body": "{not json"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = ask(json!({"source": "nope", "body": "{}"}));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "there is no source named `nope`");
+    let r = ask(json!({"source": "app", "headers": [["bad name", "x"]]}));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "`bad name` is not a header name");
+    let r = ask(json!({"body": "{}"}));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().starts_with("the body must be JSON {\"source\""),
+        "{}",
+        r.error()
+    );
+    let r = d.get("/-/dry-run");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+}
+
+#[test]
+fn a_kept_body_is_served_as_bytes_no_browser_renders() {
+    let d = Daemon::start(CONFIG);
+    let body = json!({"kind": "say", "text": "<script>alert(1)</script>"}).to_string();
+    let r = d.post_json("/hooks/app", &[], body.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.json()["delivery_id"].as_str().unwrap().to_string();
+    let r = d.get(&format!("/deliveries/{id}/body"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text, body);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.header("content-disposition"), Some("attachment"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("content-security-policy"), Some("sandbox; default-src 'none'"));
+    let r = d.get("/deliveries/nope/body");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "there is no delivery `nope` on record");
+    // A refused delivery's body is not kept.
+    let r = d.post_json("/hooks/github", &[("X-GitHub-Event", "push")], b"{}");
+    assert_eq!(r.status, 401);
+    let refused = d.get("/deliveries?outcome=rejected").json()["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = d.get(&format!("/deliveries/{refused}/body"));
+    assert_eq!(r.status, 404);
+    assert!(r.error().contains("is not kept"), "{}", r.error());
+}
+
+/// `GET /tasks?id=<prefix>&node=<name>`, as the task list's search asks it,
+/// in memory, from SQLite, and from a cluster's PostgreSQL.
+#[test]
+fn the_task_list_filters_by_node_and_id_prefix_in_every_store() {
+    let db = common::pg::Db::create();
+    let mut stores = vec![
+        ("memory", String::new()),
+        ("sqlite", "state:\n  path: $DIR/state.db\n".to_string()),
+    ];
+    if let Some(db) = &db {
+        stores.push((
+            "postgres",
+            format!("state:\n  postgres: {}\n  connections: 2\n", db.url()),
+        ));
+    }
+    for (store, state) in stores {
+        let config = format!("node:\n  name: node-a\n{state}{CONFIG}");
+        let d = Daemon::start(&config);
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let r = d.post_json(
+                "/hooks/app",
+                &[],
+                json!({"kind": "say", "text": n}).to_string().as_bytes(),
+            );
+            assert_eq!(r.status, 202, "{store}: {}", r.text);
+            ids.push(Daemon::task_ids(&r).remove(0));
+        }
+        for id in &ids {
+            d.wait_task(id);
+        }
+        let listed = |query: &str| -> Vec<String> {
+            let r = d.get(&format!("/tasks?{query}"));
+            assert_eq!(r.status, 200, "{store} {query}: {}", r.text);
+            r.json()["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // A prefix: exactly the tasks whose ids start so, newest first, in either case.
+        for id in &ids {
+            for len in [1, 4, 9, 20, 36] {
+                let prefix = &id[..len];
+                let want: Vec<String> = ids.iter().rev().filter(|i| i.starts_with(prefix)).cloned().collect();
+                assert_eq!(listed(&format!("id={prefix}")), want, "{store}: id={prefix}");
+                assert_eq!(listed(&format!("id={}", prefix.to_uppercase())), want, "{store}");
+            }
+        }
+        // Paged: the prefix with `before`.
+        let first = &ids[0][..1];
+        let all = listed(&format!("id={first}"));
+        if all.len() > 1 {
+            assert_eq!(
+                listed(&format!("id={first}&before={}", all[0])),
+                all[1..].to_vec(),
+                "{store}"
+            );
+        }
+        // The node: in a cluster, the node that ran them; without one, none.
+        let on_a = listed("node=node-a");
+        if store == "postgres" {
+            assert_eq!(on_a.len(), 6, "{store}");
+        } else {
+            assert_eq!(
+                on_a,
+                Vec::<String>::new(),
+                "{store}: tasks have no node without a cluster"
+            );
+        }
+        assert_eq!(listed("node=node-b"), Vec::<String>::new(), "{store}");
+        for bad in ["zz", "0123456789", "a%27%20OR%201=1--", &"a".repeat(40)] {
+            let r = d.get(&format!("/tasks?id={bad}"));
+            assert_eq!(r.status, 400, "{store} {bad}: {}", r.text);
+            assert!(
+                r.error().starts_with("`id` must be the start of a task id"),
+                "{}",
+                r.error()
+            );
+        }
+    }
+}

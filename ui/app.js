@@ -1,0 +1,923 @@
+// hookrunner dashboard: plain JavaScript, no build step, no dependency.
+// Every value from the API is put into the page as text (textContent,
+// createTextNode); nothing here ever assigns HTML.
+'use strict';
+
+const TOKEN_KEY = 'hookrunner.api-token';
+const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'interrupted'];
+const OUTCOMES = ['accepted', 'ignored', 'duplicate', 'rejected'];
+const PAGE = 100;
+
+// ------------------------------------------------------------------ DOM
+
+/** Builds an element; strings and numbers among the children become text nodes. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = String(v);
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'href') el.setAttribute('href', safeHref(v));
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  add(el, children);
+  return el;
+}
+
+function add(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** Only the dashboard's own routes are linked. */
+function safeHref(v) {
+  const s = String(v);
+  return s.startsWith('#/') ? s : '#/';
+}
+
+function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+const main = () => document.getElementById('main');
+
+function badge(status) {
+  const s = status === null || status === undefined ? 'unknown' : String(status);
+  return h('span', { class: 'badge s-' + s.replace(/[^a-z_]/gi, '-') }, s);
+}
+
+function link(route, text) {
+  return h('a', { href: route }, text);
+}
+
+function taskLink(id, text) {
+  return link('#/tasks/' + encodeURIComponent(id), text || shortId(id));
+}
+
+function deliveryLink(id, text) {
+  return link('#/deliveries/' + encodeURIComponent(id), text || shortId(id));
+}
+
+function shortId(id) {
+  const s = String(id);
+  return s.length > 13 ? s.slice(0, 8) + '…' : s;
+}
+
+function when(t) {
+  if (!t) return '—';
+  const d = new Date(t);
+  if (isNaN(d)) return String(t);
+  const ago = (Date.now() - d.getTime()) / 1000;
+  const clock = d.toLocaleTimeString([], { hour12: false });
+  if (ago < 86400 && ago > -60) return clock;
+  return d.toLocaleDateString() + ' ' + clock;
+}
+
+function duration(ms) {
+  if (ms === null || ms === undefined) return '—';
+  if (ms < 1000) return ms + ' ms';
+  const s = ms / 1000;
+  if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + ' s';
+  const m = Math.floor(s / 60);
+  return m + ' min ' + Math.round(s - m * 60) + ' s';
+}
+
+function between(a, b) {
+  if (!a) return null;
+  const end = b ? new Date(b) : new Date();
+  return Math.max(0, end - new Date(a));
+}
+
+function json(v) {
+  return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
+}
+
+function facts(pairs) {
+  return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+}
+
+function table(headers, rows, cls) {
+  return h('div', { class: 'scroll' },
+    h('table', { class: cls || '' },
+      h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, rows)));
+}
+
+/** A row whose cells carry their column's name (shown as labels on narrow screens). */
+function row(labels, cells, attrs) {
+  return h('tr', attrs || {}, cells.map((c, i) => h('td', { 'data-label': labels[i] }, c)));
+}
+
+function errorBox(e) {
+  return h('p', { class: 'error', role: 'alert' }, String(e && e.message ? e.message : e));
+}
+
+// ------------------------------------------------------------------ API
+
+class NeedToken extends Error {}
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function authHeaders(extra) {
+  const headers = new Headers(extra || {});
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.set('Authorization', 'Bearer ' + token);
+  return headers;
+}
+
+/** fetch() with the token; a 401 asks for one. No cookies are ever sent. */
+async function api(path, opts) {
+  const o = Object.assign({ cache: 'no-store', credentials: 'omit' }, opts || {});
+  o.headers = authHeaders(o.headers);
+  const r = await fetch(path, o);
+  if (r.status === 401) {
+    let why = 'the API asks for a token';
+    try { why = (await r.json()).error || why; } catch (_) { /* not JSON */ }
+    throw new NeedToken(why);
+  }
+  return r;
+}
+
+async function getJson(path, opts) {
+  const r = await api(path, opts);
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* empty or not JSON */ }
+  if (!r.ok) throw new ApiError(r.status, (body && body.error) || r.status + ' ' + r.statusText);
+  return body;
+}
+
+async function post(path, body) {
+  const opts = { method: 'POST' };
+  if (body !== undefined) {
+    opts.body = JSON.stringify(body);
+    opts.headers = { 'Content-Type': 'application/json' };
+  }
+  const r = await api(path, opts);
+  let answer = null;
+  try { answer = await r.json(); } catch (_) { /* not JSON */ }
+  return { status: r.status, ok: r.ok, body: answer, location: r.headers.get('Location') };
+}
+
+// ------------------------------------------------------------------ SSE over fetch
+
+/**
+ * Reads a text/event-stream response body, calling `each({id, event, data})`.
+ * (EventSource cannot send Authorization, so the stream is read by hand.)
+ */
+async function readEvents(response, each, signal) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  if (signal) signal.addEventListener('abort', () => reader.cancel().catch(() => {}));
+  let buf = '';
+  let ev = { id: null, event: 'message', data: [] };
+  const line = (l) => {
+    if (l === '') {
+      if (ev.data.length) each({ id: ev.id, event: ev.event, data: ev.data.join('\n') });
+      ev = { id: null, event: 'message', data: [] };
+      return;
+    }
+    if (l.startsWith(':')) return;
+    const i = l.indexOf(':');
+    const field = i < 0 ? l : l.slice(0, i);
+    let value = i < 0 ? '' : l.slice(i + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'data') ev.data.push(value);
+    else if (field === 'event') ev.event = value;
+    else if (field === 'id') ev.id = value;
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    for (;;) {
+      const m = /\r\n|\n|\r/.exec(buf);
+      if (!m) break;
+      // A lone CR at the end may be the first half of CRLF: wait for more.
+      if (m[0] === '\r' && m.index === buf.length - 1) break;
+      line(buf.slice(0, m.index));
+      buf = buf.slice(m.index + m[0].length);
+    }
+  }
+}
+
+/** The daemon's event stream (GET /events), shared by every page. */
+const live = {
+  listeners: new Set(),
+  lastId: null,
+  mode: 'connecting',
+  wake: null,
+  on(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  },
+  emit(kind, data) {
+    for (const fn of [...this.listeners]) {
+      try { fn(kind, data); } catch (e) { console.error(e); }
+    }
+  },
+  show(mode, text) {
+    this.mode = mode;
+    const el = document.getElementById('live');
+    el.textContent = text;
+    el.className = 'live ' + (mode === 'live' ? 'on' : mode === 'poll' ? '' : 'off');
+  },
+  async run() {
+    let backoff = 500;
+    for (;;) {
+      try {
+        const headers = authHeaders({ Accept: 'text/event-stream' });
+        if (this.lastId !== null) headers.set('Last-Event-ID', this.lastId);
+        const r = await fetch('/events', { headers, cache: 'no-store', credentials: 'omit' });
+        if (r.status === 404) {
+          // A daemon without the stream: the pages poll instead.
+          this.show('poll', 'polling');
+          for (;;) {
+            await sleep(1000);
+            this.emit('poll', null);
+          }
+        }
+        if (r.status === 401 || r.status === 403) {
+          this.show('off', r.status === 401 ? 'needs a token' : 'not allowed');
+          await new Promise((resolve) => { this.wake = resolve; setTimeout(resolve, 5000); });
+          continue;
+        }
+        if (!r.ok || !r.body) throw new Error('status ' + r.status);
+        this.show('live', 'live');
+        backoff = 500;
+        await readEvents(r, (ev) => {
+          if (ev.id !== null) this.lastId = ev.id;
+          let data = null;
+          try { data = JSON.parse(ev.data); } catch (_) { data = ev.data; }
+          this.emit(ev.event, data);
+        });
+      } catch (e) {
+        console.warn('event stream:', e);
+      }
+      this.show('off', 'reconnecting…');
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 10000);
+    }
+  },
+};
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Calls `fn` at most once per `ms`, the last call winning. */
+function throttle(fn, ms) {
+  let timer = null;
+  let again = false;
+  return () => {
+    if (timer) { again = true; return; }
+    fn();
+    timer = setTimeout(function tick() {
+      if (again) { again = false; fn(); timer = setTimeout(tick, ms); } else timer = null;
+    }, ms);
+  };
+}
+
+// ------------------------------------------------------------------ routing
+
+let page = { cleanups: [] };
+
+function onCleanup(fn) {
+  page.cleanups.push(fn);
+}
+
+function parseRoute() {
+  const hash = location.hash.replace(/^#/, '') || '/overview';
+  const [path, qs] = hash.split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  return { parts, query: new URLSearchParams(qs || '') };
+}
+
+function setQuery(base, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const s = q.toString();
+  const target = '#/' + base + (s ? '?' + s : '');
+  if (location.hash !== target) history.replaceState(null, '', target);
+}
+
+async function route() {
+  for (const fn of page.cleanups) fn();
+  page = { cleanups: [] };
+  const mine = page;
+  const { parts, query } = parseRoute();
+  const [name, id] = parts;
+  for (const a of document.querySelectorAll('nav a[data-page]')) {
+    if (a.dataset.page === (name || 'overview')) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const el = clear(main());
+  const pages = {
+    overview: () => overviewPage(el),
+    tasks: () => (id ? taskPage(el, id) : tasksPage(el, query)),
+    deliveries: () => (id ? deliveryPage(el, id) : deliveriesPage(el, query)),
+    try: () => tryPage(el),
+  };
+  const render = pages[name] || (() => add(el, [h('h1', {}, 'Not found'), h('p', {}, 'There is no such page. '), link('#/overview', 'Overview')]));
+  try {
+    await render();
+  } catch (e) {
+    if (page !== mine) return;
+    if (e instanceof NeedToken) tokenForm(el, e.message);
+    else add(clear(el), [h('h1', {}, 'Something went wrong'), errorBox(e)]);
+  }
+}
+
+function focusMain(heading) {
+  document.title = heading + ' · hookrunner';
+}
+
+// ------------------------------------------------------------------ token
+
+function tokenForm(el, why) {
+  clear(el);
+  focusMain('API token');
+  const input = h('input', { type: 'password', id: 'token', name: 'token', autocomplete: 'off', required: true, spellcheck: 'false' });
+  const form = h('form', { class: 'token-form', 'aria-labelledby': 'token-title' },
+    h('h1', { id: 'token-title' }, 'API token needed'),
+    h('p', {}, 'This daemon answers its API only with a bearer token (', h('code', {}, 'api.tokens'),
+      '). The token is kept in this tab only (sessionStorage) and sent as ', h('code', {}, 'Authorization: Bearer'), '.'),
+    h('p', { class: 'muted' }, why),
+    h('label', { for: 'token' }, 'API token', input),
+    h('button', { type: 'submit', class: 'primary' }, 'Use this token'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = input.value.trim();
+    if (!t) return;
+    sessionStorage.setItem(TOKEN_KEY, t);
+    tokenButton();
+    if (live.wake) live.wake();
+    route();
+  });
+  el.appendChild(form);
+  input.focus();
+}
+
+function tokenButton() {
+  const b = document.getElementById('forget-token');
+  b.hidden = !sessionStorage.getItem(TOKEN_KEY);
+}
+
+// ------------------------------------------------------------------ overview
+
+async function overviewPage(el) {
+  focusMain('Overview');
+  const [ov, nodes, recent, ready] = await Promise.all([
+    getJson('/-/overview'),
+    getJson('/nodes').catch(() => null),
+    getJson('/tasks?limit=1000').catch(() => ({ tasks: [] })),
+    fetch('/readyz', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json()).catch(() => null),
+  ]);
+  const hour = Date.now() - 3600e3;
+  const finished = recent.tasks.filter((t) => t.finished_at && new Date(t.finished_at) >= hour);
+  const bad = finished.filter((t) => t.status !== 'succeeded' && t.status !== 'cancelled');
+  const rate = finished.length ? Math.round((100 * bad.length) / finished.length) + ' %' : '—';
+  const card = (label, n, sub) => h('div', { class: 'card' }, h('span', { class: 'muted' }, label), h('span', { class: 'n' }, n), sub ? h('span', { class: 'muted' }, sub) : null);
+  add(el, [
+    h('h1', {}, 'Overview'),
+    h('div', { class: 'cards' },
+      card('Running', String(ov.running), 'of ' + ov.limits.max_concurrent + ' at once (tasks.max_concurrent)'),
+      card('Queued', String(ov.queued), 'of ' + ov.limits.max_queued + ' (tasks.max_queued)'),
+      card('Failure rate, last hour', rate, finished.length + ' finished, ' + bad.length + ' not succeeded'),
+      card('Store', ready && ready.store ? (ready.store.writable ? 'writable' : 'cannot write') : 'memory only',
+        ready && ready.store ? ready.store.store : 'no state: configured')),
+    h('h2', {}, 'Programs'),
+    table(['program', 'running', 'queued', 'limit', 'timeout', 'runs on'],
+      ov.programs.map((p) => row(['program', 'running', 'queued', 'limit', 'timeout', 'runs on'], [
+        link('#/tasks?program=' + encodeURIComponent(p.name), p.name),
+        String(p.running), String(p.queued),
+        p.max_concurrent === null ? 'the global limit' : String(p.max_concurrent),
+        duration(p.timeout_ms),
+        p.run_on.length ? p.run_on.join(', ') : 'any node',
+      ])), 'rows'),
+    h('h2', {}, 'Sources'),
+    table(['source', 'provider', 'auth', 'URL'],
+      ov.sources.map((s) => row(['source', 'provider', 'auth', 'URL'], [
+        link('#/deliveries?source=' + encodeURIComponent(s.name), s.name), s.provider, s.auth, h('code', {}, s.url)])), 'rows'),
+    nodes ? [
+      h('h2', {}, nodes.clustered ? 'Nodes of the cluster' : 'Node'),
+      table(['node', 'status', 'running', 'labels', 'last heartbeat'],
+        nodes.nodes.map((n) => row(['node', 'status', 'running', 'labels', 'last heartbeat'], [
+          n.name, badge(n.alive ? 'alive' : n.status), String(n.running === undefined ? '—' : n.running),
+          (n.labels || []).join(', ') || '—', n.last_heartbeat ? when(n.last_heartbeat) : '—'])), 'rows'),
+    ] : null,
+    h('p', { class: 'muted' }, 'hookrunner ' + ov.version + ' · node ' + ov.node),
+  ]);
+  const again = throttle(() => { if (document.body.contains(el.firstChild)) route(); }, 3000);
+  onCleanup(live.on((kind) => { if (kind.startsWith('task.') && kind !== 'task.output') again(); }));
+}
+
+// ------------------------------------------------------------------ tasks
+
+function taskMatches(t, f) {
+  if (f.status && t.status !== f.status) return false;
+  if (f.program && t.program !== f.program) return false;
+  if (f.source && t.source !== f.source) return false;
+  if (f.node && (t.node || '') !== f.node) return false;
+  if (f.q && !String(t.id || t.task).startsWith(f.q.toLowerCase())) return false;
+  return true;
+}
+
+const TASK_COLS = ['task', 'program', 'source · event', 'status', 'exit', 'created', 'duration', 'node'];
+
+function taskRow(t) {
+  return row(TASK_COLS, [
+    taskLink(t.id),
+    t.program,
+    [t.source, t.event ? ' · ' + t.event : ''].join(''),
+    badge(t.status),
+    t.exit_code === null || t.exit_code === undefined ? '—' : String(t.exit_code),
+    h('time', { datetime: t.created_at }, when(t.created_at)),
+    duration(t.duration_ms),
+    t.node || '—',
+  ], { 'data-task': t.id });
+}
+
+async function tasksPage(el, query) {
+  focusMain('Tasks');
+  const f = {
+    status: query.get('status') || '', program: query.get('program') || '', source: query.get('source') || '',
+    node: query.get('node') || '', q: (query.get('q') || '').trim(),
+  };
+  const ov = await getJson('/-/overview');
+  const select = (name, label, options) => h('label', {}, label,
+    h('select', { name }, h('option', { value: '' }, 'any'), options.map((o) => h('option', { value: o, selected: o === f[name] }, o))));
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter tasks' },
+    select('status', 'Status', STATUSES),
+    select('program', 'Program', ov.programs.map((p) => p.name)),
+    select('source', 'Source', ov.sources.map((s) => s.name)),
+    h('label', {}, 'Node', h('input', { name: 'node', value: f.node, size: 12, placeholder: 'any' })),
+    h('label', {}, 'Task id starts with', h('input', { name: 'q', value: f.q, size: 14, placeholder: 'e.g. 3f2a', spellcheck: 'false', autocomplete: 'off' })),
+    h('button', { type: 'submit' }, 'Apply'));
+  const apply = (ev) => {
+    if (ev) ev.preventDefault();
+    const data = new FormData(form);
+    const next = {};
+    for (const k of ['status', 'program', 'source', 'node', 'q']) next[k] = String(data.get(k) || '').trim();
+    const full = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(next.q);
+    location.hash = full ? '#/tasks/' + next.q.toLowerCase() : '#/tasks?' + new URLSearchParams(Object.entries(next).filter(([, v]) => v)).toString();
+  };
+  form.addEventListener('submit', apply);
+  for (const s of form.querySelectorAll('select')) s.addEventListener('change', apply);
+
+  const tbody = h('tbody', {});
+  const status = h('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+  const more = h('button', { type: 'button' }, 'Load older tasks');
+  add(el, [
+    h('h1', {}, 'Tasks'),
+    form,
+    h('div', { class: 'scroll' }, h('table', { class: 'rows', id: 'tasks' },
+      h('thead', {}, h('tr', {}, TASK_COLS.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+    status,
+    h('div', { class: 'more' }, more),
+  ]);
+
+  // Every filter is the API's (GET /tasks?status=&program=&source=&node=&id=).
+  const base = new URLSearchParams();
+  for (const k of ['status', 'program', 'source', 'node']) if (f[k]) base.set(k, f[k]);
+  if (f.q) base.set('id', f.q.toLowerCase());
+  const shown = new Map();
+  let cursor = null;
+  let end = false;
+
+  const put = (t, top) => {
+    const old = shown.get(t.id);
+    const fresh = taskRow(t);
+    if (old) { old.replaceWith(fresh); shown.set(t.id, fresh); return; }
+    if (!taskMatches(t, f)) return;
+    shown.set(t.id, fresh);
+    if (top) tbody.insertBefore(fresh, tbody.firstChild); else tbody.appendChild(fresh);
+  };
+  const loadMore = async () => {
+    more.disabled = true;
+    const q = new URLSearchParams(base);
+    q.set('limit', String(PAGE));
+    if (cursor) q.set('before', cursor);
+    const { tasks } = await getJson('/tasks?' + q);
+    for (const t of tasks) put(t, false);
+    if (tasks.length) cursor = tasks[tasks.length - 1].id;
+    if (tasks.length < PAGE) end = true;
+    status.textContent = shown.size ? shown.size + ' task' + (shown.size === 1 ? '' : 's') + ' shown' + (end ? ', no older ones' : '') : 'No tasks match.';
+    more.disabled = end;
+    more.hidden = end;
+  };
+  const failed = (e) => {
+    if (e instanceof NeedToken) throw e;
+    clear(status).appendChild(errorBox(e));
+  };
+  more.addEventListener('click', () => loadMore().catch((e) => failed(e)));
+  try { await loadMore(); } catch (e) { failed(e); }
+
+  // Without the stream: the newest page, again and again.
+  const pollNewest = async () => {
+    const q = new URLSearchParams(base);
+    q.set('limit', '50');
+    const { tasks } = await getJson('/tasks?' + q);
+    for (const t of tasks.reverse()) put(t, !shown.has(t.id));
+  };
+  // Live: a task the filters may show is fetched and put on top (or
+  // refreshed in place); `put` judges it by every filter.
+  const pending = new Set();
+  const flush = throttle(async () => {
+    const ids = [...pending];
+    pending.clear();
+    for (const id of ids) {
+      try {
+        put(await getJson('/tasks/' + encodeURIComponent(id)), true);
+      } catch (_) { /* forgotten meanwhile */ }
+    }
+  }, 100);
+  onCleanup(live.on((kind, data) => {
+    if (kind === 'poll') return pollNewest().catch(() => {});
+    if (kind === 'reset') return route();
+    if (!data || !data.task || kind === 'task.output') return;
+    const candidate = shown.has(data.task) || taskMatches(Object.assign({}, data, { id: data.task }), Object.assign({}, f, { status: '', node: data.node ? f.node : '' }));
+    if (candidate) {
+      pending.add(data.task);
+      flush();
+    }
+  }));
+}
+
+// ------------------------------------------------------------------ one task
+
+async function taskPage(el, id) {
+  focusMain('Task ' + shortId(id));
+  const [t, ov] = await Promise.all([getJson('/tasks/' + encodeURIComponent(id)), getJson('/-/overview').catch(() => null)]);
+  const head = h('div', {});
+  const details = h('div', {});
+  const message = h('p', { role: 'status', 'aria-live': 'polite', class: 'muted' });
+  const cancel = h('button', { type: 'button', class: 'danger', id: 'cancel' }, 'Cancel');
+  const rerun = h('button', { type: 'button', id: 'rerun' }, 'Rerun');
+  cancel.addEventListener('click', async () => {
+    cancel.disabled = true;
+    const r = await post('/tasks/' + encodeURIComponent(id) + '/cancel');
+    message.textContent = r.ok ? 'Cancel requested.' : 'Not cancelled: ' + ((r.body && r.body.error) || r.status);
+    refresh();
+  });
+  rerun.addEventListener('click', async () => {
+    rerun.disabled = true;
+    const r = await post('/tasks/' + encodeURIComponent(id) + '/rerun');
+    if (r.ok && r.body && r.body.id) location.hash = '#/tasks/' + encodeURIComponent(r.body.id);
+    else { message.textContent = 'Not rerun: ' + ((r.body && r.body.error) || r.status); rerun.disabled = false; }
+  });
+
+  // Output: stdout and stderr lines as the handler writes them.
+  const out = h('div', { class: 'output', id: 'output', role: 'log', 'aria-label': 'Output', tabindex: '0' });
+  const follow = h('input', { type: 'checkbox', id: 'autoscroll', checked: true });
+  const showOut = h('input', { type: 'checkbox', id: 'show-stdout', checked: true });
+  const showErr = h('input', { type: 'checkbox', id: 'show-stderr', checked: true });
+  showOut.addEventListener('change', () => out.classList.toggle('hide-stdout', !showOut.checked));
+  showErr.addEventListener('change', () => out.classList.toggle('hide-stderr', !showErr.checked));
+  out.addEventListener('scroll', () => {
+    const atEnd = out.scrollHeight - out.scrollTop - out.clientHeight < 8;
+    if (!atEnd && follow.checked && out.dataset.auto !== '1') follow.checked = false;
+    out.dataset.auto = '';
+  });
+  const line = (stream, text) => {
+    out.appendChild(h('div', { class: 'line ' + stream }, h('span', { class: 'tag' }, stream === 'stderr' ? 'err' : stream === 'note' ? '··' : 'out'), h('span', {}, text)));
+    if (follow.checked) { out.dataset.auto = '1'; out.scrollTop = out.scrollHeight; }
+  };
+
+  const summary = h('div', {});
+  add(el, [
+    head,
+    h('div', { class: 'actions' }, cancel, rerun, message),
+    summary,
+    h('h2', { id: 'output-title' }, 'Output'),
+    h('div', { class: 'actions' },
+      h('label', {}, showOut, ' stdout'), h('label', {}, showErr, ' stderr (marked “err”)'), h('label', {}, follow, ' follow the end')),
+    out,
+    details,
+  ]);
+
+  const render = (t) => {
+    clear(head);
+    add(head, [h('h1', {}, 'Task ', h('code', {}, t.id)),
+      h('p', {}, badge(t.status), ' ', t.program, ' · ', t.source, ' · ', t.event,
+        t.error ? [' — ', h('span', { class: 'muted' }, t.error)] : null)]);
+    const done = !['queued', 'running'].includes(t.status) && !t.next_attempt_at;
+    cancel.disabled = done;
+    rerun.disabled = !done;
+    const program = ov && ov.programs.find((p) => p.name === t.program);
+    const attempts = (t.attempts || []).concat([{ attempt: t.attempt, status: t.status, exit_code: t.exit_code, error: t.error, started_at: t.started_at, finished_at: t.finished_at, current: true }]);
+    clear(summary);
+    summary.appendChild(
+      facts([
+        ['delivery', deliveryLink(t.delivery_id, t.delivery_id)],
+        ['request id', h('code', {}, t.request_id)],
+        ['created', when(t.created_at)],
+        ['started', when(t.started_at)],
+        ['finished', when(t.finished_at)],
+        ['duration', duration(t.duration_ms)],
+        ['exit code', t.exit_code === null ? '—' : String(t.exit_code)],
+        t.next_attempt_at ? ['next attempt', when(t.next_attempt_at)] : null,
+        t.node ? ['node', t.node] : null,
+        t.concurrency_key ? ['concurrency key', h('code', {}, t.concurrency_key)] : null,
+        t.rerun_of ? ['rerun of', taskLink(t.rerun_of)] : null,
+        t.reruns && t.reruns.length ? ['reruns', t.reruns.map((r, i) => [i ? ', ' : '', taskLink(r)])] : null,
+      ]));
+    clear(details);
+    add(details, [
+      h('div', { class: 'grid2' },
+        h('section', { 'aria-labelledby': 'argv-title' }, h('h2', { id: 'argv-title' }, 'Arguments'),
+          h('ol', { class: 'argv', start: '0' }, t.argv.map((a) => h('li', {}, h('code', {}, a))))),
+        h('section', { 'aria-labelledby': 'env-title' }, h('h2', { id: 'env-title' }, 'Environment'),
+          h('p', { class: 'muted' }, 'Names only; values are never shown.'),
+          program ? h('p', {}, program.env.length ? program.env.map((n, i) => [i ? ' ' : '', h('code', {}, n)]) : 'No variables beyond the inherited ones.') : h('p', {}, 'Program no longer in the config.'))),
+      h('h2', {}, 'Params'),
+      Object.keys(t.params || {}).length
+        ? table(['param', 'value'], Object.entries(t.params).map(([k, v]) => row(['param', 'value'], [h('code', {}, k), h('pre', {}, json(v))])), 'rows')
+        : h('p', { class: 'muted' }, 'No params.'),
+      h('h2', {}, 'Attempts'),
+      h('ol', { class: 'timeline', 'aria-label': 'Attempts' }, attempts.filter((a) => a.attempt).map((a) => h('li', {},
+        h('strong', {}, 'Attempt ' + a.attempt), ' ', badge(a.status), ' exit ', a.exit_code === null || a.exit_code === undefined ? '—' : String(a.exit_code),
+        ' · ', when(a.started_at), ' → ', a.finished_at ? when(a.finished_at) : (a.started_at ? 'now' : '—'),
+        ' · ', duration(between(a.started_at, a.finished_at)),
+        a.error ? [' · ', h('span', { class: 'muted' }, a.error)] : null))),
+      h('h2', {}, 'Callbacks'),
+      t.callbacks && t.callbacks.length
+        ? table(['URL', 'state', 'attempts', 'last error'], t.callbacks.map((c) => row(['URL', 'state', 'attempts', 'last error'], [h('code', {}, c.url), badge(c.status), String(c.attempts), c.last_error || '—'])), 'rows')
+        : h('p', { class: 'muted' }, 'None.'),
+    ]);
+  };
+  const refresh = throttle(async () => {
+    try { render(await getJson('/tasks/' + encodeURIComponent(id))); } catch (_) { /* gone */ }
+  }, 300);
+  render(t);
+  onCleanup(live.on((kind, data) => {
+    if ((data && data.task === id && kind !== 'task.output') || kind === 'poll') refresh();
+  }));
+
+  // The output, live while the task runs (a retry goes on with its new attempt).
+  const abort = new AbortController();
+  onCleanup(() => abort.abort());
+  (async () => {
+    try {
+      const r = await api('/tasks/' + encodeURIComponent(id) + '/output?follow=1', { signal: abort.signal, headers: { Accept: 'text/event-stream' } });
+      if (r.status === 404) {
+        // Only in the store: what its record kept, stream by stream.
+        for (const stream of ['stdout', 'stderr']) {
+          const x = await api('/tasks/' + encodeURIComponent(id) + '/output?stream=' + stream);
+          const text = x.ok ? await x.text() : (stream === 'stdout' ? t.stdout : t.stderr);
+          for (const l of text.split('\n').filter((s, i, all) => s !== '' || i < all.length - 1)) line(stream, l);
+        }
+        return;
+      }
+      await readEvents(r, (ev) => {
+        if (ev.event === 'stdout' || ev.event === 'stderr') line(ev.event, ev.data);
+        else if (ev.event === 'missed') {
+          let n = '?';
+          try { n = JSON.parse(ev.data).bytes; } catch (_) { /* keep ? */ }
+          line('note', '[' + n + ' bytes skipped: this page fell behind]');
+        } else if (ev.event === 'status') refresh();
+      }, abort.signal);
+    } catch (e) {
+      if (!abort.signal.aborted) line('note', '[output stream ended: ' + (e.message || e) + ']');
+    }
+  })();
+}
+
+// ------------------------------------------------------------------ deliveries
+
+const DELIVERY_COLS = ['received', 'source', 'event', 'outcome', 'status', 'why', 'tasks', 'record'];
+
+function deliveryRow(d) {
+  return row(DELIVERY_COLS, [
+    h('time', { datetime: d.received_at }, when(d.received_at)),
+    d.source, d.event || '—', badge(d.outcome), String(d.status), d.reason || '—',
+    String((d.task_ids || []).length),
+    deliveryLink(d.id),
+  ], { 'data-delivery': d.id });
+}
+
+async function deliveriesPage(el, query) {
+  focusMain('Deliveries');
+  const f = { source: query.get('source') || '', outcome: query.get('outcome') || '', event: query.get('event') || '' };
+  const ov = await getJson('/-/overview');
+  const select = (name, label, options) => h('label', {}, label,
+    h('select', { name }, h('option', { value: '' }, 'any'), options.map((o) => h('option', { value: o, selected: o === f[name] }, o))));
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter deliveries' },
+    select('source', 'Source', ov.sources.map((s) => s.name)),
+    select('outcome', 'Outcome', OUTCOMES),
+    h('label', {}, 'Event', h('input', { name: 'event', value: f.event, size: 14, placeholder: 'any' })),
+    h('button', { type: 'submit' }, 'Apply'));
+  const apply = (ev) => {
+    if (ev) ev.preventDefault();
+    const data = new FormData(form);
+    const q = new URLSearchParams();
+    for (const k of ['source', 'outcome', 'event']) { const v = String(data.get(k) || '').trim(); if (v) q.set(k, v); }
+    location.hash = '#/deliveries' + (q.toString() ? '?' + q : '');
+  };
+  form.addEventListener('submit', apply);
+  for (const s of form.querySelectorAll('select')) s.addEventListener('change', apply);
+  const tbody = h('tbody', {});
+  const status = h('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+  const more = h('button', { type: 'button' }, 'Load older deliveries');
+  add(el, [h('h1', {}, 'Deliveries'), form,
+    h('div', { class: 'scroll' }, h('table', { class: 'rows', id: 'deliveries' },
+      h('thead', {}, h('tr', {}, DELIVERY_COLS.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+    status, h('div', { class: 'more' }, more)]);
+  const shown = new Map();
+  let cursor = null;
+  const base = new URLSearchParams();
+  for (const k of ['source', 'outcome', 'event']) if (f[k]) base.set(k, f[k]);
+  const put = (d, top) => {
+    const fresh = deliveryRow(d);
+    const old = shown.get(d.id);
+    if (old) { old.replaceWith(fresh); shown.set(d.id, fresh); return; }
+    if ((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event)) return;
+    shown.set(d.id, fresh);
+    if (top) tbody.insertBefore(fresh, tbody.firstChild); else tbody.appendChild(fresh);
+  };
+  const loadMore = async () => {
+    more.disabled = true;
+    const q = new URLSearchParams(base);
+    q.set('limit', String(PAGE));
+    if (cursor) q.set('before', cursor);
+    const { deliveries } = await getJson('/deliveries?' + q);
+    for (const d of deliveries) put(d, false);
+    if (deliveries.length) cursor = deliveries[deliveries.length - 1].id;
+    const end = deliveries.length < PAGE;
+    status.textContent = shown.size ? shown.size + ' shown' + (end ? ', no older ones' : '') : 'No deliveries match.';
+    more.disabled = end;
+    more.hidden = end;
+  };
+  more.addEventListener('click', () => loadMore().catch((e) => status.replaceWith(errorBox(e))));
+  await loadMore();
+  onCleanup(live.on(async (kind, data) => {
+    try {
+      if (kind === 'reset') return route();
+      if (kind === 'delivery.recorded' && data && data.delivery) put(await getJson('/deliveries/' + encodeURIComponent(data.delivery)), true);
+      if (kind === 'poll') {
+        const q = new URLSearchParams(base);
+        q.set('limit', '20');
+        const { deliveries } = await getJson('/deliveries?' + q);
+        for (const d of deliveries.reverse()) put(d, !shown.has(d.id));
+      }
+    } catch (_) { /* evicted meanwhile */ }
+  }));
+}
+
+async function deliveryPage(el, id) {
+  focusMain('Delivery ' + shortId(id));
+  const d = await getJson('/deliveries/' + encodeURIComponent(id));
+  const message = h('p', { role: 'status', 'aria-live': 'polite', class: 'muted' });
+  const replay = h('button', { type: 'button', class: 'primary', id: 'replay', disabled: !d.body_kept }, 'Replay');
+  replay.addEventListener('click', async () => {
+    replay.disabled = true;
+    const r = await post('/deliveries/' + encodeURIComponent(id) + '/replay');
+    const to = r.location && r.location.split('/').pop();
+    if (to && r.status < 500 && r.status !== 409 && r.status !== 404) {
+      location.hash = '#/deliveries/' + encodeURIComponent(to);
+    } else {
+      message.textContent = 'Not replayed: ' + ((r.body && (r.body.error || r.body.message)) || r.status);
+      replay.disabled = false;
+    }
+  });
+  const tryIt = h('button', { type: 'button', id: 'try-this' }, 'Try in “Try a payload”');
+  const bodyBox = h('div', {}, h('p', { class: 'muted' }, d.body_kept ? 'Loading…' : 'The body is not kept (refused, a duplicate, or over deliveries.body_bytes).'));
+  let bodyText = '';
+  tryIt.addEventListener('click', () => {
+    sessionStorage.setItem('hookrunner.try', JSON.stringify({ source: d.source, headers: d.headers, body: bodyText }));
+    location.hash = '#/try';
+  });
+  const matched = (r) => String(r.result).startsWith('matched');
+  add(el, [
+    h('h1', {}, 'Delivery ', h('code', {}, d.id)),
+    h('p', {}, badge(d.outcome), ' ', String(d.status), ' · ', d.source, ' · ', d.event || 'event unknown', d.reason ? [' — ', d.reason] : null),
+    h('div', { class: 'actions' }, replay, tryIt, message),
+    facts([
+      ['received', when(d.received_at)],
+      ['provider delivery id', h('code', {}, d.delivery_id)],
+      ['request id', h('code', {}, d.request_id)],
+      d.raw_event ? ['provider event', d.raw_event] : null,
+      ['client', d.remote_addr],
+      ['body', d.body_size + ' bytes' + (d.body_kept ? ', kept' : ', not kept')],
+      ['tasks', d.task_ids.length ? d.task_ids.map((t, i) => [i ? ', ' : '', taskLink(t)]) : 'none'],
+      d.duplicate_of ? ['duplicate of', deliveryLink(d.duplicate_of)] : null,
+      d.replay_of ? ['replay of', deliveryLink(d.replay_of)] : null,
+      d.replays && d.replays.length ? ['replays', d.replays.map((r, i) => [i ? ', ' : '', deliveryLink(r)])] : null,
+    ]),
+    h('h2', { id: 'trace' }, 'Rules, one by one'),
+    d.rules.length ? h('p', { class: 'muted' }, d.rules.some(matched) ? 'Matched rules ran (or would have) the program named.' : 'No rule matched: nothing ran. Each rule below says why.') : h('p', { class: 'muted' }, d.outcome === 'rejected' ? 'Refused before any rule was judged.' : 'No rule was judged (no mapping for this source and event).'),
+    d.rules.length ? table(['mapping', 'rule', 'condition', 'program', 'verdict'], d.rules.map((r) => row(['mapping', 'rule', 'condition', 'program', 'verdict'],
+      [r.mapping, String(r.rule), r.if ? h('code', {}, r.if) : 'always', r.program, h('span', { class: matched(r) ? 's-matched' : 's-not-matched' }, r.result)], { class: matched(r) ? 'rule-matched' : '' })), 'rows trace') : null,
+    d.notes ? h('ul', {}, d.notes.map((n) => h('li', {}, n))) : null,
+    h('h2', {}, 'Params'),
+    Object.keys(d.params || {}).length ? h('pre', {}, json(d.params)) : h('p', { class: 'muted' }, 'None.'),
+    h('h2', {}, 'Headers'),
+    h('p', { class: 'muted' }, 'Credentials are masked (***), as the API records them.'),
+    table(['header', 'value'], d.headers.map(([k, v]) => row(['header', 'value'], [h('code', {}, k), h('code', {}, v)])), 'rows'),
+    d.query.length ? [h('h2', {}, 'Query'), table(['name', 'value'], d.query.map(([k, v]) => row(['name', 'value'], [h('code', {}, k), h('code', {}, v)])), 'rows')] : null,
+    h('h2', {}, 'Body'),
+    bodyBox,
+  ]);
+  if (d.body_kept) {
+    const r = await api('/deliveries/' + encodeURIComponent(id) + '/body');
+    clear(bodyBox);
+    if (r.ok) {
+      bodyText = await r.text();
+      let shown = bodyText;
+      try { shown = JSON.stringify(JSON.parse(bodyText), null, 2); } catch (_) { /* not JSON: as is */ }
+      bodyBox.appendChild(h('pre', { id: 'body', tabindex: '0' }, shown));
+    } else {
+      bodyBox.appendChild(h('p', { class: 'muted' }, 'The body is no longer kept.'));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ try a payload
+
+async function tryPage(el) {
+  focusMain('Try a payload');
+  const ov = await getJson('/-/overview');
+  let prefill = null;
+  try { prefill = JSON.parse(sessionStorage.getItem('hookrunner.try') || 'null'); } catch (_) { /* none */ }
+  sessionStorage.removeItem('hookrunner.try');
+  const source = h('select', { id: 'try-source', name: 'source', required: true },
+    ov.sources.map((s) => h('option', { value: s.name, selected: prefill && prefill.source === s.name }, s.name + ' (' + s.provider + ')')));
+  const headers = h('textarea', { id: 'try-headers', name: 'headers', rows: 5, spellcheck: 'false', placeholder: 'X-GitHub-Event: push\nContent-Type: application/json' });
+  const body = h('textarea', { id: 'try-body', name: 'body', rows: 9, spellcheck: 'false', placeholder: '{"ref": "refs/heads/main"}' });
+  if (prefill) {
+    headers.value = (prefill.headers || []).map(([k, v]) => k + ': ' + v).join('\n');
+    body.value = prefill.body || '';
+  }
+  const result = h('div', { id: 'try-result', 'aria-live': 'polite' });
+  const form = h('form', { 'aria-label': 'A payload to judge' },
+    h('div', { class: 'grid2' },
+      h('div', {},
+        h('div', { class: 'field' }, h('label', { for: 'try-source' }, 'Source'), source),
+        h('div', { class: 'field' }, h('label', { for: 'try-headers' }, 'Headers, one “Name: value” per line'), headers)),
+      h('div', { class: 'field' }, h('label', { for: 'try-body' }, 'Body'), body)),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'try-run' }, 'Dry run'),
+      h('span', { class: 'muted' }, 'Nothing runs and nothing is recorded. The source’s signature is not checked.')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const pairs = [];
+    for (const l of headers.value.split('\n')) {
+      if (!l.trim()) continue;
+      const i = l.indexOf(':');
+      if (i <= 0) { clear(result).appendChild(errorBox('Not a header line: ' + l)); return; }
+      pairs.push([l.slice(0, i).trim(), l.slice(i + 1).trim()]);
+    }
+    clear(result).appendChild(h('p', { class: 'muted' }, 'Judging…'));
+    try {
+      const r = await post('/-/dry-run', { source: source.value, headers: pairs, body: body.value });
+      clear(result);
+      if (!r.ok) { result.appendChild(errorBox('Refused (' + r.status + '): ' + ((r.body && r.body.error) || ''))); return; }
+      showTrace(result, r.body);
+    } catch (e) {
+      if (e instanceof NeedToken) tokenForm(el, e.message); else clear(result).appendChild(errorBox(e));
+    }
+  });
+  add(el, [h('h1', {}, 'Try a payload'),
+    h('p', { class: 'muted' }, 'Judge a body as a source would: the verdict of every rule and the exact arguments each match would run.'),
+    form, result]);
+}
+
+function showTrace(el, t) {
+  const matched = (r) => String(r.result).startsWith('matched');
+  add(el, [
+    h('h2', {}, t.would_run ? 'Would run ' + t.would_run + ' task' + (t.would_run === 1 ? '' : 's') : 'Would run nothing'),
+    t.handshake ? h('p', {}, 'A handshake: answered, nothing to run.') : null,
+    facts([['event', t.event || '—'], ['action', t.action || '—'], ['delivery id', h('code', {}, t.delivery_id)]]),
+    h('h2', {}, 'Rules, one by one'),
+    t.rules.length ? table(['mapping', 'rule', 'condition', 'program', 'verdict', 'argv'], t.rules.map((r) => row(['mapping', 'rule', 'condition', 'program', 'verdict', 'argv'], [
+      r.mapping, String(r.rule), r.if ? h('code', {}, r.if) : 'always', r.program,
+      h('span', { class: matched(r) ? 's-matched' : 's-not-matched' }, r.result),
+      r.argv ? h('ol', { class: 'argv', start: '0' }, r.argv.map((a) => h('li', {}, h('code', {}, a)))) : '—',
+    ], { class: matched(r) ? 'rule-matched' : '' })), 'rows trace') : h('p', { class: 'muted' }, 'No rule to judge for this event.'),
+    t.notes ? h('ul', {}, t.notes.map((n) => h('li', {}, n))) : null,
+    h('h2', {}, 'Params'),
+    h('pre', {}, json(t.params)),
+  ]);
+}
+
+// ------------------------------------------------------------------ start
+
+document.getElementById('forget-token').addEventListener('click', () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  tokenButton();
+  route();
+});
+window.addEventListener('hashchange', () => {
+  route();
+  main().focus({ preventScroll: true });
+});
+tokenButton();
+route();
+live.run();
