@@ -350,3 +350,23 @@ fn tasks_watch_prints_a_line_per_task_event() {
         );
     }
 }
+
+#[test]
+fn a_stopping_daemon_ends_the_stream_after_its_last_events() {
+    let mut d = Daemon::start(CONFIG);
+    let mut events = Events::open(&d, "/events", &[]);
+    let resp = d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#);
+    let task = Daemon::task_ids(&resp).remove(0);
+    events.until(|e| e.kind == "task.started");
+    // Stopped while the task runs: its end still comes, then the stream ends.
+    signal(d.pid(), "TERM");
+    events.until(|e| e.kind == "task.finished" && e.data["task"] == task.as_str());
+    // A clean end of the chunked body, not a connection cut when the server gives up on it.
+    let mut rest = String::new();
+    events
+        .reader
+        .read_to_string(&mut rest)
+        .expect("the stream ends cleanly");
+    assert!(!rest.contains("event:"), "{rest}");
+    assert_eq!(d.terminate_wait().code(), Some(0));
+}

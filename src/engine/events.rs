@@ -11,7 +11,7 @@
 //! someone listens ([`Hub::listening`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
@@ -37,6 +37,8 @@ struct HubInner {
     /// The newest id, for listeners to wait on.
     newest: watch::Sender<u64>,
     listeners: AtomicUsize,
+    /// Set when the daemon stops: listeners get what is left, then `Closed`.
+    closed: AtomicBool,
     /// Woken when the first listener arrives (the output watcher waits for it).
     first_listener: Notify,
 }
@@ -60,6 +62,8 @@ pub enum Next {
     Reset { oldest: u64, newest: u64 },
     /// Events, in id order.
     Events(Vec<Arc<Event>>),
+    /// The daemon is stopping: nothing more will come.
+    Closed,
 }
 
 impl Hub {
@@ -72,6 +76,7 @@ impl Hub {
                 }),
                 newest: watch::Sender::new(0),
                 listeners: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
                 first_listener: Notify::new(),
             }),
         }
@@ -107,6 +112,14 @@ impl Hub {
         if self.listening() {
             self.publish(kind, data());
         }
+    }
+
+    /// Ends every listener's stream once it has had what was published
+    /// (the daemon is stopping: open streams must not hold the HTTP server up).
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let newest = *self.inner.newest.borrow();
+        self.inner.newest.send_replace(newest);
     }
 
     /// Waits until someone listens.
@@ -185,6 +198,9 @@ impl Listener {
                     return Next::Events(events);
                 }
             }
+            if self.hub.inner.closed.load(Ordering::Relaxed) {
+                return Next::Closed;
+            }
             if self.rx.changed().await.is_err() {
                 // The hub is gone: nothing more will come.
                 std::future::pending::<()>().await;
@@ -206,7 +222,7 @@ mod tests {
     fn ids(next: Next) -> Vec<u64> {
         match next {
             Next::Events(e) => e.iter().map(|e| e.id).collect(),
-            Next::Reset { .. } => panic!("a reset"),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -234,6 +250,10 @@ mod tests {
         assert!(matches!(live.next().await, Next::Reset { .. }));
         let mut future = hub.subscribe(Some(1_000_000));
         assert!(matches!(future.next().await, Next::Reset { .. }));
+        hub.publish("last", "{}".into());
+        hub.close();
+        assert_eq!(ids(future.next().await).len(), 1);
+        assert!(matches!(future.next().await, Next::Closed));
         drop((live, resumed, old, future));
         assert!(!hub.listening());
     }

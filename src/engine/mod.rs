@@ -982,7 +982,6 @@ impl Inner {
         };
         if let TaskState::Finished { outcome, .. } = &task.state {
             log_outcome(id, outcome);
-            self.events.publish("task.finished", finished_data(&task));
             if !abandoning {
                 self.forget_uploads(&task);
                 let ran = finished.as_ref().and_then(|f| f.ran);
@@ -991,6 +990,8 @@ impl Inner {
                 self.start_callbacks(id, outcome.status());
                 self.persist(id);
             }
+            // After the store write is on its way: announcing it costs that write nothing.
+            self.events.publish("task.finished", finished_data(&task));
         }
         if let Some(f) = finished {
             self.forget_outputs(&f.evicted);

@@ -26,7 +26,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             ));
         }
         let bytes = tokio::select! {
-            next = listener.next() => render(next),
+            next = listener.next() => render(next)?,
             _ = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
         };
         Some((Ok::<_, actix_web::Error>(bytes), (listener, false)))
@@ -63,8 +63,10 @@ fn since(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
     Ok(None)
 }
 
-fn render(next: Next) -> Bytes {
-    match next {
+/// The bytes of what a listener got; `None` ends the stream.
+fn render(next: Next) -> Option<Bytes> {
+    Some(match next {
+        Next::Closed => return None,
         Next::Reset { oldest, newest } => {
             // Its id is the newest one's: a client that reconnects goes on from there.
             Bytes::from(format!("id: {newest}\nevent: reset\ndata: {{\"oldest\":{oldest}}}\n\n"))
@@ -76,7 +78,7 @@ fn render(next: Next) -> Bytes {
             }
             Bytes::from(out)
         }
-    }
+    })
 }
 
 fn push_event(out: &mut String, e: &Event) {

@@ -313,6 +313,8 @@ pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>
                 async move { engine.shutdown(grace).await }
             });
             let _ = drained.await;
+            // The event streams end after the drain's last events.
+            engine.events().close();
             handle.stop(true).await;
             let _ = server.await;
             drop(socket_files);
