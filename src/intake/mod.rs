@@ -451,12 +451,9 @@ pub fn dry_run(
     }
     let id = Uuid::new_v4().to_string();
     let accepts = Accepts::of(source);
-    let parsed = body::parse(
-        headers,
-        &raw,
-        &accepts,
-        &std::path::PathBuf::from("<uploads>").join(&id),
-    )?;
+    let parsed = body::parse(headers, &raw, &accepts, &|| {
+        std::path::PathBuf::from("<uploads>").join(&id)
+    })?;
     if let Some(answer) = source.challenge(&parsed.json) {
         return Ok(serde_json::json!({
             "dry_run": true, "delivery_id": id, "source": source.name, "handshake": answer,
