@@ -4,6 +4,7 @@
 #
 #   bash bench/callgrind.sh          # after `bash bench/run.sh` built everything
 #   bash bench/callgrind.sh --check  # the CI guard (builds what it needs)
+#   bash bench/callgrind.sh --kinds  # the same fields as JSON, form, multipart, XML
 #
 # Runs hookrunner (section (1)'s config) and the bare actix-web ceiling under
 # `valgrind --tool=callgrind`, sends 500 warm-up deliveries, zeroes the
@@ -12,6 +13,10 @@
 # GitHub's real 8.6 KiB push (tests/fixtures/github/push.json). Both are
 # validly signed and no rule matches them (ignored deliveries). Knobs:
 # N [2000], PORT [19090], BODIES ["small push"].
+#
+# --kinds: counts hookrunner only, for ignored deliveries of one set of
+# fields (a 270-byte push's) sent as each body kind to an unsigned generic
+# source: what each parser costs beside JSON.
 #
 # --check: builds the release hookrunner and the load generator (not the
 # ceiling), counts hookrunner only (N [1000]: the count per request is the
@@ -26,12 +31,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CHECK= RECORD=
+CHECK= RECORD= KINDS=
 for arg in "$@"; do
   case $arg in
     --check) CHECK=1 ;;
     --record) CHECK=1 RECORD=1 ;;
-    *) echo "usage: bash bench/callgrind.sh [--check [--record]]" >&2; exit 2 ;;
+    --kinds) KINDS=1 ;;
+    *) echo "usage: bash bench/callgrind.sh [--check [--record] | --kinds]" >&2; exit 2 ;;
   esac
 done
 if [[ -n $CHECK ]]; then N=${N:-1000}; else N=${N:-2000}; fi
@@ -41,6 +47,7 @@ OUT=$ROOT/target/bench-callgrind
 BASELINE=$ROOT/bench/callgrind-baseline.txt
 TOLERANCE_PCT=10
 SECRET=bench-secret-0123456789
+HOOKRUNNER_SET=${HOOKRUNNER:+1}
 HOOKRUNNER=${HOOKRUNNER:-$ROOT/target/release/hookrunner}
 CEILING=$ROOT/target/bench-tools/release/hookrunner-bench-ceiling
 LOADGEN=$ROOT/target/bench-tools/release/loadgen
@@ -49,9 +56,13 @@ if ! command -v valgrind >/dev/null; then
   if [[ $(id -u) -ne 0 ]]; then echo "need valgrind (apt-get install valgrind)" >&2; exit 1; fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
-if [[ -n $CHECK ]]; then
-  echo "building hookrunner (release) and the load generator" >&2
-  (cd "$ROOT" && cargo build --release --quiet --bin hookrunner)
+if [[ -n $CHECK || -n $KINDS ]]; then
+  # --kinds takes $HOOKRUNNER as it is when set; --check always builds.
+  if [[ -n $CHECK || -z ${HOOKRUNNER_SET:-} ]]; then
+    echo "building hookrunner (release)" >&2
+    (cd "$ROOT" && cargo build --release --quiet --bin hookrunner)
+  fi
+  echo "building the load generator" >&2
   CARGO_TARGET_DIR=$ROOT/target/bench-tools cargo build --release --quiet \
     --manifest-path "$ROOT/bench/tools/Cargo.toml" --bin loadgen
   bins=("$HOOKRUNNER" "$LOADGEN")
@@ -70,6 +81,8 @@ printf '%s' '{"ref":"refs/heads/master","before":"6113728f27ae82c7b1a177c8d03f9e
 cp "$ROOT/tests/fixtures/github/push.json" "$OUT/push.json"
 
 declare -A COUNT
+# How count() sends: path, Content-Type, and the signing flag.
+SEND_PATH=/hooks/github SEND_TYPE=application/json SEND_SIGN=(--secret "$SECRET" --header 'X-GitHub-Event: push')
 count() { # name body cmd...
   local name=$1 body=$2; shift 2
   valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.out" "$@" >"$OUT/$name.log" 2>&1 &
@@ -78,8 +91,8 @@ count() { # name body cmd...
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     sleep 0.1
   done
-  send() { "$LOADGEN" --addr "127.0.0.1:$PORT" --path /hooks/github --conns 4 --n "$1" --secret "$SECRET" \
-    --header 'X-GitHub-Event: push' --body-file "$OUT/$body.json"; }
+  send() { "$LOADGEN" --addr "127.0.0.1:$PORT" --path "$SEND_PATH" --conns 4 --n "$1" "${SEND_SIGN[@]}" \
+    --content-type "$SEND_TYPE" --body-file "$OUT/$body"; }
   send 500 >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
   local sent
@@ -95,9 +108,57 @@ count() { # name body cmd...
   COUNT[$name]=$((ir / N))
   echo "$name instructions/request: $((ir / N))   (callgrind_annotate --inclusive=yes $dump)"
 }
+if [[ -n $KINDS ]]; then
+  # One set of fields, four ways; JSON, form and multipart go to `kinds`,
+  # XML (whose root element is the one top-level key) to `kinds-xml`.
+  cat >"$OUT/kinds.yaml" <<EOF
+server: {max_body: 1MiB}
+tasks: {max_concurrent: 4, max_queued: 1000, keep: 10000}
+deliveries: {keep: 10000}
+sources:
+  kinds: {provider: generic, auth: none, bodies: [json, form, multipart], dedup: off}
+  kinds-xml: {provider: generic, auth: none, bodies: [xml], dedup: off}
+programs:
+  trivial: {command: [/bin/true]}
+mappings:
+  kinds:
+    "*":
+      params: {ref: payload.ref, pusher: payload.pusher}
+      rules: [{if: 'ref == "refs/heads/bench"', run: trivial}]
+  kinds-xml:
+    "*":
+      params: {ref: payload.push.ref, pusher: payload.push.pusher}
+      rules: [{if: 'ref == "refs/heads/bench"', run: trivial}]
+EOF
+  before=6113728f27ae82c7b1a177c8d03f9e96e0adf246 after=0000000000000000000000000000000000000000
+  printf '{"ref":"refs/heads/master","before":"%s","after":"%s","repository":"acme/app","pusher":"octocat","sender":"octocat"}' \
+    "$before" "$after" >"$OUT/kind.json"
+  printf 'ref=refs%%2Fheads%%2Fmaster&before=%s&after=%s&repository=acme%%2Fapp&pusher=octocat&sender=octocat' \
+    "$before" "$after" >"$OUT/kind.form"
+  {
+    for f in ref:refs/heads/master before:$before after:$after repository:acme/app pusher:octocat sender:octocat; do
+      printf -- '--b0undary\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' "${f%%:*}" "${f#*:}"
+    done
+    printf -- '--b0undary--\r\n'
+  } >"$OUT/kind.multipart"
+  printf '<push><ref>refs/heads/master</ref><before>%s</before><after>%s</after><repository>acme/app</repository><pusher>octocat</pusher><sender>octocat</sender></push>' \
+    "$before" "$after" >"$OUT/kind.xml"
+  SEND_SIGN=()
+  for kind in json form multipart xml; do
+    case $kind in
+      json) SEND_PATH=/hooks/kinds SEND_TYPE=application/json ;;
+      form) SEND_PATH=/hooks/kinds SEND_TYPE=application/x-www-form-urlencoded ;;
+      multipart) SEND_PATH=/hooks/kinds SEND_TYPE='multipart/form-data; boundary=b0undary' ;;
+      xml) SEND_PATH=/hooks/kinds-xml SEND_TYPE=application/xml ;;
+    esac
+    echo "  $kind: $(wc -c <"$OUT/kind.$kind") bytes" >&2
+    count "hookrunner-$kind" "kind.$kind" "$HOOKRUNNER" --config "$OUT/kinds.yaml" --listen "127.0.0.1:$PORT"
+  done
+  exit 0
+fi
 for body in $BODIES; do
-  count "hookrunner-$body" "$body" "$HOOKRUNNER" --config "$OUT/hr.yaml" --listen "127.0.0.1:$PORT"
-  [[ -n $CHECK ]] || count "ceiling-$body" "$body" "$CEILING" "127.0.0.1:$PORT"
+  count "hookrunner-$body" "$body.json" "$HOOKRUNNER" --config "$OUT/hr.yaml" --listen "127.0.0.1:$PORT"
+  [[ -n $CHECK ]] || count "ceiling-$body" "$body.json" "$CEILING" "127.0.0.1:$PORT"
 done
 [[ -n $CHECK ]] || exit 0
 

@@ -2,12 +2,13 @@
 //!
 //! `loadgen --addr 127.0.0.1:PORT --path /hooks/x --conns 64 --n 20000
 //!          [--body TEMPLATE | --body-file FILE] [--secret S] [--header 'Name: v']...
-//!          [--retry-503] [--gap-ms MS]`
+//!          [--retry-503] [--gap-ms MS] [--content-type TYPE]`
 //!
 //! Each connection is one thread with one keep-alive socket. The body
 //! template may hold `{i}` (the request number, unique) and `{t}` (the send
 //! time in Unix nanoseconds, taken just before the request is written).
-//! With `--secret` every body is signed: `X-Hub-Signature-256: sha256=<hex>`.
+//! The Content-Type is `application/json` unless `--content-type` says
+//! otherwise. With `--secret` every body is signed: `X-Hub-Signature-256: sha256=<hex>`.
 //! With `--retry-503` a refused request is sent again (after 5 ms) until it
 //! gets another answer. Only loopback addresses are accepted.
 //!
@@ -31,6 +32,7 @@ struct Opts {
     headers: Vec<String>,
     retry_503: bool,
     gap: Duration,
+    content_type: String,
 }
 
 #[derive(Default)]
@@ -61,6 +63,7 @@ fn parse() -> Opts {
         headers: Vec::new(),
         retry_503: false,
         gap: Duration::ZERO,
+        content_type: "application/json".into(),
     };
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
@@ -74,6 +77,7 @@ fn parse() -> Opts {
             "--secret" => o.secret = Some(val()),
             "--header" => o.headers.push(val()),
             "--retry-503" => o.retry_503 = true,
+            "--content-type" => o.content_type = val(),
             "--gap-ms" => o.gap = Duration::from_secs_f64(val().parse::<f64>().unwrap_or_else(|_| usage("bad --gap-ms")) / 1e3),
             other => usage(&format!("unknown option {other}")),
         }
@@ -91,9 +95,10 @@ fn now_ns() -> u128 {
 fn request(o: &Opts, i: usize) -> Vec<u8> {
     let body = o.body.replace("{i}", &i.to_string()).replace("{t}", &now_ns().to_string());
     let mut req = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         o.path,
         o.addr,
+        o.content_type,
         body.len()
     );
     if let Some(secret) = &o.secret {
