@@ -303,9 +303,26 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Recorded headers and log escaping.
 
+/// Twelve headers of 1,000 bytes: the record keeps the first eight in name
+/// order and counts the other four in one last entry, as the oracle says.
+#[test]
+fn recorded_headers_past_8_kib_are_counted_not_kept() {
+    let mut pairs = HeaderPairs::new();
+    for i in 0..12 {
+        pairs.add(&format!("X-Big-{i:02}"), vec![b'a'; 1000]);
+    }
+    check_record_headers(&pairs, &[]);
+    let list = hookrunner::delivery::record::mask_headers(&pairs, &[]);
+    let kept: Vec<(&str, &str)> = list.iter().collect();
+    assert_eq!(kept.len(), 9, "eight kept and one count");
+    assert_eq!(kept[0].0, "x-big-00");
+    assert!(kept[8].1.starts_with("4 more headers not kept"), "{:?}", kept[8]);
+}
+
 proptest! {
-    /// One entry per header, credentials masked, long or odd values cut and
-    /// marked, never a line break; escaped text keeps to one line.
+    /// One entry per header up to 8 KiB of them (the rest counted in one
+    /// last entry), credentials masked, long or odd values cut and marked,
+    /// never a line break; escaped text keeps to one line.
     #[test]
     fn recorded_headers_are_masked_and_one_per_header(
         headers in prop::collection::vec(
@@ -320,7 +337,7 @@ proptest! {
                     (1000usize..1100).prop_map(|n| "é".repeat(n / 2).into_bytes()),
                 ],
             ),
-            0..6,
+            0..14,
         ),
     ) {
         let mut pairs = HeaderPairs::new();
