@@ -287,20 +287,30 @@ fn one_key_never_runs_twice_at_once_across_nodes() {
     );
 }
 
+/// Two nodes, `na` and `nb`; the program `chatty` (`TICKS`, `PAUSE`) may
+/// run only on `nb` (label `b`).
+fn chatty_on_b(db: &Db, ticks: &str, pause: &str) -> (Daemon, Daemon) {
+    let programs = format!(
+        r#"
+  chatty:
+    command: handlers/chatty.sh
+    run_on: [b]
+    env: {{TICKS: "{ticks}", PAUSE: "{pause}"}}
+"#
+    );
+    let mapping = "    chatty: {rules: [{run: chatty}]}";
+    // chatty writes nothing the nodes share (no `$SHARED` in its config).
+    let shared = Path::new("/nonexistent-shared");
+    let a = node(db, "na", "", shared, &programs, mapping);
+    let b = node(db, "nb", "b", shared, &programs, mapping);
+    (a, b)
+}
+
 #[test]
 fn output_and_cancel_of_a_task_on_another_node() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
-    let programs = r#"
-  chatty:
-    command: handlers/chatty.sh
-    run_on: [b]
-    env: {TICKS: "200", PAUSE: "0.1"}
-"#;
-    let mapping = "    chatty: {rules: [{run: chatty}]}";
-    let a = node(&db, "na", "", shared.path(), programs, mapping);
-    let b = node(&db, "nb", "b", shared.path(), programs, mapping);
+    let (a, b) = chatty_on_b(&db, "200", "0.1");
     let id = send(&a, r#"{"kind":"chatty"}"#).remove(0);
     eventually("the task to run on nb", Duration::from_secs(10), || {
         let t = task(&a, &id);
@@ -345,16 +355,7 @@ fn output_and_cancel_of_a_task_on_another_node() {
 fn a_wait_delivery_answers_when_another_node_has_run_it() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
-    let programs = r#"
-  chatty:
-    command: handlers/chatty.sh
-    run_on: [b]
-    env: {TICKS: "3", PAUSE: "0.2"}
-"#;
-    let mapping = "    chatty: {rules: [{run: chatty}]}";
-    let a = node(&db, "na", "", shared.path(), programs, mapping);
-    let b = node(&db, "nb", "b", shared.path(), programs, mapping);
+    let (a, b) = chatty_on_b(&db, "3", "0.2");
     // na accepts and waits; only nb may run it.
     let r = a.post_json("/hooks/a?wait=20s", &[], br#"{"kind":"chatty"}"#);
     assert_eq!(r.status, 200, "{}", r.text);

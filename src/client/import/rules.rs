@@ -434,18 +434,7 @@ pub fn canonical_header(name: &str) -> String {
     if !name.bytes().all(token) {
         return name.to_string();
     }
-    let mut upper = true;
-    name.chars()
-        .map(|c| {
-            let out = if upper {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            };
-            upper = c == '-';
-            out
-        })
-        .collect()
+    crate::mapping::params::canonical_header(name)
 }
 
 struct Cx<'p> {

@@ -63,20 +63,6 @@ fn go_knows_status(code: i64) -> bool {
         | 500..=508 | 510 | 511)
 }
 
-/// API routes a hook may not shadow when hooks are served at the root.
-const API_ROUTES: &[&str] = &[
-    "tasks",
-    "deliveries",
-    "nodes",
-    "healthz",
-    "readyz",
-    "metrics",
-    "-",
-    "ui",
-    "events",
-    "openapi.json",
-];
-
 /// The config for `hooks`, and what the user must know.
 pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec<Message>) {
     let mut messages = Vec::new();
@@ -240,7 +226,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
         .urlprefix
         .as_deref()
         .is_some_and(|p| p.trim_matches('/').is_empty())
-        && API_ROUTES.contains(&hook.id.split('/').next().unwrap_or(""))
+        && crate::config::API_PATHS.contains(&hook.id.split('/').next().unwrap_or(""))
     {
         gap(
             &mut messages,
