@@ -759,42 +759,40 @@ pub fn check(url: &SecretUrl) -> Result<super::CheckReport, StoreError> {
             return Ok(report);
         }
         // Page through by seq: a large history is never held at once.
-        let mut after = 0i64;
-        loop {
-            let rows = client
-                .query(
-                    "SELECT seq, id::text, record FROM tasks WHERE seq > $1 ORDER BY seq LIMIT 1000",
-                    &[&after],
-                )
-                .await
-                .map_err(&e)?;
-            let Some(last) = rows.last() else { break };
-            after = last.get(0);
-            for row in &rows {
-                report.tasks += 1;
-                if let Err(u) = task_row(row.get(0), row.get(1), row.get(2)) {
-                    report.unreadable.push(u);
-                }
+        let mut unreadable = Vec::new();
+        report.tasks = page_by_seq(&client, "SELECT seq, id::text, record FROM tasks", |row| {
+            if let Err(u) = task_row(row.get(0), row.get(1), row.get(2)) {
+                unreadable.push(u);
             }
-        }
-        let mut after = 0i64;
-        loop {
-            let rows = client
-                .query(
-                    "SELECT seq, id, record FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT 1000",
-                    &[&after],
-                )
-                .await
-                .map_err(&e)?;
-            let Some(last) = rows.last() else { break };
-            after = last.get(0);
-            for row in &rows {
-                report.deliveries += 1;
-                if let Err(u) = delivery_row(row.get(1), row.get(2)) {
-                    report.unreadable.push(u);
-                }
+        })
+        .await
+        .map_err(&e)?;
+        report.deliveries = page_by_seq(&client, "SELECT seq, id, record FROM deliveries", |row| {
+            if let Err(u) = delivery_row(row.get(1), row.get(2)) {
+                unreadable.push(u);
             }
-        }
+        })
+        .await
+        .map_err(&e)?;
+        report.unreadable = unreadable;
         Ok(report)
     })
+}
+
+/// Every row of `select` (whose first column is `seq`), a thousand at a
+/// time in `seq` order, handed to `each`; how many there were.
+async fn page_by_seq(
+    client: &tokio_postgres::Client,
+    select: &str,
+    mut each: impl FnMut(&tokio_postgres::Row),
+) -> Result<usize, tokio_postgres::Error> {
+    let query = format!("{select} WHERE seq > $1 ORDER BY seq LIMIT 1000");
+    let (mut after, mut count) = (0i64, 0usize);
+    loop {
+        let rows = client.query(query.as_str(), &[&after]).await?;
+        let Some(last) = rows.last() else { return Ok(count) };
+        after = last.get(0);
+        count += rows.len();
+        rows.iter().for_each(&mut each);
+    }
 }
