@@ -11,6 +11,7 @@
 #   RSS_N [100000]      RSS_CONNS [16]                      memory (4)
 #   SKIP="wrk burst lat rss"  (any subset)                  skip sections
 #   PORT_BASE [19080]   OUT [target/bench-run]              ports and scratch dir
+#   HR_TMPDIR [$OUT/tmp]                                    hookrunner's TMPDIR (output files)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +61,12 @@ HOOKRUNNER=${HOOKRUNNER:-$ROOT/target/release/hookrunner}
 CEILING=$ROOT/target/bench-tools/release/hookrunner-bench-ceiling
 LOADGEN=$ROOT/target/bench-tools/release/loadgen
 SPAWNLOOP=$ROOT/target/bench-tools/release/spawnloop
+# The spawn loop's handlers get the environment hookrunner gives its handlers
+# (src/process/program.rs INHERITED_ENV; nothing else of ours), so both start
+# the same bash: with the whole shell environment bash skips work it does with
+# a cleared one (no SHELL: it reads /etc/passwd), ~0.2 ms a start here.
+HANDLER_ENV=(env -i)
+for var in PATH HOME LANG LC_ALL TZ; do [[ -n "${!var:-}" ]] && HANDLER_ENV+=("$var=${!var}"); done
 APPEND=$ROOT/bench/handlers/append.sh
 STAMP=$ROOT/bench/handlers/stamp.sh
 
@@ -83,8 +90,16 @@ start() { # name port cmd... ; sets PID
   wait_port "$port"
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# Without `state:`, hookrunner's handlers write their output files in a
+# directory under TMPDIR. /tmp on these machines is where every test run
+# creates and deletes its files, and there ext4 takes ~600 us to make a new
+# file (its inode search), ~20 us in a fresh directory elsewhere on the same
+# disk: with /tmp the executed burst ran 700/s, with a directory of its own
+# 1,171/s (BENCHMARKS.md). HR_TMPDIR=/tmp measures the former.
+HR_TMPDIR=${HR_TMPDIR:-$OUT/tmp}
+mkdir -p "$HR_TMPDIR"
 start_hookrunner() { # name config
-  start "$1" "$HR_PORT" env RUST_LOG="${RUST_LOG:-info}" "$HOOKRUNNER" serve --config "$2" --listen "127.0.0.1:$HR_PORT"
+  start "$1" "$HR_PORT" env RUST_LOG="${RUST_LOG:-info}" TMPDIR="$HR_TMPDIR" "$HOOKRUNNER" serve --config "$2" --listen "127.0.0.1:$HR_PORT"
 }
 start_webhook() { # name hooks.json
   start "$1" "$WH_PORT" webhook -hooks "$2" -ip 127.0.0.1 -port "$WH_PORT"
@@ -223,7 +238,7 @@ burst() { # daemon conns
 if ! skip burst; then
   log "(2) executed burst: $BURST_N deliveries, handler appends its param to a file, $SPAWN_PAR at a time"
   : >"$OUT/executed-spawn"
-  line=$("$SPAWNLOOP" --n "$BURST_N" --par "$SPAWN_PAR" -- "$APPEND" "$OUT/executed-spawn" "{i}")
+  line=$("${HANDLER_ENV[@]}" "$SPAWNLOOP" --n "$BURST_N" --par "$SPAWN_PAR" -- "$APPEND" "$OUT/executed-spawn" "{i}")
   log "  raw spawn loop: $line"
   result burst_spawn_executed "$(wc -l <"$OUT/executed-spawn")"
   result burst_spawn_exec_per_s "$(kv "$line" per_sec)"
@@ -248,7 +263,7 @@ if ! skip lat; then
   log "(3) delivery-to-handler-start: $LAT_N requests, one at a time, ${LAT_GAP_MS} ms apart"
   LAT_BODY='{"ref":"refs/heads/bench","n":"{i}","sent":"{t}"}'
   : >"$OUT/lat-spawn"
-  "$SPAWNLOOP" --n "$LAT_N" --par 1 --gap-ms "$LAT_GAP_MS" -- "$STAMP" "$OUT/lat-spawn" "{t}" >/dev/null
+  "${HANDLER_ENV[@]}" "$SPAWNLOOP" --n "$LAT_N" --par 1 --gap-ms "$LAT_GAP_MS" -- "$STAMP" "$OUT/lat-spawn" "{t}" >/dev/null
   lat_stats spawn "$OUT/lat-spawn"
   : >"$OUT/lat-hookrunner"
   hr_config "$OUT/hr-lat.yaml" 1000 10000 "[$STAMP, $OUT/lat-hookrunner]" '"{sent}"'
@@ -267,6 +282,19 @@ if ! skip lat; then
 fi
 
 # ================================================================ (4) memory
+count_succeeded() { # api: the succeeded tasks it holds, paged 1000 at a time (its limit)
+  python3 - "$1" <<'EOF'
+import json, sys, urllib.request
+api, before, n = sys.argv[1], "", 0
+while True:
+    page = json.load(urllib.request.urlopen(f"{api}/tasks?status=succeeded&limit=1000{before}"))["tasks"]
+    n += len(page)
+    if len(page) < 1000:
+        break
+    before = "&before=" + page[-1]["id"]
+print(n)
+EOF
+}
 if ! skip rss; then
   log "(4) RSS: idle, then after $RSS_N finished tasks of /bin/true retained (tasks.keep: $RSS_N)"
   wh_config "$OUT/wh-idle.json" "$OUT/never" "$APPEND" n
@@ -281,7 +309,7 @@ if ! skip rss; then
   log "  $line"
   wait_hr_drained; sleep 1
   full=$(rss_kib "$PID")
-  result rss_hookrunner_tasks "$(curl -s "http://127.0.0.1:$HR_PORT/tasks?status=succeeded&limit=$RSS_N" | grep -o '"succeeded"' | wc -l)"
+  result rss_hookrunner_tasks "$(count_succeeded "http://127.0.0.1:$HR_PORT")"
   result rss_hookrunner_after_kib "$full"
   result rss_hookrunner_bytes_per_task "$(( (full - idle) * 1024 / RSS_N ))"
   stop "$PID"

@@ -789,7 +789,8 @@ impl Inner {
                 "could not create the output files in `{}`: {e}",
                 self.outputs.path().display()
             )),
-            Ok((stdout, stderr)) => {
+            Ok((stdout, stderr, pending)) => {
+                let mut pending = Some(pending);
                 let files = OutputFiles {
                     stdout,
                     stderr,
@@ -803,13 +804,16 @@ impl Inner {
                 ) {
                     Ok(written) => written,
                     Err(e) => {
+                        if let Some(pending) = pending.take() {
+                            self.outputs.settle(pending, false);
+                        }
                         self.finish_attempt(id, &task, &program, process::Ending::SpawnFailed(e), output_limit);
                         return;
                     }
                 };
                 let mut run = run;
                 run.env.extend(param_files.env());
-                process::run(&run, task.body.clone(), files, stop, |pid| {
+                let ending = process::run(&run, task.body.clone(), files, stop, |pid| {
                     let now = SystemTime::now();
                     let mut sched = self.lock();
                     sched.started(id, pid, now);
@@ -834,8 +838,20 @@ impl Inner {
                         self.metrics.task_started(waited);
                     }
                     tracing::info!(task_id = %id, request_id = %spec.request_id, pid, "task started");
+                    // The handler runs: its files get their names, and the
+                    // next pair is made ahead if nothing else waits to start.
+                    if let Some(pending) = pending.take() {
+                        let quiet = self.lock().counts().1 == 0
+                            && self.cluster.get().is_none_or(|c| c.queued.load(Ordering::Relaxed) == 0);
+                        self.outputs.settle(pending, quiet);
+                    }
                 })
-                .await
+                .await;
+                // Not started: the (empty) files still get their names.
+                if let Some(pending) = pending {
+                    self.outputs.settle(pending, false);
+                }
+                ending
             }
         };
         self.finish_attempt(id, &task, &program, ending, output_limit);

@@ -16,7 +16,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Which stream a line came from.
@@ -46,6 +47,28 @@ impl Stream {
 #[derive(Debug, Clone)]
 pub struct OutputDir {
     dir: Arc<PathBuf>,
+    /// A pair of files made ahead while the daemon was quiet, so that the
+    /// next start need not wait for the file system (BENCHMARKS.md,
+    /// delivery-to-start): named `.spare.<pid>.<n>.out`/`.err` until an attempt
+    /// takes them and [`OutputDir::settle`] renames them.
+    spare: Arc<Mutex<Option<Spare>>>,
+    made: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Spare {
+    stdout: File,
+    stderr: File,
+    paths: [PathBuf; 2],
+}
+
+/// The files an attempt was given, not yet under its names when they were
+/// the spare pair: [`OutputDir::settle`] puts them there.
+#[derive(Debug)]
+#[must_use = "a spare pair keeps its temporary names until settled"]
+pub struct Pending {
+    from: Option<[PathBuf; 2]>,
+    to: [PathBuf; 2],
 }
 
 /// The last bytes of a stream, as text.
@@ -62,8 +85,28 @@ impl OutputDir {
         std::fs::create_dir_all(dir)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        // Spare pairs of a daemon that is gone (`.spare.<pid>.<n>`); another
+        // live daemon's (a directory shared by mistake) are left alone.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(SPARE))
+                    .and_then(|n| n.split('.').next())
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(OutputDir {
             dir: Arc::new(dir.to_path_buf()),
+            spare: Arc::default(),
+            made: Arc::default(),
         })
     }
 
@@ -76,14 +119,66 @@ impl OutputDir {
         self.dir.join(format!("{id}.{attempt}.{}", stream.suffix()))
     }
 
-    /// New, empty files for an attempt: the handler's stdout and stderr.
-    pub fn create(&self, id: Uuid, attempt: u32) -> std::io::Result<(File, File)> {
-        let open = |stream| {
-            let path = self.file(id, attempt, stream);
-            let _ = std::fs::remove_file(&path);
-            OpenOptions::new().append(true).create_new(true).mode(0o600).open(path)
-        };
-        Ok((open(Stream::Stdout)?, open(Stream::Stderr)?))
+    /// Empty files for an attempt, the handler's stdout and stderr: the
+    /// spare pair if there is one (then [`OutputDir::settle`] names them,
+    /// once the handler runs), else new files under their names.
+    pub fn create(&self, id: Uuid, attempt: u32) -> std::io::Result<(File, File, Pending)> {
+        let to = [
+            self.file(id, attempt, Stream::Stdout),
+            self.file(id, attempt, Stream::Stderr),
+        ];
+        if let Some(spare) = self.lock_spare().take() {
+            return Ok((
+                spare.stdout,
+                spare.stderr,
+                Pending {
+                    from: Some(spare.paths),
+                    to,
+                },
+            ));
+        }
+        let (stdout, stderr) = (create_new(&to[0])?, create_new(&to[1])?);
+        Ok((stdout, stderr, Pending { from: None, to }))
+    }
+
+    /// Gives a spare pair its attempt's names (a file left there by an
+    /// attempt the daemon did not see end is replaced) and, when `refill`
+    /// (nothing waits to start: a burst is not slowed by files made ahead),
+    /// makes the next spare pair.
+    pub fn settle(&self, pending: Pending, refill: bool) {
+        if let Some(from) = pending.from {
+            for (from, to) in from.iter().zip(&pending.to) {
+                if let Err(e) = std::fs::rename(from, to) {
+                    tracing::warn!(file = %to.display(), error = %e, "could not name an attempt's output file; its output will not be shown");
+                }
+            }
+        }
+        if refill && self.lock_spare().is_none() {
+            let n = self.made.fetch_add(1, Ordering::Relaxed);
+            let pid = std::process::id();
+            let paths =
+                [Stream::Stdout, Stream::Stderr].map(|s| self.dir.join(format!("{SPARE}{pid}.{n}.{}", s.suffix())));
+            let remove = |paths: &[PathBuf; 2]| {
+                for path in paths {
+                    let _ = std::fs::remove_file(path);
+                }
+            };
+            let spare = match (create_new(&paths[0]), create_new(&paths[1])) {
+                (Ok(stdout), Ok(stderr)) => Spare { stdout, stderr, paths },
+                _ => return remove(&paths),
+            };
+            let mut slot = self.lock_spare();
+            if slot.is_none() {
+                *slot = Some(spare);
+            } else {
+                drop(slot);
+                remove(&spare.paths);
+            }
+        }
+    }
+
+    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Option<Spare>> {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last `limit` bytes of a stream of an attempt; empty if there is no file.
@@ -181,6 +276,22 @@ impl OutputDir {
         }
         removed
     }
+}
+
+/// The prefix of a spare pair's file names (never a task id).
+const SPARE: &str = ".spare.";
+
+/// A new, empty output file; one left by an attempt the daemon did not see
+/// end is replaced (removed only then: one lookup fewer on every start).
+fn create_new(path: &Path) -> std::io::Result<File> {
+    let create = || OpenOptions::new().append(true).create_new(true).mode(0o600).open(path);
+    create().or_else(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            create()
+        }
+        _ => Err(e),
+    })
 }
 
 /// The last `limit` bytes of `path` as UTF-8 (invalid bytes replaced); a
@@ -346,7 +457,7 @@ mod tests {
         let out = OutputDir::open(dir.path()).unwrap();
         let id = Uuid::new_v4();
         assert_eq!(out.read_last(id, 1, Stream::Stdout, 8), None);
-        let (mut file, _) = out.create(id, 1).unwrap();
+        let (mut file, _, _) = out.create(id, 1).unwrap();
         file.write_all(b"a\xe4\xb8\xad\xe6\x96\x87 \xff!").unwrap(); // a中文, a space, a stray byte
         assert_eq!(
             out.read_last(id, 1, Stream::Stdout, 64),
@@ -357,6 +468,79 @@ mod tests {
             out.read_last(id, 1, Stream::Stdout, 8),
             Some((b"\xe6\x96\x87 \xff!".to_vec(), true))
         );
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_attempt_left_behind_is_replaced_by_empty_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        for refill in [false, true, false] {
+            // Left behind: first made under its names, then from the spare pair.
+            let (mut stdout, mut stderr, pending) = out.create(id, 1).unwrap();
+            out.settle(pending, refill);
+            stdout.write_all(b"from a run the daemon did not see end").unwrap();
+            stderr.write_all(b"its errors").unwrap();
+            drop((stdout, stderr));
+            let (mut stdout, _, pending) = out.create(id, 1).unwrap();
+            out.settle(pending, false);
+            assert_eq!(out.read_all(id, 1, Stream::Stdout), Some(Vec::new()));
+            assert_eq!(out.read_all(id, 1, Stream::Stderr), Some(Vec::new()));
+            stdout.write_all(b"new").unwrap();
+            assert_eq!(out.read_all(id, 1, Stream::Stdout), Some(b"new".to_vec()));
+        }
+    }
+
+    #[test]
+    fn a_spare_pair_made_while_quiet_becomes_the_next_attempts_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        let (_, _, pending) = out.create(first, 1).unwrap();
+        out.settle(pending, true);
+        assert_eq!(
+            names(dir.path()),
+            [
+                format!(".spare.{}.0.err", std::process::id()),
+                format!(".spare.{}.0.out", std::process::id()),
+                format!("{first}.1.err"),
+                format!("{first}.1.out")
+            ]
+        );
+        // The next attempt gets the spare files: what it writes before they are
+        // settled is under its names afterwards; a busy daemon makes no new pair.
+        let (mut stdout, mut stderr, pending) = out.create(second, 2).unwrap();
+        stdout.write_all(b"out").unwrap();
+        stderr.write_all(b"err").unwrap();
+        out.settle(pending, false);
+        assert_eq!(out.read_all(second, 2, Stream::Stdout), Some(b"out".to_vec()));
+        assert_eq!(out.read_all(second, 2, Stream::Stderr), Some(b"err".to_vec()));
+        assert!(
+            names(dir.path()).iter().all(|n| !n.starts_with(SPARE)),
+            "{:?}",
+            names(dir.path())
+        );
+        // A spare pair a stopped daemon left is removed when the directory is
+        // opened again; a live daemon's (pid 1 here) is not.
+        let (_, _, pending) = out.create(first, 2).unwrap();
+        out.settle(pending, true);
+        assert_eq!(names(dir.path()).iter().filter(|n| n.starts_with(SPARE)).count(), 2);
+        drop(out);
+        std::fs::write(dir.path().join(format!(".spare.{}.7.out", u32::MAX)), b"").unwrap();
+        std::fs::write(dir.path().join(".spare.1.7.out"), b"").unwrap();
+        let _again = OutputDir::open(dir.path()).unwrap();
+        let spares: Vec<String> = names(dir.path()).into_iter().filter(|n| n.starts_with(SPARE)).collect();
+        assert_eq!(spares, [".spare.1.7.out"]);
+        assert_eq!(names(dir.path()).len(), 7, "the attempts' own files stay");
     }
 
     #[test]
@@ -389,7 +573,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputDir::open(dir.path()).unwrap();
         let id = Uuid::new_v4();
-        let (mut stdout, _stderr) = out.create(id, 1).unwrap();
+        let (mut stdout, _stderr, _) = out.create(id, 1).unwrap();
         let mut f = Follower::new(out.file(id, 1, Stream::Stdout), Stream::Stdout, 0);
         stdout.write_all(b"one\ntw").unwrap();
         let texts = |(lines, missed): (Vec<Line>, u64)| {
@@ -408,7 +592,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputDir::open(dir.path()).unwrap();
         let id = Uuid::new_v4();
-        let (mut stdout, _) = out.create(id, 1).unwrap();
+        let (mut stdout, _, _) = out.create(id, 1).unwrap();
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..4 {
             stdout.write_all(&chunk).unwrap();
