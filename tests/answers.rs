@@ -401,9 +401,13 @@ fn hooks_can_be_served_at_the_root_or_under_another_prefix() {
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(root.post_json("/a/b", &[], b"{}").status, 202);
     assert_eq!(root.post_json("/hooks/plain", &[], b"{}").status, 404);
-    // The API keeps its paths.
+    // The API keeps its paths, and `/` still leads to the dashboard.
     assert_eq!(root.get("/tasks").status, 200);
     assert_eq!(root.get("/healthz").json()["status"], "ok");
+    let ui = root.get("/");
+    assert_eq!(ui.status, 200, "{}", ui.text);
+    assert_eq!(ui.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(root.post_json("//plain", &[], b"{}").status, 404);
 
     let v1 = Daemon::start(&format!("server: {{prefix: /api/v1}}\n{CONFIG}"));
     let r = v1.post_json("/api/v1/plain", &[], br#"{"kind":"ok","word":"v1"}"#);

@@ -38,8 +38,9 @@ pub(crate) fn is_hook_path(path: &str, prefix: &str) -> bool {
     if !path.strip_prefix(prefix).is_some_and(|t| t.starts_with('/')) {
         return false;
     }
+    // `/` (and `//...`) names no source: with an empty prefix it is the dashboard's.
     let first = path[1..].split('/').next().unwrap_or_default();
-    !API_PATHS.contains(&first)
+    !first.is_empty() && !API_PATHS.contains(&first)
 }
 
 /// Every hook path: the paths under `server.prefix` (`/hooks` by default)
@@ -341,6 +342,9 @@ mod tests {
         assert!(is_hook_path("/hooks/tasks", "/hooks"));
         assert!(is_hook_path("/x", ""));
         assert!(!is_hook_path("/tasks", ""));
+        assert!(!is_hook_path("/", ""), "the dashboard's redirect");
+        assert!(!is_hook_path("//x", ""));
+        assert!(!is_hook_path("/ui/app.js", ""));
         assert!(!is_hook_path("/tasks/1/output", ""));
         assert!(!is_hook_path("/-/reload", ""));
         assert!(!is_hook_path("/hooks", "/hooks"));
