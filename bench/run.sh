@@ -92,10 +92,11 @@ start() { # name port cmd... ; sets PID
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # Without `state:`, hookrunner's handlers write their output files in a
 # directory under TMPDIR. /tmp on these machines is where every test run
-# creates and deletes its files, and there ext4 takes ~600 us to make a new
-# file (its inode search), ~20 us in a fresh directory elsewhere on the same
-# disk: with /tmp the executed burst ran 700/s, with a directory of its own
-# 1,171/s (BENCHMARKS.md). HR_TMPDIR=/tmp measures the former.
+# creates and deletes its files, and their ext4 has no journal, so making a
+# new file checks free inodes for a recent deletion: ~600 us a file in /tmp
+# when measured, ~20 us in a fresh directory elsewhere on the same disk. With
+# /tmp the executed burst ran 700/s, with a directory of its own 1,171/s
+# (BENCHMARKS.md, "Second pass"). HR_TMPDIR=/tmp measures the former.
 HR_TMPDIR=${HR_TMPDIR:-$OUT/tmp}
 mkdir -p "$HR_TMPDIR"
 start_hookrunner() { # name config
