@@ -50,9 +50,7 @@ impl Client {
             Client::Unknown => false,
         }
     }
-}
 
-impl Client {
     /// The address as text (what `Display` writes), without the formatting
     /// machinery: every delivery's record and `request.*` params need it.
     pub fn text(self) -> String {

@@ -784,6 +784,18 @@ impl Inner {
             }
         }
         let output_limit = self.limits.load().output_limit;
+        // `param_files`: a directory of this attempt's own, gone when it ends.
+        let param_files = match process::files::ParamFiles::write(
+            &self.outputs.path().join(format!("{id}.{}.files", task.attempt)),
+            &program.param_files,
+            &inv,
+        ) {
+            Ok(written) => written,
+            Err(e) => {
+                self.finish_attempt(id, &task, &program, process::Ending::SpawnFailed(e), output_limit);
+                return;
+            }
+        };
         let ending = match self.outputs.create(id, task.attempt) {
             Err(e) => process::Ending::SpawnFailed(format!(
                 "could not create the output files in `{}`: {e}",
@@ -796,27 +808,15 @@ impl Inner {
                     stderr,
                     keep: output_kept(&self.limits.load()),
                 };
-                // `param_files`: a directory of this attempt's own, gone when it ends.
-                let param_files = match process::files::ParamFiles::write(
-                    &self.outputs.path().join(format!("{id}.{}.files", task.attempt)),
-                    &program.param_files,
-                    &inv,
-                ) {
-                    Ok(written) => written,
-                    Err(e) => {
-                        if let Some(pending) = pending.take() {
-                            self.outputs.settle(pending, false);
-                        }
-                        self.finish_attempt(id, &task, &program, process::Ending::SpawnFailed(e), output_limit);
-                        return;
-                    }
-                };
                 let mut run = run;
                 run.env.extend(param_files.env());
                 let ending = process::run(&run, task.body.clone(), files, stop, |pid| {
                     let now = SystemTime::now();
                     let mut sched = self.lock();
                     sched.started(id, pid, now);
+                    // Nothing else waits to start: the next output files are made ahead.
+                    let quiet = sched.counts().1 == 0
+                        && self.cluster.get().is_none_or(|c| c.queued.load(Ordering::Relaxed) == 0);
                     // Under the lock: output is announced only once this is out.
                     self.events.publish(
                         "task.started",
@@ -838,11 +838,8 @@ impl Inner {
                         self.metrics.task_started(waited);
                     }
                     tracing::info!(task_id = %id, request_id = %spec.request_id, pid, "task started");
-                    // The handler runs: its files get their names, and the
-                    // next pair is made ahead if nothing else waits to start.
+                    // The handler runs: its files get their names.
                     if let Some(pending) = pending.take() {
-                        let quiet = self.lock().counts().1 == 0
-                            && self.cluster.get().is_none_or(|c| c.queued.load(Ordering::Relaxed) == 0);
                         self.outputs.settle(pending, quiet);
                     }
                 })
@@ -854,6 +851,8 @@ impl Inner {
                 ending
             }
         };
+        // The attempt is over: its `param_files` go before anyone hears so.
+        drop(param_files);
         self.finish_attempt(id, &task, &program, ending, output_limit);
     }
 

@@ -73,10 +73,9 @@ pub fn parse(
         .get_bytes("content-type")
         .map(String::from_utf8_lossy)
         .filter(|v| !v.trim().is_empty());
-    let kind = match (accepts.content_type, &sent) {
-        (Some(ct), _) => Kind::of_content_type(ct),
-        (None, Some(ct)) => Kind::of_content_type(ct),
-        (None, None) => Kind::of_content(body),
+    let kind = match accepts.content_type.or(sent.as_deref()) {
+        Some(ct) => Kind::of_content_type(ct),
+        None => Kind::of_content(body),
     };
     // How the kind was told, for the messages of a refusal (written only then).
     let how = || match (accepts.content_type, &sent) {
