@@ -5,6 +5,7 @@
 #   bash bench/callgrind.sh          # after `bash bench/run.sh` built everything
 #   bash bench/callgrind.sh --check  # the CI guard (builds what it needs)
 #   bash bench/callgrind.sh --kinds  # the same fields as JSON, form, multipart, XML
+#   bash bench/callgrind.sh --evict  # with a full delivery log: cache misses too
 #
 # Runs hookrunner (section (1)'s config) and the bare actix-web ceiling under
 # `valgrind --tool=callgrind`, sends 500 warm-up deliveries, zeroes the
@@ -17,6 +18,13 @@
 # --kinds: counts hookrunner only, for ignored deliveries of one set of
 # fields (a 270-byte push's) sent as each body kind to an unsigned generic
 # source: what each parser costs beside JSON.
+#
+# --evict: counts hookrunner only, 270 B body, after 11,000 warm-up
+# deliveries (past `deliveries.keep`, 10,000, so each one evicts the oldest
+# record), with callgrind's cache simulation and a last-level cache of 2 MiB
+# (this machine's L2 per core): prints instructions and L2 misses per
+# delivery. The misses, not the instructions, are what the log's working set
+# costs (BENCHMARKS.md, third pass).
 #
 # --check: builds the release hookrunner and the load generator (not the
 # ceiling), counts hookrunner only (N [1000]: the count per request is the
@@ -31,13 +39,14 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CHECK= RECORD= KINDS=
+CHECK= RECORD= KINDS= EVICT=
 for arg in "$@"; do
   case $arg in
     --check) CHECK=1 ;;
     --record) CHECK=1 RECORD=1 ;;
     --kinds) KINDS=1 ;;
-    *) echo "usage: bash bench/callgrind.sh [--check [--record] | --kinds]" >&2; exit 2 ;;
+    --evict) EVICT=1 ;;
+    *) echo "usage: bash bench/callgrind.sh [--check [--record] | --kinds | --evict]" >&2; exit 2 ;;
   esac
 done
 if [[ -n $CHECK ]]; then N=${N:-1000}; else N=${N:-2000}; fi
@@ -56,8 +65,12 @@ if ! command -v valgrind >/dev/null; then
   if [[ $(id -u) -ne 0 ]]; then echo "need valgrind (apt-get install valgrind)" >&2; exit 1; fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
-if [[ -n $CHECK || -n $KINDS ]]; then
-  # --kinds takes $HOOKRUNNER as it is when set; --check always builds.
+WARM=500 VG_EXTRA=()
+if [[ -n $EVICT ]]; then
+  WARM=11000 VG_EXTRA=(--cache-sim=yes --LL=2097152,16,64) BODIES=small
+fi
+if [[ -n $CHECK || -n $KINDS || -n $EVICT ]]; then
+  # --kinds and --evict take $HOOKRUNNER as it is when set; --check always builds.
   if [[ -n $CHECK || -z ${HOOKRUNNER_SET:-} ]]; then
     echo "building hookrunner (release)" >&2
     (cd "$ROOT" && cargo build --release --quiet --bin hookrunner)
@@ -85,7 +98,7 @@ declare -A COUNT
 SEND_PATH=/hooks/github SEND_TYPE=application/json SEND_SIGN=(--secret "$SECRET" --header 'X-GitHub-Event: push')
 count() { # name body cmd...
   local name=$1 body=$2; shift 2
-  valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.out" "$@" >"$OUT/$name.log" 2>&1 &
+  valgrind --tool=callgrind "${VG_EXTRA[@]}" --callgrind-out-file="$OUT/$name.out" "$@" >"$OUT/$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 600); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -93,7 +106,7 @@ count() { # name body cmd...
   done
   send() { "$LOADGEN" --addr "127.0.0.1:$PORT" --path "$SEND_PATH" --conns 4 --n "$1" "${SEND_SIGN[@]}" \
     --content-type "$SEND_TYPE" --body-file "$OUT/$body"; }
-  send 500 >/dev/null
+  send "$WARM" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
   local sent
   sent=$(send "$N")
@@ -107,6 +120,12 @@ count() { # name body cmd...
   ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
   COUNT[$name]=$((ir / N))
   echo "$name instructions/request: $((ir / N))   (callgrind_annotate --inclusive=yes $dump)"
+  if [[ -n $EVICT ]]; then
+    awk -v n="$N" '/^events:/ {for (i = 2; i <= NF; i++) ev[i] = $i}
+      /^(summary|totals):/ {for (i = 2; i <= NF; i++) if (ev[i] ~ /^(ILmr|DLmr|DLmw)$/) m[ev[i]] = $i; exit}
+      END {printf "%s L2 misses/request: %.1f (data read %.1f, data write %.1f, instruction %.1f)\n", name, (m["ILmr"] + m["DLmr"] + m["DLmw"]) / n, m["DLmr"] / n, m["DLmw"] / n, m["ILmr"] / n}' \
+      name="$name" "$dump"
+  fi
 }
 if [[ -n $KINDS ]]; then
   # One set of fields, four ways; JSON, form and multipart go to `kinds`,
@@ -158,7 +177,7 @@ EOF
 fi
 for body in $BODIES; do
   count "hookrunner-$body" "$body.json" "$HOOKRUNNER" --config "$OUT/hr.yaml" --listen "127.0.0.1:$PORT"
-  [[ -n $CHECK ]] || count "ceiling-$body" "$body.json" "$CEILING" "127.0.0.1:$PORT"
+  [[ -n $CHECK || -n $EVICT ]] || count "ceiling-$body" "$body.json" "$CEILING" "127.0.0.1:$PORT"
 done
 [[ -n $CHECK ]] || exit 0
 

@@ -125,6 +125,16 @@ impl HeaderList {
         HeaderList(text)
     }
 
+    /// The `name: value` lines as kept.
+    pub fn as_text(&self) -> &str {
+        &self.0
+    }
+
+    /// Lines written by [`HeaderList::as_text`].
+    pub(super) fn from_text(text: String) -> Self {
+        HeaderList(text)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.split_terminator('\n').filter_map(|line| line.split_once(": "))
     }
@@ -234,15 +244,6 @@ impl Record {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map_or(0, Bytes::len)
-    }
-
-    /// Drops the kept body; returns its size.
-    pub fn drop_body(&self) -> usize {
-        self.body
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map_or(0, |b| b.len())
     }
 
     /// A record read back from the store (after a restart).

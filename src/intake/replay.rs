@@ -147,12 +147,7 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
             Err(e)
         }
     };
-    original
-        .replays
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(new_id.clone());
-    at.deliveries.persist(&original);
+    at.deliveries.add_replay(&original, new_id.clone());
     Ok(Replayed { record: new_id, result })
 }
 
