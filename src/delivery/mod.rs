@@ -98,13 +98,13 @@ impl DeliveryLog {
         self.lock().by_id.contains(id)
     }
 
-    /// Adds a record; `persisted` says it was already committed to the store.
-    /// Returns the record itself (the log keeps a frozen copy).
-    pub fn insert(&self, record: Record, persisted: bool) -> Arc<Record> {
+    /// Adds a record (the log keeps a frozen copy); `persisted` says it was
+    /// already committed to the store.
+    pub fn insert(&self, record: &Record, persisted: bool) {
         if !persisted {
-            self.persist(&record);
+            self.persist(record);
         }
-        let frozen = Arc::new(Frozen::of(&record));
+        let frozen = Arc::new(Frozen::of(record));
         let size = frozen.body_len();
         // What leaves the log is freed after the lock is let go: evicted
         // records are thousands of deliveries old, out of the cache, and the
@@ -139,7 +139,6 @@ impl DeliveryLog {
             }
         }
         drop(evicted);
-        Arc::new(record)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Record>> {
@@ -212,11 +211,11 @@ mod tests {
         let body = bytes::Bytes::from(vec![b'x'; 100]);
         let first = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
         first.keep_body(body.clone());
-        let first = log.insert(first, false);
+        log.insert(&first, false);
         drop(first);
         assert!(!body.is_unique(), "the log holds the body");
-        log.insert(record(100), false);
-        log.insert(record(100), false);
+        log.insert(&record(100), false);
+        log.insert(&record(100), false);
         // The first record left the log: nothing holds its body any more.
         assert!(body.is_unique());
         let inner = log.lock();
@@ -226,9 +225,10 @@ mod tests {
     #[test]
     fn bodies_beyond_the_byte_budget_are_dropped_oldest_first() {
         let log = DeliveryLog::new(10, 250, None);
-        let a = log.insert(record(100), false);
-        let b = log.insert(record(100), false);
-        log.insert(record(100), false);
+        let (a, b) = (record(100), record(100));
+        log.insert(&a, false);
+        log.insert(&b, false);
+        log.insert(&record(100), false);
         let len = |id: &str| log.get(id).map(|r| r.body_len());
         assert_eq!(
             (len(&a.id), len(&b.id)),
@@ -243,9 +243,9 @@ mod tests {
         let log = DeliveryLog::new(10, 1 << 20, None);
         let mut r = record(10);
         r.event = Some("push".into());
-        let r = log.insert(r, false);
+        log.insert(&r, false);
         log.insert(
-            Record::new("other", String::new(), Default::default(), Vec::new()),
+            &Record::new("other", String::new(), Default::default(), Vec::new()),
             false,
         );
         assert_eq!(log.get(&r.id).unwrap().view(), r.view());

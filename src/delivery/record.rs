@@ -126,7 +126,7 @@ impl HeaderList {
     }
 
     /// The `name: value` lines as kept.
-    pub fn as_text(&self) -> &str {
+    pub(super) fn as_text(&self) -> &str {
         &self.0
     }
 

@@ -886,13 +886,11 @@ pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Re
 /// always when it started tasks; otherwise (ignored, refused, duplicate)
 /// only while someone listens to the events, so a flood of them costs nothing more.
 pub(crate) fn record_delivery(at: Intake<'_>, record: Record, persisted: bool) {
+    at.deliveries.insert(&record, persisted);
     let hub = at.engine.events();
-    if record.task_ids.is_empty() && !hub.listening() {
-        at.deliveries.insert(record, persisted);
-        return;
+    if !record.task_ids.is_empty() || hub.listening() {
+        hub.publish("delivery.recorded", record.event_data());
     }
-    let record = at.deliveries.insert(record, persisted);
-    hub.publish("delivery.recorded", record.event_data());
 }
 
 #[cfg(test)]

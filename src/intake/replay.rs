@@ -42,7 +42,9 @@ async fn recorded(at: Intake<'_>, id: &str) -> Result<Arc<Record>, Refused> {
         .await?
         .flatten();
     let (record, body) = found.ok_or_else(|| Refused::NotFound(format!("there is no delivery `{id}` on record")))?;
-    Ok(at.deliveries.insert(Record::from_record(record, body), true))
+    let record = Record::from_record(record, body);
+    at.deliveries.insert(&record, true);
+    Ok(Arc::new(record))
 }
 
 /// What a replay did: the new record's id, and how it was answered.
