@@ -351,6 +351,112 @@ fn output_and_cancel_of_a_task_on_another_node() {
     drop(b);
 }
 
+/// `(event, data)` of each event `GET /events` on `d` streams, read on a thread.
+fn event_stream(d: &Daemon) -> std::sync::mpsc::Receiver<(String, Value)> {
+    let agent = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(60)).build();
+    let resp = agent.get(&d.url("/events")).call().expect("GET /events");
+    assert_eq!(resp.status(), 200);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(resp.into_reader());
+        let (mut kind, mut line) = (String::new(), String::new());
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = line.trim_end();
+            if let Some(k) = l.strip_prefix("event: ") {
+                kind = k.to_string();
+            } else if let Some(data) = l.strip_prefix("data: ") {
+                let data = serde_json::from_str(data).expect("data is JSON");
+                if tx.send((kind.clone(), data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn every_nodes_event_stream_shows_the_work_of_the_others() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let (a, b) = chatty_on_b(&db, "3", "0.05");
+    let programs = r#"
+  chatty:
+    command: handlers/chatty.sh
+    run_on: [b]
+    env: {TICKS: "3", PAUSE: "0.05"}
+"#;
+    let c = node(
+        &db,
+        "nc",
+        "",
+        Path::new("/nonexistent-shared"),
+        programs,
+        "    chatty: {rules: [{run: chatty}]}",
+    );
+    // Listening on na; the delivery arrives at nc, the task runs on nb.
+    let events = event_stream(&a);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (id, seen) = 'found: loop {
+        assert!(
+            Instant::now() < deadline,
+            "na's stream never showed a task received by nc"
+        );
+        // The first deliveries may come before nc has heard that na listens.
+        let id = send(&c, r#"{"kind":"chatty"}"#).remove(0);
+        let mut seen: Vec<(String, Value)> = Vec::new();
+        let until = Instant::now() + Duration::from_secs(2);
+        while let Ok(e) = events.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            let mine = e.1["task"] == id.as_str() || e.1["tasks"][0] == id.as_str();
+            if mine {
+                seen.push(e);
+            }
+            if seen.iter().any(|(k, _)| k == "task.created") {
+                break 'found (id, seen);
+            }
+        }
+    };
+    let mut seen = seen;
+    let until = Instant::now() + Duration::from_secs(15);
+    while !["task.finished", "delivery.recorded"]
+        .iter()
+        .all(|k| seen.iter().any(|(kind, _)| kind == k))
+    {
+        let left = until.saturating_duration_since(Instant::now());
+        let e = events
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("na's stream stopped short: {seen:?}"));
+        if e.1["task"] == id.as_str() || e.1["tasks"][0] == id.as_str() {
+            seen.push(e);
+        }
+    }
+    let of = |kind: &str| -> Vec<&Value> { seen.iter().filter(|(k, _)| k == kind).map(|(_, d)| d).collect() };
+    // From nc, which received it.
+    assert_eq!(of("task.created").len(), 1, "{seen:?}");
+    assert_eq!(of("task.created")[0]["program"], "chatty");
+    assert_eq!(of("delivery.recorded").len(), 1, "{seen:?}");
+    // From nb, which ran it.
+    let started = of("task.started");
+    assert_eq!(started.len(), 1, "{seen:?}");
+    assert_eq!(started[0]["node"], "nb");
+    let finished = of("task.finished");
+    assert_eq!(finished.len(), 1, "{seen:?}");
+    assert_eq!(
+        (&finished[0]["node"], &finished[0]["status"]),
+        (&"nb".into(), &"succeeded".into())
+    );
+    // Output growth stays with the node that runs the task.
+    assert!(of("task.output").is_empty(), "{seen:?}");
+    // What na streams agrees with what any node shows of the task.
+    let t = task(&a, &id);
+    assert_eq!((&t["node"], &t["status"]), (&"nb".into(), &"succeeded".into()));
+    drop((b, c));
+}
+
 #[test]
 fn a_wait_delivery_answers_when_another_node_has_run_it() {
     let _one = serial();

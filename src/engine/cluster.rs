@@ -8,13 +8,15 @@
 //! heartbeats; when another node's lease expires it takes that node's work
 //! over, exactly once ([`Postgres::take_over`]), deciding for each task what
 //! its program says ([`decide`]). Stopping is asked of the node running a
-//! task through `NOTIFY` too.
+//! task through `NOTIFY` too, and so are the events of `/events` while
+//! another node has listeners ([`relay`]).
 
+use super::events::Event;
 use super::task::{Attempt, Outcome, Status, Task, TaskState};
 use super::{Engine, Inner};
 use crate::process::Program;
 use crate::store::postgres::cluster::{Decision, JoinError, NodeInfo, Orphans};
-use crate::store::postgres::{Postgres, CANCEL_CHANNEL, QUEUE_CHANNEL};
+use crate::store::postgres::{Postgres, CANCEL_CHANNEL, EVENTS_CHANNEL, MAX_NOTIFY, QUEUE_CHANNEL, WATCH_CHANNEL};
 use crate::store::record::{CallbackRecord, CallbackStatus};
 use crate::store::{millis, Body};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,6 +28,10 @@ use uuid::Uuid;
 
 /// How often a node looks for work even without being told of any.
 const SAFETY_POLL: Duration = Duration::from_secs(5);
+/// How many events may wait to be relayed; more are dropped (listeners elsewhere get a `reset`).
+const RELAY_ROOM: usize = 4096;
+/// How many events one `NOTIFY` round trip carries at most.
+const RELAY_BATCH: usize = 256;
 
 /// This node's place in the cluster.
 pub struct Cluster {
@@ -44,6 +50,8 @@ pub struct Cluster {
     connected_since: Mutex<Option<Instant>>,
     /// Leaving: claim nothing more.
     leaving: AtomicBool,
+    /// Until when another node's `/events` has listeners (it says so every heartbeat).
+    watched_until: Mutex<Option<Instant>>,
 }
 
 impl Cluster {
@@ -93,6 +101,18 @@ impl Cluster {
         }
     }
 
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.info.lease_ms as u64)
+    }
+
+    /// Whether another node's `/events` has had listeners lately.
+    fn watched(&self) -> bool {
+        self.watched_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t > Instant::now())
+    }
+
     /// Connected for at least a whole lease.
     fn steady(&self) -> bool {
         let lease = Duration::from_millis(self.info.lease_ms as u64);
@@ -129,6 +149,7 @@ impl Engine {
             live: Mutex::new(Vec::new()),
             connected_since: Mutex::new(Some(Instant::now())),
             leaving: AtomicBool::new(false),
+            watched_until: Mutex::new(None),
         });
         if inner.cluster.set(cluster.clone()).is_err() {
             return Ok(());
@@ -140,6 +161,10 @@ impl Engine {
         runtime.spawn(async move { after.settled(touched).await });
         runtime.spawn(heartbeats(inner.clone(), cluster.clone()));
         runtime.spawn(listen(inner.clone(), cluster.clone()));
+        if let Some(events) = inner.events.relay_to(RELAY_ROOM) {
+            runtime.spawn(relay(inner.clone(), cluster.clone(), events));
+        }
+        runtime.spawn(watching(inner.clone(), cluster.clone()));
         runtime.spawn(claims(inner, cluster));
         Ok(())
     }
@@ -411,10 +436,13 @@ async fn rejoin(inner: &Arc<Inner>, cluster: &Arc<Cluster>) {
     }
 }
 
-/// Listens for `NOTIFY`: work to claim, tasks to stop. Reconnects when the
-/// connection drops, and then looks for what it may have missed.
+/// Listens for `NOTIFY`: work to claim, tasks to stop, other nodes'
+/// events and watchers. Reconnects when the connection drops, and then
+/// looks for what it may have missed (and tells this node's event
+/// listeners to reload: other nodes' events may have been missed).
 async fn listen(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     let mut backoff = Duration::from_millis(200);
+    let mut first = true;
     loop {
         if cluster.leaving.load(Ordering::Relaxed) {
             return;
@@ -428,13 +456,19 @@ async fn listen(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             }
         };
         let listening = client
-            .batch_execute(&format!("LISTEN {QUEUE_CHANNEL}; LISTEN {CANCEL_CHANNEL};"))
+            .batch_execute(&format!(
+                "LISTEN {QUEUE_CHANNEL}; LISTEN {CANCEL_CHANNEL}; LISTEN {EVENTS_CHANNEL}; LISTEN {WATCH_CHANNEL};"
+            ))
             .await;
         if listening.is_err() {
             tokio::time::sleep(backoff).await;
             continue;
         }
         backoff = Duration::from_millis(200);
+        if !first {
+            inner.events.reset();
+        }
+        first = false;
         // Anything missed while not listening.
         cluster.wake.notify_one();
         if let Ok(requests) = cluster.pg.cancel_requests(cluster.name()).await {
@@ -443,17 +477,120 @@ async fn listen(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             }
         }
         while let Some(n) = rx.recv().await {
-            if n.channel() == CANCEL_CHANNEL {
-                let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
-                if let (Some(id), Some(reason)) = (v["id"].as_str().and_then(|s| s.parse().ok()), v["reason"].as_str())
-                {
-                    stop_here(&inner, id, reason);
+            match n.channel() {
+                CANCEL_CHANNEL => {
+                    let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
+                    if let (Some(id), Some(reason)) =
+                        (v["id"].as_str().and_then(|s| s.parse().ok()), v["reason"].as_str())
+                    {
+                        stop_here(&inner, id, reason);
+                    }
                 }
-            } else {
-                cluster.wake.notify_one();
+                EVENTS_CHANNEL => relayed(&inner, &cluster, n.payload()),
+                WATCH_CHANNEL => {
+                    if n.payload() != cluster.name() {
+                        *cluster.watched_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Instant::now() + cluster.lease());
+                        inner.events.set_relaying(true);
+                    }
+                }
+                _ => cluster.wake.notify_one(),
             }
         }
         drop(client);
+    }
+}
+
+/// An event another node relayed (`kind`, the node's name as a JSON
+/// string, and the event's JSON, one per line): published here, unless
+/// it is this node's own.
+fn relayed(inner: &Arc<Inner>, cluster: &Arc<Cluster>, payload: &str) {
+    let mut parts = payload.splitn(3, '\n');
+    let (Some(kind), Some(from), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    if serde_json::from_str::<String>(from).is_ok_and(|from| from == cluster.name()) {
+        return;
+    }
+    if kind == "reset" {
+        inner.events.reset();
+    } else {
+        inner.events.publish_relayed(kind, data.to_string());
+    }
+}
+
+/// Relays this node's events to the others while one of them has
+/// listeners, a batch per round trip, once the store has committed what
+/// they tell of. Events that could not be sent
+/// (the database out of reach, the relay full, one too long for `NOTIFY`)
+/// are replaced by a `reset`, so that listeners elsewhere reload.
+async fn relay(inner: Arc<Inner>, cluster: Arc<Cluster>, mut events: tokio::sync::mpsc::Receiver<Arc<Event>>) {
+    let from = serde_json::Value::from(cluster.name()).to_string();
+    let reset = format!("reset\n{from}\n{{}}");
+    let mut lost = false;
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RELAY_BATCH {
+            match events.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if !cluster.watched() {
+            inner.events.set_relaying(false);
+            // A watcher that came meanwhile keeps it on.
+            if cluster.watched() {
+                inner.events.set_relaying(true);
+            }
+            lost = false;
+            continue;
+        }
+        lost |= inner.events.take_dropped();
+        let mut payloads = Vec::with_capacity(batch.len() + 1);
+        if lost {
+            payloads.push(reset.clone());
+        }
+        for e in batch {
+            let payload = format!("{}\n{from}\n{}", e.kind, e.data);
+            if payload.len() <= MAX_NOTIFY {
+                payloads.push(payload);
+            } else if payloads.last() != Some(&reset) {
+                payloads.push(reset.clone());
+            }
+        }
+        // What the events tell must be readable from every node when they
+        // arrive: the store's writes queued before them are committed first.
+        if let Err(e) = cluster.pg.commit(Vec::new()).await {
+            tracing::debug!(error = %e, "events not relayed: the writes they tell of are not committed");
+            lost = true;
+            continue;
+        }
+        match cluster.pg.notify_all(EVENTS_CHANNEL, payloads).await {
+            Ok(()) => lost = false,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not relay events to the other nodes");
+                lost = true;
+            }
+        }
+    }
+}
+
+/// While this node's `/events` has listeners, tells the other nodes so
+/// every third of the lease (they relay their events for as long as a lease).
+async fn watching(inner: Arc<Inner>, cluster: Arc<Cluster>) {
+    let every = (cluster.lease() / 3).max(Duration::from_millis(200));
+    loop {
+        inner.events.wait_for_listener().await;
+        while inner.events.listening() {
+            if cluster.leaving.load(Ordering::Relaxed) {
+                return;
+            }
+            let me = vec![cluster.name().to_string()];
+            if let Err(e) = cluster.pg.notify_all(WATCH_CHANNEL, me).await {
+                tracing::debug!(error = %e, "could not tell the other nodes this one has event listeners");
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 }
 

@@ -9,14 +9,30 @@
 //! happens on every request and is worth nothing to a resuming client
 //! (deliveries that started no task, output growth) is published only while
 //! someone listens ([`Hub::listening`]).
+//!
+//! In a cluster the hub also relays: while another node's stream has
+//! listeners, the events of this node's work (all but `task.output`) are
+//! handed to the cluster ([`Hub::relay_to`]), and the events other nodes
+//! relay come in through [`Hub::publish_relayed`], numbered by this hub.
+//! When relayed events may have been missed, [`Hub::reset`] tells every
+//! listener to reload.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::{watch, Notify};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// How many events the ring keeps.
 pub const KEPT: usize = 4096;
+
+/// The kinds an event may have; those relayed between nodes are all but `task.output`.
+pub const KINDS: [&str; 5] = [
+    "task.created",
+    "task.started",
+    "task.output",
+    "task.finished",
+    "delivery.recorded",
+];
 
 /// One event: its id (from 1, increasing, per daemon start), kind and JSON data.
 #[derive(Debug)]
@@ -41,11 +57,19 @@ struct HubInner {
     closed: AtomicBool,
     /// Woken when the first listener arrives (the output watcher waits for it).
     first_listener: Notify,
+    /// Where events go to reach the other nodes of a cluster.
+    relay: OnceLock<mpsc::Sender<Arc<Event>>>,
+    /// Whether another node listens now (set by the cluster).
+    relaying: AtomicBool,
+    /// Events the relay could not take (it was full), for the cluster to report.
+    dropped: AtomicBool,
 }
 
 struct Ring {
     next: u64,
     events: VecDeque<Arc<Event>>,
+    /// Counts [`Hub::reset`]s: a listener that saw an older one is told to reload.
+    epoch: u64,
 }
 
 impl Default for Hub {
@@ -73,11 +97,15 @@ impl Hub {
                 ring: Mutex::new(Ring {
                     next: 1,
                     events: VecDeque::with_capacity(KEPT),
+                    epoch: 0,
                 }),
                 newest: watch::Sender::new(0),
                 listeners: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 first_listener: Notify::new(),
+                relay: OnceLock::new(),
+                relaying: AtomicBool::new(false),
+                dropped: AtomicBool::new(false),
             }),
         }
     }
@@ -93,18 +121,74 @@ impl Hub {
 
     /// Publishes an event; returns its id.
     pub fn publish(&self, kind: &'static str, data: String) -> u64 {
-        let id = {
+        let event = self.push(kind, data);
+        if kind != "task.output" && self.inner.relaying.load(Ordering::Relaxed) {
+            if let Some(relay) = self.inner.relay.get() {
+                if relay.try_send(event.clone()).is_err() {
+                    self.inner.dropped.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        event.id
+    }
+
+    /// Publishes an event for this node's listeners only, never relayed
+    /// (what comes in numbers and is worth little elsewhere).
+    pub fn publish_here(&self, kind: &'static str, data: String) -> u64 {
+        self.push(kind, data).id
+    }
+
+    /// Publishes an event another node relayed (not relayed again); an
+    /// unknown kind is ignored.
+    pub fn publish_relayed(&self, kind: &str, data: String) {
+        if let Some(kind) = KINDS.iter().find(|k| **k == kind && kind != "task.output") {
+            self.push(kind, data);
+        }
+    }
+
+    fn push(&self, kind: &'static str, data: String) -> Arc<Event> {
+        let event = {
             let mut ring = self.ring();
             let id = ring.next;
             ring.next += 1;
             if ring.events.len() == KEPT {
                 ring.events.pop_front();
             }
-            ring.events.push_back(Arc::new(Event { id, kind, data }));
-            id
+            let event = Arc::new(Event { id, kind, data });
+            ring.events.push_back(event.clone());
+            event
         };
-        self.inner.newest.send_replace(id);
-        id
+        self.inner.newest.send_replace(event.id);
+        event
+    }
+
+    /// Hands the events published from now on, while [`Hub::set_relaying`]
+    /// says so, to `relay` (at most `room` waiting; more are dropped and
+    /// [`Hub::take_dropped`] says so). Once per hub.
+    pub fn relay_to(&self, room: usize) -> Option<mpsc::Receiver<Arc<Event>>> {
+        let (tx, rx) = mpsc::channel(room);
+        self.inner.relay.set(tx).ok().map(|_| rx)
+    }
+
+    /// Whether the events of this node's work go to the relay.
+    pub fn set_relaying(&self, on: bool) {
+        self.inner.relaying.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether events were dropped because the relay was full, since last asked.
+    pub fn take_dropped(&self) -> bool {
+        self.inner.dropped.swap(false, Ordering::Relaxed)
+    }
+
+    /// Tells every listener to reload what it shows (`reset`): events it
+    /// should have had may be missing (another node's were lost on the way).
+    pub fn reset(&self) {
+        let newest = {
+            let mut ring = self.ring();
+            ring.epoch += 1;
+            ring.next - 1
+        };
+        self.inner.newest.send_replace(newest);
     }
 
     /// Publishes an event only while someone listens; `data` is not built otherwise.
@@ -143,23 +227,25 @@ impl Hub {
             self.inner.first_listener.notify_waiters();
         }
         let rx = self.inner.newest.subscribe();
-        let (last, reset) = {
+        let (last, reset, epoch) = {
             let ring = self.ring();
             let newest = ring.next - 1;
             let oldest = ring.events.front().map_or(ring.next, |e| e.id);
-            match since {
+            let (last, reset) = match since {
                 None => (newest, None),
                 // Every event after `n` is still kept.
                 Some(n) if n <= newest && n + 1 >= oldest => (n, None),
                 // Older than what is kept, or from before this daemon started.
                 Some(_) => (newest, Some(Next::Reset { oldest, newest })),
-            }
+            };
+            (last, reset, ring.epoch)
         };
         Listener {
             hub: self.clone(),
             last,
             rx,
             reset,
+            epoch,
         }
     }
 }
@@ -171,6 +257,8 @@ pub struct Listener {
     last: u64,
     rx: watch::Receiver<u64>,
     reset: Option<Next>,
+    /// The ring's epoch this listener has seen.
+    epoch: u64,
 }
 
 impl Listener {
@@ -185,6 +273,13 @@ impl Listener {
             {
                 let ring = self.hub.ring();
                 let oldest = ring.events.front().map_or(ring.next, |e| e.id);
+                if self.epoch != ring.epoch {
+                    // Told to reload: what came before now is not sent.
+                    self.epoch = ring.epoch;
+                    let newest = ring.next - 1;
+                    self.last = newest;
+                    return Next::Reset { oldest, newest };
+                }
                 if self.last + 1 < oldest {
                     // It fell behind more than the ring keeps.
                     let newest = ring.next - 1;
@@ -256,5 +351,43 @@ mod tests {
         assert!(matches!(future.next().await, Next::Closed));
         drop((live, resumed, old, future));
         assert!(!hub.listening());
+    }
+
+    #[tokio::test]
+    async fn relays_while_asked_and_resets_listeners_on_demand() {
+        let hub = Hub::new();
+        let mut relay = hub.relay_to(2).unwrap();
+        assert!(hub.relay_to(2).is_none());
+        hub.publish("task.created", "{}".into());
+        assert!(relay.try_recv().is_err(), "nobody elsewhere listens yet");
+        hub.set_relaying(true);
+        hub.publish("task.started", "{\"a\":1}".into());
+        hub.publish("task.output", "{}".into());
+        let sent = relay.try_recv().unwrap();
+        assert_eq!((sent.kind, sent.data.as_str()), ("task.started", "{\"a\":1}"));
+        assert!(relay.try_recv().is_err(), "output growth stays on its node");
+        // More than the relay holds: dropped, and said so once.
+        for _ in 0..3 {
+            hub.publish("task.finished", "{}".into());
+        }
+        assert!(hub.take_dropped());
+        assert!(!hub.take_dropped());
+
+        let mut live = hub.subscribe(None);
+        hub.publish_relayed("task.finished", "{\"b\":2}".into());
+        hub.publish_relayed("task.output", "{}".into());
+        hub.publish_relayed("nonsense", "{}".into());
+        let Next::Events(got) = live.next().await else { panic!() };
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].kind, got[0].data.as_str()), ("task.finished", "{\"b\":2}"));
+        while relay.try_recv().is_ok() {}
+        hub.publish_relayed("task.created", "{}".into());
+        assert!(relay.try_recv().is_err(), "a relayed event is not relayed again");
+        let _ = live.next().await;
+        hub.reset();
+        assert!(matches!(live.next().await, Next::Reset { .. }));
+        hub.publish_here("task.created", "{}".into());
+        assert!(relay.try_recv().is_err(), "published for this node only");
+        assert!(matches!(live.next().await, Next::Events(e) if e.len() == 1));
     }
 }

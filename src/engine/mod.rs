@@ -921,7 +921,7 @@ impl Inner {
         tracing::warn!(task_id = %id, status = outcome.status().as_str(), retry_in = %humantime::format_duration(delay), "task attempt failed; retrying");
         if let Some(cluster) = self.cluster.get() {
             // Its next attempt waits in the shared queue, for any node that may run it.
-            let record = {
+            let (record, finished) = {
                 let mut sched = self.lock();
                 let started_at = sched.get(&id).and_then(|t| t.state.started_at());
                 let ended = Attempt {
@@ -933,18 +933,20 @@ impl Inner {
                     stderr: tails.stderr,
                 };
                 sched.retry(id, ended, now + delay);
-                if let Some(t) = sched.get(&id) {
-                    self.events.publish("task.finished", finished_data(t));
-                }
+                let finished = sched.get(&id).map(finished_data);
                 let record = sched.release(id).map(|mut t| {
                     t.node = None;
                     t.record()
                 });
                 self.start_ready(&mut sched);
-                record
+                (record, finished)
             };
+            // The write first: the other nodes read the task from the store when told.
             if let (Some(record), Some(store)) = (record, &self.store) {
                 store.write(vec![Op::PutTask(Box::new(record), Body::Keep)]);
+            }
+            if let Some(data) = finished {
+                self.events.publish("task.finished", data);
             }
             cluster.wake.notify_one();
             self.changed.notify_waiters();

@@ -884,12 +884,15 @@ pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Re
 
 /// Puts a delivery's record in the log and announces it (`delivery.recorded`):
 /// always when it started tasks; otherwise (ignored, refused, duplicate)
-/// only while someone listens to the events, so a flood of them costs nothing more.
+/// only while someone listens to this node's events, so a flood of them costs nothing more.
 pub(crate) fn record_delivery(at: Intake<'_>, record: Record, persisted: bool) {
     at.deliveries.insert(&record, persisted);
     let hub = at.engine.events();
-    if !record.task_ids.is_empty() || hub.listening() {
+    if !record.task_ids.is_empty() {
         hub.publish("delivery.recorded", record.event_data());
+    } else if hub.listening() {
+        // Not relayed to the other nodes of a cluster: a flood of these would be theirs too.
+        hub.publish_here("delivery.recorded", record.event_data());
     }
 }
 

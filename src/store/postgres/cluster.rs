@@ -450,6 +450,20 @@ impl Postgres {
         .await
     }
 
+    /// Sends `payloads` on `channel` (`NOTIFY`), in order, in one round trip.
+    pub async fn notify_all(&self, channel: &'static str, payloads: Vec<String>) -> Result<(), StoreError> {
+        self.with("notify the other nodes", move |c| async move {
+            c.execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                &[&channel, &payloads],
+            )
+            .await
+            .map_err(db("notify the other nodes"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Tasks running on `node` whose stop was asked for, with the reason
     /// (for a node that missed the notification).
     pub async fn cancel_requests(&self, node: &str) -> Result<Vec<(Uuid, String)>, StoreError> {

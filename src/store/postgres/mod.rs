@@ -40,6 +40,12 @@ enum Cmd {
 pub const QUEUE_CHANNEL: &str = "hookrunner_queue";
 /// The channel that asks the node running a task to stop it.
 pub const CANCEL_CHANNEL: &str = "hookrunner_cancel";
+/// The channel nodes relay their `/events` on, while another node listens.
+pub const EVENTS_CHANNEL: &str = "hookrunner_events";
+/// The channel a node whose `/events` has listeners says so on (its name).
+pub const WATCH_CHANNEL: &str = "hookrunner_watch";
+/// The longest payload `NOTIFY` takes (PostgreSQL's limit is 8000 bytes).
+pub const MAX_NOTIFY: usize = 7999;
 
 pub struct Postgres {
     url: SecretUrl,
