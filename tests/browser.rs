@@ -179,6 +179,49 @@ fn the_id_search_and_filters_narrow_the_list_through_the_api() {
 }
 
 #[test]
+fn long_lists_page_through_older_entries_on_request() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    // More than one page (100) of tasks and of delivery records.
+    let ids: Vec<String> = (0..130)
+        .map(|n| Daemon::task_ids(&deliver(&d, &json!({"kind": "say", "text": n}))).remove(0))
+        .collect();
+    for id in &ids {
+        d.wait_task(id);
+    }
+    for (route, heading, table, key, noun) in [
+        ("tasks", "Tasks", "#tasks", "task", "tasks"),
+        ("deliveries", "Deliveries", "#deliveries", "delivery", "deliveries"),
+    ] {
+        open(&b, &d, route, heading);
+        let status = "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === arguments[0]";
+        b.wait("the first page", TEN, status, &[json!(format!("100 {noun} shown"))]);
+        b.click(".more button");
+        b.wait(
+            "the older page",
+            TEN,
+            status,
+            &[json!(format!("130 {noun} shown, no older ones"))],
+        );
+        let (rows, hidden) = (
+            b.js(
+                &format!("return [...document.querySelectorAll('{table} tbody tr')].map(r => r.dataset.{key})"),
+                &[],
+            ),
+            b.js("return document.querySelector('.more button').hidden", &[]),
+        );
+        let rows: Vec<&str> = rows.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let distinct: std::collections::HashSet<&str> = rows.iter().copied().collect();
+        assert_eq!((rows.len(), distinct.len()), (130, 130), "{route}: every entry once");
+        assert_eq!(hidden, json!(true), "{route}: nothing older to load");
+        if route == "tasks" {
+            // Newest first, the oldest last.
+            assert_eq!((rows[0], rows[129]), (ids[129].as_str(), ids[0].as_str()));
+        }
+    }
+}
+
+#[test]
 fn a_running_tasks_output_appears_line_by_line_with_stderr_told_apart() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);

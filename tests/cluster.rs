@@ -400,6 +400,8 @@ fn every_nodes_event_stream_shows_the_work_of_the_others() {
     );
     // Listening on na; the delivery arrives at nc, the task runs on nb.
     let events = event_stream(&a);
+    // A listener on nb too, so that nb announces the output's growth (to its own stream).
+    let on_b = event_stream(&b);
     let deadline = Instant::now() + Duration::from_secs(20);
     let (id, seen) = 'found: loop {
         assert!(
@@ -451,6 +453,9 @@ fn every_nodes_event_stream_shows_the_work_of_the_others() {
     );
     // Output growth stays with the node that runs the task.
     assert!(of("task.output").is_empty(), "{seen:?}");
+    let announced = std::iter::from_fn(|| on_b.recv_timeout(Duration::from_secs(5)).ok())
+        .any(|(k, d)| k == "task.output" && d["task"] == id.as_str());
+    assert!(announced, "nb announced the output on its own stream");
     // What na streams agrees with what any node shows of the task.
     let t = task(&a, &id);
     assert_eq!((&t["node"], &t["status"]), (&"nb".into(), &"succeeded".into()));

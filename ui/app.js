@@ -446,6 +446,43 @@ function taskRow(t) {
   ], { 'data-task': t.id });
 }
 
+// A table of records (tasks or deliveries) paged by `before`, newest
+// first: `put` shows one (on top when it is new and live) or refreshes it
+// in place, `first` loads the first page, the button the older ones.
+function pagedRows({ tbody, status, more, path, field, query, rowOf, matches, noun }) {
+  const [one, many] = noun;
+  const shown = new Map();
+  let cursor = null;
+  let end = false;
+  const put = (r, top) => {
+    const old = shown.get(r.id);
+    const fresh = rowOf(r);
+    if (old) { old.replaceWith(fresh); shown.set(r.id, fresh); return; }
+    if (!matches(r)) return;
+    shown.set(r.id, fresh);
+    if (top) tbody.insertBefore(fresh, tbody.firstChild); else tbody.appendChild(fresh);
+  };
+  const loadMore = async () => {
+    more.disabled = true;
+    const q = new URLSearchParams(query);
+    q.set('limit', String(PAGE));
+    if (cursor) q.set('before', cursor);
+    const page = (await getJson(path + '?' + q))[field];
+    for (const r of page) put(r, false);
+    if (page.length) cursor = page[page.length - 1].id;
+    if (page.length < PAGE) end = true;
+    status.textContent = shown.size ? shown.size + ' ' + (shown.size === 1 ? one : many) + ' shown' + (end ? ', no older ones' : '') : 'No ' + many + ' match.';
+    more.disabled = end;
+    more.hidden = end;
+  };
+  const failed = (e) => {
+    if (e instanceof NeedToken) throw e;
+    clear(status).appendChild(errorBox(e));
+  };
+  more.addEventListener('click', () => loadMore().catch(failed));
+  return { shown, put, first: () => loadMore().catch(failed) };
+}
+
 async function tasksPage(el, query) {
   focusMain('Tasks');
   const f = {
@@ -489,37 +526,11 @@ async function tasksPage(el, query) {
   const base = new URLSearchParams();
   for (const k of ['status', 'program', 'source', 'node']) if (f[k]) base.set(k, f[k]);
   if (f.q) base.set('id', f.q.toLowerCase());
-  const shown = new Map();
-  let cursor = null;
-  let end = false;
-
-  const put = (t, top) => {
-    const old = shown.get(t.id);
-    const fresh = taskRow(t);
-    if (old) { old.replaceWith(fresh); shown.set(t.id, fresh); return; }
-    if (!taskMatches(t, f)) return;
-    shown.set(t.id, fresh);
-    if (top) tbody.insertBefore(fresh, tbody.firstChild); else tbody.appendChild(fresh);
-  };
-  const loadMore = async () => {
-    more.disabled = true;
-    const q = new URLSearchParams(base);
-    q.set('limit', String(PAGE));
-    if (cursor) q.set('before', cursor);
-    const { tasks } = await getJson('/tasks?' + q);
-    for (const t of tasks) put(t, false);
-    if (tasks.length) cursor = tasks[tasks.length - 1].id;
-    if (tasks.length < PAGE) end = true;
-    status.textContent = shown.size ? shown.size + ' task' + (shown.size === 1 ? '' : 's') + ' shown' + (end ? ', no older ones' : '') : 'No tasks match.';
-    more.disabled = end;
-    more.hidden = end;
-  };
-  const failed = (e) => {
-    if (e instanceof NeedToken) throw e;
-    clear(status).appendChild(errorBox(e));
-  };
-  more.addEventListener('click', () => loadMore().catch((e) => failed(e)));
-  try { await loadMore(); } catch (e) { failed(e); }
+  const { shown, put, first } = pagedRows({
+    tbody, status, more, path: '/tasks', field: 'tasks', query: base, rowOf: taskRow,
+    matches: (t) => taskMatches(t, f), noun: ['task', 'tasks'],
+  });
+  await first();
 
   // Without the stream: the newest page, again and again.
   const pollNewest = async () => {
@@ -731,33 +742,14 @@ async function deliveriesPage(el, query) {
     h('div', { class: 'scroll' }, h('table', { class: 'rows', id: 'deliveries' },
       h('thead', {}, h('tr', {}, DELIVERY_COLS.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
     status, h('div', { class: 'more' }, more)]);
-  const shown = new Map();
-  let cursor = null;
   const base = new URLSearchParams();
   for (const k of ['source', 'outcome', 'event']) if (f[k]) base.set(k, f[k]);
-  const put = (d, top) => {
-    const fresh = deliveryRow(d);
-    const old = shown.get(d.id);
-    if (old) { old.replaceWith(fresh); shown.set(d.id, fresh); return; }
-    if ((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event)) return;
-    shown.set(d.id, fresh);
-    if (top) tbody.insertBefore(fresh, tbody.firstChild); else tbody.appendChild(fresh);
-  };
-  const loadMore = async () => {
-    more.disabled = true;
-    const q = new URLSearchParams(base);
-    q.set('limit', String(PAGE));
-    if (cursor) q.set('before', cursor);
-    const { deliveries } = await getJson('/deliveries?' + q);
-    for (const d of deliveries) put(d, false);
-    if (deliveries.length) cursor = deliveries[deliveries.length - 1].id;
-    const end = deliveries.length < PAGE;
-    status.textContent = shown.size ? shown.size + ' shown' + (end ? ', no older ones' : '') : 'No deliveries match.';
-    more.disabled = end;
-    more.hidden = end;
-  };
-  more.addEventListener('click', () => loadMore().catch((e) => status.replaceWith(errorBox(e))));
-  await loadMore();
+  const { shown, put, first } = pagedRows({
+    tbody, status, more, path: '/deliveries', field: 'deliveries', query: base, rowOf: deliveryRow,
+    matches: (d) => !((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event)),
+    noun: ['delivery', 'deliveries'],
+  });
+  await first();
   onCleanup(live.on(async (kind, data) => {
     try {
       if (kind === 'reset') return route();
