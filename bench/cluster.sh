@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The cluster benchmark (issue 14): one node on SQLite, one node on
-# PostgreSQL, three nodes on PostgreSQL, side by side. See BENCHMARKS.md.
+# PostgreSQL, three nodes on PostgreSQL, side by side; and the three nodes
+# again with a `GET /events` listener on one of them (the others relay it
+# their events). See BENCHMARKS.md.
 #
 #   bash bench/cluster.sh            # ~3 min on 2 cores
 #   QUICK=1 bash bench/cluster.sh    # short, to check the script itself
@@ -28,6 +30,10 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 log() { printf '[cluster %s] %s\n' "$(date +%T)" "$*" >&2; }
+# The nodes' state (SQLite, output files) is under OUT: on an ext4 without a
+# journal, the files earlier runs deleted slow down making new ones (the
+# "Fourth pass" in BENCHMARKS.md); OUT=<a journaled file system> avoids it.
+log "state and output files in $OUT: $(findmnt -no FSTYPE,SOURCE,OPTIONS -T "$OUT" 2>/dev/null || echo unknown)"
 result() { echo "$1=$2" >>"$RESULTS"; log "$1=$2"; }
 kv() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
@@ -95,7 +101,7 @@ EOF
 }
 
 # ---------------------------------------------------------------- (1)+(2) accept and start rates
-accept() { # name: one of sqlite, pg1, pg3
+accept() { # name: one of sqlite, pg1, pg3, pg3w (pg3 with an /events listener on node 1)
   local name=$1 runs=$OUT/runs-$1 state ports=() line rps=0 acked=0
   : >"$runs"
   case $name in
@@ -103,11 +109,16 @@ accept() { # name: one of sqlite, pg1, pg3
     *) state="state: {postgres: \"$(new_db "$name")\", connections: 8}";;
   esac
   config "$OUT/$name.yaml" "$state" "$runs"
-  local n=1; [[ $name == pg3 ]] && n=3
+  local n=1; [[ $name == pg3* ]] && n=3
   local pids=()
   for i in $(seq "$n"); do
     local port=$((PORT_BASE + i)); start "$name-n$i" "$port" "$OUT/$name.yaml" runner; pids+=("$PID"); ports+=("$port")
   done
+  local watcher=
+  if [[ $name == pg3w ]]; then
+    curl -sN "http://127.0.0.1:${ports[0]}/events" >"$OUT/events-$name.txt" & watcher=$!
+    sleep 1 # the other nodes hear of the listener
+  fi
   log "($name) $ACCEPT_N deliveries over $n node(s), $ACCEPT_CONNS connections"
   local per=$((ACCEPT_N / n)) conns=$((ACCEPT_CONNS / n)) outs=()
   for port in "${ports[@]}"; do
@@ -121,6 +132,11 @@ accept() { # name: one of sqlite, pg1, pg3
     rps=$(python3 -c "print($rps + $(kv "$line" rps))"); acked=$((acked + $(kv "$line" s202)))
   done
   wait_drained "${ports[0]}"; sleep 0.5
+  if [[ -n $watcher ]]; then
+    sleep 1; kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
+    # Every task's end, from whichever node ran it, on node 1's stream.
+    result "events_${name}_finished" "$(grep -c '^event: task.finished' "$OUT/events-$name.txt" || true)"
+  fi
   for p in "${pids[@]}"; do stop "$p"; done
   result "accept_${name}_rps" "$(printf '%.0f' "$rps")"
   result "accept_${name}_acked" "$acked"
@@ -133,6 +149,7 @@ accept() { # name: one of sqlite, pg1, pg3
 accept sqlite
 accept pg1
 accept pg3
+accept pg3w
 
 # ---------------------------------------------------------------- (3) cross-node delivery-to-start
 log "(3) delivery-to-start when the accepting node does not run the task: $LAT_N requests, $LAT_GAP_MS ms apart"
@@ -177,6 +194,9 @@ rows.append(("accepted deliveries/s", f"{s:.0f}", f"{p1:.0f}", f"{p3:.0f}", "Pos
 rows.append(("acknowledged, lost, ran twice", *(f"{r['accept_%s_acked' % n]}, {r['accept_%s_lost' % n]}, {r['accept_%s_twice' % n]}" for n in ("sqlite", "pg1", "pg3")), "0 lost, 0 twice",
              "yes" if all(r["accept_%s_lost" % n] == "0" and r["accept_%s_twice" % n] == "0" for n in ("sqlite", "pg1", "pg3")) else "NO"))
 rows.append(("tasks started/s (trivial handler)", r["start_sqlite_per_s"], r["start_pg1_per_s"], r["start_pg3_per_s"], "", ""))
+w3 = num("accept_pg3w_rps")
+rows.append(("3 nodes, one streaming /events: accepted/s, started/s", "", "", f"{w3:.0f} ({w3 / p3:.2f}x), {r['start_pg3w_per_s']}", "", ""))
+rows.append(("  task.finished events on that stream", "", "", f"{r['events_pg3w_finished']} of {r['accept_pg3w_acked']}", "all", "yes" if r["events_pg3w_finished"] == r["accept_pg3w_acked"] else "NO"))
 c50, c99 = num("cross_p50_ms"), num("cross_p99_ms")
 rows.append(("delivery-to-start, other node, p50/p99 ms", "", "", f"{c50:.2f} / {c99:.2f} (2 nodes)", "p50 < 5 ms", "yes" if c50 < 5 else "NO"))
 t, lease = num("takeover_s"), num("takeover_lease_s")

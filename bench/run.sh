@@ -96,9 +96,12 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # new file checks free inodes for a recent deletion: ~600 us a file in /tmp
 # when measured, ~20 us in a fresh directory elsewhere on the same disk. With
 # /tmp the executed burst ran 700/s, with a directory of its own 1,171/s
-# (BENCHMARKS.md, "Second pass"). HR_TMPDIR=/tmp measures the former.
+# (BENCHMARKS.md, "Second pass"). HR_TMPDIR=/tmp measures the former. A
+# directory on a journaled file system (ext4 skips that check when it has a
+# journal) gives the figure most hosts see (BENCHMARKS.md, "Fourth pass").
 HR_TMPDIR=${HR_TMPDIR:-$OUT/tmp}
 mkdir -p "$HR_TMPDIR"
+log "output files in $HR_TMPDIR: $(findmnt -no FSTYPE,SOURCE,OPTIONS -T "$HR_TMPDIR" 2>/dev/null || echo unknown)"
 start_hookrunner() { # name config
   start "$1" "$HR_PORT" env RUST_LOG="${RUST_LOG:-info}" TMPDIR="$HR_TMPDIR" "$HOOKRUNNER" serve --config "$2" --listen "127.0.0.1:$HR_PORT"
 }
