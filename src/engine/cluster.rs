@@ -509,6 +509,10 @@ fn relayed(inner: &Arc<Inner>, cluster: &Arc<Cluster>, payload: &str) {
     let (Some(kind), Some(from), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
         return;
     };
+    // One line of JSON, as the nodes send it: nothing that could end an SSE event early.
+    if data.contains(['\n', '\r']) {
+        return;
+    }
     if serde_json::from_str::<String>(from).is_ok_and(|from| from == cluster.name()) {
         return;
     }
