@@ -397,6 +397,18 @@ fn every_relative_link_points_at_a_file_and_heading_that_exist() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
+#[test]
+fn the_readme_links_every_document() {
+    let readme = prose(&read("README.md"));
+    let unlinked: Vec<String> = markdown_files()
+        .into_iter()
+        .skip(1)
+        .map(|p| p.strip_prefix(ROOT).unwrap().display().to_string())
+        .filter(|doc| !readme.contains(&format!("]({doc})")) && !readme.contains(&format!("]({doc}#")))
+        .collect();
+    assert!(unlinked.is_empty(), "documents the README does not link: {unlinked:?}");
+}
+
 // ------------------------------------------------- the README, as written
 
 /// The commands of a shell block: each line without its `# comment`.
