@@ -409,6 +409,23 @@ fn the_readme_links_every_document() {
     assert!(unlinked.is_empty(), "documents the README does not link: {unlinked:?}");
 }
 
+#[test]
+fn the_testing_page_names_every_test_file() {
+    let testing = read("docs/TESTING.md");
+    let mut unnamed: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("tests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rs"))
+        .map(|n| format!("tests/{n}"))
+        .filter(|f| !testing.contains(&format!("`{f}`")))
+        .collect();
+    unnamed.sort();
+    assert!(
+        unnamed.is_empty(),
+        "test files docs/TESTING.md does not name: {unnamed:?}"
+    );
+}
+
 // ------------------------------------------------- the README, as written
 
 /// The commands of a shell block: each line without its `# comment`.
