@@ -500,6 +500,8 @@ fn the_database_going_away_refuses_with_503_and_loses_nothing() {
     eventually("tasks to run", Duration::from_secs(10), || {
         runs(shared.path()).iter().filter(|r| r.0 == "start").count() >= 2
     });
+    // Someone watches n1's events through the outage.
+    let events = event_stream(&a);
     common::pg::server("stop");
     let refused = (|| {
         for d in [&a, &b] {
@@ -530,6 +532,20 @@ fn the_database_going_away_refuses_with_503_and_loses_nothing() {
     for t in &done {
         assert_eq!(t["status"], "succeeded", "{t}");
     }
+    // n1's listener was told to reload (other nodes' events may have been
+    // missed), and then saw every task end again, whichever node ran it.
+    let seen: Vec<(String, Value)> = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(5)).ok()).collect();
+    let reset = seen
+        .iter()
+        .position(|(k, _)| k == "reset")
+        .unwrap_or_else(|| panic!("no reset after the outage: {seen:?}"));
+    let last = acked.last().unwrap();
+    assert!(
+        seen[reset..]
+            .iter()
+            .any(|(k, d)| k == "task.finished" && d["task"] == last.as_str()),
+        "the end of {last} after the outage: {seen:?}"
+    );
 }
 
 #[test]
