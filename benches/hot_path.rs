@@ -159,5 +159,28 @@ fn bench_judge(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_verify, bench_condition, bench_judge);
+/// Dedup of a GitHub delivery (the default for GitHub sources): a new
+/// delivery id checked and remembered, in a window that already holds
+/// 100,000 ids (the cap), so each check also drops the oldest.
+fn bench_dedup(c: &mut Criterion) {
+    use hookrunner::delivery::dedup::DedupCache;
+    let cache = DedupCache::default();
+    let window = std::time::Duration::from_secs(3600);
+    for i in 0..100_000u64 {
+        cache.check("github", &format!("0f3a5c1e-1111-2222-3333-{i:012}"), window, "d");
+    }
+    let mut n = 100_000u64;
+    c.bench_function("dedup/check_new_id", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                format!("0f3a5c1e-1111-2222-3333-{n:012}")
+            },
+            |id| cache.check("github", black_box(&id), window, "0b9c2f4e-record"),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench_verify, bench_condition, bench_judge, bench_dedup);
 criterion_main!(benches);
