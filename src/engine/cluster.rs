@@ -501,26 +501,39 @@ async fn listen(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     }
 }
 
-/// An event another node relayed (`kind`, the node's name as a JSON
-/// string, and the event's JSON, one per line): published here, unless
-/// it is this node's own.
+/// An event another node relayed: published here (see [`parse_relayed`]).
 fn relayed(inner: &Arc<Inner>, cluster: &Arc<Cluster>, payload: &str) {
+    match parse_relayed(payload, cluster.name()) {
+        Some(Relayed::Reset) => inner.events.reset(),
+        Some(Relayed::Event(kind, data)) => inner.events.publish_relayed(kind, data.to_string()),
+        None => {}
+    }
+}
+
+/// What a payload on the events channel says.
+#[derive(Debug, PartialEq)]
+enum Relayed<'a> {
+    /// Events of the sender were lost on the way: listeners reload.
+    Reset,
+    /// An event: its kind and JSON.
+    Event(&'a str, &'a str),
+}
+
+/// Reads a payload as [`relay_payloads`] writes it (`kind`, the sender's
+/// name as a JSON string, the event's JSON, one per line); `None` for this
+/// node's own (`me`) and for anything else: an event's JSON is one line,
+/// so nothing another database client sends can end an SSE event early.
+fn parse_relayed<'a>(payload: &'a str, me: &str) -> Option<Relayed<'a>> {
     let mut parts = payload.splitn(3, '\n');
-    let (Some(kind), Some(from), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
-        return;
-    };
-    // One line of JSON, as the nodes send it: nothing that could end an SSE event early.
-    if data.contains(['\n', '\r']) {
-        return;
+    let (kind, from, data) = (parts.next()?, parts.next()?, parts.next()?);
+    if data.contains(['\n', '\r']) || serde_json::from_str::<String>(from).ok()? == me {
+        return None;
     }
-    if serde_json::from_str::<String>(from).is_ok_and(|from| from == cluster.name()) {
-        return;
-    }
-    if kind == "reset" {
-        inner.events.reset();
+    Some(if kind == "reset" {
+        Relayed::Reset
     } else {
-        inner.events.publish_relayed(kind, data.to_string());
-    }
+        Relayed::Event(kind, data)
+    })
 }
 
 /// Relays this node's events to the others while one of them has
@@ -530,7 +543,6 @@ fn relayed(inner: &Arc<Inner>, cluster: &Arc<Cluster>, payload: &str) {
 /// are replaced by a `reset`, so that listeners elsewhere reload.
 async fn relay(inner: Arc<Inner>, cluster: Arc<Cluster>, mut events: tokio::sync::mpsc::Receiver<Arc<Event>>) {
     let from = serde_json::Value::from(cluster.name()).to_string();
-    let reset = format!("reset\n{from}\n{{}}");
     let mut lost = false;
     while let Some(first) = events.recv().await {
         let mut batch = vec![first];
@@ -550,18 +562,7 @@ async fn relay(inner: Arc<Inner>, cluster: Arc<Cluster>, mut events: tokio::sync
             continue;
         }
         lost |= inner.events.take_dropped();
-        let mut payloads = Vec::with_capacity(batch.len() + 1);
-        if lost {
-            payloads.push(reset.clone());
-        }
-        for e in batch {
-            let payload = format!("{}\n{from}\n{}", e.kind, e.data);
-            if payload.len() <= MAX_NOTIFY {
-                payloads.push(payload);
-            } else if payloads.last() != Some(&reset) {
-                payloads.push(reset.clone());
-            }
-        }
+        let payloads = relay_payloads(&batch, &from, lost);
         // What the events tell must be readable from every node when they
         // arrive: the store's writes queued before them are committed first.
         if let Err(e) = cluster.pg.commit(Vec::new()).await {
@@ -577,6 +578,27 @@ async fn relay(inner: Arc<Inner>, cluster: Arc<Cluster>, mut events: tokio::sync
             }
         }
     }
+}
+
+/// The `NOTIFY` payloads of a batch of events from the node `from` (its
+/// name as a JSON string): `kind`, `from` and the event's JSON, one per
+/// line. A `reset` comes first when earlier events were `lost`, and stands
+/// in for an event too long for `NOTIFY` (one `reset` for a run of them).
+fn relay_payloads(batch: &[Arc<Event>], from: &str, lost: bool) -> Vec<String> {
+    let reset = format!("reset\n{from}\n{{}}");
+    let mut payloads = Vec::with_capacity(batch.len() + 1);
+    if lost {
+        payloads.push(reset.clone());
+    }
+    for e in batch {
+        let payload = format!("{}\n{from}\n{}", e.kind, e.data);
+        if payload.len() <= MAX_NOTIFY {
+            payloads.push(payload);
+        } else if payloads.last() != Some(&reset) {
+            payloads.push(reset.clone());
+        }
+    }
+    payloads
 }
 
 /// While this node's `/events` has listeners, tells the other nodes so
@@ -773,5 +795,57 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "could not supersede the queued tasks of a key"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &'static str, data: &str) -> Arc<Event> {
+        Arc::new(Event {
+            id: 1,
+            kind,
+            data: data.into(),
+        })
+    }
+
+    #[test]
+    fn relayed_events_read_back_and_what_cannot_go_becomes_a_reset() {
+        let from = serde_json::Value::from("web-1").to_string();
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_NOTIFY));
+        let batch = [
+            event("task.started", r#"{"task":"t1"}"#),
+            event("task.finished", &big),
+            event("task.finished", &big),
+            event("delivery.recorded", r#"{"delivery":"d"}"#),
+        ];
+        let sent = relay_payloads(&batch, &from, false);
+        let read: Vec<_> = sent.iter().map(|p| parse_relayed(p, "web-2").unwrap()).collect();
+        assert_eq!(
+            read,
+            [
+                Relayed::Event("task.started", r#"{"task":"t1"}"#),
+                // Two events too long for NOTIFY: one reset in their place.
+                Relayed::Reset,
+                Relayed::Event("delivery.recorded", r#"{"delivery":"d"}"#),
+            ]
+        );
+        assert!(sent.iter().all(|p| p.len() <= MAX_NOTIFY));
+        // After a loss, the reset comes first.
+        let sent = relay_payloads(&batch[..1], &from, true);
+        assert_eq!(parse_relayed(&sent[0], "web-2"), Some(Relayed::Reset));
+        assert_eq!(sent.len(), 2);
+        // A node skips its own; odd payloads are ignored, not published.
+        assert_eq!(parse_relayed(&sent[1], "web-1"), None);
+        for odd in [
+            "task.started",
+            "task.started\n\"web-1\"",
+            "task.started\nweb-1\n{}",
+            "task.started\n\"web-3\"\n{}\n\nevent: x",
+            "task.started\n\"web-3\"\n{}\r",
+        ] {
+            assert_eq!(parse_relayed(odd, "web-2"), None, "{odd:?}");
+        }
     }
 }
