@@ -5,10 +5,13 @@
 //! Each test makes its own database. One test runs at a time: one of them
 //! stops and starts the machine's PostgreSQL server.
 
+#[allow(dead_code)] // only the page's script runs here, no clicks or typing
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 use common::pg::Db;
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -460,6 +463,52 @@ fn every_nodes_event_stream_shows_the_work_of_the_others() {
     let t = task(&a, &id);
     assert_eq!((&t["node"], &t["status"]), (&"nb".into(), &"succeeded".into()));
     drop((b, c));
+}
+
+#[test]
+fn the_dashboard_on_one_node_shows_another_nodes_task_live() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let Some(b) = browser::browser() else { return };
+    let (a, nb) = chatty_on_b(&db, "3", "0.05");
+    b.goto(&a.url("/ui#/tasks"));
+    b.wait(
+        "the page to read na's event stream",
+        Duration::from_secs(10),
+        "const l = document.getElementById('live'); return l !== null && l.textContent === 'live'",
+        &[],
+    );
+    // A flag that a reload would lose.
+    b.js("window.__sameDocument = 'yes'", &[]);
+    let row = "const r = document.querySelector('tr[data-task=\"' + arguments[0] + '\"]'); return r !== null && r.textContent";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (id, text) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "na's dashboard never showed a task nb received and ran"
+        );
+        // Received and run by nb: na's page hears of it only through the relay
+        // (the first deliveries may come before nb has heard that na has a listener).
+        let id = send(&nb, r#"{"kind":"chatty"}"#).remove(0);
+        let until = Instant::now() + Duration::from_secs(3);
+        let shown = loop {
+            let text = b.js(row, &[json!(id)]);
+            if text.as_str().is_some_and(|t| t.contains("succeeded")) || Instant::now() > until {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(text) = shown.as_str().filter(|t| t.contains("succeeded")) {
+            break (id, text.to_string());
+        }
+    };
+    assert!(text.contains("nb"), "the row names the node that ran it: {text}");
+    assert_eq!(
+        b.js("return window.__sameDocument", &[]),
+        json!("yes"),
+        "the page reloaded"
+    );
+    assert_eq!(task(&a, &id)["node"], "nb");
 }
 
 #[test]
