@@ -105,6 +105,11 @@ impl Cluster {
         Duration::from_millis(self.info.lease_ms as u64)
     }
 
+    /// How often this node heartbeats (and, with listeners, says so): a third of the lease.
+    fn every(&self) -> Duration {
+        (self.lease() / 3).max(Duration::from_millis(200))
+    }
+
     /// Whether another node's `/events` has had listeners lately.
     fn watched(&self) -> bool {
         self.watched_until
@@ -115,7 +120,7 @@ impl Cluster {
 
     /// Connected for at least a whole lease.
     fn steady(&self) -> bool {
-        let lease = Duration::from_millis(self.info.lease_ms as u64);
+        let lease = self.lease();
         self.connected_since
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -358,8 +363,7 @@ fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outc
 /// Heartbeats every third of the lease; refreshes what admission needs to
 /// know of the cluster; takes over nodes whose lease expired.
 async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
-    let every = Duration::from_millis(cluster.info.lease_ms as u64 / 3).max(Duration::from_millis(200));
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(cluster.every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -604,7 +608,6 @@ fn relay_payloads(batch: &[Arc<Event>], from: &str, lost: bool) -> Vec<String> {
 /// While this node's `/events` has listeners, tells the other nodes so
 /// every third of the lease (they relay their events for as long as a lease).
 async fn watching(inner: Arc<Inner>, cluster: Arc<Cluster>) {
-    let every = (cluster.lease() / 3).max(Duration::from_millis(200));
     loop {
         inner.events.wait_for_listener().await;
         while inner.events.listening() {
@@ -615,7 +618,7 @@ async fn watching(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             if let Err(e) = cluster.pg.notify_all(WATCH_CHANNEL, me).await {
                 tracing::debug!(error = %e, "could not tell the other nodes this one has event listeners");
             }
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(cluster.every()).await;
         }
     }
 }

@@ -25,14 +25,9 @@ use tokio::sync::{mpsc, watch, Notify};
 /// How many events the ring keeps.
 pub const KEPT: usize = 4096;
 
-/// The kinds an event may have; those relayed between nodes are all but `task.output`.
-pub const KINDS: [&str; 5] = [
-    "task.created",
-    "task.started",
-    "task.output",
-    "task.finished",
-    "delivery.recorded",
-];
+/// The kinds of event relayed between the nodes of a cluster: all but
+/// `task.output` (output growth is read from the node that runs the task).
+const RELAYED: [&str; 4] = ["task.created", "task.started", "task.finished", "delivery.recorded"];
 
 /// One event: its id (from 1, increasing, per daemon start), kind and JSON data.
 #[derive(Debug)]
@@ -122,7 +117,7 @@ impl Hub {
     /// Publishes an event; returns its id.
     pub fn publish(&self, kind: &'static str, data: String) -> u64 {
         let event = self.push(kind, data);
-        if kind != "task.output" && self.inner.relaying.load(Ordering::Relaxed) {
+        if self.inner.relaying.load(Ordering::Relaxed) && RELAYED.contains(&kind) {
             if let Some(relay) = self.inner.relay.get() {
                 if relay.try_send(event.clone()).is_err() {
                     self.inner.dropped.store(true, Ordering::Relaxed);
@@ -141,7 +136,7 @@ impl Hub {
     /// Publishes an event another node relayed (not relayed again); an
     /// unknown kind is ignored.
     pub fn publish_relayed(&self, kind: &str, data: String) {
-        if let Some(kind) = KINDS.iter().find(|k| **k == kind && kind != "task.output") {
+        if let Some(kind) = RELAYED.iter().find(|k| **k == kind) {
             self.push(kind, data);
         }
     }
