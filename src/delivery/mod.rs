@@ -10,9 +10,9 @@ pub use dedup::DedupCache;
 pub use record::{Outcome, Record, RuleTrace};
 
 use frozen::Frozen;
-use std::borrow::Borrow;
-use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use hashbrown::hash_table::{Entry, HashTable};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 /// Which deliveries `GET /deliveries` wants.
@@ -29,6 +29,8 @@ pub struct Filter {
 /// [`Record`] when asked for.
 pub struct DeliveryLog {
     inner: Mutex<Log>,
+    /// Hashes ids for `by_id` (keyed per log: ids come from senders).
+    ids: RandomState,
     keep: usize,
     body_bytes: usize,
     store: Option<crate::store::Store>,
@@ -36,42 +38,31 @@ pub struct DeliveryLog {
 
 #[derive(Default)]
 struct Log {
-    order: VecDeque<Arc<Frozen>>,
-    by_id: HashSet<ById>,
+    /// Every record with its id's hash, oldest first.
+    order: VecDeque<(u64, Arc<Frozen>)>,
+    /// The records by id, each beside its id's hash: the table grows and an
+    /// evicted record leaves it without reading the record itself (it is
+    /// thousands of deliveries old, out of the cache).
+    by_id: HashTable<(u64, Arc<Frozen>)>,
     /// Bytes of the bodies still kept.
     body_bytes: usize,
     /// Records whose body is still kept, oldest first.
     with_body: VecDeque<Arc<Frozen>>,
 }
 
-/// A record found by its id, without a second copy of the id as the key.
-struct ById(Arc<Frozen>);
-
-impl Borrow<str> for ById {
-    fn borrow(&self) -> &str {
-        &self.0.id
+impl Log {
+    fn find(&self, hash: u64, id: &str) -> Option<&Arc<Frozen>> {
+        self.by_id
+            .find(hash, |(h, r)| *h == hash && &*r.id == id)
+            .map(|(_, r)| r)
     }
 }
-
-impl Hash for ById {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        // As `str` hashes, so that lookups by `&str` find it.
-        (*self.0.id).hash(h);
-    }
-}
-
-impl PartialEq for ById {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for ById {}
 
 impl DeliveryLog {
     pub fn new(keep: usize, body_bytes: usize, store: Option<crate::store::Store>) -> Self {
         DeliveryLog {
             inner: Mutex::new(Log::default()),
+            ids: RandomState::new(),
             keep: keep.max(1),
             body_bytes,
             store,
@@ -95,7 +86,8 @@ impl DeliveryLog {
 
     /// Whether a record with this id exists.
     pub fn contains(&self, id: &str) -> bool {
-        self.lock().by_id.contains(id)
+        let hash = self.ids.hash_one(id);
+        self.lock().find(hash, id).is_some()
     }
 
     /// Adds a record (the log keeps a frozen copy); `persisted` says it was
@@ -106,22 +98,35 @@ impl DeliveryLog {
         }
         let frozen = Arc::new(Frozen::of(record));
         let size = frozen.body_len();
+        let hash = self.ids.hash_one(&*frozen.id);
         // What leaves the log is freed after the lock is let go: evicted
         // records are thousands of deliveries old, out of the cache, and the
         // other worker would wait for that.
         let mut evicted = Vec::new();
         {
             let mut log = self.lock();
-            log.by_id.replace(ById(frozen.clone()));
-            log.order.push_back(frozen.clone());
+            let kept = (hash, frozen.clone());
+            match log
+                .by_id
+                .entry(hash, |(h, r)| *h == hash && r.id == frozen.id, |(h, _)| *h)
+            {
+                Entry::Occupied(mut same) => *same.get_mut() = kept,
+                Entry::Vacant(absent) => {
+                    absent.insert(kept);
+                }
+            }
+            log.order.push_back((hash, frozen.clone()));
             if size > 0 {
                 log.body_bytes += size;
                 log.with_body.push_back(frozen);
             }
             while log.order.len() > self.keep {
-                let Some(old) = log.order.pop_front() else { break };
-                if log.by_id.get(&*old.id).is_some_and(|r| Arc::ptr_eq(&r.0, &old)) {
-                    log.by_id.remove(&*old.id);
+                let Some((hash, old)) = log.order.pop_front() else {
+                    break;
+                };
+                // Unless a newer record of the same id took its place.
+                if let Ok(entry) = log.by_id.find_entry(hash, |(_, r)| Arc::ptr_eq(r, &old)) {
+                    entry.remove();
                 }
                 // Both queues are in arrival order: an evicted record with a body
                 // is at the front of `with_body`, and must not live on there.
@@ -142,14 +147,16 @@ impl DeliveryLog {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Record>> {
-        let frozen = self.lock().by_id.get(id).map(|r| r.0.clone())?;
+        let hash = self.ids.hash_one(id);
+        let frozen = self.lock().find(hash, id).cloned()?;
         frozen.thaw().map(Arc::new)
     }
 
     /// Links a replay to the record it replayed, in the log and in the
     /// store; `original` is used when the log no longer holds it.
     pub fn add_replay(&self, original: &Record, replay_id: String) {
-        let kept = self.lock().by_id.get(original.id.as_str()).map(|r| r.0.clone());
+        let hash = self.ids.hash_one(original.id.as_str());
+        let kept = self.lock().find(hash, &original.id).cloned();
         match kept {
             Some(frozen) => {
                 frozen.add_replay(replay_id);
@@ -175,11 +182,12 @@ impl DeliveryLog {
             let log = self.lock();
             let skip = match before {
                 None => 0,
-                Some(id) => log.order.iter().rev().position(|r| &*r.id == id)? + 1,
+                Some(id) => log.order.iter().rev().position(|(_, r)| &*r.id == id)? + 1,
             };
             log.order
                 .iter()
                 .rev()
+                .map(|(_, r)| r)
                 .skip(skip)
                 .filter(|r| {
                     let (source, event) = r.source_and_event();
@@ -220,6 +228,38 @@ mod tests {
         assert!(body.is_unique());
         let inner = log.lock();
         assert_eq!((inner.body_bytes, inner.order.len(), inner.by_id.len()), (200, 2, 2));
+    }
+
+    #[test]
+    fn a_record_inserted_again_is_found_as_its_newest_copy_until_that_leaves() {
+        let log = DeliveryLog::new(3, 1 << 20, None);
+        let first = record(1);
+        log.insert(&first, false);
+        let mut again = record(2);
+        again.id = first.id.clone();
+        let size = |r: Arc<Record>| r.body().map(|b| b.len());
+        log.insert(&again, false);
+        assert_eq!(size(log.get(&first.id).unwrap()), Some(2));
+        // The older copy leaves first; the newer one stays found.
+        log.insert(&record(3), false);
+        log.insert(&record(4), false);
+        assert!(log.contains(&first.id));
+        assert_eq!(size(log.get(&first.id).unwrap()), Some(2));
+        log.insert(&record(5), false);
+        assert!(!log.contains(&first.id), "both copies left the log");
+        // Many more: the index holds exactly what the log lists.
+        let ids: Vec<String> = (0..1000)
+            .map(|n| {
+                let r = record(n % 7);
+                log.insert(&r, false);
+                r.id.clone()
+            })
+            .collect();
+        let inner = log.lock();
+        assert_eq!((inner.order.len(), inner.by_id.len()), (3, 3));
+        drop(inner);
+        assert!(ids[..997].iter().all(|id| !log.contains(id)));
+        assert!(ids[997..].iter().all(|id| log.get(id).is_some_and(|r| &r.id == id)));
     }
 
     #[test]
