@@ -3,7 +3,8 @@
 //! routes `http::configure` registers, every documented operation answers a
 //! status it lists, every other method of a documented path is `405` with
 //! `Allow` naming the documented ones, `docs/API.md` names every operation,
-//! and Schemathesis finds no server error and no answer that breaks the
+//! every event the two event streams send is one it documents, and
+//! Schemathesis finds no server error and no answer that breaks the
 //! description.
 
 mod common;
@@ -238,6 +239,147 @@ fn the_description_follows_the_api_access_rule() {
     assert_eq!(with.json()["openapi"], "3.1.0");
 }
 
+// ------------------------------------------------------------- event streams
+
+/// One Server-Sent Event as a reader assembles it: its fields (`data` lines
+/// joined by line breaks); `None` when the stream ended.
+fn next_event(reader: &mut impl std::io::BufRead) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut event = std::collections::BTreeMap::<String, String>::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).expect("reading the stream") == 0 {
+            return None;
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            if event.contains_key("data") {
+                return Some(event);
+            }
+            continue;
+        }
+        if l.starts_with(':') {
+            continue;
+        }
+        let (field, value) = l.split_once(':').unwrap_or((l, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match event.get_mut(field) {
+            Some(data) if field == "data" => {
+                data.push('\n');
+                data.push_str(value);
+            }
+            _ => {
+                event.insert(field.to_string(), value.to_string());
+            }
+        }
+    }
+}
+
+/// Whether `event` is what `schema` (the description's schema of one event of
+/// a `text/event-stream`) allows: the keywords it uses are checked, and a
+/// keyword this check does not know fails it.
+fn check_event(schema: &Value, event: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    let known = ["description", "type", "required", "properties", "additionalProperties"];
+    if let Some(k) = schema
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| !known.contains(&k.as_str()))
+    {
+        return Err(format!("the check does not know `{k}`"));
+    }
+    assert_eq!(schema["type"], "object", "an event is an object of its fields");
+    for name in schema["required"].as_array().unwrap() {
+        if !event.contains_key(name.as_str().unwrap()) {
+            return Err(format!("no `{name}` field"));
+        }
+    }
+    for (name, value) in event {
+        let Some(field) = schema["properties"].get(name) else {
+            if schema["additionalProperties"] == false {
+                return Err(format!("a field `{name}` the description does not name"));
+            }
+            continue;
+        };
+        for (keyword, rule) in field.as_object().unwrap() {
+            let ok = match keyword.as_str() {
+                "type" => rule == "string",
+                "enum" => rule.as_array().unwrap().iter().any(|v| v == value),
+                "pattern" => regex::Regex::new(rule.as_str().unwrap()).unwrap().is_match(value),
+                "contentMediaType" => rule == "application/json" && serde_json::from_str::<Value>(value).is_ok(),
+                other => return Err(format!("the check does not know `{other}` of `{name}`")),
+            };
+            if !ok {
+                return Err(format!("`{name}: {value}` breaks `{keyword}: {rule}`"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_event_both_streams_send_is_one_their_description_documents() {
+    let doc = doc();
+    let schema =
+        |path: &str| doc["paths"][path]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"].clone();
+    let config = CONFIG.replace(
+        "programs:\n",
+        "programs:\n  talk:\n    command: [sh, -c, \"echo one; echo oops >&2; echo two\"]\n",
+    ) + "    talk: {rules: [{run: talk}]}\n";
+    let d = Daemon::start(&config);
+    let agent = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(30)).build();
+    let events = agent.get(&d.url("/events")).call().expect("GET /events");
+    let mut events = std::io::BufReader::new(events.into_reader());
+
+    let r = d.post_json("/in/github", &[], br#"{"kind": "talk"}"#);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = Daemon::task_ids(&r).remove(0);
+    assert_eq!(d.wait_task(&id)["status"], "succeeded");
+
+    // The output, followed after the end: every line, then the status, then the end.
+    let output = agent
+        .get(&d.url(&format!("/tasks/{id}/output?follow=1")))
+        .call()
+        .expect("GET output");
+    let mut output = std::io::BufReader::new(output.into_reader());
+    let mut kinds = Vec::new();
+    while let Some(e) = next_event(&mut output) {
+        check_event(&schema("/tasks/{id}/output"), &e).unwrap_or_else(|why| panic!("{why}: {e:?}"));
+        kinds.push(match e["event"].as_str() {
+            "status" => format!(
+                "status {}",
+                serde_json::from_str::<Value>(&e["data"]).unwrap()["status"]
+            ),
+            kind => format!("{kind} {}", e["data"]),
+        });
+    }
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("status \"succeeded\""),
+        "{kinds:?}"
+    );
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["status \"succeeded\"", "stderr oops", "stdout one", "stdout two"]
+    );
+
+    // The event stream, up to this task's end.
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(&mut events).expect("the event stream ended");
+        check_event(&schema("/events"), &e).unwrap_or_else(|why| panic!("{why}: {e:?}"));
+        seen.push(e["event"].clone());
+        let data: Value = serde_json::from_str(&e["data"]).unwrap();
+        if e["event"] == "task.finished" && data["task"] == id.as_str() {
+            break;
+        }
+    }
+    for kind in ["task.created", "task.started", "delivery.recorded", "task.finished"] {
+        assert!(seen.iter().any(|k| k == kind), "no {kind} in {seen:?}");
+    }
+}
+
 // ------------------------------------------------------------- Schemathesis
 
 /// The `schemathesis` command: `$SCHEMATHESIS`, the venv `.ci/run` makes
@@ -281,13 +423,15 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
     )
     .unwrap();
     let url = d.url("/openapi.json");
+    // `HR_SCHEMATHESIS_EXAMPLES=500` for a longer search than CI's.
+    let examples = std::env::var("HR_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "50".into());
     let mut args = vec![
         "run",
         &url,
         "--checks",
         "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         "--max-examples",
-        "50",
+        &examples,
         // The event stream does not end (tests/events.rs checks it).
         "--exclude-path",
         "/events",
