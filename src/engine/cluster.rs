@@ -562,6 +562,8 @@ async fn relay(inner: Arc<Inner>, cluster: Arc<Cluster>, mut events: tokio::sync
             if cluster.watched() {
                 inner.events.set_relaying(true);
             }
+            // Nobody elsewhere missed anything: a new watcher starts afresh.
+            inner.events.take_dropped();
             lost = false;
             continue;
         }
