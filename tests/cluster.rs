@@ -362,20 +362,10 @@ fn event_stream(d: &Daemon) -> std::sync::mpsc::Receiver<(String, Value)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(resp.into_reader());
-        let (mut kind, mut line) = (String::new(), String::new());
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        while let Some(e) = sse::next_event(&mut reader) {
+            let data = serde_json::from_str(&e["data"]).expect("data is JSON");
+            if tx.send((e.get("event").cloned().unwrap_or_default(), data)).is_err() {
                 return;
-            }
-            let l = line.trim_end();
-            if let Some(k) = l.strip_prefix("event: ") {
-                kind = k.to_string();
-            } else if let Some(data) = l.strip_prefix("data: ") {
-                let data = serde_json::from_str(data).expect("data is JSON");
-                if tx.send((kind.clone(), data)).is_err() {
-                    return;
-                }
             }
         }
     });

@@ -51,37 +51,19 @@ impl Events {
         }
     }
 
-    /// The next event (comments skipped).
+    /// The next event (comments skipped): an id, a kind and one line of JSON, nothing else.
     fn next(&mut self) -> Ev {
-        let (mut id, mut kind, mut data) = (None, None, None);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(self.reader.read_line(&mut line).unwrap() > 0, "the stream ended");
-            let l = line.trim_end_matches(['\r', '\n']);
-            if l.is_empty() {
-                if let Some(data) = data.take() {
-                    return Ev {
-                        id: id.expect("an event without an id"),
-                        kind: kind.expect("an event without a kind"),
-                        data,
-                    };
-                }
-                continue;
-            }
-            if l.starts_with(':') {
-                continue;
-            }
-            let (field, value) = l.split_once(": ").expect("a field");
-            match field {
-                "id" => id = Some(value.parse().unwrap()),
-                "event" => kind = Some(value.to_string()),
-                "data" => {
-                    assert!(data.is_none(), "data is one line");
-                    data = Some(serde_json::from_str(value).expect("data is JSON"));
-                }
-                other => panic!("unexpected field {other}"),
-            }
+        let e = sse::next_event(&mut self.reader).expect("the stream ended");
+        let unexpected: Vec<_> = e
+            .keys()
+            .filter(|k| !["id", "event", "data"].contains(&k.as_str()))
+            .collect();
+        assert!(unexpected.is_empty(), "unexpected fields {unexpected:?}");
+        assert!(!e["data"].contains('\n'), "data is one line: {e:?}");
+        Ev {
+            id: e.get("id").expect("an event without an id").parse().unwrap(),
+            kind: e.get("event").expect("an event without a kind").clone(),
+            data: serde_json::from_str(&e["data"]).expect("data is JSON"),
         }
     }
 

@@ -51,25 +51,13 @@ fn follow(d: &Daemon, id: &str, accept_header: bool) -> BufReader<TcpStream> {
 /// Reads SSE events `(event, data)` until `status`.
 fn events(reader: &mut BufReader<TcpStream>, mut each: impl FnMut(&str, &str)) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let (mut name, mut data) = (String::new(), String::new());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
+    while let Some(e) = sse::next_event(reader) {
+        let (name, data) = (e.get("event").cloned().unwrap_or_default(), e["data"].clone());
+        each(&name, &data);
+        let end = name == "status";
+        out.push((name, data));
+        if end {
             break;
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        // Chunked transfer encoding: skip the chunk-size lines.
-        if let Some(v) = l.strip_prefix("event: ") {
-            name = v.to_string();
-        } else if let Some(v) = l.strip_prefix("data: ") {
-            data = v.to_string();
-        } else if l.is_empty() && !name.is_empty() {
-            each(&name, &data);
-            out.push((std::mem::take(&mut name), std::mem::take(&mut data)));
-            if out.last().unwrap().0 == "status" {
-                break;
-            }
         }
     }
     out

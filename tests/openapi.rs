@@ -241,44 +241,10 @@ fn the_description_follows_the_api_access_rule() {
 
 // ------------------------------------------------------------- event streams
 
-/// One Server-Sent Event as a reader assembles it: its fields (`data` lines
-/// joined by line breaks); `None` when the stream ended.
-fn next_event(reader: &mut impl std::io::BufRead) -> Option<std::collections::BTreeMap<String, String>> {
-    let mut event = std::collections::BTreeMap::<String, String>::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).expect("reading the stream") == 0 {
-            return None;
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            if event.contains_key("data") {
-                return Some(event);
-            }
-            continue;
-        }
-        if l.starts_with(':') {
-            continue;
-        }
-        let (field, value) = l.split_once(':').unwrap_or((l, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match event.get_mut(field) {
-            Some(data) if field == "data" => {
-                data.push('\n');
-                data.push_str(value);
-            }
-            _ => {
-                event.insert(field.to_string(), value.to_string());
-            }
-        }
-    }
-}
-
 /// Whether `event` is what `schema` (the description's schema of one event of
 /// a `text/event-stream`) allows: the keywords it uses are checked, and a
 /// keyword this check does not know fails it.
-fn check_event(schema: &Value, event: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+fn check_event(schema: &Value, event: &sse::Event) -> Result<(), String> {
     let known = ["description", "type", "required", "properties", "additionalProperties"];
     if let Some(k) = schema
         .as_object()
@@ -343,7 +309,7 @@ fn every_event_both_streams_send_is_one_their_description_documents() {
         .expect("GET output");
     let mut output = std::io::BufReader::new(output.into_reader());
     let mut kinds = Vec::new();
-    while let Some(e) = next_event(&mut output) {
+    while let Some(e) = sse::next_event(&mut output) {
         check_event(&schema("/tasks/{id}/output"), &e).unwrap_or_else(|why| panic!("{why}: {e:?}"));
         kinds.push(match e["event"].as_str() {
             "status" => format!(
@@ -367,7 +333,7 @@ fn every_event_both_streams_send_is_one_their_description_documents() {
     // The event stream, up to this task's end.
     let mut seen = Vec::new();
     loop {
-        let e = next_event(&mut events).expect("the event stream ended");
+        let e = sse::next_event(&mut events).expect("the event stream ended");
         check_event(&schema("/events"), &e).unwrap_or_else(|why| panic!("{why}: {e:?}"));
         seen.push(e["event"].clone());
         let data: Value = serde_json::from_str(&e["data"]).unwrap();
