@@ -533,7 +533,15 @@ fn find_source<'c>(config: &'c Config, name: &str) -> Result<&'c std::sync::Arc<
 }
 
 fn check(args: &ConfigArg) -> Result<ExitCode, CliError> {
-    let config = load_config(args.config.as_deref())?;
+    let mut config = load_config(args.config.as_deref())?;
+    // As `serve` would start with it (the same variables; no flags here).
+    let env = |name: &str| std::env::var(name).ok();
+    config
+        .override_node(config::NodeOverride {
+            name: env("HOOKRUNNER_NODE_NAME"),
+            labels: env("HOOKRUNNER_NODE_LABELS").map(|l| l.split(',').map(str::to_string).collect()),
+        })
+        .map_err(CliError::Usage)?;
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
@@ -567,13 +575,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         config.server.listen = listen.clone();
         Some(listen)
     };
-    if let Some(name) = args.node_name {
-        config.node.name = name;
-    }
-    if let Some(labels) = args.node_labels {
-        config.node.labels = labels.into_iter().filter(|l| !l.is_empty()).collect();
-    }
-    config.check_node().map_err(CliError::Usage)?;
+    config
+        .override_node(config::NodeOverride {
+            name: args.node_name,
+            labels: args.node_labels,
+        })
+        .map_err(CliError::Usage)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -42,6 +42,8 @@ pub enum ReloadError {
     StateChanged,
     #[error("`node` changed: a restart is needed to change the node's name, labels or lease")]
     NodeChanged,
+    #[error("{0}")]
+    Node(String),
 }
 
 /// Loads the config file again and puts it in force, or says why not.
@@ -77,6 +79,9 @@ fn try_reload(r: &Reloadable<'_>) -> Result<Reloaded, ReloadError> {
     if new.state != old.state {
         return Err(ReloadError::StateChanged);
     }
+    // `--node-name` and `--node-labels` still hold, and so do the node's checks.
+    new.override_node(old.node_override.clone())
+        .map_err(ReloadError::Node)?;
     if new.node != old.node {
         return Err(ReloadError::NodeChanged);
     }

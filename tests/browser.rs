@@ -61,6 +61,18 @@ fn open(b: &Browser, d: &Daemon, route: &str, heading: &str) {
     );
 }
 
+/// Opens a task's page and clicks its Cancel button once it is enabled.
+fn click_cancel(b: &Browser, d: &Daemon, id: &str) {
+    open(b, d, &format!("tasks/{id}"), "Task");
+    b.wait(
+        "an enabled Cancel button",
+        TEN,
+        "return !document.getElementById('cancel').disabled",
+        &[],
+    );
+    b.click("#cancel");
+}
+
 /// Waits until the page reads the daemon's event stream (GET /events).
 fn connected(b: &Browser) {
     b.wait(
@@ -278,14 +290,7 @@ fn cancel_stops_a_running_task() {
     eventually("the task to run", TEN, || {
         d.get(&format!("/tasks/{id}")).json()["status"] == "running"
     });
-    open(&b, &d, &format!("tasks/{id}"), "Task");
-    b.wait(
-        "an enabled Cancel button",
-        TEN,
-        "return !document.getElementById('cancel').disabled",
-        &[],
-    );
-    b.click("#cancel");
+    click_cancel(&b, &d, &id);
     b.wait(
         "the page to say cancelled",
         TEN,
@@ -417,6 +422,78 @@ fn a_hostile_payload_renders_as_text_and_runs_no_script() {
     let text = b.js("return document.getElementById('try-result').innerText", &[]);
     assert!(text.as_str().unwrap().contains(&format!("--text={HOSTILE}")), "{text}");
     check("the dry run");
+}
+
+/// Serves `html` to every request, from another origin than the daemon's
+/// (another port on loopback): a web page the user happens to open.
+fn serve_page(html: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[test]
+fn another_site_cannot_make_the_browser_cancel_or_rerun() {
+    // Without `api.tokens` the API trusts loopback clients, and the browser on
+    // this machine is one: a page from another origin must still not be able
+    // to act through it.
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    let id = Daemon::task_ids(&deliver(&d, &json!({"kind": "slow"}))).remove(0);
+    eventually("the task to run", TEN, || {
+        d.get(&format!("/tasks/{id}")).json()["status"] == "running"
+    });
+    let api = d.url("");
+    let page = serve_page(format!(
+        r#"<!doctype html><title>cat pictures</title>
+<form id="f" method="post" enctype="text/plain" action="{api}/tasks/{id}/cancel"><input name="a" value="b"></form>
+<script>
+(async () => {{
+  for (const path of ['/tasks/{id}/rerun', '/-/reload']) {{
+    await fetch('{api}' + path, {{method: 'POST', mode: 'no-cors', body: 'x'}}).catch(() => {{}});
+  }}
+  document.getElementById('f').submit();
+}})();
+</script>"#
+    ));
+    b.goto(&page);
+    // The form's answer replaces the page: the daemon's refusal.
+    let text = b.wait(
+        "the daemon's answer to the form",
+        TEN,
+        "return location.port !== arguments[0] && document.body && document.body.innerText",
+        &[json!(page.rsplit(':').next().unwrap().trim_end_matches('/'))],
+    );
+    assert!(text.as_str().unwrap().contains("cross-site request forgery"), "{text}");
+    let task = d.get(&format!("/tasks/{id}")).json();
+    assert_eq!(task["status"], "running", "{task}");
+    assert!(task["reruns"].as_array().is_none_or(Vec::is_empty), "{task}");
+    assert_eq!(d.get("/tasks").json()["tasks"].as_array().unwrap().len(), 1);
+    assert!(!d.logs().contains("config reloaded"), "{}", d.logs());
+    // The dashboard, from the daemon's own origin, still can.
+    click_cancel(&b, &d, &id);
+    eventually("the task to be cancelled", TEN, || {
+        d.get(&format!("/tasks/{id}")).json()["status"] == "cancelled"
+    });
 }
 
 #[test]

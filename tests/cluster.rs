@@ -322,7 +322,7 @@ fn output_and_cancel_of_a_task_on_another_node() {
     // Live output through na, from nb.
     let mut stream = std::net::TcpStream::connect(&a.addr).unwrap();
     stream
-        .write_all(format!("GET /tasks/{id}/output?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .write_all(format!("GET /tasks/{id}/output?follow=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
         .unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(stream);

@@ -163,6 +163,24 @@ fn bad_values_and_duplicates() {
     let (code, _, err) = check(&yaml);
     assert_eq!(code, 2);
     assert!(err.contains("nests parentheses deeper than"), "{err}");
+    // A condition left blank is refused, not taken as "always".
+    for blank in ["if:", "if: ~", "if: \"\""] {
+        let yaml = format!("sources:\n  s:\n    provider: generic\n    auth: none\nmappings:\n  s:\n    '*':\n      rules:\n        - {blank}\n          run: log-event\n");
+        let (code, _, err) = check(&yaml);
+        assert_eq!(code, 2, "{blank}: {err}");
+        assert!(
+            err.contains(r#"`mappings.s."*".rules[0].if`"#) && err.contains("the expression is empty"),
+            "{blank}: {err}"
+        );
+    }
+    // A duration too long for a date is refused at load, not a panic later.
+    let (code, _, err) =
+        check("programs:\n  a:\n    command: x\n    retry: {attempts: 2, backoff: 6000000d, max_backoff: 6000000d}\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`programs.a.retry.backoff`: invalid duration `6000000d`: longer than 3650d"),
+        "{err}"
+    );
     let (_, _, err) = check("sources: [1, 2]\n");
     assert!(
         err.contains("webhook.yaml:1:10: `sources`: invalid type: sequence, expected a map"),
@@ -248,4 +266,48 @@ fn bodies_params_and_program_environment_are_checked_at_load() {
         err.contains("program `p` takes `blob`, which this mapping's `params` does not extract"),
         "{err}"
     );
+}
+
+const RUN_ON: &str = "sources:\n  s: {provider: generic, auth: none}\nprograms:\n  dump:\n    command: handlers/log-event.sh\n    run_on: [web]\nmappings:\n  s:\n    \"*\": {rules: [{run: dump}]}\n";
+
+#[test]
+fn check_serve_and_reload_agree_about_the_node() {
+    // Without a cluster this node must be able to run every program: `check`
+    // says so as `serve` does.
+    let (code, _, err) = check(RUN_ON);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("webhook.yaml: program `dump` runs on nodes labelled `web`, and this node"),
+        "{err}"
+    );
+    let bad_name = Command::new(BIN)
+        .args(["check", "--config", "/dev/null"])
+        .env("HOOKRUNNER_NODE_NAME", "a b")
+        .output()
+        .unwrap();
+    assert_eq!(bad_name.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("`a b` is not a valid node name"));
+
+    // Started with the node named and labelled from the environment (as
+    // CLUSTER.md suggests), the daemon reloads its unchanged file...
+    let plain = RUN_ON.replace("    run_on: [web]\n", "");
+    let d = Daemon::with(&plain)
+        .env("HOOKRUNNER_NODE_NAME", "node-7")
+        .env("HOOKRUNNER_NODE_LABELS", "eu")
+        .start();
+    let r = d.post("/-/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text);
+    // ...and refuses a file whose program this node could never run.
+    std::fs::write(d.path("webhook.yaml"), RUN_ON).unwrap();
+    let r = d.post("/-/reload", &[], b"");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error().contains("program `dump` runs on nodes labelled `web`"),
+        "{}",
+        r.error()
+    );
+    // The old config is still in force: the delivery runs.
+    let ids = Daemon::task_ids(&d.post_json("/hooks/s", &[], b"{}"));
+    assert_eq!(d.wait_task(&ids[0])["status"], "succeeded");
+    assert_eq!(d.get("/-/overview").json()["node"], "node-7");
 }

@@ -53,7 +53,11 @@ fn raw_get(d: &Daemon, path: &str) -> String {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(&d.addr).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();
     answer.split("\r\n\r\n").next().unwrap().to_string() + "\r\n"
@@ -173,6 +177,14 @@ fn the_overview_counts_per_program_and_names_variables_without_their_values() {
             {"name": "github", "provider": "github", "auth": "signature", "methods": ["POST"], "url": "/hooks/github"},
         ])
     );
+}
+
+#[test]
+fn the_overview_names_the_store_as_readyz_does() {
+    let d = Daemon::start(&format!("state:\n  path: $DIR/state.db\n{CONFIG}"));
+    let store = d.get("/-/overview").json()["store"].clone();
+    assert_eq!(store, d.get("/readyz").json()["store"]["store"]);
+    assert_eq!(store, format!("sqlite:{}", d.path("state.db").display()).as_str());
 }
 
 #[test]

@@ -369,3 +369,95 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }
+
+const GITHUB: &str = r#"
+state:
+  path: data/hookrunner.db
+sources:
+  gh:
+    provider: github
+    secret: s3cret
+    dedup: {window: 2s}
+programs:
+  quick:
+    command: handlers/log-event.sh
+mappings:
+  gh:
+    push: {rules: [{run: quick}]}
+"#;
+
+fn push(d: &Daemon, delivery: &str, body: &str) -> Resp {
+    let sig = format!("sha256={}", hmac_sha256_hex("s3cret", body.as_bytes()));
+    let mut headers = github_headers("push", &sig);
+    headers.push(("X-GitHub-Delivery", delivery));
+    d.post_json("/hooks/gh", &headers, body.as_bytes())
+}
+
+#[test]
+fn a_delivery_id_sent_again_never_replaces_the_first_record() {
+    let mut d = Daemon::start(GITHUB);
+    let first = push(&d, "dup-1", r#"{"n":"first"}"#);
+    let first_tasks = Daemon::task_ids(&first);
+    d.wait_task(&first_tasks[0]);
+    d.kill9();
+    d.restart();
+    // Inside the window, after the restart: a duplicate, with a record of its own.
+    let again = push(&d, "dup-1", r#"{"n":"first"}"#);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["duplicate"], true);
+    // After the window (GitHub's "Redeliver"): it runs, again with its own record.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let redelivered = push(&d, "dup-1", r#"{"n":"second"}"#);
+    let second_tasks = Daemon::task_ids(&redelivered);
+    d.wait_task(&second_tasks[0]);
+
+    let kept = d.get("/deliveries/dup-1").json();
+    assert_eq!(kept["outcome"], "accepted", "{kept}");
+    assert_eq!(kept["task_ids"], serde_json::json!(first_tasks), "{kept}");
+    assert_eq!(d.get("/deliveries/dup-1/body").text, r#"{"n":"first"}"#);
+    let all = d.get("/deliveries?limit=10").json()["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let ids: std::collections::HashSet<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "three records, three ids: {all:?}");
+    assert!(all.iter().all(|r| r["delivery_id"] == "dup-1"), "{all:?}");
+    let duplicate = all.iter().find(|r| r["outcome"] == "duplicate").unwrap();
+    assert_eq!(duplicate["duplicate_of"], "dup-1");
+    let newest = &all[0];
+    assert_eq!(newest["outcome"], "accepted");
+    assert_eq!(newest["task_ids"], serde_json::json!(second_tasks));
+    // Each task leads to the record of its own delivery.
+    let task = d.get(&format!("/tasks/{}", second_tasks[0])).json();
+    assert_eq!(task["params"], serde_json::json!({}));
+    let record = d.get(&format!("/deliveries/{}", newest["id"].as_str().unwrap())).json();
+    assert_eq!(record["task_ids"], serde_json::json!(second_tasks));
+}
+
+#[test]
+fn the_same_delivery_id_sent_twice_at_once_makes_two_records() {
+    let d = Daemon::start(GITHUB);
+    let pairs = 20;
+    std::thread::scope(|s| {
+        for i in 0..pairs {
+            for _ in 0..2 {
+                let d = &d;
+                s.spawn(move || push(d, &format!("race-{i}"), r#"{"n":1}"#));
+            }
+        }
+    });
+    let all = d.get("/deliveries?limit=100").json()["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(all.len(), 2 * pairs, "every request is on record: {all:?}");
+    for i in 0..pairs {
+        let id = format!("race-{i}");
+        let pair: Vec<&serde_json::Value> = all.iter().filter(|r| r["delivery_id"] == id.as_str()).collect();
+        assert_eq!(pair.len(), 2, "{id}: {pair:?}");
+        let outcomes: std::collections::BTreeSet<&str> = pair.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["accepted", "duplicate"].into(), "{id}: {pair:?}");
+        assert!(pair.iter().any(|r| r["id"] == id.as_str()), "{id}: {pair:?}");
+    }
+}

@@ -408,7 +408,7 @@ sources:
     );
     let get = |xff: &[&str]| {
         let lines: String = xff.iter().map(|v| format!("X-Forwarded-For: {v}\n")).collect();
-        raw(&d.addr, &format!("GET /tasks HTTP/1.1\nHost: x\n{lines}"), b"").0
+        raw(&d.addr, &format!("GET /tasks HTTP/1.1\nHost: localhost\n{lines}"), b"").0
     };
     assert_eq!(get(&[]), 200, "the proxy itself, on loopback");
     assert_eq!(get(&["127.0.0.1"]), 200);
@@ -616,4 +616,60 @@ mappings:
     });
     let full = std::fs::read_to_string(&file).unwrap();
     assert!(full.contains("tick 30\n"), "{full}");
+}
+
+#[test]
+fn a_strangers_long_request_line_costs_a_bounded_record() {
+    // Unauthenticated requests to a source that does not exist, each with a
+    // request line of ~60 KiB: every one is on record, and each record stays
+    // small whatever the request line held.
+    let d = Daemon::start(
+        "sources:\n  a: {provider: generic, auth: none}\nprograms:\n  ok: {command: handlers/log-event.sh}\nmappings:\n  a:\n    \"*\": {rules: [{run: ok}]}\n",
+    );
+    let name = "n".repeat(20_000);
+    let query = format!("q={}&{}", "b".repeat(30_000), "k=v&".repeat(2_000));
+    for _ in 0..5 {
+        let (status, body) = raw(&d.addr, &format!("POST /hooks/{name}?{query} HTTP/1.1\nHost: x\n"), b"");
+        assert_eq!(status, 404);
+        assert!(body.len() < 400, "{body}");
+    }
+    let list = d.get("/deliveries").json()["deliveries"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 5);
+    for record in &list {
+        let size = record.to_string().len();
+        assert!(size < 6_000, "a record of {size} bytes: {}", &record.to_string()[..500]);
+        assert!(
+            record["source"].as_str().unwrap().ends_with("… (20000 bytes)"),
+            "{}",
+            record["source"]
+        );
+        let query = record["query"].as_array().unwrap();
+        assert!(query.last().unwrap()[1]
+            .as_str()
+            .unwrap()
+            .contains("more parameters not kept"));
+    }
+    let longest_log_line = d.logs().lines().map(str::len).max().unwrap_or(0);
+    assert!(longest_log_line < 2_000, "a log line of {longest_log_line} bytes");
+}
+
+#[test]
+fn a_refusal_never_shows_what_the_config_put_in_an_argument() {
+    let d = Daemon::with(
+        "sources:\n  a: {provider: generic, auth: none}\nprograms:\n  ok:\n    command: handlers/log-event.sh\n    args: [\"--key=${DEPLOY_KEY}:{payload}\"]\nmappings:\n  a:\n    \"*\": {rules: [{run: ok}]}\n",
+    )
+    .env("DEPLOY_KEY", "AKIA-very-secret-key")
+    .start();
+    let body = format!("{{\"x\":\"{}\"}}", "y".repeat(140_000));
+    let r = d.post_json("/hooks/a", &[], body.as_bytes());
+    assert_eq!(r.status, 422, "{}", &r.text[..r.text.len().min(300)]);
+    assert!(
+        r.error().contains("argument 1 of the command would be"),
+        "{}",
+        r.error()
+    );
+    assert!(!r.text.contains("AKIA"), "{}", r.text);
+    assert!(!d.logs().contains("AKIA"), "{}", d.logs());
+    let record = &d.get("/deliveries").json()["deliveries"][0];
+    assert!(!record.to_string().contains("AKIA"), "{record}");
 }

@@ -591,3 +591,67 @@ fn the_command_lists_gaps_and_writes_nothing_without_allow_partial() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains(":2:31:"));
 }
+
+#[test]
+fn a_hostile_hooks_file_is_refused_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["import", "adnanh"])
+            .arg(&path)
+            .arg("-o")
+            .arg(dir.path().join("webhook.yaml"))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Ten aliases of ten aliases, nine times: 10^9 nodes from 700 bytes.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (prev, next) in "abcdefghi".chars().zip("bcdefghij".chars()) {
+        bomb.push_str(&format!("{next}: &{next} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+    }
+    let (code, err) = run("bomb.yaml", &bomb);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("its aliases expand to more than 1000000 nodes, more than any hooks file holds (a limit of `hookrunner import`)"), "{err}");
+    // Nesting far deeper than any hooks file, in a place nothing reads.
+    let deep = format!(
+        "[{{\"id\": \"x\", \"execute-command\": \"/bin/true\", \"junk\": {}{}}}]",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (code, err) = run("deep.json", &deep);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("it nests deeper than 512 levels, more than any hooks file does (a limit of `hookrunner import`)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_output_that_is_not_a_file_is_written_to_not_replaced() {
+    // `-o /dev/null` (here a named pipe, to leave the real one alone) must
+    // stay what it is: a rename over it would put a file in its place.
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = dir.path().join("hooks.json");
+    std::fs::write(&hooks, r#"[{"id": "ok", "execute-command": "/bin/true"}]"#).unwrap();
+    let fifo = dir.path().join("out.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = Command::new(BIN)
+        .args(["import", "adnanh"])
+        .arg(&hooks)
+        .arg("-o")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = reader.join().unwrap();
+    assert!(text.contains("sources:") && text.contains("ok"), "{text}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}

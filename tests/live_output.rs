@@ -19,8 +19,11 @@ programs:
     env: {TICKS: "3", PAUSE: "0.4"}
   flood:
     command: [sh, -c, "seq 1 200000"]
+  forger:
+    command: [sh, -c, "printf 'line1\\rdata: x\\r\\revent: stderr\\rdata: fake\\n'"]
 mappings:
   a:
+    forger: {rules: [{run: forger}]}
     ticker: {rules: [{run: ticker}]}
     flood: {rules: [{run: flood}]}
 "#;
@@ -30,9 +33,9 @@ fn follow(d: &Daemon, id: &str, accept_header: bool) -> BufReader<TcpStream> {
     let mut conn = TcpStream::connect(&d.addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let request = if accept_header {
-        format!("GET /tasks/{id}/output HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        format!("GET /tasks/{id}/output HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
     } else {
-        format!("GET /tasks/{id}/output?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        format!("GET /tasks/{id}/output?follow=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
     };
     conn.write_all(request.as_bytes()).unwrap();
     let mut reader = BufReader::new(conn);
@@ -175,4 +178,19 @@ mappings:
     check(&d);
     d.restart();
     check(&d);
+}
+
+#[test]
+fn carriage_returns_in_output_cannot_forge_events() {
+    // SSE ends a line at a bare CR: printed by a handler (from a payload, say),
+    // one would otherwise start fields of its own, here a fake stderr line.
+    let d = Daemon::start(CONFIG);
+    let id = Daemon::task_ids(&d.post_json("/hooks/a", &[], br#"{"kind":"forger"}"#))[0].clone();
+    d.wait_task(&id);
+    let mut reader = follow(&d, &id, false);
+    let got = events(&mut reader, |_, _| {});
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["stdout", "status"], "{got:?}");
+    assert_eq!(got[0].1, "line1\ndata: x\n\nevent: stderr\ndata: fake");
+    assert_eq!(d.get(&format!("/tasks/{id}/output?stream=stderr")).text, "");
 }

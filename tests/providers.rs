@@ -364,6 +364,25 @@ fn gitea_forgejo_and_gogs_bare_hex_signatures() {
         form.as_bytes(),
     );
     assert_accepted(&r, "push", &id);
+    // A field beside `payload` is signed by nobody: the form fails the check.
+    for extra in [
+        format!("{form}&ref=refs%2Fheads%2Fevil"),
+        format!("ref=x&{form}"),
+        format!("{form}&{form}"),
+    ] {
+        let r = d.post(
+            "/hooks/gitea",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Gitea-Event", "push"),
+                ("X-Gitea-Delivery", &fresh()),
+                ("X-Gitea-Signature", &sig),
+            ],
+            extra.as_bytes(),
+        );
+        assert_eq!(r.status, 401, "{}", r.text);
+        assert_eq!(r.error(), "the signature does not match");
+    }
 
     let mut tampered = push.clone();
     tampered[10] ^= 1;

@@ -188,3 +188,92 @@ fn with_tokens_every_client_needs_one() {
     assert_eq!(d.get_with("/tasks", &remote).status, 200);
     assert!(!d.logs().contains("tok-2"));
 }
+
+#[test]
+fn without_tokens_a_web_page_cannot_use_the_api() {
+    // A browser on this machine is a loopback client: a page it opens must
+    // not read the API through a rebound DNS name, nor change anything with a
+    // cross-site form or fetch.
+    let d = Daemon::start(CONFIG);
+    let id = &ids(&send(&d, "a", "ok"))[0];
+    d.wait_task(id);
+    let port = d.addr.rsplit(':').next().unwrap().to_string();
+
+    let rebound = format!("rebind.attacker.example:{port}");
+    for path in ["/tasks", "/deliveries", "/events", "/metrics", "/-/overview"] {
+        let r = d.get_with(path, &[("Host", &rebound)]);
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+        assert!(r.error().contains("DNS-rebinding"), "{}", r.error());
+        assert!(!r.text.contains("attacker"), "the host is not echoed: {}", r.text);
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("127.0.0.1:{port}"),
+    ] {
+        assert_eq!(d.get_with("/tasks", &[("Host", &host)]).status, 200, "{host}");
+    }
+
+    let tasks_before = d.get("/tasks").json()["tasks"].as_array().unwrap().len();
+    let own = format!("http://127.0.0.1:{port}");
+    let other_port = format!("http://127.0.0.1:{}", port.parse::<u32>().unwrap() + 1);
+    let forged: [&[(&str, &str)]; 5] = [
+        &[("Origin", "http://attacker.example")],
+        &[("Origin", &other_port)],
+        &[("Origin", "null")],
+        &[("Sec-Fetch-Site", "cross-site"), ("Origin", "http://attacker.example")],
+        // Another port on localhost is the same site but another origin.
+        &[("Sec-Fetch-Site", "same-site"), ("Origin", &other_port)],
+    ];
+    for headers in forged {
+        let mut all = vec![("Content-Type", "text/plain")];
+        all.extend_from_slice(headers);
+        let r = d.post(&format!("/tasks/{id}/rerun"), &all, b"");
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.text);
+        assert!(r.error().contains("cross-site request forgery"), "{}", r.error());
+        assert_eq!(d.post("/-/reload", &all, b"").status, 403, "{headers:?}");
+    }
+    assert_eq!(
+        d.get("/tasks").json()["tasks"].as_array().unwrap().len(),
+        tasks_before,
+        "no forged rerun made a task"
+    );
+    // A cross-site GET that cannot change anything is still answered (its
+    // page cannot read the answer without CORS, which the API never sends).
+    let r = d.get_with("/tasks", &[("Sec-Fetch-Site", "cross-site")]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("access-control-allow-origin").is_none());
+
+    // The dashboard's own requests, the CLI's and scripts' still work.
+    for headers in [
+        vec![("Sec-Fetch-Site", "same-origin"), ("Origin", own.as_str())],
+        vec![("Origin", own.as_str())],
+        vec![],
+    ] {
+        assert_eq!(d.post("/-/reload", &headers, b"").status, 200, "{headers:?}");
+    }
+    assert_eq!(
+        d.post(&format!("/tasks/{id}/rerun"), &[("Sec-Fetch-Site", "same-origin")], b"")
+            .status,
+        202
+    );
+}
+
+#[test]
+fn with_tokens_the_host_and_origin_do_not_matter() {
+    // The token is the proof: a browser never sends it by itself.
+    let config = CONFIG.replace("tasks:\n", "api:\n  tokens: [tok-1]\ntasks:\n");
+    let d = Daemon::start(&config);
+    let auth = ("Authorization", "Bearer tok-1");
+    assert_eq!(d.get_with("/tasks", &[auth, ("Host", "hooks.example.com")]).status, 200);
+    let r = d.post(
+        "/-/reload",
+        &[
+            auth,
+            ("Host", "hooks.example.com"),
+            ("Origin", "https://hooks.example.com"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -254,13 +254,19 @@ fn check_listed_mac(
     }
 }
 
-/// What Gitea signs: the body, or in form mode the JSON in its `payload` field.
+/// What Gitea signs: the body, or in form mode the JSON in its `payload`
+/// field. Only a form of that one field counts as form mode: any other field
+/// beside it would be read by no signature, so then the whole body must be
+/// what was signed (and a form Gitea sent never is: it fails the check).
 fn gitea_signed(headers: &dyn Headers, body: &[u8]) -> Vec<u8> {
     let content_type = headers.get("content-type").unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        if let Some((_, payload)) = form_urlencoded::parse(body).find(|(k, _)| k == "payload") {
-            return payload.into_owned().into_bytes();
+        let mut fields = form_urlencoded::parse(body);
+        if let (Some((name, payload)), None) = (fields.next(), fields.next()) {
+            if name == "payload" {
+                return payload.into_owned().into_bytes();
+            }
         }
     }
     body.to_vec()

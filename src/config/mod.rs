@@ -64,6 +64,16 @@ pub struct Config {
     pub programs: Vec<Arc<Program>>,
     /// Things that work but deserve a look (default secrets in use, ...).
     pub warnings: Vec<String>,
+    /// `--node-name` and `--node-labels` (or their environment variables),
+    /// applied over `node:` at start and again at every reload.
+    pub node_override: NodeOverride,
+}
+
+/// What the command line says about this node, over the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeOverride {
+    pub name: Option<String>,
+    pub labels: Option<Vec<String>>,
 }
 
 /// `state:`: the durable store.
@@ -133,6 +143,19 @@ pub struct Server {
 }
 
 impl Config {
+    /// Puts `--node-name` and `--node-labels` in force over `node:` (and
+    /// keeps them for reloads), then checks `node` as [`Config::check_node`].
+    pub fn override_node(&mut self, o: NodeOverride) -> Result<(), String> {
+        if let Some(name) = &o.name {
+            self.node.name = name.clone();
+        }
+        if let Some(labels) = &o.labels {
+            self.node.labels = labels.iter().filter(|l| !l.is_empty()).cloned().collect();
+        }
+        self.node_override = o;
+        self.check_node().map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
     /// Checks `node` (after `--node-name` and `--node-labels`): names and
     /// labels are valid, and without a cluster this node can run every
     /// program's `run_on`.
@@ -444,6 +467,7 @@ impl Checker<'_> {
             sources,
             programs: program_list,
             warnings: Vec::new(),
+            node_override: NodeOverride::default(),
         }
     }
 

@@ -520,9 +520,17 @@ pub struct RawMapping {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    #[serde(rename = "if")]
+    /// Absent: always. Written with no value (`if:`): the empty expression,
+    /// refused, not "always" (a half-written condition must not run on
+    /// every event).
+    #[serde(rename = "if", default, deserialize_with = "present_or_empty")]
     pub condition: Option<String>,
     pub run: String,
+}
+
+/// A key that is present is `Some`, its YAML null the empty string.
+fn present_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// A YAML map that keeps its order and refuses a key written twice.

@@ -75,7 +75,9 @@ const MAX_ID_LEN: usize = 200;
 impl Source {
     /// The provider's id for this delivery, if it sent one.
     pub fn delivery_id(&self, headers: &dyn Headers, body: &Value) -> Option<String> {
-        let usable = |v: &&str| !v.is_empty() && v.len() <= MAX_ID_LEN;
+        // `.` and `..` cannot be a path segment (`/deliveries/{id}`): a
+        // browser or an HTTP client resolves them away before asking.
+        let usable = |v: &&str| !v.is_empty() && v.len() <= MAX_ID_LEN && !matches!(*v, "." | "..");
         let from_header = self
             .provider
             .delivery_headers()
@@ -848,6 +850,17 @@ mod tests {
             Some("Ev1")
         );
         assert_eq!(slack.delivery_id(&h(&[]), &serde_json::json!({"event_id": 5})), None);
+        let github = source("  s:\n    provider: github\n    secret: s\n");
+        for unusable in ["", "  ", ".", "..", " .. "] {
+            let headers = h(&[("X-GitHub-Delivery", unusable)]);
+            assert_eq!(github.delivery_id(&headers, &none), None, "{unusable:?}");
+        }
+        assert_eq!(
+            github
+                .delivery_id(&h(&[("X-GitHub-Delivery", "...")]), &none)
+                .as_deref(),
+            Some("...")
+        );
         let stripe = source("  s:\n    provider: stripe\n    secret: s\n");
         assert_eq!(
             stripe

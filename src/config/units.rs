@@ -42,8 +42,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let part = number.checked_mul(millis_per_unit).ok_or_else(err)?;
         total = total.checked_add(Duration::from_millis(part)).ok_or_else(err)?;
     }
+    if total > MAX_DURATION {
+        return Err(format!(
+            "invalid duration `{text}`: longer than 3650d (ten years), the longest a duration may be"
+        ));
+    }
     Ok(total)
 }
+
+/// The longest duration accepted: times this far ahead still have a date
+/// (a retry's `next_attempt_at`), and nothing a daemon waits for is longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let err = || format!("invalid size `{text}`: expected a number with a unit (B, KiB, MiB, GiB), e.g. `64KiB`");
@@ -113,7 +122,18 @@ mod tests {
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["", "10", "m", "5 minutes", "-1s", "1.5s"] {
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert!(parse_duration("3650d1ms").unwrap_err().contains("longer than 3650d"));
+        for bad in [
+            "",
+            "10",
+            "m",
+            "5 minutes",
+            "-1s",
+            "1.5s",
+            "6000000d",
+            "99999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
     }

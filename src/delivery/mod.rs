@@ -48,6 +48,23 @@ struct Log {
     body_bytes: usize,
     /// Records whose body is still kept, oldest first.
     with_body: VecDeque<Arc<Frozen>>,
+    /// Provider ids claimed by deliveries still being judged (see [`Claim`]).
+    claimed: std::collections::HashSet<Box<str>>,
+}
+
+/// A provider's delivery id reserved as the id of a record about to be
+/// made, so that two deliveries judged at once with the same id do not both
+/// take it (the second record would replace the first). It ends when dropped,
+/// after the record was inserted.
+pub struct Claim<'a> {
+    log: &'a DeliveryLog,
+    id: Box<str>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.log.lock().claimed.remove(&self.id);
+    }
 }
 
 impl Log {
@@ -88,6 +105,21 @@ impl DeliveryLog {
     pub fn contains(&self, id: &str) -> bool {
         let hash = self.ids.hash_one(id);
         self.lock().find(hash, id).is_some()
+    }
+
+    /// Claims `id` for a new record, unless a record in the log has it or
+    /// another delivery claimed it; the caller still asks the store about
+    /// records the log no longer (or not yet, after a restart) holds.
+    pub fn claim(&self, id: &str) -> Option<Claim<'_>> {
+        let hash = self.ids.hash_one(id);
+        let mut log = self.lock();
+        if log.find(hash, id).is_some() || !log.claimed.insert(id.into()) {
+            return None;
+        }
+        Some(Claim {
+            log: self,
+            id: id.into(),
+        })
     }
 
     /// Adds a record (the log keeps a frozen copy); `persisted` says it was

@@ -167,15 +167,50 @@ pub fn mask_headers(headers: &dyn Headers, extra_sensitive: &[&str]) -> HeaderLi
     }))
 }
 
-/// Query parameters as recorded: tokens masked.
+/// The most query text (names and values, 8 bytes more a pair) a record keeps: as with
+/// headers, a record is kept for thousands of deliveries, and a stranger's
+/// request line may be tens of KiB long.
+pub const MAX_QUERY_BYTES: usize = 2048;
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how
+/// long it was.
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len()).into()
+}
+
+/// Query parameters as recorded: tokens masked, long values cut, and those
+/// past [`MAX_QUERY_BYTES`] counted in one last pair (`…`).
 pub fn mask_query(query: &[(String, String)], extra_sensitive: &[&str]) -> Vec<(String, String)> {
-    query
-        .iter()
-        .map(|(k, v)| {
-            let secret = crate::headers::is_credential_param(k, extra_sensitive);
-            (k.clone(), if secret { "***".into() } else { v.clone() })
-        })
-        .collect()
+    let mut kept = Vec::with_capacity(query.len().min(16));
+    let (mut size, mut dropped, mut dropped_bytes) = (0usize, 0usize, 0usize);
+    for (k, v) in query {
+        let secret = crate::headers::is_credential_param(k, extra_sensitive);
+        let value = if secret { "***".into() } else { cut(v, MAX_HEADER_VALUE) };
+        let key = cut(k, 256);
+        // With what each pair costs besides its text (as JSON: `["",""],`).
+        let bytes = key.len() + value.len() + 8;
+        if dropped > 0 || size + bytes > MAX_QUERY_BYTES {
+            dropped += 1;
+            dropped_bytes += k.len() + v.len();
+            continue;
+        }
+        size += bytes;
+        kept.push((key.into_owned(), value.into_owned()));
+    }
+    if dropped > 0 {
+        kept.push((
+            "…".into(),
+            format!("{dropped} more parameters not kept ({dropped_bytes} bytes; a record keeps {MAX_QUERY_BYTES} bytes of query)"),
+        ));
+    }
+    kept
 }
 
 impl Record {
@@ -504,5 +539,36 @@ mod tests {
         let list = HeaderList::from_pairs([("b", ""), ("a", "line\nbreak\r")]);
         assert_eq!(list.iter().collect::<Vec<_>>(), [("a", "line break "), ("b", "")]);
         assert_eq!(HeaderList::default().iter().count(), 0);
+    }
+
+    #[test]
+    fn a_records_query_is_bounded_and_says_what_it_dropped() {
+        let long = "b".repeat(64_000);
+        let query: Vec<(String, String)> = [("q", long.as_str()), ("token", "hunter2"), ("ref", "main")]
+            .into_iter()
+            .chain(std::iter::repeat_n(("k", "v"), 2000))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let kept = mask_query(&query, &[]);
+        let size: usize = kept.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size <= MAX_QUERY_BYTES + 200, "{size}");
+        assert_eq!(kept[0].0, "q");
+        assert!(kept[0].1.ends_with("… (64000 bytes)"), "{}", &kept[0].1[1000..]);
+        assert_eq!(kept[1], ("token".to_string(), "***".to_string()));
+        assert_eq!(kept[2], ("ref".to_string(), "main".to_string()));
+        let (k, v) = kept.last().unwrap();
+        assert_eq!(k, "…");
+        let dropped = 2000 - kept.iter().filter(|(k, _)| k == "k").count();
+        assert!(dropped > 1000, "{dropped}");
+        assert_eq!(
+            v,
+            &format!(
+                "{dropped} more parameters not kept ({} bytes; a record keeps 2048 bytes of query)",
+                dropped * 2
+            )
+        );
+        // A short query is kept as it came.
+        let short = vec![("a".to_string(), "1".to_string())];
+        assert_eq!(mask_query(&short, &[]), short);
     }
 }

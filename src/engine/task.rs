@@ -442,6 +442,13 @@ fn error_text(status: Status, error: &Option<String>, timeout_ms: Option<u64>) -
 
 /// RFC 3339 UTC with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
+    // RFC 3339 has four-digit years: a later time (which no duration the
+    // config takes can reach) is written as the last one it has, not a panic.
+    const LAST: Duration = Duration::from_secs(253_402_300_799); // 9999-12-31T23:59:59Z
+    let t = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) if since > LAST => SystemTime::UNIX_EPOCH + LAST,
+        _ => t,
+    };
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -593,5 +600,18 @@ impl TaskView {
             pinned_node: r.pinned_node.clone(),
             url: format!("/tasks/{}", r.id),
         }
+    }
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::timestamp;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn any_time_has_a_timestamp() {
+        assert_eq!(timestamp(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(6_000_000 * 86_400);
+        assert_eq!(timestamp(far), "9999-12-31T23:59:59.000Z");
     }
 }

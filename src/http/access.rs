@@ -1,10 +1,16 @@
 //! Who may read the task API: a bearer token from `api.tokens`, or, when
-//! none is configured, clients on loopback only.
+//! none is configured, clients on loopback only, and then only requests a
+//! web page elsewhere cannot have made: addressed to a loopback host name
+//! (against DNS rebinding) and, when they change something, not sent
+//! cross-site (against CSRF). A browser on this machine is a loopback
+//! client, so without a token the loopback rule alone would let any page it
+//! opens use the API.
 
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::ip::{client_ip, Client};
 use actix_web::http::header;
+use actix_web::http::Method;
 use actix_web::HttpRequest;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -30,13 +36,31 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
     let tokens = &config.api_tokens;
     if tokens.is_empty() {
         let client = client_addr(req, state);
-        return if client.is_loopback() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
+        if !client.is_loopback() {
+            return Err(ApiError::Forbidden(format!(
                 "the task API answers only loopback clients while `api.tokens` is empty, and {client} is not one"
-            )))
-        };
+            )));
+        }
+        if !peer_is_local(req) {
+            // A loopback address forwarded by a proxy on another machine is
+            // that machine's loopback, not ours.
+            return Err(ApiError::Forbidden(
+                "the task API answers only loopback clients while `api.tokens` is empty, and this request came through a proxy on another machine".into(),
+            ));
+        }
+        // A Unix socket cannot be reached from a web page; a TCP request can,
+        // from any page the browser on this machine opens.
+        if req.conn_data::<UnixPeer>().is_none() && !names_loopback_host(req) {
+            return Err(ApiError::Forbidden(
+                "while `api.tokens` is empty the task API answers only requests addressed to localhost, 127.0.0.1 or [::1] (another host name could be a DNS-rebinding web page); set `api.tokens` to use it by another name".into(),
+            ));
+        }
+        if !matches!(*req.method(), Method::GET | Method::HEAD) && sent_cross_site(req) {
+            return Err(ApiError::Forbidden(
+                "while `api.tokens` is empty the task API takes no request that changes something from another web site (cross-site request forgery); use the dashboard at /ui on this daemon, the CLI, or `api.tokens`".into(),
+            ));
+        }
+        return Ok(());
     }
     let sent = req
         .headers()
@@ -55,5 +79,132 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
         Ok(())
     } else {
         Err(ApiError::Unauthorized("the API token is not valid".into()))
+    }
+}
+
+/// Whether the connection itself comes from this machine (loopback, or a
+/// Unix socket), whatever `X-Forwarded-For` says.
+fn peer_is_local(req: &HttpRequest) -> bool {
+    match req.peer_addr() {
+        Some(a) => a.ip().to_canonical().is_loopback(),
+        None => req.conn_data::<UnixPeer>().is_some(),
+    }
+}
+
+/// The authority the request was sent to (`Host`, or HTTP/2's `:authority`).
+fn authority(req: &HttpRequest) -> Option<&str> {
+    match req.headers().get(header::HOST) {
+        Some(v) => v.to_str().ok().or(Some("")),
+        None => req.uri().authority().map(|a| a.as_str()),
+    }
+}
+
+/// Whether the request names a loopback host: `localhost` (or a name under
+/// `.localhost`, which browsers resolve to loopback themselves), an address
+/// in 127.0.0.0/8 or `[::1]`, with or without a port. A request naming no
+/// host at all (HTTP/1.0) cannot come from a browser and passes.
+fn names_loopback_host(req: &HttpRequest) -> bool {
+    authority(req).is_none_or(is_loopback_authority)
+}
+
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        // `[::1]` or `[::1]:9000`
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => {
+                return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+            }
+            _ => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if is_port(port) => host,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost") || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(digits: &str) -> bool {
+    !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a browser says it sent this request from another page than the
+/// daemon's own: `Sec-Fetch-Site` other than `same-origin` or `none` (typed
+/// by the user), or, from a browser too old to send it, an `Origin` whose
+/// host is not the one the request is addressed to. The CLI and scripts send
+/// neither header.
+fn sent_cross_site(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let origin_authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")));
+    match (origin_authority, authority(req)) {
+        (Some(from), Some(to)) => !from.eq_ignore_ascii_case(to),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_loopback_authority, peer_is_local};
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn a_forwarded_loopback_address_needs_a_local_proxy() {
+        let through = |peer: &str| {
+            let req = TestRequest::default()
+                .peer_addr(peer.parse().unwrap())
+                .insert_header(("X-Forwarded-For", "127.0.0.1"))
+                .to_http_request();
+            peer_is_local(&req)
+        };
+        assert!(through("127.0.0.1:40000"));
+        assert!(through("[::1]:40000"));
+        assert!(through("[::ffff:127.0.0.1]:40000"));
+        assert!(!through("192.0.2.2:40000"));
+        assert!(!through("[2001:db8::2]:40000"));
+    }
+
+    #[test]
+    fn loopback_authorities() {
+        for a in [
+            "localhost",
+            "localhost:9000",
+            "LocalHost.:80",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.0.0.1:9000",
+            "127.9.8.7:1",
+            "[::1]",
+            "[::1]:9000",
+        ] {
+            assert!(is_loopback_authority(a), "{a}");
+        }
+        for a in [
+            "",
+            "attacker.example",
+            "attacker.example:9000",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:9000",
+            "[::2]:9000",
+            "[::1",
+            "[::1]x",
+            "localhost:",
+            "localhost:99999x",
+            "::1",
+            "127.0.0.1:9000:1",
+        ] {
+            assert!(!is_loopback_authority(a), "{a}");
+        }
     }
 }

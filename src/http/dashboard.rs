@@ -76,7 +76,8 @@ pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         "node": config.node.name,
         "clustered": state.engine.cluster().is_some(),
         "version": env!("CARGO_PKG_VERSION"),
-        "store": config.state.as_ref().map(|s| s.describe()),
+        // As `/readyz` names it (`sqlite:<path>`, or the masked URL).
+        "store": state.deliveries.store().map(|s| s.describe()),
         "limits": {
             "max_concurrent": config.limits.max_concurrent,
             "max_queued": config.limits.max_queued,

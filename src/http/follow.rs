@@ -21,11 +21,16 @@ fn event(name: &str, data: &str) -> Bytes {
     out.push_str("event: ");
     out.push_str(name);
     out.push('\n');
-    // A line break inside the data would end the field: one `data:` per piece.
+    // A line break inside the data would end the field: one `data:` per
+    // piece. SSE ends a line at CR as well as LF, so a bare CR in what a
+    // handler printed splits too; otherwise the text after it would be read
+    // as a field of its own (a forged `event: stderr`, say).
     for piece in data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(piece.trim_end_matches('\r'));
-        out.push('\n');
+        for piece in piece.strip_suffix('\r').unwrap_or(piece).split('\r') {
+            out.push_str("data: ");
+            out.push_str(piece);
+            out.push('\n');
+        }
     }
     out.push('\n');
     Bytes::from(out)
@@ -151,4 +156,26 @@ pub fn from_view(task: crate::engine::task::TaskView) -> HttpResponse {
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .body(events.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event;
+
+    #[test]
+    fn no_text_can_end_the_data_field() {
+        let text = "line1\rdata: x\r\revent: stderr\rdata: fake\r\nlast";
+        let bytes = event("stdout", text);
+        let out = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(
+            out,
+            "event: stdout\ndata: line1\ndata: data: x\ndata: \ndata: event: stderr\ndata: data: fake\ndata: last\n\n"
+        );
+        // Every line of the event but the blank one that ends it is a data field.
+        let lines: Vec<&str> = out.split(['\r', '\n']).collect();
+        assert!(
+            lines[1..lines.len() - 2].iter().all(|l| l.starts_with("data: ")),
+            "{lines:?}"
+        );
+    }
 }

@@ -369,19 +369,27 @@ pub async fn admit_shaped(
     let source = at.config.sources.get(arrival.source);
     // Mask whatever carries this source's secrets, besides the usual names.
     let (secret_headers, secret_query) = source.map(|s| s.auth.secret_carriers()).unwrap_or_default();
+    // An unknown source's name is whatever the path said: kept short.
+    let named = match source {
+        Some(_) => arrival.source.into(),
+        None => crate::delivery::record::cut(arrival.source, 128),
+    };
     let mut facts = Facts::new(
-        arrival.source,
+        &named,
         arrival.client.text(),
         mask_headers(arrival.headers, &secret_headers),
         mask_query(arrival.query, &secret_query),
         arrival.request_id.clone(),
     );
+    // The provider's id, once claimed for this record, stays claimed until
+    // the record is in the log (dropped last).
+    let mut claim = None;
     let result = match source {
         None => Err(Refused::NotFound(format!(
             "there is no source named `{}`",
-            crate::logging::escape(arrival.source)
+            crate::logging::escape(&named)
         ))),
-        Some(source) => admit_to(at, arrival, source, body, dry_run, &mut facts).await,
+        Some(source) => admit_to(at, arrival, source, body, dry_run, &mut facts, &mut claim).await,
     };
     let reply = facts.reply.clone();
     let (outcome, status, reason) = match &result {
@@ -398,7 +406,7 @@ pub async fn admit_shaped(
             reason_of(answer),
         ),
         Err(e) => {
-            tracing::warn!(source = %arrival.source, client = %arrival.client, request_id = %arrival.request_id, reason = %e, "delivery refused");
+            tracing::warn!(source = %crate::logging::escape(&named), client = %arrival.client, request_id = %arrival.request_id, reason = %e, "delivery refused");
             at.metrics.rejection(e.reason());
             (Outcome::Rejected, e.status(), Some(e.to_string()))
         }
@@ -485,13 +493,14 @@ pub fn dry_run(
 /// The steps after the source is known. The outcome to record with the
 /// answer, or `None` when nothing more is recorded (an accepted delivery's
 /// record went into the log with its tasks; a dry run leaves none).
-async fn admit_to(
-    at: Intake<'_>,
+async fn admit_to<'a>(
+    at: Intake<'a>,
     arrival: &Arrival<'_>,
     source: &Arc<Source>,
     body: impl Future<Output = Result<Bytes, Refused>>,
     dry_run: bool,
     facts: &mut Facts,
+    claim: &mut Option<crate::delivery::Claim<'a>>,
 ) -> Result<(Answer, Option<Outcome>), Refused> {
     if let Some(allowed) = &source.allow_ips {
         if !arrival.client.is_in(allowed) {
@@ -525,7 +534,18 @@ async fn admit_to(
     let provider_id = source.delivery_id(arrival.headers, &parsed.json);
     if let Some(id) = &provider_id {
         facts.delivery_id = id.clone();
-        if !at.deliveries.contains(id) {
+        // The record takes the provider's id unless a record has it already:
+        // one in the log, one being made now, or one only in the store (from
+        // before a restart, or evicted from the log).
+        let claimed = match at.deliveries.claim(id) {
+            Some(c) if !dry_run && stored_delivery(at, id).await => {
+                drop(c);
+                None
+            }
+            c => c,
+        };
+        if let Some(c) = claimed {
+            *claim = Some(c);
             facts.id = id.clone();
             if !parsed.files.is_empty() {
                 // File parts go in the directory of the record's own id.
@@ -855,6 +875,21 @@ pub(crate) async fn judge_and_queue(
         },
         None,
     ))
+}
+
+/// Whether the store holds a delivery record with this id; when the store
+/// cannot tell, it is taken to (the new record then gets an id of its own).
+async fn stored_delivery(at: Intake<'_>, id: &str) -> bool {
+    let Some(store) = at.deliveries.store() else {
+        return false;
+    };
+    match store.delivery_seq(id).await {
+        Ok(seq) => seq.is_some(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not ask the store whether a delivery id is new; the record gets an id of its own");
+            true
+        }
+    }
 }
 
 /// Queues tasks; with a store, only once they (and the delivery record, if

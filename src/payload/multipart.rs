@@ -79,11 +79,14 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
 }
 
 /// The parts of a body we parsed before, when its Content-Type is no longer
-/// at hand (a task's stored body): the boundary is the first line that starts
-/// with `--` and delimits a body that parses.
-pub fn parse_stored(body: &[u8]) -> Option<Vec<Part>> {
+/// at hand (a task's stored body): the boundary is that of a line starting
+/// with `--` which delimits a body that parses into parts that `fit` (hold
+/// the files looked for), trying the first 16 such lines (a preamble may
+/// hold lines that look like delimiters).
+pub fn parse_stored(body: &[u8], fit: impl Fn(&[Part]) -> bool) -> Option<Vec<Part>> {
+    let mut tried = 0;
     let mut start = 0;
-    for _ in 0..16 {
+    while start < body.len() && tried < 16 {
         let line_end = body[start..]
             .iter()
             .position(|b| *b == b'\n')
@@ -92,12 +95,15 @@ pub fn parse_stored(body: &[u8]) -> Option<Vec<Part>> {
             .strip_suffix(b"\r")
             .unwrap_or(&body[start..line_end]);
         if let Some(boundary) = line.strip_prefix(b"--").and_then(|b| std::str::from_utf8(b).ok()) {
-            if let Ok(parts) = parse(body, boundary.trim_end()) {
-                return Some(parts);
+            let boundary = boundary.trim_end();
+            if !boundary.is_empty() && !boundary.ends_with("--") {
+                tried += 1;
+                if let Ok(parts) = parse(body, boundary) {
+                    if fit(&parts) {
+                        return Some(parts);
+                    }
+                }
             }
-        }
-        if line_end >= body.len() {
-            return None;
         }
         start = line_end + 1;
     }
@@ -308,7 +314,29 @@ mod tests {
                 bytes: parts[2].bytes.clone()
             }]
         );
-        assert_eq!(parse_stored(body), Some(parts));
+        assert_eq!(parse_stored(body, |_| true), Some(parts));
+    }
+
+    #[test]
+    fn a_stored_body_is_read_past_a_long_or_misleading_preamble() {
+        let mut body = b"a preamble line\r\n".repeat(20);
+        body.extend_from_slice(
+            b"--FAKE\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.txt\"\r\n\r\nEVIL\r\n--FAKE--\r\n",
+        );
+        body.extend_from_slice(b"--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n");
+        body.extend_from_slice(
+            b"--XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"y.txt\"\r\n\r\nREAL\r\n--XB--\r\n",
+        );
+        let real = parse(&body, "XB").unwrap();
+        let wants_y = |parts: &[Part]| parts.iter().any(|p| p.filename.as_deref() == Some("y.txt"));
+        assert_eq!(parse_stored(&body, wants_y), Some(real.clone()));
+        assert_eq!(&body[real[1].bytes.clone()], b"REAL");
+        // Without a file to look for, the first delimiter that parses wins.
+        assert_eq!(
+            parse_stored(&body, |_| true).unwrap()[0].filename.as_deref(),
+            Some("x.txt")
+        );
+        assert_eq!(parse_stored(b"no delimiter\r\n", |_| true), None);
     }
 
     #[test]

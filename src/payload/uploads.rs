@@ -65,15 +65,23 @@ impl Uploads {
         if wanted.is_empty() {
             return Ok(0);
         }
-        let parts = multipart::parse_stored(body).unwrap_or_default();
+        let name_of = |path: &PathBuf| path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let find = |parts: &'_ [multipart::Part], name: &str| -> Option<multipart::Part> {
+            parts
+                .iter()
+                .find(|p| {
+                    p.filename
+                        .as_deref()
+                        .is_some_and(|f| multipart::file_name(p.index, f) == name)
+                })
+                .cloned()
+        };
+        // The parts that hold every file looked for.
+        let parts = multipart::parse_stored(body, |parts| wanted.iter().all(|w| find(parts, &name_of(w)).is_some()))
+            .unwrap_or_default();
         let mut written = 0;
         for path in wanted {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let part = parts.iter().find(|p| {
-                p.filename
-                    .as_deref()
-                    .is_some_and(|f| multipart::file_name(p.index, f) == name)
-            });
+            let part = find(&parts, &name_of(&path));
             if let Some(part) = part {
                 write_file(&path, &body[part.bytes.clone()])?;
                 written += 1;

@@ -348,10 +348,12 @@ pub enum Unrunnable {
     Nul(String),
     #[error("param `{name}` is {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
     TooLong { name: String, len: usize },
-    #[error("argument {index} (`{start}…`) would contain a NUL byte, which no argument can hold")]
-    ArgNul { index: usize, start: String },
-    #[error("argument {index} (`{start}…`) would be {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
-    ArgTooLong { index: usize, start: String, len: usize },
+    // Named by position only: the argument may hold text from the config
+    // (a secret from the environment), and the error reaches the sender.
+    #[error("argument {index} of the command would contain a NUL byte, which no argument can hold")]
+    ArgNul { index: usize },
+    #[error("argument {index} of the command would be {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
+    ArgTooLong { index: usize, len: usize },
     #[error("the arguments and environment would be {total} bytes, more than the {max} bytes this system passes to a new process")]
     TooBig { total: usize, max: usize },
     #[error("param `{0}` is not base64, and `param_files` says it is")]
@@ -368,10 +370,6 @@ fn arg_max() -> usize {
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(128 * 1024)
     })
-}
-
-fn start_of(text: &str) -> String {
-    text.chars().take(24).filter(|c| !c.is_control()).collect()
 }
 
 impl Program {
@@ -403,17 +401,10 @@ impl Program {
         }
         for (index, arg) in argv.iter().enumerate() {
             if arg.contains('\0') {
-                return Err(Unrunnable::ArgNul {
-                    index,
-                    start: start_of(arg),
-                });
+                return Err(Unrunnable::ArgNul { index });
             }
             if arg.len() > MAX_ARG_BYTES {
-                return Err(Unrunnable::ArgTooLong {
-                    index,
-                    start: start_of(arg),
-                    len: arg.len(),
-                });
+                return Err(Unrunnable::ArgTooLong { index, len: arg.len() });
             }
         }
         let mut env = self.env(inv);

@@ -19,7 +19,14 @@ pub fn next_event(reader: &mut impl BufRead) -> Option<Event> {
         if reader.read_line(&mut line).expect("reading the stream") == 0 {
             return None;
         }
-        let l = line.trim_end_matches(['\r', '\n']);
+        let l = line.strip_suffix('\n').unwrap_or(&line);
+        let l = l.strip_suffix('\r').unwrap_or(l);
+        // A client ends a line at a bare CR too (what this reader does not
+        // do): the server must never send one inside a line.
+        assert!(
+            !l.contains('\r'),
+            "a bare CR inside an event line, where a client would split it: {l:?}"
+        );
         if l.is_empty() {
             if event.contains_key("data") {
                 return Some(event);

@@ -131,8 +131,14 @@ fn adnanh(
             }
             (text, template::Templates::default())
         };
-        let doc = yaml::parse(&text)
-            .map_err(|e| format!("{name}:{}: {} (adnanh cannot load this file either)", e.pos, e.message))?;
+        let doc = yaml::parse(&text).map_err(|e| {
+            let why = if e.limit {
+                "a limit of `hookrunner import`"
+            } else {
+                "adnanh cannot load this file either"
+            };
+            format!("{name}:{}: {} ({why})", e.pos, e.message)
+        })?;
         let (hooks, notes) = hooks::read(doc.as_ref(), &templates).map_err(|e| {
             format!(
                 "{name}:{}: `{}`: {} (adnanh refuses the whole file)",
@@ -196,10 +202,17 @@ fn adnanh(
     }
     match &args.output {
         Some(path) => {
-            let tmp = path.with_extension("import-tmp");
-            std::fs::write(&tmp, &text)
-                .and_then(|_| std::fs::rename(&tmp, path))
-                .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            // A file is replaced whole (no half-written config); anything
+            // else that exists (`/dev/null`, a pipe) is written to, never
+            // replaced by a file.
+            let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+            let written = if special {
+                std::fs::write(path, &text)
+            } else {
+                let tmp = path.with_extension("import-tmp");
+                std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path))
+            };
+            written.map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
             let _ = writeln!(
                 stderr,
                 "wrote {}: {total} hook(s){}",

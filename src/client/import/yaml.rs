@@ -72,9 +72,17 @@ impl Node {
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    /// Past one of this reader's own limits (adnanh's may load it, or hang).
+    pub limit: bool,
 }
 
 const STR_TAG: &str = "tag:yaml.org,2002:str";
+/// The most nodes a file may expand to through its aliases (a hooks file has
+/// hundreds; ten aliases of ten aliases of ... would have billions).
+const MAX_NODES: usize = 1_000_000;
+/// The deepest nesting read (a hooks file nests a few levels; rules nest
+/// `and`/`or`/`not` a few more).
+const MAX_DEPTH: usize = 512;
 const MERGE_TAG: &str = "tag:yaml.org,2002:merge";
 
 /// Parses the first document of `text`; `None` for a stream with no document
@@ -83,33 +91,50 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut parser = Parser::new();
     let mut input = text.as_bytes();
     parser.set_input_string(&mut input);
-    let mut anchors: HashMap<String, Node> = HashMap::new();
-    // Open collections: (entries so far, anchor, position).
+    // Each anchor's node, with how many nodes it holds.
+    let mut anchors: HashMap<String, (Node, usize)> = HashMap::new();
+    // Open collections: (entries so far, anchor, position, nodes made before it).
     enum Open {
-        Seq(Vec<Node>, Option<String>, Pos),
-        Map(Vec<Node>, Option<String>, Pos),
+        Seq(Vec<Node>, Option<String>, Pos, usize),
+        Map(Vec<Node>, Option<String>, Pos, usize),
     }
     let mut stack: Vec<Open> = Vec::new();
+    // Nodes made so far, an alias counting every node it copies.
+    let mut nodes = 0usize;
     let mut root: Option<Node> = None;
     loop {
         let event = parser.parse().map_err(|e| SyntaxError {
             pos: error_pos(&e.to_string()),
             message: e.to_string(),
+            limit: false,
         })?;
         let pos = Pos {
             line: event.start_mark.line + 1,
             column: event.start_mark.column + 1,
         };
-        let done: Option<(Node, Option<String>)> = match event.data {
+        let done: Option<(Node, Option<(String, usize)>)> = match event.data {
             EventData::StreamStart { .. } | EventData::DocumentStart { .. } => None,
             EventData::StreamEnd => return Ok(root),
             EventData::DocumentEnd { .. } => return Ok(root),
             EventData::Alias { anchor } => match anchors.get(&anchor) {
-                Some(node) => Some((node.clone(), None)),
+                Some((node, size)) => {
+                    nodes += size;
+                    if nodes > MAX_NODES {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!(
+                                "its aliases expand to more than {MAX_NODES} nodes, more than any hooks file holds"
+                            ),
+                            limit: true,
+                        });
+                    }
+                    Some((node.clone(), None))
+                }
                 None => {
                     return Err(SyntaxError {
                         pos,
                         message: format!("unknown anchor `{anchor}` referenced"),
+                        limit: false,
                     })
                 }
             },
@@ -120,42 +145,56 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 style,
                 ..
             } => Some((
-                Node::Scalar(Scalar {
-                    value,
-                    plain: style == ScalarStyle::Plain,
-                    double_quoted: style == ScalarStyle::DoubleQuoted,
-                    tag,
-                    pos,
-                }),
-                anchor,
+                {
+                    nodes += 1;
+                    Node::Scalar(Scalar {
+                        value,
+                        plain: style == ScalarStyle::Plain,
+                        double_quoted: style == ScalarStyle::DoubleQuoted,
+                        tag,
+                        pos,
+                    })
+                },
+                anchor.map(|a| (a, 1)),
             )),
+            EventData::SequenceStart { .. } | EventData::MappingStart { .. } if stack.len() >= MAX_DEPTH => {
+                return Err(SyntaxError {
+                    pos,
+                    message: format!("it nests deeper than {MAX_DEPTH} levels, more than any hooks file does"),
+                    limit: true,
+                });
+            }
             EventData::SequenceStart { anchor, .. } => {
-                stack.push(Open::Seq(Vec::new(), anchor, pos));
+                stack.push(Open::Seq(Vec::new(), anchor, pos, nodes));
                 None
             }
             EventData::MappingStart { anchor, .. } => {
-                stack.push(Open::Map(Vec::new(), anchor, pos));
+                stack.push(Open::Map(Vec::new(), anchor, pos, nodes));
                 None
             }
             EventData::SequenceEnd => match stack.pop() {
-                Some(Open::Seq(items, anchor, p)) => Some((Node::Seq(items, p), anchor)),
+                Some(Open::Seq(items, anchor, p, before)) => {
+                    nodes += 1;
+                    Some((Node::Seq(items, p), anchor.map(|a| (a, nodes - before))))
+                }
                 _ => unreachable_event(pos)?,
             },
             EventData::MappingEnd => match stack.pop() {
-                Some(Open::Map(items, anchor, p)) => {
+                Some(Open::Map(items, anchor, p, before)) => {
+                    nodes += 1;
                     let mut pairs = Vec::with_capacity(items.len() / 2);
                     let mut it = items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         pairs.push((k, v));
                     }
-                    Some((Node::Map(pairs, p), anchor))
+                    Some((Node::Map(pairs, p), anchor.map(|a| (a, nodes - before))))
                 }
                 _ => unreachable_event(pos)?,
             },
         };
         if let Some((node, anchor)) = done {
-            if let Some(a) = anchor {
-                anchors.insert(a, node.clone());
+            if let Some((a, size)) = anchor {
+                anchors.insert(a, (node.clone(), size));
             }
             match stack.last_mut() {
                 Some(Open::Seq(items, ..)) | Some(Open::Map(items, ..)) => items.push(node),
@@ -169,6 +208,7 @@ fn unreachable_event<T>(pos: Pos) -> Result<T, SyntaxError> {
     Err(SyntaxError {
         pos,
         message: "the YAML parser gave an unbalanced event stream".into(),
+        limit: false,
     })
 }
 
