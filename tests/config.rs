@@ -311,3 +311,66 @@ fn check_serve_and_reload_agree_about_the_node() {
     assert_eq!(d.wait_task(&ids[0])["status"], "succeeded");
     assert_eq!(d.get("/-/overview").json()["node"], "node-7");
 }
+
+#[test]
+fn programs_that_cannot_start_are_named_before_a_delivery_finds_out() {
+    let program = |body: &str| {
+        format!("sources:\n  s: {{provider: generic, auth: none}}\nprograms:\n  a:\n{body}mappings:\n  s:\n    \"*\": {{rules: [{{run: a}}]}}\n")
+    };
+    let cases = [
+        (
+            "    command: /nonexistent/cmd\n",
+            "program `a`: command `/nonexistent/cmd` does not exist: its tasks will fail to start",
+        ),
+        (
+            "    command: no-such-command-anywhere\n",
+            "program `a`: command `no-such-command-anywhere` is not in PATH",
+        ),
+        (
+            "    command: handlers/not-executable.sh\n",
+            "handlers/not-executable.sh` is not executable: its tasks will fail to start (chmod +x)",
+        ),
+        (
+            "    command: handlers/log-event.sh\n    working_dir: /nonexistent/dir\n",
+            "program `a`: working_dir `/nonexistent/dir` is not a directory",
+        ),
+    ];
+    for (body, warning) in cases {
+        let (code, out, err) = check(&program(body));
+        assert_eq!(code, 0, "{body}: {err}");
+        assert!(out.contains(": ok ("), "{out}");
+        assert!(err.contains(warning), "{body}: {err}");
+    }
+    let (code, _, err) = check(&program("    command: handlers/log-event.sh\n"));
+    assert_eq!(code, 0);
+    assert!(!err.contains("program `a`"), "{err}");
+    // A NUL no process can receive is an error where it is written.
+    for (body, place) in [
+        ("    command: [\"sh\\0x\"]\n", "`programs.a.command`"),
+        (
+            "    command: handlers/log-event.sh\n    args: [\"a\\0b\"]\n",
+            "`programs.a.args[0]`",
+        ),
+        (
+            "    command: handlers/log-event.sh\n    env: {X: \"a\\0b\"}\n",
+            "`programs.a.env.X`",
+        ),
+    ] {
+        let (code, _, err) = check(&program(body));
+        assert_eq!(code, 2, "{body}");
+        assert!(err.contains(&format!("{place}: contains a NUL byte")), "{body}: {err}");
+    }
+    // At run time, a missing working directory is named as the cause.
+    let d = Daemon::start(&program(
+        "    command: handlers/log-event.sh\n    working_dir: /nonexistent/dir\n",
+    ));
+    let ids = Daemon::task_ids(&d.post_json("/hooks/s", &[], b"{}"));
+    let task = d.wait_task(&ids[0]);
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .contains("its working directory `/nonexistent/dir` does not exist"),
+        "{task}"
+    );
+}

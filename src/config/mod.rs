@@ -647,6 +647,20 @@ impl Checker<'_> {
         if command.first().is_none_or(|c| c.is_empty()) {
             self.error(&at("command"), "must name a program to run");
         }
+        const NUL: &str = "contains a NUL byte, which no program name, argument or environment variable can hold";
+        if command.iter().any(|c| c.contains('\0')) {
+            self.error(&at("command"), NUL);
+        }
+        for (i, a) in p.args.iter().enumerate() {
+            if a.value.contains('\0') {
+                self.error(&[key("programs"), key(name), key("args"), Seg::Index(i)], NUL);
+            }
+        }
+        for (k, v) in &p.env.0 {
+            if v.value.contains('\0') {
+                self.error(&[key("programs"), key(name), key("env"), key(k)], NUL);
+            }
+        }
         let mut params: Vec<String> = Vec::new();
         for (i, param) in p.params.iter().enumerate() {
             let at = [key("programs"), key(name), key("params"), Seg::Index(i)];
@@ -821,6 +835,8 @@ impl Checker<'_> {
         }
         let mut command = command;
         command[0] = self.resolve_command(&command[0]);
+        let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone().into());
+        self.check_command(name, &command[0], &working_dir, path_var);
         Some(Program {
             name: name.into(),
             command,
@@ -912,6 +928,42 @@ impl Checker<'_> {
     }
 
     /// A path with a `/` is relative to the config's directory; a bare name is looked up in PATH.
+    /// Warns about what would make every task of program `name` fail to
+    /// start (a warning, not an error: the file may be installed later).
+    /// `path_var`: the program's own `PATH`, if its `env` sets one (a bare
+    /// name is looked up there); else the daemon's, as handlers inherit it.
+    fn check_command(&mut self, name: &str, command: &str, working_dir: &Path, path_var: Option<std::ffi::OsString>) {
+        let fails = "its tasks will fail to start";
+        if command.contains('/') {
+            let path = Path::new(command);
+            if !path.exists() {
+                self.warnings
+                    .push(format!("program `{name}`: command `{command}` does not exist: {fails}"));
+            } else if path.is_dir() || !is_executable(path) {
+                self.warnings.push(format!(
+                    "program `{name}`: command `{command}` is not executable: {fails} (chmod +x)"
+                ));
+            }
+        } else {
+            let found = path_var
+                .or_else(|| std::env::var_os("PATH"))
+                .or_else(|| Some("/usr/local/bin:/usr/bin:/bin".into()))
+                .is_some_and(|paths| {
+                    std::env::split_paths(&paths).any(|d| d.join(command).is_file() && is_executable(&d.join(command)))
+                });
+            if !found {
+                self.warnings
+                    .push(format!("program `{name}`: command `{command}` is not in PATH: {fails}"));
+            }
+        }
+        if !working_dir.is_dir() {
+            self.warnings.push(format!(
+                "program `{name}`: working_dir `{}` is not a directory: {fails}",
+                working_dir.display()
+            ));
+        }
+    }
+
     fn resolve_command(&self, command: &str) -> String {
         if command.contains('/') && Path::new(command).is_relative() {
             self.dir.join(command).display().to_string()

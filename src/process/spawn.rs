@@ -87,6 +87,14 @@ pub async fn run(
         .process_group(0);
     let mut child = match command.spawn() {
         Ok(child) => child,
+        // `No such file or directory` may be about the directory, not the program.
+        Err(e) if !spec.working_dir.is_dir() => {
+            return Ending::SpawnFailed(format!(
+                "could not start `{}`: its working directory `{}` does not exist ({e})",
+                spec.argv[0],
+                spec.working_dir.display()
+            ))
+        }
         Err(e) => return Ending::SpawnFailed(format!("could not start `{}`: {e}", spec.argv[0])),
     };
     let Some(pid) = child.id() else {
