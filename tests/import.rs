@@ -655,3 +655,34 @@ fn an_output_that_is_not_a_file_is_written_to_not_replaced() {
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 }
+
+#[test]
+fn a_dotted_name_under_a_header_parsed_as_json_reads_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = dir.path().join("hooks.json");
+    std::fs::write(
+        &hooks,
+        r#"[{"id": "meta", "execute-command": "/bin/true",
+             "parse-parameters-as-json": [{"source": "header", "name": "X-Meta"}, {"source": "url", "name": "q"}],
+             "pass-arguments-to-command": [{"source": "header", "name": "x-meta.b"}, {"source": "url", "name": "q.c.0"}]}]"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["import", "adnanh"])
+        .arg(&hooks)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = String::from_utf8(out.stdout).unwrap();
+    let d = Daemon::start(&config);
+    let r = d.post(
+        "/hooks/meta?q=%7B%22c%22%3A%5B%22qc%22%5D%7D",
+        &[("Content-Type", "application/json"), ("X-Meta", r#"{"b": "hb"}"#)],
+        b"{}",
+    );
+    // Answered as adnanh answers (200, its response-message); the task is on record.
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = d.get("/tasks").json()["tasks"][0]["id"].as_str().unwrap().to_string();
+    let task = d.wait_task(&id);
+    assert_eq!(task["argv"], serde_json::json!(["/bin/true", "hb", "qc"]), "{config}");
+}

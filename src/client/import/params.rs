@@ -30,6 +30,10 @@ pub struct Params {
     entries: Vec<(String, String)>,
     /// Short names (`p1`, `p2`, ...) to keep a long condition within limits.
     short: bool,
+    /// Headers (canonical names) and query values the hook parses as JSON
+    /// (`parse-parameters-as-json`): a dotted name under one reads into it.
+    parsed_headers: Vec<String>,
+    parsed_query: Vec<String>,
 }
 
 /// Names a param cannot have in hookrunner.
@@ -49,6 +53,38 @@ impl Params {
         Params {
             entries: Vec::new(),
             short,
+            parsed_headers: Vec::new(),
+            parsed_query: Vec::new(),
+        }
+    }
+
+    /// The hook's `parse-parameters-as-json` entries: `(source, name)`.
+    pub fn parsing(mut self, parsed: &[Argument]) -> Params {
+        for a in parsed {
+            match a.source.as_str() {
+                "header" => self.parsed_headers.push(canonical_header(&a.name)),
+                "url" | "query" => self.parsed_query.push(a.name.clone()),
+                _ => {}
+            }
+        }
+        self
+    }
+
+    /// `headers.<name>` or `query.<name>`; a dotted `name` under a value the
+    /// hook parses as JSON is a path into it, as adnanh reads it
+    /// (`X-Meta.build` → `headers.X-Meta.build`).
+    fn whole_or_path(root: &str, name: &str, parsed: &[String]) -> String {
+        let under = parsed
+            .iter()
+            .filter(|p| name.len() > p.len() + 1 && name.starts_with(p.as_str()) && name.as_bytes()[p.len()] == b'.')
+            .max_by_key(|p| p.len());
+        match under {
+            Some(p) => {
+                let mut out = format!("{root}.{}", key(p, true));
+                push_segments(&mut out, name[p.len() + 1..].split('.'));
+                out
+            }
+            None => format!("{root}.{}", key(name, true)),
         }
     }
 
@@ -89,9 +125,13 @@ impl Params {
             "string" => Val::Literal(name.clone()),
             "header" => {
                 let header = canonical_header(name);
-                Val::Param(self.param(format!("headers.{}", key(&header, true)), &format!("header_{header}")))
+                let path = Self::whole_or_path("headers", &header, &self.parsed_headers);
+                Val::Param(self.param(path, &format!("header_{header}")))
             }
-            "url" | "query" => Val::Param(self.param(format!("query.{}", key(name, true)), &format!("query_{name}"))),
+            "url" | "query" => {
+                let path = Self::whole_or_path("query", name, &self.parsed_query);
+                Val::Param(self.param(path, &format!("query_{name}")))
+            }
             "payload" => Val::Param(self.param(payload_path(name), name)),
             "raw-request-body" => Val::Param(self.param("request.body".into(), "body")),
             "request" => match name.to_lowercase().as_str() {
@@ -167,6 +207,12 @@ pub fn payload_path(name: &str) -> String {
         let first = segments.remove(0);
         out.push_str(&format!("[{first}]"));
     }
+    push_segments(&mut out, segments);
+    out
+}
+
+/// Dotted segments as path steps: digits an array index, else a key.
+fn push_segments<'a>(out: &mut String, segments: impl IntoIterator<Item = &'a str>) {
     for seg in segments {
         if is_index(seg) {
             out.push_str(&format!("[{seg}]"));
@@ -175,7 +221,6 @@ pub fn payload_path(name: &str) -> String {
             out.push_str(&key(seg, false));
         }
     }
-    out
 }
 
 fn is_index(s: &str) -> bool {
@@ -192,6 +237,26 @@ mod tests {
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn dotted_names_under_parsed_headers_and_query_values_read_into_them() {
+        let parsed = [arg("header", "x-meta"), arg("url", "q")];
+        let mut p = Params::new(false).parsing(&parsed);
+        p.value(&arg("header", "X-Meta.b.0")).unwrap();
+        p.value(&arg("query", "q.c")).unwrap();
+        p.value(&arg("header", "X-Other.b")).unwrap();
+        p.value(&arg("header", "X-Meta")).unwrap();
+        let sources: Vec<&str> = p.entries().iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "headers.X-Meta.b[0]",
+                "query.q.c",
+                r#"headers."X-Other.b""#,
+                "headers.X-Meta"
+            ]
+        );
     }
 
     #[test]

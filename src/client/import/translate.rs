@@ -234,7 +234,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
         );
     }
 
-    let mut params = Params::new(short);
+    let mut params = Params::new(short).parsing(&hook.parse_json);
     let rule = rules::translate(hook.trigger_rule.as_ref(), hook.soft_failures, &mut params, t);
     for n in &rule.notes {
         messages.push((n.clone(), false));
