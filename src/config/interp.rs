@@ -65,6 +65,11 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
             Some((name, default)) => (name, Some(default)),
             None => (inner, None),
         };
+        if default.is_some_and(|d| d.contains("${")) {
+            return Err(format!(
+                "`${{{name}:-...}}`: a default cannot hold another `${{...}}` (write `$$` for a literal `$`)"
+            ));
+        }
         let valid = !name.is_empty()
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
@@ -139,6 +144,14 @@ mod tests {
         let i = expand("a-${SET}-${UNSET:-dflt}-$$-$x", env).unwrap();
         assert_eq!(i.value, "a-value-dflt-$-$x");
         assert_eq!(i.defaulted, vec!["UNSET".to_string()]);
+    }
+
+    #[test]
+    fn a_default_holding_a_reference_is_refused_not_kept_as_text() {
+        for text in ["${UNSET:-${SET}}", "${UNSET:-${B:-z}}", "x${UNSET:-a${SET}b}"] {
+            let err = expand(text, env).unwrap_err();
+            assert!(err.contains("a default cannot hold another `${...}`"), "{text}: {err}");
+        }
     }
 
     #[test]
