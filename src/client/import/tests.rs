@@ -444,3 +444,33 @@ fn template_values_become_references_not_pasted_secrets() {
     let r = run(&args(&[&hooks]));
     assert!(r.stderr.contains("only with -template"), "{}", r.stderr);
 }
+
+#[test]
+fn a_templated_command_is_joined_to_the_working_directory_only_when_relative() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = file(
+        &dir,
+        "hooks.yaml",
+        "- id: tp\n  execute-command: '{{ getenv \"TP_CMD\" }}'\n  command-working-directory: /srv/app\n",
+    );
+    let mut a = args(&[&hooks]);
+    a.template = true;
+    let command = |value: &'static str| {
+        let r = run_with(&a, &move |k| (k == "TP_CMD").then(|| value.to_string()));
+        assert_eq!(r.code, exit::OK, "{}", r.stderr);
+        let c: Value = serde_yaml::from_str(&r.stdout).unwrap();
+        (s(&c["programs"]["tp"]["command"]).to_string(), r.stderr)
+    };
+    let (abs, notes) = command("/opt/tools/deploy.sh");
+    assert_eq!(abs, "${TP_CMD:-}");
+    assert!(
+        notes.contains("is a template that is absolute here, so it was not joined"),
+        "{notes}"
+    );
+    let (rel, notes) = command("deploy.sh");
+    assert_eq!(rel, "/srv/app/${TP_CMD:-}");
+    assert!(
+        notes.contains("is a template that is relative here, so it was joined"),
+        "{notes}"
+    );
+}

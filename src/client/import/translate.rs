@@ -655,7 +655,21 @@ fn command(hook: &Hook, t: &Templates, messages: &mut Vec<(String, bool)>) -> Op
         return None;
     }
     let cwd = &hook.command_working_directory;
-    let joined = if !cwd.is_empty() && !exec.starts_with('/') {
+    // A templated command is absolute or not once evaluated (adnanh
+    // evaluates before it joins); here as the import's environment gives it.
+    let exec_now = t.evaluate(exec);
+    let absolute = exec.starts_with('/') || exec_now.starts_with('/');
+    if !cwd.is_empty() && exec_now != *exec {
+        messages.push((
+            format!(
+                "`execute-command` is a template that is {} here, so it was {}joined to `command-working-directory`; check it if your adnanh's environment differs",
+                if absolute { "absolute" } else { "relative" },
+                if absolute { "not " } else { "" }
+            ),
+            false,
+        ));
+    }
+    let joined = if !cwd.is_empty() && !absolute {
         go_clean(&format!("{cwd}/{exec}"))
     } else {
         exec.clone()
