@@ -34,6 +34,10 @@ pub struct DeliveryLog {
     keep: usize,
     body_bytes: usize,
     store: Option<crate::store::Store>,
+    /// The log holds every record the store does (no store; or an SQLite
+    /// store empty at start, and nothing evicted since): then a delivery id
+    /// the log does not have is new, without asking the store.
+    complete: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -77,7 +81,13 @@ impl Log {
 
 impl DeliveryLog {
     pub fn new(keep: usize, body_bytes: usize, store: Option<crate::store::Store>) -> Self {
+        let complete = match &store {
+            None => true,
+            // A cluster's store holds the other nodes' records too.
+            Some(s) => s.sqlite().is_some_and(|s| s.has_deliveries().is_ok_and(|any| !any)),
+        };
         DeliveryLog {
+            complete: complete.into(),
             inner: Mutex::new(Log::default()),
             ids: RandomState::new(),
             keep: keep.max(1),
@@ -105,6 +115,11 @@ impl DeliveryLog {
     pub fn contains(&self, id: &str) -> bool {
         let hash = self.ids.hash_one(id);
         self.lock().find(hash, id).is_some()
+    }
+
+    /// Whether the store may hold a record the log does not.
+    pub fn store_has_more(&self) -> bool {
+        !self.complete.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Claims `id` for a new record, unless a record in the log has it or
@@ -167,6 +182,9 @@ impl DeliveryLog {
                     log.body_bytes -= old.body_len();
                 }
                 evicted.push(old);
+            }
+            if !evicted.is_empty() {
+                self.complete.store(false, std::sync::atomic::Ordering::Relaxed);
             }
             while log.body_bytes > self.body_bytes {
                 let Some(old) = log.with_body.pop_front() else { break };
@@ -243,6 +261,24 @@ mod tests {
         let r = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
         r.keep_body(bytes::Bytes::from(vec![b'x'; n]));
         r
+    }
+
+    #[test]
+    fn a_claimed_id_is_taken_until_its_record_is_in_and_an_eviction_sends_lookups_to_the_store() {
+        let log = DeliveryLog::new(2, 1 << 20, None);
+        let r = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
+        let claim = log.claim(&r.id).expect("a new id");
+        assert!(log.claim(&r.id).is_none(), "claimed by the first");
+        log.insert(&r, false);
+        drop(claim);
+        assert!(log.claim(&r.id).is_none(), "now in the log");
+        drop(log.claim("never-inserted"));
+        assert!(log.claim("never-inserted").is_some(), "a dropped claim frees its id");
+        assert!(!log.store_has_more());
+        log.insert(&record(1), false);
+        assert!(!log.store_has_more());
+        log.insert(&record(1), false);
+        assert!(log.store_has_more(), "an evicted record may still be stored");
     }
 
     #[test]

@@ -880,7 +880,7 @@ pub(crate) async fn judge_and_queue(
 /// Whether the store holds a delivery record with this id; when the store
 /// cannot tell, it is taken to (the new record then gets an id of its own).
 async fn stored_delivery(at: Intake<'_>, id: &str) -> bool {
-    let Some(store) = at.deliveries.store() else {
+    let Some(store) = at.deliveries.store().filter(|_| at.deliveries.store_has_more()) else {
         return false;
     };
     match store.delivery_seq(id).await {

@@ -270,6 +270,13 @@ impl Sqlite {
         Ok(rows.into_iter().map(|(id, data)| decode_delivery(id, &data)).collect())
     }
 
+    /// Whether any delivery is stored.
+    pub fn has_deliveries(&self) -> Result<bool, StoreError> {
+        self.read("count deliveries", |c| {
+            c.query_row("SELECT EXISTS (SELECT 1 FROM deliveries)", [], |r| r.get::<_, bool>(0))
+        })
+    }
+
     pub fn delivery_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
         self.read("find a delivery", |c| {
             c.query_row("SELECT seq FROM deliveries WHERE id = ?", [id], |r| r.get::<_, i64>(0))
