@@ -404,10 +404,21 @@ fn numbers_are_rendered_as_json_writes_the_value() {
     let d = Daemon::start(
         "sources:\n  a: {provider: generic, auth: none}\nprograms:\n  t:\n    command: /bin/true\n    params: [a, b, c, d, e]\nmappings:\n  a:\n    \"*\":\n      params: {a: payload.a, b: payload.b, c: payload.c, d: payload.d, e: payload.e}\n      rules: [{run: t}]\n",
     );
-    let r = d.post_json("/hooks/a", &[], br#"{"a": 1.10, "b": 1E2, "c": 18446744073709551617, "d": 42, "e": "1.10"}"#);
+    let r = d.post_json(
+        "/hooks/a",
+        &[],
+        br#"{"a": 1.10, "b": 1E2, "c": 18446744073709551617, "d": 42, "e": "1.10"}"#,
+    );
     let task = d.wait_task(&Daemon::task_ids(&r)[0]);
     assert_eq!(
         task["argv"],
-        serde_json::json!(["/bin/true", "--a=1.1", "--b=100.0", "--c=1.8446744073709552e+19", "--d=42", "--e=1.10"])
+        serde_json::json!([
+            "/bin/true",
+            "--a=1.1",
+            "--b=100.0",
+            "--c=1.8446744073709552e+19",
+            "--d=42",
+            "--e=1.10"
+        ])
     );
 }
