@@ -651,6 +651,16 @@ fn a_strangers_long_request_line_costs_a_bounded_record() {
     }
     let longest_log_line = d.logs().lines().map(str::len).max().unwrap_or(0);
     assert!(longest_log_line < 2_000, "a log line of {longest_log_line} bytes");
+    // A name that is not UTF-8 is refused and on record too.
+    let (status, body) = raw(&d.addr, "POST /hooks/%ff HTTP/1.1\nHost: x\n", b"");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "there is no source named `\u{fffd}`"
+    );
+    let newest = &d.get("/deliveries").json()["deliveries"][0];
+    assert_eq!(newest["source"], "\u{fffd}");
+    assert_eq!(newest["status"], 404);
 }
 
 #[test]
