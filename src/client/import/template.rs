@@ -31,6 +31,9 @@ struct Call {
     js: bool,
     /// The text adnanh would paste in (after the pipeline).
     pasted: String,
+    /// `pasted` before `js`: what a double-quoted scalar holds once YAML
+    /// has undone the escaping.
+    unescaped: String,
     /// The action as written, for messages.
     text: String,
 }
@@ -64,9 +67,11 @@ impl Templates {
         s.contains(OPEN)
     }
 
-    /// `s` with every call's value pasted in, as adnanh would have it.
+    /// `s` with every call's value pasted in, as adnanh would have it. A
+    /// call still here is in a double-quoted scalar (or has no `js`), whose
+    /// escaping YAML undoes: its value goes in unescaped.
     pub fn evaluate(&self, s: &str) -> String {
-        self.map(s, |call| call.pasted.clone())
+        self.map(s, |call| call.unescaped.clone())
     }
 
     /// `s` with the calls written as they were in the file (for messages).
@@ -222,12 +227,18 @@ pub fn render(
             line,
             message: format!("`{action}`: {message}"),
         })? {
-            Value::Call { func, js, pasted } => {
+            Value::Call {
+                func,
+                js,
+                pasted,
+                unescaped,
+            } => {
                 let n = templates.calls.len();
                 templates.calls.push(Call {
                     func,
                     js,
                     pasted,
+                    unescaped,
                     text: action,
                 });
                 let _ = write!(out, "{OPEN}{n}{CLOSE}");
@@ -283,7 +294,12 @@ fn find_close(s: &str) -> Option<usize> {
 }
 
 enum Value {
-    Call { func: Func, js: bool, pasted: String },
+    Call {
+        func: Func,
+        js: bool,
+        pasted: String,
+        unescaped: String,
+    },
     Text(String, Option<String>),
 }
 
@@ -337,6 +353,7 @@ fn action_value(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Val
     };
     let mut js = false;
     let mut other = false;
+    let mut unescaped = value.clone();
     for command in rest {
         match command.as_slice() {
             [Token::Ident(f)] if f == "js" => {
@@ -344,6 +361,7 @@ fn action_value(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Val
                     other = true;
                 } else {
                     js = true;
+                    unescaped = value.clone();
                 }
                 value = js_escape(&value);
             }
@@ -362,7 +380,12 @@ fn action_value(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Val
         }
     }
     Ok(match source {
-        Some(func) if !other => Value::Call { func, js, pasted: value },
+        Some(func) if !other => Value::Call {
+            func,
+            js,
+            unescaped: if js { unescaped } else { value.clone() },
+            pasted: value,
+        },
         Some(_) => Value::Text(
             value,
             Some("was evaluated at import time and its value written into the config (it is escaped, so no `${...}` reference can stand for it)".into()),
@@ -579,7 +602,8 @@ mod tests {
     #[test]
     fn js_escapes_as_go_does_and_other_pipes_are_pasted() {
         let (out, t, _) = render("{{ getenv \"QUOTE\" | js }}", &env).unwrap();
-        assert_eq!(t.evaluate(&out), "a\\\"b");
+        // A call still in place is in a double-quoted scalar: YAML undoes the escaping.
+        assert_eq!(t.evaluate(&out), "a\"b");
         assert!(t.has_js(&out));
         assert_eq!(t.paste_js(&out), "a\\\"b");
         let (out, t, notes) = render("{{ getenv \"QUOTE\" | html }}|{{ \"a b&\" | urlquery }}", &env).unwrap();

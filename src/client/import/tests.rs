@@ -474,3 +474,19 @@ fn a_templated_command_is_joined_to_the_working_directory_only_when_relative() {
         "{notes}"
     );
 }
+
+#[test]
+fn a_js_escaped_value_evaluated_at_import_time_is_unescaped_as_yaml_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = file(
+        &dir,
+        "hooks.json",
+        r#"[{"id": "m", "execute-command": "/bin/true", "response-message": "hello {{ getenv "TP_MSG" | js }}"}]"#,
+    );
+    let mut a = args(&[&hooks]);
+    a.template = true;
+    let r = run_with(&a, &|k| (k == "TP_MSG").then(|| r#"a"b\c"#.to_string()));
+    assert_eq!(r.code, exit::OK, "{}", r.stderr);
+    let c: Value = serde_yaml::from_str(&r.stdout).unwrap();
+    assert_eq!(s(&c["sources"]["m"]["response"]["body"]), r#"hello a"b\c"#);
+}
