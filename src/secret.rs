@@ -43,6 +43,18 @@ impl fmt::Display for Secret {
 /// Text that is not a URL is masked as a whole only where it could carry a
 /// credential: a bare `user:password@host` still loses its password.
 pub fn mask_url(url: &str) -> String {
+    // A password may hold `/`, `?` or `#` unencoded: PostgreSQL's driver
+    // takes everything up to the last `@` as the userinfo, and connects. If
+    // that text has a `:` and one of those, where the userinfo ends cannot
+    // be told, so all of it is masked (the user name too).
+    let auth_start = url.find("://").map_or(0, |i| i + 3);
+    if let Some(at) = url[auth_start..].rfind('@').map(|i| auth_start + i) {
+        let info = &url[auth_start..at];
+        if info.contains(':') && info.contains(['/', '?', '#']) {
+            let rest = mask_url(&format!("{}{}", &url[..auth_start], &url[at + 1..]));
+            return format!("{}***@{}", &url[..auth_start], &rest[auth_start..]);
+        }
+    }
     let url = url.split('#').next().unwrap_or(url);
     let (before_query, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -142,6 +154,22 @@ mod tests {
             ("http://host/p?", "http://host/p?"),
             ("user:pw@host", "user:***@host"),
             ("http://host/a@b:c", "http://host/a@b:c"),
+            // Passwords with `/`, `?` or `#` unencoded, as the driver takes them.
+            (
+                "postgres://postgres:Top/S3cretPW@127.0.0.1:5432/db",
+                "postgres://***@127.0.0.1:5432/db",
+            ),
+            (
+                "postgres://postgres:Top?S3cretPW@127.0.0.1:5432/db",
+                "postgres://***@127.0.0.1:5432/db",
+            ),
+            (
+                "postgres://postgres:Top#S3cretPW@127.0.0.1:5432/db?sslmode=disable",
+                "postgres://***@127.0.0.1:5432/db?sslmode=***",
+            ),
+            ("postgres://u:a/b?c#d@h/db", "postgres://***@h/db"),
+            // A `@` in a query after a port: more is hidden than needed, never less.
+            ("http://host:8080/p?mail=a@b", "http://***@b"),
         ];
         for (url, shown) in cases {
             assert_eq!(mask_url(url), shown, "{url}");

@@ -40,10 +40,13 @@ tasks:
   shutdown_grace: 2s
 sources:
   a: {{provider: generic, auth: none, event: {{field: kind}}}}
+  d: {{provider: generic, auth: none, event: {{field: kind}}, dedup: true}}
 programs:
 {programs}
 mappings:
   a:
+{mappings}
+  d:
 {mappings}
 "#,
         url = db.url(),
@@ -209,19 +212,21 @@ fn fan_out_runs_once_on_each_labelled_node() {
     }
 }
 
+/// The program `keyed`: `stamp.sh` serialized on the param `k`, with `extra` lines.
+fn keyed(extra: &str, sleep: &str) -> String {
+    format!(
+        "\n  keyed:\n    command: handlers/stamp.sh\n    params: [k]\n    concurrency_key: \"{{k}}\"\n{extra}    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"{sleep}\"}}\n"
+    )
+}
+const KEYED_MAPPING: &str = "    keyed: {params: {k: payload.k}, rules: [{run: keyed}]}";
+
 #[test]
 fn one_key_never_runs_twice_at_once_across_nodes() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
-    let programs = r#"
-  keyed:
-    command: handlers/stamp.sh
-    params: [k]
-    concurrency_key: "{k}"
-    env: {OUT_FILE: $SHARED/runs, SLEEP: "0.2"}
-"#;
-    let mapping = "    keyed: {params: {k: payload.k}, rules: [{run: keyed}]}";
+    let programs = keyed("", "0.2");
+    let (programs, mapping) = (programs.as_str(), KEYED_MAPPING);
     let nodes: Vec<Daemon> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| node(&db, n, "", shared.path(), programs, mapping))
@@ -851,4 +856,106 @@ fn tls_to_the_database_follows_sslmode() {
         "{err}"
     );
     assert!(!err.contains("not-the-password"), "{err}");
+}
+
+#[test]
+fn keys_reruns_and_duplicates_behave_the_same_on_every_node() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = keyed("    on_busy: cancel_running\n", "0.3");
+    let (programs, mapping) = (programs.as_str(), KEYED_MAPPING);
+    let a = node(&db, "na", "", shared.path(), programs, mapping);
+    let b = node(&db, "nb", "", shared.path(), programs, mapping);
+
+    // `cancel_running` stops an older run of the same key, never the new
+    // task itself (which another node may already have started).
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let d = if i % 2 == 0 { &a } else { &b };
+        ids.extend(send(d, &format!(r#"{{"kind":"keyed","k":"k{i}"}}"#)));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let done = wait_final(&a, &ids, Duration::from_secs(60));
+    for t in &done {
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    let older = send(&a, r#"{"kind":"keyed","k":"same"}"#);
+    eventually("the first run of `same` to start", Duration::from_secs(10), || {
+        task(&a, &older[0])["status"] == "running"
+    });
+    let newer = send(&b, r#"{"kind":"keyed","k":"same"}"#);
+    let both = wait_final(&a, &[older[0].clone(), newer[0].clone()], Duration::from_secs(30));
+    assert_eq!(both[0]["status"], "cancelled", "{}", both[0]);
+    assert_eq!(both[0]["error"], format!("superseded by {}", newer[0]));
+    assert_eq!(both[1]["status"], "succeeded", "{}", both[1]);
+
+    // A rerun asked of either node answers 202 with the new task; the node
+    // that ran the old one lists it among the old task's reruns.
+    let old = &ids[0];
+    let ran_on = task(&a, old)["node"].as_str().unwrap().to_string();
+    for d in [&a, &b] {
+        let r = d.post(&format!("/tasks/{old}/rerun"), &[], b"");
+        assert_eq!(r.status, 202, "{}", r.text);
+        assert_eq!(r.json()["rerun_of"], old.as_str());
+        let new = r.json()["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            wait_final(d, std::slice::from_ref(&new), Duration::from_secs(30))[0]["status"],
+            "succeeded"
+        );
+        if d.get("/-/overview").json()["node"] == ran_on.as_str() {
+            let reruns = task(d, old)["reruns"].clone();
+            assert!(
+                reruns.as_array().unwrap().contains(&Value::from(new.as_str())),
+                "{reruns}"
+            );
+        }
+    }
+
+    // A repeat answered by another node than the first names the first's tasks.
+    let body = br#"{"kind":"keyed","k":"dup"}"#;
+    let first = a.post_json("/hooks/d", &[], body);
+    assert_eq!(first.status, 202, "{}", first.text);
+    let again = b.post_json("/hooks/d", &[], body);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["duplicate"], true);
+    let ids_of = |r: &Resp| -> Vec<Value> {
+        r.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids_of(&first).len(), 1);
+    assert_eq!(ids_of(&again), ids_of(&first));
+}
+
+#[test]
+fn a_database_password_with_a_slash_or_question_mark_is_never_shown() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    // The server trusts loopback, so any password connects; the driver takes
+    // everything up to the last `@` as the user and password.
+    for (i, password) in ["Top/S3cretPW", "Top?S3cretPW", "Top#S3cretPW"].into_iter().enumerate() {
+        let url = db.url().replace("postgres@", &format!("postgres:{password}@"));
+        let d = Daemon::with(&format!(
+            "state:\n  postgres: \"{url}\"\nsources:\n  a: {{provider: generic, auth: none}}\n"
+        ))
+        .env("HOOKRUNNER_NODE_NAME", &format!("pw-{i}"))
+        .start();
+        let shown = [
+            d.get("/readyz").text,
+            d.get("/-/overview").text,
+            d.get("/nodes").text,
+            d.logs(),
+        ];
+        for text in &shown {
+            assert!(!text.contains("S3cretPW"), "{password}: {text}");
+        }
+        assert_eq!(
+            d.get("/readyz").json()["store"]["store"],
+            "postgres://***@127.0.0.1:5432/".to_string() + &db.name + "?sslmode=***"
+        );
+    }
 }

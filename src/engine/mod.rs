@@ -356,7 +356,22 @@ impl Engine {
         let inner = &self.inner;
         let tasks = std::mem::take(&mut reserved.tasks);
         if let Some(cluster) = inner.cluster.get() {
-            inner.lock().unreserve(tasks.len());
+            let mut linked = Vec::new();
+            {
+                let mut sched = inner.lock();
+                sched.unreserve(tasks.len());
+                // A rerun of a task this node holds is listed in its `reruns`.
+                for t in &tasks {
+                    if let Some(old) = t.spec.rerun_of {
+                        if sched.link_rerun(old, t.id()) {
+                            linked.push(old);
+                        }
+                    }
+                }
+            }
+            for old in linked {
+                inner.persist(old);
+            }
             for t in &tasks {
                 inner.events.publish("task.created", created_data(t));
                 if matches!(t.spec.program.on_busy, OnBusy::Replace | OnBusy::CancelRunning) {

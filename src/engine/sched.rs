@@ -105,6 +105,18 @@ fn key_of(t: &Task) -> Option<(Arc<str>, Arc<str>)> {
 }
 
 impl Sched {
+    /// Adds `new` to the reruns of task `old`, if this node holds it;
+    /// whether it did.
+    pub fn link_rerun(&mut self, old: Uuid, new: Uuid) -> bool {
+        match self.tasks.get_mut(&old) {
+            Some(o) => {
+                o.reruns.push(new);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn new(keep: usize) -> Self {
         Sched {
             keep: keep.max(1),
@@ -202,9 +214,7 @@ impl Sched {
             }
         }
         if let Some(old) = task.spec.rerun_of {
-            if let Some(o) = self.tasks.get_mut(&old) {
-                o.reruns.push(task.id());
-            }
+            self.link_rerun(old, task.id());
         }
         let id = task.id();
         self.order.insert(task.spec.seq, id);

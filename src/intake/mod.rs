@@ -578,11 +578,20 @@ async fn admit_to<'a>(
     if let Some((key, window)) = &dedup_key {
         if let Seen::Repeat(first) = seen(at, &source.name, key, *window, &facts.id).await? {
             facts.duplicate_of = Some(first.clone());
-            let tasks = at
-                .deliveries
-                .get(&first)
-                .map(|r| r.task_ids.clone())
-                .unwrap_or_default();
+            let tasks = match at.deliveries.get(&first) {
+                Some(r) => r.task_ids.clone(),
+                // Received by another node of a cluster, or before a restart.
+                None => match at.deliveries.store() {
+                    Some(store) => store
+                        .delivery(&first)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|(r, _)| r.task_ids)
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                },
+            };
             tracing::info!(source = %source.name, delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, first = %crate::logging::escape(&first), "duplicate delivery: nothing run");
             return Ok((
                 Answer::Duplicate {

@@ -237,7 +237,9 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
         pinned_node: None,
     };
     queue(at, vec![new], None).await?;
+    // In a cluster the new task is in the shared queue, not this node's memory.
     at.engine
-        .task(&id)
+        .task_anywhere(&id)
+        .await
         .ok_or_else(|| Refused::NotFound(format!("there is no task `{id}`")))
 }

@@ -499,7 +499,11 @@ impl Postgres {
             let tx = c.transaction().await.map_err(&e)?;
             let rows = tx
                 .query(
-                    "SELECT seq, id::text, record FROM tasks WHERE program = $1 AND key = $2 AND status = 'queued' AND id <> $3 FOR UPDATE",
+                    // Only what came before `by`: it may run already (the
+                    // other nodes were woken before this), and a later task
+                    // of the key is not its to supersede.
+                    "SELECT seq, id::text, record FROM tasks WHERE program = $1 AND key = $2 AND status = 'queued' AND id <> $3
+                       AND seq < (SELECT seq FROM tasks WHERE id = $3) FOR UPDATE",
                     &[&program, &key, &by],
                 )
                 .await
@@ -520,8 +524,9 @@ impl Postgres {
                 let reason = format!("superseded by {by}");
                 let running = tx
                     .query(
-                        "UPDATE tasks SET cancel_requested = $3 WHERE program = $1 AND key = $2 AND status = 'running' RETURNING id",
-                        &[&program, &key, &reason],
+                        "UPDATE tasks SET cancel_requested = $3 WHERE program = $1 AND key = $2 AND status = 'running'
+                           AND id <> $4 AND seq < (SELECT seq FROM tasks WHERE id = $4) RETURNING id",
+                        &[&program, &key, &reason, &by],
                     )
                     .await
                     .map_err(&e)?;
