@@ -52,8 +52,10 @@ struct Log {
     body_bytes: usize,
     /// Records whose body is still kept, oldest first.
     with_body: VecDeque<Arc<Frozen>>,
-    /// Provider ids claimed by deliveries still being judged (see [`Claim`]).
-    claimed: std::collections::HashSet<Box<str>>,
+    /// The hashes of provider ids claimed by deliveries still being judged
+    /// (see [`Claim`]): a handful at a time, so a list. Two ids with the
+    /// same hash only cost the second its own UUID record id.
+    claimed: Vec<u64>,
 }
 
 /// A provider's delivery id reserved as the id of a record about to be
@@ -62,12 +64,15 @@ struct Log {
 /// after the record was inserted.
 pub struct Claim<'a> {
     log: &'a DeliveryLog,
-    id: Box<str>,
+    hash: u64,
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.log.lock().claimed.remove(&self.id);
+        let mut log = self.log.lock();
+        if let Some(i) = log.claimed.iter().position(|h| *h == self.hash) {
+            log.claimed.swap_remove(i);
+        }
     }
 }
 
@@ -128,13 +133,11 @@ impl DeliveryLog {
     pub fn claim(&self, id: &str) -> Option<Claim<'_>> {
         let hash = self.ids.hash_one(id);
         let mut log = self.lock();
-        if log.find(hash, id).is_some() || !log.claimed.insert(id.into()) {
+        if log.find(hash, id).is_some() || log.claimed.contains(&hash) {
             return None;
         }
-        Some(Claim {
-            log: self,
-            id: id.into(),
-        })
+        log.claimed.push(hash);
+        Some(Claim { log: self, hash })
     }
 
     /// Adds a record (the log keeps a frozen copy); `persisted` says it was
