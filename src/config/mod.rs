@@ -835,7 +835,7 @@ impl Checker<'_> {
         }
         let mut command = command;
         command[0] = self.resolve_command(&command[0]);
-        let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone().into());
+        let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
         self.check_command(name, &command[0], &working_dir, path_var);
         Some(Program {
             name: name.into(),
@@ -927,12 +927,11 @@ impl Checker<'_> {
         (param_env, param_files)
     }
 
-    /// A path with a `/` is relative to the config's directory; a bare name is looked up in PATH.
     /// Warns about what would make every task of program `name` fail to
     /// start (a warning, not an error: the file may be installed later).
     /// `path_var`: the program's own `PATH`, if its `env` sets one (a bare
-    /// name is looked up there); else the daemon's, as handlers inherit it.
-    fn check_command(&mut self, name: &str, command: &str, working_dir: &Path, path_var: Option<std::ffi::OsString>) {
+    /// name is looked up there); else the one handlers inherit.
+    fn check_command(&mut self, name: &str, command: &str, working_dir: &Path, path_var: Option<&str>) {
         let fails = "its tasks will fail to start";
         if command.contains('/') {
             let path = Path::new(command);
@@ -945,12 +944,9 @@ impl Checker<'_> {
                 ));
             }
         } else {
-            let found = path_var
-                .or_else(|| std::env::var_os("PATH"))
-                .or_else(|| Some("/usr/local/bin:/usr/bin:/bin".into()))
-                .is_some_and(|paths| {
-                    std::env::split_paths(&paths).any(|d| d.join(command).is_file() && is_executable(&d.join(command)))
-                });
+            let paths = path_var.unwrap_or(crate::process::program::inherited_path());
+            let found =
+                std::env::split_paths(paths).any(|d| d.join(command).is_file() && is_executable(&d.join(command)));
             if !found {
                 self.warnings
                     .push(format!("program `{name}`: command `{command}` is not in PATH: {fails}"));
@@ -964,6 +960,7 @@ impl Checker<'_> {
         }
     }
 
+    /// A path with a `/` is relative to the config's directory; a bare name is looked up in PATH.
     fn resolve_command(&self, command: &str) -> String {
         if command.contains('/') && Path::new(command).is_relative() {
             self.dir.join(command).display().to_string()

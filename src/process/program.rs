@@ -279,6 +279,15 @@ fn inherited_env() -> &'static [(String, String)] {
     })
 }
 
+/// The `PATH` a handler gets unless its program's `env` sets one: the
+/// daemon's, else a default.
+pub fn inherited_path() -> &'static str {
+    inherited_env()
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_str())
+}
+
 impl Program {
     /// argv: the command, the `args` templates, then `--<param>=<value>` per param.
     /// Each value is one argument, verbatim; nothing is interpreted by a shell.
