@@ -592,19 +592,24 @@ fn the_command_lists_gaps_and_writes_nothing_without_allow_partial() {
     assert!(String::from_utf8_lossy(&r.stderr).contains(":2:31:"));
 }
 
+/// `hookrunner import adnanh` on `text`, written to `dir/name`; to `out`
+/// if given, else to stdout.
+fn import_text(dir: &Path, name: &str, text: &str, out: Option<&Path>) -> std::process::Output {
+    let hooks = dir.join(name);
+    std::fs::write(&hooks, text).unwrap();
+    let mut import = Command::new(BIN);
+    import.args(["import", "adnanh"]).arg(&hooks);
+    if let Some(out) = out {
+        import.arg("-o").arg(out);
+    }
+    import.output().unwrap()
+}
+
 #[test]
 fn a_hostile_hooks_file_is_refused_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        let out = Command::new(BIN)
-            .args(["import", "adnanh"])
-            .arg(&path)
-            .arg("-o")
-            .arg(dir.path().join("webhook.yaml"))
-            .output()
-            .unwrap();
+        let out = import_text(dir.path(), name, text, Some(&dir.path().join("webhook.yaml")));
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     // Ten aliases of ten aliases, nine times: 10^9 nodes from 700 bytes.
@@ -634,21 +639,14 @@ fn an_output_that_is_not_a_file_is_written_to_not_replaced() {
     // `-o /dev/null` (here a named pipe, to leave the real one alone) must
     // stay what it is: a rename over it would put a file in its place.
     let dir = tempfile::tempdir().unwrap();
-    let hooks = dir.path().join("hooks.json");
-    std::fs::write(&hooks, r#"[{"id": "ok", "execute-command": "/bin/true"}]"#).unwrap();
     let fifo = dir.path().join("out.fifo");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
     };
-    let out = Command::new(BIN)
-        .args(["import", "adnanh"])
-        .arg(&hooks)
-        .arg("-o")
-        .arg(&fifo)
-        .output()
-        .unwrap();
+    let hooks = r#"[{"id": "ok", "execute-command": "/bin/true"}]"#;
+    let out = import_text(dir.path(), "hooks.json", hooks, Some(&fifo));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = reader.join().unwrap();
     assert!(text.contains("sources:") && text.contains("ok"), "{text}");
@@ -659,19 +657,10 @@ fn an_output_that_is_not_a_file_is_written_to_not_replaced() {
 #[test]
 fn a_dotted_name_under_a_header_parsed_as_json_reads_into_it() {
     let dir = tempfile::tempdir().unwrap();
-    let hooks = dir.path().join("hooks.json");
-    std::fs::write(
-        &hooks,
-        r#"[{"id": "meta", "execute-command": "/bin/true",
+    let hooks = r#"[{"id": "meta", "execute-command": "/bin/true",
              "parse-parameters-as-json": [{"source": "header", "name": "X-Meta"}, {"source": "url", "name": "q"}],
-             "pass-arguments-to-command": [{"source": "header", "name": "x-meta.b"}, {"source": "url", "name": "q.c.0"}]}]"#,
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["import", "adnanh"])
-        .arg(&hooks)
-        .output()
-        .unwrap();
+             "pass-arguments-to-command": [{"source": "header", "name": "x-meta.b"}, {"source": "url", "name": "q.c.0"}]}]"#;
+    let out = import_text(dir.path(), "hooks.json", hooks, None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = String::from_utf8(out.stdout).unwrap();
     let d = Daemon::start(&config);

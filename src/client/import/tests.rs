@@ -445,21 +445,23 @@ fn template_values_become_references_not_pasted_secrets() {
     assert!(r.stderr.contains("only with -template"), "{}", r.stderr);
 }
 
-#[test]
-fn a_templated_command_is_joined_to_the_working_directory_only_when_relative() {
+/// The config `--template` makes of `text` (file `name`) while `var` is `value`; and the notes.
+fn templated(name: &str, text: &str, var: &'static str, value: &'static str) -> (Value, String) {
     let dir = tempfile::tempdir().unwrap();
-    let hooks = file(
-        &dir,
-        "hooks.yaml",
-        "- id: tp\n  execute-command: '{{ getenv \"TP_CMD\" }}'\n  command-working-directory: /srv/app\n",
-    );
+    let hooks = file(&dir, name, text);
     let mut a = args(&[&hooks]);
     a.template = true;
+    let r = run_with(&a, &move |k| (k == var).then(|| value.to_string()));
+    assert_eq!(r.code, exit::OK, "{}", r.stderr);
+    (serde_yaml::from_str(&r.stdout).unwrap(), r.stderr)
+}
+
+#[test]
+fn a_templated_command_is_joined_to_the_working_directory_only_when_relative() {
+    let hooks = "- id: tp\n  execute-command: '{{ getenv \"TP_CMD\" }}'\n  command-working-directory: /srv/app\n";
     let command = |value: &'static str| {
-        let r = run_with(&a, &move |k| (k == "TP_CMD").then(|| value.to_string()));
-        assert_eq!(r.code, exit::OK, "{}", r.stderr);
-        let c: Value = serde_yaml::from_str(&r.stdout).unwrap();
-        (s(&c["programs"]["tp"]["command"]).to_string(), r.stderr)
+        let (c, notes) = templated("hooks.yaml", hooks, "TP_CMD", value);
+        (s(&c["programs"]["tp"]["command"]).to_string(), notes)
     };
     let (abs, notes) = command("/opt/tools/deploy.sh");
     assert_eq!(abs, "${TP_CMD:-}");
@@ -477,16 +479,8 @@ fn a_templated_command_is_joined_to_the_working_directory_only_when_relative() {
 
 #[test]
 fn a_js_escaped_value_evaluated_at_import_time_is_unescaped_as_yaml_would() {
-    let dir = tempfile::tempdir().unwrap();
-    let hooks = file(
-        &dir,
-        "hooks.json",
-        r#"[{"id": "m", "execute-command": "/bin/true", "response-message": "hello {{ getenv "TP_MSG" | js }}"}]"#,
-    );
-    let mut a = args(&[&hooks]);
-    a.template = true;
-    let r = run_with(&a, &|k| (k == "TP_MSG").then(|| r#"a"b\c"#.to_string()));
-    assert_eq!(r.code, exit::OK, "{}", r.stderr);
-    let c: Value = serde_yaml::from_str(&r.stdout).unwrap();
+    let hooks =
+        r#"[{"id": "m", "execute-command": "/bin/true", "response-message": "hello {{ getenv "TP_MSG" | js }}"}]"#;
+    let (c, _) = templated("hooks.json", hooks, "TP_MSG", r#"a"b\c"#);
     assert_eq!(s(&c["sources"]["m"]["response"]["body"]), r#"hello a"b\c"#);
 }
