@@ -32,7 +32,7 @@ enum Command {
     /// Run the daemon (the default).
     Serve(ServeArgs),
     /// Check the config and print every error; exit 0 when it is valid.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Check the durable store's file (`hookrunner db check`).
     #[command(subcommand)]
     Db(DbCommand),
@@ -259,12 +259,37 @@ struct ServeArgs {
     /// (port 0 picks a free port), `unix:PATH` or `systemd`; repeat for several.
     #[arg(long, short, value_name = "ADDRESS")]
     listen: Vec<String>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Checked as `serve` would start with them.
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// `--node-name` and `--node-labels`, for `serve` and `check` alike.
+#[derive(Args)]
+struct NodeArgs {
     /// This node's name, overriding `node.name` (unique in a cluster).
     #[arg(long, env = "HOOKRUNNER_NODE_NAME")]
     node_name: Option<String>,
     /// This node's labels, comma-separated, overriding `node.labels`.
     #[arg(long, env = "HOOKRUNNER_NODE_LABELS", value_delimiter = ',')]
     node_labels: Option<Vec<String>>,
+}
+
+impl NodeArgs {
+    fn into_override(self) -> config::NodeOverride {
+        config::NodeOverride {
+            name: self.node_name,
+            labels: self.node_labels,
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -281,7 +306,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Some(Command::Check(args)) => check(&args),
+        Some(Command::Check(args)) => check(args),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Db(DbCommand::Check { config, path })) => db_check(config.config.as_deref(), path),
@@ -532,15 +557,10 @@ fn find_source<'c>(config: &'c Config, name: &str) -> Result<&'c std::sync::Arc<
     })
 }
 
-fn check(args: &ConfigArg) -> Result<ExitCode, CliError> {
-    let mut config = load_config(args.config.as_deref())?;
-    // As `serve` would start with it (the same variables; no flags here).
-    let env = |name: &str| std::env::var(name).ok();
+fn check(args: CheckArgs) -> Result<ExitCode, CliError> {
+    let mut config = load_config(args.config.config.as_deref())?;
     config
-        .override_node(config::NodeOverride {
-            name: env("HOOKRUNNER_NODE_NAME"),
-            labels: env("HOOKRUNNER_NODE_LABELS").map(|l| l.split(',').map(str::to_string).collect()),
-        })
+        .override_node(args.node.into_override())
         .map_err(CliError::Usage)?;
     for w in &config.warnings {
         eprintln!("warning: {w}");
@@ -576,10 +596,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         Some(listen)
     };
     config
-        .override_node(config::NodeOverride {
-            name: args.node_name,
-            labels: args.node_labels,
-        })
+        .override_node(args.node.into_override())
         .map_err(CliError::Usage)?;
     for w in &config.warnings {
         tracing::warn!("{w}");

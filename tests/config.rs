@@ -7,12 +7,18 @@ use std::process::Command;
 
 /// Runs `hookrunner check` on `yaml`; returns (exit code, stdout, stderr).
 fn check(yaml: &str) -> (i32, String, String) {
+    check_with(yaml, &[])
+}
+
+/// [`check`] with more arguments.
+fn check_with(yaml: &str, more: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     install_handlers(dir.path());
     std::fs::write(dir.path().join("webhook.yaml"), yaml).unwrap();
     let out = Command::new(BIN)
         .current_dir(dir.path())
         .args(["check", "--config", "webhook.yaml"])
+        .args(more)
         .env_remove("HOOKRUNNER_CONFIG")
         .output()
         .unwrap();
@@ -287,6 +293,9 @@ fn check_serve_and_reload_agree_about_the_node() {
         .unwrap();
     assert_eq!(bad_name.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("`a b` is not a valid node name"));
+    // The labels `serve` would get make it valid, given as a flag too.
+    let (code, _, err) = check_with(RUN_ON, &["--node-labels", "eu,web"]);
+    assert_eq!(code, 0, "{err}");
 
     // Started with the node named and labelled from the environment (as
     // CLUSTER.md suggests), the daemon reloads its unchanged file...
