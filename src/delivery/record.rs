@@ -154,11 +154,7 @@ pub fn mask_headers(headers: &dyn Headers, extra_sensitive: &[&str]) -> HeaderLi
         } else {
             let v = String::from_utf8_lossy(value);
             if v.len() > MAX_HEADER_VALUE {
-                let mut cut = MAX_HEADER_VALUE;
-                while !v.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                format!("{}… ({} bytes)", &v[..cut], v.len()).into()
+                cut(&v, MAX_HEADER_VALUE).into_owned().into()
             } else {
                 v
             }
