@@ -661,6 +661,7 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
         request: &request,
         raw: &body,
         files: &parsed.files,
+        boundary: parsed.boundary.as_deref(),
     };
     let trace = explain(source, &parts, "<delivery_id>");
     if args.json {

@@ -90,6 +90,8 @@ pub struct NewTask {
     pub params: Vec<(String, serde_json::Value)>,
     pub argv: Vec<String>,
     pub body: Bytes,
+    /// A multipart body's boundary, to write its files again.
+    pub boundary: Option<String>,
     pub record_id: Option<String>,
     pub rerun_of: Option<Uuid>,
     /// The rendered `concurrency_key`, if the program has one.
@@ -336,6 +338,7 @@ impl Engine {
                         record_id: t.record_id,
                         rerun_of: t.rerun_of,
                         pinned_node: t.pinned_node,
+                        boundary: t.boundary,
                     },
                     t.body,
                 )
@@ -779,7 +782,7 @@ impl Inner {
         }
         // The files of a multipart delivery that this node does not have (yet).
         if let (Some(uploads), Some(record)) = (self.uploads.get(), spec.record_id.as_deref()) {
-            if let Err(e) = uploads.restore(record, &task.body, &spec.params) {
+            if let Err(e) = uploads.restore(record, &task.body, spec.boundary.as_deref(), &spec.params) {
                 tracing::warn!(task_id = %id, error = %e, "could not write the delivery's files again before the task starts");
             }
         }

@@ -644,6 +644,7 @@ mod tests {
                     rerun_of: None,
                     run_on: vec![],
                     pinned_node: None,
+                    boundary: None,
                 },
                 bytes::Bytes::from_static(b"{}"),
             )

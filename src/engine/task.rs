@@ -179,6 +179,8 @@ pub struct TaskSpec {
     pub run_on: Vec<String>,
     /// Only this node may run it (a `fan_out` program's task for that node).
     pub pinned_node: Option<String>,
+    /// A multipart body's boundary, to write its files again.
+    pub boundary: Option<String>,
 }
 
 /// One task as the engine keeps it.
@@ -295,6 +297,7 @@ impl Task {
             run_on: s.run_on.clone(),
             pinned_node: s.pinned_node.clone(),
             claim: self.claim,
+            boundary: s.boundary.clone(),
         }
     }
 
@@ -317,6 +320,7 @@ impl Task {
             rerun_of: r.rerun_of,
             run_on: r.run_on.clone(),
             pinned_node: r.pinned_node.clone(),
+            boundary: r.boundary.clone(),
         };
         Task {
             spec: Arc::new(spec),
@@ -365,6 +369,7 @@ impl Task {
             rerun_of: s.rerun_of,
             run_on: s.run_on.clone(),
             pinned_node: s.pinned_node.clone(),
+            boundary: s.boundary.clone(),
         });
     }
 }

@@ -26,6 +26,9 @@ pub struct Parsed {
     pub kind: Option<Kind>,
     /// The file parts of a multipart body: written for the tasks that read them.
     pub files: Vec<multipart::File>,
+    /// A multipart body's boundary (from its Content-Type): kept with its
+    /// tasks, so that a file is written again from the same parts.
+    pub boundary: Option<String>,
 }
 
 /// What a source accepts, and what it reads.
@@ -67,6 +70,7 @@ pub fn parse(
             stdin: body.clone(),
             kind: None,
             files: Vec::new(),
+            boundary: None,
         });
     }
     let sent = headers
@@ -88,6 +92,7 @@ pub fn parse(
         stdin: body.clone(),
         kind: Some(kind),
         files: Vec::new(),
+        boundary: None,
     };
     if kind == Kind::Form && (accepts.plain_forms || !accepts.bodies.contains(Kind::Form)) {
         return provider_form(body, accepts, &how);
@@ -122,7 +127,11 @@ pub fn parse(
             let parts = multipart::parse(body, &boundary).map_err(Refused::BadRequest)?;
             let (json, files) = multipart::payload(body, &parts, &uploads())
                 .map_err(|e| Refused::BadRequest(format!("the multipart body is not valid: {e}")))?;
-            Ok(Parsed { files, ..taken(json) })
+            Ok(Parsed {
+                files,
+                boundary: Some(boundary),
+                ..taken(json)
+            })
         }
         Kind::Xml => {
             let json = xml::parse(body).map_err(|e| Refused::BadRequest(format!("the body is not valid XML: {e}")))?;
@@ -148,6 +157,7 @@ fn provider_form(body: &Bytes, accepts: &Accepts<'_>, how: &dyn Fn() -> String) 
         stdin,
         kind: Some(Kind::Form),
         files: Vec::new(),
+        boundary: None,
     };
     match payload {
         Some(payload) => {

@@ -25,6 +25,8 @@ pub struct Parts<'a> {
     pub raw: &'a [u8],
     /// The file parts of a multipart body.
     pub files: &'a [File],
+    /// A multipart body's boundary.
+    pub boundary: Option<&'a str>,
 }
 
 impl Parts<'_> {

@@ -486,6 +486,7 @@ pub fn dry_run(
         request: &request,
         raw: &raw,
         files: &parsed.files,
+        boundary: parsed.boundary.as_deref(),
     };
     Ok(explain(source, &parts, &delivery_id))
 }
@@ -562,6 +563,7 @@ async fn admit_to<'a>(
         request: &arrival.request,
         raw: &raw,
         files: &parsed.files,
+        boundary: parsed.boundary.as_deref(),
     };
     if dry_run {
         return Ok((Answer::DryRun(explain(source, &parts, &facts.delivery_id)), None));
@@ -844,6 +846,7 @@ pub(crate) async fn judge_and_queue(
                 params: m.params.to_vec(),
                 program: m.program.clone(),
                 body: parts.stdin.clone(),
+                boundary: parts.boundary.filter(|_| !parts.files.is_empty()).map(String::from),
                 record_id: Some(facts.id.clone()),
                 rerun_of: None,
                 pinned_node,

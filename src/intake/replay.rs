@@ -95,6 +95,7 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
             stdin: body.clone(),
             kind: Some(crate::payload::Kind::Form),
             files: Vec::new(),
+            boundary: None,
         }
     } else {
         let dir = match at.engine.uploads() {
@@ -126,6 +127,7 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
         request: &request,
         raw: &body,
         files: &parsed.files,
+        boundary: parsed.boundary.as_deref(),
     };
     let result = judge_and_queue(at, source, &parts, &mut facts).await;
     let new_id = facts.id.clone();
@@ -168,6 +170,7 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
             s.delivery_id.clone(),
             s.record_id.clone(),
             t.body.clone(),
+            s.boundary.clone(),
         ))
     });
     let found = match found {
@@ -186,10 +189,11 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
                     r.delivery_id.as_str().into(),
                     r.record_id.clone(),
                     Bytes::new(),
+                    r.boundary.clone(),
                 ))
             }),
     };
-    let (program, params, source, event, delivery_id, record_id, mut body) = found
+    let (program, params, source, event, delivery_id, record_id, mut body, boundary) = found
         .ok_or_else(|| Refused::NotFound(format!("there is no task `{old}` whose program is still in the config")))?;
     // An empty body is a body too (a bare POST): the record says whether it was kept.
     let mut kept = !body.is_empty();
@@ -231,6 +235,7 @@ pub async fn rerun(at: Intake<'_>, old: Uuid, request_id: String) -> Result<Task
         params,
         program,
         body,
+        boundary,
         record_id,
         rerun_of: Some(old),
         key,

@@ -54,8 +54,17 @@ impl Uploads {
 
     /// Before a task of delivery `record_id` starts: writes again, from its
     /// stored `body`, every file of that delivery its `params` point at that
-    /// is missing. Returns how many were written.
-    pub fn restore(&self, record_id: &str, body: &[u8], params: &[(String, Value)]) -> std::io::Result<usize> {
+    /// is missing. The parts are those of `boundary` (the delivery's, kept
+    /// with the task); a task stored before the boundary was kept has its
+    /// body searched for a delimiter whose parts hold every wanted file.
+    /// Returns how many were written.
+    pub fn restore(
+        &self,
+        record_id: &str,
+        body: &[u8],
+        boundary: Option<&str>,
+        params: &[(String, Value)],
+    ) -> std::io::Result<usize> {
         let dir = self.dir_for(record_id);
         let mut wanted = Vec::new();
         for (_, value) in params {
@@ -76,9 +85,12 @@ impl Uploads {
                 })
                 .cloned()
         };
-        // The parts that hold every file looked for.
-        let parts = multipart::parse_stored(body, |parts| wanted.iter().all(|w| find(parts, &name_of(w)).is_some()))
-            .unwrap_or_default();
+        let parts = match boundary {
+            Some(boundary) => multipart::parse(body, boundary).unwrap_or_default(),
+            // The parts that hold every file looked for.
+            None => multipart::parse_stored(body, |parts| wanted.iter().all(|w| find(parts, &name_of(w)).is_some()))
+                .unwrap_or_default(),
+        };
         let mut written = 0;
         for path in wanted {
             let part = find(&parts, &name_of(&path));
@@ -213,14 +225,40 @@ mod tests {
         uploads.remove("d-1");
         assert!(!dir.exists());
         let whole = vec![("all".to_string(), payload.clone())];
-        assert_eq!(uploads.restore("d-1", BODY, &whole).unwrap(), 2);
+        assert_eq!(uploads.restore("d-1", BODY, Some("b"), &whole).unwrap(), 2);
         assert_eq!(std::fs::read(dir.join("1-b.txt")).unwrap(), b"BBB");
-        assert_eq!(uploads.restore("d-1", BODY, &whole).unwrap(), 0, "nothing missing");
+        assert_eq!(
+            uploads.restore("d-1", BODY, Some("b"), &whole).unwrap(),
+            0,
+            "nothing missing"
+        );
 
         assert_eq!(uploads.sweep(Duration::ZERO, |name| name == "d-1"), 0);
         assert_eq!(uploads.sweep(Duration::from_secs(3600), |_| false), 0, "too new");
         assert_eq!(uploads.sweep(Duration::ZERO, |_| false), 1);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_file_is_restored_from_the_delivery_s_own_parts_whatever_the_preamble_holds() {
+        // The preamble (ignored by the real boundary) holds a second layout
+        // with a file of the same name at the same place.
+        let body: &[u8] =
+            b"--fake\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nFAKE\r\n--fake--\r\n\
+            --real\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nREAL\r\n--real--\r\n";
+        let tmp = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(tmp.path().join("uploads"));
+        let dir = uploads.dir_for("d-1");
+        let parts = multipart::parse(body, "real").unwrap();
+        let (payload, _) = multipart::payload(body, &parts, &dir).unwrap();
+        let params = vec![("file".to_string(), payload["f"].clone())];
+        let file = dir.join("0-a.txt");
+        assert_eq!(uploads.restore("d-1", body, Some("real"), &params).unwrap(), 1);
+        assert_eq!(std::fs::read(&file).unwrap(), b"REAL");
+        // A task stored without its boundary can only search the body.
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(uploads.restore("d-1", body, None, &params).unwrap(), 1);
+        assert_eq!(std::fs::read(&file).unwrap(), b"FAKE");
     }
 
     #[test]

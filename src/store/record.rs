@@ -62,6 +62,10 @@ pub struct TaskRecord {
     /// only while the stored claim is still theirs (not after a takeover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Uuid>,
+    /// A multipart body's boundary, to write its files again from the
+    /// stored body (absent in rows written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<String>,
 }
 
 /// A task's state, with only the data valid in it.
@@ -360,6 +364,7 @@ impl TaskRecord {
             run_on: Vec::new(),
             pinned_node: None,
             claim: None,
+            boundary: None,
         })
     }
 }
@@ -461,6 +466,7 @@ mod tests {
             run_on: Vec::new(),
             pinned_node: None,
             claim: None,
+            boundary: None,
         };
         let text = encode(&record);
         // The default reader (limit 128) reads it back.
