@@ -271,8 +271,8 @@ pub fn resolve_plain(text: &str) -> Resolved {
         _ => {}
     }
     match text.as_bytes()[0] {
-        b'.' => match text.parse::<f64>() {
-            Ok(f) if go_float_syntax(text) => Resolved::Float(f),
+        b'.' => match go_parse_float(text) {
+            Some(f) if go_float_syntax(text) => Resolved::Float(f),
             _ => Resolved::Str(text.to_string()),
         },
         b'0'..=b'9' | b'+' | b'-' => {
@@ -284,7 +284,7 @@ pub fn resolve_plain(text: &str) -> Resolved {
                 return Resolved::Uint(u);
             }
             if yaml_style_float(&plain) {
-                if let Ok(f) = plain.parse::<f64>() {
+                if let Some(f) = go_parse_float(&plain) {
                     return Resolved::Float(f);
                 }
             }
@@ -314,25 +314,29 @@ fn go_float_syntax(text: &str) -> bool {
         })
 }
 
-/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
+/// `^[-+]?[0-9]*\.?[0-9]+([eE][-+][0-9]+)?$`: the float syntax of the
+/// go-yaml v2 that Debian's adnanh/webhook 2.8.0 is built with (observed:
+/// `1e+3` is a float, `1e3`, `1.5e3` and `1.` are text). Later go-yaml v2
+/// releases also take an exponent without a sign.
 fn yaml_style_float(s: &str) -> bool {
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
     let (mant, exp) = match s.find(['e', 'E']) {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
     let mant_ok = match mant.split_once('.') {
-        Some(("", frac)) => !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()),
-        Some((int, frac)) => {
-            !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => !mant.is_empty() && mant.bytes().all(|b| b.is_ascii_digit()),
+        Some((int, frac)) => digits(int) && !frac.is_empty() && digits(frac),
+        None => !mant.is_empty() && digits(mant),
     };
-    mant_ok
-        && exp.is_none_or(|e| {
-            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-            !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
-        })
+    mant_ok && exp.is_none_or(|e| e.strip_prefix(['+', '-']).is_some_and(|e| !e.is_empty() && digits(e)))
+}
+
+/// Go's `strconv.ParseFloat(s, 64)` for decimal text: a value too large
+/// for an f64 is an error there (so the scalar stays text), where Rust
+/// reads it as infinity.
+fn go_parse_float(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then `0x`, `0o`, `0b`, a
@@ -555,8 +559,20 @@ mod tests {
         assert_eq!(go_string("-010"), "-8");
         assert_eq!(go_string("+12"), "12");
         assert_eq!(go_string("08"), "8"); // not octal: read as a float
-        assert_eq!(go_string("1e3"), "1000");
-        assert_eq!(go_string("1e6"), "1e+06");
+                                          // Debian's adnanh/webhook 2.8.0, observed: an exponent needs its sign,
+                                          // a fraction its digits, and a float too large for an f64 is text.
+        assert_eq!(go_string("1e+3"), "1000");
+        assert_eq!(go_string("1e+6"), "1e+06");
+        assert_eq!(go_string("-.5e+1"), "-5");
+        assert_eq!(go_string("+.5"), "0.5");
+        assert_eq!(go_string(".5e1"), "5"); // Go's ParseFloat, after a leading `.`
+        assert_eq!(go_string("1_0e+1"), "100");
+        assert_eq!(go_string("1e+39"), "+Inf"); // an f64, too large for 32 bits
+        for t in [
+            "1e3", "1e6", "1.5e3", "1.0e3", "1.5E3", "1.", "1.e+3", "1e+400", ".5e400",
+        ] {
+            assert_eq!(go_string(t), t, "{t}");
+        }
         assert_eq!(go_string("123456.0"), "123456");
         assert_eq!(go_string("1234567.0"), "1.234567e+06");
         assert_eq!(go_string("0.0001"), "0.0001");
