@@ -231,9 +231,11 @@ struct ExplainArgs {
     /// The source the payload is sent to.
     #[arg(long)]
     source: String,
-    /// The event name, as the provider would send it (e.g. `push`, `Push Hook`).
+    /// The event name, as the provider would send it (e.g. `push`, `Push Hook`), for a
+    /// source that reads it from a header (given as that header); a source that reads
+    /// it from the body (or takes none) reads it there, as the daemon does.
     #[arg(long)]
-    event: String,
+    event: Option<String>,
     /// A request header, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME:VALUE")]
     headers: Vec<String>,
@@ -535,8 +537,28 @@ fn send(args: SendArgs) -> Result<ExitCode, CliError> {
         None => Api::from_config(Some(&config), None, None)
             .from_origin(&format!("`server.listen` in {}", config.path.display())),
     };
+    // What makes the delivery (the headers given, the event, the source's
+    // secrets) is checked before anything is sent: a bad argument is exit 2.
+    let mut given = Vec::new();
+    for h in &args.headers {
+        given.push(commands::parse_header(h).map_err(|e| CliError::Usage(e.to_string()))?);
+    }
+    let event = args.event.or_else(|| match &source.event {
+        crate::mapping::event::EventSpec::Header(name) => given
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    });
+    crate::client::sign::sign(
+        source,
+        event.as_deref().unwrap_or(""),
+        &body,
+        std::time::SystemTime::now(),
+    )
+    .map_err(CliError::Usage)?;
     let send = commands::SendArgs {
-        event: args.event,
+        event,
         headers: args.headers,
         dry_run: args.dry_run,
         wait: args.wait,
@@ -608,8 +630,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
 
 fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
     use crate::headers::HeaderPairs;
+    use crate::headers::Headers;
     use crate::intake::{explain, Parts};
-    use crate::mapping::event::Event;
+    use crate::mapping::event::{event_of, EventSpec};
 
     let config = load_config(args.config.config.as_deref())?;
     let source = find_source(&config, &args.source)?;
@@ -625,17 +648,20 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
             .ok_or_else(|| CliError::Usage(format!("`{h}` is not a header such as `X-Event: push`")))?;
         headers.add(k, v);
     }
-    // A provider's own spelling works too (GitLab's `Push Hook`).
-    let event = match source.provider.normalise_event(&args.event) {
-        Some(name) => Event {
-            name,
-            raw: Some(args.event.clone()),
-        },
-        None => Event {
-            name: args.event.clone(),
-            raw: None,
-        },
-    };
+    // `--event` becomes the header the source reads it from, unless that
+    // header is given; the daemon's own reading then names the event.
+    let event_flag = args.event.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    match (&source.event, event_flag) {
+        (EventSpec::Header(name), Some(event)) if headers.get(name).is_none() => headers.add(name, event),
+        (EventSpec::Custom { .. }, Some(event)) => {
+            if let Some((name, value)) = source.provider.event_header(event) {
+                if headers.get(name).is_none() {
+                    headers.add(name, value.as_str());
+                }
+            }
+        }
+        _ => {}
+    }
     // The body as the source takes it; file parts show the paths they would get.
     let uploads = config
         .uploads_dir
@@ -646,6 +672,29 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
         uploads.clone()
     })
     .map_err(|e| CliError::Usage(format!("`{}`: {e}", args.payload.display())))?;
+    let event = event_of(&source.event, &headers, &parsed.json).map_err(|e| match &source.event {
+        EventSpec::Header(name) => CliError::Usage(format!(
+            "source `{}` reads its event from the `{name}` header: give --event (or --header '{name}: ...')",
+            source.name
+        )),
+        _ => CliError::Usage(format!("`{}`: {e}", args.payload.display())),
+    })?;
+    if let Some(given) = event_flag {
+        let spelled = source.provider.normalise_event(given);
+        if event.name != given && spelled.as_deref() != Some(event.name.as_str()) && event.raw.as_deref() != Some(given)
+        {
+            return Err(CliError::Usage(format!(
+                "source `{}` reads this delivery's event as `{}`, not `{given}`: {}",
+                source.name,
+                event.name,
+                match &source.event {
+                    EventSpec::Fixed => "it takes no event name (every delivery is `default`); leave out --event",
+                    EventSpec::Field(_) => "it reads the event from the body; leave out --event",
+                    _ => "the headers or the body say otherwise; leave out --event or change them",
+                }
+            )));
+        }
+    }
     let request = crate::mapping::Request {
         method: "POST".into(),
         path: format!("/hooks/{}", source.name),

@@ -330,6 +330,41 @@ fn explain_prints_the_trace_offline_without_running_anything() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("there is no source named `nope`"));
+
+    // The event comes from where the daemon reads it: the header (given
+    // as --event or --header), or the body, never a flag that contradicts it.
+    let explain = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .arg("explain")
+            .args(args)
+            .arg(&payload)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = explain(&["--source", "github", "--header", "X-GitHub-Event: push"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 task would run"), "{text}");
+    let (code, text) = explain(&["--source", "github"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("source `github` reads its event from the `X-GitHub-Event` header: give --event"),
+        "{text}"
+    );
+    // `ci` reads its event from the body's `kind`.
+    std::fs::write(&payload, r#"{"kind":"build","ref":"refs/heads/main"}"#).unwrap();
+    let (code, text) = explain(&["--source", "ci", "--json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let trace: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(trace["event"], "build");
+    let (code, text) = explain(&["--source", "ci", "--event", "deploy"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("source `ci` reads this delivery's event as `build`, not `deploy`"),
+        "{text}"
+    );
 }
 
 #[test]

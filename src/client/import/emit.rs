@@ -65,7 +65,7 @@ fn map(out: &mut String, entries: &[Entry], indent: usize) {
     let pad = " ".repeat(indent);
     for e in entries {
         for c in &e.above {
-            for line in c.lines() {
+            for line in c.split(BREAKS) {
                 let _ = writeln!(out, "{pad}# {line}");
             }
         }
@@ -155,8 +155,12 @@ fn value_text(v: &Out) -> String {
     }
 }
 
+/// What YAML 1.1 (libyaml) takes as a line break, so that a comment holding
+/// one would end there and the rest would be read as YAML.
+pub const BREAKS: [char; 5] = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
+
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+    s.replace(BREAKS, " ")
 }
 
 /// A string as a YAML scalar: plain where nothing could read it as
@@ -231,6 +235,18 @@ pub fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comment_holding_a_line_break_stays_a_comment() {
+        for brk in BREAKS {
+            let doc = vec![Entry::new("a", Out::str("1"))
+                .above(format!("x{brk}b: 2"))
+                .trailing(format!("y{brk}c: 3"))];
+            let back: serde_yaml::Value = serde_yaml::from_str(&document(&doc)).unwrap();
+            let keys: Vec<_> = back.as_mapping().unwrap().keys().cloned().collect();
+            assert_eq!(keys, vec![serde_yaml::Value::from("a")], "{brk:?}");
+        }
+    }
 
     #[test]
     fn prints_block_yaml_that_reads_back() {

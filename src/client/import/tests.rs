@@ -315,7 +315,11 @@ fn what_cannot_be_translated_is_listed_and_nothing_is_written() {
         "hooks.yaml",
         "- id: scalr\n  execute-command: /bin/true\n  trigger-rule:\n    match: {type: scalr-signature, secret: s}\n\
          - id: not-sig\n  execute-command: /bin/true\n  trigger-rule:\n    and:\n    - match: {type: value, value: main, parameter: {source: payload, name: ref}}\n    - not: {match: {type: payload-hmac-sha256, secret: s, parameter: {source: header, name: X-Sig}}}\n\
-         - id: fine\n  execute-command: /bin/true\n",
+         - id: fine\n  execute-command: /bin/true\n\
+         - id: onlyempty\n  execute-command: /bin/true\n  http-methods: [\"\"]\n\
+         - id: nocmd\n\
+         - id: strfile\n  execute-command: /bin/true\n  pass-file-to-command:\n  - {source: string, name: fixed, envname: F}\n\
+         - id: \"bad id\"\n  execute-command: /bin/true\n",
     );
     let out = dir.path().join("webhook.yaml");
     let mut a = args(&[&hooks]);
@@ -324,7 +328,7 @@ fn what_cannot_be_translated_is_listed_and_nothing_is_written() {
     assert_eq!(r.code, exit::GAPS, "{}", r.stderr);
     assert!(!out.exists());
     let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("cannot translate")).collect();
-    assert_eq!(lines.len(), 2, "{}", r.stderr);
+    assert_eq!(lines.len(), 6, "{}", r.stderr);
     assert!(lines[0].starts_with(&format!(
         "{}:1: hook `scalr`: cannot translate: `scalr-signature`",
         hooks.display()
@@ -346,6 +350,22 @@ fn what_cannot_be_translated_is_listed_and_nothing_is_written() {
     assert!(
         text.contains("ref == \"main\""),
         "the translatable part is in the comment:\n{text}"
+    );
+    // Every gap is a comment in the file, where the hook is or at the top.
+    for line in &lines {
+        let gap = line.split_once("cannot translate: ").unwrap().1;
+        assert!(
+            text.contains(&format!("NOT TRANSLATED: {gap}")) || text.contains(gap),
+            "{gap}\n{text}"
+        );
+    }
+    assert!(text.contains("# NOT TRANSLATED, left out: hook `bad id`"), "{text}");
+    // adnanh answers 405 to every request of a hook whose methods are all
+    // empty: nothing runs here either.
+    assert_eq!(s(&rule(&c, "onlyempty")["if"]), "false");
+    assert_eq!(
+        c["mappings"]["nocmd"]["*"]["rules"].as_sequence().map(Vec::len),
+        Some(0)
     );
 }
 

@@ -71,6 +71,7 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
     let mut mappings = Vec::new();
     let mut seen: Vec<(&str, &str)> = Vec::new();
     let mut program_names: Vec<String> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
     for input in inputs {
         let hook = input.hook;
         let msg = |text: String, gap: bool| Message {
@@ -87,10 +88,9 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
                     false,
                 ));
             } else {
-                messages.push(msg(
-                    format!("this id is also in `{file}`: adnanh refuses to start with it in two files"),
-                    true,
-                ));
+                let text = format!("this id is also in `{file}`: adnanh refuses to start with it in two files");
+                left_out.push(format!("hook `{}` ({}:{}): {text}", hook.id, input.file, hook.pos.line));
+                messages.push(msg(text, true));
             }
             continue;
         }
@@ -101,11 +101,29 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
         if out.condition_too_long {
             out = translate_hook(input, flags, &program, true);
         }
+        // Each gap is a comment where the hook is, or at the top of the
+        // file when nothing of the hook could be written.
+        let gaps: Vec<String> = out
+            .messages
+            .iter()
+            .filter(|(_, g)| *g)
+            .map(|(t, _)| t.clone())
+            .collect();
         for (text, gap) in out.messages {
             messages.push(msg(text, gap));
         }
-        if let Some(s) = out.source {
-            sources.push(s);
+        match out.source {
+            Some(mut s) => {
+                for g in gaps {
+                    s = s.above(format!("NOT TRANSLATED: {g}"));
+                }
+                sources.push(s);
+            }
+            None => {
+                for g in gaps {
+                    left_out.push(format!("hook `{}` ({}:{}): {g}", hook.id, input.file, hook.pos.line));
+                }
+            }
         }
         if let Some(p) = out.program {
             programs.push(p);
@@ -133,6 +151,11 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
     let mut text = String::new();
     for line in header.lines() {
         text.push_str(&format!("# {line}\n").replace("# \n", "#\n"));
+    }
+    for l in &left_out {
+        for line in format!("NOT TRANSLATED, left out: {l}").split(emit::BREAKS) {
+            text.push_str(&format!("# {line}\n"));
+        }
     }
     text.push('\n');
     text.push_str(&emit::document(&top));
@@ -282,6 +305,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
         source.push(Entry::new("allow_ips", Out::Seq(ips.iter().map(Out::str).collect())).trailing("ip-whitelist"));
     }
     let methods = methods(hook, flags, &mut messages);
+    let no_methods = methods.is_none();
     match methods {
         Some(m) => source.push(Entry::new("methods", Out::Seq(m.into_iter().map(Out::Str).collect()))),
         None => gap(
@@ -501,6 +525,11 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
     }
     if !parse_json.is_empty() {
         mapping_key.push(Entry::new("parse_json", Out::Seq(parse_json)));
+    }
+    if no_methods {
+        // adnanh answers 405 to every request: nothing may run here either.
+        rule_entries = vec![Entry::new("if", Out::str("false"))
+            .above("NOT TRANSLATED: `http-methods` lists only empty names, so adnanh runs nothing; neither does this")];
     }
     let mut rules_out = Vec::new();
     if has_command {
