@@ -251,6 +251,14 @@ fn bodies_params_and_program_environment_are_checked_at_load() {
             "`programs.p.param_env.A=B`: `A=B` cannot name an environment variable (it is empty or holds `=` or NUL)",
         ),
         (
+            "programs:\n  p:\n    command: x\n    param_files: {/tmp/x: a}\n".to_string(),
+            "`programs.p.param_files./tmp/x`: `/tmp/x` names the file as well as the variable, so it cannot hold `/` or be `.` or `..`",
+        ),
+        (
+            "programs:\n  p:\n    command: x\n    param_files: {'..': a}\n".to_string(),
+            "`..` names the file as well as the variable",
+        ),
+        (
             "programs:\n  p:\n    command: x\n    param_files: {F: {param: a, gzip: true}}\n".to_string(),
             "unknown field `gzip`, expected `param` or `base64`",
         ),

@@ -894,6 +894,13 @@ impl Checker<'_> {
                 );
                 continue;
             }
+            if section == "param_files" && (var.contains('/') || var == "." || var == "..") {
+                self.error(
+                    &at,
+                    format!("`{var}` names the file as well as the variable, so it cannot hold `/` or be `.` or `..`"),
+                );
+                continue;
+            }
             if hook_env
                 && (crate::process::program::HOOK_VARS.contains(&var.as_str()) || var.starts_with("HOOK_PARAM_"))
             {

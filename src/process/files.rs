@@ -40,6 +40,15 @@ impl ParamFiles {
                     })?;
                 files.dir = Some(dir.to_path_buf());
             }
+            // The name is a file of this directory, never a path out of it
+            // (the config refuses such names; this holds whatever reaches here).
+            let mut parts = Path::new(&entry.var).components();
+            if !matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            ) {
+                return Err(format!("`param_files` `{}` is not a file name", entry.var));
+            }
             let path = dir.join(&entry.var);
             std::fs::OpenOptions::new()
                 .write(true)

@@ -400,7 +400,7 @@ fn quirks_of_the_format_are_read_as_adnanh_reads_them() {
         "- ID: quirks\n  Execute-Command: run.sh\n  command-working-directory: /srv/app\n\
          \x20 trigger-rule:\n    match: {type: value, value: n, parameter: {source: payload, name: flag}}\n\
          \x20 pass-arguments-to-command:\n  - {source: string, name: 'a {b} $c'}\n  - {source: request, name: path}\n\
-         \x20 pass-file-to-command:\n  - {source: payload, name: data.txt, base64decode: yes}\n\
+         \x20 pass-file-to-command:\n  - {source: payload, name: data.txt, base64decode: yes}\n  - {source: payload, name: g, envname: /tmp/escape}\n\
          \x20 success-http-response-code: 201.0\n  trigger-rules: {}\n",
     );
     let r = run(&args(&[&hooks]));
@@ -415,6 +415,9 @@ fn quirks_of_the_format_are_read_as_adnanh_reads_them() {
     assert_eq!(strs(&p["args"]), ["a {{b}} $$c", ""]);
     assert_eq!(s(&p["param_files"]["HOOK_DATA.TXT"]["param"]), "data_txt");
     assert_eq!(p["param_files"]["HOOK_DATA.TXT"]["base64"], Value::Bool(true));
+    // A file name with `/` (Go's CreateTemp refuses it): no file, here either.
+    assert_eq!(p["param_files"].as_mapping().map(|m| m.len()), Some(1));
+    assert!(r.stderr.contains("file `/tmp/escape`: not a file name"), "{}", r.stderr);
     assert_eq!(c["sources"]["quirks"]["response"]["status"], Value::from(201));
     assert!(
         r.stderr.contains("`trigger-rules` is not an adnanh option"),

@@ -403,6 +403,14 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
         } else {
             a.envname.clone()
         };
+        if name.contains('/') || name == "." || name == ".." || name.contains(['=', '\0']) {
+            // Go's os.CreateTemp refuses a pattern with a path separator.
+            messages.push((
+                format!("file `{name}`: not a file name (it holds `/`, `=` or NUL, or is `.` or `..`); adnanh writes no such file, and neither does the import"),
+                false,
+            ));
+            continue;
+        }
         match params.value(a) {
             Ok(Val::Param(p)) => {
                 param_files.retain(|(n, _)| *n != name);
