@@ -91,6 +91,24 @@ impl Expr {
         }
     }
 
+    /// How many nodes it has, counting no further than `limit` (+1).
+    fn weight(&self, limit: usize) -> usize {
+        match self {
+            Expr::Const(_) | Expr::Atom { .. } => 1,
+            Expr::Not(inner) => 1 + inner.weight(limit),
+            Expr::And(items) | Expr::Or(items) => {
+                let mut n = 1;
+                for e in items {
+                    if n > limit {
+                        break;
+                    }
+                    n += e.weight(limit - n.min(limit));
+                }
+                n
+            }
+        }
+    }
+
     /// The expression as evalexpr text.
     pub fn render(&self) -> String {
         self.render_in(0)
@@ -238,12 +256,24 @@ pub fn translate(rule: Option<&Rules>, soft: bool, params: &mut Params, template
         templates,
         gaps: Vec::new(),
         notes: Vec::new(),
+        too_large: false,
     };
     let mut v = Vec::new();
+    let mut weight = 0;
     for child in rest {
         let t = cx.node(child);
         // The top level ignores a not-found error and uses the value; an `and` does not.
-        v.push(if top_is_and { t.holds_in_and() } else { t.v });
+        let e = if top_is_and { t.holds_in_and() } else { t.v };
+        weight += e.weight(MAX_NODES);
+        v.push(e);
+        if cx.too_large || weight > MAX_NODES {
+            cx.too_large = true;
+            break;
+        }
+    }
+    if cx.too_large {
+        cx.gaps.push(TOO_LARGE.into());
+        v = vec![Expr::Const(false)];
     }
     out.gaps.append(&mut cx.gaps);
     out.notes.append(&mut cx.notes);
@@ -442,7 +472,16 @@ struct Cx<'p> {
     templates: &'p Templates,
     gaps: Vec<String>,
     notes: Vec<String>,
+    /// Set once the condition outgrew [`MAX_NODES`].
+    too_large: bool,
 }
+
+/// The most nodes a translated condition may have. A condition is at most
+/// a few KiB of text anyway, but a `not` over an `and` repeats its parts
+/// (to keep adnanh's missing-value rules), so nesting could make it grow
+/// exponentially: building stops here instead.
+const MAX_NODES: usize = 4096;
+const TOO_LARGE: &str = "the trigger rule is too large to translate (nested `not` over `and` repeats its parts to keep adnanh's rules for missing values): split it or simplify it";
 
 /// A rule node translated: its value `v`, whether a not-found error leaves
 /// it (`nf`), and whether `v` already implies there is none (`clean`: true
@@ -479,10 +518,18 @@ impl Cx<'_> {
                     nf = Expr::or(vec![p.nf.clone(), Expr::and(vec![p.v.clone(), nf])]);
                 }
                 let v = Expr::and(parts.into_iter().map(Three::holds_in_and).collect());
+                if v.weight(MAX_NODES) + nf.weight(MAX_NODES) > MAX_NODES {
+                    self.too_large = true;
+                    return Three::new(Expr::Const(false), Expr::Const(false));
+                }
                 Three::new(v, nf)
             }
             Kind::Or(items) => {
                 let v = Expr::or(items.iter().map(|i| self.node(i).v).collect());
+                if v.weight(MAX_NODES) > MAX_NODES {
+                    self.too_large = true;
+                    return Three::new(Expr::Const(false), Expr::Const(false));
+                }
                 Three::new(v, Expr::Const(false))
             }
             Kind::Not(inner) => {
@@ -818,6 +865,31 @@ mod tests {
         let hard = translate(Some(&rule), false, &mut params, &Templates::default());
         assert_eq!(hard.hmac.as_ref().unwrap().secrets, ["old"]);
         assert!(hard.notes[0].contains("only it can ever pass"));
+    }
+
+    #[test]
+    fn a_rule_whose_condition_would_grow_exponentially_is_a_gap_not_a_hang() {
+        // Each level repeats the one below twice: 2^40 nodes if built whole.
+        let mut r = m("value", "v", "payload", "x");
+        for i in 0..40 {
+            r = and(vec![
+                m("value", "v", "payload", &format!("c{i}")),
+                not(and(vec![r, m("value", "v", "payload", &format!("b{i}"))])),
+            ]);
+        }
+        let (t, _) = run(&r);
+        assert_eq!(t.gaps.len(), 1, "{:?}", t.gaps);
+        assert!(t.gaps[0].starts_with("the trigger rule is too large to translate"));
+        assert_eq!(t.condition, Some(Expr::Const(false)));
+        // A few levels still translate.
+        let mut r = m("value", "v", "payload", "x");
+        for i in 0..3 {
+            r = and(vec![
+                m("value", "v", "payload", &format!("c{i}")),
+                not(and(vec![r, m("value", "v", "payload", &format!("b{i}"))])),
+            ]);
+        }
+        assert!(run(&r).0.gaps.is_empty());
     }
 
     #[test]
