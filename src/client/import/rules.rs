@@ -750,6 +750,24 @@ pub fn go_regex(pattern: &str) -> Result<regex::Regex, String> {
         if c == ']' && in_class {
             in_class = false;
         }
+        if in_class {
+            // In Go a class holds `[`, `&` and `~` as themselves; Rust reads
+            // `[` as a nested class and `&&`, `~~`, `--` as set operations.
+            match c {
+                '[' | '&' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                    i += 1;
+                    continue;
+                }
+                '-' if chars.get(i + 1) == Some(&'-') => {
+                    return Err(format!(
+                        "the regex `{pattern}` has `--` inside a character class, which Rust's regex crate reads as a set difference: write the range out"
+                    ));
+                }
+                _ => {}
+            }
+        }
         out.push(c);
         i += 1;
     }
@@ -949,6 +967,15 @@ mod tests {
         assert!(re.is_match("12 xy 3a.b"));
         assert!(!re.is_match("١٢ xy 3a.b"), "Go's \\d is ASCII only");
         assert!(go_regex("a(").is_err());
+        // In a Go class `[`, `&` and `~` are themselves (Rust: nesting and
+        // set operations).
+        let re = go_regex(r"^[a[b]c]$").unwrap();
+        assert!(re.is_match("ac]") && re.is_match("[c]") && !re.is_match("a"));
+        let re = go_regex(r"^[a&&b]$").unwrap();
+        assert!(re.is_match("a") && re.is_match("&") && re.is_match("b"));
+        assert!(go_regex(r"^[a~~b]$").unwrap().is_match("~"));
+        assert!(go_regex(r"^[[:digit:]x]$").unwrap().is_match("7"));
+        assert!(go_regex(r"^[a--b]$").unwrap_err().contains("`--` inside a character class"));
         let rule = m("regex", "^refs/tags/", "payload", "ref");
         let (t, _) = run(&rule);
         assert_eq!(
