@@ -442,7 +442,8 @@ impl CliError {
                 eprintln!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
             }
             CliError::Serve(e) => tracing::error!("{e}"),
-            other => eprintln!("error: {other}"),
+            // A daemon's answer may quote what a sender wrote.
+            other => eprintln!("error: {}", crate::client::commands::terminal(&other.to_string())),
         }
     }
 }

@@ -35,6 +35,27 @@ fn filter() -> EnvFilter {
     filter
 }
 
+/// A log field's value from outside (an event name, a delivery id, a
+/// source name from the URL): [`escape`]d, and in double quotes (with `"`
+/// and `\` escaped) when it holds a space, `=` or `"`, so that it cannot
+/// pass for more `key=value` pairs in the text format.
+pub fn field(text: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = escape(text);
+    if !escaped.contains([' ', '=', '"']) {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 2);
+    out.push('"');
+    for c in escaped.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out.into()
+}
+
 /// `text` with every control character (and Unicode line and paragraph
 /// separators) written as an escape, so it stays on one line.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {

@@ -683,3 +683,80 @@ fn a_refusal_never_shows_what_the_config_put_in_an_argument() {
     let record = &d.get("/deliveries").json()["deliveries"][0];
     assert!(!record.to_string().contains("AKIA"), "{record}");
 }
+
+#[test]
+fn what_a_sender_writes_cannot_forge_log_fields_or_drive_the_operator_s_terminal() {
+    let d = Daemon::start(
+        r#"
+sources:
+  s:
+    provider: generic
+    auth: none
+    event: {field: ev}
+programs:
+  ok: {command: /bin/true}
+mappings:
+  s:
+    '*':
+      rules: [{run: ok}]
+"#,
+    );
+    let ev = "push source=github delivery_id=FAKE \u{1b}[2J\u{1b}]0;T\u{7}\rX\u{9b}31m";
+    let r = d.post_json("/hooks/s", &[], json!({ "ev": ev }).to_string().as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text);
+    // An unknown source named by the path, with control characters.
+    let r = d.post_json("/hooks/%1b%5b2J%1b%5d0%3bPWNED%07x", &[], b"{}");
+    assert_eq!(r.status, 404);
+    // The value is one quoted field: no `delivery_id=FAKE` of its own.
+    let logs = d.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("delivery accepted"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        line.contains(r#"event="push source=github delivery_id=FAKE \\u{1b}[2J"#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#"31m" delivery_id="#),
+        "the quotes end the field: {line}"
+    );
+    assert_eq!(line.matches("FAKE").count(), 1, "{line}");
+    assert!(!logs.contains('\u{1b}') && !logs.contains('\u{7}'), "{logs}");
+    // The CLI shows what was recorded with its control characters escaped,
+    // in tables, details and JSON alike.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--url", &d.url("")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id = d.get("/deliveries?source=s").json()["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for text in [
+        cli(&["deliveries"]),
+        cli(&["delivery", &id]),
+        cli(&["tasks"]),
+        cli(&["deliveries", "--json"]),
+    ] {
+        for c in ['\u{1b}', '\u{7}', '\r', '\u{9b}'] {
+            assert!(!text.contains(c), "{c:?} in {text}");
+        }
+    }
+    let details = cli(&["delivery", &id]);
+    assert!(details.contains(r"\u{1b}[2J"), "{details}");
+    let json: Value = serde_json::from_str(&cli(&["deliveries", "--json"])).unwrap();
+    assert!(
+        json["deliveries"].as_array().unwrap().iter().any(|d| d["event"] == ev),
+        "the JSON still reads back as sent"
+    );
+}

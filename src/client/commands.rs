@@ -42,14 +42,59 @@ fn query(pairs: &[(&str, &Option<String>)], limit: Option<u32>) -> Vec<(String, 
 }
 
 /// Prints to stdout; a closed stdout (`| head`) is not an error worth a panic.
+/// What the daemon recorded may come from anyone who can reach a hook (an
+/// event name, a path), so control characters other than line ends and
+/// tabs are shown escaped, never sent to the terminal as they are.
 fn out(text: &str) {
+    raw_out(&terminal(text));
+}
+
+/// Prints bytes as they are: a task's own output (`task --output`).
+fn raw_out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
+/// `text` with control characters (C0 but `\n` and `\t`, DEL, C1) written
+/// as `\u{..}`.
+pub fn terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let shown = |c: char| c == '\n' || c == '\t' || !c.is_control();
+    if text.chars().all(shown) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if shown(c) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    out.into()
+}
+
+/// JSON text that a terminal shows as it is: serde_json leaves DEL and the
+/// C1 controls unescaped in strings; they become `\u00XX` (still JSON).
+fn json_text(v: &Value) -> String {
+    escape_json_controls(&v.to_string())
+}
+
+fn escape_json_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn pretty(v: &Value) -> String {
-    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    format!("{}\n", escape_json_controls(&text))
 }
 
 fn list<'v>(v: &'v Value, key: &str) -> &'v [Value] {
@@ -101,7 +146,7 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
                     }
                     seen.insert(id, state);
                     let line = if json {
-                        t.to_string()
+                        json_text(t)
                     } else {
                         table.row(&render::task_row(t))
                     };
@@ -183,7 +228,7 @@ pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCod
                         if let (Some(line), Some(data)) = (line.as_object_mut(), data.as_object()) {
                             line.extend(data.clone());
                         }
-                        line.to_string()
+                        json_text(&line)
                     } else {
                         let text = |k: &str| data[k].as_str().unwrap_or("").to_string();
                         let time = text(at);
@@ -302,7 +347,7 @@ fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
     let lost = |e: std::io::Error| Error::Other(format!("the output stream of task {id} broke off: {e}"));
     while let Some(event) = events.next_event().map_err(lost)? {
         match event.name.as_str() {
-            "stdout" => out(&format!("{}\n", event.data)),
+            "stdout" => raw_out(&format!("{}\n", event.data)),
             "stderr" => {
                 let mut stderr = std::io::stderr().lock();
                 let _ = writeln!(stderr, "{}", event.data);
@@ -316,7 +361,7 @@ fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
             }
             "status" => {
                 let status: Value = super::parse_json(&event.data).unwrap_or(Value::Null);
-                eprintln!("{}", final_status(id, &status));
+                eprintln!("{}", terminal(&final_status(id, &status)));
                 return Ok(if status["status"] == "succeeded" {
                     ExitCode::SUCCESS
                 } else {

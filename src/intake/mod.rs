@@ -406,7 +406,7 @@ pub async fn admit_shaped(
             reason_of(answer),
         ),
         Err(e) => {
-            tracing::warn!(source = %crate::logging::escape(&named), client = %arrival.client, request_id = %arrival.request_id, reason = %e, "delivery refused");
+            tracing::warn!(source = %crate::logging::field(&named), client = %arrival.client, request_id = %arrival.request_id, reason = %crate::logging::field(&e.to_string()), "delivery refused");
             at.metrics.rejection(e.reason());
             (Outcome::Rejected, e.status(), Some(e.to_string()))
         }
@@ -594,7 +594,7 @@ async fn admit_to<'a>(
                     None => Vec::new(),
                 },
             };
-            tracing::info!(source = %source.name, delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, first = %crate::logging::escape(&first), "duplicate delivery: nothing run");
+            tracing::info!(source = %source.name, delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %facts.request_id, first = %crate::logging::field(&first), "duplicate delivery: nothing run");
             return Ok((
                 Answer::Duplicate {
                     about: facts.about(&source.name),
@@ -735,7 +735,7 @@ pub(crate) async fn judge_and_queue(
     facts.notes = judgement.notes.clone();
     for t in &judgement.trace {
         if let Verdict::Error(e) = &t.verdict {
-            tracing::warn!(delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, mapping = %t.mapping.key, rule = t.rule, error = %e,
+            tracing::warn!(delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %facts.request_id, mapping = %t.mapping.key, rule = t.rule, error = %e,
                 "condition could not be evaluated; counted as not matched");
         }
     }
@@ -744,7 +744,7 @@ pub(crate) async fn judge_and_queue(
     let event = &parts.event.name;
     if tracing::enabled!(tracing::Level::DEBUG) {
         for rule in &facts.rules {
-            tracing::debug!(source = %source.name, %event, request_id = %facts.request_id, mapping = %rule.mapping, rule = rule.rule, condition = rule.condition.as_deref().unwrap_or("(always)"), program = %rule.program, result = %rule.result, "rule judged");
+            tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %facts.request_id, mapping = %rule.mapping, rule = rule.rule, condition = rule.condition.as_deref().unwrap_or("(always)"), program = %rule.program, result = %rule.result, "rule judged");
         }
     }
     // The most specific mapping key judged (no match), or of the first match.
@@ -771,7 +771,7 @@ pub(crate) async fn judge_and_queue(
             source.name,
             facts.id
         );
-        tracing::debug!(source = %source.name, %event, request_id = %facts.request_id, "delivery ignored: no rule matched");
+        tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %facts.request_id, "delivery ignored: no rule matched");
         return Ok((
             Answer::Ignored {
                 about: facts.about(&source.name),
@@ -879,7 +879,7 @@ pub(crate) async fn judge_and_queue(
         return Err(e);
     }
     at.metrics.delivery(Some(&source.name), Outcome::Accepted.as_str());
-    tracing::info!(source = %source.name, event = %crate::logging::escape(event), delivery_id = %crate::logging::escape(&facts.delivery_id), request_id = %facts.request_id, tasks = queued.len(), "delivery accepted");
+    tracing::info!(source = %source.name, event = %crate::logging::field(event), delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %facts.request_id, tasks = queued.len(), "delivery accepted");
     Ok((
         Answer::Accepted {
             about: facts.about(&source.name),

@@ -975,7 +975,9 @@ mod tests {
         assert!(re.is_match("a") && re.is_match("&") && re.is_match("b"));
         assert!(go_regex(r"^[a~~b]$").unwrap().is_match("~"));
         assert!(go_regex(r"^[[:digit:]x]$").unwrap().is_match("7"));
-        assert!(go_regex(r"^[a--b]$").unwrap_err().contains("`--` inside a character class"));
+        assert!(go_regex(r"^[a--b]$")
+            .unwrap_err()
+            .contains("`--` inside a character class"));
         let rule = m("regex", "^refs/tags/", "payload", "ref");
         let (t, _) = run(&rule);
         assert_eq!(
