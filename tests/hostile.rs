@@ -380,6 +380,15 @@ fn source_and_program_names_that_could_break_labels_are_refused_at_load() {
             "programs:\n  'p q': {command: /bin/true}\n",
             "is not a valid program name",
         ),
+        // Clients and proxies resolve `.` and `..` parts away.
+        (
+            "sources:\n  'a/../b': {provider: generic, auth: none}\n",
+            "(no part `.` or `..`)",
+        ),
+        (
+            "sources:\n  '..': {provider: generic, auth: none}\n",
+            "is not a valid source name",
+        ),
     ] {
         std::fs::write(&path, yaml).unwrap();
         let out = std::process::Command::new(BIN)

@@ -332,6 +332,8 @@ fn valid_label_name(name: &str, slash: bool) -> bool {
         && !name.starts_with('/')
         && !name.ends_with('/')
         && !name.contains("//")
+        // A URL path of `.` or `..` parts is resolved away by clients and proxies.
+        && (!slash || name.split('/').all(|part| part != "." && part != ".."))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -401,7 +403,7 @@ impl Checker<'_> {
             if !valid_label_name(name, true) {
                 self.error(
                     &at,
-                    format!("`{name}` is not a valid source name: use letters, digits, `-_.~@+` and `/` between parts"),
+                    format!("`{name}` is not a valid source name: use letters, digits, `-_.~@+` and `/` between parts (no part `.` or `..`)"),
                 );
                 continue;
             }

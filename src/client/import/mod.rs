@@ -111,8 +111,16 @@ fn adnanh(
         flags.headers.push((name.to_string(), value.to_string()));
     }
     let mut loaded = Vec::new();
+    let mut seen_files: Vec<PathBuf> = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
+        let same = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if seen_files.contains(&same) {
+            return Err(format!(
+                "`{name}` is given twice: adnanh would load its hooks twice and refuse to start"
+            ));
+        }
+        seen_files.push(same);
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
         let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8 text"))?;
         let (text, templates) = if args.template {
@@ -188,10 +196,33 @@ fn adnanh(
         files.join(", "),
         command.join(" ")
     );
-    let (text, messages) = translate::config(&inputs, &flags, &header);
-    let gaps = messages.iter().filter(|m| m.gap).count();
+    let (text, messages, hooks_written) = translate::config(&inputs, &flags, &header);
+    let mut gaps = messages.iter().filter(|m| m.gap).count();
     for m in &messages {
         let _ = writeln!(stderr, "{m}");
+    }
+    // What is written must load: anything the translation let through that
+    // hookrunner refuses is a gap too.
+    let at = args.output.clone().unwrap_or_else(|| PathBuf::from("webhook.yaml"));
+    let mut text = text;
+    // Only without `${VAR}` references: those are read where the daemon runs.
+    let reads_env = text
+        .match_indices("${")
+        .any(|(i, _)| i == 0 || text.as_bytes()[i - 1] != b'$');
+    let checked = if reads_env {
+        Ok(())
+    } else {
+        crate::config::parse(&text, &at).map(|_| ())
+    };
+    if let Err(errors) = checked {
+        let mut top = String::new();
+        for e in &errors.0 {
+            gaps += 1;
+            let e = crate::logging::escape(&e.to_string()).into_owned();
+            let _ = writeln!(stderr, "the written config would not load: {e}");
+            top.push_str(&format!("# NOT TRANSLATED, does not load: {e}\n"));
+        }
+        text = top + &text;
     }
     if gaps > 0 && !args.allow_partial {
         let _ = writeln!(
@@ -215,7 +246,7 @@ fn adnanh(
             written.map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
             let _ = writeln!(
                 stderr,
-                "wrote {}: {total} hook(s){}",
+                "wrote {}: {hooks_written} of {total} hook(s){}",
                 path.display(),
                 if gaps > 0 {
                     format!(", {gaps} gap(s) marked NOT TRANSLATED")

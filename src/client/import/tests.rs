@@ -389,6 +389,43 @@ fn files_adnanh_refuses_are_refused_with_the_place() {
     let r = run(&args(&[&dir.path().join("missing.json")]));
     assert_eq!(r.code, exit::USAGE);
     assert!(r.stderr.contains("cannot read"));
+    // The same file twice: adnanh would see every id twice.
+    let p = file(
+        &dir,
+        "hooks.json",
+        "[{\"id\": \"a\", \"execute-command\": \"/bin/true\"}]",
+    );
+    let r = run(&args(&[&p, &p]));
+    assert_eq!(r.code, exit::USAGE);
+    assert!(r.stderr.contains("is given twice"), "{}", r.stderr);
+}
+
+#[test]
+fn what_is_written_loads_or_is_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    // A header name hookrunner cannot read, and a prefix it refuses.
+    let p = file(
+        &dir,
+        "hooks.yaml",
+        "- id: q\n  execute-command: /bin/true\n  pass-arguments-to-command:\n  - {source: header, name: 'X-A\"b'}\n",
+    );
+    let r = run(&args(&[&p]));
+    assert_eq!(r.code, exit::GAPS, "{}", r.stderr);
+    assert!(r.stderr.contains("the written config would not load"), "{}", r.stderr);
+    let mut a = args(&[&file(&dir, "ok.yaml", "- id: ok\n  execute-command: /bin/true\n")]);
+    a.urlprefix = Some("../x y".into());
+    let r = run(&a);
+    assert_eq!(r.code, exit::GAPS, "{}", r.stderr);
+    assert!(r.stderr.contains("`server.prefix`"), "{}", r.stderr);
+    // With --allow-partial it is written, the reason at the top.
+    a.allow_partial = true;
+    let r = run(&a);
+    assert_eq!(r.code, exit::OK, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("# NOT TRANSLATED, does not load: "),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

@@ -64,7 +64,8 @@ fn go_knows_status(code: i64) -> bool {
 }
 
 /// The config for `hooks`, and what the user must know.
-pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec<Message>) {
+/// Also returns how many hooks were written.
+pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec<Message>, usize) {
     let mut messages = Vec::new();
     let mut sources = Vec::new();
     let mut programs = Vec::new();
@@ -145,6 +146,7 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
                 .above("adnanh's -urlprefix: hooks are served under this path"),
         );
     }
+    let written = sources.len();
     top.push(Entry::new("sources", Out::Map(sources)));
     top.push(Entry::new("programs", Out::Map(programs)));
     top.push(Entry::new("mappings", Out::Map(mappings)));
@@ -159,7 +161,7 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
     }
     text.push('\n');
     text.push_str(&emit::document(&top));
-    (text, messages)
+    (text, messages, written)
 }
 
 /// A program name for `id`: letters, digits and `-_.~@+`, unique.
@@ -191,9 +193,12 @@ fn unique_program_name(id: &str, taken: &[String]) -> String {
 fn valid_source_name(id: &str) -> bool {
     id.len() <= 128
         && !id.is_empty()
-        && id
-            .split('/')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~@+".contains(c)))
+        && id.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~@+".contains(c))
+        })
 }
 
 struct HookOut {
@@ -235,7 +240,11 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
     if !valid_source_name(&hook.id) {
         gap(
             &mut messages,
-            "this id cannot be a hookrunner source name (1 to 128 letters, digits and `-_.~@+`, with `/` between parts), so no source can answer at its URL".into(),
+            if hook.id.split('/').any(|p| p == "." || p == "..") {
+                "this id has a `.` or `..` part: adnanh answers its URL with a redirect to the cleaned path, so it never runs; no source is made for it".into()
+            } else {
+                "this id cannot be a hookrunner source name (1 to 128 letters, digits and `-_.~@+`, with `/` between parts), so no source can answer at its URL".into()
+            },
         );
         return HookOut {
             source: None,
