@@ -120,7 +120,21 @@ impl<'de> Deserialize<'de> for Interp {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Interp, E> {
                 self.visit_str(&v.to_string())
             }
+            // Beyond 64 bits (a long numeric token, say): its digits, never
+            // an error that would quote them.
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Interp, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Interp, E> {
+                self.visit_str(&v.to_string())
+            }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Interp, E> {
+                if !v.is_finite() {
+                    // `1e999` would become `inf`; the value is not repeated (it may be a secret).
+                    return Err(E::custom(
+                        "this number is too large to keep as written: put it in quotes",
+                    ));
+                }
                 self.visit_str(&v.to_string())
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Interp, E> {
@@ -152,6 +166,26 @@ mod tests {
             let err = expand(text, env).unwrap_err();
             assert!(err.contains("a default cannot hold another `${...}`"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_long_number_is_its_digits_and_an_infinite_one_is_refused_unquoted() {
+        let read = |yaml: &str| {
+            serde_yaml::from_str::<Interp>(yaml)
+                .map(|i| i.value)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            read("9182736455463728193847561928").unwrap(),
+            "9182736455463728193847561928"
+        );
+        assert_eq!(
+            read("-9182736455463728193847561928").unwrap(),
+            "-9182736455463728193847561928"
+        );
+        let err = read(".inf").unwrap_err();
+        assert!(err.contains("put it in quotes"), "{err}");
+        assert_eq!(read("'.inf'").unwrap(), ".inf");
     }
 
     #[test]
