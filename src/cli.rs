@@ -351,6 +351,11 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Some(Command::Man) => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
+                .or_else(|e| match e.kind() {
+                    // `hookrunner man | head`: the reader had what it wanted.
+                    std::io::ErrorKind::BrokenPipe => Ok(()),
+                    _ => Err(e),
+                })
                 .map_err(|e| CliError::Usage(format!("cannot write the man page: {e}")))?;
             Ok(ExitCode::SUCCESS)
         }

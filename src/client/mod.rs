@@ -123,7 +123,9 @@ impl Api {
                 .timeout_connect(Duration::from_secs(10))
                 .redirects(0);
             if let Some(read) = read {
-                b = b.timeout_read(read).timeout_write(read);
+                // Also for the whole answer: a server trickling a byte a
+                // second cannot keep a command waiting for ever.
+                b = b.timeout_read(read).timeout_write(read).timeout(read);
             }
             b.build()
         };
@@ -202,6 +204,18 @@ impl Api {
                 ))
             })?;
         let json: Option<Value> = parse_json(&text);
+        // Redirects are not followed (the token would go along): a 3xx is an
+        // error, not an empty list.
+        if ok && !(200..300).contains(&status) {
+            let to = location
+                .as_deref()
+                .map(|l| format!(" to {}", crate::secret::mask_url(l)))
+                .unwrap_or_default();
+            return Err(Error::Api {
+                status,
+                message: format!("the daemon answered {status}{to}, which this client does not follow"),
+            });
+        }
         if !ok {
             let message = json
                 .as_ref()

@@ -11,6 +11,9 @@ pub struct Event {
     pub id: Option<String>,
 }
 
+/// The most bytes one event may take, with its field names and line ends.
+const MAX_EVENT: u64 = 16 << 20;
+
 pub struct Reader<R> {
     lines: BufReader<R>,
 }
@@ -28,9 +31,22 @@ impl<R: Read> Reader<R> {
         let mut data: Option<String> = None;
         let mut id: Option<String> = None;
         let mut raw = Vec::new();
+        let mut size = 0u64;
         loop {
             raw.clear();
-            if self.lines.read_until(b'\n', &mut raw)? == 0 {
+            // One event is bounded: a stream that never ends a line (or an
+            // event) is an error, not a buffer that grows without end.
+            let read = (&mut self.lines)
+                .take(MAX_EVENT + 1 - size)
+                .read_until(b'\n', &mut raw)?;
+            size += read as u64;
+            if size > MAX_EVENT {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("an event of the stream is larger than {} MiB", MAX_EVENT >> 20),
+                ));
+            }
+            if read == 0 {
                 // A last event without its blank line still counts.
                 return Ok(data.map(|data| Event {
                     name: name.unwrap_or_else(|| "message".into()),
@@ -52,11 +68,16 @@ impl<R: Read> Reader<R> {
                     None => {
                         name = None;
                         id = None;
+                        size = 0;
                         continue;
                     }
                 }
             }
             if line.starts_with(':') {
+                // Keep-alive comments between events count towards none.
+                if data.is_none() && name.is_none() && id.is_none() {
+                    size = 0;
+                }
                 continue;
             }
             let (field, value) = match line.split_once(':') {
@@ -100,6 +121,19 @@ mod tests {
                 ("status".into(), "{\"status\":\"succeeded\"}".into(), None),
             ]
         );
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error_not_endless_memory() {
+        let endless = std::io::repeat(b'x');
+        let mut r = Reader::new(endless);
+        let err = r.next_event().unwrap_err();
+        assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
+        // Endless keep-alive comments are no event and no error.
+        let keep_alive = ": keep-alive\n".repeat(2_000_000);
+        let comments = keep_alive.as_bytes().chain("data: x\n\n".as_bytes());
+        let mut r = Reader::new(comments);
+        assert_eq!(r.next_event().unwrap().map(|e| e.data), Some("x".to_string()));
     }
 
     #[test]
