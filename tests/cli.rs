@@ -242,7 +242,7 @@ fn send_reports_refusals_and_mistakes() {
     let file = payload(&d, "p.json", r#"{"a":1}"#);
     // A header event is needed for GitHub.
     let out = cli(&d, &["send", "--source", "github", &file]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 2, "a bad argument");
     assert_eq!(
         out.stderr.trim(),
         "error: source `github` reads its event from the `X-GitHub-Event` header: give --event"

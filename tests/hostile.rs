@@ -361,8 +361,8 @@ sources:
         );
     }
     assert!(
-        d.logs().contains("x\\nforged WARN line"),
-        "the name is logged, escaped:\n{}",
+        d.logs().contains(r#"source="x\\nforged WARN line""#),
+        "the name is logged, escaped and quoted:\n{}",
         d.logs()
     );
 }
