@@ -447,10 +447,18 @@ fn the_same_delivery_id_sent_twice_at_once_makes_two_records() {
             }
         }
     });
-    let all = d.get("/deliveries?limit=100").json()["deliveries"]
-        .as_array()
-        .unwrap()
-        .clone();
+    // A duplicate's record is written to the store in the background: the
+    // listing (read from the store) has it moments after the answer.
+    let list = || {
+        d.get("/deliveries?limit=100").json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    eventually("every request on record", std::time::Duration::from_secs(10), || {
+        list().len() == 2 * pairs
+    });
+    let all = list();
     assert_eq!(all.len(), 2 * pairs, "every request is on record: {all:?}");
     for i in 0..pairs {
         let id = format!("race-{i}");
