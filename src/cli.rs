@@ -543,34 +543,17 @@ fn send(args: SendArgs) -> Result<ExitCode, CliError> {
         None => Api::from_config(Some(&config), None, None)
             .from_origin(&format!("`server.listen` in {}", config.path.display())),
     };
-    // What makes the delivery (the headers given, the event, the source's
-    // secrets) is checked before anything is sent: a bad argument is exit 2.
-    let mut given = Vec::new();
-    for h in &args.headers {
-        given.push(commands::parse_header(h).map_err(|e| CliError::Usage(e.to_string()))?);
-    }
-    let event = args.event.or_else(|| match &source.event {
-        crate::mapping::event::EventSpec::Header(name) => given
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone()),
-        _ => None,
-    });
-    crate::client::sign::sign(
-        source,
-        event.as_deref().unwrap_or(""),
-        &body,
-        std::time::SystemTime::now(),
-    )
-    .map_err(CliError::Usage)?;
     let send = commands::SendArgs {
-        event,
+        event: args.event,
         headers: args.headers,
         dry_run: args.dry_run,
         wait: args.wait,
         prefix: config.server.prefix.clone(),
     };
-    Ok(commands::send(&api, source, &body, &send)?)
+    // What makes the delivery is checked before anything is sent: a bad
+    // argument (a header, a missing event, a secret) is exit 2.
+    let prepared = commands::prepare_send(source, &body, &send).map_err(CliError::Usage)?;
+    Ok(commands::send(&api, source, &body, &send, prepared)?)
 }
 
 /// A source of the config, or an error naming the ones there are.

@@ -59,20 +59,25 @@ pub fn field(text: &str) -> std::borrow::Cow<'_, str> {
 /// `text` with every control character (and Unicode line and paragraph
 /// separators) written as an escape, so it stays on one line.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    let needs = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
-    if !text.chars().any(needs) {
+    escape_where(text, |c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+}
+
+/// `text` with the characters `needs` picks written as escapes: `\n`, `\r`,
+/// `\t`, else `\u{..}`; borrowed when there are none.
+pub fn escape_where(text: &str, needs: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&needs) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
+            c if !needs(c) => out.push(c),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if needs(c) => {
+            c => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
-            c => out.push(c),
         }
     }
     out.into()

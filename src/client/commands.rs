@@ -56,22 +56,9 @@ fn raw_out(text: &str) {
     let _ = stdout.flush();
 }
 
-/// `text` with control characters (C0 but `\n` and `\t`, DEL, C1) written
-/// as `\u{..}`.
+/// `text` with control characters (C0 but `\n` and `\t`, DEL, C1) escaped.
 pub fn terminal(text: &str) -> std::borrow::Cow<'_, str> {
-    let shown = |c: char| c == '\n' || c == '\t' || !c.is_control();
-    if text.chars().all(shown) {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if shown(c) {
-            out.push(c);
-        } else {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        }
-    }
-    out.into()
+    crate::logging::escape_where(text, |c| c.is_control() && c != '\n' && c != '\t')
 }
 
 /// JSON text that a terminal shows as it is: serde_json leaves DEL and the
@@ -527,18 +514,44 @@ pub fn parse_header(h: &str) -> Result<(String, String), Error> {
         .ok_or_else(|| Error::Other(format!("`{h}` is not a header such as `X-Event: push`")))
 }
 
-/// `hookrunner send`: signs `body` as `source`'s provider would and posts it.
-pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<ExitCode, Error> {
-    let event = args.event.as_deref().unwrap_or("");
-    let signed = crate::client::sign::sign(source, event, body, SystemTime::now()).map_err(Error::Other)?;
+/// The headers and query that make `body` a delivery of `source`: signed as
+/// its provider would, with `args.headers` replacing generated ones. Where
+/// the source reads its event from a header, a `--header` of that name
+/// stands for `--event`. The error is a bad argument (nothing was sent).
+pub fn prepare_send(source: &Source, body: &[u8], args: &SendArgs) -> Result<Prepared, String> {
+    let mut given = Vec::new();
+    for h in &args.headers {
+        given.push(parse_header(h).map_err(|e| e.to_string())?);
+    }
+    let event = args.event.clone().or_else(|| match &source.event {
+        crate::mapping::event::EventSpec::Header(name) => given
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    });
+    let signed = crate::client::sign::sign(source, event.as_deref().unwrap_or(""), body, SystemTime::now())?;
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     headers.extend(signed.headers);
-    for h in &args.headers {
-        let (k, v) = parse_header(h)?;
+    for (k, v) in given {
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&k));
         headers.push((k, v));
     }
-    let mut q = signed.query;
+    Ok(Prepared {
+        headers,
+        query: signed.query,
+    })
+}
+
+/// What [`prepare_send`] made.
+pub struct Prepared {
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+}
+
+/// `hookrunner send`: posts the delivery [`prepare_send`] made.
+pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs, prepared: Prepared) -> Result<ExitCode, Error> {
+    let mut q = prepared.query;
     if args.dry_run {
         q.push(("dry_run".into(), "1".into()));
     }
@@ -546,7 +559,7 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs) -> Result<
         q.push(("wait".into(), wait.clone()));
     }
     let path = format!("{}/{}", args.prefix, path_segment(&source.name));
-    let answer = api.post_body(&path, &q, &headers, body)?;
+    let answer = api.post_body(&path, &q, &prepared.headers, body)?;
     out(&pretty(&answer.json));
     Ok(ExitCode::SUCCESS)
 }
