@@ -709,8 +709,7 @@ mappings:
         format!("{}/done?token=***", base.replace("http://", "http://user:***@"))
     );
 
-    let logs = d.logs();
-    assert!(logs.contains("completion callback failed"), "{logs}");
+    let logs = d.logs_with("completion callback failed");
     assert!(logs.contains("http://user:***@127.0.0.1:"), "{logs}");
     let sig_hex = sig.trim_start_matches("sha256=");
     let signature_b64 = signature.trim_start_matches("v1,");
@@ -768,7 +767,7 @@ mappings:
         metrics.contains("hookrunner_tasks_total{program=\"slow\",status=\"interrupted\"} 1"),
         "{metrics}"
     );
-    let logs = d.logs();
+    let logs = d.logs_with("task interrupted");
     assert!(
         logs.lines().any(|l| l.contains(" WARN ")
             && l.contains("task interrupted: the daemon stopped while it ran")

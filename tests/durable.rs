@@ -104,11 +104,7 @@ fn a_crash_loses_no_acknowledged_delivery_and_runs_none_twice() {
     assert!(accepted.len() >= 4, "only {} accepted", accepted.len());
 
     d.restart();
-    assert!(
-        d.logs().contains("recovered unfinished work from the store"),
-        "{}",
-        d.logs()
-    );
+    d.logs_with("recovered unfinished work from the store");
     wait_idle(&d);
     let runs = runs(&d);
     let mut interrupted = 0;

@@ -239,7 +239,8 @@ fn a_request_id_follows_the_delivery_to_its_tasks_and_handlers() {
         .get(&format!("/deliveries/{}", task["delivery_id"].as_str().unwrap()))
         .json();
     assert_eq!(record["request_id"], "req-4711");
-    assert!(d.logs().contains("req-4711"), "the request id is not in the logs");
+    // The request id is in the logs (this waits for it, or fails).
+    d.logs_with("req-4711");
     // Without one, one is made up.
     let r = d.post_json("/hooks/ci", &[], br#"{"kind":"envdump","text":"x"}"#);
     assert_eq!(r.header("x-request-id").unwrap().len(), 32);

@@ -13,8 +13,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------ certificates
 
@@ -178,6 +179,8 @@ fn https_agent(ca: &Ca) -> ureq::Agent {
 struct Proc {
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Set when stderr has been read to its end.
+    logs_ended: Arc<AtomicBool>,
     listening: mpsc::Receiver<String>,
 }
 
@@ -192,6 +195,8 @@ impl Proc {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, listening) = mpsc::channel();
         let sink = logs.clone();
+        let logs_ended = Arc::new(AtomicBool::new(false));
+        let ended = logs_ended.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
@@ -199,10 +204,12 @@ impl Proc {
                 }
                 sink.lock().unwrap().push(line);
             }
+            ended.store(true, Ordering::SeqCst);
         });
         Proc {
             child: Some(child),
             logs,
+            logs_ended,
             listening,
         }
     }
@@ -234,8 +241,14 @@ impl Proc {
     }
 
     /// Waits for the process to exit by itself; its status code.
+    /// Its last log lines are read before this returns.
     fn exit_code(&mut self) -> Option<i32> {
-        wait_exit(self.child.as_mut().unwrap(), Duration::from_secs(60)).code()
+        let code = wait_exit(self.child.as_mut().unwrap(), Duration::from_secs(60)).code();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.logs_ended.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        code
     }
 
     fn terminate(&mut self) -> Option<i32> {
@@ -339,7 +352,9 @@ fn tls_handshakes_with_the_test_ca_and_a_swapped_certificate_reaches_new_connect
     );
     assert_eq!(open.get("/tasks").0, 200);
     assert_eq!(open.server_cert(), first.der);
-    assert!(d.logs().contains("TLS certificate reloaded"), "{}", d.logs());
+    eventually("the reload in the log", Duration::from_secs(10), || {
+        d.logs().contains("TLS certificate reloaded")
+    });
 
     // A key that does not belong to the certificate: `POST /-/reload` says
     // so, and the pair in force stays.

@@ -100,7 +100,7 @@ fn a_config_replaced_by_rename_is_reloaded_and_a_broken_one_is_not() {
     eventually("the new source to answer", Duration::from_secs(20), || {
         d.post_json("/hooks/b", &[], br#"{"kind":"x"}"#).status == 202
     });
-    assert!(d.logs().contains("config reloaded"));
+    d.logs_with("config reloaded");
     let old = d.wait_task(&running);
     assert_eq!(old["status"], "succeeded");
     assert!(

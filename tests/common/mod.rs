@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub struct Daemon {
     pub addr: String,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Set when the daemon's stderr has been read to its end.
+    logs_ended: Arc<AtomicBool>,
     env: Vec<(String, String)>,
 }
 
@@ -118,12 +121,13 @@ impl Daemon {
     }
 
     fn spawn(dir: tempfile::TempDir, env: &[(String, String)]) -> Daemon {
-        let (child, addr, logs) = launch(dir.path(), env);
+        let (child, addr, logs, logs_ended) = launch(dir.path(), env);
         Daemon {
             child: Some(child),
             addr,
             dir,
             logs,
+            logs_ended,
             env: env.to_vec(),
         }
     }
@@ -139,14 +143,17 @@ impl Daemon {
     /// Starts the daemon again in the same directory (after `kill9` or `terminate`).
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr, logs) = launch(self.dir.path(), &self.env);
+        let (child, addr, logs, logs_ended) = launch(self.dir.path(), &self.env);
         self.child = Some(child);
         self.addr = addr;
         self.logs = logs;
+        self.logs_ended = logs_ended;
     }
 }
 
-fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+type Launched = (Child, String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
+
+fn launch(dir: &Path, env: &[(String, String)]) -> Launched {
     {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--config"])
@@ -164,6 +171,8 @@ fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<Vec
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = logs.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_in_reader = ended.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -174,6 +183,7 @@ fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<Vec
                 }
                 sink.lock().unwrap().push(line);
             }
+            ended_in_reader.store(true, Ordering::SeqCst);
         });
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => addr,
@@ -182,7 +192,7 @@ fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<Vec
                 panic!("daemon did not start:\n{}", logs.lock().unwrap().join("\n"));
             }
         };
-        (child, addr, logs)
+        (child, addr, logs, ended)
     }
 }
 
@@ -209,6 +219,21 @@ impl Daemon {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The logs once they hold `needle`: a line is read from the daemon's
+    /// output a moment after it is written, and some are written after the
+    /// answer that the test has already seen.
+    pub fn logs_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in the logs:\n{logs}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -263,13 +288,26 @@ impl Daemon {
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
         signal(child.id(), "TERM");
-        wait_exit(&mut child, Duration::from_secs(60))
+        let status = wait_exit(&mut child, Duration::from_secs(60));
+        self.read_last_logs();
+        status
     }
 
     /// Waits for the daemon to exit (after a signal sent some other way).
     pub fn terminate_wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        wait_exit(&mut child, Duration::from_secs(60))
+        let status = wait_exit(&mut child, Duration::from_secs(60));
+        self.read_last_logs();
+        status
+    }
+
+    /// Waits (a few seconds at most) until the exited daemon's last log
+    /// lines have been read, so `logs()` holds what it wrote before exiting.
+    fn read_last_logs(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.logs_ended.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The daemon's pid.
