@@ -80,7 +80,7 @@ fn stop_orphan(pgid: u32, grace: Duration) {
     let _ = killpg(group, Signal::SIGTERM);
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
-        if killpg(group, None).is_err() {
+        if !crate::process::group_alive(group) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -6,9 +6,41 @@ use std::time::Duration;
 use tokio::process::Child;
 use tokio::time::{sleep, Instant};
 
-/// Whether any process of the group is still alive (zombies included).
-fn group_alive(pgid: Pid) -> bool {
-    killpg(pgid, None).is_ok()
+/// Whether any process of the group is still running. A zombie does not
+/// count: it has exited, and once its parent (the leader) is gone, only the
+/// system's init reaps it, which in some containers takes a second or more.
+/// Where `/proc` cannot be read, any member, zombie or not, counts.
+pub fn group_alive(pgid: Pid) -> bool {
+    killpg(pgid, None).is_ok() && running_member(pgid.as_raw()).unwrap_or(true)
+}
+
+/// Whether `/proc` lists a process of group `pgid` that is not a zombie.
+fn running_member(pgid: i32) -> Option<bool> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        // A process may exit between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((state, group)) = state_and_group(&stat) {
+            if group == pgid && state != 'Z' && state != 'X' {
+                return Some(true);
+            }
+        }
+    }
+    Some(false)
+}
+
+/// The state letter and process group of a `/proc/<pid>/stat` line:
+/// `pid (comm) state ppid pgrp ...`, where comm may hold spaces and `)`.
+fn state_and_group(stat: &str) -> Option<(char, i32)> {
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    Some((state, fields.next()?.parse().ok()?))
 }
 
 /// Sends SIGTERM to the group, waits up to `grace` for the leader and every
@@ -41,4 +73,43 @@ pub fn signal_name(signal: i32) -> String {
     Signal::try_from(signal)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_gives_state_and_group_even_with_odd_names() {
+        assert_eq!(state_and_group("42 (sleep) Z 1 40 40 0 -1"), Some(('Z', 40)));
+        assert_eq!(state_and_group("42 (a) b (c)) S 7 41 41 0"), Some(('S', 41)));
+        assert_eq!(state_and_group("42 (sleep"), None);
+    }
+
+    #[test]
+    fn this_process_is_a_running_member_of_its_group() {
+        let group = nix::unistd::getpgrp().as_raw();
+        assert_eq!(running_member(group), Some(true));
+        assert!(group_alive(Pid::from_raw(group)));
+    }
+
+    #[test]
+    fn a_group_of_only_a_zombie_has_ended() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("/bin/true")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = Pid::from_raw(child.id() as i32);
+        // Not reaped yet: a zombie, still a member for killpg.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while running_member(pgid.as_raw()) != Some(false) {
+            assert!(std::time::Instant::now() < deadline, "the child never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(killpg(pgid, None).is_ok());
+        assert!(!group_alive(pgid));
+        child.wait().unwrap();
+        assert!(!group_alive(pgid));
+    }
 }

@@ -7,6 +7,7 @@ pub mod output;
 pub mod program;
 mod spawn;
 
+pub use kill::group_alive;
 pub use output::OutputDir;
 pub use program::{Program, Template};
 pub use spawn::{run, Ending, OutputFiles, RunSpec, Stop};
