@@ -295,6 +295,21 @@ fn send_reports_refusals_and_mistakes() {
     let out = cli(&d, &["send", "--source", "open", "--dry-run", &ok]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["dry_run"], true);
+    // `--wait`: the answer holds the finished task and its output.
+    let slow = payload(&d, "slow.json", r#"{"kind":"slow"}"#);
+    let out = cli(&d, &["send", "--source", "open", "--wait", "30s", &slow]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let answer = out.json();
+    assert_eq!(answer["finished"], true, "{answer}");
+    assert_eq!(answer["tasks"][0]["status"], "succeeded", "{answer}");
+    assert_eq!(answer["tasks"][0]["stdout"], "done\n", "{answer}");
+    // A `--wait` that is no duration is a bad argument: nothing is sent.
+    let before = d.get("/deliveries").json()["deliveries"].as_array().unwrap().len();
+    let out = cli(&d, &["send", "--source", "open", "--wait", "soon", &slow]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stderr.starts_with("error: `--wait`: "), "{}", out.stderr);
+    let after = d.get("/deliveries").json()["deliveries"].as_array().unwrap().len();
+    assert_eq!(after, before, "the bad --wait sent a delivery");
 }
 
 #[test]

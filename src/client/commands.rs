@@ -530,6 +530,10 @@ pub fn prepare_send(source: &Source, body: &[u8], args: &SendArgs) -> Result<Pre
             .map(|(_, v)| v.clone()),
         _ => None,
     });
+    let wait = match &args.wait {
+        Some(text) => Some(crate::config::parse_duration(text).map_err(|e| format!("`--wait`: {e}"))?),
+        None => None,
+    };
     let signed = crate::client::sign::sign(source, event.as_deref().unwrap_or(""), body, SystemTime::now())?;
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     headers.extend(signed.headers);
@@ -540,6 +544,7 @@ pub fn prepare_send(source: &Source, body: &[u8], args: &SendArgs) -> Result<Pre
     Ok(Prepared {
         headers,
         query: signed.query,
+        wait,
     })
 }
 
@@ -547,6 +552,8 @@ pub fn prepare_send(source: &Source, body: &[u8], args: &SendArgs) -> Result<Pre
 pub struct Prepared {
     headers: Vec<(String, String)>,
     query: Vec<(String, String)>,
+    /// `--wait`: the answer may take this long, plus the usual 60 s.
+    wait: Option<Duration>,
 }
 
 /// `hookrunner send`: posts the delivery [`prepare_send`] made.
@@ -559,7 +566,7 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs, prepared: 
         q.push(("wait".into(), wait.clone()));
     }
     let path = format!("{}/{}", args.prefix, path_segment(&source.name));
-    let answer = api.post_body(&path, &q, &prepared.headers, body)?;
+    let answer = api.post_body(&path, &q, &prepared.headers, body, prepared.wait)?;
     out(&pretty(&answer.json));
     Ok(ExitCode::SUCCESS)
 }

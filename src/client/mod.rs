@@ -133,7 +133,7 @@ impl Api {
             base: normalise_url(base),
             origin: "--url".into(),
             token: token.filter(|t| !t.is_empty()),
-            agent: build(Some(Duration::from_secs(60))),
+            agent: build(Some(ANSWER_TIME)),
             streaming: build(None),
         }
     }
@@ -284,8 +284,13 @@ impl Api {
         query: &[(String, String)],
         headers: &[(String, String)],
         body: &[u8],
+        wait: Option<Duration>,
     ) -> Result<Answer, Error> {
         let mut req = self.agent.request("POST", &self.url(path, query));
+        if let Some(wait) = wait {
+            // The daemon holds the answer up to `wait` (`?wait=`).
+            req = req.timeout(wait.saturating_add(ANSWER_TIME));
+        }
         for (k, v) in headers {
             req = req.set(k, v);
         }
@@ -315,6 +320,9 @@ impl Api {
 /// 127 levels deep) a few levels into a task, beyond serde_json's default
 /// limit of 128; a limit still keeps a broken answer from exhausting the stack.
 const MAX_ANSWER_DEPTH: usize = 1024;
+
+/// How long a whole answer may take (plus `--wait` where it is given).
+const ANSWER_TIME: Duration = Duration::from_secs(60);
 
 /// Parses an answer of any sane nesting depth.
 pub fn parse_json(text: &str) -> Option<Value> {
