@@ -73,3 +73,38 @@ fn after_the_grace_running_groups_are_killed_and_unstarted_tasks_are_reported() 
         "{logs}"
     );
 }
+
+#[test]
+fn with_a_store_a_task_the_grace_ran_out_on_shows_interrupted_at_once_and_after_restart() {
+    let mut d = Daemon::start(&format!(
+        "state:\n  path: $DIR/state/hookrunner.db\n{}",
+        CONFIG
+            .replace("shutdown_grace: 10s", "shutdown_grace: 1s")
+            .replace("SLEEP: \"0.5\"", "SLEEP: \"30\"")
+    ));
+    let agent = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(30)).build();
+    let mut stream = std::io::BufReader::new(agent.get(&d.url("/events")).call().unwrap().into_reader());
+    let id = send(&d, "sleepy").remove(0);
+    eventually("the handler to start", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.path("runs")).is_ok_and(|r| r.contains(&format!("start {id}")))
+    });
+    signal(d.pid(), "TERM");
+    // What the stream says when the grace is over is what the next start says.
+    let finished = loop {
+        let e = sse::next_event(&mut stream).expect("the stream ended before the task did");
+        if e.get("event").map(String::as_str) == Some("task.finished") && e["data"].contains(&id) {
+            break serde_json::from_str::<serde_json::Value>(&e["data"]).unwrap();
+        }
+    };
+    assert_eq!(finished["status"], "interrupted", "{finished}");
+    assert!(d.terminate_wait().success());
+    // Not reported as finished by the stopping daemon: the next start does.
+    let logs = d.logs();
+    assert!(!logs.contains("task finished"), "{logs}");
+    assert!(logs.contains("will show as interrupted at the next start"), "{logs}");
+    d.restart();
+    let task = d.get(&format!("/tasks/{id}")).json();
+    assert_eq!(task["status"], "interrupted", "{task}");
+    assert_eq!(task["error"], "daemon stopped while running", "{task}");
+    d.logs_with("task interrupted: the daemon stopped while it ran");
+}

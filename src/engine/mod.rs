@@ -649,7 +649,7 @@ impl Engine {
             let mut sched = inner.lock();
             if !drained {
                 sched.abandoning = durable;
-                sched.stop_running("the daemon stopped while the task was running");
+                sched.stop_running(STOPPED_BY_SHUTDOWN);
             }
             let waiting = if durable { Vec::new() } else { sched.drain_waiting() };
             (sched.counts().0, waiting)
@@ -888,7 +888,17 @@ impl Inner {
             // The last output, announced before the end.
             self.notice_output_of(id, task.attempt);
         }
-        let outcome = Outcome::of(ending, program);
+        let outcome = match Outcome::of(ending, program) {
+            // Stopped because the shutdown grace ran out, with a store: it
+            // stays `running` on disk and the next start finds it
+            // interrupted; what this daemon shows meanwhile says the same.
+            Outcome::Cancelled { reason } if reason == STOPPED_BY_SHUTDOWN && self.lock().abandoning => {
+                Outcome::Interrupted {
+                    reason: recover::INTERRUPTED.into(),
+                }
+            }
+            other => other,
+        };
         match self.retry_delay(task.attempt, program, &outcome, retry_code) {
             Some(delay) => self.retry_later(id, task.attempt, outcome, delay),
             None => {
@@ -1016,8 +1026,9 @@ impl Inner {
             return;
         };
         if let TaskState::Finished { outcome, .. } = &task.state {
-            log_outcome(id, outcome);
-            if !abandoning {
+            let abandoned = abandoning && matches!(outcome, Outcome::Interrupted { .. });
+            if !abandoned {
+                log_outcome(id, outcome);
                 self.forget_uploads(&task);
                 let ran = finished.as_ref().and_then(|f| f.ran);
                 self.metrics
@@ -1239,6 +1250,10 @@ fn finished_data(t: &Task) -> String {
     })
     .to_string()
 }
+
+/// Why a task that shutdown's grace ran out on was stopped (without a store,
+/// its `cancelled` reason).
+const STOPPED_BY_SHUTDOWN: &str = "the daemon stopped while the task was running";
 
 fn log_outcome(id: Uuid, outcome: &Outcome) {
     let status = outcome.status().as_str();

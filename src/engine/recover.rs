@@ -28,7 +28,7 @@ pub struct Recovered {
     pub stray_outputs: usize,
 }
 
-const INTERRUPTED: &str = "daemon stopped while running";
+pub(super) const INTERRUPTED: &str = "daemon stopped while running";
 
 /// Whether the process `pid` is still the handler of task `id`: alive, and
 /// with `HOOK_TASK_ID=<id>` in its environment (a pid recorded before a
