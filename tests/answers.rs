@@ -70,6 +70,10 @@ mappings:
     bad:
       params: {word: payload.word}
       rules: [{run: fail}]
+    hushed:
+      params: {word: payload.word}
+      response: {failure_body: "the build failed\n"}
+      rules: [{run: fail}]
   raw:
     two:
       params: {word: payload.word}
@@ -174,6 +178,10 @@ fn a_failed_handler_in_wait_mode_is_a_500_by_default_or_the_configured_status() 
     let r = d.post_json("/hooks/strict?wait=20s", &[], br#"{"kind":"bad","word":"w"}"#);
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.json()["tasks"][0]["status"], "failed");
+    // `failure_body`: the sender gets that text, not the task's argv and output.
+    let r = d.post_json("/hooks/strict?wait=20s", &[], br#"{"kind":"hushed","word":"w"}"#);
+    assert_eq!((r.status, r.text.as_str()), (502, "the build failed\n"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     // Success is still 200 with the tasks.
     let r = d.post_json("/hooks/plain?wait=20s", &[], br#"{"kind":"ok","word":"w"}"#);
     assert_eq!(r.status, 200, "{}", r.text);

@@ -90,18 +90,6 @@ const EXPECTED: &[Expected] = &[
         ours: None,
         why: "a 405 carries a JSON `error` sentence (adnanh: empty)",
     },
-    Expected {
-        case: 23,
-        field: "body",
-        ours: None,
-        why: "a failed command without `output_on_failure` answers the JSON task answer with status 500 (adnanh: a fixed sentence)",
-    },
-    Expected {
-        case: 26,
-        field: "body",
-        ours: None,
-        why: "a command that cannot start is a failed task: 500 with the JSON task answer (adnanh: a fixed sentence)",
-    },
 ];
 
 fn wanted(var: &str) -> Option<Vec<String>> {

@@ -174,6 +174,43 @@ fn without_tokens_only_loopback_clients_may_read_tasks() {
 }
 
 #[test]
+fn without_tokens_a_local_reverse_proxy_s_clients_are_not_loopback_clients() {
+    // A proxy on this machine connects over loopback; without
+    // `trusted_proxies` its `X-Forwarded-For` cannot be believed, so the
+    // request is not taken for a local one.
+    let d = Daemon::start(&CONFIG.replace("  trusted_proxies: [127.0.0.1]\n", ""));
+    assert_eq!(d.get("/tasks").status, 200);
+    for header in ["X-Forwarded-For", "Forwarded", "X-Real-IP"] {
+        let value = if header == "Forwarded" {
+            "for=203.0.113.9"
+        } else {
+            "203.0.113.9"
+        };
+        for path in ["/tasks", "/deliveries", "/events", "/-/overview"] {
+            let r = d.get_with(path, &[(header, value)]);
+            assert_eq!(r.status, 403, "{header} {path}: {}", r.text);
+            assert!(r.error().contains("set `api.tokens`"), "{}", r.error());
+        }
+        let r = d.post(
+            "/-/reload",
+            &[(header, value), ("Content-Type", "application/json")],
+            b"",
+        );
+        assert_eq!(r.status, 403, "{header}: {}", r.text);
+    }
+    // The hooks themselves still take what a proxy forwards.
+    assert_eq!(
+        d.post_json("/hooks/a", &[("X-Forwarded-For", "203.0.113.9")], br#"{"kind":"ok"}"#)
+            .status,
+        202
+    );
+    // A trusted proxy's `X-Forwarded-For` is read; `Forwarded` never is.
+    let d = Daemon::start(CONFIG);
+    assert_eq!(d.get_with("/tasks", &[("X-Forwarded-For", "127.0.0.1")]).status, 200);
+    assert_eq!(d.get_with("/tasks", &[("Forwarded", "for=127.0.0.1")]).status, 403);
+}
+
+#[test]
 fn with_tokens_every_client_needs_one() {
     let config = CONFIG.replace("tasks:\n", "api:\n  tokens: [tok-1, \"${SECOND_TOKEN}\"]\ntasks:\n");
     let d = Daemon::with(&config).env("SECOND_TOKEN", "tok-2").start();

@@ -42,6 +42,8 @@ pub struct Reply {
     pub no_match: Option<u16>,
     pub no_match_body: Option<String>,
     pub failure: Option<u16>,
+    /// A text body for a waited-for failure, instead of the JSON answer.
+    pub failure_body: Option<String>,
     pub output: Option<bool>,
     pub output_on_failure: Option<bool>,
 }
@@ -90,6 +92,7 @@ impl Reply {
             no_match: over.no_match.or(self.no_match),
             no_match_body: over.no_match_body.clone().or_else(|| self.no_match_body.clone()),
             failure: over.failure.or(self.failure),
+            failure_body: over.failure_body.clone().or_else(|| self.failure_body.clone()),
             output: over.output.or(self.output),
             output_on_failure: over.output_on_failure.or(self.output_on_failure),
         }
@@ -220,6 +223,7 @@ impl Checker<'_> {
             no_match: raw.no_match,
             no_match_body: raw.no_match_body.clone(),
             failure: raw.failure,
+            failure_body: raw.failure_body.clone(),
             output: raw.output,
             output_on_failure: raw.output_on_failure,
         }

@@ -227,6 +227,7 @@ pub struct RawResponse {
     pub no_match: Option<u16>,
     pub no_match_body: Option<String>,
     pub failure: Option<u16>,
+    pub failure_body: Option<String>,
     pub output: Option<bool>,
     pub output_on_failure: Option<bool>,
 }

@@ -20,15 +20,30 @@ use std::net::{IpAddr, Ipv4Addr};
 #[derive(Debug, Clone, Copy)]
 pub struct UnixPeer;
 
-/// The client, honouring `X-Forwarded-For` (every line) from trusted proxies only.
-pub fn client_addr(req: &HttpRequest, state: &AppState) -> Client {
-    let peer = match req.peer_addr() {
+/// The connection's peer (a Unix socket's counts as 127.0.0.1).
+fn peer_ip(req: &HttpRequest) -> IpAddr {
+    match req.peer_addr() {
         Some(a) => a.ip(),
         None if req.conn_data::<UnixPeer>().is_some() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
+    }
+}
+
+/// The client, honouring `X-Forwarded-For` (every line) from trusted proxies only.
+pub fn client_addr(req: &HttpRequest, state: &AppState) -> Client {
     let lines = req.headers().get_all("x-forwarded-for").map(|v| v.as_bytes());
-    client_ip(peer, lines, &state.config().server.trusted_proxies)
+    client_ip(peer_ip(req), lines, &state.config().server.trusted_proxies)
+}
+
+/// Whether the request says it was forwarded for someone this daemon
+/// cannot name: `X-Forwarded-For` from a peer that `server.trusted_proxies`
+/// does not list, or `Forwarded` / `X-Real-IP`, which it never reads. A
+/// reverse proxy on this machine is a loopback peer, but its clients are not.
+fn forwarded_for_someone_unknown(req: &HttpRequest, trusted_proxies: &[ipnet::IpNet]) -> bool {
+    let headers = req.headers();
+    headers.contains_key("forwarded")
+        || headers.contains_key("x-real-ip")
+        || (headers.contains_key("x-forwarded-for") && !crate::auth::ip::contains(trusted_proxies, peer_ip(req)))
 }
 
 pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
@@ -40,6 +55,11 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
             return Err(ApiError::Forbidden(format!(
                 "the task API answers only loopback clients while `api.tokens` is empty, and {client} is not one"
             )));
+        }
+        if forwarded_for_someone_unknown(req, &config.server.trusted_proxies) {
+            return Err(ApiError::Forbidden(
+                "the task API answers only loopback clients while `api.tokens` is empty, and this request came through a proxy for a client it cannot name (`X-Forwarded-For` from a proxy not in `server.trusted_proxies`, or `Forwarded` or `X-Real-IP`); set `api.tokens`".into(),
+            ));
         }
         if !peer_is_local(req) {
             // A loopback address forwarded by a proxy on another machine is

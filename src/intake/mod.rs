@@ -197,13 +197,15 @@ impl Answer {
     }
 
     /// The text body that replaces the JSON answer under `reply`, if any: a
-    /// waited-for task's raw output, `body` on success, `no_match_body`.
+    /// waited-for task's raw output, `body` on success, `failure_body`,
+    /// `no_match_body`.
     pub fn text_under(&self, reply: &Reply) -> Option<Bytes> {
         let text = |t: &Option<String>| t.as_ref().map(|t| Bytes::from(t.clone()));
         match self {
             Answer::Accepted { .. } => text(&reply.body),
             Answer::Finished { output: Some(out), .. } => Some(out.clone()),
             Answer::Finished { failed: false, .. } => text(&reply.body),
+            Answer::Finished { failed: true, .. } => text(&reply.failure_body),
             Answer::Ignored { .. } => text(&reply.no_match_body),
             _ => None,
         }

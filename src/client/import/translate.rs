@@ -689,9 +689,16 @@ fn response(hook: &Hook, flags: &Flags, t: &Templates, messages: &mut Vec<(Strin
             Entry::new("output_on_failure", Out::Bool(hook.capture_output_on_error))
                 .trailing("include-command-output-in-response-on-error"),
         );
+        if !hook.capture_output_on_error {
+            r.push(Entry::new("failure_body", Out::str(ADNANH_FAILURE_BODY)));
+        }
     }
     r
 }
+
+/// adnanh's answer to a failed command whose output it does not show.
+const ADNANH_FAILURE_BODY: &str =
+    "Error occurred while executing the hook's command. Please check your logs for more details.";
 
 /// The `command`: adnanh joins a relative `execute-command` to a set
 /// `command-working-directory` (so a bare name is not searched in PATH then).
