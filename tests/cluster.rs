@@ -27,6 +27,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A node of the cluster on `db`, named `name`, with `labels`, running `programs` (YAML).
 fn node(db: &Db, name: &str, labels: &str, shared: &Path, programs: &str, mappings: &str) -> Daemon {
+    node_at(&db.url(), name, labels, shared, programs, mappings)
+}
+
+/// [`node`] on the database at `url`.
+fn node_at(url: &str, name: &str, labels: &str, shared: &Path, programs: &str, mappings: &str) -> Daemon {
     let config = format!(
         r#"
 state:
@@ -49,7 +54,6 @@ mappings:
   d:
 {mappings}
 "#,
-        url = db.url(),
     )
     .replace("$SHARED", &shared.display().to_string());
     Daemon::with(&config)
@@ -590,6 +594,201 @@ fn the_database_going_away_refuses_with_503_and_loses_nothing() {
             .any(|(k, d)| k == "task.finished" && d["task"] == last.as_str()),
         "the end of {last} after the outage: {seen:?}"
     );
+}
+
+/// A TCP relay to the machine's PostgreSQL that can go silent: its
+/// connections stay open and nothing passes, as in a network partition or
+/// with a hung server (no reset, no refusal).
+struct Relay {
+    port: u16,
+    silent: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = Arc::new(AtomicBool::new(false));
+        let quiet = silent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect("127.0.0.1:5432") else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                for (from, to) in [(client, server), (s2, c2)] {
+                    let quiet = quiet.clone();
+                    std::thread::spawn(move || pump(from, to, &quiet));
+                }
+            }
+        });
+        Relay { port, silent }
+    }
+}
+
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, silent: &AtomicBool) {
+    use std::io::Read;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        while silent.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while silent.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn a_database_gone_silent_refuses_with_503_instead_of_hanging() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let relay = Relay::start();
+    let shared = tempfile::tempdir().unwrap();
+    let url = db.url().replace(":5432/", &format!(":{}/", relay.port));
+    let a = node_at(&url, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
+    let first = send(&a, r#"{"kind":"work"}"#);
+    assert_eq!(
+        wait_final(&a, &first, Duration::from_secs(20))[0]["status"],
+        "succeeded"
+    );
+
+    relay.silent.store(true, Ordering::SeqCst);
+    // The delivery cannot be committed: a 503 after the query timeout, not a
+    // wait for as long as the silence lasts.
+    let r = a.post_json("/hooks/a", &[], br#"{"kind":"work"}"#);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    eventually(
+        "/readyz to say the store is out of reach",
+        Duration::from_secs(30),
+        || a.get("/readyz").status == 503,
+    );
+    let unready = a.get("/readyz");
+    assert!(unready.text.contains("did not answer within"), "{}", unready.text);
+
+    relay.silent.store(false, Ordering::SeqCst);
+    eventually("the node to be ready again", Duration::from_secs(60), || {
+        a.get("/readyz").status == 200
+    });
+    let mut acked = first;
+    eventually("a delivery to be accepted again", Duration::from_secs(30), || {
+        let ids = send(&a, r#"{"kind":"work"}"#);
+        let ok = !ids.is_empty();
+        acked.extend(ids);
+        ok
+    });
+    for t in wait_final(&a, &acked, Duration::from_secs(60)) {
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+}
+
+#[test]
+fn a_task_deleted_through_another_node_is_gone_from_the_node_that_ran_it() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = STAMP.replace("on_interrupt: rerun", "run_on: [web]");
+    let web = node(&db, "n1", "web", shared.path(), &programs, STAMP_MAPPING);
+    let other = node(&db, "n2", "", shared.path(), &programs, STAMP_MAPPING);
+    let id = send(&other, r#"{"kind":"work"}"#).remove(0);
+    let done = wait_final(&web, std::slice::from_ref(&id), Duration::from_secs(20));
+    assert_eq!(
+        (done[0]["status"].as_str(), done[0]["node"].as_str()),
+        (Some("succeeded"), Some("n1"))
+    );
+    assert_eq!(web.get(&format!("/tasks/{id}/output")).status, 200);
+    // The other node sees the end once n1 has written it.
+    wait_final(&other, std::slice::from_ref(&id), Duration::from_secs(20));
+    let r = request("DELETE", &other.url(&format!("/tasks/{id}")), &[], None);
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(other.get(&format!("/tasks/{id}")).status, 404);
+    eventually("the node that ran it to forget it", Duration::from_secs(10), || {
+        web.get(&format!("/tasks/{id}")).status == 404
+    });
+    assert_eq!(web.get(&format!("/tasks/{id}/output")).status, 404);
+    assert_eq!(
+        request("POST", &web.url(&format!("/tasks/{id}/rerun")), &[], Some(b"")).status,
+        404
+    );
+}
+
+#[test]
+fn max_queued_holds_for_a_burst_between_two_counts_of_the_queue() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+state:
+  postgres: {url}
+node:
+  lease: 30s
+tasks:
+  max_concurrent: 1
+  max_queued: 3
+sources:
+  a: {{provider: generic, auth: none, event: {{field: kind}}}}
+programs:
+{STAMP}
+mappings:
+  a:
+{STAMP_MAPPING}
+"#,
+        url = db.url()
+    )
+    .replace("SLEEP: \"0.3\"", "SLEEP: \"5\"")
+    .replace("$SHARED", &shared.path().display().to_string());
+    // A long lease: the queue is counted every 10 s, so the burst below
+    // falls between two counts.
+    let d = Daemon::with(&config).env("HOOKRUNNER_NODE_NAME", "n1").start();
+    let mut accepted = 0;
+    for _ in 0..20 {
+        let r = d.post_json("/hooks/a", &[], br#"{"kind":"work"}"#);
+        match r.status {
+            202 => accepted += 1,
+            503 => assert!(r.error().contains("queue"), "{}", r.text),
+            s => panic!("{s}: {}", r.text),
+        }
+    }
+    // One running and three queued; one more at most, if the count of the
+    // queue happened to read it just before a commit.
+    assert!((4..=5).contains(&accepted), "{accepted} of 20 accepted");
+}
+
+#[test]
+fn a_node_restarted_after_a_crash_stops_its_old_handler_before_running_the_task_again() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = STAMP.replace("SLEEP: \"0.3\"", "SLEEP: \"4\"");
+    let mut a = node(&db, "n1", "", shared.path(), &programs, STAMP_MAPPING);
+    let id = send(&a, r#"{"kind":"work"}"#).remove(0);
+    eventually("the handler to start", Duration::from_secs(10), || {
+        runs(shared.path()).iter().any(|r| r.0 == "start" && r.1 == id)
+    });
+    a.kill9();
+    // The name is free again once the crashed run's lease (2 s) is over.
+    std::thread::sleep(Duration::from_secs(3));
+    a.restart();
+    let done = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(30));
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    assert_eq!(done[0]["attempt"], 2, "{}", done[0]);
+    let runs = runs(shared.path());
+    let starts = runs.iter().filter(|r| r.0 == "start" && r.1 == id).count();
+    let ends = runs.iter().filter(|r| r.0 == "end" && r.1 == id).count();
+    // The first run was stopped at the restart: only the second one ended.
+    assert_eq!((starts, ends), (2, 1), "{runs:?}");
+    a.logs_with("its process group is stopped before the task runs again");
 }
 
 #[test]

@@ -256,6 +256,25 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
             TaskState::Running { started_at, .. } => Some(started_at),
             _ => None,
         };
+        if let (
+            true,
+            TaskState::Running {
+                started_at,
+                pid: Some(pid),
+            },
+        ) = (ours, &task.state)
+        {
+            // This node's earlier run left it: its handler may still be
+            // alive here, as after a single node's restart.
+            if super::recover::still_ours(*pid, task.id(), *started_at) {
+                if known && program.rerun_interrupted && !pinned_here {
+                    tracing::warn!(task_id = %task.id(), pid, "the handler of an interrupted task is still running; its process group is stopped before the task runs again");
+                    super::recover::stop_orphan(*pid, program.kill_grace);
+                } else {
+                    tracing::warn!(task_id = %task.id(), pid, "the handler of an interrupted task is still running; it is left alone and its output goes on into its file");
+                }
+            }
+        }
         if !known {
             finish(
                 &mut task,
@@ -484,7 +503,11 @@ async fn listen(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             match n.channel() {
                 CANCEL_CHANNEL => {
                     let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
-                    if let (Some(id), Some(reason)) =
+                    if v["deleted"] == true {
+                        if let Some(id) = v["id"].as_str().and_then(|s| s.parse().ok()) {
+                            forget_here(&inner, id);
+                        }
+                    } else if let (Some(id), Some(reason)) =
                         (v["id"].as_str().and_then(|s| s.parse().ok()), v["reason"].as_str())
                     {
                         stop_here(&inner, id, reason);
@@ -626,6 +649,14 @@ async fn watching(inner: Arc<Inner>, cluster: Arc<Cluster>) {
 }
 
 /// Stops a task if it runs on this node.
+/// Another node deleted finished task `id`: this node forgets its copy and
+/// the output files it kept of it.
+fn forget_here(inner: &Arc<Inner>, id: Uuid) {
+    if inner.lock().remove(id).is_ok() {
+        inner.outputs.remove(id);
+    }
+}
+
 fn stop_here(inner: &Arc<Inner>, id: Uuid, reason: &str) {
     let mut sched = inner.lock();
     if sched.is_running(&id) {
@@ -679,6 +710,10 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
                 Instant::now() + Duration::from_millis(wait)
             });
             let got = claimed.tasks.len();
+            // No longer queued: counted so until the next count of the queue.
+            let _ = cluster
+                .queued
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(got)));
             for (record, body) in claimed.tasks {
                 let program = inner.program(&record.program);
                 let mut task = Task::from_record(&record, program, body);

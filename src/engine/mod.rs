@@ -360,6 +360,11 @@ impl Engine {
         let tasks = std::mem::take(&mut reserved.tasks);
         if let Some(cluster) = inner.cluster.get() {
             let mut linked = Vec::new();
+            // Counted against `max_queued` at once, not only at the next
+            // count of the shared queue (which then corrects it); before
+            // the room held for them is given back, so they never count
+            // for nothing in between.
+            cluster.queued.fetch_add(tasks.len(), Ordering::Relaxed);
             {
                 let mut sched = inner.lock();
                 sched.unreserve(tasks.len());
@@ -472,6 +477,12 @@ impl Engine {
                 .commit(vec![Op::DeleteTask(id)])
                 .await
                 .map_err(|e| TaskError::Store(e.to_string()))?;
+        }
+        if let Some(cluster) = self.inner.cluster.get() {
+            // The node that ran it may hold it (and its output files).
+            if let Err(e) = cluster.pg.announce_deleted(id).await {
+                tracing::warn!(task_id = %id, error = %e, "could not tell the other nodes of a deleted task; the node that ran it shows it until it forgets it");
+            }
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ pub(super) const INTERRUPTED: &str = "daemon stopped while running";
 /// reboot may belong to someone else by now). A handler without the `HOOK_*`
 /// variables (`hook_env: false`) is recognised instead as the leader of its
 /// own process group that started when the task did (`started_at`).
-fn still_ours(pid: u32, id: Uuid, started_at: SystemTime) -> bool {
+pub(super) fn still_ours(pid: u32, id: Uuid, started_at: SystemTime) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
@@ -73,7 +73,7 @@ fn started_near(pid: u32, at: SystemTime) -> bool {
 
 /// Stops the process group of a handler that outlived the daemon: SIGTERM,
 /// up to `grace` for it to go, then SIGKILL.
-fn stop_orphan(pgid: u32, grace: Duration) {
+pub(super) fn stop_orphan(pgid: u32, grace: Duration) {
     use nix::sys::signal::{killpg, Signal};
     let Ok(pgid) = i32::try_from(pgid) else { return };
     let group = nix::unistd::Pid::from_raw(pgid);

@@ -427,6 +427,19 @@ impl Postgres {
         .await
     }
 
+    /// Tells every node that task `id` was deleted (`NOTIFY`): the node that
+    /// ran it forgets it and its output files too.
+    pub async fn announce_deleted(&self, id: Uuid) -> Result<(), StoreError> {
+        self.with("announce a deleted task", move |c| async move {
+            let payload = serde_json::json!({"id": id, "deleted": true}).to_string();
+            c.execute("SELECT pg_notify($1, $2)", &[&CANCEL_CHANNEL, &payload])
+                .await
+                .map_err(db("announce a deleted task"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Asks the node running task `id` to stop it (`NOTIFY`); the node it
     /// runs on, or `None` when it is not running.
     pub async fn request_cancel(&self, id: Uuid, reason: &str) -> Result<Option<String>, StoreError> {

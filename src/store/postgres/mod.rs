@@ -65,6 +65,29 @@ struct Shared {
 /// How long to wait for a connection before giving up (the delivery then gets 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a query or a batch of writes may take on an open connection.
+/// A database that stops answering without closing the connection (a
+/// network partition, a hung server) is then out of reach, as a refused
+/// connection is: deliveries get 503 and `/readyz` says why, instead of
+/// waiting for as long as the silence lasts.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The error of a query that got no answer within [`QUERY_TIMEOUT`].
+#[derive(Debug)]
+struct NoAnswer;
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the database did not answer within {}",
+            humantime::format_duration(QUERY_TIMEOUT)
+        )
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
 impl Postgres {
     /// Connects to `url`, brings the schema up to date (once, whatever other
     /// nodes do) and starts the writer. Runs on `rt`.
@@ -77,6 +100,14 @@ impl Postgres {
             .map_err(|e| StoreError::new(format!("read the database URL `{describe}`"), e))?;
         pg_config.ssl_mode(tls_settings.mode.ssl_mode());
         pg_config.connect_timeout(CONNECT_TIMEOUT);
+        // A peer gone silent: the kernel gives the connection up after
+        // unacknowledged data (or keepalive probes) go unanswered this long.
+        pg_config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(QUERY_TIMEOUT);
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("hookrunner");
         }
@@ -190,8 +221,13 @@ impl Postgres {
         let result = self
             .rt
             .spawn(async move {
-                let client = pool.get().await.map_err(|e| StoreError::new(op, e))?;
-                f(client).await
+                let work = async move {
+                    let client = pool.get().await.map_err(|e| StoreError::new(op, e))?;
+                    f(client).await
+                };
+                tokio::time::timeout(QUERY_TIMEOUT, work)
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::new(op, NoAnswer)))
             })
             .await
             .unwrap_or_else(|e| Err(StoreError::new(op, e)));
@@ -378,7 +414,7 @@ impl Postgres {
 /// Whether an error is about reaching the database (not about one query).
 fn is_connection_error(e: &StoreError) -> bool {
     let cause: &(dyn std::error::Error + 'static) = &*e.source;
-    if cause.downcast_ref::<deadpool_postgres::PoolError>().is_some() {
+    if cause.downcast_ref::<deadpool_postgres::PoolError>().is_some() || cause.downcast_ref::<NoAnswer>().is_some() {
         return true;
     }
     cause
@@ -592,7 +628,9 @@ impl Writer {
             let result = if ops.is_empty() && self.shared.healthy.load(Ordering::Relaxed) {
                 Ok(())
             } else {
-                self.apply(&ops).await
+                tokio::time::timeout(QUERY_TIMEOUT, self.apply(&ops))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::new("write a batch", NoAnswer)))
             };
             note(&self.shared, &self.describe, &result);
             if result.is_err() {
@@ -609,7 +647,10 @@ impl Writer {
             }
             if result.is_ok() && last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = tokio::time::Instant::now();
-                if let Err(e) = self.prune().await {
+                let pruned = tokio::time::timeout(QUERY_TIMEOUT, self.prune())
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::new("prune", NoAnswer)));
+                if let Err(e) = pruned {
                     tracing::warn!(error = %e, "pruning the database failed");
                 }
             }
