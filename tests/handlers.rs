@@ -261,3 +261,32 @@ fn the_answer_does_not_wait_for_the_handler() {
         d.get(&format!("/tasks/{id}")).json()["status"] == "running"
     });
 }
+
+#[test]
+fn an_environment_variable_in_args_is_text_never_a_param() {
+    // `${ARG}` brings in braces: they reach the handler as they are, and
+    // neither pull a param from the request nor make the config invalid.
+    let d = Daemon::with(
+        r#"
+sources:
+  s: {provider: generic, auth: none}
+programs:
+  show:
+    command: [printf, "%s|"]
+    args: ["${ARG}", "{word}", "${UNSET:-a{b}"]
+mappings:
+  s:
+    default:
+      params: {word: payload.word}
+      rules: [{run: show}]
+"#,
+    )
+    .env("ARG", "pre-{word}-50%{-}")
+    .start();
+    let r = d.post_json("/hooks/s?wait=20s", &[], br#"{"word":"from-the-request"}"#);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["tasks"][0]["stdout"],
+        "pre-{word}-50%{-}|from-the-request|a{b|"
+    );
+}

@@ -23,8 +23,23 @@ impl fmt::Debug for Interp {
     }
 }
 
+#[cfg(test)]
+fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Interp, String> {
+    expand_into(text, lookup, false)
+}
+
 /// Expands `${VAR}`, `${VAR:-default}` and `$$` (a literal `$`) in `text`.
-pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Interp, String> {
+/// In an argument template (`args`, `literal_braces`), what `${...}` brings
+/// in is text, never template syntax: its braces are doubled (`{{`, `}}`),
+/// so a variable holding `{param}` passes those characters, not the param.
+fn expand_into(text: &str, lookup: impl Fn(&str) -> Option<String>, literal_braces: bool) -> Result<Interp, String> {
+    let push = |value: &mut String, brought: &str| {
+        if literal_braces {
+            value.push_str(&brought.replace('{', "{{").replace('}', "}}"));
+        } else {
+            value.push_str(brought);
+        }
+    };
     let mut value = String::with_capacity(text.len());
     let mut defaulted = Vec::new();
     let mut rest = text;
@@ -48,7 +63,7 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
         rest = &body[end + 1..];
         // `${file:/path}` and `${credential:NAME}` (systemd's LoadCredential=) read a file.
         if let Some(path) = inner.strip_prefix("file:") {
-            value.push_str(&read_secret_file(std::path::Path::new(path))?);
+            push(&mut value, &read_secret_file(std::path::Path::new(path))?);
             continue;
         }
         if let Some(name) = inner.strip_prefix("credential:") {
@@ -58,7 +73,7 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
             if name.is_empty() || name.contains('/') {
                 return Err(format!("`{name}` is not a credential name"));
             }
-            value.push_str(&read_secret_file(&std::path::Path::new(&dir).join(name))?);
+            push(&mut value, &read_secret_file(&std::path::Path::new(&dir).join(name))?);
             continue;
         }
         let (name, default) = match inner.split_once(":-") {
@@ -77,9 +92,9 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Int
             return Err(format!("`${{{name}}}` is not a valid environment variable name"));
         }
         match (lookup(name), default) {
-            (Some(v), _) => value.push_str(&v),
+            (Some(v), _) => push(&mut value, &v),
             (None, Some(default)) => {
-                value.push_str(default);
+                push(&mut value, default);
                 defaulted.push(name.to_string());
             }
             (None, None) => {
@@ -103,45 +118,60 @@ fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
         .to_string())
 }
 
+/// An argument template after environment expansion ([`expand_template`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TemplateInterp(pub Interp);
+
+impl<'de> Deserialize<'de> for TemplateInterp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(V { template: true }).map(TemplateInterp)
+    }
+}
+
 impl<'de> Deserialize<'de> for Interp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Interp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Interp, E> {
-                expand(v, |name| std::env::var(name).ok()).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Interp, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Interp, E> {
-                self.visit_str(&v.to_string())
-            }
-            // Beyond 64 bits (a long numeric token, say): its digits, never
-            // an error that would quote them.
-            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Interp, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Interp, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Interp, E> {
-                if !v.is_finite() {
-                    // `1e999` would become `inf`; the value is not repeated (it may be a secret).
-                    return Err(E::custom(
-                        "this number is too large to keep as written: put it in quotes",
-                    ));
-                }
-                self.visit_str(&v.to_string())
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Interp, E> {
-                self.visit_str(if v { "true" } else { "false" })
-            }
+        d.deserialize_any(V { template: false })
+    }
+}
+
+/// Reads a config string (or a number or boolean, as its text) and expands it.
+struct V {
+    template: bool,
+}
+
+impl de::Visitor<'_> for V {
+    type Value = Interp;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Interp, E> {
+        expand_into(v, |name| std::env::var(name).ok(), self.template).map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Interp, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Interp, E> {
+        self.visit_str(&v.to_string())
+    }
+    // Beyond 64 bits (a long numeric token, say): its digits, never
+    // an error that would quote them.
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Interp, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Interp, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Interp, E> {
+        if !v.is_finite() {
+            // `1e999` would become `inf`; the value is not repeated (it may be a secret).
+            return Err(E::custom(
+                "this number is too large to keep as written: put it in quotes",
+            ));
         }
-        d.deserialize_any(V)
+        self.visit_str(&v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Interp, E> {
+        self.visit_str(if v { "true" } else { "false" })
     }
 }
 
@@ -155,6 +185,13 @@ mod tests {
 
     #[test]
     fn expands_set_default_and_escape() {
+        let t = expand_into(
+            "-{p}-${SET}-${UNSET:-q{}",
+            |n| (n == "SET").then(|| "{x}".into()),
+            true,
+        )
+        .unwrap();
+        assert_eq!(t.value, "-{p}-{{x}}-q{{");
         let i = expand("a-${SET}-${UNSET:-dflt}-$$-$x", env).unwrap();
         assert_eq!(i.value, "a-value-dflt-$-$x");
         assert_eq!(i.defaulted, vec!["UNSET".to_string()]);

@@ -654,7 +654,7 @@ impl Checker<'_> {
             self.error(&at("command"), NUL);
         }
         for (i, a) in p.args.iter().enumerate() {
-            if a.value.contains('\0') {
+            if a.0.value.contains('\0') {
                 self.error(&[key("programs"), key(name), key("args"), Seg::Index(i)], NUL);
             }
         }
@@ -679,7 +679,7 @@ impl Checker<'_> {
         }
         let mut args = Vec::new();
         for (i, a) in p.args.iter().enumerate() {
-            match Template::parse(&a.value) {
+            match Template::parse(&a.0.value) {
                 Ok(t) => args.push(t),
                 Err(e) => self.error(&[key("programs"), key(name), key("args"), Seg::Index(i)], e),
             }

@@ -3,7 +3,7 @@
 //! These structs only describe the file; `config::load` turns them into the
 //! checked types the daemon runs on. Every struct refuses unknown keys.
 
-use super::interp::Interp;
+use super::interp::{Interp, TemplateInterp};
 use super::units::{Dur, Size};
 use serde::{de, Deserialize, Deserializer};
 use std::fmt;
@@ -388,7 +388,7 @@ pub struct RawProgram {
     #[serde(default)]
     pub params: Vec<String>,
     #[serde(default)]
-    pub args: Vec<Interp>,
+    pub args: Vec<TemplateInterp>,
     pub timeout: Option<Dur>,
     pub wait: Option<Dur>,
     pub max_concurrent: Option<usize>,
