@@ -178,6 +178,18 @@ fn the_id_search_and_filters_narrow_the_list_through_the_api() {
         "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === 'No tasks match.'",
         &[],
     );
+    // A search the API refuses says why, and offers no older page.
+    b.goto(&d.url("/ui#/tasks?q=zz"));
+    b.wait(
+        "the API's refusal",
+        TEN,
+        "return document.querySelector('main p[role=status] [role=alert]') !== null",
+        &[],
+    );
+    assert_eq!(
+        b.js("return document.querySelector('.more button').hidden", &[]),
+        json!(true)
+    );
     // A whole id opens the task.
     open(&b, &d, "tasks", "Tasks");
     b.type_into("input[name=q]", &ids[0]);
@@ -537,6 +549,376 @@ fn the_page_asks_for_the_token_once_and_keeps_it_for_the_tab() {
     open(&b, &d, &format!("tasks/{id}"), "Task");
     // The stream takes the token too.
     connected(&b);
+}
+
+#[test]
+fn the_overview_catches_up_after_a_burst() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    open(&b, &d, "overview", "Overview");
+    connected(&b);
+    let url = d.url("/hooks/app");
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let url = &url;
+                s.spawn(move || {
+                    (0..3)
+                        .map(|n| {
+                            let body = json!({"kind": "say", "text": format!("{t}-{n}")}).to_string();
+                            let r = request(
+                                "POST",
+                                url,
+                                &[("Content-Type", "application/json")],
+                                Some(body.as_bytes()),
+                            );
+                            Daemon::task_ids(&r).remove(0)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    for id in &ids {
+        d.wait_task(id);
+    }
+    // The last events of the burst came while the page was loading: it
+    // loads once more after that.
+    b.wait(
+        "the cards to show every task finished",
+        TEN,
+        "const cards = [...document.querySelectorAll('.card')].map(c => c.textContent); \
+         return cards.length > 2 && cards[0].startsWith('Running0') && cards[2].includes('12 finished, 0 not succeeded')",
+        &[],
+    );
+}
+
+/// The text of the list's count line.
+const COUNT_LINE: &str =
+    "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === arguments[0]";
+
+#[test]
+fn the_count_line_follows_the_rows_added_live_and_rows_keep_creation_order() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    open(&b, &d, "tasks", "Tasks");
+    connected(&b);
+    b.wait("an empty list", TEN, COUNT_LINE, &[json!("No tasks match.")]);
+    // A burst from four clients at once: the rows' refreshes overlap.
+    let url = d.url("/hooks/app");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let url = &url;
+            s.spawn(move || {
+                for n in 0..3 {
+                    let body = json!({"kind": "say", "text": format!("{t}-{n}")}).to_string();
+                    let r = request(
+                        "POST",
+                        url,
+                        &[("Content-Type", "application/json")],
+                        Some(body.as_bytes()),
+                    );
+                    assert_eq!(r.status, 202, "{}", r.text);
+                }
+            });
+        }
+    });
+    b.wait(
+        "the count of 12 rows",
+        TEN,
+        COUNT_LINE,
+        &[json!("12 tasks shown, no older ones")],
+    );
+    let rows = b.js(
+        "return [...document.querySelectorAll('#tasks tbody tr')].map(r => r.dataset.task)",
+        &[],
+    );
+    let rows: Vec<&str> = rows.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    // Newest first, by creation time.
+    let created: Vec<String> = rows
+        .iter()
+        .map(|id| {
+            d.get(&format!("/tasks/{id}")).json()["created_at"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut sorted = created.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(created, sorted, "rows out of creation order: {rows:?}");
+
+    // The deliveries' count line too.
+    open(&b, &d, "deliveries", "Deliveries");
+    connected(&b);
+    b.wait(
+        "12 records",
+        TEN,
+        COUNT_LINE,
+        &[json!("12 deliveries shown, no older ones")],
+    );
+    deliver(&d, &json!({"kind": "say", "text": "one more"}));
+    b.wait(
+        "13 records",
+        TEN,
+        COUNT_LINE,
+        &[json!("13 deliveries shown, no older ones")],
+    );
+}
+
+#[test]
+fn a_filtered_list_drops_a_task_that_no_longer_matches() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    open(&b, &d, "tasks?status=running", "Tasks");
+    connected(&b);
+    b.wait("an empty list", TEN, COUNT_LINE, &[json!("No tasks match.")]);
+    let slow = Daemon::task_ids(&deliver(&d, &json!({"kind": "slow"}))).remove(0);
+    b.wait(
+        "the running task's row",
+        TEN,
+        "const r = document.querySelector('tr[data-task=\"' + arguments[0] + '\"]'); return r !== null && r.textContent.includes('running')",
+        &[json!(slow)],
+    );
+    b.wait(
+        "the count of one",
+        TEN,
+        COUNT_LINE,
+        &[json!("1 task shown, no older ones")],
+    );
+    // Its duration goes on counting while it runs.
+    let duration =
+        "return document.querySelector('tr[data-task=\"' + arguments[0] + '\"] td[data-label=duration]').textContent";
+    let first = b.js(duration, &[json!(slow)]);
+    b.wait(
+        "the duration to advance",
+        TEN,
+        &format!("const now = (() => {{ {duration} }})(); return now !== arguments[1] && now"),
+        &[json!(slow), first],
+    );
+    // A task that only passes through `running`, and the running one cancelled.
+    let quick = Daemon::task_ids(&deliver(&d, &json!({"kind": "say", "text": "quick"}))).remove(0);
+    d.wait_task(&quick);
+    let r = d.post(&format!("/tasks/{slow}/cancel"), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    d.wait_task(&slow);
+    b.wait("no rows", TEN, COUNT_LINE, &[json!("No tasks match.")]);
+    assert_eq!(
+        b.js("return document.querySelectorAll('#tasks tbody tr').length", &[]),
+        json!(0)
+    );
+}
+
+const RESTART_CONFIG: &str = r#"
+state:
+  path: $DIR/state.db
+sources:
+  app:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  hold:
+    command: [sh, -c, 'echo "holding $HOOK_TASK_ID"; exec sleep 60']
+    max_concurrent: 1
+  again:
+    command: [sh, -c, 'n=$(( $(cat "$COUNT_FILE" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$COUNT_FILE"; echo "run $n"; exec sleep 60']
+    on_interrupt: rerun
+    env: {COUNT_FILE: "$DIR/runs"}
+mappings:
+  app:
+    hold: {rules: [{run: hold}]}
+    again: {rules: [{run: again}]}
+"#;
+
+const TWENTY: Duration = Duration::from_secs(20);
+
+/// The task page's status, as its header shows it.
+const HEADER_STATUS: &str =
+    "const b = document.querySelector('main h1 + p .badge'); return b !== null && b.textContent === arguments[0]";
+
+#[test]
+fn the_task_page_reloads_its_task_after_the_daemon_restarts() {
+    let Some(b) = browser() else { return };
+    let mut d = Daemon::start(RESTART_CONFIG);
+    let blocker = Daemon::task_ids(&deliver(&d, &json!({"kind": "hold"}))).remove(0);
+    eventually("the first task to run", TEN, || {
+        d.get(&format!("/tasks/{blocker}")).json()["status"] == "running"
+    });
+    let id = Daemon::task_ids(&deliver(&d, &json!({"kind": "hold"}))).remove(0);
+    open(&b, &d, &format!("tasks/{id}"), "Task");
+    connected(&b);
+    b.wait("the status queued", TEN, HEADER_STATUS, &[json!("queued")]);
+    // It starts: the page hears of it on the event stream.
+    let r = d.post(&format!("/tasks/{blocker}/cancel"), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    b.wait("the status running", TEN, HEADER_STATUS, &[json!("running")]);
+    let line = format!("holding {id}");
+    b.wait(
+        "its output",
+        TEN,
+        "return document.getElementById('output').textContent.includes(arguments[0])",
+        &[json!(line)],
+    );
+    b.js("window.__sameDocument = 'yes'", &[]);
+
+    // A crash and a start: the task was interrupted, which no event tells.
+    d.restart_same_address();
+    eventually("the task to be interrupted", TEN, || {
+        d.get(&format!("/tasks/{id}")).json()["status"] == "interrupted"
+    });
+    b.wait("the status interrupted", TWENTY, HEADER_STATUS, &[json!("interrupted")]);
+    b.wait(
+        "Rerun offered, Cancel not",
+        TEN,
+        "return document.getElementById('cancel').disabled && !document.getElementById('rerun').disabled",
+        &[],
+    );
+    b.wait(
+        "the interrupted attempt",
+        TEN,
+        "return document.querySelector('ol.timeline').textContent.startsWith('Attempt 1 interrupted')",
+        &[],
+    );
+    // The output was read again, to its end: no line twice, no dead end.
+    let text = b.wait(
+        "the output read again",
+        TWENTY,
+        "const t = document.getElementById('output').textContent; return t.includes('output stream opened again') && t.includes(arguments[0]) && t",
+        &[json!(line)],
+    );
+    let text = text.as_str().unwrap();
+    assert_eq!(text.matches(&line).count(), 1, "{text}");
+    assert!(!text.contains("output stream ended"), "{text}");
+    assert_eq!(
+        b.js("return window.__sameDocument", &[]),
+        json!("yes"),
+        "the page reloaded"
+    );
+}
+
+#[test]
+fn the_output_of_a_task_run_again_after_a_restart_goes_on_live() {
+    let Some(b) = browser() else { return };
+    let mut d = Daemon::start(RESTART_CONFIG);
+    let id = Daemon::task_ids(&deliver(&d, &json!({"kind": "again"}))).remove(0);
+    open(&b, &d, &format!("tasks/{id}"), "Task");
+    connected(&b);
+    b.wait(
+        "the first run's output",
+        TEN,
+        "return document.getElementById('output').textContent.includes('run 1')",
+        &[],
+    );
+    b.wait("the status running", TEN, HEADER_STATUS, &[json!("running")]);
+
+    // Interrupted by the crash, queued again at the start, running again.
+    d.restart_same_address();
+    eventually("the second run", TWENTY, || {
+        d.get(&format!("/tasks/{id}")).json()["attempt"] == 2
+    });
+    let text = b.wait(
+        "the second run's output",
+        TWENTY,
+        "const t = document.getElementById('output').textContent; return t.includes('run 2') && t",
+        &[],
+    );
+    assert!(!text.as_str().unwrap().contains("output stream ended"), "{text}");
+    b.wait("the status running", TEN, HEADER_STATUS, &[json!("running")]);
+    b.wait(
+        "both attempts",
+        TEN,
+        "const t = document.querySelector('ol.timeline').textContent; return t.startsWith('Attempt 1 interrupted') && t.includes('Attempt 2 running')",
+        &[],
+    );
+    assert_eq!(d.get(&format!("/tasks/{id}")).json()["status"], "running");
+}
+
+/// Wraps the page's `fetch` so that each event stream it opens is listed in
+/// `window.__streams` (`{url, auth, open}`) until it is closed.
+const WATCH_STREAMS: &str = r#"
+window.__streams = [];
+const fetchBefore = window.fetch;
+window.fetch = async (input, init) => {
+  const r = await fetchBefore(input, init);
+  if (!r.body || !(r.headers.get('content-type') || '').startsWith('text/event-stream')) return r;
+  const s = { url: String(input), auth: new Headers((init && init.headers) || {}).get('Authorization'), open: true };
+  window.__streams.push(s);
+  const reader = r.body.getReader();
+  const body = new ReadableStream({
+    async pull(c) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) { s.open = false; c.close(); } else c.enqueue(value);
+      } catch (e) { s.open = false; c.error(e); }
+    },
+    cancel(why) { s.open = false; return reader.cancel(why); },
+  });
+  return new Response(body, { status: r.status, statusText: r.statusText, headers: r.headers });
+};
+"#;
+
+#[test]
+fn forget_token_closes_the_streams_opened_with_it() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1));
+    let auth = [("Authorization", "Bearer ui-secret-token")];
+    let r = d.post(
+        "/hooks/app",
+        &[("Content-Type", "application/json")],
+        br#"{"kind": "slow"}"#,
+    );
+    let id = Daemon::task_ids(&r).remove(0);
+    eventually("the task to run", TEN, || {
+        d.get_with(&format!("/tasks/{id}"), &auth).json()["status"] == "running"
+    });
+    b.goto(&d.url(&format!("/ui#/tasks/{id}")));
+    b.wait(
+        "the token form",
+        TEN,
+        "return document.getElementById('token') !== null",
+        &[],
+    );
+    b.js(WATCH_STREAMS, &[]);
+    b.type_into("#token", "ui-secret-token");
+    b.click(".token-form button[type=submit]");
+    connected(&b);
+    let open_with_token =
+        "return window.__streams.filter(s => s.open && s.auth === 'Bearer ui-secret-token').map(s => s.url).sort()";
+    b.wait(
+        "the event stream and the output stream, with the token",
+        TEN,
+        &format!("const open = (() => {{ {open_with_token} }})(); return open.length === 2 && open"),
+        &[],
+    );
+    let open = b.js(open_with_token, &[]);
+    assert_eq!(open, json!(["/events", format!("/tasks/{id}/output?follow=1")]));
+
+    b.click("#forget-token");
+    b.wait(
+        "no stream open with the token",
+        TEN,
+        &format!("return (() => {{ {open_with_token} }})().length === 0"),
+        &[],
+    );
+    b.wait(
+        "the live indicator to say a token is needed",
+        TEN,
+        "return document.getElementById('live').textContent === 'needs a token'",
+        &[],
+    );
+    b.wait(
+        "the token form",
+        TEN,
+        "return document.getElementById('token') !== null",
+        &[],
+    );
+    assert_eq!(
+        b.js("return sessionStorage.getItem('hookrunner.api-token')", &[]),
+        json!(null)
+    );
 }
 
 /// Writes docs/screenshots/*.png: every page at 1280 px, the task list at 390 px.

@@ -94,6 +94,31 @@ function between(a, b) {
   return Math.max(0, end - new Date(a));
 }
 
+/**
+ * A duration of `ms` as of now; while `running`, it goes on counting, once
+ * a second, from this moment (by this page's clock, so a daemon's clock
+ * that differs makes no jump).
+ */
+function elapsed(ms, running) {
+  if (!running || ms === null || ms === undefined) return duration(ms);
+  ticker.start();
+  return h('span', { class: 'elapsed', 'data-ms': String(ms), 'data-at': String(performance.now()) }, duration(ms));
+}
+
+/** Advances every running duration on the page once a second; stops when none is left. */
+const ticker = {
+  timer: null,
+  start() {
+    if (this.timer === null) this.timer = setInterval(() => this.tick(), 1000);
+  },
+  tick() {
+    const all = document.querySelectorAll('span.elapsed');
+    if (!all.length) { clearInterval(this.timer); this.timer = null; return; }
+    const now = performance.now();
+    for (const el of all) el.textContent = duration(Math.round(Number(el.dataset.ms) + now - Number(el.dataset.at)));
+  },
+};
+
 function json(v) {
   return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
 }
@@ -176,7 +201,10 @@ async function post(path, body) {
  */
 async function readEvents(response, each, signal) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  if (signal) signal.addEventListener('abort', () => reader.cancel().catch(() => {}));
+  if (signal) {
+    if (signal.aborted) reader.cancel().catch(() => {});
+    else signal.addEventListener('abort', () => reader.cancel().catch(() => {}));
+  }
   let buf = '';
   let ev = { id: null, event: 'message', data: [] };
   const line = (l) => {
@@ -209,12 +237,19 @@ async function readEvents(response, each, signal) {
   }
 }
 
-/** The daemon's event stream (GET /events), shared by every page. */
+/**
+ * The daemon's event stream (GET /events), shared by every page. Besides
+ * the daemon's events it emits `connected` (`{again}`) each time the stream
+ * opens, and a `reset` of its own when it opens again with no id to resume
+ * from (the events in between are lost, as after a daemon's reset).
+ */
 const live = {
   listeners: new Set(),
   lastId: null,
   mode: 'connecting',
   wake: null,
+  stop: null,
+  opened: false,
   on(fn) {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -230,13 +265,20 @@ const live = {
     el.textContent = text;
     el.className = 'live ' + (mode === 'live' ? 'on' : mode === 'poll' ? '' : 'off');
   },
+  /** Closes the stream and opens it again at once, with the token as it is now. */
+  restart() {
+    if (this.stop) this.stop.abort();
+    if (this.wake) this.wake();
+  },
   async run() {
     let backoff = 500;
     for (;;) {
+      const stop = new AbortController();
+      this.stop = stop;
       try {
         const headers = authHeaders({ Accept: 'text/event-stream' });
         if (this.lastId !== null) headers.set('Last-Event-ID', this.lastId);
-        const r = await fetch('/events', { headers, cache: 'no-store', credentials: 'omit' });
+        const r = await fetch('/events', { headers, cache: 'no-store', credentials: 'omit', signal: stop.signal });
         if (r.status === 404) {
           // A daemon without the stream: the pages poll instead.
           this.show('poll', 'polling');
@@ -253,17 +295,23 @@ const live = {
         if (!r.ok || !r.body) throw new Error('status ' + r.status);
         this.show('live', 'live');
         backoff = 500;
+        const again = this.opened;
+        this.opened = true;
+        this.emit('connected', { again });
+        if (again && this.lastId === null) this.emit('reset', null);
         await readEvents(r, (ev) => {
           if (ev.id !== null) this.lastId = ev.id;
           let data = null;
           try { data = JSON.parse(ev.data); } catch (_) { data = ev.data; }
           this.emit(ev.event, data);
-        });
+        }, stop.signal);
       } catch (e) {
-        console.warn('event stream:', e);
+        if (!stop.signal.aborted) console.warn('event stream:', e);
       }
+      // Closed on purpose (the token changed): open again at once.
+      if (stop.signal.aborted) continue;
       this.show('off', 'reconnecting…');
-      await sleep(backoff);
+      await new Promise((resolve) => { this.wake = resolve; setTimeout(resolve, backoff); });
       backoff = Math.min(backoff * 2, 10000);
     }
   },
@@ -273,17 +321,34 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Calls `fn` at most once per `ms`, the last call winning. */
-function throttle(fn, ms) {
+/**
+ * Runs the async `fn` `ms` after a call, once for all the calls meanwhile;
+ * calls that come while it runs get one more run after it. Runs never
+ * overlap, so an older answer never lands after a newer one.
+ * `during(promise)` counts as a run (for a page's first load);
+ * `stop()` drops what is pending.
+ */
+function coalesce(fn, ms) {
   let timer = null;
+  let running = false;
   let again = false;
-  return () => {
-    if (timer) { again = true; return; }
-    fn();
-    timer = setTimeout(function tick() {
-      if (again) { again = false; fn(); timer = setTimeout(tick, ms); } else timer = null;
-    }, ms);
+  let stopped = false;
+  const call = () => {
+    if (stopped) return;
+    if (running) again = true;
+    else if (!timer) timer = setTimeout(() => { timer = null; call.during(fn()).catch((e) => console.warn(e)); }, ms);
   };
+  call.during = async (p) => {
+    running = true;
+    try {
+      return await p;
+    } finally {
+      running = false;
+      if (again) { again = false; call(); }
+    }
+  };
+  call.stop = () => { stopped = true; clearTimeout(timer); timer = null; };
+  return call;
 }
 
 // ------------------------------------------------------------------ routing
@@ -359,7 +424,7 @@ function tokenForm(el, why) {
     if (!t) return;
     sessionStorage.setItem(TOKEN_KEY, t);
     tokenButton();
-    if (live.wake) live.wake();
+    live.restart();
     route();
   });
   el.appendChild(form);
@@ -375,49 +440,58 @@ function tokenButton() {
 
 async function overviewPage(el) {
   focusMain('Overview');
-  const [ov, nodes, recent, ready] = await Promise.all([
-    getJson('/-/overview'),
-    getJson('/nodes').catch(() => null),
-    getJson('/tasks?limit=1000').catch(() => ({ tasks: [] })),
-    fetch('/readyz', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json()).catch(() => null),
-  ]);
-  const hour = Date.now() - 3600e3;
-  const finished = recent.tasks.filter((t) => t.finished_at && new Date(t.finished_at) >= hour);
-  const bad = finished.filter((t) => t.status !== 'succeeded' && t.status !== 'cancelled');
-  const rate = finished.length ? Math.round((100 * bad.length) / finished.length) + ' %' : '—';
-  const card = (label, n, sub) => h('div', { class: 'card' }, h('span', { class: 'muted' }, label), h('span', { class: 'n' }, n), sub ? h('span', { class: 'muted' }, sub) : null);
-  add(el, [
-    h('h1', {}, 'Overview'),
-    h('div', { class: 'cards' },
-      card('Running', String(ov.running), 'of ' + ov.limits.max_concurrent + ' at once (tasks.max_concurrent)'),
-      card('Queued', String(ov.queued), 'of ' + ov.limits.max_queued + ' (tasks.max_queued)'),
-      card('Failure rate, last hour', rate, finished.length + ' finished, ' + bad.length + ' not succeeded'),
-      card('Store', ready && ready.store ? (ready.store.writable ? 'writable' : 'cannot write') : 'memory only',
-        ready && ready.store ? ready.store.store : 'no state: configured')),
-    h('h2', {}, 'Programs'),
-    table(['program', 'running', 'queued', 'limit', 'timeout', 'runs on'],
-      ov.programs.map((p) => row(['program', 'running', 'queued', 'limit', 'timeout', 'runs on'], [
-        link('#/tasks?program=' + encodeURIComponent(p.name), p.name),
-        String(p.running), String(p.queued),
-        p.max_concurrent === null ? 'the global limit' : String(p.max_concurrent),
-        duration(p.timeout_ms),
-        p.run_on.length ? p.run_on.join(', ') : 'any node',
-      ])), 'rows'),
-    h('h2', {}, 'Sources'),
-    table(['source', 'provider', 'auth', 'URL'],
-      ov.sources.map((s) => row(['source', 'provider', 'auth', 'URL'], [
-        link('#/deliveries?source=' + encodeURIComponent(s.name), s.name), s.provider, s.auth, h('code', {}, s.url)])), 'rows'),
-    nodes ? [
-      h('h2', {}, nodes.clustered ? 'Nodes of the cluster' : 'Node'),
-      table(['node', 'status', 'running', 'labels', 'last heartbeat'],
-        nodes.nodes.map((n) => row(['node', 'status', 'running', 'labels', 'last heartbeat'], [
-          n.name, badge(n.alive ? 'alive' : n.status), String(n.running === undefined ? '—' : n.running),
-          (n.labels || []).join(', ') || '—', n.last_heartbeat ? when(n.last_heartbeat) : '—'])), 'rows'),
-    ] : null,
-    h('p', { class: 'muted' }, 'hookrunner ' + ov.version + ' · node ' + ov.node),
-  ]);
-  const again = throttle(() => { if (document.body.contains(el.firstChild)) route(); }, 3000);
-  onCleanup(live.on((kind) => { if (kind.startsWith('task.') && kind !== 'task.output') again(); }));
+  const mine = page;
+  // Drawn again in place as tasks change; changes that come while it
+  // loads get one more load after it, so the last of a burst is shown too.
+  const load = async () => {
+    const [ov, nodes, recent, ready] = await Promise.all([
+      getJson('/-/overview'),
+      getJson('/nodes').catch(() => null),
+      getJson('/tasks?limit=1000').catch(() => ({ tasks: [] })),
+      fetch('/readyz', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json()).catch(() => null),
+    ]);
+    if (page !== mine) return;
+    const hour = Date.now() - 3600e3;
+    const finished = recent.tasks.filter((t) => t.finished_at && new Date(t.finished_at) >= hour);
+    const bad = finished.filter((t) => t.status !== 'succeeded' && t.status !== 'cancelled');
+    const rate = finished.length ? Math.round((100 * bad.length) / finished.length) + ' %' : '—';
+    const card = (label, n, sub) => h('div', { class: 'card' }, h('span', { class: 'muted' }, label), h('span', { class: 'n' }, n), sub ? h('span', { class: 'muted' }, sub) : null);
+    clear(el);
+    add(el, [
+      h('h1', {}, 'Overview'),
+      h('div', { class: 'cards' },
+        card('Running', String(ov.running), 'of ' + ov.limits.max_concurrent + ' at once (tasks.max_concurrent)'),
+        card('Queued', String(ov.queued), 'of ' + ov.limits.max_queued + ' (tasks.max_queued)'),
+        card('Failure rate, last hour', rate, finished.length + ' finished, ' + bad.length + ' not succeeded'),
+        card('Store', ready && ready.store ? (ready.store.writable ? 'writable' : 'cannot write') : 'memory only',
+          ready && ready.store ? ready.store.store : 'no state: configured')),
+      h('h2', {}, 'Programs'),
+      table(['program', 'running', 'queued', 'limit', 'timeout', 'runs on'],
+        ov.programs.map((p) => row(['program', 'running', 'queued', 'limit', 'timeout', 'runs on'], [
+          link('#/tasks?program=' + encodeURIComponent(p.name), p.name),
+          String(p.running), String(p.queued),
+          p.max_concurrent === null ? 'the global limit' : String(p.max_concurrent),
+          duration(p.timeout_ms),
+          p.run_on.length ? p.run_on.join(', ') : 'any node',
+        ])), 'rows'),
+      h('h2', {}, 'Sources'),
+      table(['source', 'provider', 'auth', 'URL'],
+        ov.sources.map((s) => row(['source', 'provider', 'auth', 'URL'], [
+          link('#/deliveries?source=' + encodeURIComponent(s.name), s.name), s.provider, s.auth, h('code', {}, s.url)])), 'rows'),
+      nodes ? [
+        h('h2', {}, nodes.clustered ? 'Nodes of the cluster' : 'Node'),
+        table(['node', 'status', 'running', 'labels', 'last heartbeat'],
+          nodes.nodes.map((n) => row(['node', 'status', 'running', 'labels', 'last heartbeat'], [
+            n.name, badge(n.alive ? 'alive' : n.status), String(n.running === undefined ? '—' : n.running),
+            (n.labels || []).join(', ') || '—', n.last_heartbeat ? when(n.last_heartbeat) : '—'])), 'rows'),
+      ] : null,
+      h('p', { class: 'muted' }, 'hookrunner ' + ov.version + ' · node ' + ov.node),
+    ]);
+  };
+  const again = coalesce(() => load().catch((e) => { if (e instanceof NeedToken && page === mine) route(); }), 1000);
+  onCleanup(again.stop);
+  onCleanup(live.on((kind) => { if ((kind.startsWith('task.') && kind !== 'task.output') || kind === 'reset') again(); }));
+  await again.during(load());
 }
 
 // ------------------------------------------------------------------ tasks
@@ -441,46 +515,82 @@ function taskRow(t) {
     badge(t.status),
     t.exit_code === null || t.exit_code === undefined ? '—' : String(t.exit_code),
     h('time', { datetime: t.created_at }, when(t.created_at)),
-    duration(t.duration_ms),
+    elapsed(t.duration_ms, t.status === 'running'),
     t.node || '—',
   ], { 'data-task': t.id });
 }
 
 // A table of records (tasks or deliveries) paged by `before`, newest
-// first: `put` shows one (on top when it is new and live) or refreshes it
-// in place, `first` loads the first page, the button the older ones.
-function pagedRows({ tbody, status, more, path, field, query, rowOf, matches, noun }) {
+// first. `put` shows one at its place by creation time (`at`; among equal
+// times, the one announced later above), refreshes it in place, or takes
+// it away once it no longer matches the filters; `first` loads the first
+// page, the button the older ones. `seen` notes the order in which the
+// live events announced records. The count line follows the rows.
+function pagedRows({ tbody, status, more, path, field, query, rowOf, at, matches, noun }) {
   const [one, many] = noun;
   const shown = new Map();
+  const entries = new WeakMap();
+  const order = new Map();
   let cursor = null;
+  let oldest = null;
   let end = false;
-  const put = (r, top) => {
-    const old = shown.get(r.id);
-    const fresh = rowOf(r);
-    if (old) { old.replaceWith(fresh); shown.set(r.id, fresh); return; }
-    if (!matches(r)) return;
-    shown.set(r.id, fresh);
-    if (top) tbody.insertBefore(fresh, tbody.firstChild); else tbody.appendChild(fresh);
+  let failed = false;
+  const count = () => {
+    if (failed) return;
+    status.textContent = shown.size ? shown.size + ' ' + (shown.size === 1 ? one : many) + ' shown' + (end ? ', no older ones' : '') : 'No ' + many + ' match.';
   };
+  const newer = (a, b) => a.at > b.at || (a.at === b.at && a.order > b.order);
+  const put = (r, fromPage) => {
+    const old = shown.get(r.id);
+    if (!matches(r)) {
+      if (old) { old.el.remove(); shown.delete(r.id); count(); }
+      return;
+    }
+    const fresh = rowOf(r);
+    if (old) { old.el.replaceWith(fresh); old.el = fresh; entries.set(fresh, old); return; }
+    const entry = { el: fresh, at: at(r), order: fromPage ? 0 : order.get(r.id) || 0 };
+    if (fromPage) {
+      tbody.appendChild(fresh);
+    } else {
+      // The rows are newest first: it goes above the first one older than it.
+      let before = null;
+      for (const el of tbody.children) {
+        if (newer(entry, entries.get(el))) { before = el; break; }
+      }
+      // Older than every row loaded: the older pages will bring it.
+      if (!before && !end && oldest && !newer(entry, oldest)) return;
+      tbody.insertBefore(fresh, before);
+    }
+    entries.set(fresh, entry);
+    shown.set(r.id, entry);
+    count();
+  };
+  const seen = (id) => { if (!order.has(id)) order.set(id, order.size + 1); };
   const loadMore = async () => {
     more.disabled = true;
     const q = new URLSearchParams(query);
     q.set('limit', String(PAGE));
     if (cursor) q.set('before', cursor);
     const page = (await getJson(path + '?' + q))[field];
-    for (const r of page) put(r, false);
-    if (page.length) cursor = page[page.length - 1].id;
+    failed = false;
+    for (const r of page) put(r, true);
+    if (page.length) {
+      cursor = page[page.length - 1].id;
+      oldest = { at: at(page[page.length - 1]), order: 0 };
+    }
     if (page.length < PAGE) end = true;
-    status.textContent = shown.size ? shown.size + ' ' + (shown.size === 1 ? one : many) + ' shown' + (end ? ', no older ones' : '') : 'No ' + many + ' match.';
+    count();
     more.disabled = end;
     more.hidden = end;
   };
-  const failed = (e) => {
+  const fail = (e) => {
     if (e instanceof NeedToken) throw e;
+    failed = true;
     clear(status).appendChild(errorBox(e));
+    more.hidden = true;
   };
-  more.addEventListener('click', () => loadMore().catch(failed));
-  return { shown, put, first: () => loadMore().catch(failed) };
+  more.addEventListener('click', () => loadMore().catch(fail));
+  return { shown, put, seen, first: () => loadMore().catch(fail) };
 }
 
 async function tasksPage(el, query) {
@@ -526,48 +636,63 @@ async function tasksPage(el, query) {
   const base = new URLSearchParams();
   for (const k of ['status', 'program', 'source', 'node']) if (f[k]) base.set(k, f[k]);
   if (f.q) base.set('id', f.q.toLowerCase());
-  const { shown, put, first } = pagedRows({
+  const { shown, put, seen, first } = pagedRows({
     tbody, status, more, path: '/tasks', field: 'tasks', query: base, rowOf: taskRow,
-    matches: (t) => taskMatches(t, f), noun: ['task', 'tasks'],
+    at: (t) => Date.parse(t.created_at), matches: (t) => taskMatches(t, f), noun: ['task', 'tasks'],
   });
-  await first();
 
   // Without the stream: the newest page, again and again.
   const pollNewest = async () => {
     const q = new URLSearchParams(base);
     q.set('limit', '50');
     const { tasks } = await getJson('/tasks?' + q);
-    for (const t of tasks.reverse()) put(t, !shown.has(t.id));
+    for (const t of tasks.reverse()) { seen(t.id); put(t, false); }
   };
-  // Live: a task the filters may show is fetched and put on top (or
-  // refreshed in place); `put` judges it by every filter.
+  // Live: a task the filters may show is fetched and put at its place (or
+  // refreshed in place, or taken away when it no longer matches); `put`
+  // judges it by every filter. One batch at a time, so a task's older
+  // state never lands after a newer one; what comes meanwhile (the first
+  // page's load included) makes the next batch.
   const pending = new Set();
-  const flush = throttle(async () => {
+  const flush = coalesce(async () => {
     const ids = [...pending];
     pending.clear();
-    for (const id of ids) {
-      try {
-        put(await getJson('/tasks/' + encodeURIComponent(id)), true);
-      } catch (_) { /* forgotten meanwhile */ }
-    }
-  }, 100);
+    const got = await Promise.all(ids.map((id) => getJson('/tasks/' + encodeURIComponent(id)).catch(() => null)));
+    for (const t of got) if (t) put(t, false);
+  }, 50);
+  onCleanup(flush.stop);
   onCleanup(live.on((kind, data) => {
     if (kind === 'poll') return pollNewest().catch(() => {});
     if (kind === 'reset') return route();
     if (!data || !data.task || kind === 'task.output') return;
+    seen(data.task);
     const candidate = shown.has(data.task) || taskMatches(Object.assign({}, data, { id: data.task }), Object.assign({}, f, { status: '', node: data.node ? f.node : '' }));
     if (candidate) {
       pending.add(data.task);
       flush();
     }
   }));
+  await flush.during(first());
 }
 
 // ------------------------------------------------------------------ one task
 
 async function taskPage(el, id) {
   focusMain('Task ' + shortId(id));
-  const [t, ov] = await Promise.all([getJson('/tasks/' + encodeURIComponent(id)), getJson('/-/overview').catch(() => null)]);
+  // The task is read again when the stream tells of it, each time the
+  // stream opens (what happened while it was closed may not come), and on
+  // `reset`; one read at a time, so an older answer never lands last.
+  let render = () => {}; // drawn once the page is built
+  const refresh = coalesce(async () => {
+    let t;
+    try { t = await getJson('/tasks/' + encodeURIComponent(id)); } catch (_) { return; /* gone, or the daemon away: the next event tries again */ }
+    render(t);
+  }, 100);
+  onCleanup(refresh.stop);
+  onCleanup(live.on((kind, data) => {
+    if ((data && data.task === id && kind !== 'task.output') || ['poll', 'reset', 'connected'].includes(kind)) refresh();
+  }));
+  const [t, ov] = await refresh.during(Promise.all([getJson('/tasks/' + encodeURIComponent(id)), getJson('/-/overview').catch(() => null)]));
   const head = h('div', {});
   const details = h('div', {});
   const message = h('p', { role: 'status', 'aria-live': 'polite', class: 'muted' });
@@ -615,7 +740,7 @@ async function taskPage(el, id) {
     details,
   ]);
 
-  const render = (t) => {
+  render = (t) => {
     clear(head);
     add(head, [h('h1', {}, 'Task ', h('code', {}, t.id)),
       h('p', {}, badge(t.status), ' ', t.program, ' · ', t.source, ' · ', t.event,
@@ -633,7 +758,7 @@ async function taskPage(el, id) {
         ['created', when(t.created_at)],
         ['started', when(t.started_at)],
         ['finished', when(t.finished_at)],
-        ['duration', duration(t.duration_ms)],
+        ['duration', elapsed(t.duration_ms, t.status === 'running')],
         ['exit code', t.exit_code === null ? '—' : String(t.exit_code)],
         t.next_attempt_at ? ['next attempt', when(t.next_attempt_at)] : null,
         t.node ? ['node', t.node] : null,
@@ -657,7 +782,7 @@ async function taskPage(el, id) {
       h('ol', { class: 'timeline', 'aria-label': 'Attempts' }, attempts.filter((a) => a.attempt).map((a) => h('li', {},
         h('strong', {}, 'Attempt ' + a.attempt), ' ', badge(a.status), ' exit ', a.exit_code === null || a.exit_code === undefined ? '—' : String(a.exit_code),
         ' · ', when(a.started_at), ' → ', a.finished_at ? when(a.finished_at) : (a.started_at ? 'now' : '—'),
-        ' · ', duration(between(a.started_at, a.finished_at)),
+        ' · ', elapsed(between(a.started_at, a.finished_at), a.current && t.status === 'running' && !a.finished_at),
         a.error ? [' · ', h('span', { class: 'muted' }, a.error)] : null))),
       h('h2', {}, 'Callbacks'),
       t.callbacks && t.callbacks.length
@@ -665,39 +790,59 @@ async function taskPage(el, id) {
         : h('p', { class: 'muted' }, 'None.'),
     ]);
   };
-  const refresh = throttle(async () => {
-    try { render(await getJson('/tasks/' + encodeURIComponent(id))); } catch (_) { /* gone */ }
-  }, 300);
   render(t);
-  onCleanup(live.on((kind, data) => {
-    if ((data && data.task === id && kind !== 'task.output') || kind === 'poll') refresh();
-  }));
 
-  // The output, live while the task runs (a retry goes on with its new attempt).
+  // The output, live while the task runs (a retry goes on with its new
+  // attempt). A stream cut before the task's last `status` (the daemon
+  // restarted, the network failed) is opened again until it gets there;
+  // the output is then shown afresh, from what the daemon keeps of it.
   const abort = new AbortController();
   onCleanup(() => abort.abort());
   (async () => {
-    try {
-      const r = await api('/tasks/' + encodeURIComponent(id) + '/output?follow=1', { signal: abort.signal, headers: { Accept: 'text/event-stream' } });
-      if (r.status === 404) {
-        // Only in the store: what its record kept, stream by stream.
-        for (const stream of ['stdout', 'stderr']) {
-          const x = await api('/tasks/' + encodeURIComponent(id) + '/output?stream=' + stream);
-          const text = x.ok ? await x.text() : (stream === 'stdout' ? t.stdout : t.stderr);
-          for (const l of text.split('\n').filter((s, i, all) => s !== '' || i < all.length - 1)) line(stream, l);
+    let backoff = 500;
+    let cut = false;
+    for (let again = false; !abort.signal.aborted; again = true) {
+      try {
+        const r = await api('/tasks/' + encodeURIComponent(id) + '/output?follow=1', { signal: abort.signal, headers: { Accept: 'text/event-stream' } });
+        if (r.status !== 404 && (!r.ok || !r.body)) throw new Error('status ' + r.status);
+        backoff = 500;
+        cut = false;
+        if (again) {
+          clear(out);
+          line('note', '[output stream opened again: the output so far, as the daemon keeps it]');
+          refresh();
         }
-        return;
+        if (r.status === 404) {
+          // Only in the store: what its record kept, stream by stream.
+          for (const stream of ['stdout', 'stderr']) {
+            const x = await api('/tasks/' + encodeURIComponent(id) + '/output?stream=' + stream);
+            const text = x.ok ? await x.text() : (stream === 'stdout' ? t.stdout : t.stderr);
+            for (const l of text.split('\n').filter((s, i, all) => s !== '' || i < all.length - 1)) line(stream, l);
+          }
+          return;
+        }
+        let ended = false;
+        await readEvents(r, (ev) => {
+          if (ev.event === 'stdout' || ev.event === 'stderr') line(ev.event, ev.data);
+          else if (ev.event === 'missed') {
+            let n = '?';
+            try { n = JSON.parse(ev.data).bytes; } catch (_) { /* keep ? */ }
+            line('note', '[' + n + ' bytes skipped: this page fell behind]');
+          } else if (ev.event === 'status') {
+            ended = true;
+            refresh();
+          }
+        }, abort.signal);
+        if (ended) return;
+      } catch (e) {
+        if (abort.signal.aborted) return;
+        if (e instanceof NeedToken) { line('note', '[output stream ended: ' + e.message + ']'); return; }
+        if (!cut) line('note', '[output stream cut: ' + (e.message || e) + '; opening it again…]');
+        cut = true;
       }
-      await readEvents(r, (ev) => {
-        if (ev.event === 'stdout' || ev.event === 'stderr') line(ev.event, ev.data);
-        else if (ev.event === 'missed') {
-          let n = '?';
-          try { n = JSON.parse(ev.data).bytes; } catch (_) { /* keep ? */ }
-          line('note', '[' + n + ' bytes skipped: this page fell behind]');
-        } else if (ev.event === 'status') refresh();
-      }, abort.signal);
-    } catch (e) {
-      if (!abort.signal.aborted) line('note', '[output stream ended: ' + (e.message || e) + ']');
+      if (abort.signal.aborted) return;
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 10000);
     }
   })();
 }
@@ -744,24 +889,38 @@ async function deliveriesPage(el, query) {
     status, h('div', { class: 'more' }, more)]);
   const base = new URLSearchParams();
   for (const k of ['source', 'outcome', 'event']) if (f[k]) base.set(k, f[k]);
-  const { shown, put, first } = pagedRows({
+  const { put, seen, first } = pagedRows({
     tbody, status, more, path: '/deliveries', field: 'deliveries', query: base, rowOf: deliveryRow,
+    at: (d) => Date.parse(d.received_at),
     matches: (d) => !((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event)),
     noun: ['delivery', 'deliveries'],
   });
-  await first();
+  // Live as on the tasks page: one batch of records fetched at a time.
+  const pending = new Set();
+  const flush = coalesce(async () => {
+    const ids = [...pending];
+    pending.clear();
+    const got = await Promise.all(ids.map((id) => getJson('/deliveries/' + encodeURIComponent(id)).catch(() => null)));
+    for (const d of got) if (d) put(d, false);
+  }, 50);
+  onCleanup(flush.stop);
   onCleanup(live.on(async (kind, data) => {
-    try {
-      if (kind === 'reset') return route();
-      if (kind === 'delivery.recorded' && data && data.delivery) put(await getJson('/deliveries/' + encodeURIComponent(data.delivery)), true);
-      if (kind === 'poll') {
+    if (kind === 'reset') return route();
+    if (kind === 'delivery.recorded' && data && data.delivery) {
+      seen(data.delivery);
+      pending.add(data.delivery);
+      flush();
+    }
+    if (kind === 'poll') {
+      try {
         const q = new URLSearchParams(base);
         q.set('limit', '20');
         const { deliveries } = await getJson('/deliveries?' + q);
-        for (const d of deliveries.reverse()) put(d, !shown.has(d.id));
-      }
-    } catch (_) { /* evicted meanwhile */ }
+        for (const d of deliveries.reverse()) { seen(d.id); put(d, false); }
+      } catch (_) { /* try again at the next poll */ }
+    }
   }));
+  await flush.during(first());
 }
 
 async function deliveryPage(el, id) {
@@ -904,6 +1063,9 @@ function showTrace(el, t) {
 document.getElementById('forget-token').addEventListener('click', () => {
   sessionStorage.removeItem(TOKEN_KEY);
   tokenButton();
+  // Nothing stays open with the token: the event stream opens again
+  // without it, and leaving the page closes its output stream.
+  live.restart();
   route();
 });
 window.addEventListener('hashchange', () => {

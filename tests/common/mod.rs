@@ -121,7 +121,7 @@ impl Daemon {
     }
 
     fn spawn(dir: tempfile::TempDir, env: &[(String, String)]) -> Daemon {
-        let (child, addr, logs, logs_ended) = launch(dir.path(), env);
+        let (child, addr, logs, logs_ended) = launch(dir.path(), env, "127.0.0.1:0");
         Daemon {
             child: Some(child),
             addr,
@@ -142,8 +142,19 @@ impl Daemon {
 
     /// Starts the daemon again in the same directory (after `kill9` or `terminate`).
     pub fn restart(&mut self) {
+        self.relaunch("127.0.0.1:0");
+    }
+
+    /// Like `restart`, on the same address: a client that was connected
+    /// (a browser's page) finds the new daemon where the old one was.
+    pub fn restart_same_address(&mut self) {
+        let addr = self.addr.clone();
+        self.relaunch(&addr);
+    }
+
+    fn relaunch(&mut self, listen: &str) {
         self.kill9();
-        let (child, addr, logs, logs_ended) = launch(self.dir.path(), &self.env);
+        let (child, addr, logs, logs_ended) = launch(self.dir.path(), &self.env, listen);
         self.child = Some(child);
         self.addr = addr;
         self.logs = logs;
@@ -153,12 +164,12 @@ impl Daemon {
 
 type Launched = (Child, String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
 
-fn launch(dir: &Path, env: &[(String, String)]) -> Launched {
+fn launch(dir: &Path, env: &[(String, String)], listen: &str) -> Launched {
     {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--config"])
             .arg(dir.join("webhook.yaml"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
