@@ -146,6 +146,22 @@ const OWN_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
+/// Whether `response.headers` may set header `name` to `value`; why not.
+pub(crate) fn settable_header(name: &str, value: &str) -> Result<(), String> {
+    if !valid_header(name) {
+        return Err(format!("`{name}` is not a valid header name"));
+    }
+    if OWN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "`{name}` is set by hookrunner (or the HTTP layer) and cannot be set here"
+        ));
+    }
+    if value.trim().bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("a header value cannot hold control characters (line breaks, NUL, ...)".into());
+    }
+    Ok(())
+}
+
 /// A status a config may choose: a final one (`200` to `599`).
 fn valid_status(status: u16) -> bool {
     (200..=599).contains(&status)
@@ -188,15 +204,8 @@ impl Checker<'_> {
         for (name, value) in &raw.headers.0 {
             let at = [&sub("headers")[..], &[key(name)]].concat();
             let name = name.trim();
-            if !valid_header(name) {
-                self.error(&at, format!("`{name}` is not a valid header name"));
-                continue;
-            }
-            if OWN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                self.error(
-                    &at,
-                    format!("`{name}` is set by hookrunner (or the HTTP layer) and cannot be set here"),
-                );
+            if let Err(e) = settable_header(name, value) {
+                self.error(&at, e);
                 continue;
             }
             if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
@@ -207,13 +216,6 @@ impl Checker<'_> {
                 continue;
             }
             let value = value.trim();
-            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-                self.error(
-                    &at,
-                    "a header value cannot hold control characters (line breaks, NUL, ...)",
-                );
-                continue;
-            }
             headers.push((name.to_string(), value.to_string()));
         }
         Reply {

@@ -11,6 +11,7 @@ mod raw;
 mod source;
 mod units;
 
+pub(crate) use answer::settable_header;
 pub use answer::{Cors, Reply, API_PATHS, DEFAULT_PREFIX};
 pub use error::{ConfigError, ConfigErrors};
 pub use listen::{parse_address, same_sockets, Listen, ListenAddress, Tls, DEFAULT_SOCKET_MODE};

@@ -197,14 +197,13 @@ fn adnanh(
         command.join(" ")
     );
     let (text, messages, hooks_written) = translate::config(&inputs, &flags, &header);
-    let mut gaps = messages.iter().filter(|m| m.gap).count();
+    let gaps = messages.iter().filter(|m| m.gap).count();
     for m in &messages {
         let _ = writeln!(stderr, "{m}");
     }
     // What is written must load: anything the translation let through that
-    // hookrunner refuses is a gap too.
+    // hookrunner refuses means nothing is written.
     let at = args.output.clone().unwrap_or_else(|| PathBuf::from("webhook.yaml"));
-    let mut text = text;
     // Only without `${VAR}` references: those are read where the daemon runs.
     let reads_env = text
         .match_indices("${")
@@ -215,14 +214,17 @@ fn adnanh(
         crate::config::parse(&text, &at).map(|_| ())
     };
     if let Err(errors) = checked {
-        let mut top = String::new();
+        // Not even with --allow-partial: a config the daemon refuses would
+        // take every hook down, not just the ones with gaps.
         for e in &errors.0 {
-            gaps += 1;
             let e = crate::logging::escape(&e.to_string()).into_owned();
             let _ = writeln!(stderr, "the written config would not load: {e}");
-            top.push_str(&format!("# NOT TRANSLATED, does not load: {e}\n"));
         }
-        text = top + &text;
+        let _ = writeln!(
+            stderr,
+            "nothing was written: the translation would not load (the lines above say where; --allow-partial cannot help with this)"
+        );
+        return Ok(exit::GAPS);
     }
     if gaps > 0 && !args.allow_partial {
         let _ = writeln!(

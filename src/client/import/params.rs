@@ -206,6 +206,12 @@ pub fn payload_path(name: &str) -> String {
         out.push('.');
         let first = segments.remove(0);
         out.push_str(&format!("[{first}]"));
+    } else if let Some(first) = segments.first().filter(|s| is_index(s)) {
+        // adnanh's payload is an object at the top (an array body is under
+        // `root`): a first name of digits is a key, `payload."2024"`.
+        out.push('.');
+        out.push_str(&key(first, false));
+        segments.remove(0);
     }
     push_segments(&mut out, segments);
     out
@@ -274,6 +280,9 @@ mod tests {
             "payload.app.messages.message.#text"
         );
         assert_eq!(payload_path("a..b"), "payload.a.\"\".b");
+        // The top level is an object: digits there are a key.
+        assert_eq!(payload_path("2024"), "payload.\"2024\"");
+        assert_eq!(payload_path("010.x.0"), "payload.\"010\".x[0]");
     }
 
     #[test]

@@ -417,15 +417,13 @@ fn what_is_written_loads_or_is_a_gap() {
     let r = run(&a);
     assert_eq!(r.code, exit::GAPS, "{}", r.stderr);
     assert!(r.stderr.contains("`server.prefix`"), "{}", r.stderr);
-    // With --allow-partial it is written, the reason at the top.
+    // Not even with --allow-partial: a config that does not load would
+    // take every hook down.
     a.allow_partial = true;
     let r = run(&a);
-    assert_eq!(r.code, exit::OK, "{}", r.stderr);
-    assert!(
-        r.stdout.starts_with("# NOT TRANSLATED, does not load: "),
-        "{}",
-        r.stdout
-    );
+    assert_eq!(r.code, exit::GAPS, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(r.stderr.contains("nothing was written"), "{}", r.stderr);
 }
 
 #[test]
@@ -543,4 +541,39 @@ fn a_js_escaped_value_evaluated_at_import_time_is_unescaped_as_yaml_would() {
         r#"[{"id": "m", "execute-command": "/bin/true", "response-message": "hello {{ getenv "TP_MSG" | js }}"}]"#;
     let (c, _) = templated("hooks.json", hooks, "TP_MSG", r#"a"b\c"#);
     assert_eq!(s(&c["sources"]["m"]["response"]["body"]), r#"hello a"b\c"#);
+}
+
+#[test]
+fn what_hookrunner_would_refuse_is_a_gap_or_translated_so_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    // A digits payload name at the top, an env name given twice, and a
+    // response header hookrunner owns.
+    let hooks = file(
+        &dir,
+        "hooks.yaml",
+        "- id: h\n  execute-command: /bin/true\n  response-headers: [{name: X-Request-Id, value: a}, {name: X-Ok, value: b}]\n\
+         \x20 pass-arguments-to-command: [{source: payload, name: '2024'}]\n\
+         \x20 pass-environment-to-command: [{source: payload, name: a, envname: DUP}]\n\
+         \x20 pass-file-to-command: [{source: payload, name: b, envname: DUP}]\n",
+    );
+    let r = run(&args(&[&hooks]));
+    assert_eq!(r.code, exit::GAPS, "{}", r.stderr);
+    assert!(r.stderr.contains("`response-headers` `X-Request-Id`"), "{}", r.stderr);
+    assert!(!r.stderr.contains("would not load"), "{}", r.stderr);
+    let mut a = args(&[&hooks]);
+    a.allow_partial = true;
+    let r = run(&a);
+    assert_eq!(r.code, exit::OK, "{}", r.stderr);
+    assert!(r.stderr.contains("the file's path wins"), "{}", r.stderr);
+    let c: Value = serde_yaml::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        c["mappings"]["h"]["*"]["params"]["p_2024"],
+        Value::from(r#"payload."2024""#)
+    );
+    assert!(c["programs"]["h"]["param_env"]["DUP"].is_null(), "{}", r.stdout);
+    assert!(!c["programs"]["h"]["param_files"]["DUP"].is_null(), "{}", r.stdout);
+    assert_eq!(c["sources"]["h"]["response"]["headers"]["X-Ok"], Value::from("b"));
+    assert!(c["sources"]["h"]["response"]["headers"]["X-Request-Id"].is_null());
+    // And it loads.
+    crate::config::parse(&r.stdout, &dir.path().join("webhook.yaml")).unwrap();
 }

@@ -423,6 +423,15 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
         match params.value(a) {
             Ok(Val::Param(p)) => {
                 param_files.retain(|(n, _)| *n != name);
+                if env.iter().chain(&param_env).any(|(n, _)| *n == name) {
+                    // adnanh sets the environment first, then the files' paths.
+                    env.retain(|(n, _)| *n != name);
+                    param_env.retain(|(n, _)| *n != name);
+                    messages.push((
+                        format!("`{name}` is given by both `pass-environment-to-command` and `pass-file-to-command`: the file's path wins, as in adnanh"),
+                        false,
+                    ));
+                }
                 let v = if a.base64decode {
                     Out::Map(vec![Entry::new("param", Out::Str(p)), Entry::new("base64", Out::Bool(true))])
                 } else {
@@ -651,20 +660,27 @@ fn response(hook: &Hook, flags: &Flags, t: &Templates, messages: &mut Vec<(Strin
     }
     // `-header` first, then the hook's own, each replacing one of the same name.
     let mut headers: Vec<(String, String)> = Vec::new();
-    for (name, value) in
-        flags
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .chain(hook.response_headers.iter().map(|h| {
-                (
-                    pasted(&h.name, t, "response-headers", messages),
-                    pasted(&h.value, t, "response-headers", messages),
-                )
-            }))
-    {
+    let given: Vec<(String, String)> = flags
+        .headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .chain(hook.response_headers.iter().map(|h| {
+            (
+                pasted(&h.name, t, "response-headers", messages),
+                pasted(&h.value, t, "response-headers", messages),
+            )
+        }))
+        .collect();
+    for (name, value) in given {
         let name = canonical_header(&name);
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        if let Err(why) = crate::config::settable_header(&name, &value) {
+            messages.push((
+                format!("`response-headers` `{}`: {why}", crate::logging::escape(&name)),
+                true,
+            ));
+            continue;
+        }
         headers.push((name, value));
     }
     if !headers.is_empty() {
