@@ -185,12 +185,7 @@ mod tests {
 
     #[test]
     fn expands_set_default_and_escape() {
-        let t = expand_into(
-            "-{p}-${SET}-${UNSET:-q{}",
-            |n| (n == "SET").then(|| "{x}".into()),
-            true,
-        )
-        .unwrap();
+        let t = expand_into("-{p}-${SET}-${UNSET:-q{}", |n| (n == "SET").then(|| "{x}".into()), true).unwrap();
         assert_eq!(t.value, "-{p}-{{x}}-q{{");
         let i = expand("a-${SET}-${UNSET:-dflt}-$$-$x", env).unwrap();
         assert_eq!(i.value, "a-value-dflt-$-$x");
