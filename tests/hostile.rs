@@ -765,3 +765,57 @@ mappings:
         "the JSON still reads back as sent"
     );
 }
+
+#[test]
+fn a_sender_that_writes_a_too_large_body_before_reading_gets_the_413() {
+    // Many clients (Python's, Go's without Expect) send the whole body
+    // before they read: the daemon reads the rest of it (up to 64 MiB) and
+    // throws it away, so they get the 413, on a connection that goes on.
+    let d = Daemon::start("sources:\n  s: {provider: generic, auth: none}\n");
+    let addr = d.addr.clone();
+    for (size, chunked) in [(2 << 20, false), (8 << 20, false), (3 << 20, true)] {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {size}")
+        };
+        write!(
+            s,
+            "POST /hooks/s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+        )
+        .unwrap();
+        let block = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < size {
+            if chunked {
+                write!(s, "{:x}\r\n", block.len()).unwrap();
+            }
+            s.write_all(&block)
+                .unwrap_or_else(|e| panic!("after {sent} bytes: {e}"));
+            if chunked {
+                s.write_all(b"\r\n").unwrap();
+            }
+            sent += block.len();
+        }
+        if chunked {
+            s.write_all(b"0\r\n\r\n").unwrap();
+        }
+        // Then a second request on the same connection.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("\"status\":\"ok\"") {
+            let n = s
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&answer)));
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{size}: {text}");
+        assert!(text.contains("larger than the limit"), "{text}");
+    }
+}
