@@ -90,10 +90,30 @@ pub fn task_row(t: &Value) -> Vec<String> {
 }
 
 /// The tasks table, header first.
+/// In a cluster (some task names a node), a `NODE` column too: the node that
+/// runs or ran the task, or the one a `fan_out` task is pinned to.
 pub fn tasks_table(tasks: &[Value]) -> String {
-    let rows: Vec<Vec<String>> = tasks.iter().map(task_row).collect();
-    let table = Table::fit(&TASK_HEADER, &rows, &[]);
-    table_text(&table, &TASK_HEADER, &rows)
+    let node = |t: &Value| match &t["node"] {
+        Value::Null => t["pinned_node"].clone(),
+        n => n.clone(),
+    };
+    let clustered = tasks.iter().any(|t| !node(t).is_null());
+    let mut header: Vec<&str> = TASK_HEADER.to_vec();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let mut row = task_row(t);
+            if clustered {
+                row.push(cell(&node(t)));
+            }
+            row
+        })
+        .collect();
+    if clustered {
+        header.push("NODE");
+    }
+    let table = Table::fit(&header, &rows, &[]);
+    table_text(&table, &header, &rows)
 }
 
 fn table_text(table: &Table, header: &[&str], rows: &[Vec<String>]) -> String {
@@ -220,6 +240,8 @@ pub fn task_details(t: &Value) -> String {
             ("next attempt", "next_attempt_at"),
             ("concurrency key", "concurrency_key"),
             ("rerun of", "rerun_of"),
+            ("node", "node"),
+            ("pinned to", "pinned_node"),
         ],
     );
     if let Some(argv) = t["argv"].as_array() {
@@ -329,5 +351,16 @@ mod tests {
              a1298d7a  notify      succeeded  0     2024-05-01 12:00:00  1.2s\n\
              d114d657  deploy-app  queued     -     2024-05-01 12:00:01  -\n"
         );
+        // In a cluster: the node that ran it, or the one it is pinned to.
+        let mut clustered = tasks.clone();
+        clustered[0]["node"] = json!("web-1");
+        clustered[1]["pinned_node"] = json!("web-2");
+        assert_eq!(
+            tasks_table(&clustered),
+            "ID        PROGRAM     STATUS     EXIT  CREATED              DURATION  NODE\n\
+             a1298d7a  notify      succeeded  0     2024-05-01 12:00:00  1.2s      web-1\n\
+             d114d657  deploy-app  queued     -     2024-05-01 12:00:01  -         web-2\n"
+        );
+        assert!(task_details(&clustered[0]).contains("node:"));
     }
 }
