@@ -667,13 +667,19 @@ impl Engine {
         };
         if durable {
             let (_, waiting) = inner.lock().counts();
-            if waiting > 0 {
+            let clustered = inner.cluster.get().is_some();
+            if waiting > 0 && !clustered {
                 tracing::info!(
                     count = waiting,
                     "queued tasks stay queued in the store and run at the next start"
                 );
             }
-            if stopped > 0 {
+            if stopped > 0 && clustered {
+                tracing::warn!(
+                    count = stopped,
+                    "shutdown grace ended: running tasks are stopped; another node takes them over as interrupted (or runs them again, on_interrupt: rerun)"
+                );
+            } else if stopped > 0 {
                 tracing::warn!(
                     count = stopped,
                     "shutdown grace ended: running tasks are stopped and will show as interrupted at the next start"
