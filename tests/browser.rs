@@ -352,6 +352,37 @@ fn replay_creates_a_new_delivery() {
 }
 
 #[test]
+fn try_in_try_a_payload_copies_the_headers_that_mean_something() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    let r = d.post_json(
+        "/hooks/app",
+        &[("X-Api-Key", "k-secret"), ("X-Trace", "t-1")],
+        json!({"kind": "say", "text": "hi"}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.json()["delivery_id"].as_str().unwrap().to_string();
+    open(&b, &d, &format!("deliveries/{id}"), "Delivery");
+    b.click("#try-this");
+    let copied = b.wait(
+        "the headers copied",
+        TEN,
+        "const t = document.querySelector('#try-headers'); return t && t.value.length > 0 && t.value;",
+        &[],
+    );
+    let copied = copied.as_str().unwrap().to_ascii_lowercase();
+    // What the sender meant is there; the framing of that one request and
+    // the values the record masks are not.
+    assert!(
+        copied.contains("x-trace: t-1") && copied.contains("content-type:"),
+        "{copied}"
+    );
+    for gone in ["content-length", "host:", "***", "x-api-key"] {
+        assert!(!copied.contains(gone), "{gone}: {copied}");
+    }
+}
+
+#[test]
 fn the_trace_of_an_ignored_delivery_names_the_rule_and_why() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);

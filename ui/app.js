@@ -943,7 +943,11 @@ async function deliveryPage(el, id) {
   const bodyBox = h('div', {}, h('p', { class: 'muted' }, d.body_kept ? 'Loading…' : 'The body is not kept (refused, a duplicate, or over deliveries.body_bytes).'));
   let bodyText = '';
   tryIt.addEventListener('click', () => {
-    sessionStorage.setItem('hookrunner.try', JSON.stringify({ source: d.source, headers: d.headers, body: bodyText }));
+    // Not the framing of that request, nor the values the record masks
+    // (`***` would only mislead the dry run).
+    const framing = ['content-length', 'host', 'connection', 'transfer-encoding', 'expect'];
+    const headers = (d.headers || []).filter(([k, v]) => !framing.includes(String(k).toLowerCase()) && v !== '***');
+    sessionStorage.setItem('hookrunner.try', JSON.stringify({ source: d.source, headers, body: bodyText }));
     location.hash = '#/try';
   });
   const matched = (r) => String(r.result).startsWith('matched');
