@@ -714,23 +714,30 @@ WECOM_COLORS = {"green": "info", "red": "warning", "grey": "comment", "blue": "i
 WECOM_LIMIT = 4096  # bytes of markdown.content
 
 
+def wecom_text(s):
+    # WeCom markdown reads `<@userid>` as a mention and `<font>` as markup, and
+    # decodes no entities: angle brackets of untrusted text become full-width.
+    return text(s).replace("<", "＜").replace(">", "＞")
+
+
 def render_wecom(s, prefix=""):
     """WeCom (企业微信) group robot: msgtype markdown (its own markdown subset)."""
     color = WECOM_COLORS.get(s["color"], "info")
-    project = f"[{md_link_text(s['project'])}]({s['project_url']})" if s["project_url"] else s["project"]
-    lines = [f"{prefix}**{project}**" if project else f"{prefix}**{s['headline']}**",
-             f"<font color=\"{color}\">{s['headline']}</font>"]
+    w = wecom_text
+    project = f"[{md_link_text(w(s['project']))}]({s['project_url']})" if s["project_url"] else w(s["project"])
+    lines = [f"{prefix}**{project}**" if project else f"{prefix}**{w(s['headline'])}**",
+             f"<font color=\"{color}\">{w(s['headline'])}</font>"]
     for label, value in details_with_actor(s):
         if value:
-            lines.append(f"> {label}: <font color=\"comment\">{value}</font>")
+            lines.append(f"> {label}: <font color=\"comment\">{w(value)}</font>")
     for c in s["commits"]:
         sha = f"[{c['sha']}]({c['url']})" if c["url"] else c["sha"]
-        who = f" ({c['author']})" if c["author"] else ""
-        lines.append(f"> {sha} {c['message']}{who}")
+        who = f" ({w(c['author'])})" if c["author"] else ""
+        lines.append(f"> {sha} {w(c['message'])}{who}")
     if s["more_commits"]:
         lines.append(f"> {more_line(s['more_commits'])}")
     if s["excerpt"]:
-        lines.append("> " + " ".join(s["excerpt"].split()))
+        lines.append("> " + " ".join(w(s["excerpt"]).split()))
     tail = f"[View]({s['url']})" if s["url"] else ""
     content = "\n".join(lines)
     budget = WECOM_LIMIT - len(tail.encode("utf-8")) - 2
@@ -772,7 +779,8 @@ def render_slack(s, prefix=""):
         context.append({"type": "mrkdwn", "text": f"<{s['url']}|Open>"})
     if context:
         blocks.append({"type": "context", "elements": context})
-    return {"text": title_of(s, prefix), "blocks": blocks}
+    # `text` is what notifications show: escaped as the blocks are.
+    return {"text": slack_escape(title_of(s, prefix)), "blocks": blocks}
 
 
 # ----------------------------------------------------------------- signing
@@ -843,7 +851,8 @@ def request(url, body=None, headers=None, method="POST", timeout=10):
     except urllib.error.HTTPError as e:
         return Answer(e.code, e.headers, e.read())
     except (http.client.HTTPException, ValueError) as e:
-        raise OSError(str(e))
+        # Their text may quote the URL, which holds the bot's secret.
+        raise OSError(f"the request could not be made ({type(e).__name__})")
 
 
 class Retry(Exception):
@@ -916,6 +925,10 @@ def webhook_env(var, service):
     url = env(var).strip()
     if not url.startswith(("https://", "http://")):
         raise Failure(EXIT_USAGE, f"set {var} to the {service} bot's http(s) webhook URL")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        # Not repeated: the URL holds the bot's secret.
+        raise Failure(EXIT_USAGE, f"{var} holds white space or control characters (a comment after it in an "
+                                  "EnvironmentFile?): set it to the webhook URL alone")
     return url
 
 
@@ -944,11 +957,17 @@ def run(service):
     setup_stdio()
     prog = PROG = f"{service}-events.py"
     try:
-        args, s = prepare(prog)
-        prefix = env("CHAT_TITLE_PREFIX")
-        render = {"dingtalk": render_dingtalk, "feishu": render_feishu,
-                  "wecom": render_wecom, "slack": render_slack}[service]
-        message = render(s, prefix)
+        try:
+            args, s = prepare(prog)
+            prefix = env("CHAT_TITLE_PREFIX")
+            render = {"dingtalk": render_dingtalk, "feishu": render_feishu,
+                      "wecom": render_wecom, "slack": render_slack}[service]
+            message = render(s, prefix)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            # A field of another type than the provider sends (a string
+            # where an object or a number belongs): a bad payload, not a crash.
+            raise Failure(EXIT_USAGE, f"the payload is not shaped as the provider sends it ({type(e).__name__}: "
+                                      f"{text(str(e))[:200]})")
         if args.print:
             print(json.dumps(message, ensure_ascii=False, indent=2))
             return EXIT_SENT

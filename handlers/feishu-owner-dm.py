@@ -12,7 +12,8 @@ Inputs
          --event=NAME the event, when HOOK_EVENT does not carry it
   env    FEISHU_APP_ID, FEISHU_APP_SECRET   required: a self-built app with the
                           bot feature, and the permissions contact:user.id:readonly
-                          (look users up by email) and im:message:send_as_bot
+                          (look users up by email), contact:user.employee_id:readonly
+                          (or the lookup answers no user_id) and im:message:send_as_bot
          OWNERS_FILE      required: the owners file (relative paths start at the
                           program's working_dir, by default the config's directory)
          FEISHU_API_BASE  default https://open.feishu.cn (Lark: https://open.larksuite.com)
@@ -443,7 +444,9 @@ def run():
         sent.append(email)
         print(f"sent to {email}")
     for email in unknown:
-        print(f"{PROG}: {email} (owner of {s['project']} by `{key}`) is not a Feishu user the app can see",
+        print(f"{PROG}: {email} (owner of {s['project']} by `{key}`) is not a Feishu user the app can see "
+              "(no such email in the tenant, outside the app's contact range, or the app lacks "
+              "contact:user.employee_id:readonly, without which Feishu returns no user_id)",
               file=sys.stderr)
     print(f"feishu: {len(sent)} of {len(unique)} owners of {s['project']} reached")
     if retry:

@@ -794,7 +794,9 @@ fn owners_by_contained_key_unknown_owners_and_projects_without_owners_are_report
     );
     assert_eq!(
         task["stderr"],
-        "feishu-owner-dm.py: gone@example.com (owner of acme/billing-service by `billing`) is not a Feishu user the app can see\n"
+        "feishu-owner-dm.py: gone@example.com (owner of acme/billing-service by `billing`) is not a Feishu user the app can see \
+         (no such email in the tenant, outside the app's contact range, or the app lacks contact:user.employee_id:readonly, \
+         without which Feishu returns no user_id)\n"
     );
     let reqs = api.take();
     assert_eq!(
@@ -868,4 +870,101 @@ fn a_retried_owner_dm_task_does_not_send_a_card_twice() {
     // The retry of u-2 carries the same uuid, so Feishu would drop a repeat.
     assert_eq!(sent[1]["uuid"], sent[2]["uuid"]);
     assert_eq!(*failures.lock().unwrap(), 0);
+}
+
+/// Runs `handlers/<script>` on `body` with `env` (and nothing else of ours).
+fn handler(script: &str, args: &[&str], env: &[(&str, &str)], body: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(std::path::Path::new(ROOT).join("handlers").join(script))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn untrusted_text_mentions_nobody_and_a_bad_payload_or_url_is_exit_2_without_the_secret() {
+    let issue = json!({
+        "action": "opened",
+        "issue": {"title": "<!channel> 紧急 <@U123> <font color=\"warning\">x</font>", "number": 7,
+                  "html_url": "http://git.example/a/b/issues/7", "user": {"login": "li"}},
+        "repository": {"full_name": "a/b", "html_url": "http://git.example/a/b"},
+        "sender": {"login": "li"}
+    })
+    .to_string();
+    let github = [("HOOK_EVENT", "issues")];
+    // Slack: the notification text is escaped as the blocks are.
+    let (code, out, err) = handler("slack-events.py", &["--print"], &github, &issue);
+    assert_eq!(code, 0, "{err}");
+    let slack: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;!channel&gt; 紧急 &lt;@U123&gt;"),
+        "{slack}"
+    );
+    assert!(!out.contains("<!channel>") && !out.contains("<@U123>"), "{out}");
+    // WeCom: no mention and no markup of the sender's.
+    let (code, out, err) = handler("wecom-events.py", &["--print"], &github, &issue);
+    assert_eq!(code, 0, "{err}");
+    let content = serde_json::from_str::<Value>(&out).unwrap()["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(content.contains("紧急 ＜@U123＞"), "{content}");
+    assert!(
+        !content.contains("<@") && !content.contains("<font color=\"warning\">"),
+        "{content}"
+    );
+    // A field of the wrong type: exit 2 and a sentence, no traceback.
+    for (script, event, body) in [
+        (
+            "slack-events.py",
+            "push",
+            r#"{"object_kind":"push","total_commits_count":"many"}"#,
+        ),
+        (
+            "dingtalk-events.py",
+            "merge_request",
+            r#"{"object_kind":"merge_request","object_attributes":"x"}"#,
+        ),
+        (
+            "feishu-events.py",
+            "pull_request",
+            r#"{"action":"opened","pull_request":"oops"}"#,
+        ),
+    ] {
+        let (code, _, err) = handler(script, &["--print"], &[("HOOK_EVENT", event)], body);
+        assert_eq!(code, 2, "{script}: {err}");
+        assert!(
+            err.contains("the payload is not shaped as the provider sends it"),
+            "{err}"
+        );
+        assert!(!err.contains("Traceback"), "{err}");
+    }
+    // A URL with a stray comment after it: a config error, the URL unsaid.
+    let (code, _, err) = handler(
+        "slack-events.py",
+        &[],
+        &[
+            ("HOOK_EVENT", "issues"),
+            ("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/services/T0/B0/S3CRET99 # prod"),
+        ],
+        &issue,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("S3CRET99"), "{err}");
 }
