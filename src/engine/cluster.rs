@@ -648,7 +648,6 @@ async fn watching(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Stops a task if it runs on this node.
 /// Another node deleted finished task `id`: this node forgets its copy and
 /// the output files it kept of it.
 fn forget_here(inner: &Arc<Inner>, id: Uuid) {
@@ -657,6 +656,7 @@ fn forget_here(inner: &Arc<Inner>, id: Uuid) {
     }
 }
 
+/// Stops a task if it runs on this node.
 fn stop_here(inner: &Arc<Inner>, id: Uuid, reason: &str) {
     let mut sched = inner.lock();
     if sched.is_running(&id) {
