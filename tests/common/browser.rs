@@ -40,31 +40,60 @@ pub fn browser() -> Option<Browser> {
     Some(Browser::start())
 }
 
-impl Browser {
-    fn start() -> Browser {
-        let driver = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        // Stopped however this ends, a failed start included.
-        let mut driver = Driver(Some(driver));
-        // "ChromeDriver was started successfully on port N."
-        let stdout = driver.0.as_mut().unwrap().stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+/// Starts chromedriver on a port it picks; the port it says, or what it
+/// printed instead when it exited (or said nothing) first.
+fn start_driver() -> Result<(Driver, String), String> {
+    let driver = Command::new(CHROMEDRIVER)
+        .arg("--port=0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start chromedriver: {e}"))?;
+    // Stopped however this ends, a failed start included.
+    let mut driver = Driver(Some(driver));
+    let child = driver.0.as_mut().unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for (reader, said) in [
+        (Box::new(stdout) as Box<dyn std::io::Read + Send>, said.clone()),
+        (Box::new(stderr), said.clone()),
+    ] {
+        let tx = tx.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // "ChromeDriver was started successfully on port N."
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("successfully on port ").nth(1) {
                     let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
                     let _ = tx.send(port);
                 }
+                said.lock().unwrap().push(line);
             }
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("chromedriver did not say its port");
+    }
+    drop(tx);
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(port) => Ok((driver, port)),
+        Err(e) => Err(format!(
+            "chromedriver did not say its port ({e}): {}",
+            said.lock().unwrap().join("\n")
+        )),
+    }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        // A start that fails (chromedriver exits at once, now and then, when
+        // many start together) is tried again, twice.
+        let mut failures = Vec::new();
+        let (mut driver, port) = loop {
+            match start_driver() {
+                Ok(started) => break started,
+                Err(e) if failures.len() < 2 => failures.push(e),
+                Err(e) => panic!("{}\n{e}", failures.join("\n")),
+            }
+        };
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while call("GET", &format!("{base}/status"), None).map_or(true, |v| v["value"]["ready"] != true) {
