@@ -74,6 +74,12 @@ fn click_cancel(b: &Browser, d: &Daemon, id: &str) {
 }
 
 /// Waits until the page reads the daemon's event stream (GET /events).
+/// [`open`], then waits for the page's event stream to be connected.
+fn open_live(b: &Browser, d: &Daemon, route: &str, heading: &str) {
+    open(b, d, route, heading);
+    connected(b);
+}
+
 fn connected(b: &Browser) {
     b.wait(
         "the live indicator",
@@ -87,8 +93,7 @@ fn connected(b: &Browser) {
 fn a_deliverys_tasks_appear_in_the_list_within_a_second_without_reload() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);
-    open(&b, &d, "tasks", "Tasks");
-    connected(&b);
+    open_live(&b, &d, "tasks", "Tasks");
     // A flag that a reload would lose.
     b.js("window.__sameDocument = 'yes'", &[]);
     let before = b.js("return document.querySelectorAll('#tasks tbody tr').length", &[]);
@@ -586,8 +591,7 @@ fn the_page_asks_for_the_token_once_and_keeps_it_for_the_tab() {
 fn the_overview_catches_up_after_a_burst() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);
-    open(&b, &d, "overview", "Overview");
-    connected(&b);
+    open_live(&b, &d, "overview", "Overview");
     let url = d.url("/hooks/app");
     let ids: Vec<String> = std::thread::scope(|s| {
         let threads: Vec<_> = (0..4)
@@ -633,8 +637,7 @@ const COUNT_LINE: &str =
 fn the_count_line_follows_the_rows_added_live_and_rows_keep_creation_order() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);
-    open(&b, &d, "tasks", "Tasks");
-    connected(&b);
+    open_live(&b, &d, "tasks", "Tasks");
     b.wait("an empty list", TEN, COUNT_LINE, &[json!("No tasks match.")]);
     // A burst from four clients at once: the rows' refreshes overlap.
     let url = d.url("/hooks/app");
@@ -682,8 +685,7 @@ fn the_count_line_follows_the_rows_added_live_and_rows_keep_creation_order() {
     assert_eq!(created, sorted, "rows out of creation order: {rows:?}");
 
     // The deliveries' count line too.
-    open(&b, &d, "deliveries", "Deliveries");
-    connected(&b);
+    open_live(&b, &d, "deliveries", "Deliveries");
     b.wait(
         "12 records",
         TEN,
@@ -703,8 +705,7 @@ fn the_count_line_follows_the_rows_added_live_and_rows_keep_creation_order() {
 fn a_filtered_list_drops_a_task_that_no_longer_matches() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(CONFIG);
-    open(&b, &d, "tasks?status=running", "Tasks");
-    connected(&b);
+    open_live(&b, &d, "tasks?status=running", "Tasks");
     b.wait("an empty list", TEN, COUNT_LINE, &[json!("No tasks match.")]);
     let slow = Daemon::task_ids(&deliver(&d, &json!({"kind": "slow"}))).remove(0);
     b.wait(
@@ -779,8 +780,7 @@ fn the_task_page_reloads_its_task_after_the_daemon_restarts() {
         d.get(&format!("/tasks/{blocker}")).json()["status"] == "running"
     });
     let id = Daemon::task_ids(&deliver(&d, &json!({"kind": "hold"}))).remove(0);
-    open(&b, &d, &format!("tasks/{id}"), "Task");
-    connected(&b);
+    open_live(&b, &d, &format!("tasks/{id}"), "Task");
     b.wait("the status queued", TEN, HEADER_STATUS, &[json!("queued")]);
     // It starts: the page hears of it on the event stream.
     let r = d.post(&format!("/tasks/{blocker}/cancel"), &[], b"");
@@ -835,8 +835,7 @@ fn the_output_of_a_task_run_again_after_a_restart_goes_on_live() {
     let Some(b) = browser() else { return };
     let mut d = Daemon::start(RESTART_CONFIG);
     let id = Daemon::task_ids(&deliver(&d, &json!({"kind": "again"}))).remove(0);
-    open(&b, &d, &format!("tasks/{id}"), "Task");
-    connected(&b);
+    open_live(&b, &d, &format!("tasks/{id}"), "Task");
     b.wait(
         "the first run's output",
         TEN,

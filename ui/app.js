@@ -351,6 +351,28 @@ function coalesce(fn, ms) {
   return call;
 }
 
+/**
+ * Fetches `path + id` for each id `want(id)` is given, a batch at a time
+ * (one batch in flight, so an older state never lands after a newer one;
+ * what comes meanwhile makes the next batch), and gives each record found
+ * to `put`. `want.stop()` drops what is pending; `want.during(p)` holds
+ * batches back while `p` runs.
+ */
+function batchFetch(path, put) {
+  const pending = new Set();
+  const flush = coalesce(async () => {
+    const ids = [...pending];
+    pending.clear();
+    const got = await Promise.all(ids.map((id) => getJson(path + encodeURIComponent(id)).catch(() => null)));
+    for (const r of got) if (r) put(r, false);
+  }, 50);
+  const want = (id) => { pending.add(id); flush(); };
+  want.stop = flush.stop;
+  // While `p` runs (the first page's load), fetched ids wait for the next batch.
+  want.during = flush.during;
+  return want;
+}
+
 // ------------------------------------------------------------------ routing
 
 let page = { cleanups: [] };
@@ -653,14 +675,8 @@ async function tasksPage(el, query) {
   // judges it by every filter. One batch at a time, so a task's older
   // state never lands after a newer one; what comes meanwhile (the first
   // page's load included) makes the next batch.
-  const pending = new Set();
-  const flush = coalesce(async () => {
-    const ids = [...pending];
-    pending.clear();
-    const got = await Promise.all(ids.map((id) => getJson('/tasks/' + encodeURIComponent(id)).catch(() => null)));
-    for (const t of got) if (t) put(t, false);
-  }, 50);
-  onCleanup(flush.stop);
+  const fetchTask = batchFetch('/tasks/', put);
+  onCleanup(fetchTask.stop);
   onCleanup(live.on((kind, data) => {
     if (kind === 'poll') return pollNewest().catch(() => {});
     if (kind === 'reset') return route();
@@ -668,11 +684,10 @@ async function tasksPage(el, query) {
     seen(data.task);
     const candidate = shown.has(data.task) || taskMatches(Object.assign({}, data, { id: data.task }), Object.assign({}, f, { status: '', node: data.node ? f.node : '' }));
     if (candidate) {
-      pending.add(data.task);
-      flush();
+      fetchTask(data.task);
     }
   }));
-  await flush.during(first());
+  await fetchTask.during(first());
 }
 
 // ------------------------------------------------------------------ one task
@@ -896,20 +911,13 @@ async function deliveriesPage(el, query) {
     noun: ['delivery', 'deliveries'],
   });
   // Live as on the tasks page: one batch of records fetched at a time.
-  const pending = new Set();
-  const flush = coalesce(async () => {
-    const ids = [...pending];
-    pending.clear();
-    const got = await Promise.all(ids.map((id) => getJson('/deliveries/' + encodeURIComponent(id)).catch(() => null)));
-    for (const d of got) if (d) put(d, false);
-  }, 50);
-  onCleanup(flush.stop);
+  const fetchDelivery = batchFetch('/deliveries/', put);
+  onCleanup(fetchDelivery.stop);
   onCleanup(live.on(async (kind, data) => {
     if (kind === 'reset') return route();
     if (kind === 'delivery.recorded' && data && data.delivery) {
       seen(data.delivery);
-      pending.add(data.delivery);
-      flush();
+      fetchDelivery(data.delivery);
     }
     if (kind === 'poll') {
       try {
@@ -920,7 +928,7 @@ async function deliveriesPage(el, query) {
       } catch (_) { /* try again at the next poll */ }
     }
   }));
-  await flush.during(first());
+  await fetchDelivery.during(first());
 }
 
 async function deliveryPage(el, id) {
