@@ -234,7 +234,44 @@ def commit_list(commits, total, limit, sha_key="id", author=lambda c: get(c, "au
     return out, max(total - len(out), 0)
 
 
+# The types GitLab, GitHub and Gitea give the fields messages are made from
+# (top level, and inside `object_attributes`). A value of another type is a
+# payload not shaped as the provider sends it: said, not silently left out.
+SHAPES = {
+    "object_kind": str, "event_name": str, "action": str, "ref": str, "before": str, "after": str,
+    "user_name": str, "user_username": str, "user_email": str,
+    "project": dict, "repository": dict, "user": dict, "sender": dict, "pusher": dict,
+    "head_commit": dict, "pull_request": dict, "issue": dict, "comment": dict,
+    "release": dict, "workflow_run": dict, "merge_request": dict, "object_attributes": dict,
+    "commits": list, "total_commits_count": int, "size": int,
+}
+ATTRIBUTE_SHAPES = {
+    "title": str, "action": str, "state": str, "status": str, "url": str,
+    "note": str, "source_branch": str, "target_branch": str,
+}
+TYPE_NAMES = {str: "a string", dict: "an object", list: "an array", int: "a number",
+              float: "a number", bool: "true or false"}
+
+
+def check_shape(payload):
+    def check(obj, shapes, where):
+        for key, want in shapes.items():
+            value = obj.get(key)
+            if value is None or isinstance(value, want):
+                continue
+            got = TYPE_NAMES.get(type(value), type(value).__name__)
+            raise Failure(EXIT_USAGE, f"the payload is not shaped as the provider sends it: "
+                                      f"`{where}{key}` is {got}, where {TYPE_NAMES[want]} belongs")
+    check(payload, SHAPES, "")
+    if isinstance(payload.get("object_attributes"), dict):
+        check(payload["object_attributes"], ATTRIBUTE_SHAPES, "object_attributes.")
+    if any(not isinstance(c, dict) for c in payload.get("commits") or []):
+        raise Failure(EXIT_USAGE, "the payload is not shaped as the provider sends it: "
+                                  "`commits` holds something other than objects")
+
+
 def summarize(payload, hook_event="", max_commits=5):
+    check_shape(payload)
     provider, kind = detect(payload, hook_event)
     if provider == "gitlab":
         fn = GITLAB.get(kind, gitlab_other)

@@ -946,6 +946,23 @@ fn untrusted_text_mentions_nobody_and_a_bad_payload_or_url_is_exit_2_without_the
             "pull_request",
             r#"{"action":"opened","pull_request":"oops"}"#,
         ),
+        // Fields a message could be made without are checked too: a
+        // project given as a string is not silently left out.
+        (
+            "slack-events.py",
+            "push",
+            r#"{"object_kind":"push","ref":"refs/heads/main","user_name":"Mona","project":"acme/app"}"#,
+        ),
+        (
+            "dingtalk-events.py",
+            "push",
+            r#"{"object_kind":"push","ref":"refs/heads/main","commits":"oops"}"#,
+        ),
+        (
+            "wecom-events.py",
+            "push",
+            r#"{"ref":"refs/heads/main","pusher":{"name":"m"},"commits":[1]}"#,
+        ),
     ] {
         let (code, _, err) = handler(script, &["--print"], &[("HOOK_EVENT", event)], body);
         assert_eq!(code, 2, "{script}: {err}");

@@ -176,6 +176,8 @@ fn a_burst_over_three_nodes_survives_one_being_killed() {
         .clone();
     assert_eq!(dead["status"], "dead", "{nodes_seen}");
     assert!(["n1", "n2"].contains(&dead["taken_over_by"].as_str().unwrap()));
+    // What it ran was taken over: it runs nothing any more.
+    assert_eq!(dead["running"], 0, "{nodes_seen}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -464,4 +465,152 @@ fn the_same_delivery_id_sent_twice_at_once_makes_two_records() {
         assert_eq!(outcomes, ["accepted", "duplicate"].into(), "{id}: {pair:?}");
         assert!(pair.iter().any(|r| r["id"] == id.as_str()), "{id}: {pair:?}");
     }
+}
+
+/// A crash between a handler's start and the write that records it leaves
+/// the task stored as queued while its handler runs on. The restart finds
+/// that handler (its `HOOK_TASK_ID`) and treats it as the run it is: never a
+/// second run beside it. Here the "handler" is a stand-in started by the
+/// test with the queued task's id, so the window is hit every time.
+#[test]
+fn a_handler_whose_start_was_not_recorded_is_never_started_again_beside_it() {
+    for on_interrupt in ["mark", "rerun"] {
+        let config = format!(
+            r#"
+state:
+  path: data/hookrunner.db
+tasks:
+  max_concurrent: 1
+sources:
+  a:
+    provider: generic
+    auth: none
+    event: {{field: kind}}
+programs:
+  block:
+    command: handlers/sleepy.sh
+    env: {{OUT_FILE: $DIR/runs, SLEEP: "3"}}
+  work:
+    command: handlers/sleepy.sh
+    on_interrupt: {on_interrupt}
+    env: {{OUT_FILE: $DIR/runs, SLEEP: "0.1"}}
+mappings:
+  a:
+    block: {{rules: [{{run: block}}]}}
+    work: {{rules: [{{run: work}}]}}
+"#
+        );
+        let mut d = Daemon::start(&config);
+        let block = d.post_json("/hooks/a", &[], br#"{"kind":"block"}"#).json()["tasks"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eventually("the blocking task to run", Duration::from_secs(10), || {
+            runs(&d).contains_key(&block)
+        });
+        let r = d.post_json("/hooks/a", &[], br#"{"kind":"work"}"#);
+        assert_eq!(r.status, 202, "{}", r.text);
+        let id = r.json()["tasks"][0]["id"].as_str().unwrap().to_string();
+        assert_eq!(d.get(&format!("/tasks/{id}")).json()["status"], "queued");
+        d.kill9();
+        // What the crash left: the queued task's handler, running.
+        let mut stand_in = std::process::Command::new("sleep")
+            .arg("60")
+            .env_clear()
+            .env("HOOK_TASK_ID", &id)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        d.restart();
+        d.logs_with("the daemon stopped before it recorded that this task started, but its handler is running");
+        let mut task = Value::Null;
+        eventually("the task to be settled", Duration::from_secs(20), || {
+            task = d.get(&format!("/tasks/{id}")).json();
+            match on_interrupt {
+                "mark" => task["status"] == "interrupted",
+                _ => task["status"] == "succeeded",
+            }
+        });
+        let started_here = runs(&d).get(&id).copied().unwrap_or_default();
+        match on_interrupt {
+            "mark" => {
+                // Left alone, as a recorded run would be; not started by the daemon.
+                assert_eq!(task["error"], "daemon stopped while running", "{task}");
+                assert_eq!(started_here, (0, 0), "{task}");
+                assert!(
+                    stand_in.try_wait().unwrap().is_none(),
+                    "the interrupted run was stopped"
+                );
+                let _ = stand_in.kill();
+                let _ = stand_in.wait();
+            }
+            _ => {
+                // The old run was stopped before the second attempt started.
+                let status = stand_in.wait().unwrap();
+                assert!(!status.success(), "the stand-in was not stopped: {status}");
+                assert_eq!(task["attempt"], 2, "{task}");
+                assert_eq!(task["attempts"][0]["status"], "interrupted", "{task}");
+                assert_eq!(started_here, (1, 1), "{task}");
+            }
+        }
+        // The blocking task's own orphan ends by itself within 3 s.
+    }
+}
+
+/// A handler left running by a crash (`on_interrupt: mark`) still holds its
+/// concurrency key: the next task of that key starts only once it is gone,
+/// never beside it.
+#[test]
+fn a_handler_left_running_by_a_crash_keeps_its_concurrency_key() {
+    let config = r#"
+state:
+  path: data/hookrunner.db
+tasks:
+  max_concurrent: 2
+sources:
+  a:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  deploy:
+    command: handlers/sleepy.sh
+    concurrency_key: site
+    env: {OUT_FILE: $DIR/runs, SLEEP: "2"}
+mappings:
+  a:
+    deploy: {rules: [{run: deploy}]}
+"#;
+    let mut d = Daemon::start(config);
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let r = d.post_json("/hooks/a", &[], br#"{"kind":"deploy"}"#);
+            assert_eq!(r.status, 202, "{}", r.text);
+            r.json()["tasks"][0]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    eventually("the first to run", Duration::from_secs(10), || {
+        runs(&d).contains_key(&ids[0])
+    });
+    assert_eq!(d.get(&format!("/tasks/{}", ids[1])).json()["status"], "queued");
+    d.kill9();
+    d.restart();
+    eventually("the second to finish", Duration::from_secs(20), || {
+        d.get(&format!("/tasks/{}", ids[1])).json()["status"] == "succeeded"
+    });
+    assert_eq!(d.get(&format!("/tasks/{}", ids[0])).json()["status"], "interrupted");
+    d.logs_with("its concurrency key is free");
+    // From the handlers' own log: the first (orphaned) run ended before the second began.
+    let log = std::fs::read_to_string(d.path("runs")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &str, id: &str| {
+        lines
+            .iter()
+            .position(|l| *l == format!("{what} {id}"))
+            .unwrap_or_else(|| panic!("no `{what} {id}` in {log}"))
+    };
+    assert!(
+        at("end", &ids[0]) < at("start", &ids[1]),
+        "two runs of one key at once: {log}"
+    );
 }

@@ -442,6 +442,18 @@ fn gitlab_401_403_404_and_usage_errors_say_what_is_wrong() {
         "{}",
         out.stderr
     );
+    // GitHub's event names are checked as well (a typo is not sent).
+    let out = hooks(
+        &dir,
+        &["install", "github", "--repo", "a/b", "--events", "push,pull-request"],
+        &[("GITHUB_TOKEN", GH_ADMIN)],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("GitHub hooks have no event `pull-request`") && out.stderr.contains("pull_request"),
+        "{}",
+        out.stderr
+    );
     assert!(server.take().is_empty(), "usage errors send nothing");
 }
 

@@ -241,10 +241,19 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
     };
     let output_limit = inner.limits.load().output_limit;
     let mut out = Vec::new();
+    let mut live = None;
     for (record, body) in orphans.running {
         let program = inner.program(&record.program);
         let known = (inner.programs.load().lookup)(&record.program).is_some();
         let mut task = Task::from_record(&record, program.clone(), body);
+        if ours {
+            // Claimed here, and its handler started before the crash let
+            // this node record it: the run it is, not a task to start again.
+            if let Some(state) = super::recover::started_unrecorded(&task, &mut live, now) {
+                tracing::warn!(task_id = %task.id(), "this node stopped before it recorded that the task started, but its handler is running");
+                task.state = state;
+            }
+        }
         let pinned_here = record.pinned_node.as_deref() == Some(orphans.node.as_str());
         let started = matches!(task.state, TaskState::Running { pid: Some(_), .. });
         let tails = if ours {

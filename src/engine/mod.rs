@@ -1020,6 +1020,24 @@ impl Inner {
     }
 
     /// Puts a task waiting out a backoff back at the front of the queue after `delay`.
+    /// Frees a concurrency key held by a handler that outlived a crash
+    /// ([`Sched::hold_orphan_key`]) once its process group is gone.
+    fn free_key_when_gone(self: &Arc<Self>, pgid: u32, key: (Arc<str>, Arc<str>)) {
+        let inner = self.clone();
+        self.runtime.spawn(async move {
+            if let Ok(pgid) = i32::try_from(pgid) {
+                let group = nix::unistd::Pid::from_raw(pgid);
+                while crate::process::group_alive(group) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            tracing::info!(program = %key.0, "the handler left running by the crash has ended; its concurrency key is free");
+            let mut sched = inner.lock();
+            sched.free_orphan_key(&key);
+            inner.start_ready(&mut sched);
+        });
+    }
+
     fn resume_after(self: &Arc<Self>, id: Uuid, delay: Duration) {
         let inner = self.clone();
         self.runtime.spawn(async move {

@@ -48,27 +48,93 @@ pub(super) fn still_ours(pid: u32, id: Uuid, started_at: SystemTime) -> bool {
 }
 
 /// Whether `pid` leads its own process group and started within a few
-/// seconds of `at` (by `/proc/<pid>/stat` and the boot time in `/proc/stat`).
+/// seconds of `at`.
 fn started_near(pid: u32, at: SystemTime) -> bool {
     let read = || -> Option<bool> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command (which may hold spaces): state is field 3.
-        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
-        let group: u32 = fields.get(2)?.parse().ok()?;
-        let ticks_since_boot: u64 = fields.get(19)?.parse().ok()?;
-        let boot: u64 = std::fs::read_to_string("/proc/stat")
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))?
-            .trim()
-            .parse()
-            .ok()?;
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-        let started = boot as f64 + ticks_since_boot as f64 / hz as f64;
+        let (leader, started) = group_leader_since(pid)?;
+        let started = started.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
         let at = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
-        Some(group == pid && (started - at).abs() < 3.0)
+        Some(leader && (started - at).abs() < 3.0)
     };
     read().unwrap_or(false)
+}
+
+/// Whether `pid` leads its own process group, and when it started (by
+/// `/proc/<pid>/stat` and the boot time in `/proc/stat`).
+fn group_leader_since(pid: u32) -> Option<(bool, SystemTime)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces): state is field 3.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    let group: u32 = fields.get(2)?.parse().ok()?;
+    let ticks_since_boot: u64 = fields.get(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let started = boot as f64 + ticks_since_boot as f64 / hz as f64;
+    Some((group == pid, std::time::UNIX_EPOCH + Duration::from_secs_f64(started)))
+}
+
+/// The handlers alive on this host that lead their process group, by the
+/// `HOOK_TASK_ID` in their environment, with when each started. A crash
+/// between a handler's spawn and the write that records its pid leaves a
+/// task stored as not yet started while its handler runs on: recovery looks
+/// it up here (once, and only when some task could be in that state) so that
+/// it is treated as the run it is, never started a second time beside it.
+/// A handler without the `HOOK_*` variables (`hook_env: false`) cannot be
+/// found this way.
+pub(super) fn live_handlers() -> std::collections::HashMap<Uuid, (u32, SystemTime)> {
+    let mut found = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Another user's process: its environment cannot be read anyway.
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let Some(id) = environ
+            .split(|b| *b == 0)
+            .find_map(|v| v.strip_prefix(b"HOOK_TASK_ID="))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| Uuid::parse_str(v).ok())
+        else {
+            continue;
+        };
+        if let Some((true, since)) = group_leader_since(pid) {
+            found.insert(id, (pid, since));
+        }
+    }
+    found
+}
+
+/// A task stored as not (yet) started whose handler is alive here: the
+/// state of the run it is (see [`live_handlers`]).
+pub(super) fn started_unrecorded(
+    task: &Task,
+    live: &mut Option<std::collections::HashMap<Uuid, (u32, SystemTime)>>,
+    now: SystemTime,
+) -> Option<TaskState> {
+    let could_have_started = match task.state {
+        TaskState::Queued { next_attempt_at } => next_attempt_at.is_none_or(|at| at <= now),
+        TaskState::Running { pid: None, .. } => true,
+        _ => false,
+    };
+    if !could_have_started {
+        return None;
+    }
+    let (pid, started_at) = *live.get_or_insert_with(live_handlers).get(&task.id())?;
+    Some(TaskState::Running {
+        started_at,
+        pid: Some(pid),
+    })
 }
 
 /// Stops the process group of a handler that outlived the daemon: SIGTERM,
@@ -106,6 +172,7 @@ impl Engine {
         let (records, unreadable) = store.unfinished_tasks()?;
         found.unreadable = unreadable.len();
         let now = SystemTime::now();
+        let mut live = None;
         for (record, body) in records {
             let (program, gone) = match program(&record.program) {
                 Some(p) => (p, false),
@@ -140,6 +207,10 @@ impl Engine {
                 to_persist.push(id);
                 continue;
             }
+            if let Some(state) = started_unrecorded(&task, &mut live, now) {
+                tracing::warn!(task_id = %id, "the daemon stopped before it recorded that this task started, but its handler is running");
+                task.state = state;
+            }
             if let TaskState::Running { started_at, pid } = task.state {
                 found.interrupted += 1;
                 let orphan = pid.filter(|p| still_ours(*p, id, started_at));
@@ -171,6 +242,13 @@ impl Engine {
                     task.state = TaskState::Queued { next_attempt_at: None };
                 } else {
                     tracing::warn!(task_id = %id, "task interrupted: the daemon stopped while it ran");
+                    if let Some(pid) = orphan {
+                        // Its handler runs on: nothing of its key starts beside it.
+                        let held = inner.lock().hold_orphan_key(&task);
+                        if let Some(key) = held {
+                            inner.free_key_when_gone(pid, key);
+                        }
+                    }
                     task.output = Some(tails);
                     task.state = TaskState::Finished {
                         started_at: Some(started_at),

@@ -9,6 +9,10 @@
 //! - `busy_keys` holds the `(program, key)` of every running task and of every
 //!   task waiting out a retry's backoff (nothing of its key overtakes it).
 //!
+//! Besides, `orphan_keys` holds the keys of interrupted tasks whose handler
+//! outlived a crash and was left running (`on_interrupt: mark`): nothing of
+//! such a key starts until the engine sees that handler gone.
+//!
 //! It does no I/O, spawns nothing and never waits: the engine calls it under
 //! one `Mutex` and does the work its answers call for (spawn, persist, log).
 
@@ -89,6 +93,8 @@ pub struct Sched {
     running: HashMap<Uuid, StopSender>,
     per_program: HashMap<Arc<str>, usize>,
     busy_keys: HashSet<(Arc<str>, Arc<str>)>,
+    /// Keys held by handlers left running by a crash, with how many.
+    orphan_keys: HashMap<(Arc<str>, Arc<str>), usize>,
     /// Room held for deliveries being committed to the store.
     reserved: usize,
     /// Finished tasks kept (`tasks.keep`).
@@ -231,7 +237,25 @@ impl Sched {
         let program_room = program
             .max_concurrent
             .is_none_or(|max| self.per_program.get(&program.name).copied().unwrap_or(0) < max);
-        program_room && key_of(t).is_none_or(|k| !self.busy_keys.contains(&k))
+        program_room && key_of(t).is_none_or(|k| !self.busy_keys.contains(&k) && !self.orphan_keys.contains_key(&k))
+    }
+
+    /// Holds the key of `task`, whose handler outlived a crash and runs on
+    /// unsupervised, until [`Sched::free_orphan_key`]. The key held, if any.
+    pub fn hold_orphan_key(&mut self, task: &Task) -> Option<(Arc<str>, Arc<str>)> {
+        let k = key_of(task)?;
+        *self.orphan_keys.entry(k.clone()).or_default() += 1;
+        Some(k)
+    }
+
+    /// The handler that held `key` is gone.
+    pub fn free_orphan_key(&mut self, key: &(Arc<str>, Arc<str>)) {
+        if let Some(n) = self.orphan_keys.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.orphan_keys.remove(key);
+            }
+        }
     }
 
     /// Takes the first queued task that may start, if a slot is free, and

@@ -6,6 +6,87 @@ use super::gitlab::id_text;
 use super::{encode, Forge, Hook, Want};
 use serde_json::{json, Value};
 
+/// The events a GitHub hook can subscribe to (GitHub's "Webhook events and
+/// payloads", without `ping`, which every new hook gets unasked). A name not
+/// here is a typo to refuse before the API is called; an event GitHub adds
+/// later can be subscribed with `*` until it is added here.
+const EVENTS: &[&str] = &[
+    "branch_protection_configuration",
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "code_scanning_alert",
+    "commit_comment",
+    "create",
+    "custom_property",
+    "custom_property_values",
+    "delete",
+    "dependabot_alert",
+    "deploy_key",
+    "deployment",
+    "deployment_protection_rule",
+    "deployment_review",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "github_app_authorization",
+    "gollum",
+    "installation",
+    "installation_repositories",
+    "installation_target",
+    "issue_comment",
+    "issue_dependencies",
+    "issues",
+    "label",
+    "marketplace_purchase",
+    "member",
+    "membership",
+    "merge_group",
+    "meta",
+    "milestone",
+    "org_block",
+    "organization",
+    "package",
+    "page_build",
+    "personal_access_token_request",
+    "project",
+    "project_card",
+    "project_column",
+    "projects_v2",
+    "projects_v2_item",
+    "projects_v2_status_update",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+    "push",
+    "registry_package",
+    "release",
+    "repository",
+    "repository_advisory",
+    "repository_dispatch",
+    "repository_import",
+    "repository_ruleset",
+    "repository_vulnerability_alert",
+    "secret_scanning_alert",
+    "secret_scanning_alert_location",
+    "secret_scanning_scan",
+    "security_advisory",
+    "security_and_analysis",
+    "sponsorship",
+    "star",
+    "status",
+    "sub_issues",
+    "team",
+    "team_add",
+    "watch",
+    "workflow_dispatch",
+    "workflow_job",
+    "workflow_run",
+];
+
 pub struct Github {
     /// `repos/{owner}/{repo}` or `orgs/{org}`, encoded.
     path: String,
@@ -66,14 +147,13 @@ impl Forge for Github {
     }
 
     fn known_events(&self) -> Vec<&'static str> {
-        Vec::new()
+        EVENTS.to_vec()
     }
 
     fn event_of_key(&self, key: &str) -> Option<String> {
         let name = key.split('.').next().unwrap_or(key).trim().to_ascii_lowercase();
         // GitHub sends `ping` to every new hook; it is not subscribed to.
-        let valid = !name.is_empty() && name != "ping" && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-        valid.then_some(name)
+        EVENTS.contains(&name.as_str()).then_some(name)
     }
 
     fn all_events(&self) -> Vec<String> {

@@ -212,7 +212,7 @@ impl Postgres {
                 let was_stopped = tx
                     .execute(
                         &format!(
-                            "UPDATE nodes SET status = 'dead', taken_over_by = $2, taken_over_ms = {NOW_MS} WHERE name = $1 AND status = 'alive'"
+                            "UPDATE nodes SET status = 'dead', running = 0, taken_over_by = $2, taken_over_ms = {NOW_MS} WHERE name = $1 AND status = 'alive'"
                         ),
                         &[&name, &me],
                     )
@@ -225,7 +225,7 @@ impl Postgres {
                 }
                 if was_stopped {
                     tx.execute(
-                        &format!("UPDATE nodes SET taken_over_by = $2, taken_over_ms = {NOW_MS} WHERE name = $1"),
+                        &format!("UPDATE nodes SET running = 0, taken_over_by = $2, taken_over_ms = {NOW_MS} WHERE name = $1"),
                         &[&name, &me],
                     )
                     .await
