@@ -804,15 +804,37 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
     for line in &report.integrity {
         println!("integrity: {line}");
     }
+    if report.schema_version == 0 && !report.foreign_tables.is_empty() {
+        println!(
+            "{name}: not a hookrunner store: it has tables hookrunner does not make ({}) and no schema version",
+            report.foreign_tables.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if report.schema_version == 0 {
         println!("schema version 0: no hookrunner has used this database yet");
         println!("{name}: ok (empty)");
         return Ok(ExitCode::SUCCESS);
     }
+    if report.schema_version < 0 {
+        println!(
+            "{name}: schema version {} is not one hookrunner writes: this is not a hookrunner store, or it was changed by hand",
+            report.schema_version
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "schema version {} (this hookrunner writes {})",
         report.schema_version, report.ours
     );
+    if report.schema_version < 2 {
+        println!(
+            "rows not read: the next start converts this store to version {}",
+            report.ours
+        );
+        println!("{name}: ok");
+        return Ok(ExitCode::SUCCESS);
+    }
     if report.newer() {
         println!(
             "{name}: written by a newer hookrunner (schema version {}); this one cannot read it: upgrade hookrunner",
@@ -846,6 +868,12 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
 fn check_file(path: &Path) -> Result<crate::store::CheckReport, CliError> {
     if !path.exists() {
         return Err(CliError::Usage(format!("`{}` does not exist", path.display())));
+    }
+    if path.is_dir() {
+        return Err(CliError::Usage(format!(
+            "`{}` is a directory; give the store's SQLite file",
+            path.display()
+        )));
     }
     Ok(crate::store::check(path)?)
 }

@@ -202,18 +202,107 @@ fn a_version_1_store_opens_without_loss() {
         [BROKEN],
     )
     .unwrap();
+    // Rows changed by hand so that their record is not text at all.
+    const BLOB: &str = "66666666-6666-4666-8666-666666666666";
+    const NUMBER: &str = "77777777-7777-4777-8777-777777777777";
+    c.execute(
+        "INSERT INTO tasks (id, seq, source, event, program, status, created_ms, data) VALUES (?1, 100, 'a', 'default', 'work', 'queued', 0, x'ff00')",
+        [BLOB],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO tasks (id, seq, source, event, program, status, created_ms, data) VALUES (?1, 101, 'a', 'default', 'work', 'succeeded', 0, 42)",
+        [NUMBER],
+    )
+    .unwrap();
     drop(c);
     d.restart();
     let ready = d.get("/readyz").json();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["store"]["unreadable_rows"], 1, "{ready}");
+    assert_eq!(ready["store"]["unreadable_rows"], 2, "{ready}");
     assert_eq!(ready["store"]["unreadable"][0]["id"], BROKEN);
+    assert_eq!(ready["store"]["unreadable"][1]["id"], BLOB);
     assert!(d.logs().contains(BROKEN), "{}", d.logs());
     eventually("the log line", Duration::from_secs(2), || {
         d.logs().contains("cannot be read")
     });
+    // The lists still answer, without the rows they cannot read.
+    let listed = d.get("/tasks?limit=100");
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json()["tasks"].as_array().unwrap().len(), 3, "{}", listed.text);
+    let ready = d.get("/readyz").json();
+    assert_eq!(ready["store"]["unreadable_rows"], 3, "{ready}");
     d.terminate();
     let (code, report) = db_check(&d);
     assert_eq!(code, 1, "{report}");
-    assert!(report.contains(&format!("tasks row `{BROKEN}`")), "{report}");
+    for id in [BROKEN, BLOB, NUMBER] {
+        assert!(report.contains(&format!("tasks row `{id}`")), "{report}");
+    }
+    assert!(report.contains("its data is not UTF-8 text"), "{report}");
+    assert!(report.contains("3 unreadable rows"), "{report}");
+}
+
+fn db_check_path(path: &std::path::Path) -> (i32, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["db", "check", "--path"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn db_check_tells_an_old_store_from_another_programs_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A version-1 store: its version, no counts (its rows are not read).
+    let v1 = dir.path().join("v1.db");
+    write_v1_store(&v1);
+    let (code, report) = db_check_path(&v1);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("schema version 1 (this hookrunner writes 2)")
+            && report.contains("rows not read: the next start converts this store to version 2"),
+        "{report}"
+    );
+    assert!(!report.contains(" tasks, "), "counts of rows not read: {report}");
+    // Another program's SQLite file is not an empty store.
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE accounts (a); CREATE TABLE notes (b);")
+        .unwrap();
+    let (code, report) = db_check_path(&other);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("not a hookrunner store: it has tables hookrunner does not make (accounts, notes)"),
+        "{report}"
+    );
+    // A schema version no hookrunner writes.
+    let odd = dir.path().join("odd.db");
+    Connection::open(&odd)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = -5;")
+        .unwrap();
+    let (code, report) = db_check_path(&odd);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("schema version -5 is not one hookrunner writes"),
+        "{report}"
+    );
+    // A really empty file is an empty store.
+    let empty = dir.path().join("empty.db");
+    Connection::open(&empty).unwrap().execute_batch("VACUUM;").unwrap();
+    let (code, report) = db_check_path(&empty);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("ok (empty)"), "{report}");
+    // A directory is a usage error.
+    let (code, report) = db_check_path(dir.path());
+    assert_eq!(code, 2, "{report}");
+    assert!(
+        report.contains("is a directory; give the store's SQLite file"),
+        "{report}"
+    );
 }

@@ -40,6 +40,9 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the store cannot write ({0}); nothing of this delivery was accepted, retry later")]
     StoreUnavailable(String),
+    /// The store failed a read, or a change asked of a task (not a delivery).
+    #[error("the store cannot be used just now ({0}); retry later")]
+    Store(String),
     #[error("{0}")]
     NoNode(String),
     /// Another node of the cluster, which has what was asked for, cannot be reached.
@@ -84,7 +87,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::QueueFull => "queue_full",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::StoreUnavailable(_) | ApiError::Store(_) => "store_unavailable",
             ApiError::NoNode(_) => "no_node",
             ApiError::NodeUnavailable(_) => "node_unavailable",
         }
@@ -104,9 +107,11 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) | ApiError::NoNode(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::QueueFull
+            | ApiError::ShuttingDown
+            | ApiError::StoreUnavailable(_)
+            | ApiError::Store(_)
+            | ApiError::NoNode(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NodeUnavailable(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -114,7 +119,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::QueueFull | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) | ApiError::NoNode(_) => {
+            ApiError::QueueFull
+            | ApiError::ShuttingDown
+            | ApiError::StoreUnavailable(_)
+            | ApiError::Store(_)
+            | ApiError::NoNode(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }
             ApiError::Unauthorized(_) => {

@@ -79,10 +79,7 @@ impl AppState {
         let Some(store) = self.deliveries.store().cloned() else {
             return Ok(None);
         };
-        read(store)
-            .await
-            .map(Some)
-            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))
+        read(store).await.map(Some).map_err(|e| ApiError::Store(e.to_string()))
     }
 }
 

@@ -13,10 +13,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .and_then(|s| s.postgres())
         .filter(|_| state.engine.cluster().is_some());
     if let Some(pg) = pg {
-        let nodes = pg
-            .nodes()
-            .await
-            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+        let nodes = pg.nodes().await.map_err(|e| ApiError::Store(e.to_string()))?;
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "clustered": true, "nodes": nodes })));
     }
     let config = state.config();

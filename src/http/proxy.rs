@@ -18,10 +18,7 @@ pub async fn elsewhere(state: &AppState, id: Uuid) -> Result<Option<(String, Str
     let Some(pg) = state.engine.store().and_then(|s| s.postgres()) else {
         return Ok(None);
     };
-    let found = pg
-        .running_on(id)
-        .await
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let found = pg.running_on(id).await.map_err(|e| ApiError::Store(e.to_string()))?;
     Ok(found.filter(|(node, _)| node != cluster.name()))
 }
 

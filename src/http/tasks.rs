@@ -202,7 +202,7 @@ fn task_error(e: TaskError) -> ApiError {
     match e {
         TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
         TaskError::Finished(..) | TaskError::NotFinished(..) => ApiError::Conflict(e.to_string()),
-        TaskError::Store(why) => ApiError::StoreUnavailable(why),
+        TaskError::Store(why) => ApiError::Store(why),
     }
 }
 

@@ -451,11 +451,19 @@ pub struct CheckReport {
     pub unreadable: Vec<Unreadable>,
     /// Rows the migration to typed records could not convert.
     pub quarantined: usize,
+    /// Tables of a database at schema version 0 that hookrunner does not
+    /// make: another program's file, not an empty store.
+    pub foreign_tables: Vec<String>,
 }
 
 impl CheckReport {
     pub fn ok(&self) -> bool {
-        self.intact() && !self.newer() && self.unreadable.is_empty()
+        self.intact() && self.known_version() && self.foreign_tables.is_empty() && self.unreadable.is_empty()
+    }
+
+    /// Whether the schema version is one some hookrunner writes (0 to ours).
+    pub fn known_version(&self) -> bool {
+        (0..=self.ours).contains(&self.schema_version)
     }
 
     /// Whether the database itself is sound (SQLite's integrity check).

@@ -198,7 +198,7 @@ impl Sqlite {
             ("id <= ", high),
         ];
         let rows = self.read("list tasks", |c| list(c, "tasks", &filters, q.before_seq, q.limit))?;
-        Ok(rows.into_iter().map(|(id, data)| decode_task(id, &data)).collect())
+        Ok(rows.into_iter().map(|(id, data)| decode_task(id, data)).collect())
     }
 
     pub fn task_seq(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
@@ -213,15 +213,15 @@ impl Sqlite {
 
     pub fn task(&self, id: Uuid) -> Result<Option<Result<TaskRecord, Unreadable>>, StoreError> {
         let key = id.to_string();
-        let row: Option<String> = self.read("read a task", |c| {
+        let row: Option<Data> = self.read("read a task", |c| {
             c.query_row("SELECT data FROM tasks WHERE id = ?", [&key], |r| r.get(0))
                 .optional()
         })?;
-        Ok(row.map(|data| decode_task(key, &data)))
+        Ok(row.map(|data| decode_task(Id(key), data)))
     }
 
     pub fn unfinished_tasks(&self) -> Result<Vec<Result<super::WithBody, Unreadable>>, StoreError> {
-        let rows: Vec<(String, String, Option<Vec<u8>>)> = self.read("read unfinished tasks", |c| {
+        let rows: Vec<(Id, Data, BodyCell)> = self.read("read unfinished tasks", |c| {
             let mut stmt =
                 c.prepare("SELECT id, data, body FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -229,17 +229,24 @@ impl Sqlite {
         })?;
         Ok(rows
             .into_iter()
-            .map(|(id, data, body)| decode_task(id, &data).map(|r| (r, Bytes::from(body.unwrap_or_default()))))
+            .map(|(Id(id), data, BodyCell(body))| match body {
+                Ok(body) => decode_task(Id(id), data).map(|r| (r, Bytes::from(body.unwrap_or_default()))),
+                Err(error) => Err(Unreadable {
+                    table: "tasks",
+                    id,
+                    error,
+                }),
+            })
             .collect())
     }
 
     pub fn tasks_with_pending_callbacks(&self) -> Result<Vec<Result<TaskRecord, Unreadable>>, StoreError> {
-        let rows: Vec<(String, String)> = self.read("read tasks with pending callbacks", |c| {
+        let rows: Vec<(Id, Data)> = self.read("read tasks with pending callbacks", |c| {
             let mut stmt = c.prepare("SELECT id, data FROM tasks WHERE callbacks_pending = 1 ORDER BY seq")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;
-        Ok(rows.into_iter().map(|(id, data)| decode_task(id, &data)).collect())
+        Ok(rows.into_iter().map(|(id, data)| decode_task(id, data)).collect())
     }
 
     pub fn max_task_seq(&self) -> Result<u64, StoreError> {
@@ -267,7 +274,7 @@ impl Sqlite {
         let rows = self.read("list deliveries", |c| {
             list(c, "deliveries", &filters, q.before_seq, q.limit)
         })?;
-        Ok(rows.into_iter().map(|(id, data)| decode_delivery(id, &data)).collect())
+        Ok(rows.into_iter().map(|(id, data)| decode_delivery(id, data)).collect())
     }
 
     /// Whether any delivery is stored.
@@ -290,13 +297,20 @@ impl Sqlite {
         &self,
         id: &str,
     ) -> Result<Option<Result<(DeliveryRecord, Option<Bytes>), Unreadable>>, StoreError> {
-        let row: Option<(String, Option<Vec<u8>>)> = self.read("read a delivery", |c| {
+        let row: Option<(Data, BodyCell)> = self.read("read a delivery", |c| {
             c.query_row("SELECT data, body FROM deliveries WHERE id = ?", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
         })?;
-        Ok(row.map(|(data, body)| decode_delivery(id.to_string(), &data).map(|r| (r, body.map(Bytes::from)))))
+        Ok(row.map(|(data, BodyCell(body))| match body {
+            Ok(body) => decode_delivery(Id(id.to_string()), data).map(|r| (r, body.map(Bytes::from))),
+            Err(error) => Err(Unreadable {
+                table: "deliveries",
+                id: id.to_string(),
+                error,
+            }),
+        }))
     }
 
     pub fn recent_deliveries(&self, since: SystemTime) -> Result<Vec<RecentDelivery>, StoreError> {
@@ -318,16 +332,65 @@ impl Sqlite {
     }
 }
 
-fn decode_task(id: String, data: &str) -> Result<TaskRecord, Unreadable> {
-    decode(data).map_err(|error| Unreadable {
+/// A row's `id` as text, whatever the column holds (a row changed by hand
+/// is still named when it is reported).
+struct Id(String);
+
+impl rusqlite::types::FromSql for Id {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::ValueRef as V;
+        Ok(Id(match v {
+            V::Text(b) | V::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+            V::Integer(i) => i.to_string(),
+            V::Real(f) => f.to_string(),
+            V::Null => "NULL".into(),
+        }))
+    }
+}
+
+/// A row's `data` column: its text, or why it holds none. Reading it never
+/// fails, so one row changed by hand (a blob, a number) is reported as
+/// unreadable instead of failing every read of its table.
+struct Data(Result<String, String>);
+
+impl rusqlite::types::FromSql for Data {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::ValueRef as V;
+        Ok(Data(match v {
+            V::Text(b) | V::Blob(b) => {
+                String::from_utf8(b.to_vec()).map_err(|_| "its data is not UTF-8 text".to_string())
+            }
+            V::Integer(_) | V::Real(_) => Err("its data is a number, not a record".into()),
+            V::Null => Err("its data is NULL".into()),
+        }))
+    }
+}
+
+/// A row's `body` column: bytes (a blob, or text written by hand), none, or
+/// why it is neither.
+struct BodyCell(Result<Option<Vec<u8>>, String>);
+
+impl rusqlite::types::FromSql for BodyCell {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::ValueRef as V;
+        Ok(BodyCell(match v {
+            V::Text(b) | V::Blob(b) => Ok(Some(b.to_vec())),
+            V::Null => Ok(None),
+            V::Integer(_) | V::Real(_) => Err("its body is a number, not bytes".into()),
+        }))
+    }
+}
+
+fn decode_task(Id(id): Id, Data(data): Data) -> Result<TaskRecord, Unreadable> {
+    data.and_then(|d| decode(&d)).map_err(|error| Unreadable {
         table: "tasks",
         id,
         error,
     })
 }
 
-fn decode_delivery(id: String, data: &str) -> Result<DeliveryRecord, Unreadable> {
-    decode(data).map_err(|error| Unreadable {
+fn decode_delivery(Id(id): Id, Data(data): Data) -> Result<DeliveryRecord, Unreadable> {
+    data.and_then(|d| decode(&d)).map_err(|error| Unreadable {
         table: "deliveries",
         id,
         error,
@@ -342,7 +405,7 @@ fn list(
     filters: &[(&str, Option<String>)],
     before_seq: Option<u64>,
     limit: usize,
-) -> rusqlite::Result<Vec<(String, String)>> {
+) -> rusqlite::Result<Vec<(Id, Data)>> {
     let before = before_seq.map_or(i64::MAX, |s| s as i64);
     let mut sql = format!("SELECT id, data FROM {table} WHERE seq < ?1");
     let mut args: Vec<&String> = Vec::new();
@@ -389,14 +452,29 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         deliveries: 0,
         unreadable: Vec::new(),
         quarantined: 0,
+        foreign_tables: Vec::new(),
     };
+    if schema_version == 0 {
+        // Empty, or another program's SQLite file.
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(err("list the tables"))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Id>(0))
+            .map_err(err("list the tables"))?;
+        report.foreign_tables = rows
+            .map(|r| r.map(|Id(name)| name))
+            .collect::<Result<_, _>>()
+            .map_err(err("list the tables"))?;
+        return Ok(report);
+    }
     if schema_version < 2 || schema_version > schema::VERSION {
         // Still version 1 (the next start converts it; nothing to decode
         // yet), or a newer hookrunner's, which this one cannot read.
         return Ok(report);
     }
     for table in ["tasks", "deliveries"] {
-        let rows: Vec<(String, String)> = {
+        let rows: Vec<(Id, Data)> = {
             let mut stmt = conn
                 .prepare(&format!("SELECT id, data FROM {table}"))
                 .map_err(err("read the rows"))?;
@@ -408,10 +486,10 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         for (id, data) in rows {
             let decoded = if table == "tasks" {
                 report.tasks += 1;
-                decode_task(id, &data).map(|_| ())
+                decode_task(id, data).map(|_| ())
             } else {
                 report.deliveries += 1;
-                decode_delivery(id, &data).map(|_| ())
+                decode_delivery(id, data).map(|_| ())
             };
             if let Err(u) = decoded {
                 report.unreadable.push(u);

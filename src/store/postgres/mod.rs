@@ -801,6 +801,7 @@ pub fn check(url: &SecretUrl) -> Result<super::CheckReport, StoreError> {
             deliveries: 0,
             unreadable: Vec::new(),
             quarantined: 0,
+            foreign_tables: Vec::new(),
         };
         if schema_version == 0 || schema_version > SCHEMA_VERSION {
             return Ok(report);
