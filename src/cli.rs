@@ -827,7 +827,7 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
         "schema version {} (this hookrunner writes {})",
         report.schema_version, report.ours
     );
-    if report.schema_version < 2 {
+    if report.schema_version < report.ours {
         println!(
             "rows not read: the next start converts this store to version {}",
             report.ours
