@@ -352,3 +352,64 @@ fn a_stopping_daemon_ends_the_stream_after_its_last_events() {
     assert!(!rest.contains("event:"), "{rest}");
     assert_eq!(d.terminate_wait().code(), Some(0));
 }
+
+/// A stream keeps the right it was opened with only while the config in
+/// force grants it: a reload that withdraws its token ends it (the events
+/// stream and a task's live output alike), and leaves other streams alone.
+#[test]
+fn a_reload_that_withdraws_a_token_ends_the_streams_opened_with_it() {
+    let config = |tokens: &str| {
+        CONFIG
+            .replacen("sources:", &format!("api:\n  tokens: [{tokens}]\nsources:"), 1)
+            .replace("mappings:", "  quiet:\n    command: [sleep, \"5\"]\nmappings:")
+            .replace(
+                "talk: {rules: [{run: talk}]}",
+                "talk: {rules: [{run: talk}]}\n    quiet: {rules: [{run: quiet}]}",
+            )
+    };
+    let d = Daemon::start(&config("tok-1, tok-2"));
+    let one = [("Authorization", "Bearer tok-1")];
+    let two = [("Authorization", "Bearer tok-2")];
+    let mut revoked = Events::open(&d, "/events", &one);
+    let mut kept = Events::open(&d, "/events", &two);
+    let quiet = Daemon::task_ids(&d.post_json("/hooks/a", &[], br#"{"kind": "quiet"}"#)).remove(0);
+    revoked.until(|e| e.kind == "task.started" && e.data["task"] == quiet.as_str());
+    kept.until(|e| e.kind == "task.started" && e.data["task"] == quiet.as_str());
+    // A live output of a task that prints nothing.
+    let follow = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(30))
+        .build()
+        .get(&d.url(&format!("/tasks/{quiet}/output?follow=1")))
+        .set("Authorization", "Bearer tok-1")
+        .call()
+        .unwrap();
+    assert_eq!(follow.status(), 200);
+
+    std::fs::write(d.path("webhook.yaml"), config("tok-2")).unwrap();
+    let r = request("POST", &d.url("/-/reload"), &two, Some(b""));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Both streams opened with tok-1 end, cleanly, without waiting for an event.
+    let mut rest = String::new();
+    revoked
+        .reader
+        .read_to_string(&mut rest)
+        .expect("the stream ends cleanly");
+    let mut output = String::new();
+    follow
+        .into_reader()
+        .read_to_string(&mut output)
+        .expect("the output stream ends cleanly");
+    assert!(
+        !output.contains("event: status"),
+        "it ended before the task did: {output}"
+    );
+    assert!(
+        d.logs().contains("a reload withdrew the access it was opened with"),
+        "{}",
+        d.logs()
+    );
+    // The one opened with the token still listed goes on.
+    let next = Daemon::task_ids(&d.post_json("/hooks/a", &[], br#"{"kind": "talk"}"#)).remove(0);
+    kept.until(|e| e.kind == "task.created" && e.data["task"] == next.as_str());
+    assert_eq!(d.get_with("/events", &one).status, 401);
+}

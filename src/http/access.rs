@@ -102,6 +102,78 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
     }
 }
 
+/// The right a long answer (an event stream) was opened with, kept so the
+/// stream can end once a reload withdraws it: a token that `api.tokens` no
+/// longer lists, or a token-less loopback client after tokens were set.
+pub struct Grant {
+    /// The bearer token it was opened with; none under the loopback rule.
+    token: Option<Vec<u8>>,
+    /// The config it was judged under (while it is in force, nothing changed).
+    config: std::sync::Arc<crate::config::Config>,
+}
+
+impl Grant {
+    /// Whether the config in force still lets this stream go on.
+    pub fn holds(&self, state: &AppState) -> bool {
+        let now = state.config();
+        if std::sync::Arc::ptr_eq(&now, &self.config) {
+            return true;
+        }
+        match (&self.token, now.api_tokens.is_empty()) {
+            // Still under the loopback rule; the client is who it was.
+            (None, true) => true,
+            (Some(sent), false) => now.api_tokens.iter().fold(false, |acc, t| acc | t.matches(sent)),
+            // Tokens were set since (it has none), or all were removed
+            // (it is judged by the loopback rule when it connects again).
+            _ => false,
+        }
+    }
+}
+
+/// [`authorize_api`], keeping what a stream needs to check again later.
+pub fn authorize_stream(req: &HttpRequest, state: &AppState) -> Result<Grant, ApiError> {
+    authorize_api(req, state)?;
+    let config = state.config();
+    let token = (!config.api_tokens.is_empty())
+        .then(|| {
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| t.trim().as_bytes().to_vec())
+        })
+        .flatten();
+    Ok(Grant { token, config })
+}
+
+/// How often a quiet stream checks that its [`Grant`] still holds.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `inner`, ended as soon as `grant` no longer holds (checked before every
+/// item, and every 2 s while nothing comes).
+pub fn guarded<S>(
+    inner: S,
+    grant: Grant,
+    state: actix_web::web::Data<AppState>,
+) -> impl futures_util::Stream<Item = S::Item>
+where
+    S: futures_util::Stream + Unpin,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::unfold((inner, grant, state), |(mut inner, grant, state)| async move {
+        loop {
+            if !grant.holds(&state) {
+                tracing::info!("a stream of the API ended: a reload withdrew the access it was opened with");
+                return None;
+            }
+            tokio::select! {
+                item = inner.next() => return item.map(|i| (i, (inner, grant, state))),
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+    })
+}
+
 /// Whether the connection itself comes from this machine (loopback, or a
 /// Unix socket), whatever `X-Forwarded-For` says.
 fn peer_is_local(req: &HttpRequest) -> bool {

@@ -14,7 +14,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /events` (same access rule as `/tasks`). `Last-Event-ID: n` or
 /// `?since=n` resumes after event `n`.
 pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    access::authorize_api(&req, &state)?;
+    let grant = access::authorize_stream(&req, &state)?;
     let since = since(&req)?;
     let listener = state.engine.events().subscribe(since);
     let body = futures_util::stream::unfold((listener, true), |(mut listener, first)| async move {
@@ -35,7 +35,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+        .streaming(access::guarded(Box::pin(body), grant, state)))
 }
 
 /// The id to resume after: `Last-Event-ID` (what browsers send), else `?since=`.

@@ -40,8 +40,13 @@ fn line_event(line: &Line) -> Bytes {
     event(line.stream.as_str(), &line.text)
 }
 
-/// The SSE response for task `id`.
-pub fn stream(engine: Engine, id: Uuid) -> HttpResponse {
+/// The SSE response for task `id`, for as long as `grant` holds.
+pub fn stream(
+    engine: Engine,
+    id: Uuid,
+    grant: super::access::Grant,
+    state: actix_web::web::Data<super::AppState>,
+) -> HttpResponse {
     let (tx, rx) = mpsc::channel::<Bytes>(CONNECTION_BUFFER);
     actix_web::rt::spawn(async move {
         let _ = pump(&engine, id, &tx).await;
@@ -53,7 +58,7 @@ pub fn stream(engine: Engine, id: Uuid) -> HttpResponse {
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(super::access::guarded(Box::pin(body), grant, state))
 }
 
 /// Sends lines until the task ends, then its status. Returns early when the client goes away.

@@ -24,7 +24,8 @@ pub async fn elsewhere(state: &AppState, id: Uuid) -> Result<Option<(String, Str
 
 /// Passes `GET <path_and_query>` to the node at `base` and streams its answer back.
 pub async fn pass(
-    state: &AppState,
+    state: actix_web::web::Data<AppState>,
+    grant: super::access::Grant,
     node: &str,
     base: &str,
     path_and_query: &str,
@@ -92,5 +93,6 @@ pub async fn pass(
             .insert_header(("Cache-Control", "no-cache"))
             .insert_header(("X-Accel-Buffering", "no"));
     }
-    Ok(response.streaming(body))
+    // The client's own right to read is checked as long as it reads.
+    Ok(response.streaming(super::access::guarded(Box::pin(body), grant, state)))
 }

@@ -262,7 +262,7 @@ pub async fn output(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_api(&req, &state)?;
+    let grant = super::access::authorize_stream(&req, &state)?;
     let id = task_id(&path)?;
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
@@ -277,7 +277,7 @@ pub async fn output(
         // Running on another node of the cluster: from there.
         if let Some((node, url)) = super::proxy::elsewhere(&state, id).await? {
             let path = format!("/tasks/{id}/output?{}", req.query_string());
-            return super::proxy::pass(&state, &node, &url, &path, follow).await;
+            return super::proxy::pass(state, grant, &node, &url, &path, follow).await;
         }
     }
     if follow {
@@ -286,7 +286,7 @@ pub async fn output(
             let stored = stored_task(&state, id).await?.ok_or_else(|| no_task(&id))?;
             return Ok(super::follow::from_view(TaskView::of(&stored, None)));
         }
-        return Ok(super::follow::stream(state.engine.clone(), id));
+        return Ok(super::follow::stream(state.engine.clone(), id, grant, state));
     }
     let stream = match query.iter().find(|(k, _)| k == "stream").map(|(_, v)| v.as_str()) {
         None | Some("stdout") => Stream::Stdout,
