@@ -98,6 +98,34 @@ pub fn mask_url(url: &str) -> String {
     out
 }
 
+/// A URL whose path may itself be the credential, as an incoming webhook's
+/// is (Slack's `/services/T…/B…/<secret>`, Discord's, Teams', Feishu's
+/// `/open-apis/bot/v2/hook/<token>`): [`mask_url`], and of the path only its
+/// first segment is shown, the rest one `/***`.
+/// `https://hooks.slack.com/services/T0/B0/xyz?a=1` → `https://hooks.slack.com/services/***?a=***`.
+pub fn mask_webhook_url(url: &str) -> String {
+    let masked = mask_url(url);
+    let (before_query, query) = match masked.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (masked.as_str(), None),
+    };
+    let auth_start = before_query.find("://").map_or(0, |i| i + 3);
+    let Some(path_start) = before_query[auth_start..].find('/').map(|i| auth_start + i) else {
+        return masked;
+    };
+    let path = &before_query[path_start + 1..];
+    let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+    if rest.trim_matches('/').is_empty() {
+        return masked;
+    }
+    let mut out = format!("{}/{first}/***", &before_query[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// A URL that may carry credentials (a password in its userinfo, a token in
 /// its query). `Debug` and `Display` show it masked ([`mask_url`]); only
 /// [`SecretUrl::expose`] gives the real one, to make the request with.
@@ -118,6 +146,12 @@ impl SecretUrl {
     pub fn masked(&self) -> String {
         mask_url(&self.0)
     }
+
+    /// The URL as it may be shown when its path may be the credential
+    /// ([`mask_webhook_url`]): completion callbacks.
+    pub fn masked_webhook(&self) -> String {
+        mask_webhook_url(&self.0)
+    }
 }
 
 impl fmt::Debug for SecretUrl {
@@ -135,6 +169,27 @@ impl fmt::Display for SecretUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_lose_their_path_after_its_first_segment() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T0/B0/pathsecret?x=1#f",
+                "https://hooks.slack.com/services/***?x=***",
+            ),
+            ("https://discord.com/api/webhooks/1/tok", "https://discord.com/api/***"),
+            (
+                "http://u:pw@ci.example.com/callback",
+                "http://u:***@ci.example.com/callback",
+            ),
+            ("http://ci.example.com/callback/", "http://ci.example.com/callback/"),
+            ("http://ci.example.com", "http://ci.example.com"),
+            ("http://ci.example.com/", "http://ci.example.com/"),
+            ("http://h/a//", "http://h/a//"),
+        ] {
+            assert_eq!(mask_webhook_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn urls_lose_passwords_and_query_values() {

@@ -39,6 +39,8 @@ fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
 
 const PASSWORD: &str = "pa55-w0rd-in-url";
 const TOKEN: &str = "t0ken-in-query";
+/// An incoming webhook's URL (Slack's, Discord's) carries its secret in the path.
+const PATH_SECRET: &str = "s3cret-in-path";
 
 /// A callback URL with a password and a token, pointing at a port nobody
 /// listens on, so every attempt fails and is logged.
@@ -46,7 +48,7 @@ fn dead_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     drop(l);
-    format!("http://cbuser:{PASSWORD}@127.0.0.1:{port}/done?token={TOKEN}&x=1")
+    format!("http://cbuser:{PASSWORD}@127.0.0.1:{port}/services/T0/{PATH_SECRET}?token={TOKEN}&x=1")
 }
 
 fn callback_config(url: &str) -> String {
@@ -73,6 +75,7 @@ mappings:
 fn assert_masked(what: &str, text: &str) {
     assert!(!text.contains(PASSWORD), "{what} shows the URL's password:\n{text}");
     assert!(!text.contains(TOKEN), "{what} shows the URL's query token:\n{text}");
+    assert!(!text.contains(PATH_SECRET), "{what} shows the URL's path:\n{text}");
 }
 
 fn urls_are_masked_everywhere(log_format: &str) {
@@ -91,7 +94,7 @@ fn urls_are_masked_everywhere(log_format: &str) {
         .unwrap()
         .to_string();
     assert!(
-        shown.contains("cbuser:***@127.0.0.1") && shown.ends_with("/done?token=***&x=***"),
+        shown.contains("cbuser:***@127.0.0.1") && shown.ends_with("/services/***?token=***&x=***"),
         "{shown}"
     );
     eventually("the callback to fail", Duration::from_secs(20), || {

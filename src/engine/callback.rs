@@ -76,7 +76,7 @@ fn post_once(cb: &Callback, msg_id: &str, body: &[u8]) -> Result<(), String> {
 /// Delivers one callback, retrying with exponential backoff; `report` gets each state.
 pub async fn deliver(cb: Callback, msg_id: String, body: Vec<u8>, report: impl FnMut(CallbackRecord)) {
     let state = CallbackRecord {
-        url: cb.url.masked(),
+        url: cb.url.masked_webhook(),
         status: CallbackStatus::Pending,
         attempts: 0,
         last_error: None,

@@ -374,7 +374,7 @@ fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outc
         .iter()
         .filter(|c| c.when.contains(&status))
         .map(|c| CallbackRecord {
-            url: c.url.masked(),
+            url: c.url.masked_webhook(),
             status: CallbackStatus::Pending,
             attempts: 0,
             last_error: None,

@@ -1177,12 +1177,15 @@ impl Inner {
                 .collect();
             let same = resume
                 && t.callbacks.len() == wanted.len()
-                && t.callbacks.iter().zip(&wanted).all(|(r, c)| r.url == c.url.masked());
+                && t.callbacks
+                    .iter()
+                    .zip(&wanted)
+                    .all(|(r, c)| r.url == c.url.masked_webhook());
             if !same {
                 t.callbacks = wanted
                     .iter()
                     .map(|c| CallbackRecord {
-                        url: c.url.masked(),
+                        url: c.url.masked_webhook(),
                         status: CallbackStatus::Pending,
                         attempts: 0,
                         last_error: None,

@@ -318,7 +318,7 @@ impl TaskRecord {
             .map(|a| {
                 a.iter()
                     .map(|c| CallbackRecord {
-                        url: crate::secret::mask_url(&text(c, "url")),
+                        url: crate::secret::mask_webhook_url(&text(c, "url")),
                         status: match c["status"].as_str() {
                             Some("delivered") => CallbackStatus::Delivered,
                             Some("failed") => CallbackStatus::Failed,
