@@ -439,6 +439,35 @@ fn param_env_and_param_files_and_hook_env() {
         "rule 0 of mapping `envs` matched, but program `envs` cannot be run: param `blob` is not base64, and `param_files` says it is; nothing of this delivery was queued"
     );
 
+    // Wrapped at 76 columns, as `base64` and MIME write it: the line breaks
+    // (`\n` or `\r\n`) are skipped, as Go's decoder skips them.
+    let text = "a line long enough that its base64 is wrapped onto a second line by base64(1)\n";
+    let encoded = "YSBsaW5lIGxvbmcgZW5vdWdoIHRoYXQgaXRzIGJhc2U2NCBpcyB3cmFwcGVkIG9udG8gYSBzZWNv\n\
+                   bmQgbGluZSBieSBiYXNlNjQoMSkK\n";
+    for wrapped in [encoded.to_string(), encoded.replace('\n', "\r\n")] {
+        let body = json!({"repo": "r", "blob": wrapped}).to_string();
+        let r = post(
+            &d,
+            "/hooks/any",
+            &[("Content-Type", "application/json"), ("X-Event", "envs")],
+            body.as_bytes(),
+        );
+        let (_, seen) = ran(&d, &r);
+        let blob = seen["env"]["BLOB"].as_str().unwrap();
+        assert_eq!(seen["files"][blob], text, "{wrapped:?}");
+    }
+    // Only line breaks: a space or a tab inside is not base64, as in Go.
+    for spaced in ["aGVs bG8", "aGVs\tbG8"] {
+        let body = json!({"repo": "r", "blob": spaced}).to_string();
+        let r = post(
+            &d,
+            "/hooks/any",
+            &[("Content-Type", "application/json"), ("X-Event", "envs")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 422, "{spaced:?}: {}", r.text);
+    }
+
     // hook_env: false: none of the HOOK_* variables, as adnanh sets none.
     let r = post(
         &d,

@@ -231,6 +231,8 @@ impl Invocation<'_> {
 impl ParamFile {
     /// What the file holds for `inv`: `None` when the param is missing or
     /// `null`; an error when `base64` is set and the value is not base64.
+    /// Line breaks (`\r`, `\n`) inside base64 are skipped, as Go's decoder
+    /// skips them: `base64` and MIME wrap their output at 76 columns.
     pub fn contents(&self, inv: &Invocation<'_>) -> Option<Result<Vec<u8>, Unrunnable>> {
         let value = inv.present(&self.param)?;
         if !self.base64 {
@@ -242,9 +244,10 @@ impl ParamFile {
             base64::engine::GeneralPurposeConfig::new()
                 .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
         );
+        let unwrapped: Vec<u8> = value.trim().bytes().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
         Some(
             engine
-                .decode(value.trim())
+                .decode(unwrapped)
                 .map_err(|_| Unrunnable::NotBase64(self.param.clone())),
         )
     }
