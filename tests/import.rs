@@ -663,3 +663,74 @@ fn a_dotted_name_under_a_header_parsed_as_json_reads_into_it() {
     let task = d.wait_task(&id);
     assert_eq!(task["argv"], serde_json::json!(["/bin/true", "hb", "qc"]), "{config}");
 }
+
+/// adnanh's Bitbucket example (its docs/Hook-Examples.md): an `or` of 14
+/// `ip-whitelist` matches. An `or` made only of them (nested too) is the
+/// source's `allow_ips` with every range; beside other rules in an `and` the
+/// rest is the condition. Where an `ip-whitelist` cannot be translated
+/// exactly (inside `not`, in an `or` with other matches) it is refused, once.
+#[test]
+fn an_or_of_ip_whitelists_becomes_allow_ips() {
+    let dir = tempfile::tempdir().unwrap();
+    let bitbucket = [
+        "13.52.5.96/28",
+        "13.236.8.224/28",
+        "18.136.214.96/28",
+        "18.184.99.224/28",
+        "18.234.32.224/28",
+        "18.246.31.224/28",
+        "52.215.192.224/28",
+        "104.192.137.240/28",
+        "104.192.138.240/28",
+        "104.192.140.240/28",
+        "104.192.142.240/28",
+        "104.192.143.240/28",
+        "185.166.143.240/28",
+        "185.166.142.240/28",
+    ];
+    let ip = |range: &str| serde_json::json!({"match": {"type": "ip-whitelist", "ip-range": range}});
+    let ref_is_main = serde_json::json!({"match": {"type": "value", "value": "main", "parameter": {"source": "payload", "name": "ref"}}});
+    let hooks = serde_json::json!([
+        {"id": "webhook", "execute-command": "/bin/true",
+         "trigger-rule": {"or": bitbucket.iter().map(|r| ip(r)).collect::<Vec<_>>()}},
+        {"id": "local", "execute-command": "/bin/true",
+         "trigger-rule": {"or": [ip("10.0.0.0/8"), {"or": [ip("192.168.0.0/16"), ip("127.0.0.1")]}]}},
+        {"id": "local-main", "execute-command": "/bin/true",
+         "trigger-rule": {"and": [{"or": [ip("10.0.0.0/8"), ip("127.0.0.0/8")]}, ref_is_main]}},
+    ]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let config = String::from_utf8(out.stdout).unwrap();
+    for range in bitbucket {
+        assert!(config.contains(range), "{range} is missing: {config}");
+    }
+    let d = Daemon::start(&config);
+    // 127.0.0.1 is none of Bitbucket's addresses.
+    assert_eq!(d.post("/hooks/webhook", &[], b"").status, 403);
+    let r = d.post("/hooks/local", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let json = [("Content-Type", "application/json")];
+    let r = d.post("/hooks/local-main", &json, br#"{"ref": "main"}"#);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = d.post("/hooks/local-main", &json, br#"{"ref": "dev"}"#);
+    assert_eq!((r.status, r.text.as_str()), (200, "Hook rules were not satisfied."));
+    assert_eq!(d.get("/tasks").json()["tasks"].as_array().unwrap().len(), 2);
+
+    // Not exactly translatable: refused, each reason said once.
+    for rule in [
+        serde_json::json!({"not": {"or": [ip("10.0.0.0/8"), ip("192.168.0.0/16")]}}),
+        serde_json::json!({"or": [ip("10.0.0.0/8"), ip("192.168.0.0/16"), ref_is_main]}),
+    ] {
+        let hooks = serde_json::json!([{"id": "x", "execute-command": "/bin/true", "trigger-rule": rule}]);
+        let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{rule}: {stderr}");
+        let refusals: Vec<&str> = stderr.lines().filter(|l| l.contains("cannot translate")).collect();
+        assert_eq!(refusals.len(), 1, "{rule}: {stderr}");
+        assert!(
+            refusals[0].contains("an `ip-whitelist` inside `not`, or in an `or` with other matches"),
+            "{stderr}"
+        );
+    }
+}

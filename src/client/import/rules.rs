@@ -338,46 +338,31 @@ fn lift(child: &Rules, soft: bool, out: &mut Translated, templates: &Templates) 
             }
             true
         }
-        Kind::Match(m) if m.kind == "ip-whitelist" => {
+        _ if ip_whitelists(child).is_some() => {
+            let matches = ip_whitelists(child).unwrap_or_default();
             if out.allow_ips.is_some() {
                 out.gaps
                     .push("a second `ip-whitelist` in the same rule: hookrunner's `allow_ips` is one list".into());
                 return true;
             }
+            // An `or` of them allows what any allows: one list of every range.
             let mut nets = Vec::new();
-            let range = templates.evaluate(&m.ip_range);
-            for entry in range.split_whitespace() {
-                let net = if entry.contains('/') {
-                    entry.parse::<ipnet::IpNet>().ok().map(|_| entry.to_string())
-                } else {
-                    match entry.parse::<std::net::IpAddr>() {
-                        Ok(std::net::IpAddr::V4(_)) => Some(entry.to_string()),
-                        Ok(std::net::IpAddr::V6(_)) => {
-                            out.notes.push(format!(
-                                "`ip-whitelist` entry `{entry}`: adnanh appends `/32` to an address without a prefix, also an IPv6 one, so it allowed the whole /32 network; the import allows the address alone"
-                            ));
-                            Some(entry.to_string())
-                        }
-                        Err(_) => None,
-                    }
+            for m in &matches {
+                let Some(more) = ip_nets(m, out, templates) else {
+                    return true;
                 };
-                match net {
-                    Some(n) => nets.push(n),
-                    None => {
-                        out.gaps.push(format!(
-                            "`ip-whitelist` entry `{entry}` is not an address or CIDR range (adnanh answers 500 to every request it checks; entries are separated by spaces, not commas)"
-                        ));
-                        return true;
+                for n in more {
+                    if !nets.contains(&n) {
+                        nets.push(n);
                     }
                 }
             }
             if nets.is_empty() {
                 out.notes
                     .push("`ip-whitelist` with an empty `ip-range` never matches: the hook never triggers".into());
-                out.condition = Some(Expr::Const(false));
                 nets.push("0.0.0.0/32".into());
             }
-            if Templates::has_calls(&m.ip_range) {
+            if matches.iter().any(|m| Templates::has_calls(&m.ip_range)) {
                 out.notes.push(
                     "the template in `ip-range` was evaluated at import time and the addresses written into the config"
                         .into(),
@@ -408,6 +393,55 @@ fn lift(child: &Rules, soft: bool, out: &mut Translated, templates: &Templates) 
         }
         _ => false,
     }
+}
+
+/// The `ip-whitelist` matches of `r` when it is one, or an `or` (nested
+/// `or`s too) made of nothing else; `None` otherwise.
+fn ip_whitelists(r: &Rules) -> Option<Vec<&Match>> {
+    match kind(r) {
+        Kind::Match(m) if m.kind == "ip-whitelist" => Some(vec![m]),
+        Kind::Or(items) if !items.is_empty() => {
+            let mut all = Vec::new();
+            for i in items {
+                all.extend(ip_whitelists(i)?);
+            }
+            Some(all)
+        }
+        _ => None,
+    }
+}
+
+/// The `allow_ips` entries of one `ip-whitelist`; `None` (with a gap) when
+/// an entry is not an address or a range.
+fn ip_nets(m: &Match, out: &mut Translated, templates: &Templates) -> Option<Vec<String>> {
+    let mut nets = Vec::new();
+    let range = templates.evaluate(&m.ip_range);
+    for entry in range.split_whitespace() {
+        let net = if entry.contains('/') {
+            entry.parse::<ipnet::IpNet>().ok().map(|_| entry.to_string())
+        } else {
+            match entry.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => Some(entry.to_string()),
+                Ok(std::net::IpAddr::V6(_)) => {
+                    out.notes.push(format!(
+                        "`ip-whitelist` entry `{entry}`: adnanh appends `/32` to an address without a prefix, also an IPv6 one, so it allowed the whole /32 network; the import allows the address alone"
+                    ));
+                    Some(entry.to_string())
+                }
+                Err(_) => None,
+            }
+        };
+        match net {
+            Some(n) => nets.push(n),
+            None => {
+                out.gaps.push(format!(
+                    "`ip-whitelist` entry `{entry}` is not an address or CIDR range (adnanh answers 500 to every request it checks; entries are separated by spaces, not commas)"
+                ));
+                return None;
+            }
+        }
+    }
+    Some(nets)
 }
 
 fn set_hmac(out: &mut Translated, hmac: Hmac) {
@@ -562,7 +596,7 @@ impl Cx<'_> {
             "value" | "regex" => {}
             "ip-whitelist" => {
                 self.gaps.push(
-                    "an `ip-whitelist` inside `or` or `not`: hookrunner checks addresses with the source's `allow_ips`, not in conditions".into(),
+                    "an `ip-whitelist` inside `not`, or in an `or` with other matches: hookrunner checks addresses with the source's `allow_ips` (which an `ip-whitelist`, or an `or` of nothing but them, that must hold becomes), not in conditions".into(),
                 );
                 return never;
             }
@@ -939,6 +973,57 @@ mod tests {
         let (t, p) = run(&either);
         assert!(holds(&t, &p, &[("exists", evalexpr::Value::Int(1))]));
         assert!(!holds(&t, &p, &[]));
+    }
+
+    #[test]
+    fn an_or_of_ip_whitelists_is_one_allow_ips() {
+        let ip = |range: &str| Rules {
+            matcher: Some(Match {
+                kind: "ip-whitelist".into(),
+                ip_range: range.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // adnanh's Bitbucket example, with a nested `or` and a repeated range.
+        let rule = or(vec![
+            ip("13.52.5.96/28"),
+            or(vec![ip("104.192.137.240/28 10.0.0.1"), ip("13.52.5.96/28")]),
+            ip(""),
+        ]);
+        let (t, _) = run(&rule);
+        assert!(t.gaps.is_empty(), "{:?}", t.gaps);
+        assert_eq!(
+            t.allow_ips.as_deref(),
+            Some(
+                &[
+                    "13.52.5.96/28".to_string(),
+                    "104.192.137.240/28".into(),
+                    "10.0.0.1".into()
+                ][..]
+            )
+        );
+        assert_eq!(t.condition, None);
+        // Beside other rules in an `and`: the rest is the condition.
+        let (t, _) = run(&and(vec![
+            or(vec![ip("10.0.0.0/8"), ip("192.168.0.0/16")]),
+            m("value", "x", "payload", "a"),
+        ]));
+        assert!(t.gaps.is_empty(), "{:?}", t.gaps);
+        assert_eq!(t.allow_ips.unwrap().len(), 2);
+        assert_eq!(t.condition.unwrap().render(), "a == \"x\"");
+        // Not exactly translatable: inside `not`, mixed with other matches,
+        // an `and` of two, an entry that is not a range.
+        for rule in [
+            not(or(vec![ip("10.0.0.0/8"), ip("192.168.0.0/16")])),
+            or(vec![ip("10.0.0.0/8"), m("value", "a", "payload", "b")]),
+            or(vec![ip("10.0.0.0/8"), and(vec![ip("192.168.0.0/16")])]),
+            and(vec![ip("10.0.0.0/8"), or(vec![ip("192.168.0.0/16")])]),
+            or(vec![ip("10.0.0.0/8"), ip("10.0.0.0/8,192.168.0.0/16")]),
+        ] {
+            let (t, _) = run(&rule);
+            assert!(!t.gaps.is_empty(), "{rule:?}");
+        }
     }
 
     #[test]

@@ -102,6 +102,14 @@ pub fn config(inputs: &[Input<'_>], flags: &Flags, header: &str) -> (String, Vec
         if out.condition_too_long {
             out = translate_hook(input, flags, &program, true);
         }
+        // The same sentence twice (one per match of a rule) says it once.
+        let mut said: Vec<(String, bool)> = Vec::new();
+        for m in std::mem::take(&mut out.messages) {
+            if !said.contains(&m) {
+                said.push(m);
+            }
+        }
+        out.messages = said;
         // Each gap is a comment where the hook is, or at the top of the
         // file when nothing of the hook could be written.
         let gaps: Vec<String> = out
