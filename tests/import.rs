@@ -734,3 +734,67 @@ fn an_or_of_ip_whitelists_becomes_allow_ips() {
         );
     }
 }
+
+/// With an empty `--urlprefix` a hook named like one of the daemon's routes
+/// cannot be served: it is listed as not translated, and with
+/// `--allow-partial` left out so that the rest is written and loads.
+#[test]
+fn with_an_empty_prefix_hooks_named_like_api_routes_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = [
+        "tasks",
+        "ui",
+        "-",
+        "healthz",
+        "metrics",
+        "nodes",
+        "events",
+        "deliveries",
+        "readyz",
+        "openapi.json",
+        "-/reload",
+    ];
+    let mut hooks: Vec<Value> = routes
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "execute-command": "/bin/true"}))
+        .collect();
+    hooks.push(serde_json::json!({"id": "deploy", "execute-command": "/bin/true"}));
+    let path = dir.path().join("hooks.json");
+    std::fs::write(&path, Value::Array(hooks).to_string()).unwrap();
+    let out = dir.path().join("webhook.yaml");
+    let run = |partial: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["import", "adnanh", "--urlprefix", ""])
+            .arg(&path)
+            .arg("-o")
+            .arg(&out);
+        if partial {
+            c.arg("--allow-partial");
+        }
+        c.output().unwrap()
+    };
+    let r = run(false);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    for id in routes {
+        assert!(
+            stderr.contains(&format!("hook `{id}`: cannot translate: with an empty -urlprefix")),
+            "{id}: {stderr}"
+        );
+    }
+    assert!(!out.exists());
+    let r = run(true);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("would not load"), "{stderr}");
+    assert!(stderr.contains("1 of 12 hook(s)"), "{stderr}");
+    let config = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        config.contains("# NOT TRANSLATED, left out: hook `-/reload`"),
+        "{config}"
+    );
+    let d = Daemon::start(&config);
+    let r = d.post("/deploy", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(d.get("/healthz").status, 200);
+}

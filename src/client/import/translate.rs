@@ -270,8 +270,15 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
     {
         gap(
             &mut messages,
-            "with an empty -urlprefix this id's URL is one of hookrunner's API routes".into(),
+            "with an empty -urlprefix this id's URL is one of hookrunner's API routes, so no source can answer there; no source is made for it".into(),
         );
+        return HookOut {
+            source: None,
+            program: None,
+            mapping: None,
+            messages,
+            condition_too_long: false,
+        };
     }
 
     let mut params = Params::new(short).parsing(&hook.parse_json);
