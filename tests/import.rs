@@ -798,3 +798,41 @@ fn with_an_empty_prefix_hooks_named_like_api_routes_are_left_out() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(d.get("/healthz").status, 200);
 }
+
+/// Go's octal escapes (`\123`, up to `\777`) are translated as other escapes
+/// are; an escape Go does not know (`\u0042`, which Rust reads as `B`) is
+/// refused, as adnanh answers 500 to every request that evaluates it.
+#[test]
+fn go_octal_escapes_are_translated_and_escapes_go_refuses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = |id: &str, regex: &str| {
+        serde_json::json!({"id": id, "execute-command": "/bin/true",
+            "trigger-rule": {"match": {"type": "regex", "regex": regex, "parameter": {"source": "url", "name": "v"}}}})
+    };
+    let hooks = serde_json::json!([hook("octal", r"^\123[\141-\143]\0$"), hook("angle", r"^\<\>$")]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    for (path, runs) in [
+        ("/hooks/octal?v=Sb%00", true),
+        ("/hooks/octal?v=Sd%00", false),
+        ("/hooks/octal?v=123b0", false),
+        ("/hooks/angle?v=%3C%3E", true),
+        ("/hooks/angle?v=", false),
+    ] {
+        let r = d.post(path, &[], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.text != "Hook rules were not satisfied.", runs, "{path}: {}", r.text);
+    }
+
+    for (regex, why) in [
+        (r"^\u0042$", "has `\\u`, an escape Go's regexp does not know"),
+        (r"^(a)\1$", "has `\\1`, a back-reference, which Go's regexp refuses"),
+    ] {
+        let hooks = serde_json::json!([hook("x", regex)]);
+        let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{regex}: {stderr}");
+        assert!(stderr.contains(why), "{regex}: {stderr}");
+    }
+}

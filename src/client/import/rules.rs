@@ -704,8 +704,11 @@ fn could_be_number_text(s: &str) -> bool {
 }
 
 /// A Go RE2 pattern as a Rust regex with the same meaning: Go's `\d`, `\w`,
-/// `\s` and `\b` are ASCII-only (Rust's are Unicode), and `\Q...\E` quotes.
-/// A pattern Rust does not accept is refused with the reason.
+/// `\s` and `\b` are ASCII-only (Rust's are Unicode), `\Q...\E` quotes,
+/// octal `\123` is `\x{53}`, and `\<`, `\>` are the characters (Rust: word
+/// boundaries). An escape Go does not know (`\u0042`, `\e`, `\Z`, a
+/// back-reference), which adnanh answers with 500, and a pattern Rust does
+/// not accept are refused with the reason.
 pub fn go_regex(pattern: &str) -> Result<regex::Regex, String> {
     let mut out = String::with_capacity(pattern.len());
     let chars: Vec<char> = pattern.chars().collect();
@@ -716,6 +719,41 @@ pub fn go_regex(pattern: &str) -> Result<regex::Regex, String> {
         if c == '\\' && i + 1 < chars.len() {
             let e = chars[i + 1];
             i += 2;
+            if e.is_ascii_digit() {
+                // Go's octal: `\0` and up to two more octal digits, or `\1`-`\7`
+                // followed by one or two (alone it would be a back-reference).
+                let Some(first) = e.to_digit(8) else {
+                    return Err(unknown_escape(pattern, e));
+                };
+                let mut value = first;
+                let mut digits = 1;
+                while let Some(d) = chars.get(i).and_then(|d| d.to_digit(8)).filter(|_| digits < 3) {
+                    value = value * 8 + d;
+                    digits += 1;
+                    i += 1;
+                }
+                if first != 0 && digits == 1 {
+                    return Err(format!(
+                        "the regex `{pattern}` has `\\{e}`, a back-reference, which Go's regexp refuses (adnanh answers 500 to every request that evaluates it)"
+                    ));
+                }
+                out.push_str(&format!("\\x{{{value:X}}}"));
+                continue;
+            }
+            if e == '<' || e == '>' {
+                // The character in Go; a word boundary in Rust.
+                out.push(e);
+                continue;
+            }
+            // What Go's regexp knows after `\` (in a class: no assertions, no `\Q`).
+            let known = if in_class {
+                "afnrtvxdDsSwWpP"
+            } else {
+                "afnrtvxdDsSwWpPbBAzQ"
+            };
+            if e.is_ascii_alphabetic() && !known.contains(e) {
+                return Err(unknown_escape(pattern, e));
+            }
             let (outside, inside) = match e {
                 'd' => ("[0-9]", "0-9"),
                 'D' => ("[^0-9]", ""),
@@ -811,6 +849,13 @@ pub fn go_regex(pattern: &str) -> Result<regex::Regex, String> {
             e.to_string().lines().last().unwrap_or("invalid")
         )
     })
+}
+
+/// Why a pattern with `\e`, an escape Go's regexp does not know, is refused.
+fn unknown_escape(pattern: &str, e: char) -> String {
+    format!(
+        "the regex `{pattern}` has `\\{e}`, an escape Go's regexp does not know (adnanh answers 500 to every request that evaluates it)"
+    )
 }
 
 /// Where a param of `arg` comes from, for messages.
@@ -1060,6 +1105,34 @@ mod tests {
         assert!(re.is_match("a") && re.is_match("&") && re.is_match("b"));
         assert!(go_regex(r"^[a~~b]$").unwrap().is_match("~"));
         assert!(go_regex(r"^[[:digit:]x]$").unwrap().is_match("7"));
+        // Octal as Go reads it: `\0` and up to two more digits, `\1`-`\7` and
+        // one or two more (up to `\777`), a fourth digit is itself.
+        let re = go_regex(r"^\123\0\12\0123\777$").unwrap();
+        assert!(re.is_match("S\0\n\n3\u{1ff}"), "{}", re.as_str());
+        assert!(go_regex(r"^[\101-\132]+$").unwrap().is_match("AZ"));
+        assert!(go_regex(r"^\<a\>$").unwrap().is_match("<a>"));
+        for refused in [
+            r"\1",
+            r"(a)\1",
+            r"\8",
+            r"\u0042",
+            r"\U00000042",
+            r"\N",
+            r"\e",
+            r"\Z",
+            r"\C",
+            r"a\E",
+            r"[\b]",
+            r"[\Qa\E]",
+            r"\G",
+            r"\K",
+        ] {
+            let why = go_regex(refused).unwrap_err();
+            assert!(
+                why.contains("an escape Go's regexp does not know") || why.contains("a back-reference"),
+                "{refused}: {why}"
+            );
+        }
         assert!(go_regex(r"^[a--b]$")
             .unwrap_err()
             .contains("`--` inside a character class"));
