@@ -836,3 +836,68 @@ fn go_octal_escapes_are_translated_and_escapes_go_refuses_are_refused() {
         assert!(stderr.contains(why), "{regex}: {stderr}");
     }
 }
+
+/// A match of a type adnanh does not know (a typo) still reads its
+/// parameter there: false when it is there, a not-found error when it is
+/// not, which `not` keeps, so `and: [not: typo]` runs only with the header.
+/// Without a parameter adnanh answers 500 to every request: refused. A
+/// `not` over a payload value inside an `and` gets a note: adnanh counts a
+/// `null` or `""` value as there, the translation as missing.
+#[test]
+fn a_not_keeps_adnanhs_not_found_error_of_an_unknown_match_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = serde_json::json!({"not": {"match": {"type": "Value", "value": "x", "parameter": {"source": "header", "name": "X-Skip"}}}});
+    let hooks = serde_json::json!([
+        {"id": "bg", "execute-command": "/bin/true", "trigger-rule": {"and": [typo]}},
+        {"id": "top", "execute-command": "/bin/true", "trigger-rule": typo},
+        {"id": "nn", "execute-command": "/bin/true", "trigger-rule": {"and": [
+            {"match": {"type": "value", "value": "main", "parameter": {"source": "payload", "name": "ref"}}},
+            {"not": {"match": {"type": "value", "value": "dependabot[bot]", "parameter": {"source": "payload", "name": "pusher.name"}}}}]}},
+    ]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("hook `nn`: note: a `not` inside an `and` over a match on `payload` `pusher.name`: adnanh counts a value that is there but empty (`\"\"`) or JSON `null`"),
+        "{stderr}"
+    );
+    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let ran = |r: common::Resp| {
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text != "Hook rules were not satisfied."
+    };
+    assert!(
+        !ran(d.post("/hooks/bg", &[], b"")),
+        "no header: adnanh's not-found error"
+    );
+    assert!(ran(d.post("/hooks/bg", &[("X-Skip", "x")], b"")));
+    assert!(ran(d.post("/hooks/bg", &[("X-Skip", "y")], b"")));
+    assert!(ran(d.post("/hooks/top", &[], b"")), "at the top the error is ignored");
+    let json = [("Content-Type", "application/json")];
+    assert!(ran(d.post(
+        "/hooks/nn",
+        &json,
+        br#"{"ref": "main", "pusher": {"name": "me"}}"#
+    )));
+    assert!(!ran(d.post(
+        "/hooks/nn",
+        &json,
+        br#"{"ref": "main", "pusher": {"name": "dependabot[bot]"}}"#
+    )));
+    // The difference the note names (adnanh runs these).
+    assert!(!ran(d.post(
+        "/hooks/nn",
+        &json,
+        br#"{"ref": "main", "pusher": {"name": null}}"#
+    )));
+
+    let hooks = serde_json::json!([{"id": "x", "execute-command": "/bin/true",
+        "trigger-rule": {"not": {"match": {"type": "ip-whitlist", "ip-range": "1.2.3.4"}}}}]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot translate: match type `ip-whitlist` is not one adnanh knows, and its parameter cannot be read (no `source` is given): adnanh answers 500 to every request that evaluates it, under `not` too"),
+        "{stderr}"
+    );
+}

@@ -144,6 +144,7 @@ impl Params {
             "entire-payload" => Val::Param(self.param("payload".into(), "payload_json")),
             "entire-headers" => Val::Param(self.param("headers".into(), "headers_json")),
             "entire-query" => Val::Param(self.param("query".into(), "query_json")),
+            "" => Val::Missing("no `source` is given".into()),
             other => Val::Missing(format!("source `{other}` is not one adnanh knows")),
         })
     }

@@ -263,7 +263,7 @@ pub fn translate(rule: Option<&Rules>, soft: bool, params: &mut Params, template
     for child in rest {
         let t = cx.node(child);
         // The top level ignores a not-found error and uses the value; an `and` does not.
-        let e = if top_is_and { t.holds_in_and() } else { t.v };
+        let e = if top_is_and { cx.holds_in_and(t) } else { t.v };
         weight += e.weight(MAX_NODES);
         v.push(e);
         if cx.too_large || weight > MAX_NODES {
@@ -524,24 +524,42 @@ struct Three {
     v: Expr,
     nf: Expr,
     clean: bool,
+    /// The parameters whose absence `nf` tracks (as [`describe`] writes them).
+    watched: Vec<String>,
 }
 
 impl Three {
     fn new(v: Expr, nf: Expr) -> Three {
-        Three { v, nf, clean: true }
-    }
-
-    /// What it contributes to an enclosing `and`: true and no error.
-    fn holds_in_and(self) -> Expr {
-        if self.clean {
-            self.v
-        } else {
-            Expr::and(vec![Expr::not(self.nf), self.v])
+        Three {
+            v,
+            nf,
+            clean: true,
+            watched: Vec::new(),
         }
     }
 }
 
 impl Cx<'_> {
+    /// What `t` contributes to an enclosing `and`: true and no error. A `not`
+    /// over a match that can be missing holds only when its value is there,
+    /// which here means not empty: a note says what that changes.
+    fn holds_in_and(&mut self, t: Three) -> Expr {
+        if t.clean {
+            return t.v;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for n in t.watched {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        self.notes.push(format!(
+            "a `not` inside an `and` over a match on {}: adnanh counts a value that is there but empty (`\"\"`) or JSON `null` (which it reads as `<nil>`) as there, so the `not` can hold and the hook run; here an empty or `null` value counts as missing, which makes the `and` false (as a missing value does in adnanh), so the hook does not run",
+            names.join(", ")
+        ));
+        Expr::and(vec![Expr::not(t.nf), t.v])
+    }
+
     fn node(&mut self, r: &Rules) -> Three {
         match kind(r) {
             Kind::And(items) => {
@@ -551,12 +569,16 @@ impl Cx<'_> {
                 for p in parts.iter().rev() {
                     nf = Expr::or(vec![p.nf.clone(), Expr::and(vec![p.v.clone(), nf])]);
                 }
-                let v = Expr::and(parts.into_iter().map(Three::holds_in_and).collect());
+                let watched: Vec<String> = parts.iter().flat_map(|p| p.watched.iter().cloned()).collect();
+                let v = Expr::and(parts.into_iter().map(|p| self.holds_in_and(p)).collect());
                 if v.weight(MAX_NODES) + nf.weight(MAX_NODES) > MAX_NODES {
                     self.too_large = true;
                     return Three::new(Expr::Const(false), Expr::Const(false));
                 }
-                Three::new(v, nf)
+                Three {
+                    watched,
+                    ..Three::new(v, nf)
+                }
             }
             Kind::Or(items) => {
                 let v = Expr::or(items.iter().map(|i| self.node(i).v).collect());
@@ -573,11 +595,20 @@ impl Cx<'_> {
                     v: Expr::not(t.v),
                     nf: t.nf,
                     clean,
+                    watched: t.watched,
                 }
             }
             Kind::Match(m) => {
                 let (v, nf) = self.matcher(m);
-                Three::new(v, nf)
+                let watched = if nf == Expr::Const(false) {
+                    Vec::new()
+                } else {
+                    vec![describe(&m.parameter)]
+                };
+                Three {
+                    watched,
+                    ..Three::new(v, nf)
+                }
             }
             Kind::Nothing => Three::new(Expr::Const(false), Expr::Const(false)),
         }
@@ -605,12 +636,7 @@ impl Cx<'_> {
                     .push("`scalr-signature`: hookrunner has no Scalr signature check".into());
                 return never;
             }
-            other => {
-                self.notes.push(format!(
-                    "match type `{other}` is not one adnanh knows: it is never true there, so it is `false` here"
-                ));
-                return never;
-            }
+            other => return self.unknown_match(other, m),
         }
         let (text, what) = if m.kind == "value" {
             (&m.value, "value")
@@ -687,6 +713,44 @@ impl Cx<'_> {
                     let missing = Expr::atom(format!("{name} == \"\""), format!("{name} != \"\""));
                     (atom, missing)
                 }
+            }
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// A match of a type adnanh does not know: adnanh still reads its
+    /// parameter, so it is false when that is there and a not-found error
+    /// when it is not (which `not` keeps), and a parameter it cannot read at
+    /// all is an error that answers 500.
+    fn unknown_match(&mut self, kind: &str, m: &Match) -> (Expr, Expr) {
+        let never = (Expr::Const(false), Expr::Const(false));
+        let value = match self.params.value(&m.parameter) {
+            Ok(v) => v,
+            Err(why) => Val::Missing(why),
+        };
+        match value {
+            Val::Missing(why) => {
+                self.gaps.push(format!(
+                    "match type `{kind}` is not one adnanh knows, and its parameter cannot be read ({why}): adnanh answers 500 to every request that evaluates it, under `not` too"
+                ));
+                never
+            }
+            Val::Literal(_) => {
+                self.notes.push(format!(
+                    "match type `{kind}` is not one adnanh knows: it is never true there, so it is `false` here"
+                ));
+                never
+            }
+            Val::Param(name) => {
+                self.notes.push(format!(
+                    "match type `{kind}` is not one adnanh knows: adnanh still reads its parameter {}, so the match is false when that is there and a not-found error when it is not, which a `not` keeps (inside an `and`, the `not` of it holds only when the parameter is there); translated so",
+                    describe(&m.parameter)
+                ));
+                (
+                    Expr::Const(false),
+                    Expr::atom(format!("{name} == \"\""), format!("{name} != \"\"")),
+                )
             }
         }
     }
@@ -1068,6 +1132,45 @@ mod tests {
         ] {
             let (t, _) = run(&rule);
             assert!(!t.gaps.is_empty(), "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_match_type_reads_its_parameter_as_adnanh_does() {
+        let s = |v: &str| evalexpr::Value::String(v.into());
+        // adnanh: false when the header is there, not found when it is not;
+        // `not` keeps the not-found error, which makes the `and` false.
+        let rule = and(vec![not(m("Value", "x", "header", "X-Skip"))]);
+        let (t, p) = run(&rule);
+        assert!(t.gaps.is_empty(), "{:?}", t.gaps);
+        assert!(!holds(&t, &p, &[]), "no header: rules not satisfied");
+        let header = p.names()[0];
+        assert!(holds(&t, &p, &[(header, s("x"))]), "any value of it: the `not` holds");
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("adnanh still reads its parameter `header` `X-Skip`")),
+            "{:?}",
+            t.notes
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.starts_with("a `not` inside an `and` over a match on `header` `X-Skip`")),
+            "{:?}",
+            t.notes
+        );
+        // At the top the not-found error is ignored: it runs either way.
+        let (t, p) = run(&not(m("Value", "x", "header", "X-Skip")));
+        assert!(holds(&t, &p, &[]));
+        // A parameter adnanh cannot read at all is a 500 for every request.
+        for rule in [not(m("ip-whitlist", "x", "", "")), m("Value", "x", "bogus", "a")] {
+            let (t, _) = run(&rule);
+            assert!(
+                t.gaps[0].contains("adnanh answers 500 to every request that evaluates it"),
+                "{:?}",
+                t.gaps
+            );
         }
     }
 
