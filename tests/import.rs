@@ -901,3 +901,25 @@ fn a_not_keeps_adnanhs_not_found_error_of_an_unknown_match_type() {
         "{stderr}"
     );
 }
+
+/// An IPv4-mapped IPv6 range (`::ffff:127.0.0.1/128`) is the IPv4 range it
+/// maps, as Go reads it: adnanh lets 127.0.0.1 in, and so does the daemon.
+#[test]
+fn an_ipv4_mapped_range_is_its_ipv4_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = |id: &str, range: &str| {
+        serde_json::json!({"id": id, "execute-command": "/bin/true",
+            "trigger-rule": {"match": {"type": "ip-whitelist", "ip-range": range}}})
+    };
+    let hooks = serde_json::json!([
+        hook("mapped", "::ffff:127.0.0.1/128"),
+        hook("mapped-net", "::ffff:127.0.0.0/104"),
+        hook("other", "::ffff:127.0.0.2/128"),
+    ]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(d.post("/hooks/mapped", &[], b"").status, 200);
+    assert_eq!(d.post("/hooks/mapped-net", &[], b"").status, 200);
+    assert_eq!(d.post("/hooks/other", &[], b"").status, 403);
+}

@@ -3,12 +3,25 @@
 use ipnet::IpNet;
 use std::net::IpAddr;
 
-/// Parses `10.0.0.0/8` or a bare address (`127.0.0.1`, `::1`).
+/// Parses `10.0.0.0/8` or a bare address (`127.0.0.1`, `::1`). An
+/// IPv4-mapped IPv6 range (`::ffff:127.0.0.1/128`, prefix 96 or more) is
+/// the IPv4 range it maps (`127.0.0.1/32`), as Go reads it: a client's
+/// IPv4-mapped address is compared as IPv4, so it could match nothing else.
 pub fn parse_net(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
-    text.parse::<IpNet>()
+    let net = text
+        .parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("`{text}` is not an IP address or CIDR range"))
+        .map_err(|_| format!("`{text}` is not an IP address or CIDR range"))?;
+    Ok(match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    })
 }
 
 /// Whether `ip` is inside any of `nets` (IPv4-mapped IPv6 addresses count as IPv4).
@@ -197,6 +210,14 @@ mod tests {
         assert!(contains(&allow, "127.0.0.1".parse().unwrap()));
         assert!(contains(&allow, "::ffff:127.0.0.1".parse().unwrap()));
         assert!(!contains(&allow, "127.0.0.2".parse().unwrap()));
+        // IPv4-mapped ranges are the IPv4 ranges they map, as in Go.
+        let mapped = nets(&["::ffff:127.0.0.1/128", "::ffff:10.1.0.0/112", "::ffff:0:0/96"]);
+        assert_eq!(mapped, nets(&["127.0.0.1/32", "10.1.0.0/16", "0.0.0.0/0"]));
+        assert!(contains(&mapped[..1], "127.0.0.1".parse().unwrap()));
+        assert!(contains(&mapped[1..2], "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!contains(&mapped[..2], "10.2.0.1".parse().unwrap()));
+        // Below /96 it is an IPv6 range, as it is in Go.
+        assert!(!contains(&nets(&["::ffff:0:0/95"]), "127.0.0.1".parse().unwrap()));
         assert!(parse_net("10.0.0.0/33").is_err());
         assert!(parse_net("example.com").is_err());
     }
