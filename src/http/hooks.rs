@@ -249,6 +249,50 @@ struct Judged<'a> {
     tasks: &'a [TaskRef<'a>],
 }
 
+/// A waited-for task as its sender sees it: how it ended and what it
+/// printed (what waiting is for), not the daemon's own view of it (argv,
+/// params, callbacks, node, key, links), which stays behind the API rule.
+#[derive(Serialize)]
+struct WaitedTask<'a> {
+    id: Uuid,
+    program: &'a str,
+    status: crate::status::Status,
+    exit_code: Option<i32>,
+    error: Option<&'a str>,
+    created_at: &'a str,
+    started_at: Option<&'a str>,
+    finished_at: Option<&'a str>,
+    duration_ms: Option<u64>,
+    attempt: u32,
+    stdout: &'a str,
+    stderr: &'a str,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+    url: &'a str,
+}
+
+impl<'a> WaitedTask<'a> {
+    fn of(t: &'a crate::engine::task::TaskView) -> Self {
+        WaitedTask {
+            id: t.id,
+            program: &t.program,
+            status: t.status,
+            exit_code: t.exit_code,
+            error: t.error.as_deref(),
+            created_at: &t.created_at,
+            started_at: t.started_at.as_deref(),
+            finished_at: t.finished_at.as_deref(),
+            duration_ms: t.duration_ms,
+            attempt: t.attempt,
+            stdout: &t.stdout,
+            stderr: &t.stderr,
+            stdout_truncated: t.stdout_truncated,
+            stderr_truncated: t.stderr_truncated,
+            url: &t.url,
+        }
+    }
+}
+
 /// A queued task in an answer.
 #[derive(Serialize)]
 struct TaskRef<'a> {
@@ -302,7 +346,7 @@ pub(crate) fn answer_response(answer: Answer) -> HttpResponse {
             "source": about.source,
             "event": about.event,
             "finished": true,
-            "tasks": tasks,
+            "tasks": tasks.iter().map(WaitedTask::of).collect::<Vec<_>>(),
         })),
         Answer::Handshake(v) | Answer::DryRun(v) => HttpResponse::Ok().json(v),
     }
