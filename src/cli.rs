@@ -296,6 +296,10 @@ impl NodeArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(hoist_log_format(std::env::args_os().collect()));
+    if matches!(cli.command, None | Some(Command::Serve(_))) {
+        // Before anything is opened: what the daemon's handlers must not inherit.
+        crate::process::inherited::note();
+    }
     crate::logging::init(cli.log_format);
     match run(cli) {
         Ok(code) => code,

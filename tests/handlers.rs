@@ -290,3 +290,71 @@ mappings:
         "pre-{word}-50%{-}|from-the-request|a{b|"
     );
 }
+
+/// A descriptor the daemon was started with, open and not close-on-exec (a
+/// shell's `exec 9<file`), is not passed on to handlers.
+#[test]
+fn descriptors_the_daemon_inherited_do_not_reach_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("webhook.yaml"),
+        r#"
+sources:
+  a: {provider: generic, auth: none}
+programs:
+  fds:
+    command: [sh, -c, "cd /proc/$$$$/fd && for f in *; do echo \"fd $$f\"; done"]
+mappings:
+  a:
+    default: {rules: [{run: fds}]}
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "inherited").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"exec 9<secret.txt; exec "$0" serve -c webhook.yaml -l "$1""#,
+            BIN,
+            &addr,
+        ])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}/hooks/a?wait=10s");
+    let mut answer = None;
+    for _ in 0..100 {
+        match ureq::post(&url)
+            .set("Content-Type", "application/json")
+            .send_string("{}")
+        {
+            Ok(r) => {
+                answer = Some(r.into_json::<Value>().unwrap());
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let answer = answer.unwrap_or_else(|| panic!("the daemon did not answer:\n{logs}"));
+    let stdout = answer["tasks"][0]["stdout"].as_str().unwrap();
+    assert!(stdout.contains("fd 0\n") && stdout.contains("fd 2\n"), "{stdout}");
+    assert!(
+        !stdout.contains("fd 9\n"),
+        "the handler got the daemon's fd 9:\n{stdout}"
+    );
+    assert!(
+        // fd 9, and whatever the test runner itself passed on (cargo's jobserver).
+        logs.contains("closed the descriptors this process inherited without close-on-exec"),
+        "{logs}"
+    );
+}

@@ -2,6 +2,7 @@
 //! output, enforce the timeout, and stop the whole group when asked.
 
 pub mod files;
+pub mod inherited;
 mod kill;
 pub mod output;
 pub mod program;

@@ -156,6 +156,13 @@ fn refill_dedup(config: &Config, store: &crate::store::Store, dedup: &DedupCache
 pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>) -> Result<(), ServeError> {
     // Before any other thread starts: this clears `LISTEN_*` from the environment.
     let passed = bind::Passed::take();
+    let closed = crate::process::inherited::close();
+    if closed > 0 {
+        tracing::info!(
+            descriptors = closed,
+            "closed the descriptors this process inherited without close-on-exec, so that no handler gets them"
+        );
+    }
     // Handlers run here, not on actix's worker runtimes, which are dropped at shutdown.
     let engine_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
