@@ -164,7 +164,7 @@ struct DeliveriesArgs {
     /// Only deliveries of this event.
     #[arg(long)]
     event: Option<String>,
-    /// Only this outcome (accepted, ignored, duplicate, rejected).
+    /// Only this outcome (accepted, ignored, duplicate, rejected, refused).
     #[arg(long)]
     outcome: Option<String>,
     /// At most this many records (1 to 1000; the daemon's default is 50).

@@ -74,16 +74,23 @@ pub enum Outcome {
     Ignored,
     /// Seen inside the dedup window; nothing ran (200).
     Duplicate,
-    /// Refused (4xx or 503); `reason` says why.
+    /// Passed its source's auth, then refused (400, 415, 422, 503); `reason` says why.
     Rejected,
+    /// Refused before or at its source's auth (unknown source 404,
+    /// `allow_ips` 403, a body too large or too slow 413/408, bad or missing
+    /// credentials 401): anyone can send these, so their records have a
+    /// budget of their own (`deliveries.keep_refused`) and never push out
+    /// the others.
+    Refused,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Accepted,
         Outcome::Ignored,
         Outcome::Duplicate,
         Outcome::Rejected,
+        Outcome::Refused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +99,7 @@ impl Outcome {
             Outcome::Ignored => "ignored",
             Outcome::Duplicate => "duplicate",
             Outcome::Rejected => "rejected",
+            Outcome::Refused => "refused",
         }
     }
 

@@ -271,7 +271,7 @@ fn a_kept_body_is_served_as_bytes_no_browser_renders() {
     // A refused delivery's body is not kept.
     let r = d.post_json("/hooks/github", &[("X-GitHub-Event", "push")], b"{}");
     assert_eq!(r.status, 401);
-    let refused = d.get("/deliveries?outcome=rejected").json()["deliveries"][0]["id"]
+    let refused = d.get("/deliveries?outcome=refused").json()["deliveries"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -165,33 +165,48 @@ fn rejected_deliveries_say_why_in_plain_words() {
     d.post_json("/hooks/nowhere", &[], b"{}");
     d.post_json("/hooks/ci", &[("X-Token", "ci-token")], b"{not json");
 
-    let list = d.get("/deliveries?outcome=rejected").json();
-    let recs = list["deliveries"].as_array().unwrap();
-    let reasons: Vec<(&str, u64, &str)> = recs
-        .iter()
-        .map(|r| {
-            (
-                r["source"].as_str().unwrap(),
-                r["status"].as_u64().unwrap(),
-                r["reason"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(reasons[1], ("nowhere", 404, "there is no source named `nowhere`"));
-    assert_eq!(reasons[2], ("ci", 401, "the token does not match"));
-    assert_eq!(reasons[3], ("github", 401, "the signature does not match"));
-    assert_eq!(reasons[0].1, 400);
-    assert!(
-        reasons[0].2.starts_with("the body is not valid JSON"),
-        "{}",
-        reasons[0].2
+    let reasons_of = |outcome: &str| -> Vec<(String, u64, String)> {
+        let list = d.get(&format!("/deliveries?outcome={outcome}")).json();
+        list["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["source"].as_str().unwrap().to_string(),
+                    r["status"].as_u64().unwrap(),
+                    r["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Refused before or at auth: `refused`.
+    let refused = reasons_of("refused");
+    let refused: Vec<(&str, u64, &str)> = refused.iter().map(|(s, n, r)| (s.as_str(), *n, r.as_str())).collect();
+    assert_eq!(
+        refused,
+        [
+            ("nowhere", 404, "there is no source named `nowhere`"),
+            ("ci", 401, "the token does not match"),
+            ("github", 401, "the signature does not match"),
+        ]
     );
-    // Token headers are masked too, and bodies of rejected deliveries are not kept.
-    assert!(recs[2]["headers"]
+    // Refused after auth passed: `rejected`.
+    let rejected = reasons_of("rejected");
+    assert_eq!((rejected.len(), rejected[0].1), (1, 400));
+    assert!(
+        rejected[0].2.starts_with("the body is not valid JSON"),
+        "{}",
+        rejected[0].2
+    );
+    // Token headers are masked too, and bodies of refused deliveries are not kept.
+    let list = d.get("/deliveries?outcome=refused").json();
+    let recs = list["deliveries"].as_array().unwrap();
+    assert!(recs[1]["headers"]
         .as_array()
         .unwrap()
         .contains(&json!(["x-token", "***"])));
-    assert_eq!(recs[2]["body_kept"], false);
+    assert_eq!(recs[1]["body_kept"], false);
     assert!(!list.to_string().contains("nope"));
     // Filters.
     assert_eq!(
@@ -230,13 +245,13 @@ fn replay_runs_a_delivery_again_and_links_both_records() {
     assert_eq!(replayed["task_ids"], json!(new_tasks));
     let original = d.get("/deliveries/dlv-replay").json();
     assert_eq!(original["replays"], json!([replayed["id"]]));
-    // A rejected delivery has no body to replay.
+    // A refused delivery has no body to replay.
     d.post_json("/hooks/ci", &[("X-Token", "nope")], b"{}");
-    let rejected = d.get("/deliveries?outcome=rejected").json()["deliveries"][0]["id"]
+    let refused = d.get("/deliveries?outcome=refused").json()["deliveries"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let r = d.post(&format!("/deliveries/{rejected}/replay"), &[], b"");
+    let r = d.post(&format!("/deliveries/{refused}/replay"), &[], b"");
     assert_eq!(r.status, 409);
     assert!(r.error().contains("cannot be replayed"), "{}", r.text);
 }

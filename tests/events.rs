@@ -211,7 +211,7 @@ fn a_delivery_that_runs_nothing_is_streamed_to_listeners() {
     let e = events.next();
     assert_eq!(
         (e.data["outcome"].as_str(), e.data["status"].as_u64()),
-        (Some("rejected"), Some(404))
+        (Some("refused"), Some(404))
     );
 }
 

@@ -451,7 +451,7 @@ sources:
     // Even `0.0.0.0/0` does not admit a client nobody can name.
     assert_eq!(post("open", &["not-an-address"]), 403);
     assert_eq!(post("open", &["192.0.2.1"]), 200);
-    let refused = d.get("/deliveries?outcome=rejected&source=open").json();
+    let refused = d.get("/deliveries?outcome=refused&source=open").json();
     assert_eq!(
         refused["deliveries"][0]["remote_addr"],
         "unknown (a forwarded-for hop is not an IP address)"

@@ -191,7 +191,7 @@ fn metrics_are_prometheus_text_and_move_with_deliveries() {
     assert!(text.ends_with("# EOF\n"));
     for expected in [
         "hookrunner_deliveries_total{source=\"a\",outcome=\"accepted\"} 1",
-        "hookrunner_deliveries_total{source=\"a\",outcome=\"rejected\"} 1",
+        "hookrunner_deliveries_total{source=\"a\",outcome=\"refused\"} 1",
         "hookrunner_rejections_total{reason=\"unauthorized\"} 1",
         "hookrunner_tasks_total{program=\"slow\",status=\"succeeded\"} 1",
         "hookrunner_task_duration_seconds_count{program=\"slow\"} 1",

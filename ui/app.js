@@ -5,7 +5,7 @@
 
 const TOKEN_KEY = 'hookrunner.api-token';
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'interrupted'];
-const OUTCOMES = ['accepted', 'ignored', 'duplicate', 'rejected'];
+const OUTCOMES = ['accepted', 'ignored', 'duplicate', 'rejected', 'refused'];
 const PAGE = 100;
 
 // ------------------------------------------------------------------ DOM
@@ -976,7 +976,7 @@ async function deliveryPage(el, id) {
       d.replays && d.replays.length ? ['replays', d.replays.map((r, i) => [i ? ', ' : '', deliveryLink(r)])] : null,
     ]),
     h('h2', { id: 'trace' }, 'Rules, one by one'),
-    d.rules.length ? h('p', { class: 'muted' }, d.rules.some(matched) ? 'Matched rules ran (or would have) the program named.' : 'No rule matched: nothing ran. Each rule below says why.') : h('p', { class: 'muted' }, d.outcome === 'rejected' ? 'Refused before any rule was judged.' : 'No rule was judged (no mapping for this source and event).'),
+    d.rules.length ? h('p', { class: 'muted' }, d.rules.some(matched) ? 'Matched rules ran (or would have) the program named.' : 'No rule matched: nothing ran. Each rule below says why.') : h('p', { class: 'muted' }, d.outcome === 'refused' ? 'Refused before it passed the source\'s auth: nothing was judged.' : d.outcome === 'rejected' ? 'Refused before any rule was judged.' : 'No rule was judged (no mapping for this source and event).'),
     d.rules.length ? table(['mapping', 'rule', 'condition', 'program', 'verdict'], d.rules.map((r) => row(['mapping', 'rule', 'condition', 'program', 'verdict'],
       [r.mapping, String(r.rule), r.if ? h('code', {}, r.if) : 'always', r.program, h('span', { class: matched(r) ? 's-matched' : 's-not-matched' }, r.result)], { class: matched(r) ? 'rule-matched' : '' })), 'rows trace') : null,
     d.notes ? h('ul', {}, d.notes.map((n) => h('li', {}, n))) : null,

@@ -257,6 +257,9 @@ pub(crate) struct Facts {
     body: Option<Bytes>,
     /// How the answer is shaped, once the delivery got past auth.
     reply: Option<Arc<Reply>>,
+    /// It got past its source's `allow_ips` and auth: a refusal from here on
+    /// is `rejected`, one before it `refused` (which anyone can send).
+    passed_auth: bool,
     /// What did not go as written while judging.
     notes: Vec<String>,
 }
@@ -288,6 +291,7 @@ impl Facts {
             replay_of: None,
             body: None,
             reply: None,
+            passed_auth: false,
             notes: Vec::new(),
         }
     }
@@ -410,7 +414,12 @@ pub async fn admit_shaped(
         Err(e) => {
             tracing::warn!(source = %crate::logging::field(&named), client = %arrival.client, request_id = %arrival.request_id, reason = %crate::logging::field(&e.to_string()), "delivery refused");
             at.metrics.rejection(e.reason());
-            (Outcome::Rejected, e.status(), Some(e.to_string()))
+            let outcome = if facts.passed_auth {
+                Outcome::Rejected
+            } else {
+                Outcome::Refused
+            };
+            (outcome, e.status(), Some(e.to_string()))
         }
     };
     if !dry_run {
@@ -522,6 +531,7 @@ async fn admit_to<'a>(
         }
     })?;
     facts.reply = Some(source.reply.clone());
+    facts.passed_auth = true;
     let accepts = Accepts::of(source);
     let uploads = at.engine.uploads();
     let dir_of = |record_id: &str| match uploads {

@@ -126,8 +126,9 @@ async fn each_refusal_is_recorded_with_its_status() {
     let w = World::new();
     let e = w.send("nope", &[], "{}").await.unwrap_err();
     assert_eq!((e.status(), w.last().status), (404, 404));
+    assert_eq!(w.last().outcome, Outcome::Refused);
     let e = w.send("open", &[], r#"{"kind":"x"}"#).await.unwrap_err();
-    assert_eq!(e.status(), 403);
+    assert_eq!((e.status(), w.last().outcome), (403, Outcome::Refused));
     let body = r#"{"ref":"refs/heads/main"}"#;
     let e = w
         .send(
@@ -139,7 +140,7 @@ async fn each_refusal_is_recorded_with_its_status() {
         .unwrap_err();
     assert_eq!(e.status(), 401);
     let record = w.last();
-    assert_eq!((record.outcome, record.status), (Outcome::Rejected, 401));
+    assert_eq!((record.outcome, record.status), (Outcome::Refused, 401));
     assert_eq!(record.reason.as_deref(), Some("the signature does not match"));
     let e = w
         .send(
@@ -149,7 +150,8 @@ async fn each_refusal_is_recorded_with_its_status() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.status(), 400);
+    // Refused after auth passed: a sender's, not a stranger's.
+    assert_eq!((e.status(), w.last().outcome), (400, Outcome::Rejected));
 }
 
 #[tokio::test]
@@ -274,7 +276,7 @@ async fn a_body_that_fails_to_arrive_is_refused_after_the_source_checks() {
     let e = admit(w.intake(), &arrival, async { Err(Refused::TooLarge { limit: 10 }) })
         .await
         .unwrap_err();
-    assert_eq!(e.status(), 413);
+    assert_eq!((e.status(), w.last().outcome), (413, Outcome::Refused));
     // An unknown source is refused without the body being read at all.
     let arrival = Arrival {
         source: "nope",
