@@ -1163,3 +1163,86 @@ fn a_database_password_with_a_slash_or_question_mark_is_never_shown() {
         );
     }
 }
+
+/// A stranger's flood through every node leaves the senders' records and
+/// bodies alone; the database holds `keep_refused` refused records at most,
+/// and its prune (one node's, every 10 s) takes none of the senders'.
+#[test]
+fn a_strangers_flood_through_every_node_pushes_out_no_senders_record() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let url = db.url();
+    let config = format!(
+        r#"
+state:
+  postgres: {url}
+  connections: 4
+node:
+  lease: 2s
+deliveries:
+  keep: 6
+  keep_refused: 5
+sources:
+  a: {{provider: generic, auth: {{token: flood-token, header: X-Token}}}}
+programs:
+  ok: {{command: handlers/log-event.sh}}
+mappings:
+  a:
+    default: {{rules: [{{run: ok}}]}}
+"#
+    );
+    let start = |name: &str| {
+        Daemon::with(&config)
+            .env("HOOKRUNNER_NODE_NAME", name)
+            .env("RUST_LOG", "info,hookrunner::store=debug")
+            .start()
+    };
+    let (a, b) = (start("fa"), start("fb"));
+    let mut sent = Vec::new();
+    for n in 0..4 {
+        let body = format!(r#"{{"n":{n}}}"#);
+        let r = a.post_json("/hooks/a", &[("X-Token", "flood-token")], body.as_bytes());
+        assert_eq!(r.status, 202, "{}", r.text);
+        let id = r.json()["delivery_id"].as_str().unwrap().to_string();
+        sent.push((id, body, Daemon::task_ids(&r).remove(0)));
+    }
+    let tasks: Vec<String> = sent.iter().map(|(_, _, t)| t.clone()).collect();
+    wait_final(&a, &tasks, Duration::from_secs(30));
+    let prunes = || a.logs().matches("store pruned").count() + b.logs().matches("store pruned").count();
+    let before = prunes();
+    for i in 0..300 {
+        let d = if i % 2 == 0 { &a } else { &b };
+        let status = match i % 3 {
+            0 => d.post_json("/hooks/a", &[], b"{}").status,
+            1 => d.post_json("/hooks/a", &[("X-Token", "wrong")], b"{}").status,
+            _ => d.post_json(&format!("/hooks/nowhere-{i}"), &[], b"{}").status,
+        };
+        assert!(status == 401 || status == 404, "{status}");
+    }
+    let count = |outcome: &str| -> usize {
+        db.query(&format!("SELECT count(*) FROM deliveries WHERE outcome {outcome}"))
+            .parse()
+            .unwrap()
+    };
+    eventually(
+        "the newest 5 refused records, and no more",
+        Duration::from_secs(30),
+        || count("= 'refused'") == 5,
+    );
+    assert_eq!(count("<> 'refused'"), 4);
+    eventually("a node's prune", Duration::from_secs(30), || prunes() > before);
+    assert_eq!((count("= 'refused'"), count("<> 'refused'")), (5, 4));
+    for d in [&a, &b] {
+        for (id, body, _) in &sent {
+            let r = d.get(&format!("/deliveries/{id}/body"));
+            assert_eq!((r.status, r.text.as_str()), (200, body.as_str()));
+        }
+        let refused = d.get("/deliveries?outcome=refused&limit=1000").json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(refused, 5);
+    }
+    let r = b.post(&format!("/tasks/{}/rerun", sent[0].2), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+}

@@ -828,3 +828,209 @@ fn a_sender_that_writes_a_too_large_body_before_reading_gets_the_413() {
         assert!(text.contains("larger than the limit"), "{text}");
     }
 }
+
+// ------------------------------------------------------- a stranger's flood
+
+const FLOOD_SECRET: &str = "flood-secret";
+
+fn flood_config(state: &str) -> String {
+    format!(
+        r#"
+{state}
+server:
+  max_body: 1KiB
+deliveries:
+  keep: 8
+  keep_refused: 5
+sources:
+  github: {{provider: github, secret: {FLOOD_SECRET}}}
+  lab: {{provider: generic, auth: none, allow_ips: [192.0.2.0/24]}}
+programs:
+  deploy:
+    command: handlers/log-event.sh
+mappings:
+  github:
+    push: {{rules: [{{run: deploy}}]}}
+"#
+    )
+}
+
+/// A sender's delivery on record: its record id, body and task.
+struct Sent {
+    id: String,
+    body: String,
+    task: String,
+}
+
+fn signed_push(d: &Daemon, n: usize) -> Sent {
+    let body = json!({ "ref": "refs/heads/main", "n": n }).to_string();
+    let sig = format!("sha256={}", hmac_sha256_hex(FLOOD_SECRET, body.as_bytes()));
+    let id = format!("sender-{n}");
+    let r = d.post_json(
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("X-GitHub-Delivery", &id),
+        ],
+        body.as_bytes(),
+    );
+    let task = Daemon::task_ids(&r).remove(0);
+    d.wait_task(&task);
+    Sent { id, body, task }
+}
+
+/// `count` requests that get no further than auth, of every kind: unsigned,
+/// badly signed, to a source that does not exist, from an address
+/// `allow_ips` does not list, and too large. Returns how many each status got.
+fn strangers_flood(d: &Daemon, count: usize) -> std::collections::BTreeMap<u16, usize> {
+    let mut statuses = std::collections::BTreeMap::new();
+    let big = vec![b'x'; 2048];
+    for i in 0..count {
+        let r = match i % 5 {
+            0 => d.post_json("/hooks/github", &[("X-GitHub-Event", "push")], b"{}"),
+            1 => d.post_json(
+                "/hooks/github",
+                &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00")],
+                b"{}",
+            ),
+            2 => d.post_json(&format!("/hooks/nowhere-{i}"), &[], b"{}"),
+            3 => d.post_json("/hooks/lab", &[], b"{}"),
+            _ => d.post_json("/hooks/github", &[("X-GitHub-Event", "push")], &big),
+        };
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    statuses
+}
+
+/// Every sender's record is on record with its body, and can be replayed
+/// and its task run again; of the strangers' records, at most `keep_refused`.
+fn senders_records_survive(d: &Daemon, sent: &[Sent], ignored: &str) {
+    for s in sent {
+        let r = d.get(&format!("/deliveries/{}", s.id));
+        assert_eq!(r.status, 200, "{}: {}", s.id, r.text);
+        let record = r.json();
+        assert_eq!(
+            (record["outcome"].as_str(), record["body_kept"].as_bool()),
+            (Some("accepted"), Some(true))
+        );
+        let body = d.get(&format!("/deliveries/{}/body", s.id));
+        assert_eq!((body.status, body.text.as_str()), (200, s.body.as_str()));
+    }
+    let r = d.get(&format!("/deliveries/{ignored}"));
+    assert_eq!((r.status, r.json()["outcome"].as_str()), (200, Some("ignored")));
+    let refused = d.get("/deliveries?outcome=refused&limit=1000").json()["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(refused.len() <= 5, "{} refused records kept", refused.len());
+    for r in &refused {
+        assert!([401, 403, 404, 413].contains(&r["status"].as_u64().unwrap()), "{r}");
+    }
+    let replayed = d.post(&format!("/deliveries/{}/replay", sent[0].id), &[], b"");
+    let task = Daemon::task_ids(&replayed).remove(0);
+    assert_eq!(d.wait_task(&task)["status"], "succeeded");
+    let rerun = d.post(&format!("/tasks/{}/rerun", sent[1].task), &[], b"");
+    assert_eq!(rerun.status, 202, "{}", rerun.text);
+    let task = rerun.json()["id"].as_str().unwrap().to_string();
+    let task = d.wait_task(&task);
+    assert_eq!(task["status"], "succeeded");
+    assert!(
+        task["stdout"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("stdin: {} bytes", sent[1].body.len())),
+        "{task}"
+    );
+}
+
+/// The records of refused deliveries in the SQLite store, and the others.
+fn stored_records(d: &Daemon) -> (i64, i64) {
+    let db =
+        rusqlite::Connection::open_with_flags(d.path("hooks.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    (
+        count("SELECT COUNT(*) FROM deliveries WHERE outcome = 'refused'"),
+        count("SELECT COUNT(*) FROM deliveries WHERE outcome <> 'refused'"),
+    )
+}
+
+fn a_strangers_flood_pushes_out_no_senders_record(state: &str) {
+    // The store's prune says when it ran (at debug).
+    let mut d = Daemon::with(&flood_config(state))
+        .env("RUST_LOG", "info,hookrunner::store=debug")
+        .start();
+    let sent: Vec<Sent> = (0..3).map(|n| signed_push(&d, n)).collect();
+    // A signed delivery no rule matches is a sender's too, kept with its body.
+    let body = b"{\"action\":\"opened\"}";
+    let sig = format!("sha256={}", hmac_sha256_hex(FLOOD_SECRET, body));
+    let ignored = "sender-ignored";
+    let r = d.post_json(
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "issues"),
+            ("X-Hub-Signature-256", &sig),
+            ("X-GitHub-Delivery", ignored),
+        ],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // 60 times `keep`, 100 times `keep_refused`.
+    let statuses = strangers_flood(&d, 500);
+    assert_eq!(
+        statuses.into_iter().collect::<Vec<_>>(),
+        [(401, 200), (403, 100), (404, 100), (413, 100)]
+    );
+    // Each is still counted.
+    let metrics = d.get("/metrics").text;
+    assert!(
+        metrics.contains("hookrunner_deliveries_total{source=\"github\",outcome=\"refused\"} 300"),
+        "{metrics}"
+    );
+    senders_records_survive(&d, &sent, ignored);
+    // Refused records are listed, the newest `keep_refused` of them.
+    eventually(
+        "the newest refused records to be listed",
+        Duration::from_secs(5),
+        || {
+            d.get("/deliveries?outcome=refused&limit=1000").json()["deliveries"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 5
+        },
+    );
+    if state.is_empty() {
+        return;
+    }
+    // The store held them to their budget as it wrote them.
+    let (refused, others) = stored_records(&d);
+    assert!(refused <= 5, "{refused} refused records in the store");
+    // The senders' 4, and the replay's.
+    assert_eq!(others, 5);
+    // After a crash and a restart, read from the store: the same, and a new
+    // flood changes nothing, nor does the store's prune (every 10 s), though
+    // the store holds more records than `keep`, counting the refused ones.
+    d.restart();
+    senders_records_survive(&d, &sent, ignored);
+    strangers_flood(&d, 100);
+    assert_eq!(stored_records(&d), (5, 6));
+    eventually("the store's prune", Duration::from_secs(30), || {
+        d.logs().contains("store pruned")
+    });
+    senders_records_survive(&d, &sent, ignored);
+    let (refused, others) = stored_records(&d);
+    assert!(refused <= 5, "{refused} refused records in the store");
+    // And the two replays since.
+    assert_eq!(others, 7);
+}
+
+#[test]
+fn a_strangers_flood_pushes_out_no_senders_record_in_memory() {
+    a_strangers_flood_pushes_out_no_senders_record("");
+}
+
+#[test]
+fn a_strangers_flood_pushes_out_no_senders_record_in_the_store_nor_after_a_restart() {
+    a_strangers_flood_pushes_out_no_senders_record("state: {path: $DIR/hooks.db}");
+}

@@ -128,7 +128,11 @@ pub fn host_name() -> String {
 /// `deliveries:`: how much of the delivery log is kept in memory.
 #[derive(Debug, Clone)]
 pub struct Deliveries {
+    /// Records of requests that passed their source's auth.
     pub keep: usize,
+    /// Records of requests refused before or at auth, within their own
+    /// budget (0: none kept).
+    pub keep_refused: usize,
     pub body_bytes: usize,
 }
 
@@ -458,6 +462,7 @@ impl Checker<'_> {
             limits,
             deliveries: Deliveries {
                 keep: raw.deliveries.keep.unwrap_or(10_000),
+                keep_refused: raw.deliveries.keep_refused.unwrap_or(1_000),
                 body_bytes: raw
                     .deliveries
                     .body_bytes

@@ -61,6 +61,8 @@ pub struct RawNode {
 pub struct RawDeliveries {
     /// Delivery records kept in memory.
     pub keep: Option<usize>,
+    /// Records of requests refused before or at their source's auth, kept apart.
+    pub keep_refused: Option<usize>,
     /// Bytes of bodies kept for replay, across all records.
     pub body_bytes: Option<Size>,
 }

@@ -1,6 +1,12 @@
 //! Deliveries on record: every request to `/hooks/{source}` and how it was
 //! judged, kept in memory (bounded by count, bodies bounded by bytes), plus
 //! the dedup cache that keeps a redelivered webhook from running twice.
+//!
+//! Records of requests refused before or at their source's auth
+//! ([`Outcome::Refused`]: anyone can send those) are counted apart, within
+//! `deliveries.keep_refused`, and never keep a body: a stranger's flood
+//! evicts only the records of other strangers' requests, never those of
+//! requests that passed auth (`deliveries.keep`, `deliveries.body_bytes`).
 
 pub mod dedup;
 mod frozen;
@@ -24,33 +30,50 @@ pub struct Filter {
     pub limit: usize,
 }
 
-/// The delivery log: newest last, evicted oldest first. Records are kept
-/// frozen (`frozen.rs`: one allocation of bytes each) and read back into a
-/// [`Record`] when asked for.
+/// The delivery log: newest last, evicted oldest first, refused records
+/// apart from the others. Records are kept frozen (`frozen.rs`: one
+/// allocation of bytes each) and read back into a [`Record`] when asked for.
 pub struct DeliveryLog {
     inner: Mutex<Log>,
     /// Hashes ids for `by_id` (keyed per log: ids come from senders).
     ids: RandomState,
+    /// Records of requests that passed auth.
     keep: usize,
+    /// Records of requests refused before or at auth (0: none are kept).
+    keep_refused: usize,
     body_bytes: usize,
     store: Option<crate::store::Store>,
     /// The log holds every record the store does (no store; or an SQLite
-    /// store empty at start, and nothing evicted since): then a delivery id
-    /// the log does not have is new, without asking the store.
+    /// store empty at start, and nothing but refused records evicted since):
+    /// then a delivery id the log does not have is new, without asking the
+    /// store.
     complete: std::sync::atomic::AtomicBool,
+}
+
+/// A record in one of the log's two queues: its arrival number in the log
+/// (so the two queues list as one), its id's hash, the record.
+struct Kept {
+    n: u64,
+    hash: u64,
+    record: Arc<Frozen>,
 }
 
 #[derive(Default)]
 struct Log {
-    /// Every record with its id's hash, oldest first.
-    order: VecDeque<(u64, Arc<Frozen>)>,
+    /// The records of requests that passed auth, oldest first.
+    order: VecDeque<Kept>,
+    /// The records of requests refused before or at auth, oldest first.
+    refused: VecDeque<Kept>,
+    /// The arrival number of the next record.
+    next: u64,
     /// The records by id, each beside its id's hash: the table grows and an
     /// evicted record leaves it without reading the record itself (it is
     /// thousands of deliveries old, out of the cache).
     by_id: HashTable<(u64, Arc<Frozen>)>,
     /// Bytes of the bodies still kept.
     body_bytes: usize,
-    /// Records whose body is still kept, oldest first.
+    /// Records whose body is still kept, oldest first (all in `order`: a
+    /// refused record keeps no body).
     with_body: VecDeque<Arc<Frozen>>,
     /// The hashes of provider ids claimed by deliveries still being judged
     /// (see [`Claim`]): a handful at a time, so a list. Two ids with the
@@ -82,10 +105,34 @@ impl Log {
             .find(hash, |(h, r)| *h == hash && &*r.id == id)
             .map(|(_, r)| r)
     }
+
+    /// The records of both queues (or only those `outcome` names), newest first.
+    fn newest_first(&self, outcome: Option<Outcome>) -> impl Iterator<Item = &Kept> {
+        let refused = match outcome {
+            None | Some(Outcome::Refused) => self.refused.range(..),
+            Some(_) => self.refused.range(0..0),
+        };
+        let others = match outcome {
+            Some(Outcome::Refused) => self.order.range(0..0),
+            _ => self.order.range(..),
+        };
+        let (mut a, mut b) = (others.rev().peekable(), refused.rev().peekable());
+        std::iter::from_fn(move || {
+            let first = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.n > y.n,
+                (first, _) => first.is_some(),
+            };
+            if first {
+                a.next()
+            } else {
+                b.next()
+            }
+        })
+    }
 }
 
 impl DeliveryLog {
-    pub fn new(keep: usize, body_bytes: usize, store: Option<crate::store::Store>) -> Self {
+    pub fn new(keep: usize, keep_refused: usize, body_bytes: usize, store: Option<crate::store::Store>) -> Self {
         let complete = match &store {
             None => true,
             // A cluster's store holds the other nodes' records too.
@@ -96,6 +143,7 @@ impl DeliveryLog {
             inner: Mutex::new(Log::default()),
             ids: RandomState::new(),
             keep: keep.max(1),
+            keep_refused,
             body_bytes,
             store,
         }
@@ -141,12 +189,20 @@ impl DeliveryLog {
     }
 
     /// Adds a record (the log keeps a frozen copy); `persisted` says it was
-    /// already committed to the store.
+    /// already committed to the store. A refused record is kept without its
+    /// body, and with `keep_refused: 0` not at all (nor written).
     pub fn insert(&self, record: &Record, persisted: bool) {
+        let refused = record.outcome == Outcome::Refused;
+        if refused && self.keep_refused == 0 {
+            return;
+        }
         if !persisted {
             self.persist(record);
         }
         let frozen = Arc::new(Frozen::of(record));
+        if refused {
+            frozen.drop_body();
+        }
         let size = frozen.body_len();
         let hash = self.ids.hash_one(&*frozen.id);
         // What leaves the log is freed after the lock is let go: evicted
@@ -165,28 +221,46 @@ impl DeliveryLog {
                     absent.insert(kept);
                 }
             }
-            log.order.push_back((hash, frozen.clone()));
+            let n = log.next;
+            log.next += 1;
+            let kept = Kept {
+                n,
+                hash,
+                record: frozen.clone(),
+            };
+            let (queue, keep) = if refused {
+                (&mut log.refused, self.keep_refused)
+            } else {
+                (&mut log.order, self.keep)
+            };
+            queue.push_back(kept);
+            let mut gone = Vec::new();
+            while queue.len() > keep {
+                gone.extend(queue.pop_front());
+            }
             if size > 0 {
                 log.body_bytes += size;
                 log.with_body.push_back(frozen);
             }
-            while log.order.len() > self.keep {
-                let Some((hash, old)) = log.order.pop_front() else {
-                    break;
-                };
+            for Kept { hash, record: old, .. } in gone {
                 // Unless a newer record of the same id took its place.
                 if let Ok(entry) = log.by_id.find_entry(hash, |(_, r)| Arc::ptr_eq(r, &old)) {
                     entry.remove();
                 }
-                // Both queues are in arrival order: an evicted record with a body
-                // is at the front of `with_body`, and must not live on there.
+                // `order` and `with_body` are both in arrival order: an evicted
+                // record with a body is at the front of `with_body`, and must
+                // not live on there.
                 if log.with_body.front().is_some_and(|r| Arc::ptr_eq(r, &old)) {
                     log.with_body.pop_front();
                     log.body_bytes -= old.body_len();
                 }
                 evicted.push(old);
             }
-            if !evicted.is_empty() {
+            // A refused record's id is never a provider's (those are read
+            // after auth), so the store holding one the log no longer does
+            // makes no provider id look taken: a stranger's flood does not
+            // send every sender's delivery id to the store to be checked.
+            if !evicted.is_empty() && !refused {
                 self.complete.store(false, std::sync::atomic::Ordering::Relaxed);
             }
             while log.body_bytes > self.body_bytes {
@@ -233,15 +307,13 @@ impl DeliveryLog {
     pub fn list(&self, filter: &Filter, before: Option<&str>) -> Option<Vec<Arc<Record>>> {
         let found: Vec<Arc<Frozen>> = {
             let log = self.lock();
-            let skip = match before {
-                None => 0,
-                Some(id) => log.order.iter().rev().position(|(_, r)| &*r.id == id)? + 1,
+            let below = match before {
+                None => u64::MAX,
+                Some(id) => log.newest_first(None).find(|k| &*k.record.id == id)?.n,
             };
-            log.order
-                .iter()
-                .rev()
-                .map(|(_, r)| r)
-                .skip(skip)
+            log.newest_first(filter.outcome)
+                .skip_while(|k| k.n >= below)
+                .map(|k| &k.record)
                 .filter(|r| {
                     let (source, event) = r.source_and_event();
                     filter.source.as_deref().is_none_or(|s| source == s)
@@ -261,14 +333,15 @@ mod tests {
     use super::*;
 
     fn record(n: usize) -> Record {
-        let r = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
+        let mut r = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
+        r.outcome = Outcome::Accepted;
         r.keep_body(bytes::Bytes::from(vec![b'x'; n]));
         r
     }
 
     #[test]
     fn a_claimed_id_is_taken_until_its_record_is_in_and_an_eviction_sends_lookups_to_the_store() {
-        let log = DeliveryLog::new(2, 1 << 20, None);
+        let log = DeliveryLog::new(2, 2, 1 << 20, None);
         let r = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
         let claim = log.claim(&r.id).expect("a new id");
         assert!(log.claim(&r.id).is_none(), "claimed by the first");
@@ -286,7 +359,7 @@ mod tests {
 
     #[test]
     fn evicted_records_take_their_bodies_with_them() {
-        let log = DeliveryLog::new(2, 1 << 20, None);
+        let log = DeliveryLog::new(2, 2, 1 << 20, None);
         let body = bytes::Bytes::from(vec![b'x'; 100]);
         let first = Record::new("s", "127.0.0.1".into(), Default::default(), Vec::new());
         first.keep_body(body.clone());
@@ -301,9 +374,108 @@ mod tests {
         assert_eq!((inner.body_bytes, inner.order.len(), inner.by_id.len()), (200, 2, 2));
     }
 
+    fn refused() -> Record {
+        let mut r = Record::new("s", "203.0.113.9".into(), Default::default(), Vec::new());
+        r.outcome = Outcome::Refused;
+        r.status = 401;
+        r
+    }
+
+    #[test]
+    fn refused_records_have_their_own_budget_and_push_out_no_other_record_or_body() {
+        let log = DeliveryLog::new(3, 2, 250, None);
+        let kept: Vec<Record> = (0..3).map(|_| record(100)).collect();
+        for r in &kept {
+            log.insert(r, false);
+        }
+        let strangers: Vec<Record> = (0..1000).map(|_| refused()).collect();
+        for r in &strangers {
+            log.insert(r, false);
+        }
+        // Every record that passed auth is there, with the bodies the byte
+        // budget holds; of the refused ones, the newest two.
+        assert_eq!(
+            kept.iter()
+                .map(|r| log.get(&r.id).map(|r| r.body_len()))
+                .collect::<Vec<_>>(),
+            [Some(0), Some(100), Some(100)]
+        );
+        assert!(strangers[..998].iter().all(|r| !log.contains(&r.id)));
+        assert!(strangers[998..].iter().all(|r| log.contains(&r.id)));
+        let inner = log.lock();
+        assert_eq!(
+            (
+                inner.order.len(),
+                inner.refused.len(),
+                inner.by_id.len(),
+                inner.body_bytes
+            ),
+            (3, 2, 5, 200)
+        );
+        drop(inner);
+        // A refused record's body is never kept.
+        let with_body = refused();
+        with_body.keep_body(bytes::Bytes::from_static(b"stranger's bytes"));
+        log.insert(&with_body, false);
+        assert_eq!(log.get(&with_body.id).unwrap().body_len(), 0);
+        assert_eq!(log.lock().body_bytes, 200);
+        // Listed as one log, newest first, and by outcome apart; pages run
+        // across both.
+        let newer = record(1);
+        log.insert(&newer, false);
+        let ids = |filter: &Filter, before: Option<&str>| -> Vec<String> {
+            log.list(filter, before).unwrap().iter().map(|r| r.id.clone()).collect()
+        };
+        let all = Filter {
+            limit: 10,
+            ..Default::default()
+        };
+        let expected = [&newer, &with_body, &strangers[999], &kept[2], &kept[1]];
+        assert_eq!(
+            ids(&all, None),
+            expected.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+        );
+        let by = |o| Filter {
+            outcome: Some(o),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&by(Outcome::Refused), None),
+            [with_body.id.clone(), strangers[999].id.clone()]
+        );
+        assert_eq!(
+            ids(&by(Outcome::Accepted), None),
+            [newer.id.clone(), kept[2].id.clone(), kept[1].id.clone()]
+        );
+        assert_eq!(ids(&by(Outcome::Rejected), None), Vec::<String>::new());
+        assert_eq!(
+            ids(&all, Some(&with_body.id)),
+            [strangers[999].id.clone(), kept[2].id.clone(), kept[1].id.clone()]
+        );
+        assert_eq!(ids(&by(Outcome::Refused), Some(&kept[2].id)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn evicting_a_refused_record_sends_no_delivery_id_to_the_store() {
+        let log = DeliveryLog::new(3, 1, 250, None);
+        log.insert(&refused(), false);
+        log.insert(&refused(), false);
+        assert!(!log.store_has_more(), "a refused record's id is never a provider's");
+    }
+
+    #[test]
+    fn with_keep_refused_0_no_refused_record_is_kept() {
+        let log = DeliveryLog::new(3, 0, 250, None);
+        let r = refused();
+        log.insert(&r, false);
+        assert!(!log.contains(&r.id));
+        assert!(!log.store_has_more(), "nothing was evicted");
+    }
+
     #[test]
     fn a_record_inserted_again_is_found_as_its_newest_copy_until_that_leaves() {
-        let log = DeliveryLog::new(3, 1 << 20, None);
+        let log = DeliveryLog::new(3, 3, 1 << 20, None);
         let first = record(1);
         log.insert(&first, false);
         let mut again = record(2);
@@ -335,7 +507,7 @@ mod tests {
 
     #[test]
     fn bodies_beyond_the_byte_budget_are_dropped_oldest_first() {
-        let log = DeliveryLog::new(10, 250, None);
+        let log = DeliveryLog::new(10, 10, 250, None);
         let (a, b) = (record(100), record(100));
         log.insert(&a, false);
         log.insert(&b, false);
@@ -351,7 +523,7 @@ mod tests {
 
     #[test]
     fn a_record_is_found_by_id_and_listed_as_it_was_inserted() {
-        let log = DeliveryLog::new(10, 1 << 20, None);
+        let log = DeliveryLog::new(10, 10, 1 << 20, None);
         let mut r = record(10);
         r.event = Some("push".into());
         log.insert(&r, false);

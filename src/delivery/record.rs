@@ -368,9 +368,11 @@ impl Record {
         }
     }
 
-    /// The store write of this record, with its kept body.
+    /// The store write of this record, with its kept body (never a refused
+    /// request's).
     pub fn op(&self) -> crate::store::Op {
-        crate::store::Op::PutDelivery(Box::new(self.to_record()), self.body())
+        let body = self.body().filter(|_| self.outcome != Outcome::Refused);
+        crate::store::Op::PutDelivery(Box::new(self.to_record()), body)
     }
 
     /// The data of its `delivery.recorded` event.

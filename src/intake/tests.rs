@@ -68,7 +68,7 @@ impl World {
         World {
             config,
             engine,
-            deliveries: DeliveryLog::new(100, 1 << 20, None),
+            deliveries: DeliveryLog::new(100, 100, 1 << 20, None),
             dedup: DedupCache::default(),
             metrics: Metrics::new(),
             _outputs: outputs,

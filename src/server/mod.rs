@@ -87,7 +87,12 @@ impl Application {
         if let Some(store) = &store {
             refill_dedup(&config, store, &dedup);
         }
-        let deliveries = DeliveryLog::new(config.deliveries.keep, config.deliveries.body_bytes, store);
+        let deliveries = DeliveryLog::new(
+            config.deliveries.keep,
+            config.deliveries.keep_refused,
+            config.deliveries.body_bytes,
+            store,
+        );
         let metrics = engine.metrics().clone();
         let config_path = config.path.clone();
         let state = web::Data::new(AppState {
@@ -175,6 +180,7 @@ pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>
         tasks: config.limits.keep,
         tasks_for: config.limits.keep_for,
         deliveries: config.deliveries.keep,
+        refused: config.deliveries.keep_refused,
         body_bytes: config.deliveries.body_bytes,
     };
     let store = match &config.state {

@@ -53,6 +53,7 @@ pub fn sqlite_to_postgres(from: &Path, to: &SecretUrl) -> Result<Copied, StoreEr
         tasks: usize::MAX / 2,
         tasks_for: Duration::from_secs(u32::MAX as u64),
         deliveries: usize::MAX / 2,
+        refused: usize::MAX / 2,
         body_bytes: usize::MAX / 2,
     };
     let store = Store::open_postgres(to, 2, runtime.handle().clone(), retention)?;

@@ -103,7 +103,10 @@ pub enum Op {
 pub struct Retention {
     pub tasks: usize,
     pub tasks_for: Duration,
+    /// Records of deliveries that passed their source's auth.
     pub deliveries: usize,
+    /// Records of deliveries refused before or at auth (`outcome = 'refused'`).
+    pub refused: usize,
     pub body_bytes: usize,
 }
 

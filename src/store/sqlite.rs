@@ -7,6 +7,7 @@ use super::record::{decode, encode, CallbackStatus, DeliveryRecord, StateRecord,
 use super::{
     millis, schema, Body, CheckReport, DeliveryQuery, OnPruned, Op, RecentDelivery, Retention, StoreError, TaskQuery,
 };
+use crate::status::Outcome;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -515,6 +516,9 @@ struct Writer {
 const MAX_BATCH: usize = 1024;
 const MAX_BACKLOG: usize = 100_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
+/// Drops the records of refused deliveries beyond the newest `?1`.
+const PRUNE_REFUSED: &str = "DELETE FROM deliveries WHERE outcome = 'refused' AND seq <= (
+    SELECT seq FROM deliveries WHERE outcome = 'refused' ORDER BY seq DESC LIMIT 1 OFFSET ?1)";
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Cmd>) {
@@ -627,6 +631,7 @@ impl Writer {
                 )
                 .map_err(&e)?;
             let mut delete_task = tx.prepare_cached("DELETE FROM tasks WHERE id = ?").map_err(&e)?;
+            let mut refused = false;
             for (op, _) in ops {
                 match op {
                     Op::PutTask(t, body) => {
@@ -658,6 +663,7 @@ impl Writer {
                             .map_err(&e)?;
                     }
                     Op::PutDelivery(d, body) => {
+                        refused |= d.outcome == Outcome::Refused;
                         put_delivery
                             .execute(params![
                                 d.id,
@@ -676,14 +682,23 @@ impl Writer {
                     }
                 }
             }
+            // Refused records are held to their budget in the batch that
+            // wrote them: a flood of them never grows the file past it, and
+            // never waits for the prune to be listed within it.
+            if refused {
+                tx.prepare_cached(PRUNE_REFUSED)
+                    .and_then(|mut s| s.execute([self.retention.refused as i64]))
+                    .map_err(&e)?;
+            }
         }
         tx.commit().map_err(&e)
     }
 
-    /// Drops tasks beyond `tasks.keep` or older than `tasks.keep_for`, deliveries
-    /// beyond `deliveries.keep`, bodies beyond `deliveries.body_bytes`; then gives
-    /// freed pages back to the file system a little at a time. Returns the
-    /// pruned tasks' ids.
+    /// Drops tasks beyond `tasks.keep` or older than `tasks.keep_for`,
+    /// deliveries beyond `deliveries.keep` (refused ones apart, beyond
+    /// `deliveries.keep_refused`), bodies beyond `deliveries.body_bytes`; then
+    /// gives freed pages back to the file system a little at a time. Returns
+    /// the pruned tasks' ids.
     fn prune(&mut self) -> Result<Vec<Uuid>, StoreError> {
         let e = err("prune");
         let r = &self.retention;
@@ -700,22 +715,27 @@ impl Writer {
                 .map_err(&e)?;
             rows.collect::<Result<_, _>>().map_err(&e)?
         };
-        c.execute(
-            "DELETE FROM deliveries WHERE seq <= (SELECT seq FROM deliveries ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
-            params![r.deliveries as i64],
-        )
-        .map_err(&e)?;
+        let deliveries = c
+            .execute(
+                "DELETE FROM deliveries WHERE outcome <> 'refused' AND seq <= (
+                    SELECT seq FROM deliveries WHERE outcome <> 'refused' ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+                params![r.deliveries as i64],
+            )
+            .map_err(&e)?;
+        let refused = c.execute(PRUNE_REFUSED, params![r.refused as i64]).map_err(&e)?;
         // Bodies: keep the newest up to the byte budget.
-        c.execute(
-            "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND seq < (
+        let bodies = c
+            .execute(
+                "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND seq < (
                 SELECT COALESCE(MIN(seq), 0) FROM (
                     SELECT seq, SUM(LENGTH(body)) OVER (ORDER BY seq DESC) AS total
                     FROM deliveries WHERE body IS NOT NULL
                 ) WHERE total <= ?1)",
-            params![r.body_bytes as i64],
-        )
-        .map_err(&e)?;
+                params![r.body_bytes as i64],
+            )
+            .map_err(&e)?;
         c.execute_batch("PRAGMA incremental_vacuum(2000);").map_err(&e)?;
+        tracing::debug!(tasks = pruned.len(), deliveries, refused, bodies, "store pruned");
         Ok(pruned.iter().filter_map(|id| id.parse().ok()).collect())
     }
 }

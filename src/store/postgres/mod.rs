@@ -587,6 +587,14 @@ const MAX_BACKLOG: usize = 100_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 /// One node at a time prunes.
 const PRUNE_LOCK: i64 = 0x686f_6f6b_0002;
+/// One node at a time drops refused records (in its batch or its prune), so
+/// two never wait on each other's rows.
+const PRUNE_REFUSED_LOCK: i64 = 0x686f_6f6b_0004;
+/// Drops the records of refused deliveries beyond the newest `$1`, if this
+/// transaction gets `$2` (the lock taken once, before any row is touched).
+const PRUNE_REFUSED: &str = "WITH held AS (SELECT pg_try_advisory_xact_lock($2) AS got)
+    DELETE FROM deliveries WHERE (SELECT got FROM held) AND outcome = 'refused' AND seq <= (
+        SELECT seq FROM deliveries WHERE outcome = 'refused' ORDER BY seq DESC LIMIT 1 OFFSET $1)";
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -709,6 +717,16 @@ impl Writer {
             .map_err(&e)?
             .into_iter()
             .any(|w| w);
+        // Refused records are held to their budget in the batch that wrote
+        // them, by one node at a time (any other batch leaves it to the next).
+        let refused = ops
+            .iter()
+            .any(|(op, _)| matches!(op, Op::PutDelivery(d, _) if d.outcome == crate::status::Outcome::Refused));
+        if refused {
+            tx.execute(PRUNE_REFUSED, &[&(self.retention.refused as i64), &PRUNE_REFUSED_LOCK])
+                .await
+                .map_err(&e)?;
+        }
         if wake {
             tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
                 .await
@@ -733,32 +751,41 @@ impl Writer {
         }
         let now = super::millis(std::time::SystemTime::now());
         let cutoff = now - r.tasks_for.as_millis() as i64;
-        tx.execute(
+        let tasks = tx.execute(
             "DELETE FROM tasks WHERE finished_ms IS NOT NULL AND (finished_ms < $1 OR seq <= (SELECT seq FROM tasks ORDER BY seq DESC LIMIT 1 OFFSET $2))",
             &[&cutoff, &(r.tasks as i64)],
         )
         .await
         .map_err(&e)?;
-        tx.execute(
-            "DELETE FROM deliveries WHERE seq <= (SELECT seq FROM deliveries ORDER BY seq DESC LIMIT 1 OFFSET $1)",
-            &[&(r.deliveries as i64)],
-        )
-        .await
-        .map_err(&e)?;
-        tx.execute(
-            "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND seq < (
-                SELECT COALESCE(MIN(seq), 0) FROM (
-                    SELECT seq, SUM(LENGTH(body)) OVER (ORDER BY seq DESC) AS total
-                    FROM deliveries WHERE body IS NOT NULL
-                ) kept WHERE total <= $1)",
-            &[&(r.body_bytes as i64)],
-        )
-        .await
-        .map_err(&e)?;
+        let deliveries = tx
+            .execute(
+                "DELETE FROM deliveries WHERE outcome <> 'refused' AND seq <= (
+                    SELECT seq FROM deliveries WHERE outcome <> 'refused' ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+                &[&(r.deliveries as i64)],
+            )
+            .await
+            .map_err(&e)?;
+        let refused = tx
+            .execute(PRUNE_REFUSED, &[&(r.refused as i64), &PRUNE_REFUSED_LOCK])
+            .await
+            .map_err(&e)?;
+        let bodies = tx
+            .execute(
+                "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND seq < (
+                    SELECT COALESCE(MIN(seq), 0) FROM (
+                        SELECT seq, SUM(LENGTH(body)) OVER (ORDER BY seq DESC) AS total
+                        FROM deliveries WHERE body IS NOT NULL
+                    ) kept WHERE total <= $1)",
+                &[&(r.body_bytes as i64)],
+            )
+            .await
+            .map_err(&e)?;
         tx.execute("DELETE FROM dedup WHERE expires_ms < $1", &[&now])
             .await
             .map_err(&e)?;
-        tx.commit().await.map_err(&e)
+        tx.commit().await.map_err(&e)?;
+        tracing::debug!(tasks, deliveries, refused, bodies, "store pruned");
+        Ok(())
     }
 }
 
