@@ -8,8 +8,15 @@
 //!   the callback's URL and signature headers, so it logs warnings only; and
 //!   actix-http's line for a refused connection is replaced by ours, which
 //!   names the client and is rate-limited (`server/listen.rs`).
+//!
+//! Warnings anyone can cause (a refused connection, a delivery refused
+//! before or at auth) go through a [`Throttle`]: a stranger's flood writes a
+//! few lines every 10 s, not one per request.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +40,57 @@ fn filter() -> EnvFilter {
         }
     }
     filter
+}
+
+/// At most `burst` lines per window of `every` (from the first line let
+/// through); the others are counted, and the count is handed to the next line
+/// let through (its `suppressed` field) and starts again from 0.
+pub struct Throttle {
+    every: Duration,
+    burst: u32,
+    /// When the current window began, and how many lines it let through.
+    window: Mutex<Option<(Instant, u32)>>,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new(every: Duration, burst: u32) -> Throttle {
+        Throttle {
+            every,
+            burst,
+            window: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one let through)` if this line
+    /// may be written at its level now; `None` (counted) if it is one too many.
+    pub fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Option<u64> {
+        let pass = {
+            let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *window {
+                Some((start, n)) if now.saturating_duration_since(*start) < self.every => {
+                    let pass = *n < self.burst;
+                    *n += u32::from(pass);
+                    pass
+                }
+                other => {
+                    *other = Some((now, 1));
+                    self.burst > 0
+                }
+            }
+        };
+        if pass {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// A log field's value from outside (an event name, a delivery id, a
@@ -116,6 +174,27 @@ pub fn init(format: LogFormat) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_throttle_lets_a_burst_through_per_window_and_counts_the_rest() {
+        use super::Throttle;
+        use std::time::{Duration, Instant};
+        let t = Throttle::new(Duration::from_secs(10), 3);
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let passed: Vec<Option<u64>> = (0..10).map(|_| t.admit_at(at(1))).collect();
+        assert_eq!(passed[..3], [Some(0), Some(0), Some(0)]);
+        assert!(passed[3..].iter().all(Option::is_none));
+        // Still the same window (it began at the first line).
+        assert_eq!(t.admit_at(at(10)), None);
+        // The next window's first line says how many were held back.
+        assert_eq!(t.admit_at(at(11)), Some(8));
+        assert_eq!(t.admit_at(at(12)), Some(0));
+        // One line a window, as the HTTP layer's refusals are logged.
+        let one = Throttle::new(Duration::from_secs(10), 1);
+        assert_eq!((one.admit_at(at(0)), one.admit_at(at(9))), (Some(0), None));
+        assert_eq!(one.admit_at(at(10)), Some(1));
+    }
+
     use super::escape;
 
     #[test]

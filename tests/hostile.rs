@@ -1034,3 +1034,64 @@ fn a_strangers_flood_pushes_out_no_senders_record_in_memory() {
 fn a_strangers_flood_pushes_out_no_senders_record_in_the_store_nor_after_a_restart() {
     a_strangers_flood_pushes_out_no_senders_record("state: {path: $DIR/hooks.db}");
 }
+
+#[test]
+fn a_strangers_flood_writes_a_few_warnings_every_10_s_not_one_a_request() {
+    let d = Daemon::start(&flood_config(""));
+    let started = std::time::Instant::now();
+    let statuses = strangers_flood(&d, 400);
+    assert_eq!(statuses.values().sum::<usize>(), 400);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the flood must fit in one window"
+    );
+    // A sender's refusal after auth (a body that is not JSON) is not a
+    // stranger's: it is logged every time.
+    let body = b"{not json";
+    let sig = format!("sha256={}", hmac_sha256_hex(FLOOD_SECRET, body));
+    let r = d.post_json(
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        body,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let refused_lines = |logs: &str| -> Vec<String> {
+        logs.lines()
+            .filter(|l| l.contains("delivery refused"))
+            .map(str::to_string)
+            .collect()
+    };
+    let logs = d.logs_with("the body is not valid JSON");
+    let lines = refused_lines(&logs);
+    assert_eq!(
+        lines.len(),
+        6,
+        "five of the strangers' 400 refusals, and the sender's: {lines:#?}"
+    );
+    for line in &lines[..5] {
+        assert!(line.contains(" WARN ") && line.contains("suppressed=0"), "{line}");
+    }
+    assert!(
+        lines[5].contains(" WARN ") && !lines[5].contains("suppressed"),
+        "{}",
+        lines[5]
+    );
+    // Once 10 s have passed, the next stranger's refusal is a warning again,
+    // and says how many were held back.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()) + Duration::from_millis(300));
+    assert_eq!(d.post_json("/hooks/nowhere", &[], b"{}").status, 404);
+    let logs = d.logs_with("suppressed=395");
+    let lines = refused_lines(&logs);
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    assert!(
+        lines[6].contains(" WARN ") && lines[6].contains("source=nowhere"),
+        "{}",
+        lines[6]
+    );
+    // Every one of them is still on record (the newest few) and counted.
+    let metrics = d.get("/metrics").text;
+    assert!(
+        metrics.contains("hookrunner_deliveries_total{source=\"(unknown)\",outcome=\"refused\"} 81"),
+        "{metrics}"
+    );
+}

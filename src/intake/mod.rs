@@ -412,14 +412,15 @@ pub async fn admit_shaped(
             reason_of(answer),
         ),
         Err(e) => {
-            tracing::warn!(source = %crate::logging::field(&named), client = %arrival.client, request_id = %arrival.request_id, reason = %crate::logging::field(&e.to_string()), "delivery refused");
-            at.metrics.rejection(e.reason());
+            let reason = e.to_string();
             let outcome = if facts.passed_auth {
                 Outcome::Rejected
             } else {
                 Outcome::Refused
             };
-            (outcome, e.status(), Some(e.to_string()))
+            log_refusal(outcome, &named, arrival, &reason);
+            at.metrics.rejection(e.reason());
+            (outcome, e.status(), Some(reason))
         }
     };
     if !dry_run {
@@ -434,6 +435,32 @@ pub async fn admit_shaped(
     Admitted {
         result: result.map(|(answer, _)| answer),
         reply,
+    }
+}
+
+/// Warnings of deliveries refused before or at auth: anyone can cause them,
+/// so a few lines every 10 s at warn, the rest at debug (counted in the next
+/// warn line's `suppressed`).
+static REFUSED_LOG: crate::logging::Throttle = crate::logging::Throttle::new(Duration::from_secs(10), 5);
+
+/// Logs a refused delivery: at warn, rate-limited when it never got past
+/// auth (a stranger's); a sender's refusal after auth, every time.
+fn log_refusal(outcome: Outcome, source: &str, arrival: &Arrival<'_>, reason: &str) {
+    let (source, client, request_id, reason) = (
+        crate::logging::field(source),
+        &arrival.client,
+        &arrival.request_id,
+        crate::logging::field(reason),
+    );
+    if outcome != Outcome::Refused {
+        tracing::warn!(%source, %client, %request_id, %reason, "delivery refused");
+        return;
+    }
+    match REFUSED_LOG.admit() {
+        Some(suppressed) => {
+            tracing::warn!(%source, %client, %request_id, %reason, suppressed, "delivery refused")
+        }
+        None => tracing::debug!(%source, %client, %request_id, %reason, "delivery refused"),
     }
 }
 

@@ -11,15 +11,14 @@
 
 use super::bind::{Bound, Socket};
 use crate::http::{self, AppState};
+use crate::logging::Throttle;
 use actix_http::error::DispatchError;
 use actix_http::Protocol;
 use actix_service::{fn_service, map_config, Service, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::rt::net::{TcpStream, UnixStream};
 use actix_web::{web, App};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a client may take to send its request head.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,15 +190,12 @@ where
     }
 }
 
-/// At most one line per this long; the rest are counted.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// At most one line per 10 s; the rest are counted.
+static REFUSALS: Throttle = Throttle::new(Duration::from_secs(10), 1);
 
-static LAST_REFUSAL_LOG: Mutex<Option<Instant>> = Mutex::new(None);
-static SUPPRESSED_REFUSALS: AtomicU64 = AtomicU64::new(0);
-
-/// Logs a connection the HTTP layer refused: warn, at most once per
-/// [`REFUSAL_LOG_EVERY`] (a stranger must not be able to flood the log),
-/// with how many were not logged since. A client that just went away is debug.
+/// Logs a connection the HTTP layer refused: warn, at most once per 10 s (a
+/// stranger must not be able to flood the log), with how many were not
+/// logged since. A client that just went away is debug.
 fn refused(client: &str, error: &impl Describe) {
     let boring = error.boring();
     let error = error.describe();
@@ -207,20 +203,8 @@ fn refused(client: &str, error: &impl Describe) {
         tracing::debug!(%client, error, "connection closed with an error");
         return;
     }
-    let now = Instant::now();
-    let due = {
-        let mut last = LAST_REFUSAL_LOG.lock().unwrap_or_else(|p| p.into_inner());
-        let due = last.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY);
-        if due {
-            *last = Some(now);
-        }
-        due
-    };
-    if due {
-        let suppressed = SUPPRESSED_REFUSALS.swap(0, Ordering::Relaxed);
-        tracing::warn!(%client, error, suppressed, "request refused by the HTTP layer");
-    } else {
-        SUPPRESSED_REFUSALS.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%client, error, "request refused by the HTTP layer");
+    match REFUSALS.admit() {
+        Some(suppressed) => tracing::warn!(%client, error, suppressed, "request refused by the HTTP layer"),
+        None => tracing::debug!(%client, error, "request refused by the HTTP layer"),
     }
 }
