@@ -1095,3 +1095,20 @@ fn a_strangers_flood_writes_a_few_warnings_every_10_s_not_one_a_request() {
         "{metrics}"
     );
 }
+
+#[test]
+fn with_keep_refused_0_refused_requests_are_counted_but_not_recorded() {
+    let d = Daemon::start(&flood_config("state: {path: $DIR/hooks.db}").replace("keep_refused: 5", "keep_refused: 0"));
+    let sent = signed_push(&d, 0);
+    let statuses = strangers_flood(&d, 50);
+    assert_eq!(statuses.values().sum::<usize>(), 50);
+    let list = d.get("/deliveries?limit=1000").json()["deliveries"].clone();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], sent.id.as_str());
+    assert_eq!(stored_records(&d), (0, 1));
+    let metrics = d.get("/metrics").text;
+    assert!(
+        metrics.contains("hookrunner_deliveries_total{source=\"github\",outcome=\"refused\"} 30"),
+        "{metrics}"
+    );
+}
