@@ -508,7 +508,7 @@ fn api(args: &ClientArgs) -> Result<Api, CliError> {
             // A config, if there is one, for its token; none is fine.
             let config = match find_config(args.config.config.as_deref()) {
                 Ok(path) if path.exists() => {
-                    Some(config::load_for_client(&path).map_err(|errors| CliError::Config { path, errors })?)
+                    Some(config::load_for_client(&path, true).map_err(|errors| CliError::Config { path, errors })?)
                 }
                 _ => None,
             };
@@ -516,7 +516,10 @@ fn api(args: &ClientArgs) -> Result<Api, CliError> {
         }
         (None, token) => {
             let path = find_config(args.config.config.as_deref())?;
-            let config = config::load_for_client(&path).map_err(|errors| CliError::Config { path, errors })?;
+            // Given a token, the client needs none of `api.tokens`, which
+            // may come from credentials only the daemon has.
+            let config =
+                config::load_for_client(&path, token.is_none()).map_err(|errors| CliError::Config { path, errors })?;
             let origin = format!("`server.listen` in {}", config.path.display());
             Ok(Api::from_config(Some(&config), None, token.as_deref()).from_origin(&origin))
         }

@@ -676,3 +676,58 @@ fn the_client_needs_no_secret_of_the_sources() {
         out.stderr
     );
 }
+
+/// Given `--token`, the client does not read `api.tokens`: on a host whose
+/// tokens come from systemd credentials (or a variable only the daemon
+/// has), `--token` is all a shell needs.
+#[test]
+fn a_given_token_needs_no_api_tokens_of_the_config() {
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(credentials.path().join("api-token"), "api-secret\n").unwrap();
+    let api = "api:\n  tokens: [\"${credential:api-token}\", \"${HR_CLI_TEST_DAEMON_ONLY_TOKEN}\"]\n";
+    let d = Daemon::with(&format!("{api}sources:\n  s: {{provider: generic, auth: none}}\n"))
+        .env("CREDENTIALS_DIRECTORY", credentials.path().to_str().unwrap())
+        .env("HR_CLI_TEST_DAEMON_ONLY_TOKEN", "other")
+        .start();
+    // The same file, listening where this daemon does (no --url).
+    let client = d.path("client.yaml");
+    std::fs::write(&client, format!("server:\n  listen: {}\n{api}", d.addr)).unwrap();
+    let client = client.display().to_string();
+    // As in a shell: no credentials.
+    let run = |args: &[&str]| {
+        let out = command(args).env_remove("CREDENTIALS_DIRECTORY").output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let out = run(&["tasks", "--config", &client, "--token", "api-secret", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["tasks"], serde_json::json!([]));
+    let out = command(&["tasks", "--config", &client])
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("HOOKRUNNER_TOKEN", "api-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without a token the client reads `api.tokens`, and says what it lacks.
+    let out = run(&["tasks", "--config", &client]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("client.yaml:4:12: `api.tokens[0]`: `${credential:api-token}` needs systemd's LoadCredential="),
+        "{}",
+        out.stderr
+    );
+    // `server` is still read, and checked.
+    std::fs::write(d.path("client.yaml"), format!("server:\n  listen: nowhere\n{api}")).unwrap();
+    let out = run(&["tasks", "--config", &client, "--token", "api-secret"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("client.yaml:2:3: `server.listen`: `nowhere` is not an address"),
+        "{}",
+        out.stderr
+    );
+}

@@ -227,48 +227,60 @@ impl Config {
 
 /// Reads and checks the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    parse(&read_config(path)?, path)
+}
+
+/// The text of the config file at `path`.
+fn read_config(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            file: file.clone(),
+            file: path.display().to_string(),
             position: None,
             path: String::new(),
             message: format!("cannot read the config file: {e}"),
         }])
-    })?;
-    parse(&text, path)
+    })
 }
 
-/// What an API client needs of the config at `path`: its `server` and `api`
-/// sections only, so secrets and files the rest names (which only the
-/// daemon may be able to read) are not needed. A file whose `server` or
-/// `api` has errors is reported as [`load`] would, with lines and columns.
-pub fn load_for_client(path: &Path) -> Result<Config, ConfigErrors> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return load(path);
-    };
-    let Ok(serde_yaml::Value::Mapping(all)) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
-        return load(path);
-    };
-    let mut kept = serde_yaml::Mapping::new();
-    for key in ["server", "api"] {
-        if let Some(v) = all.get(key) {
-            kept.insert(key.into(), v.clone());
-        }
-    }
-    match serde_yaml::to_string(&kept).map(|t| parse(&t, path)) {
-        Ok(Ok(config)) => Ok(config),
-        _ => load(path),
-    }
+/// What an API client needs of the config at `path`: its `server` section,
+/// and its `api` section when `tokens` (the client was given no token of its
+/// own). The other sections are skipped unread, so secrets and files they
+/// name (which only the daemon may be able to read) are not needed. Errors
+/// in the sections read are reported as [`load`] would, with lines and columns.
+pub fn load_for_client(path: &Path, tokens: bool) -> Result<Config, ConfigErrors> {
+    let text = read_config(path)?;
+    parse_with(&text, path, |text| {
+        let (server, api) = if tokens {
+            let raw: raw::RawClientConfig<raw::RawApi> = serde_yaml::from_str(text)?;
+            (raw.server, raw.api.unwrap_or_default())
+        } else {
+            let raw: raw::RawClientConfig<serde::de::IgnoredAny> = serde_yaml::from_str(text)?;
+            (raw.server, raw::RawApi::default())
+        };
+        Ok(RawConfig {
+            server,
+            api,
+            ..RawConfig::default()
+        })
+    })
 }
 
 /// Checks config `text`, as if read from `path` (relative paths start at its directory).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    parse_with(text, path, |text| serde_yaml::from_str(text))
+}
+
+/// Checks config `text` as `read` turns it into its YAML shape.
+fn parse_with(
+    text: &str,
+    path: &Path,
+    read: impl FnOnce(&str) -> Result<RawConfig, serde_yaml::Error>,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![yaml_error(&file, &e)]))?
+        read(text).map_err(|e| ConfigErrors(vec![yaml_error(&file, &e)]))?
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

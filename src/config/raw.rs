@@ -10,7 +10,10 @@ use std::fmt;
 use std::marker::PhantomData;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map of sections such as `server:` and `sources:`"
+)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
@@ -28,6 +31,18 @@ pub struct RawConfig {
     pub deliveries: RawDeliveries,
     pub state: Option<RawState>,
     pub node: Option<RawNode>,
+}
+
+/// What an API client reads of the file (`config::load_for_client`):
+/// `server`, and `api` as `A` (`RawApi`, or `IgnoredAny` when the client has
+/// a token of its own). Every other key is skipped unread, so the `${...}`
+/// in it are not expanded.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a map of sections such as `server:` and `sources:`")]
+pub struct RawClientConfig<A> {
+    #[serde(default)]
+    pub server: RawServer,
+    pub api: Option<A>,
 }
 
 /// `state:`: where the durable store lives: a SQLite file (`path`), or a
