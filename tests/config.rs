@@ -196,6 +196,22 @@ fn bad_values_and_duplicates() {
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
 
+/// A program with an error of its own is still a program: a rule that runs
+/// it gets no second, false error (`neither a program nor a script`).
+#[test]
+fn a_program_with_errors_is_still_known_to_its_rules() {
+    for program in ["p: {command: /bin/true, timeout: 0s}", "\"p q\": {command: /bin/true}"] {
+        let name = if program.starts_with('p') { "p" } else { "p q" };
+        let yaml = format!(
+            "sources:\n  s: {{provider: generic, auth: none}}\nprograms:\n  {program}\nmappings:\n  s:\n    \"*\":\n      rules:\n        - run: {name:?}\n"
+        );
+        let (code, _, err) = check(&yaml);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("1 error in webhook.yaml"), "{err}");
+        assert!(!err.contains("rules[0]"), "{err}");
+    }
+}
+
 #[test]
 fn serve_refuses_a_bad_config_and_the_config_path_comes_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();

@@ -398,7 +398,9 @@ impl Checker<'_> {
             .filter_map(|(i, t)| self.secret(&[key("api"), key("tokens"), Seg::Index(i)], t))
             .collect();
         let limits = self.limits(&raw.tasks);
-        let mut programs: HashMap<String, Arc<Program>> = HashMap::new();
+        // Every entry of `programs`; `None` for one with errors of its own,
+        // which rules may still name without a second error.
+        let mut programs: HashMap<String, Option<Arc<Program>>> = HashMap::new();
         let mut program_list = Vec::new();
         for (name, p) in &raw.programs.0 {
             if !valid_label_name(name, false) {
@@ -406,13 +408,12 @@ impl Checker<'_> {
                     &[key("programs"), key(name)],
                     format!("`{name}` is not a valid program name: use letters, digits and `-_.~@+`"),
                 );
+                programs.insert(name.clone(), None);
                 continue;
             }
-            if let Some(program) = self.program(name, p) {
-                let program = Arc::new(program);
-                programs.insert(name.clone(), program.clone());
-                program_list.push(program);
-            }
+            let program = self.program(name, p).map(Arc::new);
+            program_list.extend(program.clone());
+            programs.insert(name.clone(), program);
         }
         let mut sources = HashMap::new();
         for (name, s) in &raw.sources.0 {
@@ -1001,7 +1002,7 @@ impl Checker<'_> {
         at: &[Seg],
         event_key: &str,
         m: &RawMapping,
-        programs: &HashMap<String, Arc<Program>>,
+        programs: &HashMap<String, Option<Arc<Program>>>,
     ) -> Option<Mapping> {
         let errors_before = self.errors.len();
         let mut params = Vec::new();
@@ -1056,7 +1057,10 @@ impl Checker<'_> {
                 }
             };
             let program = match programs.get(&r.run) {
-                Some(p) => p.clone(),
+                Some(Some(p)) => p.clone(),
+                // Its errors are reported already; what the rule would
+                // check of it (its params) cannot be known.
+                Some(None) => continue,
                 None if !valid_label_name(&r.run, false) => {
                     self.error(
                         &[&rule_at[..], &[key("run")]].concat(),
