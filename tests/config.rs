@@ -196,6 +196,36 @@ fn bad_values_and_duplicates() {
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
 
+/// A condition that reads no variable is the same on every delivery: one
+/// that is not a boolean, or fails, is refused at load with its error.
+#[test]
+fn a_constant_condition_that_cannot_be_evaluated_is_refused() {
+    let rules = |cond: &str| {
+        format!("sources:\n  s: {{provider: generic, auth: none}}\nmappings:\n  s:\n    \"*\":\n      rules:\n        - if: {cond}\n          run: log-event\n")
+    };
+    let (code, _, err) = check(&rules("1"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("webhook.yaml:7:11: `mappings.s.\"*\".rules[0].if`: the expression reads no variable and can never be evaluated: expression gave 1 instead of true or false"),
+        "{err}"
+    );
+    let (code, _, err) = check(&rules("'1 + \"a\" == 2'"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`mappings.s.\"*\".rules[0].if`: the expression reads no variable and can never be evaluated: "),
+        "{err}"
+    );
+    for fine in [
+        "false",
+        "'1 == 1'",
+        "'len(\"ab\") == 2'",
+        "'event == \"push\" || 1 == 2'",
+    ] {
+        let (code, _, err) = check(&rules(fine));
+        assert_eq!(code, 0, "{fine}: {err}");
+    }
+}
+
 /// A program with an error of its own is still a program: a rule that runs
 /// it gets no second, false error (`neither a program nor a script`).
 #[test]

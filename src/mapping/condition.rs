@@ -89,12 +89,24 @@ impl Condition {
         let mut vars: Vec<String> = tree.iter_variable_identifiers().map(str::to_string).collect();
         vars.sort_unstable();
         vars.dedup();
-        Ok(Condition {
+        let condition = Condition {
             text: text.to_string(),
             tree,
             regexes,
             vars,
-        })
+        };
+        // One that reads no variable gives the same on every delivery: if
+        // that is not true or false, it is refused now rather than logged
+        // as an error on each.
+        if condition.vars.is_empty() {
+            condition
+                .eval(&Vars {
+                    names: &[],
+                    values: &[],
+                })
+                .map_err(|e| format!("the expression reads no variable and can never be evaluated: {e}"))?;
+        }
+        Ok(condition)
     }
 
     /// Evaluates the condition; an error (a type mismatch, say) is returned, not raised.
@@ -373,5 +385,24 @@ mod tests {
             .contains("invalid regex"));
         let deep = format!("{}true", "!".repeat(200));
         assert!(Condition::compile(&deep, none).is_err());
+    }
+
+    #[test]
+    fn a_constant_condition_is_evaluated_at_load() {
+        let none = |_: &str| false;
+        for ok in ["true", "false", "1 == 1", r#"str::regex_matches("abc", "^a")"#] {
+            assert!(Condition::compile(ok, none).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            Condition::compile("1", none).unwrap_err(),
+            "the expression reads no variable and can never be evaluated: expression gave 1 instead of true or false"
+        );
+        let err = Condition::compile(r#"1 + "a" == 2"#, none).unwrap_err();
+        assert!(
+            err.starts_with("the expression reads no variable and can never be evaluated: "),
+            "{err}"
+        );
+        // One that reads a variable is judged per delivery, as before.
+        assert!(Condition::compile("n + 1", |_| true).is_ok());
     }
 }
