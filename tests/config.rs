@@ -196,6 +196,37 @@ fn bad_values_and_duplicates() {
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
 
+/// An API token no client could send in `Authorization: Bearer` (white
+/// space at an end, a control character, a character outside ASCII) is
+/// refused at load, without repeating it.
+#[test]
+fn api_tokens_a_client_could_never_send_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    // `${file:}` drops one newline; a second one stays in the token.
+    std::fs::write(&file, "from-a-file\n\n").unwrap();
+    let trims = "begins or ends with white space, which the daemon trims from the `Authorization` header it reads, so no client could use this token";
+    let control = "holds a control character or one outside ASCII, which the daemon does not read in an `Authorization` header, so no client could use this token";
+    let cases = [
+        ("' secret-one'", trims),
+        ("\"secret-two\\t\"", trims),
+        (&format!("\"${{file:{}}}\"", file.display()), trims),
+        ("\"secret\\u0007three\"", control),
+        ("\"sécret-four\"", control),
+    ];
+    for (token, why) in cases {
+        let (code, _, err) = check(&format!("api:\n  tokens:\n    - {token}\n"));
+        assert_eq!(code, 2, "{token}: {err}");
+        assert!(
+            err.contains(&format!("webhook.yaml:3:5: `api.tokens[0]`: {why}")),
+            "{token}: {err}"
+        );
+        assert!(!err.contains("secret") && !err.contains("from-a-file"), "{err}");
+    }
+    let (code, _, err) = check("api:\n  tokens: [\"two words\", \"~!@#$$%^&*()_+\"]\n");
+    assert_eq!(code, 0, "{err}");
+}
+
 /// A condition that reads no variable is the same on every delivery: one
 /// that is not a boolean, or fails, is refused at load with its error.
 #[test]

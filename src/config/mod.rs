@@ -388,6 +388,30 @@ impl Checker<'_> {
         Some(Secret::new(value.value.clone()))
     }
 
+    /// An entry of `api.tokens`: a secret a client can send. The daemon
+    /// reads it from `Authorization: Bearer <token>` as visible ASCII, white
+    /// space at the ends trimmed, so a token with anything else could never
+    /// be accepted.
+    fn api_token(&mut self, path: &[Seg], value: &Interp) -> Option<Secret> {
+        let secret = self.secret(path, value)?;
+        let token = &value.value;
+        if token.trim() != token {
+            self.error(
+                path,
+                "begins or ends with white space, which the daemon trims from the `Authorization` header it reads, so no client could use this token",
+            );
+            return None;
+        }
+        if !token.chars().all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic()) {
+            self.error(
+                path,
+                "holds a control character or one outside ASCII, which the daemon does not read in an `Authorization` header, so no client could use this token",
+            );
+            return None;
+        }
+        Some(secret)
+    }
+
     fn check(&mut self, raw: RawConfig, path: &Path) -> Config {
         let server = self.server(&raw.server);
         let api_tokens = raw
@@ -395,7 +419,7 @@ impl Checker<'_> {
             .tokens
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| self.secret(&[key("api"), key("tokens"), Seg::Index(i)], t))
+            .filter_map(|(i, t)| self.api_token(&[key("api"), key("tokens"), Seg::Index(i)], t))
             .collect();
         let limits = self.limits(&raw.tasks);
         // Every entry of `programs`; `None` for one with errors of its own,
