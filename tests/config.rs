@@ -196,6 +196,29 @@ fn bad_values_and_duplicates() {
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
 
+/// The URLs hookrunner sends requests to are checked as the HTTP client
+/// will read them (a host, a valid port), and a callback is tried at least
+/// once: `attempts: 0` is refused, not taken as 1.
+#[test]
+fn callback_and_node_urls_need_a_host_and_callbacks_an_attempt() {
+    let callback = |entry: &str| format!("programs:\n  p:\n    command: /bin/true\n    on_finish:\n      - {entry}\n");
+    let cases = [
+        (callback("{url: \"http://\"}"), "webhook.yaml:5:7: `programs.p.on_finish[0].url`: is not a valid URL: empty host"),
+        (callback("{url: \"https://user:pw@hooks.example:99999/done\"}"), "`programs.p.on_finish[0].url`: is not a valid URL: invalid port number"),
+        (callback("{url: \"ftp://hooks.example/\"}"), "`programs.p.on_finish[0].url`: must be an http:// or https:// URL"),
+        (callback("{url: \"https://hooks.example/\", attempts: 0}"), "webhook.yaml:5:7: `programs.p.on_finish[0].attempts`: `attempts` counts the first POST too, so it must be at least 1"),
+        ("node:\n  url: \"https://:9000\"\n".to_string(), "webhook.yaml:2:3: `node.url`: is not a valid URL: empty host"),
+    ];
+    for (yaml, expected) in cases {
+        let (code, _, err) = check(&yaml);
+        assert_eq!(code, 2, "{yaml}");
+        assert!(err.contains(expected), "{yaml}\n{err}");
+        assert!(!err.contains("pw@"), "{err}");
+    }
+    let (code, _, err) = check(&callback("{url: \"http://[::1]:8080/done?t=1\", attempts: 1}"));
+    assert_eq!(code, 0, "{err}");
+}
+
 /// An API token no client could send in `Authorization: Bearer` (white
 /// space at an end, a control character, a character outside ASCII) is
 /// refused at load, without repeating it.

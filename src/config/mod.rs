@@ -353,6 +353,21 @@ fn valid_label_name(name: &str, slash: bool) -> bool {
         && (!slash || name.split('/').all(|part| part != "." && part != ".."))
 }
 
+/// Checks an `http://` or `https://` URL hookrunner will send requests to
+/// (`on_finish` callbacks, `node.url`) as the HTTP client will parse it: a
+/// host, a valid port. The error never repeats the URL (it may hold a
+/// password or a token).
+fn http_url(text: &str) -> Result<(), String> {
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err("must be an http:// or https:// URL".into());
+    }
+    match url::Url::parse(text) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err("is not a valid URL: it names no host".into()),
+        Err(e) => Err(format!("is not a valid URL: {e}")),
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -619,10 +634,8 @@ impl Checker<'_> {
             .url
             .as_ref()
             .map(|u| u.value.trim().trim_end_matches('/').to_string());
-        if let Some(u) = &url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                self.error(&[key("node"), key("url")], "must be an http:// or https:// URL");
-            }
+        if let Some(Err(why)) = url.as_deref().map(http_url) {
+            self.error(&[key("node"), key("url")], why);
         }
         Node {
             name,
@@ -820,10 +833,13 @@ impl Checker<'_> {
         for (i, c) in p.on_finish.iter().enumerate() {
             let cat = [key("programs"), key(name), key("on_finish"), Seg::Index(i)];
             let url = c.url.value.trim();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if let Err(why) = http_url(url) {
+                self.error(&[&cat[..], &[key("url")]].concat(), why);
+            }
+            if c.attempts == Some(0) {
                 self.error(
-                    &[&cat[..], &[key("url")]].concat(),
-                    "must be an http:// or https:// URL",
+                    &[&cat[..], &[key("attempts")]].concat(),
+                    "`attempts` counts the first POST too, so it must be at least 1",
                 );
             }
             let when = match &c.when {
@@ -851,7 +867,7 @@ impl Checker<'_> {
                 url: crate::secret::SecretUrl::new(url),
                 secret,
                 when,
-                attempts: c.attempts.unwrap_or(5).max(1),
+                attempts: c.attempts.unwrap_or(5),
                 backoff: c.backoff.map_or(std::time::Duration::from_secs(1), |d| d.0),
             });
         }
