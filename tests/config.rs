@@ -196,6 +196,27 @@ fn bad_values_and_duplicates() {
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
 
+/// An exit code no process can exit with is refused where it is written.
+#[test]
+fn exit_codes_are_0_to_255() {
+    let yaml =
+        "programs:\n  p:\n    command: /bin/true\n    exit_codes:\n      success: [0, 256]\n      retry: [-1, 75]\n";
+    let (code, _, err) = check(yaml);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("webhook.yaml:5:7: `programs.p.exit_codes.success[1]`: `256` is not an exit code: a process exits with 0 to 255"),
+        "{err}"
+    );
+    assert!(
+        err.contains("webhook.yaml:6:7: `programs.p.exit_codes.retry[0]`: `-1` is not an exit code: a process exits with 0 to 255"),
+        "{err}"
+    );
+    assert!(err.contains("2 errors in webhook.yaml"), "{err}");
+    let (code, _, err) =
+        check("programs:\n  p:\n    command: /bin/true\n    exit_codes: {success: [0, 255], retry: [75]}\n");
+    assert_eq!(code, 0, "{err}");
+}
+
 /// The URLs hookrunner sends requests to are checked as the HTTP client
 /// will read them (a host, a valid port), and a callback is tried at least
 /// once: `attempts: 0` is refused, not taken as 1.

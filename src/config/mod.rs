@@ -818,6 +818,16 @@ impl Checker<'_> {
         let (success_codes, retry_codes) = match &p.exit_codes {
             None => (vec![0], Vec::new()),
             Some(codes) => {
+                for (list, values) in [("success", &codes.success), ("retry", &codes.retry)] {
+                    for (i, code) in values.iter().enumerate() {
+                        if !(0..=255).contains(code) {
+                            self.error(
+                                &[key("programs"), key(name), key("exit_codes"), key(list), Seg::Index(i)],
+                                format!("`{code}` is not an exit code: a process exits with 0 to 255"),
+                            );
+                        }
+                    }
+                }
                 let success = if codes.success.is_empty() {
                     vec![0]
                 } else {
