@@ -196,6 +196,38 @@ fn bad_values_and_duplicates() {
     assert!(err.starts_with("webhook.yaml:"), "{err}");
 }
 
+/// The config file, and a file `${file:...}` names, are read up to 16 MiB:
+/// `/dev/zero` is refused at once, not read until memory runs out.
+#[test]
+fn files_larger_than_16_mib_are_refused_not_read_whole() {
+    let limit = "it holds more than 16 MiB, the most hookrunner reads of a config or of a file it names";
+    for args in [
+        &["check", "--config", "/dev/zero"][..],
+        &["tasks", "--config", "/dev/zero"],
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("HOOKRUNNER_URL")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("/dev/zero: cannot read the config file: {limit}\n")),
+            "{err}"
+        );
+    }
+    let (code, _, err) = check("api:\n  tokens: [\"${file:/dev/zero}\"]\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("`api.tokens[0]`: cannot read `/dev/zero`: {limit}")),
+        "{err}"
+    );
+    // 16 MiB itself is read (a comment, as a config might hold).
+    let (code, _, err) = check(&format!("#{}\n", "x".repeat((16 << 20) - 2)));
+    assert_eq!(code, 0, "{err}");
+}
+
 /// An exit code no process can exit with is refused where it is written.
 #[test]
 fn exit_codes_are_0_to_255() {

@@ -110,7 +110,7 @@ fn expand_into(text: &str, lookup: impl Fn(&str) -> Option<String>, literal_brac
 
 /// A secret kept in a file: its contents without the trailing newline.
 fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = super::read_text(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     Ok(text
         .strip_suffix('\n')
         .map(|t| t.strip_suffix('\r').unwrap_or(t))

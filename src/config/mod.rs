@@ -230,9 +230,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&read_config(path)?, path)
 }
 
+/// The most hookrunner reads of its config file, or of a file that
+/// `${file:...}` or `${credential:...}` names: far more than any needs, so
+/// that a path such as `/dev/zero` is refused instead of filling memory.
+pub const MAX_FILE_SIZE: usize = 16 << 20;
+
+/// The text of the file at `path`, if it holds at most [`MAX_FILE_SIZE`] bytes.
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_FILE_SIZE {
+        return Err(Error::new(
+            ErrorKind::FileTooLarge,
+            "it holds more than 16 MiB, the most hookrunner reads of a config or of a file it names",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
 /// The text of the config file at `path`.
 fn read_config(path: &Path) -> Result<String, ConfigErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
+    read_text(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.display().to_string(),
             position: None,
