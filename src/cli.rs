@@ -81,7 +81,8 @@ struct ClientArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// The daemon's address (`http://host:port`), instead of the config's `server.listen`.
-    #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL")]
+    // Hidden in --help: a URL may carry a password.
+    #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL", hide_env_values = true)]
     url: Option<String>,
     /// The API bearer token, instead of the config's first `api.tokens`.
     #[arg(long, env = "HOOKRUNNER_TOKEN", hide_env_values = true)]
@@ -180,7 +181,8 @@ struct SendArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// The daemon's address (`http://host:port`), instead of the config's `server.listen`.
-    #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL")]
+    // Hidden in --help: a URL may carry a password.
+    #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL", hide_env_values = true)]
     url: Option<String>,
     /// The source to send to; its provider and secrets come from the config.
     #[arg(long)]

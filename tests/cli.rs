@@ -731,3 +731,23 @@ fn a_given_token_needs_no_api_tokens_of_the_config() {
         out.stderr
     );
 }
+
+/// `--help` shows which environment variables are set, never the value of
+/// one that may hold a secret (`HOOKRUNNER_URL` may carry a password).
+#[test]
+fn help_never_shows_the_url_or_token_from_the_environment() {
+    for command_name in ["tasks", "task", "cancel", "nodes", "send"] {
+        let out = command(&[command_name, "--help"])
+            .env("HOOKRUNNER_URL", "http://user:url-password@h:1")
+            .env("HOOKRUNNER_TOKEN", "token-value")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{help}");
+        assert!(help.contains("[env: HOOKRUNNER_URL]"), "{command_name}: {help}");
+        assert!(
+            !help.contains("url-password") && !help.contains("token-value"),
+            "{help}"
+        );
+    }
+}
