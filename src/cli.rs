@@ -106,7 +106,7 @@ struct TasksArgs {
     #[arg(long)]
     program: Option<String>,
     /// At most this many tasks (1 to 1000; the daemon's default is 50).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: Option<u32>,
     /// Poll every second and print tasks as they appear or change, until Ctrl-C.
     #[arg(long, short)]
@@ -169,7 +169,7 @@ struct DeliveriesArgs {
     #[arg(long)]
     outcome: Option<String>,
     /// At most this many records (1 to 1000; the daemon's default is 50).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: Option<u32>,
     /// Print the API's JSON.
     #[arg(long)]
@@ -490,23 +490,14 @@ fn load_config(given: Option<&Path>) -> Result<Config, CliError> {
 /// the `server.listen` of the config (given, or found as [`find_config`]
 /// does). The token: `--token` (or `HOOKRUNNER_TOKEN`), else the config's first.
 fn api(args: &ClientArgs) -> Result<Api, CliError> {
-    let from_env = |var: &str, value: &str| std::env::var(var).is_ok_and(|v| v == value);
     match (&args.url, &args.token) {
         // Everything given: the config is not needed.
         (Some(url), Some(token)) => {
-            let origin = if from_env("HOOKRUNNER_URL", url) {
-                "HOOKRUNNER_URL"
-            } else {
-                "--url"
-            };
+            let origin = url_origin(url)?;
             Ok(Api::new(url, Some(token.clone())).from_origin(origin))
         }
         (Some(url), None) => {
-            let origin = if from_env("HOOKRUNNER_URL", url) {
-                "HOOKRUNNER_URL"
-            } else {
-                "--url"
-            };
+            let origin = url_origin(url)?;
             // A config, if there is one, for its token; none is fine.
             let config = match find_config(args.config.config.as_deref()) {
                 Ok(path) if path.exists() => {
@@ -528,6 +519,35 @@ fn api(args: &ClientArgs) -> Result<Api, CliError> {
     }
 }
 
+/// Where `--url` came from (`--url` or `HOOKRUNNER_URL`), once it is known
+/// to be a URL the client can use: `http://` or `https://` (`host:port`
+/// gets `http://`) with a host. Anything else is a bad argument.
+fn url_origin(url: &str) -> Result<&'static str, CliError> {
+    let origin = if std::env::var("HOOKRUNNER_URL").is_ok_and(|v| v == url) {
+        "HOOKRUNNER_URL"
+    } else {
+        "--url"
+    };
+    // As the client will use it (`unix:` and `systemd` are kept as written),
+    // but parsed before a trailing `/` is dropped (`http://` has no host).
+    let normal = crate::client::normalise_url(url);
+    let text = url.trim();
+    let full = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("http://{text}")
+    };
+    let usable = (normal.starts_with("http://") || normal.starts_with("https://"))
+        && url::Url::parse(&full).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()));
+    if !usable {
+        return Err(CliError::Usage(format!(
+            "{origin}: `{}` is not a URL such as http://127.0.0.1:9000",
+            crate::secret::mask_url(url.trim())
+        )));
+    }
+    Ok(origin)
+}
+
 /// Runs a client command against the daemon `args` names.
 fn with_api(
     args: &ClientArgs,
@@ -541,14 +561,7 @@ fn send(args: SendArgs) -> Result<ExitCode, CliError> {
     let source = find_source(&config, &args.source)?;
     let body = commands::read_payload(&args.payload).map_err(|e| CliError::Usage(e.to_string()))?;
     let api = match &args.url {
-        Some(url) => {
-            let origin = if std::env::var("HOOKRUNNER_URL").is_ok_and(|v| v == *url) {
-                "HOOKRUNNER_URL"
-            } else {
-                "--url"
-            };
-            Api::from_config(Some(&config), Some(url), None).from_origin(origin)
-        }
+        Some(url) => Api::from_config(Some(&config), Some(url), None).from_origin(url_origin(url)?),
         None => Api::from_config(Some(&config), None, None)
             .from_origin(&format!("`server.listen` in {}", config.path.display())),
     };

@@ -751,3 +751,40 @@ fn help_never_shows_the_url_or_token_from_the_environment() {
         );
     }
 }
+
+/// A `--url` the client cannot use and a `--limit` the API refuses are bad
+/// arguments (exit 2), found before anything is sent.
+#[test]
+fn a_bad_url_or_limit_is_a_bad_argument() {
+    for url in [
+        "ftp://127.0.0.1:9000",
+        "http://",
+        "unix:/run/hookrunner.sock",
+        "http://user:pw@h:99999",
+    ] {
+        let out = run(&["tasks", "--url", url, "--token", "t"]);
+        assert_eq!(out.code, 2, "{url}: {}", out.stderr);
+        assert!(out.stderr.starts_with("error: --url: `"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("` is not a URL such as http://127.0.0.1:9000"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("pw@"), "{}", out.stderr);
+    }
+    let out = command(&["nodes", "--token", "t"])
+        .env("HOOKRUNNER_URL", "ftp://x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: HOOKRUNNER_URL: `ftp://x` is not a URL"));
+    for (command_name, limit) in [("tasks", "0"), ("tasks", "1001"), ("deliveries", "0"), ("tasks", "-1")] {
+        let out = run(&[command_name, "--limit", limit, "--url", "http://127.0.0.1:1"]);
+        assert_eq!(out.code, 2, "{command_name} --limit {limit}: {}", out.stderr);
+    }
+    // 1 and 1000 are limits; nothing listens there, so exit 1.
+    for limit in ["1", "1000"] {
+        let out = run(&["tasks", "--limit", limit, "--url", "http://127.0.0.1:1"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+    }
+}
