@@ -290,7 +290,8 @@ struct NodeArgs {
 impl NodeArgs {
     fn into_override(self) -> config::NodeOverride {
         config::NodeOverride {
-            name: self.node_name,
+            // Empty (`HOOKRUNNER_NODE_NAME=` in a unit file): not given.
+            name: self.node_name.filter(|n| !n.is_empty()),
             labels: self.node_labels,
         }
     }

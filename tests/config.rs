@@ -454,6 +454,20 @@ fn check_serve_and_reload_agree_about_the_node() {
         .unwrap();
     assert_eq!(bad_name.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("`a b` is not a valid node name"));
+    // Empty, as a unit file's `Environment=HOOKRUNNER_NODE_NAME=` sets it: not given.
+    for env in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("webhook.yaml"), "node: {name: from-the-file}\n").unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir.path()).args(["check", "--config", "webhook.yaml"]);
+        if env {
+            cmd.env("HOOKRUNNER_NODE_NAME", "");
+        } else {
+            cmd.args(["--node-name", ""]);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     // The labels `serve` would get make it valid, given as a flag too.
     let (code, _, err) = check_with(RUN_ON, &["--node-labels", "eu,web"]);
     assert_eq!(code, 0, "{err}");
