@@ -617,15 +617,18 @@ fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         None
     } else {
         let here = std::path::absolute(".").unwrap_or_default();
-        let listen = args
-            .listen
-            .iter()
-            .map(|text| {
-                config::parse_address(text, &here)
-                    .map(|address| config::Listen { address, tls: None })
-                    .map_err(|why| CliError::Usage(format!("--listen: {why}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut listen: Vec<config::Listen> = Vec::new();
+        for text in &args.listen {
+            let address =
+                config::parse_address(text, &here).map_err(|why| CliError::Usage(format!("--listen: {why}")))?;
+            if let Some(earlier) = listen.iter().find(|l| config::same_place(&l.address, &address)) {
+                return Err(CliError::Usage(format!(
+                    "--listen: `{}` is listed twice",
+                    earlier.address
+                )));
+            }
+            listen.push(config::Listen { address, tls: None });
+        }
         config.server.listen = listen.clone();
         Some(listen)
     };

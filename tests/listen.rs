@@ -625,6 +625,44 @@ fn two_listeners_at_once_and_listen_flags_replace_the_list() {
     assert!(!sock.exists());
 }
 
+/// `--listen` naming one socket twice is a bad argument, said as such, not
+/// a failure to bind the second.
+#[test]
+fn a_listen_flag_naming_one_socket_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), SOURCES);
+    let here = std::fs::canonicalize(dir.path()).unwrap();
+    for (a, b, named) in [
+        ("127.0.0.1:9", "127.0.0.1:9", "127.0.0.1:9".to_string()),
+        (
+            "unix:x.sock",
+            "unix:./x.sock",
+            format!("unix:{}", here.join("x.sock").display()),
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .current_dir(&here)
+            .args([
+                "serve",
+                "--config",
+                "webhook.yaml",
+                "--listen",
+                a,
+                "--listen",
+                "127.0.0.1:0",
+                "--listen",
+                b,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("error: --listen: `{named}` is listed twice\n")
+        );
+    }
+}
+
 // ------------------------------------------------- systemd socket activation
 
 /// `systemd-socket-activate`, or `None` with a loud line (a failure under CI).

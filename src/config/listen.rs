@@ -233,7 +233,9 @@ impl Checker<'_> {
 }
 
 /// Two entries that would take the same connections.
-fn same_place(a: &ListenAddress, b: &ListenAddress) -> bool {
+/// Whether two listen addresses name the same socket (so one of them could
+/// never be opened); TCP port 0 is a new port each time.
+pub fn same_place(a: &ListenAddress, b: &ListenAddress) -> bool {
     match (a, b) {
         (ListenAddress::Tcp(x), ListenAddress::Tcp(y)) => x == y && x.port() != 0,
         (ListenAddress::Unix { path: x, .. }, ListenAddress::Unix { path: y, .. }) => x == y,

@@ -14,7 +14,7 @@ mod units;
 pub(crate) use answer::settable_header;
 pub use answer::{Cors, Reply, API_PATHS, DEFAULT_PREFIX};
 pub use error::{ConfigError, ConfigErrors};
-pub use listen::{parse_address, same_sockets, Listen, ListenAddress, Tls, DEFAULT_SOCKET_MODE};
+pub use listen::{parse_address, same_place, same_sockets, Listen, ListenAddress, Tls, DEFAULT_SOCKET_MODE};
 pub use source::{Dedup, DedupKey, Source};
 pub use units::{parse_duration, parse_size};
 
