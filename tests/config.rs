@@ -333,6 +333,48 @@ fn a_constant_condition_that_cannot_be_evaluated_is_refused() {
     }
 }
 
+/// A name of the right characters but longer than 128 is refused as too
+/// long, not as having characters it does not have.
+#[test]
+fn a_name_longer_than_128_is_said_to_be_too_long() {
+    let long = |c: &str, n: usize| c.repeat(n);
+    let yaml = format!(
+        "sources:\n  {}: {{provider: generic, auth: none}}\n  ok: {{provider: generic, auth: none}}\nprograms:\n  {}: {{command: /bin/true}}\n  p: {{command: /bin/true, run_on: [{}]}}\nmappings:\n  ok:\n    \"*\": {{rules: [{{run: {}}}]}}\nnode: {{name: {}}}\n",
+        long("team/app", 17),
+        long("p", 129),
+        long("l", 129),
+        long("r", 129),
+        long("n", 129),
+    );
+    let (code, _, err) = check(&yaml);
+    assert_eq!(code, 2, "{err}");
+    for (what, n) in [
+        ("source name", 136),
+        ("program name", 129),
+        ("label", 129),
+        ("node name", 129),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "` is not a valid {what}: it is {n} characters long, and the most is 128"
+            )),
+            "{what}: {err}"
+        );
+    }
+    assert!(err.contains("5 errors in webhook.yaml"), "{err}");
+    assert!(!err.contains("use letters"), "{err}");
+    // Given with --node-name, as with node.name.
+    let (code, _, err) = check_with("", &["--node-name", &long("n", 129)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is not a valid node name: it is 129 characters long, and the most is 128"),
+        "{err}"
+    );
+    // 128 is fine.
+    let (code, _, err) = check_with("", &["--node-name", &long("n", 128)]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// A program with an error of its own is still a program: a rule that runs
 /// it gets no second, false error (`neither a program nor a script`).
 #[test]

@@ -165,16 +165,16 @@ impl Config {
     /// labels are valid, and without a cluster this node can run every
     /// program's `run_on`.
     pub fn check_node(&self) -> Result<(), String> {
-        if !valid_label_name(&self.node.name, false) {
-            return Err(format!(
-                "`{}` is not a valid node name: use letters, digits and `-_.~@+`",
-                self.node.name
-            ));
+        if let Some(why) = label_name_error(&self.node.name, "node name", false) {
+            return Err(why);
         }
-        if let Some(bad) = self.node.labels.iter().find(|l| !valid_label_name(l, false)) {
-            return Err(format!(
-                "`{bad}` is not a valid label: use letters, digits and `-_.~@+`"
-            ));
+        if let Some(why) = self
+            .node
+            .labels
+            .iter()
+            .find_map(|l| label_name_error(l, "label", false))
+        {
+            return Err(why);
         }
         if matches!(self.state, Some(State::Postgres { .. })) {
             return Ok(());
@@ -359,19 +359,38 @@ pub(crate) fn valid_header(name: &str) -> bool {
     crate::headers::valid_name(name)
 }
 
-/// A source or program name: it becomes a metric label and a log field, so
-/// only letters, digits and `-_.~@+` (and, in a source name, `/` between
-/// parts, as in `team/app`), at most 128 characters.
-fn valid_label_name(name: &str, slash: bool) -> bool {
+/// The longest source, program or node name, or label.
+const MAX_NAME: usize = 128;
+
+/// What is wrong with `name` as a `what` (`program name`, `source name`,
+/// `node name`, `label`), if anything. Such names become metric labels and
+/// log fields, so only letters, digits and `-_.~@+` (and, with `slash`, in a
+/// source name, `/` between parts, as in `team/app`), at most [`MAX_NAME`]
+/// characters.
+fn label_name_error(name: &str, what: &str, slash: bool) -> Option<String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.~@+".contains(c) || (slash && c == '/');
-    !name.is_empty()
-        && name.len() <= 128
+    let well_formed = !name.is_empty()
         && name.chars().all(ok_char)
         && !name.starts_with('/')
         && !name.ends_with('/')
         && !name.contains("//")
         // A URL path of `.` or `..` parts is resolved away by clients and proxies.
-        && (!slash || name.split('/').all(|part| part != "." && part != ".."))
+        && (!slash || name.split('/').all(|part| part != "." && part != ".."));
+    if !well_formed {
+        let rule = if slash {
+            "use letters, digits, `-_.~@+` and `/` between parts (no part `.` or `..`)"
+        } else {
+            "use letters, digits and `-_.~@+`"
+        };
+        return Some(format!("`{name}` is not a valid {what}: {rule}"));
+    }
+    // Only ASCII is left, so bytes are characters.
+    (name.len() > MAX_NAME).then(|| {
+        format!(
+            "`{name}` is not a valid {what}: it is {} characters long, and the most is {MAX_NAME}",
+            name.len()
+        )
+    })
 }
 
 /// Checks an `http://` or `https://` URL hookrunner will send requests to
@@ -463,11 +482,8 @@ impl Checker<'_> {
         let mut programs: HashMap<String, Option<Arc<Program>>> = HashMap::new();
         let mut program_list = Vec::new();
         for (name, p) in &raw.programs.0 {
-            if !valid_label_name(name, false) {
-                self.error(
-                    &[key("programs"), key(name)],
-                    format!("`{name}` is not a valid program name: use letters, digits and `-_.~@+`"),
-                );
+            if let Some(why) = label_name_error(name, "program name", false) {
+                self.error(&[key("programs"), key(name)], why);
                 programs.insert(name.clone(), None);
                 continue;
             }
@@ -478,11 +494,8 @@ impl Checker<'_> {
         let mut sources = HashMap::new();
         for (name, s) in &raw.sources.0 {
             let at = [key("sources"), key(name)];
-            if !valid_label_name(name, true) {
-                self.error(
-                    &at,
-                    format!("`{name}` is not a valid source name: use letters, digits, `-_.~@+` and `/` between parts (no part `.` or `..`)"),
-                );
+            if let Some(why) = label_name_error(name, "source name", true) {
+                self.error(&at, why);
                 continue;
             }
             self.hook_path(&at, &server.prefix, name);
@@ -633,18 +646,12 @@ impl Checker<'_> {
             .as_ref()
             .map(|n| n.value.trim().to_string())
             .unwrap_or_else(host_name);
-        if !valid_label_name(&name, false) {
-            self.error(
-                &[key("node"), key("name")],
-                format!("`{name}` is not a valid node name: use letters, digits and `-_.~@+`"),
-            );
+        if let Some(why) = label_name_error(&name, "node name", false) {
+            self.error(&[key("node"), key("name")], why);
         }
         for (i, label) in raw.labels.iter().enumerate() {
-            if !valid_label_name(label, false) {
-                self.error(
-                    &[key("node"), key("labels"), Seg::Index(i)],
-                    format!("`{label}` is not a valid label: use letters, digits and `-_.~@+`"),
-                );
+            if let Some(why) = label_name_error(label, "label", false) {
+                self.error(&[key("node"), key("labels"), Seg::Index(i)], why);
             }
         }
         let lease = raw.lease.map_or(DEFAULT_LEASE, |d| d.0);
@@ -904,11 +911,8 @@ impl Checker<'_> {
         }
         let run_on = p.run_on.clone().unwrap_or_default();
         for (i, label) in run_on.iter().enumerate() {
-            if !valid_label_name(label, false) {
-                self.error(
-                    &[key("programs"), key(name), key("run_on"), Seg::Index(i)],
-                    format!("`{label}` is not a valid label: use letters, digits and `-_.~@+`"),
-                );
+            if let Some(why) = label_name_error(label, "label", false) {
+                self.error(&[key("programs"), key(name), key("run_on"), Seg::Index(i)], why);
             }
         }
         let rerun_interrupted = match p.on_interrupt.as_deref() {
@@ -1132,20 +1136,17 @@ impl Checker<'_> {
                 // Its errors are reported already; what the rule would
                 // check of it (its params) cannot be known.
                 Some(None) => continue,
-                None if !valid_label_name(&r.run, false) => {
-                    self.error(
-                        &[&rule_at[..], &[key("run")]].concat(),
-                        format!(
-                            "`{}` is not a valid program name: use letters, digits and `-_.~@+`",
-                            r.run
-                        ),
-                    );
-                    continue;
+                None => {
+                    let run_at = [&rule_at[..], &[key("run")]].concat();
+                    if let Some(why) = label_name_error(&r.run, "program name", false) {
+                        self.error(&run_at, why);
+                        continue;
+                    }
+                    match self.handler_script(&run_at, &r.run, &param_names) {
+                        Some(p) => p,
+                        None => continue,
+                    }
                 }
-                None => match self.handler_script(&[&rule_at[..], &[key("run")]].concat(), &r.run, &param_names) {
-                    Some(p) => p,
-                    None => continue,
-                },
             };
             let missing: Vec<&str> = program.param_names().filter(|n| !param_names.contains(n)).collect();
             if !missing.is_empty() {
