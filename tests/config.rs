@@ -150,6 +150,17 @@ fn bad_values_and_duplicates() {
         err.contains("webhook.yaml:4:14: `programs.a.timeout`: invalid duration `10 minutes`"),
         "{err}"
     );
+    // `keep: 0` would still keep the newest record: refused rather than half-honoured.
+    let (code, _, err) = check("tasks:\n  keep: 0\ndeliveries:\n  keep: 0\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("webhook.yaml:2:3: `tasks.keep`: must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("webhook.yaml:4:3: `deliveries.keep`: must be at least 1"),
+        "{err}"
+    );
     let (_, _, err) = check("server:\n  max_body: 1MB\n");
     assert!(err.contains("`server.max_body`: invalid size `1MB`"), "{err}");
     let (_, _, err) = check("server:\n  listen: somewhere\n");

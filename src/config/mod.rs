@@ -541,6 +541,10 @@ impl Checker<'_> {
                 (name, Arc::new(source))
             })
             .collect();
+        if raw.deliveries.keep == Some(0) {
+            // The newest record is always kept (in memory).
+            self.error(&[key("deliveries"), key("keep")], "must be at least 1");
+        }
         Config {
             path: path.to_path_buf(),
             server,
@@ -699,6 +703,10 @@ impl Checker<'_> {
         let max_concurrent = raw.max_concurrent.unwrap_or(4);
         if max_concurrent == 0 {
             self.error(&[key("tasks"), key("max_concurrent")], "must be at least 1");
+        }
+        if raw.keep == Some(0) {
+            // The newest finished task is always kept (in memory).
+            self.error(&[key("tasks"), key("keep")], "must be at least 1");
         }
         if raw.keep_for.is_some_and(|d| d.0.is_zero()) {
             self.error(&[key("tasks"), key("keep_for")], "must be longer than 0");
