@@ -497,7 +497,9 @@ fn check_serve_and_reload_agree_about_the_node() {
     let (code, _, err) = check(RUN_ON);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("webhook.yaml: program `dump` runs on nodes labelled `web`, and this node"),
+        err.contains(
+            "webhook.yaml:6:5: `programs.dump.run_on`: program `dump` runs on nodes labelled `web`, and this node"
+        ),
         "{err}"
     );
     let bad_name = Command::new(BIN)

@@ -68,6 +68,9 @@ pub struct Config {
     /// `--node-name` and `--node-labels` (or their environment variables),
     /// applied over `node:` at start and again at every reload.
     pub node_override: NodeOverride,
+    /// Where each program's `run_on` is written (line, column), for
+    /// [`Config::check_node`]'s errors, which come after loading.
+    run_on_at: HashMap<String, (usize, usize)>,
 }
 
 /// What the command line says about this node, over the config file.
@@ -158,15 +161,21 @@ impl Config {
             self.node.labels = labels.iter().filter(|l| !l.is_empty()).cloned().collect();
         }
         self.node_override = o;
-        self.check_node().map_err(|e| format!("{}: {e}", self.path.display()))
+        self.check_node().map_err(|e| e.to_string())
     }
 
     /// Checks `node` (after `--node-name` and `--node-labels`): names and
     /// labels are valid, and without a cluster this node can run every
     /// program's `run_on`.
-    pub fn check_node(&self) -> Result<(), String> {
+    pub fn check_node(&self) -> Result<(), ConfigError> {
+        let error = |position, path: String, message| ConfigError {
+            file: self.path.display().to_string(),
+            position,
+            path,
+            message,
+        };
         if let Some(why) = label_name_error(&self.node.name, "node name", false) {
-            return Err(why);
+            return Err(error(None, String::new(), why));
         }
         if let Some(why) = self
             .node
@@ -174,7 +183,7 @@ impl Config {
             .iter()
             .find_map(|l| label_name_error(l, "label", false))
         {
-            return Err(why);
+            return Err(error(None, String::new(), why));
         }
         if matches!(self.state, Some(State::Postgres { .. })) {
             return Ok(());
@@ -186,9 +195,13 @@ impl Config {
             .chain(self.sources.values().flat_map(|s| s.routes.programs()));
         for p in all {
             if let Some(missing) = p.run_on.iter().find(|l| !self.node.labels.contains(l)) {
-                return Err(format!(
-                    "program `{}` runs on nodes labelled `{missing}`, and this node (the only one without a cluster) is not: add the label to `node.labels` or --node-labels",
-                    p.name
+                return Err(error(
+                    self.run_on_at.get(&*p.name).copied(),
+                    locate::render(&[key("programs"), key(&p.name), key("run_on")]),
+                    format!(
+                        "program `{}` runs on nodes labelled `{missing}`, and this node (the only one without a cluster) is not: add the label to `node.labels` or --node-labels",
+                        p.name
+                    ),
                 ));
             }
         }
@@ -314,6 +327,7 @@ fn parse_with(
         dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        run_on_at: HashMap::new(),
     };
     let config = checker.check(raw, path);
     if checker.errors.is_empty() {
@@ -349,6 +363,8 @@ pub(crate) struct Checker<'a> {
     dir: PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    /// Where each program's `run_on` is written (`Config::run_on_at`).
+    run_on_at: HashMap<String, (usize, usize)>,
 }
 
 pub(crate) fn key(k: &str) -> Seg {
@@ -566,6 +582,7 @@ impl Checker<'_> {
             programs: program_list,
             warnings: Vec::new(),
             node_override: NodeOverride::default(),
+            run_on_at: std::mem::take(&mut self.run_on_at),
         }
     }
 
@@ -918,6 +935,9 @@ impl Checker<'_> {
             });
         }
         let run_on = p.run_on.clone().unwrap_or_default();
+        if let Some(at) = locate::locate_nearest(self.text, &at("run_on")).filter(|_| !run_on.is_empty()) {
+            self.run_on_at.insert(name.to_string(), at);
+        }
         for (i, label) in run_on.iter().enumerate() {
             if let Some(why) = label_name_error(label, "label", false) {
                 self.error(&[key("programs"), key(name), key("run_on"), Seg::Index(i)], why);
