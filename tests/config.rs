@@ -283,6 +283,25 @@ fn callback_and_node_urls_need_a_host_and_callbacks_an_attempt() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// A CORS origin names a host a browser could send: one without a host, or
+/// with a port no URL can have, is refused.
+#[test]
+fn a_cors_origin_needs_a_host() {
+    let cors = |origin: &str| {
+        format!("sources:\n  s:\n    provider: generic\n    auth: none\n    cors:\n      origins: [\"{origin}\"]\n")
+    };
+    for origin in ["http://:8080", "https://app.example:99999"] {
+        let (code, _, err) = check(&cors(origin));
+        assert_eq!(code, 2, "{origin}: {err}");
+        assert!(
+            err.contains(&format!("webhook.yaml:6:7: `sources.s.cors.origins[0]`: `{origin}` is not an origin such as `https://app.example`")),
+            "{err}"
+        );
+    }
+    let (code, _, err) = check(&cors("http://[::1]:8080"));
+    assert_eq!(code, 0, "{err}");
+}
+
 /// An API token no client could send in `Authorization: Bearer` (white
 /// space at an end, a control character, a character outside ASCII) is
 /// refused at load, without repeating it.

@@ -285,9 +285,10 @@ impl Checker<'_> {
                     let item = [&sub("origins")[..], &[Seg::Index(i)]].concat();
                     let o = origin.trim().trim_end_matches('/');
                     let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+                    // A host a browser could send (`http://:8080` names none).
                     let sane = host.is_some_and(|h| {
                         !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-                    });
+                    }) && url::Url::parse(o).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()));
                     if o == "*" {
                         self.error(&item, "`*` allows every origin: write `origins: \"*\"` alone");
                     } else if !sane {
