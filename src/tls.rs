@@ -35,6 +35,27 @@ pub enum TlsError {
     Mismatch { cert: PathBuf, key: PathBuf },
 }
 
+/// The most read of a certificate or key file: the limit of the config and
+/// of the files it names (`config::MAX_FILE_SIZE`, which this leaf module
+/// cannot name), so that `cert: /dev/zero` is refused, not read for ever.
+const MAX_FILE_SIZE: usize = 16 << 20;
+
+/// The bytes of the file at `path`, if it holds at most [`MAX_FILE_SIZE`].
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_FILE_SIZE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            "it holds more than 16 MiB, the most hookrunner reads of a config or of a file it names",
+        ));
+    }
+    Ok(bytes)
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -57,7 +78,7 @@ impl CertPair {
     /// private key from `key`, both PEM.
     pub fn load(cert: &Path, key: &Path) -> Result<CertPair, TlsError> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
+            read_limited(path).map_err(|source| TlsError::Read {
                 path: path.to_path_buf(),
                 source,
             })

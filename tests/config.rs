@@ -234,6 +234,16 @@ fn files_larger_than_16_mib_are_refused_not_read_whole() {
         err.contains(&format!("`api.tokens[0]`: cannot read `/dev/zero`: {limit}")),
         "{err}"
     );
+    // So are a TLS listener's certificate and key files.
+    let (code, _, err) =
+        check("server:\n  listen:\n    - address: 127.0.0.1:0\n      tls: {cert: /dev/zero, key: key.pem}\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "`server.listen[0].tls.cert`: cannot read `/dev/zero`: {limit}"
+        )),
+        "{err}"
+    );
     // 16 MiB itself is read (a comment, as a config might hold).
     let (code, _, err) = check(&format!("#{}\n", "x".repeat((16 << 20) - 2)));
     assert_eq!(code, 0, "{err}");
