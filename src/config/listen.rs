@@ -232,9 +232,8 @@ impl Checker<'_> {
     }
 }
 
-/// Two entries that would take the same connections.
-/// Whether two listen addresses name the same socket (so one of them could
-/// never be opened); TCP port 0 is a new port each time.
+/// Whether two listen entries would take the same connections (so the
+/// second could never be opened); TCP port 0 is a new port each time.
 pub fn same_place(a: &ListenAddress, b: &ListenAddress) -> bool {
     match (a, b) {
         (ListenAddress::Tcp(x), ListenAddress::Tcp(y)) => x == y && x.port() != 0,

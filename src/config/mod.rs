@@ -935,8 +935,10 @@ impl Checker<'_> {
             });
         }
         let run_on = p.run_on.clone().unwrap_or_default();
-        if let Some(at) = locate::locate_nearest(self.text, &at("run_on")).filter(|_| !run_on.is_empty()) {
-            self.run_on_at.insert(name.to_string(), at);
+        if !run_on.is_empty() {
+            if let Some(at) = locate::locate_nearest(self.text, &at("run_on")) {
+                self.run_on_at.insert(name.to_string(), at);
+            }
         }
         for (i, label) in run_on.iter().enumerate() {
             if let Some(why) = label_name_error(label, "label", false) {
