@@ -642,3 +642,29 @@ fn programs_that_cannot_start_are_named_before_a_delivery_finds_out() {
         "{task}"
     );
 }
+
+/// A secret written where another type belongs (a token where a list is
+/// expected, `user:password` where a map is) is not repeated by the error,
+/// at load nor at a reload, whose answer and log line a client may read.
+#[test]
+fn an_error_about_a_value_of_the_wrong_type_does_not_repeat_the_value() {
+    for yaml in [
+        "api:\n  tokens: apitok-SUPERSECRET\n",
+        "sources:\n  a:\n    provider: github\n    secret: [x]\n    secrets: gh-SUPERSECRET\n",
+        "sources:\n  a:\n    provider: generic\n    auth:\n      basic: \"user:pw-SUPERSECRET\"\n",
+        "state: \"postgres://u:pw-SUPERSECRET@db/x\"\n",
+    ] {
+        let (code, out, err) = check(yaml);
+        assert_eq!(code, 2, "{yaml}: {err}");
+        assert!(err.contains("webhook.yaml:"), "{err}");
+        assert!(!format!("{out}{err}").contains("SUPERSECRET"), "{yaml}: {out}{err}");
+    }
+    let mut d = Daemon::start("sources:\n  a: {provider: generic, auth: none}\n");
+    std::fs::write(d.path("webhook.yaml"), "api:\n  tokens: apitok-SUPERSECRET\n").unwrap();
+    let r = d.post("/-/reload", &[], b"");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().contains("invalid type: a string"), "{}", r.text);
+    assert!(!r.text.contains("SUPERSECRET"), "{}", r.text);
+    d.terminate();
+    assert!(!d.logs().contains("SUPERSECRET"), "{}", d.logs());
+}

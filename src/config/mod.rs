@@ -353,8 +353,40 @@ fn yaml_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
         file: file.to_string(),
         position: e.location().map(|l| (l.line(), l.column())),
         path,
-        message,
+        message: without_string_values(&message),
     }
+}
+
+/// serde's `invalid type: string "…", expected …` with the string left out:
+/// the value written in the wrong place may be a secret (`tokens: s3cret`
+/// where a list belongs, `basic: "user:password"`), and the line and column
+/// already say where it is.
+fn without_string_values(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(QUOTED) {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        // The value is written as Rust's debug text: `\"` and `\\` escaped.
+        let after = &rest[i + QUOTED.len()..];
+        let mut end = after.len();
+        let mut escaped = false;
+        for (j, c) in after.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = j + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(crate) struct Checker<'a> {
@@ -1254,4 +1286,25 @@ impl Checker<'_> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod string_value_tests {
+    #[test]
+    fn serde_messages_never_repeat_a_string_value() {
+        for (message, shown) in [
+            (
+                r#"invalid type: string "apitok-SUPERSECRET", expected a sequence"#,
+                "invalid type: a string, expected a sequence",
+            ),
+            (
+                r#"invalid type: string "a \"quoted\" \\ pass", expected a map"#,
+                "invalid type: a string, expected a map",
+            ),
+            ("unknown field `x`, expected `a`", "unknown field `x`, expected `a`"),
+            (r#"invalid value: string "u:pw""#, "invalid value: a string"),
+        ] {
+            assert_eq!(super::without_string_values(message), shown);
+        }
+    }
 }
