@@ -668,3 +668,16 @@ fn an_error_about_a_value_of_the_wrong_type_does_not_repeat_the_value() {
     d.terminate();
     assert!(!d.logs().contains("SUPERSECRET"), "{}", d.logs());
 }
+
+/// A secret of only white space is refused like an empty one.
+#[test]
+fn a_secret_of_only_white_space_is_refused() {
+    for yaml in [
+        "sources:\n  s:\n    provider: slack\n    secret: \"   \"\n",
+        "sources:\n  g:\n    provider: github\n    secrets: [ok-secret, \"\\t\"]\n",
+    ] {
+        let (code, _, err) = check(yaml);
+        assert_eq!(code, 2, "{yaml}: {err}");
+        assert!(err.contains("is only white space, which is no secret"), "{err}");
+    }
+}

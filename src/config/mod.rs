@@ -488,6 +488,12 @@ impl Checker<'_> {
             self.error(path, "must not be empty");
             return None;
         }
+        if value.value.trim().is_empty() {
+            // A slip (an unset variable inside quotes, a blank line of a
+            // secret file), never a secret anyone meant.
+            self.error(path, "is only white space, which is no secret");
+            return None;
+        }
         Some(Secret::new(value.value.clone()))
     }
 
