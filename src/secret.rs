@@ -114,8 +114,14 @@ pub fn mask_webhook_url(url: &str) -> String {
         return masked;
     };
     let path = &before_query[path_start + 1..];
-    let (first, rest) = path.split_once('/').unwrap_or((path, ""));
-    if rest.trim_matches('/').is_empty() {
+    // A segment ends at `/`, or at an encoded one (`%2F`), which a receiver
+    // may decode into the same thing.
+    let end = path
+        .char_indices()
+        .find(|(i, c)| *c == '/' || path[*i..].get(..3).is_some_and(|s| s.eq_ignore_ascii_case("%2f")))
+        .map_or(path.len(), |(i, _)| i);
+    let (first, rest) = path.split_at(end);
+    if rest.trim_start_matches('/').trim_matches('/').is_empty() {
         return masked;
     }
     let mut out = format!("{}/{first}/***", &before_query[..path_start]);
@@ -186,6 +192,8 @@ mod tests {
             ("http://ci.example.com", "http://ci.example.com"),
             ("http://ci.example.com/", "http://ci.example.com/"),
             ("http://h/a//", "http://h/a//"),
+            ("http://h/a%2Fsecret%2FE", "http://h/a/***"),
+            ("http://h/a%2f", "http://h/a/***"),
         ] {
             assert_eq!(mask_webhook_url(url), shown, "{url}");
         }

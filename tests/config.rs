@@ -278,6 +278,8 @@ fn callback_and_node_urls_need_a_host_and_callbacks_an_attempt() {
     let callback = |entry: &str| format!("programs:\n  p:\n    command: /bin/true\n    on_finish:\n      - {entry}\n");
     let cases = [
         (callback("{url: \"http://\"}"), "webhook.yaml:5:7: `programs.p.on_finish[0].url`: is not a valid URL: empty host"),
+        // The URL parser would take `secret` for the host and show it unmasked.
+        (callback("{url: \"http:///secret/abc/def\"}"), "`programs.p.on_finish[0].url`: is not a valid URL: it names no host"),
         (callback("{url: \"https://user:pw@hooks.example:99999/done\"}"), "`programs.p.on_finish[0].url`: is not a valid URL: invalid port number"),
         (callback("{url: \"ftp://hooks.example/\"}"), "`programs.p.on_finish[0].url`: must be an http:// or https:// URL"),
         (callback("{url: \"https://hooks.example/\", attempts: 0}"), "webhook.yaml:5:7: `programs.p.on_finish[0].attempts`: `attempts` counts the first POST too, so it must be at least 1"),

@@ -576,7 +576,7 @@ programs:
   deploy:
     command: handlers/sleepy.sh
     concurrency_key: site
-    env: {OUT_FILE: $DIR/runs, SLEEP: "2"}
+    env: {OUT_FILE: $DIR/runs, SLEEP: "3"}
 mappings:
   a:
     deploy: {rules: [{run: deploy}]}
@@ -595,6 +595,12 @@ mappings:
     assert_eq!(d.get(&format!("/tasks/{}", ids[1])).json()["status"], "queued");
     d.kill9();
     d.restart();
+    d.logs_with("it is left alone and its output goes on into its file");
+    // A second crash while that handler still runs: its task is
+    // `interrupted` on disk by now, and its key must stay held all the same.
+    d.kill9();
+    d.restart();
+    d.logs_with("is still running from an earlier start; its concurrency key stays held until it ends");
     eventually("the second to finish", Duration::from_secs(20), || {
         d.get(&format!("/tasks/{}", ids[1])).json()["status"] == "succeeded"
     });

@@ -446,8 +446,12 @@ fn label_name_error(name: &str, what: &str, slash: bool) -> Option<String> {
 /// host, a valid port. The error never repeats the URL (it may hold a
 /// password or a token).
 fn http_url(text: &str) -> Result<(), String> {
-    if !(text.starts_with("http://") || text.starts_with("https://")) {
+    let Some(rest) = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")) else {
         return Err("must be an http:// or https:// URL".into());
+    };
+    // `http:///x/y` parses with `x` as its host: what was written names none.
+    if rest.starts_with(['/', '\\', '?', '#']) {
+        return Err("is not a valid URL: it names no host".into());
     }
     match url::Url::parse(text) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),

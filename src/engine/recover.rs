@@ -173,6 +173,7 @@ impl Engine {
         found.unreadable = unreadable.len();
         let now = SystemTime::now();
         let mut live = None;
+        let mut settled = std::collections::HashSet::new();
         for (record, body) in records {
             let (program, gone) = match program(&record.program) {
                 Some(p) => (p, false),
@@ -190,6 +191,7 @@ impl Engine {
                 task.render_again();
             }
             let id = task.id();
+            settled.insert(id);
             if gone {
                 found.orphaned += 1;
                 tracing::warn!(task_id = %id, program = %record.program, "task not run: its program is no longer in the config");
@@ -279,6 +281,30 @@ impl Engine {
             }
             inner.lock().restore(task);
             to_persist.push(id);
+        }
+        // Handlers left alone at an earlier start (their tasks are
+        // `interrupted` on disk by now) may still run: their keys stay held
+        // across this start too, until they end.
+        let sqlite = store.sqlite().expect("checked above");
+        for (id, (pid, _)) in live.get_or_insert_with(live_handlers).iter() {
+            if settled.contains(id) {
+                continue;
+            }
+            let Ok(Some(Ok(record))) = sqlite.task(*id) else {
+                continue;
+            };
+            let Some(program) = program(&record.program) else {
+                continue;
+            };
+            let task = Task::from_record(&record, program, bytes::Bytes::new());
+            if !matches!(task.state, TaskState::Finished { .. }) {
+                continue;
+            }
+            let held = inner.lock().hold_orphan_key(&task);
+            if let Some(key) = held {
+                tracing::warn!(task_id = %id, pid, "the handler of an interrupted task is still running from an earlier start; its concurrency key stays held until it ends");
+                inner.free_key_when_gone(*pid, key);
+            }
         }
         for (id, delay) in delayed {
             inner.resume_after(id, delay);
