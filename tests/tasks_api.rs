@@ -221,6 +221,10 @@ fn with_tokens_every_client_needs_one() {
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "the API token is not valid");
     assert_eq!(d.get_with("/tasks", &[("Authorization", "Bearer tok-1")]).status, 200);
+    // The scheme's name in any case, as HTTP has it.
+    assert_eq!(d.get_with("/tasks", &[("Authorization", "bearer tok-1")]).status, 200);
+    assert_eq!(d.get_with("/tasks", &[("Authorization", "BEARER tok-1")]).status, 200);
+    assert_eq!(d.get_with("/tasks", &[("Authorization", "Basic tok-1")]).status, 401);
     let remote = [("Authorization", "Bearer tok-2"), ("X-Forwarded-For", "203.0.113.9")];
     assert_eq!(d.get_with("/tasks", &remote).status, 200);
     assert!(!d.logs().contains("tok-2"));

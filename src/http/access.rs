@@ -86,7 +86,7 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .map(str::trim);
     let Some(sent) = sent else {
         return Err(ApiError::Unauthorized(
@@ -139,7 +139,7 @@ pub fn authorize_stream(req: &HttpRequest, state: &AppState) -> Result<Grant, Ap
             req.headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(bearer)
                 .map(|t| t.trim().as_bytes().to_vec())
         })
         .flatten();
@@ -172,6 +172,13 @@ where
             }
         }
     })
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme's name
+/// in any case (`bearer`, `BEARER`), as HTTP says it is.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
 }
 
 /// Whether the connection itself comes from this machine (loopback, or a
