@@ -217,6 +217,19 @@ struct HookOut {
     condition_too_long: bool,
 }
 
+impl HookOut {
+    /// A hook that makes no source: only what is said about it.
+    fn nothing(messages: Vec<(String, bool)>) -> HookOut {
+        HookOut {
+            source: None,
+            program: None,
+            mapping: None,
+            messages,
+            condition_too_long: false,
+        }
+    }
+}
+
 fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) -> HookOut {
     let hook = input.hook;
     let t = input.templates;
@@ -237,13 +250,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
     }
     if Templates::has_calls(&hook.id) {
         gap(&mut messages, "the id comes from a template; write it out".into());
-        return HookOut {
-            source: None,
-            program: None,
-            mapping: None,
-            messages,
-            condition_too_long: false,
-        };
+        return HookOut::nothing(messages);
     }
     if !valid_source_name(&hook.id) {
         gap(
@@ -254,13 +261,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
                 "this id cannot be a hookrunner source name (1 to 128 letters, digits and `-_.~@+`, with `/` between parts), so no source can answer at its URL".into()
             },
         );
-        return HookOut {
-            source: None,
-            program: None,
-            mapping: None,
-            messages,
-            condition_too_long: false,
-        };
+        return HookOut::nothing(messages);
     }
     if flags
         .urlprefix
@@ -272,13 +273,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
             &mut messages,
             "with an empty -urlprefix this id's URL is one of hookrunner's API routes, so no source can answer there; no source is made for it".into(),
         );
-        return HookOut {
-            source: None,
-            program: None,
-            mapping: None,
-            messages,
-            condition_too_long: false,
-        };
+        return HookOut::nothing(messages);
     }
 
     let mut params = Params::new(short).parsing(&hook.parse_json);
