@@ -169,7 +169,15 @@ fn bad_values_and_duplicates() {
         "{err}"
     );
     let (_, _, err) = check("programs:\n  a:\n    command: x\n  a:\n    command: y\n");
-    assert!(err.contains("duplicate key `a`"), "{err}");
+    // Shown where the key is written the second time, not where the map starts.
+    assert!(err.contains("webhook.yaml:4:3: `programs`: duplicate key `a`"), "{err}");
+    let (_, _, err) = check("programs:\n  a:\n    command: x\n    timeout: 5s\n    command: y\n");
+    assert!(
+        err.contains("webhook.yaml:5:5: `programs.a`: duplicate field `command`"),
+        "{err}"
+    );
+    let (_, _, err) = check("tasks:\n  keep: 5\nprograms: {}\ntasks:\n  keep: 6\n");
+    assert!(err.contains("webhook.yaml:4:1: duplicate field `tasks`"), "{err}");
     let (_, _, err) = check("programs:\n  a:\n    command: x\n    params: [ok, ok]\n");
     assert!(
         err.contains("`programs.a.params[1]`: param `ok` is listed twice"),

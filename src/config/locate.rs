@@ -144,6 +144,35 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     best
 }
 
+/// Where `key` is written the second time in the block map whose first key
+/// stands at `start` (line and column, 1-based, as serde reports a map's
+/// errors): a duplicate key is reported there, not at the map's start.
+pub fn repeated_key(text: &str, start: (usize, usize), key: &str) -> Option<(usize, usize)> {
+    let entries = entries(text);
+    let first = entries
+        .iter()
+        .position(|e| e.line == start.0 && e.col + 1 == start.1 && e.key.is_some())?;
+    let col = entries[first].col;
+    let mut seen = 0;
+    for e in &entries[first..] {
+        if e.col < col {
+            break;
+        }
+        if e.col == col {
+            if e.key.is_none() {
+                break;
+            }
+            if e.key.as_deref() == Some(key) {
+                seen += 1;
+                if seen == 2 {
+                    return Some((e.line, e.col + 1));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Like [`locate`], but falls back to the longest prefix of `path` that is found.
 pub fn locate_nearest(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]))
@@ -175,6 +204,18 @@ mappings:
 
     fn k(s: &str) -> Seg {
         Seg::Key(s.to_string())
+    }
+
+    #[test]
+    fn a_repeated_key_is_found_where_it_is_written_again() {
+        let text = "programs:\n  a:\n    command: x\n  b:\n    command: y\n  'a':\n    command: z\n";
+        assert_eq!(repeated_key(text, (2, 3), "a"), Some((6, 3)));
+        // Nested keys of the same name do not count.
+        let text = "p:\n  a:\n    a: 1\n  b: 2\n";
+        assert_eq!(repeated_key(text, (2, 3), "a"), None);
+        // A map inside a list item ends at the next item.
+        let text = "- a: 1\n  b: 2\n- a: 3\n";
+        assert_eq!(repeated_key(text, (1, 3), "a"), None);
     }
 
     #[test]

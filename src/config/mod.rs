@@ -314,7 +314,7 @@ fn parse_with(
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        read(text).map_err(|e| ConfigErrors(vec![yaml_error(&file, &e)]))?
+        read(text).map_err(|e| ConfigErrors(vec![yaml_error(&file, text, &e)]))?
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -339,7 +339,7 @@ fn parse_with(
     }
 }
 
-fn yaml_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
+fn yaml_error(file: &str, text: &str, e: &serde_yaml::Error) -> ConfigError {
     let mut message = e.to_string();
     // The position goes in front, as for every other error.
     if let Some(i) = message.rfind(" at line ") {
@@ -349,9 +349,21 @@ fn yaml_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
         Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p.to_string(), m.to_string()),
         _ => (String::new(), message),
     };
+    let mut position = e.location().map(|l| (l.line(), l.column()));
+    // serde places a map's own errors at its start; a key written twice is
+    // shown where it is written the second time.
+    if let (Some(at), Some(key)) = (
+        position,
+        message
+            .strip_prefix("duplicate key `")
+            .or_else(|| message.strip_prefix("duplicate field `"))
+            .and_then(|k| k.strip_suffix('`')),
+    ) {
+        position = locate::repeated_key(text, at, key).or(position);
+    }
     ConfigError {
         file: file.to_string(),
-        position: e.location().map(|l| (l.line(), l.column())),
+        position,
         path,
         message: without_string_values(&message),
     }
