@@ -183,17 +183,53 @@ fn last_event_id_resumes_after_it_and_an_unknown_id_is_a_reset() {
     );
     assert!(next.id > *expected.last().unwrap());
 
-    // An id this daemon never gave (from before a restart): a reset, then live events.
-    let mut stale = Events::open(&d, "/events", &[("Last-Event-ID", "99999999")]);
+    // An id this daemon never gave (past its newest): a reset, then live events.
+    let future = (next.id + 1_000_000).to_string();
+    let mut stale = Events::open(&d, "/events", &[("Last-Event-ID", &future)]);
     let reset = stale.next();
     assert_eq!(reset.kind, "reset");
-    assert_eq!(reset.data["oldest"], 1);
+    assert_eq!(reset.data["oldest"], first[0].id);
     assert!(reset.id >= next.id);
 
     // A bad id is a 400 with a sentence.
     let bad = d.get_with("/events", &[("Last-Event-ID", "soon")]);
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("Last-Event-ID"), "{}", bad.error());
+}
+
+#[test]
+fn an_id_from_before_a_restart_is_a_reset_not_a_resume_at_the_wrong_place() {
+    let mut d = Daemon::start(CONFIG);
+    let mut events = Events::open(&d, "/events", &[]);
+    let mut last = 0;
+    for _ in 0..3 {
+        let (_, evs) = a_delivery(&d, &mut events);
+        last = evs.last().unwrap().id;
+    }
+    drop(events);
+    d.restart();
+    // The new daemon gives events of its own before the client comes back.
+    let mut events = Events::open(&d, "/events", &[]);
+    let (task, evs) = a_delivery(&d, &mut events);
+    assert!(
+        evs[0].id > last,
+        "ids go on growing across a restart: {} after {last}",
+        evs[0].id
+    );
+    // The client resumes with the last id it saw from the earlier run: it
+    // is told to reload, and is not handed the new run's events as if it had
+    // seen the ones before.
+    let mut resumed = Events::open(&d, "/events", &[("Last-Event-ID", &last.to_string())]);
+    let reset = resumed.next();
+    assert_eq!(reset.kind, "reset", "{reset:?}");
+    assert_eq!(reset.data["oldest"], evs[0].id);
+    // ...and the new run's task is there when it reloads.
+    let listed = d.get("/tasks").json();
+    assert!(listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == task.as_str()));
 }
 
 #[test]

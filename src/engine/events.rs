@@ -29,7 +29,8 @@ pub const KEPT: usize = 4096;
 /// `task.output` (output growth is read from the node that runs the task).
 const RELAYED: [&str; 4] = ["task.created", "task.started", "task.finished", "delivery.recorded"];
 
-/// One event: its id (from 1, increasing, per daemon start), kind and JSON data.
+/// One event: its id (increasing; see [`Hub::new`] for where a daemon's
+/// ids start), kind and JSON data.
 #[derive(Debug)]
 pub struct Event {
     pub id: u64,
@@ -86,15 +87,30 @@ pub enum Next {
 }
 
 impl Hub {
+    /// A hub whose first id is this start's time in milliseconds since the
+    /// epoch times 1000: ids keep growing across restarts, so an id a client
+    /// kept from an earlier run is below this run's first and gets a reset,
+    /// never a resume at the wrong place (an earlier run would have had to
+    /// give a thousand events a millisecond, all its life, to reach this
+    /// run's ids). Below 2^53, so JavaScript reads them exactly.
     pub fn new() -> Hub {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Hub::starting_at(ms.saturating_mul(1000).max(1))
+    }
+
+    /// A hub whose first event gets the id `first` (at least 1).
+    pub fn starting_at(first: u64) -> Hub {
+        let first = first.max(1);
         Hub {
             inner: Arc::new(HubInner {
                 ring: Mutex::new(Ring {
-                    next: 1,
+                    next: first,
                     events: VecDeque::with_capacity(KEPT),
                     epoch: 0,
                 }),
-                newest: watch::Sender::new(0),
+                newest: watch::Sender::new(first - 1),
                 listeners: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 first_listener: Notify::new(),
@@ -318,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn resumes_after_an_id_and_resets_when_it_is_gone() {
-        let hub = Hub::new();
+        let hub = Hub::starting_at(1);
         assert!(!hub.listening());
         hub.publish_if_listening("x", || unreachable!());
         for _ in 0..3 {
@@ -350,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn relays_while_asked_and_resets_listeners_on_demand() {
-        let hub = Hub::new();
+        let hub = Hub::starting_at(1);
         let mut relay = hub.relay_to(2).unwrap();
         assert!(hub.relay_to(2).is_none());
         hub.publish("task.created", "{}".into());
