@@ -714,6 +714,9 @@ FEISHU_TEMPLATES = {"green": "green", "red": "red", "grey": "grey", "blue": "blu
 def feishu_card(s, prefix="", button="Open"):
     """An interactive card (message card JSON 1.0): header, fields, commits, a button."""
     lines = []
+    if s["project_url"]:
+        # The header is plain text (no links there): the project's link leads the fields.
+        lines.append(f"**Project**: [{lark_escape(md_link_text(s['project']))}]({s['project_url']})")
     for label, value in details_with_actor(s):
         if value:
             lines.append(f"**{label}**: {lark_escape(value)}")

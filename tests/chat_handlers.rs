@@ -467,6 +467,13 @@ fn every_gitlab_and_github_event_reaches_every_chat_service_intact() {
             assert_eq!(task["stderr"], "", "{what}: {task}");
             assert!(task["stdout"].as_str().unwrap().contains("sent "), "{what}: {task}");
         }
+        // The project's own page, which every message links (as a link, not just text).
+        let sent: Value = serde_json::from_slice(&body).unwrap();
+        let project_url = ["/project/web_url", "/repository/homepage", "/repository/html_url"]
+            .iter()
+            .find_map(|p| sent.pointer(p).and_then(Value::as_str))
+            .unwrap_or_else(|| panic!("{what}: no project URL in the fixture"))
+            .to_string();
         let requests = server.take_at_least(4);
         assert_eq!(requests.len(), 4, "{what}");
         let mut paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
@@ -486,6 +493,11 @@ fn every_gitlab_and_github_event_reaches_every_chat_service_intact() {
             for want in &case.expect {
                 assert!(text.contains(want), "{what} → {} lacks {want:?}:\n{text}", req.path);
             }
+            let link = match req.path.as_str() {
+                SLACK_PATH => format!("<{project_url}|"),
+                _ => format!("]({project_url})"),
+            };
+            assert!(raw.contains(&link), "{what} → {} does not link {project_url}: {raw}", req.path);
             let body = req.json();
             match req.path.as_str() {
                 DINGTALK_PATH => {
