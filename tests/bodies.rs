@@ -580,3 +580,44 @@ fn at_start_files_no_unfinished_task_needs_are_removed() {
     // Let the gate's orphaned handler go.
     std::fs::write(d.path("open"), "").unwrap();
 }
+
+#[test]
+fn a_param_as_deep_as_an_xml_body_can_make_stays_an_object_in_the_api_across_a_restart() {
+    let mut d = daemon();
+    // 127 elements, the innermost with an attribute: a 128-level value, one
+    // past serde_json's own limit, which the XML parser makes.
+    let depth = 127;
+    let mut xml = String::new();
+    for _ in 0..depth - 1 {
+        xml.push_str("<e>");
+    }
+    xml.push_str(r#"<e at="1">deep</e>"#);
+    for _ in 0..depth - 1 {
+        xml.push_str("</e>");
+    }
+    let r = post(
+        &d,
+        "/hooks/any",
+        &[("X-Event", "whole"), ("Content-Type", "application/xml")],
+        xml.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let (task, _) = ran(&d, &r);
+    let id = task["id"].as_str().unwrap().to_string();
+    let listed = d.get("/deliveries?limit=1").json();
+    let delivery = listed["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let check = |d: &Daemon| {
+        let task = d.get(&format!("/tasks/{id}")).json();
+        let mut v = &task["params"]["a"];
+        for level in 0..depth - 1 {
+            assert!(v.is_object(), "level {level} of the task's param: {v}");
+            v = &v["e"];
+        }
+        assert_eq!(v["e"]["-at"], "1", "{v}");
+        let record = d.get(&format!("/deliveries/{delivery}")).json();
+        assert!(record.to_string().contains(r#""-at":"1""#), "{record}");
+    };
+    check(&d);
+    d.restart();
+    check(&d);
+}

@@ -497,7 +497,11 @@ fn every_gitlab_and_github_event_reaches_every_chat_service_intact() {
                 SLACK_PATH => format!("<{project_url}|"),
                 _ => format!("]({project_url})"),
             };
-            assert!(raw.contains(&link), "{what} → {} does not link {project_url}: {raw}", req.path);
+            assert!(
+                raw.contains(&link),
+                "{what} → {} does not link {project_url}: {raw}",
+                req.path
+            );
             let body = req.json();
             match req.path.as_str() {
                 DINGTALK_PATH => {

@@ -376,13 +376,52 @@ impl Task {
 
 /// Param values from their JSON text (a value that does not parse stays a string).
 pub fn params_of(params: &[(String, String)]) -> Vec<(String, Value)> {
-    params
-        .iter()
-        .map(|(k, text)| {
-            let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()));
-            (k.clone(), value)
-        })
-        .collect()
+    params.iter().map(|(k, text)| (k.clone(), param_value(text))).collect()
+}
+
+/// The deepest a param's value can nest: a body nests at most 127 levels
+/// (the parsers' limit), an XML element's attributes add one, and a
+/// `parse_json` string adds at most 127 more where it sits.
+const PARAM_DEPTH: usize = 512;
+
+/// One param's value from its JSON text. serde_json stops at 128 levels, one
+/// short of what an XML body or a `parse_json` param can make, so a deeper
+/// value is read again without that limit (up to [`PARAM_DEPTH`]) instead
+/// of turning into a string of JSON text in the API.
+fn param_value(text: &str) -> Value {
+    match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(_) if nesting(text) <= PARAM_DEPTH => {
+            crate::store::record::parse_deep(text).unwrap_or_else(|_| Value::String(text.to_string()))
+        }
+        Err(_) => Value::String(text.to_string()),
+    }
+}
+
+/// The deepest nesting of `[` and `{` in JSON text (outside strings).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn state_of(r: &StateRecord) -> TaskState {
@@ -618,5 +657,26 @@ mod timestamp_tests {
         assert_eq!(timestamp(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(6_000_000 * 86_400);
         assert_eq!(timestamp(far), "9999-12-31T23:59:59.000Z");
+    }
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::params_of;
+    use serde_json::Value;
+
+    #[test]
+    fn a_param_deeper_than_serde_jsons_limit_stays_a_value() {
+        let deep = |n: usize| format!("{}{{\"a\":\"x]\\\"[\"}}{}", "[".repeat(n), "]".repeat(n));
+        for n in [1, 127, 128, 200, 400] {
+            let params = params_of(&[("p".into(), deep(n))]);
+            let value = &params[0].1;
+            assert!(value.is_array(), "depth {n}: {value}");
+            assert_eq!(serde_json::to_string(value).unwrap(), deep(n));
+        }
+        // Text that is not JSON, or absurdly deep, stays the text.
+        let params = params_of(&[("p".into(), "not json".into()), ("q".into(), deep(5000))]);
+        assert_eq!(params[0].1, Value::String("not json".into()));
+        assert_eq!(params[1].1, Value::String(deep(5000)));
     }
 }
