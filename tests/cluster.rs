@@ -1246,3 +1246,68 @@ mappings:
     let r = b.post(&format!("/tasks/{}/rerun", sent[0].2), &[], b"");
     assert_eq!(r.status, 202, "{}", r.text);
 }
+
+#[test]
+fn a_backlog_held_back_by_its_limit_does_not_keep_other_work_from_starting() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  limited:
+    command: handlers/gate.sh
+    max_concurrent: 1
+    env: {GATE: $SHARED/open-limited, OUT_FILE: $SHARED/limited}
+  keyed:
+    command: handlers/gate.sh
+    concurrency_key: "one"
+    env: {GATE: $SHARED/open-keyed, OUT_FILE: $SHARED/keyed}
+  work:
+    command: [sh, -c, "echo done"]
+"#;
+    let mappings =
+        "    limited: {rules: [{run: limited}]}\n    keyed: {rules: [{run: keyed}]}\n    work: {rules: [{run: work}]}";
+    let d = node(&db, "n1", "", shared.path(), programs, mappings);
+    // Held back by a program's limit, then by a busy key: each time more
+    // tasks than a claim looks at at once (32 rows for one free slot), the
+    // one that runs waiting for a gate, and one slot of the node's two free.
+    for (kind, gate) in [("limited", "open-limited"), ("keyed", "open-keyed")] {
+        let backlog: Vec<String> = (0..80)
+            .flat_map(|_| send(&d, &format!(r#"{{"kind":"{kind}"}}"#)))
+            .collect();
+        assert_eq!(backlog.len(), 80);
+        let work = send(&d, r#"{"kind":"work"}"#);
+        // The work behind them runs while the gate is still shut.
+        let done = wait_final(&d, &work, Duration::from_secs(30));
+        assert_eq!(done[0]["status"], "succeeded", "{kind}: {}", done[0]);
+        let queued = d.get("/tasks?status=queued&limit=1000").json()["tasks"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(queued, 79, "{kind}: the backlog waits behind its one running task");
+        std::fs::write(shared.path().join(gate), "").unwrap();
+        for t in wait_final(&d, &backlog, Duration::from_secs(120)) {
+            assert_eq!(t["status"], "succeeded", "{kind}: {t}");
+        }
+    }
+}
+
+#[test]
+fn a_node_whose_config_lacks_a_program_leaves_its_tasks_to_a_node_that_has_it() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let newer = format!(
+        "{STAMP}  fresh:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"0.2\"}}\n"
+    );
+    let mappings = format!("{STAMP_MAPPING}\n    fresh: {{rules: [{{run: fresh}}]}}");
+    let a = node(&db, "new", "", shared.path(), &newer, &mappings);
+    // An older config, without `fresh`, on the other node (a rolling deploy).
+    let b = node(&db, "old", "", shared.path(), STAMP, STAMP_MAPPING);
+    let ids: Vec<String> = (0..8).flat_map(|_| send(&a, r#"{"kind":"fresh"}"#)).collect();
+    assert_eq!(ids.len(), 8);
+    for t in wait_final(&b, &ids, Duration::from_secs(60)) {
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["node"], "new", "{t}");
+    }
+    assert!(!b.logs().contains("panicked"), "{}", b.logs());
+}

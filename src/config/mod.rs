@@ -212,12 +212,16 @@ impl Config {
     pub fn programs(self: &Arc<Self>) -> crate::engine::Programs {
         let config = self.clone();
         let mut limits = HashMap::new();
+        let mut known = Vec::new();
         let all = self
             .programs
             .iter()
             .cloned()
             .chain(self.sources.values().flat_map(|s| s.routes.programs()));
         for p in all {
+            if !known.iter().any(|k: &String| **k == *p.name) {
+                known.push(p.name.to_string());
+            }
             if let Some(max) = p.max_concurrent {
                 limits.insert(p.name.to_string(), max);
             }
@@ -225,6 +229,7 @@ impl Config {
         crate::engine::Programs {
             lookup: Box::new(move |name| config.program(name)),
             limits,
+            known,
         }
     }
 

@@ -700,11 +700,14 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             if free == 0 {
                 break;
             }
-            let limits = inner.programs.load().limits.clone();
+            let (limits, known) = {
+                let programs = inner.programs.load();
+                (programs.limits.clone(), programs.known.clone())
+            };
             let now_ms = millis(SystemTime::now());
             let claimed = match cluster
                 .pg
-                .claim(cluster.name(), &cluster.info.labels, free, limits, now_ms)
+                .claim(cluster.name(), &cluster.info.labels, free, limits, &known, now_ms)
                 .await
             {
                 Ok(c) => c,

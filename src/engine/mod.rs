@@ -56,6 +56,8 @@ pub struct Programs {
     pub lookup: FindProgram,
     /// `max_concurrent` of the programs that have one (a cluster's claims honour them).
     pub limits: std::collections::HashMap<String, usize>,
+    /// The names of every program (a cluster node claims only their tasks).
+    pub known: Vec<String>,
 }
 
 impl Programs {
@@ -64,6 +66,7 @@ impl Programs {
         Programs {
             lookup: Box::new(|_| None),
             limits: Default::default(),
+            known: Vec::new(),
         }
     }
 }

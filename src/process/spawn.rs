@@ -68,7 +68,11 @@ pub async fn run(
     let (Ok(stdout), Ok(stderr)) = (output.stdout.try_clone(), output.stderr.try_clone()) else {
         return Ending::SpawnFailed("could not set up the output files".into());
     };
-    let mut command = Command::new(&spec.argv[0]);
+    // A program missing from the config in force has no command at all.
+    let Some(program) = spec.argv.first() else {
+        return Ending::SpawnFailed("the program has no command (it is not in the config in force)".into());
+    };
+    let mut command = Command::new(program);
     command
         .args(&spec.argv[1..])
         .env_clear()

@@ -13,7 +13,7 @@ use super::{db, message, put_task, task_row, Postgres, CANCEL_CHANNEL, QUEUE_CHA
 use crate::store::record::{StateRecord, TaskRecord};
 use crate::store::{Body, StoreError};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The database's clock, in milliseconds since the Unix epoch.
@@ -256,10 +256,12 @@ impl Postgres {
         labels: &[String],
         n: usize,
         limits: ProgramLimits,
+        known: &[String],
         now_ms: i64,
     ) -> Result<Claimed, StoreError> {
         let node = node.to_string();
         let labels = labels.to_vec();
+        let known = known.to_vec();
         self.with("claim tasks", move |mut c| async move {
             let e = db("claim tasks");
             let tx = c.transaction().await.map_err(&e)?;
@@ -270,11 +272,14 @@ impl Postgres {
                 .await
                 .map_err(&e)?;
             let scan = (n * 8).clamp(32, 512) as i64;
+            // Only programs this node has (another node, with a newer config,
+            // may have queued a program this one does not know yet).
             let candidates_stmt = tx
                 .prepare_cached(
                     "SELECT seq, id, program, key, record, body FROM tasks
                      WHERE status = 'queued' AND (next_attempt_ms IS NULL OR next_attempt_ms <= $1)
                        AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)
+                       AND program = ANY($5)
                      ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED",
                 )
                 .await
@@ -282,15 +287,15 @@ impl Postgres {
             let next_due_stmt = tx
                 .prepare_cached(
                     "SELECT MIN(next_attempt_ms) FROM tasks WHERE status = 'queued' AND next_attempt_ms > $1
-                       AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)",
+                       AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3) AND program = ANY($4)",
                 )
                 .await
                 .map_err(&e)?;
             // Locked rows are this node's to claim (SKIP LOCKED: no other
             // node waits on them, none claims them twice).
-            let (candidates, next_due) = futures_util::future::try_join(
-                tx.query(&candidates_stmt, &[&now_ms, &labels, &node, &scan]),
-                tx.query_one(&next_due_stmt, &[&now_ms, &labels, &node]),
+            let (mut candidates, next_due) = futures_util::future::try_join(
+                tx.query(&candidates_stmt, &[&now_ms, &labels, &node, &scan, &known]),
+                tx.query_one(&next_due_stmt, &[&now_ms, &labels, &node, &known]),
             )
             .await
             .map_err(&e)?;
@@ -301,7 +306,8 @@ impl Postgres {
                 .iter()
                 .any(|r| r.get::<_, Option<String>>(3).is_some() || limits.contains_key(&r.get::<_, String>(2)));
             let mut running: HashMap<String, usize> = HashMap::new();
-            let mut held: HashSet<(String, String)> = HashSet::new();
+            // Who holds each key (a task running, or waiting between attempts).
+            let mut holders: Vec<(String, String, Uuid)> = Vec::new();
             if guarded {
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
                     .await
@@ -318,45 +324,97 @@ impl Postgres {
                 for row in counts {
                     running.insert(row.get(0), row.get::<_, i64>(1) as usize);
                 }
-                held = keys
+                holders = keys
                     .iter()
                     .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Uuid>(2)))
-                    .filter(|(_, _, id)| !candidates.iter().any(|c| c.get::<_, Uuid>(1) == *id))
-                    .map(|(p, k, _)| (p, k))
                     .collect();
             }
-            let mut taken_keys: HashSet<(String, String)> = HashSet::new();
             let mut claimed = Vec::new();
-            for row in &candidates {
-                if claimed.len() >= n {
+            // A window of the oldest claimable rows whose programs are all at
+            // their limit, or whose keys are all busy, must not hide the rows
+            // behind it: the next window leaves those programs and keys out.
+            let next_window_stmt = tx
+                .prepare_cached(
+                    "SELECT seq, id, program, key, record, body FROM tasks
+                     WHERE status = 'queued' AND (next_attempt_ms IS NULL OR next_attempt_ms <= $1)
+                       AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)
+                       AND program = ANY($5) AND seq > $6 AND NOT (program = ANY($7))
+                       AND (key IS NULL OR NOT EXISTS (
+                             SELECT 1 FROM unnest($8::text[], $9::text[], $10::uuid[]) AS h(p, k, holder)
+                             WHERE h.p = tasks.program AND h.k = tasks.key AND h.holder <> tasks.id))
+                     ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED",
+                )
+                .await
+                .map_err(&e)?;
+            for window in 0.. {
+                let last_seq = candidates.last().map(|r| r.get::<_, i64>(0));
+                let full_window = candidates.len() as i64 == scan;
+                for row in &candidates {
+                    if claimed.len() >= n {
+                        break;
+                    }
+                    let (seq, id, program, key): (i64, Uuid, String, Option<String>) =
+                        (row.get(0), row.get(1), row.get(2), row.get(3));
+                    if let Some(max) = limits.get(&program) {
+                        if running.get(&program).copied().unwrap_or(0) >= *max {
+                            continue;
+                        }
+                    }
+                    if let Some(k) = &key {
+                        if holders
+                            .iter()
+                            .any(|(p, hk, holder)| *p == program && hk == k && *holder != id)
+                        {
+                            continue;
+                        }
+                        holders.push((program.clone(), k.clone(), id));
+                    }
+                    let Ok(mut record) = task_row(seq, id.to_string(), row.get(4)) else {
+                        continue;
+                    };
+                    record.state = StateRecord::Running {
+                        started_ms: now_ms,
+                        pid: None,
+                    };
+                    record.node = Some(node.clone());
+                    record.claim = Some(Uuid::new_v4());
+                    *running.entry(program).or_default() += 1;
+                    let body: Option<Vec<u8>> = row.get(5);
+                    claimed.push((record, Bytes::from(body.unwrap_or_default())));
+                }
+                // Without limits or keys every row of a window is claimable.
+                let (Some(last_seq), true, true, true) = (last_seq, guarded, full_window, claimed.len() < n) else {
+                    break;
+                };
+                if window >= 16 {
                     break;
                 }
-                let (seq, id, program, key): (i64, Uuid, String, Option<String>) =
-                    (row.get(0), row.get(1), row.get(2), row.get(3));
-                if let Some(max) = limits.get(&program) {
-                    if running.get(&program).copied().unwrap_or(0) >= *max {
-                        continue;
-                    }
-                }
-                if let Some(k) = &key {
-                    let pair = (program.clone(), k.clone());
-                    if held.contains(&pair) || taken_keys.contains(&pair) {
-                        continue;
-                    }
-                    taken_keys.insert(pair);
-                }
-                let Ok(mut record) = task_row(seq, id.to_string(), row.get(4)) else {
-                    continue;
-                };
-                record.state = StateRecord::Running {
-                    started_ms: now_ms,
-                    pid: None,
-                };
-                record.node = Some(node.clone());
-                record.claim = Some(Uuid::new_v4());
-                *running.entry(program).or_default() += 1;
-                let body: Option<Vec<u8>> = row.get(5);
-                claimed.push((record, Bytes::from(body.unwrap_or_default())));
+                let full: Vec<&String> = limits
+                    .iter()
+                    .filter(|(p, max)| running.get(*p).copied().unwrap_or(0) >= **max)
+                    .map(|(p, _)| p)
+                    .collect();
+                let held_programs: Vec<&String> = holders.iter().map(|(p, _, _)| p).collect();
+                let held_keys: Vec<&String> = holders.iter().map(|(_, k, _)| k).collect();
+                let held_ids: Vec<Uuid> = holders.iter().map(|(_, _, id)| *id).collect();
+                candidates = tx
+                    .query(
+                        &next_window_stmt,
+                        &[
+                            &now_ms,
+                            &labels,
+                            &node,
+                            &scan,
+                            &known,
+                            &last_seq,
+                            &full,
+                            &held_programs,
+                            &held_keys,
+                            &held_ids,
+                        ],
+                    )
+                    .await
+                    .map_err(&e)?;
             }
             let update = tx
                 .prepare_cached(
