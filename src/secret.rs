@@ -39,6 +39,9 @@ impl fmt::Display for Secret {
 /// A URL as hookrunner shows it anywhere (API, answers, logs, errors): the
 /// userinfo's password and every query value become `***`, and the fragment
 /// is dropped. `http://u:pw@host/p?token=t&x=1#f` → `http://u:***@host/p?token=***&x=***`.
+/// A user name with no password may itself be the credential (a token
+/// written as `http://TOKEN@host/`), so it becomes `***` too. A backslash
+/// ends the authority as `/` does: the HTTP client reads `\` as `/`.
 ///
 /// Text that is not a URL is masked as a whole only where it could carry a
 /// credential: a bare `user:password@host` still loses its password.
@@ -50,7 +53,7 @@ pub fn mask_url(url: &str) -> String {
     let auth_start = url.find("://").map_or(0, |i| i + 3);
     if let Some(at) = url[auth_start..].rfind('@').map(|i| auth_start + i) {
         let info = &url[auth_start..at];
-        if info.contains(':') && info.contains(['/', '?', '#']) {
+        if info.contains(':') && info.contains(['/', '\\', '?', '#']) {
             let rest = mask_url(&format!("{}{}", &url[..auth_start], &url[at + 1..]));
             return format!("{}***@{}", &url[..auth_start], &rest[auth_start..]);
         }
@@ -60,10 +63,11 @@ pub fn mask_url(url: &str) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
-    // The authority runs from after `scheme://` (if any) to the next `/`.
+    // The authority runs from after `scheme://` (if any) to the next `/`
+    // (or `\`, which the HTTP client reads as `/`).
     let auth_start = before_query.find("://").map_or(0, |i| i + 3);
     let auth_end = before_query[auth_start..]
-        .find('/')
+        .find(['/', '\\'])
         .map_or(before_query.len(), |i| auth_start + i);
     let authority = &before_query[auth_start..auth_end];
     let mut out = String::with_capacity(url.len() + 8);
@@ -75,7 +79,7 @@ pub fn mask_url(url: &str) -> String {
                     out.push_str(user);
                     out.push_str(":***");
                 }
-                None => out.push_str(userinfo),
+                None => out.push_str("***"),
             }
             out.push('@');
             out.push_str(host);
@@ -110,18 +114,24 @@ pub fn mask_webhook_url(url: &str) -> String {
         None => (masked.as_str(), None),
     };
     let auth_start = before_query.find("://").map_or(0, |i| i + 3);
-    let Some(path_start) = before_query[auth_start..].find('/').map(|i| auth_start + i) else {
+    let Some(path_start) = before_query[auth_start..].find(['/', '\\']).map(|i| auth_start + i) else {
         return masked;
     };
     let path = &before_query[path_start + 1..];
-    // A segment ends at `/`, or at an encoded one (`%2F`), which a receiver
-    // may decode into the same thing.
+    // A segment ends at `/`, at `\` (the HTTP client reads it as `/`), or
+    // at an encoded one of either (`%2F`, `%5C`), which a receiver may
+    // decode into the same thing.
     let end = path
         .char_indices()
-        .find(|(i, c)| *c == '/' || path[*i..].get(..3).is_some_and(|s| s.eq_ignore_ascii_case("%2f")))
+        .find(|(i, c)| {
+            matches!(c, '/' | '\\')
+                || path[*i..]
+                    .get(..3)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("%2f") || s.eq_ignore_ascii_case("%5c"))
+        })
         .map_or(path.len(), |(i, _)| i);
     let (first, rest) = path.split_at(end);
-    if rest.trim_start_matches('/').trim_matches('/').is_empty() {
+    if rest.trim_matches(['/', '\\']).is_empty() {
         return masked;
     }
     let mut out = format!("{}/{first}/***", &before_query[..path_start]);
@@ -194,6 +204,15 @@ mod tests {
             ("http://h/a//", "http://h/a//"),
             ("http://h/a%2Fsecret%2FE", "http://h/a/***"),
             ("http://h/a%2f", "http://h/a/***"),
+            // The HTTP client reads `\` as `/`.
+            (
+                r"http://127.0.0.1:9\services\T0\B0\BSLASHSECRET",
+                "http://127.0.0.1:9/services/***",
+            ),
+            (r"http://h/services\T0/x", "http://h/services/***"),
+            ("http://h/a%5Csecret", "http://h/a/***"),
+            (r"http://h/a\", r"http://h/a\"),
+            ("http://TOKSECRET@h/x/y", "http://***@h/x/***"),
         ] {
             assert_eq!(mask_webhook_url(url), shown, "{url}");
         }
@@ -207,7 +226,11 @@ mod tests {
                 "https://user:pw@host:8443/p?token=t0k&x=1#frag",
                 "https://user:***@host:8443/p?token=***&x=***",
             ),
-            ("http://user@host/", "http://user@host/"),
+            // A user name alone may be the credential.
+            ("http://TOKSECRET@host/", "http://***@host/"),
+            ("postgres://app@db/app", "postgres://***@db/app"),
+            (r"http://h\p@x", r"http://h\p@x"),
+            (r"http://u:p\w@h/x", "http://***@h/x"),
             ("http://a:b@c@host/x", "http://a:***@host/x"),
             (
                 "postgres://root:s3cret@db:5432/app?sslmode=require&password=p",

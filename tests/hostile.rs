@@ -41,6 +41,8 @@ const PASSWORD: &str = "pa55-w0rd-in-url";
 const TOKEN: &str = "t0ken-in-query";
 /// An incoming webhook's URL (Slack's, Discord's) carries its secret in the path.
 const PATH_SECRET: &str = "s3cret-in-path";
+/// A token written as the URL's user name, with no password.
+const USER_TOKEN: &str = "T0KEN-as-user-name";
 
 /// A callback URL with a password and a token, pointing at a port nobody
 /// listens on, so every attempt fails and is logged.
@@ -76,11 +78,27 @@ fn assert_masked(what: &str, text: &str) {
     assert!(!text.contains(PASSWORD), "{what} shows the URL's password:\n{text}");
     assert!(!text.contains(TOKEN), "{what} shows the URL's query token:\n{text}");
     assert!(!text.contains(PATH_SECRET), "{what} shows the URL's path:\n{text}");
+    assert!(!text.contains(USER_TOKEN), "{what} shows the URL's user name:\n{text}");
 }
 
 fn urls_are_masked_everywhere(log_format: &str) {
     let url = dead_url();
-    let d = Daemon::with(&callback_config(&url))
+    let port = url
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // A second callback whose user name is the credential.
+    let config = callback_config(&url).replace(
+        "mappings:",
+        &format!(
+            "      - {{url: \"http://{USER_TOKEN}@127.0.0.1:{port}/hook/{PATH_SECRET}\", attempts: 1}}\nmappings:"
+        ),
+    );
+    let d = Daemon::with(&config)
         .env("HOOKRUNNER_LOG_FORMAT", log_format)
         .env("RUST_LOG", "debug")
         .start();
@@ -103,8 +121,13 @@ fn urls_are_masked_everywhere(log_format: &str) {
         shown.contains("cbuser:***@127.0.0.1") && shown.ends_with("/services/***?token=***&x=***"),
         "{shown}"
     );
-    eventually("the callback to fail", Duration::from_secs(20), || {
-        d.get(&format!("/tasks/{id}")).json()["callbacks"][0]["status"] == "failed"
+    assert_eq!(
+        d.get(&format!("/tasks/{id}")).json()["callbacks"][1]["url"],
+        format!("http://***@127.0.0.1:{port}/hook/***")
+    );
+    eventually("the callbacks to fail", Duration::from_secs(20), || {
+        let task = d.get(&format!("/tasks/{id}")).json();
+        task["callbacks"][0]["status"] == "failed" && task["callbacks"][1]["status"] == "failed"
     });
     for path in [format!("/tasks/{id}"), "/tasks".into(), "/deliveries".into()] {
         assert_masked(&path, &d.get(&path).text);
@@ -115,7 +138,7 @@ fn urls_are_masked_everywhere(log_format: &str) {
         .unwrap();
     assert!(cli.status.success());
     assert_masked("`hookrunner task`", &String::from_utf8_lossy(&cli.stdout));
-    let logs = d.logs_with("completion callback failed");
+    let logs = d.logs_with("/hook/***");
     assert!(
         logs.contains("cbuser:***@"),
         "the failed attempt names the masked URL:\n{logs}"

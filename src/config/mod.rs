@@ -460,12 +460,20 @@ fn label_name_error(name: &str, what: &str, slash: bool) -> Option<String> {
 
 /// Checks an `http://` or `https://` URL hookrunner will send requests to
 /// (`on_finish` callbacks, `node.url`) as the HTTP client will parse it: a
-/// host, a valid port. The error never repeats the URL (it may hold a
-/// password or a token).
+/// host, a valid port. A backslash (which the client reads as `/`), white
+/// space or a control character (which it drops) is refused, so the URL
+/// shown masked is the one requested. The error never repeats the URL (it
+/// may hold a password or a token).
 fn http_url(text: &str) -> Result<(), String> {
     let Some(rest) = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")) else {
         return Err("must be an http:// or https:// URL".into());
     };
+    if text.contains('\\') {
+        return Err("is not a valid URL: it holds a backslash (write `/`, or `%5C` for a backslash)".into());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("is not a valid URL: it holds white space or a control character (write it %-encoded)".into());
+    }
     // `http:///x/y` parses with `x` as its host: what was written names none.
     if rest.starts_with(['/', '\\', '?', '#']) {
         return Err("is not a valid URL: it names no host".into());

@@ -689,7 +689,8 @@ impl Postgres {
                         name: r.get(0),
                         labels: r.get(1),
                         version: r.get(2),
-                        url: r.get(3),
+                        // As every URL is shown, though a node's is its address.
+                        url: crate::secret::mask_url(r.get(3)),
                         started_at: time(r.get(4)),
                         last_heartbeat: time(r.get(5)),
                         heartbeat_age_ms: age,
