@@ -525,6 +525,64 @@ mappings:
     assert_eq!(task["status"], "succeeded", "{}", task["error"]);
 }
 
+/// The check before queueing counts what `execve` counts (pointers, the
+/// script's interpreter line, the variables the engine adds), so the
+/// largest delivery it lets through is one a `#!` script can be started
+/// with, and one byte more is `422` with nothing queued.
+#[test]
+fn the_largest_argv_and_environment_accepted_can_be_started() {
+    // The param reaches the process 18 times: 16 args, `--p=` and `HOOK_PARAM_P`.
+    let copies = 18;
+    let d = Daemon::start(&format!(
+        r#"
+sources:
+  a: {{provider: generic, auth: none}}
+programs:
+  big:
+    command: handlers/append.sh
+    args: [fits, {}]
+    params: [p]
+    env: {{OUT_FILE: $DIR/runs}}
+mappings:
+  a:
+    default:
+      params: {{p: payload.p}}
+      rules: [{{run: big}}]
+"#,
+        vec!["\"{p}\""; copies - 2].join(", ")
+    ));
+    let post = |n: usize| d.post_json("/hooks/a", &[], json!({ "p": "x".repeat(n) }).to_string().as_bytes());
+    let number_after = |text: &str, words: &str| -> usize {
+        let rest = &text[text.find(words).unwrap_or_else(|| panic!("no {words:?} in {text}")) + words.len()..];
+        rest.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let r = post(120_000);
+    assert_eq!(r.status, 422, "{}", &r.text[..r.text.len().min(300)]);
+    let error = r.error();
+    let total = number_after(&error, "the arguments and environment would be ");
+    let max = number_after(&error, "more than the ");
+    // The largest value the daemon accepts, found from its own count.
+    let largest = 120_000 - (total - max).div_ceil(copies);
+
+    let r = post(largest + 1);
+    assert_eq!(r.status, 422, "{}", &r.text[..r.text.len().min(300)]);
+    assert!(
+        r.error().contains("nothing of this delivery was queued"),
+        "{}",
+        r.error()
+    );
+    assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
+
+    let r = post(largest);
+    let task = d.wait_task(&Daemon::task_ids(&r)[0]);
+    assert_eq!(task["status"], "succeeded", "{}", task["error"]);
+    assert_eq!(std::fs::read_to_string(d.path("runs")).unwrap(), "fits\n");
+}
+
 // ----------------------------------------------------------- smaller ones
 
 #[test]

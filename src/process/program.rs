@@ -366,23 +366,38 @@ pub enum Unrunnable {
     ArgNul { index: usize },
     #[error("argument {index} of the command would be {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
     ArgTooLong { index: usize, len: usize },
-    #[error("the arguments and environment would be {total} bytes, more than the {max} bytes this system passes to a new process")]
+    #[error("environment variable `{var}` would be {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one string")]
+    EnvTooLong { var: String, len: usize },
+    #[error("the arguments and environment would be {total} bytes (with their pointers and room for a script's interpreter line), more than the {max} bytes this system passes to a new process")]
     TooBig { total: usize, max: usize },
     #[error("param `{0}` is not base64, and `param_files` says it is")]
     NotBase64(String),
 }
 
-/// The most bytes of arguments and environment a new process may get (`ARG_MAX`).
+/// The most bytes of arguments and environment (strings with their NULs and
+/// pointers) a new process may get: `ARG_MAX` as `sysconf` tells it (a
+/// quarter of the stack limit), but never more than Linux itself allows
+/// whatever the stack limit: 3/4 of 8 MiB (`_STK_LIM`), since Linux 4.13.
 fn arg_max() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
+    const KERNEL_MAX: usize = 8 * 1024 * 1024 / 4 * 3;
     *MAX.get_or_init(|| {
         nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX)
             .ok()
             .flatten()
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(128 * 1024)
+            .min(KERNEL_MAX)
     })
 }
+
+/// What `execve` adds to a task's own argv and environment, counted so the
+/// check errs on the side of refusing: the path of the file it runs
+/// (`PATH_MAX`), and for each `#!` it follows (at most 4 deep,
+/// `BINPRM_MAX_RECURSION`) the interpreter line (at most 256 bytes,
+/// `BINPRM_BUF_SIZE`: the interpreter's path and its argument) and the
+/// script's path again (`PATH_MAX`), each with its pointer.
+pub const EXEC_MARGIN: usize = 4096 + 4 * (256 + 4096 + 3 * std::mem::size_of::<usize>());
 
 impl Program {
     /// Checks that `argv` and the environment the task would get can be
@@ -422,10 +437,24 @@ impl Program {
         let mut env = self.env(inv);
         // Each file's path: its directory is not known yet, so count a generous one.
         env.extend(self.param_files.iter().map(|f| (f.var.clone(), "/".repeat(256))));
+        // The engine adds `HOOK_NODE` (a node name is at most 128 characters).
+        if self.hook_env {
+            env.push(("HOOK_NODE".into(), "n".repeat(128)));
+        }
+        for (var, value) in &env {
+            // `VAR=value` is one string to the kernel, held to the same limit.
+            let len = var.len() + 1 + value.len();
+            if len > MAX_ARG_BYTES {
+                return Err(Unrunnable::EnvTooLong { var: var.clone(), len });
+            }
+        }
+        // As `execve` counts: each string with its NUL, a pointer to each
+        // and the two NULL pointers ending the lists, and what it adds.
         let pointer = std::mem::size_of::<usize>();
         let total = argv.iter().map(|a| a.len() + 1 + pointer).sum::<usize>()
             + env.iter().map(|(k, v)| k.len() + v.len() + 2 + pointer).sum::<usize>()
-            + 2 * pointer;
+            + 2 * pointer
+            + EXEC_MARGIN;
         let max = arg_max();
         if total > max {
             return Err(Unrunnable::TooBig { total, max });
