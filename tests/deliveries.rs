@@ -288,6 +288,60 @@ fn dry_run_shows_the_trace_and_argv_and_runs_nothing() {
     assert_eq!(d.post_json("/hooks/github", &headers, body.as_bytes()).status, 202);
 }
 
+/// A dry run shows the daemon's own view (argv, params, every rule's
+/// condition): it needs the API rule, as `/tasks` does, besides the
+/// source's own auth, even on a source with `auth: none`.
+#[test]
+fn a_dry_run_needs_the_api_rule_besides_the_sources_auth() {
+    let config = r#"
+server:
+  trusted_proxies: [127.0.0.1]
+sources:
+  open: {provider: generic, auth: none}
+programs:
+  p:
+    command: handlers/log-event.sh
+    args: [--key=ARG-FROM-CONFIG]
+mappings:
+  open:
+    default:
+      rules: [{if: 'true', run: p}]
+"#;
+    let d = Daemon::start(config);
+    let r = d.post_json("/hooks/open?dry_run=1", &[], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("ARG-FROM-CONFIG"), "{}", r.text);
+    // A client a trusted proxy names, not loopback: the hook is open to it,
+    // its dry run is not.
+    let from_afar = [("X-Forwarded-For", "203.0.113.9")];
+    let r = d.post_json("/hooks/open?dry_run=1", &from_afar, b"{}");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error().contains("answers only loopback clients"), "{}", r.text);
+    assert!(
+        !r.text.contains("ARG-FROM-CONFIG") && !r.text.contains("handlers"),
+        "{}",
+        r.text
+    );
+    assert_eq!(d.post_json("/hooks/open", &from_afar, b"{}").status, 202);
+
+    // With `api.tokens`, a dry run needs one, loopback or not.
+    let d = Daemon::start(&config.replacen("sources:", "api:\n  tokens: [dry-api-token]\nsources:", 1));
+    let r = d.post_json("/hooks/open?dry_run=1", &[], b"{}");
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
+    assert!(!r.text.contains("ARG-FROM-CONFIG"), "{}", r.text);
+    let wrong = [("Authorization", "Bearer not-it")];
+    assert_eq!(d.post_json("/hooks/open?dry_run=1", &wrong, b"{}").status, 401);
+    let r = d.post_json(
+        "/hooks/open?dry_run=1",
+        &[("Authorization", "Bearer dry-api-token")],
+        b"{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["would_run"], 1);
+    assert_eq!(d.post_json("/hooks/open", &[], b"{}").status, 202);
+}
+
 #[test]
 fn the_delivery_log_has_the_same_access_rule_as_tasks() {
     let d = Daemon::start(CONFIG);

@@ -2,7 +2,7 @@
 //! handed to [`intake::admit_shaped`], and its answer as HTTP, shaped by the
 //! source's `response`, `methods` and `cors`.
 
-use super::access::client_addr;
+use super::access::{authorize_api, client_addr};
 use super::body;
 use super::error::ApiError;
 use super::AppState;
@@ -159,6 +159,19 @@ fn add_cors(response: &mut HttpResponse, cors: Option<&Cors>, origin: Option<&st
 async fn receive(req: HttpRequest, source: String, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let rid = request_id(&req);
     let query = query_pairs(&req);
+    // A dry run shows the daemon's own view (argv, params, every rule's
+    // condition): behind the API rule, besides the source's own auth.
+    if intake::query_flag(&query, "dry_run") {
+        if let Err(e) = authorize_api(&req, &state) {
+            let mut response = e.error_response();
+            if let Ok(v) = HeaderValue::from_str(&rid) {
+                response
+                    .headers_mut()
+                    .insert(header::HeaderName::from_static("x-request-id"), v);
+            }
+            return response;
+        }
+    }
     let config = state.config();
     let client = client_addr(&req, &state);
     let arrival = Arrival {
