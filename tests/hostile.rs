@@ -856,6 +856,69 @@ mappings:
     );
 }
 
+/// The value of `key` anywhere in a JSON log line.
+fn json_field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|v| json_field(v, key))),
+        _ => None,
+    }
+}
+
+/// `X-Request-Id` is the sender's: every log line that names it writes it
+/// escaped and quoted, as other fields from a request, in both formats.
+fn request_ids_are_one_field(log_format: &str) {
+    let d = Daemon::with(
+        r#"
+sources:
+  open: {provider: generic, auth: none}
+  tok: {provider: generic, auth: {token: the-token, header: X-Token}}
+programs:
+  ok: {command: /bin/true}
+mappings:
+  open:
+    default:
+      rules: [{run: ok}]
+"#,
+    )
+    .env("HOOKRUNNER_LOG_FORMAT", log_format)
+    .env("RUST_LOG", "debug")
+    .start();
+    let forged = r#"abc"client=1.2.3.4"#;
+    let r = d.post_json("/hooks/open", &[("X-Request-Id", forged)], b"{}");
+    d.wait_task(&Daemon::task_ids(&r)[0]);
+    let r = d.post_json("/hooks/tok", &[("X-Request-Id", forged), ("X-Token", "wrong")], b"{}");
+    assert_eq!(r.status, 401);
+    d.logs_with("delivery refused");
+    let logs = d.logs_with("task started");
+    for message in ["delivery accepted", "rule judged", "task started", "delivery refused"] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(message) && l.contains("request_id"))
+            .unwrap_or_else(|| panic!("no {message:?} line with its request id:\n{logs}"));
+        if log_format == "json" {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let id = json_field(&v, "request_id").and_then(Value::as_str).unwrap_or_default();
+            assert!(id.contains(r#"abc\"client=1.2.3.4"#), "{line}");
+            if let Some(client) = json_field(&v, "client") {
+                assert_eq!(client, "127.0.0.1", "{line}");
+            }
+        } else {
+            assert!(line.contains(r#"request_id="abc\"client=1.2.3.4""#), "{line}");
+            assert!(!line.contains(r#"request_id=abc"#), "{line}");
+        }
+    }
+}
+
+#[test]
+fn request_ids_are_escaped_in_text_logs() {
+    request_ids_are_one_field("text");
+}
+
+#[test]
+fn request_ids_are_escaped_in_json_logs() {
+    request_ids_are_one_field("json");
+}
+
 #[test]
 fn a_sender_that_writes_a_too_large_body_before_reading_gets_the_413() {
     // Many clients (Python's, Go's without Expect) send the whole body

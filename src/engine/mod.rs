@@ -875,7 +875,7 @@ impl Inner {
                     if let Ok(waited) = now.duration_since(spec.created_at) {
                         self.metrics.task_started(waited);
                     }
-                    tracing::info!(task_id = %id, request_id = %spec.request_id, pid, "task started");
+                    tracing::info!(task_id = %id, request_id = %crate::logging::field(&spec.request_id), pid, "task started");
                     // The handler runs: its files get their names.
                     if let Some(pending) = pending.take() {
                         self.outputs.settle(pending, quiet);

@@ -449,7 +449,7 @@ fn log_refusal(outcome: Outcome, source: &str, arrival: &Arrival<'_>, reason: &s
     let (source, client, request_id, reason) = (
         crate::logging::field(source),
         &arrival.client,
-        &arrival.request_id,
+        crate::logging::field(&arrival.request_id),
         crate::logging::field(reason),
     );
     if outcome != Outcome::Refused {
@@ -633,7 +633,7 @@ async fn admit_to<'a>(
                     None => Vec::new(),
                 },
             };
-            tracing::info!(source = %source.name, delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %facts.request_id, first = %crate::logging::field(&first), "duplicate delivery: nothing run");
+            tracing::info!(source = %source.name, delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %crate::logging::field(&facts.request_id), first = %crate::logging::field(&first), "duplicate delivery: nothing run");
             return Ok((
                 Answer::Duplicate {
                     about: facts.about(&source.name),
@@ -774,7 +774,7 @@ pub(crate) async fn judge_and_queue(
     facts.notes = judgement.notes.clone();
     for t in &judgement.trace {
         if let Verdict::Error(e) = &t.verdict {
-            tracing::warn!(delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %facts.request_id, mapping = %t.mapping.key, rule = t.rule, error = %e,
+            tracing::warn!(delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %crate::logging::field(&facts.request_id), mapping = %t.mapping.key, rule = t.rule, error = %e,
                 "condition could not be evaluated; counted as not matched");
         }
     }
@@ -783,7 +783,7 @@ pub(crate) async fn judge_and_queue(
     let event = &parts.event.name;
     if tracing::enabled!(tracing::Level::DEBUG) {
         for rule in &facts.rules {
-            tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %facts.request_id, mapping = %rule.mapping, rule = rule.rule, condition = rule.condition.as_deref().unwrap_or("(always)"), program = %rule.program, result = %rule.result, "rule judged");
+            tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %crate::logging::field(&facts.request_id), mapping = %rule.mapping, rule = rule.rule, condition = rule.condition.as_deref().unwrap_or("(always)"), program = %rule.program, result = %rule.result, "rule judged");
         }
     }
     // The most specific mapping key judged (no match), or of the first match.
@@ -810,7 +810,7 @@ pub(crate) async fn judge_and_queue(
             source.name,
             facts.id
         );
-        tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %facts.request_id, "delivery ignored: no rule matched");
+        tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %crate::logging::field(&facts.request_id), "delivery ignored: no rule matched");
         return Ok((
             Answer::Ignored {
                 about: facts.about(&source.name),
@@ -901,7 +901,7 @@ pub(crate) async fn judge_and_queue(
         let params: Vec<&[(String, serde_json::Value)]> = tasks.iter().map(|t| &t.params[..]).collect();
         if let Err(e) = uploads.write(parts.stdin, parts.files, &params) {
             uploads.remove(&facts.id);
-            tracing::error!(error = %e, request_id = %facts.request_id, "delivery refused: its files could not be saved");
+            tracing::error!(error = %e, request_id = %crate::logging::field(&facts.request_id), "delivery refused: its files could not be saved");
             return Err(Refused::StoreUnavailable(format!(
                 "the delivery's files could not be saved in `{}`: {e}",
                 uploads.root().display()
@@ -918,7 +918,7 @@ pub(crate) async fn judge_and_queue(
         return Err(e);
     }
     at.metrics.delivery(Some(&source.name), Outcome::Accepted.as_str());
-    tracing::info!(source = %source.name, event = %crate::logging::field(event), delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %facts.request_id, tasks = queued.len(), "delivery accepted");
+    tracing::info!(source = %source.name, event = %crate::logging::field(event), delivery_id = %crate::logging::field(&facts.delivery_id), request_id = %crate::logging::field(&facts.request_id), tasks = queued.len(), "delivery accepted");
     Ok((
         Answer::Accepted {
             about: facts.about(&source.name),
@@ -956,7 +956,7 @@ pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Re
         }
         if let Err(e) = store.commit(ops).await {
             let request_id = record.as_ref().map_or("", |r| r.request_id.as_str());
-            tracing::error!(error = %e, request_id, "delivery refused: the store cannot write");
+            tracing::error!(error = %e, request_id = %crate::logging::field(request_id), "delivery refused: the store cannot write");
             return Err(Refused::StoreUnavailable(e.to_string()));
         }
         persisted = true;
