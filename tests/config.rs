@@ -110,7 +110,7 @@ mappings:
         vec![
             "webhook.yaml:5:5: `sources.gh.allow_ips[0]`: `10.0.0.0/33` is not an IP address or CIDR range",
             "webhook.yaml:6:3: `sources.gl`: provider `gitlab` needs a `token` (the webhook's secret token, sent as `X-Gitlab-Token`)",
-            "webhook.yaml:9:5: `sources.x.provider`: unknown provider `bitbucket-ish`: expected one of `github`, `gitlab`, `gitea`, `forgejo`, `gogs`, `bitbucket`, `jira`, `slack`, `standard`, `stripe`, `generic`",
+            "webhook.yaml:9:5: `sources.x.provider`: unknown provider: expected one of `github`, `gitlab`, `gitea`, `forgejo`, `gogs`, `bitbucket`, `jira`, `slack`, `standard`, `stripe`, `generic`",
             "webhook.yaml:19:9: `mappings.gh.push.params.bad`: invalid param source `body.ref`: expected `payload.<path>`, `headers.<Name>`, `query.<name>`, `headers`, `query`, `payload` or `request.<field>` (`method`, `path`, `remote_addr`, `client_ip`, `body`)",
             "webhook.yaml:21:11: `mappings.gh.push.rules[0].if`: invalid expression: `==` is missing an operand",
             "webhook.yaml:22:11: `mappings.gh.push.rules[0].run`: `deploy-prod` is neither a program in `programs` nor a script `handlers/deploy-prod.*`",
@@ -255,6 +255,38 @@ fn files_larger_than_16_mib_are_refused_not_read_whole() {
     // 16 MiB itself is read (a comment, as a config might hold).
     let (code, _, err) = check(&format!("#{}\n", "x".repeat((16 << 20) - 2)));
     assert_eq!(code, 0, "{err}");
+}
+
+/// A word that is not one of a key's choices is not repeated: a secret is
+/// as easily written there by mistake (`auth: <token>`).
+#[test]
+fn a_wrong_choice_is_not_repeated_in_the_error() {
+    let source = |body: &str| format!("sources:\n  s:\n{body}");
+    let cases = [
+        (
+            source("    provider: generic\n    auth: mytoken-LEAK\n"),
+            "webhook.yaml:4:11: `sources.s.auth`: unknown auth: expected `none`, or a map with `token`, `hmac` or `basic`",
+        ),
+        (
+            source("    provider: generic\n    auth: {hmac: hmac-LEAK, secret: x, header: X-Sig}\n"),
+            "`sources.s.auth.hmac`: unknown hmac algorithm: expected `sha1`, `sha256` or `sha512`",
+        ),
+        (source("    provider: provider-LEAK\n"), "webhook.yaml:3:5: `sources.s.provider`: unknown provider: expected one of `github`"),
+        (
+            source("    provider: generic\n    auth: none\n    dedup: dedup-LEAK\n"),
+            "`sources.s.dedup`: unknown dedup setting: expected `off` or a map",
+        ),
+        (
+            source("    provider: generic\n    auth: none\n    dedup: {key: key-LEAK}\n"),
+            "`sources.s.dedup`: unknown dedup key: expected `delivery_id` or `body_sha256`",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let (code, out, err) = check(&yaml);
+        assert_eq!(code, 2, "{yaml}");
+        assert!(err.contains(expected), "{yaml}\n{err}");
+        assert!(!err.contains("LEAK") && !out.contains("LEAK"), "{err}");
+    }
 }
 
 /// An exit code no process can exit with is refused where it is written.

@@ -115,7 +115,7 @@ fn a_config_replaced_by_rename_is_reloaded_and_a_broken_one_is_not() {
     });
     assert!(
         d.logs()
-            .contains("webhook.yaml:3:5: `sources.b.provider`: unknown provider `nope`"),
+            .contains("webhook.yaml:3:5: `sources.b.provider`: unknown provider: expected one of"),
         "{}",
         d.logs()
     );
@@ -167,6 +167,22 @@ fn reload_over_http_reports_the_result_and_refuses_listener_changes() {
     let r = d.post("/-/reload", &[], b"");
     assert_eq!(r.status, 400);
     assert!(r.error().contains("webhook.yaml:"), "{}", r.text);
+    // A token written as the auth itself is not repeated, in the answer or the log.
+    std::fs::write(
+        d.path("webhook.yaml"),
+        "sources:\n  s: {provider: generic, auth: mytoken-LEAK}\n",
+    )
+    .unwrap();
+    let r = d.post("/-/reload", &[], b"");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().contains("`sources.s.auth`: unknown auth: expected"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("LEAK"), "{}", r.text);
+    let logs = d.logs_with("unknown auth");
+    assert!(!logs.contains("LEAK"), "{logs}");
 }
 
 #[test]

@@ -263,11 +263,8 @@ impl Checker<'_> {
                 .collect();
             self.error(
                 &sub("provider"),
-                format!(
-                    "unknown provider `{}`: expected one of {}",
-                    s.provider,
-                    names.join(", ")
-                ),
+                // The value is not repeated: it may be a secret written here.
+                format!("unknown provider: expected one of {}", names.join(", ")),
             );
             return None;
         };
@@ -485,10 +482,11 @@ impl Checker<'_> {
                 return None;
             }
             Some("body_sha256") => DedupKey::BodySha256,
-            Some(other) => {
+            Some(_) => {
                 self.error(
                     at,
-                    format!("unknown dedup key `{other}`: expected `delivery_id` or `body_sha256`"),
+                    // Not repeated: it may be a secret written here.
+                    "unknown dedup key: expected `delivery_id` or `body_sha256`",
                 );
                 return None;
             }
@@ -553,7 +551,8 @@ impl Checker<'_> {
                 let Some(algo) = HmacAlgo::parse(algo) else {
                     self.error(
                         &sub("hmac"),
-                        format!("unknown hmac algorithm `{algo}`: expected `sha1`, `sha256` or `sha512`"),
+                        // Not repeated: `hmac: <secret>` is an easy slip.
+                        "unknown hmac algorithm: expected `sha1`, `sha256` or `sha512`",
                     );
                     return None;
                 };
