@@ -919,6 +919,70 @@ fn request_ids_are_escaped_in_json_logs() {
     request_ids_are_one_field("json");
 }
 
+/// A line end in a recorded value (a source name from the URL path) would
+/// start a row of its own in a CLI table, and a bidi override would
+/// reorder one: both are shown escaped, in tables and details.
+#[test]
+fn a_recorded_line_end_or_bidi_control_cannot_forge_a_cli_row() {
+    let d = Daemon::start(
+        r#"
+sources:
+  s:
+    provider: generic
+    auth: none
+    event: {field: ev}
+programs:
+  ok: {command: /bin/true}
+mappings:
+  s:
+    '*':
+      rules: [{run: ok}]
+"#,
+    );
+    let r = d.post_json("/hooks/evil%0d%0aFAKE-ROW%0a%e2%80%aeROW", &[], b"{}");
+    assert_eq!(r.status, 404);
+    let ev = "push\u{202e}gpj.exe\u{2066}";
+    let r = d.post_json("/hooks/s", &[], json!({ "ev": ev }).to_string().as_bytes());
+    d.wait_task(&Daemon::task_ids(&r)[0]);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--url", &d.url("")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id_of = |query: &str| {
+        d.get(&format!("/deliveries?{query}")).json()["deliveries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (evil, pushed) = (id_of("outcome=refused"), id_of("source=s"));
+    let table = cli(&["deliveries"]);
+    assert!(table.contains(r"evil\r\nFAKE-ROW\n\u{202e}ROW"), "{table}");
+    assert!(table.contains(r"push\u{202e}gpj.exe\u{2066}"), "{table}");
+    for text in [
+        table,
+        cli(&["tasks"]),
+        cli(&["delivery", &evil]),
+        cli(&["delivery", &pushed]),
+    ] {
+        assert!(!text.lines().any(|l| l.starts_with("FAKE-ROW")), "{text}");
+        for c in ['\u{202e}', '\u{2066}', '\r'] {
+            assert!(!text.contains(c), "{c:?} in {text}");
+        }
+    }
+    // `--json` still reads back as recorded, with the controls as JSON escapes.
+    let json: Value = serde_json::from_str(&cli(&["deliveries", "--json"])).unwrap();
+    assert!(json["deliveries"].as_array().unwrap().iter().any(|d| d["event"] == ev));
+}
+
 #[test]
 fn a_sender_that_writes_a_too_large_body_before_reading_gets_the_413() {
     // Many clients (Python's, Go's without Expect) send the whole body

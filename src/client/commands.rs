@@ -56,9 +56,12 @@ fn raw_out(text: &str) {
     let _ = stdout.flush();
 }
 
-/// `text` with control characters (C0 but `\n` and `\t`, DEL, C1) escaped.
+/// `text` with control characters (C0 but `\n` and `\t`, DEL, C1) and the
+/// Unicode bidi and format controls escaped.
 pub fn terminal(text: &str) -> std::borrow::Cow<'_, str> {
-    crate::logging::escape_where(text, |c| c.is_control() && c != '\n' && c != '\t')
+    crate::logging::escape_where(text, |c| {
+        (c.is_control() && c != '\n' && c != '\t') || crate::client::render::reorders(c)
+    })
 }
 
 /// JSON text that a terminal shows as it is: serde_json leaves DEL and the
@@ -70,7 +73,7 @@ fn json_text(v: &Value) -> String {
 fn escape_json_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && c != '\n' {
+        if (c.is_control() && c != '\n') || crate::client::render::reorders(c) {
             out.push_str(&format!("\\u{:04x}", c as u32));
         } else {
             out.push(c);

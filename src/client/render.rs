@@ -3,13 +3,24 @@
 use serde_json::Value;
 use std::fmt::Write;
 
-/// A JSON value as a cell: strings bare, null as `-`.
+/// A JSON value as a cell: strings bare, null as `-`. A recorded value may
+/// come from anyone who can reach a hook (a source name from the URL, an
+/// event), so every control character in it, line ends and tabs included
+/// (which would start a forged row), and the Unicode bidi and format
+/// controls (which would reorder what the row shows) are written escaped.
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::logging::escape_where(s, |c| c.is_control() || reorders(c)).into_owned(),
         other => other.to_string(),
     }
+}
+
+/// The Unicode bidi and format controls that change how a terminal orders
+/// or joins the text around them without showing themselves: U+061C,
+/// U+200B–U+200F, U+2028–U+202E, U+2060–U+2069, U+FEFF.
+pub fn reorders(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The first 8 characters of an id.
@@ -324,6 +335,16 @@ pub fn delivery_details(d: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cells_show_line_ends_and_bidi_controls_escaped() {
+        assert_eq!(cell(&json!("evil\r\nFAKE\trow")), r"evil\r\nFAKE\trow");
+        assert_eq!(
+            cell(&json!("a\u{202e}b\u{2066}c\u{200f}")),
+            r"a\u{202e}b\u{2066}c\u{200f}"
+        );
+        assert_eq!(cell(&json!("push ünïcode")), "push ünïcode");
+    }
 
     #[test]
     fn durations_and_times() {
