@@ -983,6 +983,81 @@ mappings:
     assert!(json["deliveries"].as_array().unwrap().iter().any(|d| d["event"] == ev));
 }
 
+/// An auth header sent twice (a valid value and another) is refused: the
+/// daemon does not pick one of the two. For a provider's signature, a
+/// generic token header and the API's bearer token alike.
+#[test]
+fn an_auth_header_sent_twice_is_refused() {
+    let d = Daemon::start(
+        r#"
+api:
+  tokens: [api-token-1]
+sources:
+  gh: {provider: github, secret: gh-secret}
+  tok: {provider: generic, auth: {token: the-token, header: X-Token}}
+"#,
+    );
+    let body = br#"{"zen":"x"}"#;
+    let good = format!("sha256={}", hmac_sha256_hex("gh-secret", body));
+    let bad = format!("sha256={}", "0".repeat(64));
+    let post = |source: &str, lines: &[String]| {
+        let head = format!(
+            "POST /hooks/{source} HTTP/1.1\nHost: x\nContent-Type: application/json\nX-GitHub-Event: ping\n{}",
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+        );
+        raw(&d.addr, &head, body)
+    };
+    let sig = |v: &str| format!("X-Hub-Signature-256: {v}");
+    assert_eq!(post("gh", &[sig(&good)]).0, 200, "one valid signature passes");
+    for lines in [
+        [sig(&good), sig(&bad)],
+        [sig(&bad), sig(&good)],
+        [sig(&good), sig(&good)],
+    ] {
+        let (status, answer) = post("gh", &lines);
+        assert_eq!(status, 401, "{answer}");
+        assert!(
+            answer.contains("the `X-Hub-Signature-256` header was sent more than once"),
+            "{answer}"
+        );
+    }
+    let token = |v: &str| format!("X-Token: {v}");
+    assert_eq!(post("tok", &[token("the-token")]).0, 200);
+    let (status, answer) = post("tok", &[token("the-token"), token("other")]);
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer.contains("the `X-Token` header was sent more than once"),
+        "{answer}"
+    );
+    // Its name in another case is the same header.
+    let (status, _) = raw(
+        &d.addr,
+        "POST /hooks/tok?x=1 HTTP/1.1\nHost: x\nContent-Type: application/json\nX-Token: the-token\nx-token: other\n",
+        body,
+    );
+    assert_eq!(status, 401);
+
+    let get = |lines: &[&str]| {
+        let head = format!(
+            "GET /tasks HTTP/1.1\nHost: localhost\n{}",
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+        );
+        raw(&d.addr, &head, b"")
+    };
+    assert_eq!(get(&["Authorization: Bearer api-token-1"]).0, 200);
+    for lines in [
+        ["Authorization: Bearer api-token-1", "Authorization: Bearer wrong"],
+        ["Authorization: Bearer wrong", "Authorization: Bearer api-token-1"],
+    ] {
+        let (status, answer) = get(&lines);
+        assert_eq!(status, 401, "{answer}");
+        assert!(
+            answer.contains("the `Authorization` header was sent more than once"),
+            "{answer}"
+        );
+    }
+}
+
 #[test]
 fn a_sender_that_writes_a_too_large_body_before_reading_gets_the_413() {
     // Many clients (Python's, Go's without Expect) send the whole body

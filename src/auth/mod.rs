@@ -106,9 +106,50 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Every header and query-parameter name this auth reads, secret or not
+    /// (a signature, its timestamp, a token), so that one sent twice can be
+    /// refused instead of one of the two being picked.
+    pub fn reads(&self) -> (Vec<&str>, Vec<&str>) {
+        match self {
+            Auth::None => (Vec::new(), Vec::new()),
+            Auth::Token { header, query, .. } | Auth::Hmac { header, query, .. } => (
+                header.iter().map(String::as_str).collect(),
+                query.iter().map(String::as_str).collect(),
+            ),
+            Auth::Github { .. } => (vec!["X-Hub-Signature-256", "X-Hub-Signature"], Vec::new()),
+            Auth::Gitea { header, .. } => (vec![header], Vec::new()),
+            Auth::Basic { .. } => (vec!["Authorization"], Vec::new()),
+            Auth::Slack { .. } => (vec![slack::SIGNATURE, slack::TIMESTAMP], Vec::new()),
+            Auth::Standard { .. } => (
+                standard::ID
+                    .iter()
+                    .chain(&standard::TIMESTAMP)
+                    .chain(&standard::SIGNATURE)
+                    .copied()
+                    .collect(),
+                Vec::new(),
+            ),
+            Auth::Stripe { .. } => (vec![stripe::SIGNATURE], Vec::new()),
+            Auth::All(all) => all
+                .iter()
+                .map(Auth::reads)
+                .fold((Vec::new(), Vec::new()), |(mut h, mut q), (h2, q2)| {
+                    h.extend(h2);
+                    q.extend(q2);
+                    (h, q)
+                }),
+        }
+    }
+}
+
 /// Why a delivery was refused (401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    #[error("the `{0}` header was sent more than once; send it once")]
+    RepeatedHeader(String),
+    #[error("the `{0}` query parameter was sent more than once; send it once")]
+    RepeatedQuery(String),
     #[error("the `{0}` header is missing")]
     MissingHeader(String),
     #[error("no token was sent (expected {0})")]
@@ -280,6 +321,17 @@ pub fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), AuthError> {
+    // Two values where one is read: fail closed rather than pick one.
+    let (names, params) = auth.reads();
+    if let Some(h) = names.iter().find(|h| headers.get_all(h).len() > 1) {
+        return Err(AuthError::RepeatedHeader(h.to_string()));
+    }
+    if let Some(q) = params
+        .iter()
+        .find(|q| query.iter().filter(|(k, _)| k == *q).count() > 1)
+    {
+        return Err(AuthError::RepeatedQuery(q.to_string()));
+    }
     match auth {
         Auth::None => Ok(()),
         Auth::Token {

@@ -82,6 +82,12 @@ pub fn authorize_api(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
         }
         return Ok(());
     }
+    // Two tokens where one is read: fail closed rather than pick one.
+    if req.headers().get_all(header::AUTHORIZATION).count() > 1 {
+        return Err(ApiError::Unauthorized(
+            "the `Authorization` header was sent more than once; send one API token".into(),
+        ));
+    }
     let sent = req
         .headers()
         .get(header::AUTHORIZATION)
