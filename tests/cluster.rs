@@ -1311,3 +1311,32 @@ fn a_node_whose_config_lacks_a_program_leaves_its_tasks_to_a_node_that_has_it() 
     }
     assert!(!b.logs().contains("panicked"), "{}", b.logs());
 }
+
+#[test]
+fn a_cancel_asked_for_just_before_the_node_died_is_kept_at_the_takeover() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let slow = STAMP.replace("SLEEP: \"0.3\"", "SLEEP: \"20\"");
+    let mut b = node(&db, "b", "", shared.path(), &slow, STAMP_MAPPING);
+    let id = send(&b, r#"{"kind":"work"}"#).remove(0);
+    eventually("the task runs on b", Duration::from_secs(10), || {
+        task(&b, &id)["status"] == "running"
+    });
+    let a = node(&db, "a", "", shared.path(), &slow, STAMP_MAPPING);
+    b.kill9();
+    // Asked through a; b is gone and cannot stop it: the cancel is kept in
+    // the database for whoever takes b's work over.
+    let r = a.post(&format!("/tasks/{id}/cancel"), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text);
+    let done = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(30));
+    assert_eq!(done[0]["status"], "cancelled", "{}", done[0]);
+    assert_eq!(done[0]["attempt"], 1, "{}", done[0]);
+    // Not run again (the program says on_interrupt: rerun).
+    std::thread::sleep(Duration::from_secs(1));
+    let starts = runs(shared.path())
+        .iter()
+        .filter(|r| r.0 == "start" && r.1 == id)
+        .count();
+    assert_eq!(starts, 1, "{:?}", runs(shared.path()));
+}

@@ -284,7 +284,17 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
                 }
             }
         }
-        if !known {
+        let unsure = orphans.died && !started && !program.rerun_interrupted;
+        if let Some(reason) = orphans.cancels.get(&task.id()) {
+            // Cancelled by request before the node could stop it: cancelled,
+            // never run again.
+            finish(
+                &mut task,
+                started_at.filter(|_| started),
+                now,
+                Outcome::Cancelled { reason: reason.clone() },
+            );
+        } else if !known {
             finish(
                 &mut task,
                 started_at.filter(|_| started),
@@ -292,6 +302,21 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
                 Outcome::Failed {
                     exit_code: None,
                     error: Some(format!("program `{}` is no longer in the config", record.program)),
+                },
+            );
+        } else if unsure && !pinned_here {
+            // Claimed by a node that died before it recorded a start: its
+            // handler may have started in that moment. A program that is not
+            // run again after an interruption is not risked twice.
+            finish(
+                &mut task,
+                None,
+                now,
+                Outcome::Interrupted {
+                    reason: format!(
+                        "node `{}` died after claiming the task, before it recorded a start: it may have run, so it is not run again (on_interrupt: mark)",
+                        orphans.node
+                    ),
                 },
             );
         } else if !started && !pinned_here {

@@ -68,6 +68,13 @@ pub struct Orphans {
     pub pinned: Vec<TaskRecord>,
     /// Finished tasks whose callbacks it had not delivered.
     pub callbacks: Vec<TaskRecord>,
+    /// Running tasks someone asked to cancel (the reason), which the node
+    /// did not get to stop.
+    pub cancels: HashMap<Uuid, String>,
+    /// The node died (its lease expired) rather than stopping or being this
+    /// node's own earlier run: whether a claimed task's handler started is
+    /// unknown.
+    pub died: bool,
 }
 
 /// What the taker decided for one orphan: its new record and what to do with its body.
@@ -207,7 +214,7 @@ impl Postgres {
             let mut taken = Vec::new();
             for row in expired {
                 let name: String = row.get(0);
-                let orphans = orphans_of(&tx, &name).await?;
+                let mut orphans = orphans_of(&tx, &name).await?;
                 let had_work = !(orphans.running.is_empty() && orphans.pinned.is_empty() && orphans.callbacks.is_empty());
                 let was_stopped = tx
                     .execute(
@@ -219,6 +226,7 @@ impl Postgres {
                     .await
                     .map_err(&e)?
                     == 0;
+                orphans.died = !was_stopped;
                 if was_stopped && !had_work {
                     // Stopped cleanly and left nothing: it stays `stopped`.
                     continue;
@@ -742,10 +750,12 @@ async fn orphans_of(tx: &deadpool_postgres::Transaction<'_>, node: &str) -> Resu
         running: Vec::new(),
         pinned: Vec::new(),
         callbacks: Vec::new(),
+        cancels: HashMap::new(),
+        died: false,
     };
     for row in tx
         .query(
-            "SELECT seq, id::text, record, body FROM tasks WHERE node = $1 AND status = 'running' ORDER BY seq FOR UPDATE",
+            "SELECT seq, id::text, record, body, cancel_requested FROM tasks WHERE node = $1 AND status = 'running' ORDER BY seq FOR UPDATE",
             &[&node],
         )
         .await
@@ -753,7 +763,12 @@ async fn orphans_of(tx: &deadpool_postgres::Transaction<'_>, node: &str) -> Resu
     {
         let body: Option<Vec<u8>> = row.get(3);
         match task_row(row.get(0), row.get(1), row.get(2)) {
-            Ok(r) => orphans.running.push((r, Bytes::from(body.unwrap_or_default()))),
+            Ok(r) => {
+                if let Some(reason) = row.get::<_, Option<String>>(4) {
+                    orphans.cancels.insert(r.id, reason);
+                }
+                orphans.running.push((r, Bytes::from(body.unwrap_or_default())))
+            }
             Err(u) => tracing::error!(table = u.table, id = %u.id, error = %u.error, "a task of a node taken over cannot be read; it is left as it is"),
         }
     }
