@@ -624,9 +624,62 @@ fn the_overview_catches_up_after_a_burst() {
         "the cards to show every task finished",
         TEN,
         "const cards = [...document.querySelectorAll('.card')].map(c => c.textContent); \
-         return cards.length > 2 && cards[0].startsWith('Running0') && cards[2].includes('12 finished, 0 not succeeded')",
+         return cards.length > 2 && cards[0].startsWith('Running0') && cards[2].includes('12 finished, 0 failed')",
         &[],
     );
+}
+
+/// Bytes the page has transferred so far (its document and every request
+/// that completed: headers and bodies as sent, by the Resource Timing API).
+const TRANSFERRED: &str =
+    "const nav = performance.getEntriesByType('navigation').reduce((n, e) => n + e.transferSize, 0); \
+     return nav + performance.getEntriesByType('resource').reduce((n, e) => n + e.transferSize, 0);";
+
+#[test]
+fn the_first_page_and_the_task_list_stay_small_when_tasks_print_a_lot() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(&CONFIG.replacen(
+        "programs:",
+        "programs:\n  loud:\n    command: [sh, -c, 'head -c 61440 /dev/zero | tr \"\\0\" o; head -c 61440 /dev/zero | tr \"\\0\" e >&2']",
+        1,
+    ).replacen("    tick: {rules: [{run: ticker}]}", "    tick: {rules: [{run: ticker}]}\n    loud: {rules: [{run: loud}]}", 1));
+    // 40 tasks of 60 KiB on stdout and on stderr each: 4.8 MB of output tails.
+    let ids: Vec<String> = (0..40)
+        .map(|_| Daemon::task_ids(&deliver(&d, &json!({"kind": "loud"}))).remove(0))
+        .collect();
+    for id in &ids {
+        assert_eq!(d.wait_task(id)["stdout"].as_str().unwrap().len(), 61440);
+    }
+    // `/`, as a user types it: the overview, all it loads until its cards show.
+    b.goto(&d.url("/"));
+    b.wait(
+        "the overview's cards",
+        TEN,
+        "const cards = [...document.querySelectorAll('.card')].map(c => c.textContent); \
+         return cards.length > 2 && cards[2].includes('40 finished, 0 failed')",
+        &[],
+    );
+    connected(&b);
+    let first = b.js(TRANSFERRED, &[]).as_u64().unwrap();
+    eprintln!("the first page transferred {first} bytes");
+    assert!(first > 10_000, "the files were counted: {first}");
+    assert!(first < 200_000, "the first page transferred {first} bytes");
+    // The task list, its first page of 100 rows.
+    b.js("performance.clearResourceTimings()", &[]);
+    b.goto(&d.url("/ui#/tasks"));
+    b.wait(
+        "the task list",
+        TEN,
+        "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === '40 tasks shown, no older ones'",
+        &[],
+    );
+    let list = b.js(
+        "return performance.getEntriesByType('resource').reduce((n, e) => n + e.transferSize, 0)",
+        &[],
+    );
+    let list = list.as_u64().unwrap();
+    eprintln!("the task list transferred {list} bytes");
+    assert!(list < 200_000, "the task list transferred {list} bytes");
 }
 
 /// The text of the list's count line.

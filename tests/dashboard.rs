@@ -4,7 +4,8 @@
 
 mod common;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 const CONFIG: &str = r#"
 sources:
@@ -361,5 +362,212 @@ fn the_task_list_filters_by_node_and_id_prefix_in_every_store() {
                 r.error()
             );
         }
+    }
+}
+
+/// Every store the list tests run against: memory, SQLite, and PostgreSQL
+/// when a server is there.
+fn stores(db: &Option<common::pg::Db>) -> Vec<(&'static str, String)> {
+    let mut stores = vec![
+        ("memory", String::new()),
+        ("sqlite", "state:\n  path: $DIR/state.db\n".to_string()),
+    ];
+    if let Some(db) = db {
+        stores.push((
+            "postgres",
+            format!("state:\n  postgres: {}\n  connections: 2\n", db.url()),
+        ));
+    }
+    stores
+}
+
+const LOUD: &str = r#"
+sources:
+  app:
+    provider: generic
+    auth: none
+    event: {field: kind}
+programs:
+  loud:
+    command: [sh, -c, 'head -c 30000 /dev/zero | tr "\0" o; head -c 30000 /dev/zero | tr "\0" e >&2']
+  fail:
+    command: [sh, -c, 'exit 3']
+mappings:
+  app:
+    loud: {rules: [{run: loud}]}
+    fail: {rules: [{run: fail}]}
+"#;
+
+#[test]
+fn the_overview_counts_the_last_hours_failures_and_lists_can_leave_the_output_out() {
+    let db = common::pg::Db::create();
+    for (store, state) in stores(&db) {
+        let d = Daemon::start(&format!("{state}{LOUD}"));
+        // Before any task: nothing finished.
+        assert_eq!(
+            d.get("/-/overview").json()["last_hour"],
+            json!({"finished": 0, "failed": 0, "among_newest": 0}),
+            "{store}"
+        );
+        let mut ids = Vec::new();
+        for kind in ["loud", "fail", "loud", "fail", "loud"] {
+            let r = d.post_json("/hooks/app", &[], json!({ "kind": kind }).to_string().as_bytes());
+            ids.extend(Daemon::task_ids(&r));
+        }
+        for id in &ids {
+            d.wait_task(id);
+        }
+        let ov = d.get("/-/overview");
+        assert_eq!(ov.status, 200, "{store}: {}", ov.text);
+        assert_eq!(
+            ov.json()["last_hour"],
+            json!({"finished": 5, "failed": 2, "among_newest": 5}),
+            "{store}"
+        );
+        // The overview carries no task, so no output: it stays small.
+        assert!(ov.text.len() < 4096, "{store}: {} bytes", ov.text.len());
+
+        // With their tails by default; `output=none` leaves them out.
+        let full = d.get("/tasks?limit=100");
+        assert_eq!(full.status, 200, "{store}: {}", full.text);
+        assert!(full.text.len() > 5 * 30000, "{store}: {} bytes", full.text.len());
+        let explicit = d.get("/tasks?limit=100&output=tails").json();
+        assert_eq!(explicit["tasks"][0]["stdout"].as_str().unwrap().len(), 30000, "{store}");
+        let bare = d.get("/tasks?limit=100&output=none");
+        assert_eq!(bare.status, 200, "{store}: {}", bare.text);
+        assert!(bare.text.len() < 10000, "{store}: {} bytes", bare.text.len());
+        let tasks = bare.json()["tasks"].as_array().unwrap().clone();
+        let listed: Vec<&str> = tasks.iter().map(|t| t["id"].as_str().unwrap()).collect();
+        let want: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+        assert_eq!(listed, want, "{store}");
+        for t in &tasks {
+            let t = t.as_object().unwrap();
+            assert!(!t.contains_key("stdout") && !t.contains_key("stderr"), "{store}: {t:?}");
+            assert!(
+                t.contains_key("stdout_truncated") && t.contains_key("status"),
+                "{store}: {t:?}"
+            );
+        }
+        for bad in ["full", "NONE", ""] {
+            let r = d.get(&format!("/tasks?output={bad}"));
+            assert_eq!(r.status, 400, "{store} {bad}: {}", r.text);
+            assert_eq!(r.error(), format!("unknown output `{bad}`: expected tails or none"));
+        }
+    }
+}
+
+/// The ids and the `next` of a list's answer.
+fn page(d: &Daemon, path: &str, field: &str) -> (Vec<String>, Value) {
+    let r = d.get(path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text);
+    let v = r.json();
+    let ids = v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, v["next"].clone())
+}
+
+#[test]
+fn a_task_list_pages_on_after_the_task_at_its_cursor_is_deleted() {
+    let db = common::pg::Db::create();
+    for (store, state) in stores(&db) {
+        let d = Daemon::start(&format!("{state}{CONFIG}"));
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let r = d.post_json(
+                "/hooks/app",
+                &[],
+                json!({"kind": "say", "text": n}).to_string().as_bytes(),
+            );
+            ids.extend(Daemon::task_ids(&r));
+        }
+        for id in &ids {
+            d.wait_task(id);
+        }
+        let (first, next) = page(&d, "/tasks?limit=2", "tasks");
+        assert_eq!(first, [ids[5].clone(), ids[4].clone()], "{store}");
+        let next = next.as_str().expect("a cursor").to_string();
+        // The page's last task goes away.
+        assert_eq!(
+            request("DELETE", &d.url(&format!("/tasks/{}", ids[4])), &[], None).status,
+            204,
+            "{store}"
+        );
+        // Its id no longer marks a place, the cursor does.
+        assert_eq!(
+            d.get(&format!("/tasks?limit=2&before={}", ids[4])).status,
+            400,
+            "{store}"
+        );
+        let (second, next) = page(&d, &format!("/tasks?limit=2&before={next}"), "tasks");
+        assert_eq!(second, [ids[3].clone(), ids[2].clone()], "{store}");
+        let (third, next) = page(
+            &d,
+            &format!("/tasks?limit=2&before={}", next.as_str().unwrap()),
+            "tasks",
+        );
+        assert_eq!(third, [ids[1].clone(), ids[0].clone()], "{store}");
+        // A full page may be the last: the one after it is empty, with no cursor.
+        let (fourth, next) = page(
+            &d,
+            &format!("/tasks?limit=2&before={}", next.as_str().unwrap()),
+            "tasks",
+        );
+        assert_eq!((fourth.len(), next), (0, Value::Null), "{store}");
+        // A page that is not full is the last.
+        assert_eq!(page(&d, "/tasks?limit=10", "tasks").1, Value::Null, "{store}");
+        // The same with `output=none` and a filter.
+        let (some, _) = page(&d, "/tasks?limit=10&output=none&program=echo&before=~999999", "tasks");
+        assert_eq!(some.len(), 5, "{store}");
+        for bad in ["~", "~x", "~-1", "~99999999999999999999999"] {
+            assert_eq!(d.get(&format!("/tasks?before={bad}")).status, 400, "{store} {bad}");
+        }
+    }
+}
+
+#[test]
+fn a_delivery_list_pages_on_after_the_record_at_its_cursor_is_dropped() {
+    let db = common::pg::Db::create();
+    for (store, state) in stores(&db) {
+        let config = format!("{state}deliveries:\n  keep_refused: 2\n{CONFIG}");
+        let d = Daemon::start(&config);
+        // Three kept under `deliveries.keep`, then two refused ones.
+        let mut accepted = Vec::new();
+        for n in 0..3 {
+            let r = d.post_json(
+                "/hooks/app",
+                &[],
+                json!({"kind": "say", "text": n}).to_string().as_bytes(),
+            );
+            assert_eq!(r.status, 202, "{store}");
+            accepted.push(r.json()["delivery_id"].as_str().unwrap().to_string());
+        }
+        let refuse = || assert_eq!(d.post_json("/hooks/nosuch", &[], b"{}").status, 404);
+        refuse();
+        refuse();
+        // Refused records are written in the background.
+        eventually("the refused records listed", Duration::from_secs(10), || {
+            page(&d, "/deliveries?outcome=refused", "deliveries").0.len() == 2
+        });
+        let (first, next) = page(&d, "/deliveries?limit=2", "deliveries");
+        let next = next.as_str().expect("a cursor").to_string();
+        let last = first[1].clone();
+        // Strangers churn the refused budget: the page's records are dropped.
+        refuse();
+        refuse();
+        eventually("the page's last record dropped", Duration::from_secs(10), || {
+            d.get(&format!("/deliveries?before={last}")).status == 400
+        });
+        let (second, next) = page(&d, &format!("/deliveries?limit=2&before={next}"), "deliveries");
+        assert_eq!(second, [accepted[2].clone(), accepted[1].clone()], "{store}");
+        let (third, next) = page(
+            &d,
+            &format!("/deliveries?limit=2&before={}", next.as_str().unwrap()),
+            "deliveries",
+        );
+        assert_eq!((third, next), (vec![accepted[0].clone()], Value::Null), "{store}");
     }
 }

@@ -352,18 +352,18 @@ function coalesce(fn, ms) {
 }
 
 /**
- * Fetches `path + id` for each id `want(id)` is given, a batch at a time
+ * Fetches `pathOf(id)` for each id `want(id)` is given, a batch at a time
  * (one batch in flight, so an older state never lands after a newer one;
  * what comes meanwhile makes the next batch), and gives each record found
- * to `put`. `want.stop()` drops what is pending; `want.during(p)` holds
- * batches back while `p` runs.
+ * (`pick(answer)`) to `put`. `want.stop()` drops what is pending;
+ * `want.during(p)` holds batches back while `p` runs.
  */
-function batchFetch(path, put) {
+function batchFetch(pathOf, pick, put) {
   const pending = new Set();
   const flush = coalesce(async () => {
     const ids = [...pending];
     pending.clear();
-    const got = await Promise.all(ids.map((id) => getJson(path + encodeURIComponent(id)).catch(() => null)));
+    const got = await Promise.all(ids.map((id) => getJson(pathOf(id)).then(pick).catch(() => null)));
     for (const r of got) if (r) put(r, false);
   }, 50);
   const want = (id) => { pending.add(id); flush(); };
@@ -466,17 +466,15 @@ async function overviewPage(el) {
   // Drawn again in place as tasks change; changes that come while it
   // loads get one more load after it, so the last of a burst is shown too.
   const load = async () => {
-    const [ov, nodes, recent, ready] = await Promise.all([
+    const [ov, nodes, ready] = await Promise.all([
       getJson('/-/overview'),
       getJson('/nodes').catch(() => null),
-      getJson('/tasks?limit=1000').catch(() => ({ tasks: [] })),
       fetch('/readyz', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json()).catch(() => null),
     ]);
     if (page !== mine) return;
-    const hour = Date.now() - 3600e3;
-    const finished = recent.tasks.filter((t) => t.finished_at && new Date(t.finished_at) >= hour);
-    const bad = finished.filter((t) => t.status !== 'succeeded' && t.status !== 'cancelled');
-    const rate = finished.length ? Math.round((100 * bad.length) / finished.length) + ' %' : '—';
+    // Counted by the daemon among the newest 1000 tasks (no task list fetched).
+    const lh = ov.last_hour;
+    const rate = lh && lh.finished ? Math.round((100 * lh.failed) / lh.finished) + ' %' : '—';
     const card = (label, n, sub) => h('div', { class: 'card' }, h('span', { class: 'muted' }, label), h('span', { class: 'n' }, n), sub ? h('span', { class: 'muted' }, sub) : null);
     clear(el);
     add(el, [
@@ -484,7 +482,9 @@ async function overviewPage(el) {
       h('div', { class: 'cards' },
         card('Running', String(ov.running), 'of ' + ov.limits.max_concurrent + ' at once (tasks.max_concurrent)'),
         card('Queued', String(ov.queued), 'of ' + ov.limits.max_queued + ' (tasks.max_queued)'),
-        card('Failure rate, last hour', rate, finished.length + ' finished, ' + bad.length + ' not succeeded'),
+        card('Failure rate, last hour', rate, lh
+          ? lh.finished + ' finished, ' + lh.failed + ' failed (among the newest ' + lh.among_newest + ' tasks)'
+          : 'the store cannot be read just now'),
         card('Store', ready && ready.store ? (ready.store.writable ? 'writable' : 'cannot write') : 'memory only',
           ready && ready.store ? ready.store.store : 'no state: configured')),
       h('h2', {}, 'Programs'),
@@ -553,7 +553,7 @@ function pagedRows({ tbody, status, more, path, field, query, rowOf, at, matches
   const shown = new Map();
   const entries = new WeakMap();
   const order = new Map();
-  let cursor = null;
+  let cursor = null; // the `next` of the last page loaded
   let oldest = null;
   let end = false;
   let failed = false;
@@ -593,14 +593,14 @@ function pagedRows({ tbody, status, more, path, field, query, rowOf, at, matches
     const q = new URLSearchParams(query);
     q.set('limit', String(PAGE));
     if (cursor) q.set('before', cursor);
-    const page = (await getJson(path + '?' + q))[field];
+    const answer = await getJson(path + '?' + q);
+    const page = answer[field];
     failed = false;
     for (const r of page) put(r, true);
-    if (page.length) {
-      cursor = page[page.length - 1].id;
-      oldest = { at: at(page[page.length - 1]), order: 0 };
-    }
-    if (page.length < PAGE) end = true;
+    if (page.length) oldest = { at: at(page[page.length - 1]), order: 0 };
+    // A cursor, not the last row's id: it stays good when that row is deleted or pruned.
+    cursor = answer.next;
+    if (!cursor) end = true;
     count();
     more.disabled = end;
     more.hidden = end;
@@ -658,6 +658,8 @@ async function tasksPage(el, query) {
   const base = new URLSearchParams();
   for (const k of ['status', 'program', 'source', 'node']) if (f[k]) base.set(k, f[k]);
   if (f.q) base.set('id', f.q.toLowerCase());
+  // The list shows no output: the tasks come without their output tails.
+  base.set('output', 'none');
   const { shown, put, seen, first } = pagedRows({
     tbody, status, more, path: '/tasks', field: 'tasks', query: base, rowOf: taskRow,
     at: (t) => Date.parse(t.created_at), matches: (t) => taskMatches(t, f), noun: ['task', 'tasks'],
@@ -675,7 +677,7 @@ async function tasksPage(el, query) {
   // judges it by every filter. One batch at a time, so a task's older
   // state never lands after a newer one; what comes meanwhile (the first
   // page's load included) makes the next batch.
-  const fetchTask = batchFetch('/tasks/', put);
+  const fetchTask = batchFetch((id) => '/tasks?output=none&limit=1&id=' + encodeURIComponent(id), (a) => a.tasks[0], put);
   onCleanup(fetchTask.stop);
   onCleanup(live.on((kind, data) => {
     if (kind === 'poll') return pollNewest().catch(() => {});
@@ -911,7 +913,7 @@ async function deliveriesPage(el, query) {
     noun: ['delivery', 'deliveries'],
   });
   // Live as on the tasks page: one batch of records fetched at a time.
-  const fetchDelivery = batchFetch('/deliveries/', put);
+  const fetchDelivery = batchFetch((id) => '/deliveries/' + encodeURIComponent(id), (a) => a, put);
   onCleanup(fetchDelivery.stop);
   onCleanup(live.on(async (kind, data) => {
     if (kind === 'reset') return route();

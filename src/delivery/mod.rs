@@ -305,27 +305,45 @@ impl DeliveryLog {
     /// Records matching `filter`, newest first, older than the record
     /// `before` if given; `None` if there is no record `before`.
     pub fn list(&self, filter: &Filter, before: Option<&str>) -> Option<Vec<Arc<Record>>> {
-        let found: Vec<Arc<Frozen>> = {
+        self.page(filter, before.map(Below::Record)).map(|(records, _)| records)
+    }
+
+    /// Records matching `filter`, newest first, below `before`; with the
+    /// log's number of the last one when the page is full (where the next
+    /// page starts: `Below::Seq`). `None` if there is no record `before`.
+    pub fn page(&self, filter: &Filter, before: Option<Below<'_>>) -> Option<(Vec<Arc<Record>>, Option<u64>)> {
+        let (found, last): (Vec<Arc<Frozen>>, Option<u64>) = {
             let log = self.lock();
             let below = match before {
                 None => u64::MAX,
-                Some(id) => log.newest_first(None).find(|k| &*k.record.id == id)?.n,
+                Some(Below::Seq(n)) => n,
+                Some(Below::Record(id)) => log.newest_first(None).find(|k| &*k.record.id == id)?.n,
             };
-            log.newest_first(filter.outcome)
+            let taken: Vec<&Kept> = log
+                .newest_first(filter.outcome)
                 .skip_while(|k| k.n >= below)
-                .map(|k| &k.record)
-                .filter(|r| {
+                .filter(|k| {
+                    let r = &k.record;
                     let (source, event) = r.source_and_event();
                     filter.source.as_deref().is_none_or(|s| source == s)
                         && filter.event.as_deref().is_none_or(|e| event == Some(e))
                         && filter.outcome.is_none_or(|o| r.outcome == o)
                 })
                 .take(filter.limit)
-                .cloned()
-                .collect()
+                .collect();
+            let last = taken.last().map(|k| k.n).filter(|_| taken.len() >= filter.limit);
+            (taken.iter().map(|k| k.record.clone()).collect(), last)
         };
-        Some(found.iter().filter_map(|f| f.thaw().map(Arc::new)).collect())
+        Some((found.iter().filter_map(|f| f.thaw().map(Arc::new)).collect(), last))
     }
+}
+
+/// Where a page of the log starts: below a record, or below a number of
+/// the log's (a `next` cursor, good after its record was dropped).
+#[derive(Debug, Clone, Copy)]
+pub enum Below<'a> {
+    Record(&'a str),
+    Seq(u64),
 }
 
 #[cfg(test)]

@@ -429,6 +429,23 @@ impl Engine {
         tasks.iter().map(|t| self.inner.view(t)).collect()
     }
 
+    /// The states of the newest `limit` tasks in memory, newest first.
+    pub fn newest_states(&self, limit: usize) -> Vec<task::TaskState> {
+        self.inner.lock().newest_states(limit)
+    }
+
+    /// A page of [`Engine::list`], and when it is full, the sequence number
+    /// of its last task (where the next page starts).
+    pub fn list_page(&self, filter: &Filter) -> (Vec<TaskView>, Option<u64>) {
+        let tasks = self.inner.lock().list(filter);
+        let next = if tasks.len() >= filter.limit {
+            tasks.last().map(|t| t.spec.seq)
+        } else {
+            None
+        };
+        (tasks.iter().map(|t| self.inner.view(t)).collect(), next)
+    }
+
     /// A task's sequence number (a paging cursor), if the engine holds it.
     pub fn seq(&self, id: &Uuid) -> Option<u64> {
         self.inner.lock().seq(id)

@@ -515,6 +515,17 @@ impl Sched {
         self.tasks.get(id).map(|t| t.spec.seq)
     }
 
+    /// The states of the newest `limit` tasks, newest first.
+    pub fn newest_states(&self, limit: usize) -> Vec<TaskState> {
+        self.order
+            .values()
+            .rev()
+            .filter_map(|id| self.tasks.get(id))
+            .take(limit)
+            .map(|t| t.state.clone())
+            .collect()
+    }
+
     /// Tasks matching `filter`, newest first.
     pub fn list(&self, filter: &Filter) -> Vec<Task> {
         self.order

@@ -6,12 +6,14 @@ use super::access::authorize_api;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::Auth;
-use crate::engine::task::Status;
+use crate::engine::task::{Status, TaskState};
 use crate::engine::Filter;
+use crate::store::record::StateRecord;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `GET /-/overview`: this node, its limits, running and queued tasks per
 /// program with each program's limit and environment names, and the sources
@@ -72,6 +74,7 @@ pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             })
         })
         .collect();
+    let last_hour = last_hour(&state).await;
     Ok(HttpResponse::Ok().json(json!({
         "node": config.node.name,
         "clustered": state.engine.cluster().is_some(),
@@ -86,7 +89,66 @@ pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         "queued": total_queued,
         "programs": programs,
         "sources": sources,
+        "last_hour": last_hour,
     })))
+}
+
+/// How many tasks the overview's failure figures look at: the newest.
+const RECENT_TASKS: usize = 1000;
+
+/// Among the newest 1000 tasks (the store's when there is one, else those in
+/// memory): how many finished in the last hour, and how many of those ended
+/// other than `succeeded` or `cancelled`. Null when the store cannot be read.
+async fn last_hour(state: &AppState) -> serde_json::Value {
+    // Each task's status, and when it finished.
+    let live = |t: &TaskState| match t {
+        TaskState::Finished { finished_at, .. } => (t.status(), Some(*finished_at)),
+        _ => (t.status(), None),
+    };
+    let from_memory = || state.engine.newest_states(RECENT_TASKS).iter().map(live).collect();
+    let states: Vec<(Status, Option<SystemTime>)> = if state.engine.store().is_some() {
+        let query = crate::store::TaskQuery {
+            limit: RECENT_TASKS,
+            ..Default::default()
+        };
+        match state
+            .read_store(move |s| async move { s.list_tasks(&query).await })
+            .await
+        {
+            Ok(Some(page)) => page
+                .rows
+                .into_iter()
+                // A task still in memory in its live state (the stored one can trail).
+                .map(|r| match state.engine.get(&r.id) {
+                    Some(t) => live(&t.state),
+                    None => match r.state {
+                        StateRecord::Finished {
+                            status, finished_ms, ..
+                        } => (
+                            status,
+                            Some(UNIX_EPOCH + Duration::from_millis(finished_ms.max(0) as u64)),
+                        ),
+                        other => (other.status(), None),
+                    },
+                })
+                .collect(),
+            Ok(None) => from_memory(),
+            Err(_) => return serde_json::Value::Null,
+        }
+    } else {
+        from_memory()
+    };
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let (mut finished, mut failed) = (0, 0);
+    for (status, finished_at) in &states {
+        if finished_at.is_some_and(|t| t >= hour_ago) {
+            finished += 1;
+            if !matches!(status, Status::Succeeded | Status::Cancelled) {
+                failed += 1;
+            }
+        }
+    }
+    json!({ "finished": finished, "failed": failed, "among_newest": states.len() })
 }
 
 #[derive(Deserialize)]

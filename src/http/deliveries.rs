@@ -4,10 +4,11 @@ use super::access::authorize_api;
 use super::error::ApiError;
 use super::AppState;
 use crate::delivery::record::Record;
-use crate::delivery::{Filter, Outcome};
+use crate::delivery::{Below, Filter, Outcome};
 use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,17 +62,25 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         outcome,
         limit,
     };
+    // A `next` cursor is a place in the log, good after its record is gone.
+    let cursor = q.before.as_deref().and_then(super::parse_cursor);
     if state.deliveries.store().is_none() {
-        let records = state
+        let below = match (cursor, q.before.as_deref()) {
+            (Some(n), _) => Some(Below::Seq(n)),
+            (None, Some(id)) => Some(Below::Record(id)),
+            (None, None) => None,
+        };
+        let (records, next) = state
             .deliveries
-            .list(&filter, q.before.as_deref())
+            .page(&filter, below)
             .ok_or_else(|| no_cursor(q.before.as_deref().unwrap_or_default()))?;
         let deliveries: Vec<_> = records.iter().map(|r| r.view()).collect();
-        return Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })));
+        return Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries, "next": next.map(super::cursor) })));
     };
-    let before_seq = match q.before.clone() {
-        None => None,
-        Some(b) => Some(
+    let before_seq = match (cursor, q.before.clone()) {
+        (Some(seq), _) => Some(seq),
+        (None, None) => None,
+        (None, Some(b)) => Some(
             state
                 .read_store(move |s| async move { s.delivery_seq(&b).await })
                 .await?
@@ -86,11 +95,14 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         before_seq,
         limit,
     };
-    let records = state
+    let Some(page) = state
         .read_store(move |s| async move { s.list_deliveries(&query).await })
         .await?
-        .unwrap_or_default();
-    let deliveries: Vec<serde_json::Value> = records
+    else {
+        return Ok(HttpResponse::Ok().json(json!({ "deliveries": [], "next": null })));
+    };
+    let deliveries: Vec<serde_json::Value> = page
+        .rows
         .into_iter()
         .map(|stored| {
             // Records still in memory may have gained links (replays) since.
@@ -100,7 +112,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": deliveries })))
+    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries, "next": page.next_seq.map(super::cursor) })))
 }
 
 pub async fn get(

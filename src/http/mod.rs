@@ -96,6 +96,22 @@ pub(crate) fn parse_query_string<T: serde::de::DeserializeOwned>(
         })
 }
 
+/// A list's paging cursor, answered as `next` and taken by `before`: `~`
+/// and the sequence number of the oldest row the page read. It names a
+/// place in the history, not a row, so it stays good when that row is gone.
+pub(crate) fn cursor(seq: u64) -> String {
+    format!("~{seq}")
+}
+
+/// `before` read as a cursor (`~` and digits), if it is one.
+pub(crate) fn parse_cursor(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix('~')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// A `?name=` value that must be one of `all` (by their names).
 pub(crate) fn parse_choice<T: Copy>(
     name: &str,

@@ -25,6 +25,14 @@ pub struct ListQuery {
     id: Option<String>,
     limit: Option<String>,
     before: Option<String>,
+    output: Option<String>,
+}
+
+/// Where a page of `GET /tasks` starts: below a task, or at a `next` cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    Task(Uuid),
+    Cursor(u64),
 }
 
 /// What `GET /tasks` was asked for, from its query string alone (whether
@@ -41,25 +49,41 @@ pub struct TaskListQuery {
     pub id_prefix: Option<String>,
     /// 1 to 1000, default 50.
     pub limit: usize,
-    pub before: Option<Uuid>,
+    pub before: Option<Before>,
+    /// `output=none`: each task without its output tails (`stdout`, `stderr`
+    /// and those of its earlier attempts).
+    pub without_output: bool,
 }
 
 /// Parses the query string of `GET /tasks` (without the `?`).
 pub fn parse_task_list_query(query_string: &str) -> Result<TaskListQuery, ApiError> {
     let q: ListQuery = super::parse_query_string(
         query_string,
-        "status, source, event, program, node, id, limit and before",
+        "status, source, event, program, node, id, limit, before and output",
     )?;
     let status = super::parse_choice("status", q.status.as_deref(), &Status::ALL, Status::as_str)?;
     let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.before.as_deref() {
         None => None,
-        Some(b) => Some(Uuid::parse_str(b).map_err(|_| {
-            ApiError::BadRequest(format!(
-                "`before` must be a task id, not `{}`",
-                crate::logging::escape(b)
-            ))
-        })?),
+        Some(b) => Some(match super::parse_cursor(b) {
+            Some(seq) => Before::Cursor(seq),
+            None => Before::Task(Uuid::parse_str(b).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "`before` must be a task id or the `next` of an earlier page, not `{}`",
+                    crate::logging::escape(b)
+                ))
+            })?),
+        }),
+    };
+    let without_output = match q.output.as_deref() {
+        None | Some("tails") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown output `{}`: expected tails or none",
+                crate::logging::escape(other)
+            )))
+        }
     };
     let id_prefix = match q.id.as_deref() {
         None | Some("") => None,
@@ -74,6 +98,7 @@ pub fn parse_task_list_query(query_string: &str) -> Result<TaskListQuery, ApiErr
         id_prefix,
         limit,
         before,
+        without_output,
     })
 }
 
@@ -81,10 +106,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     authorize_api(&req, &state)?;
     let q = parse_task_list_query(req.query_string())?;
     let (status, limit, before) = (q.status, q.limit, q.before);
-    // The cursor must name a task there is: its place in the history.
+    // A task id must name a task there is: its place in the history. A
+    // cursor is that place itself, whether or not its task is still there.
     let before_seq = match before {
         None => None,
-        Some(id) => match state.engine.seq(&id) {
+        Some(Before::Cursor(seq)) => Some(seq),
+        Some(Before::Task(id)) => match state.engine.seq(&id) {
             Some(seq) => Some(seq),
             None => state
                 .read_store(move |s| async move { s.task_seq(id).await })
@@ -108,7 +135,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let unfinished = filter.status.is_some_and(|s| !s.is_final());
     // (A cluster's queued and running tasks are the whole cluster's: from the store.)
     if (unfinished && state.engine.cluster().is_none()) || state.engine.store().is_none() {
-        return Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": state.engine.list(&filter) })));
+        let (tasks, next_seq) = state.engine.list_page(&filter);
+        return Ok(page(&tasks, next_seq, q.without_output));
     }
     // History comes from the store; tasks still in memory show their live state.
     let query = crate::store::TaskQuery {
@@ -121,17 +149,47 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         before_seq,
         limit,
     };
-    let records = state
+    let Some(records) = state
         .read_store(move |s| async move { s.list_tasks(&query).await })
         .await?
-        .unwrap_or_default();
+    else {
+        return Ok(page(&[], None, q.without_output));
+    };
     let tasks: Vec<TaskView> = records
+        .rows
         .iter()
         .map(|r| state.engine.task(&r.id).unwrap_or_else(|| TaskView::of(r, None)))
         // The stored status can trail the live one by a moment.
         .filter(|view| filter.status.is_none_or(|s| view.status == s))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
+    Ok(page(&tasks, records.next_seq, q.without_output))
+}
+
+/// The answer of `GET /tasks`: the tasks (without their output tails when
+/// asked), and `next`, the cursor of the following page (null at the end).
+fn page(tasks: &[TaskView], next_seq: Option<u64>, without_output: bool) -> HttpResponse {
+    let next = next_seq.map(super::cursor);
+    if !without_output {
+        return HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks, "next": next }));
+    }
+    let tasks: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            if let Some(task) = v.as_object_mut() {
+                task.remove("stdout");
+                task.remove("stderr");
+                if let Some(attempts) = task.get_mut("attempts").and_then(|a| a.as_array_mut()) {
+                    for a in attempts.iter_mut().filter_map(|a| a.as_object_mut()) {
+                        a.remove("stdout");
+                        a.remove("stderr");
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks, "next": next }))
 }
 
 /// `?id=`: the start of a task id as ids are shown (`3f2a9c1e-4b…`), in

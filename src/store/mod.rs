@@ -110,6 +110,18 @@ pub struct Retention {
     pub body_bytes: usize,
 }
 
+/// A list's rows as read, each with its sequence number, newest first.
+pub type Rows<T> = Vec<(u64, Result<T, Unreadable>)>;
+
+/// One page of a list, newest first.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    /// When the page was full: the sequence number of the oldest row read,
+    /// from which the next page goes on (`before_seq`); `None` at the end.
+    pub next_seq: Option<u64>,
+}
+
 /// Which tasks a list wants, newest first.
 #[derive(Debug, Default, Clone)]
 pub struct TaskQuery {
@@ -298,6 +310,20 @@ impl Store {
     }
 
     /// Keeps the records that decode; logs and counts the rest.
+    /// A list's readable rows, and where the next page starts when this one
+    /// was full (unreadable rows count: they were read).
+    fn page<T>(&self, rows: Rows<T>, limit: usize) -> Page<T> {
+        let next_seq = if rows.len() >= limit {
+            rows.last().map(|(seq, _)| *seq)
+        } else {
+            None
+        };
+        Page {
+            rows: self.readable(rows.into_iter().map(|(_, r)| r).collect()),
+            next_seq,
+        }
+    }
+
     fn readable<T>(&self, rows: Vec<Result<T, Unreadable>>) -> Vec<T> {
         rows.into_iter()
             .filter_map(|r| r.map_err(|u| self.note_unreadable(u)).ok())
@@ -333,13 +359,14 @@ impl Store {
             .unwrap_or_else(|e| Err(StoreError::new("read", e)))
     }
 
-    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<Page<TaskRecord>, StoreError> {
+        let limit = q.limit;
         let q = q.clone();
         let rows = match &self.backend {
             Backend::Sqlite(s) => Store::blocking(s, move |s| s.list_tasks(&q)).await?,
             Backend::Postgres(p) => p.list_tasks(&q).await?,
         };
-        Ok(self.readable(rows))
+        Ok(self.page(rows, limit))
     }
 
     /// A task's sequence number (a paging cursor), if it is stored.
@@ -402,13 +429,14 @@ impl Store {
         }
     }
 
-    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
+    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<DeliveryRecord>, StoreError> {
+        let limit = q.limit;
         let q = q.clone();
         let rows = match &self.backend {
             Backend::Sqlite(s) => Store::blocking(s, move |s| s.list_deliveries(&q)).await?,
             Backend::Postgres(p) => p.list_deliveries(&q).await?,
         };
-        Ok(self.readable(rows))
+        Ok(self.page(rows, limit))
     }
 
     /// A delivery's sequence number (a paging cursor), if it is stored.

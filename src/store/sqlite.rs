@@ -178,7 +178,7 @@ impl Sqlite {
         f(&conn).map_err(err(op))
     }
 
-    pub fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<Result<TaskRecord, Unreadable>>, StoreError> {
+    pub fn list_tasks(&self, q: &TaskQuery) -> Result<super::Rows<TaskRecord>, StoreError> {
         if q.node.is_some() {
             // A SQLite store is one node's, outside any cluster: its tasks have no node.
             return Ok(Vec::new());
@@ -199,7 +199,10 @@ impl Sqlite {
             ("id <= ", high),
         ];
         let rows = self.read("list tasks", |c| list(c, "tasks", &filters, q.before_seq, q.limit))?;
-        Ok(rows.into_iter().map(|(id, data)| decode_task(id, data)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, data, seq)| (seq, decode_task(id, data)))
+            .collect())
     }
 
     pub fn task_seq(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
@@ -266,7 +269,7 @@ impl Sqlite {
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    pub fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Result<DeliveryRecord, Unreadable>>, StoreError> {
+    pub fn list_deliveries(&self, q: &DeliveryQuery) -> Result<super::Rows<DeliveryRecord>, StoreError> {
         let filters = [
             ("source", q.source.clone()),
             ("event", q.event.clone()),
@@ -275,7 +278,10 @@ impl Sqlite {
         let rows = self.read("list deliveries", |c| {
             list(c, "deliveries", &filters, q.before_seq, q.limit)
         })?;
-        Ok(rows.into_iter().map(|(id, data)| decode_delivery(id, data)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, data, seq)| (seq, decode_delivery(id, data)))
+            .collect())
     }
 
     /// Whether any delivery is stored.
@@ -398,17 +404,18 @@ fn decode_delivery(Id(id): Id, Data(data): Data) -> Result<DeliveryRecord, Unrea
     })
 }
 
-/// Rows of `table` (id and record, newest first) matching the given column
-/// filters, before `before_seq`. Column names are ours, never input.
+/// Rows of `table` (id, record and sequence number, newest first) matching
+/// the given column filters, before `before_seq`. Column names are ours,
+/// never input.
 fn list(
     c: &Connection,
     table: &str,
     filters: &[(&str, Option<String>)],
     before_seq: Option<u64>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Id, Data)>> {
+) -> rusqlite::Result<Vec<(Id, Data, u64)>> {
     let before = before_seq.map_or(i64::MAX, |s| s as i64);
-    let mut sql = format!("SELECT id, data FROM {table} WHERE seq < ?1");
+    let mut sql = format!("SELECT id, data, seq FROM {table} WHERE seq < ?1");
     let mut args: Vec<&String> = Vec::new();
     for (col, value) in filters {
         if let Some(v) = value {
@@ -426,7 +433,9 @@ fn list(
     let mut stmt = c.prepare_cached(&sql)?;
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&before];
     values.extend(args.iter().map(|a| *a as &dyn rusqlite::ToSql));
-    let rows = stmt.query_map(values.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(values.as_slice(), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+    })?;
     rows.collect()
 }
 

@@ -276,7 +276,7 @@ impl Postgres {
             .unwrap_or_else(|e| Err(StoreError::new("connect to listen", e)))
     }
 
-    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<Vec<Result<TaskRecord, Unreadable>>, StoreError> {
+    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<super::Rows<TaskRecord>, StoreError> {
         let q = q.clone();
         self.with("list tasks", move |c| async move {
             let mut sql = "SELECT seq, id::text, record FROM tasks WHERE seq < $1".to_string();
@@ -313,7 +313,10 @@ impl Postgres {
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&before];
             params.extend(args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)));
             let rows = c.query(&sql, &params).await.map_err(db("list tasks"))?;
-            Ok(rows.iter().map(|r| task_row(r.get(0), r.get(1), r.get(2))).collect())
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, task_row(r.get(0), r.get(1), r.get(2))))
+                .collect())
         })
         .await
     }
@@ -340,13 +343,10 @@ impl Postgres {
         .await
     }
 
-    pub async fn list_deliveries(
-        &self,
-        q: &DeliveryQuery,
-    ) -> Result<Vec<Result<DeliveryRecord, Unreadable>>, StoreError> {
+    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<super::Rows<DeliveryRecord>, StoreError> {
         let q = q.clone();
         self.with("list deliveries", move |c| async move {
-            let mut sql = "SELECT id, record FROM deliveries WHERE seq < $1".to_string();
+            let mut sql = "SELECT id, record, seq FROM deliveries WHERE seq < $1".to_string();
             let before = q.before_seq.map_or(i64::MAX, |s| s as i64);
             let mut args: Vec<String> = Vec::new();
             for (col, value) in [
@@ -363,7 +363,10 @@ impl Postgres {
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&before];
             params.extend(args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)));
             let rows = c.query(&sql, &params).await.map_err(db("list deliveries"))?;
-            Ok(rows.iter().map(|r| delivery_row(r.get(0), r.get(1))).collect())
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(2) as u64, delivery_row(r.get(0), r.get(1))))
+                .collect())
         })
         .await
     }
