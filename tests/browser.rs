@@ -682,6 +682,55 @@ fn the_first_page_and_the_task_list_stay_small_when_tasks_print_a_lot() {
     assert!(list < 200_000, "the task list transferred {list} bytes");
 }
 
+#[test]
+fn a_flood_of_refused_requests_costs_the_deliveries_page_no_requests() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    open_live(&b, &d, "deliveries", "Deliveries");
+    b.js(
+        "performance.setResourceTimingBufferSize(100000); performance.clearResourceTimings()",
+        &[],
+    );
+    // A stranger's flood: 3000 requests to a source that does not exist.
+    let url = d.url("/hooks/nosuch");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..750 {
+                    assert_eq!(request("POST", &url, &[], Some(b"{}")).status, 404);
+                }
+            });
+        }
+    });
+    // Every one is accounted for: a row, or counted in the line above the list.
+    let shown = b.wait(
+        "the page to account for the 3000 records",
+        Duration::from_secs(30),
+        "const rows = document.querySelectorAll('#deliveries tbody tr').length; \
+         const n = document.getElementById('newer'); const waiting = n ? Number(n.dataset.waiting || 0) : 0; \
+         return rows + waiting === 3000 && rows",
+        &[],
+    );
+    assert_eq!(shown, json!(500), "the rows added live are bounded");
+    let requests = b.js("return performance.getEntriesByType('resource').length", &[]);
+    assert!(requests.as_u64().unwrap() <= 5, "the page made {requests} requests");
+    // Still usable: the newest page on request, and another page.
+    b.click("#newer button");
+    b.wait(
+        "the newest page",
+        TEN,
+        "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === '100 deliveries shown'",
+        &[],
+    );
+    b.click("nav a[data-page=overview]");
+    b.wait(
+        "the overview",
+        TEN,
+        "const h = document.querySelector('main h1'); return h && h.textContent === 'Overview'",
+        &[],
+    );
+}
+
 /// The text of the list's count line.
 const COUNT_LINE: &str =
     "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === arguments[0]";

@@ -7,6 +7,8 @@ const TOKEN_KEY = 'hookrunner.api-token';
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'interrupted'];
 const OUTCOMES = ['accepted', 'ignored', 'duplicate', 'rejected', 'refused'];
 const PAGE = 100;
+// Rows a list adds live before it asks to be loaded again.
+const LIVE_MAX = 500;
 
 // ------------------------------------------------------------------ DOM
 
@@ -906,20 +908,43 @@ async function deliveriesPage(el, query) {
     status, h('div', { class: 'more' }, more)]);
   const base = new URLSearchParams();
   for (const k of ['source', 'outcome', 'event']) if (f[k]) base.set(k, f[k]);
+  const matches = (d) => !((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event));
   const { put, seen, first } = pagedRows({
     tbody, status, more, path: '/deliveries', field: 'deliveries', query: base, rowOf: deliveryRow,
-    at: (d) => Date.parse(d.received_at),
-    matches: (d) => !((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event)),
-    noun: ['delivery', 'deliveries'],
+    at: (d) => Date.parse(d.received_at), matches, noun: ['delivery', 'deliveries'],
   });
-  // Live as on the tasks page: one batch of records fetched at a time.
-  const fetchDelivery = batchFetch((id) => '/deliveries/' + encodeURIComponent(id), (a) => a, put);
-  onCleanup(fetchDelivery.stop);
+  // Live, from the events' own data (no request per record, so a flood of
+  // refused requests costs this page no fetch), drawn at most four times a
+  // second, and at most LIVE_MAX rows added: past that, a line says how
+  // many more came, with a button that loads the newest page.
+  let added = 0;
+  let waiting = 0;
+  const pending = [];
+  const newer = h('div', { class: 'newer muted', id: 'newer', role: 'status', hidden: true });
+  const notice = () => {
+    newer.hidden = waiting === 0;
+    newer.dataset.waiting = String(waiting);
+    clear(newer);
+    if (waiting) add(newer, [waiting + ' newer ' + (waiting === 1 ? 'delivery' : 'deliveries') + ' not shown. ',
+      h('button', { type: 'button', onclick: () => route() }, 'Show the newest')]);
+  };
+  form.after(newer);
+  const draw = coalesce(async () => {
+    for (const d of pending.splice(0)) put(d, false);
+    notice();
+  }, 250);
+  onCleanup(draw.stop);
   onCleanup(live.on(async (kind, data) => {
     if (kind === 'reset') return route();
     if (kind === 'delivery.recorded' && data && data.delivery) {
-      seen(data.delivery);
-      fetchDelivery(data.delivery);
+      const d = {
+        id: data.delivery, source: data.source, event: data.event, outcome: data.outcome, status: data.status,
+        reason: data.reason, task_ids: data.tasks || [], received_at: data.received_at,
+      };
+      if (!matches(d)) return;
+      seen(d.id);
+      if (added < LIVE_MAX) { added += 1; pending.push(d); } else waiting += 1;
+      draw();
     }
     if (kind === 'poll') {
       try {
@@ -930,7 +955,7 @@ async function deliveriesPage(el, query) {
       } catch (_) { /* try again at the next poll */ }
     }
   }));
-  await fetchDelivery.during(first());
+  await draw.during(first());
 }
 
 async function deliveryPage(el, id) {

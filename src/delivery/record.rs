@@ -380,8 +380,10 @@ impl Record {
         json!({
             "delivery": self.id,
             "source": self.source,
+            "event": self.event,
             "outcome": self.outcome,
             "status": self.status,
+            "reason": self.reason,
             "tasks": self.task_ids,
             "received_at": timestamp(self.received_at),
         })
