@@ -731,6 +731,38 @@ fn a_flood_of_refused_requests_costs_the_deliveries_page_no_requests() {
     );
 }
 
+#[test]
+fn the_arrow_keys_step_through_a_filters_options_and_the_focus_stays_on_it() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    for (route, heading, select, second) in [
+        ("tasks", "Tasks", "status", "running"),
+        ("deliveries", "Deliveries", "outcome", "ignored"),
+    ] {
+        open(&b, &d, route, heading);
+        b.js(
+            "document.querySelector('select[name=' + arguments[0] + ']').focus()",
+            &[json!(select)],
+        );
+        for (n, want) in [(1, None), (2, Some(second))] {
+            b.press("\u{E015}");
+            // Each option is applied (the page loads again), and the focus comes back.
+            b.wait(
+                "the option applied and the focus on the select",
+                TEN,
+                "const s = document.activeElement; return s && s.tagName === 'SELECT' && s.name === arguments[0] \
+                 && s.selectedIndex === arguments[1] && location.hash.includes(arguments[0] + '=') \
+                 && s.value === new URLSearchParams(location.hash.split('?')[1]).get(arguments[0])",
+                &[json!(select), json!(n)],
+            );
+            if let Some(v) = want {
+                let value = b.js("return document.activeElement.value", &[]);
+                assert_eq!(value, json!(v), "{route}");
+            }
+        }
+    }
+}
+
 /// The text of the list's count line.
 const COUNT_LINE: &str =
     "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === arguments[0]";

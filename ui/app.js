@@ -398,7 +398,21 @@ function setQuery(base, params) {
   if (location.hash !== target) history.replaceState(null, '', target);
 }
 
+// The filter control that had the focus when its change reloaded the page:
+// the new page gives it back to the same control (keyboard users step
+// through a select's options with the arrow keys, each one applied).
+let refocus = null;
+
+function keepFocus(form) {
+  const name = refocus;
+  refocus = null;
+  const again = name && form.querySelector('[name="' + name + '"]');
+  if (again) again.focus({ preventScroll: true });
+}
+
 async function route() {
+  const active = document.activeElement;
+  refocus = active && active.name && active.closest('form.filters') ? active.name : null;
   for (const fn of page.cleanups) fn();
   page = { cleanups: [] };
   const mine = page;
@@ -655,6 +669,7 @@ async function tasksPage(el, query) {
     status,
     h('div', { class: 'more' }, more),
   ]);
+  keepFocus(form);
 
   // Every filter is the API's (GET /tasks?status=&program=&source=&node=&id=).
   const base = new URLSearchParams();
@@ -906,6 +921,7 @@ async function deliveriesPage(el, query) {
     h('div', { class: 'scroll' }, h('table', { class: 'rows', id: 'deliveries' },
       h('thead', {}, h('tr', {}, DELIVERY_COLS.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
     status, h('div', { class: 'more' }, more)]);
+  keepFocus(form);
   const base = new URLSearchParams();
   for (const k of ['source', 'outcome', 'event']) if (f[k]) base.set(k, f[k]);
   const matches = (d) => !((f.source && d.source !== f.source) || (f.outcome && d.outcome !== f.outcome) || (f.event && d.event !== f.event));
@@ -1109,7 +1125,8 @@ document.getElementById('forget-token').addEventListener('click', () => {
 });
 window.addEventListener('hashchange', () => {
   route();
-  main().focus({ preventScroll: true });
+  // Unless a filter keeps it (keepFocus), the focus goes to the new page.
+  if (refocus === null) main().focus({ preventScroll: true });
 });
 tokenButton();
 route();

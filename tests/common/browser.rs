@@ -181,6 +181,14 @@ impl Browser {
         self.cmd("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
     }
 
+    /// Presses and releases `key` (a WebDriver key code, e.g. `\u{E015}` for
+    /// ArrowDown) in whatever element has the focus, as a user would.
+    pub fn press(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]});
+        self.cmd("POST", "/actions", Some(actions));
+    }
+
     /// Sets the window's outer size.
     pub fn size(&self, width: u32, height: u32) {
         self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})));
