@@ -763,6 +763,50 @@ fn the_arrow_keys_step_through_a_filters_options_and_the_focus_stays_on_it() {
     }
 }
 
+#[test]
+fn a_malformed_address_is_not_found_and_a_token_not_ascii_is_refused_in_the_form() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1));
+    b.goto(&d.url("/ui#/tasks"));
+    b.wait(
+        "the token form",
+        TEN,
+        "return document.getElementById('token') !== null",
+        &[],
+    );
+    b.type_into("#token", "t\u{f8}ken\u{20ac}");
+    b.click(".token-form button[type=submit]");
+    let said = b.wait(
+        "the form's refusal",
+        TEN,
+        "const e = document.getElementById('token-error'); return e && !e.hidden && e.textContent",
+        &[],
+    );
+    assert!(said.as_str().unwrap().contains("printable ASCII"), "{said}");
+    assert_eq!(
+        b.js("return sessionStorage.getItem('hookrunner.api-token')", &[]),
+        Value::Null
+    );
+    // A good one still works after that.
+    b.js("document.getElementById('token').value = ''", &[]);
+    b.type_into("#token", "ui-secret-token");
+    b.click(".token-form button[type=submit]");
+    b.wait(
+        "the tasks page",
+        TEN,
+        "const h = document.querySelector('main h1'); return h && h.textContent === 'Tasks'",
+        &[],
+    );
+    // A malformed escape in the address: "Not found", not the old page.
+    b.goto(&d.url("/ui#/tasks/%E0%A4%A"));
+    b.wait(
+        "Not found",
+        TEN,
+        "const h = document.querySelector('main h1'); return h && h.textContent === 'Not found'",
+        &[],
+    );
+}
+
 /// The text of the list's count line.
 const COUNT_LINE: &str =
     "const p = document.querySelector('main p[role=status]'); return p !== null && p.textContent === arguments[0]";

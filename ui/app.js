@@ -386,7 +386,13 @@ function onCleanup(fn) {
 function parseRoute() {
   const hash = location.hash.replace(/^#/, '') || '/overview';
   const [path, qs] = hash.split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch (_) {
+    // A malformed escape (`%E0%A4%A`) names no page: "Not found".
+    parts = ['\u0000not-found'];
+  }
   return { parts, query: new URLSearchParams(qs || '') };
 }
 
@@ -449,17 +455,27 @@ function tokenForm(el, why) {
   clear(el);
   focusMain('API token');
   const input = h('input', { type: 'password', id: 'token', name: 'token', autocomplete: 'off', required: true, spellcheck: 'false' });
+  const bad = h('p', { class: 'error', id: 'token-error', role: 'alert', hidden: true });
   const form = h('form', { class: 'token-form', 'aria-labelledby': 'token-title' },
     h('h1', { id: 'token-title' }, 'API token needed'),
     h('p', {}, 'This daemon answers its API only with a bearer token (', h('code', {}, 'api.tokens'),
       '). The token is kept in this tab only (sessionStorage) and sent as ', h('code', {}, 'Authorization: Bearer'), '.'),
     h('p', { class: 'muted' }, why),
     h('label', { for: 'token' }, 'API token', input),
+    bad,
     h('button', { type: 'submit', class: 'primary' }, 'Use this token'));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const t = input.value.trim();
     if (!t) return;
+    // As api.tokens are: printable ASCII (spaces inside allowed). Any other
+    // could never be accepted, and cannot be sent in a header at all.
+    if (!/^[\x20-\x7e]+$/.test(t)) {
+      bad.textContent = 'A token is printable ASCII (letters, digits, punctuation, spaces inside): this one has other characters, so the daemon cannot have it.';
+      bad.hidden = false;
+      input.focus();
+      return;
+    }
     sessionStorage.setItem(TOKEN_KEY, t);
     tokenButton();
     live.restart();
