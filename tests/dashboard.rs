@@ -77,7 +77,7 @@ fn the_pages_files_come_from_the_binary_with_a_strict_policy() {
     );
 
     let mut total = 0;
-    for path in ["/ui", "/ui/"] {
+    for path in ["/ui", "/ui/", "/ui/index.html"] {
         let r = d.get(path);
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
