@@ -957,7 +957,10 @@ fn client_commands_find_the_daemon_and_say_where_the_address_came_from() {
     cmd.current_dir(d.dir.path());
     let (code, out, err) = output(cmd);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"tasks": []}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"tasks": [], "next": null})
+    );
 
     // Nothing to find.
     if Path::new("/etc/hookrunner/webhook.yaml").exists() {
