@@ -185,6 +185,14 @@ impl Postgres {
     }
 
     pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // The last write failed and none has worked since: refused at once
+        // (a 503 for a delivery) rather than after another wait of up to
+        // QUERY_TIMEOUT behind the writer's own retry; the writer tries
+        // again every half second and lifts this when a write works.
+        if !self.healthy() {
+            let why = self.last_error().unwrap_or_else(|| "the database is out of reach".into());
+            return Err(StoreError::message("commit", why));
+        }
         let (tx, rx) = oneshot::channel();
         if !self.send(Cmd::Write(ops, Some(tx))) {
             return Err(StoreError::message("commit", "the store is closed"));
