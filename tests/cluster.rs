@@ -1340,3 +1340,77 @@ fn a_cancel_asked_for_just_before_the_node_died_is_kept_at_the_takeover() {
         .count();
     assert_eq!(starts, 1, "{:?}", runs(shared.path()));
 }
+
+#[test]
+fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    // The callback receiver: every body, answered 200.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cb_url = format!("http://{}/done", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut l = String::new();
+                    reader.read_line(&mut l).unwrap();
+                    if l.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                received
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+        });
+    }
+    let programs = format!(
+        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
+    );
+    let mapping = "    told: {rules: [{run: told}]}";
+    let relay = Relay::start();
+    let far_url = db.url().replace(":5432/", &format!(":{}/", relay.port));
+    let far = node_at(&far_url, "far", "", shared.path(), &programs, mapping);
+    let id = send(&far, r#"{"kind":"told"}"#).remove(0);
+    eventually("the task to run on far", Duration::from_secs(10), || {
+        task(&far, &id)["status"] == "running"
+    });
+    let near = node(&db, "near", "", shared.path(), &programs, mapping);
+    // far loses the database for longer than its lease: near takes its work over.
+    relay.silent.store(true, Ordering::SeqCst);
+    eventually("near to take far's task over", Duration::from_secs(30), || {
+        task(&near, &id)["status"] == "interrupted"
+    });
+    relay.silent.store(false, Ordering::SeqCst);
+    eventually("far to find its work taken over", Duration::from_secs(40), || {
+        far.logs().contains("its work was taken over by another node")
+    });
+    // far stopped its handler, and now shows what the cluster shows.
+    eventually("far to show the taker's outcome", Duration::from_secs(20), || {
+        task(&far, &id)["status"] == "interrupted"
+    });
+    eventually("the callback of the takeover", Duration::from_secs(20), || {
+        !received.lock().unwrap().is_empty()
+    });
+    // Give a second, contradicting callback from far the time to come.
+    std::thread::sleep(Duration::from_secs(3));
+    let bodies: Vec<String> = received.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "one outcome, one callback: {bodies:?}");
+    assert!(bodies[0].contains("interrupted"), "{bodies:?}");
+    for d in [&far, &near] {
+        assert_eq!(task(d, &id)["status"], "interrupted");
+    }
+}

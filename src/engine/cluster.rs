@@ -480,7 +480,9 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
 async fn rejoin(inner: &Arc<Inner>, cluster: &Arc<Cluster>) {
     tracing::error!("this node's lease expired and its work was taken over by another node: its running tasks are stopped, and it joins again");
     {
-        let sched = inner.lock();
+        let mut sched = inner.lock();
+        let ids: Vec<Uuid> = sched.running_ids().copied().collect();
+        sched.taken_over.extend(ids);
         sched.stop_running("this node's work was taken over by another node");
     }
     let incarnation = Uuid::new_v4();

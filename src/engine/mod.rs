@@ -920,6 +920,12 @@ impl Inner {
         ending: process::Ending,
         output_limit: usize,
     ) {
+        if self.lock().taken_over.remove(&id) {
+            // Its outcome is the taker's (in the store, with its callbacks):
+            // this node records none, sends none, and shows the store's.
+            self.let_go_taken_over(id, task);
+            return;
+        }
         let retry_code = matches!(ending, process::Ending::Exited(code) if program.retry_codes.contains(&code));
         if self.events.listening() {
             // The last output, announced before the end.
@@ -950,6 +956,22 @@ impl Inner {
                 self.report_finished(id, finished);
             }
         }
+    }
+
+    /// Forgets a task whose work another node took over, once its handler
+    /// here has stopped: nothing of it is recorded or sent from here.
+    fn let_go_taken_over(self: &Arc<Self>, id: Uuid, task: &Task) {
+        tracing::warn!(task_id = %id, "handler stopped: another node took this task over while this node could not reach the database");
+        self.forget_uploads(task);
+        {
+            let mut sched = self.lock();
+            sched.release(id);
+            self.start_ready(&mut sched);
+        }
+        if let Some(cluster) = self.cluster.get() {
+            cluster.wake.notify_one();
+        }
+        self.changed.notify_waiters();
     }
 
     /// Whether a run that ended with `outcome` gets another attempt, and after how long.

@@ -104,6 +104,10 @@ pub struct Sched {
     /// Shutdown ran out of grace: the tasks it stops are left as `running` in
     /// the store, to be found interrupted at the next start.
     pub abandoning: bool,
+    /// Running tasks another node took over while this one could not reach
+    /// the database (a cluster): their handlers are being stopped, and
+    /// their ends are not this node's to record.
+    pub taken_over: HashSet<Uuid>,
 }
 
 fn key_of(t: &Task) -> Option<(Arc<str>, Arc<str>)> {

@@ -190,7 +190,9 @@ impl Postgres {
         // QUERY_TIMEOUT behind the writer's own retry; the writer tries
         // again every half second and lifts this when a write works.
         if !self.healthy() {
-            let why = self.last_error().unwrap_or_else(|| "the database is out of reach".into());
+            let why = self
+                .last_error()
+                .unwrap_or_else(|| "the database is out of reach".into());
             return Err(StoreError::message("commit", why));
         }
         let (tx, rx) = oneshot::channel();
