@@ -1414,3 +1414,61 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
         assert_eq!(task(d, &id)["status"], "interrupted");
     }
 }
+
+#[test]
+fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let mut n = node(&db, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
+    let id = send(&n, r#"{"kind":"work"}"#).remove(0);
+    wait_final(&n, std::slice::from_ref(&id), Duration::from_secs(20));
+    n.terminate();
+    let config = n.path("webhook.yaml");
+    for (damage, says) in [
+        (
+            "UPDATE hookrunner_meta SET value = 'abc' WHERE key = 'schema_version'",
+            "is `abc`, which is not a version number",
+        ),
+        (
+            "UPDATE hookrunner_meta SET value = '-1' WHERE key = 'schema_version'",
+            "is `-1`, which is not a version number",
+        ),
+        (
+            "DELETE FROM hookrunner_meta WHERE key = 'schema_version'",
+            "no `schema_version` row in `hookrunner_meta`",
+        ),
+        ("DROP TABLE hookrunner_meta", "no `hookrunner_meta` table"),
+    ] {
+        db.query(damage);
+        let check = std::process::Command::new(BIN)
+            .args(["db", "check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(!check.status.success(), "{damage}: {said}");
+        assert!(said.contains(says), "{damage}: {said}");
+        let mut serve = std::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut serve, Duration::from_secs(30));
+        let mut err = String::new();
+        std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{damage}: serve started: {err}");
+        assert!(err.contains(says), "{damage}: {err}");
+        // Put it back for the next kind of damage.
+        db.query("CREATE TABLE IF NOT EXISTS hookrunner_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+        db.query(
+            "INSERT INTO hookrunner_meta VALUES ('schema_version', '1') ON CONFLICT (key) DO UPDATE SET value = '1'",
+        );
+    }
+}

@@ -832,7 +832,9 @@ pub fn check(url: &SecretUrl) -> Result<super::CheckReport, StoreError> {
             .map_err(|e| StoreError::new(format!("connect to {describe}"), e))?;
         tokio::spawn(connection);
         let e = db("check the database");
-        let schema_version = schema::version(&client).await.map_err(&e)?;
+        let schema_version = schema::version(&client)
+            .await
+            .map_err(|err| StoreError::new("check the database", err))?;
         let mut report = super::CheckReport {
             integrity: Vec::new(),
             schema_version,

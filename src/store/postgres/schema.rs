@@ -96,21 +96,46 @@ pub enum SchemaError {
     },
     #[error("{0}")]
     Db(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Damaged(String),
 }
 
-/// The schema version the database has (0: none yet).
-pub async fn version(client: &Client) -> Result<i64, tokio_postgres::Error> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('hookrunner_meta') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    if !exists {
-        return Ok(0);
-    }
+/// The schema version the database has (0: none yet). A database that has
+/// hookrunner's tables but no readable version is an error that says so,
+/// not an empty database to migrate (which would fail on the tables there).
+pub async fn version(client: &Client) -> Result<i64, SchemaError> {
     let row = client
-        .query_opt("SELECT value FROM hookrunner_meta WHERE key = 'schema_version'", &[])
+        .query_one(
+            "SELECT to_regclass('hookrunner_meta') IS NOT NULL, to_regclass('tasks') IS NOT NULL",
+            &[],
+        )
         .await?;
-    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()).unwrap_or(0))
+    let (meta, tasks): (bool, bool) = (row.get(0), row.get(1));
+    let row = if meta {
+        client
+            .query_opt("SELECT value FROM hookrunner_meta WHERE key = 'schema_version'", &[])
+            .await?
+    } else {
+        None
+    };
+    match row.map(|r| r.get::<_, String>(0)) {
+        None if tasks => Err(SchemaError::Damaged(format!(
+            "the database has a `tasks` table but {}: it holds another program's tables, or a hookrunner schema whose version was lost; use a database of hookrunner's own (or restore `hookrunner_meta`)",
+            if meta {
+                "no `schema_version` row in `hookrunner_meta`"
+            } else {
+                "no `hookrunner_meta` table"
+            }
+        ))),
+        None => Ok(0),
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(v),
+            _ => Err(SchemaError::Damaged(format!(
+                "`hookrunner_meta` says the schema version is `{}`, which is not a version number: the table was changed by hand or by another program",
+                crate::logging::escape(&text.chars().take(40).collect::<String>())
+            ))),
+        },
+    }
 }
 
 /// Brings the schema up to [`VERSION`], once, whatever other nodes do meanwhile.
@@ -126,10 +151,10 @@ pub async fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
 }
 
 async fn migrate_locked(client: &mut Client) -> Result<i64, SchemaError> {
+    let current = version(client).await?;
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS hookrunner_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         .await?;
-    let current = version(client).await?;
     if current > VERSION {
         return Err(SchemaError::Newer {
             found: current,
