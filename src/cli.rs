@@ -804,6 +804,12 @@ fn db_copy(from: &Path, to: &str) -> Result<ExitCode, CliError> {
     if copied.interrupted > 0 {
         println!("{} tasks found running were copied as interrupted", copied.interrupted);
     }
+    if copied.already > 0 {
+        println!(
+            "{} rows were in the database already (copied before) and were left as they are",
+            copied.already
+        );
+    }
     if copied.skipped > 0 {
         println!(
             "{} rows could not be read and were not copied (named in the log)",

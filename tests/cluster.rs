@@ -912,6 +912,20 @@ fn a_single_nodes_history_moves_into_a_cluster() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.starts_with("copied 3 tasks and 3 deliveries from "), "{said}");
+    // Again: nothing is copied twice, and the report says so.
+    let out = std::process::Command::new(BIN)
+        .args(["db", "copy", "--from"])
+        .arg(one.path("state/hookrunner.db"))
+        .args(["--to", &db.url()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.starts_with("copied 0 tasks and 0 deliveries from "), "{said}");
+    assert!(
+        said.contains("6 rows were in the database already (copied before) and were left as they are"),
+        "{said}"
+    );
     let node = node(&db, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
     let listed = node.get("/tasks?limit=10").json();
     let mut seen: Vec<String> = listed["tasks"]

@@ -8,6 +8,7 @@ use super::{Body, Op, Retention, Store, StoreError};
 use crate::secret::SecretUrl;
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct Copied {
     pub skipped: usize,
     /// Tasks found running, copied as `interrupted`.
     pub interrupted: usize,
+    /// Rows the database held already (by id): left as they are, not counted as copied.
+    pub already: usize,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -57,6 +60,23 @@ pub fn sqlite_to_postgres(from: &Path, to: &SecretUrl) -> Result<Copied, StoreEr
         body_bytes: usize::MAX / 2,
     };
     let store = Store::open_postgres(to, 2, runtime.handle().clone(), retention)?;
+    // What a copy made before (or the cluster since) is not written again:
+    // a row there may have moved on (a copied queued task run since).
+    let (tasks_there, deliveries_there) = match store.postgres() {
+        Some(pg) => runtime.block_on(pg.with("read the ids the database holds", |c| async move {
+            let e = super::postgres::db("read the ids the database holds");
+            let tasks = c.query("SELECT id::text FROM tasks", &[]).await.map_err(&e)?;
+            let deliveries = c.query("SELECT id FROM deliveries", &[]).await.map_err(&e)?;
+            Ok((
+                tasks.iter().map(|r| r.get::<_, String>(0)).collect::<HashSet<String>>(),
+                deliveries
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<HashSet<String>>(),
+            ))
+        }))?,
+        None => Default::default(),
+    };
     let mut copied = Copied::default();
     let mut ops = Vec::new();
     {
@@ -75,6 +95,7 @@ pub fn sqlite_to_postgres(from: &Path, to: &SecretUrl) -> Result<Copied, StoreEr
         for row in rows {
             let (id, data, body) = row.map_err(sqlite_err)?;
             match decode::<DeliveryRecord>(&data) {
+                Ok(r) if deliveries_there.contains(&r.id) => copied.already += 1,
                 Ok(r) => {
                     ops.push(Op::PutDelivery(Box::new(r), body.map(Bytes::from)));
                     copied.deliveries += 1;
@@ -109,6 +130,10 @@ pub fn sqlite_to_postgres(from: &Path, to: &SecretUrl) -> Result<Copied, StoreEr
                     continue;
                 }
             };
+            if tasks_there.contains(&r.id.to_string()) {
+                copied.already += 1;
+                continue;
+            }
             if let StateRecord::Running { started_ms, .. } = r.state {
                 r.state = StateRecord::Finished {
                     started_ms: Some(started_ms),
