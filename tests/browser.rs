@@ -1129,6 +1129,100 @@ fn forget_token_closes_the_streams_opened_with_it() {
     );
 }
 
+#[test]
+fn a_task_page_says_when_it_shows_only_the_end_of_the_output() {
+    let Some(b) = browser() else { return };
+    let config = CONFIG
+        .replacen("sources:", "tasks:\n  output_limit: 1KiB\nsources:", 1)
+        .replacen(
+            "programs:",
+            "programs:\n  loud:\n    command: [sh, -c, 'i=1; while [ $i -le 300 ]; do echo \"line $i\"; i=$((i+1)); done']",
+            1,
+        )
+        .replacen("    tick:", "    loud: {rules: [{run: loud}]}\n    tick:", 1);
+    let d = Daemon::start(&config);
+    let id = Daemon::task_ids(&deliver(&d, &json!({"kind": "loud"}))).remove(0);
+    let task = d.wait_task(&id);
+    assert_eq!(task["stdout_truncated"], true, "{task}");
+    open(&b, &d, &format!("tasks/{id}"), "Task");
+    b.wait(
+        "the note that only the end is shown",
+        TEN,
+        "const p = document.getElementById('output-partial'); return p && !p.hidden && p.textContent.includes('Only the end of stdout')",
+        &[],
+    );
+    // The page shows the end, not the start...
+    let shown = b.js("return document.getElementById('output').textContent", &[]);
+    assert!(shown.as_str().unwrap().contains("line 300"), "{shown}");
+    assert!(!shown.as_str().unwrap().contains("line 1line"), "{shown}");
+    // ...and its link leads to the whole of it.
+    let href = b.js(
+        "return document.querySelector('#output-partial a.whole-output').getAttribute('href')",
+        &[],
+    );
+    assert_eq!(href, json!(format!("/tasks/{id}/output")));
+    let whole = d.get(href.as_str().unwrap());
+    assert!(whole.text.starts_with("line 1\nline 2\n"), "{}", &whole.text[..40]);
+    // A task whose output fits says nothing.
+    let quiet = Daemon::task_ids(&deliver(&d, &json!({"kind": "say", "text": "hi"}))).remove(0);
+    d.wait_task(&quiet);
+    open(&b, &d, &format!("tasks/{quiet}"), "Task");
+    b.wait(
+        "the output",
+        TEN,
+        "return document.getElementById('output').textContent.includes('hi')",
+        &[],
+    );
+    assert_eq!(
+        b.js("return document.getElementById('output-partial').hidden", &[]),
+        json!(true)
+    );
+}
+
+#[test]
+fn a_token_withdrawn_by_a_reload_turns_a_task_page_into_the_token_form() {
+    let Some(b) = browser() else { return };
+    let config = CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1);
+    let d = Daemon::start(&config);
+    let auth = [("Authorization", "Bearer ui-secret-token")];
+    let r = d.post_json("/hooks/app", &[], br#"{"kind": "slow"}"#);
+    let id = Daemon::task_ids(&r).remove(0);
+    eventually("the task to run", TEN, || {
+        d.get_with(&format!("/tasks/{id}"), &auth).json()["status"] == "running"
+    });
+    b.goto(&d.url(&format!("/ui#/tasks/{id}")));
+    b.wait(
+        "the token form",
+        TEN,
+        "return document.getElementById('token') !== null",
+        &[],
+    );
+    b.type_into("#token", "ui-secret-token");
+    b.click(".token-form button[type=submit]");
+    b.wait(
+        "the task page",
+        TEN,
+        "const h = document.querySelector('main h1'); return h && h.textContent.startsWith('Task')",
+        &[],
+    );
+    connected(&b);
+    // The token is withdrawn: the page asks for one again by itself.
+    std::fs::write(
+        d.path("webhook.yaml"),
+        CONFIG.replacen("sources:", "api:\n  tokens: [another-token]\nsources:", 1),
+    )
+    .unwrap();
+    let r = request("POST", &d.url("/-/reload"), &auth, Some(b""));
+    assert_eq!(r.status, 200, "{}", r.text);
+    b.wait(
+        "the token form again, without navigating",
+        Duration::from_secs(20),
+        "return document.getElementById('token') !== null",
+        &[],
+    );
+    assert_eq!(b.js("return location.hash", &[]), json!(format!("#/tasks/{id}")));
+}
+
 /// Writes docs/screenshots/*.png: every page at 1280 px, the task list at 390 px.
 #[test]
 #[ignore = "writes docs/screenshots; run with --ignored screenshots"]

@@ -291,6 +291,7 @@ const live = {
         }
         if (r.status === 401 || r.status === 403) {
           this.show('off', r.status === 401 ? 'needs a token' : 'not allowed');
+          if (r.status === 401) this.emit('needs-token', null);
           await new Promise((resolve) => { this.wake = resolve; setTimeout(resolve, 5000); });
           continue;
         }
@@ -779,6 +780,10 @@ async function taskPage(el, id) {
   };
 
   const summary = h('div', {});
+  // Said when the page shows only the end of a stream (the handler printed
+  // more than `tasks.output_limit`), with where the whole of it is.
+  const partial = h('p', { class: 'muted', id: 'output-partial' });
+  partial.hidden = true;
   add(el, [
     head,
     h('div', { class: 'actions' }, cancel, rerun, message),
@@ -786,11 +791,29 @@ async function taskPage(el, id) {
     h('h2', { id: 'output-title' }, 'Output'),
     h('div', { class: 'actions' },
       h('label', {}, showOut, ' stdout'), h('label', {}, showErr, ' stderr (marked “err”)'), h('label', {}, follow, ' follow the end')),
+    partial,
     out,
     details,
   ]);
 
   render = (t) => {
+    const cut = ['stdout', 'stderr'].filter((s) => t[s + '_truncated']);
+    partial.hidden = cut.length === 0;
+    clear(partial);
+    if (cut.length) {
+      const base = '/tasks/' + encodeURIComponent(t.id) + '/output';
+      add(partial, [
+        'Only the end of ' + cut.join(' and ') + ' is shown here: the handler printed more than tasks.output_limit. The whole of it, as far as the daemon keeps it: ',
+        cut.map((s, i) => {
+          // The API's own path for this task (safeHref keeps page links to '#/').
+          const a = h('a', { class: 'whole-output' }, s);
+          a.setAttribute('href', s === 'stdout' ? base : base + '?stream=stderr');
+          return [i ? ', ' : '', a];
+        }),
+        sessionStorage.getItem(TOKEN_KEY) ? ' (those links send no API token: with tokens set, fetch them with yours)' : '',
+        '.',
+      ]);
+    }
     clear(head);
     add(head, [h('h1', {}, 'Task ', h('code', {}, t.id)),
       h('p', {}, badge(t.status), ' ', t.program, ' · ', t.source, ' · ', t.event,
@@ -1143,6 +1166,11 @@ window.addEventListener('hashchange', () => {
   route();
   // Unless a filter keeps it (keepFocus), the focus goes to the new page.
   if (refocus === null) main().focus({ preventScroll: true });
+});
+// A token that stops working (withdrawn by a reload) turns whatever page
+// is shown into the token form, as a first 401 does.
+live.on((kind) => {
+  if (kind === 'needs-token' && !document.getElementById('token')) route();
 });
 tokenButton();
 route();
