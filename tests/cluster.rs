@@ -1449,6 +1449,10 @@ fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over()
             "is `-1`, which is not a version number",
         ),
         (
+            "UPDATE hookrunner_meta SET value = '0' WHERE key = 'schema_version'",
+            "is 0 (no schema), but the database has a `tasks` table",
+        ),
+        (
             "DELETE FROM hookrunner_meta WHERE key = 'schema_version'",
             "no `schema_version` row in `hookrunner_meta`",
         ),
@@ -1485,4 +1489,40 @@ fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over()
             "INSERT INTO hookrunner_meta VALUES ('schema_version', '1') ON CONFLICT (key) DO UPDATE SET value = '1'",
         );
     }
+}
+
+#[test]
+fn a_keys_queued_tasks_start_in_the_order_they_were_accepted_across_nodes() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs = r#"
+  work:
+    command: handlers/stamp.sh
+    concurrency_key: "z"
+    on_busy: queue
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0.02"}
+"#;
+    let nodes: Vec<Daemon> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| node(&db, n, "", shared.path(), programs, STAMP_MAPPING))
+        .collect();
+    // One after another, each answered before the next is sent, over all
+    // three nodes: the order of acceptance is the order of these ids.
+    let ids: Vec<String> = (0..60)
+        .flat_map(|i| send(&nodes[i % 3], r#"{"kind":"work"}"#))
+        .collect();
+    assert_eq!(ids.len(), 60);
+    for t in wait_final(&nodes[0], &ids, Duration::from_secs(120)) {
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    let started: Vec<String> = runs(shared.path())
+        .into_iter()
+        .filter(|r| r.0 == "start")
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(
+        started, ids,
+        "the key's tasks started out of the order they were accepted in"
+    );
 }

@@ -213,6 +213,7 @@ impl Config {
         let config = self.clone();
         let mut limits = HashMap::new();
         let mut known = Vec::new();
+        let mut keyed = false;
         let all = self
             .programs
             .iter()
@@ -222,6 +223,7 @@ impl Config {
             if !known.iter().any(|k: &String| **k == *p.name) {
                 known.push(p.name.to_string());
             }
+            keyed |= p.concurrency_key.is_some();
             if let Some(max) = p.max_concurrent {
                 limits.insert(p.name.to_string(), max);
             }
@@ -230,6 +232,7 @@ impl Config {
             lookup: Box::new(move |name| config.program(name)),
             limits,
             known,
+            keyed,
         }
     }
 

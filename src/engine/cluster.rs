@@ -727,14 +727,18 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             if free == 0 {
                 break;
             }
-            let (limits, known) = {
+            let programs = {
                 let programs = inner.programs.load();
-                (programs.limits.clone(), programs.known.clone())
+                crate::store::postgres::cluster::ClaimPrograms {
+                    limits: programs.limits.clone(),
+                    known: programs.known.clone(),
+                    keyed: programs.keyed,
+                }
             };
             let now_ms = millis(SystemTime::now());
             let claimed = match cluster
                 .pg
-                .claim(cluster.name(), &cluster.info.labels, free, limits, &known, now_ms)
+                .claim(cluster.name(), &cluster.info.labels, free, programs, now_ms)
                 .await
             {
                 Ok(c) => c,

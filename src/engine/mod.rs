@@ -58,6 +58,8 @@ pub struct Programs {
     pub limits: std::collections::HashMap<String, usize>,
     /// The names of every program (a cluster node claims only their tasks).
     pub known: Vec<String>,
+    /// Whether any program has a `concurrency_key`.
+    pub keyed: bool,
 }
 
 impl Programs {
@@ -67,6 +69,7 @@ impl Programs {
             lookup: Box::new(|_| None),
             limits: Default::default(),
             known: Vec::new(),
+            keyed: false,
         }
     }
 }

@@ -90,6 +90,16 @@ pub struct Claimed {
 /// Cluster-wide limits a claim honours besides keys: `max_concurrent` per program.
 pub type ProgramLimits = HashMap<String, usize>;
 
+/// What a claim needs to know of this node's programs.
+pub struct ClaimPrograms {
+    /// `max_concurrent` of the programs that have one.
+    pub limits: ProgramLimits,
+    /// Every program's name: only their tasks are claimed.
+    pub known: Vec<String>,
+    /// Whether any program has a `concurrency_key`.
+    pub keyed: bool,
+}
+
 impl Postgres {
     /// Joins the cluster as `node` with a new incarnation. A live node of the
     /// same name is refused; an earlier run of this node that did not stop
@@ -263,16 +273,25 @@ impl Postgres {
         node: &str,
         labels: &[String],
         n: usize,
-        limits: ProgramLimits,
-        known: &[String],
+        programs: ClaimPrograms,
         now_ms: i64,
     ) -> Result<Claimed, StoreError> {
         let node = node.to_string();
         let labels = labels.to_vec();
-        let known = known.to_vec();
+        let ClaimPrograms { limits, known, keyed } = programs;
         self.with("claim tasks", move |mut c| async move {
             let e = db("claim tasks");
             let tx = c.transaction().await.map_err(&e)?;
+            // With keys or limits in the config, claims go one at a time from
+            // the start: a node that chose its rows while another held its
+            // own locked (SKIP LOCKED) could pass over an older task of a key
+            // and claim a younger one of the same key, out of order.
+            let serial = keyed || !limits.is_empty();
+            if serial {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+                    .await
+                    .map_err(&e)?;
+            }
             // The planner misjudges `run_on <@ labels` and would rather sort
             // every queued row than walk the queue index in order: with a
             // long queue that is 10 ms a claim instead of under one.
@@ -317,9 +336,11 @@ impl Postgres {
             // Who holds each key (a task running, or waiting between attempts).
             let mut holders: Vec<(String, String, Uuid)> = Vec::new();
             if guarded {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-                    .await
-                    .map_err(&e)?;
+                if !serial {
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+                        .await
+                        .map_err(&e)?;
+                }
                 let (counts, keys) = futures_util::future::try_join(
                     tx.query(
                         "SELECT program, count(*) FROM tasks WHERE status = 'running' GROUP BY program",

@@ -666,6 +666,28 @@ impl Writer {
             for ack in acks {
                 let _ = ack.send(result.clone());
             }
+            if let Err(e) = &result {
+                // What queued up behind the failed write is answered now
+                // (a delivery's 503), not after a write of its own that
+                // would wait as long again; writes nobody waits for join
+                // the backlog.
+                while let Ok(cmd) = rx.try_recv() {
+                    match cmd {
+                        Cmd::Write(ops, Some(ack)) => {
+                            drop(ops);
+                            let _ = ack.send(Err(e.clone()));
+                        }
+                        Cmd::Write(ops, None) => {
+                            let room = MAX_BACKLOG.saturating_sub(self.backlog.len());
+                            self.backlog.extend(ops.into_iter().take(room));
+                        }
+                        Cmd::Close(done) => {
+                            close = Some(done);
+                            break;
+                        }
+                    }
+                }
+            }
             if result.is_ok() && last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = tokio::time::Instant::now();
                 let pruned = tokio::time::timeout(QUERY_TIMEOUT, self.prune())

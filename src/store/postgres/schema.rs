@@ -129,6 +129,9 @@ pub async fn version(client: &Client) -> Result<i64, SchemaError> {
         ))),
         None => Ok(0),
         Some(text) => match text.trim().parse::<i64>() {
+            Ok(0) if tasks => Err(SchemaError::Damaged(
+                "`hookrunner_meta` says the schema version is 0 (no schema), but the database has a `tasks` table: the version was changed by hand or by another program".into(),
+            )),
             Ok(v) if v >= 0 => Ok(v),
             _ => Err(SchemaError::Damaged(format!(
                 "`hookrunner_meta` says the schema version is `{}`, which is not a version number: the table was changed by hand or by another program",
