@@ -75,11 +75,14 @@ pub fn mask_url(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             match userinfo.split_once(':') {
-                Some((user, _password)) => {
+                // A user and a password: the user stays readable.
+                Some((user, password)) if !password.is_empty() => {
                     out.push_str(user);
                     out.push_str(":***");
                 }
-                None => out.push_str("***"),
+                // A user name alone (`TOKEN@`, `TOKEN:@`) is how an API key
+                // is often given: masked whole.
+                _ => out.push_str("***"),
             }
             out.push('@');
             out.push_str(host);
@@ -228,6 +231,7 @@ mod tests {
             ),
             // A user name alone may be the credential.
             ("http://TOKSECRET@host/", "http://***@host/"),
+            ("http://TOKSECRET:@host/", "http://***@host/"),
             ("postgres://app@db/app", "postgres://***@db/app"),
             (r"http://h\p@x", r"http://h\p@x"),
             (r"http://u:p\w@h/x", "http://***@h/x"),

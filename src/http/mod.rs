@@ -109,7 +109,9 @@ pub(crate) fn parse_cursor(text: &str) -> Option<u64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Sequence numbers are stored as SQL BIGINT: a cursor past i64::MAX
+    // names no place any store has (and would wrap there).
+    digits.parse().ok().filter(|n| i64::try_from(*n).is_ok())
 }
 
 /// A `?name=` value that must be one of `all` (by their names).
