@@ -1526,3 +1526,48 @@ fn a_keys_queued_tasks_start_in_the_order_they_were_accepted_across_nodes() {
         "the key's tasks started out of the order they were accepted in"
     );
 }
+
+#[test]
+fn a_takeover_by_a_node_lacking_the_program_follows_the_programs_on_interrupt() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let newer = format!(
+        "{STAMP}  fresh:\n    command: handlers/stamp.sh\n    on_interrupt: rerun\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"30\"}}\n  marked:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"30\"}}\n"
+    );
+    let mappings =
+        format!("{STAMP_MAPPING}\n    fresh: {{rules: [{{run: fresh}}]}}\n    marked: {{rules: [{{run: marked}}]}}");
+    let mut new = node(&db, "new", "", shared.path(), &newer, &mappings);
+    let fresh = send(&new, r#"{"kind":"fresh"}"#).remove(0);
+    let marked = send(&new, r#"{"kind":"marked"}"#).remove(0);
+    eventually("both to run on new", Duration::from_secs(10), || {
+        task(&new, &fresh)["status"] == "running" && task(&new, &marked)["status"] == "running"
+    });
+    // The only other node has an older config, without either program.
+    let old = node(&db, "old", "", shared.path(), STAMP, STAMP_MAPPING);
+    new.kill9();
+    eventually("old to take new's work over", Duration::from_secs(30), || {
+        task(&old, &marked)["status"] == "interrupted"
+    });
+    // `rerun`: queued again for a node that has the program (none is alive).
+    let t = task(&old, &fresh);
+    assert_eq!(
+        (t["status"].as_str(), t["attempt"].as_u64()),
+        (Some("queued"), Some(2)),
+        "{t}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(task(&old, &fresh)["status"], "queued");
+    // A node with it comes back and runs it.
+    let back = node(
+        &db,
+        "back",
+        "",
+        shared.path(),
+        &newer.replace("SLEEP: \"30\"", "SLEEP: \"0.1\""),
+        &mappings,
+    );
+    let done = wait_final(&back, std::slice::from_ref(&fresh), Duration::from_secs(30));
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    assert_eq!(done[0]["node"], "back");
+}

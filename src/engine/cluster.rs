@@ -243,8 +243,19 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
     let mut out = Vec::new();
     let mut live = None;
     for (record, body) in orphans.running {
-        let program = inner.program(&record.program);
         let known = (inner.programs.load().lookup)(&record.program).is_some();
+        // A program this node lacks (another node has it: a rolling change
+        // of the config) is settled by what its record says of it, and its
+        // task goes back to the queue for a node that has it, as any other.
+        let program = if known {
+            inner.program(&record.program)
+        } else {
+            Arc::new(Program {
+                name: record.program.as_str().into(),
+                rerun_interrupted: record.rerun_interrupted,
+                ..Program::default()
+            })
+        };
         let mut task = Task::from_record(&record, program.clone(), body);
         if ours {
             // Claimed here, and its handler started before the crash let
@@ -276,7 +287,7 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
             // This node's earlier run left it: its handler may still be
             // alive here, as after a single node's restart.
             if super::recover::still_ours(*pid, task.id(), *started_at) {
-                if known && program.rerun_interrupted && !pinned_here {
+                if program.rerun_interrupted && !pinned_here {
                     tracing::warn!(task_id = %task.id(), pid, "the handler of an interrupted task is still running; its process group is stopped before the task runs again");
                     super::recover::stop_orphan(*pid, program.kill_grace);
                 } else {
@@ -293,16 +304,6 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
                 started_at.filter(|_| started),
                 now,
                 Outcome::Cancelled { reason: reason.clone() },
-            );
-        } else if !known {
-            finish(
-                &mut task,
-                started_at.filter(|_| started),
-                now,
-                Outcome::Failed {
-                    exit_code: None,
-                    error: Some(format!("program `{}` is no longer in the config", record.program)),
-                },
             );
         } else if unsure && !pinned_here {
             // Claimed by a node that died before it recorded a start: its

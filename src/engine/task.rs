@@ -298,6 +298,7 @@ impl Task {
             pinned_node: s.pinned_node.clone(),
             claim: self.claim,
             boundary: s.boundary.clone(),
+            rerun_interrupted: s.program.rerun_interrupted,
         }
     }
 

@@ -66,6 +66,10 @@ pub struct TaskRecord {
     /// stored body (absent in rows written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boundary: Option<String>,
+    /// Its program says `on_interrupt: rerun`: a node taking it over that
+    /// lacks the program (a rolling change of the config) still knows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rerun_interrupted: bool,
 }
 
 /// A task's state, with only the data valid in it.
@@ -365,6 +369,7 @@ impl TaskRecord {
             pinned_node: None,
             claim: None,
             boundary: None,
+            rerun_interrupted: false,
         })
     }
 }
@@ -467,6 +472,7 @@ mod tests {
             pinned_node: None,
             claim: None,
             boundary: None,
+            rerun_interrupted: false,
         };
         let text = encode(&record);
         // The default reader (limit 128) reads it back.
