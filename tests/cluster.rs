@@ -1391,22 +1391,28 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
             }
         });
     }
+    // `told` still runs when far is back; `short` ends while far is cut off.
     let programs = format!(
-        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
+        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  short:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"2\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
     );
-    let mapping = "    told: {rules: [{run: told}]}";
+    let mapping = "    told: {rules: [{run: told}]}\n    short: {rules: [{run: short}]}";
     let relay = Relay::start();
     let far_url = db.url().replace(":5432/", &format!(":{}/", relay.port));
     let far = node_at(&far_url, "far", "", shared.path(), &programs, mapping);
     let id = send(&far, r#"{"kind":"told"}"#).remove(0);
-    eventually("the task to run on far", Duration::from_secs(10), || {
-        task(&far, &id)["status"] == "running"
+    let short = send(&far, r#"{"kind":"short"}"#).remove(0);
+    eventually("the tasks to run on far", Duration::from_secs(10), || {
+        task(&far, &id)["status"] == "running" && task(&far, &short)["status"] == "running"
     });
     let near = node(&db, "near", "", shared.path(), &programs, mapping);
     // far loses the database for longer than its lease: near takes its work over.
     relay.silent.store(true, Ordering::SeqCst);
-    eventually("near to take far's task over", Duration::from_secs(30), || {
-        task(&near, &id)["status"] == "interrupted"
+    eventually("near to take far's tasks over", Duration::from_secs(30), || {
+        task(&near, &id)["status"] == "interrupted" && task(&near, &short)["status"] == "interrupted"
+    });
+    // By now `short`'s handler has ended on far, which could not record it.
+    eventually("short's handler to end on far", Duration::from_secs(10), || {
+        runs(shared.path()).iter().any(|r| r.0 == "end" && r.1 == short)
     });
     relay.silent.store(false, Ordering::SeqCst);
     eventually("far to find its work taken over", Duration::from_secs(40), || {
@@ -1414,18 +1420,22 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     });
     // far stopped its handler, and now shows what the cluster shows.
     eventually("far to show the taker's outcome", Duration::from_secs(20), || {
-        task(&far, &id)["status"] == "interrupted"
+        task(&far, &id)["status"] == "interrupted" && task(&far, &short)["status"] == "interrupted"
     });
-    eventually("the callback of the takeover", Duration::from_secs(20), || {
-        !received.lock().unwrap().is_empty()
+    eventually("the callbacks of the takeover", Duration::from_secs(20), || {
+        received.lock().unwrap().len() >= 2
     });
     // Give a second, contradicting callback from far the time to come.
     std::thread::sleep(Duration::from_secs(3));
     let bodies: Vec<String> = received.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 1, "one outcome, one callback: {bodies:?}");
-    assert!(bodies[0].contains("interrupted"), "{bodies:?}");
-    for d in [&far, &near] {
-        assert_eq!(task(d, &id)["status"], "interrupted");
+    assert_eq!(bodies.len(), 2, "one outcome, one callback a task: {bodies:?}");
+    for t in [&id, &short] {
+        let of: Vec<&String> = bodies.iter().filter(|b| b.contains(t.as_str())).collect();
+        assert_eq!(of.len(), 1, "{t}: {bodies:?}");
+        assert!(of[0].contains("interrupted"), "{t}: {bodies:?}");
+        for d in [&far, &near] {
+            assert_eq!(task(d, t)["status"], "interrupted");
+        }
     }
 }
 

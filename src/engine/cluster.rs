@@ -485,6 +485,9 @@ async fn rejoin(inner: &Arc<Inner>, cluster: &Arc<Cluster>) {
         let ids: Vec<Uuid> = sched.running_ids().copied().collect();
         sched.taken_over.extend(ids);
         sched.stop_running("this node's work was taken over by another node");
+        // What ended here while cut off may not have been recorded (the
+        // taker's outcome was): from now on the store's records are shown.
+        sched.forget_finished();
     }
     let incarnation = Uuid::new_v4();
     match cluster.pg.join(&cluster.info, incarnation, |_| Vec::new()).await {

@@ -1113,8 +1113,20 @@ impl Inner {
                 let ran = finished.as_ref().and_then(|f| f.ran);
                 self.metrics
                     .task_finished(&task.spec.program.name, outcome.status().as_str(), ran);
-                self.start_callbacks(id, outcome.status());
-                self.persist(id);
+                if self.cluster.get().is_some() && !task.spec.program.callbacks.is_empty() {
+                    // In a cluster the end counts once it is written under
+                    // this node's claim: a node cut off from the database
+                    // may have had the task taken over meanwhile, and then
+                    // the taker's outcome, and its callbacks, are the ones.
+                    self.persist(id);
+                    let inner = self.clone();
+                    let (status, claim) = (outcome.status(), task.claim);
+                    self.runtime
+                        .spawn(async move { inner.callbacks_once_written(id, status, claim).await });
+                } else {
+                    self.start_callbacks(id, outcome.status());
+                    self.persist(id);
+                }
             }
             // After the store write is on its way: announcing it costs that write nothing.
             self.events.publish("task.finished", finished_data(&task));
@@ -1198,6 +1210,33 @@ impl Inner {
     }
 
     /// Starts the task's `on_finish` callbacks whose `when` lists `status`.
+    /// (A cluster.) Waits until the store has every write queued so far,
+    /// this task's end among them, then sends its callbacks if the stored
+    /// task is still under this node's `claim`; if another node took it
+    /// over, forgets it here (the store's record, the taker's, is shown).
+    async fn callbacks_once_written(self: &Arc<Self>, id: Uuid, status: Status, claim: Option<Uuid>) {
+        let Some(store) = self.store.clone() else { return };
+        loop {
+            // An empty commit: acknowledged once what was queued before it is written.
+            if store.commit(Vec::new()).await.is_ok() {
+                match store.task(id).await {
+                    Ok(Some(stored)) if stored.claim == claim => {
+                        self.start_callbacks(id, status);
+                        return;
+                    }
+                    Ok(_) => {
+                        tracing::warn!(task_id = %id, "the task's end was not recorded: another node took it over while this node could not reach the database; its outcome and callbacks are that node's");
+                        let _ = self.lock().remove(id);
+                        self.changed.notify_waiters();
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     fn start_callbacks(self: &Arc<Self>, id: Uuid, status: Status) {
         self.send_callbacks(id, status, false)
     }

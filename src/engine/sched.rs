@@ -488,6 +488,12 @@ impl Sched {
         self.forget(id).ok_or(TaskError::NotFound(id))
     }
 
+    /// Forgets every finished task (their records stay in the store); how many.
+    pub fn forget_finished(&mut self) -> usize {
+        let ids: Vec<Uuid> = self.finished.drain(..).collect();
+        ids.into_iter().filter(|id| self.forget(*id).is_some()).count()
+    }
+
     /// Drops finished tasks that finished before `cutoff`; returns them.
     pub fn evict_finished_before(&mut self, cutoff: SystemTime) -> Vec<Task> {
         let mut gone = Vec::new();
