@@ -237,8 +237,9 @@ pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCod
                     out(&format!("{line}\n"));
                 }
             }
-            // Refused: retrying would not help.
-            Err(e @ Error::Api { .. }) => return Err(e),
+            // Refused: retrying would not help (a 503, the daemon
+            // stopping or busy, passes: the next daemon is waited for).
+            Err(e @ Error::Api { status, .. }) if status != 503 => return Err(e),
             Err(e) => e.to_string(),
         };
         if failing.as_deref() != Some(&broke) {

@@ -211,6 +211,11 @@ impl Hub {
 
     /// Ends every listener's stream once it has had what was published
     /// (the daemon is stopping: open streams must not hold the HTTP server up).
+    /// Whether the daemon is stopping (no more events will come).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
         let newest = *self.inner.newest.borrow();

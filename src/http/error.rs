@@ -38,6 +38,9 @@ pub enum ApiError {
     QueueFull,
     #[error("the daemon is shutting down; nothing of this delivery was accepted, retry later")]
     ShuttingDown,
+    /// A stream asked for while the daemon stops: nothing more will come from this run.
+    #[error("the daemon is shutting down; connect again once it is back")]
+    Stopping,
     #[error("the store cannot write ({0}); nothing of this delivery was accepted, retry later")]
     StoreUnavailable(String),
     /// The store failed a read, or a change asked of a task (not a delivery).
@@ -86,7 +89,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::QueueFull => "queue_full",
-            ApiError::ShuttingDown => "shutting_down",
+            ApiError::ShuttingDown | ApiError::Stopping => "shutting_down",
             ApiError::StoreUnavailable(_) | ApiError::Store(_) => "store_unavailable",
             ApiError::NoNode(_) => "no_node",
             ApiError::NodeUnavailable(_) => "node_unavailable",
@@ -109,6 +112,7 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::QueueFull
             | ApiError::ShuttingDown
+            | ApiError::Stopping
             | ApiError::StoreUnavailable(_)
             | ApiError::Store(_)
             | ApiError::NoNode(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -121,6 +125,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::QueueFull
             | ApiError::ShuttingDown
+            | ApiError::Stopping
             | ApiError::StoreUnavailable(_)
             | ApiError::Store(_)
             | ApiError::NoNode(_) => {

@@ -16,6 +16,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let grant = access::authorize_stream(&req, &state)?;
     let since = since(&req)?;
+    // Stopping: a stream opened now would end at once, and a client that
+    // reconnects would open one again and again until the daemon is gone.
+    if state.engine.events().is_closed() {
+        return Err(ApiError::Stopping);
+    }
     let listener = state.engine.events().subscribe(since);
     let body = futures_util::stream::unfold((listener, true), |(mut listener, first)| async move {
         if first {
