@@ -1393,7 +1393,7 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     }
     // `told` still runs when far is back; `short` ends while far is cut off.
     let programs = format!(
-        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  short:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"2\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
+        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  short:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"3\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
     );
     let mapping = "    told: {rules: [{run: told}]}\n    short: {rules: [{run: short}]}";
     let relay = Relay::start();
@@ -1404,9 +1404,10 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     eventually("the tasks to run on far", Duration::from_secs(10), || {
         task(&far, &id)["status"] == "running" && task(&far, &short)["status"] == "running"
     });
-    let near = node(&db, "near", "", shared.path(), &programs, mapping);
-    // far loses the database for longer than its lease: near takes its work over.
+    // far loses the database for longer than its lease (before `short`'s
+    // handler can end): near, started meanwhile, takes its work over.
     relay.silent.store(true, Ordering::SeqCst);
+    let near = node(&db, "near", "", shared.path(), &programs, mapping);
     eventually("near to take far's tasks over", Duration::from_secs(30), || {
         task(&near, &id)["status"] == "interrupted" && task(&near, &short)["status"] == "interrupted"
     });
