@@ -319,7 +319,15 @@ fn repeated_header<'n>(headers: &dyn Headers, names: &[&'n str]) -> Option<&'n s
     if names.is_empty() {
         return None;
     }
-    let mut counts = vec![0u8; names.len()];
+    // No allocation for the few names an auth reads (a few more than six
+    // only when `all:` combines several).
+    let (mut small, mut big) = ([0u8; 16], Vec::new());
+    let counts: &mut [u8] = if names.len() <= small.len() {
+        &mut small[..names.len()]
+    } else {
+        big.resize(names.len(), 0);
+        &mut big
+    };
     headers.each(&mut |name, _| {
         for (i, n) in names.iter().enumerate() {
             if name.eq_ignore_ascii_case(n) {

@@ -295,7 +295,6 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
                 }
             }
         }
-        let unsure = orphans.died && !started && !program.rerun_interrupted;
         if let Some(reason) = orphans.cancels.get(&task.id()) {
             // Cancelled by request before the node could stop it: cancelled,
             // never run again.
@@ -305,37 +304,30 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
                 now,
                 Outcome::Cancelled { reason: reason.clone() },
             );
-        } else if unsure && !pinned_here {
-            // Claimed by a node that died before it recorded a start: its
-            // handler may have started in that moment. A program that is not
-            // run again after an interruption is not risked twice.
-            finish(
-                &mut task,
-                None,
-                now,
-                Outcome::Interrupted {
-                    reason: format!(
-                        "node `{}` died after claiming the task, before it recorded a start: it may have run, so it is not run again (on_interrupt: mark)",
-                        orphans.node
-                    ),
-                },
-            );
-        } else if !started && !pinned_here {
-            // Claimed, never started: someone else may take it.
-            task.state = TaskState::Queued { next_attempt_at: None };
-            task.node = None;
-            out.push((task.record(), Body::Keep));
-            continue;
         } else if !started {
+            let why = if pinned_here {
+                Some("stopped before the task started; it was pinned to that node (fan_out)")
+            } else if orphans.died && !program.rerun_interrupted {
+                // Its handler may have started in the moment before the node
+                // died: a program not run again after an interruption is not
+                // risked twice.
+                Some("died after claiming the task, before it recorded a start: it may have run, so it is not run again (on_interrupt: mark)")
+            } else {
+                None
+            };
+            let Some(why) = why else {
+                // Claimed, never started: someone else may take it.
+                task.state = TaskState::Queued { next_attempt_at: None };
+                task.node = None;
+                out.push((task.record(), Body::Keep));
+                continue;
+            };
             finish(
                 &mut task,
                 None,
                 now,
                 Outcome::Interrupted {
-                    reason: format!(
-                        "node `{}` stopped before the task started; it was pinned to that node (fan_out)",
-                        orphans.node
-                    ),
+                    reason: format!("node `{}` {why}", orphans.node),
                 },
             );
         } else if program.rerun_interrupted && !pinned_here {
