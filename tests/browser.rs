@@ -89,6 +89,21 @@ fn connected(b: &Browser) {
     );
 }
 
+/// [`CONFIG`] with `api.tokens: [ui-secret-token]`.
+fn with_token() -> String {
+    CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1)
+}
+
+/// Waits for the page to show the token form.
+fn token_form(b: &Browser) {
+    b.wait(
+        "the token form",
+        TEN,
+        "return document.getElementById('token') !== null",
+        &[],
+    );
+}
+
 #[test]
 fn a_deliverys_tasks_appear_in_the_list_within_a_second_without_reload() {
     let Some(b) = browser() else { return };
@@ -547,14 +562,9 @@ fn another_site_cannot_make_the_browser_cancel_or_rerun() {
 #[test]
 fn the_page_asks_for_the_token_once_and_keeps_it_for_the_tab() {
     let Some(b) = browser() else { return };
-    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1));
+    let d = Daemon::start(&with_token());
     b.goto(&d.url("/ui#/tasks"));
-    b.wait(
-        "the token form",
-        TEN,
-        "return document.getElementById('token') !== null",
-        &[],
-    );
+    token_form(&b);
     let label = b.js("return document.querySelector('label[for=token]').textContent", &[]);
     assert!(label.as_str().unwrap().contains("API token"), "{label}");
     // A wrong one: asked again.
@@ -766,14 +776,9 @@ fn the_arrow_keys_step_through_a_filters_options_and_the_focus_stays_on_it() {
 #[test]
 fn a_malformed_address_is_not_found_and_a_token_not_ascii_is_refused_in_the_form() {
     let Some(b) = browser() else { return };
-    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1));
+    let d = Daemon::start(&with_token());
     b.goto(&d.url("/ui#/tasks"));
-    b.wait(
-        "the token form",
-        TEN,
-        "return document.getElementById('token') !== null",
-        &[],
-    );
+    token_form(&b);
     b.type_into("#token", "t\u{f8}ken\u{20ac}");
     b.click(".token-form button[type=submit]");
     let said = b.wait(
@@ -1071,7 +1076,7 @@ window.fetch = async (input, init) => {
 #[test]
 fn forget_token_closes_the_streams_opened_with_it() {
     let Some(b) = browser() else { return };
-    let d = Daemon::start(&CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1));
+    let d = Daemon::start(&with_token());
     let auth = [("Authorization", "Bearer ui-secret-token")];
     let r = d.post(
         "/hooks/app",
@@ -1083,12 +1088,7 @@ fn forget_token_closes_the_streams_opened_with_it() {
         d.get_with(&format!("/tasks/{id}"), &auth).json()["status"] == "running"
     });
     b.goto(&d.url(&format!("/ui#/tasks/{id}")));
-    b.wait(
-        "the token form",
-        TEN,
-        "return document.getElementById('token') !== null",
-        &[],
-    );
+    token_form(&b);
     b.js(WATCH_STREAMS, &[]);
     b.type_into("#token", "ui-secret-token");
     b.click(".token-form button[type=submit]");
@@ -1117,12 +1117,7 @@ fn forget_token_closes_the_streams_opened_with_it() {
         "return document.getElementById('live').textContent === 'needs a token'",
         &[],
     );
-    b.wait(
-        "the token form",
-        TEN,
-        "return document.getElementById('token') !== null",
-        &[],
-    );
+    token_form(&b);
     assert_eq!(
         b.js("return sessionStorage.getItem('hookrunner.api-token')", &[]),
         json!(null)
@@ -1182,7 +1177,7 @@ fn a_task_page_says_when_it_shows_only_the_end_of_the_output() {
 #[test]
 fn a_token_withdrawn_by_a_reload_turns_a_task_page_into_the_token_form() {
     let Some(b) = browser() else { return };
-    let config = CONFIG.replacen("sources:", "api:\n  tokens: [ui-secret-token]\nsources:", 1);
+    let config = with_token();
     let d = Daemon::start(&config);
     let auth = [("Authorization", "Bearer ui-secret-token")];
     let r = d.post_json("/hooks/app", &[], br#"{"kind": "slow"}"#);
@@ -1191,12 +1186,7 @@ fn a_token_withdrawn_by_a_reload_turns_a_task_page_into_the_token_form() {
         d.get_with(&format!("/tasks/{id}"), &auth).json()["status"] == "running"
     });
     b.goto(&d.url(&format!("/ui#/tasks/{id}")));
-    b.wait(
-        "the token form",
-        TEN,
-        "return document.getElementById('token') !== null",
-        &[],
-    );
+    token_form(&b);
     b.type_into("#token", "ui-secret-token");
     b.click(".token-form button[type=submit]");
     b.wait(

@@ -796,44 +796,52 @@ fn a_node_restarted_after_a_crash_stops_its_old_handler_before_running_the_task_
     a.logs_with("its process group is stopped before the task runs again");
 }
 
+/// The head and body of each request a [`callback_receiver`] got.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A completion-callback receiver on a free port: its URL, and the head and
+/// body of each request it got, answered with `status_of(n)` (n from 0).
+fn callback_receiver(status_of: fn(usize) -> u16) -> (String, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/done", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let got = received.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut head, mut len) = (String::new(), 0);
+            loop {
+                let mut l = String::new();
+                reader.read_line(&mut l).unwrap();
+                if l.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                head.push_str(&l);
+            }
+            let mut body = vec![0; len];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            let status = status_of(n);
+            let _ = conn
+                .write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+            got.lock()
+                .unwrap()
+                .push((head, String::from_utf8_lossy(&body).into_owned()));
+        }
+    });
+    (url, received)
+}
+
 #[test]
 fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
     // The callback receiver: 500 first, then 200.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let cb_url = format!("http://{}/done", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let received = received.clone();
-        std::thread::spawn(move || {
-            for (n, conn) in listener.incoming().enumerate() {
-                let Ok(mut conn) = conn else { break };
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut head = String::new();
-                let mut len = 0;
-                loop {
-                    let mut l = String::new();
-                    reader.read_line(&mut l).unwrap();
-                    if l.trim().is_empty() {
-                        break;
-                    }
-                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                    head.push_str(&l);
-                }
-                let mut body = vec![0; len];
-                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-                let status = if n == 0 { 500 } else { 200 };
-                let _ = conn.write_all(
-                    format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
-                );
-                received.lock().unwrap().push(head);
-            }
-        });
-    }
+    let (cb_url, received) = callback_receiver(|n| if n == 0 { 500 } else { 200 });
     let programs = format!(
         r#"
   flaky:
@@ -872,7 +880,7 @@ fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
     eventually("the callback delivered by n2", Duration::from_secs(30), || {
         task(&second, &told)["callbacks"][0]["status"] == "delivered"
     });
-    let heads = received.lock().unwrap().clone();
+    let heads: Vec<String> = received.lock().unwrap().iter().map(|(head, _)| head.clone()).collect();
     assert_eq!(heads.len(), 2, "{heads:?}");
     let id_header = format!("webhook-id: msg_{told}_0");
     assert!(
@@ -1360,37 +1368,8 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
-    // The callback receiver: every body, answered 200.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let cb_url = format!("http://{}/done", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let received = received.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { break };
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut len = 0;
-                loop {
-                    let mut l = String::new();
-                    reader.read_line(&mut l).unwrap();
-                    if l.trim().is_empty() {
-                        break;
-                    }
-                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                received
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&body).into_owned());
-            }
-        });
-    }
+    // The callback receiver: every request answered 200.
+    let (cb_url, received) = callback_receiver(|_| 200);
     // `told` still runs when far is back; `short` ends while far is cut off.
     let programs = format!(
         "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  short:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"3\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
@@ -1428,7 +1407,7 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     });
     // Give a second, contradicting callback from far the time to come.
     std::thread::sleep(Duration::from_secs(3));
-    let bodies: Vec<String> = received.lock().unwrap().clone();
+    let bodies: Vec<String> = received.lock().unwrap().iter().map(|(_, body)| body.clone()).collect();
     assert_eq!(bodies.len(), 2, "one outcome, one callback a task: {bodies:?}");
     for t in [&id, &short] {
         let of: Vec<&String> = bodies.iter().filter(|b| b.contains(t.as_str())).collect();

@@ -286,26 +286,12 @@ fn a_kept_body_is_served_as_bytes_no_browser_renders() {
 #[test]
 fn the_task_list_filters_by_node_and_id_prefix_in_every_store() {
     let db = common::pg::Db::create();
-    let mut stores = vec![
-        ("memory", String::new()),
-        ("sqlite", "state:\n  path: $DIR/state.db\n".to_string()),
-    ];
-    if let Some(db) = &db {
-        stores.push((
-            "postgres",
-            format!("state:\n  postgres: {}\n  connections: 2\n", db.url()),
-        ));
-    }
-    for (store, state) in stores {
+    for (store, state) in stores(&db) {
         let config = format!("node:\n  name: node-a\n{state}{CONFIG}");
         let d = Daemon::start(&config);
         let mut ids = Vec::new();
         for n in 0..6 {
-            let r = d.post_json(
-                "/hooks/app",
-                &[],
-                json!({"kind": "say", "text": n}).to_string().as_bytes(),
-            );
+            let r = say(&d, n);
             assert_eq!(r.status, 202, "{store}: {}", r.text);
             ids.push(Daemon::task_ids(&r).remove(0));
         }
@@ -363,6 +349,15 @@ fn the_task_list_filters_by_node_and_id_prefix_in_every_store() {
             );
         }
     }
+}
+
+/// A delivery that runs `echo` with `n` as its text.
+fn say(d: &Daemon, n: usize) -> Resp {
+    d.post_json(
+        "/hooks/app",
+        &[],
+        json!({"kind": "say", "text": n}).to_string().as_bytes(),
+    )
 }
 
 /// Every store the list tests run against: memory, SQLite, and PostgreSQL
@@ -477,11 +472,7 @@ fn a_task_list_pages_on_after_the_task_at_its_cursor_is_deleted() {
         let d = Daemon::start(&format!("{state}{CONFIG}"));
         let mut ids = Vec::new();
         for n in 0..6 {
-            let r = d.post_json(
-                "/hooks/app",
-                &[],
-                json!({"kind": "say", "text": n}).to_string().as_bytes(),
-            );
+            let r = say(&d, n);
             ids.extend(Daemon::task_ids(&r));
         }
         for id in &ids {
@@ -537,11 +528,7 @@ fn a_delivery_list_pages_on_after_the_record_at_its_cursor_is_dropped() {
         // Three kept under `deliveries.keep`, then two refused ones.
         let mut accepted = Vec::new();
         for n in 0..3 {
-            let r = d.post_json(
-                "/hooks/app",
-                &[],
-                json!({"kind": "say", "text": n}).to_string().as_bytes(),
-            );
+            let r = say(&d, n);
             assert_eq!(r.status, 202, "{store}");
             accepted.push(r.json()["delivery_id"].as_str().unwrap().to_string());
         }

@@ -779,10 +779,8 @@ fn a_refusal_never_shows_what_the_config_put_in_an_argument() {
     assert!(!record.to_string().contains("AKIA"), "{record}");
 }
 
-#[test]
-fn what_a_sender_writes_cannot_forge_log_fields_or_drive_the_operator_s_terminal() {
-    let d = Daemon::start(
-        r#"
+/// An open source whose event name is a body field (what a sender writes), running `/bin/true`.
+const EVENT_FROM_BODY: &str = r#"
 sources:
   s:
     provider: generic
@@ -794,8 +792,11 @@ mappings:
   s:
     '*':
       rules: [{run: ok}]
-"#,
-    );
+"#;
+
+#[test]
+fn what_a_sender_writes_cannot_forge_log_fields_or_drive_the_operator_s_terminal() {
+    let d = Daemon::start(EVENT_FROM_BODY);
     let ev = "push source=github delivery_id=FAKE \u{1b}[2J\u{1b}]0;T\u{7}\rX\u{9b}31m";
     let r = d.post_json("/hooks/s", &[], json!({ "ev": ev }).to_string().as_bytes());
     assert_eq!(r.status, 202, "{}", r.text);
@@ -924,21 +925,7 @@ fn request_ids_are_escaped_in_json_logs() {
 /// reorder one: both are shown escaped, in tables and details.
 #[test]
 fn a_recorded_line_end_or_bidi_control_cannot_forge_a_cli_row() {
-    let d = Daemon::start(
-        r#"
-sources:
-  s:
-    provider: generic
-    auth: none
-    event: {field: ev}
-programs:
-  ok: {command: /bin/true}
-mappings:
-  s:
-    '*':
-      rules: [{run: ok}]
-"#,
-    );
+    let d = Daemon::start(EVENT_FROM_BODY);
     let r = d.post_json("/hooks/evil%0d%0aFAKE-ROW%0a%e2%80%aeROW", &[], b"{}");
     assert_eq!(r.status, 404);
     let ev = "push\u{202e}gpj.exe\u{2066}";
