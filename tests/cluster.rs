@@ -607,6 +607,11 @@ fn the_database_going_away_refuses_with_503_and_loses_nothing() {
 struct Relay {
     port: u16,
     silent: Arc<AtomicBool>,
+    /// Once set, the relay goes silent the moment a client next sends the
+    /// `COMMIT` of a transaction that wrote a row, before passing it on
+    /// (once): the client is cut off in the middle of a transaction whose
+    /// row locks the server still holds.
+    cut_at_commit: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -614,7 +619,8 @@ impl Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let silent = Arc::new(AtomicBool::new(false));
-        let quiet = silent.clone();
+        let cut_at_commit = Arc::new(AtomicBool::new(false));
+        let (quiet, cut) = (silent.clone(), cut_at_commit.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -622,17 +628,29 @@ impl Relay {
                     continue;
                 };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                for (from, to) in [(client, server), (s2, c2)] {
-                    let quiet = quiet.clone();
-                    std::thread::spawn(move || pump(from, to, &quiet));
-                }
+                // Whether the server said it wrote a row since the client's last COMMIT.
+                let wrote = Arc::new(AtomicBool::new(false));
+                let (quiet2, wrote2, cut) = (quiet.clone(), wrote.clone(), cut.clone());
+                std::thread::spawn(move || pump(client, server, &quiet2, Some((&cut, &wrote2)), None));
+                let quiet2 = quiet.clone();
+                std::thread::spawn(move || pump(s2, c2, &quiet2, None, Some(&wrote)));
             }
         });
-        Relay { port, silent }
+        Relay {
+            port,
+            silent,
+            cut_at_commit,
+        }
     }
 }
 
-fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, silent: &AtomicBool) {
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    silent: &AtomicBool,
+    cut: Option<(&AtomicBool, &AtomicBool)>,
+    wrote: Option<&AtomicBool>,
+) {
     use std::io::Read;
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -643,6 +661,18 @@ fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, silent: &Ato
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let has = |what: &[u8]| buf[..n].windows(what.len()).any(|w| w == what);
+        if let Some(wrote) = wrote {
+            // The server's CommandComplete of an INSERT (or upsert).
+            if has(b"INSERT 0 ") {
+                wrote.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Some((armed, wrote)) = cut {
+            if has(b"COMMIT") && wrote.swap(false, Ordering::SeqCst) && armed.swap(false, Ordering::SeqCst) {
+                silent.store(true, Ordering::SeqCst);
+            }
+        }
         while silent.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1383,17 +1413,24 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     eventually("the tasks to run on far", Duration::from_secs(10), || {
         task(&far, &id)["status"] == "running" && task(&far, &short)["status"] == "running"
     });
-    // far loses the database for longer than its lease (before `short`'s
-    // handler can end): near, started meanwhile, takes its work over.
-    relay.silent.store(true, Ordering::SeqCst);
-    let near = node(&db, "near", "", shared.path(), &programs, mapping);
-    eventually("near to take far's tasks over", Duration::from_secs(30), || {
-        task(&near, &id)["status"] == "interrupted" && task(&near, &short)["status"] == "interrupted"
-    });
-    // By now `short`'s handler has ended on far, which could not record it.
+    // far loses the database in the middle of its next write (at the latest
+    // the one of `short`'s end), with the rows it wrote still locked, for
+    // far longer than its lease: near, started then, takes its work over
+    // once the server has ended far's transaction (left idle too long).
+    relay.cut_at_commit.store(true, Ordering::SeqCst);
     eventually("short's handler to end on far", Duration::from_secs(10), || {
         runs(shared.path()).iter().any(|r| r.0 == "end" && r.1 == short)
     });
+    eventually("far to be cut off", Duration::from_secs(10), || {
+        relay.silent.load(Ordering::SeqCst)
+    });
+    let near = node(&db, "near", "", shared.path(), &programs, mapping);
+    eventually("near to take far's tasks over", Duration::from_secs(40), || {
+        task(&near, &id)["status"] == "interrupted" && task(&near, &short)["status"] == "interrupted"
+    });
+    // Waiting on far's locks did not count as the database being out of
+    // reach: near never refused deliveries meanwhile.
+    assert!(!near.logs().contains("the database cannot write"), "{}", near.logs());
     relay.silent.store(false, Ordering::SeqCst);
     eventually("far to find its work taken over", Duration::from_secs(40), || {
         far.logs().contains("its work was taken over by another node")

@@ -22,6 +22,18 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// The advisory lock every claim holds while it picks tasks.
 const CLAIM_LOCK: i64 = 0x686f_6f6b_0003;
 
+/// How long a claim or a takeover waits for a lock before it gives up and
+/// is tried again at the next tick. Locks of ours are held for milliseconds;
+/// one held longer belongs to a node cut off in the middle of a transaction
+/// (the server ends that transaction once it has been idle for as long as a
+/// query may take), and waiting on it must not look like a database that
+/// stopped answering (which refuses deliveries with 503).
+const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
+
+/// [`LOCK_WAIT`] and the planner settings of a claim, in one round trip.
+const CLAIM_SETTINGS: &str =
+    "SET LOCAL lock_timeout = '2s'; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+
 /// This node, as it registers.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -116,6 +128,7 @@ impl Postgres {
             .with("join the cluster", move |mut c| async move {
                 let e = db("join the cluster");
                 let tx = c.transaction().await.map_err(&e)?;
+                tx.batch_execute(LOCK_WAIT).await.map_err(&e)?;
                 let row = tx
                     .query_opt(
                         &format!(
@@ -210,6 +223,7 @@ impl Postgres {
         self.with("take over a dead node", move |mut c| async move {
             let e = db("take over a dead node");
             let tx = c.transaction().await.map_err(&e)?;
+            tx.batch_execute(LOCK_WAIT).await.map_err(&e)?;
             let expired = tx
                 .query(
                     &format!(
@@ -282,6 +296,10 @@ impl Postgres {
         self.with("claim tasks", move |mut c| async move {
             let e = db("claim tasks");
             let tx = c.transaction().await.map_err(&e)?;
+            // The planner misjudges `run_on <@ labels` and would rather sort
+            // every queued row than walk the queue index in order: with a
+            // long queue that is 10 ms a claim instead of under one.
+            tx.batch_execute(CLAIM_SETTINGS).await.map_err(&e)?;
             // With keys or limits in the config, claims go one at a time from
             // the start: a node that chose its rows while another held its
             // own locked (SKIP LOCKED) could pass over an older task of a key
@@ -292,12 +310,6 @@ impl Postgres {
                     .await
                     .map_err(&e)?;
             }
-            // The planner misjudges `run_on <@ labels` and would rather sort
-            // every queued row than walk the queue index in order: with a
-            // long queue that is 10 ms a claim instead of under one.
-            tx.batch_execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
-                .await
-                .map_err(&e)?;
             let scan = (n * 8).clamp(32, 512) as i64;
             // Only programs this node has (another node, with a newer config,
             // may have queued a program this one does not know yet).

@@ -17,7 +17,7 @@ use super::record::{decode, encode, CallbackStatus, DeliveryRecord, StateRecord,
 use super::{Body, DeliveryQuery, Message, Op, Retention, StoreError, TaskQuery};
 use crate::secret::SecretUrl;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +72,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// waiting for as long as the silence lasts.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What each pooled connection sets for its session, so that a node cut
+/// off in the middle of a transaction does not keep its row locks (and with
+/// them the takeover of its work) for as long as the cut lasts: the server
+/// ends a transaction left idle longer than a query may take (every
+/// transaction of ours runs under [`QUERY_TIMEOUT`], so none waits that long
+/// between two statements and still counts). Sent as a statement, not as a
+/// startup option, so that poolers refusing the `options` parameter still
+/// connect.
+fn session_settings() -> String {
+    format!(
+        "SET idle_in_transaction_session_timeout = '{}ms'",
+        QUERY_TIMEOUT.as_millis()
+    )
+}
+
 /// The error of a query that got no answer within [`QUERY_TIMEOUT`].
 #[derive(Debug)]
 struct NoAnswer;
@@ -125,6 +140,14 @@ impl Postgres {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .create_timeout(Some(CONNECT_TIMEOUT))
             .wait_timeout(Some(Duration::from_secs(5)))
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(&session_settings())
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| StoreError::new("set up the connection pool", e))?;
         let migrated = {
