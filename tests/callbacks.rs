@@ -218,7 +218,19 @@ mappings:
         let t = d.get(&format!("/tasks/{id}")).json();
         t["callbacks"][0]["status"] == "delivered" && t["callbacks"][1]["attempts"] == 1
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // And on disk (the store writes in the background), before the crash.
+    eventually("both callbacks' state to be on disk", Duration::from_secs(10), || {
+        let db = rusqlite::Connection::open_with_flags(
+            d.path("state/hookrunner.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let data: String = db
+            .query_row("SELECT data FROM tasks WHERE id = ?1", [&id], |r| r.get(0))
+            .unwrap_or_default();
+        let t: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+        t["callbacks"][0]["status"] == "delivered" && t["callbacks"][1]["attempts"] == 1
+    });
     d.kill9();
     d.restart();
     let again = pending

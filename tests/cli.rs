@@ -87,7 +87,7 @@ programs:
   fail:
     command: [sh, -c, "echo bad >&2; exit 3"]
   slow:
-    command: [sh, -c, "sleep 2.5; echo done"]
+    command: [sh, -c, "sleep 5; echo done"]
 mappings:
   open:
     ok: {{rules: [{{run: ok}}]}}

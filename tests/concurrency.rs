@@ -120,7 +120,11 @@ fn same_key_tasks_run_one_after_another_in_order_and_other_keys_in_parallel() {
 
 #[test]
 fn replace_runs_the_running_task_and_only_the_newest_waiting_one() {
-    let d = Daemon::start(CONFIG);
+    // The first deploy runs until the whole burst is in, however slowly.
+    let d = Daemon::start(&CONFIG.replace(
+        "env: {OUT_FILE: $DIR/latest, SLEEP: \"1\"}",
+        "env: {OUT_FILE: $DIR/latest, SLEEP: \"1\", FIRST_SLEEP: \"6\"}",
+    ));
     let first = send(&d, "latest", "acme/app");
     eventually("the first deploy to start", Duration::from_secs(10), || {
         !events(&d, "latest").is_empty()
@@ -165,7 +169,9 @@ fn cancel_running_stops_the_running_task_group_and_takes_its_place() {
     assert_eq!(old["status"], "cancelled");
     assert_eq!(old["error"], format!("superseded by {second}"));
     for pid in pids {
-        assert!(!alive(pid), "process {pid} of the superseded task survived");
+        eventually("the superseded task's processes to end", Duration::from_secs(5), || {
+            !alive(pid)
+        });
     }
     d.trap_pids(); // the new task has started
     assert_eq!(d.get(&format!("/tasks/{second}")).json()["status"], "running");

@@ -374,7 +374,7 @@ sources:
   gh:
     provider: github
     secret: s3cret
-    dedup: {window: 2s}
+    dedup: {window: 10s}
 programs:
   quick:
     command: handlers/log-event.sh
@@ -393,6 +393,7 @@ fn push(d: &Daemon, delivery: &str, body: &str) -> Resp {
 #[test]
 fn a_delivery_id_sent_again_never_replaces_the_first_record() {
     let mut d = Daemon::start(GITHUB);
+    let sent = std::time::Instant::now();
     let first = push(&d, "dup-1", r#"{"n":"first"}"#);
     let first_tasks = Daemon::task_ids(&first);
     d.wait_task(&first_tasks[0]);
@@ -403,7 +404,9 @@ fn a_delivery_id_sent_again_never_replaces_the_first_record() {
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json()["duplicate"], true);
     // After the window (GitHub's "Redeliver"): it runs, again with its own record.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    std::thread::sleep(
+        (sent + std::time::Duration::from_millis(10_200)).saturating_duration_since(std::time::Instant::now()),
+    );
     let redelivered = push(&d, "dup-1", r#"{"n":"second"}"#);
     let second_tasks = Daemon::task_ids(&redelivered);
     d.wait_task(&second_tasks[0]);
@@ -576,11 +579,12 @@ programs:
   deploy:
     command: handlers/sleepy.sh
     concurrency_key: site
-    env: {OUT_FILE: $DIR/runs, SLEEP: "3"}
+    env: {OUT_FILE: $DIR/runs, SLEEP: "0.5", FIRST_SLEEP: "12"}
 mappings:
   a:
     deploy: {rules: [{run: deploy}]}
 "#;
+    // The first run outlives two restarts even on a slow machine.
     let mut d = Daemon::start(config);
     let ids: Vec<String> = (0..2)
         .map(|_| {
@@ -601,7 +605,7 @@ mappings:
     d.kill9();
     d.restart();
     d.logs_with("is still running from an earlier start; its concurrency key stays held until it ends");
-    eventually("the second to finish", Duration::from_secs(20), || {
+    eventually("the second to finish", Duration::from_secs(40), || {
         d.get(&format!("/tasks/{}", ids[1])).json()["status"] == "succeeded"
     });
     assert_eq!(d.get(&format!("/tasks/{}", ids[0])).json()["status"], "interrupted");

@@ -1346,9 +1346,10 @@ fn a_strangers_flood_writes_a_few_warnings_every_10_s_not_one_a_request() {
         "{}",
         lines[5]
     );
-    // Once 10 s have passed, the next stranger's refusal is a warning again,
-    // and says how many were held back.
-    std::thread::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()) + Duration::from_millis(300));
+    // Once 10 s have passed since the first refusal (which came some time
+    // after `started`), the next stranger's refusal is a warning again, and
+    // says how many were held back.
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()));
     assert_eq!(d.post_json("/hooks/nowhere", &[], b"{}").status, 404);
     let logs = d.logs_with("suppressed=395");
     let lines = refused_lines(&logs);

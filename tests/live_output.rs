@@ -68,7 +68,8 @@ fn events(reader: &mut BufReader<TcpStream>, mut each: impl FnMut(&str, &str)) -
 
 #[test]
 fn a_follower_sees_lines_while_the_handler_runs_then_the_status() {
-    let d = Daemon::start(CONFIG);
+    // Lines 2 s apart: the follower is connected long before the last one.
+    let d = Daemon::start(&CONFIG.replace("PAUSE: \"0.4\"", "PAUSE: \"2\""));
     let r = d.post_json("/hooks/a", &[], br#"{"kind":"ticker"}"#);
     let id = Daemon::task_ids(&r).remove(0);
     let mut reader = follow(&d, &id, true);

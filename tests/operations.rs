@@ -224,7 +224,8 @@ fn metrics_are_prometheus_text_and_move_with_deliveries() {
 
 #[test]
 fn the_api_stays_up_while_running_tasks_drain() {
-    let mut d = Daemon::start(CONFIG);
+    // The task runs long enough to be seen draining on a slow machine.
+    let mut d = Daemon::start(&CONFIG.replace("SLEEP: \"1\"", "SLEEP: \"6\""));
     let id = Daemon::task_ids(&send(&d, "a")).remove(0);
     eventually("the task to start", Duration::from_secs(10), || d.path("runs").exists());
     signal(d.pid(), "TERM");

@@ -54,7 +54,8 @@ fn ids(resp: &Resp) -> Vec<String> {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after_and_loses_no_accepted_task() {
-    let d = Daemon::start(CONFIG);
+    // The first run lasts until all eight are sent, however slowly.
+    let d = Daemon::start(&CONFIG.replace("SLEEP: \"0.3\"}", "SLEEP: \"0.3\", FIRST_SLEEP: \"5\"}"));
     let mut accepted = Vec::new();
     let mut refused = 0;
     for _ in 0..8 {

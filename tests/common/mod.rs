@@ -218,8 +218,10 @@ impl Daemon {
 
     /// The pids the `trap` test handler wrote (itself and its child), once it has written them.
     pub fn trap_pids(&self) -> Vec<i32> {
+        // The shell creates the file before it writes both numbers.
         eventually("the trap handler to start", Duration::from_secs(10), || {
-            self.path("pids").exists()
+            std::fs::read_to_string(self.path("pids"))
+                .is_ok_and(|s| s.ends_with('\n') && s.split_whitespace().count() == 2)
         });
         std::fs::read_to_string(self.path("pids"))
             .unwrap()
