@@ -32,13 +32,26 @@ fn node(db: &Db, name: &str, labels: &str, shared: &Path, programs: &str, mappin
 
 /// [`node`] on the database at `url`.
 fn node_at(url: &str, name: &str, labels: &str, shared: &Path, programs: &str, mappings: &str) -> Daemon {
+    node_leased(url, name, labels, shared, programs, mappings, "2s")
+}
+
+/// [`node_at`] with another `node.lease`.
+fn node_leased(
+    url: &str,
+    name: &str,
+    labels: &str,
+    shared: &Path,
+    programs: &str,
+    mappings: &str,
+    lease: &str,
+) -> Daemon {
     let config = format!(
         r#"
 state:
   postgres: {url}
   connections: 4
 node:
-  lease: 2s
+  lease: {lease}
 tasks:
   max_concurrent: 2
   max_queued: 10000
@@ -231,7 +244,9 @@ fn one_key_never_runs_twice_at_once_across_nodes() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
-    let programs = keyed("", "0.2");
+    // Runs of `same` last long enough for all 18 deliveries to be in while
+    // the first of them still runs, on a slow machine too.
+    let programs = keyed("", "0.2").replace("SLEEP: \"0.2\"", "SLEEP: \"0.2\", LONG_FOR: same, LONG_SLEEP: \"1\"");
     let (programs, mapping) = (programs.as_str(), KEYED_MAPPING);
     let nodes: Vec<Daemon> = ["n1", "n2", "n3"]
         .iter()
@@ -248,7 +263,12 @@ fn one_key_never_runs_twice_at_once_across_nodes() {
     // The node that starts the first run of `same` stops claiming (it
     // drains and exits), so the key's later runs are claimed by the others
     // while its run may still hold the key.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let first = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run of `same` was seen running"
+        );
         let list = nodes[0].get("/tasks?status=running&limit=50").json();
         let on = list["tasks"]
             .as_array()
@@ -805,7 +825,8 @@ fn a_node_restarted_after_a_crash_stops_its_old_handler_before_running_the_task_
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
-    let programs = STAMP.replace("SLEEP: \"0.3\"", "SLEEP: \"4\"");
+    // The first run outlives any slow restart; the second one is short.
+    let programs = STAMP.replace("SLEEP: \"0.3\"", "SLEEP: \"0.3\", FIRST_SLEEP: \"60\"");
     let mut a = node(&db, "n1", "", shared.path(), &programs, STAMP_MAPPING);
     let id = send(&a, r#"{"kind":"work"}"#).remove(0);
     eventually("the handler to start", Duration::from_secs(10), || {
@@ -830,7 +851,8 @@ fn a_node_restarted_after_a_crash_stops_its_old_handler_before_running_the_task_
 type Received = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A completion-callback receiver on a free port: its URL, and the head and
-/// body of each request it got, answered with `status_of(n)` (n from 0).
+/// body of each request it got, answered with `status_of(n)` (n from 0;
+/// 0 for no answer at all).
 fn callback_receiver(status_of: fn(usize) -> u16) -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/done", listener.local_addr().unwrap());
@@ -854,12 +876,18 @@ fn callback_receiver(status_of: fn(usize) -> u16) -> (String, Received) {
             }
             let mut body = vec![0; len];
             std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-            let status = status_of(n);
-            let _ = conn
-                .write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
             got.lock()
                 .unwrap()
                 .push((head, String::from_utf8_lossy(&body).into_owned()));
+            match status_of(n) {
+                // No answer: the sender waits until it gives up (or dies).
+                0 => std::thread::sleep(Duration::from_secs(3)),
+                status => {
+                    let _ = conn.write_all(
+                        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                    );
+                }
+            }
         }
     });
     (url, received)
@@ -870,13 +898,14 @@ fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
-    // The callback receiver: 500 first, then 200.
-    let (cb_url, received) = callback_receiver(|n| if n == 0 { 500 } else { 200 });
+    // The callback receiver: no answer to the first request (its sender dies
+    // waiting, before it can record the attempt), then 200.
+    let (cb_url, received) = callback_receiver(|n| if n == 0 { 0 } else { 200 });
     let programs = format!(
         r#"
   flaky:
     command: handlers/attempts.sh
-    retry: {{attempts: 3, backoff: 3s}}
+    retry: {{attempts: 3, backoff: 10s}}
     env: {{COUNT_FILE: $SHARED/count, SUCCEED_ON: "2"}}
   told:
     command: handlers/stamp.sh
@@ -892,7 +921,7 @@ fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
     let retried = send(&first, r#"{"kind":"flaky"}"#).remove(0);
     let told = send(&first, r#"{"kind":"told"}"#).remove(0);
     eventually(
-        "attempt 1 to fail and the callback to fail once",
+        "attempt 1 to fail and the callback to be sent once",
         Duration::from_secs(15),
         || {
             task(&first, &retried)["attempts"]
@@ -1119,7 +1148,10 @@ fn keys_reruns_and_duplicates_behave_the_same_on_every_node() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
     let shared = tempfile::tempdir().unwrap();
-    let programs = keyed("    on_busy: cancel_running\n", "0.3");
+    // A run of the key `same` lasts until it is cancelled, however slowly
+    // the newer task reaches the other node.
+    let programs = keyed("    on_busy: cancel_running\n", "0.3")
+        .replace("SLEEP: \"0.3\"", "SLEEP: \"0.3\", LONG_FOR: same, LONG_SLEEP: \"10\"");
     let (programs, mapping) = (programs.as_str(), KEYED_MAPPING);
     let a = node(&db, "na", "", shared.path(), programs, mapping);
     let b = node(&db, "nb", "", shared.path(), programs, mapping);
@@ -1185,6 +1217,40 @@ fn keys_reruns_and_duplicates_behave_the_same_on_every_node() {
     };
     assert_eq!(ids_of(&first).len(), 1);
     assert_eq!(ids_of(&again), ids_of(&first));
+}
+
+/// A dedup key held by a node that died (or lost the database) between
+/// holding it and committing its delivery stops no retry once it has been
+/// held longer than a commit may take; a key whose delivery was committed
+/// holds for its whole window.
+#[test]
+fn a_dedup_key_stranded_by_a_dead_node_does_not_swallow_the_retry() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let a = node(&db, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
+    let (stranded, kept) = (br#"{"kind":"work","n":1}"#, br#"{"kind":"work","n":2}"#);
+    for body in [stranded, kept] {
+        let r = a.post_json("/hooks/d", &[], body);
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    let first_of_kept = db.query("SELECT first_id FROM dedup ORDER BY expires_ms DESC LIMIT 1");
+    // Both keys held for 20 s of their 60 s window; the first one as a node
+    // that died before its commit leaves it: naming a delivery never written.
+    let age = "expires_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint + 40000";
+    db.query(&format!("UPDATE dedup SET {age}"));
+    db.query(&format!(
+        "UPDATE dedup SET first_id = 'never-committed' WHERE first_id <> '{}'",
+        first_of_kept.trim()
+    ));
+    let retry = a.post_json("/hooks/d", &[], stranded);
+    assert_eq!(retry.status, 202, "the retry ran: {}", retry.text);
+    let again = a.post_json("/hooks/d", &[], kept);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["duplicate"], true);
+    // The retry holds the key now: sent once more, it is a duplicate.
+    let once_more = a.post_json("/hooks/d", &[], stranded);
+    assert_eq!(once_more.status, 200, "{}", once_more.text);
 }
 
 #[test]
@@ -1402,12 +1468,15 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     let (cb_url, received) = callback_receiver(|_| 200);
     // `told` still runs when far is back; `short` ends while far is cut off.
     let programs = format!(
-        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  short:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"3\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n"
+        "  told:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"60\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  short:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"3\"}}\n    on_finish:\n      - url: \"{cb_url}\"\n  farwork:\n    command: handlers/stamp.sh\n    run_on: [f]\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"0.2\"}}\n"
     );
-    let mapping = "    told: {rules: [{run: told}]}\n    short: {rules: [{run: short}]}";
+    let mapping =
+        "    told: {rules: [{run: told}]}\n    short: {rules: [{run: short}]}\n    farwork: {rules: [{run: farwork}]}";
     let relay = Relay::start();
     let far_url = db.url().replace(":5432/", &format!(":{}/", relay.port));
-    let far = node_at(&far_url, "far", "", shared.path(), &programs, mapping);
+    // far heartbeats every 2 s: back from the cut, it tries to claim the
+    // work queued meanwhile before it learns it was taken over.
+    let far = node_leased(&far_url, "far", "f", shared.path(), &programs, mapping, "6s");
     let id = send(&far, r#"{"kind":"told"}"#).remove(0);
     let short = send(&far, r#"{"kind":"short"}"#).remove(0);
     eventually("the tasks to run on far", Duration::from_secs(10), || {
@@ -1431,6 +1500,9 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     // Waiting on far's locks did not count as the database being out of
     // reach: near never refused deliveries meanwhile.
     assert!(!near.logs().contains("the database cannot write"), "{}", near.logs());
+    // Work only far may run, queued while it is cut off: far claims it once
+    // it has joined again, and runs it to its end.
+    let waiting: Vec<String> = (0..3).flat_map(|_| send(&near, r#"{"kind":"farwork"}"#)).collect();
     relay.silent.store(false, Ordering::SeqCst);
     eventually("far to find its work taken over", Duration::from_secs(40), || {
         far.logs().contains("its work was taken over by another node")
@@ -1439,6 +1511,10 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     eventually("far to show the taker's outcome", Duration::from_secs(20), || {
         task(&far, &id)["status"] == "interrupted" && task(&far, &short)["status"] == "interrupted"
     });
+    for t in wait_final(&near, &waiting, Duration::from_secs(30)) {
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["node"], "far", "{t}");
+    }
     eventually("the callbacks of the takeover", Duration::from_secs(20), || {
         received.lock().unwrap().len() >= 2
     });

@@ -734,7 +734,14 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             let now_ms = millis(SystemTime::now());
             let claimed = match cluster
                 .pg
-                .claim(cluster.name(), &cluster.info.labels, free, programs, now_ms)
+                .claim(
+                    cluster.name(),
+                    cluster.incarnation(),
+                    &cluster.info.labels,
+                    free,
+                    programs,
+                    now_ms,
+                )
                 .await
             {
                 Ok(c) => c,
@@ -781,8 +788,27 @@ impl Engine {
         };
         cluster.leaving.store(true, Ordering::Relaxed);
         cluster.wake.notify_one();
+        // The ends of the tasks that ran here are written first: once this
+        // node is `stopped`, another takes over whatever still looks running.
+        if let Some(store) = self.inner.store.as_ref() {
+            if let Err(e) = store.commit(Vec::new()).await {
+                tracing::warn!(error = %e, "could not write the last task ends before leaving the cluster");
+            }
+        }
         if let Err(e) = cluster.pg.leave(cluster.name(), cluster.incarnation()).await {
             tracing::warn!(error = %e, "could not tell the cluster this node stops; its lease will expire instead");
+        }
+    }
+
+    /// (A cluster.) Keeps in the database a cancel of a task running here,
+    /// for whoever takes it over should this node die before its end is
+    /// written.
+    pub(super) async fn note_cancel_in_cluster(&self, id: Uuid, reason: &str) {
+        let Some(cluster) = self.inner.cluster.get() else {
+            return;
+        };
+        if let Err(e) = cluster.pg.note_cancel(id, reason).await {
+            tracing::warn!(task_id = %id, error = %e, "could not note the cancel in the database; the handler is being stopped all the same");
         }
     }
 

@@ -464,6 +464,10 @@ impl Engine {
     pub async fn cancel_anywhere(&self, id: Uuid, reason: &str) -> Result<Status, TaskError> {
         match self.cancel(id, reason) {
             Err(TaskError::NotFound(_)) if self.inner.cluster.get().is_some() => self.cancel_remote(id, reason).await,
+            Ok(Status::Running) => {
+                self.note_cancel_in_cluster(id, reason).await;
+                Ok(Status::Running)
+            }
             other => other,
         }
     }
@@ -836,12 +840,17 @@ impl Inner {
         // With a store, `running` is on disk before the handler starts: a crash
         // then leaves it `interrupted`, never queued to run a second time.
         // (A cluster's claim committed it so already.)
+        let output_limit = self.limits.load().output_limit;
         if let Some(store) = self.store.as_ref().filter(|_| self.cluster.get().is_none()) {
             if let Err(e) = store.commit(vec![Op::PutTask(Box::new(record), Body::Keep)]).await {
-                tracing::warn!(task_id = %id, error = %e, "could not record the task as running before starting it");
+                // Not started unrecorded: after a crash it would be queued
+                // and run a second time.
+                tracing::warn!(task_id = %id, error = %e, "could not record the task as running; it is not started");
+                let why = format!("not started: its start could not be recorded ({e})");
+                self.finish_attempt(id, &task, &program, process::Ending::SpawnFailed(why), output_limit);
+                return;
             }
         }
-        let output_limit = self.limits.load().output_limit;
         // `param_files`: a directory of this attempt's own, gone when it ends.
         let param_files = match process::files::ParamFiles::write(
             &self.outputs.path().join(format!("{id}.{}.files", task.attempt)),
@@ -1118,6 +1127,13 @@ impl Inner {
                     // this node's claim: a node cut off from the database
                     // may have had the task taken over meanwhile, and then
                     // the taker's outcome, and its callbacks, are the ones.
+                    // The end is written with its callbacks pending, so that
+                    // a node dying before it records their first attempt
+                    // leaves them to the taker.
+                    let status = outcome.status();
+                    self.lock().update(&id, |t| {
+                        t.callbacks = pending_callbacks(&wanted_callbacks(t, status));
+                    });
                     self.persist(id);
                     let inner = self.clone();
                     let (status, claim) = (outcome.status(), task.claim);
@@ -1251,14 +1267,7 @@ impl Inner {
 
     fn send_callbacks(self: &Arc<Self>, id: Uuid, status: Status, resume: bool) {
         let Some((callbacks, view)) = self.lock().update(&id, |t| {
-            let wanted: Vec<_> = t
-                .spec
-                .program
-                .callbacks
-                .iter()
-                .filter(|c| c.when.contains(&status))
-                .cloned()
-                .collect();
+            let wanted = wanted_callbacks(t, status);
             let same = resume
                 && t.callbacks.len() == wanted.len()
                 && t.callbacks
@@ -1266,15 +1275,7 @@ impl Inner {
                     .zip(&wanted)
                     .all(|(r, c)| r.url == c.url.masked_webhook());
             if !same {
-                t.callbacks = wanted
-                    .iter()
-                    .map(|c| CallbackRecord {
-                        url: c.url.masked_webhook(),
-                        status: CallbackStatus::Pending,
-                        attempts: 0,
-                        last_error: None,
-                    })
-                    .collect();
+                t.callbacks = pending_callbacks(&wanted);
             }
             let todo: Vec<_> = wanted
                 .into_iter()
@@ -1322,6 +1323,30 @@ impl Inner {
             }
         }
     }
+}
+
+/// The task's `on_finish` callbacks whose `when` lists `status`.
+fn wanted_callbacks(t: &Task, status: Status) -> Vec<crate::process::program::Callback> {
+    t.spec
+        .program
+        .callbacks
+        .iter()
+        .filter(|c| c.when.contains(&status))
+        .cloned()
+        .collect()
+}
+
+/// The records of `callbacks` not sent yet.
+fn pending_callbacks(callbacks: &[crate::process::program::Callback]) -> Vec<CallbackRecord> {
+    callbacks
+        .iter()
+        .map(|c| CallbackRecord {
+            url: c.url.masked_webhook(),
+            status: CallbackStatus::Pending,
+            attempts: 0,
+            last_error: None,
+        })
+        .collect()
 }
 
 /// The data of a `task.created` event.

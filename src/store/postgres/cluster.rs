@@ -17,10 +17,15 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The database's clock, in milliseconds since the Unix epoch.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(super) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The advisory lock every claim holds while it picks tasks.
 const CLAIM_LOCK: i64 = 0x686f_6f6b_0003;
+
+/// How long a dedup key must have been held, its delivery still not in the
+/// database, before the key counts as stranded: longer than a commit may
+/// take (the writer gives up on a batch after 10 s).
+const STRANDED_MS: i64 = 15_000;
 
 /// How long a claim or a takeover waits for a lock before it gives up and
 /// is tried again at the next tick. Locks of ours are held for milliseconds;
@@ -277,7 +282,8 @@ impl Postgres {
         .await
     }
 
-    /// Claims up to `n` queued tasks this node may run, oldest first: its
+    /// Claims up to `n` queued tasks this node may run (nothing unless this
+    /// run of it, `incarnation`, is alive in the cluster), oldest first: its
     /// labels include the task's `run_on`, the task is pinned to no other
     /// node, its program is under its `max_concurrent` across the cluster,
     /// and its key is held by no other task. Each comes back running on this
@@ -285,6 +291,7 @@ impl Postgres {
     pub async fn claim(
         &self,
         node: &str,
+        incarnation: Uuid,
         labels: &[String],
         n: usize,
         programs: ClaimPrograms,
@@ -332,12 +339,28 @@ impl Postgres {
                 .map_err(&e)?;
             // Locked rows are this node's to claim (SKIP LOCKED: no other
             // node waits on them, none claims them twice).
-            let (mut candidates, next_due) = futures_util::future::try_join(
+            // Only a node the cluster counts alive, in this run, claims: one
+            // taken over while cut off must not claim new work before it
+            // learns so (and stops what it runs). The row is held shared
+            // until the claim commits, so a takeover of this node waits for
+            // it (and then sees what it claimed) or comes first (and then
+            // nothing is claimed).
+            let (alive, mut candidates, next_due) = futures_util::future::try_join3(
+                tx.query_opt(
+                    "SELECT 1 FROM nodes WHERE name = $1 AND incarnation = $2 AND status = 'alive' FOR SHARE",
+                    &[&node, &incarnation],
+                ),
                 tx.query(&candidates_stmt, &[&now_ms, &labels, &node, &scan, &known]),
                 tx.query_one(&next_due_stmt, &[&now_ms, &labels, &node, &known]),
             )
             .await
             .map_err(&e)?;
+            if alive.is_none() {
+                return Ok(Claimed {
+                    tasks: Vec::new(),
+                    next_due_ms: None,
+                });
+            }
             let next_due_ms: Option<i64> = next_due.get(0);
             // Program limits and keys hold across nodes: counting what runs
             // and claiming is one node at a time, and only when they matter.
@@ -562,6 +585,23 @@ impl Postgres {
         .await
     }
 
+    /// Notes in the database a cancel this node carries out itself, so that
+    /// a node taking the task over (this one dying before the end is
+    /// written) settles it `cancelled` rather than `interrupted`.
+    pub async fn note_cancel(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
+        let reason = reason.to_string();
+        self.with("note a cancel", move |c| async move {
+            c.execute(
+                "UPDATE tasks SET cancel_requested = $2 WHERE id = $1 AND status = 'running'",
+                &[&id, &reason],
+            )
+            .await
+            .map_err(db("note a cancel"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Sends `payloads` on `channel` (`NOTIFY`), in order, in one round trip.
     pub async fn notify_all(&self, channel: &'static str, payloads: Vec<String>) -> Result<(), StoreError> {
         self.with("notify the other nodes", move |c| async move {
@@ -658,6 +698,12 @@ impl Postgres {
 
     /// Checks a delivery's dedup key across the cluster: `None` if new (now
     /// held for `record_id` for `window_ms`), else the first delivery's record id.
+    ///
+    /// A key is held before its delivery is committed; a node that dies (or
+    /// loses the database) in between cannot forget it again. A key held
+    /// longer than any commit may take whose delivery is not in the
+    /// database is such a stranded key, and is taken over (delivery records
+    /// named by a live key are never pruned, so an absent one never was).
     pub async fn dedup_check(
         &self,
         source: &str,
@@ -674,6 +720,8 @@ impl Postgres {
                         "INSERT INTO dedup (source, key, first_id, expires_ms) VALUES ($1, $2, $3, {NOW_MS} + $4)
                          ON CONFLICT (source, key) DO UPDATE SET first_id = excluded.first_id, expires_ms = excluded.expires_ms
                            WHERE dedup.expires_ms < {NOW_MS}
+                              OR (dedup.expires_ms - $4 < {NOW_MS} - {STRANDED_MS}
+                                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = dedup.first_id))
                          RETURNING first_id"
                     ),
                     &[&source, &key, &record_id, &window_ms],

@@ -817,8 +817,15 @@ impl Writer {
         .map_err(&e)?;
         let deliveries = tx
             .execute(
-                "DELETE FROM deliveries WHERE outcome <> 'refused' AND seq <= (
-                    SELECT seq FROM deliveries WHERE outcome <> 'refused' ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+                // The first delivery of a live dedup key stays: its absence
+                // would say the key was stranded (see `dedup_check`).
+                format!(
+                    "DELETE FROM deliveries WHERE outcome <> 'refused' AND seq <= (
+                        SELECT seq FROM deliveries WHERE outcome <> 'refused' ORDER BY seq DESC LIMIT 1 OFFSET $1)
+                       AND NOT EXISTS (SELECT 1 FROM dedup WHERE dedup.first_id = deliveries.id AND dedup.expires_ms >= {})",
+                    cluster::NOW_MS
+                )
+                .as_str(),
                 &[&(r.deliveries as i64)],
             )
             .await
