@@ -1478,7 +1478,30 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     // work queued meanwhile before it learns it was taken over.
     let far = node_leased(&far_url, "far", "f", shared.path(), &programs, mapping, "6s");
     let id = send(&far, r#"{"kind":"told"}"#).remove(0);
-    let short = send(&far, r#"{"kind":"short"}"#).remove(0);
+    // `short`'s sender waits for its outcome (`?wait=`).
+    let wait_url = far.url("/hooks/a?wait=90s");
+    let waiter = std::thread::spawn(move || {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
+        match agent
+            .post(&wait_url)
+            .set("Content-Type", "application/json")
+            .send_bytes(br#"{"kind":"short"}"#)
+        {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r.into_string().unwrap(),
+            Err(e) => panic!("{e}"),
+        }
+    });
+    let mut short = String::new();
+    eventually("`short` to be accepted", Duration::from_secs(10), || {
+        let list = far.get("/tasks?program=short").json();
+        match list["tasks"][0]["id"].as_str() {
+            Some(id) => {
+                short = id.to_string();
+                true
+            }
+            None => false,
+        }
+    });
     eventually("the tasks to run on far", Duration::from_secs(10), || {
         task(&far, &id)["status"] == "running" && task(&far, &short)["status"] == "running"
     });
@@ -1518,6 +1541,10 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     eventually("the callbacks of the takeover", Duration::from_secs(20), || {
         received.lock().unwrap().len() >= 2
     });
+    // The sender that waited was told the cluster's outcome, not far's.
+    let answer: Value = serde_json::from_str(&waiter.join().unwrap()).unwrap();
+    assert_eq!(answer["tasks"][0]["id"], short.as_str(), "{answer}");
+    assert_eq!(answer["tasks"][0]["status"], "interrupted", "{answer}");
     // Give a second, contradicting callback from far the time to come.
     std::thread::sleep(Duration::from_secs(3));
     let bodies: Vec<String> = received.lock().unwrap().iter().map(|(_, body)| body.clone()).collect();

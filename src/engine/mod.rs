@@ -561,6 +561,10 @@ impl Engine {
     /// [`Engine::wait_finished`] in a cluster, where any node may run the
     /// tasks: one this node does not hold is read from the database, every
     /// 20 ms (or sooner when a task here changes), until its state is final.
+    /// One that ended here counts once its end is written under this node's
+    /// claim: if the task was taken over meanwhile (this node was cut off),
+    /// the database's record, the taker's, is the one, and it is forgotten
+    /// here so that the answer shows that record.
     async fn wait_finished_anywhere(&self, ids: &[Uuid], deadline: Instant) -> bool {
         let inner = &self.inner;
         let mut pending: Vec<Uuid> = ids.to_vec();
@@ -568,10 +572,30 @@ impl Engine {
             let mut notified = pin!(inner.changed.notified());
             notified.as_mut().enable();
             let mut still = Vec::with_capacity(pending.len());
+            let mut written = None;
             for id in pending {
-                let held = inner.lock().get(&id).map(|t| t.state.is_finished());
+                let held = inner.lock().get(&id).map(|t| (t.state.is_finished(), t.claim));
                 let finished = match held {
-                    Some(finished) => finished,
+                    Some((false, _)) => false,
+                    Some((true, claim)) => match self.store() {
+                        None => true,
+                        Some(store) => {
+                            // One empty commit for all: what was queued before it is written.
+                            if written.is_none() {
+                                written = Some(store.commit(Vec::new()).await.is_ok());
+                            }
+                            written == Some(true)
+                                && match store.task(id).await {
+                                    Ok(Some(stored)) if stored.claim == claim => stored.state.status().is_final(),
+                                    Ok(Some(stored)) => {
+                                        let _ = inner.lock().remove(id);
+                                        stored.state.status().is_final()
+                                    }
+                                    Ok(None) => true,
+                                    Err(_) => false,
+                                }
+                        }
+                    },
                     None => match self.store() {
                         Some(store) => match store.task(id).await {
                             Ok(Some(record)) => record.state.status().is_final(),
