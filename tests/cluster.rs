@@ -1253,6 +1253,39 @@ fn a_dedup_key_stranded_by_a_dead_node_does_not_swallow_the_retry() {
     assert_eq!(once_more.status, 200, "{}", once_more.text);
 }
 
+/// A `fan_out` task committed pinned to a node that was taken over in the
+/// moment between its delivery reading the live nodes and its commit is
+/// settled as that node's takeover would have settled it.
+#[test]
+fn a_fan_out_task_pinned_to_a_node_taken_over_before_its_commit_is_interrupted() {
+    let _one = serial();
+    let Some(db) = Db::create() else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let programs =
+        "  nowhere:\n    command: handlers/stamp.sh\n    run_on: [nobody]\n    env: {OUT_FILE: $SHARED/runs}\n";
+    let mapping = "    nowhere: {rules: [{run: nowhere}]}";
+    let a = node(&db, "n1", "", shared.path(), programs, mapping);
+    let mut b = node(&db, "n2", "", shared.path(), programs, mapping);
+    b.kill9();
+    eventually("n1 to take n2 over", Duration::from_secs(30), || {
+        a.get("/nodes").json()["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["name"] == "n2" && n["taken_over_by"] == "n1"))
+    });
+    // Committed pinned to n2, as if its delivery had read n2 alive.
+    let id = send(&a, r#"{"kind":"nowhere"}"#).remove(0);
+    db.query(&format!(
+        "UPDATE tasks SET pinned_node = 'n2', record = (record::jsonb || '{{\"pinned_node\":\"n2\"}}')::text WHERE id = '{id}'"
+    ));
+    let done = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(30));
+    assert_eq!(done[0]["status"], "interrupted", "{}", done[0]);
+    assert_eq!(
+        done[0]["error"], "node `n2` is gone and the task was pinned to it (fan_out)",
+        "{}",
+        done[0]
+    );
+}
+
 #[test]
 fn a_database_password_with_a_slash_or_question_mark_is_never_shown() {
     let _one = serial();

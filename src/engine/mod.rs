@@ -468,6 +468,16 @@ impl Engine {
                 self.note_cancel_in_cluster(id, reason).await;
                 Ok(Status::Running)
             }
+            Ok(was) => {
+                // A task cancelled before it started is answered once that is
+                // written: a crash right after the answer must not run it.
+                if let Some(store) = &self.inner.store {
+                    if let Err(e) = store.commit(Vec::new()).await {
+                        tracing::warn!(task_id = %id, error = %e, "the cancel is not written yet; it is kept and written once the store can");
+                    }
+                }
+                Ok(was)
+            }
             other => other,
         }
     }

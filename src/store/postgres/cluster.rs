@@ -271,6 +271,26 @@ impl Postgres {
                 let written = settle(&tx, &me, orphans, &take).await?;
                 taken.push((name, written));
             }
+            // A fan_out task pinned to a node that was taken over in the
+            // moment between its delivery reading the live nodes and its
+            // commit: settled as that node's takeover would have.
+            let stranded = tx
+                .query(
+                    "SELECT DISTINCT t.pinned_node FROM tasks t JOIN nodes n ON n.name = t.pinned_node
+                     WHERE t.status = 'queued' AND n.status = 'dead' AND n.name <> $1",
+                    &[&me],
+                )
+                .await
+                .map_err(&e)?;
+            for row in stranded {
+                let name: String = row.get(0);
+                let mut orphans = orphans_of(&tx, &name).await?;
+                orphans.died = true;
+                let written = settle(&tx, &me, orphans, &take).await?;
+                if !written.is_empty() {
+                    taken.push((name, written));
+                }
+            }
             if !taken.is_empty() {
                 tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
                     .await
