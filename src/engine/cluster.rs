@@ -868,22 +868,36 @@ impl Engine {
         let stop_running = program.on_busy == crate::process::program::OnBusy::CancelRunning;
         let inner = self.inner.clone();
         self.inner.runtime.spawn(async move {
-            let finisher = inner.clone();
             let reason = format!("superseded by {by}");
-            let done = cluster
-                .pg
-                .supersede(&program.name, &key, by, stop_running, cluster.name(), move |record| {
-                    let program = finisher.program(&record.program);
-                    let mut task = Task::from_record(&record, program, bytes::Bytes::new());
-                    finish(
-                        &mut task,
-                        None,
-                        SystemTime::now(),
-                        Outcome::Cancelled { reason: reason.clone() },
-                    );
-                    task.record()
-                })
-                .await;
+            // Tried again while the database refuses (the older tasks of the
+            // key must not run for a hiccup); it only ever touches tasks
+            // older than `by`, so a late try is still right.
+            let mut backoff = Duration::from_millis(500);
+            let done = loop {
+                let (finisher, reason) = (inner.clone(), reason.clone());
+                let done = cluster
+                    .pg
+                    .supersede(&program.name, &key, by, stop_running, cluster.name(), move |record| {
+                        let program = finisher.program(&record.program);
+                        let mut task = Task::from_record(&record, program, bytes::Bytes::new());
+                        finish(
+                            &mut task,
+                            None,
+                            SystemTime::now(),
+                            Outcome::Cancelled { reason: reason.clone() },
+                        );
+                        task.record()
+                    })
+                    .await;
+                match done {
+                    Err(e) if !cluster.leaving.load(Ordering::Relaxed) && backoff < Duration::from_secs(60) => {
+                        tracing::warn!(error = %e, "could not supersede the queued tasks of a key; trying again");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                    done => break done,
+                }
+            };
             match done {
                 Ok(records) => {
                     for record in records {
