@@ -600,8 +600,19 @@ mappings:
     d.kill9();
     d.restart();
     d.logs_with("it is left alone and its output goes on into its file");
-    // A second crash while that handler still runs: its task is
-    // `interrupted` on disk by now, and its key must stay held all the same.
+    // A second crash while that handler still runs, once its task is
+    // `interrupted` on disk: its key must stay held all the same.
+    eventually("the task to be interrupted on disk", Duration::from_secs(10), || {
+        let db = rusqlite::Connection::open_with_flags(
+            d.path("data/hookrunner.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("SELECT status FROM tasks WHERE id = ?1", [&ids[0]], |r| {
+            r.get::<_, String>(0)
+        })
+        .is_ok_and(|s| s == "interrupted")
+    });
     d.kill9();
     d.restart();
     d.logs_with("is still running from an earlier start; its concurrency key stays held until it ends");
