@@ -75,6 +75,14 @@ mappings:
         .start()
 }
 
+/// One cluster test at a time (nodes, ports and the database server are
+/// shared), with a new database and a shared directory for its nodes.
+fn fresh() -> Option<(std::sync::MutexGuard<'static, ()>, Db, tempfile::TempDir)> {
+    let one = serial();
+    let db = Db::create()?;
+    Some((one, db, tempfile::tempdir().unwrap()))
+}
+
 const STAMP: &str = r#"
   work:
     command: handlers/stamp.sh
@@ -120,9 +128,7 @@ fn send(d: &Daemon, body: &str) -> Vec<String> {
 
 #[test]
 fn a_burst_over_three_nodes_survives_one_being_killed() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let mut nodes: Vec<Daemon> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| node(&db, n, "", shared.path(), STAMP, STAMP_MAPPING))
@@ -195,9 +201,7 @@ fn a_burst_over_three_nodes_survives_one_being_killed() {
 
 #[test]
 fn fan_out_runs_once_on_each_labelled_node() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let programs = r#"
   deploy:
     command: handlers/stamp.sh
@@ -241,9 +245,7 @@ const KEYED_MAPPING: &str = "    keyed: {params: {k: payload.k}, rules: [{run: k
 
 #[test]
 fn one_key_never_runs_twice_at_once_across_nodes() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     // Runs of `same` last long enough for all 18 deliveries to be in while
     // the first of them still runs, on a slow machine too.
     let programs = keyed("", "0.2").replace("SLEEP: \"0.2\"", "SLEEP: \"0.2\", LONG_FOR: same, LONG_SLEEP: \"1\"");
@@ -556,9 +558,7 @@ fn a_wait_delivery_answers_when_another_node_has_run_it() {
 
 #[test]
 fn the_database_going_away_refuses_with_503_and_loses_nothing() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let programs = r#"
   work:
     command: handlers/stamp.sh
@@ -749,9 +749,7 @@ fn a_database_gone_silent_refuses_with_503_instead_of_hanging() {
 
 #[test]
 fn a_task_deleted_through_another_node_is_gone_from_the_node_that_ran_it() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let programs = STAMP.replace("on_interrupt: rerun", "run_on: [web]");
     let web = node(&db, "n1", "web", shared.path(), &programs, STAMP_MAPPING);
     let other = node(&db, "n2", "", shared.path(), &programs, STAMP_MAPPING);
@@ -779,9 +777,7 @@ fn a_task_deleted_through_another_node_is_gone_from_the_node_that_ran_it() {
 
 #[test]
 fn max_queued_holds_for_a_burst_between_two_counts_of_the_queue() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let config = format!(
         r#"
 state:
@@ -822,9 +818,7 @@ mappings:
 
 #[test]
 fn a_node_restarted_after_a_crash_stops_its_old_handler_before_running_the_task_again() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     // The first run outlives any slow restart; the second one is short.
     let programs = STAMP.replace("SLEEP: \"0.3\"", "SLEEP: \"0.3\", FIRST_SLEEP: \"60\"");
     let mut a = node(&db, "n1", "", shared.path(), &programs, STAMP_MAPPING);
@@ -895,9 +889,7 @@ fn callback_receiver(status_of: fn(usize) -> u16) -> (String, Received) {
 
 #[test]
 fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     // The callback receiver: no answer to the first request (its sender dies
     // waiting, before it can record the attempt), then 200.
     let (cb_url, received) = callback_receiver(|n| if n == 0 { 0 } else { 200 });
@@ -959,9 +951,7 @@ fn a_killed_nodes_retry_and_callback_are_finished_by_another() {
 
 #[test]
 fn a_single_nodes_history_moves_into_a_cluster() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let single = format!(
         "state:\n  path: $DIR/state/hookrunner.db\nsources:\n  a: {{provider: generic, auth: none, event: {{field: kind}}}}\nprograms:\n{}\nmappings:\n  a:\n{STAMP_MAPPING}\n",
         STAMP.replace("$SHARED", &shared.path().display().to_string())
@@ -1145,9 +1135,7 @@ fn tls_to_the_database_follows_sslmode() {
 
 #[test]
 fn keys_reruns_and_duplicates_behave_the_same_on_every_node() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     // A run of the key `same` lasts until it is cancelled, however slowly
     // the newer task reaches the other node.
     let programs = keyed("    on_busy: cancel_running\n", "0.3")
@@ -1225,9 +1213,7 @@ fn keys_reruns_and_duplicates_behave_the_same_on_every_node() {
 /// holds for its whole window.
 #[test]
 fn a_dedup_key_stranded_by_a_dead_node_does_not_swallow_the_retry() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let a = node(&db, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
     let (stranded, kept) = (br#"{"kind":"work","n":1}"#, br#"{"kind":"work","n":2}"#);
     for body in [stranded, kept] {
@@ -1258,9 +1244,7 @@ fn a_dedup_key_stranded_by_a_dead_node_does_not_swallow_the_retry() {
 /// settled as that node's takeover would have settled it.
 #[test]
 fn a_fan_out_task_pinned_to_a_node_taken_over_before_its_commit_is_interrupted() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let programs =
         "  nowhere:\n    command: handlers/stamp.sh\n    run_on: [nobody]\n    env: {OUT_FILE: $SHARED/runs}\n";
     let mapping = "    nowhere: {rules: [{run: nowhere}]}";
@@ -1400,9 +1384,7 @@ mappings:
 
 #[test]
 fn a_backlog_held_back_by_its_limit_does_not_keep_other_work_from_starting() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let programs = r#"
   limited:
     command: handlers/gate.sh
@@ -1444,9 +1426,7 @@ fn a_backlog_held_back_by_its_limit_does_not_keep_other_work_from_starting() {
 
 #[test]
 fn a_node_whose_config_lacks_a_program_leaves_its_tasks_to_a_node_that_has_it() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let newer = format!(
         "{STAMP}  fresh:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"0.2\"}}\n"
     );
@@ -1465,9 +1445,7 @@ fn a_node_whose_config_lacks_a_program_leaves_its_tasks_to_a_node_that_has_it() 
 
 #[test]
 fn a_cancel_asked_for_just_before_the_node_died_is_kept_at_the_takeover() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let slow = STAMP.replace("SLEEP: \"0.3\"", "SLEEP: \"20\"");
     let mut b = node(&db, "b", "", shared.path(), &slow, STAMP_MAPPING);
     let id = send(&b, r#"{"kind":"work"}"#).remove(0);
@@ -1494,9 +1472,7 @@ fn a_cancel_asked_for_just_before_the_node_died_is_kept_at_the_takeover() {
 
 #[test]
 fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     // The callback receiver: every request answered 200.
     let (cb_url, received) = callback_receiver(|_| 200);
     // `told` still runs when far is back; `short` ends while far is cut off.
@@ -1594,9 +1570,7 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
 
 #[test]
 fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let mut n = node(&db, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
     let id = send(&n, r#"{"kind":"work"}"#).remove(0);
     wait_final(&n, std::slice::from_ref(&id), Duration::from_secs(20));
@@ -1656,9 +1630,7 @@ fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over()
 
 #[test]
 fn a_keys_queued_tasks_start_in_the_order_they_were_accepted_across_nodes() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let programs = r#"
   work:
     command: handlers/stamp.sh
@@ -1692,9 +1664,7 @@ fn a_keys_queued_tasks_start_in_the_order_they_were_accepted_across_nodes() {
 
 #[test]
 fn a_takeover_by_a_node_lacking_the_program_follows_the_programs_on_interrupt() {
-    let _one = serial();
-    let Some(db) = Db::create() else { return };
-    let shared = tempfile::tempdir().unwrap();
+    let Some((_one, db, shared)) = fresh() else { return };
     let newer = format!(
         "{STAMP}  fresh:\n    command: handlers/stamp.sh\n    on_interrupt: rerun\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"30\"}}\n  marked:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: $SHARED/runs, SLEEP: \"30\"}}\n"
     );
