@@ -1704,3 +1704,97 @@ fn a_takeover_by_a_node_lacking_the_program_follows_the_programs_on_interrupt() 
     assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
     assert_eq!(done[0]["node"], "back");
 }
+
+/// The first of `ids` seen running.
+fn wait_running(d: &Daemon, ids: &[String], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(id) = ids.iter().find(|id| task(d, id)["status"] == "running") {
+            return id.clone();
+        }
+        assert!(Instant::now() < deadline, "none of {ids:?} started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_fan_out_deliverys_tasks_share_a_key_one_node_at_a_time_and_never_replace_each_other() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let programs = r#"
+  deploy:
+    command: handlers/stamp.sh
+    run_on: [web]
+    fan_out: true
+    params: [k]
+    concurrency_key: "{k}"
+    on_busy: replace
+    env: {OUT_FILE: $SHARED/runs, FIRST_SLEEP: "2", SLEEP: "0.2"}
+"#;
+    let mapping = "    deploy: {params: {k: payload.k}, rules: [{run: deploy}]}";
+    let nodes: Vec<Daemon> = ["n1", "n2"]
+        .iter()
+        .map(|n| node(&db, n, "web", shared.path(), programs, mapping))
+        .collect();
+    let first = send(&nodes[0], r#"{"kind":"deploy","k":"site"}"#);
+    assert_eq!(first.len(), 2, "one task per web node");
+    // The key is the site's across the cluster: one node deploys, the other waits.
+    let running = wait_running(&nodes[0], &first, Duration::from_secs(30));
+    let waiting = first.iter().find(|id| **id != running).unwrap().clone();
+    let second = send(&nodes[1], r#"{"kind":"deploy","k":"site"}"#);
+    assert_eq!(second.len(), 2);
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let done: HashMap<String, Value> = wait_final(&nodes[0], &all, Duration::from_secs(60))
+        .into_iter()
+        .map(|t| (t["id"].as_str().unwrap().to_string(), t))
+        .collect();
+    assert_eq!(done[&running]["status"], "succeeded", "{}", done[&running]);
+    // The newer delivery's task for the waiting one's node replaced it ...
+    let node_of = |id: &str| done[id]["pinned_node"].as_str().unwrap().to_string();
+    let by = second.iter().find(|id| node_of(id) == node_of(&waiting)).unwrap();
+    assert_eq!(done[&waiting]["status"], "cancelled", "{}", done[&waiting]);
+    assert_eq!(done[&waiting]["error"], format!("superseded by {by}"));
+    // ... and its tasks, one per node, both ran: neither replaced the other.
+    for id in &second {
+        assert_eq!(done[id]["status"], "succeeded", "{}", done[id]);
+    }
+    // Never two at once: each start comes after the previous end.
+    let runs = runs(shared.path());
+    let mut open = 0;
+    for r in &runs {
+        open += if r.0 == "start" { 1 } else { -1 };
+        assert!(open <= 1, "{runs:?}");
+    }
+    assert_eq!(runs.len(), 6, "{runs:?}");
+}
+
+#[test]
+fn a_claim_supersedes_what_the_node_that_queued_a_newer_task_left_behind() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    // Node `a` accepts but cannot run the program (no label x), and its
+    // config queues (an older config): what it queues is never superseded
+    // by it, as if it had died just after each `202`.
+    let program = |on_busy: &str| {
+        format!(
+            "\n  keyed:\n    command: handlers/stamp.sh\n    params: [k]\n    run_on: [x]\n    concurrency_key: \"{{k}}\"\n    on_busy: {on_busy}\n    env: {{OUT_FILE: $SHARED/runs, FIRST_SLEEP: \"30\", SLEEP: \"0.2\"}}\n"
+        )
+    };
+    let a = node(&db, "a", "", shared.path(), &program("queue"), KEYED_MAPPING);
+    let older = send(&a, r#"{"kind":"keyed","k":"same"}"#);
+    let newer = send(&a, r#"{"kind":"keyed","k":"same"}"#);
+    assert_eq!(task(&a, &older[0])["status"], "queued");
+    // The node that may run it replaces: the older task never starts.
+    let b = node(&db, "b", "x", shared.path(), &program("cancel_running"), KEYED_MAPPING);
+    let gone = wait_final(&b, &older, Duration::from_secs(20));
+    assert_eq!(gone[0]["status"], "cancelled", "{}", gone[0]);
+    assert_eq!(gone[0]["error"], format!("superseded by {}", newer[0]));
+    assert_eq!(wait_running(&b, &newer, Duration::from_secs(20)), newer[0]);
+    // A newer task still stops the running one (`cancel_running`), though
+    // the node that queued it never asked.
+    let newest = send(&a, r#"{"kind":"keyed","k":"same"}"#);
+    let done = wait_final(&b, &[newer[0].clone(), newest[0].clone()], Duration::from_secs(20));
+    assert_eq!(done[0]["status"], "cancelled", "{}", done[0]);
+    assert_eq!(done[0]["error"], format!("superseded by {}", newest[0]));
+    assert_eq!(done[1]["status"], "succeeded", "{}", done[1]);
+    let runs = runs(shared.path());
+    assert!(!runs.iter().any(|r| r.1 == older[0]), "{runs:?}");
+}

@@ -214,6 +214,7 @@ impl Config {
         let mut limits = HashMap::new();
         let mut known = Vec::new();
         let mut keyed = false;
+        let mut replacing = HashMap::new();
         let all = self
             .programs
             .iter()
@@ -224,6 +225,13 @@ impl Config {
                 known.push(p.name.to_string());
             }
             keyed |= p.concurrency_key.is_some();
+            if p.concurrency_key.is_some() {
+                match p.on_busy {
+                    crate::process::program::OnBusy::Replace => replacing.insert(p.name.to_string(), false),
+                    crate::process::program::OnBusy::CancelRunning => replacing.insert(p.name.to_string(), true),
+                    crate::process::program::OnBusy::Queue => None,
+                };
+            }
             if let Some(max) = p.max_concurrent {
                 limits.insert(p.name.to_string(), max);
             }
@@ -233,6 +241,7 @@ impl Config {
             limits,
             known,
             keyed,
+            replacing,
         }
     }
 

@@ -729,6 +729,7 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
                     limits: programs.limits.clone(),
                     known: programs.known.clone(),
                     keyed: programs.keyed,
+                    replacing: programs.replacing.clone(),
                 }
             };
             let now_ms = millis(SystemTime::now());
@@ -770,6 +771,10 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
                 let stop = inner.lock().insert_running(task);
                 let run = inner.clone();
                 inner.runtime.spawn(async move { run.run_task(id, stop).await });
+            }
+            for stale in claimed.stale {
+                let program = inner.program(&stale.program);
+                supersede(&inner, &cluster, program, stale.key, stale.by);
             }
             if got < free {
                 break;
@@ -860,14 +865,30 @@ impl Engine {
     /// queued ones anywhere are cancelled (reported from here), and with
     /// `cancel_running` the running one is asked to stop.
     pub(super) fn supersede_in_cluster(&self, task: &Task) {
-        let Some(cluster) = self.inner.cluster.get().cloned() else {
+        let Some(cluster) = self.inner.cluster.get() else {
             return;
         };
         let Some(key) = task.spec.key.clone() else { return };
-        let (program, by) = (task.spec.program.clone(), task.id());
-        let stop_running = program.on_busy == crate::process::program::OnBusy::CancelRunning;
-        let inner = self.inner.clone();
-        self.inner.runtime.spawn(async move {
+        supersede(
+            &self.inner,
+            cluster,
+            task.spec.program.clone(),
+            key.to_string(),
+            task.id(),
+        );
+    }
+}
+
+/// Supersedes the older tasks of `program`'s `key` (queued, and with
+/// `cancel_running` the running one) in favour of the task `by`: after
+/// queuing `by`, or when a claim finds them left over (the node that queued
+/// `by` died before it could).
+fn supersede(inner: &Arc<Inner>, cluster: &Arc<Cluster>, program: Arc<Program>, key: String, by: Uuid) {
+    let stop_running = program.on_busy == crate::process::program::OnBusy::CancelRunning;
+    let (inner, cluster) = (inner.clone(), cluster.clone());
+    {
+        let runtime = inner.runtime.clone();
+        runtime.spawn(async move {
             let reason = format!("superseded by {by}");
             // Tried again while the database refuses (the older tasks of the
             // key must not run for a hiccup); it only ever touches tasks

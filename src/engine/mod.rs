@@ -60,6 +60,9 @@ pub struct Programs {
     pub known: Vec<String>,
     /// Whether any program has a `concurrency_key`.
     pub keyed: bool,
+    /// The keyed programs whose new tasks replace older ones of their key
+    /// (`on_busy: replace`, `false`; `cancel_running`, `true`).
+    pub replacing: std::collections::HashMap<String, bool>,
 }
 
 impl Programs {
@@ -70,6 +73,7 @@ impl Programs {
             limits: Default::default(),
             known: Vec::new(),
             keyed: false,
+            replacing: Default::default(),
         }
     }
 }

@@ -102,6 +102,31 @@ pub struct Claimed {
     pub tasks: Vec<(TaskRecord, Bytes)>,
     /// When the earliest queued task this node may run becomes due (a retry's backoff).
     pub next_due_ms: Option<i64>,
+    /// Keys whose older tasks a newer one replaces but which are still
+    /// there to replace: the node that queued the newer one has not
+    /// superseded them (it died just after its `202`, or its config said
+    /// `queue`). Each is to be [`Postgres::supersede`]d by `by`.
+    pub stale: Vec<Stale>,
+}
+
+/// The older tasks of `program`'s `key`, to be superseded by the task `by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub program: String,
+    pub key: String,
+    pub by: Uuid,
+}
+
+/// A task holding its key (running, or waiting out a retry's backoff), as a claim sees it.
+struct Holder {
+    program: String,
+    key: String,
+    id: Uuid,
+    seq: i64,
+    pinned: Option<String>,
+    running: bool,
+    /// Asked to stop already.
+    stopping: bool,
 }
 
 /// Cluster-wide limits a claim honours besides keys: `max_concurrent` per program.
@@ -115,6 +140,9 @@ pub struct ClaimPrograms {
     pub known: Vec<String>,
     /// Whether any program has a `concurrency_key`.
     pub keyed: bool,
+    /// Keyed programs whose new tasks replace the older ones of their key:
+    /// `true` where they also stop the running one (`cancel_running`).
+    pub replacing: HashMap<String, bool>,
 }
 
 impl Postgres {
@@ -319,7 +347,12 @@ impl Postgres {
     ) -> Result<Claimed, StoreError> {
         let node = node.to_string();
         let labels = labels.to_vec();
-        let ClaimPrograms { limits, known, keyed } = programs;
+        let ClaimPrograms {
+            limits,
+            known,
+            keyed,
+            replacing,
+        } = programs;
         self.with("claim tasks", move |mut c| async move {
             let e = db("claim tasks");
             let tx = c.transaction().await.map_err(&e)?;
@@ -342,7 +375,7 @@ impl Postgres {
             // may have queued a program this one does not know yet).
             let candidates_stmt = tx
                 .prepare_cached(
-                    "SELECT seq, id, program, key, record, body FROM tasks
+                    "SELECT seq, id, program, key, record, body, pinned_node FROM tasks
                      WHERE status = 'queued' AND (next_attempt_ms IS NULL OR next_attempt_ms <= $1)
                        AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)
                        AND program = ANY($5)
@@ -379,6 +412,7 @@ impl Postgres {
                 return Ok(Claimed {
                     tasks: Vec::new(),
                     next_due_ms: None,
+                    stale: Vec::new(),
                 });
             }
             let next_due_ms: Option<i64> = next_due.get(0);
@@ -389,7 +423,7 @@ impl Postgres {
                 .any(|r| r.get::<_, Option<String>>(3).is_some() || limits.contains_key(&r.get::<_, String>(2)));
             let mut running: HashMap<String, usize> = HashMap::new();
             // Who holds each key (a task running, or waiting between attempts).
-            let mut holders: Vec<(String, String, Uuid)> = Vec::new();
+            let mut holders: Vec<Holder> = Vec::new();
             if guarded {
                 if !serial {
                     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
@@ -401,7 +435,11 @@ impl Postgres {
                         "SELECT program, count(*) FROM tasks WHERE status = 'running' GROUP BY program",
                         &[],
                     ),
-                    tx.query("SELECT program, key, id FROM tasks WHERE holds_key", &[]),
+                    tx.query(
+                        "SELECT program, key, id, seq, pinned_node, status = 'running', cancel_requested IS NOT NULL
+                         FROM tasks WHERE holds_key",
+                        &[],
+                    ),
                 )
                 .await
                 .map_err(&e)?;
@@ -410,16 +448,35 @@ impl Postgres {
                 }
                 holders = keys
                     .iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Uuid>(2)))
+                    .map(|r| Holder {
+                        program: r.get(0),
+                        key: r.get(1),
+                        id: r.get(2),
+                        seq: r.get(3),
+                        pinned: r.get(4),
+                        running: r.get(5),
+                        stopping: r.get(6),
+                    })
                     .collect();
             }
             let mut claimed = Vec::new();
+            let mut stale: Vec<Stale> = Vec::new();
+            // The task of a key just after `seq`, queued for the same node
+            // (a `fan_out` delivery's tasks for other nodes are not newer
+            // ones of this task's key, they are its siblings).
+            let newer_stmt = tx
+                .prepare_cached(
+                    "SELECT id FROM tasks WHERE program = $1 AND key = $2 AND seq > $3
+                       AND pinned_node IS NOT DISTINCT FROM $4 ORDER BY seq LIMIT 1",
+                )
+                .await
+                .map_err(&e)?;
             // A window of the oldest claimable rows whose programs are all at
             // their limit, or whose keys are all busy, must not hide the rows
             // behind it: the next window leaves those programs and keys out.
             let next_window_stmt = tx
                 .prepare_cached(
-                    "SELECT seq, id, program, key, record, body FROM tasks
+                    "SELECT seq, id, program, key, record, body, pinned_node FROM tasks
                      WHERE status = 'queued' AND (next_attempt_ms IS NULL OR next_attempt_ms <= $1)
                        AND run_on <@ $2 AND (pinned_node IS NULL OR pinned_node = $3)
                        AND program = ANY($5) AND seq > $6 AND NOT (program = ANY($7))
@@ -437,21 +494,59 @@ impl Postgres {
                     if claimed.len() >= n {
                         break;
                     }
-                    let (seq, id, program, key): (i64, Uuid, String, Option<String>) =
-                        (row.get(0), row.get(1), row.get(2), row.get(3));
+                    let (seq, id, program, key, pinned): (i64, Uuid, String, Option<String>, Option<String>) =
+                        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(6));
+                    // A task a newer one of its key replaces never starts,
+                    // whether or not the node that queued the newer one
+                    // lived to supersede it (`on_busy: replace`).
+                    let replacing_key = key.as_ref().zip(replacing.get(&program));
+                    if let Some((k, _)) = replacing_key {
+                        if let Some(newer) = tx
+                            .query_opt(&newer_stmt, &[&program, k, &seq, &pinned])
+                            .await
+                            .map_err(&e)?
+                        {
+                            stale.push(Stale {
+                                program: program.clone(),
+                                key: k.clone(),
+                                by: newer.get(0),
+                            });
+                            continue;
+                        }
+                    }
                     if let Some(max) = limits.get(&program) {
                         if running.get(&program).copied().unwrap_or(0) >= *max {
                             continue;
                         }
                     }
                     if let Some(k) = &key {
-                        if holders
+                        if let Some(h) = holders
                             .iter()
-                            .any(|(p, hk, holder)| *p == program && hk == k && *holder != id)
+                            .find(|h| h.program == program && h.key == *k && h.id != id)
                         {
+                            // An older holder this task replaces: waiting out a
+                            // backoff (superseded), or running under
+                            // `cancel_running` and not yet asked to stop.
+                            if let Some((_, &stops)) = replacing_key {
+                                if h.seq < seq && h.pinned == pinned && (!h.running || (stops && !h.stopping)) {
+                                    stale.push(Stale {
+                                        program: program.clone(),
+                                        key: k.clone(),
+                                        by: id,
+                                    });
+                                }
+                            }
                             continue;
                         }
-                        holders.push((program.clone(), k.clone(), id));
+                        holders.push(Holder {
+                            program: program.clone(),
+                            key: k.clone(),
+                            id,
+                            seq,
+                            pinned: pinned.clone(),
+                            running: true,
+                            stopping: false,
+                        });
                     }
                     let Ok(mut record) = task_row(seq, id.to_string(), row.get(4)) else {
                         continue;
@@ -478,9 +573,9 @@ impl Postgres {
                     .filter(|(p, max)| running.get(*p).copied().unwrap_or(0) >= **max)
                     .map(|(p, _)| p)
                     .collect();
-                let held_programs: Vec<&String> = holders.iter().map(|(p, _, _)| p).collect();
-                let held_keys: Vec<&String> = holders.iter().map(|(_, k, _)| k).collect();
-                let held_ids: Vec<Uuid> = holders.iter().map(|(_, _, id)| *id).collect();
+                let held_programs: Vec<&String> = holders.iter().map(|h| &h.program).collect();
+                let held_keys: Vec<&String> = holders.iter().map(|h| &h.key).collect();
+                let held_ids: Vec<Uuid> = holders.iter().map(|h| h.id).collect();
                 candidates = tx
                     .query(
                         &next_window_stmt,
@@ -520,9 +615,11 @@ impl Postgres {
             .await
             .map_err(&e)?;
             tx.commit().await.map_err(&e)?;
+            stale.dedup();
             Ok(Claimed {
                 tasks: claimed,
                 next_due_ms,
+                stale,
             })
         })
         .await
@@ -653,9 +750,10 @@ impl Postgres {
         .await
     }
 
-    /// The queued tasks of `program` with `key` other than `by`, finished by
-    /// `finish` (superseded); and asks the node running one to stop it when
-    /// `stop_running`. Returns the superseded records.
+    /// The queued tasks of `program` with `key` older than `by` and pinned
+    /// alike (a `fan_out` delivery's tasks never supersede each other),
+    /// finished by `finish` (superseded); and asks the node running one to
+    /// stop it when `stop_running`. Returns the superseded records.
     pub async fn supersede(
         &self,
         program: &str,
@@ -674,8 +772,9 @@ impl Postgres {
                     // Only what came before `by`: it may run already (the
                     // other nodes were woken before this), and a later task
                     // of the key is not its to supersede.
-                    "SELECT seq, id::text, record FROM tasks WHERE program = $1 AND key = $2 AND status = 'queued' AND id <> $3
-                       AND seq < (SELECT seq FROM tasks WHERE id = $3) FOR UPDATE",
+                    "SELECT t.seq, t.id::text, t.record FROM tasks t, tasks b
+                     WHERE b.id = $3 AND t.program = $1 AND t.key = $2 AND t.status = 'queued' AND t.id <> $3
+                       AND t.seq < b.seq AND t.pinned_node IS NOT DISTINCT FROM b.pinned_node FOR UPDATE OF t",
                     &[&program, &key, &by],
                 )
                 .await
@@ -696,8 +795,9 @@ impl Postgres {
                 let reason = format!("superseded by {by}");
                 let running = tx
                     .query(
-                        "UPDATE tasks SET cancel_requested = $3 WHERE program = $1 AND key = $2 AND status = 'running'
-                           AND id <> $4 AND seq < (SELECT seq FROM tasks WHERE id = $4) RETURNING id",
+                        "UPDATE tasks t SET cancel_requested = $3 FROM tasks b
+                         WHERE b.id = $4 AND t.program = $1 AND t.key = $2 AND t.status = 'running' AND t.id <> $4
+                           AND t.seq < b.seq AND t.pinned_node IS NOT DISTINCT FROM b.pinned_node RETURNING t.id",
                         &[&program, &key, &reason, &by],
                     )
                     .await
