@@ -492,3 +492,39 @@ fn a_generic_signature_header_is_masked_whatever_its_name() {
     );
     assert!(!list.to_string().contains(&sig));
 }
+
+#[test]
+fn the_list_says_a_body_is_kept_for_a_record_read_back_after_a_restart() {
+    let mut d = Daemon::start(&format!("state:\n  path: data/hookrunner.db\n{CONFIG}"));
+    assert_eq!(
+        push(&d, "8d1f0c2e-1111-2222-3333-444455556666", "refs/heads/main").status,
+        202
+    );
+    let kept = |d: &Daemon| -> Vec<(String, Value)> {
+        d.get("/deliveries").json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["outcome"].as_str().unwrap().to_string(), r["body_kept"].clone()))
+            .collect()
+    };
+    let before = kept(&d);
+    assert_eq!(before, [("accepted".to_string(), json!(true))]);
+    // Read from the store now, without their bodies: the same answer.
+    d.restart();
+    assert_eq!(kept(&d), before);
+    let short = &d.get("/deliveries?outcome=accepted").json()["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()[..8];
+    let out = std::process::Command::new(BIN)
+        .args(["delivery", short, "--url", &d.url("")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.lines().any(|l| l.starts_with("body kept") && l.ends_with("true")),
+        "{text}"
+    );
+}

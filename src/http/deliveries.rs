@@ -104,11 +104,16 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let deliveries: Vec<serde_json::Value> = page
         .rows
         .into_iter()
-        .map(|stored| {
+        .map(|(stored, body_kept)| {
             // Records still in memory may have gained links (replays) since.
             match state.deliveries.get(&stored.id) {
                 Some(r) => r.view(),
-                None => Record::from_record(stored, None).view(),
+                None => {
+                    // The body itself is not read for a list.
+                    let mut view = Record::from_record(stored, None).view();
+                    view["body_kept"] = body_kept.into();
+                    view
+                }
             }
         })
         .collect();

@@ -429,7 +429,8 @@ impl Store {
         }
     }
 
-    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<DeliveryRecord>, StoreError> {
+    /// Deliveries, each with whether its body is still kept (for replay).
+    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<(DeliveryRecord, bool)>, StoreError> {
         let limit = q.limit;
         let q = q.clone();
         let rows = match &self.backend {

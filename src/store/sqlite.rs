@@ -198,10 +198,10 @@ impl Sqlite {
             ("id >= ", low),
             ("id <= ", high),
         ];
-        let rows = self.read("list tasks", |c| list(c, "tasks", &filters, q.before_seq, q.limit))?;
+        let rows = self.read("list tasks", |c| list(c, "tasks", "0", &filters, q.before_seq, q.limit))?;
         Ok(rows
             .into_iter()
-            .map(|(id, data, seq)| (seq, decode_task(id, data)))
+            .map(|(id, data, seq, _)| (seq, decode_task(id, data)))
             .collect())
     }
 
@@ -269,18 +269,19 @@ impl Sqlite {
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    pub fn list_deliveries(&self, q: &DeliveryQuery) -> Result<super::Rows<DeliveryRecord>, StoreError> {
+    /// Deliveries, each with whether its body is still kept (for replay).
+    pub fn list_deliveries(&self, q: &DeliveryQuery) -> Result<super::Rows<(DeliveryRecord, bool)>, StoreError> {
         let filters = [
             ("source", q.source.clone()),
             ("event", q.event.clone()),
             ("outcome", q.outcome.map(|o| o.as_str().to_string())),
         ];
         let rows = self.read("list deliveries", |c| {
-            list(c, "deliveries", &filters, q.before_seq, q.limit)
+            list(c, "deliveries", "length(body) > 0", &filters, q.before_seq, q.limit)
         })?;
         Ok(rows
             .into_iter()
-            .map(|(id, data, seq)| (seq, decode_delivery(id, data)))
+            .map(|(id, data, seq, kept)| (seq, decode_delivery(id, data).map(|r| (r, kept))))
             .collect())
     }
 
@@ -404,18 +405,19 @@ fn decode_delivery(Id(id): Id, Data(data): Data) -> Result<DeliveryRecord, Unrea
     })
 }
 
-/// Rows of `table` (id, record and sequence number, newest first) matching
-/// the given column filters, before `before_seq`. Column names are ours,
-/// never input.
+/// Rows of `table` (id, record, sequence number and the value of `flag`,
+/// newest first) matching the given column filters, before `before_seq`.
+/// Column names and `flag` are ours, never input.
 fn list(
     c: &Connection,
     table: &str,
+    flag: &str,
     filters: &[(&str, Option<String>)],
     before_seq: Option<u64>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Id, Data, u64)>> {
+) -> rusqlite::Result<Vec<(Id, Data, u64, bool)>> {
     let before = before_seq.map_or(i64::MAX, |s| s as i64);
-    let mut sql = format!("SELECT id, data, seq FROM {table} WHERE seq < ?1");
+    let mut sql = format!("SELECT id, data, seq, coalesce({flag}, 0) FROM {table} WHERE seq < ?1");
     let mut args: Vec<&String> = Vec::new();
     for (col, value) in filters {
         if let Some(v) = value {
@@ -434,7 +436,7 @@ fn list(
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&before];
     values.extend(args.iter().map(|a| *a as &dyn rusqlite::ToSql));
     let rows = stmt.query_map(values.as_slice(), |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?))
     })?;
     rows.collect()
 }

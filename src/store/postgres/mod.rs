@@ -376,10 +376,12 @@ impl Postgres {
         .await
     }
 
-    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<super::Rows<DeliveryRecord>, StoreError> {
+    /// Deliveries, each with whether its body is still kept (for replay).
+    pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<super::Rows<(DeliveryRecord, bool)>, StoreError> {
         let q = q.clone();
         self.with("list deliveries", move |c| async move {
-            let mut sql = "SELECT id, record, seq FROM deliveries WHERE seq < $1".to_string();
+            let mut sql =
+                "SELECT id, record, seq, coalesce(length(body) > 0, false) FROM deliveries WHERE seq < $1".to_string();
             let before = q.before_seq.map_or(i64::MAX, |s| s as i64);
             let mut args: Vec<String> = Vec::new();
             for (col, value) in [
@@ -398,7 +400,13 @@ impl Postgres {
             let rows = c.query(&sql, &params).await.map_err(db("list deliveries"))?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get::<_, i64>(2) as u64, delivery_row(r.get(0), r.get(1))))
+                .map(|r| {
+                    let kept: bool = r.get(3);
+                    (
+                        r.get::<_, i64>(2) as u64,
+                        delivery_row(r.get(0), r.get(1)).map(|d| (d, kept)),
+                    )
+                })
                 .collect())
         })
         .await
