@@ -184,6 +184,9 @@ struct SendArgs {
     // Hidden in --help: a URL may carry a password.
     #[arg(long, env = "HOOKRUNNER_URL", value_name = "URL", hide_env_values = true)]
     url: Option<String>,
+    /// The API bearer token a dry run needs, instead of the config's first `api.tokens`.
+    #[arg(long, env = "HOOKRUNNER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The source to send to; its provider and secrets come from the config.
     #[arg(long)]
     source: String,
@@ -562,8 +565,8 @@ fn send(args: SendArgs) -> Result<ExitCode, CliError> {
     let source = find_source(&config, &args.source)?;
     let body = commands::read_payload(&args.payload).map_err(|e| CliError::Usage(e.to_string()))?;
     let api = match &args.url {
-        Some(url) => Api::from_config(Some(&config), Some(url), None).from_origin(url_origin(url)?),
-        None => Api::from_config(Some(&config), None, None)
+        Some(url) => Api::from_config(Some(&config), Some(url), args.token.as_deref()).from_origin(url_origin(url)?),
+        None => Api::from_config(Some(&config), None, args.token.as_deref())
             .from_origin(&format!("`server.listen` in {}", config.path.display())),
     };
     let send = commands::SendArgs {

@@ -788,3 +788,26 @@ fn a_bad_url_or_limit_is_a_bad_argument() {
         assert_eq!(out.code, 1, "{}", out.stderr);
     }
 }
+
+#[test]
+fn send_dry_run_carries_the_api_token() {
+    let d = Daemon::start(&format!("api: {{tokens: [api-tok]}}\n{}", config()));
+    let ok = payload(&d, "ok.json", r#"{"kind":"ok"}"#);
+    // The config's first token, as every client command sends it.
+    let out = cli(&d, &["send", "--source", "open", "--dry-run", &ok]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["dry_run"], true);
+    // `--token` (or HOOKRUNNER_TOKEN) instead; a wrong one is refused.
+    let out = cli(&d, &["send", "--source", "open", "--dry-run", "--token", "wrong", &ok]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("token"), "{}", out.stderr);
+    let mut cmd = command(&["send", "--source", "open", "--dry-run", &ok, "--url", &d.url("")]);
+    cmd.arg("--config")
+        .arg(d.path("webhook.yaml"))
+        .env("HOOKRUNNER_TOKEN", "api-tok");
+    assert!(cmd.output().unwrap().status.success());
+    // Nothing ran, and a real send does not need the API's rule.
+    let tasks = d.get_with("/tasks", &[("Authorization", "Bearer api-tok")]).json();
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 0, "{tasks}");
+    assert_eq!(cli(&d, &["send", "--source", "open", &ok]).code, 0);
+}

@@ -570,7 +570,7 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs, prepared: 
         q.push(("wait".into(), wait.clone()));
     }
     let path = format!("{}/{}", args.prefix, path_segment(&source.name));
-    let answer = api.post_body(&path, &q, &prepared.headers, body, prepared.wait)?;
+    let answer = api.post_body(&path, &q, &prepared.headers, body, prepared.wait, args.dry_run)?;
     out(&pretty(&answer.json));
     Ok(ExitCode::SUCCESS)
 }

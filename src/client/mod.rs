@@ -277,7 +277,9 @@ impl Api {
         self.answer(self.request(&self.agent, "POST", path, &[]).send_bytes(&[]))
     }
 
-    /// `POST path?query` with `headers` and `body` (a delivery, for `send`).
+    /// `POST path?query` with `headers` and `body` (a delivery, for `send`);
+    /// with `api_token`, the API token too, unless `headers` has an
+    /// `Authorization` of the source's own (a dry run needs both rules).
     pub fn post_body(
         &self,
         path: &str,
@@ -285,8 +287,14 @@ impl Api {
         headers: &[(String, String)],
         body: &[u8],
         wait: Option<Duration>,
+        api_token: bool,
     ) -> Result<Answer, Error> {
-        let mut req = self.agent.request("POST", &self.url(path, query));
+        let own_authorization = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        let mut req = if api_token && !own_authorization {
+            self.request(&self.agent, "POST", path, query)
+        } else {
+            self.agent.request("POST", &self.url(path, query))
+        };
         if let Some(wait) = wait {
             // The daemon holds the answer up to `wait` (`?wait=`).
             req = req.timeout(wait.saturating_add(ANSWER_TIME));
