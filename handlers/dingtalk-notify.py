@@ -79,6 +79,11 @@ def main():
         print("dingtalk-notify: set DINGTALK_WEBHOOK_URL to the robot's http(s) webhook URL",
               file=sys.stderr)
         return 2
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in webhook):
+        # Not repeated: the URL holds the robot's secret.
+        print("dingtalk-notify: DINGTALK_WEBHOOK_URL holds white space or control characters (a comment "
+              "after it in an EnvironmentFile?): set it to the webhook URL alone", file=sys.stderr)
+        return 2
     secret = utf8(os.environ.get("DINGTALK_SECRET", ""))
     if secret:
         timestamp = str(round(time.time() * 1000))
@@ -104,7 +109,11 @@ def main():
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
-    except (OSError, http.client.HTTPException, ValueError) as e:
+    except (http.client.HTTPException, ValueError) as e:
+        # Their text may quote the URL, which holds the robot's secret.
+        print(f"dingtalk-notify: the request could not be made ({type(e).__name__})", file=sys.stderr)
+        return 1
+    except OSError as e:
         print(f"dingtalk-notify: request failed: {e}", file=sys.stderr)
         return 1
 

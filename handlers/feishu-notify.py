@@ -82,6 +82,11 @@ def main():
         print("feishu-notify: set FEISHU_WEBHOOK_URL to the bot's http(s) webhook URL",
               file=sys.stderr)
         return 2
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in webhook):
+        # Not repeated: the URL holds the bot's secret.
+        print("feishu-notify: FEISHU_WEBHOOK_URL holds white space or control characters (a comment "
+              "after it in an EnvironmentFile?): set it to the webhook URL alone", file=sys.stderr)
+        return 2
     secret = utf8(os.environ.get("FEISHU_SECRET", ""))
     env = lambda name: utf8(os.environ.get(name, ""))
     title = args.title or f"{env('HOOK_SOURCE')} {env('HOOK_EVENT')}".strip() or "hookrunner"
@@ -114,7 +119,11 @@ def main():
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
-    except (OSError, http.client.HTTPException, ValueError) as e:
+    except (http.client.HTTPException, ValueError) as e:
+        # Their text may quote the URL, which holds the bot's secret.
+        print(f"feishu-notify: the request could not be made ({type(e).__name__})", file=sys.stderr)
+        return 1
+    except OSError as e:
         print(f"feishu-notify: request failed: {e}", file=sys.stderr)
         return 1
 

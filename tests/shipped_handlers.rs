@@ -721,3 +721,28 @@ fn dingtalk_error_code_fails_the_task_with_exit_code_1() {
     );
     receiver.only_request();
 }
+
+/// A webhook URL the request cannot be made with (a comment after it in an
+/// EnvironmentFile, a bad port) fails the task without its secret in the
+/// task's output, which the API, the dashboard and `?wait=` answers show.
+#[test]
+fn feishu_and_dingtalk_never_repeat_a_bad_webhook_url() {
+    for (program, var) in [("feishu", "FEISHU_WEBHOOK_URL"), ("dingtalk", "DINGTALK_WEBHOOK_URL")] {
+        for (url, code) in [
+            ("http://127.0.0.1:9/robot/send?access_token=BOTSECRET1 # prod bot", 2),
+            ("http://127.0.0.1:9x9/hook/BOTSECRET1", 1),
+            ("http://127.0.0.1:9/hook/BOTSECRET1\t", 2),
+        ] {
+            let d = Daemon::start(&bot_config(
+                program,
+                &format!("handlers/{program}-notify.py"),
+                &[(var, url.to_string())],
+            ));
+            let task = run_one(&d, "repo", &push_body());
+            assert_eq!(task["exit_code"], code, "{program} {url:?}: {task}");
+            assert!(!task.to_string().contains("BOTSECRET1"), "{program}: {task}");
+            assert!(!d.logs().contains("BOTSECRET1"), "{program}: {}", d.logs());
+            assert!(stderr(&task).starts_with(&format!("{program}-notify: ")), "{task}");
+        }
+    }
+}
