@@ -9,6 +9,21 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that takes a closed stdout (`hookrunner explain ... | head -1`)
+/// for the end of the reader's interest, not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Text as it is, to a stdout that may be closed.
+fn say_raw(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 #[derive(Parser)]
 #[command(
     name = "hookrunner",
@@ -563,7 +578,8 @@ fn with_api(
 fn send(args: SendArgs) -> Result<ExitCode, CliError> {
     let config = load_config(args.config.config.as_deref())?;
     let source = find_source(&config, &args.source)?;
-    let body = commands::read_payload(&args.payload).map_err(|e| CliError::Usage(e.to_string()))?;
+    let body =
+        commands::read_payload(&args.payload, config.server.max_body).map_err(|e| CliError::Usage(e.to_string()))?;
     let api = match &args.url {
         Some(url) => Api::from_config(Some(&config), Some(url), args.token.as_deref()).from_origin(url_origin(url)?),
         None => Api::from_config(Some(&config), None, args.token.as_deref())
@@ -603,7 +619,7 @@ fn check(args: CheckArgs) -> Result<ExitCode, CliError> {
         eprintln!("warning: {w}");
     }
     let rules: usize = config.sources.values().map(|s| s.routes.rule_count()).sum();
-    println!(
+    say!(
         "{}: ok ({} sources, {} programs, {} rules)",
         config.path.display(),
         config.sources.len(),
@@ -654,9 +670,9 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
 
     let config = load_config(args.config.config.as_deref())?;
     let source = find_source(&config, &args.source)?;
-    let body = std::fs::read(&args.payload)
+    let body = commands::read_payload(&args.payload, config.server.max_body)
         .map(bytes::Bytes::from)
-        .map_err(|e| CliError::Usage(format!("cannot read `{}`: {e}", args.payload.display())))?;
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut headers = HeaderPairs::new();
     for h in &args.headers {
         let (k, v) = h
@@ -732,9 +748,9 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
     };
     let trace = explain(source, &parts, "<delivery_id>");
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&trace).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&trace).unwrap_or_default());
     } else {
-        print!("{}", render_trace(&trace));
+        say_raw(&render_trace(&trace));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -797,7 +813,7 @@ fn db_copy(from: &Path, to: &str) -> Result<ExitCode, CliError> {
     }
     let url = crate::secret::SecretUrl::new(to);
     let copied = crate::store::copy::sqlite_to_postgres(from, &url)?;
-    println!(
+    say!(
         "copied {} tasks and {} deliveries from {} to {}",
         copied.tasks,
         copied.deliveries,
@@ -805,16 +821,16 @@ fn db_copy(from: &Path, to: &str) -> Result<ExitCode, CliError> {
         url.masked()
     );
     if copied.interrupted > 0 {
-        println!("{} tasks found running were copied as interrupted", copied.interrupted);
+        say!("{} tasks found running were copied as interrupted", copied.interrupted);
     }
     if copied.already > 0 {
-        println!(
+        say!(
             "{} rows were in the database already (copied before) and were left as they are",
             copied.already
         );
     }
     if copied.skipped > 0 {
-        println!(
+        say!(
             "{} rows could not be read and were not copied (named in the log)",
             copied.skipped
         );
@@ -837,65 +853,66 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
         },
     };
     for line in &report.integrity {
-        println!("integrity: {line}");
+        say!("integrity: {line}");
     }
     if report.schema_version == 0 && !report.foreign_tables.is_empty() {
-        println!(
+        say!(
             "{name}: not a hookrunner store: it has tables hookrunner does not make ({}) and no schema version",
             report.foreign_tables.join(", ")
         );
         return Ok(ExitCode::FAILURE);
     }
     if report.schema_version == 0 {
-        println!("schema version 0: no hookrunner has used this database yet");
-        println!("{name}: ok (empty)");
+        say!("schema version 0: no hookrunner has used this database yet");
+        say!("{name}: ok (empty)");
         return Ok(ExitCode::SUCCESS);
     }
     if report.schema_version < 0 {
-        println!(
+        say!(
             "{name}: schema version {} is not one hookrunner writes: this is not a hookrunner store, or it was changed by hand",
             report.schema_version
         );
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    say!(
         "schema version {} (this hookrunner writes {})",
-        report.schema_version, report.ours
+        report.schema_version,
+        report.ours
     );
     if report.schema_version < report.ours {
-        println!(
+        say!(
             "rows not read: the next start converts this store to version {}",
             report.ours
         );
-        println!("{name}: ok");
+        say!("{name}: ok");
         return Ok(ExitCode::SUCCESS);
     }
     if report.newer() {
-        println!(
+        say!(
             "{name}: written by a newer hookrunner (schema version {}); this one cannot read it: upgrade hookrunner",
             report.schema_version
         );
         return Ok(ExitCode::FAILURE);
     }
-    println!("{} tasks, {} deliveries", report.tasks, report.deliveries);
-    println!("{} unreadable rows", report.unreadable.len());
+    say!("{} tasks, {} deliveries", report.tasks, report.deliveries);
+    say!("{} unreadable rows", report.unreadable.len());
     for u in &report.unreadable {
-        println!("  {u}");
+        say!("  {u}");
     }
     if report.quarantined > 0 {
-        println!(
+        say!(
             "{} rows could not be converted to typed records and were kept in the `quarantine` table",
             report.quarantined
         );
     }
     if report.ok() {
-        println!("{name}: ok");
+        say!("{name}: ok");
         Ok(ExitCode::SUCCESS)
     } else if !report.intact() {
-        println!("{name}: damaged; move it aside to start with an empty store (the history in it is lost)");
+        say!("{name}: damaged; move it aside to start with an empty store (the history in it is lost)");
         Ok(ExitCode::FAILURE)
     } else {
-        println!("{name}: some rows cannot be read (listed above); the daemon logs and skips them");
+        say!("{name}: some rows cannot be read (listed above); the daemon logs and skips them");
         Ok(ExitCode::FAILURE)
     }
 }

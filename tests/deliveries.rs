@@ -275,6 +275,26 @@ fn dry_run_shows_the_trace_and_argv_and_runs_nothing() {
     assert!(argv[0].as_str().unwrap().ends_with("/handlers/log-event.sh"));
     assert_eq!(argv[1..], [json!("--ref=refs/heads/main"), json!("--repo=acme/app")]);
     assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
+    // Any case of on, and a bare `?dry_run`, is a dry run; a value that is
+    // neither on nor off is refused, never taken for off (a real run).
+    for on in ["TRUE", "Yes", ""] {
+        let r = d.post_json(&format!("/hooks/github?dry_run={on}"), &headers, body.as_bytes());
+        assert_eq!(
+            (r.status, &r.json()["dry_run"]),
+            (200, &json!(true)),
+            "{on}: {}",
+            r.text
+        );
+    }
+    for odd in ["on", "2", "y"] {
+        let r = d.post_json(&format!("/hooks/github?dry_run={odd}"), &headers, body.as_bytes());
+        assert_eq!(r.status, 400, "{odd}: {}", r.text);
+        assert_eq!(
+            r.error(),
+            format!("`dry_run` is `{odd}`: it may be 1, true, yes, 0, false or no")
+        );
+    }
+    assert_eq!(d.get("/tasks").json()["tasks"], json!([]));
     // It is authenticated like a real delivery, and it does not use up the delivery id.
     let wrong = [
         ("X-GitHub-Event", "push"),
@@ -527,4 +547,47 @@ fn the_list_says_a_body_is_kept_for_a_record_read_back_after_a_restart() {
         text.lines().any(|l| l.starts_with("body kept") && l.ends_with("true")),
         "{text}"
     );
+}
+
+#[test]
+fn explain_refuses_a_payload_over_max_body_and_stops_quietly_when_its_reader_does() {
+    let dir = tempfile::tempdir().unwrap();
+    install_handlers(dir.path());
+    std::fs::write(
+        dir.path().join("webhook.yaml"),
+        CONFIG.replace("server:\n", "server:\n  max_body: 1KiB\n"),
+    )
+    .unwrap();
+    let payload = dir.path().join("push.json");
+    std::fs::write(
+        &payload,
+        r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#,
+    )
+    .unwrap();
+    let explain = |payload: &std::path::Path| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .args(["explain", "--source", "github", "--event", "push"])
+            .arg(payload);
+        cmd
+    };
+    // Larger than the daemon would take: refused without reading it all
+    // (/dev/zero never ends).
+    let out = explain(std::path::Path::new("/dev/zero")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: `/dev/zero` is larger than `server.max_body` (1024 bytes), which the daemon refuses"
+    );
+    // A reader that has gone (`| head -1`) ends it without a panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = explain(&payload)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

@@ -576,14 +576,28 @@ pub fn send(api: &Api, source: &Source, body: &[u8], args: &SendArgs, prepared: 
 }
 
 /// A payload file's bytes; `-` reads stdin.
-pub fn read_payload(path: &Path) -> Result<Vec<u8>, Error> {
-    if path == Path::new("-") {
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
-            .map_err(|e| Error::Other(format!("cannot read the payload from stdin: {e}")))?;
-        return Ok(body);
+/// A payload larger than `max` bytes (the config's `server.max_body`, which
+/// the daemon would refuse) is an error, found without reading it all.
+pub fn read_payload(path: &Path, max: usize) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let (reader, name): (Box<dyn Read>, String) = if path == Path::new("-") {
+        (Box::new(std::io::stdin()), "the payload from stdin".into())
+    } else {
+        let file =
+            std::fs::File::open(path).map_err(|e| Error::Other(format!("cannot read `{}`: {e}", path.display())))?;
+        (Box::new(file), format!("`{}`", path.display()))
+    };
+    let mut body = Vec::new();
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::Other(format!("cannot read {name}: {e}")))?;
+    if body.len() > max {
+        return Err(Error::Other(format!(
+            "{name} is larger than `server.max_body` ({max} bytes), which the daemon refuses"
+        )));
     }
-    std::fs::read(path).map_err(|e| Error::Other(format!("cannot read `{}`: {e}", path.display())))
+    Ok(body)
 }
 
 /// `hookrunner nodes`: the nodes of the cluster (or this node alone).

@@ -161,7 +161,8 @@ async fn receive(req: HttpRequest, source: String, payload: web::Payload, state:
     let query = query_pairs(&req);
     // A dry run shows the daemon's own view (argv, params, every rule's
     // condition): behind the API rule, besides the source's own auth.
-    if intake::query_flag(&query, "dry_run") {
+    // (A `dry_run` that is neither on nor off is refused by `admit`.)
+    if intake::query_flag(&query, "dry_run").unwrap_or(false) {
         if let Err(e) = authorize_api(&req, &state) {
             let mut response = e.error_response();
             if let Ok(v) = HeaderValue::from_str(&rid) {

@@ -325,7 +325,7 @@ pub async fn output(
     let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
-    let follow = crate::intake::query_flag(&query, "follow")
+    let follow = crate::intake::query_flag(&query, "follow").map_err(ApiError::BadRequest)?
         || req
             .headers()
             .get(actix_web::http::header::ACCEPT)

@@ -347,11 +347,24 @@ impl Facts {
 /// The longest `?wait=` accepted.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Whether the query turns `name` on (`1`, `true` or `yes`).
-pub fn query_flag(query: &[(String, String)], name: &str) -> bool {
-    query
-        .iter()
-        .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true" | "yes"))
+/// Whether the query turns `name` on (`1`, `true`, `yes` or no value) or
+/// off (`0`, `false`, `no`; or absent), in any case. Any other value is an
+/// error, never taken for off: `?dry_run=on` must not run a delivery.
+pub fn query_flag(query: &[(String, String)], name: &str) -> Result<bool, String> {
+    let mut on = false;
+    for (_, v) in query.iter().filter(|(k, _)| k == name) {
+        match v.to_ascii_lowercase().as_str() {
+            "" | "1" | "true" | "yes" => on = true,
+            "0" | "false" | "no" => {}
+            _ => {
+                return Err(format!(
+                    "`{name}` is `{}`: it may be 1, true, yes, 0, false or no",
+                    crate::logging::escape(&crate::delivery::record::cut(v, 32))
+                ))
+            }
+        }
+    }
+    Ok(on)
 }
 
 /// Admits a delivery: judges it, queues its tasks (all or none), and records
@@ -371,7 +384,10 @@ pub async fn admit_shaped(
     arrival: &Arrival<'_>,
     body: impl Future<Output = Result<Bytes, Refused>>,
 ) -> Admitted {
-    let dry_run = query_flag(arrival.query, "dry_run");
+    let (dry_run, bad_flag) = match query_flag(arrival.query, "dry_run") {
+        Ok(on) => (on, None),
+        Err(e) => (false, Some(e)),
+    };
     let source = at.config.sources.get(arrival.source);
     // Mask whatever carries this source's secrets, besides the usual names.
     let (secret_headers, secret_query) = source.map(|s| s.auth.secret_carriers()).unwrap_or_default();
@@ -390,12 +406,13 @@ pub async fn admit_shaped(
     // The provider's id, once claimed for this record, stays claimed until
     // the record is in the log (dropped last).
     let mut claim = None;
-    let result = match source {
-        None => Err(Refused::NotFound(format!(
+    let result = match (source, bad_flag) {
+        (_, Some(bad)) => Err(Refused::BadRequest(bad)),
+        (None, None) => Err(Refused::NotFound(format!(
             "there is no source named `{}`",
             crate::logging::escape(&named)
         ))),
-        Some(source) => admit_to(at, arrival, source, body, dry_run, &mut facts, &mut claim).await,
+        (Some(source), None) => admit_to(at, arrival, source, body, dry_run, &mut facts, &mut claim).await,
     };
     let reply = facts.reply.clone();
     let (outcome, status, reason) = match &result {
