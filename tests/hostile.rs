@@ -503,7 +503,10 @@ mappings:
     let long = "x".repeat(200 * 1024);
     for (text, why) in [
         ("a\u{0}b", "contains a NUL byte"),
-        (long.as_str(), "more than the 131071 bytes Linux passes in one argument"),
+        (
+            long.as_str(),
+            "is 204800 bytes, 204816 as `HOOK_PARAM_<NAME>=<value>`, more than the 131071 bytes Linux passes in one argument or environment string",
+        ),
     ] {
         let body = json!({ "text": text }).to_string();
         let r = d.post_json("/hooks/a", &[], body.as_bytes());

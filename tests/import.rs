@@ -923,3 +923,17 @@ fn an_ipv4_mapped_range_is_its_ipv4_range() {
     assert_eq!(d.post("/hooks/mapped-net", &[], b"").status, 200);
     assert_eq!(d.post("/hooks/other", &[], b"").status, 403);
 }
+
+#[test]
+fn the_imports_diagnostics_show_control_characters_of_the_hooks_file_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = import_text(
+        dir.path(),
+        "hooks.json",
+        r#"[{"id": "esc\u001b[31mred\u0007", "execute-command": "/bin/true"}]"#,
+        Some(&dir.path().join("webhook.yaml")),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r"hook `esc\u{1b}[31mred\u{7}`"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr}");
+}

@@ -358,8 +358,8 @@ pub const MAX_ARG_BYTES: usize = 32 * 4096 - 1;
 pub enum Unrunnable {
     #[error("param `{0}` contains a NUL byte, which no argument or environment variable can hold")]
     Nul(String),
-    #[error("param `{name}` is {len} bytes, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument")]
-    TooLong { name: String, len: usize },
+    #[error("param `{name}` is {value} bytes, {len} as `HOOK_PARAM_<NAME>=<value>`, more than the {MAX_ARG_BYTES} bytes Linux passes in one argument or environment string")]
+    TooLong { name: String, value: usize, len: usize },
     // Named by position only: the argument may hold text from the config
     // (a secret from the environment), and the error reaches the sender.
     #[error("argument {index} of the command would contain a NUL byte, which no argument can hold")]
@@ -417,7 +417,8 @@ impl Program {
             if len > MAX_ARG_BYTES {
                 return Err(Unrunnable::TooLong {
                     name: name.to_string(),
-                    len: value.len(),
+                    value: value.len(),
+                    len,
                 });
             }
         }

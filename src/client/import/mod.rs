@@ -74,13 +74,29 @@ pub fn main(command: ImportCommand) -> ExitCode {
         &args,
         &|k| std::env::var(k).ok(),
         &mut std::io::stdout(),
-        &mut std::io::stderr(),
+        &mut Terminal(std::io::stderr()),
     ) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::client::commands::terminal(&message));
             ExitCode::from(exit::USAGE)
         }
+    }
+}
+
+/// The diagnostics quote the hooks file (hook ids, values): its control
+/// characters are shown escaped, never sent to the operator's terminal.
+struct Terminal<W: Write>(W);
+
+impl<W: Write> Write for Terminal<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(crate::client::commands::terminal(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

@@ -373,8 +373,8 @@ fn lift(child: &Rules, soft: bool, out: &mut Translated, templates: &Templates) 
         }
         Kind::Match(m)
             if m.kind == "value"
-                && Templates::has_calls(&m.value)
                 && matches!(m.parameter.source.as_str(), "header" | "url" | "query")
+                && (Templates::has_calls(&m.value) || credential_name(&m.parameter.source, &m.parameter.name))
                 && out.hmac.is_none()
                 && out.token.is_none() =>
         {
@@ -383,15 +383,30 @@ fn lift(child: &Rules, soft: bool, out: &mut Translated, templates: &Templates) 
                 header: (m.parameter.source == "header").then(|| canonical_header(&m.parameter.name)),
                 query: (m.parameter.source != "header").then(|| m.parameter.name.clone()),
             });
+            // A literal token is not repeated: it is a secret.
+            let against = if Templates::has_calls(&m.value) {
+                format!("`{}`", Templates::source_text(&m.value, templates))
+            } else {
+                "the value in the hooks file".to_string()
+            };
             out.notes.push(format!(
-                "the `value` match on {} `{}` against `{}` became the source's token `auth` (a wrong or missing token is a 401 here; adnanh answers that the rules were not satisfied)",
+                "the `value` match on {} `{}` against {against} became the source's token `auth` (compared in constant time and never shown; a wrong or missing token is a 401 here; adnanh answers that the rules were not satisfied)",
                 if m.parameter.source == "header" { "header" } else { "query parameter" },
                 m.parameter.name,
-                Templates::source_text(&m.value, templates)
             ));
             true
         }
         _ => false,
+    }
+}
+
+/// Whether a header or query parameter of that name carries a credential
+/// (as the daemon masks them): a literal `value` match on it is a token.
+fn credential_name(source: &str, name: &str) -> bool {
+    if source == "header" {
+        crate::headers::is_credential(name, &[])
+    } else {
+        crate::headers::is_credential_param(name, &[])
     }
 }
 

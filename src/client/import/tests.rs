@@ -577,3 +577,36 @@ fn what_hookrunner_would_refuse_is_a_gap_or_translated_so_it_loads() {
     // And it loads.
     crate::config::parse(&r.stdout, &dir.path().join("webhook.yaml")).unwrap();
 }
+
+#[test]
+fn a_literal_token_compared_in_a_rule_becomes_token_auth_and_is_never_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = file(
+        &dir,
+        "hooks.json",
+        r#"[{"id": "secret2", "execute-command": "/bin/true",
+             "trigger-rule": {"match": {"type": "value", "value": "tokSECRETimport",
+                                        "parameter": {"source": "url", "name": "token"}}}},
+            {"id": "hdr", "execute-command": "/bin/true",
+             "trigger-rule": {"match": {"type": "value", "value": "hdrSECRET",
+                                        "parameter": {"source": "header", "name": "X-Api-Key"}}}},
+            {"id": "plain", "execute-command": "/bin/true",
+             "trigger-rule": {"match": {"type": "value", "value": "main",
+                                        "parameter": {"source": "url", "name": "branch"}}}}]"#,
+    );
+    let r = run(&args(&[&hooks]));
+    assert_eq!(r.code, exit::OK, "{}", r.stderr);
+    let c: Value = serde_yaml::from_str(&r.stdout).unwrap();
+    let t = &c["sources"]["secret2"]["auth"];
+    assert_eq!((s(&t["token"]), s(&t["query"])), ("tokSECRETimport", "token"));
+    assert!(rule(&c, "secret2")["if"].is_null(), "{}", r.stdout);
+    let t = &c["sources"]["hdr"]["auth"];
+    assert_eq!((s(&t["token"]), s(&t["header"])), ("hdrSECRET", "X-Api-Key"));
+    assert!(rule(&c, "hdr")["if"].is_null(), "{}", r.stdout);
+    // Only in the config's auth, where the daemon never shows it.
+    assert_eq!(r.stdout.matches("tokSECRETimport").count(), 1, "{}", r.stdout);
+    assert!(!r.stderr.contains("SECRET"), "{}", r.stderr);
+    // A value that is no credential stays a condition.
+    assert!(c["sources"]["plain"]["auth"]["token"].is_null(), "{}", r.stdout);
+    assert!(s(&rule(&c, "plain")["if"]).contains("main"), "{}", r.stdout);
+}
