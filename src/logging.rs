@@ -14,7 +14,7 @@
 //! few lines every 10 s, not one per request.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing_subscriber::field::MakeExt;
@@ -93,11 +93,19 @@ impl Throttle {
     }
 }
 
+/// Whether log lines are JSON (set once by [`init`]).
+static JSON: AtomicBool = AtomicBool::new(false);
+
 /// A log field's value from outside (an event name, a delivery id, a
-/// source name from the URL): [`escape`]d, and in double quotes (with `"`
-/// and `\` escaped) when it holds a space, `=` or `"`, so that it cannot
-/// pass for more `key=value` pairs in the text format.
+/// source name from the URL): in the text format [`escape`]d, and in
+/// double quotes (with `"` and `\` escaped) when it holds a space, `=` or
+/// `"`, so that it cannot pass for more `key=value` pairs. In the JSON
+/// format as it is: JSON escapes it, and a value quoted twice would not be
+/// the value.
 pub fn field(text: &str) -> std::borrow::Cow<'_, str> {
+    if JSON.load(Ordering::Relaxed) {
+        return text.into();
+    }
     let escaped = escape(text);
     if !escaped.contains([' ', '=', '"']) {
         return escaped;
@@ -163,12 +171,15 @@ pub fn init(format: LogFormat) {
                 .init()
         }
         // One object per line: timestamp, level, target, fields (with `message`).
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_ansi(false)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => {
+            JSON.store(true, Ordering::Relaxed);
+            builder
+                .json()
+                .flatten_event(true)
+                .with_ansi(false)
+                .with_current_span(false)
+                .init()
+        }
     }
 }
 
