@@ -591,3 +591,19 @@ fn explain_refuses_a_payload_over_max_body_and_stops_quietly_when_its_reader_doe
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn a_senders_delivery_id_names_its_own_record_in_every_url() {
+    let d = Daemon::start(CONFIG);
+    let id = "../../tasks?x=1#f g";
+    let r = push(&d, id, "refs/heads/other");
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The ignored answer points at the record, encoded.
+    let encoded = "..%2F..%2Ftasks%3Fx%3D1%23f%20g";
+    assert!(r.text.contains(&format!("see /deliveries/{encoded})")), "{}", r.text);
+    let record = d.get(&format!("/deliveries/{encoded}")).json();
+    assert_eq!(record["delivery_id"], id);
+    assert_eq!(record["url"], format!("/deliveries/{encoded}"));
+    let listed = d.get("/deliveries").json();
+    assert_eq!(listed["deliveries"][0]["url"], format!("/deliveries/{encoded}"));
+}

@@ -4,6 +4,7 @@
 use super::render::{self, Table};
 use super::{Api, Error};
 use crate::config::Source;
+use crate::delivery::record::path_segment;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -302,17 +303,6 @@ fn find_delivery(api: &Api, id: &str) -> Result<Value, Error> {
 }
 
 /// `id` for a URL path (ids are UUIDs or provider ids; `/` and friends are escaped).
-fn path_segment(id: &str) -> String {
-    let mut s = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
-}
 
 fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_default().to_string()

@@ -170,6 +170,26 @@ pub const MAX_QUERY_BYTES: usize = 2048;
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how
 /// long it was.
+/// `id` as one segment of a URL path: every byte but letters, digits and
+/// `-._~:` percent-encoded, so an id a sender chose (`../../tasks`, `a?b`)
+/// names its own record and nothing else.
+pub fn path_segment(id: &str) -> String {
+    let mut s = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            s.push(b as char);
+        } else {
+            let _ = std::fmt::Write::write_fmt(&mut s, format_args!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// The API path of the delivery record `id`.
+pub fn url(id: &str) -> String {
+    format!("/deliveries/{}", path_segment(id))
+}
+
 pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= max {
         return text.into();
@@ -413,7 +433,7 @@ impl Record {
             "duplicate_of": self.duplicate_of,
             "replay_of": self.replay_of,
             "replays": *self.replays.lock().unwrap_or_else(|p| p.into_inner()),
-            "url": format!("/deliveries/{}", self.id),
+            "url": url(&self.id),
         });
         if !self.notes.is_empty() {
             view["notes"] = json!(self.notes);

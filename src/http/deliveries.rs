@@ -161,7 +161,7 @@ pub async fn replay(
         Ok(answer) => super::hooks::answer_response(answer),
         Err(e) => actix_web::ResponseError::error_response(&ApiError::from(e)),
     };
-    if let Ok(v) = HeaderValue::from_str(&format!("/deliveries/{}", replayed.record)) {
+    if let Ok(v) = HeaderValue::from_str(&crate::delivery::record::url(&replayed.record)) {
         response.headers_mut().insert(actix_web::http::header::LOCATION, v);
     }
     Ok(response)

@@ -822,10 +822,10 @@ pub(crate) async fn judge_and_queue(
             "no rule matched".to_string()
         };
         let message = format!(
-            "no rule matched event `{}` of source `{}`; nothing was run (see /deliveries/{})",
+            "no rule matched event `{}` of source `{}`; nothing was run (see {})",
             crate::logging::escape(event),
             source.name,
-            facts.id
+            crate::delivery::record::url(&facts.id)
         );
         tracing::debug!(source = %source.name, event = %crate::logging::field(event), request_id = %crate::logging::field(&facts.request_id), "delivery ignored: no rule matched");
         return Ok((
