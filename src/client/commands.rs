@@ -302,8 +302,6 @@ fn find_delivery(api: &Api, id: &str) -> Result<Value, Error> {
     }
 }
 
-/// `id` for a URL path (ids are UUIDs or provider ids; `/` and friends are escaped).
-
 fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_default().to_string()
 }
