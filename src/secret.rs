@@ -38,7 +38,9 @@ impl fmt::Display for Secret {
 
 /// A URL as hookrunner shows it anywhere (API, answers, logs, errors): the
 /// userinfo's password and every query value become `***`, and the fragment
-/// is dropped. `http://u:pw@host/p?token=t&x=1#f` → `http://u:***@host/p?token=***&x=***`.
+/// is dropped; a query name with escapes or odd characters, or a bare
+/// `?name`, becomes `***` whole (it may be the secret).
+/// `http://u:pw@host/p?token=t&x=1&T0KEN#f` → `http://u:***@host/p?token=***&x=***&***`.
 /// A user name with no password may itself be the credential (a token
 /// written as `http://TOKEN@host/`), so it becomes `***` too. A backslash
 /// ends the authority as `/` does: the HTTP client reads `\` as `/`.
@@ -47,9 +49,10 @@ impl fmt::Display for Secret {
 /// credential: a bare `user:password@host` still loses its password.
 pub fn mask_url(url: &str) -> String {
     // A password may hold `/`, `?` or `#` unencoded: PostgreSQL's driver
-    // takes everything up to the last `@` as the userinfo, and connects. If
-    // that text has a `:` and one of those, where the userinfo ends cannot
-    // be told, so all of it is masked (the user name too).
+    // takes everything up to the `@` as the userinfo, and connects (a
+    // database URL with two `@` is refused at load). If that text has a
+    // `:` and one of those, where the userinfo ends cannot be told, so all
+    // of it is masked (the user name too).
     let auth_start = url.find("://").map_or(0, |i| i + 3);
     if let Some(at) = url[auth_start..].rfind('@').map(|i| auth_start + i) {
         let info = &url[auth_start..at];
@@ -95,9 +98,16 @@ pub fn mask_url(url: &str) -> String {
         let masked: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) => format!("{k}=***"),
+                // A name is shown when it is plainly one (`token`, `a.b`);
+                // one with escapes or odd characters may hide a value.
+                Some((k, _))
+                    if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+                {
+                    format!("{k}=***")
+                }
                 None if pair.is_empty() => String::new(),
-                None => format!("{pair}=***"),
+                // A bare `?<token>` is all value.
+                _ => "***".to_string(),
             })
             .collect();
         out.push_str(&masked.join("&"));
@@ -240,7 +250,11 @@ mod tests {
                 "postgres://root:s3cret@db:5432/app?sslmode=require&password=p",
                 "postgres://root:***@db:5432/app?sslmode=***&password=***",
             ),
-            ("http://host/p?flag", "http://host/p?flag=***"),
+            // A bare name, or one with escapes, may be the secret itself.
+            ("http://host/p?flag", "http://host/p?***"),
+            ("http://h/x?SECRET6", "http://h/x?***"),
+            ("http://h/x?a=1&a%3DSECRETH", "http://h/x?a=***&***"),
+            ("http://h/x?a.b-c_d=1&=2", "http://h/x?a.b-c_d=***&***"),
             ("http://host/p?", "http://host/p?"),
             ("user:pw@host", "user:***@host"),
             ("http://host/a@b:c", "http://host/a@b:c"),

@@ -728,3 +728,14 @@ fn a_secret_of_only_white_space_is_refused() {
         assert!(err.contains("is only white space, which is no secret"), "{err}");
     }
 }
+
+#[test]
+fn a_database_url_with_a_second_at_sign_is_refused_without_showing_it() {
+    let (code, _, err) = check("state:\n  postgres: postgres://app:pg@PASS10@127.0.0.1:5432/app\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`state.postgres`: the database URL holds more than one `@`: write an `@` in the user name or password as `%40`"),
+        "{err}"
+    );
+    assert!(!err.contains("PASS10") && !err.contains("pg@"), "{err}");
+}

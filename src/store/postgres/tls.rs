@@ -82,6 +82,15 @@ pub fn split(url: &str) -> Result<(String, Settings), String> {
         Ok(true)
     };
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // The driver takes the text up to the first `@` as the user and
+        // password, and the rest, `@` and all, as the host: a password with
+        // an `@` of its own would be shown cut where the driver does not cut
+        // it, and the rest of it looked up as a host name.
+        if url.matches('@').count() > 1 {
+            return Err(
+                "the database URL holds more than one `@`: write an `@` in the user name or password as `%40`".into(),
+            );
+        }
         match url.split_once('?') {
             None => url.to_string(),
             Some((base, query)) => {
