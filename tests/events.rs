@@ -195,6 +195,13 @@ fn last_event_id_resumes_after_it_and_an_unknown_id_is_a_reset() {
     let bad = d.get_with("/events", &[("Last-Event-ID", "soon")]);
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("Last-Event-ID"), "{}", bad.error());
+    // A name it does not know is refused, as `/tasks` and `/deliveries` do.
+    let bad = d.get("/events?sinse=5");
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.error(),
+        "unknown query parameter `sinse`: `/events` takes only `since`"
+    );
 }
 
 #[test]

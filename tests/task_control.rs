@@ -167,6 +167,8 @@ fn output_is_readable_as_text() {
     let r = d.get(&format!("/tasks/{id}/output"));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    // A handler's output is never taken for a page by a browser.
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert!(r.text.contains("arg 1: --word=中文 words\n"), "{}", r.text);
     assert_eq!(d.get(&format!("/tasks/{id}/output?stream=stderr")).text, "");
     assert_eq!(d.get(&format!("/tasks/{id}/output?stream=both")).status, 400);

@@ -51,6 +51,17 @@ fn since(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
             crate::logging::escape(text)
         ))
     };
+    let mut since = None;
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k != "since" {
+            // As `/tasks` and `/deliveries` answer a name they do not know.
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter `{}`: `/events` takes only `since`",
+                crate::logging::escape(&crate::delivery::record::cut(&k, 64))
+            )));
+        }
+        since = Some(v.trim().parse().map_err(|_| bad("`since`", &v))?);
+    }
     if let Some(v) = req.headers().get("last-event-id") {
         let text = String::from_utf8_lossy(v.as_bytes());
         let text = text.trim();
@@ -60,12 +71,7 @@ fn since(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
         }
         return text.parse().map(Some).map_err(|_| bad("`Last-Event-ID`", text));
     }
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        if k == "since" {
-            return v.trim().parse().map(Some).map_err(|_| bad("`since`", &v));
-        }
-    }
-    Ok(None)
+    Ok(since)
 }
 
 /// The bytes of what a listener got; `None` ends the stream.

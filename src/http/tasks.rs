@@ -360,7 +360,10 @@ pub async fn output(
         .output_text(&id, stored.as_ref(), stream)
         .ok_or_else(|| no_task(&id))?;
     let mut answer = HttpResponse::Ok();
-    answer.content_type("text/plain; charset=utf-8");
+    // A handler's output is anything: never taken for a page.
+    answer
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("X-Content-Type-Options", "nosniff"));
     if skipped > 0 {
         // The front of a long output was let go (see HANDLERS.md, Output).
         answer.insert_header(("X-Output-Skipped-Bytes", skipped.to_string()));
