@@ -1798,3 +1798,99 @@ fn a_claim_supersedes_what_the_node_that_queued_a_newer_task_left_behind() {
     let runs = runs(shared.path());
     assert!(!runs.iter().any(|r| r.1 == older[0]), "{runs:?}");
 }
+
+#[test]
+fn callbacks_a_node_lacking_the_program_took_over_are_sent_by_a_node_that_has_it() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    // No answer to the first request (its sender dies waiting), then 200.
+    let (cb_url, received) = callback_receiver(|n| if n == 0 { 0 } else { 200 });
+    let newer = format!(
+        r#"{STAMP}
+  told:
+    command: handlers/stamp.sh
+    env: {{OUT_FILE: $SHARED/runs, SLEEP: "0"}}
+    on_finish: [{{url: "{cb_url}", attempts: 3, backoff: 6s}}]
+  marked:
+    command: handlers/stamp.sh
+    env: {{OUT_FILE: $SHARED/runs, SLEEP: "30"}}
+    on_finish: [{{url: "{cb_url}", when: [interrupted]}}]
+"#
+    );
+    let mappings =
+        format!("{STAMP_MAPPING}\n    told: {{rules: [{{run: told}}]}}\n    marked: {{rules: [{{run: marked}}]}}");
+    let mut new = node(&db, "new", "", shared.path(), &newer, &mappings);
+    let told = send(&new, r#"{"kind":"told"}"#).remove(0);
+    let marked = send(&new, r#"{"kind":"marked"}"#).remove(0);
+    eventually(
+        "told's callback to be on its way and marked to run",
+        Duration::from_secs(15),
+        || received.lock().unwrap().len() == 1 && task(&new, &marked)["status"] == "running",
+    );
+    // The only other node has an older config, without either program: it
+    // takes the work over but cannot send what it does not know.
+    let old = node(&db, "old", "", shared.path(), STAMP, STAMP_MAPPING);
+    new.kill9();
+    eventually("old to take new's work over", Duration::from_secs(30), || {
+        task(&old, &marked)["status"] == "interrupted"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(received.lock().unwrap().len(), 1, "old sent a callback it cannot know");
+    assert_eq!(task(&old, &told)["callbacks"][0]["status"], "pending");
+    // A node with the programs comes back: it sends both.
+    let back = node(&db, "back", "", shared.path(), &newer, &mappings);
+    eventually("both callbacks delivered", Duration::from_secs(30), || {
+        task(&back, &told)["callbacks"][0]["status"] == "delivered"
+            && task(&back, &marked)["callbacks"][0]["status"] == "delivered"
+    });
+    let bodies: Vec<Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    let of = |id: &str| bodies.iter().filter(|b| b.to_string().contains(id)).count();
+    assert_eq!((of(&told), of(&marked)), (2, 1), "{bodies:?}");
+    assert!(
+        bodies.iter().any(|b| b.to_string().contains("interrupted")),
+        "{bodies:?}"
+    );
+    assert!(!old.logs().contains("panicked") && !back.logs().contains("panicked"));
+}
+
+#[test]
+fn callbacks_survive_the_death_of_each_node_that_took_them_over_in_turn() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    // No answer to the first request (its sender dies waiting), a 500 to
+    // the second (its sender dies during the backoff), then 200.
+    let (cb_url, received) = callback_receiver(|n| match n {
+        0 => 0,
+        1 => 500,
+        _ => 200,
+    });
+    let programs = format!(
+        r#"
+  told:
+    command: handlers/stamp.sh
+    env: {{OUT_FILE: $SHARED/runs, SLEEP: "0"}}
+    on_finish: [{{url: "{cb_url}", attempts: 5, backoff: 8s}}]
+"#
+    );
+    let mapping = "    told: {rules: [{run: told}]}";
+    let mut first = node(&db, "n1", "", shared.path(), &programs, mapping);
+    let told = send(&first, r#"{"kind":"told"}"#).remove(0);
+    eventually("the first attempt on its way", Duration::from_secs(15), || {
+        received.lock().unwrap().len() == 1
+    });
+    first.kill9();
+    let mut second = node(&db, "n2", "", shared.path(), &programs, mapping);
+    eventually("n2's attempt answered 500 and written", Duration::from_secs(30), || {
+        received.lock().unwrap().len() == 2 && task(&second, &told)["callbacks"][0]["attempts"].as_u64() >= Some(1)
+    });
+    second.kill9();
+    let third = node(&db, "n3", "", shared.path(), &programs, mapping);
+    eventually("n3 to deliver it", Duration::from_secs(40), || {
+        task(&third, &told)["callbacks"][0]["status"] == "delivered"
+    });
+    assert_eq!(received.lock().unwrap().len(), 3);
+}

@@ -142,6 +142,7 @@ impl Engine {
         let runtime = inner.runtime.clone();
         let decider = inner.clone();
         let me = info.name.clone();
+        pg.set_node(&info.name);
         let touched = pg
             .join(&info, incarnation, move |orphans| decide(&decider, orphans, &me))
             .await?;
@@ -199,7 +200,7 @@ impl Inner {
             self.events.publish("task.finished", super::finished_data(&task));
             self.metrics
                 .task_finished(&task.spec.program.name, status.as_str(), None);
-            if record.callbacks.iter().any(|c| c.status == CallbackStatus::Pending) {
+            if record.callbacks.iter().any(|c| c.status == CallbackStatus::Pending) && !record.callbacks_unknown {
                 if self.lock().get(&id).is_none() {
                     self.lock().restore(task);
                 }
@@ -207,6 +208,35 @@ impl Inner {
             }
         }
         self.changed.notify_waiters();
+    }
+
+    /// Sends the callbacks of finished tasks that a node lacking their
+    /// program took over (see `decide`), now that this node, which has it,
+    /// adopted them: those its config wants for the task's end, going on
+    /// from any attempts made.
+    async fn adopt(self: &Arc<Self>, ids: Vec<Uuid>) {
+        let Some(store) = self.store.clone() else { return };
+        for id in ids {
+            let Ok(Some(record)) = store.task(id).await else {
+                continue;
+            };
+            let mut task = Task::from_record(&record, self.program(&record.program), bytes::Bytes::new());
+            let TaskState::Finished { outcome, .. } = &task.state else {
+                continue;
+            };
+            let status = outcome.status();
+            tracing::info!(task_id = %id, program = %record.program, "sending the callbacks of a task taken over by a node that lacked its program");
+            task.callbacks_unknown = false;
+            {
+                let mut sched = self.lock();
+                if sched.get(&id).is_none() {
+                    sched.restore(task);
+                }
+            }
+            self.resume_callbacks(id, status);
+            // Written now: with none to send, the task no longer waits.
+            self.persist(id);
+        }
     }
 
     /// A program of the config in force, or a stand-in named `name` (whose
@@ -379,6 +409,15 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
         // Unchanged: the taker sends them.
         out.push((record, Body::Keep));
     }
+    // A task this node cannot send the callbacks of (it lacks the program,
+    // so it knows neither their URLs nor their secrets) is left for a node
+    // that has it, which works them out and sends them (`adopt_callbacks`).
+    for (record, _) in &mut out {
+        let finished = matches!(record.state, crate::store::record::StateRecord::Finished { .. });
+        if finished && (inner.programs.load().lookup)(&record.program).is_none() {
+            record.callbacks_unknown = true;
+        }
+    }
     out
 }
 
@@ -463,6 +502,11 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not check for dead nodes"),
+        }
+        let known = inner.programs.load().known.clone();
+        match cluster.pg.adopt_callbacks(cluster.name(), &known).await {
+            Ok(ids) => inner.adopt(ids).await,
+            Err(e) => tracing::debug!(error = %e, "could not look for callbacks no node sends"),
         }
     }
 }
@@ -832,6 +876,8 @@ impl Engine {
                 let program = finisher.program(&record.program);
                 let mut task = Task::from_record(&record, program, bytes::Bytes::new());
                 finish(&mut task, None, SystemTime::now(), Outcome::Cancelled { reason: why });
+                // Its callbacks are for a node with the program to send.
+                task.callbacks_unknown = (finisher.programs.load().lookup)(&record.program).is_none();
                 task.record()
             })
             .await
@@ -843,7 +889,9 @@ impl Engine {
                 .metrics
                 .task_finished(&task.spec.program.name, Status::Cancelled.as_str(), None);
             inner.lock().restore(task);
-            inner.start_callbacks(id, Status::Cancelled);
+            if !record.callbacks_unknown {
+                inner.start_callbacks(id, Status::Cancelled);
+            }
             inner.changed.notify_waiters();
             return Ok(Status::Queued);
         }

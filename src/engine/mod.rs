@@ -1306,6 +1306,8 @@ impl Inner {
     fn send_callbacks(self: &Arc<Self>, id: Uuid, status: Status, resume: bool) {
         let Some((callbacks, view)) = self.lock().update(&id, |t| {
             let wanted = wanted_callbacks(t, status);
+            // Worked out here, with the program at hand.
+            t.callbacks_unknown = false;
             let same = resume
                 && t.callbacks.len() == wanted.len()
                 && t.callbacks

@@ -204,6 +204,9 @@ pub struct Task {
     pub node: Option<Arc<str>>,
     /// The claim its node runs it under (in a cluster).
     pub claim: Option<Uuid>,
+    /// Finished without its program at hand: its callbacks are not known
+    /// yet (see [`TaskRecord::callbacks_unknown`]).
+    pub callbacks_unknown: bool,
 }
 
 /// One attempt of a task that was retried.
@@ -234,6 +237,7 @@ impl Task {
             output: None,
             node: None,
             claim: None,
+            callbacks_unknown: false,
         }
     }
 
@@ -299,6 +303,7 @@ impl Task {
             claim: self.claim,
             boundary: s.boundary.clone(),
             rerun_interrupted: s.program.rerun_interrupted,
+            callbacks_unknown: self.callbacks_unknown,
         }
     }
 
@@ -334,6 +339,7 @@ impl Task {
             output: r.output.clone(),
             node: r.node.as_deref().map(Arc::from),
             claim: r.claim,
+            callbacks_unknown: r.callbacks_unknown,
         }
     }
 }

@@ -70,6 +70,11 @@ pub struct TaskRecord {
     /// lacks the program (a rolling change of the config) still knows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rerun_interrupted: bool,
+    /// Finished by a node that lacked its program (a takeover during a
+    /// rolling change of the config): which callbacks it has is for a node
+    /// with the program to work out and send.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub callbacks_unknown: bool,
 }
 
 /// A task's state, with only the data valid in it.
@@ -370,6 +375,7 @@ impl TaskRecord {
             claim: None,
             boundary: None,
             rerun_interrupted: false,
+            callbacks_unknown: false,
         })
     }
 }
@@ -473,6 +479,7 @@ mod tests {
             claim: None,
             boundary: None,
             rerun_interrupted: false,
+            callbacks_unknown: false,
         };
         let text = encode(&record);
         // The default reader (limit 128) reads it back.

@@ -654,9 +654,12 @@ impl Postgres {
             // Whoever cancels it answers for its callbacks.
             done.claim = None;
             put_task(&tx, &done, &Body::Drop).await.map_err(&e)?;
-            tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&id, &node])
-                .await
-                .map_err(&e)?;
+            // (Unless it lacks the program: then a node that has it does.)
+            if !done.callbacks_unknown {
+                tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&id, &node])
+                    .await
+                    .map_err(&e)?;
+            }
             tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
                 .await
                 .map_err(&e)?;
@@ -812,6 +815,28 @@ impl Postgres {
             }
             tx.commit().await.map_err(&e)?;
             Ok(done)
+        })
+        .await
+    }
+
+    /// Finished tasks whose callbacks no node sends (the node that took
+    /// them over lacked their program) and whose program `known` names:
+    /// now `node`'s to send, up to 100 at a time.
+    pub async fn adopt_callbacks(&self, node: &str, known: &[String]) -> Result<Vec<Uuid>, StoreError> {
+        let (node, known) = (node.to_string(), known.to_vec());
+        self.with("adopt callbacks", move |c| async move {
+            let rows = c
+                .query(
+                    "UPDATE tasks SET node = $1 WHERE id IN (
+                       SELECT id FROM tasks WHERE node IS NULL AND callbacks_pending
+                         AND status NOT IN ('queued', 'running') AND program = ANY($2)
+                       ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
+                     RETURNING id",
+                    &[&node, &known],
+                )
+                .await
+                .map_err(db("adopt callbacks"))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
         })
         .await
     }
@@ -1018,7 +1043,13 @@ async fn settle(
             .map_err(&e)?;
         record.claim = None;
         put_task(tx, &record, &body).await.map_err(&e)?;
-        if crate::store::postgres::columns(&record).callbacks_pending {
+        if record.callbacks_unknown {
+            // The taker lacks the program: its callbacks wait for a node
+            // that has it (`adopt_callbacks`).
+            tx.execute("UPDATE tasks SET node = NULL WHERE id = $1", &[&record.id])
+                .await
+                .map_err(&e)?;
+        } else if crate::store::postgres::columns(&record).callbacks_pending {
             // Its callbacks are the taker's to send (the record still says where it ran).
             tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&record.id, &taker])
                 .await

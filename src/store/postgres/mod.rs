@@ -60,6 +60,9 @@ pub struct Postgres {
 struct Shared {
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// This node's name, once it joined a cluster: the node whose writes of
+    /// a finished task with callbacks pending make it their sender.
+    node: std::sync::OnceLock<String>,
 }
 
 /// How long to wait for a connection before giving up (the delivery then gets 503).
@@ -167,6 +170,7 @@ impl Postgres {
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
+            node: std::sync::OnceLock::new(),
         });
         let writer = Writer {
             pool: pool.clone(),
@@ -190,6 +194,12 @@ impl Postgres {
     /// The database, for messages (its password masked).
     pub fn describe(&self) -> String {
         self.url.masked()
+    }
+
+    /// Names the node this store writes for, once it joined a cluster
+    /// (see `put_task_with`).
+    pub fn set_node(&self, name: &str) {
+        let _ = self.shared.node.set(name.to_string());
     }
 
     pub fn healthy(&self) -> bool {
@@ -539,7 +549,7 @@ pub(crate) fn columns(r: &TaskRecord) -> Columns {
             StateRecord::Finished { finished_ms, .. } => Some(*finished_ms),
             _ => None,
         },
-        callbacks_pending: r.callbacks.iter().any(|c| c.status == CallbackStatus::Pending),
+        callbacks_pending: r.callbacks_unknown || r.callbacks.iter().any(|c| c.status == CallbackStatus::Pending),
         holds_key: holds_key(r),
         next_attempt_ms: match &r.state {
             StateRecord::Queued { next_attempt_ms } => *next_attempt_ms,
@@ -573,17 +583,32 @@ pub(crate) async fn put_task(
     body: &Body,
 ) -> Result<bool, tokio_postgres::Error> {
     let stmt = tx.prepare_cached(PUT_TASK).await?;
-    put_task_with(tx, &stmt, r, body).await
+    put_task_with(tx, &stmt, r, body, None).await
 }
 
-/// [`put_task`] with the statement prepared once for a batch.
+/// [`put_task`] with the statement prepared once for a batch, written by
+/// the node `sender` (if it is one of a cluster).
+///
+/// The row's `node` is where the task runs or ran, except while callbacks
+/// are pending: then it is the node that sends them, the writer (the one
+/// that finished the task, or took it over, or adopted its callbacks), so
+/// that a takeover of that node finds them; or none, waiting for a node
+/// with the program, when the writer could not work them out.
 async fn put_task_with(
     tx: &deadpool_postgres::Transaction<'_>,
     stmt: &tokio_postgres::Statement,
     r: &TaskRecord,
     body: &Body,
+    sender: Option<&str>,
 ) -> Result<bool, tokio_postgres::Error> {
     let c = columns(r);
+    let node = if r.callbacks_unknown {
+        None
+    } else if c.callbacks_pending {
+        sender.or(r.node.as_deref())
+    } else {
+        r.node.as_deref()
+    };
     let (body, keep) = match body {
         Body::Keep => (None, true),
         Body::Set(b) => (Some(&b[..]), false),
@@ -601,7 +626,7 @@ async fn put_task_with(
                 &r.created_ms,
                 &c.finished_ms,
                 &c.callbacks_pending,
-                &r.node,
+                &node,
                 &r.pinned_node,
                 &r.run_on,
                 &r.key,
@@ -745,10 +770,11 @@ impl Writer {
         let put_task_stmt = tx.prepare_cached(PUT_TASK).await.map_err(&e)?;
         let put_delivery_stmt = tx.prepare_cached(PUT_DELIVERY).await.map_err(&e)?;
         let (txr, put_task_stmt, put_delivery_stmt) = (&tx, &put_task_stmt, &put_delivery_stmt);
+        let sender = self.shared.node.get().map(String::as_str);
         let writes = ops.iter().map(|(op, _)| async move {
             match op {
                 Op::PutTask(t, body) => {
-                    let written = put_task_with(txr, put_task_stmt, t, body).await?;
+                    let written = put_task_with(txr, put_task_stmt, t, body, sender).await?;
                     if !written {
                         tracing::debug!(task_id = %t.id, "a stale write of a task was dropped (its claim changed)");
                     }
