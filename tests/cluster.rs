@@ -1894,3 +1894,42 @@ fn callbacks_survive_the_death_of_each_node_that_took_them_over_in_turn() {
     });
     assert_eq!(received.lock().unwrap().len(), 3);
 }
+
+#[test]
+fn a_copied_history_has_its_interrupted_tasks_callbacks_sent_by_the_cluster() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let (cb_url, received) = callback_receiver(|_| 200);
+    let programs = format!(
+        "\n  long:\n    command: handlers/stamp.sh\n    env: {{OUT_FILE: {}/runs, SLEEP: \"30\"}}\n    on_finish: [{{url: \"{cb_url}\", when: [interrupted]}}]\n",
+        shared.path().display()
+    );
+    let mapping = "    long: {rules: [{run: long}]}";
+    let single = format!(
+        "state:\n  path: $DIR/state/hookrunner.db\nsources:\n  a: {{provider: generic, auth: none, event: {{field: kind}}}}\nprograms:{programs}mappings:\n  a:\n{mapping}\n"
+    );
+    let mut one = Daemon::start(&single);
+    let id = send(&one, r#"{"kind":"long"}"#).remove(0);
+    eventually("the task to run", Duration::from_secs(10), || {
+        task(&one, &id)["status"] == "running"
+    });
+    one.kill9();
+    let out = std::process::Command::new(BIN)
+        .args(["db", "copy", "--from"])
+        .arg(one.path("state/hookrunner.db"))
+        .args(["--to", &db.url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(received.lock().unwrap().is_empty());
+    let node = node(&db, "n1", "", shared.path(), &programs, mapping);
+    eventually("the interrupted task's callback", Duration::from_secs(20), || {
+        task(&node, &id)["callbacks"][0]["status"] == "delivered"
+    });
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(&got[0].1).unwrap();
+    assert!(
+        body.to_string().contains("interrupted") && body.to_string().contains(&id),
+        "{body}"
+    );
+}

@@ -1,7 +1,9 @@
 //! `hookrunner db copy`: a single node's SQLite history into a cluster's
 //! PostgreSQL database. Run it with the node stopped: its queued tasks are
 //! queued in the cluster (any node may run them), and a task found running
-//! is marked `interrupted`, as that node's restart would.
+//! is marked `interrupted`, as that node's restart would (its callbacks,
+//! and those still pending, are sent by a node of the cluster that has
+//! the program).
 
 use super::record::{decode, DeliveryRecord, StateRecord, TaskRecord};
 use super::{Body, Op, Retention, Store, StoreError};
@@ -143,6 +145,10 @@ pub fn sqlite_to_postgres(from: &Path, to: &SecretUrl) -> Result<Copied, StoreEr
                     error: Some("daemon stopped while running".into()),
                     timeout_ms: None,
                 };
+                // Its `on_finish` callbacks for `interrupted`, as the node's
+                // restart would send them: a node of the cluster that has the
+                // program works them out and sends them.
+                r.callbacks_unknown = true;
                 copied.interrupted += 1;
             }
             r.node = None;
