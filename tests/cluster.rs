@@ -1623,7 +1623,7 @@ fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over()
         // Put it back for the next kind of damage.
         db.query("CREATE TABLE IF NOT EXISTS hookrunner_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
         db.query(
-            "INSERT INTO hookrunner_meta VALUES ('schema_version', '1') ON CONFLICT (key) DO UPDATE SET value = '1'",
+            "INSERT INTO hookrunner_meta VALUES ('schema_version', '2') ON CONFLICT (key) DO UPDATE SET value = '2'",
         );
     }
 }
@@ -1909,8 +1909,19 @@ fn a_copied_history_has_its_interrupted_tasks_callbacks_sent_by_the_cluster() {
     );
     let mut one = Daemon::start(&single);
     let id = send(&one, r#"{"kind":"long"}"#).remove(0);
-    eventually("the task to run", Duration::from_secs(10), || {
-        task(&one, &id)["status"] == "running"
+    // Running on disk (the answer may come before the write): what the
+    // crash leaves for the copy.
+    eventually("the task to be running in the store", Duration::from_secs(30), || {
+        rusqlite::Connection::open_with_flags(
+            one.path("state/hookrunner.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| {
+            c.query_row("SELECT status FROM tasks WHERE id = ?1", [&id], |r| {
+                r.get::<_, String>(0)
+            })
+        })
+        .is_ok_and(|s| s == "running")
     });
     one.kill9();
     let out = std::process::Command::new(BIN)
@@ -1922,7 +1933,7 @@ fn a_copied_history_has_its_interrupted_tasks_callbacks_sent_by_the_cluster() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(received.lock().unwrap().is_empty());
     let node = node(&db, "n1", "", shared.path(), &programs, mapping);
-    eventually("the interrupted task's callback", Duration::from_secs(20), || {
+    eventually("the interrupted task's callback", Duration::from_secs(30), || {
         task(&node, &id)["callbacks"][0]["status"] == "delivered"
     });
     let got = received.lock().unwrap().clone();
@@ -1932,4 +1943,46 @@ fn a_copied_history_has_its_interrupted_tasks_callbacks_sent_by_the_cluster() {
         body.to_string().contains("interrupted") && body.to_string().contains(&id),
         "{body}"
     );
+}
+
+#[test]
+fn a_retry_waiting_out_its_backoff_cancelled_through_another_node_never_runs() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let (cb_url, received) = callback_receiver(|_| 200);
+    let programs = format!(
+        r#"
+  flaky:
+    command: handlers/attempts.sh
+    retry: {{attempts: 3, backoff: 3s}}
+    env: {{COUNT_FILE: $SHARED/count, SUCCEED_ON: "2"}}
+    on_finish: [{{url: "{cb_url}"}}]
+"#
+    );
+    let mapping = "    flaky: {rules: [{run: flaky}]}";
+    let a = node(&db, "na", "", shared.path(), &programs, mapping);
+    let b = node(&db, "nb", "", shared.path(), &programs, mapping);
+    let id = send(&a, r#"{"kind":"flaky"}"#).remove(0);
+    eventually(
+        "attempt 1 to fail and the task to wait",
+        Duration::from_secs(15),
+        || {
+            let t = task(&a, &id);
+            t["status"] == "queued" && t["attempts"].as_array().is_some_and(|a| a.len() == 1)
+        },
+    );
+    let r = b.post(&format!("/tasks/{id}/cancel"), &[], b"");
+    assert!(r.status < 300, "{}", r.text);
+    // Past the backoff: still cancelled, attempt 2 never ran, one callback.
+    std::thread::sleep(Duration::from_secs(5));
+    let t = task(&a, &id);
+    assert_eq!(t["status"], "cancelled", "{t}");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("count")).unwrap().trim(),
+        "1"
+    );
+    eventually("the cancel's callback", Duration::from_secs(10), || {
+        received.lock().unwrap().len() == 1
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(received.lock().unwrap().len(), 1);
 }

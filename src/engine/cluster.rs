@@ -201,8 +201,14 @@ impl Inner {
             self.metrics
                 .task_finished(&task.spec.program.name, status.as_str(), None);
             if record.callbacks.iter().any(|c| c.status == CallbackStatus::Pending) && !record.callbacks_unknown {
-                if self.lock().get(&id).is_none() {
-                    self.lock().restore(task);
+                {
+                    // As written, under the claim the takeover gave it.
+                    let mut sched = self.lock();
+                    if sched.get(&id).is_some() {
+                        sched.update(&id, move |t| *t = task);
+                    } else {
+                        sched.restore(task);
+                    }
                 }
                 self.resume_callbacks(id, status);
             }
@@ -210,26 +216,39 @@ impl Inner {
         self.changed.notify_waiters();
     }
 
-    /// Sends the callbacks of finished tasks that a node lacking their
-    /// program took over (see `decide`), now that this node, which has it,
-    /// adopted them: those its config wants for the task's end, going on
-    /// from any attempts made.
-    async fn adopt(self: &Arc<Self>, ids: Vec<Uuid>) {
+    /// Sends the callbacks of finished tasks no node was sending (a node
+    /// lacking their program took them over, see `decide`; or the answer
+    /// to the write that gave them to this node was lost), now that this
+    /// node adopted them under a claim of its own: those its config wants
+    /// for the task's end, going on from any attempts made.
+    async fn adopt(self: &Arc<Self>, adopted: Vec<(Uuid, Uuid)>) {
         let Some(store) = self.store.clone() else { return };
-        for id in ids {
+        for (id, claim) in adopted {
             let Ok(Some(record)) = store.task(id).await else {
                 continue;
             };
-            let mut task = Task::from_record(&record, self.program(&record.program), bytes::Bytes::new());
+            let Some(program) = (self.programs.load().lookup)(&record.program) else {
+                // Gone from the config since (a reload): for another node.
+                if let Some(cluster) = self.cluster.get() {
+                    let _ = cluster.pg.abandon_callbacks(id, claim).await;
+                }
+                continue;
+            };
+            let mut task = Task::from_record(&record, program, bytes::Bytes::new());
+            // Its writes count from now on, anyone else's no longer.
+            task.claim = Some(claim);
             let TaskState::Finished { outcome, .. } = &task.state else {
                 continue;
             };
             let status = outcome.status();
-            tracing::info!(task_id = %id, program = %record.program, "sending the callbacks of a task taken over by a node that lacked its program");
+            tracing::info!(task_id = %id, program = %record.program, "sending callbacks no node was sending");
             task.callbacks_unknown = false;
             {
                 let mut sched = self.lock();
-                if sched.get(&id).is_none() {
+                // This copy, under the new claim (an older one of this node's is stale).
+                if sched.get(&id).is_some() {
+                    sched.update(&id, move |t| *t = task);
+                } else {
                     sched.restore(task);
                 }
             }
@@ -504,7 +523,11 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             Err(e) => tracing::warn!(error = %e, "could not check for dead nodes"),
         }
         let known = inner.programs.load().known.clone();
-        match cluster.pg.adopt_callbacks(cluster.name(), &known).await {
+        // Its own rows only while its writes go through: one waiting in the
+        // writer's backlog may be the one that says they were delivered.
+        let own = cluster.pg.healthy();
+        let holding = inner.lock().sending_callbacks();
+        match cluster.pg.adopt_callbacks(cluster.name(), &known, own, holding).await {
             Ok(ids) => inner.adopt(ids).await,
             Err(e) => tracing::debug!(error = %e, "could not look for callbacks no node sends"),
         }

@@ -416,14 +416,22 @@ impl Sched {
         let program = t.spec.program.name.clone();
         let ran = started_at.and_then(|s| now.duration_since(s).ok());
         self.finished.push_back(id);
-        let excess = self.finished.len().saturating_sub(self.keep);
-        let evicted = self
-            .finished
-            .drain(..excess)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter_map(|old| self.forget(old))
-            .collect();
+        let mut excess = self.finished.len().saturating_sub(self.keep);
+        let mut evicted = Vec::new();
+        let mut i = 0;
+        // Never the task just finished: its callbacks are worked out next.
+        while excess > 0 && i + 1 < self.finished.len() {
+            let old = self.finished[i];
+            // One whose callbacks are still being sent stays until they are
+            // done: their attempts are written to it.
+            if self.tasks.get(&old).is_some_and(sending_callbacks) {
+                i += 1;
+                continue;
+            }
+            self.finished.remove(i);
+            excess -= 1;
+            evicted.extend(self.forget(old));
+        }
         Some(Finished {
             status,
             program,
@@ -497,18 +505,34 @@ impl Sched {
     /// Drops finished tasks that finished before `cutoff`; returns them.
     pub fn evict_finished_before(&mut self, cutoff: SystemTime) -> Vec<Task> {
         let mut gone = Vec::new();
-        while let Some(id) = self.finished.front().copied() {
-            let expired = match self.tasks.get(&id).map(|t| &t.state) {
+        let mut i = 0;
+        while let Some(id) = self.finished.get(i).copied() {
+            let task = self.tasks.get(&id);
+            let expired = match task.map(|t| &t.state) {
                 Some(TaskState::Finished { finished_at, .. }) => *finished_at < cutoff,
                 _ => true,
             };
             if !expired {
                 break;
             }
-            self.finished.pop_front();
+            // Kept while its callbacks are being sent.
+            if task.is_some_and(sending_callbacks) {
+                i += 1;
+                continue;
+            }
+            self.finished.remove(i);
             gone.extend(self.forget(id));
         }
         gone
+    }
+
+    /// The finished tasks whose callbacks are still being sent.
+    pub fn sending_callbacks(&self) -> Vec<Uuid> {
+        self.finished
+            .iter()
+            .filter(|id| self.tasks.get(id).is_some_and(sending_callbacks))
+            .copied()
+            .collect()
     }
 
     pub fn get(&self, id: &Uuid) -> Option<&Task> {
@@ -615,6 +639,13 @@ impl Sched {
         assert_eq!(counted, per_program);
         assert_eq!(self.busy_keys, keys);
     }
+}
+
+/// Whether some of a finished task's callbacks are still to be delivered.
+fn sending_callbacks(t: &Task) -> bool {
+    t.callbacks
+        .iter()
+        .any(|c| c.status == crate::store::record::CallbackStatus::Pending)
 }
 
 /// Whether `new` replaces `old` (same program, same key, `on_busy` says so).
@@ -878,6 +909,49 @@ mod tests {
         w.sched.check();
         let cutoff = w.now + Duration::from_secs(1);
         assert_eq!(w.sched.evict_finished_before(cutoff).len(), 1);
+        w.sched.check();
+    }
+
+    #[test]
+    fn a_finished_task_whose_callbacks_are_being_sent_is_not_evicted() {
+        use crate::store::record::{CallbackRecord, CallbackStatus};
+        let mut w = World::new(1);
+        let p = program("p", None, OnBusy::Queue, false);
+        let ids: Vec<Uuid> = (0..3).map(|_| w.submit(&p, None).0).collect();
+        w.start_all(4);
+        w.finish(ids[0]);
+        let pending = CallbackRecord {
+            url: "http://h/x".into(),
+            status: CallbackStatus::Pending,
+            attempts: 1,
+            last_error: None,
+        };
+        w.sched.update(&ids[0], |t| t.callbacks = vec![pending]);
+        // Beyond `keep`, the next oldest goes instead.
+        assert!(w.finish(ids[1]).evicted.is_empty());
+        let f = w.finish(ids[2]);
+        assert_eq!(f.evicted.iter().map(Task::id).collect::<Vec<_>>(), [ids[1]]);
+        assert!(w.sched.get(&ids[0]).is_some());
+        let cutoff = w.now + Duration::from_secs(1);
+        assert_eq!(
+            w.sched
+                .evict_finished_before(cutoff)
+                .iter()
+                .map(Task::id)
+                .collect::<Vec<_>>(),
+            [ids[2]]
+        );
+        // Delivered: it goes like any other.
+        w.sched
+            .update(&ids[0], |t| t.callbacks[0].status = CallbackStatus::Delivered);
+        assert_eq!(
+            w.sched
+                .evict_finished_before(cutoff)
+                .iter()
+                .map(Task::id)
+                .collect::<Vec<_>>(),
+            [ids[0]]
+        );
         w.sched.check();
     }
 

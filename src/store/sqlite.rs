@@ -718,7 +718,7 @@ impl Writer {
         let pruned: Vec<String> = {
             let mut stmt = c
                 .prepare_cached(
-                    "DELETE FROM tasks WHERE finished_ms IS NOT NULL AND (finished_ms < ?1 OR seq <= (SELECT seq FROM tasks ORDER BY seq DESC LIMIT 1 OFFSET ?2)) RETURNING id",
+                    "DELETE FROM tasks WHERE finished_ms IS NOT NULL AND callbacks_pending = 0 AND (finished_ms < ?1 OR seq <= (SELECT seq FROM tasks ORDER BY seq DESC LIMIT 1 OFFSET ?2)) RETURNING id",
                 )
                 .map_err(&e)?;
             let rows = stmt

@@ -467,7 +467,8 @@ impl Postgres {
             let newer_stmt = tx
                 .prepare_cached(
                     "SELECT id FROM tasks WHERE program = $1 AND key = $2 AND seq > $3
-                       AND pinned_node IS NOT DISTINCT FROM $4 ORDER BY seq LIMIT 1",
+                       AND pinned_node IS NOT DISTINCT FROM $4 AND status IN ('queued', 'running')
+                     ORDER BY seq LIMIT 1",
                 )
                 .await
                 .map_err(&e)?;
@@ -651,9 +652,11 @@ impl Postgres {
                 return Ok(None);
             };
             let mut done = finish(record);
-            // Whoever cancels it answers for its callbacks.
-            done.claim = None;
-            put_task(&tx, &done, &Body::Drop).await.map_err(&e)?;
+            // Whoever cancels it answers for its callbacks, under a claim of
+            // its own: a write of whoever held it before (the node whose
+            // attempt put it to wait out a backoff) no longer counts.
+            take_row(&tx, &mut done).await.map_err(&e)?;
+            put_written(&tx, &done, &Body::Drop).await?;
             // (Unless it lacks the program: then a node that has it does.)
             if !done.callbacks_unknown {
                 tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&id, &node])
@@ -787,8 +790,10 @@ impl Postgres {
                 let Ok(record) = task_row(row.get(0), row.get(1), row.get(2)) else {
                     continue;
                 };
-                let finished = finish(record);
-                put_task(&tx, &finished, &Body::Drop).await.map_err(&e)?;
+                let mut finished = finish(record);
+                // Its callbacks are this node's to send, under a claim of its own.
+                take_row(&tx, &mut finished).await.map_err(&e)?;
+                put_written(&tx, &finished, &Body::Drop).await?;
                 tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&finished.id, &node])
                     .await
                     .map_err(&e)?;
@@ -813,30 +818,65 @@ impl Postgres {
                         .map_err(&e)?;
                 }
             }
+            if !done.is_empty() {
+                // A key a superseded task held is free: nodes look for work.
+                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                    .await
+                    .map_err(&e)?;
+            }
             tx.commit().await.map_err(&e)?;
             Ok(done)
         })
         .await
     }
 
-    /// Finished tasks whose callbacks no node sends (the node that took
-    /// them over lacked their program) and whose program `known` names:
-    /// now `node`'s to send, up to 100 at a time.
-    pub async fn adopt_callbacks(&self, node: &str, known: &[String]) -> Result<Vec<Uuid>, StoreError> {
+    /// Finished tasks whose callbacks no node sends, and whose program
+    /// `known` names: those no node is named for (the node that took them
+    /// over lacked their program), and, with `own`, those named for `node`
+    /// that it does not hold (`holding`) and that finished over 30 s ago
+    /// (the answer to the write that gave them to it was lost). Now
+    /// `node`'s to send, up to 100 at a time, each under the new claim
+    /// given with it.
+    pub async fn adopt_callbacks(
+        &self,
+        node: &str,
+        known: &[String],
+        own: bool,
+        holding: Vec<Uuid>,
+    ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
         let (node, known) = (node.to_string(), known.to_vec());
         self.with("adopt callbacks", move |c| async move {
             let rows = c
                 .query(
-                    "UPDATE tasks SET node = $1 WHERE id IN (
-                       SELECT id FROM tasks WHERE node IS NULL AND callbacks_pending
-                         AND status NOT IN ('queued', 'running') AND program = ANY($2)
-                       ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
-                     RETURNING id",
-                    &[&node, &known],
+                    &format!(
+                        "UPDATE tasks SET node = $1, claim = gen_random_uuid() WHERE id IN (
+                           SELECT id FROM tasks WHERE callbacks_pending
+                             AND status NOT IN ('queued', 'running') AND program = ANY($2)
+                             AND (node IS NULL OR ($3 AND node = $1 AND finished_ms < {NOW_MS} - 30000
+                                                   AND NOT (id = ANY($4))))
+                           ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
+                         RETURNING id, claim"
+                    ),
+                    &[&node, &known, &own, &holding],
                 )
                 .await
                 .map_err(db("adopt callbacks"))?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+        .await
+    }
+
+    /// Gives back callbacks adopted under `claim` that this node cannot send
+    /// after all (their program left its config): for another node.
+    pub async fn abandon_callbacks(&self, id: Uuid, claim: Uuid) -> Result<(), StoreError> {
+        self.with("give callbacks back", move |c| async move {
+            c.execute(
+                "UPDATE tasks SET node = NULL WHERE id = $1 AND claim = $2",
+                &[&id, &claim],
+            )
+            .await
+            .map_err(db("give callbacks back"))?;
+            Ok(())
         })
         .await
     }
@@ -1037,12 +1077,19 @@ async fn settle(
     let e = db("settle a node's work");
     let mut written = Vec::new();
     for (mut record, body) in take(orphans) {
-        // The old claim goes: nothing the dead node writes later counts.
-        tx.execute("UPDATE tasks SET claim = NULL WHERE id = $1", &[&record.id])
-            .await
-            .map_err(&e)?;
-        record.claim = None;
-        put_task(tx, &record, &body).await.map_err(&e)?;
+        // The old claim goes: nothing the dead node writes later counts. A
+        // finished task whose callbacks the taker sends gets a claim of the
+        // taker's, so that nothing an earlier holder of them writes counts
+        // either (a node cut off while sending them).
+        if crate::store::postgres::columns(&record).callbacks_pending && !record.callbacks_unknown {
+            take_row(tx, &mut record).await.map_err(&e)?;
+        } else {
+            tx.execute("UPDATE tasks SET claim = NULL WHERE id = $1", &[&record.id])
+                .await
+                .map_err(&e)?;
+            record.claim = None;
+        }
+        put_written(tx, &record, &body).await?;
         if record.callbacks_unknown {
             // The taker lacks the program: its callbacks wait for a node
             // that has it (`adopt_callbacks`).
@@ -1058,6 +1105,36 @@ async fn settle(
         written.push(record.id);
     }
     Ok(written)
+}
+
+/// Gives `record`'s row a new claim, in the row and the record alike: the
+/// writes of whoever held it before are dropped from now on.
+async fn take_row(
+    tx: &deadpool_postgres::Transaction<'_>,
+    record: &mut TaskRecord,
+) -> Result<(), tokio_postgres::Error> {
+    let claim = Uuid::new_v4();
+    tx.execute("UPDATE tasks SET claim = $2 WHERE id = $1", &[&record.id, &claim])
+        .await?;
+    record.claim = Some(claim);
+    Ok(())
+}
+
+/// [`put_task`] of a row this transaction holds: not written is an error,
+/// never an outcome reported but not stored.
+async fn put_written(
+    tx: &deadpool_postgres::Transaction<'_>,
+    record: &TaskRecord,
+    body: &Body,
+) -> Result<(), StoreError> {
+    match put_task(tx, record, body).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(message(
+            "write a task",
+            format!("the row of task {} was not written", record.id),
+        )),
+        Err(e) => Err(db("write a task")(e)),
+    }
 }
 
 /// A store error from a message (for the node loops).

@@ -843,12 +843,14 @@ impl Writer {
         }
         let now = super::millis(std::time::SystemTime::now());
         let cutoff = now - r.tasks_for.as_millis() as i64;
-        let tasks = tx.execute(
-            "DELETE FROM tasks WHERE finished_ms IS NOT NULL AND (finished_ms < $1 OR seq <= (SELECT seq FROM tasks ORDER BY seq DESC LIMIT 1 OFFSET $2))",
-            &[&cutoff, &(r.tasks as i64)],
-        )
-        .await
-        .map_err(&e)?;
+        let tasks = tx
+            .execute(
+                "DELETE FROM tasks WHERE finished_ms IS NOT NULL AND NOT callbacks_pending
+               AND (finished_ms < $1 OR seq <= (SELECT seq FROM tasks ORDER BY seq DESC LIMIT 1 OFFSET $2))",
+                &[&cutoff, &(r.tasks as i64)],
+            )
+            .await
+            .map_err(&e)?;
         let deliveries = tx
             .execute(
                 // The first delivery of a live dedup key stays: its absence

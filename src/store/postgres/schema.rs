@@ -75,6 +75,10 @@ const MIGRATIONS: &[&str] = &[
         taken_over_by TEXT,
         taken_over_ms BIGINT
     );",
+    // 2: a key's tasks in order, for a claim asking whether a newer task of
+    // a task's key replaces it (`on_busy: replace`), without walking the
+    // program's whole history.
+    "CREATE INDEX tasks_key ON tasks (program, key, seq) WHERE key IS NOT NULL;",
 ];
 
 /// The schema version this build writes.
