@@ -48,6 +48,39 @@ PROG = "chat"
 ZERO_SHA = "0" * 40
 
 
+# Secrets this run holds (webhook URL tokens, signing and app secrets, an
+# access token): never repeated in what it prints, even when a service's
+# answer quotes them back (a proxy's error page quoting the request line).
+SECRETS = set()
+
+
+def keep_secret(value):
+    """Registers a secret to be masked in everything printed."""
+    value = (value or "").strip()
+    if len(value) >= 6:
+        SECRETS.add(value)
+
+
+def keep_url_secrets(url):
+    """Registers what in a webhook URL is a credential: the userinfo, every
+    query value, and the path after its first segment (a hook URL's token)."""
+    parts = urllib.parse.urlsplit(url)
+    keep_secret(url)
+    keep_secret(parts.password)
+    for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        keep_secret(value)
+        keep_secret(urllib.parse.quote(value, safe=""))
+    for segment in parts.path.split("/")[2:]:
+        keep_secret(segment)
+
+
+def masked(text_):
+    """`text_` with every registered secret as `***` (longest first)."""
+    for secret in sorted(SECRETS, key=len, reverse=True):
+        text_ = text_.replace(secret, "***")
+    return text_
+
+
 class Failure(Exception):
     """Ends the handler with `code`; `message` goes to stderr."""
 
@@ -296,8 +329,12 @@ def gl_project(p):
     return path, url
 
 
+# Who did it, when the payload does not say (a deleted account, a system hook).
+NOBODY = "someone"
+
+
 def gl_user(p):
-    return text(get(p, "user", "name") or p.get("user_name") or get(p, "user", "username"))
+    return text(get(p, "user", "name") or p.get("user_name") or get(p, "user", "username")) or NOBODY
 
 
 def gitlab_push(p, kind, limit):
@@ -506,7 +543,7 @@ def gh_project(p):
 def gh_user(p):
     sender = p.get("sender") or {}
     return text(sender.get("login") or sender.get("username") or get(p, "pusher", "name")
-                or get(p, "pusher", "login"))
+                or get(p, "pusher", "login")) or NOBODY
 
 
 def github_push(p, kind, limit):
@@ -680,23 +717,35 @@ def more_line(n):
     return f"… and {n} more commit{'s' if n != 1 else ''}"
 
 
+def md_text(s):
+    """Untrusted text in DingTalk's markdown: no HTML tags (angle brackets
+    become full-width, as for WeCom) and no links or images of its own (a
+    `](` cannot end a link's text)."""
+    return no_links(text(s).replace("<", "＜").replace(">", "＞"))
+
+
+def no_links(s):
+    # `[text](url)` and `![](url)` need `](`; a full-width bracket breaks them.
+    return s.replace("](", "］(")
+
+
 def render_dingtalk(s, prefix=""):
     """DingTalk custom robot: msgtype markdown."""
     lines = []
-    project = f"[{md_link_text(s['project'])}]({s['project_url']})" if s["project_url"] else s["project"]
-    lines.append(f"#### {project}" if project else "#### " + s["headline"])
-    lines += ["", f"**{s['headline']}**", ""]
+    project = f"[{md_link_text(s['project'])}]({s['project_url']})" if s["project_url"] else md_text(s["project"])
+    lines.append(f"#### {project}" if project else "#### " + md_text(s["headline"]))
+    lines += ["", f"**{md_text(s['headline'])}**", ""]
     for label, value in details_with_actor(s):
         if value:
-            lines.append(f"- {label}: {value}")
+            lines.append(f"- {label}: {md_text(value)}")
     for c in s["commits"]:
-        sha = f"[{c['sha']}]({c['url']})" if c["url"] else c["sha"]
-        who = f" ({c['author']})" if c["author"] else ""
-        lines.append(f"- {sha} {c['message']}{who}")
+        sha = f"[{md_link_text(c['sha'])}]({c['url']})" if c["url"] else md_text(c["sha"])
+        who = f" ({md_text(c['author'])})" if c["author"] else ""
+        lines.append(f"- {sha} {md_text(c['message'])}{who}")
     if s["more_commits"]:
         lines.append(f"- {more_line(s['more_commits'])}")
     if s["excerpt"]:
-        lines += [""] + ["> " + line for line in s["excerpt"].splitlines() if line.strip()]
+        lines += [""] + ["> " + md_text(line) for line in s["excerpt"].splitlines() if line.strip()]
     if s["url"]:
         lines += ["", f"[Open]({s['url']})"]
     return {"msgtype": "markdown",
@@ -704,8 +753,9 @@ def render_dingtalk(s, prefix=""):
 
 
 def lark_escape(s):
-    # Keep untrusted text from injecting lark_md tags such as <at id=all></at>.
-    return text(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # Keep untrusted text from injecting lark_md tags such as <at id=all></at>,
+    # and links or images of its own.
+    return no_links(text(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
 FEISHU_TEMPLATES = {"green": "green", "red": "red", "grey": "grey", "blue": "blue", "violet": "purple"}
@@ -725,7 +775,7 @@ def feishu_card(s, prefix="", button="Open"):
         elements.append({"tag": "div", "text": {"tag": "lark_md", "content": "\n".join(lines)}})
     commit_lines = []
     for c in s["commits"]:
-        sha = f"[{c['sha']}]({c['url']})" if c["url"] else c["sha"]
+        sha = f"[{lark_escape(md_link_text(c['sha']))}]({c['url']})" if c["url"] else lark_escape(c["sha"])
         who = f" ({lark_escape(c['author'])})" if c["author"] else ""
         commit_lines.append(f"{sha} {lark_escape(c['message'])}{who}")
     if s["more_commits"]:
@@ -757,7 +807,7 @@ WECOM_LIMIT = 4096  # bytes of markdown.content
 def wecom_text(s):
     # WeCom markdown reads `<@userid>` as a mention and `<font>` as markup, and
     # decodes no entities: angle brackets of untrusted text become full-width.
-    return text(s).replace("<", "＜").replace(">", "＞")
+    return no_links(text(s).replace("<", "＜").replace(">", "＞"))
 
 
 def render_wecom(s, prefix=""):
@@ -771,7 +821,7 @@ def render_wecom(s, prefix=""):
         if value:
             lines.append(f"> {label}: <font color=\"comment\">{w(value)}</font>")
     for c in s["commits"]:
-        sha = f"[{c['sha']}]({c['url']})" if c["url"] else c["sha"]
+        sha = f"[{md_link_text(w(c['sha']))}]({c['url']})" if c["url"] else w(c["sha"])
         who = f" ({w(c['author'])})" if c["author"] else ""
         lines.append(f"> {sha} {w(c['message'])}{who}")
     if s["more_commits"]:
@@ -854,7 +904,7 @@ class Answer:
         return value
 
     def body_text(self, limit=500):
-        return shorten(self.raw.decode("utf-8", "replace").strip(), limit)
+        return shorten(masked(self.raw.decode("utf-8", "replace").strip()), limit)
 
 
 def wait_hint(headers):
@@ -925,7 +975,7 @@ def with_retries(name, attempt, budget=None):
                 raise Failure(EXIT_RETRY, f"{name}: {r.message}; gave up after {plural(n, 'attempt')}")
             if wait > budget.max_wait or time.monotonic() + wait > budget.deadline:
                 raise Failure(EXIT_RETRY, f"{name}: {r.message}; asked to wait {wait:g} s, longer than this run may")
-            print(f"{PROG}: {name}: {r.message}; retrying in {wait:g} s", file=sys.stderr)
+            print(f"{PROG}: {name}: {masked(r.message)}; retrying in {wait:g} s", file=sys.stderr)
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -947,10 +997,17 @@ def send(name, make_request, ok, rate_limited=lambda reply: False, budget=None):
     """POSTs what make_request() builds (url, body, headers), fresh each attempt
     (signatures carry a timestamp), with retries. Returns the decoded reply."""
 
+    budget = budget or Budget()
+
     def attempt():
         url, body, headers = make_request()
+        # A request waits at most 10 s, and never past the run's deadline:
+        # the run ends (75, to be retried) before the program's timeout.
+        left = budget.deadline - time.monotonic()
+        if left <= 0:
+            raise Failure(EXIT_RETRY, f"{name}: no time left before CHAT_DEADLINE; gave up")
         try:
-            answer = request(url, body, headers)
+            answer = request(url, body, headers, timeout=min(10.0, max(left, 0.5)))
         except OSError as e:
             raise Retry(f"request failed: {e}")
         return classify(name, answer, ok, rate_limited)
@@ -969,6 +1026,7 @@ def webhook_env(var, service):
         # Not repeated: the URL holds the bot's secret.
         raise Failure(EXIT_USAGE, f"{var} holds white space or control characters (a comment after it in an "
                                   "EnvironmentFile?): set it to the webhook URL alone")
+    keep_url_secrets(url)
     return url
 
 
@@ -1013,7 +1071,7 @@ def run(service):
             return EXIT_SENT
         SENDERS[service](message)
     except Failure as f:
-        print(f"{prog}: {f.message}", file=sys.stderr)
+        print(f"{prog}: {masked(f.message)}", file=sys.stderr)
         return f.code
     print(f"{service}: sent {title_of(s)}")
     return EXIT_SENT
@@ -1022,6 +1080,7 @@ def run(service):
 def send_dingtalk(message):
     url = webhook_env("DINGTALK_WEBHOOK_URL", "dingtalk")
     secret = env("DINGTALK_SECRET")
+    keep_secret(secret)
 
     def make():
         target = url
@@ -1040,6 +1099,7 @@ def send_dingtalk(message):
 def send_feishu(message):
     url = webhook_env("FEISHU_WEBHOOK_URL", "feishu")
     secret = env("FEISHU_SECRET")
+    keep_secret(secret)
 
     def make():
         body = dict(message)

@@ -287,6 +287,7 @@ class Feishu:
             return self.token
         self.token = self._cached()
         if self.token:
+            _chat.keep_secret(self.token)
             return self.token
         reply = _chat.send(
             "tenant_access_token",
@@ -296,6 +297,7 @@ class Feishu:
             rate_limited=lambda r: isinstance(r, dict) and r.get("code") in RATE_CODES,
             budget=self.budget)
         self.token = reply["tenant_access_token"]
+        _chat.keep_secret(self.token)
         self._store(self.token, float(reply.get("expire") or 7200))
         return self.token
 
@@ -388,7 +390,7 @@ def main():
     try:
         return run()
     except Failure as f:
-        print(f"{PROG}: {f.message}", file=sys.stderr)
+        print(f"{PROG}: {_chat.masked(f.message)}", file=sys.stderr)
         return f.code
 
 
@@ -412,6 +414,7 @@ def run():
         return EXIT_SENT
 
     app_id, app_secret = _chat.env("FEISHU_APP_ID").strip(), _chat.env("FEISHU_APP_SECRET").strip()
+    _chat.keep_secret(app_secret)
     if not app_id or not app_secret:
         raise Failure(EXIT_USAGE, "set FEISHU_APP_ID and FEISHU_APP_SECRET (the app's credentials)")
     base = _chat.env("FEISHU_API_BASE").strip() or "https://open.feishu.cn"
@@ -437,7 +440,7 @@ def run():
         try:
             feishu.send_card(user_id, card, uuid)
         except Failure as f:
-            print(f"{PROG}: {email}: {f.message}", file=sys.stderr)
+            print(f"{PROG}: {email}: {_chat.masked(f.message)}", file=sys.stderr)
             (retry if f.code == EXIT_RETRY else refused).append(email)
             continue
         ledger.add(user_id)

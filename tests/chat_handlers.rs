@@ -1001,3 +1001,83 @@ fn untrusted_text_mentions_nobody_and_a_bad_payload_or_url_is_exit_2_without_the
     assert_eq!(code, 2, "{err}");
     assert!(!err.contains("S3CRET99"), "{err}");
 }
+
+/// What a service answers may quote the request back (a proxy's error
+/// page with the request line): the webhook URL's token is not repeated in
+/// the handler's output, which the API and the dashboard show.
+#[test]
+fn an_answer_quoting_the_webhook_token_is_shown_without_it() {
+    let server = StandIn::start(|req: &Req| {
+        Reply::text(502, &format!("upstream error for POST {}?{}", req.path, req.raw_query))
+    });
+    let url = format!("{}/robot/send?access_token=DTSECRETTOK42", server.base);
+    let push = String::from_utf8(fixture("gitlab/push.json")).unwrap();
+    let (code, _, err) = handler(
+        "dingtalk-events.py",
+        &[],
+        &[
+            ("HOOK_EVENT", "Push Hook"),
+            ("DINGTALK_WEBHOOK_URL", &url),
+            ("DINGTALK_SECRET", DINGTALK_SECRET),
+            ("CHAT_RETRY_ATTEMPTS", "1"),
+        ],
+        &push,
+    );
+    assert_eq!(code, 75, "{err}");
+    assert!(
+        err.contains("HTTP 502: upstream error for POST /robot/send?access_token=***"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("DTSECRETTOK42") && !err.contains(DINGTALK_SECRET),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// Text from the payload makes no link, image or HTML of its own in any
+/// markdown a chat service renders; a payload that names nobody says
+/// `someone`.
+#[test]
+fn commit_messages_make_no_links_or_markup_and_a_missing_user_is_someone() {
+    let mut push: Value = serde_json::from_slice(&fixture("gitlab/push.json")).unwrap();
+    push["commits"][0]["message"] =
+        json!("修复 [点我](http://evil.example) ![](http://tracker.example/p.gif) <b>x</b>");
+    push["user_name"] = Value::Null;
+    push["user_username"] = Value::Null;
+    push["user"] = Value::Null;
+    let push = push.to_string();
+    for script in ["dingtalk-events.py", "feishu-events.py", "wecom-events.py"] {
+        let (code, out, err) = handler(script, &["--print"], &[("HOOK_EVENT", "Push Hook")], &push);
+        assert_eq!(code, 0, "{script}: {err}");
+        assert!(out.contains("修复 [点我］(http://evil.example)"), "{script}: {out}");
+        for injected in ["](http://evil", "](http://tracker", "<b>"] {
+            assert!(!out.contains(injected), "{script}: {injected} in {out}");
+        }
+        assert!(out.contains("someone pushed"), "{script}: {out}");
+    }
+}
+
+/// A service that takes longer to answer than the run has left: the run
+/// gives up at `CHAT_DEADLINE` (exit 75, to be retried) instead of being
+/// killed at the program's timeout.
+#[test]
+fn a_slow_service_is_given_up_at_the_deadline_not_waited_for() {
+    let server = StandIn::start(|_: &Req| {
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        Reply::json(200, json!({"errcode": 0, "errmsg": "ok"}))
+    });
+    let url = format!("{}/robot/send?access_token=abc", server.base);
+    let push = String::from_utf8(fixture("gitlab/push.json")).unwrap();
+    let (code, _, err) = handler(
+        "dingtalk-events.py",
+        &[],
+        &[
+            ("HOOK_EVENT", "Push Hook"),
+            ("DINGTALK_WEBHOOK_URL", &url),
+            ("CHAT_DEADLINE", "2"),
+        ],
+        &push,
+    );
+    assert_eq!(code, 75, "{err}");
+}
