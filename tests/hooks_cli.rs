@@ -21,7 +21,11 @@ const GH_READ: &str = "ghp_read_St78";
 const GT_ADMIN: &str = "gitea_admin_Uv90";
 const PUBLIC: &str = "https://hooks.example.com";
 
-const SECRETS: [&str; 9] = [
+/// A token some setups put in the hook's own URL.
+const URL_TOKEN: &str = "glWEBHOOKsecret111";
+
+const SECRETS: [&str; 10] = [
+    URL_TOKEN,
     GITLAB_SECRET,
     GITHUB_SECRET,
     GITEA_SECRET,
@@ -786,5 +790,69 @@ fn gitea_hook_gets_the_gitea_type_secret_and_events_and_an_inactive_one_is_repor
     assert_eq!(
         out.stderr,
         "error: gitea has no public default: give --api-url, e.g. https://gitea.example.com\n"
+    );
+}
+
+#[test]
+fn a_token_in_the_hooks_own_url_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _state) = fake_gitlab();
+    let token = [("GITLAB_TOKEN", GL_ADMIN)];
+    let url = format!("https://hooks.example.com/hooks/gitlab?token={URL_TOKEN}");
+    let mut args = gl_args(&server, "install");
+    args.extend(["--url", url.as_str()]);
+    // (`hooks` itself checks nothing in SECRETS was printed.)
+    let out = hooks(&dir, &args, &token);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "created hook #1 on GitLab project acme/app: https://hooks.example.com/hooks/gitlab?token=*** "
+        ),
+        "{}",
+        out.stdout
+    );
+    // The API got the URL as given.
+    let post = server.take().pop().unwrap().json();
+    assert_eq!(post["url"], url.as_str());
+    for verb in ["list", "verify", "remove"] {
+        let mut args = gl_args(&server, verb);
+        args.extend(["--url", url.as_str(), "--json"]);
+        let out = hooks(&dir, &args, &token);
+        assert!(
+            out.code == 0 || verb == "verify",
+            "{verb}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_redirect_names_the_api_address_to_give_not_the_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = StandIn::start(|req: &Req| {
+        Reply::empty(301).header("Location", &format!("https://git.example.com/gitlab{}", req.path))
+    });
+    let out = hooks(
+        &dir,
+        &[
+            "install",
+            "gitlab",
+            "--project",
+            "acme/app",
+            "--api-url",
+            &server.base,
+            "--url",
+            "https://hooks.example.com/hooks/gitlab",
+        ],
+        &[("GITLAB_TOKEN", GL_ADMIN)],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "redirected to https://git.example.com/gitlab/api/v4/projects/acme%2Fapp: give https://git.example.com/gitlab/api/v4 as --api-url"
+        ),
+        "{}",
+        out.stderr
     );
 }

@@ -294,11 +294,21 @@ impl Api {
         let next = resp.header("Link").and_then(next_link);
         if (300..400).contains(&status) {
             let to = resp.header("Location").unwrap_or("?").to_string();
+            // The API's address is what `--api-url` takes: the redirect's
+            // target without the path of the resource asked for.
+            let path = url.strip_prefix(self.root.as_str()).unwrap_or(url);
+            let text = match to
+                .strip_suffix(path)
+                .filter(|base| !base.is_empty() && !path.is_empty())
+            {
+                Some(base) => format!("redirected to {to}: give {base} as --api-url"),
+                None => format!("redirected to {to}: give the address of its API as --api-url"),
+            };
             return Ok((
                 Answer {
                     status,
                     json: Value::Null,
-                    text: format!("redirected to {to}: give that address as --api-url"),
+                    text: self.mask.text(&text),
                     next: None,
                 },
                 None,
@@ -331,9 +341,15 @@ fn wait_hint(resp: &ureq::Response, status: u16) -> Option<Duration> {
         }
     }
     if matches!(status, 403 | 429) && resp.header("x-ratelimit-remaining").map(str::trim) == Some("0") {
-        let reset: u64 = resp.header("x-ratelimit-reset")?.trim().parse().ok()?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+        // Until the reset it names; without one, a minute (as GitHub asks).
+        let reset = resp
+            .header("x-ratelimit-reset")
+            .and_then(|r| r.trim().parse::<u64>().ok());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        return Some(match reset {
+            Some(reset) => Duration::from_secs(reset.saturating_sub(now) + 1),
+            None => Duration::from_secs(60),
+        });
     }
     None
 }

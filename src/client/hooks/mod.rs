@@ -568,7 +568,7 @@ impl Session {
             if self.json {
                 println!(
                     "{}",
-                    json!({"action": "dry_run", "would": verb, "target": what, "url": url, "events": self.events})
+                    json!({"action": "dry_run", "would": verb, "target": what, "url": shown(&url), "events": self.events})
                 );
             }
             return Ok(exit::OK);
@@ -582,6 +582,7 @@ impl Session {
         } else {
             id
         };
+        let url = shown(&url);
         if self.json {
             println!(
                 "{}",
@@ -630,6 +631,7 @@ impl Session {
         let url = self.need_url()?.to_string();
         let what = self.forge.describe();
         let matching: Vec<Hook> = self.hooks()?.into_iter().filter(|h| same_url(&h.url, &url)).collect();
+        let url = shown(&url);
         if matching.is_empty() {
             println!("{what} has no hook for {url}: nothing to remove");
             return Ok(exit::OK);
@@ -652,6 +654,7 @@ impl Session {
         let url = self.need_url()?.to_string();
         let what = self.forge.describe();
         let matching: Vec<Hook> = self.hooks()?.into_iter().filter(|h| same_url(&h.url, &url)).collect();
+        let url = shown(&url);
         let mut report = Vec::new();
         let mut bad = false;
         if matching.is_empty() {
@@ -725,8 +728,14 @@ impl Session {
 }
 
 fn hook_json(h: &Hook, ours: bool) -> Value {
-    json!({"id": h.id, "url": h.url, "state": h.state, "events": events_list(h),
+    json!({"id": h.id, "url": shown(&h.url), "state": h.state, "events": events_list(h),
            "problems": h.problems, "ours": ours})
+}
+
+/// A hook's URL as printed: a password or query value in it (a token some
+/// setups put there) masked, as every URL hookrunner shows.
+fn shown(url: &str) -> String {
+    crate::secret::mask_url(url)
 }
 
 fn events_list(h: &Hook) -> Vec<String> {
@@ -779,10 +788,17 @@ fn hook_url(given: Option<&str>, source: &str) -> Result<Option<String>, Fail> {
         },
     };
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(Fail::usage(format!("the hook's URL must be http(s), not `{url}`")));
+        return Err(Fail::usage(format!(
+            "the hook's URL must be http(s), not `{}`",
+            shown(&url)
+        )));
     }
-    if given.is_some() && !url.trim_end_matches('/').ends_with(&format!("/hooks/{source}")) {
-        eprintln!("note: {url} does not end in /hooks/{source}, where hookrunner receives this source's deliveries");
+    let path = url.split(['?', '#']).next().unwrap_or(&url);
+    if given.is_some() && !path.trim_end_matches('/').ends_with(&format!("/hooks/{source}")) {
+        eprintln!(
+            "note: {} does not end in /hooks/{source}, where hookrunner receives this source's deliveries",
+            shown(&url)
+        );
     }
     Ok(Some(url))
 }
