@@ -806,14 +806,28 @@ fn a_malformed_address_is_not_found_and_a_token_not_ascii_is_refused_in_the_form
         "const h = document.querySelector('main h1'); return h && h.textContent === 'Tasks'",
         &[],
     );
-    // A malformed escape in the address: "Not found", not the old page.
-    b.goto(&d.url("/ui#/tasks/%E0%A4%A"));
-    b.wait(
-        "Not found",
-        TEN,
-        "const h = document.querySelector('main h1'); return h && h.textContent === 'Not found'",
-        &[],
-    );
+    // A malformed escape in the address, or more parts than a page has:
+    // "Not found", not the old page nor the page the start names.
+    for address in [
+        "/ui#/tasks/%E0%A4%A",
+        "/ui#/overview/x",
+        "/ui#/tasks/00000000-0000-0000-0000-000000000000/extra",
+    ] {
+        b.goto(&d.url("/ui#/tasks"));
+        b.wait(
+            "the tasks page",
+            TEN,
+            "const h = document.querySelector('main h1'); return h && h.textContent === 'Tasks'",
+            &[],
+        );
+        b.goto(&d.url(address));
+        b.wait(
+            &format!("Not found for {address}"),
+            TEN,
+            "const h = document.querySelector('main h1'); return h && h.textContent === 'Not found'",
+            &[],
+        );
+    }
 }
 
 /// The text of the list's count line.
@@ -1283,4 +1297,87 @@ fn screenshots() {
         &[],
     );
     shot("tasks-390");
+}
+
+/// A handler that prints many lines at once: the page keeps up (the view
+/// holds the last lines, says how many it left out, and follows the end).
+#[test]
+fn a_flood_of_output_lines_keeps_the_task_page_responsive() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(
+        &CONFIG
+            .replacen(
+                "programs:",
+                "programs:\n  flood:\n    command: [sh, -c, 'sleep 2; seq 1 20000; sleep 1']",
+                1,
+            )
+            .replacen(
+                "mappings:\n  app:",
+                "mappings:\n  app:\n    flood: {rules: [{run: flood}]}",
+                1,
+            ),
+    );
+    let r = deliver(&d, &json!({"kind": "flood"}));
+    let id = Daemon::task_ids(&r).remove(0);
+    open(&b, &d, &format!("tasks/{id}"), "Task");
+    b.wait(
+        "the last line, with the end in view",
+        Duration::from_secs(30),
+        "const o = document.getElementById('output'); const last = o.lastElementChild; \
+         return last && last.textContent.endsWith('20000') && o.scrollHeight - o.scrollTop - o.clientHeight < 8",
+        &[],
+    );
+    let shown = b.js("return document.querySelectorAll('#output .line.stdout').length", &[]);
+    assert!(shown.as_u64().unwrap() <= 5500, "{shown} lines kept in the page");
+    let note = b.js(
+        "const n = document.getElementById('output-dropped'); return n && n.textContent",
+        &[],
+    );
+    assert!(
+        note.as_str()
+            .is_some_and(|n| n.contains("earlier lines are not shown here")),
+        "{note}"
+    );
+}
+
+/// A burst of deliveries while the list is open: every row ends showing
+/// its task's final status, without a reload.
+#[test]
+fn after_a_burst_every_row_of_the_list_shows_its_final_status() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(&format!("tasks:\n  max_queued: 10000\n{CONFIG}"));
+    open_live(&b, &d, "tasks", "Tasks");
+    let url = d.url("/hooks/app");
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let url = &url;
+                s.spawn(move || {
+                    (0..150)
+                        .map(|n| {
+                            let body = json!({"kind": "say", "text": format!("{t}-{n}")}).to_string();
+                            let r = request(
+                                "POST",
+                                url,
+                                &[("Content-Type", "application/json")],
+                                Some(body.as_bytes()),
+                            );
+                            Daemon::task_ids(&r).remove(0)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    for id in &ids {
+        d.wait_task(id);
+    }
+    b.wait(
+        "every row shown to say succeeded",
+        Duration::from_secs(60),
+        "const rows = [...document.querySelectorAll('tr[data-task]')]; \
+         return rows.length >= 100 && rows.every(r => r.querySelector('.badge').textContent === 'succeeded')",
+        &[],
+    );
 }

@@ -97,6 +97,17 @@ function between(a, b) {
 }
 
 /**
+ * How long attempt `a` of task `t` ran; for the attempt running now, as the
+ * daemon counts (its `duration_ms` of the task, less the attempts before),
+ * never by this page's clock, which may differ from the daemon's.
+ */
+function attemptMs(t, a) {
+  if (a.finished_at || !a.started_at) return between(a.started_at, a.finished_at);
+  if (t.duration_ms === null || t.duration_ms === undefined || !t.started_at) return null;
+  return Math.max(0, t.duration_ms - between(t.started_at, a.started_at));
+}
+
+/**
  * A duration of `ms` as of now; while `running`, it goes on counting, once
  * a second, from this moment (by this page's clock, so a daemon's clock
  * that differs makes no jump).
@@ -358,19 +369,44 @@ function coalesce(fn, ms) {
  * Fetches `pathOf(id)` for each id `want(id)` is given, a batch at a time
  * (one batch in flight, so an older state never lands after a newer one;
  * what comes meanwhile makes the next batch), and gives each record found
- * (`pick(answer)`) to `put`. `want.stop()` drops what is pending;
- * `want.during(p)` holds batches back while `p` runs.
+ * (`pick(answer)`) to `put`. A batch runs a few requests at a time (a burst
+ * of thousands of events must not open thousands of requests, which the
+ * browser refuses), and an id whose request failed for want of an answer
+ * (not a 4xx: the record is gone) is asked for again a second later.
+ * `want.stop()` drops what is pending; `want.during(p)` holds batches back
+ * while `p` runs.
  */
 function batchFetch(pathOf, pick, put) {
   const pending = new Set();
+  let retry = null;
+  let stopped = false;
   const flush = coalesce(async () => {
     const ids = [...pending];
     pending.clear();
-    const got = await Promise.all(ids.map((id) => getJson(pathOf(id)).then(pick).catch(() => null)));
-    for (const r of got) if (r) put(r, false);
+    const failed = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length) {
+        const id = ids[next++];
+        let r = null;
+        try {
+          r = pick(await getJson(pathOf(id)));
+        } catch (e) {
+          if (!(e instanceof ApiError && e.status >= 400 && e.status < 500)) failed.push(id);
+          continue;
+        }
+        if (r) put(r, false);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(6, ids.length) }, worker));
+    if (failed.length && !stopped) {
+      for (const id of failed) pending.add(id);
+      clearTimeout(retry);
+      retry = setTimeout(flush, 1000);
+    }
   }, 50);
   const want = (id) => { pending.add(id); flush(); };
-  want.stop = flush.stop;
+  want.stop = () => { stopped = true; clearTimeout(retry); flush.stop(); };
   // While `p` runs (the first page's load), fetched ids wait for the next batch.
   want.during = flush.during;
   return want;
@@ -430,13 +466,15 @@ async function route() {
     else a.removeAttribute('aria-current');
   }
   const el = clear(main());
+  // Each page with the most parts its address may have: more name no page.
   const pages = {
-    overview: () => overviewPage(el),
-    tasks: () => (id ? taskPage(el, id) : tasksPage(el, query)),
-    deliveries: () => (id ? deliveryPage(el, id) : deliveriesPage(el, query)),
-    try: () => tryPage(el),
+    overview: [1, () => overviewPage(el)],
+    tasks: [2, () => (id ? taskPage(el, id) : tasksPage(el, query))],
+    deliveries: [2, () => (id ? deliveryPage(el, id) : deliveriesPage(el, query))],
+    try: [1, () => tryPage(el)],
   };
-  const render = pages[name] || (() => add(el, [h('h1', {}, 'Not found'), h('p', {}, 'There is no such page. '), link('#/overview', 'Overview')]));
+  const known = Object.prototype.hasOwnProperty.call(pages, name) && parts.length <= pages[name][0];
+  const render = known ? pages[name][1] : (() => add(el, [h('h1', {}, 'Not found'), h('p', {}, 'There is no such page. '), link('#/overview', 'Overview')]));
   try {
     await render();
   } catch (e) {
@@ -771,12 +809,39 @@ async function taskPage(el, id) {
   showErr.addEventListener('change', () => out.classList.toggle('hide-stderr', !showErr.checked));
   out.addEventListener('scroll', () => {
     const atEnd = out.scrollHeight - out.scrollTop - out.clientHeight < 8;
-    if (!atEnd && follow.checked && out.dataset.auto !== '1') follow.checked = false;
+    // Scrolled up by hand: stop following; back down to the end: follow again.
+    if (out.dataset.auto !== '1') {
+      if (!atEnd && follow.checked) follow.checked = false;
+      else if (atEnd && !follow.checked) follow.checked = true;
+    }
     out.dataset.auto = '';
   });
+  // The view keeps the last OUTPUT_LINES lines (the whole output stays at
+  // /tasks/{id}/output), and follows the end once per frame, not per line:
+  // a handler printing thousands of lines at once must not freeze the page.
+  const OUTPUT_LINES = 5000;
+  let dropped = 0;
+  const droppedNote = h('div', { class: 'line note', id: 'output-dropped' });
+  let scrolling = false;
   const line = (stream, text) => {
     out.appendChild(h('div', { class: 'line ' + stream }, h('span', { class: 'tag' }, stream === 'stderr' ? 'err' : stream === 'note' ? '··' : 'out'), h('span', {}, text)));
-    if (follow.checked) { out.dataset.auto = '1'; out.scrollTop = out.scrollHeight; }
+    if (out.childElementCount > OUTPUT_LINES + 500) {
+      if (droppedNote.parentNode) droppedNote.remove();
+      while (out.childElementCount > OUTPUT_LINES) { out.firstChild.remove(); dropped += 1; }
+      clear(droppedNote);
+      add(droppedNote, [h('span', { class: 'tag' }, '··'), h('span', {}, '[' + dropped + ' earlier lines are not shown here; the whole output: '),
+        h('a', { href: '/tasks/' + encodeURIComponent(id) + '/output', target: '_blank', rel: 'noopener' }, 'stdout'), ']']);
+      out.insertBefore(droppedNote, out.firstChild);
+    }
+    if (follow.checked && !scrolling) {
+      scrolling = true;
+      requestAnimationFrame(() => {
+        scrolling = false;
+        if (!follow.checked) return;
+        out.dataset.auto = '1';
+        out.scrollTop = out.scrollHeight;
+      });
+    }
   };
 
   const summary = h('div', {});
@@ -855,7 +920,7 @@ async function taskPage(el, id) {
       h('ol', { class: 'timeline', 'aria-label': 'Attempts' }, attempts.filter((a) => a.attempt).map((a) => h('li', {},
         h('strong', {}, 'Attempt ' + a.attempt), ' ', badge(a.status), ' exit ', a.exit_code === null || a.exit_code === undefined ? '—' : String(a.exit_code),
         ' · ', when(a.started_at), ' → ', a.finished_at ? when(a.finished_at) : (a.started_at ? 'now' : '—'),
-        ' · ', elapsed(between(a.started_at, a.finished_at), a.current && t.status === 'running' && !a.finished_at),
+        ' · ', elapsed(attemptMs(t, a), a.current && t.status === 'running' && !a.finished_at),
         a.error ? [' · ', h('span', { class: 'muted' }, a.error)] : null))),
       h('h2', {}, 'Callbacks'),
       t.callbacks && t.callbacks.length
@@ -882,6 +947,7 @@ async function taskPage(el, id) {
         cut = false;
         if (again) {
           clear(out);
+          dropped = 0;
           line('note', '[output stream opened again: the output so far, as the daemon keeps it]');
           refresh();
         }
