@@ -489,6 +489,22 @@ fn a_hostile_payload_renders_as_text_and_runs_no_script() {
     let text = b.js("return document.getElementById('try-result').innerText", &[]);
     assert!(text.as_str().unwrap().contains(&format!("--text={HOSTILE}")), "{text}");
     check("the dry run");
+    // A bidi override cannot make an argument read as another: it is shown
+    // as the CLI shows it.
+    let r = deliver(&d, &json!({"kind": "say", "text": "photo\u{202e}gnp.exe"}));
+    let task = Daemon::task_ids(&r).remove(0);
+    open(&b, &d, &format!("tasks/{task}"), "Task");
+    let argv = b.wait(
+        "the arguments",
+        TEN,
+        "const a = document.querySelector('ol.argv'); return a && a.textContent",
+        &[],
+    );
+    assert!(
+        argv.as_str().unwrap().contains("--text=photo\\u{202e}gnp.exe"),
+        "{argv}"
+    );
+    assert!(!argv.as_str().unwrap().contains('\u{202e}'), "{argv}");
 }
 
 /// Serves `html` to every request, from another origin than the daemon's

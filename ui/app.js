@@ -136,6 +136,15 @@ function json(v) {
   return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
 }
 
+// Bidi and direction controls, which would show a value as another (an
+// argument `\u202Egnp.exe` read as `exe.png`).
+const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+
+/** `s` with its bidi controls shown as `\u{…}`, as the CLI shows them: exactly what a handler gets. */
+function exact(s) {
+  return String(s).replace(BIDI, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}');
+}
+
 function facts(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
@@ -908,13 +917,13 @@ async function taskPage(el, id) {
     add(details, [
       h('div', { class: 'grid2' },
         h('section', { 'aria-labelledby': 'argv-title' }, h('h2', { id: 'argv-title' }, 'Arguments'),
-          h('ol', { class: 'argv', start: '0' }, t.argv.map((a) => h('li', {}, h('code', {}, a))))),
+          h('ol', { class: 'argv', start: '0' }, t.argv.map((a) => h('li', {}, h('code', {}, exact(a)))))),
         h('section', { 'aria-labelledby': 'env-title' }, h('h2', { id: 'env-title' }, 'Environment'),
           h('p', { class: 'muted' }, 'Names only; values are never shown.'),
           program ? h('p', {}, program.env.length ? program.env.map((n, i) => [i ? ' ' : '', h('code', {}, n)]) : 'No variables beyond the inherited ones.') : h('p', {}, 'Program no longer in the config.'))),
       h('h2', {}, 'Params'),
       Object.keys(t.params || {}).length
-        ? table(['param', 'value'], Object.entries(t.params).map(([k, v]) => row(['param', 'value'], [h('code', {}, k), h('pre', {}, json(v))])), 'rows')
+        ? table(['param', 'value'], Object.entries(t.params).map(([k, v]) => row(['param', 'value'], [h('code', {}, exact(k)), h('pre', {}, exact(json(v)))])), 'rows')
         : h('p', { class: 'muted' }, 'No params.'),
       h('h2', {}, 'Attempts'),
       h('ol', { class: 'timeline', 'aria-label': 'Attempts' }, attempts.filter((a) => a.attempt).map((a) => h('li', {},
@@ -1129,7 +1138,7 @@ async function deliveryPage(el, id) {
       [r.mapping, String(r.rule), r.if ? h('code', {}, r.if) : 'always', r.program, h('span', { class: matched(r) ? 's-matched' : 's-not-matched' }, r.result)], { class: matched(r) ? 'rule-matched' : '' })), 'rows trace') : null,
     d.notes ? h('ul', {}, d.notes.map((n) => h('li', {}, n))) : null,
     h('h2', {}, 'Params'),
-    Object.keys(d.params || {}).length ? h('pre', {}, json(d.params)) : h('p', { class: 'muted' }, 'None.'),
+    Object.keys(d.params || {}).length ? h('pre', {}, exact(json(d.params))) : h('p', { class: 'muted' }, 'None.'),
     h('h2', {}, 'Headers'),
     h('p', { class: 'muted' }, 'Credentials are masked (***), as the API records them.'),
     table(['header', 'value'], d.headers.map(([k, v]) => row(['header', 'value'], [h('code', {}, k), h('code', {}, v)])), 'rows'),
@@ -1210,11 +1219,11 @@ function showTrace(el, t) {
     t.rules.length ? table(['mapping', 'rule', 'condition', 'program', 'verdict', 'argv'], t.rules.map((r) => row(['mapping', 'rule', 'condition', 'program', 'verdict', 'argv'], [
       r.mapping, String(r.rule), r.if ? h('code', {}, r.if) : 'always', r.program,
       h('span', { class: matched(r) ? 's-matched' : 's-not-matched' }, r.result),
-      r.argv ? h('ol', { class: 'argv', start: '0' }, r.argv.map((a) => h('li', {}, h('code', {}, a)))) : '—',
+      r.argv ? h('ol', { class: 'argv', start: '0' }, r.argv.map((a) => h('li', {}, h('code', {}, exact(a))))) : '—',
     ], { class: matched(r) ? 'rule-matched' : '' })), 'rows trace') : h('p', { class: 'muted' }, 'No rule to judge for this event.'),
     t.notes ? h('ul', {}, t.notes.map((n) => h('li', {}, n))) : null,
     h('h2', {}, 'Params'),
-    h('pre', {}, json(t.params)),
+    h('pre', {}, exact(json(t.params))),
   ]);
 }
 
