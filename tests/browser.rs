@@ -596,6 +596,12 @@ fn the_page_asks_for_the_token_once_and_keeps_it_for_the_tab() {
         "return document.getElementById('token') !== null && document.querySelector('.token-form').textContent.includes('not valid')",
         &[],
     );
+    // Tried, never kept.
+    assert_eq!(
+        b.js("return sessionStorage.getItem('hookrunner.api-token')", &[]),
+        Value::Null
+    );
+    b.js("document.getElementById('token').value = ''", &[]);
     b.type_into("#token", "ui-secret-token");
     b.click(".token-form button[type=submit]");
     b.wait(
@@ -1395,5 +1401,35 @@ fn after_a_burst_every_row_of_the_list_shows_its_final_status() {
         "const rows = [...document.querySelectorAll('tr[data-task]')]; \
          return rows.length >= 100 && rows.every(r => r.querySelector('.badge').textContent === 'succeeded')",
         &[],
+    );
+}
+
+#[test]
+fn an_earlier_attempts_output_can_be_read_on_the_task_page() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(
+        &CONFIG
+            .replacen(
+                "programs:",
+                "programs:\n  flaky:\n    command: handlers/attempts.sh\n    retry: {attempts: 2, backoff: 100ms}\n    env: {COUNT_FILE: \"$DIR/count\", SUCCEED_ON: \"2\"}",
+                1,
+            )
+            .replacen("mappings:\n  app:", "mappings:\n  app:\n    flaky: {rules: [{run: flaky}]}", 1),
+    );
+    let r = deliver(&d, &json!({"kind": "flaky"}));
+    let id = Daemon::task_ids(&r).remove(0);
+    assert_eq!(d.wait_task(&id)["status"], "succeeded");
+    open(&b, &d, &format!("tasks/{id}"), "Task");
+    let first = b.wait(
+        "attempt 1's output",
+        TEN,
+        "const d = document.querySelector('ol.timeline li details'); return d && d.textContent",
+        &[],
+    );
+    assert!(first.as_str().unwrap().contains("run 1"), "{first}");
+    // Only the earlier attempt has it; the last one's output is the page's.
+    assert_eq!(
+        b.js("return document.querySelectorAll('ol.timeline details').length", &[]),
+        json!(1)
     );
 }

@@ -512,7 +512,7 @@ function tokenForm(el, why) {
     h('label', { for: 'token' }, 'API token', input),
     bad,
     h('button', { type: 'submit', class: 'primary' }, 'Use this token'));
-  form.addEventListener('submit', (ev) => {
+  form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const t = input.value.trim();
     if (!t) return;
@@ -522,6 +522,23 @@ function tokenForm(el, why) {
       bad.textContent = 'A token is printable ASCII (letters, digits, punctuation, spaces inside): this one has other characters, so the daemon cannot have it.';
       bad.hidden = false;
       input.focus();
+      return;
+    }
+    // Tried before it is kept: a wrong one is never stored nor sent again.
+    let r;
+    try {
+      r = await fetch('/tasks?limit=1&output=none', { cache: 'no-store', credentials: 'omit', headers: { Authorization: 'Bearer ' + t } });
+    } catch (e) {
+      bad.textContent = 'The daemon did not answer: ' + (e.message || e);
+      bad.hidden = false;
+      return;
+    }
+    if (r.status === 401) {
+      let why = 'the API token is not valid';
+      try { why = (await r.json()).error || why; } catch (_) { /* not JSON */ }
+      bad.textContent = why.charAt(0).toUpperCase() + why.slice(1) + '.';
+      bad.hidden = false;
+      input.select();
       return;
     }
     sessionStorage.setItem(TOKEN_KEY, t);
@@ -930,7 +947,13 @@ async function taskPage(el, id) {
         h('strong', {}, 'Attempt ' + a.attempt), ' ', badge(a.status), ' exit ', a.exit_code === null || a.exit_code === undefined ? '—' : String(a.exit_code),
         ' · ', when(a.started_at), ' → ', a.finished_at ? when(a.finished_at) : (a.started_at ? 'now' : '—'),
         ' · ', elapsed(attemptMs(t, a), a.current && t.status === 'running' && !a.finished_at),
-        a.error ? [' · ', h('span', { class: 'muted' }, a.error)] : null))),
+        a.error ? [' · ', h('span', { class: 'muted' }, a.error)] : null,
+        // An earlier attempt's output: the end of it, as the API keeps it.
+        !a.current && (a.stdout || a.stderr)
+          ? h('details', {}, h('summary', {}, 'its output (the end)'),
+            a.stdout ? h('pre', { class: 'attempt-out' }, a.stdout) : null,
+            a.stderr ? h('pre', { class: 'attempt-out stderr' }, a.stderr) : null)
+          : null))),
       h('h2', {}, 'Callbacks'),
       t.callbacks && t.callbacks.length
         ? table(['URL', 'state', 'attempts', 'last error'], t.callbacks.map((c) => row(['URL', 'state', 'attempts', 'last error'], [h('code', {}, c.url), badge(c.status), String(c.attempts), c.last_error || '—'])), 'rows')
