@@ -174,9 +174,14 @@ pub const MAX_QUERY_BYTES: usize = 2048;
 /// `-._~:` percent-encoded, so an id a sender chose (`../../tasks`, `a?b`)
 /// names its own record and nothing else.
 pub fn path_segment(id: &str) -> String {
-    let mut s = String::with_capacity(id.len());
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~:".contains(&b);
+    // Ids are UUIDs and provider ids as a rule: nothing to encode.
+    if id.bytes().all(unreserved) {
+        return id.to_string();
+    }
+    let mut s = String::with_capacity(id.len() + 8);
     for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+        if unreserved(b) {
             s.push(b as char);
         } else {
             let _ = std::fmt::Write::write_fmt(&mut s, format_args!("%{b:02X}"));
