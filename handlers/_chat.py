@@ -824,11 +824,12 @@ def render_wecom(s, prefix=""):
         sha = f"[{md_link_text(w(c['sha']))}]({c['url']})" if c["url"] else w(c["sha"])
         who = f" ({w(c['author'])})" if c["author"] else ""
         lines.append(f"> {sha} {w(c['message'])}{who}")
-    if s["more_commits"]:
-        lines.append(f"> {more_line(s['more_commits'])}")
     if s["excerpt"]:
         lines.append("> " + " ".join(w(s["excerpt"]).split()))
-    tail = f"[View]({s['url']})" if s["url"] else ""
+    # Kept whole when the rest is cut to WeCom's limit: how many commits
+    # were left out, and the link.
+    tail = "\n".join(t for t in (f"> {more_line(s['more_commits'])}" if s["more_commits"] else "",
+                                   f"[View]({s['url']})" if s["url"] else "") if t)
     content = "\n".join(lines)
     budget = WECOM_LIMIT - len(tail.encode("utf-8")) - 2
     if len(content.encode("utf-8")) > budget:

@@ -1081,3 +1081,41 @@ fn a_slow_service_is_given_up_at_the_deadline_not_waited_for() {
     );
     assert_eq!(code, 75, "{err}");
 }
+
+/// A WeCom message cut to the service's 4096 bytes keeps its end: how many
+/// commits were left out, and the link.
+#[test]
+fn a_wecom_message_cut_to_its_limit_keeps_the_count_of_commits_left_out_and_the_link() {
+    let mut push: Value = serde_json::from_slice(&fixture("gitlab/push.json")).unwrap();
+    let commit = push["commits"][0].clone();
+    push["commits"] = Value::Array(
+        (0..40)
+            .map(|i| {
+                let mut c = commit.clone();
+                c["message"] = json!(format!("{i} {}", "很长的提交信息".repeat(60)));
+                c["author"]["name"] = json!("作者".repeat(300));
+                c
+            })
+            .collect(),
+    );
+    push["total_commits_count"] = json!(40);
+    let (code, out, err) = handler(
+        "wecom-events.py",
+        &["--print"],
+        &[("HOOK_EVENT", "Push Hook")],
+        &push.to_string(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let content = serde_json::from_str::<Value>(&out).unwrap()["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(content.len() <= 4096, "{} bytes", content.len());
+    let lines: Vec<&str> = content.lines().collect();
+    assert_eq!(lines[lines.len() - 2], "> … and 35 more commits", "{content}");
+    assert!(lines[lines.len() - 1].starts_with("[View]("), "{content}");
+    assert!(
+        content.contains("…\n> … and 35 more"),
+        "the commits were cut: {content}"
+    );
+}
