@@ -201,15 +201,8 @@ impl Inner {
             self.metrics
                 .task_finished(&task.spec.program.name, status.as_str(), None);
             if record.callbacks.iter().any(|c| c.status == CallbackStatus::Pending) && !record.callbacks_unknown {
-                {
-                    // As written, under the claim the takeover gave it.
-                    let mut sched = self.lock();
-                    if sched.get(&id).is_some() {
-                        sched.update(&id, move |t| *t = task);
-                    } else {
-                        sched.restore(task);
-                    }
-                }
+                // As written, under the claim the takeover gave it.
+                self.lock().replace_or_restore(task);
                 self.resume_callbacks(id, status);
             }
         }
@@ -243,15 +236,8 @@ impl Inner {
             let status = outcome.status();
             tracing::info!(task_id = %id, program = %record.program, "sending callbacks no node was sending");
             task.callbacks_unknown = false;
-            {
-                let mut sched = self.lock();
-                // This copy, under the new claim (an older one of this node's is stale).
-                if sched.get(&id).is_some() {
-                    sched.update(&id, move |t| *t = task);
-                } else {
-                    sched.restore(task);
-                }
-            }
+            // This copy, under the new claim (an older one of this node's is stale).
+            self.lock().replace_or_restore(task);
             self.resume_callbacks(id, status);
             // Written now: with none to send, the task no longer waits.
             self.persist(id);

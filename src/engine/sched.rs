@@ -416,22 +416,9 @@ impl Sched {
         let program = t.spec.program.name.clone();
         let ran = started_at.and_then(|s| now.duration_since(s).ok());
         self.finished.push_back(id);
-        let mut excess = self.finished.len().saturating_sub(self.keep);
-        let mut evicted = Vec::new();
-        let mut i = 0;
+        let excess = self.finished.len().saturating_sub(self.keep);
         // Never the task just finished: its callbacks are worked out next.
-        while excess > 0 && i + 1 < self.finished.len() {
-            let old = self.finished[i];
-            // One whose callbacks are still being sent stays until they are
-            // done: their attempts are written to it.
-            if self.tasks.get(&old).is_some_and(sending_callbacks) {
-                i += 1;
-                continue;
-            }
-            self.finished.remove(i);
-            excess -= 1;
-            evicted.extend(self.forget(old));
-        }
+        let evicted = self.evict_oldest(excess, 1, |_| true);
         Some(Finished {
             status,
             program,
@@ -504,23 +491,31 @@ impl Sched {
 
     /// Drops finished tasks that finished before `cutoff`; returns them.
     pub fn evict_finished_before(&mut self, cutoff: SystemTime) -> Vec<Task> {
+        self.evict_oldest(usize::MAX, 0, |t| match t.map(|t| &t.state) {
+            Some(TaskState::Finished { finished_at, .. }) => *finished_at < cutoff,
+            _ => true,
+        })
+    }
+
+    /// Drops up to `count` of the oldest finished tasks, oldest first, while
+    /// `due` holds for them, and never the newest `spare`. One whose
+    /// callbacks are still being sent stays until they are done (their
+    /// attempts are written to it) and is passed over.
+    fn evict_oldest(&mut self, mut count: usize, spare: usize, due: impl Fn(Option<&Task>) -> bool) -> Vec<Task> {
         let mut gone = Vec::new();
         let mut i = 0;
-        while let Some(id) = self.finished.get(i).copied() {
+        while count > 0 && i + spare < self.finished.len() {
+            let id = self.finished[i];
             let task = self.tasks.get(&id);
-            let expired = match task.map(|t| &t.state) {
-                Some(TaskState::Finished { finished_at, .. }) => *finished_at < cutoff,
-                _ => true,
-            };
-            if !expired {
+            if !due(task) {
                 break;
             }
-            // Kept while its callbacks are being sent.
             if task.is_some_and(sending_callbacks) {
                 i += 1;
                 continue;
             }
             self.finished.remove(i);
+            count -= 1;
             gone.extend(self.forget(id));
         }
         gone
@@ -592,6 +587,15 @@ impl Sched {
         }
         self.order.insert(task.spec.seq, id);
         self.tasks.insert(id, task);
+    }
+
+    /// Holds a finished `task` as read from the store: in place of the copy
+    /// held (a stale one, under an older claim), or restored.
+    pub fn replace_or_restore(&mut self, task: Task) {
+        match self.tasks.get_mut(&task.id()) {
+            Some(held) => *held = task,
+            None => self.restore(task),
+        }
     }
 
     /// Checks the invariants (tests).

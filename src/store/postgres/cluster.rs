@@ -655,14 +655,9 @@ impl Postgres {
             // Whoever cancels it answers for its callbacks, under a claim of
             // its own: a write of whoever held it before (the node whose
             // attempt put it to wait out a backoff) no longer counts.
-            take_row(&tx, &mut done).await.map_err(&e)?;
-            put_written(&tx, &done, &Body::Drop).await?;
             // (Unless it lacks the program: then a node that has it does.)
-            if !done.callbacks_unknown {
-                tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&id, &node])
-                    .await
-                    .map_err(&e)?;
-            }
+            take_row(&tx, &mut done).await.map_err(&e)?;
+            put_written(&tx, &done, &Body::Drop, &node).await?;
             tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
                 .await
                 .map_err(&e)?;
@@ -793,10 +788,7 @@ impl Postgres {
                 let mut finished = finish(record);
                 // Its callbacks are this node's to send, under a claim of its own.
                 take_row(&tx, &mut finished).await.map_err(&e)?;
-                put_written(&tx, &finished, &Body::Drop).await?;
-                tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&finished.id, &node])
-                    .await
-                    .map_err(&e)?;
+                put_written(&tx, &finished, &Body::Drop, &node).await?;
                 done.push(finished);
             }
             if stop_running {
@@ -1089,19 +1081,10 @@ async fn settle(
                 .map_err(&e)?;
             record.claim = None;
         }
-        put_written(tx, &record, &body).await?;
-        if record.callbacks_unknown {
-            // The taker lacks the program: its callbacks wait for a node
-            // that has it (`adopt_callbacks`).
-            tx.execute("UPDATE tasks SET node = NULL WHERE id = $1", &[&record.id])
-                .await
-                .map_err(&e)?;
-        } else if crate::store::postgres::columns(&record).callbacks_pending {
-            // Its callbacks are the taker's to send (the record still says where it ran).
-            tx.execute("UPDATE tasks SET node = $2 WHERE id = $1", &[&record.id, &taker])
-                .await
-                .map_err(&e)?;
-        }
+        // Its callbacks are the taker's to send (the record still says where
+        // it ran), or, when the taker lacks the program, wait for a node
+        // that has it (`adopt_callbacks`).
+        put_written(tx, &record, &body, taker).await?;
         written.push(record.id);
     }
     Ok(written)
@@ -1120,14 +1103,15 @@ async fn take_row(
     Ok(())
 }
 
-/// [`put_task`] of a row this transaction holds: not written is an error,
-/// never an outcome reported but not stored.
+/// [`put_task`] by `sender` of a row this transaction holds: not written is
+/// an error, never an outcome reported but not stored.
 async fn put_written(
     tx: &deadpool_postgres::Transaction<'_>,
     record: &TaskRecord,
     body: &Body,
+    sender: &str,
 ) -> Result<(), StoreError> {
-    match put_task(tx, record, body).await {
+    match put_task(tx, record, body, Some(sender)).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(message(
             "write a task",

@@ -581,9 +581,10 @@ pub(crate) async fn put_task(
     tx: &deadpool_postgres::Transaction<'_>,
     r: &TaskRecord,
     body: &Body,
+    sender: Option<&str>,
 ) -> Result<bool, tokio_postgres::Error> {
     let stmt = tx.prepare_cached(PUT_TASK).await?;
-    put_task_with(tx, &stmt, r, body, None).await
+    put_task_with(tx, &stmt, r, body, sender).await
 }
 
 /// [`put_task`] with the statement prepared once for a batch, written by
