@@ -623,18 +623,16 @@ fn the_page_asks_for_the_token_once_and_keeps_it_for_the_tab() {
     connected(&b);
 }
 
-#[test]
-fn the_overview_catches_up_after_a_burst() {
-    let Some(b) = browser() else { return };
-    let d = Daemon::start(CONFIG);
-    open_live(&b, &d, "overview", "Overview");
+/// `threads` senders at once, `each` `say` deliveries apiece; returns once
+/// every task they started has finished.
+fn burst(d: &Daemon, threads: usize, each: usize) {
     let url = d.url("/hooks/app");
     let ids: Vec<String> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..4)
+        let senders: Vec<_> = (0..threads)
             .map(|t| {
                 let url = &url;
                 s.spawn(move || {
-                    (0..3)
+                    (0..each)
                         .map(|n| {
                             let body = json!({"kind": "say", "text": format!("{t}-{n}")}).to_string();
                             let r = request(
@@ -649,11 +647,19 @@ fn the_overview_catches_up_after_a_burst() {
                 })
             })
             .collect();
-        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        senders.into_iter().flat_map(|t| t.join().unwrap()).collect()
     });
     for id in &ids {
         d.wait_task(id);
     }
+}
+
+#[test]
+fn the_overview_catches_up_after_a_burst() {
+    let Some(b) = browser() else { return };
+    let d = Daemon::start(CONFIG);
+    open_live(&b, &d, "overview", "Overview");
+    burst(&d, 4, 3);
     // The last events of the burst came while the page was loading: it
     // loads once more after that.
     b.wait(
@@ -1369,32 +1375,7 @@ fn after_a_burst_every_row_of_the_list_shows_its_final_status() {
     let Some(b) = browser() else { return };
     let d = Daemon::start(&format!("tasks:\n  max_queued: 10000\n{CONFIG}"));
     open_live(&b, &d, "tasks", "Tasks");
-    let url = d.url("/hooks/app");
-    let ids: Vec<String> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let url = &url;
-                s.spawn(move || {
-                    (0..150)
-                        .map(|n| {
-                            let body = json!({"kind": "say", "text": format!("{t}-{n}")}).to_string();
-                            let r = request(
-                                "POST",
-                                url,
-                                &[("Content-Type", "application/json")],
-                                Some(body.as_bytes()),
-                            );
-                            Daemon::task_ids(&r).remove(0)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
-    });
-    for id in &ids {
-        d.wait_task(id);
-    }
+    burst(&d, 16, 150);
     b.wait(
         "every row shown to say succeeded",
         Duration::from_secs(60),

@@ -1002,6 +1002,16 @@ fn untrusted_text_mentions_nobody_and_a_bad_payload_or_url_is_exit_2_without_the
     assert!(!err.contains("S3CRET99"), "{err}");
 }
 
+/// `dingtalk-events.py` run on GitLab's push fixture, posting to `url`
+/// with `env` besides: its exit code and stderr.
+fn dingtalk_push(url: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let push = String::from_utf8(fixture("gitlab/push.json")).unwrap();
+    let mut all = vec![("HOOK_EVENT", "Push Hook"), ("DINGTALK_WEBHOOK_URL", url)];
+    all.extend_from_slice(env);
+    let (code, _, err) = handler("dingtalk-events.py", &[], &all, &push);
+    (code, err)
+}
+
 /// What a service answers may quote the request back (a proxy's error
 /// page with the request line): the webhook URL's token is not repeated in
 /// the handler's output, which the API and the dashboard show.
@@ -1011,17 +1021,9 @@ fn an_answer_quoting_the_webhook_token_is_shown_without_it() {
         Reply::text(502, &format!("upstream error for POST {}?{}", req.path, req.raw_query))
     });
     let url = format!("{}/robot/send?access_token=DTSECRETTOK42", server.base);
-    let push = String::from_utf8(fixture("gitlab/push.json")).unwrap();
-    let (code, _, err) = handler(
-        "dingtalk-events.py",
-        &[],
-        &[
-            ("HOOK_EVENT", "Push Hook"),
-            ("DINGTALK_WEBHOOK_URL", &url),
-            ("DINGTALK_SECRET", DINGTALK_SECRET),
-            ("CHAT_RETRY_ATTEMPTS", "1"),
-        ],
-        &push,
+    let (code, err) = dingtalk_push(
+        &url,
+        &[("DINGTALK_SECRET", DINGTALK_SECRET), ("CHAT_RETRY_ATTEMPTS", "1")],
     );
     assert_eq!(code, 75, "{err}");
     assert!(
@@ -1068,17 +1070,7 @@ fn a_slow_service_is_given_up_at_the_deadline_not_waited_for() {
         Reply::json(200, json!({"errcode": 0, "errmsg": "ok"}))
     });
     let url = format!("{}/robot/send?access_token=abc", server.base);
-    let push = String::from_utf8(fixture("gitlab/push.json")).unwrap();
-    let (code, _, err) = handler(
-        "dingtalk-events.py",
-        &[],
-        &[
-            ("HOOK_EVENT", "Push Hook"),
-            ("DINGTALK_WEBHOOK_URL", &url),
-            ("CHAT_DEADLINE", "2"),
-        ],
-        &push,
-    );
+    let (code, err) = dingtalk_push(&url, &[("CHAT_DEADLINE", "2")]);
     assert_eq!(code, 75, "{err}");
 }
 
