@@ -1986,3 +1986,188 @@ fn a_retry_waiting_out_its_backoff_cancelled_through_another_node_never_runs() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(received.lock().unwrap().len(), 1);
 }
+
+/// A claim that committed while its answer was lost (the connection dropped
+/// at that moment) leaves a row running under a node that does not know
+/// it: the node puts it back within a few leases, and it runs.
+#[test]
+fn a_task_claimed_without_the_node_learning_it_goes_back_to_the_queue_and_runs() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let programs = r#"
+  hold:
+    command: [/bin/sleep, "60"]
+  work:
+    command: handlers/stamp.sh
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0"}
+"#;
+    let mapping = "    hold: {rules: [{run: hold}]}\n    work: {rules: [{run: work}]}";
+    let a = node(&db, "na", "", shared.path(), programs, mapping);
+    // Both of the node's slots taken: the next task waits in the queue.
+    let holds: Vec<String> = (0..2).flat_map(|_| send(&a, r#"{"kind":"hold"}"#)).collect();
+    eventually("both holds running", Duration::from_secs(15), || {
+        holds.iter().all(|id| task(&a, id)["status"] == "running")
+    });
+    let id = send(&a, r#"{"kind":"work"}"#).remove(0);
+    assert_eq!(task(&a, &id)["status"], "queued");
+    // What a claim whose answer was lost leaves: the row running under the
+    // node, under a claim the node never heard of.
+    let changed = db.query(&format!(
+        "UPDATE tasks SET status = 'running', node = 'na', claim = gen_random_uuid() WHERE id = '{id}' AND status = 'queued' RETURNING 1"
+    ));
+    assert!(changed.contains("UPDATE 1"), "{changed}");
+    // A slot frees up; the task runs once the node has put it back.
+    let r = a.post(&format!("/tasks/{}/cancel", holds[0]), &[], b"");
+    assert!(r.status < 300, "{}", r.text);
+    let done = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(30));
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    let started: Vec<_> = runs(shared.path())
+        .into_iter()
+        .filter(|(kind, task, node, _)| kind == "start" && task == &id && node == "na")
+        .collect();
+    assert_eq!(started.len(), 1, "{started:?}");
+    let logs = a.logs();
+    assert_eq!(logs.matches("go back to the queue").count(), 1, "{logs}");
+}
+
+/// A node that died after spawning a handler but before recording its pid
+/// does not run the task again at its own next start (`on_interrupt: mark`):
+/// the attempt's output files say the handler was started there.
+#[test]
+fn a_nodes_own_restart_does_not_run_again_a_task_whose_start_it_did_not_record() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let programs = r#"
+  work:
+    command: handlers/stamp.sh
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0"}
+"#;
+    let mut a = node(&db, "na", "", shared.path(), programs, STAMP_MAPPING);
+    let id = send(&a, r#"{"kind":"work"}"#).remove(0);
+    let done = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(15));
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    a.kill9();
+    // What a crash between the spawn and the write of its pid leaves: the
+    // row running under the node, its start not recorded.
+    let changed = db.query(&format!(
+        r#"UPDATE tasks SET status = 'running', finished_ms = NULL,
+             record = jsonb_set(record::jsonb, '{{state}}', '{{"state": "running", "started_ms": 1, "pid": null}}')::text
+           WHERE id = '{id}'"#
+    ));
+    assert!(changed.contains("UPDATE 1"), "{changed}");
+    std::thread::sleep(Duration::from_secs(3));
+    a.restart();
+    let done = wait_final(&a, std::slice::from_ref(&id), Duration::from_secs(15));
+    assert_eq!(done[0]["status"], "interrupted", "{}", done[0]);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = runs(shared.path())
+        .iter()
+        .filter(|r| r.0 == "start" && r.1 == id)
+        .count();
+    assert_eq!(started, 1, "the handler ran once");
+}
+
+/// Two nodes started at once under one name never used before: one joins,
+/// the other refuses to start (the name is in use), every time.
+#[test]
+fn two_nodes_starting_at_once_under_one_new_name_do_not_both_join() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let config = shared.path().join("webhook.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state:\n  postgres: {}\nnode:\n  lease: 2s\nsources:\n  a: {{provider: generic, auth: none}}\n",
+            db.url()
+        ),
+    )
+    .unwrap();
+    for round in 0..4 {
+        let name = format!("twin-{round}");
+        let mut twins: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                std::process::Command::new(BIN)
+                    .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                    .arg(&config)
+                    .env("HOOKRUNNER_NODE_NAME", &name)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // The one refused exits within a few seconds; the other runs on.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = Vec::new();
+        while exited.is_empty() && Instant::now() < deadline {
+            for (i, t) in twins.iter_mut().enumerate() {
+                if let Some(status) = t.try_wait().unwrap() {
+                    exited.push((i, status));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        for (i, t) in twins.iter_mut().enumerate() {
+            if !exited.iter().any(|(j, _)| *j == i) {
+                if let Some(status) = t.try_wait().unwrap() {
+                    exited.push((i, status));
+                }
+            }
+        }
+        assert_eq!(
+            exited.len(),
+            1,
+            "round {round}: exactly one of the two stops: {exited:?}"
+        );
+        let (i, status) = exited[0];
+        assert!(!status.success());
+        let mut err = String::new();
+        std::io::Read::read_to_string(twins[i].stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(
+            err.contains(&format!("node name `{name}` is in use by a live node")),
+            "{err}"
+        );
+        for t in &mut twins {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
+    }
+}
+
+/// A key's `fan_out` tasks run in the order of their deliveries across the
+/// nodes: a node never takes its task of a newer delivery while the older
+/// delivery's task for another node still waits for the key.
+#[test]
+fn a_keys_fan_out_tasks_run_delivery_by_delivery_across_nodes() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let programs = r#"
+  roll:
+    command: handlers/stamp.sh
+    run_on: [web]
+    fan_out: true
+    params: [k]
+    concurrency_key: "{k}"
+    env: {OUT_FILE: $SHARED/runs, SLEEP: "0.3"}
+"#;
+    let mapping = "    roll: {params: {k: payload.k}, rules: [{run: roll}]}";
+    let nodes: Vec<Daemon> = ["n1", "n2"]
+        .iter()
+        .map(|n| node(&db, n, "web", shared.path(), programs, mapping))
+        .collect();
+    let deliveries: Vec<Vec<String>> = (0..3)
+        .map(|_| {
+            let ids = send(&nodes[0], r#"{"kind":"roll","k":"site"}"#);
+            assert_eq!(ids.len(), 2, "one task per web node");
+            ids
+        })
+        .collect();
+    let all: Vec<String> = deliveries.concat();
+    for t in wait_final(&nodes[0], &all, Duration::from_secs(60)) {
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    let delivery_of = |id: &str| deliveries.iter().position(|d| d.iter().any(|t| t == id)).unwrap();
+    let order: Vec<usize> = runs(shared.path())
+        .iter()
+        .filter(|r| r.0 == "start")
+        .map(|r| delivery_of(&r.1))
+        .collect();
+    assert_eq!(order, [0, 0, 1, 1, 2, 2], "{:?}", runs(shared.path()));
+}

@@ -12,13 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The JSON a callback receives.
 pub fn payload(task: &TaskView) -> Vec<u8> {
     const TAIL: usize = 4096;
-    let tail = |s: &str| {
-        let mut cut = s.len().saturating_sub(TAIL);
-        while !s.is_char_boundary(cut) {
-            cut += 1;
-        }
-        s[cut..].to_string()
-    };
+    let tail = |s: &str| super::task::last_bytes(s, TAIL).to_string();
     serde_json::to_vec(&serde_json::json!({
         "type": format!("task.{}", task.status.as_str()),
         "task": {

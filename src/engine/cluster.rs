@@ -19,6 +19,7 @@ use crate::store::postgres::cluster::{Decision, JoinError, NodeInfo, Orphans};
 use crate::store::postgres::{Postgres, CANCEL_CHANNEL, EVENTS_CHANNEL, MAX_NOTIFY, QUEUE_CHANNEL, WATCH_CHANNEL};
 use crate::store::record::{CallbackRecord, CallbackStatus};
 use crate::store::{millis, Body};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -52,6 +53,10 @@ pub struct Cluster {
     leaving: AtomicBool,
     /// Until when another node's `/events` has listeners (it says so every heartbeat).
     watched_until: Mutex<Option<Instant>>,
+    /// Claims asked for whose tasks are not yet in this node's table: while
+    /// there are some, a row running here that the table lacks may be one
+    /// of theirs, not a lost claim.
+    claiming: AtomicUsize,
 }
 
 impl Cluster {
@@ -156,6 +161,7 @@ impl Engine {
             connected_since: Mutex::new(Some(Instant::now())),
             leaving: AtomicBool::new(false),
             watched_until: Mutex::new(None),
+            claiming: AtomicUsize::new(0),
         });
         if inner.cluster.set(cluster.clone()).is_err() {
             return Ok(());
@@ -301,7 +307,16 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
             }
         }
         let pinned_here = record.pinned_node.as_deref() == Some(orphans.node.as_str());
-        let started = matches!(task.state, TaskState::Running { pid: Some(_), .. });
+        // This node's earlier run spawned its handler (the attempt's output
+        // files got their names, which happens only then) but died before it
+        // recorded the pid: the handler ran, and is gone.
+        let spawned_here = ours
+            && matches!(task.state, TaskState::Running { pid: None, .. })
+            && inner
+                .outputs
+                .file(task.id(), task.attempt, crate::process::output::Stream::Stdout)
+                .exists();
+        let started = spawned_here || matches!(task.state, TaskState::Running { pid: Some(_), .. });
         let tails = if ours {
             inner.tails(task.id(), task.attempt, output_limit)
         } else {
@@ -373,8 +388,9 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
                 },
                 started_at,
                 finished_at: now,
-                stdout: tails.stdout,
-                stderr: tails.stderr,
+                // The end of its output, as any earlier attempt keeps.
+                stdout: super::task::last_bytes(&tails.stdout, super::task::ATTEMPT_TAIL).into(),
+                stderr: super::task::last_bytes(&tails.stderr, super::task::ATTEMPT_TAIL).into(),
             });
             task.attempt += 1;
             task.state = TaskState::Queued { next_attempt_at: None };
@@ -414,15 +430,7 @@ pub(super) fn decide(inner: &Arc<Inner>, orphans: Orphans, me: &str) -> Vec<Deci
         // Unchanged: the taker sends them.
         out.push((record, Body::Keep));
     }
-    // A task this node cannot send the callbacks of (it lacks the program,
-    // so it knows neither their URLs nor their secrets) is left for a node
-    // that has it, which works them out and sends them (`adopt_callbacks`).
-    for (record, _) in &mut out {
-        let finished = matches!(record.state, crate::store::record::StateRecord::Finished { .. });
-        if finished && (inner.programs.load().lookup)(&record.program).is_none() {
-            record.callbacks_unknown = true;
-        }
-    }
+    mark_unknown_callbacks(inner, &mut out);
     out
 }
 
@@ -455,6 +463,7 @@ fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outc
 async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspects: HashMap<(Uuid, Uuid), Instant> = HashMap::new();
     loop {
         tick.tick().await;
         if cluster.leaving.load(Ordering::Relaxed) {
@@ -516,6 +525,98 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
         match cluster.pg.adopt_callbacks(cluster.name(), &known, own, holding).await {
             Ok(ids) => inner.adopt(ids).await,
             Err(e) => tracing::debug!(error = %e, "could not look for callbacks no node sends"),
+        }
+        lost_claims(&inner, &cluster, &mut suspects).await;
+    }
+}
+
+/// Puts back the tasks of a claim that committed but whose answer was lost
+/// (the connection dropped at that moment): rows running under this node
+/// that its table does not hold, with no claim of its own in flight, its
+/// writes going through, seen so twice a whole lease apart under the same
+/// claim. This node never started them, so they go back to the queue (or
+/// end cancelled, when that was asked for meanwhile).
+async fn lost_claims(inner: &Arc<Inner>, cluster: &Arc<Cluster>, suspects: &mut HashMap<(Uuid, Uuid), Instant>) {
+    let Ok(rows) = cluster.pg.running_here(cluster.name()).await else {
+        return;
+    };
+    // After the rows were read: a claim that gave one of them has either
+    // put its tasks in the table by now, or lost its answer.
+    let quiet = cluster.claiming.load(Ordering::SeqCst) == 0 && cluster.pg.healthy();
+    let unknown: HashSet<(Uuid, Uuid)> = {
+        let sched = inner.lock();
+        rows.into_iter()
+            .filter_map(|r| Some((r.id, r.claim?)))
+            .filter(|(id, _)| sched.get(id).is_none())
+            .collect()
+    };
+    if !quiet {
+        suspects.clear();
+        return;
+    }
+    suspects.retain(|k, _| unknown.contains(k));
+    let now = Instant::now();
+    let mut lost = Vec::new();
+    for k in unknown {
+        let since = *suspects.entry(k).or_insert(now);
+        if now.duration_since(since) >= cluster.lease() {
+            lost.push(k);
+        }
+    }
+    if lost.is_empty() {
+        return;
+    }
+    let decider = inner.clone();
+    match cluster
+        .pg
+        .release_lost_claims(cluster.name(), lost, move |orphans| decide_lost(&decider, orphans))
+        .await
+    {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::warn!(
+                tasks = ids.len(),
+                "tasks this node claimed without learning it (the database's answer was lost) go back to the queue"
+            );
+            for id in &ids {
+                suspects.retain(|(s, _), _| s != id);
+            }
+            inner.settled(ids).await;
+            cluster.wake.notify_one();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "could not put back a lost claim"),
+    }
+}
+
+/// What becomes of tasks claimed here without this node learning it: they
+/// never started, so they go back to the queue as they were (a `fan_out`
+/// task stays pinned here), or end cancelled when that was asked for.
+fn decide_lost(inner: &Arc<Inner>, orphans: Orphans) -> Vec<Decision> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for (record, body) in orphans.running {
+        let mut task = Task::from_record(&record, inner.program(&record.program), body);
+        if let Some(reason) = orphans.cancels.get(&task.id()) {
+            finish(&mut task, None, now, Outcome::Cancelled { reason: reason.clone() });
+            out.push((task.record(), Body::Drop));
+        } else {
+            task.state = TaskState::Queued { next_attempt_at: None };
+            task.node = None;
+            out.push((task.record(), Body::Keep));
+        }
+    }
+    mark_unknown_callbacks(inner, &mut out);
+    out
+}
+
+/// A finished task whose callbacks this node cannot send (it lacks the
+/// program, so it knows neither their URLs nor their secrets) is left for
+/// a node that has it, which works them out and sends them (`adopt_callbacks`).
+fn mark_unknown_callbacks(inner: &Arc<Inner>, out: &mut [Decision]) {
+    for (record, _) in out {
+        let finished = matches!(record.state, crate::store::record::StateRecord::Finished { .. });
+        if finished && (inner.programs.load().lookup)(&record.program).is_none() {
+            record.callbacks_unknown = true;
         }
     }
 }
@@ -786,6 +887,8 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
                 }
             };
             let now_ms = millis(SystemTime::now());
+            // Counted until its tasks are in the table (or it failed).
+            let _claiming = Claiming::new(&cluster.claiming);
             let claimed = match cluster
                 .pg
                 .claim(
@@ -833,6 +936,22 @@ async fn claims(inner: Arc<Inner>, cluster: Arc<Cluster>) {
                 break;
             }
         }
+    }
+}
+
+/// One claim in flight, counted while it lives.
+struct Claiming<'a>(&'a AtomicUsize);
+
+impl<'a> Claiming<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Claiming(count)
+    }
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

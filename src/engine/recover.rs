@@ -237,8 +237,8 @@ impl Engine {
                         outcome,
                         started_at: Some(started_at),
                         finished_at: now,
-                        stdout: tail(&tails.stdout),
-                        stderr: tail(&tails.stderr),
+                        stdout: super::task::last_bytes(&tails.stdout, super::task::ATTEMPT_TAIL).into(),
+                        stderr: super::task::last_bytes(&tails.stderr, super::task::ATTEMPT_TAIL).into(),
                     });
                     task.attempt += 1;
                     task.state = TaskState::Queued { next_attempt_at: None };
@@ -342,15 +342,6 @@ impl Engine {
         inner.start_ready(&mut sched);
         Ok(found)
     }
-}
-
-/// An interrupted attempt keeps the end of its output, as retried ones do.
-fn tail(text: &str) -> String {
-    let mut cut = text.len().saturating_sub(super::task::ATTEMPT_TAIL);
-    while !text.is_char_boundary(cut) {
-        cut += 1;
-    }
-    text[cut..].to_string()
 }
 
 #[cfg(test)]

@@ -224,6 +224,15 @@ pub struct Attempt {
 /// How much output an earlier attempt keeps.
 pub const ATTEMPT_TAIL: usize = 2048;
 
+/// The last `max` bytes of `text`, from a character boundary.
+pub fn last_bytes(text: &str, max: usize) -> &str {
+    let mut cut = text.len().saturating_sub(max);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    &text[cut..]
+}
+
 impl Task {
     pub fn new(spec: TaskSpec, body: Bytes) -> Task {
         Task {

@@ -19,6 +19,10 @@ use uuid::Uuid;
 /// The database's clock, in milliseconds since the Unix epoch.
 pub(super) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
+/// The advisory lock class of node names (with the name's hash), held
+/// while a node joins.
+const NAME_LOCK: i32 = 0x686f_6f6b;
+
 /// The advisory lock every claim holds while it picks tasks.
 const CLAIM_LOCK: i64 = 0x686f_6f6b_0003;
 
@@ -94,6 +98,28 @@ pub struct Orphans {
     pub died: bool,
 }
 
+/// A row running under a node, as [`Postgres::running_here`] reads it.
+pub struct RunningRow {
+    pub id: Uuid,
+    pub claim: Option<Uuid>,
+    /// Why its stop was asked for, if it was.
+    pub cancel_requested: Option<String>,
+}
+
+impl Orphans {
+    /// Nothing yet of `node`'s work.
+    fn none_of(node: &str) -> Orphans {
+        Orphans {
+            node: node.to_string(),
+            running: Vec::new(),
+            pinned: Vec::new(),
+            callbacks: Vec::new(),
+            cancels: HashMap::new(),
+            died: false,
+        }
+    }
+}
+
 /// What the taker decided for one orphan: its new record and what to do with its body.
 pub type Decision = (TaskRecord, Body);
 
@@ -162,6 +188,12 @@ impl Postgres {
                 let e = db("join the cluster");
                 let tx = c.transaction().await.map_err(&e)?;
                 tx.batch_execute(LOCK_WAIT).await.map_err(&e)?;
+                // Two nodes joining under one new name at once: a row that
+                // does not exist yet locks nothing, so the name itself is
+                // locked; the second then finds the first alive.
+                tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&NAME_LOCK, &node.name])
+                    .await
+                    .map_err(&e)?;
                 let row = tx
                     .query_opt(
                         &format!(
@@ -472,6 +504,18 @@ impl Postgres {
                 )
                 .await
                 .map_err(&e)?;
+            // An older queued task of a key that this node may not run (pinned
+            // to another node, `fan_out`, or labelled for others): it goes
+            // first, wherever it runs (the older ones this node may run come
+            // before in the windows, and are judged first).
+            let older_elsewhere_stmt = tx
+                .prepare_cached(
+                    "SELECT 1 FROM tasks WHERE program = $1 AND key = $2 AND seq < $3 AND status = 'queued'
+                       AND ((pinned_node IS NOT NULL AND pinned_node <> $4) OR NOT (run_on <@ $5))
+                     LIMIT 1",
+                )
+                .await
+                .map_err(&e)?;
             // A window of the oldest claimable rows whose programs are all at
             // their limit, or whose keys are all busy, must not hide the rows
             // behind it: the next window leaves those programs and keys out.
@@ -521,6 +565,14 @@ impl Postgres {
                         }
                     }
                     if let Some(k) = &key {
+                        if tx
+                            .query_opt(&older_elsewhere_stmt, &[&program, k, &seq, &node, &labels])
+                            .await
+                            .map_err(&e)?
+                            .is_some()
+                        {
+                            continue;
+                        }
                         if let Some(h) = holders
                             .iter()
                             .find(|h| h.program == program && h.key == *k && h.id != id)
@@ -737,18 +789,11 @@ impl Postgres {
     /// Tasks running on `node` whose stop was asked for, with the reason
     /// (for a node that missed the notification).
     pub async fn cancel_requests(&self, node: &str) -> Result<Vec<(Uuid, String)>, StoreError> {
-        let node = node.to_string();
-        self.with("read cancel requests", move |c| async move {
-            let rows = c
-                .query(
-                    "SELECT id, cancel_requested FROM tasks WHERE node = $1 AND status = 'running' AND cancel_requested IS NOT NULL",
-                    &[&node],
-                )
-                .await
-                .map_err(db("read cancel requests"))?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
-        .await
+        let rows = self.running_here(node).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.id, r.cancel_requested?)))
+            .collect())
     }
 
     /// The queued tasks of `program` with `key` older than `by` and pinned
@@ -854,6 +899,82 @@ impl Postgres {
                 .await
                 .map_err(db("adopt callbacks"))?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+        .await
+    }
+
+    /// The rows that say `node` runs them: for its cancel requests, and for
+    /// the heartbeat's look for claims whose answer was lost.
+    pub async fn running_here(&self, node: &str) -> Result<Vec<RunningRow>, StoreError> {
+        let node = node.to_string();
+        self.with("list the tasks running here", move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT id, claim, cancel_requested FROM tasks WHERE node = $1 AND status = 'running'",
+                    &[&node],
+                )
+                .await
+                .map_err(db("list the tasks running here"))?;
+            Ok(rows
+                .iter()
+                .map(|r| RunningRow {
+                    id: r.get(0),
+                    claim: r.get(1),
+                    cancel_requested: r.get(2),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Settles tasks `node` claimed without learning it did (the answer to
+    /// its claim was lost): each row of `lost` still running there under
+    /// the same claim is locked and handed to `take`, whose decisions are
+    /// written in the same transaction. Returns the tasks written.
+    pub async fn release_lost_claims(
+        &self,
+        node: &str,
+        lost: Vec<(Uuid, Uuid)>,
+        take: impl FnOnce(Orphans) -> Vec<Decision> + Send + 'static,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let node = node.to_string();
+        self.with("put back a lost claim", move |mut c| async move {
+            let e = db("put back a lost claim");
+            let tx = c.transaction().await.map_err(&e)?;
+            tx.batch_execute(LOCK_WAIT).await.map_err(&e)?;
+            let ids: Vec<Uuid> = lost.iter().map(|(id, _)| *id).collect();
+            let mut orphans = Orphans::none_of(&node);
+            for row in tx
+                .query(
+                    "SELECT seq, id::text, record, body, cancel_requested, claim FROM tasks
+                     WHERE node = $1 AND status = 'running' AND id = ANY($2) ORDER BY seq FOR UPDATE",
+                    &[&node, &ids],
+                )
+                .await
+                .map_err(&e)?
+            {
+                let claim: Option<Uuid> = row.get(5);
+                let Ok(r) = task_row(row.get(0), row.get(1), row.get(2)) else {
+                    continue;
+                };
+                if !lost.iter().any(|(id, c)| *id == r.id && Some(*c) == claim) {
+                    continue;
+                }
+                if let Some(reason) = row.get::<_, Option<String>>(4) {
+                    orphans.cancels.insert(r.id, reason);
+                }
+                let body: Option<Vec<u8>> = row.get(3);
+                orphans.running.push((r, Bytes::from(body.unwrap_or_default())));
+            }
+            if orphans.running.is_empty() {
+                return Ok(Vec::new());
+            }
+            let written = settle(&tx, &node, orphans, take).await?;
+            tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                .await
+                .map_err(&e)?;
+            tx.commit().await.map_err(&e)?;
+            Ok(written)
         })
         .await
     }
@@ -1003,14 +1124,7 @@ impl Postgres {
 /// A node's work, locked.
 async fn orphans_of(tx: &deadpool_postgres::Transaction<'_>, node: &str) -> Result<Orphans, StoreError> {
     let e = db("read a node's work");
-    let mut orphans = Orphans {
-        node: node.to_string(),
-        running: Vec::new(),
-        pinned: Vec::new(),
-        callbacks: Vec::new(),
-        cancels: HashMap::new(),
-        died: false,
-    };
+    let mut orphans = Orphans::none_of(node);
     for row in tx
         .query(
             "SELECT seq, id::text, record, body, cancel_requested FROM tasks WHERE node = $1 AND status = 'running' ORDER BY seq FOR UPDATE",
