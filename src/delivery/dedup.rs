@@ -68,7 +68,14 @@ impl DedupCache {
     pub fn forget(&self, source: &str, key: &str) {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = sources.get_mut(source) {
-            w.seen.remove(key);
+            // Its place in the order goes too: a key forgotten and checked
+            // again and again (a sender retrying while the store cannot
+            // write) must not fill the order and push out live keys.
+            if let Some((expiry, _)) = w.seen.remove(key) {
+                if let Some(at) = w.order.iter().rposition(|(e, k)| *e == expiry && k == key) {
+                    w.order.remove(at);
+                }
+            }
         }
     }
 }
@@ -88,6 +95,20 @@ mod tests {
         assert_eq!(cache.check("gh", "a", w, "r4"), Seen::First);
         cache.forget("gh", "a");
         assert_eq!(cache.check("gh", "a", w, "r5"), Seen::First);
+    }
+
+    #[test]
+    fn a_key_forgotten_leaves_no_place_behind() {
+        let cache = DedupCache::default();
+        let w = Duration::from_secs(3600);
+        assert_eq!(cache.check("gh", "live", w, "r0"), Seen::First);
+        for i in 0..1000 {
+            assert_eq!(cache.check("gh", "retried", w, &format!("r{i}")), Seen::First);
+            cache.forget("gh", "retried");
+        }
+        let sources = cache.sources.lock().unwrap();
+        assert_eq!(sources["gh"].order.len(), 1);
+        assert!(sources["gh"].seen.contains_key("live"));
     }
 
     #[test]

@@ -694,7 +694,8 @@ impl Engine {
                 )
             }
         };
-        if let Some((bytes, skipped)) = self.inner.outputs.read_kept(*id, attempt, stream) {
+        let max = output_kept(&self.inner.limits.load()) + process::output::TRIM_SLACK;
+        if let Some((bytes, skipped)) = self.inner.outputs.read_kept(*id, attempt, stream, max) {
             return Some((String::from_utf8_lossy(&bytes).into_owned(), skipped));
         }
         Some((
@@ -757,7 +758,6 @@ impl Engine {
             );
             let now = SystemTime::now();
             for id in never_started {
-                tracing::error!(task_id = %id, "task cancelled: the daemon stopped before it started");
                 let finished = inner.lock().finish(
                     id,
                     Outcome::Cancelled {
@@ -765,7 +765,11 @@ impl Engine {
                     },
                     now,
                 );
-                inner.report_finished(id, finished);
+                // One cancelled through the API meanwhile was reported then.
+                if finished.is_some() {
+                    tracing::error!(task_id = %id, "task cancelled: the daemon stopped before it started");
+                    inner.report_finished(id, finished);
+                }
             }
         }
         let far = Instant::now() + Duration::from_secs(3600);
@@ -780,14 +784,15 @@ impl Inner {
     }
 
     /// Writes a task's current state to the store (in the next batch).
+    /// Handed to the writer under the scheduler's lock: two threads writing
+    /// one task send their records in the order they read them, so an older
+    /// one never lands after a newer one.
     fn persist(&self, id: Uuid) {
         let Some(store) = &self.store else { return };
-        let record = self.lock().get(&id).map(|t| {
+        let sched = self.lock();
+        if let Some(t) = sched.get(&id) {
             let body = if t.state.is_finished() { Body::Drop } else { Body::Keep };
-            (t.record(), body)
-        });
-        if let Some((record, body)) = record {
-            store.write(vec![Op::PutTask(Box::new(record), body)]);
+            store.write(vec![Op::PutTask(Box::new(t.record()), body)]);
         }
     }
 

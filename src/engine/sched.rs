@@ -178,13 +178,16 @@ impl Sched {
         } else {
             self.queue
                 .iter()
+                .chain(&self.delayed)
                 .filter_map(|id| self.tasks.get(id))
                 .filter(|q| replacing.iter().any(|t| supersedes(t, q)))
                 .count()
         };
+        // Tasks held room for (their deliveries are committing) and the new
+        // ones take free slots first, as they will once queued.
         let free = limits.max_concurrent.saturating_sub(self.running.len());
-        let waiting = (self.waiting() + self.reserved + elsewhere).saturating_sub(replaced);
-        if waiting + new.len().saturating_sub(free) > limits.max_queued {
+        let waiting = (self.waiting() + elsewhere).saturating_sub(replaced);
+        if waiting + (self.reserved + new.len()).saturating_sub(free) > limits.max_queued {
             return Err(SubmitError::QueueFull);
         }
         self.reserved += new.len();
@@ -205,9 +208,11 @@ impl Sched {
         let mut superseded = Vec::new();
         if may_supersede(&task) {
             let reason = format!("superseded by {}", task.id());
+            // Queued, or waiting out a retry's backoff (queued too, as the API shows it).
             let same: Vec<Uuid> = self
                 .queue
                 .iter()
+                .chain(&self.delayed)
                 .copied()
                 .filter(|id| self.tasks.get(id).is_some_and(|q| supersedes(&task, q)))
                 .collect();
@@ -750,6 +755,21 @@ mod tests {
             started
         }
 
+        /// A first attempt that failed with exit code 1, just now.
+        fn failed_attempt(&self) -> Attempt {
+            Attempt {
+                attempt: 1,
+                outcome: Outcome::Failed {
+                    exit_code: Some(1),
+                    error: None,
+                },
+                started_at: Some(self.now),
+                finished_at: self.now,
+                stdout: String::new(),
+                stderr: String::new(),
+            }
+        }
+
         fn status(&self, id: Uuid) -> Status {
             self.sched.get(&id).unwrap().status()
         }
@@ -800,18 +820,7 @@ mod tests {
         let c = w.submit(&p, Some("other")).0;
         assert_eq!(w.start_all(4), [a, c]);
         // a fails and waits to retry: b must still not start.
-        let attempt = Attempt {
-            attempt: 1,
-            outcome: Outcome::Failed {
-                exit_code: Some(1),
-                error: None,
-            },
-            started_at: Some(w.now),
-            finished_at: w.now,
-            stdout: String::new(),
-            stderr: String::new(),
-        };
-        assert!(w.sched.retry(a, attempt, w.now + Duration::from_secs(5)));
+        assert!(w.sched.retry(a, w.failed_attempt(), w.now + Duration::from_secs(5)));
         w.sched.check();
         assert!(w.start_all(4).is_empty());
         assert_eq!(w.sched.get(&a).unwrap().attempt, 2);
@@ -836,6 +845,21 @@ mod tests {
         assert_eq!(w.status(a), Status::Running, "replace leaves the running one alone");
         w.finish(a);
         assert_eq!(w.start_all(4), [c]);
+    }
+
+    #[test]
+    fn replace_supersedes_a_task_of_its_key_waiting_to_retry() {
+        let mut w = World::new(10);
+        let p = program("p", None, OnBusy::Replace, true);
+        let a = w.submit(&p, Some("k")).0;
+        assert_eq!(w.start_all(4), [a]);
+        assert!(w.sched.retry(a, w.failed_attempt(), w.now + Duration::from_secs(5)));
+        w.sched.check();
+        let (b, gone) = w.submit(&p, Some("k"));
+        assert_eq!(gone, [a]);
+        assert_eq!(w.status(a), Status::Cancelled);
+        assert!(!w.sched.resume(a), "the superseded retry never comes back");
+        assert_eq!(w.start_all(4), [b]);
     }
 
     #[test]
@@ -876,6 +900,17 @@ mod tests {
         w.sched.reserve(&[&t[3]], &l).unwrap();
         w.sched.draining = true;
         assert_eq!(w.sched.reserve(&[&t[0]], &l), Err(SubmitError::ShuttingDown));
+    }
+
+    #[test]
+    fn deliveries_still_committing_take_free_slots_before_the_queue() {
+        let mut w = World::new(10);
+        let p = program("p", None, OnBusy::Queue, false);
+        // No waiting at all, two free slots: two deliveries at once fit.
+        let (a, b, c) = (w.task(&p, None), w.task(&p, None), w.task(&p, None));
+        w.sched.reserve(&[&a], &limits(2, 0)).unwrap();
+        w.sched.reserve(&[&b], &limits(2, 0)).unwrap();
+        assert_eq!(w.sched.reserve(&[&c], &limits(2, 0)), Err(SubmitError::QueueFull));
     }
 
     #[test]

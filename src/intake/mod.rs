@@ -460,6 +460,9 @@ pub async fn admit_shaped(
 /// warn line's `suppressed`).
 static REFUSED_LOG: crate::logging::Throttle = crate::logging::Throttle::new(Duration::from_secs(10), 5);
 
+/// Deliveries refused because the store cannot write: logged once in 10 s.
+static STORE_REFUSED_LOG: crate::logging::Throttle = crate::logging::Throttle::new(Duration::from_secs(10), 1);
+
 /// Logs a refused delivery: at warn, rate-limited when it never got past
 /// auth (a stranger's); a sender's refusal after auth, every time.
 fn log_refusal(outcome: Outcome, source: &str, arrival: &Arrival<'_>, reason: &str) {
@@ -972,8 +975,11 @@ pub(crate) async fn queue(at: Intake<'_>, tasks: Vec<NewTask>, record: Option<Re
             ops.insert(0, r.op());
         }
         if let Err(e) = store.commit(ops).await {
-            let request_id = record.as_ref().map_or("", |r| r.request_id.as_str());
-            tracing::error!(error = %e, request_id = %crate::logging::field(request_id), "delivery refused: the store cannot write");
+            // One line in 10 s, however many senders retry meanwhile.
+            if let Some(suppressed) = STORE_REFUSED_LOG.admit() {
+                let request_id = record.as_ref().map_or("", |r| r.request_id.as_str());
+                tracing::error!(error = %e, request_id = %crate::logging::field(request_id), suppressed, "delivery refused: the store cannot write");
+            }
             return Err(Refused::StoreUnavailable(e.to_string()));
         }
         persisted = true;

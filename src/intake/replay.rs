@@ -110,7 +110,7 @@ pub async fn replay(at: Intake<'_>, id: &str, request_id: String) -> Result<Repl
     };
     let request = Request {
         method: "POST".into(),
-        path: format!("/hooks/{}", original.source),
+        path: format!("{}/{}", at.config.server.prefix, original.source),
         remote_addr: None,
         client_ip: original
             .remote_addr

@@ -188,13 +188,15 @@ impl OutputDir {
 
     /// The whole file of a stream (what is left of it), if there is one.
     pub fn read_all(&self, id: Uuid, attempt: u32, stream: Stream) -> Option<Vec<u8>> {
-        self.read_kept(id, attempt, stream).map(|(bytes, _)| bytes)
+        self.read_kept(id, attempt, stream, u64::MAX).map(|(bytes, _)| bytes)
     }
 
     /// What is left of a stream's file: the bytes after the hole that
-    /// trimming punched at its front (never the hole's zeros), and how many
-    /// bytes the hole took.
-    pub fn read_kept(&self, id: Uuid, attempt: u32, stream: Stream) -> Option<(Vec<u8>, u64)> {
+    /// trimming punched at its front (never the hole's zeros), at most its
+    /// last `max`, and how many bytes before them were left out. (`max`
+    /// bounds the read where the file system cannot punch holes, and the
+    /// file grows whole.)
+    pub fn read_kept(&self, id: Uuid, attempt: u32, stream: Stream, max: u64) -> Option<(Vec<u8>, u64)> {
         let mut file = File::open(self.file(id, attempt, stream)).ok()?;
         let len = file.metadata().ok()?.len();
         use nix::unistd::{lseek, Whence};
@@ -203,7 +205,8 @@ impl OutputDir {
             Ok(at) => (at.max(0) as u64).min(len),
             Err(nix::errno::Errno::ENXIO) => len,
             Err(_) => 0,
-        };
+        }
+        .max(len.saturating_sub(max));
         file.seek(SeekFrom::Start(start)).ok()?;
         let mut bytes = Vec::with_capacity((len - start) as usize);
         file.read_to_end(&mut bytes).ok()?;
@@ -322,6 +325,10 @@ pub fn tail_of(bytes: &[u8], truncated: bool) -> Tail {
 
 /// Frees the disk space of a running handler's output file before its last
 /// `keep` bytes. `punched` is how far it has been freed already.
+/// How much more than it keeps a trimmed file may hold: [`trim`] punches
+/// whole pages, and only once 256 KiB can be given back.
+pub const TRIM_SLACK: u64 = 256 * 1024 + 4096;
+
 pub fn trim(file: &File, keep: u64, punched: &mut u64) {
     const PAGE: u64 = 4096;
     // Only once a good amount can be given back: one call per 256 KiB at most.
@@ -498,6 +505,19 @@ mod tests {
             stdout.write_all(b"new").unwrap();
             assert_eq!(out.read_all(id, 1, Stream::Stdout), Some(b"new".to_vec()));
         }
+    }
+
+    #[test]
+    fn a_file_that_was_never_trimmed_is_read_from_its_last_bytes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let (mut stdout, _, pending) = out.create(id, 1).unwrap();
+        out.settle(pending, false);
+        stdout.write_all("é".repeat(50).as_bytes()).unwrap();
+        // 100 bytes; the last 11 start inside a character, which is dropped.
+        let (bytes, skipped) = out.read_kept(id, 1, Stream::Stdout, 11).unwrap();
+        assert_eq!((String::from_utf8(bytes).unwrap(), skipped), ("é".repeat(5), 89));
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub async fn run(
     let Some(program) = spec.argv.first() else {
         return Ending::SpawnFailed("the program has no command (it is not in the config in force)".into());
     };
+    // Stopped (a cancel, the shutdown) while the task made its way here:
+    // its handler does not start at all.
+    if let Some(reason) = stop.borrow_and_update().clone() {
+        return Ending::Stopped(reason);
+    }
     let mut command = Command::new(program);
     command
         .args(&spec.argv[1..])
