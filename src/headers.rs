@@ -31,7 +31,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Whether a header carries a credential (its value is never shown): a
 /// name holding `signature`, `token`, `authorization`, `cookie`, `secret`,
-/// `api-key`, `apikey` or `password`, or one of `extra` (a source's own).
+/// `api-key`, `apikey`, `api_key` or `password`, or one of `extra` (a source's own).
 pub fn is_credential(name: &str, extra: &[&str]) -> bool {
     contains_any(
         name.as_bytes(),
@@ -43,6 +43,7 @@ pub fn is_credential(name: &str, extra: &[&str]) -> bool {
             b"secret",
             b"api-key",
             b"apikey",
+            b"api_key",
             b"password",
         ],
     ) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))

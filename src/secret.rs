@@ -53,12 +53,12 @@ pub fn mask_url(url: &str) -> String {
     // database URL with two `@` is refused at load). If that text has a
     // `:` and one of those, where the userinfo ends cannot be told, so all
     // of it is masked (the user name too).
-    let auth_start = url.find("://").map_or(0, |i| i + 3);
+    let auth_start = authority_start(url);
     if let Some(at) = url[auth_start..].rfind('@').map(|i| auth_start + i) {
         let info = &url[auth_start..at];
         if info.contains(':') && info.contains(['/', '\\', '?', '#']) {
             let rest = mask_url(&format!("{}{}", &url[..auth_start], &url[at + 1..]));
-            return format!("{}***@{}", &url[..auth_start], &rest[auth_start..]);
+            return format!("{}***@{}", &url[..auth_start], rest.get(auth_start..).unwrap_or(""));
         }
     }
     let url = url.split('#').next().unwrap_or(url);
@@ -68,7 +68,7 @@ pub fn mask_url(url: &str) -> String {
     };
     // The authority runs from after `scheme://` (if any) to the next `/`
     // (or `\`, which the HTTP client reads as `/`).
-    let auth_start = before_query.find("://").map_or(0, |i| i + 3);
+    let auth_start = authority_start(before_query);
     let auth_end = before_query[auth_start..]
         .find(['/', '\\'])
         .map_or(before_query.len(), |i| auth_start + i);
@@ -115,6 +115,24 @@ pub fn mask_url(url: &str) -> String {
     out
 }
 
+/// Where a URL's authority starts: after `scheme://` when the text opens
+/// with a scheme (a letter, then letters, digits, `+`, `-` or `.`), else at
+/// the start (text that is not a URL is masked as a whole where it may hold
+/// a credential).
+fn authority_start(url: &str) -> usize {
+    match url.find("://") {
+        Some(i)
+            if url[..i].starts_with(|c: char| c.is_ascii_alphabetic())
+                && url[..i]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            i + 3
+        }
+        _ => 0,
+    }
+}
+
 /// A URL whose path may itself be the credential, as an incoming webhook's
 /// is (Slack's `/services/T…/B…/<secret>`, Discord's, Teams', Feishu's
 /// `/open-apis/bot/v2/hook/<token>`): [`mask_url`], and of the path only its
@@ -126,7 +144,7 @@ pub fn mask_webhook_url(url: &str) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (masked.as_str(), None),
     };
-    let auth_start = before_query.find("://").map_or(0, |i| i + 3);
+    let auth_start = authority_start(before_query);
     let Some(path_start) = before_query[auth_start..].find(['/', '\\']).map(|i| auth_start + i) else {
         return masked;
     };
@@ -274,9 +292,28 @@ mod tests {
             ("postgres://u:a/b?c#d@h/db", "postgres://***@h/db"),
             // A `@` in a query after a port: more is hidden than needed, never less.
             ("http://host:8080/p?mail=a@b", "http://***@b"),
+            // Text before `://` that is no scheme is not kept as one.
+            ("#://u:p/@", "***@"),
+            ("x?token=SECRETQ://u:p/@h", "***@h"),
         ];
         for (url, shown) in cases {
             assert_eq!(mask_url(url), shown, "{url}");
+        }
+        // Whatever the text (it may come from a flag, a header or a row), an answer.
+        let alphabet = ['#', ':', '/', '@', '?', '\\', '='];
+        let mut text = Vec::new();
+        for n in 0..=7u32 {
+            for i in 0..alphabet.len().pow(n) {
+                text.clear();
+                let mut k = i;
+                for _ in 0..n {
+                    text.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                let url: String = text.iter().collect();
+                mask_url(&url);
+                mask_webhook_url(&url);
+            }
         }
         let u = SecretUrl::new("http://u:hunter2@h/?k=v");
         assert!(!format!("{u} {u:?}").contains("hunter2"));

@@ -78,7 +78,7 @@ pub fn main(command: ImportCommand) -> ExitCode {
     ) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
-            eprintln!("error: {}", crate::client::commands::terminal(&message));
+            complain!("error: {}", crate::client::commands::terminal(&message));
             ExitCode::from(exit::USAGE)
         }
     }
@@ -254,12 +254,28 @@ fn adnanh(
             // A file is replaced whole (no half-written config); anything
             // else that exists (`/dev/null`, a pipe) is written to, never
             // replaced by a file.
-            let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+            let existing = std::fs::metadata(path).ok();
+            let special = existing.as_ref().is_some_and(|m| !m.is_file());
             let written = if special {
                 std::fs::write(path, &text)
             } else {
+                // It may hold secrets: a file replaced keeps its permissions,
+                // a new one is its owner's alone.
+                use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+                let mode = existing.map_or(0o600, |m| m.permissions().mode() & 0o7777);
                 let tmp = path.with_extension("import-tmp");
-                std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path))
+                let _ = std::fs::remove_file(&tmp);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&tmp)
+                    .and_then(|mut f| {
+                        f.write_all(text.as_bytes())?;
+                        // The mode as asked, whatever the umask took off.
+                        f.set_permissions(std::fs::Permissions::from_mode(mode))
+                    })
+                    .and_then(|()| std::fs::rename(&tmp, path))
             };
             written.map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
             let _ = writeln!(

@@ -696,6 +696,13 @@ impl Cx<'_> {
                 (Expr::Const(holds), Expr::Const(false))
             }
             Val::Param(name) => {
+                let last = m.parameter.name.rsplit('.').next().unwrap_or(&m.parameter.name);
+                if m.kind == "value" && !literal.is_empty() && credential_name(&m.parameter.source, last) {
+                    self.notes.push(format!(
+                        "the `value` match on {} `{}` stays a condition (the source's token `auth` holds one credential, and one read from the body cannot be one), so its value is shown wherever the rule is (delivery records, dry runs, the dashboard): if it is a secret, check it in the handler instead, or have the sender use a signature",
+                        m.parameter.source, m.parameter.name,
+                    ));
+                }
                 let (atom, holds_for_empty) = if m.kind == "value" {
                     let lhs = if could_be_number_text(&literal) {
                         format!("str::from({name})")

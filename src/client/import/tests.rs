@@ -610,3 +610,61 @@ fn a_literal_token_compared_in_a_rule_becomes_token_auth_and_is_never_repeated()
     assert!(c["sources"]["plain"]["auth"]["token"].is_null(), "{}", r.stdout);
     assert!(s(&rule(&c, "plain")["if"]).contains("main"), "{}", r.stdout);
 }
+
+#[test]
+fn hooks_reading_hookrunners_own_url_parameters_or_keeping_a_secret_in_a_condition_are_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = file(
+        &dir,
+        "hooks.json",
+        r#"[{"id": "q", "execute-command": "/bin/true",
+             "pass-arguments-to-command": [{"source": "url", "name": "wait"}, {"source": "url", "name": "dry_run"}]},
+            {"id": "slack", "execute-command": "/bin/true",
+             "trigger-rule": {"match": {"type": "value", "value": "slackTokSECRET",
+                                        "parameter": {"source": "payload", "name": "token"}}}},
+            {"id": "plain", "execute-command": "/bin/true",
+             "pass-arguments-to-command": [{"source": "url", "name": "waiting"}],
+             "trigger-rule": {"match": {"type": "value", "value": "main",
+                                        "parameter": {"source": "payload", "name": "ref"}}}}]"#,
+    );
+    let r = run(&args(&[&hooks]));
+    assert_eq!(r.code, exit::OK, "{}", r.stderr);
+    assert!(r.stderr.contains("reads the URL parameter `wait`"), "{}", r.stderr);
+    assert!(r.stderr.contains("reads the URL parameter `dry_run`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`value` match on payload `token` stays a condition"),
+        "{}",
+        r.stderr
+    );
+    // The note names the match, never the value.
+    assert!(!r.stderr.contains("SECRET"), "{}", r.stderr);
+    // A parameter merely named alike, and a value that is no credential: no note.
+    assert_eq!(r.stderr.matches("reads the URL parameter").count(), 2, "{}", r.stderr);
+    assert!(!r.stderr.contains("`ref` stays a condition"), "{}", r.stderr);
+}
+
+#[test]
+fn a_config_written_with_output_is_its_owners_alone_or_keeps_the_permissions_it_had() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = file(
+        &dir,
+        "hooks.json",
+        r#"[{"id": "gh", "execute-command": "/bin/true",
+             "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": "s3cret",
+                                        "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}}}]"#,
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut a = args(&[&hooks]);
+    let new = dir.path().join("new.yaml");
+    a.output = Some(new.clone());
+    assert_eq!(run(&a).code, exit::OK);
+    assert_eq!(mode(&new), 0o600);
+    let kept = dir.path().join("kept.yaml");
+    std::fs::write(&kept, "old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    a.output = Some(kept.clone());
+    assert_eq!(run(&a).code, exit::OK);
+    assert_eq!(mode(&kept), 0o640);
+    assert!(std::fs::read_to_string(&kept).unwrap().contains("s3cret"));
+}

@@ -546,6 +546,29 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
     } else if rule_gaps {
         rule_entries.push(Entry::new("if", Out::str("false")).above("NOT TRANSLATED: see the import's messages"));
     }
+    // hookrunner reads these two itself, on every hook's URL.
+    for (q, what) in [
+        (
+            "wait",
+            "`?wait=<duration>` makes hookrunner wait for the command's end (a value that is not a duration, like `later`, is `400` and nothing runs)",
+        ),
+        (
+            "dry_run",
+            "`?dry_run` (`1`, `true`, `yes` or bare) makes the request a dry run: nothing runs, and the answer is the trace (or the API's 401 or 403 for a client it does not answer)",
+        ),
+    ] {
+        let whole = format!("query.{q}");
+        if params
+            .entries()
+            .iter()
+            .any(|(_, s)| *s == whole || s.starts_with(&format!("{whole}.")))
+        {
+            messages.push((
+                format!("this hook reads the URL parameter `{q}`, which hookrunner takes for itself: {what}; have the sender use another name"),
+                false,
+            ));
+        }
+    }
     let mut mapping_key = Vec::new();
     if !params.entries().is_empty() {
         mapping_key.push(Entry::new(
