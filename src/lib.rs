@@ -11,9 +11,9 @@
 //! - [`payload`]: what kind a body is, and the form, multipart and XML parsers; files of multipart deliveries.
 //! - [`mapping`]: the event name, the mappings it selects, params and rule conditions.
 //! - [`delivery`]: the delivery log (every request and how it was judged) and dedup.
-//! - [`engine`]: the bounded queue, the concurrency limit, and the task table.
+//! - [`engine`]: the bounded queue, the concurrency limit, the scheduler, and the cluster's claims.
 //! - [`process`]: spawning a handler in its own process group, its output and timeout.
-//! - [`store`]: the durable SQLite store: group commit, history, recovery.
+//! - [`store`]: the durable store, SQLite for one node or PostgreSQL for a cluster: group commit, history, recovery.
 //! - [`status`]: the names of task statuses and delivery outcomes, shared by every layer.
 //! - [`config`]: `webhook.yaml`, checked at load into the types above.
 //! - [`logging`]: text or JSON log lines; request values escaped, noisy libraries muted.
@@ -25,6 +25,15 @@
 //! - [`client`]: the command-line client of the HTTP API (`hookrunner tasks`, `send`, ...).
 //!
 //! `docs/ARCHITECTURE.md` walks through one delivery and draws the task states.
+
+/// `eprintln!` to a stderr that may be closed or full (`2>/dev/full`, a
+/// reader that went away): the line is lost, the program goes on.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 pub mod auth;
 pub mod cli;

@@ -38,8 +38,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            // A file's tests come last (clippy's `items_after_test_module`).
-            let code = text.split("#[cfg(test)]").next().unwrap();
+            // A file's test modules come last (clippy's
+            // `items_after_test_module`); a test-only item before them counts.
+            let code = text.split("#[cfg(test)]\nmod ").next().unwrap();
             let deps = edges.entry(top.clone()).or_default();
             for (i, _) in code.match_indices("crate::") {
                 let name: String = code[i + 7..]
@@ -108,15 +109,40 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 #[test]
 fn the_module_graph_has_no_cycles() {
     let edges = graph();
-    for (module, deps) in &edges {
-        let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
-        println!("{module:>10} -> {}", deps.join(", "));
-    }
+    print!("{}", drawn(&edges));
     assert!(edges.contains_key("intake") && edges.contains_key("providers"));
     assert_eq!(
         cycles(&edges),
         Vec::<Vec<String>>::new(),
         "modules that depend on each other"
+    );
+}
+
+/// The graph as `docs/ARCHITECTURE.md` draws it, one `module -> deps` line each.
+fn drawn(edges: &BTreeMap<String, BTreeSet<String>>) -> String {
+    edges
+        .iter()
+        .map(|(module, deps)| {
+            let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+            format!("{module:>10} -> {}", deps.join(", ")).trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn architecture_md_draws_the_graph_the_code_has() {
+    let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/ARCHITECTURE.md")).unwrap();
+    let section = &doc[doc.find("## Module graph").expect("a module graph section")..];
+    let start = section.find("```\n").unwrap() + 4;
+    let end = start + section[start..].find("```").unwrap();
+    let in_doc: String = section[start..end]
+        .lines()
+        .map(|l| l.trim_end().to_string() + "\n")
+        .collect();
+    assert_eq!(
+        in_doc,
+        drawn(&graph()),
+        "docs/ARCHITECTURE.md's module graph is not the code's: `cargo test --test architecture -- --nocapture` prints it"
     );
 }
 
