@@ -18,6 +18,37 @@ macro_rules! say {
     }};
 }
 
+/// `--status`: a task status, checked here (a bad argument is exit 2).
+fn task_status(text: &str) -> Result<String, String> {
+    use crate::status::Status;
+    Status::parse(text).map(|s| s.as_str().to_string()).ok_or_else(|| {
+        let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+/// `--outcome`: a delivery outcome, checked here (a bad argument is exit 2).
+fn delivery_outcome(text: &str) -> Result<String, String> {
+    use crate::status::Outcome;
+    Outcome::parse(text).map(|o| o.as_str().to_string()).ok_or_else(|| {
+        let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+/// Writes `bytes` to stdout: a reader that stops early (`| head`) had what
+/// it wanted; any other failure (`>/dev/full`) is an error (exit 2).
+fn write_out(bytes: &[u8], what: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Usage(format!("cannot write {what}: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Text as it is, to a stdout that may be closed.
 fn say_raw(text: &str) {
     use std::io::Write as _;
@@ -109,7 +140,7 @@ struct TasksArgs {
     #[command(flatten)]
     client: ClientArgs,
     /// Only tasks in this status (queued, running, succeeded, failed, timed_out, cancelled, interrupted).
-    #[arg(long)]
+    #[arg(long, value_parser = task_status)]
     status: Option<String>,
     /// Only tasks from this source.
     #[arg(long)]
@@ -181,7 +212,7 @@ struct DeliveriesArgs {
     #[arg(long)]
     event: Option<String>,
     /// Only this outcome (accepted, ignored, duplicate, rejected, refused).
-    #[arg(long)]
+    #[arg(long, value_parser = delivery_outcome)]
     outcome: Option<String>,
     /// At most this many records (1 to 1000; the daemon's default is 50).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -370,18 +401,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Some(Command::Hooks(command)) => Ok(crate::client::hooks::main(command)),
         Some(Command::Import(command)) => Ok(crate::client::import::main(command)),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut std::io::stdout());
+            // Made in memory: clap_complete panics on a write that fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hookrunner", &mut script);
+            write_out(&script, "the completion script")?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Man) => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .or_else(|e| match e.kind() {
-                    // `hookrunner man | head`: the reader had what it wanted.
-                    std::io::ErrorKind::BrokenPipe => Ok(()),
-                    _ => Err(e),
-                })
-                .map_err(|e| CliError::Usage(format!("cannot write the man page: {e}")))?;
+                .render(&mut page)
+                .map_err(|e| CliError::Usage(format!("cannot make the man page: {e}")))?;
+            write_out(&page, "the man page")?;
             Ok(ExitCode::SUCCESS)
         }
         None => serve(cli.serve),
@@ -467,13 +498,13 @@ impl CliError {
     fn report(&self) {
         match self {
             CliError::Config { path, errors } => {
-                eprintln!("{errors}");
+                complain!("{errors}");
                 let n = errors.0.len();
-                eprintln!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
+                complain!("{n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
             }
             CliError::Serve(e) => tracing::error!("{e}"),
             // A daemon's answer may quote what a sender wrote.
-            other => eprintln!("error: {}", crate::client::commands::terminal(&other.to_string())),
+            other => complain!("error: {}", crate::client::commands::terminal(&other.to_string())),
         }
     }
 }
@@ -616,7 +647,7 @@ fn check(args: CheckArgs) -> Result<ExitCode, CliError> {
         .override_node(args.node.into_override())
         .map_err(CliError::Usage)?;
     for w in &config.warnings {
-        eprintln!("warning: {w}");
+        complain!("warning: {w}");
     }
     let rules: usize = config.sources.values().map(|s| s.routes.rule_count()).sum();
     say!(
@@ -731,7 +762,7 @@ fn explain(args: ExplainArgs) -> Result<ExitCode, CliError> {
     }
     let request = crate::mapping::Request {
         method: "POST".into(),
-        path: format!("/hooks/{}", source.name),
+        path: format!("{}/{}", config.server.prefix, source.name),
         remote_addr: None,
         client_ip: None,
     };
@@ -855,6 +886,11 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
     for line in &report.integrity {
         say!("integrity: {line}");
     }
+    if !report.intact() {
+        // Nothing else it says could be trusted.
+        say!("{name}: damaged; move it aside to start with an empty store (the history in it is lost)");
+        return Ok(ExitCode::FAILURE);
+    }
     if report.schema_version == 0 && !report.foreign_tables.is_empty() {
         say!(
             "{name}: not a hookrunner store: it has tables hookrunner does not make ({}) and no schema version",
@@ -908,9 +944,6 @@ fn db_check(config_path: Option<&Path>, path: Option<PathBuf>) -> Result<ExitCod
     if report.ok() {
         say!("{name}: ok");
         Ok(ExitCode::SUCCESS)
-    } else if !report.intact() {
-        say!("{name}: damaged; move it aside to start with an empty store (the history in it is lost)");
-        Ok(ExitCode::FAILURE)
     } else {
         say!("{name}: some rows cannot be read (listed above); the daemon logs and skips them");
         Ok(ExitCode::FAILURE)

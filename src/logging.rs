@@ -149,11 +149,28 @@ pub fn escape_where(text: &str, needs: impl Fn(char) -> bool) -> std::borrow::Co
     out.into()
 }
 
+/// Where log lines go: stderr, whose failures (closed, full, a journal that
+/// went away) lose the line and stop nothing; the daemon goes on.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(|| Stderr);
     match format {
         LogFormat::Text => {
             let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {

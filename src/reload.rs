@@ -36,12 +36,12 @@ pub struct Reloaded {
 pub enum ReloadError {
     #[error("{0}")]
     Invalid(#[from] ConfigErrors),
-    #[error("`server.listen` changed from {from} to {to}: a restart is needed to change the listeners")]
-    ListenChanged { from: String, to: String },
-    #[error("`state` changed: a restart is needed to move the store")]
-    StateChanged,
-    #[error("`node` changed: a restart is needed to change the node's name, labels or lease")]
-    NodeChanged,
+    #[error("{at}: `server.listen` changed from {from} to {to}: a restart is needed to change the listeners")]
+    ListenChanged { at: String, from: String, to: String },
+    #[error("{at}: `state` changed: a restart is needed to move the store")]
+    StateChanged { at: String },
+    #[error("{at}: `node` changed: a restart is needed to change the node's name, labels or lease")]
+    NodeChanged { at: String },
     #[error("{0}")]
     Node(String),
 }
@@ -72,18 +72,23 @@ fn try_reload(r: &Reloadable<'_>) -> Result<Reloaded, ReloadError> {
     }
     if !config::same_sockets(&new.server.listen, &old.server.listen) {
         return Err(ReloadError::ListenChanged {
+            at: config::position_of(r.path, &["server", "listen"]),
             from: describe(&old.server.listen),
             to: describe(&new.server.listen),
         });
     }
     if new.state != old.state {
-        return Err(ReloadError::StateChanged);
+        return Err(ReloadError::StateChanged {
+            at: config::position_of(r.path, &["state"]),
+        });
     }
     // `--node-name` and `--node-labels` still hold, and so do the node's checks.
     new.override_node(old.node_override.clone())
         .map_err(ReloadError::Node)?;
     if new.node != old.node {
-        return Err(ReloadError::NodeChanged);
+        return Err(ReloadError::NodeChanged {
+            at: config::position_of(r.path, &["node"]),
+        });
     }
     // Everything is checked: from here on the new config goes in force.
     swap_certificates(&new.server.listen, r.certs);

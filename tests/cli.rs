@@ -281,6 +281,21 @@ fn send_reports_refusals_and_mistakes() {
     );
     assert_eq!(out.code, 1);
     assert_eq!(out.stderr.trim(), "error: the token does not match");
+    // A payload the source would refuse: exit 2, and nothing reaches the daemon.
+    let before = d.get("/deliveries").json()["deliveries"].as_array().unwrap().len();
+    let bad = payload(&d, "bad.json", "{not json");
+    let out = cli(&d, &["send", "--source", "open", &bad]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: source `open` would refuse the payload: "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        d.get("/deliveries").json()["deliveries"].as_array().unwrap().len(),
+        before
+    );
     // Unknown source: exit 2, as for `explain`.
     let out = cli(&d, &["send", "--source", "nope", &file]);
     assert_eq!(out.code, 2);
@@ -398,10 +413,21 @@ fn unknown_ids_and_api_errors_are_one_sentence_and_exit_1() {
     let out = cli(&d, &["delivery", "nope"]);
     assert_eq!(out.code, 1);
     assert_eq!(out.stderr, "error: there is no delivery `nope` on record\n");
+    // A filter that names no status or outcome is a bad argument (exit 2),
+    // told before anything is asked of the daemon.
     let out = cli(&d, &["tasks", "--status", "bogus"]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 2);
     assert!(
-        out.stderr.starts_with("error: unknown status `bogus`"),
+        out.stderr.starts_with(
+            "error: invalid value 'bogus' for '--status <STATUS>': expected one of queued, running, succeeded"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&d, &["deliveries", "--outcome", "bogus"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("expected one of accepted, ignored"),
         "{}",
         out.stderr
     );

@@ -7,6 +7,7 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +175,25 @@ fn sigterm_keeps_queued_work_for_the_next_start_and_exits_0() {
     stop.store(true, Ordering::Relaxed);
     assert!(status.success(), "{status:?}");
     let accepted: Vec<String> = senders.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    // Stopped, the database file alone holds everything: a copy of it
+    // (without its `-wal`) has every accepted task.
+    let wal = d.path("data/hookrunner.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "the -wal file is left empty"
+    );
+    let copy = d.path("copy.db");
+    std::fs::copy(d.path("data/hookrunner.db"), &copy).unwrap();
+    let stored: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        stored as usize >= accepted.len(),
+        "{stored} rows, {} accepted",
+        accepted.len()
+    );
     d.restart();
     wait_idle(&d);
     let runs = runs(&d);
@@ -303,28 +323,39 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `hookrunner db check --path <path>`.
+fn db_check(path: &Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["db", "check", "--path"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+/// Starts the daemon on `dir`'s `webhook.yaml`, which must refuse to start:
+/// what it said.
+fn refused_at_start(dir: &Path) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("webhook.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
     let dir = tempfile::tempdir().unwrap();
     install_handlers(dir.path());
     std::fs::write(dir.path().join("webhook.yaml"), config("mark", "state.db")).unwrap();
     std::fs::write(dir.path().join("state.db"), b"this is not a database, just bytes").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path().join("webhook.yaml"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(dir.path());
     assert!(
         err.contains("is not a readable hookrunner database") && err.contains("Move it aside"),
         "{err}"
     );
-    let out = std::process::Command::new(BIN)
-        .args(["db", "check", "--path"])
-        .arg(dir.path().join("state.db"))
-        .output()
-        .unwrap();
+    let out = db_check(&dir.path().join("state.db"));
     assert!(!out.status.success());
 
     // A store from a newer hookrunner.
@@ -333,19 +364,9 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     std::fs::write(dir.path().join("webhook.yaml"), config("mark", "newer.db")).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path().join("webhook.yaml"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(dir.path());
     assert!(err.contains("schema version 99, newer than this hookrunner's"), "{err}");
-    let out = std::process::Command::new(BIN)
-        .args(["db", "check", "--path"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = db_check(&path);
     assert_eq!(out.status.code(), Some(1));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -353,18 +374,64 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
         "{said}"
     );
 
+    // Files `db check` calls no hookrunner store are not made one at start:
+    // another program's tables, a schema version no hookrunner writes.
+    for (name, sql, said) in [
+        (
+            "foreign.db",
+            "CREATE TABLE foo (x)",
+            "the file holds another program's tables (foo)",
+        ),
+        (
+            "negative.db",
+            "PRAGMA user_version = -5",
+            "schema version -5, which no hookrunner writes",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        rusqlite::Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        std::fs::write(dir.path().join("webhook.yaml"), config("mark", name)).unwrap();
+        let err = refused_at_start(dir.path());
+        assert!(err.contains(said), "{err}");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(tables, 0, "nothing was added to {name}");
+    }
+
     // A healthy store checks out.
     let path = dir.path().join("fresh.db");
     std::fs::write(dir.path().join("webhook.yaml"), config("mark", "fresh.db")).unwrap();
     let mut d = Daemon::with(&config("mark", &path.display().to_string())).start();
     assert!(d.terminate().success());
-    let out = std::process::Command::new(BIN)
-        .args(["db", "check", "--path"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = db_check(&path);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+
+    // A damaged page: the check says so and how to go on, not a bare error.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() >= 3 * 4096, "{} bytes", bytes.len());
+    bytes[4096..3 * 4096].fill(0xff);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = db_check(&path);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.starts_with("integrity: "), "{said}");
+    assert!(
+        said.trim_end().ends_with(&format!(
+            "{}: damaged; move it aside to start with an empty store (the history in it is lost)",
+            path.display()
+        )),
+        "{said}"
+    );
 }
 
 const GITHUB: &str = r#"

@@ -598,7 +598,10 @@ fn two_listeners_at_once_and_listen_flags_replace_the_list() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(
         r.error(),
-        "the config was not reloaded and the old one stays in force: `server.listen` changed from `127.0.0.1:0`, `127.0.0.1:0 (TLS)` to `127.0.0.1:0`: a restart is needed to change the listeners"
+        format!(
+            "the config was not reloaded and the old one stays in force: {}:2:3: `server.listen` changed from `127.0.0.1:0`, `127.0.0.1:0 (TLS)` to `127.0.0.1:0`: a restart is needed to change the listeners",
+            dir.path().join("webhook.yaml").display()
+        )
     );
     assert_eq!(d.terminate(), Some(0));
 

@@ -161,7 +161,10 @@ fn reload_over_http_reports_the_result_and_refuses_listener_changes() {
     assert_eq!(r.status, 400);
     assert_eq!(
         r.error(),
-        "the config was not reloaded and the old one stays in force: `state` changed: a restart is needed to move the store"
+        format!(
+            "the config was not reloaded and the old one stays in force: {}:1:1: `state` changed: a restart is needed to move the store",
+            d.path("webhook.yaml").display()
+        )
     );
     std::fs::write(d.path("webhook.yaml"), "programs: [").unwrap();
     let r = d.post("/-/reload", &[], b"");

@@ -127,7 +127,7 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
         match answer {
             Ok(a) => {
                 if last_error.take().is_some() {
-                    eprintln!("reconnected to {}", api.base());
+                    complain!("reconnected to {}", api.base());
                 }
                 for t in list(&a, "tasks").iter().rev() {
                     let id = t["id"].as_str().unwrap_or("").to_string();
@@ -147,7 +147,7 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
             Err(e) => {
                 let text = e.to_string();
                 if last_error.as_deref() != Some(&text) {
-                    eprintln!("error: {text} (retrying every second)");
+                    complain!("error: {text} (retrying every second)");
                     last_error = Some(text);
                 }
             }
@@ -187,7 +187,7 @@ pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCod
         let broke = match api.events("/events", &query) {
             Ok(mut events) => {
                 if failing.take().is_some() {
-                    eprintln!("reconnected to {}", api.base());
+                    complain!("reconnected to {}", api.base());
                 }
                 loop {
                     let event = match events.next_event() {
@@ -199,7 +199,7 @@ pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCod
                         last = event.id.clone();
                     }
                     if event.name == "reset" {
-                        eprintln!("(events were missed: the daemon no longer keeps them)");
+                        complain!("(events were missed: the daemon no longer keeps them)");
                         continue;
                     }
                     let at = match event.name.as_str() {
@@ -244,7 +244,7 @@ pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCod
             Err(e) => e.to_string(),
         };
         if failing.as_deref() != Some(&broke) {
-            eprintln!("error: {broke} (retrying every second)");
+            complain!("error: {broke} (retrying every second)");
             failing = Some(broke);
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -336,11 +336,11 @@ fn follow_output(api: &Api, id: &str) -> Result<ExitCode, Error> {
                     .ok()
                     .and_then(|v| v["bytes"].as_u64())
                     .unwrap_or(0);
-                eprintln!("[{n} bytes of output missed]");
+                complain!("[{n} bytes of output missed]");
             }
             "status" => {
                 let status: Value = super::parse_json(&event.data).unwrap_or(Value::Null);
-                eprintln!("{}", terminal(&final_status(id, &status)));
+                complain!("{}", terminal(&final_status(id, &status)));
                 return Ok(if status["status"] == "succeeded" {
                     ExitCode::SUCCESS
                 } else {
@@ -533,6 +533,16 @@ pub fn prepare_send(source: &Source, body: &[u8], args: &SendArgs) -> Result<Pre
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&k));
         headers.push((k, v));
     }
+    // A body the source would refuse (its kind, a parse error) is not sent,
+    // as `explain` does not judge it: nothing is written for it here either.
+    let pairs: crate::headers::HeaderPairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    crate::intake::parse_body(
+        &pairs,
+        &bytes::Bytes::copy_from_slice(body),
+        &crate::intake::Accepts::of(source),
+        &|| std::path::PathBuf::from("<uploads>"),
+    )
+    .map_err(|e| format!("source `{}` would refuse the payload: {e}", source.name))?;
     Ok(Prepared {
         headers,
         query: signed.query,

@@ -1335,6 +1335,17 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
+/// Where `keys` (or the nearest key above them, or the file alone) is in
+/// the config file at `path`: `file:line:col`, for a message about that key.
+pub fn position_of(path: &std::path::Path, keys: &[&str]) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let segs: Vec<locate::Seg> = keys.iter().map(|k| locate::Seg::Key(k.to_string())).collect();
+    match locate::locate_nearest(&text, &segs) {
+        Some((line, col)) => format!("{}:{line}:{col}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod string_value_tests {
     #[test]

@@ -168,8 +168,6 @@ pub fn mask_headers(headers: &dyn Headers, extra_sensitive: &[&str]) -> HeaderLi
 /// request line may be tens of KiB long.
 pub const MAX_QUERY_BYTES: usize = 2048;
 
-/// `text` cut to at most `max` bytes (on a character boundary), saying how
-/// long it was.
 /// `id` as one segment of a URL path: every byte but letters, digits and
 /// `-._~:` percent-encoded, so an id a sender chose (`../../tasks`, `a?b`)
 /// names its own record and nothing else.
@@ -195,6 +193,8 @@ pub fn url(id: &str) -> String {
     format!("/deliveries/{}", path_segment(id))
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary), saying how
+/// long it was.
 pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= max {
         return text.into();

@@ -64,6 +64,30 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             "the store has schema version {current}, newer than this hookrunner's {VERSION}: upgrade hookrunner, or move the file aside to start fresh"
         ));
     }
+    // What `hookrunner db check` calls no hookrunner store is not made one.
+    if current < 0 {
+        return Err(format!(
+            "the store has schema version {current}, which no hookrunner writes: it is not a hookrunner store, or it was changed by hand; give `state.path` a file of hookrunner's own"
+        ));
+    }
+    if current == 0 {
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .map_err(|e| e.to_string())?;
+        if !tables.is_empty() {
+            let shown: Vec<String> = tables
+                .iter()
+                .take(5)
+                .map(|t| crate::logging::escape(t).into_owned())
+                .collect();
+            return Err(format!(
+                "the file holds another program's tables ({}{}) and no hookrunner schema: it is not a hookrunner store; give `state.path` a file of hookrunner's own",
+                shown.join(", "),
+                if tables.len() > 5 { ", ..." } else { "" }
+            ));
+        }
+    }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         let applied = match step {

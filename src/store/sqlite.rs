@@ -66,7 +66,7 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         .map_err(|e| {
             StoreError::new(
                 format!(
-                    "the store `{0}` is not a readable hookrunner database. Move it aside (e.g. `mv {0} {0}.broken`) to start with an empty store, or inspect it with `hookrunner db check`",
+                    "the store `{0}` is not a readable hookrunner database. Move it aside with its `-wal` and `-shm` files (e.g. `mv {0} {0}.broken`, `mv {0}-wal {0}.broken-wal`) to start with an empty store, or inspect it with `hookrunner db check`",
                     path.display()
                 ),
                 e,
@@ -447,15 +447,11 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
     let schema_version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err("read the schema version"))?;
-    let integrity: Vec<String> = {
-        let mut stmt = conn
-            .prepare("PRAGMA integrity_check")
-            .map_err(err("run the integrity check"))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(err("run the integrity check"))?;
-        rows.collect::<Result<_, _>>().map_err(err("run the integrity check"))?
-    };
+    // A page too damaged for the check itself to finish is its finding.
+    let integrity: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get::<_, String>(0))?.collect())
+        .unwrap_or_else(|e| vec![format!("the check could not finish: {e}")]);
     let mut report = CheckReport {
         integrity,
         schema_version,
@@ -480,7 +476,7 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
             .map_err(err("list the tables"))?;
         return Ok(report);
     }
-    if schema_version < 2 || schema_version > schema::VERSION {
+    if !report.intact() || schema_version < 2 || schema_version > schema::VERSION {
         // Still version 1 (the next start converts it; nothing to decode
         // yet), or a newer hookrunner's, which this one cannot read.
         return Ok(report);
@@ -614,6 +610,15 @@ impl Writer {
                 }
             }
             if let Some(done) = close {
+                // Everything into the database file itself: a copy of it
+                // alone, once the daemon stopped, holds all (the `-wal` file
+                // is left empty).
+                if let Err(e) = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+                {
+                    tracing::warn!(error = %e, "could not move the store's log into its file at the stop");
+                }
                 let _ = done.send(());
                 break;
             }

@@ -257,7 +257,7 @@ impl Api {
                     format!("{why}; it asks to wait {} s: try again later", wait.as_secs()),
                 ));
             }
-            eprintln!(
+            complain!(
                 "note: {why}; retrying in {} (attempt {} of {ATTEMPTS})",
                 humantime::format_duration(Duration::from_millis(wait.as_millis() as u64)),
                 attempt + 1

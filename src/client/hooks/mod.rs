@@ -150,7 +150,7 @@ pub fn main(command: HooksCommand) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fail) => {
-            eprintln!("error: {}", fail.message);
+            complain!("error: {}", fail.message);
             ExitCode::from(fail.code)
         }
     }
@@ -451,7 +451,7 @@ impl Session {
         // Notes matter when a hook is written; list, verify and remove stay quiet.
         if announce && !args.json {
             for note in &notes {
-                eprintln!("note: {note}");
+                complain!("note: {note}");
             }
         }
         Ok(Session {
@@ -553,7 +553,7 @@ impl Session {
             Vec::new()
         };
         for extra in existing.iter().skip(1) {
-            eprintln!(
+            complain!(
                 "warning: {what} has another hook #{} with this URL; remove it with `hookrunner hooks remove` and install again",
                 extra.id
             );
@@ -795,7 +795,7 @@ fn hook_url(given: Option<&str>, source: &str) -> Result<Option<String>, Fail> {
     }
     let path = url.split(['?', '#']).next().unwrap_or(&url);
     if given.is_some() && !path.trim_end_matches('/').ends_with(&format!("/hooks/{source}")) {
-        eprintln!(
+        complain!(
             "note: {} does not end in /hooks/{source}, where hookrunner receives this source's deliveries",
             shown(&url)
         );
