@@ -9,15 +9,6 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// `println!` that takes a closed stdout (`hookrunner explain ... | head -1`)
-/// for the end of the reader's interest, not a panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 /// `--status`: a task status, checked here (a bad argument is exit 2).
 fn task_status(text: &str) -> Result<String, String> {
     use crate::status::Status;
@@ -52,7 +43,9 @@ fn write_out(bytes: &[u8], what: &str) -> Result<(), CliError> {
 /// Text as it is, to a stdout that may be closed.
 fn say_raw(text: &str) {
     use std::io::Write as _;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        crate::logging::note_stdout_error(&e);
+    }
 }
 
 #[derive(Parser)]
@@ -354,6 +347,12 @@ pub fn main() -> ExitCode {
     }
     crate::logging::init(cli.log_format);
     match run(cli) {
+        // What was printed did not all get out (`> /dev/full`): not done.
+        Ok(_) if crate::logging::stdout_error().is_some() => {
+            let why = crate::logging::stdout_error().unwrap_or_default();
+            complain!("error: cannot write the output: {why}");
+            ExitCode::FAILURE
+        }
         Ok(code) => code,
         Err(e) => {
             e.report();

@@ -35,6 +35,19 @@ macro_rules! complain {
     }};
 }
 
+/// `println!` to a stdout that may be closed or full: a reader that
+/// stopped early (`hookrunner explain ... | head -1`) had what it wanted;
+/// any other failure (`> /dev/full`) is noted, and the command exits 1
+/// ([`logging::stdout_error`]). Never a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::logging::note_stdout_error(&e);
+        }
+    }};
+}
+
 pub mod auth;
 pub mod cli;
 pub mod client;

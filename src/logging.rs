@@ -165,6 +165,25 @@ impl std::io::Write for Stderr {
     }
 }
 
+/// The first failure to write to stdout other than a reader that went
+/// away (`| head`), for the command's exit status.
+static STDOUT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Notes a failed write to stdout (see [`STDOUT_ERROR`]).
+pub fn note_stdout_error(e: &std::io::Error) {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        STDOUT_ERROR
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| e.to_string());
+    }
+}
+
+/// Why a write to stdout failed, if one did (a closed pipe aside).
+pub fn stdout_error() -> Option<String> {
+    STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()

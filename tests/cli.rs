@@ -837,3 +837,66 @@ fn send_dry_run_carries_the_api_token() {
     assert_eq!(tasks["tasks"].as_array().unwrap().len(), 0, "{tasks}");
     assert_eq!(cli(&d, &["send", "--source", "open", &ok]).code, 0);
 }
+
+/// Output that cannot all be written is a failure, said on stderr, never a
+/// panic; a reader that stops early (`| head`) is not one. A daemon whose
+/// stderr is full goes on serving.
+#[test]
+fn a_full_or_closed_output_is_an_exit_status_not_a_panic() {
+    let d = Daemon::start(&config());
+    let config = d.path("webhook.yaml");
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    for (args, code, said) in [
+        (
+            vec!["check", "--config", config.to_str().unwrap()],
+            1,
+            "error: cannot write the output: ",
+        ),
+        (
+            vec!["completions", "bash"],
+            2,
+            "error: cannot write the completion script: ",
+        ),
+        (vec!["man"], 2, "error: cannot write the man page: "),
+    ] {
+        let out = Command::new(BIN).args(&args).stdout(full()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // `| head -c1`: the reader had what it wanted.
+    let mut child = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // A daemon logging to a full stderr answers as ever.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(d.path(""))
+        .stdout(Stdio::null())
+        .stderr(full())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    eventually("the daemon to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    for _ in 0..20 {
+        let r = request("POST", &format!("{url}/hooks/nope"), &[], Some(b"{}"));
+        assert_eq!(r.status, 404, "{}", r.text);
+    }
+    assert_eq!(request("GET", &format!("{url}/healthz"), &[], None).status, 200);
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon is still running");
+    signal(daemon.id(), "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+}

@@ -53,8 +53,9 @@ fn out(text: &str) {
 /// Prints bytes as they are: a task's own output (`task --output`).
 fn raw_out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        crate::logging::note_stdout_error(&e);
+    }
 }
 
 /// `text` with control characters (C0 but `\n` and `\t`, DEL, C1) and the

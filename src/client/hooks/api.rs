@@ -169,7 +169,7 @@ impl Api {
     /// A GET: sent even under `--dry-run` (it changes nothing).
     pub fn get(&self, path: &str) -> Result<Answer, Fail> {
         if self.dry_run {
-            println!("{} {}  (read-only: sent)", Method::Get.as_str(), self.url(path));
+            say!("{} {}  (read-only: sent)", Method::Get.as_str(), self.url(path));
         }
         self.call(Method::Get, &self.url(path), None)
     }
@@ -181,7 +181,7 @@ impl Api {
         let mut items = Vec::new();
         for _ in 0..MAX_PAGES {
             if self.dry_run {
-                println!("GET {url}  (read-only: sent)");
+                say!("GET {url}  (read-only: sent)");
             }
             let answer = self.call(Method::Get, &url, None)?;
             match &answer.json {
@@ -206,10 +206,10 @@ impl Api {
     ) -> Result<Option<Answer>, Fail> {
         let url = self.url(path);
         if self.dry_run {
-            println!("{} {url}  (not sent: --dry-run)", method.as_str());
+            say!("{} {url}  (not sent: --dry-run)", method.as_str());
             if let Some(body) = body {
                 let shown = self.mask.json(body, secret);
-                println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+                say!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
             }
             return Ok(None);
         }

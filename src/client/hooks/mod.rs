@@ -545,11 +545,11 @@ impl Session {
         let existing: Vec<Hook> = if self.api.has_token() {
             self.hooks()?.into_iter().filter(|h| same_url(&h.url, &url)).collect()
         } else {
-            println!(
+            say!(
                 "GET {}  (not sent: no token)",
                 self.api.url(&self.forge.resource_path())
             );
-            println!("GET {}  (not sent: no token)", self.api.url(&self.forge.list_path()));
+            say!("GET {}  (not sent: no token)", self.api.url(&self.forge.list_path()));
             Vec::new()
         };
         for extra in existing.iter().skip(1) {
@@ -566,7 +566,7 @@ impl Session {
         let Some(answer) = answer else {
             let verb = if action == "updated" { "update" } else { "create" };
             if self.json {
-                println!(
+                say!(
                     "{}",
                     json!({"action": "dry_run", "would": verb, "target": what, "url": shown(&url), "events": self.events})
                 );
@@ -584,12 +584,12 @@ impl Session {
         };
         let url = shown(&url);
         if self.json {
-            println!(
+            say!(
                 "{}",
                 json!({"action": action, "id": id, "target": what, "url": url, "events": self.events})
             );
         } else {
-            println!(
+            say!(
                 "{action} hook #{id} on {what}: {url} (events: {})",
                 self.events.join(", ")
             );
@@ -602,17 +602,17 @@ impl Session {
         let ours = |h: &Hook| self.url.as_deref().is_some_and(|u| same_url(&h.url, u));
         if self.json {
             let list: Vec<Value> = hooks.iter().map(|h| hook_json(h, ours(h))).collect();
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&Value::Array(list)).unwrap_or_default()
             );
             return Ok(exit::OK);
         }
         if hooks.is_empty() {
-            println!("{} has no webhooks", self.forge.describe());
+            say!("{} has no webhooks", self.forge.describe());
         }
         for h in &hooks {
-            println!(
+            say!(
                 "{} #{} {} [{}] events: {}",
                 if ours(h) { "*" } else { " " },
                 h.id,
@@ -621,7 +621,7 @@ impl Session {
                 events_text(h)
             );
             for p in &h.problems {
-                println!("      {p}");
+                say!("      {p}");
             }
         }
         Ok(exit::OK)
@@ -633,7 +633,7 @@ impl Session {
         let matching: Vec<Hook> = self.hooks()?.into_iter().filter(|h| same_url(&h.url, &url)).collect();
         let url = shown(&url);
         if matching.is_empty() {
-            println!("{what} has no hook for {url}: nothing to remove");
+            say!("{what} has no hook for {url}: nothing to remove");
             return Ok(exit::OK);
         }
         for h in &matching {
@@ -644,7 +644,7 @@ impl Session {
                 if !answer.ok() && answer.status != 404 {
                     return Err(self.refusal(&answer, "remove a hook from", &what));
                 }
-                println!("removed hook #{} from {what}: {url}", h.id);
+                say!("removed hook #{} from {what}: {url}", h.id);
             }
         }
         Ok(exit::OK)
@@ -690,7 +690,7 @@ impl Session {
             report.push(v);
         }
         if self.json {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&json!({"ok": !bad, "target": what, "hooks": report})).unwrap_or_default()
             );
@@ -705,7 +705,7 @@ impl Session {
                     None => format!("hook for {url}"),
                 };
                 if problems.is_empty() {
-                    println!(
+                    say!(
                         "ok: {head} on {what} [{}] events: {}",
                         r["state"].as_str().unwrap_or(""),
                         r["events"]
@@ -716,9 +716,9 @@ impl Session {
                 } else {
                     let state = r["state"].as_str().unwrap_or("");
                     let label = if state == "active" { "problem" } else { state };
-                    println!("{label}: {head} on {what}");
+                    say!("{label}: {head} on {what}");
                     for p in problems {
-                        println!("  {p}");
+                        say!("  {p}");
                     }
                 }
             }
