@@ -40,6 +40,7 @@ Exit     0 every owner got the card; 1 refused for good (bad app id/secret, a
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -57,6 +58,10 @@ RATE_CODES = (99991400, 230020, 11232)
 
 
 # ------------------------------------------------------------ owners file
+
+# One `@` between two parts without spaces, quotes, brackets or braces: what
+# a mistyped file (a YAML mapping, a stray quote) is not.
+EMAIL = re.compile(r"[^@\s\"'{}\[\]<>,;]+@[^@\s\"'{}\[\]<>,;]+")
 
 
 def parse_scalar(value, where):
@@ -119,6 +124,8 @@ def parse_yaml_subset(raw, path):
             raise Failure(EXIT_USAGE, f"{where}: `{key}` is given twice")
         if not rest:
             owners[key] = []
+        elif rest.startswith("{"):
+            raise Failure(EXIT_USAGE, f"{where}: `{{...}}` is not supported here: give an email or a list of emails")
         elif rest.startswith("["):
             if not rest.endswith("]"):
                 raise Failure(EXIT_USAGE, f"{where}: a `[` list must end on the same line")
@@ -151,7 +158,12 @@ def load_owners(path):
         for v in values:
             if not isinstance(v, str):
                 raise Failure(EXIT_USAGE, f"owners file {path}: `{key}` must be an email or a list of emails")
-            emails += [e.strip() for e in v.replace(";", ",").split(",") if e.strip()]
+            for e in (e.strip() for e in v.replace(";", ",").split(",")):
+                if not e:
+                    continue
+                if not EMAIL.fullmatch(e):
+                    raise Failure(EXIT_USAGE, f"owners file {path}: `{key}`: {e!r} is not an email")
+                emails.append(e)
         owners[str(key)] = emails
     return owners
 

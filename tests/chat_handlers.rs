@@ -834,6 +834,26 @@ fn owners_by_contained_key_unknown_owners_and_projects_without_owners_are_report
         "feishu-owner-dm.py: no owner for project other/tool in owners.yaml\n"
     );
     assert!(api.take().is_empty(), "nothing is sent for a project without owners");
+
+    // What is not an email (a YAML mapping the file's reader does not take,
+    // a typo) stops the task with the file's error, before anything is sent.
+    for (text, said) in [
+        (
+            "mike/diaspora: {a: b}\n",
+            "feishu-owner-dm.py: owners.yaml:1: `{...}` is not supported here: give an email or a list of emails\n",
+        ),
+        (
+            "mike/diaspora: [li.lei@example.com, han.meimei]\n",
+            "feishu-owner-dm.py: owners file owners.yaml: `mike/diaspora`: 'han.meimei' is not an email\n",
+        ),
+    ] {
+        std::fs::write(d.path("owners.yaml"), text).unwrap();
+        let ids = deliver(&d, "gitlab", "Push Hook", &fixture("gitlab/push.json"), 1);
+        let task = d.wait_task(&ids[0]);
+        assert_eq!(task["exit_code"], 2, "{task}");
+        assert_eq!(task["stderr"], said, "{task}");
+        assert!(api.take().is_empty(), "nothing is sent");
+    }
 }
 
 #[test]

@@ -655,6 +655,14 @@ fn sigusr1_reloads_and_other_signals_do_not_kill() {
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(d.get("/healthz").status, 200, "SIGT{sig} stopped the daemon");
     }
+    // Each is said at info, but SIGPIPE: every handler that leaves its
+    // stdin unread sends one, so it is only at debug.
+    eventually("the last signal's line", Duration::from_secs(5), || {
+        d.logs().contains("signal=\"SIGXFSZ\"")
+    });
+    let logs = d.logs();
+    assert!(logs.contains("signal=\"SIGUSR2\""), "{logs}");
+    assert!(!logs.contains("SIGPIPE"), "{logs}");
 }
 
 // ------------------------------------------------------ output and crashes

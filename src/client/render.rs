@@ -152,7 +152,16 @@ pub fn delivery_row(d: &Value) -> Vec<String> {
     ]
 }
 
-const NODE_HEADER: [&str; 7] = ["NODE", "LABELS", "VERSION", "STATUS", "RUNNING", "HEARTBEAT", "URL"];
+const NODE_HEADER: [&str; 8] = [
+    "NODE",
+    "LABELS",
+    "VERSION",
+    "STATUS",
+    "RUNNING",
+    "CLAIMED",
+    "HEARTBEAT",
+    "URL",
+];
 
 /// `hookrunner nodes`: one row per node.
 pub fn nodes_table(nodes: &[Value]) -> String {
@@ -178,6 +187,12 @@ pub fn nodes_table(nodes: &[Value]) -> String {
                 cell(&n["version"]),
                 status,
                 cell(&n["running"]),
+                // By the database (tasks running on it now); `-` outside a cluster.
+                if n["claimed"].is_null() {
+                    "-".into()
+                } else {
+                    cell(&n["claimed"])
+                },
                 n["heartbeat_age_ms"]
                     .as_u64()
                     .map_or("-".into(), |ms| format!("{} ago", duration(&Value::from(ms)))),
@@ -335,6 +350,20 @@ pub fn delivery_details(d: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_nodes_table_shows_what_the_database_says_each_node_runs() {
+        let text = nodes_table(&[
+            json!({"name": "web-1", "labels": ["web"], "version": "0.1.0", "status": "alive", "alive": true,
+                   "running": 2, "claimed": 3, "heartbeat_age_ms": 1500, "url": "http://10.0.0.1:9000"}),
+            json!({"name": "solo", "labels": [], "version": "0.1.0", "status": "alive", "alive": true, "running": 0}),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(cols(lines[0])[4..6], ["RUNNING", "CLAIMED"]);
+        assert_eq!(cols(lines[1])[4..6], ["2", "3"]);
+        assert_eq!(cols(lines[2])[4..6], ["0", "-"], "outside a cluster: no claim count");
+    }
 
     #[test]
     fn cells_show_line_ends_and_bidi_controls_escaped() {

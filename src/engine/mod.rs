@@ -463,6 +463,16 @@ impl Engine {
         self.inner.lock().counts()
     }
 
+    /// (running, waiting) on this node per program.
+    pub fn counts_by_program(
+        &self,
+    ) -> (
+        std::collections::HashMap<Arc<str>, usize>,
+        std::collections::HashMap<Arc<str>, usize>,
+    ) {
+        self.inner.lock().counts_by_program()
+    }
+
     /// Cancels a task wherever it is: this node's, or (in a cluster) one
     /// queued or running anywhere. Returns the status it had.
     pub async fn cancel_anywhere(&self, id: Uuid, reason: &str) -> Result<Status, TaskError> {

@@ -144,6 +144,24 @@ impl Sched {
         (self.running.len(), self.waiting())
     }
 
+    /// (running, waiting) per program, counted without building any view.
+    pub fn counts_by_program(&self) -> (HashMap<Arc<str>, usize>, HashMap<Arc<str>, usize>) {
+        let mut running: HashMap<Arc<str>, usize> = HashMap::new();
+        for t in self.running.keys().filter_map(|id| self.tasks.get(id)) {
+            *running.entry(t.spec.program.name.clone()).or_default() += 1;
+        }
+        let mut waiting: HashMap<Arc<str>, usize> = HashMap::new();
+        for t in self
+            .queue
+            .iter()
+            .chain(&self.delayed)
+            .filter_map(|id| self.tasks.get(id))
+        {
+            *waiting.entry(t.spec.program.name.clone()).or_default() += 1;
+        }
+        (running, waiting)
+    }
+
     pub fn running_ids(&self) -> impl Iterator<Item = &Uuid> {
         self.running.keys()
     }

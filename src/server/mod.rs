@@ -514,6 +514,9 @@ impl Signals {
             match kind {
                 0 => return Signal::Stop(name),
                 1 => return Signal::Reload(name),
+                // One per handler that exits without reading all of its
+                // stdin (the write to its pipe fails): routine, not news.
+                _ if name == "SIGPIPE" => tracing::debug!(signal = name, "signal ignored"),
                 _ => tracing::info!(signal = name, "signal ignored"),
             }
         }

@@ -82,10 +82,13 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// transaction of ours runs under [`QUERY_TIMEOUT`], so none waits that long
 /// between two statements and still counts). Sent as a statement, not as a
 /// startup option, so that poolers refusing the `options` parameter still
-/// connect.
+/// connect. And `synchronous_commit` off (for the database or the role) is
+/// put back on for these sessions: a `202` follows a commit that is on disk.
+/// (`local`, `remote_write` and `remote_apply` are left as they are.)
 fn session_settings() -> String {
     format!(
-        "SET idle_in_transaction_session_timeout = '{}ms'",
+        "SET idle_in_transaction_session_timeout = '{}ms';
+         SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'",
         QUERY_TIMEOUT.as_millis()
     )
 }
