@@ -263,6 +263,24 @@ pub fn serve(config: Config, listen_override: Option<Vec<crate::config::Listen>>
         }
     }
     engine.start_retention(config.limits.keep_for);
+    if let Some(store) = store.clone().filter(|s| s.sqlite().is_some()) {
+        // Finished rows too, once, beside the serving: one that cannot be
+        // read is logged with its id and shows in `/readyz` from now on.
+        let scan = move || {
+            match store.scan() {
+            Ok((_, 0)) => {}
+            Ok((read, bad)) => tracing::error!(
+                rows = read,
+                unreadable = bad,
+                "some stored rows cannot be read; each is logged above with its id and left as it is (`hookrunner db check` lists them)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not read the stored rows through once"),
+        }
+        };
+        if let Err(e) = std::thread::Builder::new().name("hookrunner-scan".into()).spawn(scan) {
+            tracing::warn!(error = %e, "could not start the read of the stored rows");
+        }
+    }
 
     let engine_handle = engine_runtime.handle().clone();
     actix_web::rt::System::new().block_on({

@@ -342,6 +342,23 @@ impl Store {
         }
     }
 
+    /// Reads every stored task and delivery once, so that a row that cannot
+    /// be read is logged with its id and counted (`/readyz`) at the start,
+    /// not only when a read comes across it. SQLite only (a cluster's
+    /// database is every node's: `hookrunner db check` reads it). Returns
+    /// how many rows were read and how many of them were unreadable.
+    pub fn scan(&self) -> Result<(usize, usize), StoreError> {
+        let Backend::Sqlite(s) = &self.backend else {
+            return Ok((0, 0));
+        };
+        let (tasks, deliveries, unreadable) = sqlite::unreadable_rows(s.path())?;
+        let bad = unreadable.len();
+        for u in unreadable {
+            self.note_unreadable(u);
+        }
+        Ok((tasks + deliveries, bad))
+    }
+
     /// How many stored rows reads have found unreadable, and the first of them.
     pub fn unreadable(&self) -> (usize, Vec<Unreadable>) {
         let log = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());

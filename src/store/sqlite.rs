@@ -441,6 +441,40 @@ fn list(
     rows.collect()
 }
 
+/// Reads every task and delivery row of the store at `path` (a read-only
+/// connection of its own): how many of each, and those that cannot be read.
+pub fn unreadable_rows(path: &Path) -> Result<(usize, usize, Vec<Unreadable>), StoreError> {
+    decode_rows(&open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?)
+}
+
+fn decode_rows(conn: &Connection) -> Result<(usize, usize, Vec<Unreadable>), StoreError> {
+    let (mut tasks, mut deliveries, mut unreadable) = (0, 0, Vec::new());
+    for table in ["tasks", "deliveries"] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT id, data FROM {table}"))
+            .map_err(err("read the rows"))?;
+        // One row at a time: a store of a million rows is not held in memory.
+        let mut rows = stmt.query([]).map_err(err("read the rows"))?;
+        while let Some(row) = rows.next().map_err(err("read the rows"))? {
+            let (id, data): (Id, Data) = (
+                row.get(0).map_err(err("read the rows"))?,
+                row.get(1).map_err(err("read the rows"))?,
+            );
+            let decoded = if table == "tasks" {
+                tasks += 1;
+                decode_task(id, data).map(|_| ())
+            } else {
+                deliveries += 1;
+                decode_delivery(id, data).map(|_| ())
+            };
+            if let Err(u) = decoded {
+                unreadable.push(u);
+            }
+        }
+    }
+    Ok((tasks, deliveries, unreadable))
+}
+
 /// `hookrunner db check`.
 pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
     let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -481,29 +515,7 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
         // yet), or a newer hookrunner's, which this one cannot read.
         return Ok(report);
     }
-    for table in ["tasks", "deliveries"] {
-        let rows: Vec<(Id, Data)> = {
-            let mut stmt = conn
-                .prepare(&format!("SELECT id, data FROM {table}"))
-                .map_err(err("read the rows"))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(err("read the rows"))?;
-            rows.collect::<Result<_, _>>().map_err(err("read the rows"))?
-        };
-        for (id, data) in rows {
-            let decoded = if table == "tasks" {
-                report.tasks += 1;
-                decode_task(id, data).map(|_| ())
-            } else {
-                report.deliveries += 1;
-                decode_delivery(id, data).map(|_| ())
-            };
-            if let Err(u) = decoded {
-                report.unreadable.push(u);
-            }
-        }
-    }
+    (report.tasks, report.deliveries, report.unreadable) = decode_rows(&conn)?;
     report.quarantined = conn
         .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get::<_, i64>(0))
         .map_err(err("count quarantined rows"))? as usize;
