@@ -449,14 +449,25 @@ fn the_quick_start_runs_the_daemon_and_the_tests_ci_runs() {
     let commands = commands_in(&block);
     assert_eq!(commands.len(), 2, "two commands: {commands:?}");
 
-    // The tests: exactly what CI runs.
+    // The tests: exactly what CI runs (besides its style checks, which TESTING.md names).
     let ci: Vec<String> = read(".ci/run")
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("cargo ") && !l.contains("--version"))
         .map(str::to_string)
         .collect();
-    assert_eq!(ci, ["cargo test"], ".ci/run runs the tests with");
+    assert_eq!(
+        ci,
+        [
+            "cargo fmt --check",
+            "cargo clippy --all-targets --quiet -- -D warnings",
+            "cargo test"
+        ],
+        ".ci/run checks the style and runs the tests with"
+    );
+    let testing = read("docs/TESTING.md");
+    assert!(testing.contains("`cargo fmt --check`, `cargo clippy --all-targets -- -D warnings`"));
+    let ci = &ci[2..];
     assert_eq!(commands[1], ci[0]);
     assert!(quick.contains("first build takes a few minutes"), "{quick}");
 
