@@ -508,25 +508,10 @@ impl CliError {
     }
 }
 
-/// Where a config is looked for when `--config` (`HOOKRUNNER_CONFIG`) is not given.
-pub const CONFIG_PLACES: [&str; 2] = ["webhook.yaml", "/etc/hookrunner/webhook.yaml"];
-
 /// The config file a command uses: the one given, else the first of
-/// [`CONFIG_PLACES`] that exists.
+/// [`config::CONFIG_PLACES`] that exists.
 fn find_config(given: Option<&Path>) -> Result<PathBuf, CliError> {
-    if let Some(path) = given {
-        return Ok(path.to_path_buf());
-    }
-    CONFIG_PLACES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "no config found: give --config (or set HOOKRUNNER_CONFIG); looked for {}",
-                CONFIG_PLACES.map(|p| format!("`{p}`")).join(" and ")
-            ))
-        })
+    config::find(given).map_err(CliError::Usage)
 }
 
 /// Loads the config the command names, or finds one.

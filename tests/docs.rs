@@ -977,14 +977,19 @@ fn client_commands_find_the_daemon_and_say_where_the_address_came_from() {
     if Path::new("/etc/hookrunner/webhook.yaml").exists() {
         eprintln!("skipped the no-config case: /etc/hookrunner/webhook.yaml exists here");
     } else {
-        let mut cmd = hookrunner(&["tasks"]);
-        cmd.current_dir(elsewhere.path());
-        let (code, _, err) = output(cmd);
-        assert_eq!(code, 2, "{err}");
-        assert_eq!(
-            err.trim(),
-            "error: no config found: give --config (or set HOOKRUNNER_CONFIG); looked for `webhook.yaml` and `/etc/hookrunner/webhook.yaml`"
-        );
+        // Every command that reads a config looks in the same places.
+        for args in [&["tasks"][..], &["hooks", "list", "gitlab", "--project", "g/p"]] {
+            let mut cmd = hookrunner(args);
+            cmd.current_dir(elsewhere.path());
+            let (code, _, err) = output(cmd);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(
+                err.trim().ends_with(
+                    "no config found: give --config (or set HOOKRUNNER_CONFIG); looked for `webhook.yaml` and `/etc/hookrunner/webhook.yaml`"
+                ),
+                "{args:?}: {err}"
+            );
+        }
     }
 
     // A daemon that cannot be reached: the error says where the address came from.

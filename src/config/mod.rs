@@ -1346,6 +1346,27 @@ pub fn position_of(path: &std::path::Path, keys: &[&str]) -> String {
     }
 }
 
+/// Where a config is looked for when `--config` (`HOOKRUNNER_CONFIG`) is not given.
+pub const CONFIG_PLACES: [&str; 2] = ["webhook.yaml", "/etc/hookrunner/webhook.yaml"];
+
+/// The config file a command uses: the one given, else the first of
+/// [`CONFIG_PLACES`] that exists, else an error that names them.
+pub fn find(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, String> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    CONFIG_PLACES
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            format!(
+                "no config found: give --config (or set HOOKRUNNER_CONFIG); looked for {}",
+                CONFIG_PLACES.map(|p| format!("`{p}`")).join(" and ")
+            )
+        })
+}
+
 #[cfg(test)]
 mod string_value_tests {
     #[test]

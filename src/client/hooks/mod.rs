@@ -74,9 +74,9 @@ pub enum HooksCommand {
 
 #[derive(Args, Debug)]
 pub struct CommonArgs {
-    /// The config file.
-    #[arg(long, short, env = "HOOKRUNNER_CONFIG", default_value = "webhook.yaml")]
-    config: PathBuf,
+    /// The config file [default: ./webhook.yaml, else /etc/hookrunner/webhook.yaml].
+    #[arg(long, short, env = "HOOKRUNNER_CONFIG")]
+    config: Option<PathBuf>,
     /// The source in the config; its provider says which API to use, its
     /// secret or token is what the hook sends.
     source: String,
@@ -424,7 +424,8 @@ struct Session {
 
 impl Session {
     fn open(args: &CommonArgs, dry_run: bool, announce: bool) -> Result<Session, Fail> {
-        let facts = source_facts(&args.config, &args.source)?;
+        let config = crate::config::find(args.config.as_deref()).map_err(Fail::usage)?;
+        let facts = source_facts(&config, &args.source)?;
         let forge = forge(facts.kind, &args.target)?;
         let root = api_root(facts.kind, args.api_url.as_deref())?;
         let (token_var, auth) = token(facts.kind);
