@@ -144,12 +144,15 @@ impl Sched {
         (self.running.len(), self.waiting())
     }
 
-    /// (running, waiting) per program, counted without building any view.
+    /// (running, waiting) per program, counted without building any view
+    /// (the running ones are what `per_program` keeps for the limits).
     pub fn counts_by_program(&self) -> (HashMap<Arc<str>, usize>, HashMap<Arc<str>, usize>) {
-        let mut running: HashMap<Arc<str>, usize> = HashMap::new();
-        for t in self.running.keys().filter_map(|id| self.tasks.get(id)) {
-            *running.entry(t.spec.program.name.clone()).or_default() += 1;
-        }
+        let running = self
+            .per_program
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
         let mut waiting: HashMap<Arc<str>, usize> = HashMap::new();
         for t in self
             .queue
@@ -863,6 +866,27 @@ mod tests {
         assert_eq!(w.status(a), Status::Running, "replace leaves the running one alone");
         w.finish(a);
         assert_eq!(w.start_all(4), [c]);
+    }
+
+    #[test]
+    fn counts_per_program_follow_starts_retries_and_ends() {
+        let mut w = World::new(10);
+        let (p, q) = (
+            program("p", None, OnBusy::Queue, false),
+            program("q", Some(1), OnBusy::Queue, false),
+        );
+        let a = w.submit(&p, None).0;
+        w.submit(&q, None);
+        w.submit(&q, None);
+        w.start_all(4);
+        let count = |m: &HashMap<Arc<str>, usize>, n: &str| m.get(n).copied().unwrap_or(0);
+        let (running, waiting) = w.sched.counts_by_program();
+        assert_eq!((count(&running, "p"), count(&running, "q")), (1, 1));
+        assert_eq!((count(&waiting, "p"), count(&waiting, "q")), (0, 1));
+        // Waiting out a backoff: waiting, no longer running.
+        assert!(w.sched.retry(a, w.failed_attempt(), w.now + Duration::from_secs(5)));
+        let (running, waiting) = w.sched.counts_by_program();
+        assert_eq!((count(&running, "p"), count(&waiting, "p")), (0, 1));
     }
 
     #[test]
