@@ -912,7 +912,13 @@ impl Inner {
         ) {
             Ok(written) => written,
             Err(e) => {
-                self.finish_attempt(id, &task, &program, process::Ending::SpawnFailed(e), output_limit);
+                self.finish_attempt(
+                    id,
+                    &task,
+                    &program,
+                    process::Ending::SpawnFailed(e.to_string()),
+                    output_limit,
+                );
                 return;
             }
         };

@@ -3,10 +3,31 @@
 //! handler gets in the variables the program names. The directory goes
 //! when the attempt ends (when the [`ParamFiles`] is dropped).
 
-use super::program::{Invocation, ParamFile};
+use super::program::{Invocation, ParamFile, Unrunnable};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+/// Why an attempt's `param_files` could not be written (the attempt does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error(transparent)]
+    Value(#[from] Unrunnable),
+    #[error("could not create the directory for `param_files` `{}`: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`param_files` `{0}` is not a file name")]
+    NotAFileName(String),
+    #[error("could not write `param_files` `{}`: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The files of one attempt; dropping it removes them.
 #[derive(Debug, Default)]
@@ -18,11 +39,11 @@ pub struct ParamFiles {
 impl ParamFiles {
     /// Writes each entry's value (a missing or `null` param: no file, no
     /// variable) into `dir`, created if anything is written.
-    pub fn write(dir: &Path, entries: &[ParamFile], inv: &Invocation<'_>) -> Result<ParamFiles, String> {
+    pub fn write(dir: &Path, entries: &[ParamFile], inv: &Invocation<'_>) -> Result<ParamFiles, FilesError> {
         let mut files = ParamFiles::default();
         for entry in entries {
             let Some(contents) = entry.contents(inv) else { continue };
-            let contents = contents.map_err(|e| e.to_string())?;
+            let contents = contents?;
             if files.dir.is_none() {
                 std::fs::DirBuilder::new()
                     .mode(0o700)
@@ -32,11 +53,9 @@ impl ParamFiles {
                         std::io::ErrorKind::AlreadyExists => Ok(()),
                         _ => Err(e),
                     })
-                    .map_err(|e| {
-                        format!(
-                            "could not create the directory for `param_files` `{}`: {e}",
-                            dir.display()
-                        )
+                    .map_err(|source| FilesError::Dir {
+                        dir: dir.to_path_buf(),
+                        source,
                     })?;
                 files.dir = Some(dir.to_path_buf());
             }
@@ -47,7 +66,7 @@ impl ParamFiles {
                 (parts.next(), parts.next()),
                 (Some(std::path::Component::Normal(_)), None)
             ) {
-                return Err(format!("`param_files` `{}` is not a file name", entry.var));
+                return Err(FilesError::NotAFileName(entry.var.clone()));
             }
             let path = dir.join(&entry.var);
             std::fs::OpenOptions::new()
@@ -57,7 +76,10 @@ impl ParamFiles {
                 .mode(0o600)
                 .open(&path)
                 .and_then(|mut f| f.write_all(&contents))
-                .map_err(|e| format!("could not write `param_files` `{}`: {e}", path.display()))?;
+                .map_err(|source| FilesError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
             files.env.push((entry.var.clone(), path.display().to_string()));
         }
         Ok(files)
@@ -139,6 +161,9 @@ mod tests {
 
         let bad = vec![("blob".to_string(), json!("not base64!"))];
         let err = ParamFiles::write(&dir, &entries[1..2], &inv(&bad)).unwrap_err();
-        assert_eq!(err, "param `blob` is not base64, and `param_files` says it is");
+        assert_eq!(
+            err.to_string(),
+            "param `blob` is not base64, and `param_files` says it is"
+        );
     }
 }

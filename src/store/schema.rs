@@ -54,50 +54,73 @@ const MIGRATIONS: &[Migration] = &[
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Why the schema could not be brought up to date (the SQLite twin of
+/// `postgres::schema::SchemaError`).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("the store has schema version {found}, newer than this hookrunner's {VERSION}: upgrade hookrunner, or move the file aside to start fresh")]
+    Newer { found: i64 },
+    /// What `hookrunner db check` calls no hookrunner store is not made one.
+    #[error("the store has schema version {found}, which no hookrunner writes: it is not a hookrunner store, or it was changed by hand; give `state.path` a file of hookrunner's own")]
+    Negative { found: i64 },
+    #[error("the file holds another program's tables ({tables}) and no hookrunner schema: it is not a hookrunner store; give `state.path` a file of hookrunner's own")]
+    Foreign { tables: String },
+    #[error("migration to version {version} failed")]
+    Failed {
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{op}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> MigrateError {
+    move |source| MigrateError::Db { op, source }
+}
+
 /// Brings the schema up to [`VERSION`]; refuses a file written by a newer hookrunner.
-pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     let current: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+        .map_err(db("read the schema version"))?;
     if current > VERSION {
-        return Err(format!(
-            "the store has schema version {current}, newer than this hookrunner's {VERSION}: upgrade hookrunner, or move the file aside to start fresh"
-        ));
+        return Err(MigrateError::Newer { found: current });
     }
-    // What `hookrunner db check` calls no hookrunner store is not made one.
     if current < 0 {
-        return Err(format!(
-            "the store has schema version {current}, which no hookrunner writes: it is not a hookrunner store, or it was changed by hand; give `state.path` a file of hookrunner's own"
-        ));
+        return Err(MigrateError::Negative { found: current });
     }
     if current == 0 {
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
-            .map_err(|e| e.to_string())?;
+            .map_err(db("list the tables"))?;
         if !tables.is_empty() {
             let shown: Vec<String> = tables
                 .iter()
                 .take(5)
                 .map(|t| crate::logging::escape(t).into_owned())
                 .collect();
-            return Err(format!(
-                "the file holds another program's tables ({}{}) and no hookrunner schema: it is not a hookrunner store; give `state.path` a file of hookrunner's own",
-                shown.join(", "),
-                if tables.len() > 5 { ", ..." } else { "" }
-            ));
+            return Err(MigrateError::Foreign {
+                tables: format!("{}{}", shown.join(", "), if tables.len() > 5 { ", ..." } else { "" }),
+            });
         }
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
-        let applied = match step {
+        let version = (i + 1) as i64;
+        let failed = |source| MigrateError::Failed { version, source };
+        let tx = conn.transaction().map_err(failed)?;
+        match step {
             Migration::Sql(sql) => tx.execute_batch(sql),
             Migration::Rust(f) => f(&tx),
-        };
-        applied.map_err(|e| format!("migration to version {} failed: {e}", i + 1))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
-            .map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())?;
+        }
+        .map_err(failed)?;
+        tx.pragma_update(None, "user_version", version).map_err(failed)?;
+        tx.commit().map_err(failed)?;
         if i + 1 == 2 && current >= 1 {
             tracing::info!("the store was migrated to schema version 2 (typed records)");
         }

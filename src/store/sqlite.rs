@@ -101,7 +101,7 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err("set synchronous"))?;
         schema::migrate(&mut conn)
-            .map_err(|e| StoreError::message(format!("migrate the store `{}`", path.display()), e))?;
+            .map_err(|e| StoreError::new(format!("migrate the store `{}`", path.display()), e))?;
         let reader = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
