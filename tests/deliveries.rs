@@ -305,6 +305,21 @@ fn dry_run_shows_the_trace_and_argv_and_runs_nothing() {
         d.post_json("/hooks/github?dry_run=1", &wrong, body.as_bytes()).status,
         401
     );
+    // A bad value is judged after auth, as a bad `?wait=` is: a stranger
+    // gets the `401`, a sender the `400`, recorded as a rejected delivery.
+    assert_eq!(
+        d.post_json("/hooks/github?dry_run=maybe", &wrong, body.as_bytes())
+            .status,
+        401
+    );
+    let rejected = d.get("/deliveries?outcome=rejected").json();
+    let statuses: Vec<_> = rejected["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(400); 3], "{rejected}");
     assert_eq!(d.post_json("/hooks/github", &headers, body.as_bytes()).status, 202);
 }
 

@@ -406,13 +406,15 @@ pub async fn admit_shaped(
     // The provider's id, once claimed for this record, stays claimed until
     // the record is in the log (dropped last).
     let mut claim = None;
-    let result = match (source, bad_flag) {
-        (_, Some(bad)) => Err(Refused::BadRequest(bad)),
-        (None, None) => Err(Refused::NotFound(format!(
+    let result = match source {
+        None => Err(Refused::NotFound(format!(
             "there is no source named `{}`",
             crate::logging::escape(&named)
         ))),
-        (Some(source), None) => admit_to(at, arrival, source, body, dry_run, &mut facts, &mut claim).await,
+        Some(source) => {
+            let flag = bad_flag.map_or(Ok(dry_run), Err);
+            admit_to(at, arrival, source, body, flag, &mut facts, &mut claim).await
+        }
     };
     let reply = facts.reply.clone();
     let (outcome, status, reason) = match &result {
@@ -552,12 +554,14 @@ pub fn dry_run(
 /// The steps after the source is known. The outcome to record with the
 /// answer, or `None` when nothing more is recorded (an accepted delivery's
 /// record went into the log with its tasks; a dry run leaves none).
+/// `dry_run` is the `?dry_run=` flag, or why its value is neither on nor off
+/// (refused after auth, as a bad `?wait=` is: a stranger learns nothing).
 async fn admit_to<'a>(
     at: Intake<'a>,
     arrival: &Arrival<'_>,
     source: &Arc<Source>,
     body: impl Future<Output = Result<Bytes, Refused>>,
-    dry_run: bool,
+    dry_run: Result<bool, String>,
     facts: &mut Facts,
     claim: &mut Option<crate::delivery::Claim<'a>>,
 ) -> Result<(Answer, Option<Outcome>), Refused> {
@@ -579,6 +583,7 @@ async fn admit_to<'a>(
     })?;
     facts.reply = Some(source.reply.clone());
     facts.passed_auth = true;
+    let dry_run = dry_run.map_err(Refused::BadRequest)?;
     let accepts = Accepts::of(source);
     let uploads = at.engine.uploads();
     let dir_of = |record_id: &str| match uploads {
