@@ -2171,3 +2171,60 @@ fn a_keys_fan_out_tasks_run_delivery_by_delivery_across_nodes() {
         .collect();
     assert_eq!(order, [0, 0, 1, 1, 2, 2], "{:?}", runs(shared.path()));
 }
+
+/// Text a PostgreSQL column cannot hold as it is (a NUL, which `TEXT`
+/// refuses; a value past what an index entry may be) comes in a delivery:
+/// it is stored, found by the filters, and never stops the store writing
+/// what comes after it (it once failed every later write, answered 503).
+#[test]
+fn text_a_database_column_cannot_hold_is_stored_found_and_blocks_nothing() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let programs = keyed("", "0");
+    let d = node(&db, "n1", "", shared.path(), &programs, KEYED_MAPPING);
+    // Incompressible (PostgreSQL compresses an index entry before it judges its size).
+    let mut x: u64 = 1;
+    let long: String = (0..3000)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from_digit((x >> 60) as u32, 16).unwrap()
+        })
+        .collect();
+
+    // A stranger's: an unknown source whose name has a NUL.
+    assert_eq!(d.post_json("/hooks/x%00y", &[], b"{}").status, 404);
+    // A sender's: an event with a NUL, and a long one (no rule matches either).
+    assert_eq!(d.post_json("/hooks/a", &[], br#"{"kind":"a\u0000b"}"#).status, 200);
+    let long_event = format!(r#"{{"kind":"{long}"}}"#);
+    assert_eq!(d.post_json("/hooks/a", &[], long_event.as_bytes()).status, 200);
+    // A task whose concurrency key is longer than an index entry may be.
+    let long_key = send(&d, &format!(r#"{{"kind":"keyed","k":"{long}"}}"#));
+    let short_key = send(&d, r#"{"kind":"keyed","k":"short"}"#);
+    assert_eq!((long_key.len(), short_key.len()), (1, 1));
+    for t in wait_final(
+        &d,
+        &[long_key[0].clone(), short_key[0].clone()],
+        Duration::from_secs(20),
+    ) {
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    assert_eq!(d.get("/readyz").status, 200, "{}", d.get("/readyz").text);
+
+    // Each record reads back exact, and the filters find it.
+    let nul = d.get("/deliveries?event=a%00b").json();
+    assert_eq!(nul["deliveries"].as_array().unwrap().len(), 1, "{nul}");
+    assert_eq!(nul["deliveries"][0]["event"], "a\u{0}b");
+    let stranger = d.get("/deliveries?source=x%00y").json();
+    assert_eq!(stranger["deliveries"].as_array().unwrap().len(), 1, "{stranger}");
+    assert_eq!(stranger["deliveries"][0]["source"], "x\u{0}y");
+    let by_long = d.get(&format!("/deliveries?event={long}")).json();
+    assert_eq!(by_long["deliveries"][0]["event"], long.as_str(), "{by_long}");
+    let id = nul["deliveries"][0]["id"].as_str().unwrap();
+    assert_eq!(d.get(&format!("/deliveries/{id}")).json()["event"], "a\u{0}b");
+    assert_eq!(task(&d, &long_key[0])["params"]["k"], long.as_str());
+    // And nothing was turned away after them.
+    let after = send(&d, r#"{"kind":"keyed","k":"after"}"#);
+    assert_eq!(
+        wait_final(&d, &after, Duration::from_secs(20))[0]["status"],
+        "succeeded"
+    );
+}

@@ -9,7 +9,7 @@
 //! not held" are true across the cluster when a claim commits, and the
 //! unique index on held keys backs that up.
 
-use super::{db, message, put_task, task_row, Postgres, CANCEL_CHANNEL, QUEUE_CHANNEL};
+use super::{column, db, message, put_task, task_row, Postgres, CANCEL_CHANNEL, QUEUE_CHANNEL};
 use crate::store::record::{StateRecord, TaskRecord};
 use crate::store::{Body, StoreError};
 use bytes::Bytes;
@@ -809,7 +809,7 @@ impl Postgres {
         node: &str,
         finish: impl Fn(TaskRecord) -> TaskRecord + Send + 'static,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let (program, key, node) = (program.to_string(), key.to_string(), node.to_string());
+        let (program, key, node) = (column(program).into_owned(), column(key).into_owned(), node.to_string());
         self.with("supersede queued tasks", move |mut c| async move {
             let e = db("supersede queued tasks");
             let tx = c.transaction().await.map_err(&e)?;
@@ -1009,7 +1009,11 @@ impl Postgres {
         window_ms: i64,
         record_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let (source, key, record_id) = (source.to_string(), key.to_string(), record_id.to_string());
+        let (source, key, record_id) = (
+            column(source).into_owned(),
+            column(key).into_owned(),
+            column(record_id).into_owned(),
+        );
         self.with("check a delivery key", move |c| async move {
             let e = db("check a delivery key");
             let row = c
@@ -1040,7 +1044,7 @@ impl Postgres {
 
     /// Forgets a delivery key (its delivery was not accepted after all).
     pub async fn dedup_forget(&self, source: &str, key: &str) -> Result<(), StoreError> {
-        let (source, key) = (source.to_string(), key.to_string());
+        let (source, key) = (column(source).into_owned(), column(key).into_owned());
         self.with("forget a delivery key", move |c| async move {
             c.execute("DELETE FROM dedup WHERE source = $1 AND key = $2", &[&source, &key])
                 .await

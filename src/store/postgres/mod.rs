@@ -337,9 +337,9 @@ impl Postgres {
             };
             for (test, value) in [
                 ("status = ", q.status.map(|s| s.as_str().to_string())),
-                ("source = ", q.source.clone()),
-                ("event = ", q.event.clone()),
-                ("program = ", q.program.clone()),
+                ("source = ", q.source.as_deref().map(|v| column(v).into_owned())),
+                ("event = ", q.event.as_deref().map(|v| column(v).into_owned())),
+                ("program = ", q.program.as_deref().map(|v| column(v).into_owned())),
                 ("node = ", q.node.clone()),
                 ("id >= ", low),
                 ("id <= ", high),
@@ -398,8 +398,8 @@ impl Postgres {
             let before = q.before_seq.map_or(i64::MAX, |s| s as i64);
             let mut args: Vec<String> = Vec::new();
             for (col, value) in [
-                ("source", q.source.clone()),
-                ("event", q.event.clone()),
+                ("source", q.source.as_deref().map(|v| column(v).into_owned())),
+                ("event", q.event.as_deref().map(|v| column(v).into_owned())),
                 ("outcome", q.outcome.map(|o| o.as_str().to_string())),
             ] {
                 if let Some(v) = value {
@@ -426,7 +426,7 @@ impl Postgres {
     }
 
     pub async fn delivery_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        let id = id.to_string();
+        let id = column(id).into_owned();
         self.with("find a delivery", move |c| async move {
             let row = c
                 .query_opt("SELECT seq FROM deliveries WHERE id = $1", &[&id])
@@ -442,7 +442,7 @@ impl Postgres {
         &self,
         id: &str,
     ) -> Result<Option<Result<(DeliveryRecord, Option<Bytes>), Unreadable>>, StoreError> {
-        let id = id.to_string();
+        let id = column(id).into_owned();
         self.with("read a delivery", move |c| async move {
             let row = c
                 .query_opt("SELECT id, record, body FROM deliveries WHERE id = $1", &[&id])
@@ -479,6 +479,26 @@ fn is_connection_error(e: &StoreError) -> bool {
         .is_some_and(|pg| pg.as_db_error().is_none())
 }
 
+/// Whether PostgreSQL refused a write for what it holds (a data exception,
+/// class 22, or a value past a limit, class 54): writing it again fails the
+/// same way, so it must not hold up the writes batched with it.
+fn is_refused_content(e: &StoreError) -> bool {
+    let cause: &(dyn std::error::Error + 'static) = &*e.source;
+    cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|pg| pg.code())
+        .is_some_and(|code| matches!(&code.code()[..2], "22" | "54"))
+}
+
+/// What one op writes, for a log line (ids only, never contents).
+fn op_names(op: &Op) -> String {
+    match op {
+        Op::PutTask(t, _) => format!("task {}", t.id),
+        Op::DeleteTask(id) => format!("the deletion of task {id}"),
+        Op::PutDelivery(d, _) => format!("delivery {}", crate::logging::escape(&d.id)),
+    }
+}
+
 /// Records the outcome of a write (or a failed read): the store is healthy
 /// again after a success, unhealthy (logged once) after a failure.
 fn note(shared: &Shared, describe: &str, result: &Result<(), StoreError>) {
@@ -495,6 +515,34 @@ fn note(shared: &Shared, describe: &str, result: &Result<(), StoreError>) {
             *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
     }
+}
+
+/// The longest value a free-form `TEXT` column keeps as it is.
+const MAX_COLUMN: usize = 1024;
+
+/// A free-form value (a source, event, program, delivery id, concurrency or
+/// dedup key: text a delivery brings) as its `TEXT` column holds it, for
+/// filters, lookups and keys; the record beside it keeps the exact value.
+/// PostgreSQL's text cannot hold a NUL (the write fails), and its indexes
+/// refuse an entry of more than about 2.7 KB: such a value is kept with each
+/// NUL as U+FFFD and cut to under 1 KiB, followed by `#` and the SHA-256 of
+/// the whole (so two values stay two). Every bind of such a column goes
+/// through here, so a filter finds what a write stored.
+pub(crate) fn column(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_COLUMN && !value.contains('\0') {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(value.as_bytes()));
+    let mut kept = value.replace('\0', "\u{FFFD}");
+    let mut end = (MAX_COLUMN - 1 - digest.len()).min(kept.len());
+    while !kept.is_char_boundary(end) {
+        end -= 1;
+    }
+    kept.truncate(end);
+    kept.push('#');
+    kept.push_str(&digest);
+    std::borrow::Cow::Owned(kept)
 }
 
 pub(crate) fn db(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
@@ -606,6 +654,8 @@ async fn put_task_with(
     sender: Option<&str>,
 ) -> Result<bool, tokio_postgres::Error> {
     let c = columns(r);
+    let (source, event, program) = (column(&r.source), column(&r.event), column(&r.program));
+    let key = r.key.as_deref().map(column);
     let node = if r.callbacks_unknown {
         None
     } else if c.callbacks_pending {
@@ -623,9 +673,9 @@ async fn put_task_with(
             stmt,
             &[
                 &r.id,
-                &r.source,
-                &r.event,
-                &r.program,
+                &source,
+                &event,
+                &program,
                 &c.status,
                 &r.created_ms,
                 &c.finished_ms,
@@ -633,7 +683,7 @@ async fn put_task_with(
                 &node,
                 &r.pinned_node,
                 &r.run_on,
-                &r.key,
+                &key,
                 &c.holds_key,
                 &c.next_attempt_ms,
                 &r.claim,
@@ -683,15 +733,16 @@ impl Writer {
                 Ok(None) => break,
                 Err(_) => None,
             };
-            let mut ops: Vec<(Op, bool)> = std::mem::take(&mut self.backlog)
+            // Each op with the index of the answer its command waits for, if any.
+            let mut ops: Vec<(Op, Option<usize>)> = std::mem::take(&mut self.backlog)
                 .into_iter()
-                .map(|o| (o, false))
+                .map(|o| (o, None))
                 .collect();
             let mut acks = Vec::new();
             let mut close = None;
-            let mut add = |cmd: Cmd, ops: &mut Vec<(Op, bool)>, acks: &mut Vec<Ack>| match cmd {
+            let mut add = |cmd: Cmd, ops: &mut Vec<(Op, Option<usize>)>, acks: &mut Vec<Ack>| match cmd {
                 Cmd::Write(o, ack) => {
-                    let acked = ack.is_some();
+                    let acked = ack.is_some().then_some(acks.len());
                     acks.extend(ack);
                     ops.extend(o.into_iter().map(|op| (op, acked)));
                 }
@@ -706,26 +757,32 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = if ops.is_empty() && self.shared.healthy.load(Ordering::Relaxed) {
+            let all: Vec<&Op> = ops.iter().map(|(op, _)| op).collect();
+            let mut result = if ops.is_empty() && self.shared.healthy.load(Ordering::Relaxed) {
                 Ok(())
             } else {
-                tokio::time::timeout(QUERY_TIMEOUT, self.apply(&ops))
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::new("write a batch", NoAnswer)))
+                self.apply_in_time(&all).await
             };
+            drop(all);
+            if result.as_ref().is_err_and(is_refused_content) {
+                // One write the database will never take must not hold up
+                // the rest: each command's writes again on their own.
+                result = self.isolate(ops, acks).await;
+            } else {
+                if result.is_err() {
+                    // Keep what nobody waits for; the acknowledged ones are answered 503.
+                    self.backlog = ops
+                        .into_iter()
+                        .filter(|(_, acked)| acked.is_none())
+                        .map(|(o, _)| o)
+                        .take(MAX_BACKLOG)
+                        .collect();
+                }
+                for ack in acks {
+                    let _ = ack.send(result.clone());
+                }
+            }
             note(&self.shared, &self.describe, &result);
-            if result.is_err() {
-                // Keep what nobody waits for; the acknowledged ones are answered 503.
-                self.backlog = ops
-                    .into_iter()
-                    .filter(|(_, acked)| !acked)
-                    .map(|(o, _)| o)
-                    .take(MAX_BACKLOG)
-                    .collect();
-            }
-            for ack in acks {
-                let _ = ack.send(result.clone());
-            }
             if let Err(e) = &result {
                 // What queued up behind the failed write is answered now
                 // (a delivery's 503), not after a write of its own that
@@ -764,7 +821,63 @@ impl Writer {
         }
     }
 
-    async fn apply(&mut self, ops: &[(Op, bool)]) -> Result<(), StoreError> {
+    async fn apply_in_time(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
+        tokio::time::timeout(QUERY_TIMEOUT, self.apply(ops))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::new("write a batch", NoAnswer)))
+    }
+
+    /// Writes a batch the database refused for its content again, a
+    /// command at a time (a waiting command's writes together, in one
+    /// transaction, as before; each write nobody waits for alone). A
+    /// waiting command gets its own result; a write nobody waits for that
+    /// is refused again is dropped with an error line naming it (the
+    /// record in memory stays as it was), and one that fails for another
+    /// reason waits in the backlog. The result is the batch's, as
+    /// [`note`] takes it: an error only if something could not be tried.
+    async fn isolate(&mut self, ops: Vec<(Op, Option<usize>)>, acks: Vec<Ack>) -> Result<(), StoreError> {
+        let mut groups: Vec<(Vec<Op>, Option<usize>)> = Vec::new();
+        for (op, acked) in ops {
+            match groups.last_mut() {
+                Some((group, Some(i))) if acked == Some(*i) => group.push(op),
+                _ => groups.push((vec![op], acked)),
+            }
+        }
+        let mut acks: Vec<Option<Ack>> = acks.into_iter().map(Some).collect();
+        let mut outcome = Ok(());
+        for (group, acked) in groups {
+            let refs: Vec<&Op> = group.iter().collect();
+            let result = if outcome.is_ok() {
+                self.apply_in_time(&refs).await
+            } else {
+                // The database stopped answering: the rest waits for it.
+                outcome.clone()
+            };
+            match (acked, &result) {
+                (Some(i), _) => {
+                    if let Some(ack) = acks.get_mut(i).and_then(Option::take) {
+                        let _ = ack.send(result.clone());
+                    }
+                }
+                (None, Ok(())) => {}
+                (None, Err(e)) if is_refused_content(e) => {
+                    let what = group.iter().map(op_names).collect::<Vec<_>>().join(", ");
+                    tracing::error!(store = %self.describe, error = %e, "the database refused to store {what}; the write is dropped");
+                }
+                (None, Err(_)) => {
+                    if self.backlog.len() < MAX_BACKLOG {
+                        self.backlog.extend(group);
+                    }
+                }
+            }
+            if result.as_ref().is_err_and(|e| !is_refused_content(e)) && outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
+    async fn apply(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
         let e = db("write a batch");
         let mut client = self.pool.get().await.map_err(|e| StoreError::new("write a batch", e))?;
         let tx = client.transaction().await.map_err(&e)?;
@@ -775,7 +888,7 @@ impl Writer {
         let put_delivery_stmt = tx.prepare_cached(PUT_DELIVERY).await.map_err(&e)?;
         let (txr, put_task_stmt, put_delivery_stmt) = (&tx, &put_task_stmt, &put_delivery_stmt);
         let sender = self.shared.node.get().map(String::as_str);
-        let writes = ops.iter().map(|(op, _)| async move {
+        let writes = ops.iter().map(|op| async move {
             match op {
                 Op::PutTask(t, body) => {
                     let written = put_task_with(txr, put_task_stmt, t, body, sender).await?;
@@ -789,10 +902,10 @@ impl Writer {
                     txr.execute(
                         put_delivery_stmt,
                         &[
-                            &d.id,
-                            &d.delivery_id,
-                            &d.source,
-                            &d.event,
+                            &column(&d.id),
+                            &column(&d.delivery_id),
+                            &column(&d.source),
+                            &d.event.as_deref().map(column),
                             &d.outcome.as_str(),
                             &d.received_ms,
                             &encode(d.as_ref()),
@@ -817,7 +930,7 @@ impl Writer {
         // them, by one node at a time (any other batch leaves it to the next).
         let refused = ops
             .iter()
-            .any(|(op, _)| matches!(op, Op::PutDelivery(d, _) if d.outcome == crate::status::Outcome::Refused));
+            .any(|op| matches!(op, Op::PutDelivery(d, _) if d.outcome == crate::status::Outcome::Refused));
         if refused {
             tx.execute(PRUNE_REFUSED, &[&(self.retention.refused as i64), &PRUNE_REFUSED_LOCK])
                 .await
