@@ -5,7 +5,8 @@
 //!   text logs every field (and the message) has its control characters
 //!   escaped, so no request can forge a log line. JSON escapes them anyway.
 //! - Libraries that would log a secret never get to: ureq's debug lines carry
-//!   the callback's URL and signature headers, so it logs warnings only; and
+//!   the callback's URL and signature headers, so it logs warnings only,
+//!   whatever `RUST_LOG` says of its modules (`ureq::unit=trace` too); and
 //!   actix-http's line for a refused connection is replaced by ours, which
 //!   names the client and is rate-limited (`server/listen.rs`).
 //!
@@ -18,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -27,10 +30,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Directives added after `RUST_LOG`'s, so they always apply: ureq would
-/// log callback URLs, tokio-postgres statements' parameters (bodies,
-/// records) at debug and the server's notices at info.
+/// Directives added after `RUST_LOG`'s: ureq would log callback URLs (with
+/// their credentials) and signature headers, tokio-postgres statements'
+/// parameters (bodies, records) at debug and the server's notices at info.
 const FORCED: [&str; 3] = ["ureq=warn", "tokio_postgres=warn", "actix_http::h1::dispatcher=off"];
+
+/// The same caps as [`FORCED`], as a filter of their own that every event
+/// must also pass: a more specific `RUST_LOG` directive (`ureq::unit=trace`)
+/// wins over `ureq=warn` inside an `EnvFilter`, but not over this.
+fn capped() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("ureq", LevelFilter::WARN)
+        .with_target("tokio_postgres", LevelFilter::WARN)
+        .with_target("actix_http::h1::dispatcher", LevelFilter::OFF)
+}
 
 fn filter() -> EnvFilter {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -204,6 +219,8 @@ pub fn init(format: LogFormat) {
             builder
                 .fmt_fields(fields)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .finish()
+                .with(capped())
                 .init()
         }
         // One object per line: timestamp, level, target, fields (with `message`).
@@ -214,6 +231,8 @@ pub fn init(format: LogFormat) {
                 .flatten_event(true)
                 .with_ansi(false)
                 .with_current_span(false)
+                .finish()
+                .with(capped())
                 .init()
         }
     }

@@ -686,7 +686,8 @@ mappings:
     default: {{rules: [{{run: work}}]}}
 "#
     ))
-    .env("RUST_LOG", "trace")
+    // A library's own module named at trace does not open it up either.
+    .env("RUST_LOG", "trace,ureq::unit=trace,ureq=trace")
     .start();
     let body = br#"{"kind":"x"}"#;
     let sig = format!("sha256={}", hmac_sha256_hex(SOURCE_SECRET, body));
