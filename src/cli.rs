@@ -826,6 +826,14 @@ fn db_copy(from: &Path, to: &str) -> Result<ExitCode, CliError> {
     if !from.exists() {
         return Err(CliError::Usage(format!("`{}` does not exist", from.display())));
     }
+    // As `state.postgres`: a URL, whose password can be masked wherever it
+    // is shown (the `key=value` form's could not be told from the rest).
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        return Err(CliError::Usage(
+            "--to must be a URL such as `postgres://user@host:5432/database` (the `key=value` form is not taken)"
+                .to_string(),
+        ));
+    }
     let url = crate::secret::SecretUrl::new(to);
     let copied = crate::store::copy::sqlite_to_postgres(from, &url)?;
     say!(

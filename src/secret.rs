@@ -133,6 +133,40 @@ fn authority_start(url: &str) -> usize {
     }
 }
 
+/// `text` with every URL in it (`scheme://…`, up to white space, a quote, a
+/// backtick or `<>`, and without the `)`, `]`, `,`, `.`, `:` or `;` that
+/// close the sentence after it) masked as [`mask_url`] masks one: for messages that
+/// quote a URL among other words (a library's error, a provider's answer).
+pub fn mask_urls_in(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(sep) = rest.find("://") {
+        // The scheme: the letters, digits and `+-.` just before `://`.
+        let start = rest[..sep]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
+        let mut end = rest[sep..].find(ends).map_or(rest.len(), |i| sep + i);
+        // Punctuation that closes the sentence around it, not the URL's own.
+        while end > sep + 3 && rest[..end].ends_with([')', ']', ',', '.', ':', ';']) {
+            end -= 1;
+        }
+        out.push_str(&rest[..start]);
+        if start == sep {
+            // No scheme: not a URL, words that happen to hold `://`.
+            out.push_str(&rest[start..end]);
+        } else {
+            out.push_str(&mask_url(&rest[start..end]));
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// A URL whose path may itself be the credential, as an incoming webhook's
 /// is (Slack's `/services/T…/B…/<secret>`, Discord's, Teams', Feishu's
 /// `/open-apis/bot/v2/hook/<token>`): [`mask_url`], and of the path only its
@@ -216,6 +250,25 @@ impl fmt::Display for SecretUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_inside_text_are_masked_and_the_words_around_them_kept() {
+        assert_eq!(
+            mask_urls_in("gave up after 4 attempts (GET http://u:pw@h:1/api?private_token=t&x=1): Connection refused"),
+            "gave up after 4 attempts (GET http://u:***@h:1/api?private_token=***&x=***): Connection refused"
+        );
+        assert_eq!(
+            mask_urls_in("`ftp://a:b@x/?k=v` and \"https://h/p?q=1\""),
+            "`ftp://a:***@x/?k=***` and \"https://h/p?q=***\""
+        );
+        assert_eq!(
+            mask_urls_in("no url here: a://b is one, :// is not"),
+            "no url here: a://b is one, :// is not"
+        );
+        // A scheme is ASCII: this is not a URL, and nothing panics on the letters.
+        assert_eq!(mask_urls_in("ünï://u:p@h"), "ünï://u:p@h");
+        assert!(matches!(mask_urls_in("plain"), std::borrow::Cow::Borrowed("plain")));
+    }
 
     #[test]
     fn webhook_urls_lose_their_path_after_its_first_segment() {

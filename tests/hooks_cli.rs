@@ -511,7 +511,7 @@ fn dry_run_sends_no_mutating_request_and_masks_the_secret() {
     let base = &server.base;
     assert!(
         out.stdout.starts_with(&format!(
-            "GET {base}/api/v4/projects/acme%2Fapp  (read-only: sent)\nGET {base}/api/v4/projects/acme%2Fapp/hooks?per_page=100  (read-only: sent)\nPOST {base}/api/v4/projects/acme%2Fapp/hooks  (not sent: --dry-run)\n{{\n"
+            "GET {base}/api/v4/projects/acme%2Fapp  (read-only: sent)\nGET {base}/api/v4/projects/acme%2Fapp/hooks?per_page=***  (read-only: sent)\nPOST {base}/api/v4/projects/acme%2Fapp/hooks  (not sent: --dry-run)\n{{\n"
         )),
         "{}",
         out.stdout
@@ -825,6 +825,74 @@ fn a_token_in_the_hooks_own_url_is_never_printed() {
             out.stderr
         );
     }
+    // The table of `list` masks a listed hook's URL as `--json` does, and a
+    // `--dry-run` shows the body it would send with the URL masked.
+    hooks(
+        &dir,
+        &[&gl_args(&server, "install")[..], &["--url", url.as_str()]].concat(),
+        &token,
+    );
+    let out = hooks(&dir, &gl_args(&server, "list"), &token);
+    assert!(
+        out.stdout.contains("https://hooks.example.com/hooks/gitlab?token=***"),
+        "{}",
+        out.stdout
+    );
+    let other = format!("https://user:{URL_TOKEN}@hooks.example.com/other?token={URL_TOKEN}");
+    let args = [
+        &gl_args(&server, "install")[..],
+        &["--url", other.as_str(), "--dry-run"],
+    ]
+    .concat();
+    let out = hooks(&dir, &args, &token);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("\"url\": \"https://user:***@hooks.example.com/other?token=***\""),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn credentials_in_the_api_url_are_never_printed() {
+    const API_PASSWORD: &str = "ApiUrlPassw0rd";
+    const API_QUERY: &str = "ApiUrlQueryV4lue";
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _state) = fake_gitlab();
+    let token = [("GITLAB_TOKEN", GL_ADMIN), ("HOOKRUNNER_PUBLIC_URL", PUBLIC)];
+    let api = server
+        .base
+        .replace("http://", &format!("http://apiuser:{API_PASSWORD}@"));
+    let out = hooks(
+        &dir,
+        &[
+            "install",
+            "gitlab",
+            "--project",
+            "acme/app",
+            "--api-url",
+            &api,
+            "--dry-run",
+        ],
+        &token,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let ftp = format!("{}/?key={API_QUERY}", api.replace("http://", "ftp://"));
+    let refused = hooks(
+        &dir,
+        &["list", "gitlab", "--project", "acme/app", "--api-url", &ftp],
+        &token,
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("ftp://apiuser:***@"), "{}", refused.stderr);
+    for printed in [&out.stdout, &out.stderr, &refused.stdout, &refused.stderr] {
+        assert!(
+            !printed.contains(API_PASSWORD) && !printed.contains(API_QUERY),
+            "{printed}"
+        );
+    }
+    assert!(out.stdout.contains("GET http://apiuser:***@"), "{}", out.stdout);
 }
 
 #[test]

@@ -616,6 +616,28 @@ fn http_layer_refusals_are_rate_limited_warnings_with_the_client() {
 }
 
 #[test]
+fn a_malformed_chunked_body_is_a_400_with_one_sentence() {
+    let d = Daemon::start("sources:\n  a: {provider: generic, auth: none}\n");
+    for chunks in ["ZZ\r\n{}\r\n0\r\n\r\n", "FFFFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n"] {
+        let mut s = TcpStream::connect(&d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = "POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        s.write_all(format!("{head}{chunks}").as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        // A sentence, no Rust debug output (it once ended in `: None`).
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let error = serde_json::from_str::<serde_json::Value>(body).unwrap()["error"].clone();
+        assert_eq!(
+            error,
+            "the request body could not be read: it ended before it was complete (a malformed chunk, or the connection closed)"
+        );
+    }
+}
+
+#[test]
 fn a_cursor_that_names_nothing_is_a_400_for_tasks_and_deliveries() {
     for state in ["", "state: {path: $DIR/s.db}\n"] {
         let d = Daemon::start(&format!("{state}sources:\n  a: {{provider: generic, auth: none}}\n"));

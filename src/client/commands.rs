@@ -128,7 +128,7 @@ pub fn tasks(api: &Api, filter: &TaskFilter, follow: bool, json: bool) -> Result
         match answer {
             Ok(a) => {
                 if last_error.take().is_some() {
-                    complain!("reconnected to {}", api.base());
+                    complain!("reconnected to {}", crate::secret::mask_url(api.base()));
                 }
                 for t in list(&a, "tasks").iter().rev() {
                     let id = t["id"].as_str().unwrap_or("").to_string();
@@ -188,7 +188,7 @@ pub fn watch_tasks(api: &Api, filter: &TaskFilter, json: bool) -> Result<ExitCod
         let broke = match api.events("/events", &query) {
             Ok(mut events) => {
                 if failing.take().is_some() {
-                    complain!("reconnected to {}", api.base());
+                    complain!("reconnected to {}", crate::secret::mask_url(api.base()));
                 }
                 loop {
                     let event = match events.next_event() {

@@ -55,12 +55,26 @@ async fn drain(payload: &mut web::Payload, read: u64) {
     let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
+/// Why a body could not be read, as one sentence (the library's own text
+/// can end in Rust's debug output, `...: None`).
+fn unreadable_body(e: &actix_web::error::PayloadError) -> String {
+    use actix_web::error::PayloadError as P;
+    let why = match e {
+        P::Incomplete(_) => "it ended before it was complete (a malformed chunk, or the connection closed)",
+        P::EncodingCorrupted => "its content encoding is corrupt",
+        P::Overflow => "it is larger than allowed",
+        P::UnknownLength => "its length cannot be told",
+        _ => "the connection failed while it was read",
+    };
+    format!("the request body could not be read: {why}")
+}
+
 async fn read_within(declared: Option<u64>, payload: &mut web::Payload, limit: usize) -> Result<Bytes, Refused> {
     let capacity = declared.map(|n| n as usize).unwrap_or(8192).min(limit);
     let read_all = async {
         let mut body = BytesMut::with_capacity(capacity);
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| Refused::BadRequest(format!("the request body could not be read: {e}")))?;
+            let chunk = chunk.map_err(|e| Refused::BadRequest(unreadable_body(&e)))?;
             if body.len() + chunk.len() > limit {
                 return Err(Refused::TooLarge { limit });
             }

@@ -36,12 +36,15 @@ impl Masker {
         }
     }
 
+    /// `text` with the known secrets masked, and every URL in it as
+    /// [`crate::secret::mask_url`] masks one (a password in `--api-url`, a
+    /// hook URL's token: printed as the daemon's API shows them).
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
             out = out.replace(s.as_str(), "***");
         }
-        out
+        crate::secret::mask_urls_in(&out).into_owned()
     }
 
     /// A copy of `value` with every string equal to `secret` (and every
@@ -169,7 +172,11 @@ impl Api {
     /// A GET: sent even under `--dry-run` (it changes nothing).
     pub fn get(&self, path: &str) -> Result<Answer, Fail> {
         if self.dry_run {
-            say!("{} {}  (read-only: sent)", Method::Get.as_str(), self.url(path));
+            say!(
+                "{} {}  (read-only: sent)",
+                Method::Get.as_str(),
+                self.mask.text(&self.url(path))
+            );
         }
         self.call(Method::Get, &self.url(path), None)
     }
@@ -181,7 +188,7 @@ impl Api {
         let mut items = Vec::new();
         for _ in 0..MAX_PAGES {
             if self.dry_run {
-                say!("GET {url}  (read-only: sent)");
+                say!("GET {}  (read-only: sent)", self.mask.text(&url));
             }
             let answer = self.call(Method::Get, &url, None)?;
             match &answer.json {
@@ -206,7 +213,7 @@ impl Api {
     ) -> Result<Option<Answer>, Fail> {
         let url = self.url(path);
         if self.dry_run {
-            say!("{} {url}  (not sent: --dry-run)", method.as_str());
+            say!("{} {}  (not sent: --dry-run)", method.as_str(), self.mask.text(&url));
             if let Some(body) = body {
                 let shown = self.mask.json(body, secret);
                 say!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());

@@ -364,7 +364,10 @@ fn api_root(kind: ForgeKind, api_url: Option<&str>) -> Result<String, Fail> {
     let given = api_url.map(|u| u.trim().trim_end_matches('/').to_string());
     if let Some(u) = &given {
         if !(u.starts_with("https://") || u.starts_with("http://")) {
-            return Err(Fail::usage(format!("--api-url must be an http(s) URL, not `{u}`")));
+            return Err(Fail::usage(format!(
+                "--api-url must be an http(s) URL, not `{}`",
+                crate::secret::mask_url(u)
+            )));
         }
     }
     Ok(match kind {

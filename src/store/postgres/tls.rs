@@ -40,10 +40,11 @@ impl Mode {
             "require" => Mode::Require,
             "verify-ca" => Mode::VerifyCa,
             "verify-full" => Mode::VerifyFull,
-            other => {
-                return Err(format!(
-                    "sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                ))
+            // The value is not repeated: the URL's query values are masked wherever it is shown.
+            _ => {
+                return Err(
+                    "`sslmode` is not one of disable, allow, prefer, require, verify-ca, verify-full".to_string(),
+                );
             }
         })
     }
