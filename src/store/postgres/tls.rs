@@ -92,7 +92,10 @@ pub fn split(url: &str) -> Result<(String, Settings), String> {
                 "the database URL holds more than one `@`: write an `@` in the user name or password as `%40`".into(),
             );
         }
-        match url.split_once('?') {
+        // The query begins after the userinfo: a password may hold a `?`.
+        let after_userinfo = url.find('@').map_or(0, |at| at + 1);
+        let query_at = url[after_userinfo..].find('?').map(|i| after_userinfo + i);
+        match query_at.map(|i| (&url[..i], &url[i + 1..])) {
             None => url.to_string(),
             Some((base, query)) => {
                 let mut kept = Vec::new();
@@ -310,6 +313,9 @@ mod tests {
             !bad_mode.contains("bogus") && !bad_mode.contains("secret"),
             "{bad_mode}"
         );
+        // A `?` in the password does not start the query.
+        let (rest, s) = split("postgres://u:Top?S3cret@h/db?sslmode=disable").unwrap();
+        assert_eq!((rest.as_str(), s.mode), ("postgres://u:Top?S3cret@h/db", Mode::Disable));
         let odd_name = split("postgres://h/db?ENC%3DSECRET88=1").unwrap_err();
         assert!(odd_name.contains("not a plain word"), "{odd_name}");
         assert!(!odd_name.contains("SECRET88"), "{odd_name}");
