@@ -937,3 +937,149 @@ fn the_imports_diagnostics_show_control_characters_of_the_hooks_file_escaped() {
     assert!(stderr.contains(r"hook `esc\u{1b}[31mred\u{7}`"), "{stderr}");
     assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr}");
 }
+
+/// A rule that checks both an API key (a `value` match on a credential
+/// header) and a signature keeps both checks, whichever comes first in the
+/// file: the signature becomes the source's `auth` and the key stays a
+/// condition. A correct signature without the key must not run the command.
+#[test]
+fn an_api_key_beside_a_signature_is_still_checked_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = serde_json::json!({"match": {"type": "value", "value": "k-123", "parameter": {"source": "header", "name": "X-Api-Key"}}});
+    let sig = serde_json::json!({"match": {"type": "payload-hmac-sha256", "secret": "s3cret", "parameter": {"source": "header", "name": "X-Signature"}}});
+    let hooks = serde_json::json!([
+        {"id": "key-first", "execute-command": "/bin/true", "trigger-rule": {"and": [key, sig]}},
+        {"id": "sig-first", "execute-command": "/bin/true", "trigger-rule": {"and": [sig, key]}},
+    ]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let body = br#"{"a": 1}"#;
+    let good = format!("sha256={}", common::hmac_sha256_hex("s3cret", body));
+    for hook in ["key-first", "sig-first"] {
+        let path = format!("/hooks/{hook}");
+        let json = ("Content-Type", "application/json");
+        let r = d.post(&path, &[json, ("X-Signature", &good)], body);
+        assert_eq!(
+            (r.status, r.text.as_str()),
+            (200, "Hook rules were not satisfied."),
+            "{hook}: a good signature without the key"
+        );
+        let r = d.post(&path, &[json, ("X-Signature", &good), ("X-Api-Key", "wrong")], body);
+        assert_eq!(
+            (r.status, r.text.as_str()),
+            (200, "Hook rules were not satisfied."),
+            "{hook}"
+        );
+        let r = d.post(
+            &path,
+            &[json, ("X-Signature", "sha256=00"), ("X-Api-Key", "k-123")],
+            body,
+        );
+        assert_eq!(r.status, 401, "{hook}: a bad signature with the key: {}", r.text);
+        let r = d.post(&path, &[json, ("X-Signature", &good), ("X-Api-Key", "k-123")], body);
+        assert_eq!(r.status, 200, "{hook}: {}", r.text);
+        assert_ne!(r.text, "Hook rules were not satisfied.", "{hook}: both checks hold");
+    }
+    assert_eq!(d.get("/tasks").json()["tasks"].as_array().unwrap().len(), 2);
+}
+
+/// A `value: ""` match on a credential header is not a token (an empty
+/// token cannot be one): it stays a condition, and the import loads.
+#[test]
+fn an_empty_value_on_a_credential_header_is_a_condition_not_an_empty_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = serde_json::json!([{"id": "no-token", "execute-command": "/bin/true",
+        "trigger-rule": {"match": {"type": "value", "value": "", "parameter": {"source": "header", "name": "X-Api-Token"}}}}]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert!(config.contains("auth: none"), "{config}");
+    let d = Daemon::start(&config);
+    let r = d.post("/hooks/no-token", &[("X-Api-Token", "")], b"");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.text, "Hook rules were not satisfied.");
+    let r = d.post("/hooks/no-token", &[("X-Api-Token", "something")], b"");
+    assert_eq!((r.status, r.text.as_str()), (200, "Hook rules were not satisfied."));
+}
+
+/// A header whose name cannot be a header name (a space, a brace, a
+/// non-ASCII letter) never arrives, so adnanh reads it as not found: an
+/// argument is empty, a variable unset, a match false (and its `not`
+/// true), a signature read from it a hook that never runs. The rest of the
+/// file still imports.
+#[test]
+fn a_header_name_no_request_can_carry_reads_as_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = serde_json::json!([
+        {"id": "args", "execute-command": "/bin/echo",
+         "include-command-output-in-response": true,
+         "pass-arguments-to-command": [{"source": "header", "name": "X Bad"}, {"source": "string", "name": "end"}],
+         "pass-environment-to-command": [{"source": "header", "name": "{x}", "envname": "BRACE"}],
+         "pass-file-to-command": [{"source": "header", "name": "Ünï", "envname": "FILE"}]},
+        {"id": "not-bad", "execute-command": "/bin/true",
+         "trigger-rule": {"not": {"match": {"type": "value", "value": "x", "parameter": {"source": "header", "name": "X Bad"}}}}},
+        {"id": "bad", "execute-command": "/bin/true",
+         "trigger-rule": {"match": {"type": "value", "value": "x", "parameter": {"source": "header", "name": "X Bad"}}}},
+        {"id": "bad-token", "execute-command": "/bin/true",
+         "trigger-rule": {"match": {"type": "value", "value": "t", "parameter": {"source": "header", "name": "Api Token"}}}},
+    ]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("header `X Bad` is not a valid header name, so no request carries it"),
+        "{stderr}"
+    );
+    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let r = d.post("/hooks/args", &[], b"");
+    assert_eq!((r.status, r.text.as_str()), (200, " end\n"));
+    assert_ne!(
+        d.post("/hooks/not-bad", &[], b"").text,
+        "Hook rules were not satisfied."
+    );
+    assert_eq!(d.post("/hooks/bad", &[], b"").text, "Hook rules were not satisfied.");
+    assert_eq!(
+        d.post("/hooks/bad-token", &[], b"").text,
+        "Hook rules were not satisfied."
+    );
+
+    let hooks = serde_json::json!([{"id": "sig", "execute-command": "/bin/true",
+        "trigger-rule": {"match": {"type": "payload-hmac-sha1", "secret": "s", "parameter": {"source": "header", "name": "X Sig"}}}}]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("which is not a valid header name: no request carries it"),
+        "{stderr}"
+    );
+}
+
+/// The same variable named twice: the last entry that has a value wins;
+/// one whose source cannot be read leaves the earlier one in place.
+#[test]
+fn a_variable_named_twice_keeps_the_entry_adnanh_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = serde_json::json!([{"id": "env", "execute-command": "/usr/bin/env",
+        "include-command-output-in-response": true,
+        "pass-environment-to-command": [
+            {"source": "string", "name": "first", "envname": "A"},
+            {"source": "request", "name": "nothing", "envname": "A"},
+            {"source": "string", "name": "one", "envname": "B"},
+            {"source": "url", "name": "b", "envname": "B"}]}]);
+    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`B` is given more than once: the last entry is used"),
+        "{stderr}"
+    );
+    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let r = d.post("/hooks/env?b=two", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let lines: Vec<&str> = r.text.lines().collect();
+    assert!(lines.contains(&"A=first"), "{}", r.text);
+    assert!(lines.contains(&"B=two"), "{}", r.text);
+}

@@ -22,6 +22,18 @@ pub enum Val {
     Literal(String),
     /// A source adnanh cannot read (the reason); an empty argument there.
     Missing(String),
+    /// A value no request can carry (the reason): a header whose name is
+    /// not a valid header name. adnanh reads it as not found every time.
+    Absent(String),
+}
+
+/// Whether `name` can be a header name on the wire (an HTTP token): a
+/// request with any other name is refused before any hook sees it.
+pub fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The params of one hook's mapping, in the order they were first used.
@@ -62,7 +74,8 @@ impl Params {
     pub fn parsing(mut self, parsed: &[Argument]) -> Params {
         for a in parsed {
             match a.source.as_str() {
-                "header" => self.parsed_headers.push(canonical_header(&a.name)),
+                // One no request carries is never there to parse.
+                "header" if valid_header_name(&a.name) => self.parsed_headers.push(canonical_header(&a.name)),
                 "url" | "query" => self.parsed_query.push(a.name.clone()),
                 _ => {}
             }
@@ -86,6 +99,15 @@ impl Params {
             }
             None => format!("{root}.{}", key(name, true)),
         }
+    }
+
+    /// Whether `name` is a path into a header the hook parses as JSON
+    /// (`X-Meta.a b`: the header is `X-Meta`, the key `a b`).
+    fn under_parsed_header(&self, name: &str) -> bool {
+        let name = canonical_header(name);
+        self.parsed_headers
+            .iter()
+            .any(|p| name.len() > p.len() + 1 && name.starts_with(p.as_str()) && name.as_bytes()[p.len()] == b'.')
     }
 
     /// `(name, source)` pairs, as the mapping lists them.
@@ -123,6 +145,10 @@ impl Params {
         let name = &arg.name;
         Ok(match arg.source.as_str() {
             "string" => Val::Literal(name.clone()),
+            "header" if !valid_header_name(name) && !self.under_parsed_header(name) => Val::Absent(format!(
+                "header `{}` is not a valid header name, so no request carries it (adnanh reads it as not found)",
+                name.escape_debug()
+            )),
             "header" => {
                 let header = canonical_header(name);
                 let path = Self::whole_or_path("headers", &header, &self.parsed_headers);
@@ -254,6 +280,12 @@ mod tests {
         p.value(&arg("query", "q.c")).unwrap();
         p.value(&arg("header", "X-Other.b")).unwrap();
         p.value(&arg("header", "X-Meta")).unwrap();
+        // A key with a space under a parsed header is a key, not a header name.
+        p.value(&arg("header", "X-Meta.a b")).unwrap();
+        assert!(matches!(
+            p.value(&arg("header", "X-Other.a b")).unwrap(),
+            Val::Absent(_)
+        ));
         let sources: Vec<&str> = p.entries().iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!(
             sources,
@@ -261,7 +293,8 @@ mod tests {
                 "headers.X-Meta.b[0]",
                 "query.q.c",
                 r#"headers."X-Other.b""#,
-                "headers.X-Meta"
+                "headers.X-Meta",
+                r#"headers.X-Meta."a b""#
             ]
         );
     }

@@ -244,13 +244,17 @@ pub fn translate(rule: Option<&Rules>, soft: bool, params: &mut Params, template
     }
     let top_is_and = matches!(kind(rule), Kind::And(_));
     let children = top_children(rule);
+    // Signatures and addresses first, then a token (whatever the order in
+    // the file): a source's `auth` holds one check, and a signature wins it;
+    // a token match that does not fit stays a condition, still checked.
     let mut rest: Vec<&Rules> = Vec::new();
     for child in children {
-        if lift(child, soft, &mut out, templates) {
+        if lift(child, soft, false, &mut out, templates) {
             continue;
         }
         rest.push(child);
     }
+    rest.retain(|child| !lift(child, soft, true, &mut out, templates));
     let mut cx = Cx {
         params,
         templates,
@@ -286,8 +290,8 @@ pub fn translate(rule: Option<&Rules>, soft: bool, params: &mut Params, template
 }
 
 /// Lifts `child` (a child of the top-level `and`) to the source if it is a
-/// signature, address or secret-token check; true if it was.
-fn lift(child: &Rules, soft: bool, out: &mut Translated, templates: &Templates) -> bool {
+/// signature, address or (with `tokens`) secret-token check; true if it was.
+fn lift(child: &Rules, soft: bool, tokens: bool, out: &mut Translated, templates: &Templates) -> bool {
     match kind(child) {
         Kind::Match(m) if hmac_algorithm(&m.kind).is_some() => {
             let hmac = match hmac_from(&[m], out, templates) {
@@ -372,8 +376,11 @@ fn lift(child: &Rules, soft: bool, out: &mut Translated, templates: &Templates) 
             true
         }
         Kind::Match(m)
-            if m.kind == "value"
+            if tokens
+                && m.kind == "value"
+                && !m.value.is_empty()
                 && matches!(m.parameter.source.as_str(), "header" | "url" | "query")
+                && (m.parameter.source != "header" || super::params::valid_header_name(&m.parameter.name))
                 && (Templates::has_calls(&m.value) || credential_name(&m.parameter.source, &m.parameter.name))
                 && out.hmac.is_none()
                 && out.token.is_none() =>
@@ -487,6 +494,14 @@ fn hmac_from(matches: &[&Match], out: &mut Translated, templates: &Templates) ->
     }
     let p = &first.parameter;
     let (header, query) = match p.source.as_str() {
+        "header" if !super::params::valid_header_name(&p.name) => {
+            out.gaps.push(format!(
+                "`{}` reads the signature from header `{}`, which is not a valid header name: no request carries it, so the hook never triggers",
+                first.kind,
+                p.name.escape_debug()
+            ));
+            return None;
+        }
         "header" => (Some(canonical_header(&p.name)), None),
         "url" | "query" => (None, Some(p.name.clone())),
         other => {
@@ -680,6 +695,11 @@ impl Cx<'_> {
                 ));
                 never
             }
+            Val::Absent(why) => {
+                self.notes
+                    .push(format!("{why}: the match is never true, and a `not` over it holds"));
+                (Expr::Const(false), Expr::Const(true))
+            }
             Val::Literal(s) => {
                 let s = self.templates.evaluate(&s);
                 let holds = if m.kind == "value" {
@@ -763,6 +783,12 @@ impl Cx<'_> {
                     "match type `{kind}` is not one adnanh knows: it is never true there, so it is `false` here"
                 ));
                 never
+            }
+            Val::Absent(why) => {
+                self.notes.push(format!(
+                    "match type `{kind}` is not one adnanh knows, and {why}: a not-found error every time, which a `not` keeps"
+                ));
+                (Expr::Const(false), Expr::Const(true))
             }
             Val::Param(name) => {
                 self.notes.push(format!(

@@ -372,7 +372,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
         match params.value(a) {
             Ok(Val::Param(name)) => args.push(Out::Str(format!("{{{name}}}"))),
             Ok(Val::Literal(text)) => args.push(Out::Str(template_text(&text, t))),
-            Ok(Val::Missing(why)) | Err(why) => {
+            Ok(Val::Missing(why) | Val::Absent(why)) | Err(why) => {
                 messages.push((
                     format!(
                         "argument {}: {why}; adnanh passes an empty argument, and so does the import",
@@ -402,12 +402,25 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
             );
             continue;
         }
-        env.retain(|(n, _)| *n != name);
-        param_env.retain(|(n, _)| *n != name);
-        match params.value(a) {
+        // A later entry of the same name wins when it has a value (the
+        // environment keeps the last of a name); one that has none leaves
+        // the earlier one in place, as adnanh skips a value it cannot read.
+        let value = params.value(a);
+        if matches!(value, Ok(Val::Param(_) | Val::Literal(_))) {
+            let before = env.len() + param_env.len();
+            env.retain(|(n, _)| *n != name);
+            param_env.retain(|(n, _)| *n != name);
+            if env.len() + param_env.len() < before && matches!(value, Ok(Val::Param(_))) {
+                messages.push((
+                    format!("`{name}` is given more than once: the last entry is used; when its value is missing from a request adnanh falls back to the earlier entry's, the import leaves the variable unset"),
+                    false,
+                ));
+            }
+        }
+        match value {
             Ok(Val::Param(p)) => param_env.push((name, Out::Str(p))),
             Ok(Val::Literal(text)) => env.push((name, Out::Str(interp(&text, t, false)))),
-            Ok(Val::Missing(why)) | Err(why) => {
+            Ok(Val::Missing(why) | Val::Absent(why)) | Err(why) => {
                 messages.push((
                     format!("`{name}`: {why}; adnanh leaves the variable unset, and so does the import"),
                     false,
@@ -453,7 +466,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
                 &mut messages,
                 format!("`pass-file-to-command` `{name}` from source `string` (a fixed text): `param_files` writes params only; keep such a file next to the handler"),
             ),
-            Ok(Val::Missing(why)) | Err(why) => {
+            Ok(Val::Missing(why) | Val::Absent(why)) | Err(why) => {
                 messages.push((format!("file `{name}`: {why}; adnanh writes no file, and neither does the import"), false));
             }
         }
@@ -494,6 +507,16 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
                     messages.push((format!("`parse-parameters-as-json` `{}`: adnanh crashes (500) on a dotted name; hookrunner parses it", a.name), false));
                 }
                 super::params::payload_path(&a.name)
+            }
+            "header" if !super::params::valid_header_name(&a.name) => {
+                messages.push((
+                    format!(
+                        "`parse-parameters-as-json` header `{}` is not a valid header name, so no request carries it: left out",
+                        a.name.escape_debug()
+                    ),
+                    false,
+                ));
+                continue;
             }
             "header" => format!("headers.{}", key(&canonical_header(&a.name), true)),
             "url" | "query" => format!("query.{}", key(&a.name, true)),
