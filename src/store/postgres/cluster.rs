@@ -388,21 +388,24 @@ impl Postgres {
         self.with("claim tasks", move |mut c| async move {
             let e = db("claim tasks");
             let tx = c.transaction().await.map_err(&e)?;
-            // The planner misjudges `run_on <@ labels` and would rather sort
-            // every queued row than walk the queue index in order: with a
-            // long queue that is 10 ms a claim instead of under one.
-            tx.batch_execute(CLAIM_SETTINGS).await.map_err(&e)?;
             // With keys or limits in the config, claims go one at a time from
             // the start: a node that chose its rows while another held its
             // own locked (SKIP LOCKED) could pass over an older task of a key
             // and claim a younger one of the same key, out of order.
             let serial = keyed || !limits.is_empty();
-            if serial {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-                    .await
-                    .map_err(&e)?;
-            }
             let scan = (n * 8).clamp(32, 512) as i64;
+            // Prepared (cached), so that each request below is sent the
+            // moment its future is first polled, not after a round trip.
+            let alive_stmt = tx
+                .prepare_cached(
+                    "SELECT 1 FROM nodes WHERE name = $1 AND incarnation = $2 AND status = 'alive' FOR SHARE",
+                )
+                .await
+                .map_err(&e)?;
+            let lock_stmt = tx
+                .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                .await
+                .map_err(&e)?;
             // Only programs this node has (another node, with a newer config,
             // may have queued a program this one does not know yet).
             let candidates_stmt = tx
@@ -430,11 +433,22 @@ impl Postgres {
             // until the claim commits, so a takeover of this node waits for
             // it (and then sees what it claimed) or comes first (and then
             // nothing is claimed).
-            let (alive, mut candidates, next_due) = futures_util::future::try_join3(
-                tx.query_opt(
-                    "SELECT 1 FROM nodes WHERE name = $1 AND incarnation = $2 AND status = 'alive' FOR SHARE",
-                    &[&node, &incarnation],
-                ),
+            //
+            // All in one round trip: tokio-postgres sends the futures' requests
+            // in the order they are first polled and PostgreSQL runs them in
+            // that order, so the settings (the planner misjudges `run_on <@
+            // labels` and would rather sort every queued row than walk the
+            // queue index in order: 10 ms a claim with a long queue instead
+            // of under one) and the lock hold for the queries behind them.
+            let (_, _, alive, mut candidates, next_due) = futures_util::future::try_join5(
+                tx.batch_execute(CLAIM_SETTINGS),
+                async {
+                    if serial {
+                        tx.execute(&lock_stmt, &[&CLAIM_LOCK]).await?;
+                    }
+                    Ok(())
+                },
+                tx.query_opt(&alive_stmt, &[&node, &incarnation]),
                 tx.query(&candidates_stmt, &[&now_ms, &labels, &node, &scan, &known]),
                 tx.query_one(&next_due_stmt, &[&now_ms, &labels, &node, &known]),
             )
