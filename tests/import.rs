@@ -593,6 +593,22 @@ fn import_text(dir: &Path, name: &str, text: &str, out: Option<&Path>) -> std::p
     import.output().unwrap()
 }
 
+/// What `hookrunner import adnanh` made of a JSON hooks file.
+struct Imported {
+    code: Option<i32>,
+    config: String,
+    stderr: String,
+}
+
+fn import_hooks(dir: &Path, hooks: &Value) -> Imported {
+    let out = import_text(dir, "hooks.json", &hooks.to_string(), None);
+    Imported {
+        code: out.status.code(),
+        config: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[test]
 fn a_hostile_hooks_file_is_refused_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -698,10 +714,10 @@ fn an_or_of_ip_whitelists_becomes_allow_ips() {
         {"id": "local-main", "execute-command": "/bin/true",
          "trigger-rule": {"and": [{"or": [ip("10.0.0.0/8"), ip("127.0.0.0/8")]}, ref_is_main]}},
     ]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let config = String::from_utf8(out.stdout).unwrap();
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
+    let config = out.config;
     for range in bitbucket {
         assert!(config.contains(range), "{range} is missing: {config}");
     }
@@ -723,9 +739,9 @@ fn an_or_of_ip_whitelists_becomes_allow_ips() {
         serde_json::json!({"or": [ip("10.0.0.0/8"), ip("192.168.0.0/16"), ref_is_main]}),
     ] {
         let hooks = serde_json::json!([{"id": "x", "execute-command": "/bin/true", "trigger-rule": rule}]);
-        let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{rule}: {stderr}");
+        let out = import_hooks(dir.path(), &hooks);
+        let stderr = &out.stderr;
+        assert_eq!(out.code, Some(1), "{rule}: {stderr}");
         let refusals: Vec<&str> = stderr.lines().filter(|l| l.contains("cannot translate")).collect();
         assert_eq!(refusals.len(), 1, "{rule}: {stderr}");
         assert!(
@@ -810,9 +826,9 @@ fn go_octal_escapes_are_translated_and_escapes_go_refuses_are_refused() {
             "trigger-rule": {"match": {"type": "regex", "regex": regex, "parameter": {"source": "url", "name": "v"}}}})
     };
     let hooks = serde_json::json!([hook("octal", r"^\123[\141-\143]\0$"), hook("angle", r"^\<\>$")]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let out = import_hooks(dir.path(), &hooks);
+    assert!(out.code == Some(0), "{}", out.stderr);
+    let d = Daemon::start(&out.config);
     for (path, runs) in [
         ("/hooks/octal?v=Sb%00", true),
         ("/hooks/octal?v=Sd%00", false),
@@ -830,9 +846,9 @@ fn go_octal_escapes_are_translated_and_escapes_go_refuses_are_refused() {
         (r"^(a)\1$", "has `\\1`, a back-reference, which Go's regexp refuses"),
     ] {
         let hooks = serde_json::json!([hook("x", regex)]);
-        let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{regex}: {stderr}");
+        let out = import_hooks(dir.path(), &hooks);
+        let stderr = &out.stderr;
+        assert_eq!(out.code, Some(1), "{regex}: {stderr}");
         assert!(stderr.contains(why), "{regex}: {stderr}");
     }
 }
@@ -854,14 +870,14 @@ fn a_not_keeps_adnanhs_not_found_error_of_an_unknown_match_type() {
             {"match": {"type": "value", "value": "main", "parameter": {"source": "payload", "name": "ref"}}},
             {"not": {"match": {"type": "value", "value": "dependabot[bot]", "parameter": {"source": "payload", "name": "pusher.name"}}}}]}},
     ]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
     assert!(
         stderr.contains("hook `nn`: note: a `not` inside an `and` over a match on `payload` `pusher.name`: adnanh counts a value that is there but empty (`\"\"`) or JSON `null`"),
         "{stderr}"
     );
-    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let d = Daemon::start(&out.config);
     let ran = |r: common::Resp| {
         assert_eq!(r.status, 200, "{}", r.text);
         r.text != "Hook rules were not satisfied."
@@ -893,9 +909,9 @@ fn a_not_keeps_adnanhs_not_found_error_of_an_unknown_match_type() {
 
     let hooks = serde_json::json!([{"id": "x", "execute-command": "/bin/true",
         "trigger-rule": {"not": {"match": {"type": "ip-whitlist", "ip-range": "1.2.3.4"}}}}]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(
         stderr.contains("cannot translate: match type `ip-whitlist` is not one adnanh knows, and its parameter cannot be read (no `source` is given): adnanh answers 500 to every request that evaluates it, under `not` too"),
         "{stderr}"
@@ -916,9 +932,9 @@ fn an_ipv4_mapped_range_is_its_ipv4_range() {
         hook("mapped-net", "::ffff:127.0.0.0/104"),
         hook("other", "::ffff:127.0.0.2/128"),
     ]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let out = import_hooks(dir.path(), &hooks);
+    assert!(out.code == Some(0), "{}", out.stderr);
+    let d = Daemon::start(&out.config);
     assert_eq!(d.post("/hooks/mapped", &[], b"").status, 200);
     assert_eq!(d.post("/hooks/mapped-net", &[], b"").status, 200);
     assert_eq!(d.post("/hooks/other", &[], b"").status, 403);
@@ -951,10 +967,10 @@ fn an_api_key_beside_a_signature_is_still_checked_in_either_order() {
         {"id": "key-first", "execute-command": "/bin/true", "trigger-rule": {"and": [key, sig]}},
         {"id": "sig-first", "execute-command": "/bin/true", "trigger-rule": {"and": [sig, key]}},
     ]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
+    let d = Daemon::start(&out.config);
     let body = br#"{"a": 1}"#;
     let good = format!("sha256={}", common::hmac_sha256_hex("s3cret", body));
     for hook in ["key-first", "sig-first"] {
@@ -992,10 +1008,10 @@ fn an_empty_value_on_a_credential_header_is_a_condition_not_an_empty_token() {
     let dir = tempfile::tempdir().unwrap();
     let hooks = serde_json::json!([{"id": "no-token", "execute-command": "/bin/true",
         "trigger-rule": {"match": {"type": "value", "value": "", "parameter": {"source": "header", "name": "X-Api-Token"}}}}]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let config = String::from_utf8(out.stdout).unwrap();
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
+    let config = out.config;
     assert!(config.contains("auth: none"), "{config}");
     let d = Daemon::start(&config);
     let r = d.post("/hooks/no-token", &[("X-Api-Token", "")], b"");
@@ -1026,14 +1042,14 @@ fn a_header_name_no_request_can_carry_reads_as_not_found() {
         {"id": "bad-token", "execute-command": "/bin/true",
          "trigger-rule": {"match": {"type": "value", "value": "t", "parameter": {"source": "header", "name": "Api Token"}}}},
     ]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
     assert!(
         stderr.contains("header `X Bad` is not a valid header name, so no request carries it"),
         "{stderr}"
     );
-    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let d = Daemon::start(&out.config);
     let r = d.post("/hooks/args", &[], b"");
     assert_eq!((r.status, r.text.as_str()), (200, " end\n"));
     assert_ne!(
@@ -1048,9 +1064,9 @@ fn a_header_name_no_request_can_carry_reads_as_not_found() {
 
     let hooks = serde_json::json!([{"id": "sig", "execute-command": "/bin/true",
         "trigger-rule": {"match": {"type": "payload-hmac-sha1", "secret": "s", "parameter": {"source": "header", "name": "X Sig"}}}}]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(
         stderr.contains("which is not a valid header name: no request carries it"),
         "{stderr}"
@@ -1069,14 +1085,14 @@ fn a_variable_named_twice_keeps_the_entry_adnanh_keeps() {
             {"source": "request", "name": "nothing", "envname": "A"},
             {"source": "string", "name": "one", "envname": "B"},
             {"source": "url", "name": "b", "envname": "B"}]}]);
-    let out = import_text(dir.path(), "hooks.json", &hooks.to_string(), None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let out = import_hooks(dir.path(), &hooks);
+    let stderr = &out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
     assert!(
         stderr.contains("`B` is given more than once: the last entry is used"),
         "{stderr}"
     );
-    let d = Daemon::start(&String::from_utf8(out.stdout).unwrap());
+    let d = Daemon::start(&out.config);
     let r = d.post("/hooks/env?b=two", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text);
     let lines: Vec<&str> = r.text.lines().collect();

@@ -12,6 +12,7 @@
 
 use super::hooks::Argument;
 use super::rules::canonical_header;
+use crate::headers::valid_name;
 
 /// The value an argument gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +26,6 @@ pub enum Val {
     /// A value no request can carry (the reason): a header whose name is
     /// not a valid header name. adnanh reads it as not found every time.
     Absent(String),
-}
-
-/// Whether `name` can be a header name on the wire (an HTTP token): a
-/// request with any other name is refused before any hook sees it.
-pub fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The params of one hook's mapping, in the order they were first used.
@@ -75,7 +67,7 @@ impl Params {
         for a in parsed {
             match a.source.as_str() {
                 // One no request carries is never there to parse.
-                "header" if valid_header_name(&a.name) => self.parsed_headers.push(canonical_header(&a.name)),
+                "header" if valid_name(&a.name) => self.parsed_headers.push(canonical_header(&a.name)),
                 "url" | "query" => self.parsed_query.push(a.name.clone()),
                 _ => {}
             }
@@ -87,11 +79,7 @@ impl Params {
     /// hook parses as JSON is a path into it, as adnanh reads it
     /// (`X-Meta.build` → `headers.X-Meta.build`).
     fn whole_or_path(root: &str, name: &str, parsed: &[String]) -> String {
-        let under = parsed
-            .iter()
-            .filter(|p| name.len() > p.len() + 1 && name.starts_with(p.as_str()) && name.as_bytes()[p.len()] == b'.')
-            .max_by_key(|p| p.len());
-        match under {
+        match parsed_prefix(name, parsed) {
             Some(p) => {
                 let mut out = format!("{root}.{}", key(p, true));
                 push_segments(&mut out, name[p.len() + 1..].split('.'));
@@ -99,15 +87,6 @@ impl Params {
             }
             None => format!("{root}.{}", key(name, true)),
         }
-    }
-
-    /// Whether `name` is a path into a header the hook parses as JSON
-    /// (`X-Meta.a b`: the header is `X-Meta`, the key `a b`).
-    fn under_parsed_header(&self, name: &str) -> bool {
-        let name = canonical_header(name);
-        self.parsed_headers
-            .iter()
-            .any(|p| name.len() > p.len() + 1 && name.starts_with(p.as_str()) && name.as_bytes()[p.len()] == b'.')
     }
 
     /// `(name, source)` pairs, as the mapping lists them.
@@ -145,10 +124,12 @@ impl Params {
         let name = &arg.name;
         Ok(match arg.source.as_str() {
             "string" => Val::Literal(name.clone()),
-            "header" if !valid_header_name(name) && !self.under_parsed_header(name) => Val::Absent(format!(
-                "header `{}` is not a valid header name, so no request carries it (adnanh reads it as not found)",
-                name.escape_debug()
-            )),
+            "header" if !valid_name(name) && parsed_prefix(&canonical_header(name), &self.parsed_headers).is_none() => {
+                Val::Absent(format!(
+                    "header `{}` is not a valid header name, so no request carries it (adnanh reads it as not found)",
+                    name.escape_debug()
+                ))
+            }
             "header" => {
                 let header = canonical_header(name);
                 let path = Self::whole_or_path("headers", &header, &self.parsed_headers);
@@ -174,6 +155,15 @@ impl Params {
             other => Val::Missing(format!("source `{other}` is not one adnanh knows")),
         })
     }
+}
+
+/// The longest of `parsed` (names whose values the hook parses as JSON)
+/// that `name` is a path into: `X-Meta` for `X-Meta.a b`.
+fn parsed_prefix<'p>(name: &str, parsed: &'p [String]) -> Option<&'p String> {
+    parsed
+        .iter()
+        .filter(|p| name.len() > p.len() + 1 && name.starts_with(p.as_str()) && name.as_bytes()[p.len()] == b'.')
+        .max_by_key(|p| p.len())
 }
 
 /// A param name made of `hint`: letters, digits and `_`, not starting with a digit.

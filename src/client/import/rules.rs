@@ -380,7 +380,7 @@ fn lift(child: &Rules, soft: bool, tokens: bool, out: &mut Translated, templates
                 && m.kind == "value"
                 && !m.value.is_empty()
                 && matches!(m.parameter.source.as_str(), "header" | "url" | "query")
-                && (m.parameter.source != "header" || super::params::valid_header_name(&m.parameter.name))
+                && (m.parameter.source != "header" || crate::headers::valid_name(&m.parameter.name))
                 && (Templates::has_calls(&m.value) || credential_name(&m.parameter.source, &m.parameter.name))
                 && out.hmac.is_none()
                 && out.token.is_none() =>
@@ -494,7 +494,7 @@ fn hmac_from(matches: &[&Match], out: &mut Translated, templates: &Templates) ->
     }
     let p = &first.parameter;
     let (header, query) = match p.source.as_str() {
-        "header" if !super::params::valid_header_name(&p.name) => {
+        "header" if !crate::headers::valid_name(&p.name) => {
             out.gaps.push(format!(
                 "`{}` reads the signature from header `{}`, which is not a valid header name: no request carries it, so the hook never triggers",
                 first.kind,
@@ -524,8 +524,7 @@ fn hmac_from(matches: &[&Match], out: &mut Translated, templates: &Templates) ->
 /// Go's `textproto.CanonicalMIMEHeaderKey`: `x-hub-signature` → `X-Hub-Signature`;
 /// a name with a character that cannot be in a header name is kept as it is.
 pub fn canonical_header(name: &str) -> String {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !name.bytes().all(token) {
+    if !crate::headers::valid_name(name) {
         return name.to_string();
     }
     crate::mapping::params::canonical_header(name)

@@ -508,7 +508,7 @@ fn translate_hook(input: &Input<'_>, flags: &Flags, program: &str, short: bool) 
                 }
                 super::params::payload_path(&a.name)
             }
-            "header" if !super::params::valid_header_name(&a.name) => {
+            "header" if !crate::headers::valid_name(&a.name) => {
                 messages.push((
                     format!(
                         "`parse-parameters-as-json` header `{}` is not a valid header name, so no request carries it: left out",

@@ -472,9 +472,7 @@ impl Postgres {
             let mut holders: Vec<Holder> = Vec::new();
             if guarded {
                 if !serial {
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-                        .await
-                        .map_err(&e)?;
+                    tx.execute(&lock_stmt, &[&CLAIM_LOCK]).await.map_err(&e)?;
                 }
                 let (counts, keys) = futures_util::future::try_join(
                     tx.query(
