@@ -9,7 +9,7 @@
 //! not held" are true across the cluster when a claim commits, and the
 //! unique index on held keys backs that up.
 
-use super::{column, db, message, put_task, task_row, Postgres, CANCEL_CHANNEL, QUEUE_CHANNEL};
+use super::{column, db, message, put_task, task_row, Postgres, RawTx, CANCEL_CHANNEL, QUEUE_CHANNEL};
 use crate::store::record::{StateRecord, TaskRecord};
 use crate::store::{Body, StoreError};
 use bytes::Bytes;
@@ -39,9 +39,9 @@ const STRANDED_MS: i64 = 15_000;
 /// stopped answering (which refuses deliveries with 503).
 const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
 
-/// [`LOCK_WAIT`] and the planner settings of a claim, in one round trip.
-const CLAIM_SETTINGS: &str =
-    "SET LOCAL lock_timeout = '2s'; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+/// A claim's transaction begun, with [`LOCK_WAIT`] and its planner settings.
+const BEGIN_CLAIM: &str =
+    "BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
 
 /// This node, as it registers.
 #[derive(Debug, Clone)]
@@ -385,9 +385,14 @@ impl Postgres {
             keyed,
             replacing,
         } = programs;
-        self.with("claim tasks", move |mut c| async move {
+        self.with("claim tasks", move |c| async move {
             let e = db("claim tasks");
-            let tx = c.transaction().await.map_err(&e)?;
+            // Its `BEGIN` rides with the first queries, its `COMMIT` with
+            // the updates: two round trips for a claim without keys or
+            // limits. Any early return below closes the connection, which
+            // rolls the claim back.
+            let raw = RawTx::new(c);
+            let tx = raw.c();
             // With keys or limits in the config, claims go one at a time from
             // the start: a node that chose its rows while another held its
             // own locked (SKIP LOCKED) could pass over an older task of a key
@@ -441,7 +446,7 @@ impl Postgres {
             // queue index in order: 10 ms a claim with a long queue instead
             // of under one) and the lock hold for the queries behind them.
             let (_, _, alive, mut candidates, next_due) = futures_util::future::try_join5(
-                tx.batch_execute(CLAIM_SETTINGS),
+                tx.batch_execute(BEGIN_CLAIM),
                 async {
                     if serial {
                         tx.execute(&lock_stmt, &[&CLAIM_LOCK]).await?;
@@ -455,6 +460,9 @@ impl Postgres {
             .await
             .map_err(&e)?;
             if alive.is_none() {
+                let rolled_back = tx.batch_execute("ROLLBACK").await;
+                raw.end(&rolled_back);
+                rolled_back.map_err(&e)?;
                 return Ok(Claimed {
                     tasks: Vec::new(),
                     next_due_ms: None,
@@ -668,18 +676,20 @@ impl Postgres {
                 .await
                 .map_err(&e)?;
             let encoded: Vec<String> = claimed.iter().map(|(r, _)| crate::store::record::encode(r)).collect();
-            futures_util::future::try_join_all(claimed.iter().zip(&encoded).map(|((r, _), record)| {
-                let update = &update;
-                let tx = &tx;
-                let node = &node;
-                async move {
-                    tx.execute(update, &[&r.id, node, &r.claim, &r.key.is_some(), record])
-                        .await
-                }
-            }))
-            .await
-            .map_err(&e)?;
-            tx.commit().await.map_err(&e)?;
+            let committed = futures_util::future::try_join(
+                futures_util::future::try_join_all(claimed.iter().zip(&encoded).map(|((r, _), record)| {
+                    let update = &update;
+                    let node = &node;
+                    async move {
+                        tx.execute(update, &[&r.id, node, &r.claim, &r.key.is_some(), record])
+                            .await
+                    }
+                })),
+                tx.batch_execute("COMMIT"),
+            )
+            .await;
+            raw.end(&committed);
+            committed.map_err(&e)?;
             stale.dedup();
             Ok(Claimed {
                 tasks: claimed,

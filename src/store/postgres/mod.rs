@@ -36,8 +36,16 @@ enum Cmd {
     Close(oneshot::Sender<()>),
 }
 
+macro_rules! queue_channel {
+    () => {
+        "hookrunner_queue"
+    };
+}
 /// The channel `NOTIFY`/`LISTEN` use to wake nodes when there is work.
-pub const QUEUE_CHANNEL: &str = "hookrunner_queue";
+pub const QUEUE_CHANNEL: &str = queue_channel!();
+/// Wakes the nodes listening on [`QUEUE_CHANNEL`] (as simple SQL: no
+/// statement to prepare, so it can be sent behind others without waiting).
+const NOTIFY_QUEUE: &str = concat!("NOTIFY ", queue_channel!());
 /// The channel that asks the node running a task to stop it.
 pub const CANCEL_CHANNEL: &str = "hookrunner_cancel";
 /// The channel nodes relay their `/events` on, while another node listens.
@@ -623,6 +631,8 @@ const PUT_TASK: &str =
        body = CASE WHEN $18 THEN tasks.body ELSE excluded.body END
      WHERE tasks.claim IS NOT DISTINCT FROM excluded.claim";
 
+const DELETE_TASK: &str = "DELETE FROM tasks WHERE id = $1";
+
 const PUT_DELIVERY: &str = "INSERT INTO deliveries (id, delivery_id, source, event, outcome, received_ms, record, body)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, record = excluded.record,
@@ -635,7 +645,7 @@ pub(crate) async fn put_task(
     sender: Option<&str>,
 ) -> Result<bool, tokio_postgres::Error> {
     let stmt = tx.prepare_cached(PUT_TASK).await?;
-    put_task_with(tx, &stmt, r, body, sender).await
+    put_task_with(&**tx, &stmt, r, body, sender).await
 }
 
 /// [`put_task`] with the statement prepared once for a batch, written by
@@ -647,7 +657,7 @@ pub(crate) async fn put_task(
 /// that a takeover of that node finds them; or none, waiting for a node
 /// with the program, when the writer could not work them out.
 async fn put_task_with(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl tokio_postgres::GenericClient,
     stmt: &tokio_postgres::Statement,
     r: &TaskRecord,
     body: &Body,
@@ -694,6 +704,52 @@ async fn put_task_with(
         )
         .await?;
     Ok(n > 0)
+}
+
+/// A transaction whose `BEGIN` and `COMMIT` are sent like any other
+/// statement, so they can ride in one round trip with the statements
+/// between them (tokio-postgres sends requests in the order their futures
+/// are first polled; `Transaction` waits for its `BEGIN` and its `COMMIT`).
+///
+/// Ended with [`RawTx::end`] once a `COMMIT` or `ROLLBACK` was answered,
+/// the connection goes back to the pool. Dropped otherwise (an error
+/// returned early, a timeout, a failure before everything was sent), it
+/// closes its connection, which rolls back whatever reached the server: a
+/// connection never goes back to the pool inside a transaction.
+pub(crate) struct RawTx {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl RawTx {
+    pub(crate) fn new(client: deadpool_postgres::Object) -> RawTx {
+        RawTx { client: Some(client) }
+    }
+
+    /// The connection, for the statements of the transaction.
+    pub(crate) fn c(&self) -> &deadpool_postgres::ClientWrapper {
+        self.client
+            .as_ref()
+            .expect("a RawTx holds its connection until it is ended or dropped")
+    }
+
+    /// Ends the transaction after the join that carried its `COMMIT` (or
+    /// `ROLLBACK`) returned `result`. With `Ok`, or an error from the
+    /// server (which can only come once every request was sent, the
+    /// `COMMIT` among them, and which ends the transaction), the connection
+    /// goes back to the pool; after any other error it is closed.
+    pub(crate) fn end<T>(mut self, result: &Result<T, tokio_postgres::Error>) {
+        if result.as_ref().is_ok() || result.as_ref().is_err_and(|e| e.as_db_error().is_some()) {
+            drop(self.client.take());
+        }
+    }
+}
+
+impl Drop for RawTx {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
 }
 
 struct Writer {
@@ -879,27 +935,36 @@ impl Writer {
 
     async fn apply(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
         let e = db("write a batch");
-        let mut client = self.pool.get().await.map_err(|e| StoreError::new("write a batch", e))?;
-        let tx = client.transaction().await.map_err(&e)?;
-        // One statement per op, sent without waiting for the one before
-        // (tokio-postgres pipelines the futures polled together on one
-        // connection, in order): a batch costs one round trip, not one per op.
-        let put_task_stmt = tx.prepare_cached(PUT_TASK).await.map_err(&e)?;
-        let put_delivery_stmt = tx.prepare_cached(PUT_DELIVERY).await.map_err(&e)?;
-        let (txr, put_task_stmt, put_delivery_stmt) = (&tx, &put_task_stmt, &put_delivery_stmt);
+        let tx = RawTx::new(self.pool.get().await.map_err(|e| StoreError::new("write a batch", e))?);
+        let client = tx.c();
+        let put_task_stmt = client.prepare_cached(PUT_TASK).await.map_err(&e)?;
+        let put_delivery_stmt = client.prepare_cached(PUT_DELIVERY).await.map_err(&e)?;
+        // Every statement prepared ahead (once per connection): one given
+        // as text would be prepared in a round trip of its own, and run
+        // after what was sent behind it.
+        let delete_stmt = client.prepare_cached(DELETE_TASK).await.map_err(&e)?;
+        let prune_stmt = client.prepare_cached(PRUNE_REFUSED).await.map_err(&e)?;
+        let (c, put_task_stmt, put_delivery_stmt, delete_stmt) =
+            (&**client, &put_task_stmt, &put_delivery_stmt, &delete_stmt);
         let sender = self.shared.node.get().map(String::as_str);
-        let writes = ops.iter().map(|op| async move {
+        // The whole transaction in one round trip: `BEGIN`, one statement
+        // per op, the prune, the wake-up and `COMMIT`, each sent without
+        // waiting for the one before (tokio-postgres sends requests in the
+        // order their futures are first polled, and the joins below poll
+        // them in this order). If a statement fails, PostgreSQL refuses
+        // the rest of the transaction and answers the `COMMIT` with a
+        // rollback; the joins return the failed statement's own error
+        // (its answer comes first).
+        let begin = c.batch_execute("BEGIN");
+        let writes = futures_util::future::try_join_all(ops.iter().map(|op| async move {
             match op {
                 Op::PutTask(t, body) => {
-                    let written = put_task_with(txr, put_task_stmt, t, body, sender).await?;
-                    if !written {
+                    if !put_task_with(c, put_task_stmt, t, body, sender).await? {
                         tracing::debug!(task_id = %t.id, "a stale write of a task was dropped (its claim changed)");
                     }
-                    // Queued work, or a slot or key set free: nodes look for work.
-                    Ok::<_, tokio_postgres::Error>(written && !matches!(t.state, StateRecord::Running { .. }))
                 }
                 Op::PutDelivery(d, body) => {
-                    txr.execute(
+                    c.execute(
                         put_delivery_stmt,
                         &[
                             &column(&d.id),
@@ -913,35 +978,40 @@ impl Writer {
                         ],
                     )
                     .await?;
-                    Ok(false)
                 }
                 Op::DeleteTask(id) => {
-                    txr.execute("DELETE FROM tasks WHERE id = $1", &[id]).await?;
-                    Ok(false)
+                    c.execute(delete_stmt, &[id]).await?;
                 }
             }
-        });
-        let wake = futures_util::future::try_join_all(writes)
-            .await
-            .map_err(&e)?
-            .into_iter()
-            .any(|w| w);
+            Ok::<_, tokio_postgres::Error>(())
+        }));
         // Refused records are held to their budget in the batch that wrote
         // them, by one node at a time (any other batch leaves it to the next).
         let refused = ops
             .iter()
             .any(|op| matches!(op, Op::PutDelivery(d, _) if d.outcome == crate::status::Outcome::Refused));
-        if refused {
-            tx.execute(PRUNE_REFUSED, &[&(self.retention.refused as i64), &PRUNE_REFUSED_LOCK])
-                .await
-                .map_err(&e)?;
-        }
-        if wake {
-            tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
-                .await
-                .map_err(&e)?;
-        }
-        tx.commit().await.map_err(&e)
+        let prune = async {
+            if refused {
+                c.execute(&prune_stmt, &[&(self.retention.refused as i64), &PRUNE_REFUSED_LOCK])
+                    .await?;
+            }
+            Ok(())
+        };
+        // Queued work, or a slot or key set free: nodes look for work. (A
+        // write dropped as stale wakes them for nothing; they find nothing.)
+        let wake = ops
+            .iter()
+            .any(|op| matches!(op, Op::PutTask(t, _) if !matches!(t.state, StateRecord::Running { .. })));
+        let notify = async {
+            if wake {
+                c.batch_execute(NOTIFY_QUEUE).await?;
+            }
+            Ok(())
+        };
+        let commit = c.batch_execute("COMMIT");
+        let result = futures_util::future::try_join5(begin, writes, prune, notify, commit).await;
+        tx.end(&result);
+        result.map(drop).map_err(&e)
     }
 
     /// Drops what retention says (one node at a time), and dedup keys past their window.
