@@ -9,7 +9,7 @@
 //! not held" are true across the cluster when a claim commits, and the
 //! unique index on held keys backs that up.
 
-use super::{column, db, message, put_task, task_row, Postgres, RawTx, CANCEL_CHANNEL, QUEUE_CHANNEL};
+use super::{column, db, message, put_task, task_row, Postgres, RawTx, CANCEL_CHANNEL, NOTIFY_QUEUE};
 use crate::store::record::{StateRecord, TaskRecord};
 use crate::store::{Body, StoreError};
 use bytes::Bytes;
@@ -37,11 +37,19 @@ const STRANDED_MS: i64 = 15_000;
 /// (the server ends that transaction once it has been idle for as long as a
 /// query may take), and waiting on it must not look like a database that
 /// stopped answering (which refuses deliveries with 503).
-const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
+macro_rules! lock_wait {
+    () => {
+        "SET LOCAL lock_timeout = '2s'"
+    };
+}
+const LOCK_WAIT: &str = lock_wait!();
 
 /// A claim's transaction begun, with [`LOCK_WAIT`] and its planner settings.
-const BEGIN_CLAIM: &str =
-    "BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+const BEGIN_CLAIM: &str = concat!(
+    "BEGIN; ",
+    lock_wait!(),
+    "; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+);
 
 /// This node, as it registers.
 #[derive(Debug, Clone)]
@@ -228,7 +236,7 @@ impl Postgres {
                 )
                 .await
                 .map_err(&e)?;
-                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                tx.batch_execute(NOTIFY_QUEUE)
                     .await
                     .map_err(&e)?;
                 tx.commit().await.map_err(&e)?;
@@ -267,7 +275,7 @@ impl Postgres {
             )
             .await
             .map_err(db("leave the cluster"))?;
-            c.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+            c.batch_execute(NOTIFY_QUEUE)
                 .await
                 .map_err(db("leave the cluster"))?;
             Ok(())
@@ -352,7 +360,7 @@ impl Postgres {
                 }
             }
             if !taken.is_empty() {
-                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                tx.batch_execute(NOTIFY_QUEUE)
                     .await
                     .map_err(&e)?;
             }
@@ -732,9 +740,7 @@ impl Postgres {
             // (Unless it lacks the program: then a node that has it does.)
             take_row(&tx, &mut done).await.map_err(&e)?;
             put_written(&tx, &done, &Body::Drop, &node).await?;
-            tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
-                .await
-                .map_err(&e)?;
+            tx.batch_execute(NOTIFY_QUEUE).await.map_err(&e)?;
             tx.commit().await.map_err(&e)?;
             Ok(Some(done))
         })
@@ -879,9 +885,7 @@ impl Postgres {
             }
             if !done.is_empty() {
                 // A key a superseded task held is free: nodes look for work.
-                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
-                    .await
-                    .map_err(&e)?;
+                tx.batch_execute(NOTIFY_QUEUE).await.map_err(&e)?;
             }
             tx.commit().await.map_err(&e)?;
             Ok(done)
@@ -992,9 +996,7 @@ impl Postgres {
                 return Ok(Vec::new());
             }
             let written = settle(&tx, &node, orphans, take).await?;
-            tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
-                .await
-                .map_err(&e)?;
+            tx.batch_execute(NOTIFY_QUEUE).await.map_err(&e)?;
             tx.commit().await.map_err(&e)?;
             Ok(written)
         })

@@ -44,8 +44,9 @@ macro_rules! queue_channel {
 /// The channel `NOTIFY`/`LISTEN` use to wake nodes when there is work.
 pub const QUEUE_CHANNEL: &str = queue_channel!();
 /// Wakes the nodes listening on [`QUEUE_CHANNEL`] (as simple SQL: no
-/// statement to prepare, so it can be sent behind others without waiting).
-const NOTIFY_QUEUE: &str = concat!("NOTIFY ", queue_channel!());
+/// statement to prepare, so it can be sent behind others without waiting),
+/// the one way every write that frees or queues work does it.
+pub(crate) const NOTIFY_QUEUE: &str = concat!("NOTIFY ", queue_channel!());
 /// The channel that asks the node running a task to stop it.
 pub const CANCEL_CHANNEL: &str = "hookrunner_cancel";
 /// The channel nodes relay their `/events` on, while another node listens.
