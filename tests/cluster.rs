@@ -45,7 +45,12 @@ fn node_leased(
     mappings: &str,
     lease: &str,
 ) -> Daemon {
-    let config = format!(
+    start_node(&node_config(url, shared, programs, mappings, lease), name, labels)
+}
+
+/// A node's config: on the database at `url`, running `programs`.
+fn node_config(url: &str, shared: &Path, programs: &str, mappings: &str, lease: &str) -> String {
+    format!(
         r#"
 state:
   postgres: {url}
@@ -68,8 +73,12 @@ mappings:
 {mappings}
 "#,
     )
-    .replace("$SHARED", &shared.display().to_string());
-    Daemon::with(&config)
+    .replace("$SHARED", &shared.display().to_string())
+}
+
+/// Starts a node named `name`, with `labels`, on `config`.
+fn start_node(config: &str, name: &str, labels: &str) -> Daemon {
+    Daemon::with(config)
         .env("HOOKRUNNER_NODE_NAME", name)
         .env("HOOKRUNNER_NODE_LABELS", labels)
         .start()
@@ -635,6 +644,13 @@ struct Relay {
 }
 
 impl Relay {
+    /// A relay to `db`'s server, and the URL of `db` through it.
+    fn to(db: &Db) -> (Relay, String) {
+        let relay = Relay::start();
+        let url = db.url().replace(":5432/", &format!(":{}/", relay.port));
+        (relay, url)
+    }
+
     fn start() -> Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -707,9 +723,8 @@ fn pump(
 fn a_database_gone_silent_refuses_with_503_instead_of_hanging() {
     let _one = serial();
     let Some(db) = Db::create() else { return };
-    let relay = Relay::start();
+    let (relay, url) = Relay::to(&db);
     let shared = tempfile::tempdir().unwrap();
-    let url = db.url().replace(":5432/", &format!(":{}/", relay.port));
     let a = node_at(&url, "n1", "", shared.path(), STAMP, STAMP_MAPPING);
     let first = send(&a, r#"{"kind":"work"}"#);
     assert_eq!(
@@ -1497,8 +1512,7 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
     );
     let mapping =
         "    told: {rules: [{run: told}]}\n    short: {rules: [{run: short}]}\n    farwork: {rules: [{run: farwork}]}";
-    let relay = Relay::start();
-    let far_url = db.url().replace(":5432/", &format!(":{}/", relay.port));
+    let (relay, far_url) = Relay::to(&db);
     // far heartbeats every 2 s: back from the cut, it tries to claim the
     // work queued meanwhile before it learns it was taken over.
     let far = node_leased(&far_url, "far", "f", shared.path(), &programs, mapping, "6s");
@@ -1581,6 +1595,110 @@ fn a_node_back_from_a_partition_shows_and_sends_the_takers_outcome_not_its_own()
         for d in [&far, &near] {
             assert_eq!(task(d, t)["status"], "interrupted");
         }
+    }
+}
+
+/// A keyed program run again after an interruption, whose handler locks a
+/// file for as long as any process of its group lives: a run that finds
+/// the lock taken says `overlap`. The first run sleeps 120 s, the others 0.2 s.
+const GUARDED: &str = "  guarded:\n    command: handlers/exclusive.sh\n    on_interrupt: rerun\n    concurrency_key: \"one\"\n    env: {OUT_FILE: $SHARED/runs, LOCK: $SHARED/lock, FIRST_SLEEP: \"120\"}\n";
+const GUARDED_MAPPING: &str = "    guarded: {rules: [{run: guarded}]}";
+
+/// A node cut off from the database stops what must never run twice at
+/// once (here a keyed program run again after an interruption) before its
+/// lease ends, so the node that takes its work over never runs the task
+/// beside it. The handler locks a file for as long as any process of its
+/// group lives: a run that finds the lock taken says `overlap`.
+#[test]
+fn a_node_cut_off_from_the_database_stops_its_keyed_task_before_another_runs_it_again() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let (programs, mapping) = (GUARDED, GUARDED_MAPPING);
+    let (relay, far_url) = Relay::to(&db);
+    let far = node_leased(&far_url, "far", "", shared.path(), programs, mapping, "4s");
+    let id = send(&far, r#"{"kind":"guarded"}"#).remove(0);
+    eventually("the task to start on far", Duration::from_secs(10), || {
+        runs(shared.path()).iter().any(|r| r.0 == "start" && r.2 == "far")
+    });
+    let near = node(&db, "near", "", shared.path(), programs, mapping);
+    relay.silent.store(true, Ordering::SeqCst);
+    let done = wait_final(&near, std::slice::from_ref(&id), Duration::from_secs(40)).remove(0);
+    let lines = runs(shared.path());
+    assert!(!lines.iter().any(|r| r.0 == "overlap"), "two runs at once: {lines:?}");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["node"], "near", "{done}");
+    let first = &done["attempts"][0];
+    assert_eq!(first["status"], "interrupted", "{done}");
+    // far's run was stopped, not left to its 120 s: it never ended by itself.
+    let starts: Vec<&str> = lines.iter().filter(|r| r.0 == "start").map(|r| r.2.as_str()).collect();
+    assert_eq!(starts, ["far", "near"], "{lines:?}");
+    assert!(!lines.iter().any(|r| r.0 == "end" && r.2 == "far"), "{lines:?}");
+    assert!(
+        far.logs().contains("must never run twice at once are stopped"),
+        "{}",
+        far.logs()
+    );
+    // Back, far finds its work taken over and shows the cluster's outcome.
+    relay.silent.store(false, Ordering::SeqCst);
+    eventually("far to show the taker's outcome", Duration::from_secs(40), || {
+        task(&far, &id)["status"] == "succeeded"
+    });
+}
+
+/// The node cannot tell its own link down from the database down: after
+/// most of a lease without a heartbeat it stops the tasks that must never
+/// run twice, even with no other node to take them over. Back before
+/// anyone took over, it writes their ends itself: `interrupted`, or run
+/// again with `on_interrupt: rerun`; other tasks ran through the outage.
+#[test]
+fn a_lone_node_fenced_by_an_outage_writes_the_ends_itself_and_runs_the_rest_through() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let programs = &(GUARDED.to_string()
+        + "  limited:\n    command: handlers/stamp.sh\n    max_concurrent: 1\n    env: {OUT_FILE: $SHARED/limited, SLEEP: \"120\"}\n  plain:\n    command: handlers/stamp.sh\n    env: {OUT_FILE: $SHARED/plain, SLEEP: \"5\"}\n");
+    let mapping =
+        &(GUARDED_MAPPING.to_string() + "\n    limited: {rules: [{run: limited}]}\n    plain: {rules: [{run: plain}]}");
+    let (relay, url) = Relay::to(&db);
+    // Room for the three at once.
+    let config = node_config(&url, shared.path(), programs, mapping, "2s")
+        .replace("tasks:\n  max_concurrent: 2\n", "tasks:\n  max_concurrent: 3\n");
+    assert!(config.contains("max_concurrent: 3"));
+    let n = start_node(&config, "alone", "");
+    let ids: Vec<String> = ["guarded", "limited", "plain"]
+        .iter()
+        .map(|k| send(&n, &format!(r#"{{"kind":"{k}"}}"#)).remove(0))
+        .collect();
+    eventually("the three to run", Duration::from_secs(10), || {
+        ids.iter().all(|id| task(&n, id)["status"] == "running")
+    });
+    relay.silent.store(true, Ordering::SeqCst);
+    eventually("the fence", Duration::from_secs(10), || {
+        n.logs().contains("must never run twice at once are stopped")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    relay.silent.store(false, Ordering::SeqCst);
+    let done = wait_final(&n, &ids, Duration::from_secs(40));
+    let (guarded, limited, plain) = (&done[0], &done[1], &done[2]);
+    assert_eq!(guarded["status"], "succeeded", "run again: {guarded}");
+    assert_eq!(guarded["attempts"][0]["status"], "interrupted", "{guarded}");
+    assert!(
+        guarded["attempts"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not reach the database")),
+        "{guarded}"
+    );
+    assert_eq!(limited["status"], "interrupted", "{limited}");
+    assert!(
+        limited["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not reach the database")),
+        "{limited}"
+    );
+    assert_eq!(plain["status"], "succeeded", "ran through the outage: {plain}");
+    assert_eq!(plain["attempt"], 1, "{plain}");
+    assert!(!n.logs().contains("taken over"), "{}", n.logs());
+    // What the node wrote is what the database holds: another node shows it.
+    let other = node(&db, "other", "", shared.path(), programs, mapping);
+    for (id, status) in ids.iter().zip(["succeeded", "interrupted", "succeeded"]) {
+        assert_eq!(task(&other, id)["status"], status);
     }
 }
 

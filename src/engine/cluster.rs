@@ -33,12 +33,26 @@ const SAFETY_POLL: Duration = Duration::from_secs(5);
 const RELAY_ROOM: usize = 4096;
 /// How many events one `NOTIFY` round trip carries at most.
 const RELAY_BATCH: usize = 256;
+/// How old (in leases) the last heartbeat the database took may be before
+/// this node stops the tasks that must never run twice at once ([`fence`]);
+/// what is left of them is killed at [`KILL_AT`], before any other node
+/// may count this one dead (at a whole lease).
+const FENCE_AT: f64 = 0.7;
+const KILL_AT: f64 = 0.85;
+/// How often a fenced node looks again (for handlers started meanwhile, and for its kill time).
+const FENCE_TICK: Duration = Duration::from_millis(50);
+/// The outcome of a task [`fence`] stopped (`interrupted`, or run again
+/// with `on_interrupt: rerun`).
+pub(super) const FENCED: &str = "this node could not reach the database for most of its lease: the task was stopped before another node could take it over, so that it never runs twice at once";
 
 /// This node's place in the cluster.
 pub struct Cluster {
     pub(super) pg: Arc<Postgres>,
     pub(super) info: NodeInfo,
     incarnation: Mutex<Uuid>,
+    /// When this node sent the last heartbeat (or join) the database took:
+    /// the cluster counts it dead a lease after that at the earliest.
+    beat: Mutex<Instant>,
     /// Wakes the claim loop.
     pub(super) wake: Notify,
     /// The cluster's queue length, as last counted (for `max_queued`).
@@ -71,6 +85,16 @@ impl Cluster {
 
     fn incarnation(&self) -> Uuid {
         *self.incarnation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn beat(&self) -> Instant {
+        *self.beat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The database took a heartbeat (or join) this node sent at `sent`.
+    fn beaten(&self, sent: Instant) {
+        let mut beat = self.beat.lock().unwrap_or_else(|p| p.into_inner());
+        *beat = (*beat).max(sent);
     }
 
     /// The live nodes whose labels include all of `run_on`.
@@ -148,6 +172,7 @@ impl Engine {
         let decider = inner.clone();
         let me = info.name.clone();
         pg.set_node(&info.name);
+        let sent = Instant::now();
         let touched = pg
             .join(&info, incarnation, move |orphans| decide(&decider, orphans, &me))
             .await?;
@@ -155,6 +180,7 @@ impl Engine {
             pg,
             info,
             incarnation: Mutex::new(incarnation),
+            beat: Mutex::new(sent),
             wake: Notify::new(),
             queued: AtomicUsize::new(0),
             live: Mutex::new(Vec::new()),
@@ -172,6 +198,7 @@ impl Engine {
         let after = inner.clone();
         runtime.spawn(async move { after.settled(touched).await });
         runtime.spawn(heartbeats(inner.clone(), cluster.clone()));
+        runtime.spawn(fence(inner.clone(), cluster.clone()));
         runtime.spawn(listen(inner.clone(), cluster.clone()));
         if let Some(events) = inner.events.relay_to(RELAY_ROOM) {
             runtime.spawn(relay(inner.clone(), cluster.clone(), events));
@@ -470,12 +497,16 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             return;
         }
         let running = inner.lock().counts().0 as i32;
+        let sent = Instant::now();
         match cluster
             .pg
             .heartbeat(cluster.name(), cluster.incarnation(), running)
             .await
         {
-            Ok(true) => cluster.connected(true),
+            Ok(true) => {
+                cluster.beaten(sent);
+                cluster.connected(true);
+            }
             Ok(false) => {
                 cluster.connected(true);
                 rejoin(&inner, &cluster).await;
@@ -636,13 +667,67 @@ async fn rejoin(inner: &Arc<Inner>, cluster: &Arc<Cluster>) {
         sched.forget_finished();
     }
     let incarnation = Uuid::new_v4();
+    let sent = Instant::now();
     match cluster.pg.join(&cluster.info, incarnation, |_| Vec::new()).await {
         Ok(_) => {
             *cluster.incarnation.lock().unwrap_or_else(|p| p.into_inner()) = incarnation;
+            cluster.beaten(sent);
             cluster.wake.notify_one();
         }
         Err(e) => tracing::error!(error = %e, "could not join the cluster again"),
     }
+}
+
+/// Keeps a node cut off from the database from running a task beside the
+/// node that takes it over. A lease after the last heartbeat the database
+/// took, the cluster counts this node dead, and the taker runs again what
+/// ran here (`on_interrupt: rerun`) and frees its keys and program slots:
+/// so, from 70 % of a lease on without a heartbeat taken, the running tasks
+/// whose programs say so (`on_interrupt: rerun`, a `concurrency_key`, a
+/// program's `max_concurrent`) are stopped (SIGTERM), and at 85 % what is
+/// left of their process groups is killed. A stopped task ends
+/// `interrupted` (or runs again, `on_interrupt: rerun`), which is written
+/// if the database comes back before the lease is over; otherwise the
+/// taker's outcome stands. Other tasks keep running through any outage.
+async fn fence(inner: Arc<Inner>, cluster: Arc<Cluster>) {
+    let lease = cluster.lease();
+    loop {
+        let beat = cluster.beat();
+        tokio::time::sleep_until(beat + lease.mul_f64(FENCE_AT)).await;
+        if cluster.leaving.load(Ordering::Relaxed) {
+            return;
+        }
+        if cluster.beat() != beat {
+            continue;
+        }
+        let kill_at = beat + lease.mul_f64(KILL_AT);
+        let mut told = false;
+        while cluster.beat() == beat && !cluster.leaving.load(Ordering::Relaxed) {
+            let groups = inner.lock().stop_where(FENCED, must_not_run_twice);
+            if !groups.is_empty() && !told {
+                tracing::warn!(
+                    tasks = groups.len(),
+                    "this node has not reached the database for most of its lease: the tasks that must never run twice at once are stopped before another node takes them over"
+                );
+                told = true;
+            }
+            if Instant::now() >= kill_at {
+                for group in groups {
+                    crate::process::kill_group(group);
+                }
+            }
+            tokio::time::sleep(FENCE_TICK).await;
+        }
+    }
+}
+
+/// Whether a task running here would run beside another once a takeover
+/// gave its work, its key or its program's slot to another node.
+fn must_not_run_twice(task: &Task) -> bool {
+    let program = &task.spec.program;
+    (program.rerun_interrupted && task.spec.pinned_node.is_none())
+        || task.spec.key.is_some()
+        || program.max_concurrent.is_some()
 }
 
 /// Listens for `NOTIFY`: work to claim, tasks to stop, other nodes'

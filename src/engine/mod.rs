@@ -1011,6 +1011,16 @@ impl Inner {
                     reason: recover::INTERRUPTED.into(),
                 }
             }
+            // Stopped by a node cut off from the database (a cluster): as
+            // a takeover would have it, interrupted or run again.
+            Outcome::Cancelled { reason } if reason == cluster::FENCED => {
+                let outcome = Outcome::Interrupted { reason };
+                if program.rerun_interrupted && task.spec.pinned_node.is_none() {
+                    self.retry_later(id, task.attempt, outcome, Duration::ZERO);
+                    return;
+                }
+                outcome
+            }
             other => other,
         };
         match self.retry_delay(task.attempt, program, &outcome, retry_code) {

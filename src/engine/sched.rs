@@ -481,6 +481,29 @@ impl Sched {
         }
     }
 
+    /// Asks the running tasks `pick` chooses to stop for `reason` (unless
+    /// already asked to stop for another); the process groups of all it
+    /// chose that have one, for a kill that cannot wait.
+    pub fn stop_where(&self, reason: &str, pick: impl Fn(&Task) -> bool) -> Vec<u32> {
+        let mut groups = Vec::new();
+        for (id, stop) in &self.running {
+            let Some(task) = self.tasks.get(id).filter(|t| pick(t)) else {
+                continue;
+            };
+            stop.send_if_modified(|asked| {
+                let first = asked.is_none();
+                if first {
+                    *asked = Some(reason.to_string());
+                }
+                first
+            });
+            if let TaskState::Running { pid: Some(pid), .. } = task.state {
+                groups.push(pid);
+            }
+        }
+        groups
+    }
+
     /// Every task that waits (queued or between attempts), taken off the queue.
     pub fn drain_waiting(&mut self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self.queue.drain(..).collect();
@@ -804,6 +827,34 @@ mod tests {
             self.sched.check();
             f
         }
+    }
+
+    #[test]
+    fn stop_where_asks_only_the_chosen_running_tasks_and_keeps_an_earlier_reason() {
+        let mut w = World::new(10);
+        let (p, q) = (
+            program("p", None, OnBusy::Queue, false),
+            program("q", None, OnBusy::Queue, false),
+        );
+        let (a, b, c) = (w.submit(&p, None).0, w.submit(&p, None).0, w.submit(&q, None).0);
+        let mut stops = HashMap::new();
+        let mut pid = 100;
+        while let Some((id, stop)) = w.sched.next_ready(10, w.now) {
+            pid += 1;
+            w.sched.started(id, pid, w.now);
+            stops.insert(id, (stop, pid));
+        }
+        // b was asked to stop for something else first.
+        w.sched.cancel(b, "cancelled by request", w.now).unwrap();
+        let groups = w.sched.stop_where("fenced", |t| t.spec.program.name.as_ref() == "p");
+        let mut want = vec![stops[&a].1, stops[&b].1];
+        want.sort();
+        let mut got = groups.clone();
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(stops[&a].0.borrow().as_deref(), Some("fenced"));
+        assert_eq!(stops[&b].0.borrow().as_deref(), Some("cancelled by request"));
+        assert_eq!(*stops[&c].0.borrow(), None);
     }
 
     #[test]

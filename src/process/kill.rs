@@ -43,6 +43,15 @@ fn state_and_group(stat: &str) -> Option<(char, i32)> {
     Some((state, fields.next()?.parse().ok()?))
 }
 
+/// Kills process group `pgid` at once (SIGKILL), for a stop that cannot
+/// wait out a grace; its leader is reaped by whoever spawned it. A group
+/// id under 2 is left alone (to `killpg`, 0 is the caller's own group).
+pub fn kill_group(pgid: u32) {
+    if let Ok(raw @ 2..) = i32::try_from(pgid) {
+        let _ = killpg(Pid::from_raw(raw), Signal::SIGKILL);
+    }
+}
+
 /// Sends SIGTERM to the group, waits up to `grace` for the leader and every
 /// other member to exit, then SIGKILLs whatever is left and reaps the leader.
 /// Nothing of the group survives this.
