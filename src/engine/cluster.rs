@@ -485,15 +485,23 @@ fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outc
     task.body = bytes::Bytes::new();
 }
 
-/// Heartbeats every third of the lease; refreshes what admission needs to
-/// know of the cluster; takes over nodes whose lease expired.
+/// Heartbeats every third of the lease (joining again when the cluster
+/// counted this node dead), and after each heartbeat taken asks for a
+/// [`round`]. The round runs apart, so that however long it takes
+/// (a takeover of many tasks), no heartbeat waits for it: a busy node is
+/// neither fenced ([`fence`]) nor taken over for being busy.
 async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut suspects: HashMap<(Uuid, Uuid), Instant> = HashMap::new();
+    let next_round = Arc::new(Notify::new());
+    inner
+        .runtime
+        .spawn(round(inner.clone(), cluster.clone(), next_round.clone()));
     loop {
         tick.tick().await;
         if cluster.leaving.load(Ordering::Relaxed) {
+            // The round ends too.
+            next_round.notify_one();
             return;
         }
         let running = inner.lock().counts().0 as i32;
@@ -506,19 +514,31 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
             Ok(true) => {
                 cluster.beaten(sent);
                 cluster.connected(true);
+                next_round.notify_one();
             }
             Ok(false) => {
                 cluster.connected(true);
                 rejoin(&inner, &cluster).await;
-                continue;
             }
             Err(e) => {
                 if cluster.steady() {
-                    tracing::error!(error = %e, "cannot heartbeat: the database is out of reach; running tasks go on, their ends are recorded once it is back");
+                    tracing::error!(error = %e, "cannot heartbeat: the database is out of reach; running tasks go on (but those that must never run twice at once, stopped at 70 % of the lease), their ends are recorded once it is back");
                 }
                 cluster.connected(false);
-                continue;
             }
+        }
+    }
+}
+
+/// After a heartbeat the database took: refreshes what admission needs to
+/// know of the cluster; takes over nodes whose lease expired; sends the
+/// callbacks no node sends; puts back claims whose answer was lost.
+async fn round(inner: Arc<Inner>, cluster: Arc<Cluster>, next: Arc<Notify>) {
+    let mut suspects: HashMap<(Uuid, Uuid), Instant> = HashMap::new();
+    loop {
+        next.notified().await;
+        if cluster.leaving.load(Ordering::Relaxed) {
+            return;
         }
         if let Ok(n) = cluster.pg.queued().await {
             cluster.queued.store(n, Ordering::Relaxed);
