@@ -84,6 +84,29 @@ fn start_node(config: &str, name: &str, labels: &str) -> Daemon {
         .start()
 }
 
+/// Runs `hookrunner serve` on `config` with `env` until it exits (at most
+/// 30 s): what it wrote to stderr, or `Err` with it when it exited 0.
+fn serve_refused(config: &Path, env: &[(&str, &str)]) -> Result<String, String> {
+    let mut serve = std::process::Command::new(BIN);
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        serve.env(k, v);
+    }
+    let mut serve = serve.spawn().unwrap();
+    let status = wait_exit(&mut serve, Duration::from_secs(30));
+    let mut err = String::new();
+    std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut err).unwrap();
+    if status.success() {
+        Err(err)
+    } else {
+        Ok(err)
+    }
+}
+
 /// One cluster test at a time (nodes, ports and the database server are
 /// shared), with a new database and a shared directory for its nodes.
 fn fresh() -> Option<(std::sync::MutexGuard<'static, ()>, Db, tempfile::TempDir)> {
@@ -853,7 +876,7 @@ fn a_node_restarted_after_a_crash_stops_its_old_handler_before_running_the_task_
     let ends = runs.iter().filter(|r| r.0 == "end" && r.1 == id).count();
     // The first run was stopped at the restart: only the second one ended.
     assert_eq!((starts, ends), (2, 1), "{runs:?}");
-    a.logs_with("its process group is stopped before the task runs again");
+    a.logs_with("left running when its daemon died is stopped");
 }
 
 /// The head and body of each request a [`callback_receiver`] got.
@@ -1644,6 +1667,40 @@ fn a_node_cut_off_from_the_database_stops_its_keyed_task_before_another_runs_it_
     });
 }
 
+/// A daemon killed outright leaves its handlers running where no other
+/// node can see them. Restarted at once under its name (as systemd does),
+/// it stops those whose tasks must never run twice before it even tries to
+/// join (the crashed run's lease still holds the name, so the join is
+/// refused): the node that takes that run's work over never runs the task
+/// beside the old handler.
+#[test]
+fn a_node_restarted_at_once_after_a_crash_stops_its_keyed_handler_before_another_runs_it() {
+    let Some((_one, db, shared)) = fresh() else { return };
+    let (programs, mapping) = (GUARDED, GUARDED_MAPPING);
+    let mut a = node_leased(&db.url(), "n1", "", shared.path(), programs, mapping, "4s");
+    let id = send(&a, r#"{"kind":"guarded"}"#).remove(0);
+    eventually("the task to start on n1", Duration::from_secs(10), || {
+        runs(shared.path()).iter().any(|r| r.0 == "start" && r.2 == "n1")
+    });
+    let b = node(&db, "n2", "", shared.path(), programs, mapping);
+    a.kill9();
+    let err = serve_refused(
+        &a.path("webhook.yaml"),
+        &[("RUST_LOG", "info"), ("HOOKRUNNER_NODE_NAME", "n1")],
+    )
+    .unwrap_or_else(|e| panic!("the restart was not refused: {e}"));
+    assert!(err.contains("node name `n1` is in use by a live node"), "{err}");
+    assert!(err.contains("left running when its daemon died is stopped"), "{err}");
+    let done = wait_final(&b, std::slice::from_ref(&id), Duration::from_secs(40)).remove(0);
+    let lines = runs(shared.path());
+    assert!(!lines.iter().any(|r| r.0 == "overlap"), "two runs at once: {lines:?}");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["node"], "n2", "{done}");
+    let starts: Vec<&str> = lines.iter().filter(|r| r.0 == "start").map(|r| r.2.as_str()).collect();
+    assert_eq!(starts, ["n1", "n2"], "{lines:?}");
+    assert!(!lines.iter().any(|r| r.0 == "end" && r.2 == "n1"), "{lines:?}");
+}
+
 /// The node cannot tell its own link down from the database down: after
 /// most of a lease without a heartbeat it stops the tasks that must never
 /// run twice, even with no other node to take them over. Back before
@@ -1742,17 +1799,7 @@ fn a_schema_version_that_is_missing_or_not_a_number_is_named_not_migrated_over()
         );
         assert!(!check.status.success(), "{damage}: {said}");
         assert!(said.contains(says), "{damage}: {said}");
-        let mut serve = std::process::Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = wait_exit(&mut serve, Duration::from_secs(30));
-        let mut err = String::new();
-        std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(!status.success(), "{damage}: serve started: {err}");
+        let err = serve_refused(&config, &[]).unwrap_or_else(|e| panic!("{damage}: serve started: {e}"));
         assert!(err.contains(says), "{damage}: {err}");
         // Put it back for the next kind of damage.
         db.query("CREATE TABLE IF NOT EXISTS hookrunner_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");

@@ -172,6 +172,7 @@ impl Engine {
         let decider = inner.clone();
         let me = info.name.clone();
         pg.set_node(&info.name);
+        stop_orphans(&inner, &pg, &info.name).await;
         let sent = Instant::now();
         let touched = pg
             .join(&info, incarnation, move |orphans| decide(&decider, orphans, &me))
@@ -723,7 +724,9 @@ async fn fence(inner: Arc<Inner>, cluster: Arc<Cluster>) {
         let kill_at = beat + lease.mul_f64(KILL_AT);
         let mut told = false;
         while cluster.beat() == beat && !cluster.leaving.load(Ordering::Relaxed) {
-            let groups = inner.lock().stop_where(FENCED, must_not_run_twice);
+            let groups = inner.lock().stop_where(FENCED, |t| {
+                must_not_run_twice(&t.spec.program, t.spec.key.is_some(), t.spec.pinned_node.is_some())
+            });
             if !groups.is_empty() && !told {
                 tracing::warn!(
                     tasks = groups.len(),
@@ -741,13 +744,43 @@ async fn fence(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Whether a task running here would run beside another once a takeover
-/// gave its work, its key or its program's slot to another node.
-fn must_not_run_twice(task: &Task) -> bool {
-    let program = &task.spec.program;
-    (program.rerun_interrupted && task.spec.pinned_node.is_none())
-        || task.spec.key.is_some()
-        || program.max_concurrent.is_some()
+/// Whether a task of `program` (`keyed`, `pinned` to a node) running here
+/// would run beside another once a takeover gave its work, its key or its
+/// program's slot to another node.
+fn must_not_run_twice(program: &Program, keyed: bool, pinned: bool) -> bool {
+    (program.rerun_interrupted && !pinned) || keyed || program.max_concurrent.is_some()
+}
+
+/// Stops the handlers that an earlier run of this node left on this host
+/// when its daemon died (`kill -9`, the OOM killer), where their tasks must
+/// never run twice at once: the other nodes cannot see them, and once that
+/// run's lease is over one of them runs such a task again, or the next of
+/// its key, beside them. Done at start, before joining (also when the join
+/// is then refused because that run's lease still holds the name), so a
+/// daemon restarted at once, as systemd does, leaves no such window.
+async fn stop_orphans(inner: &Arc<Inner>, pg: &Arc<Postgres>, node: &str) {
+    let me = node.to_string();
+    let orphans = tokio::task::spawn_blocking(move || super::recover::orphans_of(&me))
+        .await
+        .unwrap_or_default();
+    for (pid, id) in orphans {
+        let record = match pg.task(id).await {
+            Ok(Some(Ok(record))) => record,
+            _ => {
+                tracing::warn!(task_id = %id, pid, "a handler an earlier run of this node left running is left alone: its task cannot be read");
+                continue;
+            }
+        };
+        let Some(program) = (inner.programs.load().lookup)(&record.program) else {
+            continue;
+        };
+        if !must_not_run_twice(&program, record.key.is_some(), record.pinned_node.is_some()) {
+            continue;
+        }
+        tracing::warn!(task_id = %id, pid, "a handler that an earlier run of this node left running when its daemon died is stopped (its process group): its task must never run twice at once, and another node may run it or the next of its key");
+        let grace = program.kill_grace;
+        let _ = tokio::task::spawn_blocking(move || super::recover::stop_orphan(pid, grace)).await;
+    }
 }
 
 /// Listens for `NOTIFY`: work to claim, tasks to stop, other nodes'

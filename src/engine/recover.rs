@@ -62,9 +62,21 @@ fn started_near(pid: u32, at: SystemTime) -> bool {
 /// Whether `pid` leads its own process group, and when it started (by
 /// `/proc/<pid>/stat` and the boot time in `/proc/stat`).
 fn group_leader_since(pid: u32) -> Option<(bool, SystemTime)> {
+    stat_of(pid).map(|s| (s.group == pid, s.since))
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+struct Stat {
+    parent: u32,
+    group: u32,
+    since: SystemTime,
+}
+
+fn stat_of(pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces): state is field 3.
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    let parent: u32 = fields.get(1)?.parse().ok()?;
     let group: u32 = fields.get(2)?.parse().ok()?;
     let ticks_since_boot: u64 = fields.get(19)?.parse().ok()?;
     let boot: u64 = std::fs::read_to_string("/proc/stat")
@@ -76,7 +88,11 @@ fn group_leader_since(pid: u32) -> Option<(bool, SystemTime)> {
         .ok()?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     let started = boot as f64 + ticks_since_boot as f64 / hz as f64;
-    Some((group == pid, std::time::UNIX_EPOCH + Duration::from_secs_f64(started)))
+    Some(Stat {
+        parent,
+        group,
+        since: std::time::UNIX_EPOCH + Duration::from_secs_f64(started),
+    })
 }
 
 /// The handlers alive on this host that lead their process group, by the
@@ -88,7 +104,25 @@ fn group_leader_since(pid: u32) -> Option<(bool, SystemTime)> {
 /// A handler without the `HOOK_*` variables (`hook_env: false`) cannot be
 /// found this way.
 pub(super) fn live_handlers() -> std::collections::HashMap<Uuid, (u32, SystemTime)> {
-    let mut found = std::collections::HashMap::new();
+    handlers_here()
+        .into_iter()
+        .map(|h| (h.id, (h.pid, h.stat.since)))
+        .collect()
+}
+
+/// A handler alive on this host, leading its own process group.
+struct Handler {
+    pid: u32,
+    id: Uuid,
+    /// Its `HOOK_NODE`.
+    node: Option<String>,
+    stat: Stat,
+}
+
+/// The handlers alive on this host that lead their process group, known by
+/// the `HOOK_TASK_ID` in their environment.
+fn handlers_here() -> Vec<Handler> {
+    let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return found;
     };
@@ -100,19 +134,41 @@ pub(super) fn live_handlers() -> std::collections::HashMap<Uuid, (u32, SystemTim
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let Some(id) = environ
-            .split(|b| *b == 0)
-            .find_map(|v| v.strip_prefix(b"HOOK_TASK_ID="))
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| Uuid::parse_str(v).ok())
-        else {
+        let var = |name: &[u8]| {
+            environ
+                .split(|b| *b == 0)
+                .find_map(|v| v.strip_prefix(name))
+                .and_then(|v| std::str::from_utf8(v).ok())
+        };
+        let Some(id) = var(b"HOOK_TASK_ID=").and_then(|v| Uuid::parse_str(v).ok()) else {
             continue;
         };
-        if let Some((true, since)) = group_leader_since(pid) {
-            found.insert(id, (pid, since));
+        let node = var(b"HOOK_NODE=").map(str::to_string);
+        if let Some(stat) = stat_of(pid).filter(|s| s.group == pid) {
+            found.push(Handler { pid, id, node, stat });
         }
     }
     found
+}
+
+/// The handlers on this host that node `node` started and no daemon runs
+/// any more (their parent is not a hookrunner: the daemon that spawned them
+/// died and they were adopted), with their task ids.
+pub(super) fn orphans_of(node: &str) -> Vec<(u32, Uuid)> {
+    let exe = |pid: &str| {
+        let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        let path = path.to_string_lossy();
+        Some(path.strip_suffix(" (deleted)").unwrap_or(&path).to_string())
+    };
+    let Some(me) = exe("self") else {
+        return Vec::new();
+    };
+    handlers_here()
+        .into_iter()
+        .filter(|h| h.node.as_deref() == Some(node))
+        .filter(|h| exe(&h.stat.parent.to_string()).as_deref() != Some(me.as_str()))
+        .map(|h| (h.pid, h.id))
+        .collect()
 }
 
 /// A task stored as not (yet) started whose handler is alive here: the
