@@ -73,12 +73,9 @@ struct Stat {
 }
 
 fn stat_of(pid: u32) -> Option<Stat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces): state is field 3.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
-    let parent: u32 = fields.get(1)?.parse().ok()?;
-    let group: u32 = fields.get(2)?.parse().ok()?;
-    let ticks_since_boot: u64 = fields.get(19)?.parse().ok()?;
+    let stat = crate::process::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let (parent, group) = (stat.parent, u32::try_from(stat.group).ok()?);
+    let ticks_since_boot = stat.start_ticks?;
     let boot: u64 = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -197,8 +194,9 @@ pub(super) fn started_unrecorded(
 /// up to `grace` for it to go, then SIGKILL.
 pub(super) fn stop_orphan(pgid: u32, grace: Duration) {
     use nix::sys::signal::{killpg, Signal};
-    let Ok(pgid) = i32::try_from(pgid) else { return };
-    let group = nix::unistd::Pid::from_raw(pgid);
+    // Under 2 is no handler's group (to `killpg`, 0 is the daemon's own).
+    let Ok(raw @ 2..) = i32::try_from(pgid) else { return };
+    let group = nix::unistd::Pid::from_raw(raw);
     let _ = killpg(group, Signal::SIGTERM);
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
@@ -207,7 +205,7 @@ pub(super) fn stop_orphan(pgid: u32, grace: Duration) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = killpg(group, Signal::SIGKILL);
+    crate::process::kill_group(pgid);
 }
 
 impl Engine {

@@ -25,7 +25,7 @@ fn running_member(pgid: i32) -> Option<bool> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if let Some((state, group)) = state_and_group(&stat) {
+        if let Some(ProcStat { state, group, .. }) = parse_stat(&stat) {
             if group == pgid && state != 'Z' && state != 'X' {
                 return Some(true);
             }
@@ -34,13 +34,25 @@ fn running_member(pgid: i32) -> Option<bool> {
     Some(false)
 }
 
-/// The state letter and process group of a `/proc/<pid>/stat` line:
-/// `pid (comm) state ppid pgrp ...`, where comm may hold spaces and `)`.
-fn state_and_group(stat: &str) -> Option<(char, i32)> {
+/// What hookrunner reads of a `/proc/<pid>/stat` line: `pid (comm) state
+/// ppid pgrp ... starttime` (its 22nd field), where comm may hold spaces and `)`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub parent: u32,
+    pub group: i32,
+    /// When it started, in clock ticks after boot (absent from a cut line).
+    pub start_ticks: Option<u64>,
+}
+
+pub fn parse_stat(stat: &str) -> Option<ProcStat> {
     let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    Some((state, fields.next()?.parse().ok()?))
+    Some(ProcStat {
+        state: fields.next()?.chars().next()?,
+        parent: fields.next()?.parse().ok()?,
+        group: fields.next()?.parse().ok()?,
+        start_ticks: fields.nth(16).and_then(|f| f.parse().ok()),
+    })
 }
 
 /// Kills process group `pgid` at once (SIGKILL), for a stop that cannot
@@ -90,9 +102,15 @@ mod tests {
 
     #[test]
     fn a_stat_line_gives_state_and_group_even_with_odd_names() {
+        let state_and_group = |line: &str| parse_stat(line).map(|s| (s.state, s.group));
         assert_eq!(state_and_group("42 (sleep) Z 1 40 40 0 -1"), Some(('Z', 40)));
         assert_eq!(state_and_group("42 (a) b (c)) S 7 41 41 0"), Some(('S', 41)));
         assert_eq!(state_and_group("42 (sleep"), None);
+        // The parent, and the start time where the line has it (field 22).
+        let full = "42 (a b) S 7 41 41 0 -1 4194560 1 0 0 0 3 1 0 0 20 0 1 0 98765 1 2";
+        let stat = parse_stat(full).unwrap();
+        assert_eq!((stat.parent, stat.start_ticks), (7, Some(98765)));
+        assert_eq!(parse_stat("42 (a) S 7 41 41 0").unwrap().start_ticks, None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod output;
 pub mod program;
 mod spawn;
 
-pub use kill::{group_alive, kill_group};
+pub use kill::{group_alive, kill_group, parse_stat, ProcStat};
 pub use output::OutputDir;
 pub use program::{Program, Template};
 pub use spawn::{run, Ending, OutputFiles, RunSpec, Stop};
