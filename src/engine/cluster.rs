@@ -172,7 +172,13 @@ impl Engine {
         let decider = inner.clone();
         let me = info.name.clone();
         pg.set_node(&info.name);
-        stop_orphans(&inner, &pg, &info.name).await;
+        stop_orphans(
+            &inner,
+            &pg,
+            &info.name,
+            Duration::from_millis(info.lease_ms.max(0) as u64),
+        )
+        .await;
         let sent = Instant::now();
         let touched = pg
             .join(&info, incarnation, move |orphans| decide(&decider, orphans, &me))
@@ -489,17 +495,24 @@ fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outc
 /// Heartbeats every third of the lease (joining again when the cluster
 /// counted this node dead), and after each heartbeat taken asks for a
 /// [`round`]. The round runs apart, so that however long it takes
-/// (a takeover of many tasks), no heartbeat waits for it: a busy node is
-/// neither fenced ([`fence`]) nor taken over for being busy.
+/// (a takeover of many tasks), no heartbeat waits for it, and heartbeats
+/// go over a connection of their own, so that none waits for the pool: a
+/// busy node is neither fenced ([`fence`]) nor taken over for being busy.
+/// A heartbeat that fails or gets no answer within a fifth of the lease is
+/// tried again every twentieth of it (on a new connection) until one is
+/// taken: a blip of the database costs a node its keyed tasks only when it
+/// lasts until 70 % of a lease after the last heartbeat taken.
 async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
-    let mut tick = tokio::time::interval(cluster.every());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lease = cluster.lease();
+    let (within, retry) = heartbeat_pace(lease);
+    let line = crate::store::postgres::cluster::HeartbeatLine::default();
     let next_round = Arc::new(Notify::new());
     inner
         .runtime
         .spawn(round(inner.clone(), cluster.clone(), next_round.clone()));
+    let mut next = Instant::now();
     loop {
-        tick.tick().await;
+        tokio::time::sleep_until(next).await;
         if cluster.leaving.load(Ordering::Relaxed) {
             // The round ends too.
             next_round.notify_one();
@@ -509,26 +522,35 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
         let sent = Instant::now();
         match cluster
             .pg
-            .heartbeat(cluster.name(), cluster.incarnation(), running)
+            .heartbeat(&line, cluster.name(), cluster.incarnation(), running, within)
             .await
         {
             Ok(true) => {
                 cluster.beaten(sent);
                 cluster.connected(true);
                 next_round.notify_one();
+                next = sent + cluster.every();
             }
             Ok(false) => {
                 cluster.connected(true);
                 rejoin(&inner, &cluster).await;
+                next = Instant::now() + cluster.every();
             }
             Err(e) => {
                 if cluster.steady() {
                     tracing::error!(error = %e, "cannot heartbeat: the database is out of reach; running tasks go on (but those that must never run twice at once, stopped at 70 % of the lease), their ends are recorded once it is back");
                 }
                 cluster.connected(false);
+                next = (sent + retry).max(Instant::now());
             }
         }
     }
+}
+
+/// How long one heartbeat may take, and how soon a failed one is tried
+/// again, for a lease: a fifth and a twentieth of it.
+fn heartbeat_pace(lease: Duration) -> (Duration, Duration) {
+    (lease / 5, lease / 20)
 }
 
 /// After a heartbeat the database took: refreshes what admission needs to
@@ -757,30 +779,44 @@ fn must_not_run_twice(program: &Program, keyed: bool, pinned: bool) -> bool {
 /// run's lease is over one of them runs such a task again, or the next of
 /// its key, beside them. Done at start, before joining (also when the join
 /// is then refused because that run's lease still holds the name), so a
-/// daemon restarted at once, as systemd does, leaves no such window.
-async fn stop_orphans(inner: &Arc<Inner>, pg: &Arc<Postgres>, node: &str) {
+/// daemon restarted at once, as systemd does, leaves no such window. Their
+/// tasks are read together, within a fifth of the lease; a handler whose
+/// task cannot be read (the database out of reach) is stopped too, as it
+/// may be one of those. All are stopped at once.
+async fn stop_orphans(inner: &Arc<Inner>, pg: &Arc<Postgres>, node: &str, lease: Duration) {
     let me = node.to_string();
     let orphans = tokio::task::spawn_blocking(move || super::recover::orphans_of(&me))
         .await
         .unwrap_or_default();
-    for (pid, id) in orphans {
-        let record = match pg.task(id).await {
-            Ok(Some(Ok(record))) => record,
-            _ => {
-                tracing::warn!(task_id = %id, pid, "a handler an earlier run of this node left running is left alone: its task cannot be read");
-                continue;
-            }
-        };
-        let Some(program) = (inner.programs.load().lookup)(&record.program) else {
-            continue;
-        };
-        if !must_not_run_twice(&program, record.key.is_some(), record.pinned_node.is_some()) {
-            continue;
-        }
-        tracing::warn!(task_id = %id, pid, "a handler that an earlier run of this node left running when its daemon died is stopped (its process group): its task must never run twice at once, and another node may run it or the next of its key");
-        let grace = program.kill_grace;
-        let _ = tokio::task::spawn_blocking(move || super::recover::stop_orphan(pid, grace)).await;
+    if orphans.is_empty() {
+        return;
     }
+    let reads = futures_util::future::join_all(orphans.iter().map(|o| pg.task(o.id)));
+    let records = tokio::time::timeout(lease / 5, reads).await.ok();
+    let programs = inner.programs.load();
+    let mut stop = Vec::new();
+    for (i, orphan) in orphans.into_iter().enumerate() {
+        let (id, pid) = (orphan.id, orphan.pid);
+        match records.as_ref().map(|r| &r[i]) {
+            Some(Ok(Some(Ok(record)))) => {
+                let Some(program) = (programs.lookup)(&record.program) else {
+                    continue;
+                };
+                if !must_not_run_twice(&program, record.key.is_some(), record.pinned_node.is_some()) {
+                    continue;
+                }
+                tracing::warn!(task_id = %id, pid, "a handler that an earlier run of this node left running when its daemon died is stopped (its process group): its task must never run twice at once, and another node may run it or the next of its key");
+                stop.push((orphan, program.kill_grace));
+            }
+            // No such task in this cluster: not one of its handlers.
+            Some(Ok(None)) => {}
+            _ => {
+                tracing::warn!(task_id = %id, pid, "a handler that an earlier run of this node left running when its daemon died is stopped (its process group): its task cannot be read, and it may be one that must never run twice at once");
+                stop.push((orphan, Program::default().kill_grace));
+            }
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || super::recover::stop_orphans(stop)).await;
 }
 
 /// Listens for `NOTIFY`: work to claim, tasks to stop, other nodes'

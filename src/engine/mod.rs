@@ -441,11 +441,17 @@ impl Engine {
         self.inner.lock().newest_states(limit)
     }
 
-    /// A page of [`Engine::list`], and when it is full, the sequence number
-    /// of its last task (where the next page starts).
+    /// A page of [`Engine::list`], and when more tasks follow it, the
+    /// sequence number of its last task (where the next page starts).
     pub fn list_page(&self, filter: &Filter) -> (Vec<TaskView>, Option<u64>) {
-        let tasks = self.inner.lock().list(filter);
-        let next = if tasks.len() >= filter.limit {
+        // One more than the page, to know whether another follows.
+        let one_more = Filter {
+            limit: filter.limit.saturating_add(1),
+            ..filter.clone()
+        };
+        let mut tasks = self.inner.lock().list(&one_more);
+        let next = if tasks.len() > filter.limit {
+            tasks.truncate(filter.limit);
             tasks.last().map(|t| t.spec.seq)
         } else {
             None
@@ -1014,12 +1020,20 @@ impl Inner {
             // Stopped by a node cut off from the database (a cluster): as
             // a takeover would have it, interrupted or run again.
             Outcome::Cancelled { reason } if reason == cluster::FENCED => {
-                let outcome = Outcome::Interrupted { reason };
-                if program.rerun_interrupted && task.spec.pinned_node.is_none() {
-                    self.retry_later(id, task.attempt, outcome, Duration::ZERO);
-                    return;
+                let asked = self.lock().stop_asked(&id).filter(|r| r != cluster::FENCED);
+                match asked {
+                    // A cancel asked for after the fence's stop is what the
+                    // user was told: cancelled, never run again.
+                    Some(asked) => Outcome::Cancelled { reason: asked },
+                    None => {
+                        let outcome = Outcome::Interrupted { reason };
+                        if program.rerun_interrupted && task.spec.pinned_node.is_none() {
+                            self.retry_later(id, task.attempt, outcome, Duration::ZERO);
+                            return;
+                        }
+                        outcome
+                    }
                 }
-                outcome
             }
             other => other,
         };

@@ -70,6 +70,9 @@ struct Stat {
     parent: u32,
     group: u32,
     since: SystemTime,
+    /// When it started, in clock ticks after boot (what tells it from a
+    /// later process given the same pid).
+    ticks: u64,
 }
 
 fn stat_of(pid: u32) -> Option<Stat> {
@@ -89,6 +92,7 @@ fn stat_of(pid: u32) -> Option<Stat> {
         parent,
         group,
         since: std::time::UNIX_EPOCH + Duration::from_secs_f64(started),
+        ticks: ticks_since_boot,
     })
 }
 
@@ -117,16 +121,25 @@ struct Handler {
 }
 
 /// The handlers alive on this host that lead their process group, known by
-/// the `HOOK_TASK_ID` in their environment.
+/// the `HOOK_TASK_ID` in their environment. Only processes of the daemon's
+/// own user: another user's process is none of its handlers, whatever its
+/// environment says.
 fn handlers_here() -> Vec<Handler> {
+    use std::os::unix::fs::MetadataExt;
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
         return found;
     };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
+        if entry.metadata().map(|m| m.uid()).ok() != Some(me) {
+            continue;
+        }
         // Another user's process: its environment cannot be read anyway.
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
@@ -148,24 +161,86 @@ fn handlers_here() -> Vec<Handler> {
     found
 }
 
+/// A handler that an earlier run of this node left on this host.
+#[derive(Debug, Clone)]
+pub(super) struct Orphan {
+    pub pid: u32,
+    pub id: Uuid,
+    /// When it started (clock ticks after boot), to tell it from a later
+    /// process given its pid.
+    ticks: u64,
+}
+
 /// The handlers on this host that node `node` started and no daemon runs
-/// any more (their parent is not a hookrunner: the daemon that spawned them
-/// died and they were adopted), with their task ids.
-pub(super) fn orphans_of(node: &str) -> Vec<(u32, Uuid)> {
+/// any more: their parent is not a hookrunner (neither this binary nor a
+/// process of the same name, so a daemon run from another path, an older
+/// build or one being replaced, still owns its handlers): the daemon that
+/// spawned them died and they were adopted.
+pub(super) fn orphans_of(node: &str) -> Vec<Orphan> {
     let exe = |pid: &str| {
         let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
         let path = path.to_string_lossy();
         Some(path.strip_suffix(" (deleted)").unwrap_or(&path).to_string())
     };
-    let Some(me) = exe("self") else {
+    let comm = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|c| c.trim_end_matches('\n').to_string())
+    };
+    let (Some(my_exe), Some(my_comm)) = (exe("self"), comm("self")) else {
         return Vec::new();
     };
     handlers_here()
         .into_iter()
         .filter(|h| h.node.as_deref() == Some(node))
-        .filter(|h| exe(&h.stat.parent.to_string()).as_deref() != Some(me.as_str()))
-        .map(|h| (h.pid, h.id))
+        .filter(|h| {
+            let parent = h.stat.parent.to_string();
+            exe(&parent).as_deref() != Some(my_exe.as_str()) && comm(&parent).as_deref() != Some(my_comm.as_str())
+        })
+        .map(|h| Orphan {
+            pid: h.pid,
+            id: h.id,
+            ticks: h.stat.ticks,
+        })
         .collect()
+}
+
+/// Stops the process groups of `orphans` together, each given its grace:
+/// SIGTERM to all at once, then SIGKILL to each group still there when its
+/// grace is over. A handler whose pid now belongs to another process (it
+/// ended since it was found, and the pid was given again) is left alone.
+pub(super) fn stop_orphans(orphans: Vec<(Orphan, Duration)>) {
+    use nix::sys::signal::{killpg, Signal};
+    let start = std::time::Instant::now();
+    let mut stopping = Vec::new();
+    for (orphan, grace) in orphans {
+        // Under 2 is no handler's group (to `killpg`, 0 is the daemon's own).
+        let Ok(raw @ 2..) = i32::try_from(orphan.pid) else {
+            continue;
+        };
+        // Its leader gone, its group may live on; a pid that leads a group
+        // is given to no new process while the group lasts.
+        let same = stat_of(orphan.pid).is_none_or(|s| s.ticks == orphan.ticks && s.group == orphan.pid);
+        if !same {
+            continue;
+        }
+        let group = nix::unistd::Pid::from_raw(raw);
+        let _ = killpg(group, Signal::SIGTERM);
+        stopping.push((group, orphan.pid, start + grace));
+    }
+    while !stopping.is_empty() {
+        stopping.retain(|(group, pid, deadline)| {
+            if !crate::process::group_alive(*group) {
+                return false;
+            }
+            if std::time::Instant::now() >= *deadline {
+                crate::process::kill_group(*pid);
+                return false;
+            }
+            true
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A task stored as not (yet) started whose handler is alive here: the

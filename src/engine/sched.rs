@@ -474,6 +474,11 @@ impl Sched {
         Ok(Cancelled::WasQueued)
     }
 
+    /// Why a running task was last asked to stop, if it was.
+    pub fn stop_asked(&self, id: &Uuid) -> Option<String> {
+        self.running.get(id).and_then(|stop| stop.borrow().clone())
+    }
+
     /// Asks every running task to stop.
     pub fn stop_running(&self, reason: &str) {
         for stop in self.running.values() {

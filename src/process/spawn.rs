@@ -129,6 +129,11 @@ pub async fn run(
             status = child.wait() => break match status {
                 Ok(status) => match (status.code(), status.signal()) {
                     (Some(code), _) => Ending::Exited(code),
+                    // Killed while a stop was asked for (a stop and a kill in
+                    // one instant, as a fenced node sends them): stopped, as asked.
+                    (None, Some(_)) if stop.borrow().is_some() => {
+                        Ending::Stopped(stop.borrow().clone().unwrap_or_default())
+                    }
                     (None, Some(signal)) => Ending::Signaled { signal, name: signal_name(signal) },
                     (None, None) => Ending::Exited(-1),
                 },

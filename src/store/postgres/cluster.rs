@@ -51,6 +51,11 @@ const BEGIN_CLAIM: &str = concat!(
     "; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
 );
 
+/// The connection a node heartbeats on, apart from the pool (see
+/// [`Postgres::heartbeat`]).
+#[derive(Default, Clone)]
+pub struct HeartbeatLine(std::sync::Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>);
+
 /// This node, as it registers.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -248,21 +253,80 @@ impl Postgres {
 
     /// Renews this node's lease; `false` when the cluster no longer counts it
     /// alive (another node took its work over).
-    pub async fn heartbeat(&self, name: &str, incarnation: Uuid, running: i32) -> Result<bool, StoreError> {
+    /// Renews this node's lease on `line`, a connection of its own outside
+    /// the pool (opened again when it broke): a node whose pool is busy (a
+    /// takeover, a writer's backlog, many listings) still heartbeats. Gives
+    /// up after `within`, and then closes the connection, so that the next
+    /// try does not queue behind a silent one. Ok(false): the cluster no
+    /// longer counts this run alive.
+    pub async fn heartbeat(
+        &self,
+        line: &HeartbeatLine,
+        name: &str,
+        incarnation: Uuid,
+        running: i32,
+        within: std::time::Duration,
+    ) -> Result<bool, StoreError> {
         let name = name.to_string();
-        self.with("heartbeat", move |c| async move {
-            let n = c
-                .execute(
-                    &format!(
-                        "UPDATE nodes SET heartbeat_ms = {NOW_MS}, running = $3 WHERE name = $1 AND incarnation = $2 AND status = 'alive'"
-                    ),
-                    &[&name, &incarnation, &running],
-                )
-                .await
-                .map_err(db("heartbeat"))?;
-            Ok(n == 1)
-        })
-        .await
+        let config = self.pg_config.clone();
+        let tls = self.tls.clone();
+        let line = line.0.clone();
+        let shared = self.shared.clone();
+        let describe = self.describe();
+        let result = self
+            .rt
+            .spawn(async move {
+                let work = async {
+                    let mut client = line.lock().await;
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        let (c, connection) = config
+                            .connect(tls)
+                            .await
+                            .map_err(|e| StoreError::new("connect to heartbeat", e))?;
+                        tokio::spawn(connection);
+                        // As the pool's: a heartbeat answered is one kept
+                        // (`synchronous_commit`), or the fence would count
+                        // from one the database may lose.
+                        c.batch_execute(&super::session_settings())
+                            .await
+                            .map_err(db("heartbeat"))?;
+                        *client = Some(c);
+                    }
+                    let Some(c) = client.as_ref() else {
+                        return Err(StoreError::message("heartbeat", "no connection"));
+                    };
+                    let n = c
+                        .execute(
+                            &format!(
+                                "UPDATE nodes SET heartbeat_ms = {NOW_MS}, running = $3 WHERE name = $1 AND incarnation = $2 AND status = 'alive'"
+                            ),
+                            &[&name, &incarnation, &running],
+                        )
+                        .await
+                        .map_err(db("heartbeat"))?;
+                    Ok(n == 1)
+                };
+                let result = match tokio::time::timeout(within, work).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StoreError::message(
+                        "heartbeat",
+                        format!("the database did not answer within {}", humantime::format_duration(within)),
+                    )),
+                };
+                if result.is_err() {
+                    // Whatever state the connection is in, the next try opens a fresh one.
+                    line.lock().await.take();
+                }
+                result
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::new("heartbeat", e)));
+        if let Err(e) = &result {
+            if super::is_connection_error(e) {
+                super::note(&shared, &describe, &Err(e.clone()));
+            }
+        }
+        result
     }
 
     /// Marks this node stopped: others take over what it leaves at once.
