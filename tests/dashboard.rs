@@ -501,13 +501,11 @@ fn a_task_list_pages_on_after_the_task_at_its_cursor_is_deleted() {
             "tasks",
         );
         assert_eq!(third, [ids[1].clone(), ids[0].clone()], "{store}");
-        // A full page may be the last: the one after it is empty, with no cursor.
-        let (fourth, next) = page(
-            &d,
-            &format!("/tasks?limit=2&before={}", next.as_str().unwrap()),
-            "tasks",
-        );
-        assert_eq!((fourth.len(), next), (0, Value::Null), "{store}");
+        // A full page that is the last says so: no cursor to an empty page.
+        assert_eq!(next, Value::Null, "{store}");
+        // Below the oldest task, an empty page, with no cursor.
+        let (none, next) = page(&d, "/tasks?limit=2&before=~1", "tasks");
+        assert_eq!((none.len(), next), (0, Value::Null), "{store}");
         // A page that is not full is the last.
         assert_eq!(page(&d, "/tasks?limit=10", "tasks").1, Value::Null, "{store}");
         // The same with `output=none` and a filter.
@@ -556,5 +554,16 @@ fn a_delivery_list_pages_on_after_the_record_at_its_cursor_is_dropped() {
             "deliveries",
         );
         assert_eq!((third, next), (vec![accepted[0].clone()], Value::Null), "{store}");
+        // A full page that is the last says so.
+        let all = page(&d, "/deliveries?limit=100", "deliveries").0.len();
+        let (whole, next) = page(&d, &format!("/deliveries?limit={all}"), "deliveries");
+        assert_eq!((whole.len(), next), (all, Value::Null), "{store}");
+        // A cursor past any place the log can have is refused as a cursor.
+        let r = d.get("/deliveries?before=~99999999999999999999");
+        assert_eq!(r.status, 400, "{store}");
+        assert_eq!(
+            r.error(),
+            "`before`: the cursor `~99999999999999999999` is past every place in the log"
+        );
     }
 }

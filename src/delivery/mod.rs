@@ -309,8 +309,8 @@ impl DeliveryLog {
     }
 
     /// Records matching `filter`, newest first, below `before`; with the
-    /// log's number of the last one when the page is full (where the next
-    /// page starts: `Below::Seq`). `None` if there is no record `before`.
+    /// log's number of the last one when more follow (where the next page
+    /// starts: `Below::Seq`). `None` if there is no record `before`.
     pub fn page(&self, filter: &Filter, before: Option<Below<'_>>) -> Option<(Vec<Arc<Record>>, Option<u64>)> {
         let (found, last): (Vec<Arc<Frozen>>, Option<u64>) = {
             let log = self.lock();
@@ -319,7 +319,7 @@ impl DeliveryLog {
                 Some(Below::Seq(n)) => n,
                 Some(Below::Record(id)) => log.newest_first(None).find(|k| &*k.record.id == id)?.n,
             };
-            let taken: Vec<&Kept> = log
+            let mut taken: Vec<&Kept> = log
                 .newest_first(filter.outcome)
                 .skip_while(|k| k.n >= below)
                 .filter(|k| {
@@ -329,9 +329,11 @@ impl DeliveryLog {
                         && filter.event.as_deref().is_none_or(|e| event == Some(e))
                         && filter.outcome.is_none_or(|o| r.outcome == o)
                 })
-                .take(filter.limit)
+                .take(filter.limit.saturating_add(1))
                 .collect();
-            let last = taken.last().map(|k| k.n).filter(|_| taken.len() >= filter.limit);
+            let more = taken.len() > filter.limit;
+            taken.truncate(filter.limit);
+            let last = taken.last().map(|k| k.n).filter(|_| more);
             (taken.iter().map(|k| k.record.clone()).collect(), last)
         };
         Some((found.iter().filter_map(|f| f.thaw().map(Arc::new)).collect(), last))

@@ -50,6 +50,18 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     authorize_api(&req, &state)?;
     let q = parse_delivery_list_query(req.query_string())?;
     let (outcome, limit) = (q.outcome, q.limit);
+    // A cursor's form is always read as a cursor, even past any place in the log.
+    if let Some(b) = q.before.as_deref() {
+        let cursor_form = b
+            .strip_prefix('~')
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
+        if cursor_form && super::parse_cursor(b).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "`before`: the cursor `{}` is past every place in the log",
+                crate::logging::escape(b)
+            )));
+        }
+    }
     let no_cursor = |b: &str| {
         ApiError::BadRequest(format!(
             "`before`: there is no delivery `{}` on record",

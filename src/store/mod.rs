@@ -310,10 +310,12 @@ impl Store {
     }
 
     /// Keeps the records that decode; logs and counts the rest.
-    /// A list's readable rows, and where the next page starts when this one
-    /// was full (unreadable rows count: they were read).
-    fn page<T>(&self, rows: Rows<T>, limit: usize) -> Page<T> {
-        let next_seq = if rows.len() >= limit {
+    /// A list's readable rows, and where the next page starts when more
+    /// rows follow this one (`rows` holds one more than the page when they
+    /// do: the lists ask for `limit + 1`; unreadable rows count, they were read).
+    fn page<T>(&self, mut rows: Rows<T>, limit: usize) -> Page<T> {
+        let next_seq = if rows.len() > limit {
+            rows.truncate(limit);
             rows.last().map(|(seq, _)| *seq)
         } else {
             None
@@ -378,7 +380,8 @@ impl Store {
 
     pub async fn list_tasks(&self, q: &TaskQuery) -> Result<Page<TaskRecord>, StoreError> {
         let limit = q.limit;
-        let q = q.clone();
+        let mut q = q.clone();
+        q.limit = limit.saturating_add(1);
         let rows = match &self.backend {
             Backend::Sqlite(s) => Store::blocking(s, move |s| s.list_tasks(&q)).await?,
             Backend::Postgres(p) => p.list_tasks(&q).await?,
@@ -449,7 +452,8 @@ impl Store {
     /// Deliveries, each with whether its body is still kept (for replay).
     pub async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<(DeliveryRecord, bool)>, StoreError> {
         let limit = q.limit;
-        let q = q.clone();
+        let mut q = q.clone();
+        q.limit = limit.saturating_add(1);
         let rows = match &self.backend {
             Backend::Sqlite(s) => Store::blocking(s, move |s| s.list_deliveries(&q)).await?,
             Backend::Postgres(p) => p.list_deliveries(&q).await?,
