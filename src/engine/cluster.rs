@@ -501,10 +501,11 @@ fn finish(task: &mut Task, started_at: Option<SystemTime>, now: SystemTime, outc
 /// A heartbeat that fails or gets no answer within a fifth of the lease is
 /// tried again every twentieth of it (on a new connection) until one is
 /// taken: a blip of the database costs a node its keyed tasks only when it
-/// lasts until 70 % of a lease after the last heartbeat taken.
+/// lasts until 70 % of a lease after the last heartbeat taken (see
+/// [`heartbeat_pace`]).
 async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     let lease = cluster.lease();
-    let (within, retry) = heartbeat_pace(lease);
+    let (budget, retry) = heartbeat_pace(lease);
     let line = crate::store::postgres::cluster::HeartbeatLine::default();
     let next_round = Arc::new(Notify::new());
     inner
@@ -522,7 +523,7 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
         let sent = Instant::now();
         match cluster
             .pg
-            .heartbeat(&line, cluster.name(), cluster.incarnation(), running, within)
+            .heartbeat(&line, cluster.name(), cluster.incarnation(), running, budget)
             .await
         {
             Ok(true) => {
@@ -547,10 +548,15 @@ async fn heartbeats(inner: Arc<Inner>, cluster: Arc<Cluster>) {
     }
 }
 
-/// How long one heartbeat may take, and how soon a failed one is tried
-/// again, for a lease: a fifth and a twentieth of it.
-fn heartbeat_pace(lease: Duration) -> (Duration, Duration) {
-    (lease / 5, lease / 20)
+/// For a lease: how long opening the heartbeat's connection may take (a
+/// fifth of the lease, but up to 2 s within its first third: a database a
+/// few round trips away, with TLS, still connects under a short lease),
+/// how long one heartbeat may take (a fifth), and how soon a failed one is
+/// tried again (a twentieth).
+fn heartbeat_pace(lease: Duration) -> ((Duration, Duration), Duration) {
+    let within = lease / 5;
+    let connect = within.max(Duration::from_secs(2).min(lease / 3));
+    ((connect, within), lease / 20)
 }
 
 /// After a heartbeat the database took: refreshes what admission needs to
@@ -791,13 +797,19 @@ async fn stop_orphans(inner: &Arc<Inner>, pg: &Arc<Postgres>, node: &str, lease:
     if orphans.is_empty() {
         return;
     }
-    let reads = futures_util::future::join_all(orphans.iter().map(|o| pg.task(o.id)));
-    let records = tokio::time::timeout(lease / 5, reads).await.ok();
+    // One deadline for all, each read on its own: one slow read leaves the others.
+    let deadline = Instant::now() + lease / 5;
+    let records = futures_util::future::join_all(
+        orphans
+            .iter()
+            .map(|o| async move { tokio::time::timeout_at(deadline, pg.task(o.id)).await.ok() }),
+    )
+    .await;
     let programs = inner.programs.load();
     let mut stop = Vec::new();
     for (i, orphan) in orphans.into_iter().enumerate() {
         let (id, pid) = (orphan.id, orphan.pid);
-        match records.as_ref().map(|r| &r[i]) {
+        match &records[i] {
             Some(Ok(Some(Ok(record)))) => {
                 let Some(program) = (programs.lookup)(&record.program) else {
                     continue;

@@ -1020,7 +1020,7 @@ impl Inner {
             // Stopped by a node cut off from the database (a cluster): as
             // a takeover would have it, interrupted or run again.
             Outcome::Cancelled { reason } if reason == cluster::FENCED => {
-                let asked = self.lock().stop_asked(&id).filter(|r| r != cluster::FENCED);
+                let asked = self.lock().cancel_asked(&id);
                 match asked {
                     // A cancel asked for after the fence's stop is what the
                     // user was told: cancelled, never run again.

@@ -125,19 +125,18 @@ struct Handler {
 /// own user: another user's process is none of its handlers, whatever its
 /// environment says.
 fn handlers_here() -> Vec<Handler> {
-    use std::os::unix::fs::MetadataExt;
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return found;
     };
-    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+    let Some(me) = effective_uid("self") else {
         return found;
     };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if entry.metadata().map(|m| m.uid()).ok() != Some(me) {
+        if effective_uid(&pid.to_string()) != Some(me) {
             continue;
         }
         // Another user's process: its environment cannot be read anyway.
@@ -159,6 +158,15 @@ fn handlers_here() -> Vec<Handler> {
         }
     }
     found
+}
+
+/// The effective user id of process `pid` (`self` for this one), from the
+/// `Uid:` line of `/proc/<pid>/status` (the owner of `/proc/<pid>` is root
+/// for a process that is not dumpable, a daemon given capabilities say).
+fn effective_uid(pid: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A handler that an earlier run of this node left on this host.

@@ -91,6 +91,9 @@ pub struct Sched {
     delayed: HashSet<Uuid>,
     /// Running tasks and the channel that asks each to stop.
     running: HashMap<Uuid, StopSender>,
+    /// Running tasks a cancel was asked for ([`Sched::cancel`]), and why:
+    /// that stop stands, whatever stop the daemon asks for before or after.
+    cancels: HashMap<Uuid, String>,
     per_program: HashMap<Arc<str>, usize>,
     busy_keys: HashSet<(Arc<str>, Arc<str>)>,
     /// Keys held by handlers left running by a crash, with how many.
@@ -340,6 +343,7 @@ impl Sched {
         }
         let key = key_of(t);
         let program = t.spec.program.name.clone();
+        self.cancels.remove(&id);
         if self.running.remove(&id).is_some() {
             if let Some(n) = self.per_program.get_mut(&program) {
                 *n = n.saturating_sub(1);
@@ -377,6 +381,7 @@ impl Sched {
     /// A running task's attempt ended and another follows after a backoff:
     /// it keeps its key meanwhile, but frees its program's slot.
     pub fn retry(&mut self, id: Uuid, ended: Attempt, next_at: SystemTime) -> bool {
+        self.cancels.remove(&id);
         if self.running.remove(&id).is_none() {
             return false;
         }
@@ -418,6 +423,7 @@ impl Sched {
         // A task taken off the queue whose handler never spawned did not start.
         let started_at = t.state.started_at();
         let key = key_of(t);
+        self.cancels.remove(&id);
         if self.running.remove(&id).is_some() {
             if let Some(n) = self.per_program.get_mut(&t.spec.program.name) {
                 *n = n.saturating_sub(1);
@@ -459,6 +465,7 @@ impl Sched {
         let status = self.tasks.get(&id).ok_or(TaskError::NotFound(id))?.status();
         if let Some(stop) = self.running.get(&id) {
             let _ = stop.send(Some(reason.to_string()));
+            self.cancels.insert(id, reason.to_string());
             return Ok(Cancelled::Stopping);
         }
         if status.is_final() {
@@ -474,9 +481,9 @@ impl Sched {
         Ok(Cancelled::WasQueued)
     }
 
-    /// Why a running task was last asked to stop, if it was.
-    pub fn stop_asked(&self, id: &Uuid) -> Option<String> {
-        self.running.get(id).and_then(|stop| stop.borrow().clone())
+    /// Why a cancel of a running task was asked for, if one was.
+    pub fn cancel_asked(&self, id: &Uuid) -> Option<String> {
+        self.cancels.get(id).cloned()
     }
 
     /// Asks every running task to stop.
@@ -860,6 +867,16 @@ mod tests {
         assert_eq!(stops[&a].0.borrow().as_deref(), Some("fenced"));
         assert_eq!(stops[&b].0.borrow().as_deref(), Some("cancelled by request"));
         assert_eq!(*stops[&c].0.borrow(), None);
+        // A cancel asked for after the fence's stop is remembered as such;
+        // the daemon's own stops (shutdown) are not cancels.
+        w.sched.cancel(a, "cancelled later", w.now).unwrap();
+        w.sched.stop_running("the daemon stopped");
+        assert_eq!(w.sched.cancel_asked(&a).as_deref(), Some("cancelled later"));
+        assert_eq!(w.sched.cancel_asked(&b).as_deref(), Some("cancelled by request"));
+        assert_eq!(w.sched.cancel_asked(&c), None);
+        // Gone with the run.
+        w.sched.release(a);
+        assert_eq!(w.sched.cancel_asked(&a), None);
     }
 
     #[test]

@@ -52,9 +52,34 @@ const BEGIN_CLAIM: &str = concat!(
 );
 
 /// The connection a node heartbeats on, apart from the pool (see
-/// [`Postgres::heartbeat`]).
+/// [`Postgres::heartbeat`]), and the connections of tries given up that
+/// still wait for the database's answer.
 #[derive(Default, Clone)]
-pub struct HeartbeatLine(std::sync::Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>);
+pub struct HeartbeatLine(std::sync::Arc<tokio::sync::Mutex<Line>>);
+
+#[derive(Default)]
+struct Line {
+    current: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>,
+    /// Connections whose try was given up, kept until the database answers
+    /// (or the kernel gives up on them): at most [`MAX_ABANDONED`], so a
+    /// database that takes heartbeats but never answers (a synchronous
+    /// standby gone) is not handed a new connection every try.
+    abandoned: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The most connections of given-up heartbeats a node keeps waiting.
+const MAX_ABANDONED: usize = 3;
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if let Some((_, conn)) = self.current.take() {
+            conn.abort();
+        }
+        for conn in self.abandoned.drain(..) {
+            conn.abort();
+        }
+    }
+}
 
 /// This node, as it registers.
 #[derive(Debug, Clone)]
@@ -255,17 +280,19 @@ impl Postgres {
     /// alive (another node took its work over).
     /// Renews this node's lease on `line`, a connection of its own outside
     /// the pool (opened again when it broke): a node whose pool is busy (a
-    /// takeover, a writer's backlog, many listings) still heartbeats. Gives
-    /// up after `within`, and then closes the connection, so that the next
-    /// try does not queue behind a silent one. Ok(false): the cluster no
-    /// longer counts this run alive.
+    /// takeover, a writer's backlog, many listings) still heartbeats.
+    /// Opening a connection may take up to `connect_within`, the heartbeat
+    /// itself up to `within`; a try given up leaves its connection to end
+    /// by itself (see [`Line::abandoned`]), so that the next try does not
+    /// queue behind a silent one. Ok(false): the cluster no longer counts
+    /// this run alive.
     pub async fn heartbeat(
         &self,
         line: &HeartbeatLine,
         name: &str,
         incarnation: Uuid,
         running: i32,
-        within: std::time::Duration,
+        (connect_within, within): (std::time::Duration, std::time::Duration),
     ) -> Result<bool, StoreError> {
         let name = name.to_string();
         let config = self.pg_config.clone();
@@ -273,51 +300,82 @@ impl Postgres {
         let line = line.0.clone();
         let shared = self.shared.clone();
         let describe = self.describe();
+        let late = |what: &str, after: std::time::Duration| {
+            StoreError::message(
+                "heartbeat",
+                format!(
+                    "the database did not {what} within {}",
+                    humantime::format_duration(after)
+                ),
+            )
+        };
         let result = self
             .rt
             .spawn(async move {
-                let work = async {
-                    let mut client = line.lock().await;
-                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                let mut line = line.lock().await;
+                line.abandoned.retain(|conn| !conn.is_finished());
+                if line.current.as_ref().is_some_and(|(c, _)| c.is_closed()) {
+                    if let Some((_, conn)) = line.current.take() {
+                        conn.abort();
+                    }
+                }
+                if line.current.is_none() {
+                    if line.abandoned.len() >= MAX_ABANDONED {
+                        return Err(StoreError::message(
+                            "heartbeat",
+                            "the database has not answered the last heartbeats",
+                        ));
+                    }
+                    let connect = async {
                         let (c, connection) = config
                             .connect(tls)
                             .await
                             .map_err(|e| StoreError::new("connect to heartbeat", e))?;
-                        tokio::spawn(connection);
+                        let conn = tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
                         // As the pool's: a heartbeat answered is one kept
                         // (`synchronous_commit`), or the fence would count
                         // from one the database may lose.
-                        c.batch_execute(&super::session_settings())
-                            .await
-                            .map_err(db("heartbeat"))?;
-                        *client = Some(c);
-                    }
-                    let Some(c) = client.as_ref() else {
-                        return Err(StoreError::message("heartbeat", "no connection"));
+                        let set = c.batch_execute(&super::session_settings()).await;
+                        if let Err(e) = set {
+                            conn.abort();
+                            return Err(db("heartbeat")(e));
+                        }
+                        Ok((c, conn))
                     };
-                    let n = c
-                        .execute(
-                            &format!(
-                                "UPDATE nodes SET heartbeat_ms = {NOW_MS}, running = $3 WHERE name = $1 AND incarnation = $2 AND status = 'alive'"
-                            ),
-                            &[&name, &incarnation, &running],
-                        )
-                        .await
-                        .map_err(db("heartbeat"))?;
-                    Ok(n == 1)
-                };
-                let result = match tokio::time::timeout(within, work).await {
-                    Ok(result) => result,
-                    Err(_) => Err(StoreError::message(
-                        "heartbeat",
-                        format!("the database did not answer within {}", humantime::format_duration(within)),
-                    )),
-                };
-                if result.is_err() {
-                    // Whatever state the connection is in, the next try opens a fresh one.
-                    line.lock().await.take();
+                    match tokio::time::timeout(connect_within, connect).await {
+                        Ok(Ok((c, conn))) => line.current = Some((c, conn)),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(late("let this node connect", connect_within)),
+                    }
                 }
-                result
+                let Some((c, _)) = line.current.as_ref() else {
+                    return Err(StoreError::message("heartbeat", "no connection"));
+                };
+                let sql = format!(
+                    "UPDATE nodes SET heartbeat_ms = {NOW_MS}, running = $3 WHERE name = $1 AND incarnation = $2 AND status = 'alive'"
+                );
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&name, &incarnation, &running];
+                let update = c.execute(&sql, &params);
+                match tokio::time::timeout(within, update).await {
+                    Ok(Ok(n)) => Ok(n == 1),
+                    Ok(Err(e)) => {
+                        if let Some((_, conn)) = line.current.take() {
+                            conn.abort();
+                        }
+                        Err(db("heartbeat")(e))
+                    }
+                    Err(_) => {
+                        // Given up: with its client gone, the connection
+                        // ends once the database answers, or the kernel
+                        // gives up on it (`tcp_user_timeout`).
+                        if let Some((_, conn)) = line.current.take() {
+                            line.abandoned.push(conn);
+                        }
+                        Err(late("answer", within))
+                    }
+                }
             })
             .await
             .unwrap_or_else(|e| Err(StoreError::new("heartbeat", e)));
