@@ -87,7 +87,12 @@ fn start_node(config: &str, name: &str, labels: &str) -> Daemon {
 /// Runs `hookrunner serve` on `config` with `env` until it exits (at most
 /// 30 s): what it wrote to stderr, or `Err` with it when it exited 0.
 fn serve_refused(config: &Path, env: &[(&str, &str)]) -> Result<String, String> {
-    let mut serve = std::process::Command::new(BIN);
+    serve_refused_as(Path::new(BIN), config, env)
+}
+
+/// [`serve_refused`] with the daemon binary at `bin`.
+fn serve_refused_as(bin: &Path, config: &Path, env: &[(&str, &str)]) -> Result<String, String> {
+    let mut serve = std::process::Command::new(bin);
     serve
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -1781,19 +1786,12 @@ fn a_second_daemon_under_a_live_nodes_name_leaves_its_handlers_alone() {
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("hookrunner");
     std::fs::copy(BIN, &copy).unwrap();
-    let mut serve = std::process::Command::new(&copy);
-    serve
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(a.path("webhook.yaml"))
-        .env("RUST_LOG", "info")
-        .env("HOOKRUNNER_NODE_NAME", "n1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut serve = serve.spawn().unwrap();
-    let status = wait_exit(&mut serve, Duration::from_secs(30));
-    let mut err = String::new();
-    std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!status.success(), "{err}");
+    let err = serve_refused_as(
+        &copy,
+        &a.path("webhook.yaml"),
+        &[("RUST_LOG", "info"), ("HOOKRUNNER_NODE_NAME", "n1")],
+    )
+    .unwrap_or_else(|e| panic!("the second daemon was not refused: {e}"));
     assert!(err.contains("node name `n1` is in use by a live node"), "{err}");
     assert!(!err.contains("left running when its daemon died"), "{err}");
     std::thread::sleep(Duration::from_millis(500));

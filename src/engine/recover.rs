@@ -213,30 +213,37 @@ pub(super) fn orphans_of(node: &str) -> Vec<Orphan> {
         .collect()
 }
 
-/// Stops the process groups of `orphans` together, each given its grace:
-/// SIGTERM to all at once, then SIGKILL to each group still there when its
-/// grace is over. A handler whose pid now belongs to another process (it
-/// ended since it was found, and the pid was given again) is left alone.
+/// Stops the process groups of `orphans` together (see [`stop_groups`]),
+/// leaving alone a handler whose pid now belongs to another process (it
+/// ended since it was found, and the pid was given again).
 pub(super) fn stop_orphans(orphans: Vec<(Orphan, Duration)>) {
+    stop_groups(orphans.into_iter().map(|(o, grace)| (o.pid, Some(o.ticks), grace)));
+}
+
+/// Stops process groups together, each `(leader, its start time if it
+/// must be checked again, grace)`: SIGTERM to all at once, then SIGKILL to
+/// each group still there when its grace is over.
+fn stop_groups(groups: impl IntoIterator<Item = (u32, Option<u64>, Duration)>) {
     use nix::sys::signal::{killpg, Signal};
     let start = std::time::Instant::now();
     let mut stopping = Vec::new();
-    for (orphan, grace) in orphans {
+    for (pid, ticks, grace) in groups {
         // Under 2 is no handler's group (to `killpg`, 0 is the daemon's own).
-        let Ok(raw @ 2..) = i32::try_from(orphan.pid) else {
+        let Ok(raw @ 2..) = i32::try_from(pid) else {
             continue;
         };
         // Its leader gone, its group may live on; a pid that leads a group
         // is given to no new process while the group lasts.
-        let same = stat_of(orphan.pid).is_none_or(|s| s.ticks == orphan.ticks && s.group == orphan.pid);
-        if !same {
-            continue;
+        if let Some(ticks) = ticks {
+            if !stat_of(pid).is_none_or(|s| s.ticks == ticks && s.group == pid) {
+                continue;
+            }
         }
         let group = nix::unistd::Pid::from_raw(raw);
         let _ = killpg(group, Signal::SIGTERM);
-        stopping.push((group, orphan.pid, start + grace));
+        stopping.push((group, pid, start + grace));
     }
-    while !stopping.is_empty() {
+    loop {
         stopping.retain(|(group, pid, deadline)| {
             if !crate::process::group_alive(*group) {
                 return false;
@@ -247,6 +254,9 @@ pub(super) fn stop_orphans(orphans: Vec<(Orphan, Duration)>) {
             }
             true
         });
+        if stopping.is_empty() {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -276,19 +286,7 @@ pub(super) fn started_unrecorded(
 /// Stops the process group of a handler that outlived the daemon: SIGTERM,
 /// up to `grace` for it to go, then SIGKILL.
 pub(super) fn stop_orphan(pgid: u32, grace: Duration) {
-    use nix::sys::signal::{killpg, Signal};
-    // Under 2 is no handler's group (to `killpg`, 0 is the daemon's own).
-    let Ok(raw @ 2..) = i32::try_from(pgid) else { return };
-    let group = nix::unistd::Pid::from_raw(raw);
-    let _ = killpg(group, Signal::SIGTERM);
-    let deadline = std::time::Instant::now() + grace;
-    while std::time::Instant::now() < deadline {
-        if !crate::process::group_alive(group) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    crate::process::kill_group(pgid);
+    stop_groups([(pgid, None, grace)]);
 }
 
 impl Engine {

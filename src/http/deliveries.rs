@@ -52,10 +52,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let (outcome, limit) = (q.outcome, q.limit);
     // A cursor's form is always read as a cursor, even past any place in the log.
     if let Some(b) = q.before.as_deref() {
-        let cursor_form = b
-            .strip_prefix('~')
-            .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
-        if cursor_form && super::parse_cursor(b).is_none() {
+        if super::cursor_form(b).is_some() && super::parse_cursor(b).is_none() {
             return Err(ApiError::BadRequest(format!(
                 "`before`: the cursor `{}` is past every place in the log",
                 crate::logging::escape(b)

@@ -103,15 +103,17 @@ pub(crate) fn cursor(seq: u64) -> String {
     format!("~{seq}")
 }
 
+/// The digits of `before` when it has a cursor's form (`~` and digits).
+pub(crate) fn cursor_form(text: &str) -> Option<&str> {
+    text.strip_prefix('~')
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `before` read as a cursor (`~` and digits), if it is one.
 pub(crate) fn parse_cursor(text: &str) -> Option<u64> {
-    let digits = text.strip_prefix('~')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
     // Sequence numbers are stored as SQL BIGINT: a cursor past i64::MAX
     // names no place any store has (and would wrap there).
-    digits.parse().ok().filter(|n| i64::try_from(*n).is_ok())
+    cursor_form(text)?.parse().ok().filter(|n| i64::try_from(*n).is_ok())
 }
 
 /// A `?name=` value that must be one of `all` (by their names).

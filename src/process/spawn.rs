@@ -131,10 +131,10 @@ pub async fn run(
                     (Some(code), _) => Ending::Exited(code),
                     // Killed while a stop was asked for (a stop and a kill in
                     // one instant, as a fenced node sends them): stopped, as asked.
-                    (None, Some(_)) if stop.borrow().is_some() => {
-                        Ending::Stopped(stop.borrow().clone().unwrap_or_default())
-                    }
-                    (None, Some(signal)) => Ending::Signaled { signal, name: signal_name(signal) },
+                    (None, Some(signal)) => match stop.borrow().clone() {
+                        Some(reason) => Ending::Stopped(reason),
+                        None => Ending::Signaled { signal, name: signal_name(signal) },
+                    },
                     (None, None) => Ending::Exited(-1),
                 },
                 Err(e) => Ending::SpawnFailed(format!("waiting for `{}` failed: {e}", spec.argv[0])),

@@ -326,28 +326,39 @@ impl Postgres {
                             "the database has not answered the last heartbeats",
                         ));
                     }
+                    // The connection's task, once there is one, whatever
+                    // becomes of the try: never left running unaccounted.
+                    let mut spawned = None;
                     let connect = async {
                         let (c, connection) = config
                             .connect(tls)
                             .await
                             .map_err(|e| StoreError::new("connect to heartbeat", e))?;
-                        let conn = tokio::spawn(async move {
+                        spawned = Some(tokio::spawn(async move {
                             let _ = connection.await;
-                        });
+                        }));
                         // As the pool's: a heartbeat answered is one kept
                         // (`synchronous_commit`), or the fence would count
                         // from one the database may lose.
-                        let set = c.batch_execute(&super::session_settings()).await;
-                        if let Err(e) = set {
-                            conn.abort();
-                            return Err(db("heartbeat")(e));
-                        }
-                        Ok((c, conn))
+                        c.batch_execute(&super::session_settings())
+                            .await
+                            .map_err(db("heartbeat"))?;
+                        Ok(c)
                     };
-                    match tokio::time::timeout(connect_within, connect).await {
-                        Ok(Ok((c, conn))) => line.current = Some((c, conn)),
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => return Err(late("let this node connect", connect_within)),
+                    let connected = tokio::time::timeout(connect_within, connect).await;
+                    match (connected, spawned) {
+                        (Ok(Ok(c)), Some(conn)) => line.current = Some((c, conn)),
+                        (Err(_), conn) => {
+                            // Waits for the settings' answer, as a given-up try does.
+                            line.abandoned.extend(conn);
+                            return Err(late("let this node connect", connect_within));
+                        }
+                        (Ok(result), conn) => {
+                            if let Some(conn) = conn {
+                                conn.abort();
+                            }
+                            return Err(result.err().unwrap_or_else(|| StoreError::message("heartbeat", "no connection")));
+                        }
                     }
                 }
                 let Some((c, _)) = line.current.as_ref() else {
